@@ -1,0 +1,515 @@
+"""Numba kernels: Black-Scholes-Merton, Black-76, coin-settled Black-76 and implied volatility.
+
+Kernels take contiguous 1-D arrays of equal length, write into a preallocated ``out`` block and a
+per-row ``status`` array, return ``None`` and never raise. They know nothing of units beyond the
+raw derivatives documented in :mod:`engine.units`; the typed wrappers live in :mod:`engine.greeks`
+and :mod:`engine.iv`.
+
+Row layout of ``out`` (``out[GREEK_ROW, i]``): see :data:`GREEK_FIELDS`.
+
+Status codes (one int8 per row, see :class:`engine.status.Status`):
+    0 OK, 1 EXPIRED (T <= 0: intrinsic value, step delta, other Greeks 0), 2 BAD_VOL
+    (sigma <= 0 or not finite: NaN), 3 BAD_INPUT (non-finite S/F, K, T, r, q or S/F, K <= 0: NaN),
+    4 PRICE_BELOW_INTRINSIC, 5 PRICE_ABOVE_MAX, 6 NO_CONVERGENCE (implied volatility only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import boolean, float64, int8, njit, prange, void
+
+__all__ = [
+    "GREEK_FIELDS",
+    "INVERSE_FIELDS",
+    "black76_kernel",
+    "black76_parallel_kernel",
+    "bsm_kernel",
+    "bsm_parallel_kernel",
+    "implied_vol_kernel",
+    "implied_vol_parallel_kernel",
+    "inverse_kernel",
+    "inverse_parallel_kernel",
+]
+
+GREEK_FIELDS: tuple[str, ...] = (
+    "price",
+    "delta",
+    "gamma",
+    "vega",
+    "theta",
+    "rho",
+    "vanna",
+    "volga",
+    "charm",
+)
+"""Rows of the ``out`` block written by the pricing kernels, in order."""
+
+INVERSE_FIELDS: tuple[str, ...] = (*GREEK_FIELDS, "price_coin", "delta_adj")
+"""Rows written by the coin-settled kernels: the Black-76 rows, then coin premium and
+price-adjusted delta."""
+
+# Status codes; mirrored by engine.status.Status (a test keeps the two equal).
+OK = 0
+EXPIRED = 1
+BAD_VOL = 2
+BAD_INPUT = 3
+PRICE_BELOW_INTRINSIC = 4
+PRICE_ABOVE_MAX = 5
+NO_CONVERGENCE = 6
+
+_INV_SQRT2 = 0.7071067811865475244
+_INV_SQRT_2PI = 0.3989422804014326779
+_NAN = math.nan
+
+F64 = npt.NDArray[np.float64]
+I8 = npt.NDArray[np.int8]
+BoolArray = npt.NDArray[np.bool_]
+
+
+_PRICE_SIG = void(
+    boolean[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[:, ::1],
+    int8[::1],
+)
+_B76_SIG = void(
+    boolean[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[:, ::1],
+    int8[::1],
+)
+_IV_SIG = void(
+    float64[::1],
+    boolean[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    int8[::1],
+)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ncdf(x: float) -> float:
+    """Standard normal CDF, accurate in relative terms far into the lower tail."""
+    return 0.5 * math.erfc(-x * _INV_SQRT2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fill_nan(out: npt.NDArray[np.float64], i: int, nrows: int) -> None:
+    for j in range(nrows):
+        out[j, i] = _NAN
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gbs_row(
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    black: bool,
+    out: npt.NDArray[np.float64],
+    i: int,
+) -> int:
+    """Price and Greeks of one row under generalised BSM; Black-76 when ``black`` (q = r, s = F).
+
+    Writes rows 0..8 of ``out[:, i]`` and returns the row's status code.
+    """
+    if not (
+        math.isfinite(s)
+        and math.isfinite(k)
+        and math.isfinite(t)
+        and math.isfinite(r)
+        and math.isfinite(q)
+        and s > 0.0
+        and k > 0.0
+    ):
+        _fill_nan(out, i, 9)
+        return BAD_INPUT
+    if t <= 0.0:
+        # At (or past) expiry: the payoff, a step delta (half at the strike), no other risk.
+        sign = 1.0 if is_call else -1.0
+        out[0, i] = max(sign * (s - k), 0.0)
+        if s == k:
+            out[1, i] = 0.5 * sign
+        elif sign * (s - k) > 0.0:
+            out[1, i] = sign
+        else:
+            out[1, i] = 0.0
+        for j in range(2, 9):
+            out[j, i] = 0.0
+        return EXPIRED
+    if not (math.isfinite(v) and v > 0.0):
+        _fill_nan(out, i, 9)
+        return BAD_VOL
+
+    sqrt_t = math.sqrt(t)
+    vs = v * sqrt_t
+    d1 = (math.log(s / k) + (r - q + 0.5 * v * v) * t) / vs
+    d2 = d1 - vs
+    dfq = math.exp(-q * t)
+    dfr = math.exp(-r * t)
+    pdf1 = _INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+    sdfq = s * dfq
+    kdfr = k * dfr
+    dfq_pdf1 = dfq * pdf1
+    # d(d1)/dT; charm = dDelta/dt = -dDelta/dT
+    dd1_dt = (2.0 * (r - q) * t - d2 * vs) / (2.0 * t * vs)
+    decay = -sdfq * pdf1 * v / (2.0 * sqrt_t)
+    if is_call:
+        n1 = _ncdf(d1)
+        n2 = _ncdf(d2)
+        price = sdfq * n1 - kdfr * n2
+        delta = dfq * n1
+        theta = decay - r * kdfr * n2 + q * sdfq * n1
+        rho = kdfr * t * n2
+        charm = q * dfq * n1 - dfq_pdf1 * dd1_dt
+    else:
+        m1 = _ncdf(-d1)
+        m2 = _ncdf(-d2)
+        price = kdfr * m2 - sdfq * m1
+        delta = -dfq * m1
+        theta = decay + r * kdfr * m2 - q * sdfq * m1
+        rho = -kdfr * t * m2
+        charm = -q * dfq * m1 - dfq_pdf1 * dd1_dt
+    if black:
+        rho = -t * price  # F held fixed: only the discount factor moves with r
+    vega = sdfq * pdf1 * sqrt_t
+    out[0, i] = price
+    out[1, i] = delta
+    out[2, i] = dfq_pdf1 / (s * vs)
+    out[3, i] = vega
+    out[4, i] = theta
+    out[5, i] = rho
+    out[6, i] = -dfq_pdf1 * d2 / v
+    out[7, i] = vega * d1 * d2 / v
+    out[8, i] = charm
+    return OK
+
+
+# ------------------------------------------------------------------------------------ pricing
+# Each model has a serial and a prange kernel with the same body: numba compiles the loop body
+# once per kernel, so the row functions above carry all the mathematics.
+
+
+@njit(_PRICE_SIG, cache=True, nogil=True, error_model="numpy")
+def bsm_kernel(
+    is_call: BoolArray, S: F64, K: F64, T: F64, r: F64, q: F64, sigma: F64, out: F64, status: I8
+) -> None:
+    """Generalised Black-Scholes-Merton on spot, single thread. Raw derivatives (engine.units)."""
+    for i in range(S.shape[0]):
+        status[i] = _gbs_row(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], False, out, i)
+
+
+@njit(_PRICE_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def bsm_parallel_kernel(
+    is_call: BoolArray, S: F64, K: F64, T: F64, r: F64, q: F64, sigma: F64, out: F64, status: I8
+) -> None:
+    """:func:`bsm_kernel` over numba's thread pool (``prange``)."""
+    for i in prange(S.shape[0]):
+        status[i] = _gbs_row(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], False, out, i)
+
+
+@njit(_B76_SIG, cache=True, nogil=True, error_model="numpy")
+def black76_kernel(
+    is_call: BoolArray, F: F64, K: F64, T: F64, r: F64, sigma: F64, out: F64, status: I8
+) -> None:
+    """Black-76 on a forward, single thread; delta and gamma are with respect to F."""
+    for i in range(F.shape[0]):
+        status[i] = _gbs_row(is_call[i], F[i], K[i], T[i], r[i], r[i], sigma[i], True, out, i)
+
+
+@njit(_B76_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def black76_parallel_kernel(
+    is_call: BoolArray, F: F64, K: F64, T: F64, r: F64, sigma: F64, out: F64, status: I8
+) -> None:
+    """:func:`black76_kernel` over numba's thread pool (``prange``)."""
+    for i in prange(F.shape[0]):
+        status[i] = _gbs_row(is_call[i], F[i], K[i], T[i], r[i], r[i], sigma[i], True, out, i)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _inverse_row(
+    is_call: bool,
+    f: float,
+    k: float,
+    t: float,
+    r: float,
+    v: float,
+    out: npt.NDArray[np.float64],
+    i: int,
+) -> int:
+    st = _gbs_row(is_call, f, k, t, r, r, v, True, out, i)
+    price_coin = out[0, i] / f
+    out[9, i] = price_coin
+    out[10, i] = out[1, i] - price_coin
+    return st
+
+
+@njit(_B76_SIG, cache=True, nogil=True, error_model="numpy")
+def inverse_kernel(
+    is_call: BoolArray, F: F64, K: F64, T: F64, r: F64, sigma: F64, out: F64, status: I8
+) -> None:
+    """Coin-settled (inverse) option: Black-76 rows in USD, then coin premium V/F and the
+    price-adjusted delta (Black delta minus the coin premium)."""
+    for i in range(F.shape[0]):
+        status[i] = _inverse_row(is_call[i], F[i], K[i], T[i], r[i], sigma[i], out, i)
+
+
+@njit(_B76_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def inverse_parallel_kernel(
+    is_call: BoolArray, F: F64, K: F64, T: F64, r: F64, sigma: F64, out: F64, status: I8
+) -> None:
+    """:func:`inverse_kernel` over numba's thread pool (``prange``)."""
+    for i in prange(F.shape[0]):
+        status[i] = _inverse_row(is_call[i], F[i], K[i], T[i], r[i], sigma[i], out, i)
+
+
+# --------------------------------------------------------------------------- implied volatility
+# The solver works on Jäckel's normalised Black price of an out-of-the-money call,
+#     b(x, s) = e^{x/2} N(x/s + s/2) - e^{-x/2} N(x/s - s/2),   x = ln(F/K) <= 0, s = σ√T,
+# which every European price reduces to (put-call parity and the symmetry x -> -x). As in
+# Jäckel's "Let's Be Rational" (2015), the inflection point s_c = sqrt(2|x|) and the tangents
+# there split s into four branches, each with an objective that is nearly linear in s:
+#     lowest  (b < b_l):  1/ln b(s) - 1/ln β      (b is exponentially small: work in logs)
+#     middle  (b_l <= b <= b_u):  b(s) - β
+#     upper   (b > b_u):  ln(b_max - b(s)) - ln(b_max - β)   (b_max - b is computed directly)
+# Householder's third-order method converges in a few steps from an asymptotic first guess;
+# every step is kept inside a bracket that shrinks with each evaluation, and the loop is bounded,
+# so a bad guess costs iterations, never a wrong answer or a hang.
+
+_IV_MAX_ITER = 64
+_EPS = 2.220446049250313e-16
+_NOISE = 1e-10  # relative step below which a non-shrinking step means evaluation noise
+_LOWEST = 0
+_MIDDLE = 1
+_UPPER = 2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _norm_call(x: float, s: float, ex2: float, emx2: float) -> float:
+    """b(x, s) for an out-of-the-money call (x <= 0); ex2 = e^{x/2}, emx2 = e^{-x/2}."""
+    h = x / s
+    t = 0.5 * s
+    return ex2 * _ncdf(h + t) - emx2 * _ncdf(h - t)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _norm_vega(x: float, s: float, ex2: float) -> float:
+    """db/ds = e^{x/2} φ(x/s + s/2)."""
+    d1 = x / s + 0.5 * s
+    return ex2 * _INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ninv_tail(p: float) -> float:
+    """Rough inverse normal CDF for 0 < p <= 0.5 (Abramowitz & Stegun 26.2.23, |err| < 4.5e-4).
+
+    Only a first guess for the solver; the iteration supplies the accuracy.
+    """
+    u = math.sqrt(-2.0 * math.log(p))
+    return -(
+        u
+        - (2.515517 + u * (0.802853 + u * 0.010328))
+        / (1.0 + u * (1.432788 + u * (0.189269 + u * 0.001308)))
+    )
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
+    """s = σ√T with b(x, s) = beta, for x <= 0 and 0 < beta < e^{x/2}. Returns (s, converged)."""
+    ex2 = math.exp(0.5 * x)
+    emx2 = math.exp(-0.5 * x)
+    s_c = math.sqrt(-2.0 * x)
+    if s_c > 0.0:
+        b_c = _norm_call(x, s_c, ex2, emx2)
+        v_c = _norm_vega(x, s_c, ex2)
+    else:
+        b_c = 0.0
+        v_c = _INV_SQRT_2PI
+    lo = 0.0
+    hi = math.inf
+    log_beta = 0.0
+    log_c_target = 0.0
+    if beta < b_c:
+        s_l = s_c - b_c / v_c
+        b_l = _norm_call(x, s_l, ex2, emx2) if s_l > 0.0 else 0.0
+        if beta < b_l:
+            branch = _LOWEST
+            hi = s_l
+            log_beta = math.log(beta)
+            # Asymptotic b ≈ φ(h) e^{-s²/8} s / (h² - s²/4) (h = x/s), solved by fixed point.
+            s = -x / math.sqrt(-2.0 * log_beta)
+            for _ in range(2):
+                h = x / s
+                a = math.log(s / ((h * h - 0.25 * s * s) * 2.5066282746310002))
+                arg = 2.0 * (a - 0.125 * s * s - log_beta)
+                if arg > 0.0:
+                    s = -x / math.sqrt(arg)
+        else:
+            branch = _MIDDLE
+            lo = max(s_l, 0.0)
+            hi = s_c
+            s = s_c + (beta - b_c) / v_c
+    else:
+        s_u = s_c + (ex2 - b_c) / v_c
+        b_u = _norm_call(x, s_u, ex2, emx2)
+        if beta <= b_u:
+            branch = _MIDDLE
+            lo = s_c
+            hi = s_u
+            s = s_c + (beta - b_c) / v_c
+        else:
+            branch = _UPPER
+            lo = s_u
+            c_target = ex2 - beta
+            log_c_target = math.log(c_target)
+            # For large s, b_max - b ≈ (e^{x/2} + e^{-x/2}) N(-s/2).
+            s = -2.0 * _ninv_tail(min(c_target / (ex2 + emx2), 0.5))
+    if not (s > lo and s < hi):
+        s = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * lo + 1.0
+
+    x2 = x * x
+    last_moved = math.inf
+    for _ in range(_IV_MAX_ITER):
+        h = x / s
+        t = 0.5 * s
+        vega = _norm_vega(x, s, ex2)
+        r2 = x2 / (s * s * s) - 0.25 * s  # b''/b'
+        r3 = r2 * r2 - 3.0 * x2 / (s * s * s * s) - 0.25  # b'''/b'
+        if branch == _MIDDLE:
+            b = ex2 * _ncdf(h + t) - emx2 * _ncdf(h - t)
+            too_small = b < beta
+            g = b - beta
+            g1 = vega
+            g2 = vega * r2
+            g3 = vega * r3
+        elif branch == _LOWEST:
+            b = ex2 * _ncdf(h + t) - emx2 * _ncdf(h - t)
+            too_small = b < beta
+            if b <= 0.0 or vega <= 0.0:
+                g = math.nan  # underflow: fall back to bisection below
+                g1 = g2 = g3 = 1.0
+            else:
+                lnb = math.log(b)
+                l1 = vega / b
+                l2 = l1 * r2 - l1 * l1
+                l3 = l1 * r3 - 3.0 * l1 * (l1 * r2) + 2.0 * l1 * l1 * l1
+                inv = 1.0 / lnb
+                g = inv - 1.0 / log_beta
+                g1 = -l1 * inv * inv
+                g2 = (-l2 + 2.0 * l1 * l1 * inv) * inv * inv
+                g3 = (-l3 + 6.0 * l1 * l2 * inv - 6.0 * l1 * l1 * l1 * inv * inv) * inv * inv
+        else:
+            c = ex2 * _ncdf(-h - t) + emx2 * _ncdf(h - t)  # b_max - b, without cancellation
+            too_small = c > ex2 - beta
+            if c <= 0.0 or vega <= 0.0:
+                g = math.nan
+                g1 = g2 = g3 = 1.0
+            else:
+                c1 = -vega / c
+                c2 = c1 * r2 - c1 * c1
+                c3 = c1 * r3 - 3.0 * c1 * (c1 * r2) + 2.0 * c1 * c1 * c1
+                g = math.log(c) - log_c_target
+                g1 = c1
+                g2 = c2
+                g3 = c3
+        if too_small:
+            lo = s
+        else:
+            hi = s
+        if g == 0.0:
+            return s, True
+        nu = -g / g1
+        h2 = g2 / g1
+        h3 = g3 / g1
+        step = nu * (1.0 + 0.5 * h2 * nu) / (1.0 + nu * (h2 + h3 * nu / 6.0))
+        if not math.isfinite(step) or step * nu < 0.0:
+            step = nu  # Householder's correction broke down: plain Newton
+        s_new = s + step
+        if not (s_new > lo and s_new < hi) or not math.isfinite(s_new):
+            s_new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * s
+        moved = abs(s_new - s)
+        if moved <= 4.0 * _EPS * s_new or hi - lo <= 4.0 * _EPS * s_new:
+            return s_new, True
+        if moved < _NOISE * s_new and moved >= 0.5 * last_moved:
+            # Steps stopped shrinking at the level of rounding noise in b(s): that is the root.
+            return s_new, True
+        last_moved = moved
+        s = s_new
+    return s, False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _iv_row(
+    price: float, is_call: bool, f: float, k: float, t: float, df: float
+) -> tuple[float, int]:
+    """Black-76 implied volatility of one discounted price; returns (sigma, status)."""
+    if not (
+        math.isfinite(price)
+        and math.isfinite(f)
+        and math.isfinite(k)
+        and math.isfinite(t)
+        and math.isfinite(df)
+        and f > 0.0
+        and k > 0.0
+        and df > 0.0
+    ):
+        return math.nan, BAD_INPUT
+    if t <= 0.0:
+        return math.nan, EXPIRED
+    fwd_price = price / df
+    if is_call:
+        intrinsic = max(f - k, 0.0)
+        upper = f
+    else:
+        intrinsic = max(k - f, 0.0)
+        upper = k
+    if fwd_price <= intrinsic:
+        return math.nan, PRICE_BELOW_INTRINSIC
+    if fwd_price >= upper:
+        return math.nan, PRICE_ABOVE_MAX
+    # Time value of the out-of-the-money twin (parity), normalised by sqrt(F K).
+    beta = (fwd_price - intrinsic) / math.sqrt(f * k)
+    x = -abs(math.log(f / k))
+    if beta >= math.exp(0.5 * x):
+        return math.nan, PRICE_ABOVE_MAX
+    s, converged = _solve_norm_call(beta, x)
+    return s / math.sqrt(t), OK if converged else NO_CONVERGENCE
+
+
+@njit(_IV_SIG, cache=True, nogil=True, error_model="numpy")
+def implied_vol_kernel(
+    price: F64, is_call: BoolArray, F: F64, K: F64, T: F64, df: F64, sigma: F64, status: I8
+) -> None:
+    """Black-76 implied volatility from discounted prices: price = df · Black(F, K, T, σ).
+
+    BSM prices are solved by the wrapper with F = S e^{(r-q)T}, df = e^{-rT}.
+    """
+    for i in range(price.shape[0]):
+        sigma[i], status[i] = _iv_row(price[i], is_call[i], F[i], K[i], T[i], df[i])
+
+
+@njit(_IV_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def implied_vol_parallel_kernel(
+    price: F64, is_call: BoolArray, F: F64, K: F64, T: F64, df: F64, sigma: F64, status: I8
+) -> None:
+    """:func:`implied_vol_kernel` over numba's thread pool (``prange``)."""
+    for i in prange(price.shape[0]):
+        sigma[i], status[i] = _iv_row(price[i], is_call[i], F[i], K[i], T[i], df[i])
