@@ -62,6 +62,7 @@ NO_CONVERGENCE = 6
 
 _INV_SQRT2 = 0.7071067811865475244
 _INV_SQRT_2PI = 0.3989422804014326779
+_SQRT_2_OVER_PI = 0.7978845608028654
 _NAN = math.nan
 
 F64 = npt.NDArray[np.float64]
@@ -303,10 +304,48 @@ _UPPER = 2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _erfcx(z: float) -> float:
+    """Scaled complementary error function e^{z²} erfc(z), for z >= 0, to a few ulp.
+
+    Below 26 the product is formed with z² split exactly (Dekker), so rounding z² costs nothing;
+    above, the asymptotic series (its 8th term is below 1e-17 there).
+    """
+    if z < 26.0:
+        # z = zh + zl with zh carrying 26 bits: zh² is exact in double precision.
+        c = 134217729.0 * z  # 2^27 + 1
+        zh = c - (c - z)
+        zl = z - zh
+        return math.exp(zh * zh) * math.exp(zl * (2.0 * zh + zl)) * math.erfc(z)
+    w = 1.0 / (2.0 * z * z)
+    term = 1.0
+    total = 1.0
+    for k in range(1, 9):
+        term *= -(2 * k - 1) * w
+        total += term
+    return total / (z * 1.7724538509055160273)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _norm_call(x: float, s: float, ex2: float, emx2: float) -> float:
-    """b(x, s) for an out-of-the-money call (x <= 0); ex2 = e^{x/2}, emx2 = e^{-x/2}."""
+    """b(x, s) for an out-of-the-money call (x <= 0); ex2 = e^{x/2}, emx2 = e^{-x/2}.
+
+    Three forms, each free of the cancellation the others suffer where it is used:
+    near the money (N(h ± t) near 1/2) through erf; in the tails through erfcx with the
+    common factor e^{-(h² + t²)/2} taken out exactly (e^{x/2} φ(h + t) = e^{-x/2} φ(h - t));
+    in between through erfc.
+    """
     h = x / s
     t = 0.5 * s
+    if h - t > -1.0:
+        return math.sinh(0.5 * x) + 0.5 * (
+            ex2 * math.erf((h + t) * _INV_SQRT2) - emx2 * math.erf((h - t) * _INV_SQRT2)
+        )
+    if h + t < -1.0:
+        return (
+            0.5
+            * math.exp(-0.5 * (h * h + t * t))
+            * (_erfcx(-(h + t) * _INV_SQRT2) - _erfcx(-(h - t) * _INV_SQRT2))
+        )
     return ex2 * _ncdf(h + t) - emx2 * _ncdf(h - t)
 
 
@@ -394,21 +433,28 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
         r2 = x2 / (s * s * s) - 0.25 * s  # b''/b'
         r3 = r2 * r2 - 3.0 * x2 / (s * s * s * s) - 0.25  # b'''/b'
         if branch == _MIDDLE:
-            b = ex2 * _ncdf(h + t) - emx2 * _ncdf(h - t)
+            b = _norm_call(x, s, ex2, emx2)
             too_small = b < beta
             g = b - beta
             g1 = vega
             g2 = vega * r2
             g3 = vega * r3
         elif branch == _LOWEST:
-            b = ex2 * _ncdf(h + t) - emx2 * _ncdf(h - t)
-            too_small = b < beta
-            if b <= 0.0 or vega <= 0.0:
-                g = math.nan  # underflow: fall back to bisection below
-                g1 = g2 = g3 = 1.0
+            if h + t < -1.0:
+                # Tails: ln b and b'/b in closed form from the erfcx difference, which neither
+                # underflows nor cancels (see _norm_call).
+                diff = _erfcx(-(h + t) * _INV_SQRT2) - _erfcx(-(h - t) * _INV_SQRT2)
+                lnb = -0.5 * (h * h + t * t) + math.log(0.5 * diff)
+                l1 = _SQRT_2_OVER_PI / diff
             else:
+                b = _norm_call(x, s, ex2, emx2)
                 lnb = math.log(b)
                 l1 = vega / b
+            too_small = lnb < log_beta
+            if not (math.isfinite(lnb) and l1 > 0.0 and math.isfinite(l1)):
+                g = math.nan  # cannot happen on finite inputs; bisect if it ever does
+                g1 = g2 = g3 = 1.0
+            else:
                 l2 = l1 * r2 - l1 * l1
                 l3 = l1 * r3 - 3.0 * l1 * (l1 * r2) + 2.0 * l1 * l1 * l1
                 inv = 1.0 / lnb
@@ -442,16 +488,20 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
         step = nu * (1.0 + 0.5 * h2 * nu) / (1.0 + nu * (h2 + h3 * nu / 6.0))
         if not math.isfinite(step) or step * nu < 0.0:
             step = nu  # Householder's correction broke down: plain Newton
-        s_new = s + step
-        if not (s_new > lo and s_new < hi) or not math.isfinite(s_new):
-            s_new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * s
-        moved = abs(s_new - s)
-        if moved <= 4.0 * _EPS * s_new or hi - lo <= 4.0 * _EPS * s_new:
-            return s_new, True
-        if moved < _NOISE * s_new and moved >= 0.5 * last_moved:
+        moved = abs(step)
+        if moved <= 4.0 * _EPS * s:
+            return s + step, True
+        if moved < _NOISE * s and moved >= 0.5 * last_moved:
             # Steps stopped shrinking at the level of rounding noise in b(s): that is the root.
-            return s_new, True
-        last_moved = moved
+            return s, True
+        s_new = s + step
+        if s_new > lo and s_new < hi:
+            last_moved = moved
+        else:  # the step left the bracket: bisect (or double while there is no upper bound)
+            s_new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * s
+            last_moved = math.inf
+            if hi - lo <= 4.0 * _EPS * s_new:
+                return s_new, True
         s = s_new
     return s, False
 
@@ -487,6 +537,8 @@ def _iv_row(
         return math.nan, PRICE_ABOVE_MAX
     # Time value of the out-of-the-money twin (parity), normalised by sqrt(F K).
     beta = (fwd_price - intrinsic) / math.sqrt(f * k)
+    if beta <= 0.0:  # the time value underflowed: indistinguishable from intrinsic
+        return math.nan, PRICE_BELOW_INTRINSIC
     x = -abs(math.log(f / k))
     if beta >= math.exp(0.5 * x):
         return math.nan, PRICE_ABOVE_MAX
