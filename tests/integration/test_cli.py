@@ -1,0 +1,106 @@
+"""The ``riskd`` console script, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from numpy.testing import assert_allclose
+
+from engine.daycount import year_fraction
+from engine.greeks import bsm, inverse
+
+RISKD = Path(sys.executable).with_name("riskd")
+DEMO = Path(__file__).parents[2] / "config" / "demo_book.toml"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603  # our own console script, fixed arguments
+        [str(RISKD), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_demo_prints_every_position_with_units() -> None:
+    out = _run("demo")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for name in ("BTC-27DEC24-100000-C", "ETH-27DEC24-3500-C", "SPX-20DEC24-6000-P", "TOTAL"):
+        assert name in text
+    assert "vega: USD per vol point" in text
+    assert "theta: USD per day" in text
+    assert "not priced" not in text
+
+
+def test_demo_json_figures_match_the_kernel() -> None:
+    out = _run("demo", "--json", "-c", str(DEMO))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 6
+    assert all(r["status"] == 0 for r in rows)
+    now = int(datetime(2024, 11, 24, 8, tzinfo=UTC).timestamp()) * 10**9
+    expiry = int(datetime(2024, 12, 27, 8, tzinfo=UTC).timestamp()) * 10**9
+    T = year_fraction(now, expiry)
+    btc = rows[0]
+    assert btc["instrument"] == "BTC-27DEC24-100000-C"
+    g = inverse(True, 98500.0, 100000.0, T, 0.0, 0.58)
+    assert_allclose(btc["value"], -25 * float(g.price), rtol=1e-14)
+    assert_allclose(btc["vega"], -25 * float(g.vega) / 100, rtol=1e-14)
+    assert_allclose(btc["theta"], -25 * float(g.theta) / 365, rtol=1e-14)
+    assert_allclose(btc["delta_adj"], -25 * float(g.delta_adj), rtol=1e-14)
+    assert btc["units"]["vega"] == "USD per vol point"
+    spx = rows[5]
+    T_spx = year_fraction(now, int(datetime(2024, 12, 20, 21, tzinfo=UTC).timestamp()) * 10**9)
+    gs = bsm(False, 5970.0, 6000.0, T_spx, 0.045, 0.013, 0.14)
+    assert_allclose(spx["cash_gamma"], -50 * float(gs.gamma) * 5970.0**2 / 100, rtol=1e-14)
+    assert spx["delta_adj"] is None  # only coin-settled options have one
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('strike = "100"', "Expected `float`, got `str` - at `$.positions[0].strike`"),
+        ("strike = -5.0", "Expected `float` > 0.0 - at `$.positions[0].strike`"),
+        (
+            "strike = 100.0\ncolour = 1",
+            "Object contains unknown field `colour` - at `$.positions[0]`",
+        ),
+        ("strike = 100.0\nq = 0.01", "q applies to model 'bsm' only - at `$.positions[0].q`"),
+    ],
+)
+def test_bad_book_exits_2_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    book = tmp_path / "book.toml"
+    book.write_text(
+        "valuation = 2024-11-24T08:00:00Z\n[[positions]]\nbook = 'a'\ninstrument = 'x'\n"
+        "model = 'black76'\nis_call = true\nexpiry = 2024-12-27T08:00:00Z\n"
+        f"underlying_price = 100.0\nvol = 0.5\nquantity = 1.0\n{text}\n"
+    )
+    out = _run("demo", "-c", str(book))
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert out.stdout == ""
+
+
+def test_missing_and_malformed_files_exit_2(tmp_path: Path) -> None:
+    out = _run("demo", "-c", str(tmp_path / "nope.toml"))
+    assert out.returncode == 2
+    assert "cannot read" in out.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("valuation = [\n")
+    out = _run("demo", "-c", str(bad))
+    assert out.returncode == 2
+    assert "invalid TOML" in out.stderr
+
+
+def test_help_and_version() -> None:
+    out = _run("--help")
+    assert out.returncode == 0
+    assert "demo" in out.stdout
+    out = _run("--version")
+    assert out.returncode == 0
+    assert out.stdout.startswith("riskd ")
+    out = _run()
+    assert out.returncode == 2  # a command is required
