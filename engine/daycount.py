@@ -25,8 +25,9 @@ def year_fraction(ts_from_ns: Any, ts_to_ns: Any) -> npt.NDArray[np.float64]: ..
 def year_fraction(ts_from_ns: Any, ts_to_ns: Any) -> float | npt.NDArray[np.float64]:
     """Years from ``ts_from_ns`` to ``ts_to_ns`` (int UNIX ns), ACT/365; negative once past.
 
-    Python ints are exact; arrays must be int64 (nanoseconds) and are differenced exactly in
-    integers before the one rounding to float.
+    Python ints are differenced exactly and divided with one rounding. Arrays must be of an
+    integer dtype (nanoseconds); they are differenced exactly in int64, then converted to float
+    (exact below 2^53 ns, about 104 days; within 1 ulp beyond) and divided.
 
     Raises:
         ValueError: an array argument is not of an integer dtype.

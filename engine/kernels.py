@@ -110,6 +110,14 @@ def _ncdf(x: float) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _log_ratio(a: float, b: float) -> float:
+    """ln(a/b) without the rounding of a/b near the money: a - b is exact there (Sterbenz)."""
+    if 0.5 * b <= a <= 2.0 * b:
+        return math.log1p((a - b) / b)
+    return math.log(a / b)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fill_nan(out: npt.NDArray[np.float64], i: int, nrows: int) -> None:
     for j in range(nrows):
         out[j, i] = _NAN
@@ -162,7 +170,11 @@ def _gbs_row(
 
     sqrt_t = math.sqrt(t)
     vs = v * sqrt_t
-    d1 = (math.log(s / k) + (r - q + 0.5 * v * v) * t) / vs
+    if not (vs > 0.0 and math.isfinite(v * v * t)):
+        # σ√T underflows (no volatility to price with) or σ²T overflows (nor any to speak of)
+        _fill_nan(out, i, 9)
+        return BAD_VOL
+    d1 = (_log_ratio(s, k) + (r - q + 0.5 * v * v) * t) / vs
     d2 = d1 - vs
     dfq = math.exp(-q * t)
     dfr = math.exp(-r * t)
@@ -172,6 +184,9 @@ def _gbs_row(
     dfq_pdf1 = dfq * pdf1
     # d(d1)/dT; charm = dDelta/dt = -dDelta/dT
     dd1_dt = (2.0 * (r - q) * t - d2 * vs) / (2.0 * t * vs)
+    # Beyond |d1| ~ 38 the density is 0 and so are the terms it multiplies (not 0 · inf = NaN).
+    far = pdf1 == 0.0
+    charm_density = 0.0 if far else dfq_pdf1 * dd1_dt
     decay = -sdfq * pdf1 * v / (2.0 * sqrt_t)
     if is_call:
         n1 = _ncdf(d1)
@@ -180,7 +195,7 @@ def _gbs_row(
         delta = dfq * n1
         theta = decay - r * kdfr * n2 + q * sdfq * n1
         rho = kdfr * t * n2
-        charm = q * dfq * n1 - dfq_pdf1 * dd1_dt
+        charm = q * dfq * n1 - charm_density
     else:
         m1 = _ncdf(-d1)
         m2 = _ncdf(-d2)
@@ -188,7 +203,10 @@ def _gbs_row(
         delta = -dfq * m1
         theta = decay + r * kdfr * m2 - q * sdfq * m1
         rho = -kdfr * t * m2
-        charm = -q * dfq * m1 - dfq_pdf1 * dd1_dt
+        charm = -q * dfq * m1 - charm_density
+    # Far out of the money the two terms cancel to rounding noise, which may come out a hair
+    # below zero: the price is 0 to within 1e-16 of S, so say so.
+    price = max(price, 0.0)
     if black:
         rho = -t * price  # F held fixed: only the discount factor moves with r
     vega = sdfq * pdf1 * sqrt_t
@@ -198,8 +216,8 @@ def _gbs_row(
     out[3, i] = vega
     out[4, i] = theta
     out[5, i] = rho
-    out[6, i] = -dfq_pdf1 * d2 / v
-    out[7, i] = vega * d1 * d2 / v
+    out[6, i] = 0.0 if far else -dfq_pdf1 * d2 / v
+    out[7, i] = 0.0 if far else vega * d1 * d2 / v
     out[8, i] = charm
     return OK
 
@@ -397,10 +415,13 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
             s = -x / math.sqrt(-2.0 * log_beta)
             for _ in range(2):
                 h = x / s
-                a = math.log(s / ((h * h - 0.25 * s * s) * 2.5066282746310002))
-                arg = 2.0 * (a - 0.125 * s * s - log_beta)
-                if arg > 0.0:
-                    s = -x / math.sqrt(arg)
+                denom = (h * h - 0.25 * s * s) * 2.5066282746310002
+                if denom <= 0.0:
+                    break  # outside the asymptotic regime: keep the guess
+                arg = 2.0 * (math.log(s / denom) - 0.125 * s * s - log_beta)
+                if arg <= 0.0:
+                    break
+                s = -x / math.sqrt(arg)
         else:
             branch = _MIDDLE
             lo = max(s_l, 0.0)
@@ -539,7 +560,7 @@ def _iv_row(
     beta = (fwd_price - intrinsic) / math.sqrt(f * k)
     if beta <= 0.0:  # the time value underflowed: indistinguishable from intrinsic
         return math.nan, PRICE_BELOW_INTRINSIC
-    x = -abs(math.log(f / k))
+    x = -abs(_log_ratio(f, k))
     if beta >= math.exp(0.5 * x):
         return math.nan, PRICE_ABOVE_MAX
     s, converged = _solve_norm_call(beta, x)

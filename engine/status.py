@@ -19,7 +19,8 @@ class Status(IntEnum):
         OK: computed.
         EXPIRED: T <= 0. Pricing returns the exact limit: intrinsic value, a step delta (half the
             sign at the strike), every other Greek 0. Implied volatility returns NaN.
-        BAD_VOL: sigma <= 0 or not finite; every output NaN.
+        BAD_VOL: sigma <= 0 or not finite, or σ√T underflows or σ²T overflows; every output
+            NaN.
         BAD_INPUT: a non-finite S/F, K, T, r, q or price, or S/F, K <= 0; every output NaN.
         PRICE_BELOW_INTRINSIC: implied volatility of a price at or below intrinsic value; NaN.
         PRICE_ABOVE_MAX: implied volatility of a price at or above its upper bound (F or K,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import mpmath as mp
 
-__all__ = ["DIGITS", "RefGreeks", "ref_black76", "ref_bsm", "ref_inverse"]
+__all__ = ["DIGITS", "RefGreeks", "ref_black76", "ref_bsm", "ref_inverse", "ref_price"]
 
 DIGITS = 50
 
