@@ -30,7 +30,8 @@ def year_fraction(ts_from_ns: Any, ts_to_ns: Any) -> float | npt.NDArray[np.floa
     (exact below 2^53 ns, about 104 days; within 1 ulp beyond) and divided.
 
     Raises:
-        ValueError: an array argument is not of an integer dtype.
+        ValueError: an array argument is not of an integer dtype, or a difference does not fit
+            in int64 (timestamps 292 years apart).
     """
     if isinstance(ts_from_ns, int) and isinstance(ts_to_ns, int):
         return (ts_to_ns - ts_from_ns) / NS_PER_YEAR
@@ -39,5 +40,10 @@ def year_fraction(ts_from_ns: Any, ts_to_ns: Any) -> float | npt.NDArray[np.floa
     for name, arr in (("ts_from_ns", a), ("ts_to_ns", b)):
         if arr.dtype.kind not in "iu":
             raise ValueError(f"{name} must be integer nanoseconds, got dtype {arr.dtype}")
-    diff = b.astype(np.int64) - a.astype(np.int64)
+    a64 = a.astype(np.int64)
+    b64 = b.astype(np.int64)
+    diff = b64 - a64  # wraps silently on overflow: detected below
+    overflow = ((a64 ^ b64) & (b64 ^ diff)) < 0
+    if overflow.any():
+        raise ValueError("ts_to_ns - ts_from_ns does not fit in int64 nanoseconds (292 years)")
     return diff.astype(np.float64) / NS_PER_YEAR

@@ -19,6 +19,7 @@ a :class:`~engine.status.Status` and NaN (or the exact limit at expiry).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +73,45 @@ class InverseGreeks(Greeks):
     delta_adj: FloatArray
 
 
-def _unpack(
-    out: FloatArray, status: npt.NDArray[np.int8], shape: tuple[int, ...], fields: tuple[str, ...]
+def _out_block(
+    out: FloatArray | None, fields: tuple[str, ...], shape: tuple[int, ...]
+) -> FloatArray:
+    """The (fields, rows) block the kernel writes: ``out`` checked and flattened, or a new one."""
+    n = int(np.prod(shape, dtype=np.int64))
+    if out is None:
+        return np.empty((len(fields), n))
+    want = (len(fields), *shape)
+    if (
+        not isinstance(out, np.ndarray)
+        or out.dtype != np.float64
+        or out.shape != want
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(
+            f"out must be a writable C-contiguous float64 array of shape {want}, got {got}"
+        )
+    return out.reshape(len(fields), n)
+
+
+def _run(
+    serial: Callable[..., None],
+    threaded: Callable[..., None],
+    fields: tuple[str, ...],
+    flags: dict[str, Any],
+    numbers: dict[str, Any],
+    parallel: bool | None,
+    out: FloatArray | None,
 ) -> dict[str, Any]:
-    values: dict[str, Any] = {name: out[j].reshape(shape) for j, name in enumerate(fields)}
+    """Check and broadcast the arguments, run a kernel, return its rows in the arguments' shape."""
+    shape, flat_flags, flat_numbers = broadcast(flags, numbers)
+    n = flat_flags[0].shape[0]
+    block = _out_block(out, fields, shape)
+    status = np.empty(n, dtype=np.int8)
+    kernel = threaded if use_parallel(parallel, n) else serial
+    kernel(*flat_flags, *flat_numbers, block, status)
+    values: dict[str, Any] = {name: block[j].reshape(shape) for j, name in enumerate(fields)}
     values["status"] = status.reshape(shape)
     return values
 
@@ -90,6 +126,7 @@ def bsm(
     sigma: Any,
     *,
     parallel: bool | None = None,
+    out: FloatArray | None = None,
 ) -> Greeks:
     """Generalised Black-Scholes-Merton on spot with continuous yield ``q``.
 
@@ -102,6 +139,10 @@ def bsm(
         sigma: volatility, a decimal per sqrt(year) (0.25).
         parallel: run on numba's thread pool; default: when there are at least
             :data:`engine.arguments.PARALLEL_MIN_ROWS` rows.
+        out: optional float64 C-contiguous array of shape ``(9, *shape)`` to write into (rows
+            in the order of :data:`engine.kernels.GREEK_FIELDS`; ``(11, *shape)`` for
+            :func:`inverse`): reusing one block saves allocating and first touching it per call.
+            The returned arrays are views of it.
 
     Arguments broadcast like numpy ufunc arguments; scalars give 0-d arrays.
 
@@ -109,17 +150,20 @@ def bsm(
         Greeks in raw units (module docstring).
 
     Raises:
-        ValueError: an argument is non-numeric or its shape does not broadcast; names it.
+        ValueError: an argument is non-numeric or its shape does not broadcast, or ``out`` does
+            not fit; names it.
     """
-    shape, (flag,), (s, k, t, rr, qq, v) = broadcast(
-        {"is_call": is_call}, {"S": S, "K": K, "T": T, "r": r, "q": q, "sigma": sigma}
+    return Greeks(
+        **_run(
+            kernels.bsm_kernel,
+            kernels.bsm_parallel_kernel,
+            kernels.GREEK_FIELDS,
+            {"is_call": is_call},
+            {"S": S, "K": K, "T": T, "r": r, "q": q, "sigma": sigma},
+            parallel,
+            out,
+        )
     )
-    n = s.shape[0]
-    out = np.empty((len(kernels.GREEK_FIELDS), n))
-    status = np.empty(n, dtype=np.int8)
-    kernel = kernels.bsm_parallel_kernel if use_parallel(parallel, n) else kernels.bsm_kernel
-    kernel(flag, s, k, t, rr, qq, v, out, status)
-    return Greeks(**_unpack(out, status, shape, kernels.GREEK_FIELDS))
 
 
 def black76(
@@ -131,6 +175,7 @@ def black76(
     sigma: Any,
     *,
     parallel: bool | None = None,
+    out: FloatArray | None = None,
 ) -> Greeks:
     """Black-76 on a forward: V = e^{-rT} [F N(d1) - K N(d2)] (call).
 
@@ -140,17 +185,17 @@ def black76(
     Raises:
         ValueError: an argument is non-numeric or its shape does not broadcast; names it.
     """
-    shape, (flag,), (f, k, t, rr, v) = broadcast(
-        {"is_call": is_call}, {"F": F, "K": K, "T": T, "r": r, "sigma": sigma}
+    return Greeks(
+        **_run(
+            kernels.black76_kernel,
+            kernels.black76_parallel_kernel,
+            kernels.GREEK_FIELDS,
+            {"is_call": is_call},
+            {"F": F, "K": K, "T": T, "r": r, "sigma": sigma},
+            parallel,
+            out,
+        )
     )
-    n = f.shape[0]
-    out = np.empty((len(kernels.GREEK_FIELDS), n))
-    status = np.empty(n, dtype=np.int8)
-    kernel = (
-        kernels.black76_parallel_kernel if use_parallel(parallel, n) else kernels.black76_kernel
-    )
-    kernel(flag, f, k, t, rr, v, out, status)
-    return Greeks(**_unpack(out, status, shape, kernels.GREEK_FIELDS))
 
 
 def inverse(
@@ -162,6 +207,7 @@ def inverse(
     sigma: Any,
     *,
     parallel: bool | None = None,
+    out: FloatArray | None = None,
 ) -> InverseGreeks:
     """A coin-settled (inverse) option as Deribit lists BTC and ETH options.
 
@@ -172,14 +218,14 @@ def inverse(
     Raises:
         ValueError: an argument is non-numeric or its shape does not broadcast; names it.
     """
-    shape, (flag,), (f, k, t, rr, v) = broadcast(
-        {"is_call": is_call}, {"F": F, "K": K, "T": T, "r": r, "sigma": sigma}
+    return InverseGreeks(
+        **_run(
+            kernels.inverse_kernel,
+            kernels.inverse_parallel_kernel,
+            kernels.INVERSE_FIELDS,
+            {"is_call": is_call},
+            {"F": F, "K": K, "T": T, "r": r, "sigma": sigma},
+            parallel,
+            out,
+        )
     )
-    n = f.shape[0]
-    out = np.empty((len(kernels.INVERSE_FIELDS), n))
-    status = np.empty(n, dtype=np.int8)
-    kernel = (
-        kernels.inverse_parallel_kernel if use_parallel(parallel, n) else kernels.inverse_kernel
-    )
-    kernel(flag, f, k, t, rr, v, out, status)
-    return InverseGreeks(**_unpack(out, status, shape, kernels.INVERSE_FIELDS))

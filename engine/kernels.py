@@ -111,8 +111,13 @@ def _ncdf(x: float) -> float:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _log_ratio(a: float, b: float) -> float:
-    """ln(a/b) without the rounding of a/b near the money: a - b is exact there (Sterbenz)."""
-    if 0.5 * b <= a <= 2.0 * b:
+    """ln(a/b) without the rounding of a/b near the money: a - b is exact there (Sterbenz).
+
+    Rounding a/b costs ln(a/b) an absolute eps, which matters only when ln(a/b) is itself small
+    (d1 of a near-the-money option with little time left); log1p is twice the cost of log, so
+    it is kept to |a/b - 1| <= 1/16.
+    """
+    if abs(a - b) <= 0.0625 * b:
         return math.log1p((a - b) / b)
     return math.log(a / b)
 
@@ -316,6 +321,7 @@ def inverse_parallel_kernel(
 _IV_MAX_ITER = 64
 _EPS = 2.220446049250313e-16
 _NOISE = 1e-10  # relative step below which a non-shrinking step means evaluation noise
+_CUBIC_DONE = 1e-6  # relative third-order step after which the next would be below 1 ulp
 _LOWEST = 0
 _MIDDLE = 1
 _UPPER = 2
@@ -507,10 +513,15 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
         h2 = g2 / g1
         h3 = g3 / g1
         step = nu * (1.0 + 0.5 * h2 * nu) / (1.0 + nu * (h2 + h3 * nu / 6.0))
+        third_order = True
         if not math.isfinite(step) or step * nu < 0.0:
             step = nu  # Householder's correction broke down: plain Newton
+            third_order = False
         moved = abs(step)
         if moved <= 4.0 * _EPS * s:
+            return s + step, True
+        if third_order and moved <= _CUBIC_DONE * s and lo < s + step < hi:
+            # A third-order step this small leaves an error of order its cube: below 1 ulp.
             return s + step, True
         if moved < _NOISE * s and moved >= 0.5 * last_moved:
             # Steps stopped shrinking at the level of rounding noise in b(s): that is the root.

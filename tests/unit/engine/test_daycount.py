@@ -71,6 +71,10 @@ def test_int64_arrays() -> None:
 @given(a=st.lists(INT64, min_size=1, max_size=10), data=st.data())
 def test_int64_arrays_agree_with_exact(a: list[int], data: st.DataObject) -> None:
     b = data.draw(st.lists(INT64, min_size=len(a), max_size=len(a)), label="b")
+    if any(not -(2**63) <= y - x < 2**63 for x, y in zip(a, b, strict=True)):
+        with pytest.raises(ValueError, match="does not fit in int64"):
+            year_fraction(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64))
+        return
     got = year_fraction(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64))
     want = np.array([_exact(x, y) for x, y in zip(a, b, strict=True)])
     # Differences up to 2**53 ns (104 days) convert to float exactly, so one rounding: exact.
@@ -115,3 +119,8 @@ def test_deribit_example() -> None:
         np.array([expiry_ms], dtype=np.int64) * NS_PER_MS,
     )
     assert_array_equal(arr, [deribit])
+
+
+def test_difference_beyond_int64_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not fit in int64"):
+        year_fraction(np.array([-(2**62)], dtype=np.int64), np.array([2**62], dtype=np.int64))

@@ -797,7 +797,7 @@ def test_extreme_but_valid_inputs_give_finite_greeks_or_a_status() -> None:
     assert np.isnan(tiny.price)
     for args in (
         (True, 1e200, 1e-200, 1.0, 0.0, 0.0, 0.2),
-        (True, 100.0, 100.0, 1.0, 0.0, 0.0, 1e200),
+        (True, 100.0, 100.0, 1.0, 0.0, 0.0, 1e100),
     ):
         g = greeks.bsm(*args)
         assert int(g.status) == Status.OK
@@ -805,3 +805,32 @@ def test_extreme_but_valid_inputs_give_finite_greeks_or_a_status() -> None:
             assert np.isfinite(getattr(g, name)), name
         assert float(g.vanna) == 0.0
         assert float(g.volga) == 0.0
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_out_block_is_written_and_reused(parallel: bool) -> None:
+    rng = np.random.default_rng(3)
+    K = 100.0 * np.exp(rng.uniform(-0.5, 0.5, (40, 25)))
+    fresh = greeks.bsm(True, 100.0, K, 0.5, 0.02, 0.01, 0.3, parallel=parallel)
+    block = np.full((len(kernels.GREEK_FIELDS), 40, 25), np.nan)
+    reused = greeks.bsm(True, 100.0, K, 0.5, 0.02, 0.01, 0.3, parallel=parallel, out=block)
+    for j, name in enumerate(kernels.GREEK_FIELDS):
+        assert_array_equal(getattr(reused, name), getattr(fresh, name))
+        assert np.shares_memory(getattr(reused, name), block[j])
+    coin = np.empty((len(kernels.INVERSE_FIELDS), 40, 25))
+    inv = greeks.inverse(True, 100.0, K, 0.5, 0.0, 0.3, out=coin)
+    assert_array_equal(coin[-1], inv.delta_adj)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.empty((9, 4)),  # wrong shape
+        np.empty((9, 3), dtype=np.float32),  # wrong dtype
+        np.empty((3, 9)).T,  # not C-contiguous
+        [[0.0] * 3] * 9,  # not an array
+    ],
+)
+def test_out_block_that_does_not_fit_is_named(bad: Any) -> None:
+    with pytest.raises(ValueError, match="out must be a writable C-contiguous float64 array"):
+        greeks.black76(True, 100.0, [90.0, 100.0, 110.0], 0.5, 0.0, 0.3, out=bad)
