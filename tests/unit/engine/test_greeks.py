@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import QuantLib as ql  # noqa: N813  # the name QuantLib's own docs and examples use
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
@@ -406,9 +406,12 @@ def test_homogeneity_power_of_two_is_exact(model: Model, data: st.DataObject) ->
 @PROPERTY_SETTINGS
 @given(data=st.data())
 def test_homogeneity(model: Model, data: st.DataObject) -> None:
-    """Any λ: rounding λS and λK moves S/K by an ulp or two, which the ill-conditioned figures
-    (gamma at small σ√T: relative condition ~ |d1|/σ√T) amplify to ~1e-11; hence 1e-10."""
+    """Any λ: rounding λS and λK moves ln(S/K) by an ulp or two, which the figures amplify by
+    their condition: ~|d1|/σ√T for gamma, ~1/(σ√T)² at the money for vanna and charm (through
+    d2 ≈ -σ√T/2). Rows with σ√T < 0.01 are left to the power-of-two test above, which holds
+    them exactly; here 1e-10 covers the rest."""
     row = data.draw(rows(model), label="row")
+    assume(row.sigma * math.sqrt(row.T) >= 0.01)
     lam = data.draw(_finite(1e-3, 1e3), label="lam")
     c = _columns([row])
     base = _price(model, c)
