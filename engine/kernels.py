@@ -7,10 +7,9 @@ and :mod:`engine.iv`.
 
 Row layout of ``out`` (``out[GREEK_ROW, i]``): see :data:`GREEK_FIELDS`.
 
-Status codes (one int8 per row, see :class:`engine.status.Status`):
-    0 OK, 1 EXPIRED (T <= 0: intrinsic value, step delta, other Greeks 0), 2 BAD_VOL
-    (sigma <= 0 or not finite: NaN), 3 BAD_INPUT (non-finite S/F, K, T, r, q or S/F, K <= 0: NaN),
-    4 PRICE_BELOW_INTRINSIC, 5 PRICE_ABOVE_MAX, 6 NO_CONVERGENCE (implied volatility only).
+Status codes (one int8 per row; their meaning is documented once, in
+:class:`engine.status.Status`): 0 OK, 1 EXPIRED, 2 BAD_VOL, 3 BAD_INPUT, and for implied
+volatility only 4 PRICE_BELOW_INTRINSIC, 5 PRICE_ABOVE_MAX, 6 NO_CONVERGENCE.
 """
 
 from __future__ import annotations
