@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,17 @@ def broadcast(
     """
     named: list[tuple[str, npt.NDArray[Any]]] = [(n, as_flag(n, v)) for n, v in flags.items()]
     named += [(n, _as_numeric(n, v)) for n, v in numbers_.items()]
+    try:
+        shape = np.broadcast_shapes(*(arr.shape for _, arr in named))
+    except ValueError:
+        shape = _first_misfit(named)
+    flat = [_flat(arr, shape) for _, arr in named]
+    n_flags = len(flags)
+    return shape, flat[:n_flags], flat[n_flags:]
+
+
+def _first_misfit(named: list[tuple[str, npt.NDArray[Any]]]) -> tuple[int, ...]:
+    """Raise the ValueError naming the first argument that does not broadcast with those before."""
     shape: tuple[int, ...] = ()
     for name, arr in named:
         try:
@@ -49,9 +61,7 @@ def broadcast(
             raise ValueError(
                 f"{name} has shape {arr.shape}, which does not broadcast with {shape}"
             ) from None
-    flat = [_flat(arr, shape) for _, arr in named]
-    n_flags = len(flags)
-    return shape, flat[:n_flags], flat[n_flags:]
+    return shape  # not reached: called only when broadcasting failed
 
 
 def _flat(arr: npt.NDArray[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
@@ -60,7 +70,11 @@ def _flat(arr: npt.NDArray[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
     (Numba types read-only arrays apart, so broadcast views and read-only inputs are copied.)
     """
     if arr.shape != shape:
+        if arr.ndim == 0:
+            return np.full(math.prod(shape), arr.item(), dtype=arr.dtype)
         return np.broadcast_to(arr, shape).flatten()  # flatten always copies
+    if arr.ndim == 1 and arr.flags.c_contiguous and arr.flags.writeable:
+        return arr  # the common case: nothing to do
     flat = np.ascontiguousarray(arr).reshape(-1)
     return flat if flat.flags.writeable else flat.copy()
 

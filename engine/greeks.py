@@ -19,6 +19,7 @@ a :class:`~engine.status.Status` and NaN (or the exact limit at expiry).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +78,7 @@ def _out_block(
     out: FloatArray | None, fields: tuple[str, ...], shape: tuple[int, ...]
 ) -> FloatArray:
     """The (fields, rows) block the kernel writes: ``out`` checked and flattened, or a new one."""
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     if out is None:
         return np.empty((len(fields), n))
     want = (len(fields), *shape)
@@ -111,7 +112,8 @@ def _run(
     status = np.empty(n, dtype=np.int8)
     kernel = threaded if use_parallel(parallel, n) else serial
     kernel(*flat_flags, *flat_numbers, block, status)
-    values: dict[str, Any] = {name: block[j].reshape(shape) for j, name in enumerate(fields)}
+    rows = block.reshape((len(fields), *shape))
+    values: dict[str, Any] = {name: rows[j, ...] for j, name in enumerate(fields)}
     values["status"] = status.reshape(shape)
     return values
 
