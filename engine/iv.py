@@ -64,8 +64,8 @@ def implied_vol_status(
     n = p.shape[0]
     sigma = np.empty(n)
     status = np.empty(n, dtype=np.int8)
-    parallel_ = use_parallel(parallel, n)
-    kernel = kernels.implied_vol_parallel_kernel if parallel_ else kernels.implied_vol_kernel
+    threaded = use_parallel(parallel, n)
+    kernel = kernels.implied_vol_parallel_kernel if threaded else kernels.implied_vol_kernel
     kernel(p, flag, f, k, t, df, sigma, status)
     return ImpliedVol(sigma=sigma.reshape(shape), status=status.reshape(shape))
 

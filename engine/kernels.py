@@ -394,9 +394,12 @@ def _ninv_tail(p: float) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
-    """s = σ√T with b(x, s) = beta, for x <= 0 and 0 < beta < e^{x/2}. Returns (s, converged)."""
+def _solve_norm_call(beta: float, x: float) -> tuple[float, int]:
+    """s = σ√T with b(x, s) = beta, for x <= 0 and beta > 0. Returns (s, status): OK,
+    NO_CONVERGENCE (best iterate), or PRICE_ABOVE_MAX (NaN) when beta >= b_max = e^{x/2}."""
     ex2 = math.exp(0.5 * x)
+    if beta >= ex2:
+        return math.nan, PRICE_ABOVE_MAX
     emx2 = math.exp(-0.5 * x)
     s_c = math.sqrt(-2.0 * x)
     if s_c > 0.0:
@@ -408,6 +411,7 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
     lo = 0.0
     hi = math.inf
     log_beta = 0.0
+    c_target = ex2 - beta  # b_max - beta, the upper branch's target
     log_c_target = 0.0
     if beta < b_c:
         s_l = s_c - b_c / v_c
@@ -443,7 +447,6 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
         else:
             branch = _UPPER
             lo = s_u
-            c_target = ex2 - beta
             log_c_target = math.log(c_target)
             # For large s, b_max - b ≈ (e^{x/2} + e^{-x/2}) N(-s/2).
             s = -2.0 * _ninv_tail(min(c_target / (ex2 + emx2), 0.5))
@@ -490,7 +493,7 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
                 g3 = (-l3 + 6.0 * l1 * l2 * inv - 6.0 * l1 * l1 * l1 * inv * inv) * inv * inv
         else:
             c = ex2 * _ncdf(-h - t) + emx2 * _ncdf(h - t)  # b_max - b, without cancellation
-            too_small = c > ex2 - beta
+            too_small = c > c_target
             if c <= 0.0 or vega <= 0.0:
                 g = math.nan
                 g1 = g2 = g3 = 1.0
@@ -507,7 +510,7 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
         else:
             hi = s
         if g == 0.0:
-            return s, True
+            return s, OK
         nu = -g / g1
         h2 = g2 / g1
         h3 = g3 / g1
@@ -518,13 +521,13 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
             third_order = False
         moved = abs(step)
         if moved <= 4.0 * _EPS * s:
-            return s + step, True
+            return s + step, OK
         if third_order and moved <= _CUBIC_DONE * s and lo < s + step < hi:
             # A third-order step this small leaves an error of order its cube: below 1 ulp.
-            return s + step, True
+            return s + step, OK
         if moved < _NOISE * s and moved >= 0.5 * last_moved:
             # Steps stopped shrinking at the level of rounding noise in b(s): that is the root.
-            return s, True
+            return s, OK
         s_new = s + step
         if s_new > lo and s_new < hi:
             last_moved = moved
@@ -532,9 +535,9 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, bool]:
             s_new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * s
             last_moved = math.inf
             if hi - lo <= 4.0 * _EPS * s_new:
-                return s_new, True
+                return s_new, OK
         s = s_new
-    return s, False
+    return s, NO_CONVERGENCE
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -571,10 +574,8 @@ def _iv_row(
     if beta <= 0.0:  # the time value underflowed: indistinguishable from intrinsic
         return math.nan, PRICE_BELOW_INTRINSIC
     x = -abs(_log_ratio(f, k))
-    if beta >= math.exp(0.5 * x):
-        return math.nan, PRICE_ABOVE_MAX
-    s, converged = _solve_norm_call(beta, x)
-    return s / math.sqrt(t), OK if converged else NO_CONVERGENCE
+    s, status = _solve_norm_call(beta, x)
+    return s / math.sqrt(t), status
 
 
 @njit(_IV_SIG, cache=True, nogil=True, error_model="numpy")
