@@ -119,7 +119,7 @@ def price_book(book: DemoBook) -> PricedBook:
         is_call = np.array([p.is_call for p in ps])
         und = np.array([p.underlying_price for p in ps])
         K = np.array([p.strike for p in ps])
-        T = year_fraction(np.full(len(ps), now), np.array([_ns(p.expiry) for p in ps]))
+        T = year_fraction(now, np.array([_ns(p.expiry) for p in ps]))  # broadcasts
         r = np.array([p.rate for p in ps])
         vol = np.array([p.vol for p in ps])
         qty = np.array([p.quantity for p in ps])
