@@ -7,9 +7,35 @@ is reproducible and a green one is not luck. Locally every run draws new example
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from tests.servers import MosquittoServer, RedisServer
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; tests use their own key prefix. Tests that kill the
+    server start their own ``RedisServer`` instead."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mosquitto_server() -> Iterator[MosquittoServer]:
+    """One mosquitto for the session; tests use their own topic prefix."""
+    with MosquittoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name unique to this test, for Redis key prefixes and MQTT topic prefixes."""
+    return f"t{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,104 @@
+"""Events: what feeds hand the engine. Wire-neutral, immutable, timestamps in int UNIX ns.
+
+Every event carries ``ts_event`` (when the source says it happened) and ``ts_recv`` (when riskd
+received it, from the runtime's clock). Prices are in the instrument's quote currency: coin for
+Deribit's inverse BTC/ETH options, USD/USDC otherwise. Volatility is a decimal (0.62 = 62 %).
+
+- :class:`Tick`: a price of an index, spot, future or perpetual. Market data: the latest wins.
+- :class:`Quote`: an option's bid/ask/mark, optionally its IV and its expiry's forward
+  (``underlying_price``). Market data: the latest per instrument wins.
+- :class:`Fill`: a position change of ``quantity`` in a book. Never conflated, never dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+__all__ = ["Event", "EventSink", "Fill", "Quote", "Tick"]
+
+
+class Tick(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A price of an index (``btc_usd``), spot, future or perpetual (``BTC-PERPETUAL``).
+
+    Attributes:
+        instrument: instrument or index name, as in the registry.
+        price: in the instrument's quote currency (USD for Deribit's futures and indices).
+        ts_event: source time, int UNIX ns.
+        ts_recv: receipt time, int UNIX ns.
+    """
+
+    instrument: str
+    price: float
+    ts_event: int
+    ts_recv: int
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An option quote; every price is optional but at least one of bid, ask, mark is set.
+
+    Attributes:
+        instrument: option name, as in the registry (``BTC-27DEC24-60000-C``).
+        bid, ask, mark: in the quote currency (coin for inverse options); None when absent.
+        iv: implied volatility of the mark, a decimal; None when the source gives none.
+        underlying_price: the forward of the option's expiry (Deribit's ``underlying_price``),
+            in USD; None when absent.
+        index_price: the underlying's index in USD, when the source sends it.
+        ts_event: source time, int UNIX ns.
+        ts_recv: receipt time, int UNIX ns.
+    """
+
+    instrument: str
+    bid: float | None = None
+    ask: float | None = None
+    mark: float | None = None
+    iv: float | None = None
+    underlying_price: float | None = None
+    index_price: float | None = None
+    ts_event: int
+    ts_recv: int
+
+
+class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A position change: ``quantity`` (signed, negative sells) of ``instrument`` in ``book``.
+
+    Attributes:
+        book: the book the fill belongs to.
+        instrument: instrument name, as in the registry.
+        quantity: signed change, in the instrument's position unit (docs/units.md).
+        price: fill price in the quote currency; None when unknown (the average price is then
+            left as it was and P&L is not computed for that book's lot).
+        fill_id: the source's id of the fill, when it sends one.
+        ts_event: source time, int UNIX ns.
+        ts_recv: receipt time, int UNIX ns.
+    """
+
+    book: str
+    instrument: str
+    quantity: float
+    price: float | None = None
+    fill_id: str | None = None
+    ts_event: int
+    ts_recv: int
+
+
+Event = Tick | Quote | Fill
+"""Anything a feed emits."""
+
+
+class EventSink(Protocol):
+    """Where feeds put events: the engine's inbox.
+
+    Market data is conflated (the latest tick or quote per instrument wins), so :meth:`put`
+    never blocks. Fills are never conflated or dropped: :meth:`put_fill` waits while the fill
+    queue is full, which slows the feed down instead of losing a fill.
+    """
+
+    def put(self, event: Tick | Quote) -> None:
+        """Hand over a tick or quote (conflated per instrument)."""
+        ...
+
+    async def put_fill(self, fill: Fill) -> None:
+        """Hand over a fill; returns once it is queued."""
+        ...

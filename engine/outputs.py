@@ -1,0 +1,94 @@
+"""What riskd publishes: exposure and alert payloads, their units, and the :class:`Sink` seam.
+
+Payloads are plain dicts (the sink encodes them with orjson). Every payload carries ``"v"``
+(:data:`SCHEMA_VERSION`) and ``"ts"`` (epoch milliseconds of the valuation; ``"ts_ns"`` gives
+nanoseconds). Exposure payloads carry ``"units"``, the unit of every figure (:data:`UNITS`).
+
+Exposure figures, summed over a scope's positions (quantity x multiplier x per-unit figure):
+
+==============  ===============================================================================
+delta           underlying units: dV/dF (options on a forward) or dV/dS, futures count 1 per unit
+delta_usd       USD: delta x the underlying price it was taken against
+delta_adj       underlying units, price-adjusted: coin-settled options count delta - premium in
+                coin (Deribit's "DeltaTotal"); equal to delta for everything else
+gamma           underlying units per 1 unit move of the underlying
+cash_gamma      USD: change of delta_usd for a 1 % move of the underlying (gamma x S^2 / 100)
+vega            USD per vol point (sigma + 0.01)
+theta           USD per calendar day (ACT/365)
+rho             USD per 1 % of rate
+vanna           underlying units of delta per vol point
+volga           USD of vega per vol point, per vol point
+market_value    USD: mark-to-model value of the options (futures: 0, their value is in pnl)
+pnl             USD: value now against ``avg_price``, for positions that have one
+==============  ===============================================================================
+
+Figures in underlying units (delta, delta_adj, gamma, vanna) do not add across underlyings, so a
+book-scope payload sets them to null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, Protocol
+
+__all__ = [
+    "BOOK_METRICS",
+    "METRICS",
+    "SCHEMA_VERSION",
+    "UNITS",
+    "Scope",
+    "Sink",
+]
+
+SCHEMA_VERSION: Final = 1
+"""Version of every payload's schema; bumped on any incompatible change (docs/redis.md)."""
+
+METRICS: Final = (
+    "delta",
+    "delta_usd",
+    "delta_adj",
+    "gamma",
+    "cash_gamma",
+    "vega",
+    "theta",
+    "rho",
+    "vanna",
+    "volga",
+    "market_value",
+    "pnl",
+)
+"""The exposure figures, in the order of the engine's aggregate columns."""
+
+UNITS: Final[dict[str, str]] = {
+    "delta": "underlying units",
+    "delta_usd": "USD",
+    "delta_adj": "underlying units (price-adjusted)",
+    "gamma": "underlying units per 1 underlying unit move",
+    "cash_gamma": "USD per 1% move",
+    "vega": "USD per vol point",
+    "theta": "USD per day",
+    "rho": "USD per 1% rate",
+    "vanna": "underlying units per vol point",
+    "volga": "USD per vol point squared",
+    "market_value": "USD",
+    "pnl": "USD",
+}
+
+BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
+"""Figures that add across underlyings, published at book scope."""
+
+Scope = Literal["book", "underlying", "expiry"]
+"""Aggregation level: a book, a (book, underlying), or a (book, underlying, expiry)."""
+
+
+class Sink(Protocol):
+    """Where the engine's results go (Redis in production). Calls never block and never raise:
+    a sink keeps only the latest payload per key while its server is away."""
+
+    def exposure(self, key: str, payload: dict[str, Any]) -> None:
+        """Publish ``payload`` as the latest exposure under ``key`` (``{book}:{underlying}`` or
+        ``{book}``); rate-limited per key."""
+        ...
+
+    def alert(self, payload: dict[str, Any]) -> None:
+        """Publish an alert transition (``raised`` or ``cleared``)."""
+        ...

@@ -1,0 +1,90 @@
+"""What every feed adapter shares: the :class:`Feed` protocol, its counters, and the
+rate-limited log of dropped messages."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.clock import Clock
+from engine.errors import FeedDecodeError
+from engine.events import EventSink
+
+__all__ = ["DropLog", "Feed", "FeedStats"]
+
+
+@dataclass(slots=True)
+class FeedStats:
+    """Counters of one feed, read by the runtime for logs, staleness and metrics.
+
+    Attributes:
+        received: messages read off the wire (or file).
+        events: events handed to the engine.
+        dropped: messages dropped, by reason (``FeedDecodeError.reason``).
+        connects: successful (re)connections.
+        connected: whether the feed is connected now.
+        last_recv_ns: receipt time of the last message, int UNIX ns (0: none yet).
+    """
+
+    received: int = 0
+    events: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    connects: int = 0
+    connected: bool = False
+    last_recv_ns: int = 0
+
+
+class Feed(Protocol):
+    """A source of events. ``run`` owns its connection: it reconnects with backoff and
+    resubscribes by itself, and returns only when cancelled or, for finite sources (a replay
+    file), when the source is exhausted."""
+
+    name: str
+    stats: FeedStats
+
+    async def run(self, sink: EventSink) -> None:
+        """Read the source and put its events into ``sink`` until cancelled."""
+        ...
+
+
+class DropLog:
+    """Counts dropped messages and logs them at most once per ``interval_ns`` per reason."""
+
+    __slots__ = ("_clock", "_interval_ns", "_last", "_logger", "_stats", "_suppressed")
+
+    def __init__(
+        self,
+        stats: FeedStats,
+        clock: Clock,
+        logger: logging.Logger,
+        interval_ns: int = 5_000_000_000,
+    ) -> None:
+        self._stats = stats
+        self._clock = clock
+        self._logger = logger
+        self._interval_ns = interval_ns
+        self._last: dict[str, int] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def drop(self, error: FeedDecodeError) -> None:
+        """Count ``error`` under its reason; log it unless that reason was logged recently."""
+        reason = error.reason
+        self._stats.dropped[reason] += 1
+        now = self._clock.now_ns()
+        last = self._last.get(reason)
+        if last is not None and now - last < self._interval_ns:
+            self._suppressed[reason] += 1
+            return
+        self._last[reason] = now
+        self._logger.warning(
+            "message dropped",
+            extra={
+                "feed": error.feed,
+                "reason": reason,
+                "detail": error.detail,
+                "payload": error.payload,
+                "suppressed": self._suppressed.pop(reason, 0),
+            },
+        )

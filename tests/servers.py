@@ -1,0 +1,120 @@
+"""Real servers for the tests: Debian's ``redis-server`` and ``mosquitto`` on free loopback ports.
+
+A missing binary fails the test (``scripts/bootstrap`` installs both); nothing is skipped.
+Servers can be killed (SIGKILL) and started again on the same port, to inject faults for real.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Self
+
+__all__ = ["MosquittoServer", "RedisServer", "free_port", "wait_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.02)
+
+
+def _binary(name: str, *fallbacks: str) -> str:
+    for candidate in (shutil.which(name), *fallbacks):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError(f"{name} not found: run scripts/test (it installs it) or apt install it")
+
+
+class _Server:
+    """A child process listening on ``port``; ``kill()`` and ``start()`` again on that port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"riskd-{type(self).__name__.lower()}-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the server (again) and wait until it accepts connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = (self.dir / "server.log").open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv of a Debian binary
+            self._argv(), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
+        )
+        log.close()
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        """SIGKILL the server and wait for it to die: an abrupt outage."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Terminate the server."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisServer(_Server):
+    """``redis-server`` without persistence on a free port."""
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _argv(self) -> list[str]:
+        return [
+            _binary("redis-server", "/usr/bin/redis-server"),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+        ]  # fmt: skip
+
+
+class MosquittoServer(_Server):
+    """``mosquitto`` allowing anonymous clients on a free port."""
+
+    def _argv(self) -> list[str]:
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        return [_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)]
