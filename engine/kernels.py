@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import boolean, float64, int8, njit, prange, void
+from numba import boolean, float64, int8, int64, njit, prange, void
 
 __all__ = [
     "GREEK_FIELDS",
@@ -31,6 +31,9 @@ __all__ = [
     "implied_vol_parallel_kernel",
     "inverse_kernel",
     "inverse_parallel_kernel",
+    "lot_update_kernel",
+    "unit_exposure_kernel",
+    "unit_exposure_parallel_kernel",
 ]
 
 GREEK_FIELDS: tuple[str, ...] = (
@@ -597,3 +600,253 @@ def implied_vol_parallel_kernel(
     """:func:`implied_vol_kernel` over numba's thread pool (``prange``)."""
     for i in prange(price.shape[0]):
         sigma[i], status[i] = _iv_row(price[i], is_call[i], F[i], K[i], T[i], df[i])
+
+
+# ------------------------------------------------------------------------- portfolio exposure
+# The streaming engine (engine.state) prices each instrument once per unit of position, then
+# scales by each lot's quantity into per-group sums. Both steps touch only the rows they are
+# given, so one quote costs the same however large the book.
+
+KIND_OPTION = 0
+KIND_FUTURE = 1
+KIND_PERPETUAL = 2
+KIND_SPOT = 3
+
+UNIT_FIELDS: tuple[str, ...] = (
+    "delta",
+    "delta_usd",
+    "delta_adj",
+    "gamma",
+    "cash_gamma",
+    "vega",
+    "theta",
+    "rho",
+    "vanna",
+    "volga",
+    "market_value",
+    "pnl_a",
+    "pnl_b",
+)
+"""Columns of the per-instrument ``unit`` block: exposure per 1 unit of position quantity in
+the desk units of engine.outputs.UNITS, then the two P&L coefficients: a lot's P&L in USD is
+``quantity * pnl_a + cost * pnl_b`` (``cost`` is the lot's sum of quantity x fill price, or of
+quantity / fill price for inverse futures, whose quantity is USD)."""
+
+LOT_FIELDS_EXTRA: tuple[str, ...] = ("n_positions", "n_stale")
+"""Columns after the 12 exposure figures in a lot's contribution and a group's sum."""
+
+N_UNIT = len(UNIT_FIELDS)
+N_AGG = N_UNIT - 2 + 1 + len(LOT_FIELDS_EXTRA)  # 11 figures, pnl, the two counts
+
+_UNIT_SIG = void(
+    int64[::1],  # rows to compute
+    int8[::1],  # kind
+    boolean[::1],  # black: Black-76 on a forward (else BSM on spot)
+    boolean[::1],  # inverse: coin-settled
+    boolean[::1],  # is_call
+    float64[::1],  # strike
+    float64[::1],  # multiplier
+    float64[::1],  # X: forward (Black-76, futures, perpetuals) or spot (BSM, spot)
+    float64[::1],  # T, years
+    float64[::1],  # r
+    float64[::1],  # q
+    float64[::1],  # sigma
+    float64[:, ::1],  # unit, (n_instruments, N_UNIT)
+    int8[::1],  # status, per instrument
+)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _unit_row(
+    kind: int,
+    black: bool,
+    inverse: bool,
+    is_call: bool,
+    k: float,
+    m: float,
+    x: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    scratch: npt.NDArray[np.float64],
+    j: int,
+    unit: npt.NDArray[np.float64],
+    i: int,
+) -> int:
+    for c in range(N_UNIT):
+        unit[i, c] = 0.0
+    if not (math.isfinite(x) and x > 0.0 and math.isfinite(m)):
+        return BAD_INPUT
+    if kind == KIND_OPTION:
+        st = _gbs_row(is_call, x, k, t, r, r if black else q, v, black, scratch, j)
+        if st != OK and st != EXPIRED:
+            return st
+        price = scratch[0, j]
+        delta = scratch[1, j]
+        gamma = scratch[2, j]
+        unit[i, 0] = m * delta
+        unit[i, 1] = m * delta * x
+        unit[i, 2] = m * (delta - price / x) if inverse else m * delta
+        unit[i, 3] = m * gamma
+        unit[i, 4] = m * gamma * x * x * 0.01
+        unit[i, 5] = m * scratch[3, j] * 0.01
+        unit[i, 6] = m * scratch[4, j] / 365.0
+        unit[i, 7] = m * scratch[5, j] * 0.01
+        unit[i, 8] = m * scratch[6, j] * 0.01
+        unit[i, 9] = m * scratch[7, j] * 0.0001
+        unit[i, 10] = m * price
+        unit[i, 11] = m * price
+        # cost is in the quote currency: coin for inverse options, converted at the forward
+        unit[i, 12] = -m * x if inverse else -m
+        return st
+    if inverse and kind != KIND_SPOT:
+        # Inverse future: quantity is USD notional N; value in coin N/x, P&L in USD
+        # N (x / avg - 1) = -N + x sum(N / avg).
+        unit[i, 0] = m / x
+        unit[i, 1] = m
+        unit[i, 2] = m / x
+        unit[i, 11] = -m
+        unit[i, 12] = m * x
+        return OK
+    unit[i, 0] = m
+    unit[i, 1] = m * x
+    unit[i, 2] = m
+    if kind == KIND_SPOT:
+        unit[i, 10] = m * x
+    unit[i, 11] = m * x
+    unit[i, 12] = -m
+    return OK
+
+
+@njit(_UNIT_SIG, cache=True, nogil=True, error_model="numpy")
+def unit_exposure_kernel(
+    rows: npt.NDArray[np.int64],
+    kind: I8,
+    black: BoolArray,
+    inverse: BoolArray,
+    is_call: BoolArray,
+    strike: F64,
+    mult: F64,
+    X: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    unit: F64,
+    status: I8,
+) -> None:
+    """Exposure of one unit of position in each instrument of ``rows`` (desk units, USD).
+
+    Rows that cannot be priced get a non-OK status and zeros (never NaN, so sums stay finite).
+    """
+    scratch = np.empty((9, 1))
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        status[i] = _unit_row(
+            kind[i], black[i], inverse[i], is_call[i], strike[i], mult[i], X[i], T[i], r[i],
+            q[i], sigma[i], scratch, 0, unit, i,
+        )  # fmt: skip
+
+
+@njit(_UNIT_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def unit_exposure_parallel_kernel(
+    rows: npt.NDArray[np.int64],
+    kind: I8,
+    black: BoolArray,
+    inverse: BoolArray,
+    is_call: BoolArray,
+    strike: F64,
+    mult: F64,
+    X: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    unit: F64,
+    status: I8,
+) -> None:
+    """:func:`unit_exposure_kernel` over numba's thread pool (``prange``)."""
+    scratch = np.empty((9, rows.shape[0]))
+    for j in prange(rows.shape[0]):
+        i = rows[j]
+        status[i] = _unit_row(
+            kind[i], black[i], inverse[i], is_call[i], strike[i], mult[i], X[i], T[i], r[i],
+            q[i], sigma[i], scratch, j, unit, i,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _neumaier_add(hi: F64, lo: F64, g: int, c: int, x: float) -> None:
+    """hi[g, c] + lo[g, c] += x, with Neumaier's compensation: the running sum stays within
+    about one rounding of the exact sum of everything ever added, however many updates."""
+    h = hi[g, c]
+    s = h + x
+    if abs(h) >= abs(x):
+        lo[g, c] += (h - s) + x
+    else:
+        lo[g, c] += (x - s) + h
+    hi[g, c] = s
+
+
+@njit(
+    void(
+        int64[::1],  # lots to update
+        int64[::1],  # lot -> instrument
+        int64[::1],  # lot -> group
+        float64[::1],  # lot quantity
+        float64[::1],  # lot cost (sum of quantity x price, or quantity / price)
+        boolean[::1],  # lot has a cost (every fill had a price)
+        float64[:, ::1],  # unit, (n_instruments, N_UNIT)
+        boolean[::1],  # instrument stale or unpriced
+        float64[:, ::1],  # contrib, (n_lots, N_AGG): each lot's current contribution
+        float64[:, ::1],  # group sums, high parts (n_groups, N_AGG)
+        float64[:, ::1],  # group sums, compensation (n_groups, N_AGG)
+        boolean[::1],  # group touched
+        boolean,  # rebuild: contrib and sums were zeroed; only add
+    ),
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
+def lot_update_kernel(
+    lots: npt.NDArray[np.int64],
+    lot_inst: npt.NDArray[np.int64],
+    lot_group: npt.NDArray[np.int64],
+    qty: F64,
+    cost: F64,
+    has_cost: BoolArray,
+    unit: F64,
+    bad: BoolArray,
+    contrib: F64,
+    hi: F64,
+    lo: F64,
+    touched: BoolArray,
+    rebuild: bool,
+) -> None:
+    """Recompute the contribution of each lot in ``lots`` and move its group's sums from the
+    old contribution to the new one (remove old, add new), compensated."""
+    n_fig = N_UNIT - 2
+    for j in range(lots.shape[0]):
+        lot = lots[j]
+        i = lot_inst[lot]
+        g = lot_group[lot]
+        qn = qty[lot]
+        held = qn != 0.0
+        for c in range(N_AGG):
+            if c < n_fig:
+                new = qn * unit[i, c]
+            elif c == n_fig:
+                new = qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has_cost[lot] else 0.0
+            elif c == n_fig + 1:
+                new = 1.0 if held else 0.0
+            else:
+                new = 1.0 if held and bad[i] else 0.0
+            if not rebuild:
+                old = contrib[lot, c]
+                if old == new:
+                    continue
+                _neumaier_add(hi, lo, g, c, -old)
+            _neumaier_add(hi, lo, g, c, new)
+            contrib[lot, c] = new
+        touched[g] = True

@@ -1,0 +1,632 @@
+"""The streaming portfolio: struct-of-arrays state that reprices only what an update touched.
+
+Data flow of one engine cycle (:meth:`Portfolio.cycle`):
+
+1. ``apply_tick`` / ``apply_quote`` / ``apply_fill`` store the latest inputs in per-instrument
+   columns and mark the instruments (or lots) they change as dirty. They are cheap: the inbox
+   already conflated market data to the latest per instrument.
+2. The dirty instruments that are held are repriced: their underlying price, time to expiry and
+   volatility are derived from the stored inputs, and :func:`engine.kernels.unit_exposure_kernel`
+   writes the exposure of one unit of position in each.
+3. :func:`engine.kernels.lot_update_kernel` recomputes the contribution of every lot (a book's
+   net position in one instrument) on those instruments and moves its group's sums from the old
+   contribution to the new one. Sums are compensated (Neumaier), so they stay within about one
+   rounding of the exact sum however many updates they absorb.
+
+A group is a (book, underlying, expiry) triple; (book, underlying) and book figures are sums of
+their groups, taken when published.
+
+Time enters as ``now_ns`` arguments. Every figure is valued at the *valuation time*, which moves
+only at a full reprice (:meth:`Portfolio.cycle` with ``full=True``, which the runtime runs
+periodically for time decay and which also rebuilds every sum from scratch). So the state always
+equals a from-scratch computation at the valuation time from the stored inputs
+(:meth:`Portfolio.recompute`), which is what the tests check.
+
+Inputs, per instrument (units: :mod:`engine.instruments`, :mod:`engine.outputs`):
+
+- Deribit options: Black-76 on the forward. The forward is the option's own quote's
+  ``underlying_price``, else the price of the future of that expiry, else the index (r = q = 0
+  unless configured). Other venues' options: BSM on the index/spot with the underlying's r and q.
+- Volatility: the quote's ``iv`` when present, else implied from its mark, else from its mid.
+- Futures, perpetuals and spot: their own last tick, else the forward or index.
+- An instrument is stale when its input is older than ``stale_after_ns`` at the valuation time
+  or missing; one that cannot be priced contributes zero and counts as stale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engine import kernels
+from engine.arguments import PARALLEL_MIN_ROWS
+from engine.daycount import NS_PER_YEAR
+from engine.events import Fill, Quote, Tick
+from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
+from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
+
+__all__ = ["AGG_FIELDS", "Portfolio", "UnderlyingParams"]
+
+F64 = npt.NDArray[np.float64]
+
+AGG_FIELDS: tuple[str, ...] = (*METRICS, "n_positions", "n_stale")
+"""Columns of a group's sums (:meth:`Portfolio.group_values`)."""
+if len(AGG_FIELDS) != kernels.N_AGG:  # the kernel's column count is fixed at compile time
+    raise ImportError("engine.state.AGG_FIELDS does not match engine.kernels.N_AGG")
+
+_KIND_CODE = {
+    Kind.OPTION: kernels.KIND_OPTION,
+    Kind.FUTURE: kernels.KIND_FUTURE,
+    Kind.PERPETUAL: kernels.KIND_PERPETUAL,
+    Kind.SPOT: kernels.KIND_SPOT,
+}
+_NAN = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class UnderlyingParams:
+    """Rate and yield of an underlying (continuously compounded decimals), for BSM and for
+    forwards implied from the index. Deribit's conventions are r = q = 0."""
+
+    rate: float = 0.0
+    dividend_yield: float = 0.0
+
+
+def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
+    """The expiry bucket of an instrument: ISO 8601 UTC time, ``perpetual`` or ``spot``."""
+    if expiry_ns is None:
+        return "perpetual" if kind is Kind.PERPETUAL else "spot"
+    return datetime.fromtimestamp(expiry_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Columns:
+    """Named 1-D (or row-major 2-D) numpy columns that grow together, amortised doubling."""
+
+    def __init__(self, specs: dict[str, tuple[Any, Any, int]], capacity: int = 64) -> None:
+        self._specs = specs
+        self.capacity = capacity
+        self.n = 0
+        self.arrays: dict[str, npt.NDArray[Any]] = {
+            name: np.full((capacity, width) if width else capacity, fill, dtype=dtype)
+            for name, (dtype, fill, width) in specs.items()
+        }
+
+    def append(self) -> int:
+        if self.n == self.capacity:
+            new_cap = 2 * self.capacity
+            for name, (dtype, fill, width) in self._specs.items():
+                old = self.arrays[name]
+                arr = np.full((new_cap, width) if width else new_cap, fill, dtype=dtype)
+                arr[: self.n] = old[: self.n]
+                self.arrays[name] = arr
+            self.capacity = new_cap
+        row = self.n
+        self.n += 1
+        return row
+
+
+_INST_SPECS: dict[str, tuple[Any, Any, int]] = {
+    "kind": (np.int8, 0, 0),
+    "black": (np.bool_, False, 0),
+    "inverse": (np.bool_, False, 0),
+    "is_call": (np.bool_, False, 0),
+    "strike": (np.float64, 1.0, 0),
+    "mult": (np.float64, 1.0, 0),
+    "expiry_ns": (np.int64, 0, 0),
+    "has_expiry": (np.bool_, False, 0),
+    "spot_row": (np.int64, 0, 0),
+    "fwd_row": (np.int64, -1, 0),
+    "r": (np.float64, 0.0, 0),
+    "q": (np.float64, 0.0, 0),
+    # latest own market data
+    "own_px": (np.float64, _NAN, 0),  # option: quote's underlying_price; others: tick price
+    "own_ts": (np.int64, 0, 0),
+    "bid": (np.float64, _NAN, 0),
+    "ask": (np.float64, _NAN, 0),
+    "mark": (np.float64, _NAN, 0),
+    "iv": (np.float64, _NAN, 0),
+    # derived at the last reprice
+    "X": (np.float64, _NAN, 0),
+    "T": (np.float64, _NAN, 0),
+    "sigma": (np.float64, _NAN, 0),
+    "uses_spot": (np.bool_, False, 0),
+    "uses_fwd": (np.bool_, False, 0),
+    "status": (np.int8, kernels.BAD_INPUT, 0),
+    "bad": (np.bool_, True, 0),
+    "unit": (np.float64, 0.0, kernels.N_UNIT),
+}
+_LOT_SPECS: dict[str, tuple[Any, Any, int]] = {
+    "inst": (np.int64, 0, 0),
+    "group": (np.int64, 0, 0),
+    "qty": (np.float64, 0.0, 0),
+    "cost": (np.float64, 0.0, 0),
+    "has_cost": (np.bool_, True, 0),
+    "contrib": (np.float64, 0.0, kernels.N_AGG),
+}
+_GROUP_SPECS: dict[str, tuple[Any, Any, int]] = {
+    "hi": (np.float64, 0.0, kernels.N_AGG),
+    "lo": (np.float64, 0.0, kernels.N_AGG),
+    "touched": (np.bool_, False, 0),
+}
+
+
+@dataclass(slots=True)
+class _Source:
+    """A shared price: an index/spot (keyed by index name) or a forward (index, expiry)."""
+
+    px: float = _NAN
+    ts: int = 0
+    from_tick: bool = False
+    dependents: list[int] = field(default_factory=list)
+
+
+class Portfolio:
+    """Books of positions and their exposures, kept current incrementally.
+
+    Args:
+        registry: resolves instrument names (Deribit names parse on first sight).
+        underlyings: rate and yield per underlying name; missing ones use r = q = 0.
+        stale_after_ns: an input older than this (at the valuation time) is stale.
+    """
+
+    def __init__(
+        self,
+        registry: InstrumentRegistry,
+        underlyings: dict[str, UnderlyingParams] | None = None,
+        stale_after_ns: int = 60_000_000_000,
+    ) -> None:
+        self.registry = registry
+        self._params = dict(underlyings or {})
+        self.stale_after_ns = stale_after_ns
+        self.valuation_ns = 0
+        self._inst = _Columns(_INST_SPECS)
+        self._inst_rows: dict[str, int] = {}
+        self._inst_defs: list[Instrument] = []
+        self._inst_lots: list[list[int]] = []
+        self._spots: dict[str, _Source] = {}
+        self._spot_list: list[_Source] = []
+        self._spot_ids: dict[str, int] = {}
+        self._fwds: dict[tuple[str, int], int] = {}
+        self._fwd_list: list[_Source] = []
+        self._lots = _Columns(_LOT_SPECS)
+        self._lot_rows: dict[tuple[str, int], int] = {}
+        self._lot_book: list[str] = []
+        self._groups = _Columns(_GROUP_SPECS, capacity=16)
+        self._group_rows: dict[tuple[str, str, str], int] = {}
+        self._group_keys: list[tuple[str, str, str]] = []
+        self._bu_groups: dict[tuple[str, str], list[int]] = {}
+        self._dirty_inst: set[int] = set()
+        self._dirty_lots: set[int] = set()
+        self.unresolved_fills: list[Fill] = []
+        """Fills whose instrument is unknown: kept (never dropped), applied once it is known."""
+
+    # ------------------------------------------------------------------ rows
+    def _instrument_row(self, inst: Instrument) -> int:
+        row = self._inst_rows.get(inst.name)
+        if row is not None:
+            return row
+        if inst.kind is Kind.INDEX:
+            raise ValueError(f"an index ({inst.name}) cannot be held")
+        row = self._inst.append()
+        a = self._inst.arrays
+        params = self._params.get(inst.underlying, UnderlyingParams())
+        a["kind"][row] = _KIND_CODE[inst.kind]
+        a["black"][row] = inst.venue == DERIBIT and inst.kind is not Kind.SPOT
+        a["inverse"][row] = inst.is_inverse
+        a["is_call"][row] = bool(inst.is_call)
+        a["strike"][row] = inst.strike if inst.strike is not None else 1.0
+        a["mult"][row] = inst.multiplier
+        a["expiry_ns"][row] = inst.expiry_ns or 0
+        a["has_expiry"][row] = inst.expiry_ns is not None
+        a["r"][row] = params.rate
+        a["q"][row] = params.dividend_yield
+        spot_row = self._get_spot_row(inst.index)
+        a["spot_row"][row] = spot_row
+        self._spot_list[spot_row].dependents.append(row)
+        if inst.expiry_ns is not None:
+            fwd_row = self._get_fwd_row(inst.index, inst.expiry_ns)
+            a["fwd_row"][row] = fwd_row
+            self._fwd_list[fwd_row].dependents.append(row)
+        self._inst_rows[inst.name] = row
+        self._inst_defs.append(inst)
+        self._inst_lots.append([])
+        return row
+
+    def _get_spot_row(self, index: str) -> int:
+        src = self._spots.get(index)
+        if src is None:
+            src = _Source()
+            self._spots[index] = src
+            self._spot_list.append(src)
+            self._spot_ids[index] = len(self._spot_list) - 1
+        return self._spot_ids[index]
+
+    def _get_fwd_row(self, index: str, expiry_ns: int) -> int:
+        key = (index, expiry_ns)
+        row = self._fwds.get(key)
+        if row is None:
+            row = len(self._fwd_list)
+            self._fwds[key] = row
+            self._fwd_list.append(_Source())
+        return row
+
+    def _lot_row(self, book: str, inst_row: int) -> int:
+        key = (book, inst_row)
+        lot = self._lot_rows.get(key)
+        if lot is not None:
+            return lot
+        inst = self._inst_defs[inst_row]
+        gkey = (book, inst.underlying, expiry_label(inst.expiry_ns, inst.kind))
+        g = self._group_rows.get(gkey)
+        if g is None:
+            g = self._groups.append()
+            self._group_rows[gkey] = g
+            self._group_keys.append(gkey)
+            self._bu_groups.setdefault((book, inst.underlying), []).append(g)
+        lot = self._lots.append()
+        self._lots.arrays["inst"][lot] = inst_row
+        self._lots.arrays["group"][lot] = g
+        self._lot_rows[key] = lot
+        self._lot_book.append(book)
+        self._inst_lots[inst_row].append(lot)
+        self._dirty_inst.add(inst_row)  # it may never have been priced: nobody held it
+        return lot
+
+    # ------------------------------------------------------------------ inputs
+    def add_position(
+        self, book: str, instrument: str, quantity: float, avg_price: float | None = None
+    ) -> None:
+        """Add a start-of-day position (positions with the same book and instrument merge).
+
+        Raises:
+            ValueError: unknown instrument, an index, or a non-finite quantity or price.
+        """
+        inst = self.registry.get(instrument)
+        if inst is None:
+            raise ValueError(f"unknown instrument {instrument!r}")
+        self._change(book, inst, quantity, avg_price)
+
+    def apply_fill(self, fill: Fill) -> bool:
+        """Apply a fill. Returns False when its instrument is unknown: the fill is then kept in
+        :attr:`unresolved_fills` (and applied by :meth:`retry_unresolved`), never dropped."""
+        inst = self.registry.get(fill.instrument)
+        if inst is None or inst.kind is Kind.INDEX:
+            self.unresolved_fills.append(fill)
+            return False
+        self._change(fill.book, inst, fill.quantity, fill.price)
+        return True
+
+    def retry_unresolved(self) -> int:
+        """Apply the kept fills whose instruments are now known; returns how many applied."""
+        pending, self.unresolved_fills = self.unresolved_fills, []
+        return sum(self.apply_fill(f) for f in pending)
+
+    def _change(self, book: str, inst: Instrument, quantity: float, price: float | None) -> None:
+        if not math.isfinite(quantity):
+            raise ValueError(f"quantity must be finite, got {quantity}")
+        if price is not None and not (math.isfinite(price) and price > 0.0):
+            raise ValueError(f"price must be finite and > 0, got {price}")
+        lot = self._lot_row(book, self._instrument_row(inst))
+        a = self._lots.arrays
+        a["qty"][lot] += quantity
+        if price is None:
+            a["has_cost"][lot] = False
+        elif inst.is_inverse and inst.kind is not Kind.OPTION:
+            a["cost"][lot] += quantity / price  # inverse futures: USD notional / price = coin
+        else:
+            a["cost"][lot] += quantity * price
+        self._dirty_lots.add(lot)
+
+    def apply_tick(self, tick: Tick) -> bool:
+        """Store a tick of an index, spot, future or perpetual; False if it is not one."""
+        inst = self.registry.get(tick.instrument)
+        if inst is None or inst.kind is Kind.OPTION:
+            return False
+        if inst.kind is Kind.INDEX:
+            src = self._spot_list[self._get_spot_row(inst.index)]
+            self._set_source(src, tick.price, tick.ts_recv, "uses_spot", from_tick=True)
+            return True
+        row = self._instrument_row(inst)
+        a = self._inst.arrays
+        a["own_px"][row] = tick.price
+        a["own_ts"][row] = tick.ts_recv
+        self._dirty_inst.add(row)
+        if inst.kind is Kind.FUTURE and inst.expiry_ns is not None:
+            src = self._fwd_list[self._get_fwd_row(inst.index, inst.expiry_ns)]
+            self._set_source(src, tick.price, tick.ts_recv, "uses_fwd", from_tick=True)
+        elif inst.kind is Kind.SPOT:
+            src = self._spot_list[self._get_spot_row(inst.index)]
+            if not src.from_tick:
+                self._set_source(src, tick.price, tick.ts_recv, "uses_spot", from_tick=False)
+        return True
+
+    def apply_quote(self, quote: Quote) -> bool:
+        """Store an option quote; False if the instrument is unknown or not an option."""
+        inst = self.registry.get(quote.instrument)
+        if inst is None or inst.kind is not Kind.OPTION:
+            return False
+        row = self._instrument_row(inst)
+        a = self._inst.arrays
+        a["bid"][row] = _NAN if quote.bid is None else quote.bid
+        a["ask"][row] = _NAN if quote.ask is None else quote.ask
+        a["mark"][row] = _NAN if quote.mark is None else quote.mark
+        a["iv"][row] = _NAN if quote.iv is None else quote.iv
+        a["own_px"][row] = _NAN if quote.underlying_price is None else quote.underlying_price
+        a["own_ts"][row] = quote.ts_recv
+        self._dirty_inst.add(row)
+        if quote.index_price is not None:
+            src = self._spot_list[int(a["spot_row"][row])]
+            if not src.from_tick:  # a dedicated index feed wins over quotes' copies
+                self._set_source(src, quote.index_price, quote.ts_recv, "uses_spot", False)
+        return True
+
+    def _set_source(self, src: _Source, px: float, ts: int, flag: str, from_tick: bool) -> None:
+        """Store a shared price and dirty the instruments priced off it. Its first price
+        dirties every dependent: each may now prefer it to what it used before."""
+        first = not src.px > 0.0
+        src.px, src.ts = px, ts
+        src.from_tick = src.from_tick or from_tick
+        if not src.dependents:
+            return
+        if first:
+            self._dirty_inst.update(src.dependents)
+            return
+        rows = np.asarray(src.dependents, dtype=np.int64)
+        self._dirty_inst.update(rows[self._inst.arrays[flag][rows]].tolist())
+
+    # ------------------------------------------------------------------ cycle
+    def cycle(self, now_ns: int, full: bool = False) -> set[tuple[str, str]]:
+        """Reprice what changed (everything, at ``now_ns``, when ``full`` or on the first call)
+        and update the sums. Returns the (book, underlying) pairs whose figures changed."""
+        g = self._groups
+        if full or self.valuation_ns == 0:
+            self.valuation_ns = now_ns
+            rows = np.flatnonzero(
+                np.fromiter((bool(ls) for ls in self._inst_lots), bool, len(self._inst_lots))
+            ).astype(np.int64)
+            self._price(rows, self._inst.arrays)
+            lots = np.arange(self._lots.n, dtype=np.int64)
+            self._lots.arrays["contrib"][: self._lots.n] = 0.0
+            g.arrays["hi"][: g.n] = 0.0
+            g.arrays["lo"][: g.n] = 0.0
+            g.arrays["touched"][: g.n] = True
+            rebuild = True
+        else:
+            held = [i for i in self._dirty_inst if self._inst_lots[i]]
+            rows = np.asarray(held, dtype=np.int64)
+            if rows.size:
+                self._price(rows, self._inst.arrays)
+            lot_set = set(self._dirty_lots)
+            for i in held:
+                lot_set.update(self._inst_lots[i])
+            lots = np.fromiter(lot_set, np.int64, len(lot_set))
+            rebuild = False
+        self._dirty_inst.clear()
+        self._dirty_lots.clear()
+        la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
+        if lots.size:
+            kernels.lot_update_kernel(
+                lots, la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
+                ia["unit"], ia["bad"], la["contrib"], ga["hi"], ga["lo"], ga["touched"], rebuild,
+            )  # fmt: skip
+        touched = np.flatnonzero(ga["touched"][: g.n])
+        ga["touched"][touched] = False
+        return {(self._group_keys[k][0], self._group_keys[k][1]) for k in touched.tolist()}
+
+    def _price(self, rows: npt.NDArray[np.int64], a: dict[str, npt.NDArray[Any]]) -> None:
+        """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write
+        their unit exposures, statuses and bad flags into ``a``."""
+        ia = self._inst.arrays
+        kind = ia["kind"][rows]
+        is_option = kind == kernels.KIND_OPTION
+        black = ia["black"][rows]
+        r = ia["r"][rows]
+        q = ia["q"][rows]
+        T = np.where(
+            ia["has_expiry"][rows],
+            (ia["expiry_ns"][rows] - self.valuation_ns).astype(np.float64) / NS_PER_YEAR,
+            0.0,
+        )
+        spot_rows = ia["spot_row"][rows]
+        spot_px = np.array([s.px for s in self._spot_list], dtype=np.float64)[spot_rows]
+        spot_ts = np.array([s.ts for s in self._spot_list], dtype=np.int64)[spot_rows]
+        fwd_rows = ia["fwd_row"][rows]
+        if self._fwd_list:
+            fpx = np.array([s.px for s in self._fwd_list], dtype=np.float64)
+            fts = np.array([s.ts for s in self._fwd_list], dtype=np.int64)
+            fwd_px = np.where(fwd_rows >= 0, fpx[np.maximum(fwd_rows, 0)], _NAN)
+            fwd_ts = np.where(fwd_rows >= 0, fts[np.maximum(fwd_rows, 0)], 0)
+        else:
+            fwd_px = np.full(rows.size, _NAN)
+            fwd_ts = np.zeros(rows.size, dtype=np.int64)
+        own_px = ia["own_px"][rows]
+        own_ts = ia["own_ts"][rows]
+        has_own = np.isfinite(own_px) & (own_px > 0.0)
+        has_fwd = np.isfinite(fwd_px) & (fwd_px > 0.0)
+        on_forward = black | (kind == kernels.KIND_PERPETUAL) | (kind == kernels.KIND_FUTURE)
+        implied_fwd = spot_px * np.exp((r - q) * np.maximum(T, 0.0))
+        # Underlying price: own, else forward, else the index (carried forward for Black-76).
+        X = np.where(
+            has_own & (on_forward | (kind == kernels.KIND_SPOT)),
+            own_px,
+            np.where(on_forward & has_fwd, fwd_px, np.where(on_forward, implied_fwd, spot_px)),
+        )
+        uses_own = has_own & (on_forward | (kind == kernels.KIND_SPOT))
+        uses_fwd = ~uses_own & on_forward & has_fwd
+        uses_spot = ~uses_own & ~uses_fwd
+        input_ts = np.where(uses_own, own_ts, np.where(uses_fwd, fwd_ts, spot_ts))
+        # An option's own quote is its input, whatever prices its underlying.
+        input_ts = np.where(is_option, own_ts, input_ts)
+        # Volatility: the quote's IV, else implied from the mark, else from the mid.
+        iv = ia["iv"][rows]
+        sigma = np.where(np.isfinite(iv) & (iv > 0.0), iv, _NAN)
+        need = is_option & np.isnan(sigma)
+        if need.any():
+            sigma[need] = self._implied(rows[need], X[need], T[need], r[need], q[need])
+        a["X"][rows] = X
+        a["T"][rows] = T
+        a["sigma"][rows] = sigma
+        a["uses_spot"][rows] = uses_spot
+        a["uses_fwd"][rows] = uses_fwd
+        parallel = rows.size >= PARALLEL_MIN_ROWS
+        kernel = kernels.unit_exposure_parallel_kernel if parallel else kernels.unit_exposure_kernel
+        kernel(
+            rows, ia["kind"], ia["black"], ia["inverse"], ia["is_call"], ia["strike"],
+            ia["mult"], a["X"], a["T"], ia["r"], ia["q"], a["sigma"], a["unit"], a["status"],
+        )  # fmt: skip
+        st = a["status"][rows]
+        priced = (st == kernels.OK) | (st == kernels.EXPIRED)
+        stale = (input_ts == 0) | (self.valuation_ns - input_ts > self.stale_after_ns)
+        a["bad"][rows] = ~priced | stale
+
+    def _implied(
+        self, rows: npt.NDArray[np.int64], X: F64, T: F64, r: F64, q: F64
+    ) -> npt.NDArray[np.float64]:
+        """Implied vol from each option's mark, else its mid (NaN where neither gives one)."""
+        ia = self._inst.arrays
+        mark = ia["mark"][rows]
+        mid = 0.5 * (ia["bid"][rows] + ia["ask"][rows])
+        px = np.where(np.isfinite(mark) & (mark > 0.0), mark, mid)
+        black = ia["black"][rows]
+        F = np.where(black, X, X * np.exp((r - q) * np.maximum(T, 0.0)))
+        px_usd = np.where(ia["inverse"][rows], px * F, px)
+        df = np.exp(-r * np.maximum(T, 0.0))
+        sigma = np.empty(rows.size)
+        status = np.empty(rows.size, dtype=np.int8)
+        kernels.implied_vol_kernel(
+            np.ascontiguousarray(px_usd, dtype=np.float64),
+            np.ascontiguousarray(ia["is_call"][rows]),
+            np.ascontiguousarray(F, dtype=np.float64),
+            np.ascontiguousarray(ia["strike"][rows]),
+            np.ascontiguousarray(T, dtype=np.float64),
+            np.ascontiguousarray(df, dtype=np.float64),
+            sigma,
+            status,
+        )
+        return sigma
+
+    # ------------------------------------------------------------------ results
+    def group_values(self) -> npt.NDArray[np.float64]:
+        """Sums per group, (n_groups, len(AGG_FIELDS)): high part + compensation."""
+        g = self._groups
+        values: npt.NDArray[np.float64] = g.arrays["hi"][: g.n] + g.arrays["lo"][: g.n]
+        return values
+
+    def group_keys(self) -> list[tuple[str, str, str]]:
+        """(book, underlying, expiry label) of each group, in group order."""
+        return list(self._group_keys)
+
+    def recompute(self) -> npt.NDArray[np.float64]:
+        """Sums per group computed from scratch from the stored inputs at the valuation time,
+        each an exactly rounded sum (math.fsum); the incremental state must equal these."""
+        n_inst = self._inst.n
+        scratch = {
+            name: self._inst.arrays[name].copy()
+            for name in ("X", "T", "sigma", "uses_spot", "uses_fwd", "status", "bad", "unit")
+        }
+        self._price(np.arange(n_inst, dtype=np.int64), scratch)  # outputs into scratch only
+        la = self._lots.arrays
+        n_fig = kernels.N_UNIT - 2
+        out = np.zeros((self._groups.n, kernels.N_AGG))
+        parts: dict[tuple[int, int], list[float]] = {}
+        for lot in range(self._lots.n):
+            i = int(la["inst"][lot])
+            grp = int(la["group"][lot])
+            qn = float(la["qty"][lot])
+            u = scratch["unit"][i]
+            vals = [qn * float(u[c]) for c in range(n_fig)]
+            vals.append(
+                qn * float(u[n_fig]) + float(la["cost"][lot]) * float(u[n_fig + 1])
+                if la["has_cost"][lot]
+                else 0.0
+            )
+            vals.append(1.0 if qn != 0.0 else 0.0)
+            vals.append(1.0 if qn != 0.0 and scratch["bad"][i] else 0.0)
+            for c, v in enumerate(vals):
+                parts.setdefault((grp, c), []).append(v)
+        for (grp, c), vs in parts.items():
+            out[grp, c] = math.fsum(vs)
+        return out
+
+    def positions(self) -> list[tuple[str, str, float]]:
+        """(book, instrument, net quantity) of every lot."""
+        la = self._lots.arrays
+        return [
+            (self._lot_book[lot], self._inst_defs[int(la["inst"][lot])].name, float(la["qty"][lot]))
+            for lot in range(self._lots.n)
+        ]
+
+    def exposure_payloads(
+        self, keys: Iterable[tuple[str, str]], now_ns: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Payloads for the given (book, underlying) pairs and for their books, keyed
+        ``{book}:{underlying}`` and ``{book}`` (schema: docs/redis.md)."""
+        values = self.group_values()
+        base = {"v": SCHEMA_VERSION, "ts": now_ns // 1_000_000, "ts_ns": now_ns}
+        out: list[tuple[str, dict[str, Any]]] = []
+        books: set[str] = set()
+        n_fig = len(METRICS)
+        for book, und in sorted(keys):
+            groups = sorted(self._bu_groups.get((book, und), []), key=self._group_keys.__getitem__)
+            total = values[groups].sum(axis=0) if groups else np.zeros(kernels.N_AGG)
+            payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
+            payload["underlying"] = und
+            payload.update(_figures(total, n_fig))
+            payload["expiries"] = [
+                {"expiry": self._group_keys[grp][2], **_figures(values[grp], n_fig)}
+                for grp in groups
+            ]
+            payload["units"] = UNITS
+            out.append((f"{book}:{und}", payload))
+            books.add(book)
+        for book in sorted(books):
+            groups = [grp for (b, _), gs in self._bu_groups.items() if b == book for grp in gs]
+            total = values[groups].sum(axis=0)
+            figures = _figures(total, n_fig)
+            for m in METRICS:
+                if m not in BOOK_METRICS:
+                    figures[m] = None
+            out.append((book, {**base, "scope": "book", "book": book, **figures, "units": UNITS}))
+        return out
+
+    def bu_keys(self) -> list[tuple[str, str]]:
+        """Every (book, underlying) pair held."""
+        return sorted(self._bu_groups)
+
+    def underlyings_for(self, instruments: Iterable[str]) -> set[str]:
+        """Index names the given instruments are priced against (for feed subscriptions)."""
+        out = set()
+        for name in instruments:
+            inst = self.registry.get(name)
+            if inst is not None:
+                out.add(inst.index)
+        return out
+
+    def instruments(self) -> list[str]:
+        """Names of every instrument held (or quoted) so far."""
+        return [inst.name for inst in self._inst_defs]
+
+    def instrument_status(self) -> dict[str, Any]:
+        """Counts for health reporting: instruments, lots, groups, stale instruments held."""
+        held = np.fromiter((bool(ls) for ls in self._inst_lots), bool, len(self._inst_lots))
+        bad = self._inst.arrays["bad"][: self._inst.n]
+        return {
+            "instruments": self._inst.n,
+            "lots": self._lots.n,
+            "groups": self._groups.n,
+            "stale_instruments": int(np.count_nonzero(bad & held)),
+            "unresolved_fills": len(self.unresolved_fills),
+        }
+
+
+def _figures(row: npt.NDArray[np.float64], n_fig: int) -> dict[str, Any]:
+    out: dict[str, Any] = {m: float(row[c]) for c, m in enumerate(METRICS)}
+    out["n_positions"] = round(float(row[n_fig]))
+    out["n_stale"] = round(float(row[n_fig + 1]))
+    return out
