@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -13,7 +14,9 @@ from engine.errors import ConfigError
 __all__ = ["main"]
 
 # config/ sits beside engine/ in the repository (an editable install runs from there).
-DEFAULT_DEMO_BOOK = Path(__file__).resolve().parents[2] / "config" / "demo_book.toml"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+DEFAULT_DEMO_BOOK = CONFIG_DIR / "demo_book.toml"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.toml"
 
 EXIT_CONFIG = 2
 
@@ -42,6 +45,48 @@ def _parser() -> argparse.ArgumentParser:
         help=f"demo book TOML (default: {DEFAULT_DEMO_BOOK})",
     )
     demo.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon: feeds in, live exposures and alerts out to Redis",
+        description=(
+            "Run the risk daemon on a config file (docs/config.md): connect the feeds, keep the "
+            "book's exposures current and publish them and the alerts to Redis. SIGTERM/SIGINT "
+            "stop it cleanly after a final snapshot. Exit status 2 on a bad config."
+        ),
+    )
+    run.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"TOML (default: {DEFAULT_CONFIG})",
+    )
+    run.add_argument(
+        "--view",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="live terminal view of the exposures (default: the config's view.enabled; auto = "
+        "on when stdout is a terminal). While it is on, JSON logs go to log.file.",
+    )
+    run.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
+    )
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and its positions; print it with secrets redacted",
+        description=(
+            "Load and validate a config file and its positions file without connecting to "
+            "anything; print the configuration as JSON with secrets redacted. Exit status 2 "
+            "and the key's path on a bad config."
+        ),
+    )
+    check.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"TOML (default: {DEFAULT_CONFIG})",
+    )
     return parser
 
 
@@ -67,12 +112,59 @@ def _demo(config: Path, as_json: bool) -> int:
     return 0
 
 
+def _check_config(path: Path) -> int:
+    from engine.runtime.app import build
+    from engine.runtime.config import load_config, redacted
+
+    config = load_config(path)
+    daemon = build(config, path)
+    report = {
+        "config": redacted(config),
+        "positions": daemon.portfolio.instrument_status()["lots"],
+        "instruments": len(daemon.portfolio.instruments()),
+    }
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
+    # OpenMP worker threads spin or sleep between parallel regions; bound to cores, they wake
+    # in microseconds instead of milliseconds (bench/README.md). Set before numba loads.
+    os.environ.setdefault("OMP_PROC_BIND", "true")
+    import asyncio
+
+    from engine.runtime.app import build, run, stdout_is_terminal
+    from engine.runtime.config import load_config
+    from engine.runtime.logs import configure_logging
+    from engine.runtime.view import terminal_view
+
+    config = load_config(path)
+    mode = view_flag or config.view.enabled
+    view_on = mode == "on" or (mode == "auto" and stdout_is_terminal())
+    log_file = None
+    if view_on:
+        log_file = (path.parent / config.log.file).open("a", encoding="utf-8")
+    try:
+        configure_logging(config.log.level, log_file)
+        daemon = build(config, path)
+        return asyncio.run(
+            run(daemon, duration_s=duration_s, view=terminal_view if view_on else None)
+        )
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``riskd`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
             return _demo(args.config, args.json)
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "run":
+            return _run(args.config, args.view, args.duration)
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,0 +1,70 @@
+"""The engine's inbox: market data conflated per instrument, fills queued in order.
+
+Pure and synchronous; the runtime wraps it to wake the engine and to make fill producers wait
+while the fill queue is full (``engine.runtime.app``).
+
+Bounds: market data takes one slot per instrument (a newer tick or quote replaces the older,
+counted in :attr:`Inbox.conflated`), so memory is bounded by the number of instruments. Fills are
+never conflated or dropped; their queue holds ``fill_capacity`` fills and :meth:`Inbox.put_fill`
+refuses more (the runtime then makes the feed wait).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from engine.events import Fill, Quote, Tick
+
+__all__ = ["Inbox"]
+
+
+class Inbox:
+    """Latest tick and quote per instrument, and every fill in arrival order."""
+
+    __slots__ = ("_fills", "_quotes", "_ticks", "conflated", "fill_capacity", "received")
+
+    def __init__(self, fill_capacity: int = 100_000) -> None:
+        if fill_capacity <= 0:
+            raise ValueError("fill_capacity must be > 0")
+        self.fill_capacity = fill_capacity
+        self._ticks: dict[str, Tick] = {}
+        self._quotes: dict[str, Quote] = {}
+        self._fills: deque[Fill] = deque()
+        self.received = 0
+        """Events accepted so far."""
+        self.conflated = 0
+        """Ticks and quotes replaced by a newer one before the engine read them."""
+
+    def put(self, event: Tick | Quote) -> None:
+        """Keep ``event`` as the latest of its instrument."""
+        self.received += 1
+        table = self._quotes if type(event) is Quote else self._ticks
+        if event.instrument in table:
+            self.conflated += 1
+        table[event.instrument] = event  # type: ignore[assignment]  # table matches the type
+
+    def put_fill(self, fill: Fill) -> bool:
+        """Queue ``fill``; False (and nothing queued) when the queue is full."""
+        if len(self._fills) >= self.fill_capacity:
+            return False
+        self.received += 1
+        self._fills.append(fill)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._ticks) + len(self._quotes) + len(self._fills)
+
+    @property
+    def fills_queued(self) -> int:
+        """Fills waiting for the engine."""
+        return len(self._fills)
+
+    def drain(self) -> tuple[list[Tick], list[Quote], list[Fill]]:
+        """Everything queued, emptied: ticks, quotes (latest per instrument), fills in order."""
+        ticks = list(self._ticks.values())
+        quotes = list(self._quotes.values())
+        fills = list(self._fills)
+        self._ticks.clear()
+        self._quotes.clear()
+        self._fills.clear()
+        return ticks, quotes, fills

@@ -1,0 +1,379 @@
+"""The composition root: the one place that wires feeds -> inbox -> portfolio -> Redis.
+
+:func:`run` builds every component from an :class:`~engine.runtime.config.AppConfig` and runs
+them as named tasks of one ``asyncio.TaskGroup``:
+
+- ``feed:{name}``: each feed adapter; it reconnects by itself. An unexpected exception is logged
+  with its traceback and the feed restarted after a capped backoff; a fatal connection error
+  (bad credentials, bad address) stops that feed and is logged as an error.
+- ``engine``: waits for events (at most ``cycle_interval_ms``), drains the inbox into the
+  portfolio, reprices what changed (everything every ``full_reprice_interval_s``), hands the
+  changed exposures to the sink and evaluates the alert rules on them.
+- ``sink``: the Redis writer (batched, rate-limited per key, reconnecting).
+- ``monitor``: stale-feed alerts, and the statistics log line every ``stats_interval_s``.
+- ``view``: the live terminal view, when on.
+
+SIGTERM/SIGINT stop the feeds, run a last full cycle, publish the final snapshot, flush and
+close Redis. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.alerts import AlertEngine
+from engine.clock import Clock, ManualClock
+from engine.errors import ConfigError, FeedConnectionError
+from engine.events import Fill, Quote, Tick
+from engine.inbox import Inbox
+from engine.instruments import InstrumentRegistry
+from engine.runtime.clock import LiveClock
+from engine.runtime.config import AppConfig, FeedConfig, load_positions, positions_path
+from engine.runtime.redis_sink import RedisSink
+from engine.state import Portfolio, UnderlyingParams
+from feeds.backoff import Backoff
+from feeds.base import Feed
+from feeds.deribit import DeribitFeedConfig, WebSocketFeed
+from feeds.mqtt import MqttFeed, MqttFeedConfig
+from feeds.replay import ReplayFeed, ReplayFeedConfig
+from feeds.sim import SimFeed, SimFeedConfig
+
+__all__ = ["AsyncInbox", "Daemon", "build", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+class AsyncInbox:
+    """The engine's inbox as feeds see it (:class:`engine.events.EventSink`): wakes the engine
+    on every event, and makes a feed wait while the fill queue is full (fills are never
+    dropped)."""
+
+    __slots__ = ("_room", "_wake", "inbox")
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def put(self, event: Tick | Quote) -> None:
+        self.inbox.put(event)
+        self._wake.set()
+
+    async def put_fill(self, fill: Fill) -> None:
+        while not self.inbox.put_fill(fill):
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
+        self._wake.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return when an event arrives or after ``timeout_s``."""
+        if not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._wake.wait()
+        self._wake.clear()
+
+    def drain(self) -> tuple[list[Tick], list[Quote], list[Fill]]:
+        out = self.inbox.drain()
+        self._room.set()
+        return out
+
+
+def _build_feed(
+    config: FeedConfig, registry: InstrumentRegistry, clock: Clock, book_instruments: list[str]
+) -> Feed:
+    if isinstance(config, DeribitFeedConfig):
+        return WebSocketFeed(config, registry, clock, instruments=book_instruments)
+    if isinstance(config, MqttFeedConfig):
+        return MqttFeed(config, registry, clock)
+    if isinstance(config, ReplayFeedConfig):
+        if not isinstance(clock, ManualClock):
+            raise ConfigError("feeds", "a replay feed runs on the replay's own clock")
+        return ReplayFeed(config, registry, clock)
+    if isinstance(config, SimFeedConfig):
+        return SimFeed(config, registry, clock)
+    raise AssertionError(config)  # the tagged union admits nothing else
+
+
+class Daemon:
+    """Every component of a running riskd, built by :func:`build`."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        clock: Clock,
+        registry: InstrumentRegistry,
+        portfolio: Portfolio,
+        feeds: list[Feed],
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.registry = registry
+        self.portfolio = portfolio
+        self.feeds = feeds
+        self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
+        self.alerts = AlertEngine(config.alerts)
+        self.sink = RedisSink(config.redis, clock, status=self.status)
+        self.latest: dict[str, dict[str, Any]] = {}
+        """Latest exposure payload per key, for the terminal view."""
+        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=8)
+        self.stop = asyncio.Event()
+        self.cycles = 0
+        self.cycle_s: deque[float] = deque(maxlen=2048)
+        self.latency_ns: deque[int] = deque(maxlen=4096)
+        self.unknown = 0
+        self._next_full_ns = 0
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ engine
+    def cycle(self, *, full: bool = False) -> int:
+        """Drain the inbox, reprice, publish what changed; returns the payloads published."""
+        t0 = time.perf_counter()
+        ticks, quotes, fills = self.inbox.drain()
+        p = self.portfolio
+        for t in ticks:
+            if not p.apply_tick(t):
+                self.unknown += 1
+        for q in quotes:
+            if not p.apply_quote(q):
+                self.unknown += 1
+        for f in fills:
+            if not p.apply_fill(f):
+                logger.error(
+                    "fill for unknown instrument kept until it is known",
+                    extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
+                )
+        now = self.clock.now_ns()
+        full = full or now >= self._next_full_ns
+        changed = p.cycle(now, full)
+        if full:
+            self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
+            changed = set(p.bu_keys())
+        payloads = p.exposure_payloads(changed, now)
+        for key, payload in payloads:
+            self.sink.exposure(key, payload)
+            self.latest[key] = payload
+            self._alerts(payload, now)
+        done = self.clock.now_ns()
+        events: list[Tick | Quote | Fill] = [*ticks, *quotes, *fills]
+        self.latency_ns.extend(done - ev.ts_recv for ev in events)
+        self.cycles += 1
+        self.cycle_s.append(time.perf_counter() - t0)
+        return len(payloads)
+
+    def _alerts(self, payload: dict[str, Any], now: int) -> None:
+        book = payload["book"]
+        transitions: list[dict[str, Any]] = []
+        if payload["scope"] == "book":
+            transitions += self.alerts.evaluate("book", book, None, None, payload, now)
+        else:
+            und = payload["underlying"]
+            transitions += self.alerts.evaluate("underlying", book, und, None, payload, now)
+            for e in payload["expiries"]:
+                transitions += self.alerts.evaluate("expiry", book, und, e["expiry"], e, now)
+        for t in transitions:
+            self._emit_alert(t)
+
+    def _emit_alert(self, payload: dict[str, Any]) -> None:
+        self.sink.alert(payload)
+        self.recent_alerts.append(payload)
+        logger.warning(
+            "alert %s", payload["state"], extra={"alert": payload["id"], "value": payload["value"]}
+        )
+
+    async def engine_loop(self) -> None:
+        timeout_s = self.config.engine.cycle_interval_ms / 1000
+        while not self.stop.is_set():
+            await self.inbox.wait(timeout_s)
+            self.cycle()
+
+    # ------------------------------------------------------------------ feeds
+    async def run_feed(self, feed: Feed) -> None:
+        """Run ``feed``; restart it after an unexpected error, stop on a fatal one."""
+        backoff = Backoff(initial_s=1.0, max_s=30.0)
+        while True:
+            try:
+                await feed.run(self.inbox)
+                logger.info("feed finished", extra={"feed": feed.name})
+                return
+            except FeedConnectionError as exc:
+                logger.error("feed stopped: %s", exc.detail, extra={"feed": feed.name})
+                return
+            except Exception:
+                delay = backoff.next_delay()
+                logger.exception(
+                    "feed crashed; restarting", extra={"feed": feed.name, "delay_s": delay}
+                )
+                await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ monitor
+    def status(self) -> dict[str, Any]:
+        """Counters for the heartbeat and the statistics log line."""
+        return {
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "cycles": self.cycles,
+            **self.portfolio.instrument_status(),
+            "events": self.inbox.inbox.received,
+            "conflated": self.inbox.inbox.conflated,
+            "unknown_instrument": self.unknown,
+            "feeds": {
+                f.name: {
+                    "connected": f.stats.connected,
+                    "received": f.stats.received,
+                    "dropped": sum(f.stats.dropped.values()),
+                }
+                for f in self.feeds
+            },
+        }
+
+    def check_feeds(self) -> None:
+        """Raise or clear the stale-feed alert of each feed."""
+        now = self.clock.now_ns()
+        limit_ns = self.config.engine.feed_stale_after_s * 1e9
+        for f in self.feeds:
+            last = f.stats.last_recv_ns
+            silent_ns = now - last if last else now - self._start_ns
+            stale = silent_ns > limit_ns
+            for t in self.alerts.feed_stale(f.name, stale, silent_ns / 1e9, now):
+                self._emit_alert(t)
+
+    def log_stats(self) -> None:
+        cyc = np.asarray(self.cycle_s) * 1e3
+        lat = np.asarray(self.latency_ns) / 1e6
+        logger.info(
+            "stats",
+            extra={
+                **self.status(),
+                "cycle_ms_p50": round(float(np.percentile(cyc, 50)), 3) if cyc.size else None,
+                "cycle_ms_p99": round(float(np.percentile(cyc, 99)), 3) if cyc.size else None,
+                "latency_ms_p50": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+                "latency_ms_p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+                "redis_connected": self.sink.stats.connected,
+                "redis_published": self.sink.stats.published,
+            },
+        )
+
+    async def monitor(self) -> None:
+        self._start_ns = self.clock.now_ns()
+        next_stats = time.monotonic() + self.config.engine.stats_interval_s
+        while True:
+            await asyncio.sleep(1.0)
+            self.check_feeds()
+            if time.monotonic() >= next_stats:
+                next_stats += self.config.engine.stats_interval_s
+                self.log_stats()
+
+    _start_ns = 0
+
+
+def build(config: AppConfig, config_path: Path) -> Daemon:
+    """Every component, ready to run: registry, positions, feeds, sink, alerts.
+
+    Raises:
+        ConfigError: an unreadable or bad positions file, an unknown instrument in it, or a
+            feed that cannot be built from its configuration.
+    """
+    replay = any(isinstance(f, ReplayFeedConfig) for f in config.feeds)
+    clock: Clock = ManualClock() if replay else LiveClock()
+    registry = InstrumentRegistry(i.to_instrument() for i in config.instruments)
+    params = {
+        name: UnderlyingParams(u.rate, u.dividend_yield)
+        for name, u in config.portfolio.underlyings.items()
+    }
+    portfolio = Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
+    path = positions_path(config, config_path)
+    if path is not None:
+        for n, pos in enumerate(load_positions(path)):
+            try:
+                portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
+            except ValueError as exc:
+                raise ConfigError(str(path), f"position {n + 1}: {exc}") from exc
+    held = portfolio.instruments()
+    feeds: list[Feed] = []
+    for i, fc in enumerate(config.feeds):
+        try:
+            feeds.append(_build_feed(fc, registry, clock, held))
+        except ValueError as exc:
+            raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
+    return Daemon(config, clock, registry, portfolio, feeds)
+
+
+async def run(
+    daemon: Daemon,
+    *,
+    duration_s: float | None = None,
+    view: Callable[[Daemon], Coroutine[Any, Any, None]] | None = None,
+) -> int:
+    """Run ``daemon`` until SIGTERM/SIGINT (or ``duration_s``); returns the exit status."""
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            logger.warning("second signal: exiting now", extra={"signal": sig.name})
+            os._exit(128 + sig.value)
+        logger.info("stopping", extra={"signal": sig.name})
+        daemon.stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    daemon.cycle(full=True)  # warm-up: compiles or loads every kernel, publishes the start state
+    logger.info(
+        "started",
+        extra={"feeds": [f.name for f in daemon.feeds], **daemon.portfolio.instrument_status()},
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            feed_tasks = [
+                tg.create_task(daemon.run_feed(f), name=f"feed:{f.name}") for f in daemon.feeds
+            ]
+            engine = tg.create_task(daemon.engine_loop(), name="engine")
+            aux = [
+                tg.create_task(daemon.sink.run(), name="sink"),
+                tg.create_task(daemon.monitor(), name="monitor"),
+            ]
+            if view is not None:
+                aux.append(tg.create_task(view(daemon), name="view"))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(duration_s):
+                    await daemon.stop.wait()
+            # Shutdown: feeds first, then the engine's last full cycle, then Redis.
+            for t in feed_tasks:
+                t.cancel()
+            daemon.stop.set()
+            await engine
+            daemon.cycle(full=True)
+            try:
+                async with asyncio.timeout(daemon.config.redis.timeout_s * 2):
+                    await daemon.sink.flush()
+            except Exception as exc:  # shutdown goes on without Redis
+                logger.warning("final snapshot not published: %r", exc)
+            for t in aux:
+                t.cancel()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await daemon.sink.aclose()
+    logger.info("stopped", extra={"cycles": daemon.cycles})
+    return 0
+
+
+def stdout_is_terminal() -> bool:
+    """Whether the live view can draw on stdout."""
+    return sys.stdout.isatty()

@@ -1,0 +1,271 @@
+"""The daemon's configuration: one TOML file, validated into frozen msgspec structs.
+
+Every key, its unit and its default are documented in docs/config.md. Loading fails fast with
+:class:`engine.errors.ConfigError` naming the key's path (``$.feeds[0].url``) or the positions
+file's line; ``riskd check-config`` prints the validated configuration with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from engine.alerts import AlertRule
+from engine.errors import ConfigError
+from engine.instruments import DERIBIT, Instrument, Kind, Settlement
+from engine.runtime.redis_sink import RedisConfig, redact_url
+from feeds.deribit import DeribitFeedConfig
+from feeds.mqtt import MqttFeedConfig
+from feeds.replay import ReplayFeedConfig
+from feeds.sim import SimFeedConfig
+
+__all__ = [
+    "AppConfig",
+    "EngineConfig",
+    "FeedConfig",
+    "InstrumentConfig",
+    "LogConfig",
+    "PortfolioConfig",
+    "Position",
+    "load_config",
+    "load_positions",
+    "redacted",
+]
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+
+FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | SimFeedConfig
+"""One ``[[feeds]]`` table, chosen by its ``kind``."""
+
+
+class UnderlyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Rate and dividend yield of an underlying (decimals, continuously compounded)."""
+
+    rate: float = 0.0
+    dividend_yield: float = 0.0
+
+
+class PortfolioConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[portfolio]``: where the start-of-day positions are and how to value them.
+
+    Attributes:
+        positions: CSV file ``book,instrument,quantity[,avg_price]`` (relative paths are relative
+            to the config file); empty: start flat and build the book from fills.
+        stale_after_s: an instrument whose input is older than this is counted stale.
+        underlyings: rate and yield per underlying (e.g. ``[portfolio.underlyings.SPX]``).
+    """
+
+    positions: str = ""
+    stale_after_s: PositiveFloat = 60.0
+    underlyings: dict[str, UnderlyingConfig] = {}
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[engine]``: cycle timing and bounds.
+
+    Attributes:
+        cycle_interval_ms: longest the engine waits for new events before cycling anyway.
+        full_reprice_interval_s: every this often, reprice everything (time decay) and rebuild
+            every sum from scratch.
+        fill_queue: fills the inbox holds before feeds that deliver fills are made to wait.
+        feed_stale_after_s: a feed silent for this long raises the stale-feed alert.
+        stats_interval_s: period of the statistics log line.
+    """
+
+    cycle_interval_ms: PositiveInt = 50
+    full_reprice_interval_s: PositiveFloat = 1.0
+    fill_queue: PositiveInt = 100_000
+    feed_stale_after_s: PositiveFloat = 10.0
+    stats_interval_s: PositiveFloat = 10.0
+
+
+class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[log]``: level, and the file logs go to while the terminal view is on."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: str = "riskd.log"
+
+
+class InstrumentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[instruments]]``: an instrument that is not a Deribit name (e.g. an index option).
+
+    Options need ``expiry``, ``strike`` and ``is_call``; a non-Deribit venue prices options with
+    BSM on the index named by ``index`` (fed by ticks of that name).
+    """
+
+    name: str
+    kind: Kind
+    underlying: str
+    index: str
+    quote_currency: str = "USD"
+    settlement: Settlement = Settlement.LINEAR
+    expiry: datetime | None = None
+    strike: PositiveFloat | None = None
+    is_call: bool | None = None
+    multiplier: PositiveFloat = 1.0
+    venue: str = DERIBIT
+
+    def to_instrument(self) -> Instrument:
+        """The registry entry. Raises ValueError when a field the kind needs is missing."""
+        expiry_ns = None
+        if self.expiry is not None:
+            if self.expiry.tzinfo is None:
+                raise ValueError("expiry needs a UTC offset (e.g. 2025-03-21T20:00:00Z)")
+            expiry_ns = int(self.expiry.timestamp()) * 1_000_000_000
+        return Instrument(
+            name=self.name,
+            kind=self.kind,
+            underlying=self.underlying,
+            quote_currency=self.quote_currency,
+            settlement=self.settlement,
+            index=self.index,
+            expiry_ns=expiry_ns,
+            strike=self.strike,
+            is_call=self.is_call,
+            multiplier=self.multiplier,
+            venue=self.venue,
+        )
+
+
+class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[view]``: the live terminal view of the book's exposures."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    refresh_s: PositiveFloat = 0.5
+
+
+class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[engine]``, ``[log]``,
+    ``[view]``, ``[[instruments]]``, ``[[alerts]]``."""
+
+    redis: RedisConfig = RedisConfig()
+    feeds: list[FeedConfig] = []
+    portfolio: PortfolioConfig = PortfolioConfig()
+    engine: EngineConfig = EngineConfig()
+    log: LogConfig = LogConfig()
+    view: ViewConfig = ViewConfig()
+    instruments: list[InstrumentConfig] = []
+    alerts: list[AlertRule] = []
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One row of the positions file."""
+
+    book: str
+    instrument: str
+    quantity: float
+    avg_price: float | None = None
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, or a bad key or value (named by its path).
+    """
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, f"cannot read: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, f"not valid TOML: {exc}") from exc
+    try:
+        config = msgspec.convert(data, AppConfig)
+    except msgspec.ValidationError as exc:  # its message ends "- at `$.feeds[0].url`"
+        raise ConfigError(source, str(exc)) from exc
+    for i, inst in enumerate(config.instruments):
+        try:
+            inst.to_instrument()
+        except ValueError as exc:
+            raise ConfigError(source, f"{exc} - at `$.instruments[{i}]`") from exc
+    names = [f.name for f in config.feeds]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ConfigError(source, f"duplicate feed name {name!r} - at `$.feeds[{i}].name`")
+    return config
+
+
+def positions_path(config: AppConfig, config_path: Path) -> Path | None:
+    """The positions file, resolved against the config file's folder; None when unset."""
+    if not config.portfolio.positions:
+        return None
+    p = Path(config.portfolio.positions)
+    return p if p.is_absolute() else (config_path.parent / p)
+
+
+def load_positions(path: Path) -> list[Position]:
+    """Read a positions CSV: header ``book,instrument,quantity[,avg_price]``.
+
+    Raises:
+        ConfigError: unreadable file, a bad header, or a bad row (named by line and column).
+    """
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, f"cannot read: {exc}") from exc
+    reader = csv.reader(text.splitlines())
+    header: list[str] | None = None
+    out: list[Position] = []
+    for lineno, row in enumerate(reader, start=1):
+        if not row or row[0].lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in row]
+        if header is None:
+            header = cells
+            if header[:3] != ["book", "instrument", "quantity"] or header[3:] not in (
+                [],
+                ["avg_price"],
+            ):
+                raise ConfigError(
+                    source,
+                    f"line {lineno}: header must be book,instrument,quantity[,avg_price], "
+                    f"got {','.join(header)}",
+                )
+            continue
+        if len(cells) != len(header):
+            raise ConfigError(
+                source, f"line {lineno}: {len(cells)} columns, expected {len(header)}"
+            )
+        book, instrument, qty_s = cells[0], cells[1], cells[2]
+        if not book:
+            raise ConfigError(source, f"line {lineno}, column book: empty")
+        if not instrument:
+            raise ConfigError(source, f"line {lineno}, column instrument: empty")
+        quantity = _number(source, lineno, "quantity", qty_s)
+        avg: float | None = None
+        if len(cells) > 3 and cells[3]:
+            avg = _number(source, lineno, "avg_price", cells[3])
+            if avg <= 0.0:
+                raise ConfigError(source, f"line {lineno}, column avg_price: must be > 0")
+        out.append(Position(book=book, instrument=instrument, quantity=quantity, avg_price=avg))
+    if header is None:
+        raise ConfigError(source, "empty file: needs the header book,instrument,quantity")
+    return out
+
+
+def _number(source: str, lineno: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            source, f"line {lineno}, column {column}: not a number: {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise ConfigError(source, f"line {lineno}, column {column}: not finite: {text!r}")
+    return value
+
+
+def redacted(config: AppConfig) -> dict[str, Any]:
+    """The configuration as plain data, secrets replaced by ``***``."""
+    data: dict[str, Any] = msgspec.to_builtins(config)
+    data["redis"]["url"] = redact_url(config.redis.url)
+    return data

@@ -1,0 +1,75 @@
+"""The live terminal view: the book's exposures, feeds and Redis, redrawn in place."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import IO, TYPE_CHECKING, Any
+
+from engine.runtime.redis_sink import redact_url
+
+if TYPE_CHECKING:
+    from engine.runtime.app import Daemon
+
+__all__ = ["render", "terminal_view"]
+
+_COLUMNS = (
+    ("delta", "delta", "{:>11.3f}"),
+    ("delta_usd", "delta $", "{:>13,.0f}"),
+    ("cash_gamma", "cash gamma $/1%", "{:>16,.0f}"),
+    ("vega", "vega $/pt", "{:>12,.0f}"),
+    ("theta", "theta $/day", "{:>12,.0f}"),
+    ("market_value", "value $", "{:>13,.0f}"),
+    ("pnl", "P&L $", "{:>12,.0f}"),
+)
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+def _fmt(fmt: str, value: Any) -> str:
+    width = int(fmt.split(">")[1].split(".")[0].split(",")[0])
+    return " " * (width - 1) + "-" if value is None else fmt.format(value)
+
+
+def render(daemon: Daemon) -> str:
+    """The view as text: one row per (book, underlying) and per book, then feeds, Redis and
+    the latest alerts. Units are in the column heads."""
+    lines = [f"riskd  {daemon.status()['uptime_s']:.0f}s  cycles {daemon.cycles}"]
+    head = f"{'book':<10} {'underlying':<10}" + "".join(
+        f" {title:>{len(fmt.format(0.0))}}" for _, title, fmt in _COLUMNS
+    )
+    lines += ["", head + f" {'pos':>5} {'stale':>5}", "-" * (len(head) + 12)]
+    for key in sorted(daemon.latest):
+        p = daemon.latest[key]
+        und = p.get("underlying") or "(all) USD"
+        row = f"{p['book']:<10} {und:<10}"
+        row += "".join(" " + _fmt(fmt, p.get(m)) for m, _, fmt in _COLUMNS)
+        lines.append(row + f" {p['n_positions']:>5} {p['n_stale']:>5}")
+    lines.append("")
+    for f in daemon.feeds:
+        s = f.stats
+        state = "connected" if s.connected else "DISCONNECTED"
+        dropped = sum(s.dropped.values())
+        lines.append(f"feed {f.name:<10} {state:<13} received {s.received:>9}  dropped {dropped}")
+    ss = daemon.sink.stats
+    url = redact_url(daemon.config.redis.url)
+    if ss.connected:
+        lines.append(f"redis {url}: connected, {ss.published} messages published")
+    else:
+        lines.append(
+            f"redis {url}: NOT REACHABLE - computing on; will publish the latest state "
+            "once it is back"
+        )
+    if daemon.recent_alerts:
+        lines += ["", "alerts:"]
+        for a in list(daemon.recent_alerts)[-5:]:
+            lines.append(f"  {a['state']:<8} {a['severity']:<8} {a['id']}  value {a['value']}")
+    return "\n".join(lines)
+
+
+async def terminal_view(daemon: Daemon, out: IO[str] | None = None) -> None:
+    """Redraw :func:`render` every ``view.refresh_s`` until cancelled."""
+    stream = out if out is not None else sys.stdout
+    while True:
+        stream.write(_CLEAR + render(daemon) + "\n")
+        stream.flush()
+        await asyncio.sleep(daemon.config.view.refresh_s)
