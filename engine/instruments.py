@@ -106,12 +106,13 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     venue: str = DERIBIT
 
     def __post_init__(self) -> None:
-        if self.kind is Kind.OPTION:
+        # == rather than `is`: a plain string ("option") is as good as the enum member.
+        if self.kind == Kind.OPTION:
             if self.expiry_ns is None or self.strike is None or self.is_call is None:
                 raise ValueError(f"option {self.name!r} needs expiry_ns, strike and is_call")
             if not self.strike > 0.0:
                 raise ValueError(f"option {self.name!r}: strike must be > 0, got {self.strike}")
-        if self.kind is Kind.FUTURE and self.expiry_ns is None:
+        if self.kind == Kind.FUTURE and self.expiry_ns is None:
             raise ValueError(f"future {self.name!r} needs expiry_ns")
         if not self.multiplier > 0.0:
             raise ValueError(f"{self.name!r}: multiplier must be > 0, got {self.multiplier}")
@@ -120,7 +121,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     def is_inverse(self) -> bool:
         """True for coin-settled instruments whose prices are quoted in coin (options) or
         whose quantity is a USD notional (futures)."""
-        return self.settlement is Settlement.COIN
+        return self.settlement == Settlement.COIN
 
 
 def deribit_expiry_ns(day: int, month: int, year: int) -> int:
@@ -193,16 +194,21 @@ def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
             info.get("settlement_currency") == base and quote == "USD"
         )
         index = str(info.get("price_index") or f"{base.lower()}_{quote.lower()}")
-        expiry_ms = info.get("expiration_timestamp", 0)
         perpetual = info.get("settlement_period") == "perpetual"
-        if kind_s.startswith("option"):
+        if kind_s == "option":
             kind = Kind.OPTION
-        elif kind_s.startswith("future"):
+        elif kind_s == "future":  # not "future_combo": a spread is no forward
             kind = Kind.PERPETUAL if perpetual else Kind.FUTURE
         elif kind_s == "spot":
             kind = Kind.SPOT
         else:
             raise ValueError(f"unsupported kind {kind_s!r}")
+        expiry_ns: int | None = None
+        if kind in (Kind.OPTION, Kind.FUTURE):
+            expiry_ms = int(info["expiration_timestamp"])
+            if expiry_ms <= 0:
+                raise ValueError(f"{name}: expiration_timestamp must be > 0, got {expiry_ms}")
+            expiry_ns = expiry_ms * 1_000_000
         # Inverse futures trade in USD amounts; options and linear contracts in the base asset.
         size = 1.0
         return Instrument(
@@ -212,9 +218,9 @@ def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
             quote_currency=quote,
             settlement=Settlement.COIN if inverse else Settlement.LINEAR,
             index=index,
-            expiry_ns=None if perpetual or kind is Kind.SPOT else int(expiry_ms) * 1_000_000,
-            strike=float(info["strike"]) if kind is Kind.OPTION else None,
-            is_call=(info["option_type"] == "call") if kind is Kind.OPTION else None,
+            expiry_ns=expiry_ns,
+            strike=float(info["strike"]) if kind == Kind.OPTION else None,
+            is_call=(info["option_type"] == "call") if kind == Kind.OPTION else None,
             multiplier=size,
             venue=DERIBIT,
         )

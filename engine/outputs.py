@@ -1,8 +1,10 @@
 """What riskd publishes: exposure and alert payloads, their units, and the :class:`Sink` seam.
 
 Payloads are plain dicts (the sink encodes them with orjson). Every payload carries ``"v"``
-(:data:`SCHEMA_VERSION`) and ``"ts"`` (epoch milliseconds of the valuation; ``"ts_ns"`` gives
-nanoseconds). Exposure payloads carry ``"units"``, the unit of every figure (:data:`UNITS`).
+(:data:`SCHEMA_VERSION`) and ``"ts"`` (epoch milliseconds of publication; ``"ts_ns"`` gives
+nanoseconds). Exposure payloads also carry ``"valuation_ts_ns"`` (the time the figures are valued
+at: times to expiry count from it; it moves at every full reprice, about once a second) and
+``"units"``, the unit of every figure (:data:`UNITS`).
 
 Exposure figures, summed over a scope's positions (quantity x multiplier x per-unit figure):
 

@@ -81,7 +81,7 @@ class UnderlyingParams:
 def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
     """The expiry bucket of an instrument: ISO 8601 UTC time, ``perpetual`` or ``spot``."""
     if expiry_ns is None:
-        return "perpetual" if kind is Kind.PERPETUAL else "spot"
+        return "perpetual" if kind == Kind.PERPETUAL else "spot"
     return datetime.fromtimestamp(expiry_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -211,13 +211,13 @@ class Portfolio:
         row = self._inst_rows.get(inst.name)
         if row is not None:
             return row
-        if inst.kind is Kind.INDEX:
+        if inst.kind == Kind.INDEX:
             raise ValueError(f"an index ({inst.name}) cannot be held")
         row = self._inst.append()
         a = self._inst.arrays
         params = self._params.get(inst.underlying, UnderlyingParams())
         a["kind"][row] = _KIND_CODE[inst.kind]
-        a["black"][row] = inst.venue == DERIBIT and inst.kind is not Kind.SPOT
+        a["black"][row] = inst.venue == DERIBIT and inst.kind != Kind.SPOT
         a["inverse"][row] = inst.is_inverse
         a["is_call"][row] = bool(inst.is_call)
         a["strike"][row] = inst.strike if inst.strike is not None else 1.0
@@ -294,30 +294,35 @@ class Portfolio:
 
     def apply_fill(self, fill: Fill) -> bool:
         """Apply a fill. Returns False when its instrument is unknown: the fill is then kept in
-        :attr:`unresolved_fills` (and applied by :meth:`retry_unresolved`), never dropped."""
+        :attr:`unresolved_fills` (and applied by :meth:`retry_unresolved`), never dropped.
+
+        Raises:
+            ValueError: a non-finite quantity, or a price that is not finite and > 0 (checked
+                before anything is kept, so a kept fill always applies once its instrument is
+                known).
+        """
+        _check_fill(fill.quantity, fill.price)
         inst = self.registry.get(fill.instrument)
-        if inst is None or inst.kind is Kind.INDEX:
+        if inst is None or inst.kind == Kind.INDEX:
             self.unresolved_fills.append(fill)
             return False
         self._change(fill.book, inst, fill.quantity, fill.price)
         return True
 
     def retry_unresolved(self) -> int:
-        """Apply the kept fills whose instruments are now known; returns how many applied."""
+        """Apply the kept fills whose instruments are now known; returns how many applied.
+        The others stay kept, in their order."""
         pending, self.unresolved_fills = self.unresolved_fills, []
         return sum(self.apply_fill(f) for f in pending)
 
     def _change(self, book: str, inst: Instrument, quantity: float, price: float | None) -> None:
-        if not math.isfinite(quantity):
-            raise ValueError(f"quantity must be finite, got {quantity}")
-        if price is not None and not (math.isfinite(price) and price > 0.0):
-            raise ValueError(f"price must be finite and > 0, got {price}")
+        _check_fill(quantity, price)
         lot = self._lot_row(book, self._instrument_row(inst))
         a = self._lots.arrays
         a["qty"][lot] += quantity
         if price is None:
             a["has_cost"][lot] = False
-        elif inst.is_inverse and inst.kind is not Kind.OPTION:
+        elif inst.is_inverse and inst.kind != Kind.OPTION:
             a["cost"][lot] += quantity / price  # inverse futures: USD notional / price = coin
         else:
             a["cost"][lot] += quantity * price
@@ -326,9 +331,9 @@ class Portfolio:
     def apply_tick(self, tick: Tick) -> bool:
         """Store a tick of an index, spot, future or perpetual; False if it is not one."""
         inst = self.registry.get(tick.instrument)
-        if inst is None or inst.kind is Kind.OPTION:
+        if inst is None or inst.kind == Kind.OPTION:
             return False
-        if inst.kind is Kind.INDEX:
+        if inst.kind == Kind.INDEX:
             src = self._spot_list[self._get_spot_row(inst.index)]
             self._set_source(src, tick.price, tick.ts_recv, "uses_spot", from_tick=True)
             return True
@@ -337,10 +342,10 @@ class Portfolio:
         a["own_px"][row] = tick.price
         a["own_ts"][row] = tick.ts_recv
         self._dirty_inst.add(row)
-        if inst.kind is Kind.FUTURE and inst.expiry_ns is not None:
+        if inst.kind == Kind.FUTURE and inst.expiry_ns is not None:
             src = self._fwd_list[self._get_fwd_row(inst.index, inst.expiry_ns)]
             self._set_source(src, tick.price, tick.ts_recv, "uses_fwd", from_tick=True)
-        elif inst.kind is Kind.SPOT:
+        elif inst.kind == Kind.SPOT:
             src = self._spot_list[self._get_spot_row(inst.index)]
             if not src.from_tick:
                 self._set_source(src, tick.price, tick.ts_recv, "uses_spot", from_tick=False)
@@ -349,7 +354,7 @@ class Portfolio:
     def apply_quote(self, quote: Quote) -> bool:
         """Store an option quote; False if the instrument is unknown or not an option."""
         inst = self.registry.get(quote.instrument)
-        if inst is None or inst.kind is not Kind.OPTION:
+        if inst is None or inst.kind != Kind.OPTION:
             return False
         row = self._instrument_row(inst)
         a = self._inst.arrays
@@ -568,7 +573,12 @@ class Portfolio:
         """Payloads for the given (book, underlying) pairs and for their books, keyed
         ``{book}:{underlying}`` and ``{book}`` (schema: docs/redis.md)."""
         values = self.group_values()
-        base = {"v": SCHEMA_VERSION, "ts": now_ns // 1_000_000, "ts_ns": now_ns}
+        base = {
+            "v": SCHEMA_VERSION,
+            "ts": now_ns // 1_000_000,
+            "ts_ns": now_ns,
+            "valuation_ts_ns": self.valuation_ns,
+        }
         out: list[tuple[str, dict[str, Any]]] = []
         books: set[str] = set()
         n_fig = len(METRICS)
@@ -623,6 +633,13 @@ class Portfolio:
             "stale_instruments": int(np.count_nonzero(bad & held)),
             "unresolved_fills": len(self.unresolved_fills),
         }
+
+
+def _check_fill(quantity: float, price: float | None) -> None:
+    if not math.isfinite(quantity):
+        raise ValueError(f"quantity must be finite, got {quantity}")
+    if price is not None and not (math.isfinite(price) and price > 0.0):
+        raise ValueError(f"price must be finite and > 0, got {price}")
 
 
 def _figures(row: npt.NDArray[np.float64], n_fig: int) -> dict[str, Any]:

@@ -6,16 +6,18 @@ Servers can be killed (SIGKILL) and started again on the same port, to inject fa
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-__all__ = ["MosquittoServer", "RedisServer", "free_port", "wait_port"]
+__all__ = ["MosquittoServer", "RedisServer", "free_port", "wait_port", "wait_until"]
 
 
 def free_port() -> int:
@@ -36,6 +38,13 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
             time.sleep(0.02)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Poll ``predicate`` (counters of a feed or server: nothing to await) until it holds."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - the state polled has no event to wait on
+            await asyncio.sleep(0.02)
 
 
 def _binary(name: str, *fallbacks: str) -> str:

@@ -38,7 +38,7 @@ from engine.clock import Clock, ManualClock
 from engine.errors import ConfigError, FeedConnectionError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
-from engine.instruments import InstrumentRegistry
+from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, load_positions, positions_path
 from engine.runtime.redis_sink import RedisSink
@@ -94,10 +94,17 @@ class AsyncInbox:
 
 
 def _build_feed(
-    config: FeedConfig, registry: InstrumentRegistry, clock: Clock, book_instruments: list[str]
+    config: FeedConfig, registry: InstrumentRegistry, clock: Clock, portfolio: Portfolio
 ) -> Feed:
     if isinstance(config, DeribitFeedConfig):
-        return WebSocketFeed(config, registry, clock, instruments=book_instruments)
+        # Subscribe to the book's Deribit instruments and the indices they are priced on.
+        held = [
+            name
+            for name in portfolio.instruments()
+            if (inst := registry.get(name)) is not None and inst.venue == DERIBIT
+        ]
+        indices = sorted(portfolio.underlyings_for(held))
+        return WebSocketFeed(config, registry, clock, instruments=held, indices=indices)
     if isinstance(config, MqttFeedConfig):
         return MqttFeed(config, registry, clock)
     if isinstance(config, ReplayFeedConfig):
@@ -280,15 +287,19 @@ class Daemon:
     _start_ns = 0
 
 
-def build(config: AppConfig, config_path: Path) -> Daemon:
+def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> Daemon:
     """Every component, ready to run: registry, positions, feeds, sink, alerts.
+
+    ``clock`` defaults to the wall clock, or to a ManualClock moved by the data when a replay
+    feed is configured; tests inject their own.
 
     Raises:
         ConfigError: an unreadable or bad positions file, an unknown instrument in it, or a
             feed that cannot be built from its configuration.
     """
-    replay = any(isinstance(f, ReplayFeedConfig) for f in config.feeds)
-    clock: Clock = ManualClock() if replay else LiveClock()
+    if clock is None:
+        replay = any(isinstance(f, ReplayFeedConfig) for f in config.feeds)
+        clock = ManualClock() if replay else LiveClock()
     registry = InstrumentRegistry(i.to_instrument() for i in config.instruments)
     params = {
         name: UnderlyingParams(u.rate, u.dividend_yield)
@@ -302,11 +313,10 @@ def build(config: AppConfig, config_path: Path) -> Daemon:
                 portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
             except ValueError as exc:
                 raise ConfigError(str(path), f"position {n + 1}: {exc}") from exc
-    held = portfolio.instruments()
     feeds: list[Feed] = []
     for i, fc in enumerate(config.feeds):
         try:
-            feeds.append(_build_feed(fc, registry, clock, held))
+            feeds.append(_build_feed(fc, registry, clock, portfolio))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
     return Daemon(config, clock, registry, portfolio, feeds)

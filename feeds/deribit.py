@@ -1,0 +1,321 @@
+"""Deribit's public websocket feed: option quotes, future and perpetual marks, price indices.
+
+:class:`WebSocketFeed` owns one connection at a time to Deribit's JSON-RPC v2 API. It subscribes
+``ticker.{instrument}.{interval}`` for every configured instrument (and those the runtime
+passes from the book) and ``deribit_price_index.{index}`` for every configured index, puts the
+decoded events (:mod:`feeds.deribit_codec`) into the engine's sink, answers Deribit's heartbeat
+``test_request`` and reconnects with capped, jittered exponential backoff whenever the connection
+fails or goes silent for ``silence_timeout_s``. Bad frames are counted by reason in
+``stats.dropped`` and dropped. Nothing from ``websockets`` escapes: connection problems become
+:class:`~engine.errors.FeedConnectionError`, retried unless fatal (a bad URL, HTTP 401/403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Annotated, Final
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxy,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+
+from engine.clock import Clock
+from engine.errors import FeedConnectionError, FeedDecodeError, FeedStaleError
+from engine.events import EventSink
+from engine.instruments import Instrument, InstrumentRegistry
+from feeds.backoff import Backoff
+from feeds.base import DropLog, FeedStats
+from feeds.deribit_codec import (
+    DeribitProtocol,
+    Interval,
+    decode_instruments_response,
+    get_instruments_request,
+)
+
+__all__ = ["DeribitFeedConfig", "WebSocketFeed", "classify_exception"]
+
+logger = logging.getLogger(__name__)
+
+HeartbeatSeconds = Annotated[int, msgspec.Meta(ge=10)]
+"""Deribit's ``public/set_heartbeat`` interval: at least 10 s."""
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0)]
+"""A duration in seconds, > 0."""
+
+_CLOSE_TIMEOUT_S: Final = 1.0  # closing handshake; the socket is aborted after this
+_MAX_FRAME_BYTES: Final = 1 << 20  # one ticker is ~1 kB
+_MAX_INSTRUMENTS_BYTES: Final = 1 << 26  # get_instruments(any) lists thousands of instruments
+_RETRYABLE_HTTP: Final = frozenset({408, 425, 429})  # besides 5xx: timeouts, rate limits
+_FETCH_REQUEST_ID: Final = 1
+
+
+class DeribitFeedConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="kind",
+    tag="deribit",
+):
+    """Configuration of a :class:`WebSocketFeed` (``kind = "deribit"`` in the feed's table).
+
+    Attributes:
+        name: the feed's name, in logs, stats and errors.
+        url: Deribit's websocket endpoint (``wss://test.deribit.com/ws/api/v2`` for testnet).
+        instruments: options, futures and perpetuals to subscribe tickers of, besides those the
+            runtime passes from the book.
+        indices: Deribit price indices to subscribe (``btc_usd``, ``eth_usd``).
+        interval: ticker interval: ``100ms`` (conflated), ``agg2`` or ``raw`` (every change;
+            Deribit serves raw tickers to authorised connections only).
+        heartbeat_s: ``public/set_heartbeat`` interval; Deribit's minimum is 10 s.
+        silence_timeout_s: reconnect when no frame arrives for this long (logged as stale);
+            keep it above ``heartbeat_s``, since heartbeats arrive every ``heartbeat_s``.
+        connect_timeout_s: limit on connecting (TCP, TLS, websocket handshake) and on each send.
+        backoff_initial_s: first reconnection delay; doubles on every failed attempt.
+        backoff_max_s: cap on the reconnection delay.
+    """
+
+    name: str = "deribit"
+    url: str = "wss://www.deribit.com/ws/api/v2"
+    instruments: list[str] = []
+    indices: list[str] = []
+    interval: Interval = "100ms"
+    heartbeat_s: HeartbeatSeconds = 10
+    silence_timeout_s: PositiveSeconds = 30.0
+    connect_timeout_s: PositiveSeconds = 10.0
+    backoff_initial_s: PositiveSeconds = 0.5
+    backoff_max_s: PositiveSeconds = 30.0
+
+    def __post_init__(self) -> None:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+
+
+def classify_exception(feed: str, exc: BaseException) -> FeedConnectionError:
+    """Translate a connection problem into a :class:`FeedConnectionError`, retryable or fatal.
+
+    The one place that decides (after websockets' ``process_exception``): network errors,
+    timeouts, closed connections, cut-off handshakes and HTTP 408/425/429/5xx are retryable; a
+    bad URL or proxy, any other HTTP status (401, 403, 404, ...) or handshake failure is fatal.
+
+    Args:
+        feed: the feed's name.
+        exc: what websockets, asyncio or the OS raised.
+    """
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        retryable = status >= 500 or status in _RETRYABLE_HTTP
+        return FeedConnectionError(feed, f"HTTP {status} to the handshake", retryable=retryable)
+    if isinstance(exc, TimeoutError):
+        return FeedConnectionError(feed, "timed out", retryable=True)
+    if isinstance(exc, (OSError, ConnectionClosed, InvalidMessage)):
+        return FeedConnectionError(feed, detail, retryable=True)
+    if isinstance(exc, (InvalidURI, InvalidProxy, InvalidHandshake, ValueError)):
+        return FeedConnectionError(feed, detail, retryable=False)
+    if isinstance(exc, WebSocketException):  # protocol error, frame too big: a new connection
+        return FeedConnectionError(feed, detail, retryable=True)
+    return FeedConnectionError(feed, detail, retryable=False)
+
+
+class WebSocketFeed:
+    """Deribit's public websocket API as a :class:`~feeds.base.Feed`.
+
+    Args:
+        config: this feed's configuration.
+        registry: instruments by name; tickers of names it neither holds nor can parse as
+            Deribit names are dropped (``unknown_instrument``).
+        clock: gives ``ts_recv`` and ``stats.last_recv_ns``.
+        instruments: more instrument names to subscribe (the book's), besides the config's.
+        indices: more price indices to subscribe (those the book is priced on).
+
+    Attributes:
+        name: the feed's name (``config.name``).
+        stats: counters: frames received, events, drops by reason, connections.
+    """
+
+    def __init__(
+        self,
+        config: DeribitFeedConfig,
+        registry: InstrumentRegistry,
+        clock: Clock,
+        instruments: Iterable[str] = (),
+        indices: Iterable[str] = (),
+    ) -> None:
+        self.name = config.name
+        self.stats = FeedStats()
+        self._config = config
+        self._registry = registry
+        self._clock = clock
+        self._instruments = tuple(dict.fromkeys([*config.instruments, *instruments]))
+        self._indices = tuple(dict.fromkeys([*config.indices, *indices]))
+        self._drops = DropLog(self.stats, clock, logger)
+        self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
+
+    async def run(self, sink: EventSink) -> None:
+        """Stream events into ``sink`` until cancelled, reconnecting and resubscribing with
+        backoff after every failure.
+
+        Raises:
+            FeedConnectionError: a fatal error (``retryable`` False): a bad URL, HTTP 401/403.
+        """
+        while True:
+            detail = ""
+            try:
+                await self._session(sink)
+            except FeedStaleError as exc:
+                detail = exc.detail
+                logger.warning("feed stale", extra={"feed": self.name, "silent_s": exc.silent_s})
+            except FeedConnectionError as exc:
+                if not exc.retryable:
+                    logger.error("feed failed", extra={"feed": self.name, "detail": exc.detail})
+                    raise
+                detail = exc.detail
+            delay_s = self._backoff.next_delay()
+            logger.warning(
+                "feed reconnecting",
+                extra={
+                    "feed": self.name,
+                    "detail": detail,
+                    "delay_s": round(delay_s, 3),
+                    "attempt": self._backoff.attempt,
+                },
+            )
+            await asyncio.sleep(delay_s)
+
+    async def fetch_instruments(self, currency: str, kind: str | None = None) -> list[Instrument]:
+        """Deribit's live instruments from ``public/get_instruments``, over a short-lived
+        connection. Combinations are left out. The registry is not changed: add them to it.
+
+        Args:
+            currency: ``BTC``, ``ETH``, ``USDC``, ``USDT`` or ``any``.
+            kind: ``option``, ``future`` or ``spot``; None for all.
+
+        Raises:
+            FeedConnectionError: the connection failed, no reply came within
+                ``silence_timeout_s``, or Deribit answered with an error.
+            FeedDecodeError: the reply is malformed.
+        """
+        request = get_instruments_request(_FETCH_REQUEST_ID, currency, kind)
+        ws = await self._connect(_MAX_INSTRUMENTS_BYTES)
+        try:
+            try:
+                await self._send(ws, request)
+                async with asyncio.timeout(self._config.silence_timeout_s):
+                    while True:
+                        frame = await ws.recv(decode=False)
+                        found = decode_instruments_response(frame, _FETCH_REQUEST_ID, self.name)
+                        if found is not None:
+                            return found
+            except (WebSocketException, OSError) as exc:
+                raise classify_exception(self.name, exc) from exc
+        finally:
+            await self._close(ws)
+
+    async def _session(self, sink: EventSink) -> None:
+        """One connection: connect, subscribe, stream until something fails."""
+        protocol = DeribitProtocol(
+            self.name,
+            self._registry,
+            instruments=self._instruments,
+            indices=self._indices,
+            interval=self._config.interval,
+            heartbeat_s=self._config.heartbeat_s,
+        )
+        ws = await self._connect(_MAX_FRAME_BYTES)
+        self.stats.connects += 1
+        self.stats.connected = True
+        logger.info("feed connected", extra={"feed": self.name, "url": self._config.url})
+        try:
+            try:
+                for request in protocol.connect_requests():
+                    await self._send(ws, request)
+                await self._stream(ws, protocol, sink)
+            except (WebSocketException, OSError) as exc:
+                raise classify_exception(self.name, exc) from exc
+        finally:
+            self.stats.connected = False
+            await self._close(ws)
+
+    async def _stream(
+        self, ws: ClientConnection, protocol: DeribitProtocol, sink: EventSink
+    ) -> None:
+        silence_s = self._config.silence_timeout_s
+        stats = self.stats
+        subscribed = False
+        while True:
+            try:
+                async with asyncio.timeout(silence_s):
+                    frame = await ws.recv(decode=False)
+            except TimeoutError:
+                raise FeedStaleError(self.name, silence_s) from None
+            ts_recv = self._clock.now_ns()
+            stats.received += 1
+            stats.last_recv_ns = ts_recv
+            try:
+                events = protocol.receive(frame, ts_recv)
+            except FeedDecodeError as exc:
+                self._drops.drop(exc)
+                continue
+            for event in events:
+                sink.put(event)
+            stats.events += len(events)
+            for reply in protocol.outgoing():
+                await self._send(ws, reply)
+            if not subscribed and protocol.subscription_complete:
+                subscribed = True
+                self._backoff.reset()
+                self._log_subscribed(protocol)
+
+    def _log_subscribed(self, protocol: DeribitProtocol) -> None:
+        missing = protocol.missing_channels
+        logger.info(
+            "feed subscribed",
+            extra={
+                "feed": self.name,
+                "channels": len(protocol.subscribed),
+                "missing": len(missing),
+            },
+        )
+        if missing:
+            logger.warning(
+                "channels not subscribed",
+                extra={"feed": self.name, "missing": len(missing), "channels": missing[:20]},
+            )
+
+    async def _connect(self, max_size: int) -> ClientConnection:
+        try:
+            async with asyncio.timeout(self._config.connect_timeout_s):
+                return await connect(
+                    self._config.url,
+                    open_timeout=None,
+                    close_timeout=_CLOSE_TIMEOUT_S,
+                    max_size=max_size,
+                )
+        except (WebSocketException, OSError, ValueError) as exc:
+            raise classify_exception(self.name, exc) from exc
+
+    async def _send(self, ws: ClientConnection, data: bytes) -> None:
+        async with asyncio.timeout(self._config.connect_timeout_s):
+            await ws.send(data, text=True)
+
+    @staticmethod
+    async def _close(ws: ClientConnection) -> None:
+        """Close politely within a second, else abort; on cancellation, abort and re-raise."""
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await ws.close()
+        except (TimeoutError, OSError, WebSocketException):
+            ws.transport.abort()
+        except asyncio.CancelledError:
+            ws.transport.abort()
+            raise

@@ -1,0 +1,413 @@
+"""Deribit's public JSON-RPC v2 websocket protocol, sans-I/O: bytes in, events out.
+
+:class:`DeribitProtocol` holds the state of one connection and does no I/O (websockets'
+``protocol.py`` is the model): the adapter (:mod:`feeds.deribit`) sends
+:meth:`~DeribitProtocol.connect_requests`, hands every frame it reads to
+:meth:`~DeribitProtocol.receive` and sends what :meth:`~DeribitProtocol.outgoing` returns.
+
+Deribit's units, as this codec maps them onto :mod:`engine.events`:
+
+- ``ticker.{instrument}.{interval}`` of an option -> :class:`~engine.events.Quote`: prices in
+  the quote currency (coin for inverse BTC/ETH options), a bid or ask of 0 means none (None),
+  ``mark_iv`` is in percent (87.27 -> iv 0.8727), ``timestamp`` in ms (-> ``ts_event`` in ns);
+- ``ticker.{instrument}.{interval}`` of a future, perpetual or spot pair ->
+  :class:`~engine.events.Tick` of its ``mark_price``;
+- ``deribit_price_index.{index}`` -> :class:`~engine.events.Tick` named after the index
+  (``btc_usd``).
+
+A frame that cannot be turned into events raises :class:`~engine.errors.FeedDecodeError` with
+one of these stable reasons; the adapter counts and drops it and the connection goes on:
+
+=======================  ======================================================================
+``json``                 not JSON (or not UTF-8)
+``schema``               JSON of the wrong shape: a missing field, a wrong type
+``bad_price``            a mark or index price that is not finite and > 0, a negative bid or
+                         ask, a negative IV, a forward or index price <= 0
+``unknown_instrument``   neither in the registry nor a Deribit instrument or index name
+``unexpected``           a method or channel this codec does not handle
+``rpc_error``            a JSON-RPC error answering a request whose failure is harmless
+=======================  ======================================================================
+
+A JSON-RPC error answering ``public/set_heartbeat`` or ``public/subscribe`` raises
+:class:`~engine.errors.FeedConnectionError` instead: the connection is of no use without them.
+A result answering no request of ours (Deribit's ``public/get_order_book`` of someone else's
+making, a late reply) is counted in :attr:`DeribitProtocol.unsolicited` and ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+
+from engine.errors import FeedConnectionError, FeedDecodeError
+from engine.events import Quote, Tick
+from engine.instruments import Instrument, InstrumentRegistry, Kind, from_deribit_instrument
+
+__all__ = [
+    "MAX_CHANNELS_PER_REQUEST",
+    "DeribitProtocol",
+    "Interval",
+    "decode_instruments_response",
+    "get_instruments_request",
+]
+
+Interval = Literal["100ms", "agg2", "raw"]
+"""Ticker channel interval: Deribit conflates to 100 ms, aggregates (agg2), or sends every
+change (raw; Deribit only serves raw ticker channels to authorised connections)."""
+
+MAX_CHANNELS_PER_REQUEST: Final = 100
+"""Default number of channels per ``public/subscribe`` request."""
+
+_MAX_PENDING: Final = 1024  # requests awaiting a reply; the oldest is forgotten beyond this
+_FATAL_RPC_CODES: Final = frozenset({-32600, -32601, -32602})  # invalid request/method/params
+_SET_HEARTBEAT: Final = "public/set_heartbeat"
+_SUBSCRIBE: Final = "public/subscribe"
+_TEST: Final = "public/test"
+_GET_INSTRUMENTS: Final = "public/get_instruments"
+_TICKER_PREFIX: Final = "ticker."
+_INDEX_PREFIX: Final = "deribit_price_index."
+_MS_TO_NS: Final = 1_000_000
+_EMPTY: Final = msgspec.Raw()
+
+T = TypeVar("T")
+
+
+class _RpcError(msgspec.Struct, frozen=True):
+    code: int
+    message: str
+    data: Any = None
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    """Any JSON-RPC message: a notification (``method``) or a response (``result``/``error``)."""
+
+    id: int | str | None = None
+    method: str | None = None
+    params: msgspec.Raw = _EMPTY
+    result: msgspec.Raw = _EMPTY
+    error: _RpcError | None = None
+
+
+class _Subscription(msgspec.Struct, frozen=True):
+    channel: str
+    data: msgspec.Raw
+
+
+class _Heartbeat(msgspec.Struct, frozen=True):
+    type: str
+
+
+class _Ticker(msgspec.Struct, frozen=True, gc=False):
+    instrument_name: str
+    timestamp: int
+    mark_price: float
+    best_bid_price: float | None = None
+    best_ask_price: float | None = None
+    mark_iv: float | None = None
+    underlying_price: float | None = None
+    index_price: float | None = None
+
+
+class _PriceIndex(msgspec.Struct, frozen=True, gc=False):
+    index_name: str
+    price: float
+    timestamp: int
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_SUBSCRIPTION = msgspec.json.Decoder(_Subscription)
+_HEARTBEAT = msgspec.json.Decoder(_Heartbeat)
+_TICKER = msgspec.json.Decoder(_Ticker)
+_PRICE_INDEX = msgspec.json.Decoder(_PriceIndex)
+_CHANNELS = msgspec.json.Decoder(list[str])
+_INSTRUMENTS = msgspec.json.Decoder(list[dict[str, Any]])
+_ENCODER = msgspec.json.Encoder()
+
+
+def _decode(
+    decoder: msgspec.json.Decoder[T], data: bytes | str, feed: str, frame: bytes | str
+) -> T:
+    """Decode ``data`` (all of ``frame`` or a part of it), mapping msgspec's errors."""
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise FeedDecodeError(feed, "schema", str(exc), frame) from exc
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        raise FeedDecodeError(feed, "json", str(exc), frame) from exc
+
+
+def _encode_request(request_id: int, method: str, params: Mapping[str, Any]) -> bytes:
+    return _ENCODER.encode({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def _rpc_failure(feed: str, method: str, error: _RpcError) -> FeedConnectionError:
+    return FeedConnectionError(
+        feed,
+        f"{method} failed: {error.code} {error.message}",
+        retryable=error.code not in _FATAL_RPC_CODES,
+    )
+
+
+class DeribitProtocol:
+    """The state of one connection to Deribit's public websocket API; no I/O.
+
+    Use one instance per connection: send :meth:`connect_requests`, then pass every frame to
+    :meth:`receive` and send what :meth:`outgoing` returns after each call.
+
+    Args:
+        feed: the feed's name, for errors.
+        registry: instruments by name; names it does not hold are parsed as Deribit names.
+        instruments: instrument names to subscribe tickers of (duplicates are ignored).
+        indices: Deribit price index names to subscribe (``btc_usd``).
+        interval: ticker channel interval.
+        heartbeat_s: the ``public/set_heartbeat`` interval (Deribit's minimum is 10 s).
+        max_channels_per_request: channels per ``public/subscribe`` request.
+
+    Attributes:
+        feed: the feed's name.
+        channels: the channels requested, in request order.
+        subscribed: the channels Deribit acknowledged (it leaves out channels it does not know).
+        unsolicited: results received that answer no pending request of ours.
+    """
+
+    def __init__(
+        self,
+        feed: str,
+        registry: InstrumentRegistry,
+        *,
+        instruments: Iterable[str] = (),
+        indices: Iterable[str] = (),
+        interval: Interval = "100ms",
+        heartbeat_s: int = 30,
+        max_channels_per_request: int = MAX_CHANNELS_PER_REQUEST,
+    ) -> None:
+        if heartbeat_s < 10:
+            raise ValueError(f"heartbeat_s must be >= 10 (Deribit's minimum), got {heartbeat_s}")
+        if max_channels_per_request < 1:
+            raise ValueError("max_channels_per_request must be >= 1")
+        self.feed = feed
+        self._registry = registry
+        self._heartbeat_s = heartbeat_s
+        self._chunk = max_channels_per_request
+        channels = [f"{_TICKER_PREFIX}{name}.{interval}" for name in instruments]
+        channels += [f"{_INDEX_PREFIX}{index}" for index in indices]
+        self.channels: tuple[str, ...] = tuple(dict.fromkeys(channels))
+        self.subscribed: set[str] = set()
+        self.unsolicited = 0
+        self._pending: dict[int, str] = {}
+        self._acks_outstanding = 0
+        self._requested = False
+        self._outgoing: list[bytes] = []
+        self._next_id = 1
+
+    @property
+    def subscription_complete(self) -> bool:
+        """True once every ``public/subscribe`` request was acknowledged."""
+        return self._requested and self._acks_outstanding == 0
+
+    @property
+    def missing_channels(self) -> list[str]:
+        """Requested channels Deribit did not acknowledge (complete only once
+        :attr:`subscription_complete`)."""
+        return [c for c in self.channels if c not in self.subscribed]
+
+    def request(self, method: str, params: Mapping[str, Any]) -> bytes:
+        """Encode a request with a fresh id and remember it until its reply arrives."""
+        request_id = self._next_id
+        self._next_id += 1
+        self._pending[request_id] = method
+        if len(self._pending) > _MAX_PENDING:
+            del self._pending[next(iter(self._pending))]
+        return _encode_request(request_id, method, params)
+
+    def connect_requests(self) -> list[bytes]:
+        """The requests to send right after connecting: ``public/set_heartbeat``, then
+        ``public/subscribe`` with at most ``max_channels_per_request`` channels each."""
+        requests = [self.request(_SET_HEARTBEAT, {"interval": self._heartbeat_s})]
+        for start in range(0, len(self.channels), self._chunk):
+            chunk = list(self.channels[start : start + self._chunk])
+            requests.append(self.request(_SUBSCRIBE, {"channels": chunk}))
+            self._acks_outstanding += 1
+        self._requested = True
+        return requests
+
+    def outgoing(self) -> list[bytes]:
+        """The replies queued by :meth:`receive` (``public/test``), to send now; clears them."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def receive(self, data: bytes | str, ts_recv: int) -> list[Tick | Quote]:
+        """Decode one frame into events (often none) and queue replies for :meth:`outgoing`.
+
+        Args:
+            data: one websocket message, UTF-8 JSON.
+            ts_recv: its receipt time, int UNIX ns.
+
+        Returns:
+            The frame's events: a quote or tick for a notification, none for other messages.
+
+        Raises:
+            FeedDecodeError: the frame is bad; drop it and go on.
+            FeedConnectionError: Deribit refused ``public/set_heartbeat`` or
+                ``public/subscribe``.
+        """
+        envelope = _decode(_ENVELOPE, data, self.feed, data)
+        if envelope.method is not None:
+            return self._notification(envelope, data, ts_recv)
+        if envelope.error is not None or envelope.result:
+            self._response(envelope, data)
+            return []
+        raise FeedDecodeError(self.feed, "unexpected", "neither a method nor a result", data)
+
+    def _notification(
+        self, envelope: _Envelope, frame: bytes | str, ts_recv: int
+    ) -> list[Tick | Quote]:
+        if not envelope.params:
+            raise FeedDecodeError(self.feed, "schema", "notification without params", frame)
+        if envelope.method == "subscription":
+            sub = _decode(_SUBSCRIPTION, envelope.params, self.feed, frame)
+            if sub.channel.startswith(_TICKER_PREFIX):
+                return [self._ticker(_decode(_TICKER, sub.data, self.feed, frame), frame, ts_recv)]
+            if sub.channel.startswith(_INDEX_PREFIX):
+                index = _decode(_PRICE_INDEX, sub.data, self.feed, frame)
+                return [self._index(index, frame, ts_recv)]
+            raise FeedDecodeError(self.feed, "unexpected", f"channel {sub.channel!r}", frame)
+        if envelope.method == "heartbeat":
+            beat = _decode(_HEARTBEAT, envelope.params, self.feed, frame)
+            if beat.type == "test_request":
+                self._outgoing.append(self.request(_TEST, {}))
+            elif beat.type != "heartbeat":
+                raise FeedDecodeError(self.feed, "unexpected", f"heartbeat {beat.type!r}", frame)
+            return []
+        raise FeedDecodeError(self.feed, "unexpected", f"method {envelope.method!r}", frame)
+
+    def _response(self, envelope: _Envelope, frame: bytes | str) -> None:
+        method = self._pending.pop(envelope.id, None) if isinstance(envelope.id, int) else None
+        if envelope.error is not None:
+            if method in (_SET_HEARTBEAT, _SUBSCRIBE):
+                raise _rpc_failure(self.feed, method, envelope.error)
+            detail = (
+                f"{method or 'unknown request'}: {envelope.error.code} {envelope.error.message}"
+            )
+            raise FeedDecodeError(self.feed, "rpc_error", detail, frame)
+        if method is None:
+            self.unsolicited += 1
+        elif method == _SUBSCRIBE:
+            channels = _decode(_CHANNELS, envelope.result, self.feed, frame)
+            self.subscribed.update(channels)
+            self._acks_outstanding -= 1
+
+    def _instrument(self, name: str, frame: bytes | str) -> Instrument:
+        instrument = self._registry.get(name)
+        if instrument is None:
+            raise FeedDecodeError(self.feed, "unknown_instrument", repr(name), frame)
+        return instrument
+
+    def _bad_price(self, field: str, value: float, frame: bytes | str) -> FeedDecodeError:
+        return FeedDecodeError(self.feed, "bad_price", f"{field}={value!r}", frame)
+
+    def _positive(self, field: str, value: float | None, frame: bytes | str) -> float | None:
+        """None stays None; anything else must be finite and > 0."""
+        if value is not None and not 0.0 < value < math.inf:
+            raise self._bad_price(field, value, frame)
+        return value
+
+    def _side(self, field: str, value: float | None, frame: bytes | str) -> float | None:
+        """A bid or ask: None or 0 mean none; negative or non-finite is bad."""
+        if value is None or value == 0.0:
+            return None
+        if not 0.0 < value < math.inf:
+            raise self._bad_price(field, value, frame)
+        return value
+
+    def _ticker(self, ticker: _Ticker, frame: bytes | str, ts_recv: int) -> Tick | Quote:
+        instrument = self._instrument(ticker.instrument_name, frame)
+        mark = ticker.mark_price
+        if not 0.0 < mark < math.inf:
+            raise self._bad_price("mark_price", mark, frame)
+        ts_event = ticker.timestamp * _MS_TO_NS
+        if instrument.kind is not Kind.OPTION:
+            return Tick(instrument=instrument.name, price=mark, ts_event=ts_event, ts_recv=ts_recv)
+        iv = ticker.mark_iv
+        if iv is not None and not 0.0 <= iv < math.inf:
+            raise self._bad_price("mark_iv", iv, frame)
+        return Quote(
+            instrument=instrument.name,
+            bid=self._side("best_bid_price", ticker.best_bid_price, frame),
+            ask=self._side("best_ask_price", ticker.best_ask_price, frame),
+            mark=mark,
+            iv=iv / 100.0 if iv else None,
+            underlying_price=self._positive("underlying_price", ticker.underlying_price, frame),
+            index_price=self._positive("index_price", ticker.index_price, frame),
+            ts_event=ts_event,
+            ts_recv=ts_recv,
+        )
+
+    def _index(self, index: _PriceIndex, frame: bytes | str, ts_recv: int) -> Tick:
+        instrument = self._instrument(index.index_name, frame)
+        if not 0.0 < index.price < math.inf:
+            raise self._bad_price("price", index.price, frame)
+        return Tick(
+            instrument=instrument.name,
+            price=index.price,
+            ts_event=index.timestamp * _MS_TO_NS,
+            ts_recv=ts_recv,
+        )
+
+
+def get_instruments_request(
+    request_id: int, currency: str, kind: str | None = None, *, expired: bool = False
+) -> bytes:
+    """A ``public/get_instruments`` request.
+
+    Args:
+        request_id: the JSON-RPC id, to find the reply with :func:`decode_instruments_response`.
+        currency: ``BTC``, ``ETH``, ``USDC``, ``USDT`` or ``any``.
+        kind: ``option``, ``future``, ``spot``, ``future_combo``, ``option_combo``; None for all.
+        expired: list expired instruments instead of live ones.
+    """
+    params: dict[str, Any] = {"currency": currency, "expired": expired}
+    if kind is not None:
+        params["kind"] = kind
+    return _encode_request(request_id, _GET_INSTRUMENTS, params)
+
+
+def decode_instruments_response(
+    data: bytes | str, request_id: int, feed: str
+) -> list[Instrument] | None:
+    """The instruments in the reply to the ``public/get_instruments`` request ``request_id``.
+
+    Combinations (``future_combo``, ``option_combo``) are left out: riskd does not price them.
+
+    Args:
+        data: one websocket message.
+        request_id: the id the request was sent with.
+        feed: the feed's name, for errors.
+
+    Returns:
+        The instruments, or None when ``data`` is some other message (a heartbeat, another
+        reply): keep reading.
+
+    Raises:
+        FeedDecodeError: the reply is malformed (reason ``json``/``schema``).
+        FeedConnectionError: Deribit answered with a JSON-RPC error.
+    """
+    envelope = _decode(_ENVELOPE, data, feed, data)
+    if envelope.id != request_id or envelope.method is not None:
+        return None
+    if envelope.error is not None:
+        raise _rpc_failure(feed, _GET_INSTRUMENTS, envelope.error)
+    if not envelope.result:
+        raise FeedDecodeError(feed, "schema", "reply without result", data)
+    instruments = []
+    for entry in _decode(_INSTRUMENTS, envelope.result, feed, data):
+        if str(entry.get("kind", "")).endswith("_combo"):
+            continue
+        try:
+            instruments.append(from_deribit_instrument(entry))
+        except ValueError as exc:
+            raise FeedDecodeError(feed, "schema", str(exc), data) from exc
+    return instruments

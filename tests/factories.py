@@ -1,0 +1,101 @@
+"""Builders of valid events for tests (nautilus ``test_kit`` style).
+
+Every builder has sensible defaults, so a test spells out only what it is about:
+``quote("BTC-27DEC24-60000-C", iv=0.55, underlying_price=63_000.0)``. Timestamps default to
+:data:`T0_NS`; ``ts_ns`` sets both ``ts_event`` and ``ts_recv``, and either can be overridden.
+"""
+
+from __future__ import annotations
+
+from engine.events import Fill, Quote, Tick
+
+__all__ = [
+    "BTC_CALL",
+    "BTC_FUTURE",
+    "BTC_INDEX",
+    "BTC_PERPETUAL",
+    "T0_NS",
+    "fill",
+    "quote",
+    "tick",
+]
+
+T0_NS = 1_719_792_000_000_000_000
+"""2024-07-01T00:00:00Z in int UNIX ns: the default event time and valuation time of tests."""
+
+BTC_INDEX = "btc_usd"
+BTC_FUTURE = "BTC-27DEC24"
+BTC_PERPETUAL = "BTC-PERPETUAL"
+BTC_CALL = "BTC-27DEC24-60000-C"
+
+
+def tick(
+    instrument: str = BTC_INDEX,
+    price: float = 60_000.0,
+    *,
+    ts_ns: int = T0_NS,
+    ts_event: int | None = None,
+    ts_recv: int | None = None,
+) -> Tick:
+    """A tick of an index, spot, future or perpetual (default: the BTC index at 60 000 USD)."""
+    return Tick(
+        instrument=instrument,
+        price=price,
+        ts_event=ts_ns if ts_event is None else ts_event,
+        ts_recv=ts_ns if ts_recv is None else ts_recv,
+    )
+
+
+def quote(
+    instrument: str = BTC_CALL,
+    *,
+    bid: float | None = None,
+    ask: float | None = None,
+    mark: float | None = 0.08,
+    iv: float | None = None,
+    underlying_price: float | None = None,
+    index_price: float | None = None,
+    ts_ns: int = T0_NS,
+    ts_event: int | None = None,
+    ts_recv: int | None = None,
+) -> Quote:
+    """An option quote (default: a mark of 0.08 coin on the BTC 27DEC24 60 000 call).
+
+    Pass ``mark=None`` with ``bid`` and ``ask`` for a quote without a mark.
+    """
+    if bid is None and ask is None and mark is None:
+        raise ValueError("a quote needs at least one of bid, ask, mark")
+    return Quote(
+        instrument=instrument,
+        bid=bid,
+        ask=ask,
+        mark=mark,
+        iv=iv,
+        underlying_price=underlying_price,
+        index_price=index_price,
+        ts_event=ts_ns if ts_event is None else ts_event,
+        ts_recv=ts_ns if ts_recv is None else ts_recv,
+    )
+
+
+def fill(
+    instrument: str = BTC_CALL,
+    quantity: float = 1.0,
+    price: float | None = 0.08,
+    *,
+    book: str = "main",
+    fill_id: str | None = None,
+    ts_ns: int = T0_NS,
+    ts_event: int | None = None,
+    ts_recv: int | None = None,
+) -> Fill:
+    """A fill of ``quantity`` at ``price`` in ``book`` (default: buy 1 BTC call at 0.08 coin)."""
+    return Fill(
+        book=book,
+        instrument=instrument,
+        quantity=quantity,
+        price=price,
+        fill_id=fill_id,
+        ts_event=ts_ns if ts_event is None else ts_event,
+        ts_recv=ts_ns if ts_recv is None else ts_recv,
+    )
