@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 from numpy.testing import assert_allclose
 
 from engine.daycount import year_fraction
 from engine.greeks import bsm, inverse
+from tests.servers import RedisServer
 
 RISKD = Path(sys.executable).with_name("riskd")
 DEMO = Path(__file__).parents[2] / "config" / "demo_book.toml"
@@ -104,3 +108,108 @@ def test_help_and_version() -> None:
     assert out.stdout.startswith("riskd ")
     out = _run()
     assert out.returncode == 2  # a command is required
+
+
+DAEMON_CONFIG = Path(__file__).parents[2] / "config" / "demo.toml"
+
+
+def _write_config(tmp_path: Path, body: str, positions: str | None = None) -> Path:
+    if positions is not None:
+        (tmp_path / "positions.csv").write_text(positions)
+    path = tmp_path / "riskd.toml"
+    path.write_text(body)
+    return path
+
+
+def test_check_config_accepts_the_demo_and_redacts_secrets(tmp_path: Path) -> None:
+    out = _run("check-config", "-c", str(DAEMON_CONFIG))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["config"]["feeds"][0]["kind"] == "sim"
+    assert report["positions"] == 2
+    path = _write_config(tmp_path, '[redis]\nurl = "redis://riskd:s3cret@127.0.0.1:6379/0"\n')
+    out = _run("check-config", "-c", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "s3cret" not in out.stdout
+    assert "***" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "positions", "named"),
+    [
+        ('[[feeds]]\nkind = "mqtt"\nprot = 1883\n', None, "`$.feeds[0]`"),
+        ('[[feeds]]\nkind = "mqtt"\nport = "x"\n', None, "`$.feeds[0].port`"),
+        ('[[feeds]]\nkind = "telepathy"\n', None, "`$.feeds[0].kind`"),
+        ("[redis]\nmin_interval_ms = -1\n", None, "`$.redis.min_interval_ms`"),
+        ("[engine]\nfull_reprice_interval_s = 0\n", None, "`$.engine.full_reprice_interval_s`"),
+        ('[[alerts]]\nname = "a"\nmetric = "delta"\nscope = "book"\n', None, "`$.alerts[0]`"),
+        ("[portfolio]\nnope = 1\n", None, "`$.portfolio`"),
+        ("[portfolio\n", None, "not valid TOML"),
+        (
+            '[portfolio]\npositions = "positions.csv"\n',
+            "book,instrument,quantity\nmain,BTC-PERPETUAL,ten\n",
+            "line 2, column quantity",
+        ),
+        (
+            '[portfolio]\npositions = "positions.csv"\n',
+            "book,instrument,quantity\nmain,NOT-A-THING,1\n",
+            "position 1: unknown instrument",
+        ),
+        ('[portfolio]\npositions = "missing.csv"\n', None, "missing.csv: cannot read"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(
+    tmp_path: Path, body: str, positions: str | None, named: str
+) -> None:
+    path = _write_config(tmp_path, body, positions)
+    for command in ("check-config", "run"):
+        out = _run(command, "-c", str(path), *(("--view", "off") if command == "run" else ()))
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert named in out.stderr, (command, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_run_publishes_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, redis_server: RedisServer, unique: str
+) -> None:
+    path = _write_config(
+        tmp_path,
+        f"""
+[redis]
+url = "{redis_server.url}"
+prefix = "{unique}"
+[portfolio]
+positions = "positions.csv"
+[engine]
+full_reprice_interval_s = 0.2
+[[feeds]]
+kind = "sim"
+rate_hz = 500
+""",
+        "book,instrument,quantity,avg_price\nhedge,BTC-PERPETUAL,-100000,60000\n",
+    )
+    proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
+        [str(RISKD), "run", "-c", str(path), "--view", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        deadline = time.monotonic() + 60
+        while client.hget(f"{unique}:snapshot", "hedge:BTC") is None:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no snapshot within 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
+    assert proc.returncode == 0, stderr
+    logs = [json.loads(line) for line in stdout.splitlines()]
+    messages = [entry["msg"] for entry in logs]
+    assert "started" in messages
+    assert messages[-1] == "stopped"
+    assert any(e["msg"] == "stopping" and e["signal"] == "SIGTERM" for e in logs)

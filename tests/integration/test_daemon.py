@@ -1,0 +1,344 @@
+"""The daemon end to end: MQTT in, exposures and alerts out of Redis, against real servers.
+
+Expected figures are computed here independently, from engine.greeks and the unit conventions
+of engine.outputs, at the valuation time each payload states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from engine.clock import ManualClock
+from engine.daycount import year_fraction
+from engine.greeks import inverse
+from engine.instruments import parse_deribit_name
+from engine.runtime.app import Daemon, build, run
+from engine.runtime.config import load_config
+from tests.deribit_server import DeribitServer, load_frames
+from tests.servers import MosquittoServer, RedisServer, wait_until
+
+CALL = "BTC-27DEC30-60000-C"
+PUT = "ETH-27DEC30-3000-P"
+OPT = "BTC-24JUN22-15000-C"  # in the recorded Deribit frames
+TS = 1_732_400_000_123  # ms
+
+
+def _config(
+    tmp_path: Path, redis_url: str, prefix: str, mqtt_port: int, topic: str, extra: str = ""
+) -> Path:
+    (tmp_path / "positions.csv").write_text(
+        "book,instrument,quantity,avg_price\n"
+        f"main,{CALL},10,0.05\n"
+        "main,BTC-PERPETUAL,-100000,60000\n"
+        f"other,{PUT},-20,\n"
+    )
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f"""
+[redis]
+url = "{redis_url}"
+prefix = "{prefix}"
+min_interval_ms = 20
+backoff_initial_s = 0.05
+backoff_max_s = 0.5
+
+[portfolio]
+positions = "positions.csv"
+
+[engine]
+cycle_interval_ms = 10
+full_reprice_interval_s = 0.5
+feed_stale_after_s = 60
+
+[view]
+enabled = "off"
+
+[[feeds]]
+kind = "mqtt"
+name = "md"
+port = {mqtt_port}
+topic_prefix = "{topic}/"
+client_id = "{topic}-riskd"
+backoff_initial_s = 0.05
+backoff_max_s = 0.5
+
+[[alerts]]
+name = "btc_vega"
+metric = "vega"
+scope = "underlying"
+underlying = "BTC"
+above = 1000.0
+{extra}
+"""
+    )
+    return path
+
+
+@contextlib.asynccontextmanager
+async def _running(path: Path) -> AsyncIterator[Daemon]:
+    daemon = build(load_config(path), path)
+    task = asyncio.create_task(run(daemon))
+    try:
+        yield daemon
+    finally:
+        daemon.stop.set()
+        async with asyncio.timeout(20):
+            assert await task == 0
+
+
+async def _publish(port: int, messages: Sequence[tuple[str, dict[str, Any] | bytes]]) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=None) as client:
+        for topic, payload in messages:
+            data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+            await client.publish(topic, data, qos=1)
+
+
+async def _wait_snapshot(
+    r: aioredis.Redis, prefix: str, key: str, ok: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    last: dict[str, Any] | None = None
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    raw = await r.hget(f"{prefix}:snapshot", key)
+                except redis.exceptions.ConnectionError:  # the test's own client, after a kill
+                    raw = None
+                if raw is not None:
+                    last = orjson.loads(raw)
+                    if ok(last):
+                        return last
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"snapshot {key} never satisfied the check; last: {last}") from None
+
+
+def _market(topic: str, spot: float, fwd: float, iv: float) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{topic}/md/tick/btc_usd", {"instrument": "btc_usd", "price": spot, "ts": TS}),
+        (f"{topic}/md/tick/BTC-PERPETUAL", {"instrument": "BTC-PERPETUAL", "price": spot + 100}),
+        (
+            f"{topic}/md/quote/{CALL}",
+            {"instrument": CALL, "mark": 0.2, "iv": iv, "underlying_price": fwd, "ts": TS},
+        ),
+        (
+            f"{topic}/md/quote/{PUT}",
+            {"instrument": PUT, "bid": 0.05, "ask": 0.06, "iv": 0.7, "underlying_price": 3100.0},
+        ),
+    ]
+
+
+def _expected_btc(
+    payload: dict[str, Any], qty: float, cost_coin: float, spot: float, fwd: float, iv: float
+) -> dict[str, float]:
+    """main:BTC figures from first principles: qty calls on F, a short perpetual."""
+    call = parse_deribit_name(CALL)
+    assert call is not None
+    assert call.expiry_ns is not None
+    T = year_fraction(payload["valuation_ts_ns"], call.expiry_ns)
+    g = inverse(True, fwd, 60000.0, T, 0.0, iv)
+    perp_px = spot + 100
+    notional = -100000.0
+    return {
+        "delta": qty * float(g.delta) + notional / perp_px,
+        "delta_usd": qty * float(g.delta) * fwd + notional,
+        "delta_adj": qty * float(g.delta_adj) + notional / perp_px,
+        "cash_gamma": qty * float(g.gamma) * fwd * fwd / 100,
+        "vega": qty * float(g.vega) / 100,
+        "theta": qty * float(g.theta) / 365,
+        "market_value": qty * float(g.price),
+        "pnl": qty * float(g.price) - cost_coin * fwd + notional * (perp_px / 60000.0 - 1.0),
+    }
+
+
+async def test_mqtt_in_exposures_out(
+    tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    port = mosquitto_server.port
+    path = _config(tmp_path, redis_server.url, unique, port, unique)
+    r = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with _running(path) as daemon:
+            async with aiomqtt.Client("127.0.0.1", port) as sub:
+                await sub.subscribe(f"{unique}/#")  # nothing: only checks the broker is up
+            alerts = r.pubsub()
+            await alerts.subscribe(f"{unique}:alerts")
+            await _publish(port, _market(unique, 65000.0, 66000.0, 0.6))
+            fill = {"book": "main", "instrument": CALL, "quantity": 5, "price": 0.06, "ts": TS}
+            await _publish(port, [(f"{unique}/fills/main", fill)])
+
+            def settled(p: dict[str, Any]) -> bool:
+                want = _expected_btc(p, 15.0, 10 * 0.05 + 5 * 0.06, 65000.0, 66000.0, 0.6)
+                return p["n_stale"] == 0 and math.isclose(p["vega"], want["vega"], rel_tol=1e-9)
+
+            got = await _wait_snapshot(r, unique, "main:BTC", settled)
+            want = _expected_btc(got, 15.0, 0.8, 65000.0, 66000.0, 0.6)
+            for name, value in want.items():
+                assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
+            assert got["n_positions"] == 2
+            assert got["units"]["vega"] == "USD per vol point"
+            assert {e["expiry"] for e in got["expiries"]} == {"2030-12-27T08:00:00Z", "perpetual"}
+            # Book scope: USD figures add up, underlying-unit figures do not exist.
+            raw_book = await r.hget(f"{unique}:snapshot", "main")
+            assert raw_book is not None
+            book = orjson.loads(raw_book)
+            assert book["delta"] is None
+            assert book["vega"] == pytest.approx(got["vega"], rel=1e-12)
+            # The vega limit (1000 USD per vol point) is breached by 15 calls: raised.
+            async with asyncio.timeout(10):
+                while True:
+                    msg = await alerts.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if msg is not None:
+                        alert = orjson.loads(msg["data"])
+                        break
+            assert alert["id"] == "btc_vega:main:BTC"
+            assert alert["state"] == "raised"
+            # The stream has one entry per published change; the heartbeat lives.
+            assert await r.xlen(f"{unique}:exposure:stream") > 0
+            assert await r.ttl(f"{unique}:heartbeat") > 0
+            # Bad messages are counted and dropped; the feed goes on.
+            bad: list[tuple[str, dict[str, Any] | bytes]] = [
+                (f"{unique}/md/quote/{CALL}", b"{not json"),
+                (f"{unique}/md/quote/{CALL}", b'{"instrument": "%s", "mark": NaN}' % CALL.encode()),
+                (f"{unique}/md/quote/UNKNOWN", {"instrument": "UNKNOWN", "mark": 1.0}),
+                (f"{unique}/md/tick/btc_usd", {"instrument": "btc_usd", "price": -5.0}),
+                (f"{unique}/md/tick/btc_usd", {"instrument": "btc_usd", "price": "65000"}),
+                (f"{unique}/md/tick/btc_usd", {"instrument": "btc_usd", "price": 0.0}),
+            ]
+            await _publish(port, bad)
+            await _publish(port, _market(unique, 65000.0, 67000.0, 0.65))
+
+            def moved(p: dict[str, Any]) -> bool:
+                want = _expected_btc(p, 15.0, 0.8, 65000.0, 67000.0, 0.65)
+                return math.isclose(p["vega"], want["vega"], rel_tol=1e-9)
+
+            await _wait_snapshot(r, unique, "main:BTC", moved)
+            feed = daemon.feeds[0]
+            assert sum(feed.stats.dropped.values()) == len(bad), feed.stats.dropped
+            assert daemon.portfolio.unresolved_fills == []
+    finally:
+        await r.aclose()
+
+
+async def test_survives_redis_and_broker_restarts_without_losing_fills(
+    tmp_path: Path, unique: str
+) -> None:
+    with RedisServer() as rs, MosquittoServer() as ms:
+        path = _config(tmp_path, rs.url, unique, ms.port, unique)
+        r = aioredis.Redis.from_url(rs.url)
+        fills_sent = 0.0
+
+        async def send_fills(n: int) -> None:
+            nonlocal fills_sent
+            msgs: list[tuple[str, dict[str, Any] | bytes]] = []
+            for k in range(n):
+                q = 1.0 if k % 3 else -0.5
+                fills_sent += q
+                fill = {"book": "main", "instrument": CALL, "quantity": q, "price": 0.05}
+                msgs.append((f"{unique}/fills/main", fill))
+            await _publish(ms.port, msgs)
+
+        def has_qty(qty: float) -> Callable[[dict[str, Any]], bool]:
+            def ok(p: dict[str, Any]) -> bool:
+                want = _expected_btc(p, qty, 0.0, 65000.0, 66000.0, 0.6)
+                return math.isclose(p["vega"], want["vega"], rel_tol=1e-9)
+
+            return ok
+
+        try:
+            async with _running(path) as daemon:
+                await _publish(ms.port, _market(unique, 65000.0, 66000.0, 0.6))
+                await send_fills(30)
+                await _wait_snapshot(r, unique, "main:BTC", has_qty(10 + fills_sent))
+                # Redis dies; the engine computes on; Redis returns empty and is refilled.
+                rs.kill()
+                await send_fills(30)
+                await asyncio.sleep(0.3)
+                rs.start()
+                await _wait_snapshot(r, unique, "main:BTC", has_qty(10 + fills_sent))
+                assert daemon.sink.stats.reconnects >= 1
+                # The broker dies and comes back; the feed reconnects and resubscribes.
+                ms.kill()
+                await asyncio.sleep(0.3)
+                ms.start()
+                await wait_until(lambda: daemon.feeds[0].stats.connected)
+                await send_fills(30)
+                await _wait_snapshot(r, unique, "main:BTC", has_qty(10 + fills_sent))
+                assert daemon.feeds[0].stats.connects >= 2
+                held = {(b, i): q for b, i, q in daemon.portfolio.positions()}
+                assert held[("main", CALL)] == pytest.approx(10 + fills_sent, abs=1e-12)
+        finally:
+            await r.aclose()
+
+
+async def test_deribit_in_matches_deribits_own_greeks(
+    tmp_path: Path, redis_server: RedisServer, unique: str
+) -> None:
+    """Recorded Deribit tickers in, through a local Deribit; the book's figures out of Redis
+    equal quantity x the greeks Deribit published on those tickers (valued at their time)."""
+    frames = [
+        f
+        for f in load_frames()
+        if f.get("params", {}).get("data", {}).get("instrument_name") == OPT
+    ]
+    data = frames[0]["params"]["data"]
+    (tmp_path / "positions.csv").write_text(f"book,instrument,quantity\ndesk,{OPT},-3\n")
+    path = tmp_path / "riskd.toml"
+    async with DeribitServer(frames, frame_interval_s=0.01) as server:
+        path.write_text(
+            f"""
+[redis]
+url = "{redis_server.url}"
+prefix = "{unique}"
+min_interval_ms = 20
+[portfolio]
+positions = "positions.csv"
+[view]
+enabled = "off"
+[[feeds]]
+kind = "deribit"
+url = "{server.url}"
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+"""
+        )
+        clock = ManualClock(data["timestamp"] * 1_000_000)
+        daemon = build(load_config(path), path, clock=clock)
+        task = asyncio.create_task(run(daemon))
+        r = aioredis.Redis.from_url(redis_server.url)
+        try:
+            got = await _wait_snapshot(r, unique, "desk:BTC", lambda p: p["n_stale"] == 0)
+            greeks = data["greeks"]
+            # Deribit rounds greeks to 5 decimals and mark_iv to 2 (tests/data/README.md).
+            assert got["delta"] == pytest.approx(-3 * greeks["delta"], abs=3 * 2e-5)
+            assert got["vega"] == pytest.approx(-3 * greeks["vega"], rel=2e-4)
+            assert got["theta"] == pytest.approx(-3 * greeks["theta"], rel=2e-4)
+            mv = -3 * data["mark_price"] * data["underlying_price"]
+            assert got["market_value"] == pytest.approx(mv, rel=1e-3)
+            # The server goes away and comes back: the feed resubscribes, figures flow again.
+            await server.stop()
+            await asyncio.sleep(0.2)
+            await server.start()
+            await wait_until(
+                lambda: server.subscribe_calls >= 2 and daemon.feeds[0].stats.connects >= 2
+            )
+            sent = server.frames_sent
+            await wait_until(lambda: server.frames_sent >= sent + 3)
+            assert f"ticker.{OPT}.100ms" in server.subscriptions[-1]
+            assert "deribit_price_index.btc_usd" in server.subscriptions[-1]
+        finally:
+            daemon.stop.set()
+            async with asyncio.timeout(20):
+                assert await task == 0
+            await r.aclose()
