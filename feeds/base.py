@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,7 +13,11 @@ from engine.clock import Clock
 from engine.errors import FeedDecodeError
 from engine.events import EventSink
 
-__all__ = ["DropLog", "Feed", "FeedStats"]
+__all__ = ["DropLog", "Feed", "FeedStats", "Sleep"]
+
+Sleep = Callable[[float], Awaitable[None]]
+"""An ``asyncio.sleep``-like coroutine function taking seconds (injected: tests move a
+ManualClock instead of waiting)."""
 
 
 @dataclass(slots=True)

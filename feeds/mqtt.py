@@ -1,0 +1,261 @@
+"""MQTT feed: ticks, quotes and fills from a broker, in riskd's JSON contract
+(:mod:`feeds.json_codec`).
+
+Fills must never be lost, so the feed keeps a persistent session: a fixed ``client_id``,
+``clean_session=False`` and subscriptions at QoS 1. While the daemon is away the broker queues
+the QoS 1 messages of its subscriptions and delivers them on reconnection. Each message is
+acknowledged (PUBACK) only once it has been handed to the engine (a fill queued by
+``put_fill``), so a message in flight when the feed stops or the connection drops is delivered
+again: fills arrive at least once, and a fill ``id`` lets the engine recognise a redelivery.
+
+The session lives as long as the broker keeps it (a broker without persistence forgets it on a
+restart); the feed resubscribes after every reconnection anyway.
+
+Errors: :func:`classify` maps aiomqtt's and the OS's exceptions to
+:class:`~engine.errors.FeedConnectionError`, retryable or fatal (refused credentials, a refused
+subscription). Retryable ones are retried with capped, jittered backoff; fatal ones end
+:meth:`MqttFeed.run`. Bad messages are counted by reason, logged (rate-limited) and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Annotated, Final
+
+import aiomqtt
+import msgspec
+from aiomqtt.exceptions import MqttConnectError
+
+from engine.clock import Clock
+from engine.errors import FeedConnectionError, FeedDecodeError
+from engine.events import EventSink, Fill
+from engine.instruments import InstrumentRegistry
+from feeds.backoff import Backoff
+from feeds.base import DropLog, FeedStats
+from feeds.json_codec import FILL_TOPIC, QUOTE_TOPIC, TICK_TOPIC, JsonCodec
+
+__all__ = ["DEFAULT_TOPICS", "MqttFeed", "MqttFeedConfig", "classify"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOPICS: Final = (f"{TICK_TOPIC}/+", f"{QUOTE_TOPIC}/+", f"{FILL_TOPIC}/+")
+"""Topic filters subscribed by default (below ``topic_prefix``)."""
+
+_PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+_Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+# CONNACK reason codes a retry cannot fix (MQTT 5 numbering, which paho also uses for MQTT
+# 3.1.1's return codes): unsupported protocol, client id rejected, bad user name or password,
+# not authorised, banned, bad authentication method.
+_FATAL_CONNACK: Final = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
+_SUBACK_FAILURE: Final = 0x80
+
+
+class MqttFeedConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="kind",
+    tag="mqtt",
+):
+    """Configuration of an :class:`MqttFeed` (``kind = "mqtt"``).
+
+    Attributes:
+        name: the feed's name in logs, stats and errors.
+        host: broker host name or address.
+        port: broker TCP port.
+        topic_prefix: prepended to every topic and filter (``"desk1/"``); empty by default.
+        topics: topic filters to subscribe to, below ``topic_prefix``.
+        client_id: MQTT client identifier; fixed, so the broker keeps the session (and queues
+            fills) while the daemon is away. Unique per daemon.
+        qos: subscription QoS; 1 (at least once) or 2. Fills need at least 1.
+        keepalive_s: MQTT keepalive; the connection is dropped after 1.5 x this of silence
+            from the broker.
+        timeout_s: limit of each connect, subscribe and disconnect.
+        silence_timeout_s: reconnect when no message arrived for this long; None: never.
+        backoff_initial_s: first reconnection delay.
+        backoff_max_s: largest reconnection delay.
+        username: user name; None connects anonymously.
+        password_env: name of the environment variable holding the password (never the
+            password itself); None: no password.
+    """
+
+    name: str = "mqtt"
+    host: str = "127.0.0.1"
+    port: _Port = 1883
+    topic_prefix: str = ""
+    topics: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_TOPICS))
+    client_id: Annotated[str, msgspec.Meta(min_length=1)] = "riskd"
+    qos: Annotated[int, msgspec.Meta(ge=1, le=2)] = 1
+    keepalive_s: Annotated[int, msgspec.Meta(ge=1)] = 30
+    timeout_s: _PositiveFloat = 10.0
+    silence_timeout_s: _PositiveFloat | None = None
+    backoff_initial_s: _PositiveFloat = 0.5
+    backoff_max_s: _PositiveFloat = 30.0
+    username: str | None = None
+    password_env: str | None = None
+
+
+def classify(feed: str, exc: BaseException) -> FeedConnectionError:
+    """The :class:`~engine.errors.FeedConnectionError` for an exception of a session.
+
+    The one place that decides retryable vs fatal. Fatal: a CONNACK refusing the client
+    (credentials, authorisation, client id, protocol). Everything else (refused or dropped TCP
+    connections, timeouts, a broker that went away) is retryable.
+
+    Args:
+        feed: the feed's name.
+        exc: what the session raised.
+
+    Returns:
+        The error to raise (``exc`` itself when it already is one).
+    """
+    if isinstance(exc, FeedConnectionError):
+        return exc
+    if isinstance(exc, MqttConnectError):
+        rc = exc.rc
+        code = rc if isinstance(rc, int) else getattr(rc, "value", None)
+        if code in _FATAL_CONNACK:
+            return FeedConnectionError(feed, f"connection refused: {exc}", retryable=False)
+        return FeedConnectionError(feed, f"connection refused: {exc}")
+    if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
+        return FeedConnectionError(feed, f"timed out: {exc or 'no answer'}")
+    if isinstance(exc, aiomqtt.MqttError | OSError):
+        return FeedConnectionError(feed, f"{type(exc).__name__}: {exc}")
+    return FeedConnectionError(feed, f"unexpected {type(exc).__name__}: {exc}", retryable=False)
+
+
+class MqttFeed:
+    """Reads ticks, quotes and fills from an MQTT broker into an
+    :class:`~engine.events.EventSink`; implements :class:`feeds.base.Feed`.
+
+    Args:
+        config: this feed's configuration.
+        registry: instruments messages may name.
+        clock: receipt times (``ts_recv``) and the drop log's rate limit.
+    """
+
+    def __init__(self, config: MqttFeedConfig, registry: InstrumentRegistry, clock: Clock) -> None:
+        self.name = config.name
+        self.stats = FeedStats()
+        self._config = config
+        self._clock = clock
+        self._codec = JsonCodec(registry, feed=config.name, topic_prefix=config.topic_prefix)
+        self._drops = DropLog(self.stats, clock, logger)
+        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+
+    async def run(self, sink: EventSink) -> None:
+        """Connect, subscribe and hand every message to ``sink`` until cancelled, reconnecting
+        with backoff whenever the connection fails.
+
+        Raises:
+            FeedConnectionError: a fatal error (``retryable`` False), e.g. refused credentials.
+        """
+        while True:
+            try:
+                await self._session(sink)
+            except FeedConnectionError as exc:
+                if not exc.retryable:
+                    logger.error("feed failed", extra={"feed": self.name, "detail": exc.detail})
+                    raise
+                delay_s = self._backoff.next_delay()
+                logger.warning(
+                    "feed disconnected, reconnecting",
+                    extra={
+                        "feed": self.name,
+                        "detail": exc.detail,
+                        "delay_s": round(delay_s, 3),
+                        "attempt": self._backoff.attempt,
+                    },
+                )
+                await asyncio.sleep(delay_s)
+
+    async def _session(self, sink: EventSink) -> None:
+        """One connection: connect, subscribe, read until it fails."""
+        cfg = self._config
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=cfg.client_id,
+            clean_session=False,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.timeout_s,
+            username=cfg.username,
+            password=self._password(),
+        )
+        # Acknowledge each message only once the engine has it (module docstring). aiomqtt
+        # does not expose paho's manual acknowledgement, so it is set on paho's client.
+        paho = client._client
+        paho.manual_ack_set(True)
+        try:
+            async with client:
+                await self._subscribe(client)
+                self._backoff.reset()
+                self.stats.connects += 1
+                self.stats.connected = True
+                logger.info(
+                    "feed connected",
+                    extra={"feed": self.name, "host": cfg.host, "port": cfg.port},
+                )
+                messages = client.messages.__aiter__()
+                while True:
+                    if cfg.silence_timeout_s is None:
+                        message = await anext(messages)
+                    else:
+                        try:
+                            async with asyncio.timeout(cfg.silence_timeout_s):
+                                message = await anext(messages)
+                        except TimeoutError:
+                            raise FeedConnectionError(
+                                self.name, f"no message for {cfg.silence_timeout_s} s"
+                            ) from None
+                    await self._handle(sink, message.topic.value, message.payload)
+                    paho.ack(message.mid, message.qos)
+        except (aiomqtt.MqttError, OSError) as exc:
+            raise classify(self.name, exc) from exc
+        finally:
+            self.stats.connected = False
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        cfg = self._config
+        for topic_filter in cfg.topics:
+            granted = await client.subscribe(f"{cfg.topic_prefix}{topic_filter}", qos=cfg.qos)
+            codes = [c if isinstance(c, int) else c.value for c in granted]
+            if any(code >= _SUBACK_FAILURE for code in codes):
+                raise FeedConnectionError(
+                    self.name, f"subscription to {topic_filter!r} refused", retryable=False
+                )
+            if any(code < cfg.qos for code in codes):  # the broker caps QoS: fills may be lost
+                logger.warning(
+                    "subscription granted a lower QoS",
+                    extra={"feed": self.name, "topic": topic_filter, "granted": codes},
+                )
+
+    async def _handle(self, sink: EventSink, topic: str, payload: bytes) -> None:
+        now = self._clock.now_ns()
+        self.stats.received += 1
+        self.stats.last_recv_ns = now
+        try:
+            event = self._codec.decode_mqtt(topic, payload, now)
+        except FeedDecodeError as exc:
+            self._drops.drop(exc)
+            return
+        if isinstance(event, Fill):
+            await sink.put_fill(event)
+        else:
+            sink.put(event)
+        self.stats.events += 1
+
+    def _password(self) -> str | None:
+        env = self._config.password_env
+        if env is None:
+            return None
+        password = os.environ.get(env)
+        if password is None:
+            raise FeedConnectionError(
+                self.name, f"environment variable {env} is not set", retryable=False
+            )
+        return password
