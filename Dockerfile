@@ -16,4 +16,4 @@ RUN pip install --no-cache-dir -e . \
 USER riskd
 
 ENTRYPOINT ["riskd"]
-CMD ["demo"]
+CMD ["run", "-c", "config/docker.toml", "--view", "off"]

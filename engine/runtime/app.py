@@ -31,6 +31,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from engine.alerts import AlertEngine
@@ -315,6 +316,9 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
                 raise ConfigError(str(path), f"position {n + 1}: {exc}") from exc
     feeds: list[Feed] = []
     for i, fc in enumerate(config.feeds):
+        if isinstance(fc, ReplayFeedConfig) and not Path(fc.path).is_absolute():
+            # like the positions file: relative to the config file
+            fc = msgspec.structs.replace(fc, path=str(config_path.parent / fc.path))
         try:
             feeds.append(_build_feed(fc, registry, clock, portfolio))
         except ValueError as exc:

@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose
 
 from engine.daycount import year_fraction
 from engine.greeks import bsm, inverse
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 RISKD = Path(sys.executable).with_name("riskd")
 DEMO = Path(__file__).parents[2] / "config" / "demo_book.toml"
@@ -213,3 +213,30 @@ rate_hz = 500
     assert "started" in messages
     assert messages[-1] == "stopped"
     assert any(e["msg"] == "stopping" and e["signal"] == "SIGTERM" for e in logs)
+
+
+def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) -> None:
+    """The README's main job on config/demo.toml, with nothing listening where Redis should be:
+    the view draws the demo book and says Redis is unreachable; riskd runs on and exits 0."""
+    config_dir = DAEMON_CONFIG.parent
+    body = DAEMON_CONFIG.read_text().replace(
+        "redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{free_port()}/0"
+    )
+    (tmp_path / "demo_positions.csv").write_text((config_dir / "demo_positions.csv").read_text())
+    path = _write_config(tmp_path, body)
+    out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
+        [str(RISKD), "run", "-c", str(path), "--view", "on", "--duration", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    last_frame = out.stdout.rsplit("\x1b[2J", 1)[-1]
+    assert "NOT REACHABLE" in last_frame
+    assert "vega $/pt" in last_frame
+    rows = [line.split() for line in last_frame.splitlines()]
+    assert ["demo", "BTC"] in [r[:2] for r in rows]
+    assert ["hedge", "BTC"] in [r[:2] for r in rows]
+    logs = (tmp_path / "riskd.log").read_text().splitlines()
+    assert json.loads(logs[-1])["msg"] == "stopped"

@@ -27,7 +27,7 @@ def test_readme_python_example_runs_and_round_trips() -> None:
 
 def test_readme_names_the_two_commands_ci_runs() -> None:
     text = README.read_text()
-    assert "scripts/riskd demo" in text
+    assert "scripts/riskd          # the main job" in text
     assert "scripts/test" in text
     ci = (README.parent / ".ci" / "run").read_text()
     assert "exec scripts/test\n" in ci
