@@ -82,6 +82,9 @@ class DeribitFeedConfig(
         connect_timeout_s: limit on connecting (TCP, TLS, websocket handshake) and on each send.
         backoff_initial_s: first reconnection delay; doubles on every failed attempt.
         backoff_max_s: cap on the reconnection delay.
+        instrument_currencies: currencies (``BTC``, ``ETH``, ``USDC``) whose instruments are
+            loaded from ``public/get_instruments`` at start, so the registry holds Deribit's own
+            definitions; empty: names are parsed (the same fields for every listed name).
     """
 
     name: str = "deribit"
@@ -94,6 +97,7 @@ class DeribitFeedConfig(
     connect_timeout_s: PositiveSeconds = 10.0
     backoff_initial_s: PositiveSeconds = 0.5
     backoff_max_s: PositiveSeconds = 30.0
+    instrument_currencies: list[str] = []
 
     def __post_init__(self) -> None:
         if self.backoff_initial_s > self.backoff_max_s:
@@ -220,6 +224,21 @@ class WebSocketFeed:
                 raise classify_exception(self.name, exc) from exc
         finally:
             await self._close(ws)
+
+    async def load_instruments(self) -> int:
+        """Add the instruments of every ``instrument_currencies`` entry to the registry, from
+        ``public/get_instruments``; returns how many were added.
+
+        Raises:
+            FeedConnectionError: as :meth:`fetch_instruments`.
+            FeedDecodeError: as :meth:`fetch_instruments`.
+        """
+        added = 0
+        for currency in self._config.instrument_currencies:
+            for inst in await self.fetch_instruments(currency):
+                self._registry.add(inst)
+                added += 1
+        return added
 
     async def _session(self, sink: EventSink) -> None:
         """One connection: connect, subscribe, stream until something fails."""

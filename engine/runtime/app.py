@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.alerts import AlertEngine
 from engine.clock import Clock, ManualClock
-from engine.errors import ConfigError, FeedConnectionError
+from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
@@ -210,6 +210,21 @@ class Daemon:
             self.cycle()
 
     # ------------------------------------------------------------------ feeds
+    async def load_instruments(self) -> None:
+        """Fill the registry from feeds that can list their venue's instruments. A failure is
+        logged and start-up goes on: Deribit names parse without it."""
+        for feed in self.feeds:
+            if not isinstance(feed, WebSocketFeed):
+                continue
+            try:
+                added = await feed.load_instruments()
+            except (FeedConnectionError, FeedDecodeError) as exc:
+                logger.warning("instruments not loaded: %s", exc.detail, extra={"feed": feed.name})
+                continue
+            if added:
+                logger.info("instruments loaded", extra={"feed": feed.name, "instruments": added})
+        self.portfolio.retry_unresolved()
+
     async def run_feed(self, feed: Feed) -> None:
         """Run ``feed``; restart it after an unexpected error, stop on a fatal one."""
         backoff = Backoff(initial_s=1.0, max_s=30.0)
@@ -347,6 +362,7 @@ async def run(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    await daemon.load_instruments()
     daemon.cycle(full=True)  # warm-up: compiles or loads every kernel, publishes the start state
     logger.info(
         "started",

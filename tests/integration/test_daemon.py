@@ -25,7 +25,7 @@ from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
-from tests.deribit_server import DeribitServer, load_frames
+from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
 from tests.servers import MosquittoServer, RedisServer, wait_until
 
 CALL = "BTC-27DEC30-60000-C"
@@ -311,6 +311,7 @@ kind = "deribit"
 url = "{server.url}"
 backoff_initial_s = 0.05
 backoff_max_s = 0.2
+instrument_currencies = ["BTC"]
 """
         )
         clock = ManualClock(data["timestamp"] * 1_000_000)
@@ -319,6 +320,9 @@ backoff_max_s = 0.2
         r = aioredis.Redis.from_url(redis_server.url)
         try:
             got = await _wait_snapshot(r, unique, "desk:BTC", lambda p: p["n_stale"] == 0)
+            # Deribit's own definitions were loaded from public/get_instruments at start.
+            listed = {i["instrument_name"] for i in SAMPLE_INSTRUMENTS if "combo" not in i["kind"]}
+            assert listed <= {inst.name for inst in daemon.registry}
             greeks = data["greeks"]
             # Deribit rounds greeks to 5 decimals and mark_iv to 2 (tests/data/README.md).
             assert got["delta"] == pytest.approx(-3 * greeks["delta"], abs=3 * 2e-5)

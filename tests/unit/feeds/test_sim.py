@@ -80,7 +80,7 @@ async def test_opening_fills_open_a_seeded_book_once_at_the_mark() -> None:
     fills = books[0]
     assert len(fills) == 12
     assert {f.book for f in fills} == {"demo"}
-    assert set(f.instrument for f in fills) <= set(feed.instruments())
+    assert {f.instrument for f in fills} <= set(feed.instruments())
     assert all(0.1 <= abs(f.quantity) <= 25.0 for f in fills)
     assert len({f.fill_id for f in fills}) == 12
     assert all(f.price is not None and 0.0 < f.price < 1.0 for f in fills)  # coin marks
