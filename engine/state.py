@@ -201,6 +201,7 @@ class Portfolio:
         self._group_rows: dict[tuple[str, str, str], int] = {}
         self._group_keys: list[tuple[str, str, str]] = []
         self._bu_groups: dict[tuple[str, str], list[int]] = {}
+        self._book_groups: dict[str, list[int]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
         self.unresolved_fills: list[Fill] = []
@@ -269,6 +270,7 @@ class Portfolio:
             self._group_rows[gkey] = g
             self._group_keys.append(gkey)
             self._bu_groups.setdefault((book, inst.underlying), []).append(g)
+            self._book_groups.setdefault(book, []).append(g)
         lot = self._lots.append()
         self._lots.arrays["inst"][lot] = inst_row
         self._lots.arrays["group"][lot] = g
@@ -596,7 +598,7 @@ class Portfolio:
             out.append((f"{book}:{und}", payload))
             books.add(book)
         for book in sorted(books):
-            groups = [grp for (b, _), gs in self._bu_groups.items() if b == book for grp in gs]
+            groups = sorted(self._book_groups[book], key=self._group_keys.__getitem__)
             total = values[groups].sum(axis=0)
             figures = _figures(total, n_fig)
             for m in METRICS:
