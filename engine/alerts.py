@@ -1,0 +1,424 @@
+"""Threshold alerts on exposure figures, and the stale-feed alert: a pure state machine.
+
+:class:`AlertRule` (configuration) says which figure to watch, at which scope, and where its
+limits are; :class:`AlertEngine` keeps one state per (rule, scope key) and turns the figures the
+engine hands it into *transitions*: payloads with ``"state": "raised"`` or ``"cleared"``, ready
+for :meth:`engine.outputs.Sink.alert`. Time comes in as ``now_ns``; nothing here reads a clock.
+
+Semantics of a rule with ``above`` (``below`` is the mirror image)::
+
+    value > above                        -> raised (unless within cooldown_s of the last raise)
+    value < above - hysteresis           -> cleared (always, cooldown does not hold clears back)
+    above - hysteresis <= value <= above -> no change (the band that stops flapping)
+    value None or NaN                    -> no change
+
+A rule with both ``above`` and ``below`` watches a corridor: leaving it on one side raises with
+``"direction"`` naming that side; jumping straight across clears one side and raises the other.
+
+Transitions alternate per (rule, key): ``raised``, ``cleared``, ``raised``, ... and a ``cleared``
+always follows a ``raised``. Alert ids are stable (``{rule}:{book}[:{underlying}[:{expiry}]]``,
+``stale_feed:{feed}``), so a consumer can key its own state on them (Redis ``risk:alerts:active``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from engine.outputs import METRICS, SCHEMA_VERSION, UNITS, Scope
+
+__all__ = [
+    "ALERT_METRICS",
+    "STALE_FEED",
+    "AlertEngine",
+    "AlertMetric",
+    "AlertRule",
+    "Severity",
+]
+
+AlertMetric = Literal[
+    "delta",
+    "delta_usd",
+    "delta_adj",
+    "gamma",
+    "cash_gamma",
+    "vega",
+    "theta",
+    "rho",
+    "vanna",
+    "volga",
+    "market_value",
+    "pnl",
+    "n_stale",
+    "n_positions",
+]
+"""What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`) or a count."""
+
+ALERT_METRICS: Final = (*METRICS, "n_stale", "n_positions")
+"""The values of :data:`AlertMetric`, in order (a unit test keeps the two in step)."""
+
+Severity = Literal["info", "warning", "critical"]
+"""How urgent an alert is; consumers route on it."""
+
+STALE_FEED: Final = "stale_feed"
+"""The ``"alert"`` name of the stale-feed alert (reserved: no rule may take it)."""
+
+_COUNT_UNIT: Final = "count"
+_NS_PER_S: Final = 1_000_000_000
+_NS_PER_MS: Final = 1_000_000
+
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+_NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]+$"
+_NAME: Final = re.compile(_NAME_PATTERN)
+RuleName = Annotated[str, msgspec.Meta(pattern=_NAME_PATTERN)]
+
+
+class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A threshold on one figure at one scope.
+
+    Attributes:
+        name: the rule's name: letters, digits, ``_``, ``.``, ``-`` (it starts every alert id,
+            so it must be unique among the rules and not ``stale_feed``).
+        metric: the figure watched (:data:`AlertMetric`), in its own units
+            (:data:`engine.outputs.UNITS`; ``n_stale`` and ``n_positions`` count).
+        scope: the aggregation level whose figures the rule sees.
+        book: only this book (None: every book).
+        underlying: only this underlying (None: every one; not at book scope).
+        expiry: only this expiry (None: every one; expiry scope only).
+        above: raise when the figure exceeds this (None: no upper limit).
+        below: raise when the figure falls under this (None: no lower limit). At least one of
+            ``above`` and ``below`` is set; with both, ``below < above``.
+        hysteresis: how far back inside the limit the figure must come to clear, in the
+            figure's units (absolute, >= 0).
+        cooldown_s: after a raise, the same rule and key does not raise again for this many
+            seconds, even if it cleared meanwhile (>= 0); clears are never held back.
+        severity: ``info``, ``warning`` or ``critical``.
+
+    Raises:
+        ValueError: no limit, a non-finite limit, ``below >= above``, a negative hysteresis or
+            cooldown, a bad or reserved name, a metric outside :data:`AlertMetric`, or a filter
+            the scope does not have (inside ``msgspec.convert``: ``msgspec.ValidationError``).
+    """
+
+    name: RuleName
+    metric: AlertMetric
+    scope: Scope
+    book: str | None = None
+    underlying: str | None = None
+    expiry: str | None = None
+    above: float | None = None
+    below: float | None = None
+    hysteresis: NonNegativeFloat = 0.0
+    cooldown_s: NonNegativeFloat = 0.0
+    severity: Severity = "warning"
+
+    def __post_init__(self) -> None:
+        # msgspec checks the annotations when it decodes; these checks also cover direct
+        # construction (rules built in code and in tests).
+        where = f"alert rule {self.name!r}"
+        if _NAME.fullmatch(self.name) is None:
+            raise ValueError(f"{where}: a name is letters, digits, '_', '.' or '-'")
+        if self.name == STALE_FEED:
+            raise ValueError(f"{where}: the name {STALE_FEED!r} is reserved")
+        if self.metric not in ALERT_METRICS:
+            expected = ", ".join(ALERT_METRICS)
+            raise ValueError(f"{where}: unknown metric {self.metric!r}, expected one of {expected}")
+        if self.scope not in ("book", "underlying", "expiry"):
+            raise ValueError(f"{where}: unknown scope {self.scope!r}")
+        if self.scope == "book" and self.underlying is not None:
+            raise ValueError(f"{where}: a book-scope rule cannot filter on `underlying`")
+        if self.scope != "expiry" and self.expiry is not None:
+            raise ValueError(f"{where}: only an expiry-scope rule can filter on `expiry`")
+        if self.above is None and self.below is None:
+            raise ValueError(f"{where}: set `above`, `below`, or both")
+        for field, limit in (("above", self.above), ("below", self.below)):
+            if limit is not None and not math.isfinite(limit):
+                raise ValueError(f"{where}: `{field}` must be finite, got {limit}")
+        if self.above is not None and self.below is not None and self.below >= self.above:
+            raise ValueError(f"{where}: need below < above, got {self.below} >= {self.above}")
+        if not self.hysteresis >= 0.0 or not math.isfinite(self.hysteresis):
+            raise ValueError(f"{where}: hysteresis must be finite and >= 0, got {self.hysteresis}")
+        if not self.cooldown_s >= 0.0 or not math.isfinite(self.cooldown_s):
+            raise ValueError(f"{where}: cooldown_s must be finite and >= 0, got {self.cooldown_s}")
+
+
+@dataclass(slots=True)
+class _Compiled:
+    """A rule flattened for the hot path (no attribute chains, limits as plain floats)."""
+
+    rule: AlertRule
+    metric: str
+    book: str | None
+    underlying: str | None
+    expiry: str | None
+    above: float  # +inf when unset: `value > above` is then never true
+    below: float  # -inf when unset
+    clear_above: float  # above - hysteresis
+    clear_below: float  # below + hysteresis
+    cooldown_ns: int
+    unit: str
+
+
+@dataclass(slots=True)
+class _State:
+    """One (rule, key): the side it is raised on (None: cleared) and when it last raised."""
+
+    direction: str | None
+    last_raise_ns: int
+    payload: dict[str, Any] | None  # the latest raised payload while raised
+
+
+class AlertEngine:
+    """Evaluates :class:`AlertRule` s against exposure figures and tracks the stale-feed alert.
+
+    Not thread-safe; the engine calls it from its one loop.
+
+    Args:
+        rules: the rules; their names must be unique.
+        stale_severity: severity of the stale-feed alert.
+
+    Raises:
+        ValueError: two rules share a name.
+    """
+
+    __slots__ = ("_active", "_by_scope", "_stale", "_stale_severity", "_states")
+
+    def __init__(
+        self, rules: Iterable[AlertRule], *, stale_severity: Severity = "critical"
+    ) -> None:
+        rules = tuple(rules)
+        names = [r.name for r in rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"alert rule names must be unique: {', '.join(duplicates)}")
+        if stale_severity not in ("info", "warning", "critical"):
+            raise ValueError(f"unknown severity {stale_severity!r}")
+        self._stale_severity: str = stale_severity
+        self._by_scope: dict[str, tuple[_Compiled, ...]] = {
+            scope: tuple(_compile(r) for r in rules if r.scope == scope)
+            for scope in ("book", "underlying", "expiry")
+        }
+        self._states: dict[tuple[str, str, str | None, str | None], _State] = {}
+        self._stale: dict[str, dict[str, Any]] = {}
+        self._active: dict[str, dict[str, Any]] = {}
+
+    def evaluate(
+        self,
+        scope: Scope,
+        book: str,
+        underlying: str | None,
+        expiry: str | None,
+        values: Mapping[str, float | None],
+        now_ns: int,
+    ) -> list[dict[str, Any]]:
+        """Check the figures of one scope key against the rules of that scope.
+
+        Args:
+            scope: the aggregation level of ``values``.
+            book: the book.
+            underlying: the underlying (None at book scope).
+            expiry: the expiry (None unless at expiry scope).
+            values: figure name -> value; a missing, None or NaN figure changes nothing.
+            now_ns: the valuation time, int UNIX ns (stamps the payloads, drives cooldowns).
+
+        Returns:
+            The transitions, oldest first (usually none): alert payloads for
+            :meth:`engine.outputs.Sink.alert`.
+        """
+        rules = self._by_scope.get(scope)
+        if not rules:
+            return []
+        out: list[dict[str, Any]] = []
+        states = self._states
+        for c in rules:
+            if (
+                (c.book is not None and c.book != book)
+                or (c.underlying is not None and c.underlying != underlying)
+                or (c.expiry is not None and c.expiry != expiry)
+            ):
+                continue
+            value = values.get(c.metric)
+            if value is None or value != value:  # missing or NaN: no information
+                continue
+            state = states.get((c.rule.name, book, underlying, expiry))
+            if state is None or state.direction is None:
+                if value > c.above:
+                    self._raise(
+                        c, state, "above", scope, book, underlying, expiry, value, now_ns, out
+                    )
+                elif value < c.below:
+                    self._raise(
+                        c, state, "below", scope, book, underlying, expiry, value, now_ns, out
+                    )
+            elif state.direction == "above":
+                if value < c.clear_above:
+                    self._clear(c, state, scope, book, underlying, expiry, value, now_ns, out)
+                    if value < c.below:  # straight across the corridor
+                        self._raise(
+                            c, state, "below", scope, book, underlying, expiry, value, now_ns, out
+                        )
+            elif value > c.clear_below:
+                self._clear(c, state, scope, book, underlying, expiry, value, now_ns, out)
+                if value > c.above:  # straight across the corridor
+                    self._raise(
+                        c, state, "above", scope, book, underlying, expiry, value, now_ns, out
+                    )
+        return out
+
+    def feed_stale(
+        self, feed: str, stale: bool, silent_s: float, now_ns: int
+    ) -> list[dict[str, Any]]:
+        """Raise the stale-feed alert when ``feed`` goes stale, clear it when it comes back.
+
+        Repeated calls with the same ``stale`` change nothing. No cooldown applies: the feed's
+        own restart timeout paces these calls.
+
+        Args:
+            feed: the feed's configured name (the alert id is ``stale_feed:{feed}``).
+            stale: whether the feed is stale now.
+            silent_s: seconds since the feed's last message (the payload's ``"value"``).
+            now_ns: the current time, int UNIX ns.
+
+        Returns:
+            The transition (a list of at most one payload).
+        """
+        raised = feed in self._stale
+        if stale == raised:
+            return []
+        alert_id = f"{STALE_FEED}:{feed}"
+        payload: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "ts": now_ns // _NS_PER_MS,
+            "ts_ns": now_ns,
+            "id": alert_id,
+            "alert": STALE_FEED,
+            "state": "raised" if stale else "cleared",
+            "severity": self._stale_severity,
+            "metric": "silent_s",
+            "scope": "feed",
+            "feed": feed,
+            "book": None,
+            "underlying": None,
+            "expiry": None,
+            "value": float(silent_s),
+            "threshold": None,
+            "direction": "above",
+            "unit": "s",
+        }
+        if stale:
+            self._stale[feed] = payload
+            self._active[alert_id] = payload
+        else:
+            del self._stale[feed]
+            del self._active[alert_id]
+        return [payload]
+
+    def active(self) -> list[dict[str, Any]]:
+        """The alerts raised now: the latest ``raised`` payload of each, in the order raised."""
+        return [dict(p) for p in self._active.values()]
+
+    def _raise(
+        self,
+        c: _Compiled,
+        state: _State | None,
+        direction: str,
+        scope: str,
+        book: str,
+        underlying: str | None,
+        expiry: str | None,
+        value: float,
+        now_ns: int,
+        out: list[dict[str, Any]],
+    ) -> None:
+        if state is not None and now_ns - state.last_raise_ns < c.cooldown_ns:
+            return  # cooling down: raise later if the figure is still out then
+        payload = _payload(c, "raised", direction, scope, book, underlying, expiry, value, now_ns)
+        if state is None:
+            self._states[(c.rule.name, book, underlying, expiry)] = _State(
+                direction, now_ns, payload
+            )
+        else:
+            state.direction = direction
+            state.last_raise_ns = now_ns
+            state.payload = payload
+        self._active[payload["id"]] = payload
+        out.append(payload)
+
+    def _clear(
+        self,
+        c: _Compiled,
+        state: _State,
+        scope: str,
+        book: str,
+        underlying: str | None,
+        expiry: str | None,
+        value: float,
+        now_ns: int,
+        out: list[dict[str, Any]],
+    ) -> None:
+        direction = state.direction or "above"  # always set: only raised states are cleared
+        payload = _payload(c, "cleared", direction, scope, book, underlying, expiry, value, now_ns)
+        state.direction = None
+        state.payload = None
+        self._active.pop(payload["id"], None)
+        out.append(payload)
+
+
+def _compile(rule: AlertRule) -> _Compiled:
+    above = math.inf if rule.above is None else rule.above
+    below = -math.inf if rule.below is None else rule.below
+    return _Compiled(
+        rule=rule,
+        metric=rule.metric,
+        book=rule.book,
+        underlying=rule.underlying,
+        expiry=rule.expiry,
+        above=above,
+        below=below,
+        clear_above=above - rule.hysteresis,
+        clear_below=below + rule.hysteresis,
+        cooldown_ns=round(rule.cooldown_s * _NS_PER_S),
+        unit=UNITS.get(rule.metric, _COUNT_UNIT),
+    )
+
+
+def _payload(
+    c: _Compiled,
+    state: str,
+    direction: str,
+    scope: str,
+    book: str,
+    underlying: str | None,
+    expiry: str | None,
+    value: float,
+    now_ns: int,
+) -> dict[str, Any]:
+    rule = c.rule
+    parts = [rule.name, book]
+    if underlying is not None:
+        parts.append(underlying)
+        if expiry is not None:
+            parts.append(expiry)
+    return {
+        "v": SCHEMA_VERSION,
+        "ts": now_ns // _NS_PER_MS,
+        "ts_ns": now_ns,
+        "id": ":".join(parts),
+        "alert": rule.name,
+        "state": state,
+        "severity": rule.severity,
+        "metric": c.metric,
+        "scope": scope,
+        "book": book,
+        "underlying": underlying,
+        "expiry": expiry,
+        "value": float(value),
+        "threshold": c.above if direction == "above" else c.below,
+        "direction": direction,
+        "unit": c.unit,
+    }

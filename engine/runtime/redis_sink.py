@@ -1,0 +1,692 @@
+"""The Redis sink: exposures and alerts out to Redis, batched, rate-limited, and resilient.
+
+Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)::
+
+    {p}:exposure            channel  one message per changed exposure key (JSON payload)
+    {p}:exposure:stream     stream   the same messages, field "data", trimmed ~stream_maxlen
+    {p}:snapshot            hash     exposure key -> its latest payload
+    {p}:alerts              channel  alert transitions, in order
+    {p}:alerts:stream       stream   the same, field "data", trimmed ~stream_maxlen
+    {p}:alerts:active       hash     alert id -> its latest "raised" payload (gone once cleared)
+    {p}:heartbeat           string   {"v", "ts", "ts_ns", counters...}, expires after the TTL
+
+:meth:`RedisSink.exposure` and :meth:`RedisSink.alert` never block and never raise: they only
+record. :meth:`RedisSink.run` writes what was recorded every ``flush_interval_ms`` in one
+``pipeline(transaction=False)``. What is held while Redis is away, and what happens when it is
+full:
+
+- exposures: the latest payload per key (conflated: a burst on one key holds one payload), and
+  at most one publish per key per ``min_interval_ms``; bounded by the number of keys.
+- alerts: a FIFO of ``alert_queue`` transitions; when full the oldest is dropped and counted
+  (``stats.dropped_alerts``); the active-alerts hash is still rebuilt right on reconnection.
+
+After every (re)connection the sink re-publishes the latest payload of every key it ever
+published and rebuilds ``{p}:alerts:active`` from its own view (atomically, with RENAME), so a
+Redis that restarted empty holds the full picture again. The first connection rebuilds it too:
+a restarted daemon drops the alerts its predecessor left active; those still true are raised
+again. Delivery is at least once: consumers of the channels and streams may see a payload twice
+(same ``ts``) after a reconnection or a cancelled write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import msgspec
+import orjson
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.typing import EncodableT, FieldT
+
+from engine.clock import Clock
+from engine.errors import SinkError
+from engine.outputs import SCHEMA_VERSION
+from feeds.backoff import Backoff
+
+__all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
+
+logger = logging.getLogger(__name__)
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
+Prefix = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-:]+$")]
+
+_NS_PER_MS: Final = 1_000_000
+_SCHEMES: Final = ("redis", "rediss", "unix")
+_SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "auth", "token"})
+_ORJSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (in the userinfo or the query string) replaced by ``***``.
+
+    Args:
+        url: a Redis URL (``redis://user:password@host:port/db?...``).
+
+    Returns:
+        The same URL, safe to print and log. An unparsable URL is replaced whole.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user, colon, _password = userinfo.partition(":")
+            netloc = f"{user}:***@{hostport}" if colon else f"{userinfo}@{hostport}"
+            if not colon and userinfo and parts.scheme in ("redis", "rediss"):
+                # redis://secret@host: redis-py reads a lone userinfo as a username, but some
+                # clients read it as a password; never print it.
+                netloc = f"***@{hostport}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs],
+                safe="*",
+            )
+        # Rebuilt by hand: urlunsplit drops the "//" of unix:///path (its netloc is empty).
+        redacted = f"{parts.scheme}://{netloc}{parts.path}"
+        return f"{redacted}?{query}" if query else redacted
+    except ValueError:
+        return "<unparsable redis url>"
+
+
+class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of :class:`RedisSink` (the ``[redis]`` table).
+
+    Attributes:
+        url: the server, ``redis://[[user]:password@]host:port/db`` (or ``rediss://``,
+            ``unix://``). It may carry a secret: ``repr`` and the logs redact it; the runtime
+            should take it from an environment variable.
+        prefix: the first part of every key and channel name.
+        min_interval_ms: at most one publish per exposure key per this interval (0: no limit).
+        flush_interval_ms: how often pending writes go out, in one pipeline.
+        stream_maxlen: approximate length the streams are trimmed to (``XADD MAXLEN ~``).
+        heartbeat_interval_s: how often the heartbeat key is written.
+        heartbeat_ttl_s: its time to live; more than ``heartbeat_interval_s``, so it expires
+            only when the daemon (or its link to Redis) stops.
+        timeout_s: the limit on every network wait (connect, pipeline, ping, close).
+        backoff_initial_s: first reconnection delay (capped, jittered, exponential).
+        backoff_max_s: the cap of the reconnection delay.
+        alert_queue: alert transitions held while Redis is away; beyond, the oldest is dropped.
+
+    Raises:
+        ValueError: an unsupported URL scheme, ``heartbeat_ttl_s <= heartbeat_interval_s`` or
+            ``backoff_initial_s > backoff_max_s`` (``msgspec.ValidationError`` from
+            ``msgspec.convert``).
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: Prefix = "risk"
+    min_interval_ms: NonNegativeInt = 100
+    flush_interval_ms: PositiveInt = 20
+    stream_maxlen: PositiveInt = 10_000
+    heartbeat_interval_s: PositiveFloat = 1.0
+    heartbeat_ttl_s: PositiveFloat = 5.0
+    timeout_s: PositiveFloat = 2.0
+    backoff_initial_s: PositiveFloat = 0.2
+    backoff_max_s: PositiveFloat = 5.0
+    alert_queue: PositiveInt = 10_000
+
+    def __post_init__(self) -> None:
+        scheme = self.url.partition("://")[0] if "://" in self.url else ""
+        if scheme not in _SCHEMES:
+            raise ValueError(
+                f"redis url {redact_url(self.url)!r}: scheme must be one of {', '.join(_SCHEMES)}"
+            )
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("redis heartbeat_ttl_s must exceed heartbeat_interval_s")
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("redis backoff_initial_s must not exceed backoff_max_s")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={redact_url(self.url) if name == 'url' else getattr(self, name)!r}"
+            for name in self.__struct_fields__
+        )
+        return f"RedisConfig({fields})"
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """Counters of the Redis sink, read by the runtime for logs, readiness and the heartbeat.
+
+    Attributes:
+        published: exposure payloads written (channel + stream + snapshot), re-publications
+            after a reconnection included.
+        alerts: alert transitions written.
+        pipelines: pipelines executed successfully.
+        errors: failed writes (each followed by a backoff and a reconnection attempt).
+        reconnects: successful connections after a failure.
+        connected: whether the last write (or connection attempt) succeeded.
+        dropped_alerts: alert transitions dropped because the queue was full.
+        bad_payloads: payloads dropped because they could not be encoded as JSON.
+        pending: exposure keys waiting to be written.
+        queued_alerts: alert transitions waiting to be written.
+    """
+
+    published: int = 0
+    alerts: int = 0
+    pipelines: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    connected: bool = False
+    dropped_alerts: int = 0
+    bad_payloads: int = 0
+    pending: int = 0
+    queued_alerts: int = 0
+
+
+def classify(exc: BaseException, url: str) -> tuple[SinkError, bool] | None:
+    """Translate an exception from the Redis client into a :class:`SinkError`.
+
+    The one place that decides what a reconnection can fix.
+
+    Args:
+        exc: the exception raised by a Redis call (or its ``asyncio.timeout``).
+        url: the server's URL (redacted in the message).
+
+    Returns:
+        ``(error, retryable)``; None when ``exc`` does not come from the network or the client
+        (a bug: let it propagate). Retryable: connection, timeout, socket and protocol errors,
+        and a server loading, read-only, out of memory or asking to try again. Fatal: bad
+        credentials or permissions, and commands the server rejects (e.g. a key of another type
+        under our prefix), which a retry cannot fix.
+    """
+    where = redact_url(url)
+    retryable: bool
+    if isinstance(
+        exc,
+        rexc.AuthenticationError
+        | rexc.AuthorizationError
+        | rexc.ExternalAuthProviderError
+        | rexc.NoPermissionError
+        | rexc.AuthenticationWrongNumberOfArgsError,
+    ):
+        retryable = False
+    elif isinstance(
+        exc,
+        rexc.BusyLoadingError | rexc.ReadOnlyError | rexc.OutOfMemoryError | rexc.TryAgainError,
+    ):
+        retryable = True
+    elif isinstance(exc, rexc.ResponseError | rexc.DataError):
+        retryable = False
+    elif isinstance(exc, rexc.RedisError | OSError | TimeoutError):
+        # RedisError here: ConnectionError, TimeoutError, InvalidResponse and the like;
+        # OSError: refused, reset, unreachable; TimeoutError: our asyncio.timeout.
+        retryable = True
+    else:
+        return None
+    detail = str(exc) or type(exc).__name__
+    return SinkError(f"redis {where}: {type(exc).__name__}: {detail}"), retryable
+
+
+class _RetryableWriteError(Exception):
+    """Internal: a write failed with a retryable error (carries the translated error)."""
+
+    def __init__(self, error: SinkError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _MonotonicClock:
+    """``time.monotonic_ns()`` as a :class:`~engine.clock.Clock`: pacing that no clock jump or
+    stalled replay clock can disturb."""
+
+    __slots__ = ()
+
+    def now_ns(self) -> int:
+        return time.monotonic_ns()
+
+
+class RedisSink:
+    """Publishes exposures and alerts to Redis; implements :class:`engine.outputs.Sink`.
+
+    Args:
+        config: the sink's configuration.
+        clock: the time in heartbeat payloads.
+        pacing: the clock of the per-key rate limit and the heartbeat period; default the
+            monotonic clock (tests pass a ManualClock to hold or release the rate limit).
+        status: called for each heartbeat; its counters are added to the heartbeat payload
+            (e.g. the engine's ``n_positions``, feed states). Must not block.
+    """
+
+    __slots__ = (
+        "_active",
+        "_alert_seq",
+        "_alerts",
+        "_backoff",
+        "_client",
+        "_clock",
+        "_closed",
+        "_config",
+        "_ever_connected",
+        "_heartbeat_interval_ns",
+        "_heartbeat_ttl_ms",
+        "_keys",
+        "_last_heartbeat_ns",
+        "_last_publish_ns",
+        "_latest",
+        "_lock",
+        "_min_interval_ns",
+        "_pacing",
+        "_pending",
+        "_resync",
+        "_status",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        clock: Clock,
+        *,
+        status: Callable[[], Mapping[str, Any]] | None = None,
+        pacing: Clock | None = None,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._pacing: Clock = pacing if pacing is not None else _MonotonicClock()
+        self._status = status
+        self.stats = SinkStats()
+        p = config.prefix
+        self._keys = _Keys(
+            exposure=f"{p}:exposure",
+            exposure_stream=f"{p}:exposure:stream",
+            snapshot=f"{p}:snapshot",
+            alerts=f"{p}:alerts",
+            alerts_stream=f"{p}:alerts:stream",
+            active=f"{p}:alerts:active",
+            active_tmp=f"{p}:alerts:active:rebuild",
+            heartbeat=f"{p}:heartbeat",
+        )
+        self._min_interval_ns = config.min_interval_ms * _NS_PER_MS
+        self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
+        self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._last_publish_ns: dict[str, int] = {}
+        self._latest: dict[str, bytes] = {}  # key -> last payload written, for re-publication
+        self._alerts: deque[tuple[int, dict[str, Any]]] = deque()
+        self._alert_seq = 0
+        self._active: dict[str, dict[str, Any]] = {}  # alert id -> latest raised payload
+        self._resync = True  # rebuild the active hash on the first connection too
+        self._ever_connected = False
+        self._last_heartbeat_ns: int | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
+        self._client = aioredis.Redis.from_url(
+            config.url,
+            socket_timeout=config.timeout_s,
+            socket_connect_timeout=config.timeout_s,
+            # Our own loop reconnects with backoff; the client's retries would resend a
+            # half-written pipeline and stall this loop.
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    # ------------------------------------------------------------------ Sink (never blocks)
+
+    def exposure(self, key: str, payload: dict[str, Any]) -> None:
+        """Record ``payload`` as the latest exposure under ``key``; it replaces any payload
+        still pending for that key (conflation). Never blocks, never raises.
+
+        Args:
+            key: ``{book}:{underlying}`` or ``{book}`` (the snapshot hash's field).
+            payload: a JSON-able dict carrying ``"v"`` and ``"ts"``; not copied, so the caller
+                hands it over and does not mutate it afterwards.
+        """
+        pending = self._pending
+        if key not in pending:
+            self.stats.pending = len(pending) + 1
+        pending[key] = payload
+
+    def alert(self, payload: dict[str, Any]) -> None:
+        """Queue an alert transition (``"state"``: ``raised`` or ``cleared``, ``"id"``) for
+        publication, in order. When the queue is full, the oldest is dropped and counted.
+        Never blocks, never raises.
+
+        Args:
+            payload: the transition, as made by :class:`engine.alerts.AlertEngine`.
+        """
+        alerts = self._alerts
+        if len(alerts) >= self._config.alert_queue:
+            alerts.popleft()
+            self.stats.dropped_alerts += 1
+        self._alert_seq += 1
+        alerts.append((self._alert_seq, payload))
+        self.stats.queued_alerts = len(alerts)
+        alert_id = payload.get("id")
+        if isinstance(alert_id, str):
+            if payload.get("state") == "raised":
+                self._active[alert_id] = payload
+            else:
+                self._active.pop(alert_id, None)
+
+    # ------------------------------------------------------------------ runtime
+
+    async def run(self) -> None:
+        """Write pending exposures, alerts and the heartbeat every ``flush_interval_ms`` until
+        cancelled; on a lost connection keep recording, back off and reconnect.
+
+        Raises:
+            SinkError: a fatal error (bad credentials, a command Redis rejects); retrying
+                cannot fix it. Also when the sink is closed.
+        """
+        interval_s = self._config.flush_interval_ms / 1000.0
+        while True:
+            try:
+                await self._write(force=False)
+            except _RetryableWriteError as exc:
+                _raise_if_cancelling()
+                delay_s = self._backoff.next_delay()
+                logger.warning(
+                    "redis sink write failed, reconnecting",
+                    extra={
+                        "url": redact_url(self._config.url),
+                        "error": str(exc.error),
+                        "delay_s": round(delay_s, 3),
+                        "attempt": self._backoff.attempt,
+                        "pending": self.stats.pending,
+                        "queued_alerts": self.stats.queued_alerts,
+                    },
+                )
+                await asyncio.sleep(delay_s)
+                continue
+            _raise_if_cancelling()
+            await asyncio.sleep(interval_s)
+
+    async def flush(self) -> None:
+        """Write everything pending now, ignoring the rate limit (the final snapshot on
+        shutdown), with the heartbeat.
+
+        Raises:
+            SinkError: Redis is unreachable or rejected the write (what was pending stays
+                pending), or the sink is closed.
+        """
+        try:
+            await self._write(force=True)
+        except _RetryableWriteError as exc:
+            raise exc.error from exc.__cause__
+
+    async def ping(self) -> bool:
+        """Readiness probe: whether Redis answers a PING within ``timeout_s``."""
+        if self._closed:
+            return False
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                return bool(await self._client.ping())
+        except Exception as exc:
+            if classify(exc, self._config.url) is None:
+                raise
+            return False
+
+    async def aclose(self) -> None:
+        """Close the connections (call after :meth:`flush`); the sink writes no more. Errors
+        are logged, not raised."""
+        self._closed = True
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                await self._client.aclose()
+        except Exception as exc:
+            translated = classify(exc, self._config.url)
+            if translated is None:
+                raise
+            logger.warning("redis sink close failed", extra={"error": str(translated[0])})
+
+    # ------------------------------------------------------------------ internals
+
+    async def _write(self, *, force: bool) -> None:
+        """Build and execute one pipeline; commit on success, put everything back otherwise.
+
+        Raises:
+            _RetryableWriteError: the write failed and a reconnection may fix it.
+            SinkError: the write failed for good (bad credentials, a rejected command).
+        """
+        async with self._lock:
+            if self._closed:
+                raise SinkError("redis sink is closed")
+            # Pacing (the per-key rate limit, the heartbeat's period) runs on its own clock,
+            # monotonic by default: it protects Redis in real time, also when the daemon's
+            # clock is a replay's and stands still. Payload times come from the daemon's clock.
+            now_ns = self._pacing.now_ns()
+            pipe = self._client.pipeline(transaction=False)
+            batch = self._build(pipe, now_ns, force=force)
+            if not len(pipe):
+                return
+            try:
+                async with asyncio.timeout(self._config.timeout_s):
+                    await pipe.execute()  # resets the pipeline, whatever happens
+            except BaseException as exc:
+                # Failed, timed out or cancelled (shutdown): nothing is lost, flush() or the
+                # next write sends it again (at least once).
+                self._rollback(batch)
+                if not isinstance(exc, Exception):
+                    raise
+                translated = classify(exc, self._config.url)
+                if translated is None:
+                    raise
+                self.stats.errors += 1
+                self.stats.connected = False
+                self._resync = True
+                error, retryable = translated
+                if not retryable:
+                    logger.error("redis sink failed", extra={"error": str(error)})
+                    raise error from exc
+                raise _RetryableWriteError(error) from exc
+            self._commit(batch, now_ns)
+
+    def _build(self, pipe: Pipeline, now_ns: int, *, force: bool) -> _Batch:
+        """Queue on ``pipe`` the exposures due, the alerts, and the heartbeat if due."""
+        cfg = self._config
+        keys = self._keys
+        resync = self._resync
+        batch = _Batch(resync=resync)
+
+        # Exposures due now: conflated per key, rate-limited per key (not on force or resync).
+        pending = self._pending
+        if pending:
+            last = self._last_publish_ns
+            min_ns = self._min_interval_ns
+            ignore_limit = force or resync
+            for key in list(pending):
+                if ignore_limit or now_ns - last.get(key, -min_ns) >= min_ns:
+                    payload = pending.pop(key)
+                    data = self._encode(payload, key)
+                    if data is not None:
+                        batch.exposures[key] = payload
+                        batch.encoded[key] = data
+        encoded = batch.encoded
+        if resync:
+            # Redis may have restarted empty: every key's latest payload again.
+            for key, data in self._latest.items():
+                encoded.setdefault(key, data)
+        for data in encoded.values():
+            pipe.publish(keys.exposure, data)
+            pipe.xadd(
+                keys.exposure_stream, {"data": data}, maxlen=cfg.stream_maxlen, approximate=True
+            )
+        if encoded:
+            pipe.hset(keys.snapshot, mapping=_fields(encoded))
+
+        # Alerts, in order; the active hash follows them.
+        if resync:
+            self._rebuild_active(pipe)
+        for seq, payload in self._alerts:
+            batch.last_alert_seq = seq
+            data = self._encode(payload, "alert")
+            if data is None:
+                continue  # counted in bad_payloads, and gone with this batch
+            batch.alerts += 1
+            pipe.publish(keys.alerts, data)
+            pipe.xadd(
+                keys.alerts_stream, {"data": data}, maxlen=cfg.stream_maxlen, approximate=True
+            )
+            alert_id = payload.get("id")
+            if isinstance(alert_id, str):
+                if payload.get("state") == "raised":
+                    pipe.hset(keys.active, alert_id, data)
+                else:
+                    pipe.hdel(keys.active, alert_id)
+
+        # The heartbeat, when due (and with every resync or forced flush).
+        batch.heartbeat = (
+            force
+            or resync
+            or self._last_heartbeat_ns is None
+            or now_ns - self._last_heartbeat_ns >= self._heartbeat_interval_ns
+        )
+        if batch.heartbeat:
+            beat = self._heartbeat(self._clock.now_ns())
+            pipe.set(keys.heartbeat, beat, px=self._heartbeat_ttl_ms)
+        self.stats.pending = len(pending)
+        return batch
+
+    def _commit(self, batch: _Batch, now_ns: int) -> None:
+        """The pipeline went through: record what was published."""
+        stats = self.stats
+        if not stats.connected:
+            stats.connected = True
+            if self._ever_connected:
+                stats.reconnects += 1
+            self._ever_connected = True
+            logger.info(
+                "redis sink connected",
+                extra={"url": redact_url(self._config.url), "reconnects": stats.reconnects},
+            )
+        self._backoff.reset()
+        if batch.resync:
+            self._resync = False
+        self._latest.update(batch.encoded)
+        last = self._last_publish_ns
+        for key in batch.exposures:
+            last[key] = now_ns
+        alerts = self._alerts
+        while alerts and alerts[0][0] <= batch.last_alert_seq:
+            alerts.popleft()
+        if batch.heartbeat:
+            self._last_heartbeat_ns = now_ns
+        stats.published += len(batch.encoded)
+        stats.alerts += batch.alerts
+        stats.pipelines += 1
+        stats.queued_alerts = len(alerts)
+        stats.pending = len(self._pending)
+
+    def _rollback(self, batch: _Batch) -> None:
+        """The pipeline failed: its exposures are pending again, unless newer ones arrived."""
+        pending = self._pending
+        for key, payload in batch.exposures.items():
+            pending.setdefault(key, payload)
+        self.stats.pending = len(pending)
+
+    def _rebuild_active(self, pipe: Pipeline) -> None:
+        """Replace the active-alerts hash with the sink's view, atomically (RENAME)."""
+        keys = self._keys
+        # Alerts still queued re-apply their own HSET/HDEL after this, in order, and end on
+        # the same state; `_active` also covers transitions dropped from a full queue.
+        active: dict[str, bytes] = {}
+        for alert_id, payload in self._active.items():
+            data = self._encode(payload, "alert")
+            if data is not None:
+                active[alert_id] = data
+        if active:
+            pipe.delete(keys.active_tmp)
+            pipe.hset(keys.active_tmp, mapping=_fields(active))
+            pipe.rename(keys.active_tmp, keys.active)
+        else:
+            pipe.delete(keys.active)
+
+    def _heartbeat(self, now_ns: int) -> bytes:
+        s = self.stats
+        payload: dict[str, Any] = {}
+        if self._status is not None:
+            try:
+                payload.update(self._status())
+            except Exception:  # a status callback must not stop the heartbeat
+                logger.exception("redis sink status callback failed")
+        payload.update(
+            {
+                "v": SCHEMA_VERSION,
+                "ts": now_ns // _NS_PER_MS,
+                "ts_ns": now_ns,
+                "published": s.published,
+                "alerts": s.alerts,
+                "pipelines": s.pipelines,
+                "errors": s.errors,
+                "reconnects": s.reconnects,
+                "dropped_alerts": s.dropped_alerts,
+                "bad_payloads": s.bad_payloads,
+                "pending": s.pending,
+                "queued_alerts": s.queued_alerts,
+            }
+        )
+        return orjson.dumps(payload, option=_ORJSON_OPTIONS)
+
+    def _encode(self, payload: Mapping[str, Any], what: str) -> bytes | None:
+        """JSON bytes of ``payload`` (NaN -> null); None, counted and logged, if it cannot be
+        encoded."""
+        try:
+            return orjson.dumps(payload, option=_ORJSON_OPTIONS)
+        except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+            self.stats.bad_payloads += 1
+            if self.stats.bad_payloads <= 10 or self.stats.bad_payloads % 1000 == 0:
+                logger.warning(
+                    "redis sink dropped a payload it cannot encode",
+                    extra={"key": what, "error": str(exc), "count": self.stats.bad_payloads},
+                )
+            return None
+
+
+def _raise_if_cancelling() -> None:
+    """Deliver a cancellation the Redis client swallowed.
+
+    With redis-py 8, a cancel that lands inside ``Pipeline.execute()`` is sometimes lost: the
+    call returns (or fails) normally while the task stays ``cancelling()``, and a loop around
+    it would never stop. Checking after each write keeps :meth:`RedisSink.run` cancellable.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _fields(mapping: dict[str, bytes]) -> dict[FieldT, EncodableT]:
+    """``mapping`` typed as redis-py's HSET wants it (its Mapping key type is invariant)."""
+    fields: dict[FieldT, EncodableT] = {}
+    fields.update(mapping.items())
+    return fields
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one pipeline carries, to commit or roll back once it has run."""
+
+    resync: bool
+    exposures: dict[str, dict[str, Any]] = field(default_factory=dict)  # taken from pending
+    encoded: dict[str, bytes] = field(default_factory=dict)  # all exposures written
+    last_alert_seq: int = 0  # alerts up to this sequence number are in the pipeline
+    alerts: int = 0
+    heartbeat: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """The Redis names under one prefix."""
+
+    exposure: str
+    exposure_stream: str
+    snapshot: str
+    alerts: str
+    alerts_stream: str
+    active: str
+    active_tmp: str
+    heartbeat: str

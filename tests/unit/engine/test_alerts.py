@@ -1,0 +1,368 @@
+"""Threshold alerts (engine.alerts): limits, hysteresis, cooldown, filters, the stale-feed alert,
+payloads, rule validation, and a property: per key, transitions alternate raised/cleared."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, get_args
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.alerts import ALERT_METRICS, AlertEngine, AlertMetric, AlertRule
+from engine.outputs import SCHEMA_VERSION, UNITS, Scope
+
+S = 1_000_000_000  # ns per second
+T0 = 1_700_000_000 * S
+Key = tuple[Scope, str, str | None, str | None]  # scope, book, underlying, expiry
+
+
+def rule(**overrides: Any) -> AlertRule:
+    """A valid rule: delta_usd above 100 at underlying scope, overridable field by field."""
+    fields: dict[str, Any] = {
+        "name": "delta_limit",
+        "metric": "delta_usd",
+        "scope": "underlying",
+        "above": 100.0,
+    }
+    fields.update(overrides)
+    return AlertRule(**fields)
+
+
+def feed(engine: AlertEngine, values: Sequence[float | None], **key: Any) -> list[str]:
+    """Evaluate ``values`` one by one (1 s apart) on one key; the states of the transitions."""
+    metric = key.pop("metric", "delta_usd")
+    where = {"scope": "underlying", "book": "main", "underlying": "BTC", "expiry": None} | key
+    states = []
+    for i, v in enumerate(values):
+        states += [
+            p["state"]
+            for p in engine.evaluate(
+                where["scope"],
+                where["book"],
+                where["underlying"],
+                where["expiry"],
+                {metric: v},
+                T0 + i * S,
+            )
+        ]
+    return states
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_above_raises_when_exceeded_and_clears_when_back() -> None:
+    engine = AlertEngine([rule(above=100.0)])
+    assert feed(engine, [50.0, 100.0, 101.0, 150.0, 99.0, 98.0]) == ["raised", "cleared"]
+
+
+def test_below_raises_when_undercut_and_clears_when_back() -> None:
+    engine = AlertEngine([rule(above=None, below=-100.0)])
+    assert feed(engine, [0.0, -100.0, -101.0, -500.0, -99.0]) == ["raised", "cleared"]
+
+
+def test_corridor_raises_on_either_side_and_jumps_across() -> None:
+    engine = AlertEngine([rule(above=100.0, below=-100.0)])
+    out = []
+    for i, v in enumerate([0.0, 150.0, -150.0, 0.0]):
+        out += engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": v}, T0 + i * S)
+    assert [(p["state"], p["direction"], p["threshold"]) for p in out] == [
+        ("raised", "above", 100.0),
+        ("cleared", "above", 100.0),
+        ("raised", "below", -100.0),
+        ("cleared", "below", -100.0),
+    ]
+
+
+# ------------------------------------------------------------------ hysteresis
+
+
+def test_hysteresis_stops_flapping_inside_the_band() -> None:
+    engine = AlertEngine([rule(above=100.0, hysteresis=10.0)])
+    oscillating = [101.0, 95.0, 101.0, 90.5, 100.5, 91.0, 101.0]
+    assert feed(engine, oscillating) == ["raised"]
+    assert feed(engine, [89.9]) == ["cleared"]
+
+
+def test_hysteresis_mirrored_for_below() -> None:
+    engine = AlertEngine([rule(above=None, below=0.0, hysteresis=5.0)])
+    assert feed(engine, [-1.0, 4.0, -3.0, 4.99, 5.0]) == ["raised"]
+    assert feed(engine, [5.01]) == ["cleared"]
+
+
+def test_without_hysteresis_the_limit_itself_changes_nothing() -> None:
+    engine = AlertEngine([rule(above=100.0)])
+    assert feed(engine, [101.0, 100.0, 100.0]) == ["raised"]
+
+
+# ------------------------------------------------------------------ cooldown
+
+
+def test_cooldown_holds_back_a_new_raise_but_not_a_clear() -> None:
+    engine = AlertEngine([rule(above=100.0, cooldown_s=60.0)])
+
+    def at(t_s: float, v: float) -> list[str]:
+        got = engine.evaluate(
+            "underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S)
+        )
+        return [p["state"] for p in got]
+
+    assert at(0, 150.0) == ["raised"]
+    assert at(1, 50.0) == ["cleared"]  # clears go through during the cooldown
+    assert at(2, 150.0) == []  # out again, but cooling down
+    assert engine.active() == []
+    assert at(59.9, 150.0) == []
+    assert at(60, 150.0) == ["raised"]  # cooldown over and still out: raised now
+    assert at(61, 50.0) == ["cleared"]
+    assert at(119, 150.0) == []
+    assert at(130, 50.0) == []  # back inside before the cooldown ended: nothing at all
+
+
+def test_cooldown_is_per_key() -> None:
+    engine = AlertEngine([rule(above=100.0, cooldown_s=60.0)])
+    assert feed(engine, [150.0, 50.0, 150.0], underlying="BTC") == ["raised", "cleared"]
+    assert feed(engine, [150.0], underlying="ETH") == ["raised"]
+
+
+# ------------------------------------------------------------------ scope and filters
+
+
+def test_rules_see_only_their_scope() -> None:
+    engine = AlertEngine([rule(scope="book", name="book_limit")])
+    assert engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 1e9}, T0) == []
+    assert engine.evaluate("expiry", "main", "BTC", "28JUN24", {"delta_usd": 1e9}, T0) == []
+    out = engine.evaluate("book", "main", None, None, {"delta_usd": 1e9}, T0)
+    assert [p["id"] for p in out] == ["book_limit:main"]
+
+
+def test_filters_on_book_underlying_and_expiry() -> None:
+    engine = AlertEngine(
+        [
+            rule(name="btc_only", underlying="BTC"),
+            rule(name="desk_only", book="desk"),
+            rule(name="jun", scope="expiry", underlying="ETH", expiry="28JUN24"),
+        ]
+    )
+    big = {"delta_usd": 1e9}
+    keys: list[Key] = [
+        ("underlying", "main", "BTC", None),
+        ("underlying", "main", "ETH", None),
+        ("underlying", "desk", "ETH", None),
+        ("expiry", "main", "ETH", "28JUN24"),
+        ("expiry", "main", "ETH", "27SEP24"),
+        ("expiry", "main", "BTC", "28JUN24"),
+    ]
+    ids = [p["id"] for key in keys for p in engine.evaluate(*key, big, T0)]
+    assert ids == ["btc_only:main:BTC", "desk_only:desk:ETH", "jun:main:ETH:28JUN24"]
+
+
+def test_keys_are_independent() -> None:
+    engine = AlertEngine([rule()])
+    assert feed(engine, [150.0], underlying="BTC") == ["raised"]
+    assert feed(engine, [150.0], underlying="ETH") == ["raised"]
+    assert feed(engine, [50.0], underlying="BTC") == ["cleared"]
+    assert [a["id"] for a in engine.active()] == ["delta_limit:main:ETH"]
+
+
+# ------------------------------------------------------------------ missing values
+
+
+@pytest.mark.parametrize("missing", [math.nan, None])
+def test_nan_and_none_neither_raise_nor_clear(missing: float | None) -> None:
+    engine = AlertEngine([rule()])
+    assert feed(engine, [missing, missing]) == []
+    assert feed(engine, [150.0, missing, missing]) == ["raised"]
+    assert len(engine.active()) == 1
+
+
+def test_a_figure_absent_from_values_changes_nothing() -> None:
+    engine = AlertEngine([rule(metric="vega")])
+    assert engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 1e9}, T0) == []
+
+
+# ------------------------------------------------------------------ stale feed
+
+
+def test_stale_feed_raises_once_and_clears_when_back() -> None:
+    engine = AlertEngine([], stale_severity="warning")
+    (raised,) = engine.feed_stale("deribit", True, 12.5, T0)
+    assert engine.feed_stale("deribit", True, 20.0, T0 + S) == []
+    assert [a["id"] for a in engine.active()] == ["stale_feed:deribit"]
+    (cleared,) = engine.feed_stale("deribit", False, 0.0, T0 + 2 * S)
+    assert engine.feed_stale("deribit", False, 0.0, T0 + 3 * S) == []
+    assert engine.active() == []
+    assert raised["state"] == "raised"
+    assert cleared["state"] == "cleared"
+    for p in (raised, cleared):
+        assert p["id"] == "stale_feed:deribit"
+        assert p["alert"] == "stale_feed"
+        assert p["feed"] == "deribit"
+        assert p["severity"] == "warning"
+        assert p["v"] == SCHEMA_VERSION
+        assert p["unit"] == "s"
+    assert raised["value"] == 12.5
+
+
+def test_stale_feed_never_cleared_without_a_raise() -> None:
+    assert AlertEngine([]).feed_stale("mqtt", False, 0.0, T0) == []
+
+
+# ------------------------------------------------------------------ payloads
+
+
+def test_payload_fields() -> None:
+    engine = AlertEngine([rule(severity="critical", hysteresis=5.0)])
+    t = T0 + 123_456_789
+    (p,) = engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 150.0}, t)
+    assert p == {
+        "v": SCHEMA_VERSION,
+        "ts": t // 1_000_000,
+        "ts_ns": t,
+        "id": "delta_limit:main:BTC",
+        "alert": "delta_limit",
+        "state": "raised",
+        "severity": "critical",
+        "metric": "delta_usd",
+        "scope": "underlying",
+        "book": "main",
+        "underlying": "BTC",
+        "expiry": None,
+        "value": 150.0,
+        "threshold": 100.0,
+        "direction": "above",
+        "unit": UNITS["delta_usd"],
+    }
+    (c,) = engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 10.0}, t + S)
+    assert c["id"] == p["id"]
+    assert c["state"] == "cleared"
+    assert c["value"] == 10.0
+    assert c["threshold"] == 100.0
+
+
+def test_ids_are_stable_across_transitions_and_scopes() -> None:
+    engine = AlertEngine(
+        [rule(name="b", scope="book"), rule(name="u"), rule(name="e", scope="expiry")]
+    )
+    keys: list[Key] = [
+        ("book", "main", None, None),
+        ("underlying", "main", "BTC", None),
+        ("expiry", "main", "BTC", "28JUN24"),
+    ]
+    seen: dict[str, set[str]] = {}
+    for i, v in enumerate([150.0, 0.0, 150.0, 0.0]):
+        for key in keys:
+            for p in engine.evaluate(*key, {"delta_usd": v}, T0 + i * S):
+                seen.setdefault(p["alert"], set()).add(p["id"])
+    assert seen == {"b": {"b:main"}, "u": {"u:main:BTC"}, "e": {"e:main:BTC:28JUN24"}}
+
+
+def test_counts_have_count_unit() -> None:
+    engine = AlertEngine([rule(name="stale_legs", metric="n_stale", scope="book", above=0.0)])
+    (p,) = engine.evaluate("book", "main", None, None, {"n_stale": 3}, T0)
+    assert p["unit"] == "count"
+    assert p["metric"] == "n_stale"
+
+
+def test_active_returns_copies_of_the_latest_raise() -> None:
+    engine = AlertEngine([rule()])
+    feed(engine, [150.0])
+    (a,) = engine.active()
+    a["state"] = "tampered"
+    assert engine.active()[0]["state"] == "raised"
+
+
+# ------------------------------------------------------------------ validation
+
+
+def test_alert_metric_literal_matches_the_outputs_contract() -> None:
+    assert get_args(AlertMetric) == ALERT_METRICS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"above": None, "below": None}, "set `above`, `below`, or both"),
+        ({"above": math.nan}, "must be finite"),
+        ({"below": math.inf}, "must be finite"),
+        ({"above": 1.0, "below": 2.0}, "below < above"),
+        ({"hysteresis": -1.0}, "hysteresis"),
+        ({"cooldown_s": -0.5}, "cooldown_s"),
+        ({"metric": "price"}, "unknown metric"),
+        ({"scope": "desk"}, "unknown scope"),
+        ({"scope": "book", "underlying": "BTC"}, "cannot filter on `underlying`"),
+        ({"expiry": "28JUN24"}, "only an expiry-scope rule"),
+        ({"name": "stale_feed"}, "reserved"),
+        ({"name": "has:colon"}, "a name is"),
+        ({"name": ""}, "a name is"),
+    ],
+)
+def test_invalid_rules_are_rejected(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rule(**overrides)
+
+
+def test_config_decoding_validates_with_a_path() -> None:
+    raw = {"name": "x", "metric": "vega", "scope": "book", "above": 1.0, "hysteresis": -1.0}
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.hysteresis"):
+        msgspec.convert(raw, AlertRule)
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        msgspec.convert({**raw, "hysteresis": 0.0, "abvoe": 2.0}, AlertRule)
+    ok = msgspec.convert({**raw, "hysteresis": 0.5}, AlertRule)
+    assert ok.severity == "warning"
+
+
+def test_duplicate_rule_names_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unique: delta_limit"):
+        AlertEngine([rule(), rule(scope="book")])
+
+
+# ------------------------------------------------------------------ property
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["BTC", "ETH"]),
+            st.one_of(
+                st.none(),
+                st.just(math.nan),
+                st.floats(min_value=-300.0, max_value=300.0, allow_nan=False),
+            ),
+            st.integers(min_value=0, max_value=30 * S),
+        ),
+        max_size=80,
+    ),
+    hysteresis=st.floats(min_value=0.0, max_value=50.0),
+    cooldown_s=st.sampled_from([0.0, 1.0, 10.0]),
+    corridor=st.booleans(),
+)
+def test_transitions_alternate_per_key(
+    steps: list[tuple[str, float | None, int]], hysteresis: float, cooldown_s: float, corridor: bool
+) -> None:
+    engine = AlertEngine(
+        [
+            rule(
+                above=100.0,
+                below=-100.0 if corridor else None,
+                hysteresis=hysteresis,
+                cooldown_s=cooldown_s,
+            )
+        ]
+    )
+    last: dict[str, str] = {}
+    now = T0
+    for underlying, value, dt in steps:
+        now += dt
+        for p in engine.evaluate("underlying", "main", underlying, None, {"delta_usd": value}, now):
+            previous = last.get(p["id"], "cleared")
+            assert p["state"] != previous, "a transition repeats the state it leaves"
+            if p["state"] == "cleared":
+                assert previous == "raised", "a clear without a prior raise"
+            last[p["id"]] = p["state"]
+        active = {a["id"] for a in engine.active()}
+        assert active == {i for i, s in last.items() if s == "raised"}
