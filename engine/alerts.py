@@ -30,7 +30,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from engine.outputs import METRICS, SCHEMA_VERSION, UNITS, Scope
+from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS, Scope
 
 __all__ = [
     "ALERT_METRICS",
@@ -130,6 +130,11 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError(f"{where}: unknown metric {self.metric!r}, expected one of {expected}")
         if self.scope not in ("book", "underlying", "expiry"):
             raise ValueError(f"{where}: unknown scope {self.scope!r}")
+        if self.scope == "book" and self.metric in METRICS and self.metric not in BOOK_METRICS:
+            raise ValueError(
+                f"{where}: {self.metric} is in underlying units, which do not add across "
+                f"underlyings: a book-scope rule takes one of {', '.join(BOOK_METRICS)}"
+            )
         if self.scope == "book" and self.underlying is not None:
             raise ValueError(f"{where}: a book-scope rule cannot filter on `underlying`")
         if self.scope != "expiry" and self.expiry is not None:

@@ -51,7 +51,7 @@ from engine.events import Fill, Quote, Tick
 from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
 
-__all__ = ["AGG_FIELDS", "Portfolio", "UnderlyingParams"]
+__all__ = ["AGG_FIELDS", "FILL_IDS_KEPT", "Portfolio", "UnderlyingParams"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -67,6 +67,8 @@ _KIND_CODE = {
     Kind.SPOT: kernels.KIND_SPOT,
 }
 _NAN = math.nan
+FILL_IDS_KEPT = 1_000_000
+"""Fill ids remembered to recognise redelivered fills (about 100 MB at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,9 @@ class Portfolio:
         self._book_groups: dict[str, list[int]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
+        self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
+        self.duplicate_fills = 0
+        """Fills ignored because their ``fill_id`` was applied before (at-least-once feeds)."""
         self.unresolved_fills: list[Fill] = []
         """Fills whose instrument is unknown: kept (never dropped), applied once it is known."""
 
@@ -297,17 +302,29 @@ class Portfolio:
     def apply_fill(self, fill: Fill) -> bool:
         """Apply a fill. Returns False when its instrument is unknown: the fill is then kept in
         :attr:`unresolved_fills` (and applied by :meth:`retry_unresolved`), never dropped.
+        A fill whose ``fill_id`` is among the last :data:`FILL_IDS_KEPT` applied is a
+        redelivery: it is counted in :attr:`duplicate_fills` and not applied again.
 
         Raises:
-            ValueError: a non-finite quantity, or a price that is not finite and > 0 (checked
+            ValueError: an empty book name or one with ``:``, a non-finite quantity, or a price
+                that is not finite and > 0 (checked
                 before anything is kept, so a kept fill always applies once its instrument is
                 known).
         """
         _check_fill(fill.quantity, fill.price)
+        _check_book(fill.book)
         inst = self.registry.get(fill.instrument)
         if inst is None or inst.kind == Kind.INDEX:
             self.unresolved_fills.append(fill)
             return False
+        fid = fill.fill_id
+        if fid is not None:
+            if fid in self._fill_ids:
+                self.duplicate_fills += 1
+                return True
+            self._fill_ids[fid] = None
+            if len(self._fill_ids) > FILL_IDS_KEPT:
+                del self._fill_ids[next(iter(self._fill_ids))]
         self._change(fill.book, inst, fill.quantity, fill.price)
         return True
 
@@ -319,6 +336,7 @@ class Portfolio:
 
     def _change(self, book: str, inst: Instrument, quantity: float, price: float | None) -> None:
         _check_fill(quantity, price)
+        _check_book(book)
         lot = self._lot_row(book, self._instrument_row(inst))
         a = self._lots.arrays
         a["qty"][lot] += quantity
@@ -634,7 +652,13 @@ class Portfolio:
             "groups": self._groups.n,
             "stale_instruments": int(np.count_nonzero(bad & held)),
             "unresolved_fills": len(self.unresolved_fills),
+            "duplicate_fills": self.duplicate_fills,
         }
+
+
+def _check_book(book: str) -> None:
+    if not book or ":" in book:
+        raise ValueError(f"a book name is not empty and has no ':' (snapshot keys), got {book!r}")
 
 
 def _check_fill(quantity: float, price: float | None) -> None:

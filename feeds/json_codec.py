@@ -24,7 +24,8 @@ Every bad message raises :class:`~engine.errors.FeedDecodeError` with a stable `
 - ``schema``: wrong types, missing fields, an unknown kind, a negative timestamp;
 - ``bad_price``: a non-finite or out-of-range number, price or mark <= 0, a negative bid or ask,
   bid > ask, iv <= 0, a zero quantity;
-- ``unknown_instrument``: neither in the registry nor a parseable Deribit name;
+- ``unknown_instrument``: a tick's or quote's instrument is neither in the registry nor a
+  parseable Deribit name (fills are not checked: the engine keeps those it cannot place yet);
 - ``topic``: the topic is not one of ours or names another instrument or book than the payload.
 """
 
@@ -324,7 +325,12 @@ class JsonCodec:
             raise self._bad_price(f"quantity must be finite and != 0, got {msg.quantity}", payload)
         if msg.price is not None and not (math.isfinite(msg.price) and msg.price > 0.0):
             raise self._bad_price(f"price must be finite and > 0, got {msg.price}", payload)
-        self._check_instrument(msg.instrument, payload)
+        if ":" in msg.book:  # the snapshot's fields are {book}:{underlying}
+            raise FeedDecodeError(
+                self._feed, "schema", f"book name with ':': {msg.book!r}", payload
+            )
+        # No instrument check: a fill of an instrument not known yet is kept by the engine
+        # (Portfolio.unresolved_fills), never dropped.
         return Fill(
             book=msg.book,
             instrument=msg.instrument,

@@ -101,7 +101,12 @@ class _Server:
 
 
 class RedisServer(_Server):
-    """``redis-server`` without persistence on a free port."""
+    """``redis-server`` without persistence on a free port; ``args`` are added to its command
+    line (e.g. ``("--requirepass", "s3cret")``)."""
+
+    def __init__(self, args: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.args = args
 
     @property
     def url(self) -> str:
@@ -115,6 +120,7 @@ class RedisServer(_Server):
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.dir),
+            *self.args,
         ]  # fmt: skip
 
 

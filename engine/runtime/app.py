@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.alerts import AlertEngine
 from engine.clock import Clock, ManualClock
-from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError
+from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError, RiskEngineError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
@@ -110,7 +110,7 @@ def _build_feed(
         return MqttFeed(config, registry, clock)
     if isinstance(config, ReplayFeedConfig):
         if not isinstance(clock, ManualClock):
-            raise ConfigError("feeds", "a replay feed runs on the replay's own clock")
+            raise ValueError("a replay feed runs on the replay's own clock, not the wall clock")
         return ReplayFeed(config, registry, clock)
     if isinstance(config, SimFeedConfig):
         return SimFeed(config, registry, clock)
@@ -144,6 +144,9 @@ class Daemon:
         self.cycle_s: deque[float] = deque(maxlen=2048)
         self.latency_ns: deque[int] = deque(maxlen=4096)
         self.unknown = 0
+        self.cycle_errors = 0
+        self.rejected_fills: list[Fill] = []
+        """Fills the engine refused (bad book name or numbers): kept for the operator, logged."""
         self._next_full_ns = 0
         self._started = time.monotonic()
 
@@ -160,7 +163,13 @@ class Daemon:
             if not p.apply_quote(q):
                 self.unknown += 1
         for f in fills:
-            if not p.apply_fill(f):
+            try:
+                applied = p.apply_fill(f)
+            except ValueError as exc:  # decoders check fills; this is the engine's own guard
+                self.rejected_fills.append(f)
+                logger.error("fill rejected: %s", exc, extra={"fill": f"{f!r}"[:300]})
+                continue
+            if not applied:
                 logger.error(
                     "fill for unknown instrument kept until it is known",
                     extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
@@ -207,7 +216,11 @@ class Daemon:
         timeout_s = self.config.engine.cycle_interval_ms / 1000
         while not self.stop.is_set():
             await self.inbox.wait(timeout_s)
-            self.cycle()
+            try:
+                self.cycle()
+            except Exception:  # a bug: log it and go on with the next cycle (fills are applied)
+                self.cycle_errors += 1
+                logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
 
     # ------------------------------------------------------------------ feeds
     async def load_instruments(self) -> None:
@@ -237,6 +250,11 @@ class Daemon:
                 logger.error("feed stopped: %s", exc.detail, extra={"feed": feed.name})
                 return
             except Exception:
+                if isinstance(feed, ReplayFeed):  # a restart would apply its fills again
+                    logger.exception(
+                        "replay feed crashed; not restarted", extra={"feed": feed.name}
+                    )
+                    return
                 delay = backoff.next_delay()
                 logger.exception(
                     "feed crashed; restarting", extra={"feed": feed.name, "delay_s": delay}
@@ -253,6 +271,7 @@ class Daemon:
             "events": self.inbox.inbox.received,
             "conflated": self.inbox.inbox.conflated,
             "unknown_instrument": self.unknown,
+            "rejected_fills": len(self.rejected_fills),
             "feeds": {
                 f.name: {
                     "connected": f.stats.connected,
@@ -324,16 +343,21 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
     portfolio = Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
     path = positions_path(config, config_path)
     if path is not None:
-        for n, pos in enumerate(load_positions(path)):
+        for pos in load_positions(path):
             try:
                 portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
             except ValueError as exc:
-                raise ConfigError(str(path), f"position {n + 1}: {exc}") from exc
+                raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
     feeds: list[Feed] = []
     for i, fc in enumerate(config.feeds):
-        if isinstance(fc, ReplayFeedConfig) and not Path(fc.path).is_absolute():
+        if isinstance(fc, ReplayFeedConfig):
             # like the positions file: relative to the config file
-            fc = msgspec.structs.replace(fc, path=str(config_path.parent / fc.path))
+            replay_path = config_path.parent / fc.path
+            if not replay_path.is_file():
+                raise ConfigError(
+                    str(config_path), f"no such file: {replay_path} - at `$.feeds[{i}].path`"
+                )
+            fc = msgspec.structs.replace(fc, path=str(replay_path))
         try:
             feeds.append(_build_feed(fc, registry, clock, portfolio))
         except ValueError as exc:
@@ -368,6 +392,7 @@ async def run(
         "started",
         extra={"feeds": [f.name for f in daemon.feeds], **daemon.portfolio.instrument_status()},
     )
+    status = 0
     try:
         async with asyncio.TaskGroup() as tg:
             feed_tasks = [
@@ -396,12 +421,16 @@ async def run(
                 logger.warning("final snapshot not published: %r", exc)
             for t in aux:
                 t.cancel()
+    except* RiskEngineError as group:  # fatal: bad credentials, a command Redis refuses
+        for error in group.exceptions:
+            logger.error("fatal error: %s", error, extra={"error": type(error).__name__})
+        status = 1
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await daemon.sink.aclose()
-    logger.info("stopped", extra={"cycles": daemon.cycles})
-    return 0
+    logger.info("stopped", extra={"cycles": daemon.cycles, "status": status})
+    return status
 
 
 def stdout_is_terminal() -> bool:

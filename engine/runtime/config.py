@@ -18,7 +18,7 @@ import msgspec
 
 from engine.alerts import AlertRule
 from engine.errors import ConfigError
-from engine.instruments import DERIBIT, Instrument, Kind, Settlement
+from engine.instruments import Instrument, Kind, Settlement
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
@@ -96,8 +96,9 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 class InstrumentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[[instruments]]``: an instrument that is not a Deribit name (e.g. an index option).
 
-    Options need ``expiry``, ``strike`` and ``is_call``; a non-Deribit venue prices options with
-    BSM on the index named by ``index`` (fed by ticks of that name).
+    Options need ``expiry``, ``strike`` and ``is_call``. ``venue`` is required: ``deribit``
+    prices options with Black-76 on the forward, any other venue with BSM on the index named by
+    ``index`` (fed by ticks of that name).
     """
 
     name: str
@@ -110,7 +111,7 @@ class InstrumentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     strike: PositiveFloat | None = None
     is_call: bool | None = None
     multiplier: PositiveFloat = 1.0
-    venue: str = DERIBIT
+    venue: str
 
     def to_instrument(self) -> Instrument:
         """The registry entry. Raises ValueError when a field the kind needs is missing."""
@@ -162,6 +163,8 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     instrument: str
     quantity: float
     avg_price: float | None = None
+    line: int = 0
+    """Line of the positions file, for error messages."""
 
 
 def load_config(path: Path) -> AppConfig:
@@ -246,7 +249,11 @@ def load_positions(path: Path) -> list[Position]:
             avg = _number(source, lineno, "avg_price", cells[3])
             if avg <= 0.0:
                 raise ConfigError(source, f"line {lineno}, column avg_price: must be > 0")
-        out.append(Position(book=book, instrument=instrument, quantity=quantity, avg_price=avg))
+        out.append(
+            Position(
+                book=book, instrument=instrument, quantity=quantity, avg_price=avg, line=lineno
+            )
+        )
     if header is None:
         raise ConfigError(source, "empty file: needs the header book,instrument,quantity")
     return out

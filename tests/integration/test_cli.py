@@ -153,7 +153,7 @@ def test_check_config_accepts_the_demo_and_redacts_secrets(tmp_path: Path) -> No
         (
             '[portfolio]\npositions = "positions.csv"\n',
             "book,instrument,quantity\nmain,NOT-A-THING,1\n",
-            "position 1: unknown instrument",
+            "line 2: unknown instrument",
         ),
         ('[portfolio]\npositions = "missing.csv"\n', None, "missing.csv: cannot read"),
     ],
@@ -240,3 +240,28 @@ def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) 
     assert ["hedge", "BTC"] in [r[:2] for r in rows]
     logs = (tmp_path / "riskd.log").read_text().splitlines()
     assert json.loads(logs[-1])["msg"] == "stopped"
+
+
+def test_replay_file_missing_exits_2(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, '[[feeds]]\nkind = "replay"\npath = "nope.jsonl"\n')
+    out = _run("check-config", "-c", str(path))
+    assert out.returncode == 2
+    assert "`$.feeds[0].path`" in out.stderr
+
+
+def test_a_fatal_redis_error_stops_riskd_with_status_1_and_says_why(tmp_path: Path) -> None:
+    with RedisServer(("--requirepass", "s3cret")) as server:
+        path = _write_config(tmp_path, f'[redis]\nurl = "{server.url}"\n[[feeds]]\nkind = "sim"\n')
+        out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
+            [str(RISKD), "run", "-c", str(path), "--view", "off", "--duration", "30"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert out.returncode == 1, out.stderr
+    logs = [json.loads(line) for line in out.stdout.splitlines()]
+    fatal = [e for e in logs if e["msg"].startswith("fatal error")]
+    assert fatal, logs
+    assert "Traceback" not in out.stderr
+    assert logs[-1]["msg"] == "stopped"

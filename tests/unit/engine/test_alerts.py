@@ -366,3 +366,9 @@ def test_transitions_alternate_per_key(
             last[p["id"]] = p["state"]
         active = {a["id"] for a in engine.active()}
         assert active == {i for i, s in last.items() if s == "raised"}
+
+
+@pytest.mark.parametrize("metric", ["delta", "delta_adj", "gamma", "vanna"])
+def test_book_scope_refuses_figures_that_do_not_add_across_underlyings(metric: str) -> None:
+    with pytest.raises(ValueError, match="underlying units"):
+        AlertRule(name="r", metric=metric, scope="book", above=1.0)  # type: ignore[arg-type]

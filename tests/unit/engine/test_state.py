@@ -20,6 +20,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -905,3 +906,25 @@ def test_a_long_run_of_updates_does_not_drift() -> None:
     scale = _abs_scale(mirror, len(keys), keys)
     # The state machine's tolerance (see PortfolioMachine._cycle).
     assert_within(p.group_values(), exact, 1e-12, 1e-12 * scale)
+
+
+def test_a_redelivered_fill_is_applied_once() -> None:
+    p = portfolio()
+    first = fill(CALL, 2.0, 0.1)
+    again = msgspec.structs.replace(first, fill_id="f-1")
+    assert p.apply_fill(again)
+    assert p.apply_fill(again)  # at-least-once delivery: the same id again
+    assert p.apply_fill(msgspec.structs.replace(first, fill_id="f-2"))
+    assert p.apply_fill(first)  # no id: nothing to recognise it by, applied
+    assert p.duplicate_fills == 1
+    assert [q for _, name, q in p.positions() if name == CALL] == [6.0]
+
+
+@pytest.mark.parametrize("book", ["", "main:BTC"])
+def test_book_names_cannot_collide_with_snapshot_keys(book: str) -> None:
+    p = portfolio()
+    with pytest.raises(ValueError, match="book name"):
+        p.apply_fill(msgspec.structs.replace(fill(CALL, 1.0, 0.1), book=book))
+    with pytest.raises(ValueError, match="book name"):
+        p.add_position(book, CALL, 1.0)
+    assert p.positions() == []

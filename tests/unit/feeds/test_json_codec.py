@@ -228,7 +228,7 @@ BAD_MQTT = [
         "md/quote/BTC-31FEB25-60000-C",
         b'{"instrument": "BTC-31FEB25-60000-C", "mark": 0.01}',
     ),
-    ("unknown_instrument", "fills/main", b'{"book": "main", "instrument": "x", "quantity": 1}'),
+    ("schema", "fills/a:b", b'{"book": "a:b", "instrument": "BTC-PERPETUAL", "quantity": 1}'),
     # topic: not ours, or naming another instrument or book
     ("topic", "md/trade/btc_usd", b'{"instrument": "btc_usd", "price": 1.0}'),
     ("topic", "md/tick/eth_usd", b'{"instrument": "btc_usd", "price": 1.0}'),
@@ -318,3 +318,11 @@ def test_line_timestamps(codec: JsonCodec) -> None:
     )
     assert codec.decode_line(b'{"instrument":"btc_usd","price":1,"ts_ns":7}', RECV).ts_event == 7
     assert codec.decode_line(b'{"instrument":"btc_usd","price":1}', RECV).ts_event == RECV
+
+
+def test_a_fill_of_an_unknown_instrument_is_passed_on_never_dropped() -> None:
+    codec = JsonCodec(InstrumentRegistry())
+    payload = b'{"book": "main", "instrument": "NOT-KNOWN-YET", "quantity": 2, "price": 1.5}'
+    fill = codec.decode_mqtt("fills/main", payload, 7)
+    assert isinstance(fill, Fill)
+    assert fill.instrument == "NOT-KNOWN-YET"
