@@ -638,6 +638,17 @@ class Portfolio:
                 out.add(inst.index)
         return out
 
+    @property
+    def lot_count(self) -> int:
+        """Lots so far (a lot is a book's net position in one instrument; lots are never
+        removed, a closed one holds 0)."""
+        return self._lots.n
+
+    def lot_instruments(self, start: int = 0) -> list[str]:
+        """Instrument names of the lots from number ``start`` on, in the order they opened."""
+        la = self._lots.arrays["inst"]
+        return [self._inst_defs[int(i)].name for i in la[start : self._lots.n]]
+
     def instruments(self) -> list[str]:
         """Names of every instrument held (or quoted) so far."""
         return [inst.name for inst in self._inst_defs]

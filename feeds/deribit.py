@@ -162,6 +162,8 @@ class WebSocketFeed:
         self._clock = clock
         self._instruments = tuple(dict.fromkeys([*config.instruments, *instruments]))
         self._indices = tuple(dict.fromkeys([*config.indices, *indices]))
+        self._protocol: DeribitProtocol | None = None
+        self._requests: list[bytes] = []  # subscriptions added while connected, to send
         self._drops = DropLog(self.stats, clock, logger)
         self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
 
@@ -225,6 +227,16 @@ class WebSocketFeed:
         finally:
             await self._close(ws)
 
+    def subscribe(self, instruments: Iterable[str], indices: Iterable[str] = ()) -> None:
+        """Add instruments and indices to the subscription (e.g. ones a fill just brought into
+        the book): sent on the live connection with the next frame, and on every reconnection.
+        Never blocks."""
+        instruments, indices = list(instruments), list(indices)
+        self._instruments = tuple(dict.fromkeys([*self._instruments, *instruments]))
+        self._indices = tuple(dict.fromkeys([*self._indices, *indices]))
+        if self._protocol is not None:
+            self._requests += self._protocol.add_channels(instruments, indices)
+
     async def load_instruments(self) -> int:
         """Add the instruments of every ``instrument_currencies`` entry to the registry, from
         ``public/get_instruments``; returns how many were added.
@@ -251,6 +263,8 @@ class WebSocketFeed:
             heartbeat_s=self._config.heartbeat_s,
         )
         ws = await self._connect(_MAX_FRAME_BYTES)
+        self._protocol = protocol
+        self._requests.clear()  # the connect requests below carry every channel
         self.stats.connects += 1
         self.stats.connected = True
         logger.info("feed connected", extra={"feed": self.name, "url": self._config.url})
@@ -262,6 +276,7 @@ class WebSocketFeed:
             except (WebSocketException, OSError) as exc:
                 raise classify_exception(self.name, exc) from exc
         finally:
+            self._protocol = None
             self.stats.connected = False
             await self._close(ws)
 
@@ -290,6 +305,8 @@ class WebSocketFeed:
             stats.events += len(events)
             for reply in protocol.outgoing():
                 await self._send(ws, reply)
+            while self._requests:
+                await self._send(ws, self._requests.pop(0))
             if not subscribed and protocol.subscription_complete:
                 subscribed = True
                 self._backoff.reset()

@@ -191,6 +191,7 @@ class DeribitProtocol:
         self.feed = feed
         self._registry = registry
         self._heartbeat_s = heartbeat_s
+        self._interval = interval
         self._chunk = max_channels_per_request
         channels = [f"{_TICKER_PREFIX}{name}.{interval}" for name in instruments]
         channels += [f"{_INDEX_PREFIX}{index}" for index in indices]
@@ -232,6 +233,26 @@ class DeribitProtocol:
             requests.append(self.request(_SUBSCRIBE, {"channels": chunk}))
             self._acks_outstanding += 1
         self._requested = True
+        return requests
+
+    def add_channels(self, instruments: Iterable[str], indices: Iterable[str] = ()) -> list[bytes]:
+        """Channels for more instruments and indices (those not asked for yet); returns the
+        ``public/subscribe`` requests to send now if the connect requests went out already,
+        else nothing (:meth:`connect_requests` will include them)."""
+        wanted = [f"{_TICKER_PREFIX}{name}.{self._interval}" for name in instruments]
+        wanted += [f"{_INDEX_PREFIX}{index}" for index in indices]
+        new = [c for c in dict.fromkeys(wanted) if c not in self.channels]
+        if not new:
+            return []
+        self.channels = (*self.channels, *new)
+        if not self._requested:
+            return []
+        requests = []
+        for start in range(0, len(new), self._chunk):
+            requests.append(
+                self.request(_SUBSCRIBE, {"channels": new[start : start + self._chunk]})
+            )
+            self._acks_outstanding += 1
         return requests
 
     def outgoing(self) -> list[bytes]:

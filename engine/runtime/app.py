@@ -145,6 +145,7 @@ class Daemon:
         self.latency_ns: deque[int] = deque(maxlen=4096)
         self.unknown = 0
         self.cycle_errors = 0
+        self._lots_seen = portfolio.lot_count
         self.rejected_fills: list[Fill] = []
         """Fills the engine refused (bad book name or numbers): kept for the operator, logged."""
         self._next_full_ns = 0
@@ -174,6 +175,8 @@ class Daemon:
                     "fill for unknown instrument kept until it is known",
                     extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
                 )
+        if p.lot_count != self._lots_seen:
+            self._subscribe_new()
         now = self.clock.now_ns()
         full = full or now >= self._next_full_ns
         changed = p.cycle(now, full)
@@ -191,6 +194,18 @@ class Daemon:
         self.cycles += 1
         self.cycle_s.append(time.perf_counter() - t0)
         return len(payloads)
+
+    def _subscribe_new(self) -> None:
+        """Market data for instruments new to the book (a fill brought them in)."""
+        new = self.portfolio.lot_instruments(self._lots_seen)
+        self._lots_seen = self.portfolio.lot_count
+        deribit = [n for n in new if (i := self.registry.get(n)) is not None and i.venue == DERIBIT]
+        if not deribit:
+            return
+        indices = sorted(self.portfolio.underlyings_for(deribit))
+        for feed in self.feeds:
+            if isinstance(feed, WebSocketFeed):
+                feed.subscribe(deribit, indices)
 
     def _alerts(self, payload: dict[str, Any], now: int) -> None:
         book = payload["book"]

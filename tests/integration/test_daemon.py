@@ -21,6 +21,7 @@ import redis.exceptions
 
 from engine.clock import ManualClock
 from engine.daycount import year_fraction
+from engine.events import Fill
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.runtime.app import Daemon, build, run
@@ -347,6 +348,14 @@ instrument_currencies = ["BTC"]
             await wait_until(lambda: server.frames_sent >= sent + 3)
             assert f"ticker.{OPT}.100ms" in server.subscriptions[-1]
             assert "deribit_price_index.btc_usd" in server.subscriptions[-1]
+            # A fill brings a new instrument into the book: it is subscribed on the live
+            # connection, without a reconnect.
+            new = "BTC-25MAR22-30000-C"
+            connections = server.connections
+            fill = Fill(book="desk", instrument=new, quantity=1.0, ts_event=1, ts_recv=1)
+            await daemon.inbox.put_fill(fill)  # the seam every fill feed uses
+            await wait_until(lambda: f"ticker.{new}.100ms" in server.subscriptions[-1])
+            assert server.connections == connections
         finally:
             daemon.stop.set()
             async with asyncio.timeout(20):

@@ -387,3 +387,27 @@ def test_instruments_response_errors() -> None:
     with pytest.raises(FeedDecodeError) as decode_info:
         decode_instruments_response(reply(7, {"not": "a list"}), 7, "d")
     assert decode_info.value.reason == "schema"
+
+
+def test_channels_added_later_are_subscribed_once_connected() -> None:
+    proto = protocol(instruments=["BTC-PERPETUAL"], max_channels_per_request=2)
+    # Before the connect requests went out, new channels simply join them.
+    assert proto.add_channels(["BTC-27DEC24"]) == []
+    first = [json.loads(r) for r in proto.connect_requests()]
+    assert first[1]["params"]["channels"] == [
+        "ticker.BTC-PERPETUAL.100ms",
+        "ticker.BTC-27DEC24.100ms",
+    ]
+    # Once connected, only what is new is requested, in chunks; repeats ask for nothing.
+    later = [
+        json.loads(r)
+        for r in proto.add_channels(["BTC-27DEC24", "ETH-PERPETUAL", "ETH-27DEC24"], ["eth_usd"])
+    ]
+    assert [r["method"] for r in later] == ["public/subscribe", "public/subscribe"]
+    assert [c for r in later for c in r["params"]["channels"]] == [
+        "ticker.ETH-PERPETUAL.100ms",
+        "ticker.ETH-27DEC24.100ms",
+        "deribit_price_index.eth_usd",
+    ]
+    assert proto.add_channels(["ETH-PERPETUAL"]) == []
+    assert not proto.subscription_complete  # three subscribe requests await their acks
