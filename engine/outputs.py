@@ -1,7 +1,8 @@
 """What riskd publishes: exposure and alert payloads, their units, and the :class:`Sink` seam.
 
 Payloads are plain dicts (the sink encodes them with orjson). Every payload carries ``"v"``
-(:data:`SCHEMA_VERSION`) and ``"ts"`` (epoch milliseconds of publication; ``"ts_ns"`` gives
+(:data:`SCHEMA_VERSION`) and ``"ts"`` (epoch milliseconds of when the engine built the payload,
+on the daemon's clock; a payload re-published after a Redis outage keeps it; ``"ts_ns"`` gives
 nanoseconds). Exposure payloads also carry ``"valuation_ts_ns"`` (the time the figures are valued
 at: times to expiry count from it; it moves at every full reprice, about once a second) and
 ``"units"``, the unit of every figure (:data:`UNITS`).

@@ -122,7 +122,7 @@ class SimFeedConfig(
         default_factory=lambda: [SimUnderlying()]
     )
     start_ns: int | None = None
-    book: Annotated[str, msgspec.Meta(min_length=1)] = "demo"
+    book: Annotated[str, msgspec.Meta(pattern=r"^[^:]+$")] = "demo"  # no ':' (snapshot keys)
     opening_fills: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 

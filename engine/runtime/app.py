@@ -166,7 +166,7 @@ class Daemon:
         for f in fills:
             try:
                 applied = p.apply_fill(f)
-            except ValueError as exc:  # decoders check fills; this is the engine's own guard
+            except Exception as exc:  # decoders check fills; this is the engine's own guard
                 self.rejected_fills.append(f)
                 logger.error("fill rejected: %s", exc, extra={"fill": f"{f!r}"[:300]})
                 continue
@@ -179,6 +179,8 @@ class Daemon:
             self._subscribe_new()
         now = self.clock.now_ns()
         full = full or now >= self._next_full_ns
+        if full and p.unresolved_fills:  # their instruments may be known by now
+            p.retry_unresolved()
         changed = p.cycle(now, full)
         if full:
             self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
@@ -231,11 +233,16 @@ class Daemon:
         timeout_s = self.config.engine.cycle_interval_ms / 1000
         while not self.stop.is_set():
             await self.inbox.wait(timeout_s)
-            try:
-                self.cycle()
-            except Exception:  # a bug: log it and go on with the next cycle (fills are applied)
-                self.cycle_errors += 1
-                logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
+            self.safe_cycle()
+
+    def safe_cycle(self, *, full: bool = False) -> None:
+        """:meth:`cycle`, logging and counting an exception instead of raising it: a bug in one
+        cycle must not stop the daemon (each fill is applied, or kept, before anything else)."""
+        try:
+            self.cycle(full=full)
+        except Exception:
+            self.cycle_errors += 1
+            logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
 
     # ------------------------------------------------------------------ feeds
     async def load_instruments(self) -> None:
@@ -287,6 +294,7 @@ class Daemon:
             "conflated": self.inbox.inbox.conflated,
             "unknown_instrument": self.unknown,
             "rejected_fills": len(self.rejected_fills),
+            "cycle_errors": self.cycle_errors,
             "feeds": {
                 f.name: {
                     "connected": f.stats.connected,
@@ -402,7 +410,7 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     await daemon.load_instruments()
-    daemon.cycle(full=True)  # warm-up: compiles or loads every kernel, publishes the start state
+    daemon.safe_cycle(full=True)  # warm-up: loads every kernel, publishes the start state
     logger.info(
         "started",
         extra={"feeds": [f.name for f in daemon.feeds], **daemon.portfolio.instrument_status()},
@@ -428,7 +436,7 @@ async def run(
                 t.cancel()
             daemon.stop.set()
             await engine
-            daemon.cycle(full=True)
+            daemon.safe_cycle(full=True)
             try:
                 async with asyncio.timeout(daemon.config.redis.timeout_s * 2):
                     await daemon.sink.flush()
