@@ -32,8 +32,8 @@ __all__ = [
     "inverse_kernel",
     "inverse_parallel_kernel",
     "lot_update_kernel",
-    "unit_exposure_kernel",
-    "unit_exposure_parallel_kernel",
+    "price_rows_kernel",
+    "price_rows_parallel_kernel",
 ]
 
 GREEK_FIELDS: tuple[str, ...] = (
@@ -638,23 +638,6 @@ LOT_FIELDS_EXTRA: tuple[str, ...] = ("n_positions", "n_stale")
 N_UNIT = len(UNIT_FIELDS)
 N_AGG = N_UNIT - 2 + 1 + len(LOT_FIELDS_EXTRA)  # 11 figures, pnl, the two counts
 
-_UNIT_SIG = void(
-    int64[::1],  # rows to compute
-    int8[::1],  # kind
-    boolean[::1],  # black: Black-76 on a forward (else BSM on spot)
-    boolean[::1],  # inverse: coin-settled
-    boolean[::1],  # is_call
-    float64[::1],  # strike
-    float64[::1],  # multiplier
-    float64[::1],  # X: forward (Black-76, futures, perpetuals) or spot (BSM, spot)
-    float64[::1],  # T, years
-    float64[::1],  # r
-    float64[::1],  # q
-    float64[::1],  # sigma
-    float64[:, ::1],  # unit, (n_instruments, N_UNIT)
-    int8[::1],  # status, per instrument
-)
-
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _unit_row(
@@ -719,8 +702,146 @@ def _unit_row(
     return OK
 
 
-@njit(_UNIT_SIG, cache=True, nogil=True, error_model="numpy")
-def unit_exposure_kernel(
+_NS_PER_YEAR = 365.0 * 86_400.0 * 1e9  # engine.daycount.NS_PER_YEAR (ACT/365)
+
+_PRICE_ROWS_SIG = void(
+    int64[::1],  # rows to price
+    int8[::1],  # kind
+    boolean[::1],  # black
+    boolean[::1],  # inverse
+    boolean[::1],  # is_call
+    float64[::1],  # strike
+    float64[::1],  # multiplier
+    boolean[::1],  # has_expiry
+    int64[::1],  # expiry_ns
+    float64[::1],  # r
+    float64[::1],  # q
+    int64[::1],  # spot_row (into spot_px, spot_ts)
+    int64[::1],  # fwd_row (into fwd_px, fwd_ts; -1: none)
+    float64[::1],  # own_px: an option quote's underlying_price, else the own tick
+    int64[::1],  # own_ts
+    float64[::1],  # bid
+    float64[::1],  # ask
+    float64[::1],  # mark
+    float64[::1],  # iv
+    float64[::1],  # spot_px, per index
+    int64[::1],  # spot_ts
+    float64[::1],  # fwd_px, per (index, expiry)
+    int64[::1],  # fwd_ts
+    int64,  # valuation_ns
+    int64,  # stale_after_ns
+    float64[::1],  # out: X
+    float64[::1],  # out: T
+    float64[::1],  # out: sigma
+    boolean[::1],  # out: uses_spot
+    boolean[::1],  # out: uses_fwd
+    float64[:, ::1],  # out: unit (n_instruments, N_UNIT)
+    int8[::1],  # out: status
+    boolean[::1],  # out: bad (unpriced or stale)
+)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _price_row(
+    i: int,
+    kind: I8,
+    black: BoolArray,
+    inverse: BoolArray,
+    is_call: BoolArray,
+    strike: F64,
+    mult: F64,
+    has_expiry: BoolArray,
+    expiry_ns: npt.NDArray[np.int64],
+    r: F64,
+    q: F64,
+    spot_row: npt.NDArray[np.int64],
+    fwd_row: npt.NDArray[np.int64],
+    own_px: F64,
+    own_ts: npt.NDArray[np.int64],
+    bid: F64,
+    ask: F64,
+    mark: F64,
+    iv: F64,
+    spot_px: F64,
+    spot_ts: npt.NDArray[np.int64],
+    fwd_px: F64,
+    fwd_ts: npt.NDArray[np.int64],
+    valuation_ns: int,
+    stale_after_ns: int,
+    X: F64,
+    T: F64,
+    sigma: F64,
+    uses_spot: BoolArray,
+    uses_fwd: BoolArray,
+    unit: F64,
+    status: I8,
+    bad: BoolArray,
+    scratch: F64,
+    j: int,
+) -> None:
+    """One instrument's inputs from the stored market data (engine.state's rules), then its
+    unit exposure (:func:`_unit_row`)."""
+    k = kind[i]
+    t = (expiry_ns[i] - valuation_ns) / _NS_PER_YEAR if has_expiry[i] else 0.0
+    tt = max(t, 0.0)
+    ri = r[i]
+    qi = q[i]
+    s = spot_px[spot_row[i]]
+    s_ts = spot_ts[spot_row[i]]
+    f = _NAN
+    f_ts = 0
+    if fwd_row[i] >= 0:
+        f = fwd_px[fwd_row[i]]
+        f_ts = fwd_ts[fwd_row[i]]
+    own = own_px[i]
+    has_own = math.isfinite(own) and own > 0.0
+    has_fwd = math.isfinite(f) and f > 0.0
+    on_forward = black[i] or KIND_FUTURE <= k <= KIND_PERPETUAL  # futures, perpetuals
+    used_spot = False
+    used_fwd = False
+    if has_own and (on_forward or k == KIND_SPOT):
+        x = own
+        input_ts = own_ts[i]
+    elif on_forward and has_fwd:
+        x = f
+        input_ts = f_ts
+        used_fwd = True
+    elif on_forward:  # the index carried forward
+        x = s * math.exp((ri - qi) * tt)
+        input_ts = s_ts
+        used_spot = True
+    else:
+        x = s
+        input_ts = s_ts
+        used_spot = True
+    v = _NAN
+    if k == KIND_OPTION:
+        input_ts = own_ts[i]  # an option's own quote is its input
+        v = iv[i]
+        if not (math.isfinite(v) and v > 0.0):
+            # implied from the mark, else from the mid
+            px = mark[i]
+            if not (math.isfinite(px) and px > 0.0):
+                px = 0.5 * (bid[i] + ask[i])
+            fw = x if black[i] else x * math.exp((ri - qi) * tt)
+            px_usd = px * fw if inverse[i] else px
+            v, _ = _iv_row(px_usd, is_call[i], fw, strike[i], t, math.exp(-ri * tt))
+    X[i] = x
+    T[i] = t
+    sigma[i] = v
+    uses_spot[i] = used_spot
+    uses_fwd[i] = used_fwd
+    st = _unit_row(
+        k, black[i], inverse[i], is_call[i], strike[i], mult[i], x, t, ri, qi, v, scratch, j,
+        unit, i,
+    )  # fmt: skip
+    status[i] = st
+    stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns
+    bad[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
+
+
+@njit(_PRICE_ROWS_SIG, cache=True, nogil=True, error_model="numpy")
+def price_rows_kernel(
     rows: npt.NDArray[np.int64],
     kind: I8,
     black: BoolArray,
@@ -728,29 +849,48 @@ def unit_exposure_kernel(
     is_call: BoolArray,
     strike: F64,
     mult: F64,
-    X: F64,
-    T: F64,
+    has_expiry: BoolArray,
+    expiry_ns: npt.NDArray[np.int64],
     r: F64,
     q: F64,
+    spot_row: npt.NDArray[np.int64],
+    fwd_row: npt.NDArray[np.int64],
+    own_px: F64,
+    own_ts: npt.NDArray[np.int64],
+    bid: F64,
+    ask: F64,
+    mark: F64,
+    iv: F64,
+    spot_px: F64,
+    spot_ts: npt.NDArray[np.int64],
+    fwd_px: F64,
+    fwd_ts: npt.NDArray[np.int64],
+    valuation_ns: int,
+    stale_after_ns: int,
+    X: F64,
+    T: F64,
     sigma: F64,
+    uses_spot: BoolArray,
+    uses_fwd: BoolArray,
     unit: F64,
     status: I8,
+    bad: BoolArray,
 ) -> None:
-    """Exposure of one unit of position in each instrument of ``rows`` (desk units, USD).
-
-    Rows that cannot be priced get a non-OK status and zeros (never NaN, so sums stay finite).
-    """
+    """Derive each row's underlying price, time to expiry and volatility from the stored
+    market data, solve implied vols where the quote gives none, and write its unit exposure,
+    status and bad flag: engine.state's whole repricing step in one pass."""
     scratch = np.empty((9, 1))
     for j in range(rows.shape[0]):
-        i = rows[j]
-        status[i] = _unit_row(
-            kind[i], black[i], inverse[i], is_call[i], strike[i], mult[i], X[i], T[i], r[i],
-            q[i], sigma[i], scratch, 0, unit, i,
+        _price_row(
+            rows[j], kind, black, inverse, is_call, strike, mult, has_expiry, expiry_ns, r, q,
+            spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px, spot_ts, fwd_px,
+            fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
+            status, bad, scratch, 0,
         )  # fmt: skip
 
 
-@njit(_UNIT_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
-def unit_exposure_parallel_kernel(
+@njit(_PRICE_ROWS_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def price_rows_parallel_kernel(
     rows: npt.NDArray[np.int64],
     kind: I8,
     black: BoolArray,
@@ -758,21 +898,41 @@ def unit_exposure_parallel_kernel(
     is_call: BoolArray,
     strike: F64,
     mult: F64,
-    X: F64,
-    T: F64,
+    has_expiry: BoolArray,
+    expiry_ns: npt.NDArray[np.int64],
     r: F64,
     q: F64,
+    spot_row: npt.NDArray[np.int64],
+    fwd_row: npt.NDArray[np.int64],
+    own_px: F64,
+    own_ts: npt.NDArray[np.int64],
+    bid: F64,
+    ask: F64,
+    mark: F64,
+    iv: F64,
+    spot_px: F64,
+    spot_ts: npt.NDArray[np.int64],
+    fwd_px: F64,
+    fwd_ts: npt.NDArray[np.int64],
+    valuation_ns: int,
+    stale_after_ns: int,
+    X: F64,
+    T: F64,
     sigma: F64,
+    uses_spot: BoolArray,
+    uses_fwd: BoolArray,
     unit: F64,
     status: I8,
+    bad: BoolArray,
 ) -> None:
-    """:func:`unit_exposure_kernel` over numba's thread pool (``prange``)."""
+    """:func:`price_rows_kernel` over numba's thread pool (``prange``)."""
     scratch = np.empty((9, rows.shape[0]))
     for j in prange(rows.shape[0]):
-        i = rows[j]
-        status[i] = _unit_row(
-            kind[i], black[i], inverse[i], is_call[i], strike[i], mult[i], X[i], T[i], r[i],
-            q[i], sigma[i], scratch, j, unit, i,
+        _price_row(
+            rows[j], kind, black, inverse, is_call, strike, mult, has_expiry, expiry_ns, r, q,
+            spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px, spot_ts, fwd_px,
+            fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
+            status, bad, scratch, j,
         )  # fmt: skip
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +46,6 @@ import numpy.typing as npt
 
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
-from engine.daycount import NS_PER_YEAR
 from engine.events import Fill, Quote, Tick
 from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
@@ -124,6 +123,7 @@ _INST_SPECS: dict[str, tuple[Any, Any, int]] = {
     "has_expiry": (np.bool_, False, 0),
     "spot_row": (np.int64, 0, 0),
     "fwd_row": (np.int64, -1, 0),
+    "n_lots": (np.int64, 0, 0),
     "r": (np.float64, 0.0, 0),
     "q": (np.float64, 0.0, 0),
     # latest own market data
@@ -158,14 +158,32 @@ _GROUP_SPECS: dict[str, tuple[Any, Any, int]] = {
 }
 
 
-@dataclass(slots=True)
-class _Source:
-    """A shared price: an index/spot (keyed by index name) or a forward (index, expiry)."""
+_SOURCE_SPECS: dict[str, tuple[Any, Any, int]] = {
+    "px": (np.float64, _NAN, 0),
+    "ts": (np.int64, 0, 0),
+    "from_tick": (np.bool_, False, 0),
+}
 
-    px: float = _NAN
-    ts: int = 0
-    from_tick: bool = False
-    dependents: list[int] = field(default_factory=list)
+
+class _Sources:
+    """Shared prices: indices/spot (keyed by index name) or forwards (index, expiry). Each
+    knows the instruments that depend on it and those priced off it at their last reprice, so
+    a new price dirties only those."""
+
+    def __init__(self) -> None:
+        self.cols = _Columns(_SOURCE_SPECS, capacity=8)
+        self.ids: dict[Any, int] = {}
+        self.dependents: list[list[int]] = []
+        self.users: list[set[int]] = []
+
+    def row(self, key: Any) -> int:
+        row = self.ids.get(key)
+        if row is None:
+            row = self.cols.append()
+            self.ids[key] = row
+            self.dependents.append([])
+            self.users.append(set())
+        return row
 
 
 class Portfolio:
@@ -191,11 +209,8 @@ class Portfolio:
         self._inst_rows: dict[str, int] = {}
         self._inst_defs: list[Instrument] = []
         self._inst_lots: list[list[int]] = []
-        self._spots: dict[str, _Source] = {}
-        self._spot_list: list[_Source] = []
-        self._spot_ids: dict[str, int] = {}
-        self._fwds: dict[tuple[str, int], int] = {}
-        self._fwd_list: list[_Source] = []
+        self._spots = _Sources()  # by index name
+        self._fwds = _Sources()  # by (index, expiry_ns)
         self._lots = _Columns(_LOT_SPECS)
         self._lot_rows: dict[tuple[str, int], int] = {}
         self._lot_book: list[str] = []
@@ -232,34 +247,16 @@ class Portfolio:
         a["has_expiry"][row] = inst.expiry_ns is not None
         a["r"][row] = params.rate
         a["q"][row] = params.dividend_yield
-        spot_row = self._get_spot_row(inst.index)
+        spot_row = self._spots.row(inst.index)
         a["spot_row"][row] = spot_row
-        self._spot_list[spot_row].dependents.append(row)
+        self._spots.dependents[spot_row].append(row)
         if inst.expiry_ns is not None:
-            fwd_row = self._get_fwd_row(inst.index, inst.expiry_ns)
+            fwd_row = self._fwds.row((inst.index, inst.expiry_ns))
             a["fwd_row"][row] = fwd_row
-            self._fwd_list[fwd_row].dependents.append(row)
+            self._fwds.dependents[fwd_row].append(row)
         self._inst_rows[inst.name] = row
         self._inst_defs.append(inst)
         self._inst_lots.append([])
-        return row
-
-    def _get_spot_row(self, index: str) -> int:
-        src = self._spots.get(index)
-        if src is None:
-            src = _Source()
-            self._spots[index] = src
-            self._spot_list.append(src)
-            self._spot_ids[index] = len(self._spot_list) - 1
-        return self._spot_ids[index]
-
-    def _get_fwd_row(self, index: str, expiry_ns: int) -> int:
-        key = (index, expiry_ns)
-        row = self._fwds.get(key)
-        if row is None:
-            row = len(self._fwd_list)
-            self._fwds[key] = row
-            self._fwd_list.append(_Source())
         return row
 
     def _lot_row(self, book: str, inst_row: int) -> int:
@@ -282,6 +279,7 @@ class Portfolio:
         self._lot_rows[key] = lot
         self._lot_book.append(book)
         self._inst_lots[inst_row].append(lot)
+        self._inst.arrays["n_lots"][inst_row] += 1
         self._dirty_inst.add(inst_row)  # it may never have been priced: nobody held it
         return lot
 
@@ -354,8 +352,7 @@ class Portfolio:
         if inst is None or inst.kind == Kind.OPTION:
             return False
         if inst.kind == Kind.INDEX:
-            src = self._spot_list[self._get_spot_row(inst.index)]
-            self._set_source(src, tick.price, tick.ts_recv, "uses_spot", from_tick=True)
+            self._set_source(self._spots, inst.index, tick.price, tick.ts_recv, from_tick=True)
             return True
         row = self._instrument_row(inst)
         a = self._inst.arrays
@@ -363,12 +360,10 @@ class Portfolio:
         a["own_ts"][row] = tick.ts_recv
         self._dirty_inst.add(row)
         if inst.kind == Kind.FUTURE and inst.expiry_ns is not None:
-            src = self._fwd_list[self._get_fwd_row(inst.index, inst.expiry_ns)]
-            self._set_source(src, tick.price, tick.ts_recv, "uses_fwd", from_tick=True)
+            key = (inst.index, inst.expiry_ns)
+            self._set_source(self._fwds, key, tick.price, tick.ts_recv, from_tick=True)
         elif inst.kind == Kind.SPOT:
-            src = self._spot_list[self._get_spot_row(inst.index)]
-            if not src.from_tick:
-                self._set_source(src, tick.price, tick.ts_recv, "uses_spot", from_tick=False)
+            self._set_source(self._spots, inst.index, tick.price, tick.ts_recv, from_tick=False)
         return True
 
     def apply_quote(self, quote: Quote) -> bool:
@@ -386,24 +381,26 @@ class Portfolio:
         a["own_ts"][row] = quote.ts_recv
         self._dirty_inst.add(row)
         if quote.index_price is not None:
-            src = self._spot_list[int(a["spot_row"][row])]
-            if not src.from_tick:  # a dedicated index feed wins over quotes' copies
-                self._set_source(src, quote.index_price, quote.ts_recv, "uses_spot", False)
+            self._set_source(self._spots, inst.index, quote.index_price, quote.ts_recv, False)
         return True
 
-    def _set_source(self, src: _Source, px: float, ts: int, flag: str, from_tick: bool) -> None:
-        """Store a shared price and dirty the instruments priced off it. Its first price
-        dirties every dependent: each may now prefer it to what it used before."""
-        first = not src.px > 0.0
-        src.px, src.ts = px, ts
-        src.from_tick = src.from_tick or from_tick
-        if not src.dependents:
+    def _set_source(self, table: _Sources, key: Any, px: float, ts: int, from_tick: bool) -> None:
+        """Store a shared price and dirty the instruments priced off it. A dedicated tick feed
+        wins over copies in quotes (``from_tick``). Its first price dirties every dependent:
+        each may now prefer it to what it used before."""
+        row = table.row(key)
+        cols = table.cols.arrays
+        if cols["from_tick"][row] and not from_tick:
             return
+        first = not cols["px"][row] > 0.0
+        cols["px"][row] = px
+        cols["ts"][row] = ts
+        if from_tick:
+            cols["from_tick"][row] = True
         if first:
-            self._dirty_inst.update(src.dependents)
-            return
-        rows = np.asarray(src.dependents, dtype=np.int64)
-        self._dirty_inst.update(rows[self._inst.arrays[flag][rows]].tolist())
+            self._dirty_inst.update(table.dependents[row])
+        else:
+            self._dirty_inst.update(table.users[row])
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, now_ns: int, full: bool = False) -> set[tuple[str, str]]:
@@ -412,9 +409,7 @@ class Portfolio:
         g = self._groups
         if full or self.valuation_ns == 0:
             self.valuation_ns = now_ns
-            rows = np.flatnonzero(
-                np.fromiter((bool(ls) for ls in self._inst_lots), bool, len(self._inst_lots))
-            ).astype(np.int64)
+            rows = np.flatnonzero(self._inst.arrays["n_lots"][: self._inst.n])
             self._price(rows, self._inst.arrays)
             lots = np.arange(self._lots.n, dtype=np.int64)
             self._lots.arrays["contrib"][: self._lots.n] = 0.0
@@ -440,101 +435,44 @@ class Portfolio:
                 lots, la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
                 ia["unit"], ia["bad"], la["contrib"], ga["hi"], ga["lo"], ga["touched"], rebuild,
             )  # fmt: skip
-        touched = np.flatnonzero(ga["touched"][: g.n])
+        # only the groups of the lots just updated: no scan of every group
+        touched = np.arange(g.n) if rebuild else np.unique(la["group"][lots])
         ga["touched"][touched] = False
-        return {(self._group_keys[k][0], self._group_keys[k][1]) for k in touched.tolist()}
+        keys = self._group_keys
+        return {(keys[k][0], keys[k][1]) for k in touched.tolist()}
 
     def _price(self, rows: npt.NDArray[np.int64], a: dict[str, npt.NDArray[Any]]) -> None:
         """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write
-        their unit exposures, statuses and bad flags into ``a``."""
+        their unit exposures, statuses and bad flags into ``a`` (one numba pass:
+        :func:`engine.kernels.price_rows_kernel`)."""
         ia = self._inst.arrays
-        kind = ia["kind"][rows]
-        is_option = kind == kernels.KIND_OPTION
-        black = ia["black"][rows]
-        r = ia["r"][rows]
-        q = ia["q"][rows]
-        T = np.where(
-            ia["has_expiry"][rows],
-            (ia["expiry_ns"][rows] - self.valuation_ns).astype(np.float64) / NS_PER_YEAR,
-            0.0,
-        )
-        spot_rows = ia["spot_row"][rows]
-        spot_px = np.array([s.px for s in self._spot_list], dtype=np.float64)[spot_rows]
-        spot_ts = np.array([s.ts for s in self._spot_list], dtype=np.int64)[spot_rows]
-        fwd_rows = ia["fwd_row"][rows]
-        if self._fwd_list:
-            fpx = np.array([s.px for s in self._fwd_list], dtype=np.float64)
-            fts = np.array([s.ts for s in self._fwd_list], dtype=np.int64)
-            fwd_px = np.where(fwd_rows >= 0, fpx[np.maximum(fwd_rows, 0)], _NAN)
-            fwd_ts = np.where(fwd_rows >= 0, fts[np.maximum(fwd_rows, 0)], 0)
-        else:
-            fwd_px = np.full(rows.size, _NAN)
-            fwd_ts = np.zeros(rows.size, dtype=np.int64)
-        own_px = ia["own_px"][rows]
-        own_ts = ia["own_ts"][rows]
-        has_own = np.isfinite(own_px) & (own_px > 0.0)
-        has_fwd = np.isfinite(fwd_px) & (fwd_px > 0.0)
-        on_forward = black | (kind == kernels.KIND_PERPETUAL) | (kind == kernels.KIND_FUTURE)
-        implied_fwd = spot_px * np.exp((r - q) * np.maximum(T, 0.0))
-        # Underlying price: own, else forward, else the index (carried forward for Black-76).
-        X = np.where(
-            has_own & (on_forward | (kind == kernels.KIND_SPOT)),
-            own_px,
-            np.where(on_forward & has_fwd, fwd_px, np.where(on_forward, implied_fwd, spot_px)),
-        )
-        uses_own = has_own & (on_forward | (kind == kernels.KIND_SPOT))
-        uses_fwd = ~uses_own & on_forward & has_fwd
-        uses_spot = ~uses_own & ~uses_fwd
-        input_ts = np.where(uses_own, own_ts, np.where(uses_fwd, fwd_ts, spot_ts))
-        # An option's own quote is its input, whatever prices its underlying.
-        input_ts = np.where(is_option, own_ts, input_ts)
-        # Volatility: the quote's IV, else implied from the mark, else from the mid.
-        iv = ia["iv"][rows]
-        sigma = np.where(np.isfinite(iv) & (iv > 0.0), iv, _NAN)
-        need = is_option & np.isnan(sigma)
-        if need.any():
-            sigma[need] = self._implied(rows[need], X[need], T[need], r[need], q[need])
-        a["X"][rows] = X
-        a["T"][rows] = T
-        a["sigma"][rows] = sigma
-        a["uses_spot"][rows] = uses_spot
-        a["uses_fwd"][rows] = uses_fwd
+        live = a is ia
+        if live:
+            was_spot = ia["uses_spot"][rows]
+            was_fwd = ia["uses_fwd"][rows]
+        sc, fc = self._spots.cols, self._fwds.cols
         parallel = rows.size >= PARALLEL_MIN_ROWS
-        kernel = kernels.unit_exposure_parallel_kernel if parallel else kernels.unit_exposure_kernel
+        kernel = kernels.price_rows_parallel_kernel if parallel else kernels.price_rows_kernel
         kernel(
-            rows, ia["kind"], ia["black"], ia["inverse"], ia["is_call"], ia["strike"],
-            ia["mult"], a["X"], a["T"], ia["r"], ia["q"], a["sigma"], a["unit"], a["status"],
+            rows, ia["kind"], ia["black"], ia["inverse"], ia["is_call"], ia["strike"], ia["mult"],
+            ia["has_expiry"], ia["expiry_ns"], ia["r"], ia["q"], ia["spot_row"], ia["fwd_row"],
+            ia["own_px"], ia["own_ts"], ia["bid"], ia["ask"], ia["mark"], ia["iv"],
+            sc.arrays["px"], sc.arrays["ts"], fc.arrays["px"], fc.arrays["ts"],
+            self.valuation_ns, self.stale_after_ns, a["X"], a["T"], a["sigma"], a["uses_spot"],
+            a["uses_fwd"], a["unit"], a["status"], a["bad"],
         )  # fmt: skip
-        st = a["status"][rows]
-        priced = (st == kernels.OK) | (st == kernels.EXPIRED)
-        stale = (input_ts == 0) | (self.valuation_ns - input_ts > self.stale_after_ns)
-        a["bad"][rows] = ~priced | stale
-
-    def _implied(
-        self, rows: npt.NDArray[np.int64], X: F64, T: F64, r: F64, q: F64
-    ) -> npt.NDArray[np.float64]:
-        """Implied vol from each option's mark, else its mid (NaN where neither gives one)."""
-        ia = self._inst.arrays
-        mark = ia["mark"][rows]
-        mid = 0.5 * (ia["bid"][rows] + ia["ask"][rows])
-        px = np.where(np.isfinite(mark) & (mark > 0.0), mark, mid)
-        black = ia["black"][rows]
-        F = np.where(black, X, X * np.exp((r - q) * np.maximum(T, 0.0)))
-        px_usd = np.where(ia["inverse"][rows], px * F, px)
-        df = np.exp(-r * np.maximum(T, 0.0))
-        sigma = np.empty(rows.size)
-        status = np.empty(rows.size, dtype=np.int8)
-        kernels.implied_vol_kernel(
-            np.ascontiguousarray(px_usd, dtype=np.float64),
-            np.ascontiguousarray(ia["is_call"][rows]),
-            np.ascontiguousarray(F, dtype=np.float64),
-            np.ascontiguousarray(ia["strike"][rows]),
-            np.ascontiguousarray(T, dtype=np.float64),
-            np.ascontiguousarray(df, dtype=np.float64),
-            sigma,
-            status,
-        )
-        return sigma
+        if live:  # who is priced off which shared price, for dirtying on its next move
+            for flag, was, table, col in (
+                ("uses_spot", was_spot, self._spots, "spot_row"),
+                ("uses_fwd", was_fwd, self._fwds, "fwd_row"),
+            ):
+                now = ia[flag][rows]
+                for i in rows[now != was].tolist():
+                    users = table.users[int(ia[col][i])]
+                    if ia[flag][i]:
+                        users.add(i)
+                    else:
+                        users.discard(i)
 
     # ------------------------------------------------------------------ results
     def group_values(self) -> npt.NDArray[np.float64]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -145,6 +146,9 @@ class Daemon:
         self.latency_ns: deque[int] = deque(maxlen=4096)
         self.unknown = 0
         self.cycle_errors = 0
+        self._dirty: set[tuple[str, str]] = set()
+        self._built_ns: dict[tuple[str, str], int] = {}
+        self._publish_interval_ns = config.redis.min_interval_ms * 1_000_000
         self._lots_seen = portfolio.lot_count
         self.rejected_fills: list[Fill] = []
         """Fills the engine refused (bad book name or numbers): kept for the operator, logged."""
@@ -152,8 +156,15 @@ class Daemon:
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ engine
-    def cycle(self, *, full: bool = False) -> int:
-        """Drain the inbox, reprice, publish what changed; returns the payloads published."""
+    def cycle(self, *, full: bool = False, flush: bool = False) -> int:
+        """Drain the inbox, reprice, hand the sink the payloads of what changed; returns how
+        many payloads were built.
+
+        Payloads are built per (book, underlying) at most every ``redis.min_interval_ms`` (the
+        sink's own per-key limit): a key that changes again sooner stays dirty and is built
+        when due, so a burst of quotes costs repricing, not JSON. ``flush`` builds every dirty
+        key now (shutdown).
+        """
         t0 = time.perf_counter()
         ticks, quotes, fills = self.inbox.drain()
         p = self.portfolio
@@ -185,7 +196,16 @@ class Daemon:
         if full:
             self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
             changed = set(p.bu_keys())
-        payloads = p.exposure_payloads(changed, now)
+        dirty = self._dirty
+        dirty |= changed
+        mono = time.monotonic_ns()
+        built = self._built_ns
+        limit = self._publish_interval_ns
+        due = {k for k in dirty if flush or mono - built.get(k, -limit) >= limit}
+        dirty -= due
+        for k in due:
+            built[k] = mono
+        payloads = p.exposure_payloads(due, now) if due else []
         for key, payload in payloads:
             self.sink.exposure(key, payload)
             self.latest[key] = payload
@@ -229,17 +249,35 @@ class Daemon:
             "alert %s", payload["state"], extra={"alert": payload["id"], "value": payload["value"]}
         )
 
+    def next_due_s(self) -> float:
+        """Seconds until the first dirty key may be built (0 when one is due)."""
+        if not self._dirty:
+            return math.inf
+        mono = time.monotonic_ns()
+        built = self._built_ns
+        limit = self._publish_interval_ns
+        wait_ns = min(built.get(k, -limit) + limit for k in self._dirty) - mono
+        return max(wait_ns, 0) / 1e9
+
     async def engine_loop(self) -> None:
-        timeout_s = self.config.engine.cycle_interval_ms / 1000
+        """Cycle when events arrive, at most every ``min_cycle_interval_ms`` (events arriving
+        meanwhile are taken together), and at least every ``cycle_interval_ms``."""
+        idle_s = self.config.engine.cycle_interval_ms / 1000
+        spacing_s = self.config.engine.min_cycle_interval_ms / 1000
+        last = time.monotonic()
         while not self.stop.is_set():
-            await self.inbox.wait(timeout_s)
+            await self.inbox.wait(min(idle_s, self.next_due_s()))
+            gap = spacing_s - (time.monotonic() - last)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            last = time.monotonic()
             self.safe_cycle()
 
-    def safe_cycle(self, *, full: bool = False) -> None:
+    def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
         """:meth:`cycle`, logging and counting an exception instead of raising it: a bug in one
         cycle must not stop the daemon (each fill is applied, or kept, before anything else)."""
         try:
-            self.cycle(full=full)
+            self.cycle(full=full, flush=flush)
         except Exception:
             self.cycle_errors += 1
             logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
@@ -436,7 +474,7 @@ async def run(
                 t.cancel()
             daemon.stop.set()
             await engine
-            daemon.safe_cycle(full=True)
+            daemon.safe_cycle(full=True, flush=True)
             try:
                 async with asyncio.timeout(daemon.config.redis.timeout_s * 2):
                     await daemon.sink.flush()

@@ -72,6 +72,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     Attributes:
         cycle_interval_ms: longest the engine waits for new events before cycling anyway.
+        min_cycle_interval_ms: shortest time between two cycles: events arriving meanwhile are
+            repriced together (more throughput under load, at most this much added latency).
         full_reprice_interval_s: every this often, reprice everything (time decay) and rebuild
             every sum from scratch.
         fill_queue: fills the inbox holds before feeds that deliver fills are made to wait.
@@ -80,6 +82,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     cycle_interval_ms: PositiveInt = 50
+    min_cycle_interval_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
     full_reprice_interval_s: PositiveFloat = 1.0
     fill_queue: PositiveInt = 100_000
     feed_stale_after_s: PositiveFloat = 10.0
