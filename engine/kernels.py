@@ -31,6 +31,7 @@ __all__ = [
     "implied_vol_parallel_kernel",
     "inverse_kernel",
     "inverse_parallel_kernel",
+    "lot_rebuild_parallel_kernel",
     "lot_update_kernel",
     "price_rows_kernel",
     "price_rows_parallel_kernel",
@@ -130,7 +131,7 @@ def _fill_nan(out: npt.NDArray[np.float64], i: int, nrows: int) -> None:
         out[j, i] = _NAN
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _gbs_row(
     is_call: bool,
     s: float,
@@ -639,7 +640,8 @@ N_UNIT = len(UNIT_FIELDS)
 N_AGG = N_UNIT - 2 + 1 + len(LOT_FIELDS_EXTRA)  # 11 figures, pnl, the two counts
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+# inline: a call passing arrays costs a reference-count update per array, per row
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _unit_row(
     kind: int,
     black: bool,
@@ -703,6 +705,7 @@ def _unit_row(
 
 
 _NS_PER_YEAR = 365.0 * 86_400.0 * 1e9  # engine.daycount.NS_PER_YEAR (ACT/365)
+_CHUNK = 4096  # rows per task of the threaded portfolio kernels
 
 _PRICE_ROWS_SIG = void(
     int64[::1],  # rows to price
@@ -741,9 +744,13 @@ _PRICE_ROWS_SIG = void(
 )
 
 
+# One call per range of rows, not per row: a call passing arrays costs a reference-count update
+# per array (here 33), and with more than 30 arguments numba cannot inline it.
 @njit(cache=True, nogil=True, error_model="numpy")
-def _price_row(
-    i: int,
+def _price_range(
+    start: int,
+    stop: int,
+    rows: npt.NDArray[np.int64],
     kind: I8,
     black: BoolArray,
     inverse: BoolArray,
@@ -777,67 +784,68 @@ def _price_row(
     status: I8,
     bad: BoolArray,
     scratch: F64,
-    j: int,
 ) -> None:
-    """One instrument's inputs from the stored market data (engine.state's rules), then its
-    unit exposure (:func:`_unit_row`)."""
-    k = kind[i]
-    t = (expiry_ns[i] - valuation_ns) / _NS_PER_YEAR if has_expiry[i] else 0.0
-    tt = max(t, 0.0)
-    ri = r[i]
-    qi = q[i]
-    s = spot_px[spot_row[i]]
-    s_ts = spot_ts[spot_row[i]]
-    f = _NAN
-    f_ts = 0
-    if fwd_row[i] >= 0:
-        f = fwd_px[fwd_row[i]]
-        f_ts = fwd_ts[fwd_row[i]]
-    own = own_px[i]
-    has_own = math.isfinite(own) and own > 0.0
-    has_fwd = math.isfinite(f) and f > 0.0
-    on_forward = black[i] or KIND_FUTURE <= k <= KIND_PERPETUAL  # futures, perpetuals
-    used_spot = False
-    used_fwd = False
-    if has_own and (on_forward or k == KIND_SPOT):
-        x = own
-        input_ts = own_ts[i]
-    elif on_forward and has_fwd:
-        x = f
-        input_ts = f_ts
-        used_fwd = True
-    elif on_forward:  # the index carried forward
-        x = s * math.exp((ri - qi) * tt)
-        input_ts = s_ts
-        used_spot = True
-    else:
-        x = s
-        input_ts = s_ts
-        used_spot = True
-    v = _NAN
-    if k == KIND_OPTION:
-        input_ts = own_ts[i]  # an option's own quote is its input
-        v = iv[i]
-        if not (math.isfinite(v) and v > 0.0):
-            # implied from the mark, else from the mid
-            px = mark[i]
-            if not (math.isfinite(px) and px > 0.0):
-                px = 0.5 * (bid[i] + ask[i])
-            fw = x if black[i] else x * math.exp((ri - qi) * tt)
-            px_usd = px * fw if inverse[i] else px
-            v, _ = _iv_row(px_usd, is_call[i], fw, strike[i], t, math.exp(-ri * tt))
-    X[i] = x
-    T[i] = t
-    sigma[i] = v
-    uses_spot[i] = used_spot
-    uses_fwd[i] = used_fwd
-    st = _unit_row(
-        k, black[i], inverse[i], is_call[i], strike[i], mult[i], x, t, ri, qi, v, scratch, j,
-        unit, i,
-    )  # fmt: skip
-    status[i] = st
-    stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns
-    bad[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
+    """For ``rows[start:stop]``: each instrument's inputs from the stored market data
+    (engine.state's rules), then its unit exposure (:func:`_unit_row`)."""
+    for j in range(start, stop):
+        i = rows[j]
+        k = kind[i]
+        t = (expiry_ns[i] - valuation_ns) / _NS_PER_YEAR if has_expiry[i] else 0.0
+        tt = max(t, 0.0)
+        ri = r[i]
+        qi = q[i]
+        s = spot_px[spot_row[i]]
+        s_ts = spot_ts[spot_row[i]]
+        f = _NAN
+        f_ts = 0
+        if fwd_row[i] >= 0:
+            f = fwd_px[fwd_row[i]]
+            f_ts = fwd_ts[fwd_row[i]]
+        own = own_px[i]
+        has_own = math.isfinite(own) and own > 0.0
+        has_fwd = math.isfinite(f) and f > 0.0
+        on_forward = black[i] or KIND_FUTURE <= k <= KIND_PERPETUAL  # futures, perpetuals
+        used_spot = False
+        used_fwd = False
+        if has_own and (on_forward or k == KIND_SPOT):
+            x = own
+            input_ts = own_ts[i]
+        elif on_forward and has_fwd:
+            x = f
+            input_ts = f_ts
+            used_fwd = True
+        elif on_forward:  # the index carried forward
+            x = s * math.exp((ri - qi) * tt)
+            input_ts = s_ts
+            used_spot = True
+        else:
+            x = s
+            input_ts = s_ts
+            used_spot = True
+        v = _NAN
+        if k == KIND_OPTION:
+            input_ts = own_ts[i]  # an option's own quote is its input
+            v = iv[i]
+            if not (math.isfinite(v) and v > 0.0):
+                # implied from the mark, else from the mid
+                px = mark[i]
+                if not (math.isfinite(px) and px > 0.0):
+                    px = 0.5 * (bid[i] + ask[i])
+                fw = x if black[i] else x * math.exp((ri - qi) * tt)
+                px_usd = px * fw if inverse[i] else px
+                v, _ = _iv_row(px_usd, is_call[i], fw, strike[i], t, math.exp(-ri * tt))
+        X[i] = x
+        T[i] = t
+        sigma[i] = v
+        uses_spot[i] = used_spot
+        uses_fwd[i] = used_fwd
+        st = _unit_row(
+            k, black[i], inverse[i], is_call[i], strike[i], mult[i], x, t, ri, qi, v, scratch, 0,
+            unit, i,
+        )  # fmt: skip
+        status[i] = st
+        stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns
+        bad[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
 
 
 @njit(_PRICE_ROWS_SIG, cache=True, nogil=True, error_model="numpy")
@@ -879,14 +887,12 @@ def price_rows_kernel(
     """Derive each row's underlying price, time to expiry and volatility from the stored
     market data, solve implied vols where the quote gives none, and write its unit exposure,
     status and bad flag: engine.state's whole repricing step in one pass."""
-    scratch = np.empty((9, 1))
-    for j in range(rows.shape[0]):
-        _price_row(
-            rows[j], kind, black, inverse, is_call, strike, mult, has_expiry, expiry_ns, r, q,
-            spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px, spot_ts, fwd_px,
-            fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
-            status, bad, scratch, 0,
-        )  # fmt: skip
+    _price_range(
+        0, rows.shape[0], rows, kind, black, inverse, is_call, strike, mult, has_expiry,
+        expiry_ns, r, q, spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px,
+        spot_ts, fwd_px, fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd,
+        unit, status, bad, np.empty((9, 1)),
+    )  # fmt: skip
 
 
 @njit(_PRICE_ROWS_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -925,14 +931,16 @@ def price_rows_parallel_kernel(
     status: I8,
     bad: BoolArray,
 ) -> None:
-    """:func:`price_rows_kernel` over numba's thread pool (``prange``)."""
-    scratch = np.empty((9, rows.shape[0]))
-    for j in prange(rows.shape[0]):
-        _price_row(
-            rows[j], kind, black, inverse, is_call, strike, mult, has_expiry, expiry_ns, r, q,
-            spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px, spot_ts, fwd_px,
-            fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
-            status, bad, scratch, j,
+    """:func:`price_rows_kernel` over numba's thread pool (``prange``), in chunks of rows that
+    each have their own small scratch block (a block per row would stride through memory)."""
+    n = rows.shape[0]
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    for c in prange(n_chunks):
+        _price_range(
+            c * _CHUNK, min(n, (c + 1) * _CHUNK), rows, kind, black, inverse, is_call, strike,
+            mult, has_expiry, expiry_ns, r, q, spot_row, fwd_row, own_px, own_ts, bid, ask,
+            mark, iv, spot_px, spot_ts, fwd_px, fwd_ts, valuation_ns, stale_after_ns, X, T,
+            sigma, uses_spot, uses_fwd, unit, status, bad, np.empty((9, 1)),
         )  # fmt: skip
 
 
@@ -1010,3 +1018,91 @@ def lot_update_kernel(
             _neumaier_add(hi, lo, g, c, new)
             contrib[lot, c] = new
         touched[g] = True
+
+
+_REBUILD_CHUNKS = 16
+"""Fixed number of partial sums of a threaded rebuild: the result does not depend on the thread
+count (each chunk is a fixed range of lots, merged in chunk order)."""
+
+
+# inline: a call passing arrays costs a reference-count update per array, per row
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _lot_contribution(
+    lot: int,
+    lot_inst: npt.NDArray[np.int64],
+    qty: F64,
+    cost: F64,
+    has_cost: BoolArray,
+    unit: F64,
+    bad: BoolArray,
+    c: int,
+) -> float:
+    """Column ``c`` of a lot's contribution (the layout of :func:`lot_update_kernel`)."""
+    n_fig = N_UNIT - 2
+    i = lot_inst[lot]
+    qn = qty[lot]
+    if c < n_fig:
+        return float(qn * unit[i, c])
+    if c == n_fig:
+        return qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has_cost[lot] else 0.0
+    held = qn != 0.0
+    if c == n_fig + 1:
+        return 1.0 if held else 0.0
+    return 1.0 if held and bad[i] else 0.0
+
+
+@njit(
+    void(
+        int64[::1],  # lot -> instrument
+        int64[::1],  # lot -> group
+        float64[::1],  # lot quantity
+        float64[::1],  # lot cost
+        boolean[::1],  # lot has a cost
+        float64[:, ::1],  # unit
+        boolean[::1],  # bad
+        float64[:, ::1],  # contrib (n_lots, N_AGG), overwritten
+        float64[:, ::1],  # group sums, high parts (n_groups, N_AGG), overwritten
+        float64[:, ::1],  # group sums, compensation, overwritten
+    ),
+    parallel=True,
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
+def lot_rebuild_parallel_kernel(
+    lot_inst: npt.NDArray[np.int64],
+    lot_group: npt.NDArray[np.int64],
+    qty: F64,
+    cost: F64,
+    has_cost: BoolArray,
+    unit: F64,
+    bad: BoolArray,
+    contrib: F64,
+    hi: F64,
+    lo: F64,
+) -> None:
+    """Every lot's contribution and every group's sums from scratch, over the thread pool:
+    :data:`_REBUILD_CHUNKS` compensated partial sums over fixed ranges of lots, then merged in
+    order (a compensated sum of the partial sums' high and low parts)."""
+    n_lots = lot_inst.shape[0]
+    n_groups = hi.shape[0]
+    part_hi = np.zeros((_REBUILD_CHUNKS * n_groups, N_AGG))
+    part_lo = np.zeros((_REBUILD_CHUNKS * n_groups, N_AGG))
+    size = (n_lots + _REBUILD_CHUNKS - 1) // _REBUILD_CHUNKS
+    for ch in prange(_REBUILD_CHUNKS):
+        base = ch * n_groups
+        for lot in range(ch * size, min(n_lots, (ch + 1) * size)):
+            g = base + lot_group[lot]
+            for c in range(N_AGG):
+                v = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
+                contrib[lot, c] = v
+                _neumaier_add(part_hi, part_lo, g, c, v)
+    for g in range(n_groups):
+        for c in range(N_AGG):
+            hi[g, c] = 0.0
+            lo[g, c] = 0.0
+        for ch in range(_REBUILD_CHUNKS):
+            row = ch * n_groups + g
+            for c in range(N_AGG):
+                _neumaier_add(hi, lo, g, c, part_hi[row, c])
+                _neumaier_add(hi, lo, g, c, part_lo[row, c])

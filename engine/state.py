@@ -411,11 +411,7 @@ class Portfolio:
             self.valuation_ns = now_ns
             rows = np.flatnonzero(self._inst.arrays["n_lots"][: self._inst.n])
             self._price(rows, self._inst.arrays)
-            lots = np.arange(self._lots.n, dtype=np.int64)
-            self._lots.arrays["contrib"][: self._lots.n] = 0.0
-            g.arrays["hi"][: g.n] = 0.0
-            g.arrays["lo"][: g.n] = 0.0
-            g.arrays["touched"][: g.n] = True
+            lots = np.empty(0, dtype=np.int64)
             rebuild = True
         else:
             held = [i for i in self._dirty_inst if self._inst_lots[i]]
@@ -430,10 +426,17 @@ class Portfolio:
         self._dirty_inst.clear()
         self._dirty_lots.clear()
         la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
-        if lots.size:
+        if rebuild:  # every sum from scratch, threaded (the result does not depend on threads)
+            n, m = self._lots.n, g.n
+            kernels.lot_rebuild_parallel_kernel(
+                la["inst"][:n], la["group"][:n], la["qty"][:n], la["cost"][:n],
+                la["has_cost"][:n], ia["unit"], ia["bad"], la["contrib"][:n], ga["hi"][:m],
+                ga["lo"][:m],
+            )  # fmt: skip
+        elif lots.size:
             kernels.lot_update_kernel(
                 lots, la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
-                ia["unit"], ia["bad"], la["contrib"], ga["hi"], ga["lo"], ga["touched"], rebuild,
+                ia["unit"], ia["bad"], la["contrib"], ga["hi"], ga["lo"], ga["touched"], False,
             )  # fmt: skip
         # only the groups of the lots just updated: no scan of every group
         touched = np.arange(g.n) if rebuild else np.unique(la["group"][lots])
