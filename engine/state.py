@@ -35,6 +35,7 @@ Inputs, per instrument (units: :mod:`engine.instruments`, :mod:`engine.outputs`)
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -219,6 +220,7 @@ class Portfolio:
         self._group_keys: list[tuple[str, str, str]] = []
         self._bu_groups: dict[tuple[str, str], list[int]] = {}
         self._book_groups: dict[str, list[int]] = {}
+        self._fig_cache: dict[int, dict[str, Any]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
@@ -271,8 +273,10 @@ class Portfolio:
             g = self._groups.append()
             self._group_rows[gkey] = g
             self._group_keys.append(gkey)
-            self._bu_groups.setdefault((book, inst.underlying), []).append(g)
-            self._book_groups.setdefault(book, []).append(g)
+            # kept sorted by key (expiry labels sort in time), so payloads need no sorting
+            by_key = self._group_keys.__getitem__
+            bisect.insort(self._bu_groups.setdefault((book, inst.underlying), []), g, key=by_key)
+            bisect.insort(self._book_groups.setdefault(book, []), g, key=by_key)
         lot = self._lots.append()
         self._lots.arrays["inst"][lot] = inst_row
         self._lots.arrays["group"][lot] = g
@@ -441,6 +445,11 @@ class Portfolio:
         # only the groups of the lots just updated: no scan of every group
         touched = np.arange(g.n) if rebuild else np.unique(la["group"][lots])
         ga["touched"][touched] = False
+        if rebuild:
+            self._fig_cache.clear()
+        else:
+            for k in touched.tolist():
+                self._fig_cache.pop(k, None)
         keys = self._group_keys
         return {(keys[k][0], keys[k][1]) for k in touched.tolist()}
 
@@ -533,7 +542,8 @@ class Portfolio:
     ) -> list[tuple[str, dict[str, Any]]]:
         """Payloads for the given (book, underlying) pairs and for their books, keyed
         ``{book}:{underlying}`` and ``{book}`` (schema: docs/redis.md)."""
-        values = self.group_values()
+        ga = self._groups.arrays
+        hi, lo = ga["hi"], ga["lo"]
         base = {
             "v": SCHEMA_VERSION,
             "ts": now_ns // 1_000_000,
@@ -542,29 +552,34 @@ class Portfolio:
         }
         out: list[tuple[str, dict[str, Any]]] = []
         books: set[str] = set()
-        n_fig = len(METRICS)
         for book, und in sorted(keys):
-            groups = sorted(self._bu_groups.get((book, und), []), key=self._group_keys.__getitem__)
-            total = values[groups].sum(axis=0) if groups else np.zeros(kernels.N_AGG)
+            groups = self._bu_groups.get((book, und), [])
+            values = hi[groups] + lo[groups]
             payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
             payload["underlying"] = und
-            payload.update(_figures(total, n_fig))
-            payload["expiries"] = [
-                {"expiry": self._group_keys[grp][2], **_figures(values[grp], n_fig)}
-                for grp in groups
-            ]
+            payload.update(_figures(values.sum(axis=0).tolist()))
+            payload["expiries"] = self._expiry_figures(groups)
             payload["units"] = UNITS
             out.append((f"{book}:{und}", payload))
             books.add(book)
         for book in sorted(books):
-            groups = sorted(self._book_groups[book], key=self._group_keys.__getitem__)
-            total = values[groups].sum(axis=0)
-            figures = _figures(total, n_fig)
-            for m in METRICS:
-                if m not in BOOK_METRICS:
-                    figures[m] = None
+            groups = self._book_groups[book]
+            figures = _figures((hi[groups] + lo[groups]).sum(axis=0).tolist())
+            figures.update(_NOT_AT_BOOK_SCOPE)
             out.append((book, {**base, "scope": "book", "book": book, **figures, "units": UNITS}))
         return out
+
+    def _expiry_figures(self, groups: list[int]) -> list[dict[str, Any]]:
+        """Per-group figures for a payload's ``expiries``; a group's dict is built once per
+        change (cached until :meth:`cycle` touches the group again; never mutated)."""
+        cache = self._fig_cache
+        missing = [g for g in groups if g not in cache]
+        if missing:
+            ga = self._groups.arrays
+            rows = (ga["hi"][missing] + ga["lo"][missing]).tolist()
+            for g, row in zip(missing, rows, strict=True):
+                cache[g] = {"expiry": self._group_keys[g][2], **_figures(row)}
+        return [cache[g] for g in groups]
 
     def bu_keys(self) -> list[tuple[str, str]]:
         """Every (book, underlying) pair held."""
@@ -596,7 +611,7 @@ class Portfolio:
 
     def instrument_status(self) -> dict[str, Any]:
         """Counts for health reporting: instruments, lots, groups, stale instruments held."""
-        held = np.fromiter((bool(ls) for ls in self._inst_lots), bool, len(self._inst_lots))
+        held = self._inst.arrays["n_lots"][: self._inst.n] > 0
         bad = self._inst.arrays["bad"][: self._inst.n]
         return {
             "instruments": self._inst.n,
@@ -620,8 +635,12 @@ def _check_fill(quantity: float, price: float | None) -> None:
         raise ValueError(f"price must be finite and > 0, got {price}")
 
 
-def _figures(row: npt.NDArray[np.float64], n_fig: int) -> dict[str, Any]:
-    out: dict[str, Any] = {m: float(row[c]) for c, m in enumerate(METRICS)}
-    out["n_positions"] = round(float(row[n_fig]))
-    out["n_stale"] = round(float(row[n_fig + 1]))
+_NOT_AT_BOOK_SCOPE = {m: None for m in METRICS if m not in BOOK_METRICS}
+"""Figures in underlying units: they do not add across underlyings."""
+
+
+def _figures(row: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(zip(AGG_FIELDS, row, strict=True))
+    out["n_positions"] = round(out["n_positions"])
+    out["n_stale"] = round(out["n_stale"])
     return out
