@@ -957,74 +957,6 @@ def _neumaier_add(hi: F64, lo: F64, g: int, c: int, x: float) -> None:
     hi[g, c] = s
 
 
-@njit(
-    void(
-        int64[::1],  # lots to update
-        int64[::1],  # lot -> instrument
-        int64[::1],  # lot -> group
-        float64[::1],  # lot quantity
-        float64[::1],  # lot cost (sum of quantity x price, or quantity / price)
-        boolean[::1],  # lot has a cost (every fill had a price)
-        float64[:, ::1],  # unit, (n_instruments, N_UNIT)
-        boolean[::1],  # instrument stale or unpriced
-        float64[:, ::1],  # contrib, (n_lots, N_AGG): each lot's current contribution
-        float64[:, ::1],  # group sums, high parts (n_groups, N_AGG)
-        float64[:, ::1],  # group sums, compensation (n_groups, N_AGG)
-        boolean[::1],  # group touched
-        boolean,  # rebuild: contrib and sums were zeroed; only add
-    ),
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-)
-def lot_update_kernel(
-    lots: npt.NDArray[np.int64],
-    lot_inst: npt.NDArray[np.int64],
-    lot_group: npt.NDArray[np.int64],
-    qty: F64,
-    cost: F64,
-    has_cost: BoolArray,
-    unit: F64,
-    bad: BoolArray,
-    contrib: F64,
-    hi: F64,
-    lo: F64,
-    touched: BoolArray,
-    rebuild: bool,
-) -> None:
-    """Recompute the contribution of each lot in ``lots`` and move its group's sums from the
-    old contribution to the new one (remove old, add new), compensated."""
-    n_fig = N_UNIT - 2
-    for j in range(lots.shape[0]):
-        lot = lots[j]
-        i = lot_inst[lot]
-        g = lot_group[lot]
-        qn = qty[lot]
-        held = qn != 0.0
-        for c in range(N_AGG):
-            if c < n_fig:
-                new = qn * unit[i, c]
-            elif c == n_fig:
-                new = qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has_cost[lot] else 0.0
-            elif c == n_fig + 1:
-                new = 1.0 if held else 0.0
-            else:
-                new = 1.0 if held and bad[i] else 0.0
-            if not rebuild:
-                old = contrib[lot, c]
-                if old == new:
-                    continue
-                _neumaier_add(hi, lo, g, c, -old)
-            _neumaier_add(hi, lo, g, c, new)
-            contrib[lot, c] = new
-        touched[g] = True
-
-
-_REBUILD_CHUNKS = 16
-"""Fixed number of partial sums of a threaded rebuild: the result does not depend on the thread
-count (each chunk is a fixed range of lots, merged in chunk order)."""
-
-
 # inline: a call passing arrays costs a reference-count update per array, per row
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _lot_contribution(
@@ -1053,6 +985,76 @@ def _lot_contribution(
 
 @njit(
     void(
+        int64[::1],  # lots to update
+        int64[::1],  # lot -> instrument
+        int64[::1],  # lot -> group
+        float64[::1],  # lot quantity
+        float64[::1],  # lot cost (sum of quantity x price, or quantity / price)
+        boolean[::1],  # lot has a cost (every fill had a price)
+        float64[:, ::1],  # unit, (n_instruments, N_UNIT)
+        boolean[::1],  # instrument stale or unpriced
+        float64[:, ::1],  # contrib, (n_lots, N_AGG): each lot's current contribution
+        int64[::1],  # group -> (book, underlying) row
+        int64[::1],  # group -> book row
+        float64[:, ::1],  # group sums, high parts (n_groups, N_AGG)
+        float64[:, ::1],  # group sums, compensation
+        float64[:, ::1],  # (book, underlying) sums, high parts
+        float64[:, ::1],  # (book, underlying) sums, compensation
+        float64[:, ::1],  # book sums, high parts
+        float64[:, ::1],  # book sums, compensation
+    ),
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
+def lot_update_kernel(
+    lots: npt.NDArray[np.int64],
+    lot_inst: npt.NDArray[np.int64],
+    lot_group: npt.NDArray[np.int64],
+    qty: F64,
+    cost: F64,
+    has_cost: BoolArray,
+    unit: F64,
+    bad: BoolArray,
+    contrib: F64,
+    group_bu: npt.NDArray[np.int64],
+    group_book: npt.NDArray[np.int64],
+    hi: F64,
+    lo: F64,
+    bu_hi: F64,
+    bu_lo: F64,
+    book_hi: F64,
+    book_lo: F64,
+) -> None:
+    """Recompute the contribution of each lot in ``lots`` and move the sums of its group, its
+    (book, underlying) and its book from the old contribution to the new one (remove old, add
+    new), compensated."""
+    for j in range(lots.shape[0]):
+        lot = lots[j]
+        g = lot_group[lot]
+        u = group_bu[g]
+        b = group_book[g]
+        for c in range(N_AGG):
+            new = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
+            old = contrib[lot, c]
+            if old == new:
+                continue
+            _neumaier_add(hi, lo, g, c, -old)
+            _neumaier_add(hi, lo, g, c, new)
+            _neumaier_add(bu_hi, bu_lo, u, c, -old)
+            _neumaier_add(bu_hi, bu_lo, u, c, new)
+            _neumaier_add(book_hi, book_lo, b, c, -old)
+            _neumaier_add(book_hi, book_lo, b, c, new)
+            contrib[lot, c] = new
+
+
+_REBUILD_CHUNKS = 16
+"""Fixed number of partial sums of a threaded rebuild: the result does not depend on the thread
+count (each chunk is a fixed range of lots, merged in chunk order)."""
+
+
+@njit(
+    void(
         int64[::1],  # lot -> instrument
         int64[::1],  # lot -> group
         float64[::1],  # lot quantity
@@ -1061,8 +1063,14 @@ def _lot_contribution(
         float64[:, ::1],  # unit
         boolean[::1],  # bad
         float64[:, ::1],  # contrib (n_lots, N_AGG), overwritten
+        int64[::1],  # group -> (book, underlying) row
+        int64[::1],  # group -> book row
         float64[:, ::1],  # group sums, high parts (n_groups, N_AGG), overwritten
         float64[:, ::1],  # group sums, compensation, overwritten
+        float64[:, ::1],  # (book, underlying) sums, high parts, overwritten
+        float64[:, ::1],  # (book, underlying) sums, compensation, overwritten
+        float64[:, ::1],  # book sums, high parts, overwritten
+        float64[:, ::1],  # book sums, compensation, overwritten
     ),
     parallel=True,
     cache=True,
@@ -1078,10 +1086,17 @@ def lot_rebuild_parallel_kernel(
     unit: F64,
     bad: BoolArray,
     contrib: F64,
+    group_bu: npt.NDArray[np.int64],
+    group_book: npt.NDArray[np.int64],
     hi: F64,
     lo: F64,
+    bu_hi: F64,
+    bu_lo: F64,
+    book_hi: F64,
+    book_lo: F64,
 ) -> None:
-    """Every lot's contribution and every group's sums from scratch, over the thread pool:
+    """Every lot's contribution and every group's, (book, underlying)'s and book's sums from
+    scratch, over the thread pool:
     :data:`_REBUILD_CHUNKS` compensated partial sums over fixed ranges of lots, then merged in
     order (a compensated sum of the partial sums' high and low parts)."""
     n_lots = lot_inst.shape[0]
@@ -1097,12 +1112,19 @@ def lot_rebuild_parallel_kernel(
                 v = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
                 contrib[lot, c] = v
                 _neumaier_add(part_hi, part_lo, g, c, v)
+    hi[:, :] = 0.0
+    lo[:, :] = 0.0
+    bu_hi[:, :] = 0.0
+    bu_lo[:, :] = 0.0
+    book_hi[:, :] = 0.0
+    book_lo[:, :] = 0.0
     for g in range(n_groups):
-        for c in range(N_AGG):
-            hi[g, c] = 0.0
-            lo[g, c] = 0.0
+        u = group_bu[g]
+        b = group_book[g]
         for ch in range(_REBUILD_CHUNKS):
             row = ch * n_groups + g
             for c in range(N_AGG):
-                _neumaier_add(hi, lo, g, c, part_hi[row, c])
-                _neumaier_add(hi, lo, g, c, part_lo[row, c])
+                for x in (part_hi[row, c], part_lo[row, c]):
+                    _neumaier_add(hi, lo, g, c, x)
+                    _neumaier_add(bu_hi, bu_lo, u, c, x)
+                    _neumaier_add(book_hi, book_lo, b, c, x)

@@ -152,10 +152,14 @@ _LOT_SPECS: dict[str, tuple[Any, Any, int]] = {
     "has_cost": (np.bool_, True, 0),
     "contrib": (np.float64, 0.0, kernels.N_AGG),
 }
-_GROUP_SPECS: dict[str, tuple[Any, Any, int]] = {
+_SUM_SPECS: dict[str, tuple[Any, Any, int]] = {
     "hi": (np.float64, 0.0, kernels.N_AGG),
     "lo": (np.float64, 0.0, kernels.N_AGG),
-    "touched": (np.bool_, False, 0),
+}
+_GROUP_SPECS: dict[str, tuple[Any, Any, int]] = {
+    **_SUM_SPECS,
+    "bu": (np.int64, 0, 0),
+    "book": (np.int64, 0, 0),
 }
 
 
@@ -216,10 +220,13 @@ class Portfolio:
         self._lot_rows: dict[tuple[str, int], int] = {}
         self._lot_book: list[str] = []
         self._groups = _Columns(_GROUP_SPECS, capacity=16)
+        self._bus = _Columns(_SUM_SPECS, capacity=16)  # (book, underlying) sums
+        self._bu_rows: dict[tuple[str, str], int] = {}
+        self._books = _Columns(_SUM_SPECS, capacity=8)  # book sums
+        self._book_rows: dict[str, int] = {}
         self._group_rows: dict[tuple[str, str, str], int] = {}
         self._group_keys: list[tuple[str, str, str]] = []
         self._bu_groups: dict[tuple[str, str], list[int]] = {}
-        self._book_groups: dict[str, list[int]] = {}
         self._fig_cache: dict[int, dict[str, Any]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
@@ -271,12 +278,21 @@ class Portfolio:
         g = self._group_rows.get(gkey)
         if g is None:
             g = self._groups.append()
+            bu = self._bu_rows.get((book, inst.underlying))
+            if bu is None:
+                bu = self._bus.append()
+                self._bu_rows[(book, inst.underlying)] = bu
+            brow = self._book_rows.get(book)
+            if brow is None:
+                brow = self._books.append()
+                self._book_rows[book] = brow
+            self._groups.arrays["bu"][g] = bu
+            self._groups.arrays["book"][g] = brow
             self._group_rows[gkey] = g
             self._group_keys.append(gkey)
             # kept sorted by key (expiry labels sort in time), so payloads need no sorting
             by_key = self._group_keys.__getitem__
             bisect.insort(self._bu_groups.setdefault((book, inst.underlying), []), g, key=by_key)
-            bisect.insort(self._book_groups.setdefault(book, []), g, key=by_key)
         lot = self._lots.append()
         self._lots.arrays["inst"][lot] = inst_row
         self._lots.arrays["group"][lot] = g
@@ -430,21 +446,23 @@ class Portfolio:
         self._dirty_inst.clear()
         self._dirty_lots.clear()
         la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
+        ua, ba = self._bus.arrays, self._books.arrays
         if rebuild:  # every sum from scratch, threaded (the result does not depend on threads)
             n, m = self._lots.n, g.n
             kernels.lot_rebuild_parallel_kernel(
                 la["inst"][:n], la["group"][:n], la["qty"][:n], la["cost"][:n],
-                la["has_cost"][:n], ia["unit"], ia["bad"], la["contrib"][:n], ga["hi"][:m],
-                ga["lo"][:m],
+                la["has_cost"][:n], ia["unit"], ia["bad"], la["contrib"][:n], ga["bu"][:m],
+                ga["book"][:m], ga["hi"][:m], ga["lo"][:m], ua["hi"], ua["lo"], ba["hi"],
+                ba["lo"],
             )  # fmt: skip
         elif lots.size:
             kernels.lot_update_kernel(
                 lots, la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
-                ia["unit"], ia["bad"], la["contrib"], ga["hi"], ga["lo"], ga["touched"], False,
+                ia["unit"], ia["bad"], la["contrib"], ga["bu"], ga["book"], ga["hi"], ga["lo"],
+                ua["hi"], ua["lo"], ba["hi"], ba["lo"],
             )  # fmt: skip
         # only the groups of the lots just updated: no scan of every group
         touched = np.arange(g.n) if rebuild else np.unique(la["group"][lots])
-        ga["touched"][touched] = False
         if rebuild:
             self._fig_cache.clear()
         else:
@@ -542,8 +560,6 @@ class Portfolio:
     ) -> list[tuple[str, dict[str, Any]]]:
         """Payloads for the given (book, underlying) pairs and for their books, keyed
         ``{book}:{underlying}`` and ``{book}`` (schema: docs/redis.md)."""
-        ga = self._groups.arrays
-        hi, lo = ga["hi"], ga["lo"]
         base = {
             "v": SCHEMA_VERSION,
             "ts": now_ns // 1_000_000,
@@ -552,19 +568,20 @@ class Portfolio:
         }
         out: list[tuple[str, dict[str, Any]]] = []
         books: set[str] = set()
+        ua, ba = self._bus.arrays, self._books.arrays
         for book, und in sorted(keys):
             groups = self._bu_groups.get((book, und), [])
-            values = hi[groups] + lo[groups]
+            u = self._bu_rows[(book, und)]
             payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
             payload["underlying"] = und
-            payload.update(_figures(values.sum(axis=0).tolist()))
+            payload.update(_figures((ua["hi"][u] + ua["lo"][u]).tolist()))
             payload["expiries"] = self._expiry_figures(groups)
             payload["units"] = UNITS
             out.append((f"{book}:{und}", payload))
             books.add(book)
         for book in sorted(books):
-            groups = self._book_groups[book]
-            figures = _figures((hi[groups] + lo[groups]).sum(axis=0).tolist())
+            b = self._book_rows[book]
+            figures = _figures((ba["hi"][b] + ba["lo"][b]).tolist())
             figures.update(_NOT_AT_BOOK_SCOPE)
             out.append((book, {**base, "scope": "book", "book": book, **figures, "units": UNITS}))
         return out

@@ -906,6 +906,18 @@ def test_a_long_run_of_updates_does_not_drift() -> None:
     scale = _abs_scale(mirror, len(keys), keys)
     # The state machine's tolerance (see PortfolioMachine._cycle).
     assert_within(p.group_values(), exact, 1e-12, 1e-12 * scale)
+    # The (book, underlying) and book totals are kept incrementally too: they stay at the exact
+    # sums of their groups.
+    payloads = dict(p.exposure_payloads(p.bu_keys(), V + 20_000))
+    for book in ("a", "b", "c"):
+        rows = [i for i, k in enumerate(keys) if k[0] == book]
+        want = exact[rows].sum(axis=0)
+        tol = 1e-12 * scale[rows].sum(axis=0) + 1e-12 * np.abs(want)
+        for scope_key in (f"{book}:BTC", book):
+            got = payloads[scope_key]
+            for c, name in enumerate(FIELDS):
+                if got[name] is not None:
+                    assert abs(got[name] - want[c]) <= tol[c], (scope_key, name)
 
 
 def test_a_redelivered_fill_is_applied_once() -> None:
