@@ -153,6 +153,7 @@ class Daemon:
         self.rejected_fills: list[Fill] = []
         """Fills the engine refused (bad book name or numbers): kept for the operator, logged."""
         self._next_full_ns = 0
+        self._start_ns = 0  # the monitor's start: a feed silent since then is stale too
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ engine
@@ -379,8 +380,6 @@ class Daemon:
             if time.monotonic() >= next_stats:
                 next_stats += self.config.engine.stats_interval_s
                 self.log_stats()
-
-    _start_ns = 0
 
 
 def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> Daemon:
