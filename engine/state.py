@@ -312,6 +312,8 @@ class Portfolio:
         Raises:
             ValueError: unknown instrument, an index, or a non-finite quantity or price.
         """
+        _check_fill(quantity, avg_price)
+        _check_book(book)
         inst = self.registry.get(instrument)
         if inst is None:
             raise ValueError(f"unknown instrument {instrument!r}")
@@ -353,8 +355,7 @@ class Portfolio:
         return sum(self.apply_fill(f) for f in pending)
 
     def _change(self, book: str, inst: Instrument, quantity: float, price: float | None) -> None:
-        _check_fill(quantity, price)
-        _check_book(book)
+        """Move a lot by ``quantity`` at ``price``; the callers have checked both and the book."""
         lot = self._lot_row(book, self._instrument_row(inst))
         a = self._lots.arrays
         a["qty"][lot] += quantity
@@ -601,15 +602,6 @@ class Portfolio:
     def bu_keys(self) -> list[tuple[str, str]]:
         """Every (book, underlying) pair held."""
         return sorted(self._bu_groups)
-
-    def underlyings_for(self, instruments: Iterable[str]) -> set[str]:
-        """Index names the given instruments are priced against (for feed subscriptions)."""
-        out = set()
-        for name in instruments:
-            inst = self.registry.get(name)
-            if inst is not None:
-                out.add(inst.index)
-        return out
 
     @property
     def lot_count(self) -> int:

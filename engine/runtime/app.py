@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +95,20 @@ class AsyncInbox:
         return out
 
 
+def _deribit_channels(
+    registry: InstrumentRegistry, names: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """The Deribit instruments among ``names`` and the indices they are priced on: what a
+    Deribit feed subscribes to for them."""
+    insts = [i for n in names if (i := registry.get(n)) is not None and i.venue == DERIBIT]
+    return [i.name for i in insts], sorted({i.index for i in insts})
+
+
 def _build_feed(
     config: FeedConfig, registry: InstrumentRegistry, clock: Clock, portfolio: Portfolio
 ) -> Feed:
     if isinstance(config, DeribitFeedConfig):
-        # Subscribe to the book's Deribit instruments and the indices they are priced on.
-        held = [
-            name
-            for name in portfolio.instruments()
-            if (inst := registry.get(name)) is not None and inst.venue == DERIBIT
-        ]
-        indices = sorted(portfolio.underlyings_for(held))
+        held, indices = _deribit_channels(registry, portfolio.instruments())
         return WebSocketFeed(config, registry, clock, instruments=held, indices=indices)
     if isinstance(config, MqttFeedConfig):
         return MqttFeed(config, registry, clock)
@@ -222,10 +225,9 @@ class Daemon:
         """Market data for instruments new to the book (a fill brought them in)."""
         new = self.portfolio.lot_instruments(self._lots_seen)
         self._lots_seen = self.portfolio.lot_count
-        deribit = [n for n in new if (i := self.registry.get(n)) is not None and i.venue == DERIBIT]
+        deribit, indices = _deribit_channels(self.registry, new)
         if not deribit:
             return
-        indices = sorted(self.portfolio.underlyings_for(deribit))
         for feed in self.feeds:
             if isinstance(feed, WebSocketFeed):
                 feed.subscribe(deribit, indices)

@@ -13,21 +13,20 @@ if TYPE_CHECKING:
 
 __all__ = ["render", "terminal_view"]
 
-_COLUMNS = (
-    ("delta", "delta", "{:>11.3f}"),
-    ("delta_usd", "delta $", "{:>13,.0f}"),
-    ("cash_gamma", "cash gamma $/1%", "{:>16,.0f}"),
-    ("vega", "vega $/pt", "{:>12,.0f}"),
-    ("theta", "theta $/day", "{:>12,.0f}"),
-    ("market_value", "value $", "{:>13,.0f}"),
-    ("pnl", "P&L $", "{:>12,.0f}"),
+_COLUMNS = (  # figure, column head (with its unit), width, number format
+    ("delta", "delta", 11, ".3f"),
+    ("delta_usd", "delta $", 13, ",.0f"),
+    ("cash_gamma", "cash gamma $/1%", 16, ",.0f"),
+    ("vega", "vega $/pt", 12, ",.0f"),
+    ("theta", "theta $/day", 12, ",.0f"),
+    ("market_value", "value $", 13, ",.0f"),
+    ("pnl", "P&L $", 12, ",.0f"),
 )
 _CLEAR = "\x1b[H\x1b[2J"
 
 
-def _fmt(fmt: str, value: Any) -> str:
-    width = int(fmt.split(">")[1].split(".")[0].split(",")[0])
-    return " " * (width - 1) + "-" if value is None else fmt.format(value)
+def _fmt(value: Any, width: int, spec: str) -> str:
+    return "-".rjust(width) if value is None else f"{value:>{width}{spec}}"
 
 
 def render(daemon: Daemon) -> str:
@@ -35,14 +34,14 @@ def render(daemon: Daemon) -> str:
     the latest alerts. Units are in the column heads."""
     lines = [f"riskd  {daemon.status()['uptime_s']:.0f}s  cycles {daemon.cycles}"]
     head = f"{'book':<10} {'underlying':<10}" + "".join(
-        f" {title:>{len(fmt.format(0.0))}}" for _, title, fmt in _COLUMNS
+        f" {title:>{width}}" for _, title, width, _ in _COLUMNS
     )
     lines += ["", head + f" {'pos':>5} {'stale':>5}", "-" * (len(head) + 12)]
     for key in sorted(daemon.latest):
         p = daemon.latest[key]
         und = p.get("underlying") or "(all) USD"
         row = f"{p['book']:<10} {und:<10}"
-        row += "".join(" " + _fmt(fmt, p.get(m)) for m, _, fmt in _COLUMNS)
+        row += "".join(" " + _fmt(p.get(m), width, spec) for m, _, width, spec in _COLUMNS)
         lines.append(row + f" {p['n_positions']:>5} {p['n_stale']:>5}")
     lines.append("")
     for f in daemon.feeds:
