@@ -44,7 +44,7 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> 
     """Poll ``predicate`` (counters of a feed or server: nothing to await) until it holds."""
     async with asyncio.timeout(timeout_s):
         while not predicate():  # noqa: ASYNC110 - the state polled has no event to wait on
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
 
 
 def _binary(name: str, *fallbacks: str) -> str:

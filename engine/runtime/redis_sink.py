@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from redis.typing import EncodableT, FieldT
 from engine.clock import Clock
 from engine.errors import SinkError
 from engine.outputs import SCHEMA_VERSION
+from engine.runtime.clock import MonotonicClock
 from feeds.backoff import Backoff
 
 __all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
@@ -240,16 +240,6 @@ class _RetryableWriteError(Exception):
         self.error = error
 
 
-class _MonotonicClock:
-    """``time.monotonic_ns()`` as a :class:`~engine.clock.Clock`: pacing that no clock jump or
-    stalled replay clock can disturb."""
-
-    __slots__ = ()
-
-    def now_ns(self) -> int:
-        return time.monotonic_ns()
-
-
 class RedisSink:
     """Publishes exposures and alerts to Redis; implements :class:`engine.outputs.Sink`.
 
@@ -297,7 +287,7 @@ class RedisSink:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._pacing: Clock = pacing if pacing is not None else _MonotonicClock()
+        self._pacing: Clock = pacing if pacing is not None else MonotonicClock()
         self._status = status
         self.stats = SinkStats()
         p = config.prefix

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
@@ -20,7 +20,9 @@ from websockets.http11 import Request, Response
 from engine.errors import FeedConnectionError
 from engine.events import Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry, Kind, Settlement
+from engine.runtime.clock import LiveClock
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
+from tests import servers
 from tests.deribit_server import DEFAULT_FRAMES, DeribitServer, load_frames
 
 FRAMES = load_frames(DEFAULT_FRAMES)
@@ -45,16 +47,8 @@ class CollectingSink:
         return {e.instrument for e in self.events}
 
 
-class WallClock:
-    def now_ns(self) -> int:
-        return time.time_ns()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll ``predicate`` (server counters, feed stats: nothing to await) until it holds."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - the state polled has no event to wait on
-            await asyncio.sleep(0.01)
+wait_until = functools.partial(servers.wait_until, timeout_s=5.0)
+"""Poll server counters or feed stats until a predicate holds, for at most 5 s."""
 
 
 def config(url: str, **changes: object) -> DeribitFeedConfig:
@@ -71,7 +65,7 @@ def config(url: str, **changes: object) -> DeribitFeedConfig:
 
 
 def feed_for(url: str, **changes: object) -> WebSocketFeed:
-    return WebSocketFeed(config(url, **changes), InstrumentRegistry(), WallClock(), BOOK)
+    return WebSocketFeed(config(url, **changes), InstrumentRegistry(), LiveClock(), BOOK)
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ the feed reconnects and resubscribes, and fills survive the feed being away."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from engine.errors import FeedConnectionError
 from engine.events import Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
 from feeds.mqtt import MqttFeed, MqttFeedConfig, classify
+from tests import servers
 from tests.servers import MosquittoServer
 
 OPTION = "BTC-27DEC24-60000-C"
@@ -45,11 +47,8 @@ class CollectingSink:
             await asyncio.Event().wait()
 
 
-async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait (polling) until ``predicate()`` holds."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - feed stats have no event to wait on
-            await asyncio.sleep(0.01)
+until = functools.partial(servers.wait_until, timeout_s=10.0)
+"""Poll feed stats until a predicate holds, for at most 10 s."""
 
 
 def make_config(port: int, prefix: str, **kw: object) -> MqttFeedConfig:

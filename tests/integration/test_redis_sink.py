@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,17 +24,11 @@ from engine.alerts import AlertEngine, AlertRule
 from engine.clock import Clock, ManualClock
 from engine.errors import SinkError
 from engine.outputs import SCHEMA_VERSION
+from engine.runtime.clock import LiveClock
 from engine.runtime.redis_sink import RedisConfig, RedisSink, classify, redact_url
 from tests.servers import RedisServer
 
 T0 = 1_700_000_000_000_000_000
-
-
-class WallClock:
-    """The live clock, for tests where time should pass."""
-
-    def now_ns(self) -> int:
-        return time.time_ns()
 
 
 def fast_config(url: str, prefix: str, **overrides: Any) -> RedisConfig:
@@ -157,7 +150,7 @@ def connected(sink: RedisSink) -> bool:
 async def test_exposure_reaches_channel_stream_and_snapshot(
     redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
 ) -> None:
-    sink = make_sink(fast_config(redis_server.url, unique), WallClock())
+    sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
     payload = exposure(1234.5) | {"gamma": math.nan, "units": {"delta_usd": "USD"}}
     async with client.pubsub() as pubsub:
         await pubsub.subscribe(f"{unique}:exposure")
@@ -184,7 +177,7 @@ async def test_heartbeat_key_has_a_ttl(
 ) -> None:
     sink = make_sink(
         fast_config(redis_server.url, unique, heartbeat_ttl_s=3.0),
-        WallClock(),
+        LiveClock(),
         status=lambda: {"n_positions": 7},
     )
     async with running(sink):
@@ -260,7 +253,7 @@ async def test_cancel_mid_write_then_flush_loses_nothing(
     # while a pipeline is in flight, at a different point of it on each attempt.
     for attempt in range(12):
         prefix = f"{unique}:{attempt}"
-        sink = make_sink(fast_config(redis_server.url, prefix), WallClock())
+        sink = make_sink(fast_config(redis_server.url, prefix), LiveClock())
         for k in range(200):
             sink.exposure(f"k{k}", exposure(1.0) | {"pad": "x" * 500})
         for i in range(50):
@@ -308,7 +301,7 @@ async def test_alerts_in_order_and_the_active_hash(
         *vega("SOL", 40.0, 4),
         *engine.feed_stale("deribit", True, 31.0, T0 + 5),
     ]
-    sink = make_sink(fast_config(redis_server.url, unique), WallClock())
+    sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
     async with client.pubsub() as pubsub:
         await pubsub.subscribe(f"{unique}:alerts")
         async with running(sink):
@@ -348,7 +341,7 @@ async def test_reconnects_after_redis_is_killed_and_restores_the_snapshot(
     await asyncio.to_thread(server.start)
     c = aioredis.Redis.from_url(server.url)
     engine = AlertEngine([AlertRule(name="d", metric="delta_usd", scope="book", above=0.0)])
-    sink = make_sink(fast_config(server.url, unique), WallClock())
+    sink = make_sink(fast_config(server.url, unique), LiveClock())
     try:
         async with running(sink):
             for key in ("main:BTC", "main:ETH", "main"):
@@ -404,7 +397,7 @@ async def test_pending_stays_bounded_while_redis_is_down(
     unique: str, make_sink: SinkFactory
 ) -> None:
     server = RedisServer()  # not started yet: nothing listens on its port
-    sink = make_sink(fast_config(server.url, unique, alert_queue=5), WallClock())
+    sink = make_sink(fast_config(server.url, unique, alert_queue=5), LiveClock())
     c = aioredis.Redis.from_url(server.url)
     try:
         async with running(sink):
@@ -464,7 +457,7 @@ async def test_bad_credentials_are_fatal_and_never_logged(
     await asyncio.to_thread(server.start)
     try:
         bad = fast_config(f"redis://:wrong-pw@127.0.0.1:{server.port}/0", unique)
-        sink = make_sink(bad, WallClock())
+        sink = make_sink(bad, LiveClock())
         sink.exposure("main", exposure(1.0))
         with (
             caplog.at_level(logging.DEBUG, logger="engine.runtime.redis_sink"),
@@ -478,7 +471,7 @@ async def test_bad_credentials_are_fatal_and_never_logged(
             assert "wrong-pw" not in repr(record.__dict__)
 
         good = make_sink(
-            fast_config(f"redis://:s3cret-pw@127.0.0.1:{server.port}/0", unique), WallClock()
+            fast_config(f"redis://:s3cret-pw@127.0.0.1:{server.port}/0", unique), LiveClock()
         )
         assert await good.ping()
     finally:
@@ -548,7 +541,7 @@ def test_classify_leaves_bugs_alone() -> None:
 async def test_exposure_and_alert_never_raise_on_odd_payloads(
     redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
 ) -> None:
-    sink = make_sink(fast_config(redis_server.url, unique), WallClock())
+    sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
     async with running(sink):
         sink.exposure("bad", {"v": SCHEMA_VERSION, "ts": 0, "obj": object()})
         sink.exposure("good", exposure(1.0))
