@@ -508,15 +508,16 @@ def _git(*args: str) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip()
+    # rstrip, not strip: a porcelain line starts with its status columns (" M path").
+    return done.stdout.rstrip()
 
 
-def _revision() -> str:
-    """HEAD's commit, and whether the code under test (engine/) differs from it."""
+def revision(*paths: str) -> str:
+    """HEAD's commit, and which files of the code under test (``paths``) differ from it."""
     commit = _git("rev-parse", "--short=12", "HEAD")
     if commit is None:
         return "unknown (no git)"
-    changed = _git("status", "--porcelain", "--", "engine")
+    changed = _git("status", "--porcelain", "--", *paths)
     if changed:
         files = ", ".join(line[3:] for line in changed.splitlines())
         return f"{commit} + uncommitted changes to {files}"
@@ -584,7 +585,7 @@ def machine_lines() -> list[str]:
         f"- NUMBA_NUM_THREADS={env_threads}, numba.get_num_threads()={numba.get_num_threads()}, "
         f"threading layer {_threading_layer()}"
         + (f" ({', '.join(tuning)})" if tuning else "; no OpenMP environment settings"),
-        f"- riskd commit {_revision()}; `engine.arguments.PARALLEL_MIN_ROWS` = "
+        f"- riskd commit {revision('engine')}; `engine.arguments.PARALLEL_MIN_ROWS` = "
         f"{PARALLEL_MIN_ROWS:,}",
     ]
 

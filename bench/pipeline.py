@@ -1747,28 +1747,11 @@ def _versions() -> dict[str, str]:
 
 def _revision() -> str:
     """The commit line: HEAD, and what of the code under test (engine/, feeds/) differs."""
+    from bench.kernels import revision  # scipy, numba: the parent only
     from engine.arguments import PARALLEL_MIN_ROWS
 
-    def git(*args: str) -> str | None:
-        try:
-            # Fixed argv, no shell.
-            done = subprocess.run(  # noqa: S603
-                ["git", "-C", str(ROOT), *args],  # noqa: S607 - git from PATH, as bench.kernels
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout
-
-    commit = (git("rev-parse", "--short=12", "HEAD") or "unknown (no git)").strip()
-    changed = git("status", "--porcelain", "--", "engine", "feeds") or ""
-    files = [line[3:] for line in changed.splitlines() if line.strip()]
-    state = f" + uncommitted changes to {', '.join(files)}" if files else ""
     return (
-        f"- riskd commit {commit}{state}; `engine.arguments.PARALLEL_MIN_ROWS` = "
+        f"- riskd commit {revision('engine', 'feeds')}; `engine.arguments.PARALLEL_MIN_ROWS` = "
         f"{PARALLEL_MIN_ROWS:,}"
     )
 
