@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Run the risk daemon on a config file (docs/config.md): connect the feeds, keep the "
             "book's exposures current and publish them and the alerts to Redis. SIGTERM/SIGINT "
-            "stop it cleanly after a final snapshot. Exit status 2 on a bad config."
+            "stop it cleanly after a final snapshot. Exit status 2 on a bad config, 1 on a fatal "
+            "error (e.g. Redis refusing the credentials)."
         ),
     )
     run.add_argument(
