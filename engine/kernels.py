@@ -325,6 +325,11 @@ _IV_MAX_ITER = 64
 _EPS = 2.220446049250313e-16
 _NOISE = 1e-10  # relative step below which a non-shrinking step means evaluation noise
 _CUBIC_DONE = 1e-6  # relative third-order step after which the next would be below 1 ulp
+# At the money b(0, s) = erf(s / sqrt 8) = s / sqrt(2 pi) (1 - s^2 / 24 + ...): below this beta
+# the first term is exact to double precision (s^2 / 24 < 3e-17), and the iteration, whose
+# x^2 / s^3 terms are 0 / 0 once s^3 underflows, is not needed.
+_ATM_LINEAR_BETA = 1e-8
+_SQRT_2PI = 2.5066282746310002
 _LOWEST = 0
 _MIDDLE = 1
 _UPPER = 2
@@ -404,6 +409,8 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, int]:
     ex2 = math.exp(0.5 * x)
     if beta >= ex2:
         return math.nan, PRICE_ABOVE_MAX
+    if x == 0.0 and beta < _ATM_LINEAR_BETA:
+        return beta * _SQRT_2PI, OK
     emx2 = math.exp(-0.5 * x)
     s_c = math.sqrt(-2.0 * x)
     if s_c > 0.0:
@@ -428,7 +435,7 @@ def _solve_norm_call(beta: float, x: float) -> tuple[float, int]:
             s = -x / math.sqrt(-2.0 * log_beta)
             for _ in range(2):
                 h = x / s
-                denom = (h * h - 0.25 * s * s) * 2.5066282746310002
+                denom = (h * h - 0.25 * s * s) * _SQRT_2PI
                 if denom <= 0.0:
                     break  # outside the asymptotic regime: keep the guess
                 arg = 2.0 * (math.log(s / denom) - 0.125 * s * s - log_beta)

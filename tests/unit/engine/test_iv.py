@@ -5,16 +5,17 @@ from __future__ import annotations
 import itertools
 import math
 
+import mpmath as mp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from engine.greeks import black76, bsm
 from engine.iv import implied_vol, implied_vol_status
 from engine.status import Status
-from tests.oracle import ref_inverse, ref_price
+from tests.oracle import DIGITS, ref_inverse, ref_price
 
 EPS = 2.220446049250313e-16
 # Accuracy target: sigma to a few ulp wherever the price determines it. Two errors remain that
@@ -73,6 +74,18 @@ def test_deep_otm_one_hour_is_exact() -> None:
         p = ref_price(True, F, K, T, 0.0, 0.0, v)
         got = float(implied_vol(p, True, F, K, T, 0.0, model="black76"))
         assert abs(got - v) <= _attainable(p, 1.0, v, math.log(F / K)), (v, p, got)
+
+
+def test_at_the_money_tiny_vols_are_exact() -> None:
+    """At the money the price is linear in a small sigma; down to vols whose cube underflows.
+    Reference: the undiscounted at-the-money call is F erf(sigma sqrt(T) / sqrt 8) exactly, which
+    50 digits evaluate without the cancellation of N(d1) - N(d2) at tiny sigma."""
+    F = K = 100.0
+    for v in (1e-3, 1e-6, 1e-9, 1e-12, 1e-40, 1e-100, 1e-250):
+        with mp.workdps(DIGITS):
+            p = float(F * mp.erf(mp.mpf(v) / mp.sqrt(8)))
+        got = float(implied_vol(p, True, F, K, 1.0, 0.0, model="black76"))
+        assert abs(got - v) <= 4.0 * EPS * v, (v, p, got)
 
 
 @settings(max_examples=150, deadline=None)
@@ -197,6 +210,7 @@ def test_bad_inputs_are_flagged_not_raised() -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@example(price=1.0000000000000002e-300, F=2.2406817852401344e16, K=2.2406817852401344e16, T=1.0)
 @given(
     price=st.floats(allow_nan=True, allow_infinity=True, width=64),
     F=st.floats(1e-300, 1e300),
