@@ -212,6 +212,10 @@ class AlertEngine:
         self._stale: dict[str, dict[str, Any]] = {}
         self._active: dict[str, dict[str, Any]] = {}
 
+    def watches(self, scope: Scope) -> bool:
+        """Whether any rule is of ``scope`` (else :meth:`evaluate` has nothing to check)."""
+        return bool(self._by_scope.get(scope))
+
     def evaluate(
         self,
         scope: Scope,

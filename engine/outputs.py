@@ -31,6 +31,7 @@ book-scope payload sets them to null.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, Literal, Protocol
 
 __all__ = [
@@ -40,9 +41,10 @@ __all__ = [
     "UNITS",
     "Scope",
     "Sink",
+    "expiry_rows",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Version of every payload's schema; bumped on any incompatible change (docs/redis.md)."""
 
 METRICS: Final = (
@@ -95,3 +97,11 @@ class Sink(Protocol):
     def alert(self, payload: dict[str, Any]) -> None:
         """Publish an alert transition (``raised`` or ``cleared``)."""
         ...
+
+
+def expiry_rows(expiries: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An underlying-scope payload's ``expiries`` (columns: ``expiry`` and one sequence per
+    figure, a value per expiry) as one dict per expiry, values as Python numbers."""
+    names = list(expiries)
+    columns = [c.tolist() if hasattr(c, "tolist") else list(c) for c in expiries.values()]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]

@@ -227,7 +227,8 @@ class Portfolio:
         self._group_rows: dict[tuple[str, str, str], int] = {}
         self._group_keys: list[tuple[str, str, str]] = []
         self._bu_groups: dict[tuple[str, str], list[int]] = {}
-        self._fig_cache: dict[int, dict[str, Any]] = {}
+        # (book, underlying) -> its groups as an index array and their expiry labels, in order
+        self._bu_columns: dict[tuple[str, str], tuple[npt.NDArray[np.int64], list[str]]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
@@ -293,6 +294,7 @@ class Portfolio:
             # kept sorted by key (expiry labels sort in time), so payloads need no sorting
             by_key = self._group_keys.__getitem__
             bisect.insort(self._bu_groups.setdefault((book, inst.underlying), []), g, key=by_key)
+            self._bu_columns.pop((book, inst.underlying), None)
         lot = self._lots.append()
         self._lots.arrays["inst"][lot] = inst_row
         self._lots.arrays["group"][lot] = g
@@ -464,11 +466,6 @@ class Portfolio:
             )  # fmt: skip
         # only the groups of the lots just updated: no scan of every group
         touched = np.arange(g.n) if rebuild else np.unique(la["group"][lots])
-        if rebuild:
-            self._fig_cache.clear()
-        else:
-            for k in touched.tolist():
-                self._fig_cache.pop(k, None)
         keys = self._group_keys
         return {(keys[k][0], keys[k][1]) for k in touched.tolist()}
 
@@ -571,12 +568,11 @@ class Portfolio:
         books: set[str] = set()
         ua, ba = self._bus.arrays, self._books.arrays
         for book, und in sorted(keys):
-            groups = self._bu_groups.get((book, und), [])
             u = self._bu_rows[(book, und)]
             payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
             payload["underlying"] = und
             payload.update(_figures((ua["hi"][u] + ua["lo"][u]).tolist()))
-            payload["expiries"] = self._expiry_figures(groups)
+            payload["expiries"] = self._expiry_columns((book, und))
             payload["units"] = UNITS
             out.append((f"{book}:{und}", payload))
             books.add(book)
@@ -587,17 +583,22 @@ class Portfolio:
             out.append((book, {**base, "scope": "book", "book": book, **figures, "units": UNITS}))
         return out
 
-    def _expiry_figures(self, groups: list[int]) -> list[dict[str, Any]]:
-        """Per-group figures for a payload's ``expiries``; a group's dict is built once per
-        change (cached until :meth:`cycle` touches the group again; never mutated)."""
-        cache = self._fig_cache
-        missing = [g for g in groups if g not in cache]
-        if missing:
-            ga = self._groups.arrays
-            rows = (ga["hi"][missing] + ga["lo"][missing]).tolist()
-            for g, row in zip(missing, rows, strict=True):
-                cache[g] = {"expiry": self._group_keys[g][2], **_figures(row)}
-        return [cache[g] for g in groups]
+    def _expiry_columns(self, key: tuple[str, str]) -> dict[str, Any]:
+        """A payload's ``expiries``: ``expiry`` (labels, in time order) and one column per
+        figure, a fresh numpy array (float64; int64 counts) with a value per expiry."""
+        cols = self._bu_columns.get(key)
+        if cols is None:
+            groups = self._bu_groups.get(key, [])
+            cols = (np.array(groups, dtype=np.int64), [self._group_keys[g][2] for g in groups])
+            self._bu_columns[key] = cols
+        index, labels = cols
+        ga = self._groups.arrays
+        values = (ga["hi"][index] + ga["lo"][index]).T.copy()  # C order: each row contiguous
+        out: dict[str, Any] = {"expiry": labels}
+        out.update(zip(AGG_FIELDS, values, strict=True))
+        out["n_positions"] = np.rint(out["n_positions"]).astype(np.int64)
+        out["n_stale"] = np.rint(out["n_stale"]).astype(np.int64)
+        return out
 
     def bu_keys(self) -> list[tuple[str, str]]:
         """Every (book, underlying) pair held."""

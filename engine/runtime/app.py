@@ -41,6 +41,7 @@ from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError, Ris
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
+from engine.outputs import expiry_rows
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, load_positions, positions_path
 from engine.runtime.redis_sink import RedisSink
@@ -149,7 +150,10 @@ class Daemon:
         self.latency_ns: deque[int] = deque(maxlen=4096)
         self.unknown = 0
         self.cycle_errors = 0
-        self._dirty: set[tuple[str, str]] = set()
+        self._dirty: dict[tuple[str, str], int] = {}
+        """Keys changed since their last payload -> when that payload may be built (monotonic
+        ns: the last build + ``redis.min_interval_ms``)."""
+        self._next_due_ns: float = math.inf  # the earliest of those: no scan until then
         self._built_ns: dict[tuple[str, str], int] = {}
         self._publish_interval_ns = config.redis.min_interval_ms * 1_000_000
         self._lots_seen = portfolio.lot_count
@@ -200,15 +204,7 @@ class Daemon:
         if full:
             self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
             changed = set(p.bu_keys())
-        dirty = self._dirty
-        dirty |= changed
-        mono = time.monotonic_ns()
-        built = self._built_ns
-        limit = self._publish_interval_ns
-        due = {k for k in dirty if flush or mono - built.get(k, -limit) >= limit}
-        dirty -= due
-        for k in due:
-            built[k] = mono
+        due = self._due(changed, flush)
         payloads = p.exposure_payloads(due, now) if due else []
         for key, payload in payloads:
             self.sink.exposure(key, payload)
@@ -240,8 +236,9 @@ class Daemon:
         else:
             und = payload["underlying"]
             transitions += self.alerts.evaluate("underlying", book, und, None, payload, now)
-            for e in payload["expiries"]:
-                transitions += self.alerts.evaluate("expiry", book, und, e["expiry"], e, now)
+            if self.alerts.watches("expiry"):
+                for e in expiry_rows(payload["expiries"]):
+                    transitions += self.alerts.evaluate("expiry", book, und, e["expiry"], e, now)
         for t in transitions:
             self._emit_alert(t)
 
@@ -252,15 +249,31 @@ class Daemon:
             "alert %s", payload["state"], extra={"alert": payload["id"], "value": payload["value"]}
         )
 
-    def next_due_s(self) -> float:
-        """Seconds until the first dirty key may be built (0 when one is due)."""
-        if not self._dirty:
-            return math.inf
-        mono = time.monotonic_ns()
+    def _due(self, changed: Iterable[tuple[str, str]], flush: bool) -> list[tuple[str, str]]:
+        """Mark ``changed`` dirty; take the dirty keys whose payload may be built now (all of
+        them when ``flush``). The keys are scanned only when one is due."""
+        dirty = self._dirty
         built = self._built_ns
         limit = self._publish_interval_ns
-        wait_ns = min(built.get(k, -limit) + limit for k in self._dirty) - mono
-        return max(wait_ns, 0) / 1e9
+        for k in changed:
+            if k not in dirty:
+                at = built.get(k, -limit) + limit
+                dirty[k] = at
+                if at < self._next_due_ns:
+                    self._next_due_ns = at
+        mono = time.monotonic_ns()
+        if not flush and mono < self._next_due_ns:
+            return []
+        due = [k for k, at in dirty.items() if flush or at <= mono]
+        for k in due:
+            del dirty[k]
+            built[k] = mono
+        self._next_due_ns = min(dirty.values(), default=math.inf)
+        return due
+
+    def next_due_s(self) -> float:
+        """Seconds until the first dirty key may be built (0 when one is due)."""
+        return max(self._next_due_ns - time.monotonic_ns(), 0) / 1e9
 
     async def engine_loop(self) -> None:
         """Cycle when events arrive, at most every ``min_cycle_interval_ms`` (events arriving

@@ -190,7 +190,7 @@ async def test_mqtt_in_exposures_out(
                 assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
             assert got["n_positions"] == 2
             assert got["units"]["vega"] == "USD per vol point"
-            assert {e["expiry"] for e in got["expiries"]} == {"2030-12-27T08:00:00Z", "perpetual"}
+            assert got["expiries"]["expiry"] == ["2030-12-27T08:00:00Z", "perpetual"]
             # Book scope: USD figures add up, underlying-unit figures do not exist.
             raw_book = await r.hget(f"{unique}:snapshot", "main")
             assert raw_book is not None

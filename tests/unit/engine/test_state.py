@@ -35,7 +35,7 @@ from engine.daycount import year_fraction
 from engine.events import Fill, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from engine.iv import implied_vol
-from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
+from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS, expiry_rows
 from engine.state import Portfolio, UnderlyingParams
 from tests.factories import T0_NS, fill, quote, tick
 
@@ -637,22 +637,27 @@ def test_exposure_payloads() -> None:
         assert payload["units"] == UNITS
         assert isinstance(payload["n_positions"], int)
         assert isinstance(payload["n_stale"], int)
-        decoded = orjson.loads(orjson.dumps(payload))
-        assert decoded == payload  # JSON-serialisable, nothing lost (no NaN turned null)
+        decoded = orjson.loads(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
         if payload["scope"] == "underlying":
+            rows = expiry_rows(payload["expiries"])
+            columns = {name: [e[name] for e in rows] for name in payload["expiries"]}
+            assert list(columns) == ["expiry", *FIELDS]
+            assert decoded == {**payload, "expiries": columns}  # nothing lost (no NaN -> null)
             book, und = key.split(":")
             assert (payload["book"], payload["underlying"]) == (book, und)
             mine = {k: v for k, v in values.items() if k[:2] == (book, und)}
-            assert [e["expiry"] for e in payload["expiries"]] == sorted(k[2] for k in mine)
-            for e in payload["expiries"]:
+            assert [e["expiry"] for e in rows] == sorted(k[2] for k in mine)
+            for e in rows:
+                assert isinstance(e["n_positions"], int)
                 group = mine[(book, und, e["expiry"])]
                 assert {f: float(e[f]) for f in FIELDS} == group
             for f in FIELDS:
-                parts = [float(e[f]) for e in payload["expiries"]]
+                parts = [float(e[f]) for e in rows]
                 scale = math.fsum(abs(x) for x in parts)
                 # numpy's pairwise sum of a handful of rows vs fsum: one rounding per row
                 assert_allclose(payload[f], math.fsum(parts), rtol=1e-15, atol=4e-16 * scale)
         else:
+            assert decoded == payload  # JSON-serialisable, nothing lost (no NaN turned null)
             assert payload["scope"] == "book"
             assert "underlying" not in payload or payload["underlying"] is None
             for m in ("delta", "delta_adj", "gamma", "vanna"):
@@ -855,7 +860,10 @@ class PortfolioMachine(RuleBasedStateMachine):
     def nothing_is_nan(self) -> None:
         assert not np.isnan(self.p.group_values()).any()
         for _, payload in self.p.exposure_payloads(self.p.bu_keys(), self.now):
-            orjson.dumps(payload)
+            data = orjson.loads(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+            if data["scope"] == "underlying":  # NaN would be encoded as null
+                assert None not in [data[f] for f in FIELDS]
+                assert not any(None in column for column in data["expiries"].values())
 
 
 PortfolioMachine.TestCase.settings = settings(
