@@ -1056,8 +1056,12 @@ def lot_update_kernel(
 
 
 _REBUILD_CHUNKS = 16
-"""Fixed number of partial sums of a threaded rebuild: the result does not depend on the thread
-count (each chunk is a fixed range of lots, merged in chunk order)."""
+"""Most partial sums of a threaded rebuild. Their number depends on the number of lots only, not
+on the thread count, so neither does the result (each chunk is a fixed range of lots, merged in
+chunk order)."""
+_REBUILD_CHUNK_LOTS = 32_768
+"""Fewest lots per chunk: merging costs chunks x groups, which for a small book outweighs the
+lots themselves."""
 
 
 @njit(
@@ -1108,10 +1112,11 @@ def lot_rebuild_parallel_kernel(
     order (a compensated sum of the partial sums' high and low parts)."""
     n_lots = lot_inst.shape[0]
     n_groups = hi.shape[0]
-    part_hi = np.zeros((_REBUILD_CHUNKS * n_groups, N_AGG))
-    part_lo = np.zeros((_REBUILD_CHUNKS * n_groups, N_AGG))
-    size = (n_lots + _REBUILD_CHUNKS - 1) // _REBUILD_CHUNKS
-    for ch in prange(_REBUILD_CHUNKS):
+    chunks = max(1, min(_REBUILD_CHUNKS, n_lots // _REBUILD_CHUNK_LOTS))
+    part_hi = np.zeros((chunks * n_groups, N_AGG))
+    part_lo = np.zeros((chunks * n_groups, N_AGG))
+    size = (n_lots + chunks - 1) // chunks
+    for ch in prange(chunks):
         base = ch * n_groups
         for lot in range(ch * size, min(n_lots, (ch + 1) * size)):
             g = base + lot_group[lot]
@@ -1128,10 +1133,12 @@ def lot_rebuild_parallel_kernel(
     for g in range(n_groups):
         u = group_bu[g]
         b = group_book[g]
-        for ch in range(_REBUILD_CHUNKS):
+        for ch in range(chunks):
             row = ch * n_groups + g
             for c in range(N_AGG):
                 for x in (part_hi[row, c], part_lo[row, c]):
+                    if x == 0.0:
+                        continue
                     _neumaier_add(hi, lo, g, c, x)
                     _neumaier_add(bu_hi, bu_lo, u, c, x)
                     _neumaier_add(book_hi, book_lo, b, c, x)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -463,6 +464,10 @@ async def run(
         loop.add_signal_handler(sig, on_signal, sig)
     await daemon.load_instruments()
     daemon.safe_cycle(full=True)  # warm-up: loads every kernel, publishes the start state
+    # The start state (instruments, positions, kernels) lives as long as the daemon: keep it out
+    # of the garbage collector, whose full collections would otherwise traverse all of it.
+    gc.collect()
+    gc.freeze()
     logger.info(
         "started",
         extra={"feeds": [f.name for f in daemon.feeds], **daemon.portfolio.instrument_status()},

@@ -172,6 +172,41 @@ async def test_exposure_reaches_channel_stream_and_snapshot(
     assert sink.stats.connected
 
 
+async def test_a_large_batch_goes_out_whole_and_in_order(
+    redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
+) -> None:
+    """More keys than one script call takes (several EVALs in one pipeline): every payload once
+    on the channel and the stream, in the order recorded, and every key in the snapshot."""
+    n = 700
+    sink = make_sink(fast_config(redis_server.url, unique), ManualClock(T0))
+    keys = [f"b{i:03d}:BTC" for i in range(n)]
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(f"{unique}:exposure")
+        for i, key in enumerate(keys):
+            sink.exposure(key, exposure(float(i)) | {"key": key})
+        await sink.flush()
+        messages = [await next_message(pubsub) for _ in range(n)]
+    assert [m["key"] for m in messages] == keys
+    assert [m["key"] for m in await stream(client, f"{unique}:exposure:stream")] == keys
+    snap = await snapshot(client, unique)
+    assert {k: v["delta_usd"] for k, v in snap.items()} == {k: float(i) for i, k in enumerate(keys)}
+    assert sink.stats.published == n
+
+
+async def test_a_key_of_another_type_under_the_prefix_is_fatal(
+    redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
+) -> None:
+    """A retry cannot fix a command Redis rejects (WRONGTYPE inside the script): SinkError,
+    and the payload stays pending."""
+    await client.set(f"{unique}:exposure:stream", b"not a stream")
+    sink = make_sink(fast_config(redis_server.url, unique), ManualClock(T0))
+    sink.exposure("main:BTC", exposure(1.0))
+    with pytest.raises(SinkError, match="WRONGTYPE"):
+        await sink.flush()
+    assert sink.stats.pending == 1
+    assert sink.stats.published == 0
+
+
 async def test_heartbeat_key_has_a_ttl(
     redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
 ) -> None:
