@@ -903,13 +903,15 @@ class ChildRun:
         """The probe at the highest rate the consumer kept up with (None: not even the
         lowest)."""
         ok = [ph for ph in self.probes if ph.kept_up]
-        return max(ok, key=lambda ph: ph.result["rate"]) if ok else None
+        return max(ok, key=lambda ph: ph.offered) if ok else None
 
     @property
     def rate(self) -> float:
-        """Sustained msgs/s: taken at :attr:`sustained` (0 when it kept up with no probe)."""
+        """Sustained msgs/s: the publisher's rate at :attr:`sustained` (0 when the consumer kept
+        up with no probe). Not what it took there, which a backlog left by a probe it fell
+        behind at can inflate."""
         best = self.sustained
-        return float(best.result["rate"]) if best is not None else 0.0
+        return best.offered if best is not None else 0.0
 
     @property
     def label(self) -> str:
@@ -1469,8 +1471,8 @@ def _setup_section(r: Results) -> list[str]:
         f"search probes {r.search.start:,.0f} msgs/s, then {r.search.growth:g} times more "
         f"until the consumer falls behind, then bisects {r.search.bisect} times (geometric "
         "mean) between the highest rate it kept up with and the lowest it did not; the "
-        "sustained rate is what it took at the highest probe it kept up with. (Not a flood: "
-        "offering far more than a consumer takes makes the broker, which shares a core with "
+        "sustained rate is the publisher's rate at the highest probe it kept up with. (Not a "
+        "flood: offering far more than a consumer takes makes the broker, which shares a core with "
         "Redis and the publisher, the bottleneck, and measures it instead.) Each daemon "
         "process is first measured with the publisher paced at "
         + " then ".join(f"{p.rate:,.0f}" for p in r.paced)
@@ -1505,10 +1507,10 @@ def _throughput_section(r: Results) -> list[str]:
         "## Throughput (sustained rate)",
         "",
         "In run order. *probes* = offered rates of the search, ✓ kept up, ✗ fell behind; "
-        "*sustained msgs/s* = taken at the highest probe kept up with; *x bare* = over the "
-        "mean of the bare runs just before and after; the other columns are of that probe: "
-        "*CPU* = the consumer's CPU time / wall time; *applied/s* = quotes the engine applied "
-        "(the rest were conflated in the inbox, latest per instrument wins); *payloads "
+        "*sustained msgs/s* = the publisher's rate at the highest probe kept up with; *x bare* "
+        "= over the mean of the bare runs just before and after; the other columns are of that "
+        "probe: *CPU* = the consumer's CPU time / wall time; *applied/s* = quotes the engine "
+        "applied (the rest were conflated in the inbox, latest per instrument wins); *payloads "
         "built* = exposure payloads `Daemon.cycle` made and handed to the sink, *Redis "
         "payloads* = those the sink wrote (it keeps the latest per key and writes a key at "
         "most every 100 ms); *others* = CPU of other processes (share of all CPUs) during "
@@ -1719,7 +1721,7 @@ class Plan:
 
 
 FULL = Plan(
-    daemons=(1_000, 10_000, 100_000, 10_000, 1_000_000, 10_000),
+    daemons=(1_000, 10_000, 100_000, 10_000, 1_000_000, 10_000),  # three 10k runs: a median
     search=Search(start=6_000.0, growth=1.25, bisect=3, warmup_s=1.0, window_s=3.0),
     paced=(Phase("paced", 100.0, 1.0, 4.0), Phase("paced", 1_000.0, 1.5, 4.0)),
     book_sizes=(1_000, 100_000, 1_000_000),
