@@ -1341,7 +1341,7 @@ def targets(r: Results) -> list[Target]:
             Target(
                 f"daemon / bare consumer, sustained msgs/s, {_n(TARGET_RATIO_POSITIONS)} "
                 f"positions, one core{note}",
-                f"{ratio:.0%} (median of runs: {', '.join(f'{x:.0%}' for x in pairs)})",
+                f"{ratio:.0%} (median; runs: {', '.join(f'{x:.0%}' for x in pairs)})",
                 f">= {TARGET_RATIO:.0%}",
                 ratio >= TARGET_RATIO and not capped,
             )

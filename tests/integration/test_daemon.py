@@ -167,7 +167,15 @@ async def test_mqtt_in_exposures_out(
     tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
 ) -> None:
     port = mosquitto_server.port
-    path = _config(tmp_path, redis_server.url, unique, port, unique)
+    expiry_rule = """
+[[alerts]]
+name = "btc_dated_vega"
+metric = "vega"
+scope = "expiry"
+underlying = "BTC"
+above = 1000.0
+"""
+    path = _config(tmp_path, redis_server.url, unique, port, unique, extra=expiry_rule)
     r = aioredis.Redis.from_url(redis_server.url)
     try:
         async with _running(path) as daemon:
@@ -206,6 +214,14 @@ async def test_mqtt_in_exposures_out(
                         break
             assert alert["id"] == "btc_vega:main:BTC"
             assert alert["state"] == "raised"
+            # The same limit per expiry: the dated calls breach it, the perpetual has no vega.
+            async with asyncio.timeout(10):
+                while (msg := await alerts.get_message(True, timeout=1)) is None:
+                    pass
+            dated = orjson.loads(msg["data"])
+            assert dated["id"] == "btc_dated_vega:main:BTC:2030-12-27T08:00:00Z"
+            assert (dated["state"], dated["scope"]) == ("raised", "expiry")
+            assert dated["value"] == pytest.approx(got["expiries"]["vega"][0], rel=1e-12)
             # The stream has one entry per published change; the heartbeat lives.
             assert await r.xlen(f"{unique}:exposure:stream") > 0
             assert await r.ttl(f"{unique}:heartbeat") > 0
