@@ -591,37 +591,31 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
         keys_of[u.names[j]] = (f"{u.book[j]}:{und}", u.book[j])
     feed = daemon.feeds[0]
 
+    def counters() -> tuple[int, ...]:
+        """The counters a window reports, in the order of ``measure``'s result."""
+        return (
+            feed.stats.received,
+            feed.stats.events,
+            sum(feed.stats.dropped.values()),
+            rec.applied,
+            daemon.inbox.inbox.conflated,
+            sink.stats.published,
+            sink.stats.pipelines,
+            rec.built,
+        )
+
     async def measure(cmd: dict[str, Any]) -> dict[str, Any]:
         while feed.stats.received == 0:  # noqa: ASYNC110 - a counter, no event to wait on
             await asyncio.sleep(0.01)
         await asyncio.sleep(cmd["warmup_s"])
         rec.reset()
-        inbox = daemon.inbox.inbox
-        snap0 = (
-            feed.stats.received,
-            feed.stats.events,
-            sum(feed.stats.dropped.values()),
-            rec.applied,
-            inbox.conflated,
-            sink.stats.published,
-            sink.stats.pipelines,
-            rec.built,
-        )
+        snap0 = counters()
         w = _Window()
         await asyncio.sleep(cmd["window_s"])
         elapsed = time.perf_counter() - w.t
         cpu = w.cpu_share()
         w1 = time.time_ns()
-        snap1 = (
-            feed.stats.received,
-            feed.stats.events,
-            sum(feed.stats.dropped.values()),
-            rec.applied,
-            inbox.conflated,
-            sink.stats.published,
-            sink.stats.pipelines,
-            rec.built,
-        )
+        snap1 = counters()
         await asyncio.sleep(1.0)  # let the window's last updates reach Redis
         d = [b - a for a, b in zip(snap0, snap1, strict=True)]
         return {
