@@ -13,8 +13,8 @@ ports):
    up with (its sustained rate); the daemon also reports the latency from receipt
    (``ts_recv``) to the update entering the state and to the Redis pipeline that carried it, at
    paced rates and at its sustained rate.
-2. **Per-update cost.** In this process: ``Portfolio.apply_quote`` + ``Portfolio.cycle`` for
-   single quotes and batches, and ``Daemon.cycle`` for one quote, on books of 1k, 100k and 1M
+2. **Per-update cost.** In this process: ``Portfolio.apply_quote(s)`` + ``Portfolio.cycle``
+   for single quotes and batches, and ``Daemon.cycle`` for one quote, on books of 1k, 100k and 1M
    positions, on the same quote stream, interleaved.
 3. **Full reprice.** ``Portfolio.cycle(now, full=True)`` on those books, one numba thread and all.
 
@@ -36,6 +36,7 @@ import contextlib
 import datetime as dt
 import gc
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -49,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -479,7 +480,7 @@ class _Recorder:
     payload went out in a Redis pipeline."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[str, int]] = []  # (instrument, ts_recv) applied this cycle
+        self.pending: list[Sequence[Quote]] = []  # the quotes applied this cycle, as passed
         self.start_ns = 0  # when the running Daemon.cycle began
         # [start_ns, now_ns, state_ns, end_ns, full, quotes] per cycle: now_ns is the cycle's
         # valuation time (its payloads' ts_ns), state_ns when Portfolio.cycle returned, end_ns
@@ -545,8 +546,7 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
     daemon = build(load_config(config_path), config_path)
     build_s = time.perf_counter() - t_build
     t_seed = time.perf_counter()
-    for q in seed_quotes(u, time.time_ns()):
-        daemon.portfolio.apply_quote(q)
+    daemon.portfolio.apply_quotes(seed_quotes(u, time.time_ns()))
     seed_s = time.perf_counter() - t_seed
 
     rec = _Recorder()
@@ -555,13 +555,15 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
     await daemon.sink.aclose()  # never connected: replaced before run
     daemon.sink = sink
     p = daemon.portfolio
-    apply_quote, p_cycle, d_cycle = p.apply_quote, p.cycle, daemon.cycle
+    apply_quotes, p_cycle, d_cycle = p.apply_quotes, p.cycle, daemon.cycle
 
     # The wrappers pass any other arguments through, so they follow the engine's signatures.
-    def apply_wrapped(quote: Quote, *args: Any, **kwargs: Any) -> Any:
-        rec.pending.append((quote.instrument, quote.ts_recv))
-        rec.applied += 1
-        return apply_quote(quote, *args, **kwargs)
+    # They keep the quotes, not fields of each: observing costs the daemon little per quote.
+    def apply_wrapped(quotes: Iterable[Quote], *args: Any, **kwargs: Any) -> int:
+        batch = list(quotes)
+        rec.pending.append(batch)
+        rec.applied += len(batch)
+        return apply_quotes(batch, *args, **kwargs)
 
     def p_cycle_wrapped(now_ns: int, *args: Any, **kwargs: Any) -> Any:
         changed = p_cycle(now_ns, *args, **kwargs)
@@ -580,7 +582,7 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
         return n
 
     # Instance attributes shadow the methods: the daemon's own code calls these wrappers.
-    p.apply_quote = apply_wrapped  # type: ignore[method-assign]  # observation only
+    p.apply_quotes = apply_wrapped  # type: ignore[method-assign]  # observation only
     p.cycle = p_cycle_wrapped  # type: ignore[method-assign]  # observation only
     daemon.cycle = d_cycle_wrapped  # type: ignore[method-assign]  # observation only
     gc.callbacks.append(rec.on_gc)
@@ -682,10 +684,11 @@ def _latencies(
     for start_ns, now_ns, state_ns, end_ns, is_full, quotes in rec.cycles:
         if w0 <= end_ns <= w1:
             cycles += 1
-            quotes_per_cycle.append(len(quotes))
+            quotes_per_cycle.append(sum(len(b) for b in quotes))
             (full_ms if is_full else cycle_ms).append((end_ns - start_ns) / 1e6)
             full += is_full
-        for inst, ts_recv in quotes:
+        for q in itertools.chain.from_iterable(quotes):
+            inst, ts_recv = q.instrument, q.ts_recv
             if not w0 <= ts_recv <= w1:
                 continue
             state.append(state_ns - ts_recv)
@@ -1025,8 +1028,7 @@ def build_book(n: int, now_ns: int) -> BookState:
         p.add_position(book, name, qty, mark)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for q in seed_quotes(u, now_ns):
-        p.apply_quote(q)
+    p.apply_quotes(seed_quotes(u, now_ns))
     seed_s = time.perf_counter() - t0
     p.cycle(now_ns, True)
     config = AppConfig(
@@ -1041,7 +1043,7 @@ def build_book(n: int, now_ns: int) -> BookState:
 
 UPDATE_MODES: dict[str, str] = {
     "single": "`apply_quote` + `Portfolio.cycle(now)`, one quote per cycle",
-    "batch10": "10 x `apply_quote` + one `Portfolio.cycle(now)`, per quote",
+    "batch10": "`apply_quotes` of 10 + one `Portfolio.cycle(now)`, per quote",
     "daemon": "`Daemon.cycle()` with one quote in the inbox (+ payloads, sink, alerts)",
     "daemon10": "`Daemon.cycle()` with 10 quotes in the inbox, per quote",
     "index": "as *single*, the quote carrying `index_price`",
@@ -1092,8 +1094,7 @@ def time_updates(
                         d.inbox.put(q)
                     d.cycle()
                 else:
-                    for q in batch:
-                        p.apply_quote(q)
+                    p.apply_quotes(batch)
                     p.cycle(now)
                 t1 = clock()
                 if record:
@@ -1185,57 +1186,6 @@ def time_full_reprice(books: list[BookState], repeats: int) -> list[RepriceTimin
     return sorted(cases, key=lambda c: (c.positions, c.what, c.threads))
 
 
-def reprice_breakdown(b: BookState, repeats: int) -> dict[str, float]:
-    """Median ms, one thread, of the parts of ``Portfolio.cycle(now, full=True)``: the held-rows
-    mask built in Python, ``_price`` (numpy inputs + the unit-exposure kernel), the kernel alone,
-    and ``lot_update_kernel``'s share (the rest). Reaches into private state: a diagnostic."""
-    import numba
-
-    from engine import kernels
-
-    p = b.portfolio
-    unit_names = ("unit_exposure_kernel", "unit_exposure_parallel_kernel")
-    if not (
-        all(hasattr(kernels, k) for k in unit_names) and hasattr(p, "_inst_lots")
-    ):  # another engine version: its parts differ, skip the diagnostic
-        return {}
-    ia = p._inst.arrays
-    lots = p._inst_lots
-    n = len(lots)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    parts: dict[str, list[float]] = {"total": [], "mask": [], "price": [], "kernel": []}
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            p.cycle(p.valuation_ns, True)
-            t1 = time.perf_counter()
-            held = np.fromiter((bool(ls) for ls in lots), bool, n)
-            t2 = time.perf_counter()
-            rows = np.flatnonzero(held).astype(np.int64)
-            t3 = time.perf_counter()
-            p._price(rows, ia)
-            t4 = time.perf_counter()
-            kernel = getattr(kernels, unit_names[rows.size >= _parallel_min_rows()])
-            kernel(
-                rows, ia["kind"], ia["black"], ia["inverse"], ia["is_call"], ia["strike"],
-                ia["mult"], ia["X"], ia["T"], ia["r"], ia["q"], ia["sigma"], ia["unit"],
-                ia["status"],
-            )  # fmt: skip
-            t5 = time.perf_counter()
-            parts["total"].append(t1 - t0)
-            parts["mask"].append(t2 - t1)
-            parts["price"].append(t4 - t3)
-            parts["kernel"].append(t5 - t4)
-    finally:
-        gc.enable()
-        numba.set_num_threads(threads)
-    out = {k: statistics.median(v) * 1e3 for k, v in parts.items()}
-    out["rest"] = out["total"] - out["mask"] - out["price"]
-    return out
-
-
 def _warm_parallel() -> None:
     from engine import greeks
 
@@ -1293,7 +1243,6 @@ class Results:
     runs: list[ChildRun]
     updates: list[UpdateTiming]
     reprice: list[RepriceTiming]
-    breakdown: dict[str, float]
     books: list[tuple[int, float, float, float]]  # positions, build s, seed s, RSS MB after
     elapsed_s: float
     load_start: str
@@ -1347,7 +1296,7 @@ def targets(r: Results) -> list[Target]:
     med = {(u.positions, u.mode): u.median_us for u in r.updates}
     for mode, label in (
         ("single", "`apply_quote` + `Portfolio.cycle`, one quote"),
-        ("batch10", "`apply_quote` + `Portfolio.cycle`, batches of 10"),
+        ("batch10", "`apply_quotes` + `Portfolio.cycle`, batches of 10"),
         ("daemon", "`Daemon.cycle`, one quote"),
         ("daemon10", "`Daemon.cycle`, batches of 10"),
         ("index", "`apply_quote` + `Portfolio.cycle`, quote with `index_price`"),
@@ -1477,7 +1426,7 @@ def _setup_section(r: Results) -> list[str]:
         "cycle* = to the end of that `Daemon.cycle` (what `Daemon.latency_ns` holds); "
         "*Redis* = to the execution of the first Redis pipeline that carried a payload of "
         "both keys the quote changed ((book, underlying) and book), built at or after that "
-        "cycle. Observed by wrapping `apply_quote`, `Portfolio.cycle` and `Daemon.cycle` on "
+        "cycle. Observed by wrapping `apply_quotes`, `Portfolio.cycle` and `Daemon.cycle` on "
         "the instances and by a `RedisSink` subclass noting each `_commit`; engine code is "
         "unchanged. The Redis figure includes the sink's per-key rate limit (100 ms).",
         "",
@@ -1627,8 +1576,8 @@ def _updates_section(r: Results) -> list[str]:
             )
     lines += [
         "",
-        "Books built in this process (`Portfolio.add_position` per position; seed: one "
-        "`apply_quote` per instrument):",
+        "Books built in this process (`Portfolio.add_position` per position; seed: "
+        "`apply_quotes` of a quote per instrument):",
         "",
         "| positions | add_position s | µs / position | seed quotes s | max RSS MB after |",
         "|---:|---:|---:|---:|---:|",
@@ -1653,32 +1602,6 @@ def _reprice_section(r: Results) -> list[str]:
             f"| {call} | {_n(c.positions)} | {c.threads} | {len(c.samples_ns)} | "
             f"{c.median_ms:.1f} | {c.best_ms:.1f} |"
         )
-    b = r.breakdown
-    if not b:
-        lines += [
-            "",
-            "(No breakdown: this engine version's `Portfolio` internals differ from the ones the "
-            "diagnostic times: `_inst_lots`, `_price`, `kernels.unit_exposure_kernel`.)",
-        ]
-    else:
-        top = max(c.positions for c in r.reprice)
-        lines += [
-            "",
-            f"Where the time goes, `Portfolio.cycle(now, full=True)`, {_n(top)} positions, "
-            "1 thread (median ms; parts timed separately, right after each full cycle):",
-            "",
-            "| part | ms | share |",
-            "|---|---:|---:|",
-            f"| held-instrument mask (`np.fromiter` over a Python list of lists) | "
-            f"{b['mask']:.1f} | {b['mask'] / b['total']:.0%} |",
-            f"| `_price`: inputs (numpy) + `unit_exposure` kernel | {b['price']:.1f} | "
-            f"{b['price'] / b['total']:.0%} |",
-            f"| of which the `unit_exposure` kernel alone | {b['kernel']:.1f} | "
-            f"{b['kernel'] / b['total']:.0%} |",
-            f"| the rest: `lot_update_kernel`, zeroing sums, touched groups | {b['rest']:.1f} | "
-            f"{b['rest'] / b['total']:.0%} |",
-            f"| total | {b['total']:.1f} | 100% |",
-        ]
     return lines
 
 
@@ -1840,8 +1763,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     updates = time_updates(books, stream, plan.rounds, plan.per_round)
     progress("full reprice")
     reprice = time_full_reprice(books, plan.reprice_repeats)
-    progress("full reprice breakdown")
-    breakdown = reprice_breakdown(books[-1], plan.reprice_repeats)
     book_rows = [(b.positions, b.build_s, b.seed_s, b.rss_mb) for b in books]
     _warm_parallel()  # the header names numba's threading layer, known once a pool ran
     del books
@@ -1858,7 +1779,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs=runs,
         updates=updates,
         reprice=reprice,
-        breakdown=breakdown,
         books=book_rows,
         elapsed_s=time.perf_counter() - t_start,
         load_start=load_start,

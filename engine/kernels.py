@@ -32,9 +32,9 @@ __all__ = [
     "inverse_kernel",
     "inverse_parallel_kernel",
     "lot_rebuild_parallel_kernel",
-    "lot_update_kernel",
     "price_rows_kernel",
     "price_rows_parallel_kernel",
+    "reprice_dirty_kernel",
 ]
 
 GREEK_FIELDS: tuple[str, ...] = (
@@ -976,7 +976,8 @@ def _lot_contribution(
     bad: BoolArray,
     c: int,
 ) -> float:
-    """Column ``c`` of a lot's contribution (the layout of :func:`lot_update_kernel`)."""
+    """Column ``c`` of a lot's contribution, in the column order of ``contrib`` and of the sums
+    (``engine.state.AGG_FIELDS``): quantity x each unit figure, P&L, held (1/0), stale (1/0)."""
     n_fig = N_UNIT - 2
     i = lot_inst[lot]
     qn = qty[lot]
@@ -990,32 +991,10 @@ def _lot_contribution(
     return 1.0 if held and bad[i] else 0.0
 
 
-@njit(
-    void(
-        int64[::1],  # lots to update
-        int64[::1],  # lot -> instrument
-        int64[::1],  # lot -> group
-        float64[::1],  # lot quantity
-        float64[::1],  # lot cost (sum of quantity x price, or quantity / price)
-        boolean[::1],  # lot has a cost (every fill had a price)
-        float64[:, ::1],  # unit, (n_instruments, N_UNIT)
-        boolean[::1],  # instrument stale or unpriced
-        float64[:, ::1],  # contrib, (n_lots, N_AGG): each lot's current contribution
-        int64[::1],  # group -> (book, underlying) row
-        int64[::1],  # group -> book row
-        float64[:, ::1],  # group sums, high parts (n_groups, N_AGG)
-        float64[:, ::1],  # group sums, compensation
-        float64[:, ::1],  # (book, underlying) sums, high parts
-        float64[:, ::1],  # (book, underlying) sums, compensation
-        float64[:, ::1],  # book sums, high parts
-        float64[:, ::1],  # book sums, compensation
-    ),
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-)
-def lot_update_kernel(
-    lots: npt.NDArray[np.int64],
+# inline: a call passing arrays costs a reference-count update per array, per lot
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _update_lot(
+    lot: int,
     lot_inst: npt.NDArray[np.int64],
     lot_group: npt.NDArray[np.int64],
     qty: F64,
@@ -1033,26 +1012,168 @@ def lot_update_kernel(
     book_hi: F64,
     book_lo: F64,
 ) -> None:
-    """Recompute the contribution of each lot in ``lots`` and move the sums of its group, its
-    (book, underlying) and its book from the old contribution to the new one (remove old, add
-    new), compensated."""
-    for j in range(lots.shape[0]):
-        lot = lots[j]
+    """Recompute the contribution of ``lot`` and move the sums of its group, its (book,
+    underlying) and its book from the old contribution to the new one (remove old, add new),
+    compensated. A lot whose contribution did not change costs no arithmetic, so updating a lot
+    twice is harmless."""
+    g = lot_group[lot]
+    u = group_bu[g]
+    b = group_book[g]
+    for c in range(N_AGG):
+        new = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
+        old = contrib[lot, c]
+        if old == new:
+            continue
+        _neumaier_add(hi, lo, g, c, -old)
+        _neumaier_add(hi, lo, g, c, new)
+        _neumaier_add(bu_hi, bu_lo, u, c, -old)
+        _neumaier_add(bu_hi, bu_lo, u, c, new)
+        _neumaier_add(book_hi, book_lo, b, c, -old)
+        _neumaier_add(book_hi, book_lo, b, c, new)
+        contrib[lot, c] = new
+
+
+_REPRICE_DIRTY_SIG = void(
+    int64[::1],  # dirty instruments (held or not)
+    int64[::1],  # dirty lots (changed by fills)
+    int64[::1],  # instrument -> number of lots
+    int64[::1],  # instrument -> its newest lot (-1: none)
+    int64[::1],  # lot -> the instrument's next older lot (-1: none)
+    *_PRICE_ROWS_SIG.args[1:],  # the instrument and market-data columns of price_rows_kernel
+    int64[::1],  # lot -> instrument
+    int64[::1],  # lot -> group
+    float64[::1],  # lot quantity
+    float64[::1],  # lot cost (sum of quantity x price, or quantity / price)
+    boolean[::1],  # lot has a cost (every fill had a price)
+    float64[:, ::1],  # contrib, (n_lots, N_AGG): each lot's current contribution
+    int64[::1],  # group -> (book, underlying) row
+    int64[::1],  # group -> book row
+    float64[:, ::1],  # group sums, high parts (n_groups, N_AGG)
+    float64[:, ::1],  # group sums, compensation
+    float64[:, ::1],  # (book, underlying) sums, high parts
+    float64[:, ::1],  # (book, underlying) sums, compensation
+    float64[:, ::1],  # book sums, high parts
+    float64[:, ::1],  # book sums, compensation
+    int64[::1],  # group -> the last stamp it was touched under
+    int64,  # this cycle's stamp (never used before)
+    boolean,  # reprice the held dirty instruments (False: the caller did, on the thread pool)
+    int64[::1],  # out: the groups touched (room for every group)
+    int64[::1],  # out: the instruments whose use of the spot or the forward changed
+    int64[::1],  # out: [number of groups touched, number of such instruments]
+)
+
+
+@njit(_REPRICE_DIRTY_SIG, cache=True, nogil=True, error_model="numpy")
+def reprice_dirty_kernel(
+    dirty: npt.NDArray[np.int64],
+    dirty_lots: npt.NDArray[np.int64],
+    n_lots: npt.NDArray[np.int64],
+    first_lot: npt.NDArray[np.int64],
+    next_lot: npt.NDArray[np.int64],
+    kind: I8,
+    black: BoolArray,
+    inverse: BoolArray,
+    is_call: BoolArray,
+    strike: F64,
+    mult: F64,
+    has_expiry: BoolArray,
+    expiry_ns: npt.NDArray[np.int64],
+    r: F64,
+    q: F64,
+    spot_row: npt.NDArray[np.int64],
+    fwd_row: npt.NDArray[np.int64],
+    own_px: F64,
+    own_ts: npt.NDArray[np.int64],
+    bid: F64,
+    ask: F64,
+    mark: F64,
+    iv: F64,
+    spot_px: F64,
+    spot_ts: npt.NDArray[np.int64],
+    fwd_px: F64,
+    fwd_ts: npt.NDArray[np.int64],
+    valuation_ns: int,
+    stale_after_ns: int,
+    X: F64,
+    T: F64,
+    sigma: F64,
+    uses_spot: BoolArray,
+    uses_fwd: BoolArray,
+    unit: F64,
+    status: I8,
+    bad: BoolArray,
+    lot_inst: npt.NDArray[np.int64],
+    lot_group: npt.NDArray[np.int64],
+    qty: F64,
+    cost: F64,
+    has_cost: BoolArray,
+    contrib: F64,
+    group_bu: npt.NDArray[np.int64],
+    group_book: npt.NDArray[np.int64],
+    hi: F64,
+    lo: F64,
+    bu_hi: F64,
+    bu_lo: F64,
+    book_hi: F64,
+    book_lo: F64,
+    group_stamp: npt.NDArray[np.int64],
+    stamp: int,
+    reprice: bool,
+    touched: npt.NDArray[np.int64],
+    moved: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+) -> None:
+    """An incremental cycle in one call: reprice the held instruments among ``dirty`` (as
+    :func:`price_rows_kernel`; not when ``reprice`` is False), then update every lot on them
+    and every lot in ``dirty_lots`` (remove the old contribution, add the new one,
+    compensated), listing the groups touched (once each) and the instruments that switched
+    between the index and the forward (the caller tracks who uses which shared price)."""
+    held = np.empty(dirty.shape[0], dtype=np.int64)
+    was = np.empty(dirty.shape[0], dtype=np.int8)
+    m = 0
+    for i in dirty:
+        if n_lots[i] > 0:
+            held[m] = i
+            was[m] = uses_spot[i] + 2 * uses_fwd[i]
+            m += 1
+    if reprice:
+        _price_range(
+            0, m, held, kind, black, inverse, is_call, strike, mult, has_expiry, expiry_ns, r,
+            q, spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px, spot_ts, fwd_px,
+            fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
+            status, bad, np.empty((9, 1)),
+        )  # fmt: skip
+    n_moved = 0
+    n_touched = 0
+    for j in range(m):
+        i = held[j]
+        if uses_spot[i] + 2 * uses_fwd[i] != was[j]:
+            moved[n_moved] = i
+            n_moved += 1
+        lot = first_lot[i]
+        while lot >= 0:
+            _update_lot(
+                lot, lot_inst, lot_group, qty, cost, has_cost, unit, bad, contrib, group_bu,
+                group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo,
+            )  # fmt: skip
+            g = lot_group[lot]
+            if group_stamp[g] != stamp:
+                group_stamp[g] = stamp
+                touched[n_touched] = g
+                n_touched += 1
+            lot = next_lot[lot]
+    for lot in dirty_lots:
+        _update_lot(
+            lot, lot_inst, lot_group, qty, cost, has_cost, unit, bad, contrib, group_bu,
+            group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo,
+        )  # fmt: skip
         g = lot_group[lot]
-        u = group_bu[g]
-        b = group_book[g]
-        for c in range(N_AGG):
-            new = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
-            old = contrib[lot, c]
-            if old == new:
-                continue
-            _neumaier_add(hi, lo, g, c, -old)
-            _neumaier_add(hi, lo, g, c, new)
-            _neumaier_add(bu_hi, bu_lo, u, c, -old)
-            _neumaier_add(bu_hi, bu_lo, u, c, new)
-            _neumaier_add(book_hi, book_lo, b, c, -old)
-            _neumaier_add(book_hi, book_lo, b, c, new)
-            contrib[lot, c] = new
+        if group_stamp[g] != stamp:
+            group_stamp[g] = stamp
+            touched[n_touched] = g
+            n_touched += 1
+    counts[0] = n_touched
+    counts[1] = n_moved
 
 
 _REBUILD_CHUNKS = 16

@@ -5,13 +5,12 @@ Data flow of one engine cycle (:meth:`Portfolio.cycle`):
 1. ``apply_tick`` / ``apply_quote`` / ``apply_fill`` store the latest inputs in per-instrument
    columns and mark the instruments (or lots) they change as dirty. They are cheap: the inbox
    already conflated market data to the latest per instrument.
-2. The dirty instruments that are held are repriced: their underlying price, time to expiry and
-   volatility are derived from the stored inputs, and :func:`engine.kernels.unit_exposure_kernel`
-   writes the exposure of one unit of position in each.
-3. :func:`engine.kernels.lot_update_kernel` recomputes the contribution of every lot (a book's
-   net position in one instrument) on those instruments and moves its group's sums from the old
-   contribution to the new one. Sums are compensated (Neumaier), so they stay within about one
-   rounding of the exact sum however many updates they absorb.
+2. One call of :func:`engine.kernels.reprice_dirty_kernel` reprices the dirty instruments that
+   are held (their underlying price, time to expiry and volatility derived from the stored
+   inputs, then the exposure of one unit of position in each), recomputes the contribution of
+   every lot (a book's net position in one instrument) on them or changed by a fill, and moves
+   its group's sums from the old contribution to the new one. Sums are compensated (Neumaier),
+   so they stay within about one rounding of the exact sum however many updates they absorb.
 
 A group is a (book, underlying, expiry) triple; (book, underlying) and book figures are sums of
 their groups, taken when published.
@@ -57,6 +56,7 @@ F64 = npt.NDArray[np.float64]
 
 AGG_FIELDS: tuple[str, ...] = (*METRICS, "n_positions", "n_stale")
 """Columns of a group's sums (:meth:`Portfolio.group_values`)."""
+_N_FLOAT = len(METRICS)  # the columns before the two counts
 if len(AGG_FIELDS) != kernels.N_AGG:  # the kernel's column count is fixed at compile time
     raise ImportError("engine.state.AGG_FIELDS does not match engine.kernels.N_AGG")
 
@@ -125,6 +125,7 @@ _INST_SPECS: dict[str, tuple[Any, Any, int]] = {
     "spot_row": (np.int64, 0, 0),
     "fwd_row": (np.int64, -1, 0),
     "n_lots": (np.int64, 0, 0),
+    "first_lot": (np.int64, -1, 0),  # its newest lot; the others follow through lots' next_lot
     "r": (np.float64, 0.0, 0),
     "q": (np.float64, 0.0, 0),
     # latest own market data
@@ -150,6 +151,7 @@ _LOT_SPECS: dict[str, tuple[Any, Any, int]] = {
     "qty": (np.float64, 0.0, 0),
     "cost": (np.float64, 0.0, 0),
     "has_cost": (np.bool_, True, 0),
+    "next_lot": (np.int64, -1, 0),  # the next older lot of the same instrument
     "contrib": (np.float64, 0.0, kernels.N_AGG),
 }
 _SUM_SPECS: dict[str, tuple[Any, Any, int]] = {
@@ -160,6 +162,7 @@ _GROUP_SPECS: dict[str, tuple[Any, Any, int]] = {
     **_SUM_SPECS,
     "bu": (np.int64, 0, 0),
     "book": (np.int64, 0, 0),
+    "stamp": (np.int64, 0, 0),  # the last incremental cycle that touched the group
 }
 
 
@@ -212,8 +215,8 @@ class Portfolio:
         self.valuation_ns = 0
         self._inst = _Columns(_INST_SPECS)
         self._inst_rows: dict[str, int] = {}
+        self._quote_rows: dict[str, int] = {}  # options quoted so far, by name
         self._inst_defs: list[Instrument] = []
-        self._inst_lots: list[list[int]] = []
         self._spots = _Sources()  # by index name
         self._fwds = _Sources()  # by (index, expiry_ns)
         self._lots = _Columns(_LOT_SPECS)
@@ -231,6 +234,7 @@ class Portfolio:
         self._bu_columns: dict[tuple[str, str], tuple[npt.NDArray[np.int64], list[str]]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
+        self._stamp = 0  # incremental cycles so far: marks the groups each one touched
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self.duplicate_fills = 0
         """Fills ignored because their ``fill_id`` was applied before (at-least-once feeds)."""
@@ -266,7 +270,6 @@ class Portfolio:
             self._fwds.dependents[fwd_row].append(row)
         self._inst_rows[inst.name] = row
         self._inst_defs.append(inst)
-        self._inst_lots.append([])
         return row
 
     def _lot_row(self, book: str, inst_row: int) -> int:
@@ -300,8 +303,10 @@ class Portfolio:
         self._lots.arrays["group"][lot] = g
         self._lot_rows[key] = lot
         self._lot_book.append(book)
-        self._inst_lots[inst_row].append(lot)
-        self._inst.arrays["n_lots"][inst_row] += 1
+        ia = self._inst.arrays
+        self._lots.arrays["next_lot"][lot] = ia["first_lot"][inst_row]
+        ia["first_lot"][inst_row] = lot
+        ia["n_lots"][inst_row] += 1
         self._dirty_inst.add(inst_row)  # it may never have been priced: nobody held it
         return lot
 
@@ -391,21 +396,40 @@ class Portfolio:
 
     def apply_quote(self, quote: Quote) -> bool:
         """Store an option quote; False if the instrument is unknown or not an option."""
-        inst = self.registry.get(quote.instrument)
-        if inst is None or inst.kind != Kind.OPTION:
-            return False
-        row = self._instrument_row(inst)
+        return self.apply_quotes((quote,)) == 0
+
+    def apply_quotes(self, quotes: Iterable[Quote]) -> int:
+        """Store option quotes (the latest of an instrument wins); returns how many were
+        refused: unknown instruments and instruments that are not options."""
+        known = self._quote_rows
+        latest: dict[int, Quote] = {}
+        refused = 0
+        for quote in quotes:
+            row = known.get(quote.instrument)
+            if row is None:
+                inst = self.registry.get(quote.instrument)
+                if inst is None or inst.kind != Kind.OPTION:
+                    refused += 1
+                    continue
+                row = known[quote.instrument] = self._instrument_row(inst)
+            latest[row] = quote
+            if quote.index_price is not None:
+                index = self._inst_defs[row].index
+                self._set_source(self._spots, index, quote.index_price, quote.ts_recv, False)
+        if not latest:
+            return refused
+        rows = np.fromiter(latest, np.int64, len(latest))
+        qs = latest.values()
         a = self._inst.arrays
-        a["bid"][row] = _NAN if quote.bid is None else quote.bid
-        a["ask"][row] = _NAN if quote.ask is None else quote.ask
-        a["mark"][row] = _NAN if quote.mark is None else quote.mark
-        a["iv"][row] = _NAN if quote.iv is None else quote.iv
-        a["own_px"][row] = _NAN if quote.underlying_price is None else quote.underlying_price
-        a["own_ts"][row] = quote.ts_recv
-        self._dirty_inst.add(row)
-        if quote.index_price is not None:
-            self._set_source(self._spots, inst.index, quote.index_price, quote.ts_recv, False)
-        return True
+        # None (a field the quote lacks) becomes NaN in a float64 column
+        a["bid"][rows] = [q.bid for q in qs]
+        a["ask"][rows] = [q.ask for q in qs]
+        a["mark"][rows] = [q.mark for q in qs]
+        a["iv"][rows] = [q.iv for q in qs]
+        a["own_px"][rows] = [q.underlying_price for q in qs]
+        a["own_ts"][rows] = [q.ts_recv for q in qs]
+        self._dirty_inst.update(latest)
+        return refused
 
     def _set_source(self, table: _Sources, key: Any, px: float, ts: int, from_tick: bool) -> None:
         """Store a shared price and dirty the instruments priced off it. A dedicated tick feed
@@ -430,27 +454,15 @@ class Portfolio:
         """Reprice what changed (everything, at ``now_ns``, when ``full`` or on the first call)
         and update the sums. Returns the (book, underlying) pairs whose figures changed."""
         g = self._groups
-        if full or self.valuation_ns == 0:
-            self.valuation_ns = now_ns
-            rows = np.flatnonzero(self._inst.arrays["n_lots"][: self._inst.n])
-            self._price(rows, self._inst.arrays)
-            lots = np.empty(0, dtype=np.int64)
-            rebuild = True
-        else:
-            held = [i for i in self._dirty_inst if self._inst_lots[i]]
-            rows = np.asarray(held, dtype=np.int64)
-            if rows.size:
-                self._price(rows, self._inst.arrays)
-            lot_set = set(self._dirty_lots)
-            for i in held:
-                lot_set.update(self._inst_lots[i])
-            lots = np.fromiter(lot_set, np.int64, len(lot_set))
-            rebuild = False
-        self._dirty_inst.clear()
-        self._dirty_lots.clear()
         la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
         ua, ba = self._bus.arrays, self._books.arrays
-        if rebuild:  # every sum from scratch, threaded (the result does not depend on threads)
+        keys = self._group_keys
+        if full or self.valuation_ns == 0:
+            self.valuation_ns = now_ns
+            self._dirty_inst.clear()
+            self._dirty_lots.clear()
+            self._price(np.flatnonzero(ia["n_lots"][: self._inst.n]), ia)
+            # every sum from scratch, threaded (the result does not depend on threads)
             n, m = self._lots.n, g.n
             kernels.lot_rebuild_parallel_kernel(
                 la["inst"][:n], la["group"][:n], la["qty"][:n], la["cost"][:n],
@@ -458,16 +470,55 @@ class Portfolio:
                 ga["book"][:m], ga["hi"][:m], ga["lo"][:m], ua["hi"], ua["lo"], ba["hi"],
                 ba["lo"],
             )  # fmt: skip
-        elif lots.size:
-            kernels.lot_update_kernel(
-                lots, la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
-                ia["unit"], ia["bad"], la["contrib"], ga["bu"], ga["book"], ga["hi"], ga["lo"],
-                ua["hi"], ua["lo"], ba["hi"], ba["lo"],
-            )  # fmt: skip
-        # only the groups of the lots just updated: no scan of every group
-        touched = np.arange(g.n) if rebuild else np.unique(la["group"][lots])
-        keys = self._group_keys
-        return {(keys[k][0], keys[k][1]) for k in touched.tolist()}
+            return {(k[0], k[1]) for k in keys}
+        if not (self._dirty_inst or self._dirty_lots):
+            return set()
+        dirty = np.fromiter(self._dirty_inst, np.int64, len(self._dirty_inst))
+        dirty_lots = np.fromiter(self._dirty_lots, np.int64, len(self._dirty_lots))
+        self._dirty_inst.clear()
+        self._dirty_lots.clear()
+        self._stamp += 1
+        touched = np.empty(g.n, dtype=np.int64)
+        moved = np.empty(dirty.size, dtype=np.int64)
+        counts = np.zeros(2, dtype=np.int64)
+        # Many at once (an index move under a book priced off it): reprice on the thread pool.
+        threaded = dirty.size >= PARALLEL_MIN_ROWS
+        if threaded:
+            self._price(dirty[ia["n_lots"][dirty] > 0], ia)
+        sc, fc = self._spots.cols.arrays, self._fwds.cols.arrays
+        kernels.reprice_dirty_kernel(
+            dirty, dirty_lots, ia["n_lots"], ia["first_lot"], la["next_lot"], ia["kind"],
+            ia["black"], ia["inverse"], ia["is_call"], ia["strike"], ia["mult"],
+            ia["has_expiry"], ia["expiry_ns"], ia["r"], ia["q"], ia["spot_row"], ia["fwd_row"],
+            ia["own_px"], ia["own_ts"], ia["bid"], ia["ask"], ia["mark"], ia["iv"], sc["px"],
+            sc["ts"], fc["px"], fc["ts"], self.valuation_ns, self.stale_after_ns, ia["X"],
+            ia["T"], ia["sigma"], ia["uses_spot"], ia["uses_fwd"], ia["unit"], ia["status"],
+            ia["bad"], la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
+            la["contrib"], ga["bu"], ga["book"], ga["hi"], ga["lo"], ua["hi"], ua["lo"],
+            ba["hi"], ba["lo"], ga["stamp"], self._stamp, not threaded, touched, moved,
+            counts,
+        )  # fmt: skip
+        n_touched, n_moved = counts.tolist()
+        for i in moved[:n_moved].tolist():
+            self._track_users(i)
+        return {(keys[k][0], keys[k][1]) for k in touched[:n_touched].tolist()}
+
+    def _track_users(self, row: int) -> None:
+        """Record whether instrument ``row`` is priced off its index and off its forward, so a
+        move of either dirties it."""
+        ia = self._inst.arrays
+        for flag, table, col in (
+            ("uses_spot", self._spots, "spot_row"),
+            ("uses_fwd", self._fwds, "fwd_row"),
+        ):
+            source = int(ia[col][row])
+            if source < 0:
+                continue
+            users = table.users[source]
+            if ia[flag][row]:
+                users.add(row)
+            else:
+                users.discard(row)
 
     def _price(self, rows: npt.NDArray[np.int64], a: dict[str, npt.NDArray[Any]]) -> None:
         """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write
@@ -490,17 +541,9 @@ class Portfolio:
             a["uses_fwd"], a["unit"], a["status"], a["bad"],
         )  # fmt: skip
         if live:  # who is priced off which shared price, for dirtying on its next move
-            for flag, was, table, col in (
-                ("uses_spot", was_spot, self._spots, "spot_row"),
-                ("uses_fwd", was_fwd, self._fwds, "fwd_row"),
-            ):
-                now = ia[flag][rows]
-                for i in rows[now != was].tolist():
-                    users = table.users[int(ia[col][i])]
-                    if ia[flag][i]:
-                        users.add(i)
-                    else:
-                        users.discard(i)
+            moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
+            for i in rows[moved].tolist():
+                self._track_users(i)
 
     # ------------------------------------------------------------------ results
     def group_values(self) -> npt.NDArray[np.float64]:
@@ -554,50 +597,73 @@ class Portfolio:
         ]
 
     def exposure_payloads(
-        self, keys: Iterable[tuple[str, str]], now_ns: int
+        self,
+        keys: Iterable[tuple[str, str]],
+        now_ns: int,
+        books: Iterable[str] | None = None,
     ) -> list[tuple[str, dict[str, Any]]]:
-        """Payloads for the given (book, underlying) pairs and for their books, keyed
-        ``{book}:{underlying}`` and ``{book}`` (schema: docs/redis.md)."""
+        """Payloads for the given (book, underlying) pairs, keyed ``{book}:{underlying}``,
+        then for ``books`` (default: the books of those pairs), keyed ``{book}``; each group
+        sorted (schema: docs/redis.md)."""
         base = {
             "v": SCHEMA_VERSION,
             "ts": now_ns // 1_000_000,
             "ts_ns": now_ns,
             "valuation_ts_ns": self.valuation_ns,
         }
+        pairs = sorted(keys)
+        book_names = sorted({b for b, _ in pairs} if books is None else set(books))
         out: list[tuple[str, dict[str, Any]]] = []
-        books: set[str] = set()
-        ua, ba = self._bus.arrays, self._books.arrays
-        for book, und in sorted(keys):
-            u = self._bu_rows[(book, und)]
-            payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
-            payload["underlying"] = und
-            payload.update(_figures((ua["hi"][u] + ua["lo"][u]).tolist()))
-            payload["expiries"] = self._expiry_columns((book, und))
-            payload["units"] = UNITS
-            out.append((f"{book}:{und}", payload))
-            books.add(book)
-        for book in sorted(books):
-            b = self._book_rows[book]
-            figures = _figures((ba["hi"][b] + ba["lo"][b]).tolist())
-            figures.update(_NOT_AT_BOOK_SCOPE)
-            out.append((book, {**base, "scope": "book", "book": book, **figures, "units": UNITS}))
+        if pairs:
+            ua = self._bus.arrays
+            rows = [self._bu_rows[k] for k in pairs]
+            figures = (ua["hi"][rows] + ua["lo"][rows]).tolist()
+            for (book, und), row, expiries in zip(
+                pairs, figures, self._expiry_columns(pairs), strict=True
+            ):
+                payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
+                payload["underlying"] = und
+                payload.update(_figures(row))
+                payload["expiries"] = expiries
+                payload["units"] = UNITS
+                out.append((f"{book}:{und}", payload))
+        if book_names:
+            ba = self._books.arrays
+            rows = [self._book_rows[b] for b in book_names]
+            sums = (ba["hi"][rows] + ba["lo"][rows]).tolist()
+            for book, row in zip(book_names, sums, strict=True):
+                figures = _figures(row)
+                figures.update(_NOT_AT_BOOK_SCOPE)
+                out.append(
+                    (book, {**base, "scope": "book", "book": book, **figures, "units": UNITS})
+                )
         return out
 
-    def _expiry_columns(self, key: tuple[str, str]) -> dict[str, Any]:
-        """A payload's ``expiries``: ``expiry`` (labels, in time order) and one column per
-        figure, a fresh numpy array (float64; int64 counts) with a value per expiry."""
-        cols = self._bu_columns.get(key)
-        if cols is None:
-            groups = self._bu_groups.get(key, [])
-            cols = (np.array(groups, dtype=np.int64), [self._group_keys[g][2] for g in groups])
-            self._bu_columns[key] = cols
-        index, labels = cols
+    def _expiry_columns(self, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Each pair's ``expiries``: ``expiry`` (labels, in time order) and one column per
+        figure, a numpy array (float64; int64 counts) with a value per expiry. The columns of
+        all the pairs are views of one fresh block, gathered in one pass."""
+        cached = []
+        for key in pairs:
+            entry = self._bu_columns.get(key)
+            if entry is None:
+                groups = self._bu_groups.get(key, [])
+                labels = [self._group_keys[g][2] for g in groups]
+                entry = self._bu_columns[key] = (np.array(groups, dtype=np.int64), labels)
+            cached.append(entry)
+        index = np.concatenate([c[0] for c in cached])
         ga = self._groups.arrays
         values = (ga["hi"][index] + ga["lo"][index]).T.copy()  # C order: each row contiguous
-        out: dict[str, Any] = {"expiry": labels}
-        out.update(zip(AGG_FIELDS, values, strict=True))
-        out["n_positions"] = np.rint(out["n_positions"]).astype(np.int64)
-        out["n_stale"] = np.rint(out["n_stale"]).astype(np.int64)
+        counts = np.rint(values[_N_FLOAT:]).astype(np.int64)  # n_positions, n_stale
+        out: list[dict[str, Any]] = []
+        start = 0
+        for _, labels in cached:
+            stop = start + len(labels)
+            cols: dict[str, Any] = {"expiry": labels}
+            cols.update(zip(AGG_FIELDS[:_N_FLOAT], values[:_N_FLOAT, start:stop], strict=True))
+            cols.update(zip(AGG_FIELDS[_N_FLOAT:], counts[:, start:stop], strict=True))
+            out.append(cols)
+            start = stop
         return out
 
     def bu_keys(self) -> list[tuple[str, str]]:

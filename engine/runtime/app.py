@@ -151,11 +151,12 @@ class Daemon:
         self.latency_ns: deque[int] = deque(maxlen=4096)
         self.unknown = 0
         self.cycle_errors = 0
-        self._dirty: dict[tuple[str, str], int] = {}
-        """Keys changed since their last payload -> when that payload may be built (monotonic
-        ns: the last build + ``redis.min_interval_ms``)."""
+        self._dirty: dict[tuple[str, str | None], int] = {}
+        """Payloads changed since they were last built -> when they may be built again
+        (monotonic ns: the last build + ``redis.min_interval_ms``). A payload is a (book,
+        underlying) pair or, with underlying None, a book."""
         self._next_due_ns: float = math.inf  # the earliest of those: no scan until then
-        self._built_ns: dict[tuple[str, str], int] = {}
+        self._built_ns: dict[tuple[str, str | None], int] = {}
         self._publish_interval_ns = config.redis.min_interval_ms * 1_000_000
         self._lots_seen = portfolio.lot_count
         self.rejected_fills: list[Fill] = []
@@ -180,9 +181,7 @@ class Daemon:
         for t in ticks:
             if not p.apply_tick(t):
                 self.unknown += 1
-        for q in quotes:
-            if not p.apply_quote(q):
-                self.unknown += 1
+        self.unknown += p.apply_quotes(quotes)
         for f in fills:
             try:
                 applied = p.apply_fill(f)
@@ -206,14 +205,18 @@ class Daemon:
             self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
             changed = set(p.bu_keys())
         due = self._due(changed, flush)
-        payloads = p.exposure_payloads(due, now) if due else []
+        payloads: list[tuple[str, dict[str, Any]]] = []
+        if due:
+            pairs = [(b, u) for b, u in due if u is not None]
+            books = [b for b, u in due if u is None]
+            payloads = p.exposure_payloads(pairs, now, books)
         for key, payload in payloads:
             self.sink.exposure(key, payload)
             self.latest[key] = payload
             self._alerts(payload, now)
         done = self.clock.now_ns()
-        events: list[Tick | Quote | Fill] = [*ticks, *quotes, *fills]
-        self.latency_ns.extend(done - ev.ts_recv for ev in events)
+        for events in (ticks, quotes, fills):
+            self.latency_ns.extend([done - ev.ts_recv for ev in events])
         self.cycles += 1
         self.cycle_s.append(time.perf_counter() - t0)
         return len(payloads)
@@ -250,18 +253,21 @@ class Daemon:
             "alert %s", payload["state"], extra={"alert": payload["id"], "value": payload["value"]}
         )
 
-    def _due(self, changed: Iterable[tuple[str, str]], flush: bool) -> list[tuple[str, str]]:
-        """Mark ``changed`` dirty; take the dirty keys whose payload may be built now (all of
-        them when ``flush``). The keys are scanned only when one is due."""
+    def _due(self, changed: Iterable[tuple[str, str]], flush: bool) -> list[tuple[str, str | None]]:
+        """Mark the ``changed`` (book, underlying) pairs and their books dirty; take the dirty
+        payloads that may be built now (all of them when ``flush``), each at most every
+        ``redis.min_interval_ms``. The dirty payloads are scanned only when one is due."""
         dirty = self._dirty
         built = self._built_ns
         limit = self._publish_interval_ns
-        for k in changed:
-            if k not in dirty:
-                at = built.get(k, -limit) + limit
-                dirty[k] = at
-                if at < self._next_due_ns:
-                    self._next_due_ns = at
+        for book, und in changed:
+            pair: tuple[str, str | None] = (book, und)
+            for k in (pair, (book, None)):
+                if k not in dirty:
+                    at = built.get(k, -limit) + limit
+                    dirty[k] = at
+                    if at < self._next_due_ns:
+                        self._next_due_ns = at
         mono = time.monotonic_ns()
         if not flush and mono < self._next_due_ns:
             return []
