@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import redis.exceptions
 
 from engine.clock import ManualClock
 from engine.daycount import year_fraction
-from engine.events import Fill
+from engine.events import Fill, Quote
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.runtime.app import Daemon, build, run
@@ -377,3 +378,47 @@ instrument_currencies = ["BTC"]
             async with asyncio.timeout(20):
                 assert await task == 0
             await r.aclose()
+
+
+INTERVAL_S = 0.5
+
+
+def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None:
+    """A (book, underlying) pair and its book are rate-limited each on its own: a quote that
+    moves one pair dirties that pair and the book, and nothing is built again before the
+    interval is up (but on a flush)."""
+    (tmp_path / "positions.csv").write_text(
+        f"book,instrument,quantity\nmain,{CALL},10\nmain,{PUT},-20\n"
+    )
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f'[redis]\nurl = "redis://127.0.0.1:9/0"\nmin_interval_ms = {INTERVAL_S * 1000:.0f}\n'
+        '[portfolio]\npositions = "positions.csv"\n[engine]\nfull_reprice_interval_s = 3600\n'
+    )
+    daemon = build(load_config(path), path, clock=ManualClock(TS * 1_000_000))
+
+    def quote(instrument: str, iv: float) -> None:
+        fwd = 60_000.0 if instrument == CALL else 3_000.0
+        ts = TS * 1_000_000
+        daemon.inbox.put(
+            Quote(instrument=instrument, iv=iv, underlying_price=fwd, ts_event=ts, ts_recv=ts)
+        )
+
+    assert daemon.cycle() == 3  # the first full cycle: main:BTC, main:ETH, main
+    assert set(daemon.latest) == {"main:BTC", "main:ETH", "main"}
+    quote(CALL, 0.6)
+    quote(PUT, 0.7)
+    assert daemon.cycle() == 0  # built moments ago: both pairs and the book wait
+    time.sleep(INTERVAL_S * 1.2)
+    assert daemon.cycle() == 3  # all three have changed since, and are due
+    eth = daemon.latest["main:ETH"]
+    assert eth["expiries"]["vega"][0] != 0.0
+    time.sleep(INTERVAL_S * 1.2)
+    quote(CALL, 0.65)
+    assert daemon.cycle() == 2  # main:BTC and its book; main:ETH did not change
+    assert daemon.latest["main:ETH"] is eth
+    quote(PUT, 0.75)
+    assert daemon.cycle() == 1  # main:ETH is due, its book was built a moment ago
+    assert daemon.latest["main:ETH"] is not eth
+    quote(PUT, 0.8)
+    assert daemon.cycle(flush=True) == 2  # a flush builds whatever is dirty

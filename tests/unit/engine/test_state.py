@@ -567,6 +567,21 @@ def test_ticks_and_quotes_for_the_wrong_kind_are_refused() -> None:
     assert not p.apply_tick(tick("NOPE", 1.0))
     assert not p.apply_quote(quote("BTC-PERPETUAL"))
     assert not p.apply_quote(quote("NOPE"))
+    assert p.apply_quotes([quote("NOPE"), quote(CALL, iv=0.5), quote("BTC-PERPETUAL")]) == 2
+
+
+def test_in_a_batch_of_quotes_the_latest_of_an_instrument_wins() -> None:
+    one, batch = portfolio(), portfolio()
+    for p in (one, batch):
+        p.apply_fill(fill(CALL, 1.0, None))
+    first = quote(CALL, iv=0.9, underlying_price=50_000.0, index_price=49_000.0)
+    last = quote(CALL, iv=0.5, underlying_price=61_000.0, mark=0.05)
+    one.apply_quote(last)
+    assert batch.apply_quotes([first, last]) == 0
+    for p in (one, batch):
+        p.cycle(V, full=True)
+    assert by_key(batch) == by_key(one)
+    assert by_key(one)[("main", "BTC", DEC27_LABEL)]["n_stale"] == 0
 
 
 # -------------------------------------------------------------------------- cycle semantics
@@ -716,12 +731,21 @@ class PortfolioMachine(RuleBasedStateMachine):
         self.mirror = portfolio()
         self.now = T0_NS
         self.cycled = False
+        self.quotes: list[Quote] = []  # applied in one batch before the next other event
+
+    def _apply_quotes(self) -> None:
+        """The portfolio takes the quotes as one batch, the mirror one by one."""
+        refused = sum(not self.mirror.apply_quote(q) for q in self.quotes)
+        assert self.p.apply_quotes(self.quotes) == refused
+        self.quotes = []
 
     def _both(self, ev: Tick | Quote | Fill) -> None:
+        if isinstance(ev, Quote):
+            self.quotes.append(ev)
+            return
+        self._apply_quotes()
         if isinstance(ev, Tick):
             assert self.p.apply_tick(ev) == self.mirror.apply_tick(ev)
-        elif isinstance(ev, Quote):
-            assert self.p.apply_quote(ev) == self.mirror.apply_quote(ev)
         else:
             assert self.p.apply_fill(ev)
             mirrored = Fill(
@@ -822,6 +846,7 @@ class PortfolioMachine(RuleBasedStateMachine):
         self.now += round(hours * 3_600 * S_NS)
 
     def _cycle(self, dt_s: float, full: bool) -> None:
+        self._apply_quotes()
         self.now += round(dt_s * S_NS)
         before = dict(zip(self.p.group_keys(), self.p.group_values().copy(), strict=True))
         first = not self.cycled
@@ -926,6 +951,31 @@ def test_a_long_run_of_updates_does_not_drift() -> None:
             for c, name in enumerate(FIELDS):
                 if got[name] is not None:
                     assert abs(got[name] - want[c]) <= tol[c], (scope_key, name)
+
+
+def test_many_dirty_instruments_are_repriced_on_the_thread_pool_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An index move dirtying more than PARALLEL_MIN_ROWS instruments reprices them on the
+    thread pool first; the figures are those of the single-threaded incremental cycle."""
+    books = []
+    for _ in range(2):
+        p = portfolio(stale_after_ns=10**18)
+        for k in range(40):  # options with no forward of their own: priced off the index
+            name = f"BTC-27DEC24-{40_000 + 1_000 * k}-{'C' if k % 2 else 'P'}"
+            p.apply_fill(fill(name, 1.0 + k, 0.05))
+            p.apply_quote(quote(name, iv=0.4 + 0.01 * k))
+        p.apply_tick(tick("btc_usd", 60_000.0))
+        p.cycle(V, full=True)
+        books.append(p)
+    threaded, single = books
+    for px in (61_000.0, 59_500.0):
+        for p, threshold in ((threaded, 2), (single, 10**9)):
+            monkeypatch.setattr("engine.state.PARALLEL_MIN_ROWS", threshold)
+            p.apply_tick(tick("btc_usd", px))
+            assert p.cycle(V) == {("main", "BTC")}
+    assert np.array_equal(threaded.group_values(), single.group_values())
+    assert_allclose(threaded.group_values(), threaded.recompute(), rtol=1e-12, atol=1e-9)
 
 
 def test_a_redelivered_fill_is_applied_once() -> None:
