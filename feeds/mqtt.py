@@ -8,6 +8,10 @@ acknowledged (PUBACK) only once it has been handed to the engine (a fill queued 
 ``put_fill``), so a message in flight when the feed stops or the connection drops is delivered
 again: fills arrive at least once, and a fill ``id`` lets the engine recognise a redelivery.
 
+Market data (ticks and quotes) is decoded and handed over in paho's message callback, so it
+costs no task per message; fills, which may have to wait for room in the engine's queue, are
+awaited in the feed's own loop.
+
 The session lives as long as the broker keeps it (a broker without persistence forgets it on a
 restart); the feed resubscribes after every reconnection anyway.
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import aiomqtt
 import msgspec
@@ -144,6 +148,7 @@ class MqttFeed:
         self._config = config
         self._clock = clock
         self._codec = JsonCodec(registry, feed=config.name, topic_prefix=config.topic_prefix)
+        self._fill_prefix = f"{config.topic_prefix}{FILL_TOPIC}/"
         self._drops = DropLog(self.stats, clock, logger)
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
 
@@ -174,8 +179,23 @@ class MqttFeed:
                 await asyncio.sleep(delay_s)
 
     async def _session(self, sink: EventSink) -> None:
-        """One connection: connect, subscribe, read until it fails."""
+        """One connection: connect, subscribe, read until it fails.
+
+        Market data is decoded and handed to ``sink`` in paho's message callback, through
+        aiomqtt's own queue (its ``queue_type``): aiomqtt's message iterator costs a task and
+        an ``asyncio.wait`` per message, several times the decoding. Fills, which may have to
+        wait for room in the engine's queue, go through that queue to this loop."""
         cfg = self._config
+        feed = self
+        fills = self._fill_prefix
+
+        class Intake(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                if item.topic.value.startswith(fills):
+                    super().put_nowait(item)
+                else:
+                    feed._market_data(sink, paho, item)
+
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
@@ -185,6 +205,7 @@ class MqttFeed:
             timeout=cfg.timeout_s,
             username=cfg.username,
             password=self._password(),
+            queue_type=Intake,
         )
         # Acknowledge each message only once the engine has it (module docstring). aiomqtt
         # does not expose paho's manual acknowledgement, so it is set on paho's client.
@@ -201,17 +222,21 @@ class MqttFeed:
                     extra={"feed": self.name, "host": cfg.host, "port": cfg.port},
                 )
                 messages = client.messages.__aiter__()
+                silence_s = cfg.silence_timeout_s
+                wait_s = silence_s
                 while True:
-                    if cfg.silence_timeout_s is None:
-                        message = await anext(messages)
-                    else:
-                        try:
-                            async with asyncio.timeout(cfg.silence_timeout_s):
-                                message = await anext(messages)
-                        except TimeoutError:
+                    try:
+                        async with asyncio.timeout(wait_s):  # None: no limit
+                            message = await anext(messages)
+                    except TimeoutError:
+                        quiet_s = (self._clock.now_ns() - self.stats.last_recv_ns) / 1e9
+                        if silence_s is None or quiet_s >= silence_s:
                             raise FeedConnectionError(
-                                self.name, f"no message for {cfg.silence_timeout_s} s"
+                                self.name, f"no message for {silence_s} s"
                             ) from None
+                        wait_s = silence_s - quiet_s  # market data came meanwhile
+                        continue
+                    wait_s = silence_s
                     fill = self._handle(sink, message.topic.value, message.payload)
                     if fill is not None:
                         await sink.put_fill(fill)
@@ -221,6 +246,17 @@ class MqttFeed:
             raise classify(self.name, exc) from exc
         finally:
             self.stats.connected = False
+
+    def _market_data(self, sink: EventSink, paho: Any, message: aiomqtt.Message) -> None:
+        """A tick or quote, in paho's callback: decode, hand to ``sink``, acknowledge. Never
+        raises (paho's read loop runs it): an unexpected error drops the message like a bad
+        one, counted and logged (rate-limited) under the reason ``internal``."""
+        try:
+            self._handle(sink, message.topic.value, message.payload)
+        except Exception as exc:
+            detail = f"unexpected {type(exc).__name__}: {exc}"
+            self._drops.drop(FeedDecodeError(self.name, "internal", detail, message.payload))
+        paho.ack(message.mid, message.qos)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         cfg = self._config
@@ -239,8 +275,7 @@ class MqttFeed:
 
     def _handle(self, sink: EventSink, topic: str, payload: bytes) -> Fill | None:
         """Decode one message and hand a tick or quote to ``sink``; a fill is returned for the
-        caller to await into the sink (it may have to wait for room). Market data, nearly every
-        message, costs no coroutine."""
+        caller to await into the sink (it may have to wait for room)."""
         now = self._clock.now_ns()
         stats = self.stats
         stats.received += 1

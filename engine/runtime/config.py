@@ -82,7 +82,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     cycle_interval_ms: PositiveInt = 50
-    min_cycle_interval_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
+    min_cycle_interval_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 5.0
     full_reprice_interval_s: PositiveFloat = 1.0
     fill_queue: PositiveInt = 100_000
     feed_stale_after_s: PositiveFloat = 10.0

@@ -174,6 +174,33 @@ async def test_bad_messages_are_counted_and_dropped(
     assert feed.stats.received == 3 * len(bad) + 4
 
 
+class FaultySink(CollectingSink):
+    """An engine side that fails on one instrument's market data (a bug, not bad input)."""
+
+    def put(self, event: Tick | Quote) -> None:
+        if event.instrument == OPTION:
+            raise RuntimeError("boom")
+        super().put(event)
+
+
+async def test_an_unexpected_error_drops_the_message_and_the_feed_goes_on(
+    mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    feed = new_feed(make_config(mosquitto_server.port, unique))
+    sink = FaultySink()
+    async with running(feed, sink), publisher(mosquitto_server.port) as publish:
+        await until(lambda: feed.stats.connected)
+        for i in range(2):
+            await publish(f"{unique}/md/quote/{OPTION}", {"instrument": OPTION, "mark": 0.02})
+            await publish(f"{unique}/md/tick/BTC-PERPETUAL", tick(price=65000.0 + i))
+        await publish(f"{unique}/fills/main", fill(1))
+        await until(lambda: len(sink.events) == 3)
+    assert [e.price for e in sink.events if isinstance(e, Tick)] == [65000.0, 65001.0]
+    assert [f.fill_id for f in sink.fills] == ["f1"]
+    assert dict(feed.stats.dropped) == {"internal": 2}
+    assert feed.stats.connects == 1  # the connection survived
+
+
 async def test_reconnects_and_resubscribes_after_broker_restart(unique: str) -> None:
     with MosquittoServer() as server:
         feed = new_feed(make_config(server.port, unique))
