@@ -579,7 +579,8 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
     await daemon.sink.aclose()  # never connected: replaced before run
     daemon.sink = sink
     p = daemon.portfolio
-    apply_quotes, p_cycle, d_cycle = p.apply_quotes, p.cycle, daemon.cycle
+    apply_quotes, p_cycle = p.apply_quotes, p.cycle
+    d_cycle, d_acycle = daemon.cycle, daemon.acycle
 
     # The wrappers pass any other arguments through, so they follow the engine's signatures.
     # They keep the quotes, not fields of each: observing costs the daemon little per quote.
@@ -605,10 +606,20 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
         rec.built += int(n)
         return n
 
+    async def d_acycle_wrapped(*args: Any, **kwargs: Any) -> Any:  # the engine loop's
+        rec.start_ns = time.time_ns()
+        before = len(rec.cycles)
+        n = await d_acycle(*args, **kwargs)
+        if len(rec.cycles) > before:
+            rec.cycles[-1][3] = time.time_ns()
+        rec.built += int(n)
+        return n
+
     # Instance attributes shadow the methods: the daemon's own code calls these wrappers.
     p.apply_quotes = apply_wrapped  # type: ignore[method-assign]  # observation only
     p.cycle = p_cycle_wrapped  # type: ignore[method-assign]  # observation only
     daemon.cycle = d_cycle_wrapped  # type: ignore[method-assign]  # observation only
+    daemon.acycle = d_acycle_wrapped  # type: ignore[method-assign]  # observation only
     gc.callbacks.append(rec.on_gc)
     chains = [c for c, _ in CHAINS]
     keys_of: dict[str, tuple[str, str]] = {}
@@ -1463,8 +1474,9 @@ def _setup_section(r: Results) -> list[str]:
         "cycle* = to the end of that `Daemon.cycle` (what `Daemon.latency_ns` holds); "
         "*Redis* = to the execution of the first Redis pipeline that carried a payload of "
         "both keys the quote changed ((book, underlying) and book), built at or after that "
-        "cycle. Observed by wrapping `apply_quotes`, `Portfolio.cycle` and `Daemon.cycle` on "
-        "the instances and by a `RedisSink` subclass noting each `_commit`; engine code is "
+        "cycle. Observed by wrapping `apply_quotes`, `Portfolio.cycle` and "
+        "`Daemon.cycle`/`acycle` on the instances and by a `RedisSink` subclass noting each "
+        "`_commit`; engine code is "
         "unchanged. The Redis figure includes the sink's per-key rate limit (100 ms).",
         "",
         f"**In process** (books of {', '.join(_n(s) for s in sizes)} positions built with "

@@ -7,8 +7,9 @@ them as named tasks of one ``asyncio.TaskGroup``:
   with its traceback and the feed restarted after a capped backoff; a fatal connection error
   (bad credentials, bad address) stops that feed and is logged as an error.
 - ``engine``: waits for events (at most ``cycle_interval_ms``), drains the inbox into the
-  portfolio, reprices what changed (everything every ``full_reprice_interval_s``), hands the
-  changed exposures to the sink and evaluates the alert rules on them.
+  portfolio, reprices what changed (everything every ``full_reprice_interval_s``, in a worker
+  thread so that the other tasks go on meanwhile), hands the changed exposures to the sink and
+  evaluates the alert rules on them.
 - ``sink``: the Redis writer (batched, rate-limited per key, reconnecting).
 - ``monitor``: stale-feed alerts, and the statistics log line every ``stats_interval_s``.
 - ``view``: the live terminal view, when on.
@@ -30,6 +31,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,16 @@ def _build_feed(
     raise AssertionError(config)  # the tagged union admits nothing else
 
 
+@dataclass(slots=True)
+class _Step:
+    """A cycle between its parts (:meth:`Daemon.cycle`)."""
+
+    t0: float  # perf_counter at its start
+    now: int  # its valuation or publication time, on the daemon's clock
+    full: bool
+    events: tuple[list[Tick], list[Quote], list[Fill]]
+
+
 class Daemon:
     """Every component of a running riskd, built by :func:`build`."""
 
@@ -175,6 +187,24 @@ class Daemon:
         when due, so a burst of quotes costs repricing, not JSON. ``flush`` builds every dirty
         key now (shutdown).
         """
+        step = self._begin(full)
+        return self._end(step, self.portfolio.cycle(step.now, step.full), flush)
+
+    async def acycle(self) -> int:
+        """:meth:`cycle`, except that a full reprice runs in a worker thread: the kernels
+        release the GIL, so feeds and the sink go on meanwhile instead of waiting for a large
+        book's reprice. Nothing else touches the portfolio until it returns (the engine loop
+        is its only writer)."""
+        step = self._begin(False)
+        if step.full:
+            changed = await asyncio.to_thread(self.portfolio.cycle, step.now, True)
+        else:
+            changed = self.portfolio.cycle(step.now, False)
+        return self._end(step, changed, False)
+
+    def _begin(self, full: bool) -> _Step:
+        """A cycle's first part: drain the inbox into the portfolio; decide whether it is a
+        full reprice."""
         t0 = time.perf_counter()
         ticks, quotes, fills = self.inbox.drain()
         p = self.portfolio
@@ -200,8 +230,13 @@ class Daemon:
         full = full or now >= self._next_full_ns
         if full and p.unresolved_fills:  # their instruments may be known by now
             p.retry_unresolved()
-        changed = p.cycle(now, full)
-        if full:
+        return _Step(t0, now, full, (ticks, quotes, fills))
+
+    def _end(self, step: _Step, changed: set[tuple[str, str]], flush: bool) -> int:
+        """A cycle's last part, after the reprice: payloads of what is due, alerts, timings."""
+        p = self.portfolio
+        now = step.now
+        if step.full:
             self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
             changed = set(p.bu_keys())
         due = self._due(changed, flush)
@@ -215,10 +250,10 @@ class Daemon:
             self.latest[key] = payload
             self._alerts(payload, now)
         done = self.clock.now_ns()
-        for events in (ticks, quotes, fills):
+        for events in step.events:
             self.latency_ns.extend([done - ev.ts_recv for ev in events])
         self.cycles += 1
-        self.cycle_s.append(time.perf_counter() - t0)
+        self.cycle_s.append(time.perf_counter() - step.t0)
         return len(payloads)
 
     def _subscribe_new(self) -> None:
@@ -294,7 +329,11 @@ class Daemon:
             if gap > 0:
                 await asyncio.sleep(gap)
             last = time.monotonic()
-            self.safe_cycle()
+            try:
+                await self.acycle()
+            except Exception:  # as safe_cycle
+                self.cycle_errors += 1
+                logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
 
     def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
         """:meth:`cycle`, logging and counting an exception instead of raising it: a bug in one

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -427,3 +428,39 @@ def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None
     assert daemon.latest["main:ETH"] is not eth
     quote(PUT, 0.8)
     assert daemon.cycle(flush=True) == 2  # a flush builds whatever is dirty
+
+
+async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> None:
+    """The engine loop's full reprice runs in a worker thread: while it runs, the event loop
+    (feeds, sink) goes on. Here the reprice waits for a coroutine of the loop: were it run on
+    the loop's own thread, it would wait in vain."""
+    (tmp_path / "positions.csv").write_text(f"book,instrument,quantity\nmain,{CALL},10\n")
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        '[redis]\nurl = "redis://127.0.0.1:9/0"\n[portfolio]\npositions = "positions.csv"\n'
+    )
+    clock = ManualClock(TS * 1_000_000)
+    daemon = build(load_config(path), path, clock=clock)
+    daemon.cycle()  # the first cycle is a full one
+    p = daemon.portfolio
+    reprice = p.cycle
+    released = threading.Event()
+    seen: list[bool] = []
+
+    def waiting_cycle(now_ns: int, full: bool = False) -> set[tuple[str, str]]:
+        if full:
+            seen.append(released.wait(timeout=10))
+        return reprice(now_ns, full)
+
+    p.cycle = waiting_cycle  # type: ignore[method-assign]  # the test's hook
+    clock.advance(2 * 10**9)  # past full_reprice_interval_s
+    task = asyncio.create_task(daemon.acycle())
+    await asyncio.sleep(0.05)  # the loop runs while the reprice waits
+    released.set()
+    await task
+    assert seen == [True]
+    assert p.valuation_ns == clock.now_ns()  # a full reprice: the valuation time moved
+    clock.advance(10**6)
+    await daemon.acycle()  # incremental, on the loop's thread
+    assert seen == [True]
+    assert p.valuation_ns == clock.now_ns() - 10**6
