@@ -597,23 +597,23 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
         rec.pending = []
         return changed
 
-    def d_cycle_wrapped(*args: Any, **kwargs: Any) -> Any:
+    def cycle_starts() -> int:
         rec.start_ns = time.time_ns()
-        before = len(rec.cycles)
-        n = d_cycle(*args, **kwargs)
+        return len(rec.cycles)
+
+    def cycle_ended(before: int, built: int) -> int:
         if len(rec.cycles) > before:  # the Portfolio.cycle of this Daemon.cycle
             rec.cycles[-1][3] = time.time_ns()
-        rec.built += int(n)
-        return n
+        rec.built += built
+        return built
 
-    async def d_acycle_wrapped(*args: Any, **kwargs: Any) -> Any:  # the engine loop's
-        rec.start_ns = time.time_ns()
-        before = len(rec.cycles)
-        n = await d_acycle(*args, **kwargs)
-        if len(rec.cycles) > before:
-            rec.cycles[-1][3] = time.time_ns()
-        rec.built += int(n)
-        return n
+    def d_cycle_wrapped(*args: Any, **kwargs: Any) -> int:
+        before = cycle_starts()
+        return cycle_ended(before, d_cycle(*args, **kwargs))
+
+    async def d_acycle_wrapped(*args: Any, **kwargs: Any) -> int:  # the engine loop's
+        before = cycle_starts()
+        return cycle_ended(before, await d_acycle(*args, **kwargs))
 
     # Instance attributes shadow the methods: the daemon's own code calls these wrappers.
     p.apply_quotes = apply_wrapped  # type: ignore[method-assign]  # observation only

@@ -1011,11 +1011,16 @@ def _update_lot(
     bu_lo: F64,
     book_hi: F64,
     book_lo: F64,
-) -> None:
+    group_stamp: npt.NDArray[np.int64],
+    stamp: int,
+    touched: npt.NDArray[np.int64],
+    n_touched: int,
+) -> int:
     """Recompute the contribution of ``lot`` and move the sums of its group, its (book,
     underlying) and its book from the old contribution to the new one (remove old, add new),
     compensated. A lot whose contribution did not change costs no arithmetic, so updating a lot
-    twice is harmless."""
+    twice is harmless. Its group joins ``touched[:n_touched]`` unless already stamped with
+    ``stamp``; returns the new count."""
     g = lot_group[lot]
     u = group_bu[g]
     b = group_book[g]
@@ -1031,6 +1036,11 @@ def _update_lot(
         _neumaier_add(book_hi, book_lo, b, c, -old)
         _neumaier_add(book_hi, book_lo, b, c, new)
         contrib[lot, c] = new
+    if group_stamp[g] != stamp:
+        group_stamp[g] = stamp
+        touched[n_touched] = g
+        n_touched += 1
+    return n_touched
 
 
 _REPRICE_DIRTY_SIG = void(
@@ -1152,26 +1162,18 @@ def reprice_dirty_kernel(
             n_moved += 1
         lot = first_lot[i]
         while lot >= 0:
-            _update_lot(
+            n_touched = _update_lot(
                 lot, lot_inst, lot_group, qty, cost, has_cost, unit, bad, contrib, group_bu,
-                group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo,
+                group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo, group_stamp, stamp, touched,
+                n_touched,
             )  # fmt: skip
-            g = lot_group[lot]
-            if group_stamp[g] != stamp:
-                group_stamp[g] = stamp
-                touched[n_touched] = g
-                n_touched += 1
             lot = next_lot[lot]
     for lot in dirty_lots:
-        _update_lot(
+        n_touched = _update_lot(
             lot, lot_inst, lot_group, qty, cost, has_cost, unit, bad, contrib, group_bu,
-            group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo,
+            group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo, group_stamp, stamp, touched,
+            n_touched,
         )  # fmt: skip
-        g = lot_group[lot]
-        if group_stamp[g] != stamp:
-            group_stamp[g] = stamp
-            touched[n_touched] = g
-            n_touched += 1
     counts[0] = n_touched
     counts[1] = n_moved
 

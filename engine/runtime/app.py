@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -329,17 +329,20 @@ class Daemon:
             if gap > 0:
                 await asyncio.sleep(gap)
             last = time.monotonic()
-            try:
+            with self._contained():
                 await self.acycle()
-            except Exception:  # as safe_cycle
-                self.cycle_errors += 1
-                logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
 
     def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
-        """:meth:`cycle`, logging and counting an exception instead of raising it: a bug in one
-        cycle must not stop the daemon (each fill is applied, or kept, before anything else)."""
-        try:
+        """:meth:`cycle`, logging and counting an exception instead of raising it."""
+        with self._contained():
             self.cycle(full=full, flush=flush)
+
+    @contextlib.contextmanager
+    def _contained(self) -> Iterator[None]:
+        """Log and count an exception of a cycle instead of raising it: a bug in one cycle must
+        not stop the daemon (each fill is applied, or kept, before anything else)."""
+        try:
+            yield
         except Exception:
             self.cycle_errors += 1
             logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})

@@ -389,19 +389,31 @@ instrument_currencies = ["BTC"]
 INTERVAL_S = 0.5
 
 
+def _offline(
+    tmp_path: Path, positions: str, redis: str = "", engine: str = ""
+) -> tuple[Daemon, ManualClock]:
+    """A daemon built from a config whose Redis is never contacted (only ``cycle`` and
+    ``acycle`` run), on a ManualClock at TS; ``positions``: the rows of its positions file."""
+    (tmp_path / "positions.csv").write_text(f"book,instrument,quantity\n{positions}")
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f'[redis]\nurl = "redis://127.0.0.1:9/0"\n{redis}'
+        f'[portfolio]\npositions = "positions.csv"\n[engine]\n{engine}'
+    )
+    clock = ManualClock(TS * 1_000_000)
+    return build(load_config(path), path, clock=clock), clock
+
+
 def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None:
     """A (book, underlying) pair and its book are rate-limited each on its own: a quote that
     moves one pair dirties that pair and the book, and nothing is built again before the
     interval is up (but on a flush)."""
-    (tmp_path / "positions.csv").write_text(
-        f"book,instrument,quantity\nmain,{CALL},10\nmain,{PUT},-20\n"
+    daemon, _ = _offline(
+        tmp_path,
+        f"main,{CALL},10\nmain,{PUT},-20\n",
+        redis=f"min_interval_ms = {INTERVAL_S * 1000:.0f}\n",
+        engine="full_reprice_interval_s = 3600\n",
     )
-    path = tmp_path / "riskd.toml"
-    path.write_text(
-        f'[redis]\nurl = "redis://127.0.0.1:9/0"\nmin_interval_ms = {INTERVAL_S * 1000:.0f}\n'
-        '[portfolio]\npositions = "positions.csv"\n[engine]\nfull_reprice_interval_s = 3600\n'
-    )
-    daemon = build(load_config(path), path, clock=ManualClock(TS * 1_000_000))
 
     def quote(instrument: str, iv: float) -> None:
         fwd = 60_000.0 if instrument == CALL else 3_000.0
@@ -434,13 +446,7 @@ async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> N
     """The engine loop's full reprice runs in a worker thread: while it runs, the event loop
     (feeds, sink) goes on. Here the reprice waits for a coroutine of the loop: were it run on
     the loop's own thread, it would wait in vain."""
-    (tmp_path / "positions.csv").write_text(f"book,instrument,quantity\nmain,{CALL},10\n")
-    path = tmp_path / "riskd.toml"
-    path.write_text(
-        '[redis]\nurl = "redis://127.0.0.1:9/0"\n[portfolio]\npositions = "positions.csv"\n'
-    )
-    clock = ManualClock(TS * 1_000_000)
-    daemon = build(load_config(path), path, clock=clock)
+    daemon, clock = _offline(tmp_path, f"main,{CALL},10\n")
     daemon.cycle()  # the first cycle is a full one
     p = daemon.portfolio
     reprice = p.cycle
