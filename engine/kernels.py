@@ -958,7 +958,9 @@ def _neumaier_add(hi: F64, lo: F64, g: int, c: int, x: float) -> None:
     hi[g, c] = s
 
 
-# inline: a call passing arrays costs a reference-count update per array, per row
+# Called once per lot, not once per column: in a serial loop, each call of an inlined function
+# that takes arrays updates their reference counts (atomically), which cost 40x the arithmetic
+# when this was called per column. Threaded (prange) loops do not pay it.
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _lot_contribution(
     lot: int,
@@ -968,73 +970,20 @@ def _lot_contribution(
     has_cost: BoolArray,
     unit: F64,
     bad: BoolArray,
-    c: int,
-) -> float:
-    """Column ``c`` of a lot's contribution, in the column order of ``contrib`` and of the sums
-    (``engine.state.AGG_FIELDS``): quantity x each unit figure, P&L, held (1/0), stale (1/0)."""
+    out: F64,
+) -> None:
+    """A lot's contribution into ``out`` (N_AGG values), in the column order of ``contrib`` and
+    of the sums (``engine.state.AGG_FIELDS``): quantity x each unit figure, P&L, held (1/0),
+    stale (1/0)."""
     n_fig = N_UNIT - 2
     i = lot_inst[lot]
     qn = qty[lot]
-    if c < n_fig:
-        return float(qn * unit[i, c])
-    if c == n_fig:
-        return qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has_cost[lot] else 0.0
+    for c in range(n_fig):
+        out[c] = qn * unit[i, c]
+    out[n_fig] = qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has_cost[lot] else 0.0
     held = qn != 0.0
-    if c == n_fig + 1:
-        return 1.0 if held else 0.0
-    return 1.0 if held and bad[i] else 0.0
-
-
-# inline: a call passing arrays costs a reference-count update per array, per lot
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _update_lot(
-    lot: int,
-    lot_inst: npt.NDArray[np.int64],
-    lot_group: npt.NDArray[np.int64],
-    qty: F64,
-    cost: F64,
-    has_cost: BoolArray,
-    unit: F64,
-    bad: BoolArray,
-    contrib: F64,
-    group_bu: npt.NDArray[np.int64],
-    group_book: npt.NDArray[np.int64],
-    hi: F64,
-    lo: F64,
-    bu_hi: F64,
-    bu_lo: F64,
-    book_hi: F64,
-    book_lo: F64,
-    group_stamp: npt.NDArray[np.int64],
-    stamp: int,
-    touched: npt.NDArray[np.int64],
-    n_touched: int,
-) -> int:
-    """Recompute the contribution of ``lot`` and move the sums of its group, its (book,
-    underlying) and its book from the old contribution to the new one (remove old, add new),
-    compensated. A lot whose contribution did not change costs no arithmetic, so updating a lot
-    twice is harmless. Its group joins ``touched[:n_touched]`` unless already stamped with
-    ``stamp``; returns the new count."""
-    g = lot_group[lot]
-    u = group_bu[g]
-    b = group_book[g]
-    for c in range(N_AGG):
-        new = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
-        old = contrib[lot, c]
-        if old == new:
-            continue
-        _neumaier_add(hi, lo, g, c, -old)
-        _neumaier_add(hi, lo, g, c, new)
-        _neumaier_add(bu_hi, bu_lo, u, c, -old)
-        _neumaier_add(bu_hi, bu_lo, u, c, new)
-        _neumaier_add(book_hi, book_lo, b, c, -old)
-        _neumaier_add(book_hi, book_lo, b, c, new)
-        contrib[lot, c] = new
-    if group_stamp[g] != stamp:
-        group_stamp[g] = stamp
-        touched[n_touched] = g
-        n_touched += 1
-    return n_touched
+    out[n_fig + 1] = 1.0 if held else 0.0
+    out[n_fig + 2] = 1.0 if held and bad[i] else 0.0
 
 
 _REPRICE_DIRTY_SIG = void(
@@ -1147,8 +1096,14 @@ def reprice_dirty_kernel(
             fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
             status, bad, np.empty((9, 1)),
         )  # fmt: skip
+    # Every lot to update: those on the held dirty instruments, then those fills changed. A
+    # lot in both is updated twice, which is harmless: the second finds nothing changed.
+    n_update = dirty_lots.shape[0]
+    for j in range(m):
+        n_update += n_lots[held[j]]
+    lots = np.empty(n_update, dtype=np.int64)
+    k = 0
     n_moved = 0
-    n_touched = 0
     for j in range(m):
         i = held[j]
         if uses_spot[i] + 2 * uses_fwd[i] != was[j]:
@@ -1156,18 +1111,35 @@ def reprice_dirty_kernel(
             n_moved += 1
         lot = first_lot[i]
         while lot >= 0:
-            n_touched = _update_lot(
-                lot, lot_inst, lot_group, qty, cost, has_cost, unit, bad, contrib, group_bu,
-                group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo, group_stamp, stamp, touched,
-                n_touched,
-            )  # fmt: skip
+            lots[k] = lot
+            k += 1
             lot = next_lot[lot]
-    for lot in dirty_lots:
-        n_touched = _update_lot(
-            lot, lot_inst, lot_group, qty, cost, has_cost, unit, bad, contrib, group_bu,
-            group_book, hi, lo, bu_hi, bu_lo, book_hi, book_lo, group_stamp, stamp, touched,
-            n_touched,
-        )  # fmt: skip
+    lots[k:] = dirty_lots
+    # Move the sums of each lot's group, (book, underlying) and book from the old contribution
+    # to the new one (remove old, add new), compensated; an unchanged value costs nothing.
+    new = np.empty(N_AGG)
+    n_touched = 0
+    for j in range(n_update):
+        lot = lots[j]
+        _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, new)
+        g = lot_group[lot]
+        u = group_bu[g]
+        b = group_book[g]
+        for c in range(N_AGG):
+            old = contrib[lot, c]
+            if old == new[c]:
+                continue
+            _neumaier_add(hi, lo, g, c, -old)
+            _neumaier_add(hi, lo, g, c, new[c])
+            _neumaier_add(bu_hi, bu_lo, u, c, -old)
+            _neumaier_add(bu_hi, bu_lo, u, c, new[c])
+            _neumaier_add(book_hi, book_lo, b, c, -old)
+            _neumaier_add(book_hi, book_lo, b, c, new[c])
+            contrib[lot, c] = new[c]
+        if group_stamp[g] != stamp:
+            group_stamp[g] = stamp
+            touched[n_touched] = g
+            n_touched += 1
     counts[0] = n_touched
     counts[1] = n_moved
 
@@ -1237,10 +1209,9 @@ def lot_rebuild_parallel_kernel(
         base = ch * n_groups
         for lot in range(ch * size, min(n_lots, (ch + 1) * size)):
             g = base + lot_group[lot]
+            _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, contrib[lot])
             for c in range(N_AGG):
-                v = _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, c)
-                contrib[lot, c] = v
-                _neumaier_add(part_hi, part_lo, g, c, v)
+                _neumaier_add(part_hi, part_lo, g, c, contrib[lot, c])
     hi[:, :] = 0.0
     lo[:, :] = 0.0
     bu_hi[:, :] = 0.0
