@@ -191,10 +191,11 @@ class MqttFeed:
 
         class Intake(asyncio.Queue[aiomqtt.Message]):
             def put_nowait(self, item: aiomqtt.Message) -> None:
-                if item.topic.value.startswith(fills):
+                topic = item.topic.value
+                if topic.startswith(fills):
                     super().put_nowait(item)
                 else:
-                    feed._market_data(sink, paho, item)
+                    feed._market_data(sink, paho, topic, item)
 
         client = aiomqtt.Client(
             cfg.host,
@@ -247,16 +248,20 @@ class MqttFeed:
         finally:
             self.stats.connected = False
 
-    def _market_data(self, sink: EventSink, paho: Any, message: aiomqtt.Message) -> None:
-        """A tick or quote, in paho's callback: decode, hand to ``sink``, acknowledge. Never
-        raises (paho's read loop runs it): an unexpected error drops the message like a bad
-        one, counted and logged (rate-limited) under the reason ``internal``."""
+    def _market_data(
+        self, sink: EventSink, paho: Any, topic: str, message: aiomqtt.Message
+    ) -> None:
+        """A tick or quote, in paho's callback: decode, hand to ``sink``, acknowledge (QoS 1
+        and 2; QoS 0 has nothing to acknowledge). Never raises (paho's read loop runs it): an
+        unexpected error drops the message like a bad one, counted and logged (rate-limited)
+        under the reason ``internal``."""
         try:
-            self._handle(sink, message.topic.value, message.payload)
+            self._handle(sink, topic, message.payload)
         except Exception as exc:
             detail = f"unexpected {type(exc).__name__}: {exc}"
             self._drops.drop(FeedDecodeError(self.name, "internal", detail, message.payload))
-        paho.ack(message.mid, message.qos)
+        if message.qos:
+            paho.ack(message.mid, message.qos)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         cfg = self._config

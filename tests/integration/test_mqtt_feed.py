@@ -141,6 +141,27 @@ async def test_events_flow(mosquitto_server: MosquittoServer, unique: str) -> No
     assert not feed.stats.connected
 
 
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_market_data_keeps_flowing_at_either_qos(
+    mosquitto_server: MosquittoServer, unique: str, qos: int
+) -> None:
+    """The feed acknowledges by hand: mosquitto keeps at most 20 unacknowledged QoS 1 messages
+    in flight to a client, so 100 ticks at QoS 1 arrive only if each one was acknowledged
+    (QoS 0 has nothing to acknowledge)."""
+    feed = new_feed(make_config(mosquitto_server.port, unique))
+    sink = CollectingSink()
+    async with (
+        running(feed, sink),
+        aiomqtt.Client("127.0.0.1", mosquitto_server.port) as client,
+    ):
+        await until(lambda: feed.stats.connected)
+        for n in range(100):
+            payload = orjson.dumps(tick(price=60_000.0 + n))
+            await client.publish(f"{unique}/md/tick/BTC-PERPETUAL", payload, qos=qos)
+        await until(lambda: len(sink.events) == 100)
+    assert [e.price for e in sink.events] == [60_000.0 + n for n in range(100)]
+
+
 async def test_bad_messages_are_counted_and_dropped(
     mosquitto_server: MosquittoServer, unique: str
 ) -> None:
