@@ -229,6 +229,7 @@ class Portfolio:
         self._book_rows: dict[str, int] = {}
         self._group_rows: dict[tuple[str, str, str], int] = {}
         self._group_keys: list[tuple[str, str, str]] = []
+        self._group_pairs: list[tuple[str, str]] = []  # each group's (book, underlying)
         self._bu_groups: dict[tuple[str, str], list[int]] = {}
         # (book, underlying) -> its groups as an index array and their expiry labels, in order
         self._bu_columns: dict[tuple[str, str], tuple[npt.NDArray[np.int64], list[str]]] = {}
@@ -294,6 +295,7 @@ class Portfolio:
             self._groups.arrays["book"][g] = brow
             self._group_rows[gkey] = g
             self._group_keys.append(gkey)
+            self._group_pairs.append((book, inst.underlying))
             # kept sorted by key (expiry labels sort in time), so payloads need no sorting
             by_key = self._group_keys.__getitem__
             bisect.insort(self._bu_groups.setdefault((book, inst.underlying), []), g, key=by_key)
@@ -456,7 +458,7 @@ class Portfolio:
         g = self._groups
         la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
         ua, ba = self._bus.arrays, self._books.arrays
-        keys = self._group_keys
+        pairs = self._group_pairs
         if full or self.valuation_ns == 0:
             self.valuation_ns = now_ns
             self._dirty_inst.clear()
@@ -470,7 +472,7 @@ class Portfolio:
                 ga["book"][:m], ga["hi"][:m], ga["lo"][:m], ua["hi"], ua["lo"], ba["hi"],
                 ba["lo"],
             )  # fmt: skip
-            return {(k[0], k[1]) for k in keys}
+            return set(pairs)
         if not (self._dirty_inst or self._dirty_lots):
             return set()
         dirty = np.fromiter(self._dirty_inst, np.int64, len(self._dirty_inst))
@@ -501,7 +503,7 @@ class Portfolio:
         n_touched, n_moved = counts.tolist()
         for i in moved[:n_moved].tolist():
             self._track_users(i)
-        return {(keys[k][0], keys[k][1]) for k in touched[:n_touched].tolist()}
+        return {pairs[k] for k in touched[:n_touched].tolist()}
 
     def _track_users(self, row: int) -> None:
         """Record whether instrument ``row`` is priced off its index and off its forward, so a
