@@ -35,6 +35,7 @@ __all__ = [
     "price_rows_kernel",
     "price_rows_parallel_kernel",
     "reprice_dirty_kernel",
+    "scenario_pnl_kernel",
 ]
 
 GREEK_FIELDS: tuple[str, ...] = (
@@ -1230,3 +1231,104 @@ def lot_rebuild_parallel_kernel(
                     _neumaier_add(hi, lo, g, c, x)
                     _neumaier_add(bu_hi, bu_lo, u, c, x)
                     _neumaier_add(book_hi, book_lo, b, c, x)
+
+
+# --------------------------------------------------------------------------------- scenarios
+# Full revaluation of a book under market scenarios (historical simulation, Monte Carlo VaR,
+# stress grids): each position's value at moved prices, vols and a later date, minus its value
+# now. engine.risk.var holds the conventions and the typed wrapper.
+
+_SCENARIO_SIG = void(
+    int8[::1],  # kind (KIND_*)
+    boolean[::1],  # black: an option on the forward (Black-76), else on spot (BSM)
+    boolean[::1],  # inverse: coin-settled (options: valued in USD all the same)
+    boolean[::1],  # is_call
+    float64[::1],  # strike
+    float64[::1],  # T, years
+    float64[::1],  # r
+    float64[::1],  # q
+    float64[::1],  # sigma
+    float64[::1],  # X: the price the position is valued on (spot, or forward)
+    float64[::1],  # weight: quantity x contract multiplier
+    int64[::1],  # und: the position's column in ret and dvol
+    float64[:, ::1],  # ret: log-return, (scenarios, underlyings)
+    float64[:, ::1],  # dvol: relative vol move, (scenarios, underlyings)
+    float64,  # horizon, years
+    float64[::1],  # out: value now per unit of weight, USD (NaN: cannot be valued)
+    float64[::1],  # out: P&L per scenario, USD
+)
+_VOL_FLOOR = 0.01  # a scenario's vol is at least 1 % of the vol now
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _scenario_value(
+    kind: int,
+    black: bool,
+    inverse: bool,
+    is_call: bool,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    x: float,
+    x0: float,
+    scratch: F64,
+) -> float:
+    """USD value per unit of weight at price ``x`` (``x0``: the price now). Options: the
+    model's USD price (a coin-settled option's coin premium x F is its Black-76 USD price);
+    linear futures and spot: ``x``; inverse futures (weight = USD notional): ``x / x0``."""
+    if kind == KIND_OPTION:
+        st = _gbs_row(is_call, x, k, t, r, r if black else q, v, black, scratch, 0)
+        return scratch[0, 0] if st <= EXPIRED else _NAN
+    if inverse and kind != KIND_SPOT:
+        return x / x0
+    return x
+
+
+@njit(_SCENARIO_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def scenario_pnl_kernel(
+    kind: I8,
+    black: BoolArray,
+    inverse: BoolArray,
+    is_call: BoolArray,
+    strike: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    X: F64,
+    weight: F64,
+    und: npt.NDArray[np.int64],
+    ret: F64,
+    dvol: F64,
+    horizon: float,
+    value: F64,
+    pnl: F64,
+) -> None:
+    """Each scenario's P&L: the sum over positions of weight x (value at X e^ret, vol
+    sigma (1 + dvol), floored at 1 % of sigma, and T - horizon) minus weight x value now.
+    A position that cannot be valued now (value NaN) is left out of every scenario."""
+    n = kind.shape[0]
+    scratch = np.empty((9, 1))
+    for i in range(n):
+        value[i] = _scenario_value(
+            kind[i], black[i], inverse[i], is_call[i], strike[i], T[i], r[i], q[i], sigma[i],
+            X[i], X[i], scratch,
+        )  # fmt: skip
+    for s in prange(ret.shape[0]):
+        work = np.empty((9, 1))
+        total = 0.0
+        for i in range(n):
+            if not math.isfinite(value[i]):
+                continue
+            u = und[i]
+            x = X[i] * math.exp(ret[s, u])
+            v = sigma[i] * max(1.0 + dvol[s, u], _VOL_FLOOR)
+            t = max(T[i] - horizon, 0.0)
+            moved = _scenario_value(
+                kind[i], black[i], inverse[i], is_call[i], strike[i], t, r[i], q[i], v, x, X[i],
+                work,
+            )  # fmt: skip
+            total += weight[i] * (moved - value[i])
+        pnl[s] = total

@@ -1,0 +1,385 @@
+"""Value at risk and expected shortfall of a book's P&L over a horizon (docs/risk.md).
+
+Conventions, the same for every method:
+
+- **P&L** is in USD over the horizon; a **loss** is minus the P&L. VaR and ES are reported as
+  losses: positive when the book loses at that confidence (a book that gains in every scenario
+  has a negative VaR).
+- **Confidence** ``c`` (e.g. 0.99 for VaR, 0.975 for ES) is the probability that the loss does
+  not exceed VaR; the tail is the worst ``1 - c`` of outcomes. ES is the mean loss in that tail.
+- **Horizon** ``N`` days (calendar days, as theta): the parametric methods scale the one-day
+  covariance of the underlyings' log-returns by ``N`` (square root of time for the volatility).
+- **Moves** are log-returns of each underlying's price, one entry per underlying, in the order
+  of the arrays given.
+
+Parametric methods (closed forms, no revaluation):
+
+- :func:`delta_normal`: P&L = d·r with ``d`` the USD deltas (``delta_usd``: delta x price) and
+  r ~ N(0, N Σ): VaR = z σ, ES = σ φ(z) / (1 - c), σ² = N d'Σd, z = Φ⁻¹(c).
+- :func:`delta_gamma`: P&L = d·r + ½ Σᵤ gᵤ rᵤ², ``g`` the USD gammas (Γ·S², USD per unit of
+  return squared: 100 x the cash gamma per 1 % move). Its first four cumulants are exact for
+  normal r; the quantile is Cornish-Fisher's expansion in skewness and excess kurtosis, and the
+  ES is the mean of that expansion over the tail (closed form, :func:`cornish_fisher`).
+
+Empirical methods (historical simulation, Monte Carlo) produce scenario P&Ls; :func:`empirical`
+turns them into VaR and ES without interpolation (Acerbi and Tasche's discrete ES):
+with the n losses sorted ascending L₍₁₎ <= ... <= L₍ₙ₎ and k = ⌈n c⌉,
+VaR = L₍ₖ₎ and ES = (Σ_{i>k} L₍ᵢ₎ + (k - n c) L₍ₖ₎) / (n (1 - c)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+
+from engine import kernels
+from engine.units import DAYS_PER_YEAR
+
+__all__ = [
+    "Moments",
+    "ScenarioBook",
+    "ScenarioPnL",
+    "VaR",
+    "cornish_fisher",
+    "delta_gamma",
+    "delta_gamma_moments",
+    "delta_normal",
+    "empirical",
+    "historical",
+    "monte_carlo",
+    "scenario_pnl",
+]
+
+FloatArray = npt.NDArray[np.float64]
+_N01 = NormalDist()
+
+
+@dataclass(frozen=True, slots=True)
+class VaR:
+    """VaR and ES at one confidence each, as losses in USD (positive: a loss)."""
+
+    var: float
+    es: float
+    var_confidence: float
+    es_confidence: float
+    horizon_days: float
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """Mean, standard deviation, skewness and excess kurtosis of a P&L (USD)."""
+
+    mean: float
+    std: float
+    skew: float
+    kurt: float
+
+
+def _check_confidence(c: float, name: str) -> None:
+    if not (0.5 <= c < 1.0):
+        raise ValueError(f"{name} must be in [0.5, 1), got {c!r}")
+
+
+def _vectors(
+    delta_usd: npt.ArrayLike, cov: npt.ArrayLike, horizon_days: float
+) -> tuple[FloatArray, FloatArray]:
+    d = np.asarray(delta_usd, dtype=np.float64)
+    s = np.asarray(cov, dtype=np.float64)
+    if d.ndim != 1:
+        raise ValueError(f"delta_usd must be 1-D (one value per underlying), got shape {d.shape}")
+    if s.shape != (d.size, d.size):
+        raise ValueError(f"cov must be {d.size} x {d.size} (one row per underlying), got {s.shape}")
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(s))):
+        raise ValueError("delta_usd and cov must be finite")
+    if not np.allclose(s, s.T, rtol=1e-12, atol=0.0):
+        raise ValueError("cov must be symmetric")
+    if not (math.isfinite(horizon_days) and horizon_days > 0.0):
+        raise ValueError(f"horizon_days must be > 0, got {horizon_days!r}")
+    return d, s * horizon_days
+
+
+def delta_normal(
+    delta_usd: npt.ArrayLike,
+    cov: npt.ArrayLike,
+    confidence: float = 0.99,
+    es_confidence: float = 0.975,
+    horizon_days: float = 1.0,
+) -> VaR:
+    """Delta-normal VaR and ES.
+
+    Args:
+        delta_usd: USD delta per underlying (P&L of a log-return r: delta_usd · r).
+        cov: one-day covariance of the underlyings' log-returns.
+        confidence: of the VaR.
+        es_confidence: of the ES.
+        horizon_days: the covariance is scaled by it.
+    """
+    _check_confidence(confidence, "confidence")
+    _check_confidence(es_confidence, "es_confidence")
+    d, s = _vectors(delta_usd, cov, horizon_days)
+    sigma = math.sqrt(max(float(d @ s @ d), 0.0))
+    z = _N01.inv_cdf(confidence)
+    ze = _N01.inv_cdf(es_confidence)
+    return VaR(
+        var=sigma * z,
+        es=sigma * _N01.pdf(ze) / (1.0 - es_confidence),
+        var_confidence=confidence,
+        es_confidence=es_confidence,
+        horizon_days=horizon_days,
+        method="delta-normal",
+    )
+
+
+def delta_gamma_moments(
+    delta_usd: npt.ArrayLike, gamma_usd: npt.ArrayLike, cov: npt.ArrayLike, horizon_days: float
+) -> Moments:
+    """The exact moments of P&L = d·r + ½ Σᵤ gᵤ rᵤ² for r ~ N(0, N Σ).
+
+    With A = diag(g) and S = N Σ, the cumulants of this quadratic form are
+    κ₁ = ½ tr(AS), κ₂ = d'Sd + ½ tr((AS)²), κ₃ = 3 d'SASd + tr((AS)³),
+    κ₄ = 12 d'SASASd + 3 tr((AS)⁴).
+    """
+    d, s = _vectors(delta_usd, cov, horizon_days)
+    g = np.asarray(gamma_usd, dtype=np.float64)
+    if g.shape != d.shape:
+        raise ValueError(f"gamma_usd must have the shape of delta_usd {d.shape}, got {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("gamma_usd must be finite")
+    m = g[:, None] * s  # A S
+    m2 = m @ m
+    sd = s @ d
+    k1 = 0.5 * float(np.trace(m))
+    k2 = float(d @ sd) + 0.5 * float(np.trace(m2))
+    k3 = 3.0 * float(sd @ (g * sd)) + float(np.trace(m2 @ m))
+    k4 = 12.0 * float(sd @ (g * (s @ (g * sd)))) + 3.0 * float(np.trace(m2 @ m2))
+    if k2 <= 0.0:
+        return Moments(mean=k1, std=0.0, skew=0.0, kurt=0.0)
+    return Moments(mean=k1, std=math.sqrt(k2), skew=k3 / k2**1.5, kurt=k4 / (k2 * k2))
+
+
+def cornish_fisher(
+    moments: Moments, confidence: float, es_confidence: float
+) -> tuple[float, float]:
+    """VaR and ES (losses) of the distribution whose quantiles are Cornish-Fisher's expansion
+    of ``moments``: at tail probability α, z = Φ⁻¹(α) and
+    w(z) = z + (z² - 1) S/6 + (z³ - 3z) K/24 - (2z³ - 5z) S²/36; VaR = -(μ + σ w(z)).
+    ES = -(μ + σ E[w(Z) | Z <= z]) with, integrating w against the normal density,
+    E[w(Z) | Z <= z] = -φ(z)/α (1 + S z/6 + K (z² - 1)/24 - S² (2z² - 1)/36).
+    """
+    mu, sd, sk, ku = moments.mean, moments.std, moments.skew, moments.kurt
+    a = 1.0 - confidence
+    z = _N01.inv_cdf(a)
+    w = z + (z * z - 1.0) * sk / 6.0 + (z**3 - 3.0 * z) * ku / 24.0
+    w -= (2.0 * z**3 - 5.0 * z) * sk * sk / 36.0
+    ae = 1.0 - es_confidence
+    ze = _N01.inv_cdf(ae)
+    tail = 1.0 + sk * ze / 6.0 + ku * (ze * ze - 1.0) / 24.0
+    tail -= sk * sk * (2.0 * ze * ze - 1.0) / 36.0
+    mean_w = -_N01.pdf(ze) / ae * tail
+    return -(mu + sd * w), -(mu + sd * mean_w)
+
+
+def delta_gamma(
+    delta_usd: npt.ArrayLike,
+    gamma_usd: npt.ArrayLike,
+    cov: npt.ArrayLike,
+    confidence: float = 0.99,
+    es_confidence: float = 0.975,
+    horizon_days: float = 1.0,
+) -> VaR:
+    """Delta-gamma VaR and ES with the Cornish-Fisher quantile.
+
+    Args:
+        delta_usd: USD delta per underlying.
+        gamma_usd: Γ·S² per underlying, USD per unit of log-return squared (the P&L of a move r
+            has the term ½ gamma_usd r²); 100 x the cash gamma per 1 % move.
+        cov: one-day covariance of the underlyings' log-returns.
+        confidence: of the VaR.
+        es_confidence: of the ES.
+        horizon_days: the covariance is scaled by it.
+    """
+    _check_confidence(confidence, "confidence")
+    _check_confidence(es_confidence, "es_confidence")
+    moments = delta_gamma_moments(delta_usd, gamma_usd, cov, horizon_days)
+    var, es = cornish_fisher(moments, confidence, es_confidence)
+    return VaR(
+        var=var,
+        es=es,
+        var_confidence=confidence,
+        es_confidence=es_confidence,
+        horizon_days=horizon_days,
+        method="delta-gamma Cornish-Fisher",
+    )
+
+
+def empirical(
+    pnl: npt.ArrayLike,
+    confidence: float = 0.99,
+    es_confidence: float = 0.975,
+    horizon_days: float = 1.0,
+    method: str = "empirical",
+) -> VaR:
+    """VaR and ES of scenario P&Ls (USD), each scenario equally likely, no interpolation:
+    the losses sorted ascending, k = ⌈n c⌉, VaR = the k-th; ES = (the losses above the k-th
+    + (k - n c) x the k-th) / (n (1 - c)) (Acerbi and Tasche's discrete ES)."""
+    _check_confidence(confidence, "confidence")
+    _check_confidence(es_confidence, "es_confidence")
+    p = np.asarray(pnl, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"pnl must be 1-D and not empty, got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("pnl must be finite")
+    loss = np.sort(-p)
+    n = loss.size
+    return VaR(
+        var=float(loss[_rank(n, confidence) - 1]),
+        es=_es(loss, es_confidence),
+        var_confidence=confidence,
+        es_confidence=es_confidence,
+        horizon_days=horizon_days,
+        method=method,
+    )
+
+
+def _rank(n: int, c: float) -> int:
+    """k = ⌈n c⌉, without the rounding of n c pushing an exact integer up by one."""
+    x = n * c
+    k = math.ceil(x - 1e-9 * max(1.0, x))
+    return min(max(k, 1), n)
+
+
+def _es(loss: FloatArray, c: float) -> float:
+    n = loss.size
+    k = _rank(n, c)
+    tail = float(loss[k:].sum()) + (k - n * c) * float(loss[k - 1])
+    return tail / (n * (1.0 - c))
+
+
+# ------------------------------------------------------------------------ full revaluation
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioBook:
+    """Positions to revalue, one row each (struct of arrays, C-contiguous): what
+    :func:`engine.kernels.scenario_pnl_kernel` takes. ``und`` is each position's column in the
+    scenario moves; ``weight`` its quantity x contract multiplier; ``X`` the price it is valued
+    on now (spot, or the forward for Black-76 options and futures); ``kind`` the
+    ``engine.kernels.KIND_*`` code."""
+
+    kind: npt.NDArray[np.int8]
+    black: npt.NDArray[np.bool_]
+    inverse: npt.NDArray[np.bool_]
+    is_call: npt.NDArray[np.bool_]
+    strike: FloatArray
+    T: FloatArray
+    r: FloatArray
+    q: FloatArray
+    sigma: FloatArray
+    X: FloatArray
+    weight: FloatArray
+    und: npt.NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        n = self.kind.shape[0]
+        for name in ScenarioBook.__slots__:
+            a = getattr(self, name)
+            if not isinstance(a, np.ndarray) or a.shape != (n,) or not a.flags.c_contiguous:
+                raise ValueError(f"ScenarioBook.{name} must be a C-contiguous 1-D array of {n}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioPnL:
+    """P&L per scenario (USD) and the positions left out because they cannot be valued now
+    (no price or vol: their count and rows)."""
+
+    pnl: FloatArray
+    excluded: npt.NDArray[np.int64]
+
+
+def scenario_pnl(
+    book: ScenarioBook, ret: npt.ArrayLike, dvol: npt.ArrayLike, horizon_days: float
+) -> ScenarioPnL:
+    """Full revaluation of ``book`` under each scenario.
+
+    Args:
+        book: the positions.
+        ret: log-return of each underlying, shape (scenarios, underlyings).
+        dvol: relative move of each position's vol by underlying, same shape: a position's vol
+            becomes sigma (1 + dvol), at least 1 % of sigma.
+        horizon_days: calendar days the scenario's date lies ahead (options decay by it).
+    """
+    r = np.ascontiguousarray(ret, dtype=np.float64)
+    v = np.ascontiguousarray(dvol, dtype=np.float64)
+    if r.ndim != 2 or v.shape != r.shape:
+        raise ValueError(f"ret and dvol must be 2-D of one shape, got {r.shape} and {v.shape}")
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(v))):
+        raise ValueError("ret and dvol must be finite")
+    if book.und.size and not (int(book.und.min()) >= 0 and int(book.und.max()) < r.shape[1]):
+        raise ValueError(f"book.und must index the {r.shape[1]} columns of ret")
+    if not (math.isfinite(horizon_days) and horizon_days >= 0.0):
+        raise ValueError(f"horizon_days must be >= 0, got {horizon_days!r}")
+    value = np.empty(book.kind.shape[0])
+    pnl = np.empty(r.shape[0])
+    kernels.scenario_pnl_kernel(
+        book.kind, book.black, book.inverse, book.is_call, book.strike, book.T, book.r, book.q,
+        book.sigma, book.X, book.weight, book.und, r, v, horizon_days / DAYS_PER_YEAR, value,
+        pnl,
+    )  # fmt: skip
+    return ScenarioPnL(pnl=pnl, excluded=np.flatnonzero(~np.isfinite(value)))
+
+
+def historical(
+    book: ScenarioBook,
+    ret_window: npt.ArrayLike,
+    dvol_window: npt.ArrayLike,
+    confidence: float = 0.99,
+    es_confidence: float = 0.975,
+    horizon_days: float = 1.0,
+) -> tuple[VaR, ScenarioPnL]:
+    """Historical simulation: each recorded one-day move (a row of ``ret_window`` and
+    ``dvol_window``, one column per underlying) applied to the book as it is now, scaled to the
+    horizon by √N, by full revaluation (:func:`scenario_pnl`); VaR and ES by :func:`empirical`."""
+    scale = math.sqrt(horizon_days) if horizon_days > 0.0 else math.nan
+    ret = np.asarray(ret_window, dtype=np.float64) * scale
+    dvol = np.asarray(dvol_window, dtype=np.float64) * scale
+    res = scenario_pnl(book, ret, dvol, horizon_days)
+    var = empirical(res.pnl, confidence, es_confidence, horizon_days, method="historical")
+    return var, res
+
+
+def monte_carlo(
+    book: ScenarioBook,
+    cov: npt.ArrayLike,
+    n_scenarios: int,
+    seed: int,
+    confidence: float = 0.99,
+    es_confidence: float = 0.975,
+    horizon_days: float = 1.0,
+) -> tuple[VaR, ScenarioPnL]:
+    """Monte Carlo by full revaluation: ``n_scenarios`` draws of N(0, N cov), seeded (numpy's
+    PCG64 with ``seed``: the same seed gives the same scenarios and figures).
+
+    Args:
+        cov: one-day covariance, 2U x 2U, of the U underlyings' log-returns (first U rows)
+            and of their relative vol moves (last U rows; zeros for no vol moves).
+    """
+    c = np.asarray(cov, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] % 2 or not np.all(np.isfinite(c)):
+        raise ValueError(f"cov must be finite, 2U x 2U (returns, vol moves), got {c.shape}")
+    if not np.allclose(c, c.T, rtol=1e-12, atol=0.0):
+        raise ValueError("cov must be symmetric")
+    if n_scenarios < 1:
+        raise ValueError(f"n_scenarios must be >= 1, got {n_scenarios!r}")
+    if not (math.isfinite(horizon_days) and horizon_days > 0.0):
+        raise ValueError(f"horizon_days must be > 0, got {horizon_days!r}")
+    u = c.shape[0] // 2
+    rng = np.random.default_rng(seed)
+    draws = rng.multivariate_normal(np.zeros(2 * u), c * horizon_days, n_scenarios, method="eigh")
+    res = scenario_pnl(book, draws[:, :u], draws[:, u:], horizon_days)
+    var = empirical(res.pnl, confidence, es_confidence, horizon_days, method="monte carlo")
+    return var, res
