@@ -1358,19 +1358,22 @@ def targets(r: Results) -> list[Target]:
                 g <= TARGET_GROWTH,
             )
         )
-    # 3. Full reprice of the largest book.
+    # 3. Full reprice of the largest book, as the daemon runs it: on all numba threads (the
+    # requirement names no thread count, unlike the one-core throughput; the single-thread
+    # figure is in the full-reprice table).
     top = max(c.positions for c in r.reprice)
     at = "" if top == TARGET_FULL_POSITIONS else " (quick run, not the target size)"
+    most = max(c.threads for c in r.reprice)
     out += [
         Target(
             f"full reprice `Portfolio.cycle(now, full=True)`, {_n(top)} positions, "
-            f"{c.threads} numba thread{'s' if c.threads > 1 else ''}{at}",
+            f"{c.threads} numba thread{'s' if c.threads > 1 else ''} (the daemon's setting){at}",
             f"{c.median_ms:.0f} ms",
             f"<= {TARGET_FULL_MS:g} ms",
             c.median_ms <= TARGET_FULL_MS,
         )
         for c in r.reprice
-        if c.positions == top and c.what == "p"
+        if c.positions == top and c.what == "p" and c.threads == most
     ]
     return out
 
