@@ -1,4 +1,5 @@
-"""VaR and ES (engine.risk.var): hand computations, exact moments, and Monte Carlo checks."""
+"""VaR and ES (engine.risk.var), scenario revaluation and stress grids: hand computations,
+exact moments, the public pricing API and Monte Carlo checks."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from hypothesis import strategies as st
 
 from engine.greeks import black76, bsm
 from engine.kernels import KIND_FUTURE, KIND_OPTION
+from engine.risk.scenarios import ScenarioBook, scenario_pnl
+from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.risk.var import (
     Moments,
-    ScenarioBook,
     cornish_fisher,
     delta_gamma,
     delta_gamma_moments,
@@ -22,7 +24,6 @@ from engine.risk.var import (
     empirical,
     historical,
     monte_carlo,
-    scenario_pnl,
 )
 
 # Φ⁻¹(0.99), Φ⁻¹(0.975) and φ(Φ⁻¹(0.975)), rounded from 30 digits (mpmath)
@@ -309,3 +310,38 @@ def test_monte_carlo_vol_moves_reach_the_options() -> None:
     draws = np.random.default_rng(1).multivariate_normal(np.zeros(2), cov, 1_000, method="eigh")
     assert np.all(draws[:, 0] == 0.0)
     assert np.corrcoef(res.pnl, draws[:, 1])[0, 1] > 0.99
+
+
+def test_stress_grid_by_hand() -> None:
+    """A linear future gains w X s whatever the vol; an option is revalued as black76 prices it;
+    the unshocked cell is exactly 0."""
+    option: dict[str, object] = {
+        "kind": KIND_OPTION, "black": True, "strike": 3_000.0, "X": 3_100.0, "sigma": 0.8,
+        "T": 10 / 365, "weight": -2.0, "und": 1,
+    }  # fmt: skip
+    book = scenario_book([{"X": 60_000.0, "weight": 0.5}, option])
+    grid = stress_grid(book, n_underlyings=2)
+    assert grid.pnl.shape == (13, 7)
+    assert grid.spot.tolist() == list(DEFAULT_SPOT_SHOCKS)
+    assert grid.vol.tolist() == list(DEFAULT_VOL_SHOCKS)
+    assert grid.pnl[6, 2] == 0.0  # spot +0 %, vol +0 %
+    now = float(black76(True, 3_100.0, 3_000.0, 10 / 365, 0.0, 0.8).price)
+    for i, s in enumerate(DEFAULT_SPOT_SHOCKS):
+        for j, v in enumerate(DEFAULT_VOL_SHOCKS):
+            moved = float(
+                black76(True, 3_100.0 * (1 + s), 3_000.0, 10 / 365, 0.0, 0.8 * (1 + v)).price
+            )
+            expected = 0.5 * 60_000.0 * s - 2.0 * (moved - now)
+            assert grid.pnl[i, j] == pytest.approx(expected, rel=1e-12, abs=1e-9)
+
+
+def test_stress_grid_arguments() -> None:
+    book = scenario_book([{}])
+    grid = stress_grid(book, 1, spot_shocks=[-0.1, 0.1], vol_shocks=[0.0], horizon_days=1.0)
+    assert grid.pnl[:, 0] == pytest.approx([100.0 * -0.1, 100.0 * 0.1], rel=1e-12)
+    bad: list[tuple[list[float], list[float]]] = [([-1.0], [0.0]), ([0.1], []), ([math.nan], [0.0])]
+    for spot, vol in bad:
+        with pytest.raises(ValueError, match="shocks"):
+            stress_grid(book, 1, spot_shocks=spot, vol_shocks=vol)
+    with pytest.raises(ValueError, match="n_underlyings"):
+        stress_grid(book, 0)
