@@ -115,19 +115,25 @@ def delta_normal(
         es_confidence: of the ES.
         horizon_days: the covariance is scaled by it.
     """
-    _check_confidence(confidence, "confidence")
-    _check_confidence(es_confidence, "es_confidence")
     d, s = _vectors(delta_usd, cov, horizon_days)
     sigma = math.sqrt(max(float(d @ s @ d), 0.0))
-    z = _N01.inv_cdf(confidence)
-    ze = _N01.inv_cdf(es_confidence)
+    moments = Moments(mean=0.0, std=sigma, skew=0.0, kurt=0.0)  # Cornish-Fisher's is exact
+    return _parametric(moments, confidence, es_confidence, horizon_days, "delta-normal")
+
+
+def _parametric(
+    moments: Moments, confidence: float, es_confidence: float, horizon_days: float, method: str
+) -> VaR:
+    _check_confidence(confidence, "confidence")
+    _check_confidence(es_confidence, "es_confidence")
+    var, es = cornish_fisher(moments, confidence, es_confidence)
     return VaR(
-        var=sigma * z,
-        es=sigma * _N01.pdf(ze) / (1.0 - es_confidence),
+        var=var,
+        es=es,
         var_confidence=confidence,
         es_confidence=es_confidence,
         horizon_days=horizon_days,
-        method="delta-normal",
+        method=method,
     )
 
 
@@ -199,17 +205,9 @@ def delta_gamma(
         es_confidence: of the ES.
         horizon_days: the covariance is scaled by it.
     """
-    _check_confidence(confidence, "confidence")
-    _check_confidence(es_confidence, "es_confidence")
     moments = delta_gamma_moments(delta_usd, gamma_usd, cov, horizon_days)
-    var, es = cornish_fisher(moments, confidence, es_confidence)
-    return VaR(
-        var=var,
-        es=es,
-        var_confidence=confidence,
-        es_confidence=es_confidence,
-        horizon_days=horizon_days,
-        method="delta-gamma Cornish-Fisher",
+    return _parametric(
+        moments, confidence, es_confidence, horizon_days, "delta-gamma Cornish-Fisher"
     )
 
 
