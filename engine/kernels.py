@@ -1316,19 +1316,23 @@ def scenario_pnl_kernel(
             kind[i], black[i], inverse[i], is_call[i], strike[i], T[i], r[i], q[i], sigma[i],
             X[i], X[i], scratch,
         )  # fmt: skip
+    later = np.maximum(T - horizon, 0.0)
+    n_und = ret.shape[1]
     for s in prange(ret.shape[0]):
         work = np.empty((9, 1))
+        growth = np.empty(n_und)  # per underlying, once per scenario rather than per position
+        vol_factor = np.empty(n_und)
+        for u in range(n_und):
+            growth[u] = math.exp(ret[s, u])
+            vol_factor[u] = max(1.0 + dvol[s, u], _VOL_FLOOR)
         total = 0.0
         for i in range(n):
             if not math.isfinite(value[i]):
                 continue
             u = und[i]
-            x = X[i] * math.exp(ret[s, u])
-            v = sigma[i] * max(1.0 + dvol[s, u], _VOL_FLOOR)
-            t = max(T[i] - horizon, 0.0)
             moved = _scenario_value(
-                kind[i], black[i], inverse[i], is_call[i], strike[i], t, r[i], q[i], v, x, X[i],
-                work,
+                kind[i], black[i], inverse[i], is_call[i], strike[i], later[i], r[i], q[i],
+                sigma[i] * vol_factor[u], X[i] * growth[u], X[i], work,
             )  # fmt: skip
             total += weight[i] * (moved - value[i])
         pnl[s] = total
