@@ -133,6 +133,48 @@ def _fill_nan(out: npt.NDArray[np.float64], i: int, nrows: int) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _gbs_status(s: float, k: float, t: float, r: float, q: float, v: float) -> int:
+    """A row's status before any pricing: BAD_INPUT, EXPIRED (t <= 0: the payoff), BAD_VOL or
+    OK."""
+    if not (
+        math.isfinite(s)
+        and math.isfinite(k)
+        and math.isfinite(t)
+        and math.isfinite(r)
+        and math.isfinite(q)
+        and s > 0.0
+        and k > 0.0
+    ):
+        return BAD_INPUT
+    if t <= 0.0:
+        return EXPIRED
+    if not (math.isfinite(v) and v > 0.0):
+        return BAD_VOL
+    # σ√T underflows (no volatility to price with) or σ²T overflows (nor any to speak of)
+    if not (v * math.sqrt(t) > 0.0 and math.isfinite(v * v * t)):
+        return BAD_VOL
+    return OK
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _gbs_price(is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float) -> float:
+    """The price of :func:`_gbs_row` alone, to the bit (NaN where its status is an error): for
+    full revaluation, which would throw the Greeks away."""
+    st = _gbs_status(s, k, t, r, q, v)
+    w = 1.0 if is_call else -1.0
+    if st == EXPIRED:
+        return max(w * (s - k), 0.0)
+    if st != OK:
+        return _NAN
+    inv_vs = (1.0 / v) * (1.0 / math.sqrt(t))
+    d1 = (_log_ratio(s, k) + (r - q + 0.5 * v * v) * t) * inv_vs
+    d2 = d1 - v * math.sqrt(t)
+    sdfq = s * math.exp(-q * t)
+    kdfr = k * math.exp(-r * t)
+    return max(w * (sdfq * _ncdf(w * d1) - kdfr * _ncdf(w * d2)), 0.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _gbs_row(
     is_call: bool,
     s: float,
@@ -149,18 +191,11 @@ def _gbs_row(
 
     Writes rows 0..8 of ``out[:, i]`` and returns the row's status code.
     """
-    if not (
-        math.isfinite(s)
-        and math.isfinite(k)
-        and math.isfinite(t)
-        and math.isfinite(r)
-        and math.isfinite(q)
-        and s > 0.0
-        and k > 0.0
-    ):
+    st = _gbs_status(s, k, t, r, q, v)
+    if st > EXPIRED:  # BAD_VOL, BAD_INPUT
         _fill_nan(out, i, 9)
-        return BAD_INPUT
-    if t <= 0.0:
+        return st
+    if st == EXPIRED:
         # At (or past) expiry: the payoff, a step delta (half at the strike), no other risk.
         sign = 1.0 if is_call else -1.0
         out[0, i] = max(sign * (s - k), 0.0)
@@ -173,16 +208,9 @@ def _gbs_row(
         for j in range(2, 9):
             out[j, i] = 0.0
         return EXPIRED
-    if not (math.isfinite(v) and v > 0.0):
-        _fill_nan(out, i, 9)
-        return BAD_VOL
 
     sqrt_t = math.sqrt(t)
     vs = v * sqrt_t
-    if not (vs > 0.0 and math.isfinite(v * v * t)):
-        # σ√T underflows (no volatility to price with) or σ²T overflows (nor any to speak of)
-        _fill_nan(out, i, 9)
-        return BAD_VOL
     # Reciprocals once: a division costs several multiplications, and a row needs five.
     inv_v = 1.0 / v
     inv_sqrt_t = 1.0 / sqrt_t
@@ -1273,14 +1301,12 @@ def _scenario_value(
     v: float,
     x: float,
     x0: float,
-    scratch: F64,
 ) -> float:
     """USD value per unit of weight at price ``x`` (``x0``: the price now). Options: the
     model's USD price (a coin-settled option's coin premium x F is its Black-76 USD price);
     linear futures and spot: ``x``; inverse futures (weight = USD notional): ``x / x0``."""
     if kind == KIND_OPTION:
-        st = _gbs_row(is_call, x, k, t, r, r if black else q, v, black, scratch, 0)
-        return scratch[0, 0] if st <= EXPIRED else _NAN
+        return _gbs_price(is_call, x, k, t, r, r if black else q, v)
     if inverse and kind != KIND_SPOT:
         return x / x0
     return x
@@ -1310,16 +1336,14 @@ def scenario_pnl_kernel(
     sigma (1 + dvol), floored at 1 % of sigma, and T - horizon) minus weight x value now.
     A position that cannot be valued now (value NaN) is left out of every scenario."""
     n = kind.shape[0]
-    scratch = np.empty((9, 1))
     for i in range(n):
         value[i] = _scenario_value(
             kind[i], black[i], inverse[i], is_call[i], strike[i], T[i], r[i], q[i], sigma[i],
-            X[i], X[i], scratch,
+            X[i], X[i],
         )  # fmt: skip
     later = np.maximum(T - horizon, 0.0)
     n_und = ret.shape[1]
     for s in prange(ret.shape[0]):
-        work = np.empty((9, 1))
         growth = np.empty(n_und)  # per underlying, once per scenario rather than per position
         vol_factor = np.empty(n_und)
         for u in range(n_und):
@@ -1332,7 +1356,7 @@ def scenario_pnl_kernel(
             u = und[i]
             moved = _scenario_value(
                 kind[i], black[i], inverse[i], is_call[i], strike[i], later[i], r[i], q[i],
-                sigma[i] * vol_factor[u], X[i] * growth[u], X[i], work,
+                sigma[i] * vol_factor[u], X[i] * growth[u], X[i],
             )  # fmt: skip
             total += weight[i] * (moved - value[i])
         pnl[s] = total
