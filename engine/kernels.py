@@ -157,9 +157,13 @@ def _gbs_status(s: float, k: float, t: float, r: float, q: float, v: float) -> i
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _gbs_price(is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float) -> float:
-    """The price of :func:`_gbs_row` alone, to the bit (NaN where its status is an error): for
-    full revaluation, which would throw the Greeks away."""
+def _gbs_price(
+    is_call: bool, s: float, k: float, log_sk: float, t: float, r: float, q: float, v: float
+) -> float:
+    """The price of :func:`_gbs_row` alone (NaN where its status is an error), for full
+    revaluation, which would throw the Greeks away. ``log_sk`` is ln(s/k), from the caller:
+    with ``_log_ratio(s, k)`` the price is _gbs_row's to the bit; a scenario adds its log-return
+    to the position's own, which saves a logarithm per valuation."""
     st = _gbs_status(s, k, t, r, q, v)
     w = 1.0 if is_call else -1.0
     if st == EXPIRED:
@@ -167,7 +171,7 @@ def _gbs_price(is_call: bool, s: float, k: float, t: float, r: float, q: float, 
     if st != OK:
         return _NAN
     inv_vs = (1.0 / v) * (1.0 / math.sqrt(t))
-    d1 = (_log_ratio(s, k) + (r - q + 0.5 * v * v) * t) * inv_vs
+    d1 = (log_sk + (r - q + 0.5 * v * v) * t) * inv_vs
     d2 = d1 - v * math.sqrt(t)
     sdfq = s * math.exp(-q * t)
     kdfr = k * math.exp(-r * t)
@@ -1300,13 +1304,15 @@ def _scenario_value(
     q: float,
     v: float,
     x: float,
+    log_xk: float,
     x0: float,
 ) -> float:
-    """USD value per unit of weight at price ``x`` (``x0``: the price now). Options: the
-    model's USD price (a coin-settled option's coin premium x F is its Black-76 USD price);
-    linear futures and spot: ``x``; inverse futures (weight = USD notional): ``x / x0``."""
+    """USD value per unit of weight at price ``x`` (``log_xk`` = ln(x/k); ``x0``: the price
+    now). Options: the model's USD price (a coin-settled option's coin premium x F is its
+    Black-76 USD price); linear futures and spot: ``x``; inverse futures (weight = USD
+    notional): ``x / x0``."""
     if kind == KIND_OPTION:
-        return _gbs_price(is_call, x, k, t, r, r if black else q, v)
+        return _gbs_price(is_call, x, k, log_xk, t, r, r if black else q, v)
     if inverse and kind != KIND_SPOT:
         return x / x0
     return x
@@ -1336,10 +1342,13 @@ def scenario_pnl_kernel(
     sigma (1 + dvol), floored at 1 % of sigma, and T - horizon) minus weight x value now.
     A position that cannot be valued now (value NaN) is left out of every scenario."""
     n = kind.shape[0]
+    log_xk = np.zeros(n)  # ln(X/K) of each option now; a scenario adds its log-return
     for i in range(n):
+        if kind[i] == KIND_OPTION and X[i] > 0.0 and strike[i] > 0.0:
+            log_xk[i] = _log_ratio(X[i], strike[i])
         value[i] = _scenario_value(
             kind[i], black[i], inverse[i], is_call[i], strike[i], T[i], r[i], q[i], sigma[i],
-            X[i], X[i],
+            X[i], log_xk[i], X[i],
         )  # fmt: skip
     later = np.maximum(T - horizon, 0.0)
     n_und = ret.shape[1]
@@ -1356,7 +1365,7 @@ def scenario_pnl_kernel(
             u = und[i]
             moved = _scenario_value(
                 kind[i], black[i], inverse[i], is_call[i], strike[i], later[i], r[i], q[i],
-                sigma[i] * vol_factor[u], X[i] * growth[u], X[i],
+                sigma[i] * vol_factor[u], X[i] * growth[u], log_xk[i] + ret[s, u], X[i],
             )  # fmt: skip
             total += weight[i] * (moved - value[i])
         pnl[s] = total
