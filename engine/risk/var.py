@@ -76,26 +76,41 @@ class Moments:
     kurt: float
 
 
-def _check_confidence(c: float, name: str) -> None:
-    if not (0.5 <= c < 1.0):
-        raise ValueError(f"{name} must be in [0.5, 1), got {c!r}")
+def _check_levels(confidence: float, es_confidence: float) -> None:
+    for name, c in (("confidence", confidence), ("es_confidence", es_confidence)):
+        if not (0.5 <= c < 1.0):
+            raise ValueError(f"{name} must be in [0.5, 1), got {c!r}")
+
+
+def _check_horizon(horizon_days: float) -> None:
+    if not (math.isfinite(horizon_days) and horizon_days > 0.0):
+        raise ValueError(f"horizon_days must be > 0, got {horizon_days!r}")
+
+
+def _covariance(cov: npt.ArrayLike) -> FloatArray:
+    """``cov`` as a float array, checked: square, finite, symmetric (its size is the caller's)."""
+    s = np.asarray(cov, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"cov must be a square matrix, got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("cov must be finite")
+    if not np.allclose(s, s.T, rtol=1e-12, atol=0.0):
+        raise ValueError("cov must be symmetric")
+    return s
 
 
 def _vectors(
     delta_usd: npt.ArrayLike, cov: npt.ArrayLike, horizon_days: float
 ) -> tuple[FloatArray, FloatArray]:
     d = np.asarray(delta_usd, dtype=np.float64)
-    s = np.asarray(cov, dtype=np.float64)
     if d.ndim != 1:
         raise ValueError(f"delta_usd must be 1-D (one value per underlying), got shape {d.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("delta_usd must be finite")
+    s = _covariance(cov)
     if s.shape != (d.size, d.size):
         raise ValueError(f"cov must be {d.size} x {d.size} (one row per underlying), got {s.shape}")
-    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(s))):
-        raise ValueError("delta_usd and cov must be finite")
-    if not np.allclose(s, s.T, rtol=1e-12, atol=0.0):
-        raise ValueError("cov must be symmetric")
-    if not (math.isfinite(horizon_days) and horizon_days > 0.0):
-        raise ValueError(f"horizon_days must be > 0, got {horizon_days!r}")
+    _check_horizon(horizon_days)
     return d, s * horizon_days
 
 
@@ -124,8 +139,7 @@ def delta_normal(
 def _parametric(
     moments: Moments, confidence: float, es_confidence: float, horizon_days: float, method: str
 ) -> VaR:
-    _check_confidence(confidence, "confidence")
-    _check_confidence(es_confidence, "es_confidence")
+    _check_levels(confidence, es_confidence)
     var, es = cornish_fisher(moments, confidence, es_confidence)
     return VaR(
         var=var,
@@ -221,8 +235,7 @@ def empirical(
     """VaR and ES of scenario P&Ls (USD), each scenario equally likely, no interpolation:
     the losses sorted ascending, k = ⌈n c⌉, VaR = the k-th; ES = (the losses above the k-th
     + (k - n c) x the k-th) / (n (1 - c)) (Acerbi and Tasche's discrete ES)."""
-    _check_confidence(confidence, "confidence")
-    _check_confidence(es_confidence, "es_confidence")
+    _check_levels(confidence, es_confidence)
     p = np.asarray(pnl, dtype=np.float64)
     if p.ndim != 1 or p.size == 0:
         raise ValueError(f"pnl must be 1-D and not empty, got shape {p.shape}")
@@ -265,7 +278,9 @@ def historical(
     """Historical simulation: each recorded one-day move (a row of ``ret_window`` and
     ``dvol_window``, one column per underlying) applied to the book as it is now, scaled to the
     horizon by √N, by full revaluation (:func:`scenario_pnl`); VaR and ES by :func:`empirical`."""
-    scale = math.sqrt(horizon_days) if horizon_days > 0.0 else math.nan
+    _check_levels(confidence, es_confidence)  # before the revaluation, not after it
+    _check_horizon(horizon_days)
+    scale = math.sqrt(horizon_days)
     ret = np.asarray(ret_window, dtype=np.float64) * scale
     dvol = np.asarray(dvol_window, dtype=np.float64) * scale
     res = scenario_pnl(book, ret, dvol, horizon_days)
@@ -289,15 +304,13 @@ def monte_carlo(
         cov: one-day covariance, 2U x 2U, of the U underlyings' log-returns (first U rows)
             and of their relative vol moves (last U rows; zeros for no vol moves).
     """
-    c = np.asarray(cov, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] % 2 or not np.all(np.isfinite(c)):
-        raise ValueError(f"cov must be finite, 2U x 2U (returns, vol moves), got {c.shape}")
-    if not np.allclose(c, c.T, rtol=1e-12, atol=0.0):
-        raise ValueError("cov must be symmetric")
+    _check_levels(confidence, es_confidence)  # before the revaluation, not after it
+    c = _covariance(cov)
+    if c.shape[0] % 2:
+        raise ValueError(f"cov must be 2U x 2U (returns, vol moves), got {c.shape}")
     if n_scenarios < 1:
         raise ValueError(f"n_scenarios must be >= 1, got {n_scenarios!r}")
-    if not (math.isfinite(horizon_days) and horizon_days > 0.0):
-        raise ValueError(f"horizon_days must be > 0, got {horizon_days!r}")
+    _check_horizon(horizon_days)
     u = c.shape[0] // 2
     rng = np.random.default_rng(seed)
     draws = rng.multivariate_normal(np.zeros(2 * u), c * horizon_days, n_scenarios, method="eigh")
