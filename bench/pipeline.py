@@ -490,6 +490,9 @@ positions = "positions.csv"
 [view]
 enabled = "off"
 
+[risk]
+enabled = false  # the portfolio-risk task has its own benchmark (bench/risk.py)
+
 [[feeds]]
 kind = "mqtt"
 name = "md"
@@ -554,7 +557,7 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
             super()._commit(batch, now_ns)
             t = time.time_ns()
             commits = self.recorder.commits
-            for key, p in batch.exposures.items():
+            for (_, key), p in batch.exposures.items():
                 commits.setdefault(key, []).append((int(p["ts_ns"]), t))
 
         recorder: _Recorder
@@ -1456,7 +1459,8 @@ def _setup_section(r: Results) -> list[str]:
         "`JsonCodec.decode_mqtt` and counts it. *Daemon*: `engine.runtime.app.build` + `run` "
         "on a TOML config (MQTT feed, Redis sink; every `[engine]` and `[redis]` setting at "
         "its default: `cycle_interval_ms` 50, `full_reprice_interval_s` 1, "
-        "`flush_interval_ms` 20, `min_interval_ms` 100 per key) and a positions CSV. "
+        "`flush_interval_ms` 20, `min_interval_ms` 100 per key; the portfolio-risk task of "
+        "`[risk]` off, as it has its own benchmark) and a positions CSV. "
         "Consumers and daemons run alternately in fresh processes. Each phase runs a fresh "
         "publisher at a fixed rate and measures a fixed window after a warm-up; msgs/s = "
         "messages the consumer (the daemon's feed: `FeedStats.received`) took in the window. "

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS, Scope
+from engine.outputs import BOOK_METRICS, METRICS, RISK_UNITS, SCHEMA_VERSION, UNITS, Scope
 
 __all__ = [
     "ALERT_METRICS",
@@ -56,10 +56,22 @@ AlertMetric = Literal[
     "pnl",
     "n_stale",
     "n_positions",
+    "var",
+    "es",
+    "var_delta_normal",
+    "es_delta_normal",
+    "var_delta_gamma",
+    "es_delta_gamma",
+    "var_historical",
+    "es_historical",
+    "var_monte_carlo",
+    "es_monte_carlo",
+    "stress_loss",
 ]
-"""What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`) or a count."""
+"""What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`), a count, or a
+book's risk figure (:data:`engine.outputs.RISK_UNITS`, book scope only)."""
 
-ALERT_METRICS: Final = (*METRICS, "n_stale", "n_positions")
+ALERT_METRICS: Final = (*METRICS, "n_stale", "n_positions", *RISK_UNITS)
 """The values of :data:`AlertMetric`, in order (a unit test keeps the two in step)."""
 
 Severity = Literal["info", "warning", "critical"]
@@ -85,7 +97,8 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         name: the rule's name: letters, digits, ``_``, ``.``, ``-`` (it starts every alert id,
             so it must be unique among the rules and not ``stale_feed``).
         metric: the figure watched (:data:`AlertMetric`), in its own units
-            (:data:`engine.outputs.UNITS`; ``n_stale`` and ``n_positions`` count).
+            (:data:`engine.outputs.UNITS` and :data:`engine.outputs.RISK_UNITS`; ``n_stale``
+            and ``n_positions`` count).
         scope: the aggregation level whose figures the rule sees.
         book: only this book (None: every book).
         underlying: only this underlying (None: every one; not at book scope).
@@ -135,6 +148,8 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 f"{where}: {self.metric} is in underlying units, which do not add across "
                 f"underlyings: a book-scope rule takes one of {', '.join(BOOK_METRICS)}"
             )
+        if self.metric in RISK_UNITS and self.scope != "book":
+            raise ValueError(f"{where}: {self.metric} is a book's figure: its scope is book")
         if self.scope == "book" and self.underlying is not None:
             raise ValueError(f"{where}: a book-scope rule cannot filter on `underlying`")
         if self.scope != "expiry" and self.expiry is not None:
@@ -392,7 +407,7 @@ def _compile(rule: AlertRule) -> _Compiled:
         clear_above=above - rule.hysteresis,
         clear_below=below + rule.hysteresis,
         cooldown_ns=round(rule.cooldown_s * _NS_PER_S),
-        unit=UNITS.get(rule.metric, _COUNT_UNIT),
+        unit=UNITS.get(rule.metric) or RISK_UNITS.get(rule.metric, _COUNT_UNIT),
     )
 
 

@@ -36,9 +36,12 @@ from typing import Any, Final, Literal, Protocol
 
 __all__ = [
     "BOOK_METRICS",
+    "FAMILIES",
     "METRICS",
+    "RISK_UNITS",
     "SCHEMA_VERSION",
     "UNITS",
+    "VAR_METHODS",
     "Scope",
     "Sink",
     "expiry_rows",
@@ -78,8 +81,25 @@ UNITS: Final[dict[str, str]] = {
     "pnl": "USD",
 }
 
+VAR_METHODS: Final = ("delta_normal", "delta_gamma", "historical", "monte_carlo")
+"""The VaR methods, in the order payloads list them (docs/risk.md)."""
+
+RISK_UNITS: Final[dict[str, str]] = {
+    "var": "USD",
+    "es": "USD",
+    **{f"{k}_{m}": "USD" for m in VAR_METHODS for k in ("var", "es")},
+    "stress_loss": "USD",
+}
+"""The book-scope figures of the ``var`` and ``stress`` payloads (docs/redis.md) and their
+units: VaR and ES are losses (positive: the book loses)."""
+
 BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
 """Figures that add across underlyings, published at book scope."""
+
+FAMILIES: Final = ("exposure", "var", "stress", "margin", "skew", "hedge", "settlement")
+"""Kinds of state payload (:meth:`Sink.publish`): each has its own channel ``{p}:{family}``,
+stream ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
+``{p}:{family}:snapshot``), keyed as docs/redis.md says."""
 
 Scope = Literal["book", "underlying", "expiry"]
 """Aggregation level: a book, a (book, underlying), or a (book, underlying, expiry)."""
@@ -92,6 +112,11 @@ class Sink(Protocol):
     def exposure(self, key: str, payload: dict[str, Any]) -> None:
         """Publish ``payload`` as the latest exposure under ``key`` (``{book}:{underlying}`` or
         ``{book}``); rate-limited per key."""
+        ...
+
+    def publish(self, family: str, key: str, payload: dict[str, Any]) -> None:
+        """Publish ``payload`` as the latest of ``family`` (one of :data:`FAMILIES`) under
+        ``key``; rate-limited per key."""
         ...
 
     def alert(self, payload: dict[str, Any]) -> None:

@@ -49,8 +49,9 @@ from engine.arguments import PARALLEL_MIN_ROWS
 from engine.events import Fill, Quote, Tick
 from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
+from engine.risk.scenarios import ScenarioBook
 
-__all__ = ["AGG_FIELDS", "FILL_IDS_KEPT", "Portfolio", "UnderlyingParams"]
+__all__ = ["AGG_FIELDS", "FILL_IDS_KEPT", "BookRisk", "Portfolio", "UnderlyingParams"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -78,6 +79,22 @@ class UnderlyingParams:
 
     rate: float = 0.0
     dividend_yield: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BookRisk:
+    """A book as the risk measures take it (:mod:`engine.risk`), at the valuation time: its open
+    positions for full revaluation (``positions.und`` indexes ``underlyings``), and per
+    underlying its exposure sums (``figures[u, AGG_FIELDS.index(name)]``) and reference price
+    (the index's latest price; NaN when none came yet). Copies: the portfolio may move on."""
+
+    book: str
+    valuation_ns: int
+    underlyings: list[str]
+    positions: ScenarioBook
+    figures: F64
+    prices: F64
+    instruments: list[str]
 
 
 def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
@@ -667,6 +684,57 @@ class Portfolio:
             out.append(cols)
             start = stop
         return out
+
+    def book_risk(self, book: str) -> BookRisk:
+        """``book``'s open positions and exposure sums, copied for the risk measures.
+
+        Raises:
+            KeyError: no such book.
+        """
+        brow = self._book_rows[book]
+        pairs = sorted((u, row) for (b, u), row in self._bu_rows.items() if b == book)
+        und_of_bu = np.full(self._bus.n, -1, dtype=np.int64)
+        und_of_bu[[row for _, row in pairs]] = np.arange(len(pairs))
+        la, ia, ga = self._lots.arrays, self._inst.arrays, self._groups.arrays
+        n = self._lots.n
+        groups = la["group"][:n]
+        lots = np.flatnonzero((ga["book"][groups] == brow) & (la["qty"][:n] != 0.0))
+        inst = la["inst"][lots]
+        ua = self._bus.arrays
+        rows = [row for _, row in pairs]
+        index_rows: dict[str, int] = {}
+        for i in inst.tolist():
+            d = self._inst_defs[i]
+            index_rows.setdefault(d.underlying, int(ia["spot_row"][i]))
+        spot_px = self._spots.cols.arrays["px"]
+        return BookRisk(
+            book=book,
+            valuation_ns=self.valuation_ns,
+            underlyings=[u for u, _ in pairs],
+            positions=ScenarioBook(
+                kind=ia["kind"][inst],
+                black=ia["black"][inst],
+                inverse=ia["inverse"][inst],
+                is_call=ia["is_call"][inst],
+                strike=ia["strike"][inst],
+                T=ia["T"][inst],
+                r=ia["r"][inst],
+                q=ia["q"][inst],
+                sigma=ia["sigma"][inst],
+                X=ia["X"][inst],
+                weight=la["qty"][lots] * ia["mult"][inst],
+                und=und_of_bu[ga["bu"][groups[lots]]],
+            ),
+            figures=ua["hi"][rows] + ua["lo"][rows],
+            prices=np.array(
+                [spot_px[index_rows[u]] if u in index_rows else _NAN for u, _ in pairs]
+            ),
+            instruments=[self._inst_defs[i].name for i in inst.tolist()],
+        )
+
+    def books(self) -> list[str]:
+        """Every book held, sorted."""
+        return sorted(self._book_rows)
 
     def bu_keys(self) -> list[tuple[str, str]]:
         """Every (book, underlying) pair held."""

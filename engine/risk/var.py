@@ -212,8 +212,9 @@ def delta_gamma(
 
     Args:
         delta_usd: USD delta per underlying.
-        gamma_usd: Γ·S² per underlying, USD per unit of log-return squared (the P&L of a move r
-            has the term ½ gamma_usd r²); 100 x the cash gamma per 1 % move.
+        gamma_usd: per underlying, the second derivative of the P&L in the log-return r, USD
+            per unit of r squared (the P&L has the term ½ gamma_usd r²): Γ·S² + Δ·S, i.e.
+            100 x the cash gamma per 1 % move plus the USD delta.
         cov: one-day covariance of the underlyings' log-returns.
         confidence: of the VaR.
         es_confidence: of the ES.

@@ -11,6 +11,10 @@ them as named tasks of one ``asyncio.TaskGroup``:
   thread so that the other tasks go on meanwhile), hands the changed exposures to the sink and
   evaluates the alert rules on them.
 - ``sink``: the Redis writer (batched, rate-limited per key, reconnecting).
+- ``risk``: every ``risk.var_interval_s`` / ``risk.stress_interval_s``, copies each book and
+  computes its VaR/ES and stress grid in a worker thread (the kernels release the GIL, so the
+  streaming path goes on meanwhile), publishes them and evaluates the alert rules on them; it
+  also records each underlying's daily level into the window of moves.
 - ``monitor``: stale-feed alerts, and the statistics log line every ``stats_interval_s``.
 - ``view``: the live terminal view, when on.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import math
@@ -45,10 +50,12 @@ from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.outputs import expiry_rows
+from engine.risk.history import MoveHistory
+from engine.risk.report import RiskConfig, stress_payload, var_payload
 from engine.runtime.clock import LiveClock
-from engine.runtime.config import AppConfig, FeedConfig, load_positions, positions_path
+from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.redis_sink import RedisSink
-from engine.state import Portfolio, UnderlyingParams
+from engine.state import BookRisk, Portfolio, UnderlyingParams
 from feeds.backoff import Backoff
 from feeds.base import Feed
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
@@ -145,12 +152,17 @@ class Daemon:
         registry: InstrumentRegistry,
         portfolio: Portfolio,
         feeds: list[Feed],
+        history: MoveHistory | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.registry = registry
         self.portfolio = portfolio
         self.feeds = feeds
+        self.history = history or MoveHistory(config.risk.window_days)
+        """Daily levels per underlying: the moves of historical VaR and the covariance."""
+        self.risk_errors = 0
+        self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
         self.alerts = AlertEngine(config.alerts)
         self.sink = RedisSink(config.redis, clock, status=self.status)
@@ -197,7 +209,8 @@ class Daemon:
         is its only writer)."""
         step = self._begin(False)
         if step.full:
-            changed = await asyncio.to_thread(self.portfolio.cycle, step.now, True)
+            async with self._valuing:  # the risk task copies books only outside a reprice
+                changed = await asyncio.to_thread(self.portfolio.cycle, step.now, True)
         else:
             changed = self.portfolio.cycle(step.now, False)
         return self._end(step, changed, False)
@@ -347,6 +360,51 @@ class Daemon:
             self.cycle_errors += 1
             logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})
 
+    # ------------------------------------------------------------------ risk
+    async def risk_loop(self) -> None:
+        """Publish each book's ``var`` and ``stress`` payloads on their periods (``[risk]``):
+        the books are copied on the event loop, outside a full reprice, and valued in a worker
+        thread; an error is logged and counted and the next period tries again."""
+        cfg = self.config.risk
+        periods = {"var": cfg.var_interval_s, "stress": cfg.stress_interval_s}
+        due = dict.fromkeys(periods, time.monotonic())
+        while not self.stop.is_set():
+            await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
+            mono = time.monotonic()
+            families = [f for f, at in due.items() if at <= mono]
+            for f in families:
+                due[f] = mono + periods[f]
+            try:
+                async with self._valuing:
+                    now = self.clock.now_ns()
+                    books = [self.portfolio.book_risk(b) for b in self.portfolio.books()]
+                self.record_levels(now, books)
+                out = await asyncio.to_thread(
+                    _risk_payloads, books, self.history, cfg, families, now
+                )
+            except Exception:
+                self.risk_errors += 1
+                logger.exception("risk computation failed", extra={"errors": self.risk_errors})
+                continue
+            for family, payload in out:
+                self.sink.publish(family, payload["book"], payload)
+                for t in self.alerts.evaluate("book", payload["book"], None, None, payload, now):
+                    self._emit_alert(t)
+
+    def record_levels(self, now_ns: int, books: Iterable[BookRisk]) -> None:
+        """Record each held underlying's index price as its level of the day, once the day's
+        ``risk.record_at_utc`` has passed and unless it is recorded already."""
+        at = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
+        hh, mm = map(int, self.config.risk.record_at_utc.split(":"))
+        if (at.hour, at.minute) < (hh, mm):
+            return
+        day = at.date()
+        for br in books:
+            for und, price in zip(br.underlyings, br.prices.tolist(), strict=True):
+                last = self.history.last_day(und)
+                if (last is None or last < day) and math.isfinite(price) and price > 0.0:
+                    self.history.record(day, und, price, None)
+
     # ------------------------------------------------------------------ feeds
     async def load_instruments(self) -> None:
         """Fill the registry from feeds that can list their venue's instruments. A failure is
@@ -398,6 +456,7 @@ class Daemon:
             "unknown_instrument": self.unknown,
             "rejected_fills": len(self.rejected_fills),
             "cycle_errors": self.cycle_errors,
+            "risk_errors": self.risk_errors,
             "feeds": {
                 f.name: {
                     "connected": f.stats.connected,
@@ -465,7 +524,7 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
         for name, u in config.portfolio.underlyings.items()
     }
     portfolio = Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
-    path = positions_path(config, config_path)
+    path = config_relative(config.portfolio.positions, config_path)
     if path is not None:
         for pos in load_positions(path):
             try:
@@ -486,7 +545,38 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
             feeds.append(_build_feed(fc, registry, clock, portfolio))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
-    return Daemon(config, clock, registry, portfolio, feeds)
+    return Daemon(config, clock, registry, portfolio, feeds, load_history(config, config_path))
+
+
+def load_history(config: AppConfig, config_path: Path) -> MoveHistory:
+    """The window of moves, seeded from ``risk.history`` when set.
+
+    Raises:
+        ConfigError: the file cannot be read or has a bad header or row.
+    """
+    history = MoveHistory(config.risk.window_days)
+    path = config_relative(config.risk.history, config_path)
+    if path is not None:
+        try:
+            history.load_csv(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), f"cannot read: {exc} - at `$.risk.history`") from exc
+        except ValueError as exc:
+            raise ConfigError(str(path), str(exc)) from exc
+    return history
+
+
+def _risk_payloads(
+    books: list[BookRisk], history: MoveHistory, cfg: RiskConfig, families: list[str], now: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """The due risk payloads of every book (run in a worker thread)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for br in books:
+        if "var" in families:
+            out.append(("var", var_payload(br, history, cfg, now)))
+        if "stress" in families:
+            out.append(("stress", stress_payload(br, cfg, now)))
+    return out
 
 
 async def run(
@@ -531,6 +621,8 @@ async def run(
                 tg.create_task(daemon.sink.run(), name="sink"),
                 tg.create_task(daemon.monitor(), name="monitor"),
             ]
+            if daemon.config.risk.enabled:
+                aux.append(tg.create_task(daemon.risk_loop(), name="risk"))
             if view is not None:
                 aux.append(tg.create_task(view(daemon), name="view"))
             with contextlib.suppress(TimeoutError):

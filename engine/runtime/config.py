@@ -19,6 +19,7 @@ import msgspec
 from engine.alerts import AlertRule
 from engine.errors import ConfigError
 from engine.instruments import Instrument, Kind, Settlement
+from engine.risk.report import RiskConfig
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
@@ -146,13 +147,14 @@ class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[engine]``, ``[log]``,
-    ``[view]``, ``[[instruments]]``, ``[[alerts]]``."""
+    """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[engine]``, ``[risk]``,
+    ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``."""
 
     redis: RedisConfig = RedisConfig()
     feeds: list[FeedConfig] = []
     portfolio: PortfolioConfig = PortfolioConfig()
     engine: EngineConfig = EngineConfig()
+    risk: RiskConfig = RiskConfig()
     log: LogConfig = LogConfig()
     view: ViewConfig = ViewConfig()
     instruments: list[InstrumentConfig] = []
@@ -199,11 +201,12 @@ def load_config(path: Path) -> AppConfig:
     return config
 
 
-def positions_path(config: AppConfig, config_path: Path) -> Path | None:
-    """The positions file, resolved against the config file's folder; None when unset."""
-    if not config.portfolio.positions:
+def config_relative(name: str, config_path: Path) -> Path | None:
+    """A file named in the config (``portfolio.positions``, ``risk.history``), resolved against
+    the config file's folder; None when unset (empty)."""
+    if not name:
         return None
-    p = Path(config.portfolio.positions)
+    p = Path(name)
     return p if p.is_absolute() else (config_path.parent / p)
 
 

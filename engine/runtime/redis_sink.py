@@ -5,6 +5,9 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
     {p}:exposure            channel  one message per changed exposure key (JSON payload)
     {p}:exposure:stream     stream   the same messages, field "data", trimmed ~stream_maxlen
     {p}:snapshot            hash     exposure key -> its latest payload
+    {p}:{family}            channel  likewise for each other family of engine.outputs.FAMILIES
+    {p}:{family}:stream     stream   (var, stress, margin, skew, hedge, settlement)
+    {p}:{family}:snapshot   hash
     {p}:alerts              channel  alert transitions, in order
     {p}:alerts:stream       stream   the same, field "data", trimmed ~stream_maxlen
     {p}:alerts:active       hash     alert id -> its latest "raised" payload (gone once cleared)
@@ -12,12 +15,12 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
 
 :meth:`RedisSink.exposure` and :meth:`RedisSink.alert` never block and never raise: they only
 record. :meth:`RedisSink.run` writes what was recorded every ``flush_interval_ms`` in one
-``pipeline(transaction=False)`` (the exposures through one Lua script call per batch:
-:data:`_PUBLISH_EXPOSURES`). What is held while Redis is away, and what happens when it is
-full:
+``pipeline(transaction=False)`` (the payloads through one Lua script call per family and
+batch: :data:`_PUBLISH`). What is held while Redis is away, and what happens when it is full:
 
-- exposures: the latest payload per key (conflated: a burst on one key holds one payload), and
-  at most one publish per key per ``min_interval_ms``; bounded by the number of keys.
+- exposures (and the other families): the latest payload per key (conflated: a burst on one
+  key holds one payload), and at most one publish per key per ``min_interval_ms``; bounded by
+  the number of keys.
 - alerts: a FIFO of ``alert_queue`` transitions; when full the oldest is dropped and counted
   (``stats.dropped_alerts``); the active-alerts hash is still rebuilt right on reconnection.
 
@@ -50,7 +53,7 @@ from redis.typing import EncodableT, FieldT
 
 from engine.clock import Clock
 from engine.errors import SinkError
-from engine.outputs import SCHEMA_VERSION
+from engine.outputs import FAMILIES, SCHEMA_VERSION
 from engine.runtime.clock import MonotonicClock
 from feeds.backoff import Backoff
 
@@ -68,7 +71,7 @@ _SCHEMES: Final = ("redis", "rediss", "unix")
 _SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "auth", "token"})
 _ORJSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
 
-_PUBLISH_EXPOSURES: Final = """
+_PUBLISH: Final = """
 local channel, maxlen = ARGV[1], ARGV[2]
 local n = #ARGV
 for i = 4, n, 2 do
@@ -281,6 +284,7 @@ class RedisSink:
         "_closed",
         "_config",
         "_ever_connected",
+        "_families",
         "_heartbeat_interval_ns",
         "_heartbeat_ttl_ms",
         "_keys",
@@ -310,10 +314,15 @@ class RedisSink:
         self._status = status
         self.stats = SinkStats()
         p = config.prefix
+        self._families = {
+            f: (
+                f"{p}:{f}",
+                f"{p}:{f}:stream",
+                f"{p}:snapshot" if f == "exposure" else f"{p}:{f}:snapshot",
+            )
+            for f in FAMILIES
+        }
         self._keys = _Keys(
-            exposure=f"{p}:exposure",
-            exposure_stream=f"{p}:exposure:stream",
-            snapshot=f"{p}:snapshot",
             alerts=f"{p}:alerts",
             alerts_stream=f"{p}:alerts:stream",
             active=f"{p}:alerts:active",
@@ -323,9 +332,9 @@ class RedisSink:
         self._min_interval_ns = config.min_interval_ms * _NS_PER_MS
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._last_publish_ns: dict[str, int] = {}
-        self._latest: dict[str, bytes] = {}  # key -> last payload written, for re-publication
+        self._pending: dict[tuple[str, str], dict[str, Any]] = {}  # (family, key) -> payload
+        self._last_publish_ns: dict[tuple[str, str], int] = {}
+        self._latest: dict[tuple[str, str], bytes] = {}  # the last written, to re-publish
         self._alerts: deque[tuple[int, dict[str, Any]]] = deque()
         self._alert_seq = 0
         self._active: dict[str, dict[str, Any]] = {}  # alert id -> latest raised payload
@@ -355,10 +364,26 @@ class RedisSink:
             payload: a JSON-able dict carrying ``"v"`` and ``"ts"``; not copied, so the caller
                 hands it over and does not mutate it afterwards.
         """
+        self.publish("exposure", key, payload)
+
+    def publish(self, family: str, key: str, payload: dict[str, Any]) -> None:
+        """Record ``payload`` as the latest of ``family`` under ``key`` (:meth:`exposure`, for
+        any family of :data:`engine.outputs.FAMILIES`). Never blocks; a family not in FAMILIES
+        is a bug (ValueError).
+
+        Args:
+            family: what the payload is (``var``, ``margin``, ...): its channel, stream and
+                snapshot hash.
+            key: its field in the family's snapshot hash (docs/redis.md).
+            payload: as for :meth:`exposure`.
+        """
+        if family not in self._families:
+            raise ValueError(f"unknown payload family {family!r}")
         pending = self._pending
-        if key not in pending:
+        k = (family, key)
+        if k not in pending:
             self.stats.pending = len(pending) + 1
-        pending[key] = payload
+        pending[k] = payload
 
     def alert(self, payload: dict[str, Any]) -> None:
         """Queue an alert transition (``"state"``: ``raised`` or ``cleared``, ``"id"``) for
@@ -511,7 +536,7 @@ class RedisSink:
             for key in list(pending):
                 if ignore_limit or now_ns - last.get(key, -min_ns) >= min_ns:
                     payload = pending.pop(key)
-                    data = self._encode(payload, key)
+                    data = self._encode(payload, key[1])
                     if data is not None:
                         batch.exposures[key] = payload
                         batch.encoded[key] = data
@@ -520,12 +545,16 @@ class RedisSink:
             # Redis may have restarted empty: every key's latest payload again.
             for key, data in self._latest.items():
                 encoded.setdefault(key, data)
-        items = list(encoded.items())
-        for start in range(0, len(items), _SCRIPT_PAYLOADS):
-            args: list[EncodableT] = [keys.exposure, cfg.stream_maxlen]
-            for key, data in items[start : start + _SCRIPT_PAYLOADS]:
-                args += (key, data)
-            pipe.eval(_PUBLISH_EXPOSURES, 2, keys.exposure_stream, keys.snapshot, *args)
+        by_family: dict[str, list[tuple[str, bytes]]] = {}
+        for (family, name), data in encoded.items():
+            by_family.setdefault(family, []).append((name, data))
+        for family, items in by_family.items():
+            channel, stream, snapshot = self._families[family]
+            for start in range(0, len(items), _SCRIPT_PAYLOADS):
+                args: list[EncodableT] = [channel, cfg.stream_maxlen]
+                for name, data in items[start : start + _SCRIPT_PAYLOADS]:
+                    args += (name, data)
+                pipe.eval(_PUBLISH, 2, stream, snapshot, *args)
 
         # Alerts, in order; the active hash follows them.
         if resync:
@@ -679,8 +708,8 @@ class _Batch:
     """What one pipeline carries, to commit or roll back once it has run."""
 
     resync: bool
-    exposures: dict[str, dict[str, Any]] = field(default_factory=dict)  # taken from pending
-    encoded: dict[str, bytes] = field(default_factory=dict)  # all exposures written
+    exposures: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # from pending
+    encoded: dict[tuple[str, str], bytes] = field(default_factory=dict)  # all payloads written
     last_alert_seq: int = 0  # alerts up to this sequence number are in the pipeline
     alerts: int = 0
     heartbeat: bool = False
@@ -690,9 +719,6 @@ class _Batch:
 class _Keys:
     """The Redis names under one prefix."""
 
-    exposure: str
-    exposure_stream: str
-    snapshot: str
     alerts: str
     alerts_stream: str
     active: str

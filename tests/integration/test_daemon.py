@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import math
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -26,6 +28,7 @@ from engine.daycount import year_fraction
 from engine.events import Fill, Quote
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
+from engine.risk import var
 from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
@@ -470,3 +473,91 @@ async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> N
     await daemon.acycle()  # incremental, on the loop's thread
     assert seen == [True]
     assert p.valuation_ns == clock.now_ns() - 10**6
+
+
+async def test_risk_payloads_and_alerts_out(
+    tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    """VaR and stress payloads per book reach Redis on their periods, their figures equal the
+    pure functions' on the book as the daemon holds it, the day's level joins the seeded window
+    of moves, and an alert rule on a VaR figure raises."""
+    today = dt.datetime.now(dt.UTC).date()
+    rows = ["date,underlying,price,vol"]
+    for i in range(30, 0, -1):  # a month of levels, up to yesterday
+        d = today - dt.timedelta(days=i)
+        rows.append(
+            f"{d},BTC,{60000 * (1 + 0.02 * math.sin(i)):.2f},{0.6 + 0.05 * math.cos(i):.4f}"
+        )
+        rows.append(f"{d},ETH,{3000 * (1 + 0.03 * math.sin(2 * i)):.2f},")
+    (tmp_path / "history.csv").write_text("\n".join(rows) + "\n")
+    extra = """
+[risk]
+history = "history.csv"
+var_interval_s = 0.2
+stress_interval_s = 0.3
+mc_scenarios = 300
+record_at_utc = "00:00"
+
+[[alerts]]
+name = "main_var"
+metric = "var_historical"
+scope = "book"
+book = "main"
+above = 1.0
+"""
+    port = mosquitto_server.port
+    path = _config(tmp_path, redis_server.url, unique, port, unique, extra=extra)
+    r = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with _running(path) as daemon:
+            await wait_until(lambda: daemon.feeds[0].stats.connected)
+            alerts = r.pubsub()
+            await alerts.subscribe(f"{unique}:alerts")
+            await _publish(port, _market(unique, 65000.0, 66000.0, 0.6))
+            await _wait_snapshot(r, unique, "main:BTC", lambda p: p["n_stale"] == 0)
+
+            async def latest(family: str) -> dict[str, Any]:
+                """The book's payload of the current valuation (with today's move)."""
+                async with asyncio.timeout(20):
+                    while True:
+                        raw = await r.hget(f"{unique}:{family}:snapshot", "main")
+                        if raw is not None:
+                            p: dict[str, Any] = orjson.loads(raw)
+                            if p["valuation_ts_ns"] == daemon.portfolio.valuation_ns and (
+                                family != "var" or p["history_days"] == 30
+                            ):
+                                return p
+                        await asyncio.sleep(0.02)
+
+            for _ in range(10):  # until no full reprice comes between the payload and the copy
+                got = await latest("var")
+                br = daemon.portfolio.book_risk("main")
+                if br.valuation_ns == got["valuation_ts_ns"]:
+                    break
+            assert got["status"]["historical"] == "ok", got["status"]
+            # 29 seeded moves and today's, from the index price the daemon recorded
+            assert daemon.history.last_day("BTC") == today
+            ret, dvol = daemon.history.moves(br.underlyings)
+            want = var.historical(br.positions, ret, dvol, 0.99, 0.975, 1.0)[0]
+            assert got["var_historical"] == pytest.approx(want.var, rel=1e-12)
+            assert got["es_historical"] == pytest.approx(want.es, rel=1e-12)
+            assert got["var"] == got["var_historical"]  # the default method
+            assert got["units"]["var"] == "USD"
+            stress = await latest("stress")
+            assert np.asarray(stress["pnl"]).shape == (13, 7)
+            assert stress["pnl"][6][2] == 0.0  # no move, no vol shock
+            assert await r.xlen(f"{unique}:var:stream") > 0
+            async with asyncio.timeout(10):
+                while True:
+                    msg = await alerts.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if msg is not None and orjson.loads(msg["data"])["alert"] == "main_var":
+                        alert = orjson.loads(msg["data"])
+                        break
+            assert (alert["id"], alert["state"], alert["unit"]) == (
+                "main_var:main",
+                "raised",
+                "USD",
+            )
+            assert daemon.risk_errors == 0
+    finally:
+        await r.aclose()

@@ -1,0 +1,225 @@
+"""Tests for the daemon's risk inputs and payloads: engine.state.Portfolio.book_risk,
+engine.risk.history and engine.risk.report.
+
+A book's copy for full revaluation must agree with the exposures the engine publishes: the
+first and second derivatives of its scenario P&L in each underlying's log-return are the
+book's ``delta_usd`` and ``100 x cash_gamma`` (finite differences). The window of moves is
+checked against moves computed here by hand, the payloads against the pure functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from engine.risk import var
+from engine.risk.history import MoveHistory
+from engine.risk.report import RiskConfig, stress_payload, var_payload
+from engine.risk.scenarios import scenario_pnl
+from engine.state import AGG_FIELDS
+from tests.unit.engine.test_state import V, build_book
+
+D0 = dt.date(2024, 6, 1)
+
+
+def day(n: int) -> dt.date:
+    return D0 + dt.timedelta(days=n)
+
+
+# ----------------------------------------------------------------- book_risk
+def test_book_risk_copies_the_open_positions_with_their_underlyings() -> None:
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    assert br.underlyings == ["BTC", "SOL", "SPX"]
+    assert br.valuation_ns == V
+    assert sorted(br.instruments) == sorted(
+        [
+            "BTC-27DEC24-60000-C",
+            "BTC-27DEC24-50000-P",
+            "BTC-27DEC24",
+            "BTC-PERPETUAL",
+            "BTC_USDC-PERPETUAL",
+            "BTC_USDC",
+            "SOL_USDC-27SEP24-150-C",
+            "SPXW241220C05500000",
+        ]
+    )
+    und = dict(zip(br.instruments, br.positions.und.tolist(), strict=True))
+    assert und["SOL_USDC-27SEP24-150-C"] == 1
+    assert und["SPXW241220C05500000"] == 2
+    weight = dict(zip(br.instruments, br.positions.weight.tolist(), strict=True))
+    assert weight["SPXW241220C05500000"] == 300.0  # 3 contracts x 100
+    assert weight["BTC-PERPETUAL"] == -30_000.0  # USD notional
+    assert_allclose(br.prices, [60_000.0, 140.0, 5_460.0], rtol=0, atol=0)
+    assert p.books() == ["alpha", "beta"]
+    with pytest.raises(KeyError):
+        p.book_risk("nobody")
+
+
+def test_book_risk_revalues_to_the_published_delta_and_gamma() -> None:
+    """Central differences of the full revaluation in each log-return r (the price is S e^r):
+    the first is delta_usd, the second Gamma S^2 + Delta S = 100 x cash_gamma + delta_usd of
+    the book's exposures."""
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    n_und = len(br.underlyings)
+    h = 1e-4
+    for u in range(n_und):
+        ret = np.zeros((3, n_und))
+        ret[0, u], ret[1, u] = h, -h
+        res = scenario_pnl(br.positions, ret, np.zeros_like(ret), 0.0)
+        up, down, flat = res.pnl
+        assert flat == 0.0
+        assert res.excluded.size == 0
+        delta_usd = br.figures[u, AGG_FIELDS.index("delta_usd")]
+        gamma_usd = 100.0 * br.figures[u, AGG_FIELDS.index("cash_gamma")] + delta_usd
+        assert (up - down) / (2 * h) == pytest.approx(delta_usd, rel=1e-6)
+        assert (up + down) / (h * h) == pytest.approx(gamma_usd, rel=1e-3, abs=1e-3)
+
+
+# ----------------------------------------------------------------- history
+def test_moves_are_log_returns_and_relative_vol_moves_on_common_days() -> None:
+    h = MoveHistory(days=3)
+    h.record(day(0), "BTC", 100.0, 0.50)
+    h.record(day(1), "BTC", 110.0, 0.55)
+    h.record(day(1), "BTC", 105.0, 0.60)  # the same day again: replaces
+    h.record(day(2), "BTC", 99.0, None)
+    h.record(day(3), "BTC", 90.0, 0.40)  # the window keeps 3 levels: day 0 leaves
+    h.record(day(2), "ETH", 10.0, 0.8)
+    h.record(day(3), "ETH", 11.0, 1.0)
+    ret, dvol = h.moves(["BTC"])
+    assert_allclose(ret[:, 0], [math.log(99 / 105), math.log(90 / 99)], rtol=1e-15)
+    assert_allclose(dvol[:, 0], [0.0, 0.0], atol=0)  # a move with an unknown vol: 0
+    ret, dvol = h.moves(["ETH", "BTC"])  # only day 3 has moves of both
+    assert_allclose(ret, [[math.log(1.1), math.log(90 / 99)]], rtol=1e-15)
+    assert_allclose(dvol, [[0.25, 0.0]], rtol=1e-15)
+    assert h.moves(["SOL"])[0].shape == (0, 1)
+    assert h.last_day("BTC") == day(3)
+    assert h.last_day("SOL") is None
+
+
+def test_covariance_is_zero_mean() -> None:
+    h = MoveHistory(days=10)
+    prices = [100.0, 101.0, 99.0, 102.0]
+    vols = [0.5, 0.55, 0.5, 0.5]
+    for i, (px, v) in enumerate(zip(prices, vols, strict=True)):
+        h.record(day(i), "X", px, v)
+    r = np.log(np.array(prices[1:]) / prices[:-1])
+    dv = np.array(vols[1:]) / vols[:-1] - 1.0
+    cov = h.covariance(["X"])
+    assert_allclose(
+        cov,
+        [[r @ r / 3, r @ dv / 3], [dv @ r / 3, dv @ dv / 3]],
+        rtol=1e-14,
+    )
+    with pytest.raises(ValueError, match="1 common days"):
+        _two_levels().covariance(["X"])
+
+
+def _two_levels() -> MoveHistory:
+    h = MoveHistory(3)
+    h.record(day(0), "X", 1.0, None)
+    h.record(day(1), "X", 2.0, None)
+    return h
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("date,underlying,price\n", "header"),
+        ("date,underlying,price,vol\n2024-06-01,BTC,abc,\n", "line 2"),
+        ("date,underlying,price,vol\n2024-06-01,BTC,-1,\n", "line 2: .*price"),
+        ("date,underlying,price,vol\n2024-06-01,BTC,1,0\n", "line 2: .*vol"),
+        ("date,underlying,price,vol\n2024-13-01,BTC,1,\n", "line 2"),
+        ("date,underlying,price,vol\n2024-06-01,,1,\n", "line 2"),
+    ],
+)
+def test_a_bad_seed_file_names_its_line(text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        MoveHistory(10).load_csv(text, "seed.csv")
+
+
+def test_seed_file_rows_load_in_date_order() -> None:
+    h = MoveHistory(10)
+    n = h.load_csv(
+        "# comment\ndate,underlying,price,vol\n2024-06-02,BTC,110,0.5\n2024-06-01,BTC,100,\n"
+    )
+    assert n == 2
+    assert_allclose(h.moves(["BTC"])[0], [[math.log(1.1)]], rtol=1e-15)
+    with pytest.raises(ValueError, match="before the last"):
+        h.record(day(0), "BTC", 1.0, None)
+    with pytest.raises(ValueError, match="days must be >= 2"):
+        MoveHistory(1)
+
+
+# ----------------------------------------------------------------- payloads
+def _history(underlyings: list[str], n_days: int, seed: int = 7) -> MoveHistory:
+    rng = np.random.default_rng(seed)
+    h = MoveHistory(n_days + 1)
+    level = dict.fromkeys(underlyings, 100.0)
+    vol = dict.fromkeys(underlyings, 0.5)
+    for i in range(n_days + 1):
+        for u in underlyings:
+            h.record(day(i), u, level[u], vol[u])
+            level[u] *= math.exp(rng.normal(0.0, 0.03))
+            vol[u] *= 1.0 + rng.normal(0.0, 0.05)
+    return h
+
+
+def test_var_payload_holds_every_method_as_the_pure_functions_give_it() -> None:
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    h = _history(br.underlyings, 60)
+    cfg = RiskConfig(mc_scenarios=500, method="monte_carlo", horizon_days=2.0)
+    got = var_payload(br, h, cfg, V + 5)
+    ret, dvol = h.moves(br.underlyings)
+    cov = h.covariance(br.underlyings)
+    d = br.figures[:, AGG_FIELDS.index("delta_usd")]
+    g = 100.0 * br.figures[:, AGG_FIELDS.index("cash_gamma")] + d
+    want = {
+        "delta_normal": var.delta_normal(d, cov[:3, :3], 0.99, 0.975, 2.0),
+        "delta_gamma": var.delta_gamma(d, g, cov[:3, :3], 0.99, 0.975, 2.0),
+        "historical": var.historical(br.positions, ret, dvol, 0.99, 0.975, 2.0)[0],
+        "monte_carlo": var.monte_carlo(br.positions, cov, 500, cfg.mc_seed, 0.99, 0.975, 2.0)[0],
+    }
+    for m, w in want.items():
+        assert got[f"var_{m}"] == w.var, m
+        assert got[f"es_{m}"] == w.es, m
+        assert got["status"][m] == "ok"
+    assert (got["var"], got["es"]) == (want["monte_carlo"].var, want["monte_carlo"].es)
+    assert got["history_days"] == 60
+    assert got["book"] == "alpha"
+    assert got["ts_ns"] == V + 5
+    assert got["units"]["var"] == "USD"
+    assert got["var_delta_normal"] > 0.0
+
+
+def test_var_payload_without_moves_says_why() -> None:
+    p, _ = build_book()
+    got = var_payload(p.book_risk("alpha"), MoveHistory(5), RiskConfig(), V)
+    assert got["var"] is None
+    assert got["var_historical"] is None
+    assert got["status"]["historical"] == "0 days of moves, need 2"
+
+
+def test_stress_payload_is_the_grid_and_its_worst_loss() -> None:
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    cfg = RiskConfig(stress_spot=(-0.1, 0.0, 0.1), stress_vol=(-0.5, 0.0, 1.0))
+    got = stress_payload(br, cfg, V)
+    assert got["pnl"].shape == (3, 3)
+    assert got["pnl"][1, 1] == 0.0
+    ret = np.log1p(np.array([-0.1, 0.0, 0.1]))
+    flat = scenario_pnl(
+        br.positions,
+        np.repeat(np.repeat(ret, 3)[:, None], 3, axis=1),
+        np.repeat(np.tile([-0.5, 0.0, 1.0], 3)[:, None], 3, axis=1),
+        0.0,
+    ).pnl
+    assert_allclose(got["pnl"].ravel(), flat, rtol=0, atol=0)
+    assert got["stress_loss"] == -flat.min()
+    assert got["excluded"] == []
