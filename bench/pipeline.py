@@ -434,7 +434,7 @@ async def _bare_main(port: int, intake: bool) -> None:
 
     def decode(message: aiomqtt.Message) -> None:
         try:
-            codec.decode_mqtt(message.topic.value, message.payload, time.time_ns())
+            codec.decode_market(message.topic.value, message.payload, time.time_ns())
         except FeedDecodeError:
             count[1] += 1
         count[0] += 1
@@ -1456,7 +1456,8 @@ def _setup_section(r: Results) -> list[str]:
         "ports. The publisher writes pre-encoded MQTT PUBLISH packets (QoS 0) on a plain "
         "socket at a fixed rate. *Bare consumer*: an `aiomqtt.Client` subscribed to "
         "`md/quote/+` (QoS 1, as the feed) that decodes each payload with "
-        "`JsonCodec.decode_mqtt` and counts it. *Daemon*: `engine.runtime.app.build` + `run` "
+        "`JsonCodec.decode_market` (what the feed calls for market data) and counts it. "
+        "*Daemon*: `engine.runtime.app.build` + `run` "
         "on a TOML config (MQTT feed, Redis sink; every `[engine]` and `[redis]` setting at "
         "its default: `cycle_interval_ms` 50, `full_reprice_interval_s` 1, "
         "`flush_interval_ms` 20, `min_interval_ms` 100 per key; the portfolio-risk task of "

@@ -1040,12 +1040,12 @@ _REPRICE_DIRTY_SIG = void(
     float64[:, ::1],  # (book, underlying) sums, compensation
     float64[:, ::1],  # book sums, high parts
     float64[:, ::1],  # book sums, compensation
-    int64[::1],  # group -> the last stamp it was touched under
+    int64[::1],  # (book, underlying) row -> the last stamp it was touched under
     int64,  # this cycle's stamp (never used before)
     boolean,  # reprice the held dirty instruments (False: the caller did, on the thread pool)
-    int64[::1],  # out: the groups touched (room for every group)
+    int64[::1],  # out: the (book, underlying) rows touched (room for every row)
     int64[::1],  # out: the instruments whose use of the spot or the forward changed
-    int64[::1],  # out: [number of groups touched, number of such instruments]
+    int64[::1],  # out: [number of rows touched, number of such instruments]
 )
 
 
@@ -1102,7 +1102,7 @@ def reprice_dirty_kernel(
     bu_lo: F64,
     book_hi: F64,
     book_lo: F64,
-    group_stamp: npt.NDArray[np.int64],
+    bu_stamp: npt.NDArray[np.int64],
     stamp: int,
     reprice: bool,
     touched: npt.NDArray[np.int64],
@@ -1112,7 +1112,8 @@ def reprice_dirty_kernel(
     """An incremental cycle in one call: reprice the held instruments among ``dirty`` (as
     :func:`price_rows_kernel`; not when ``reprice`` is False), then update every lot on them
     and every lot in ``dirty_lots`` (remove the old contribution, add the new one,
-    compensated), listing the groups touched (once each) and the instruments that switched
+    compensated), listing the (book, underlying) rows touched (once each) and the instruments
+    that switched
     between the index and the forward (the caller tracks who uses which shared price)."""
     held = np.empty(dirty.shape[0], dtype=np.int64)
     was = np.empty(dirty.shape[0], dtype=np.int8)
@@ -1169,9 +1170,9 @@ def reprice_dirty_kernel(
             _neumaier_add(book_hi, book_lo, b, c, -old)
             _neumaier_add(book_hi, book_lo, b, c, new[c])
             contrib[lot, c] = new[c]
-        if group_stamp[g] != stamp:
-            group_stamp[g] = stamp
-            touched[n_touched] = g
+        if bu_stamp[u] != stamp:
+            bu_stamp[u] = stamp
+            touched[n_touched] = u
             n_touched += 1
     counts[0] = n_touched
     counts[1] = n_moved

@@ -179,7 +179,10 @@ _GROUP_SPECS: dict[str, tuple[Any, Any, int]] = {
     **_SUM_SPECS,
     "bu": (np.int64, 0, 0),
     "book": (np.int64, 0, 0),
-    "stamp": (np.int64, 0, 0),  # the last incremental cycle that touched the group
+}
+_BU_SPECS: dict[str, tuple[Any, Any, int]] = {
+    **_SUM_SPECS,
+    "stamp": (np.int64, 0, 0),  # the last incremental cycle that touched the pair
 }
 
 
@@ -240,19 +243,19 @@ class Portfolio:
         self._lot_rows: dict[tuple[str, int], int] = {}
         self._lot_book: list[str] = []
         self._groups = _Columns(_GROUP_SPECS, capacity=16)
-        self._bus = _Columns(_SUM_SPECS, capacity=16)  # (book, underlying) sums
+        self._bus = _Columns(_BU_SPECS, capacity=16)  # (book, underlying) sums
         self._bu_rows: dict[tuple[str, str], int] = {}
         self._books = _Columns(_SUM_SPECS, capacity=8)  # book sums
         self._book_rows: dict[str, int] = {}
         self._group_rows: dict[tuple[str, str, str], int] = {}
         self._group_keys: list[tuple[str, str, str]] = []
-        self._group_pairs: list[tuple[str, str]] = []  # each group's (book, underlying)
+        self._bu_pairs: list[tuple[str, str]] = []  # (book, underlying) of each row of _bus
         self._bu_groups: dict[tuple[str, str], list[int]] = {}
         # (book, underlying) -> its groups as an index array and their expiry labels, in order
         self._bu_columns: dict[tuple[str, str], tuple[npt.NDArray[np.int64], list[str]]] = {}
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
-        self._stamp = 0  # incremental cycles so far: marks the groups each one touched
+        self._stamp = 0  # incremental cycles so far: marks the pairs each one touched
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self.duplicate_fills = 0
         """Fills ignored because their ``fill_id`` was applied before (at-least-once feeds)."""
@@ -304,6 +307,7 @@ class Portfolio:
             if bu is None:
                 bu = self._bus.append()
                 self._bu_rows[(book, inst.underlying)] = bu
+                self._bu_pairs.append((book, inst.underlying))
             brow = self._book_rows.get(book)
             if brow is None:
                 brow = self._books.append()
@@ -312,7 +316,6 @@ class Portfolio:
             self._groups.arrays["book"][g] = brow
             self._group_rows[gkey] = g
             self._group_keys.append(gkey)
-            self._group_pairs.append((book, inst.underlying))
             # kept sorted by key (expiry labels sort in time), so payloads need no sorting
             by_key = self._group_keys.__getitem__
             bisect.insort(self._bu_groups.setdefault((book, inst.underlying), []), g, key=by_key)
@@ -475,7 +478,7 @@ class Portfolio:
         g = self._groups
         la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
         ua, ba = self._bus.arrays, self._books.arrays
-        pairs = self._group_pairs
+        pairs = self._bu_pairs
         if full or self.valuation_ns == 0:
             self.valuation_ns = now_ns
             self._dirty_inst.clear()
@@ -497,7 +500,7 @@ class Portfolio:
         self._dirty_inst.clear()
         self._dirty_lots.clear()
         self._stamp += 1
-        touched = np.empty(g.n, dtype=np.int64)
+        touched = np.empty(self._bus.n, dtype=np.int64)
         moved = np.empty(dirty.size, dtype=np.int64)
         counts = np.zeros(2, dtype=np.int64)
         # Many at once (an index move under a book priced off it): reprice on the thread pool.
@@ -514,7 +517,7 @@ class Portfolio:
             ia["T"], ia["sigma"], ia["uses_spot"], ia["uses_fwd"], ia["unit"], ia["status"],
             ia["bad"], la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
             la["contrib"], ga["bu"], ga["book"], ga["hi"], ga["lo"], ua["hi"], ua["lo"],
-            ba["hi"], ba["lo"], ga["stamp"], self._stamp, not threaded, touched, moved,
+            ba["hi"], ba["lo"], ua["stamp"], self._stamp, not threaded, touched, moved,
             counts,
         )  # fmt: skip
         n_touched, n_moved = counts.tolist()

@@ -216,20 +216,42 @@ class JsonCodec:
         Raises:
             FeedDecodeError: the message is bad; ``reason`` says how (module docstring).
         """
-        if topic.startswith(self._tick_prefix):
-            event: Tick | Quote | Fill = self._tick(payload, ts_recv)
-            key, expected = event.instrument, topic[len(self._tick_prefix) :]
-        elif topic.startswith(self._quote_prefix):
-            event = self._quote(payload, ts_recv)
-            key, expected = event.instrument, topic[len(self._quote_prefix) :]
-        elif topic.startswith(self._fill_prefix):
-            fill = self._fill(payload, ts_recv)
-            event, key, expected = fill, fill.book, topic[len(self._fill_prefix) :]
-        else:
-            raise FeedDecodeError(self._feed, "topic", f"not a riskd topic: {topic!r}", payload)
-        if key != expected:
+        if topic.startswith(self._fill_prefix):
+            return self.decode_fill(topic, payload, ts_recv)
+        return self.decode_market(topic, payload, ts_recv)
+
+    def decode_fill(self, topic: str, payload: bytes, ts_recv: int) -> Fill:
+        """:meth:`decode_mqtt` for a fill's topic (``{prefix}fills/{book}``).
+
+        Raises:
+            FeedDecodeError: the message is bad; ``reason`` says how (module docstring).
+        """
+        fill = self._fill(payload, ts_recv)
+        if fill.book != topic[len(self._fill_prefix) :]:
             raise FeedDecodeError(
-                self._feed, "topic", f"topic {topic!r} does not match {key!r}", payload
+                self._feed, "topic", f"topic {topic!r} does not match {fill.book!r}", payload
+            )
+        return fill
+
+    def decode_market(self, topic: str, payload: bytes, ts_recv: int) -> Tick | Quote:
+        """:meth:`decode_mqtt` for a tick or quote topic (a fill's topic is an error here).
+
+        Raises:
+            FeedDecodeError: the message is bad; ``reason`` says how (module docstring).
+        """
+        if topic.startswith(self._quote_prefix):  # most of the traffic: first
+            event: Tick | Quote = self._quote(payload, ts_recv)
+            expected = topic[len(self._quote_prefix) :]
+        elif topic.startswith(self._tick_prefix):
+            event = self._tick(payload, ts_recv)
+            expected = topic[len(self._tick_prefix) :]
+        else:
+            raise FeedDecodeError(
+                self._feed, "topic", f"not a riskd market-data topic: {topic!r}", payload
+            )
+        if event.instrument != expected:
+            raise FeedDecodeError(
+                self._feed, "topic", f"topic {topic!r} does not match {event.instrument!r}", payload
             )
         return event
 

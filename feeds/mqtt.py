@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 import aiomqtt
@@ -186,8 +187,8 @@ class MqttFeed:
         an ``asyncio.wait`` per message, several times the decoding. Fills, which may have to
         wait for room in the engine's queue, go through that queue to this loop."""
         cfg = self._config
-        feed = self
         fills = self._fill_prefix
+        market_data = self._market_data(sink)
 
         class Intake(asyncio.Queue[aiomqtt.Message]):
             def put_nowait(self, item: aiomqtt.Message) -> None:
@@ -195,7 +196,7 @@ class MqttFeed:
                 if topic.startswith(fills):
                     super().put_nowait(item)
                 else:
-                    feed._market_data(sink, paho, topic, item)
+                    market_data(topic, item, paho)
 
         client = aiomqtt.Client(
             cfg.host,
@@ -238,7 +239,7 @@ class MqttFeed:
                         wait_s = silence_s - quiet_s  # market data came meanwhile
                         continue
                     wait_s = silence_s
-                    fill = self._handle(sink, message.topic.value, message.payload)
+                    fill = self._fill(message.topic.value, message.payload)
                     if fill is not None:
                         await sink.put_fill(fill)
                         self.stats.events += 1
@@ -248,20 +249,35 @@ class MqttFeed:
         finally:
             self.stats.connected = False
 
-    def _market_data(
-        self, sink: EventSink, paho: Any, topic: str, message: aiomqtt.Message
-    ) -> None:
-        """A tick or quote, in paho's callback: decode, hand to ``sink``, acknowledge (QoS 1
-        and 2; QoS 0 has nothing to acknowledge). Never raises (paho's read loop runs it): an
+    def _market_data(self, sink: EventSink) -> Callable[[str, aiomqtt.Message, Any], None]:
+        """The handler of a tick or quote, run in paho's callback (one per session, with what
+        it needs bound: it runs for every message): decode, hand to ``sink``, acknowledge (QoS
+        1 and 2; QoS 0 has nothing to acknowledge). Never raises (paho's read loop runs it): an
         unexpected error drops the message like a bad one, counted and logged (rate-limited)
         under the reason ``internal``."""
-        try:
-            self._handle(sink, topic, message.payload)
-        except Exception as exc:
-            detail = f"unexpected {type(exc).__name__}: {exc}"
-            self._drops.drop(FeedDecodeError(self.name, "internal", detail, message.payload))
-        if message.qos:
-            paho.ack(message.mid, message.qos)
+        stats = self.stats
+        now_ns = self._clock.now_ns
+        decode = self._codec.decode_market
+        put = sink.put
+        drop = self._drops.drop
+        name = self.name
+
+        def handle(topic: str, message: aiomqtt.Message, paho: Any) -> None:
+            now = now_ns()
+            stats.received += 1
+            stats.last_recv_ns = now
+            try:
+                put(decode(topic, message.payload, now))
+                stats.events += 1
+            except FeedDecodeError as exc:
+                drop(exc)
+            except Exception as exc:
+                detail = f"unexpected {type(exc).__name__}: {exc}"
+                drop(FeedDecodeError(name, "internal", detail, message.payload))
+            if message.qos:
+                paho.ack(message.mid, message.qos)
+
+        return handle
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         cfg = self._config
@@ -278,23 +294,16 @@ class MqttFeed:
                     extra={"feed": self.name, "topic": topic_filter, "granted": codes},
                 )
 
-    def _handle(self, sink: EventSink, topic: str, payload: bytes) -> Fill | None:
-        """Decode one message and hand a tick or quote to ``sink``; a fill is returned for the
-        caller to await into the sink (it may have to wait for room)."""
+    def _fill(self, topic: str, payload: bytes) -> Fill | None:
+        """Decode a message of a fill topic; None when it is bad (counted, logged)."""
         now = self._clock.now_ns()
-        stats = self.stats
-        stats.received += 1
-        stats.last_recv_ns = now
+        self.stats.received += 1
+        self.stats.last_recv_ns = now
         try:
-            event = self._codec.decode_mqtt(topic, payload, now)
+            return self._codec.decode_fill(topic, payload, now)
         except FeedDecodeError as exc:
             self._drops.drop(exc)
             return None
-        if isinstance(event, Fill):
-            return event
-        sink.put(event)
-        stats.events += 1
-        return None
 
     def _password(self) -> str | None:
         env = self._config.password_env

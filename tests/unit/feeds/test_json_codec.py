@@ -113,6 +113,23 @@ def test_topic_prefix() -> None:
     assert reason_of(exc_info) == "topic"
 
 
+def test_market_and_fill_entries_take_only_their_own_topics(codec: JsonCodec) -> None:
+    """The MQTT feed decodes market data with decode_market and fills with decode_fill; each
+    refuses the other's topics (what decode_mqtt routes by itself)."""
+    tick = b'{"instrument": "btc_usd", "price": 65000.0}'
+    fill = b'{"book": "main", "instrument": "BTC-PERPETUAL", "quantity": 1, "price": 60000}'
+    assert isinstance(codec.decode_market("md/tick/btc_usd", tick, RECV), Tick)
+    assert codec.decode_fill("fills/main", fill, RECV) == codec.decode_mqtt(
+        "fills/main", fill, RECV
+    )
+    with pytest.raises(FeedDecodeError) as exc_info:
+        codec.decode_market("fills/main", fill, RECV)
+    assert reason_of(exc_info) == "topic"
+    with pytest.raises(FeedDecodeError) as exc_info:
+        codec.decode_fill("fills/other", fill, RECV)
+    assert reason_of(exc_info) == "topic"
+
+
 # ---------------------------------------------------------------- timestamps
 
 
