@@ -67,6 +67,13 @@ AlertMetric = Literal[
     "var_monte_carlo",
     "es_monte_carlo",
     "stress_loss",
+    "margin_im",
+    "margin_mm",
+    "margin_span",
+    "margin_standard_im",
+    "margin_savings",
+    "margin_utilisation",
+    "margin_mm_utilisation",
 ]
 """What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`), a count, or a
 book's risk figure (:data:`engine.outputs.RISK_UNITS`, book scope only)."""

@@ -89,9 +89,16 @@ RISK_UNITS: Final[dict[str, str]] = {
     "es": "USD",
     **{f"{k}_{m}": "USD" for m in VAR_METHODS for k in ("var", "es")},
     "stress_loss": "USD",
+    "margin_im": "USD",
+    "margin_mm": "USD",
+    "margin_span": "USD",
+    "margin_standard_im": "USD",
+    "margin_savings": "USD",
+    "margin_utilisation": "fraction of equity",
+    "margin_mm_utilisation": "fraction of equity",
 }
-"""The book-scope figures of the ``var`` and ``stress`` payloads (docs/redis.md) and their
-units: VaR and ES are losses (positive: the book loses)."""
+"""The book-scope figures of the ``var``, ``stress`` and ``margin`` payloads (docs/redis.md)
+and their units: VaR and ES are losses (positive: the book loses)."""
 
 BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
 """Figures that add across underlyings, published at book scope."""

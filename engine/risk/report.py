@@ -1,10 +1,12 @@
-"""The daemon's risk payloads: each book's VaR and ES by every method, and its stress grid,
-computed from a :class:`engine.state.BookRisk` copy and the recorded moves (docs/risk.md,
-docs/redis.md). Pure: the runtime calls these off the event loop and publishes the results.
+"""The daemon's risk payloads: each book's VaR and ES by every method, its stress grid and its
+margin, computed from a :class:`engine.state.BookRisk` copy and the recorded moves
+(docs/risk.md, docs/margin.md, docs/redis.md). Pure: the runtime calls these off the event loop
+and publishes the results.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -12,11 +14,12 @@ import numpy as np
 
 from engine.outputs import RISK_UNITS, SCHEMA_VERSION, VAR_METHODS
 from engine.risk import var
+from engine.risk import margin
 from engine.risk.history import MoveHistory
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.state import AGG_FIELDS, BookRisk
 
-__all__ = ["RiskConfig", "stress_payload", "var_payload"]
+__all__ = ["RiskConfig", "margin_payload", "stress_payload", "var_payload"]
 
 Confidence = Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
@@ -48,6 +51,14 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             underlying's level into the window.
         stress_spot: relative spot shocks of the stress grid's rows.
         stress_vol: relative vol shocks of its columns.
+        margin_interval_s: period of the margin payloads.
+        equity_usd: each book's equity, USD, for margin utilisation (a book without: null).
+        margin_pm: per underlying, fields of :class:`engine.risk.margin.DeribitPMParams` that
+            differ from Deribit's published set (BTC's for every underlying but ETH).
+        margin_standard: per underlying, fields of
+            :class:`engine.risk.margin.DeribitStandardParams` that differ likewise.
+        margin_span: fields of :class:`engine.risk.margin.SpanParams` that differ from its
+            defaults, for every underlying.
     """
 
     enabled: bool = True
@@ -64,10 +75,52 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     record_at_utc: Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
     stress_spot: tuple[Annotated[float, msgspec.Meta(gt=-1.0)], ...] = DEFAULT_SPOT_SHOCKS
     stress_vol: tuple[float, ...] = DEFAULT_VOL_SHOCKS
+    margin_interval_s: PositiveFloat = 1.0
+    equity_usd: dict[str, PositiveFloat] = {}
+    margin_pm: dict[str, dict[str, float]] = {}
+    margin_standard: dict[str, dict[str, float]] = {}
+    margin_span: dict[str, float] = {}
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):
             raise ValueError("risk stress_spot and stress_vol must not be empty")
+        for table, overrides in (("margin_pm", self.margin_pm),
+                                 ("margin_standard", self.margin_standard)):  # fmt: skip
+            for und in overrides:
+                self._margin_params(table, und)
+        self.span_params()
+
+    def _margin_params(self, table: str, underlying: str) -> Any:
+        base = _MARGIN_BASES[table]
+        params = base.get(underlying, base["BTC"])
+        overrides = getattr(self, table).get(underlying, {})
+        try:
+            return dataclasses.replace(params, **overrides)
+        except (TypeError, ValueError) as exc:  # an unknown field, a bad value
+            raise ValueError(f"risk {table}.{underlying}: {exc}") from None
+
+    def pm_params(self, underlying: str) -> margin.DeribitPMParams:
+        """Deribit portfolio-margin parameters of ``underlying``."""
+        params: margin.DeribitPMParams = self._margin_params("margin_pm", underlying)
+        return params
+
+    def standard_params(self, underlying: str) -> margin.DeribitStandardParams:
+        """Deribit standard-margin parameters of ``underlying``."""
+        params: margin.DeribitStandardParams = self._margin_params("margin_standard", underlying)
+        return params
+
+    def span_params(self) -> margin.SpanParams:
+        """SPAN parameters (every underlying)."""
+        try:
+            return dataclasses.replace(margin.DEFAULT_SPAN, **self.margin_span)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"risk margin_span: {exc}") from None
+
+
+_MARGIN_BASES: Final[dict[str, dict[str, Any]]] = {
+    "margin_pm": {"BTC": margin.DERIBIT_PM_BTC, "ETH": margin.DERIBIT_PM_ETH},
+    "margin_standard": {"BTC": margin.DERIBIT_STANDARD_BTC, "ETH": margin.DERIBIT_STANDARD_ETH},
+}
 
 
 def _base(br: BookRisk, now_ns: int) -> dict[str, Any]:
@@ -152,3 +205,87 @@ def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
         }
     )
     return out
+
+
+def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]:
+    """The ``margin`` payload of one book (docs/margin.md): per underlying, Deribit's portfolio
+    margin with its risk matrix, the SPAN-style requirement and Deribit's standard margin; the
+    book's totals (sums over its underlyings: each is margined alone), what cross-margining
+    saves, and the utilisation of ``equity_usd``. Without an index price for every underlying
+    the figures are null and ``status`` says which is missing."""
+    out = _base(br, now_ns)
+    unds = br.underlyings
+    missing = [u for u, px in zip(unds, br.prices.tolist(), strict=True) if not px > 0.0]
+    equity = cfg.equity_usd.get(br.book)
+    totals = dict.fromkeys(MARGIN_FIGURES)
+    out["equity_usd"] = equity
+    if missing or not unds:
+        out["status"] = f"no index price for {', '.join(missing)}" if missing else "no positions"
+        out.update(totals)
+        out["units"] = _MARGIN_UNITS
+        return out
+    n = len(unds)
+    pm = margin.deribit_portfolio_margin(br.positions, br.prices, [cfg.pm_params(u) for u in unds])
+    span = margin.span_margin(br.positions, n, cfg.span_params())
+    std = margin.deribit_standard_margin(br.positions, n, [cfg.standard_params(u) for u in unds])
+    saved = margin.margin_savings(std, pm.margin)
+    totals.update(
+        margin_im=float(pm.margin.initial_usd.sum()),
+        margin_mm=float(pm.margin.maintenance_usd.sum()),
+        margin_span=float(span.requirement.sum()),
+        margin_standard_im=float(std.initial_usd.sum()),
+        margin_savings=float(saved.initial_usd.sum()),
+    )
+    if equity is not None:
+        totals["margin_utilisation"] = totals["margin_im"] / equity
+        totals["margin_mm_utilisation"] = totals["margin_mm"] / equity
+    out.update(totals)
+    out["status"] = "ok"
+    out["portfolio"] = {
+        "initial_usd": pm.margin.initial_usd,
+        "maintenance_usd": pm.margin.maintenance_usd,
+        "initial_coin": pm.margin.initial_coin,
+        "maintenance_coin": pm.margin.maintenance_coin,
+        "worst_case_usd": pm.usd.worst_case,
+        "delta_shock_usd": pm.usd.delta_shock,
+        "roll_shock_usd": pm.usd.roll_shock,
+        "price_moves": pm.price_moves,
+        "matrix_usd": pm.usd.standard,
+        "extended_moves": pm.extended_moves,
+        "extended_usd": pm.usd.extended,
+    }
+    out["span"] = {
+        "requirement_usd": span.requirement,
+        "scan_risk_usd": span.scan_risk,
+        "short_option_minimum_usd": span.short_option_minimum,
+    }
+    out["standard"] = {
+        "initial_usd": std.initial_usd,
+        "maintenance_usd": std.maintenance_usd,
+        "initial_coin": std.initial_coin,
+        "maintenance_coin": std.maintenance_coin,
+    }
+    excluded = np.union1d(pm.excluded, span.excluded)
+    out["excluded"] = [br.instruments[i] for i in excluded.tolist()]
+    out["units"] = _MARGIN_UNITS
+    return out
+
+
+MARGIN_FIGURES: Final = (
+    "margin_im",
+    "margin_mm",
+    "margin_span",
+    "margin_standard_im",
+    "margin_savings",
+    "margin_utilisation",
+    "margin_mm_utilisation",
+)
+"""The book totals of the margin payload (alert rules can watch them)."""
+
+_MARGIN_UNITS: Final = {
+    **{k: RISK_UNITS[k] for k in MARGIN_FIGURES},
+    "equity_usd": "USD",
+    "portfolio": "per underlying; *_usd USD, *_coin coin of the underlying, moves relative",
+    "span": "per underlying, USD",
+    "standard": "per underlying; *_usd USD, *_coin coin of the underlying",
+}

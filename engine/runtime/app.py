@@ -11,8 +11,8 @@ them as named tasks of one ``asyncio.TaskGroup``:
   thread so that the other tasks go on meanwhile), hands the changed exposures to the sink and
   evaluates the alert rules on them.
 - ``sink``: the Redis writer (batched, rate-limited per key, reconnecting).
-- ``risk``: every ``risk.var_interval_s`` / ``risk.stress_interval_s``, copies each book and
-  computes its VaR/ES and stress grid in a worker thread (the kernels release the GIL, so the
+- ``risk``: on the ``[risk]`` periods, copies each book and computes its VaR/ES, stress grid
+  and margin in a worker thread (the kernels release the GIL, so the
   streaming path goes on meanwhile), publishes them and evaluates the alert rules on them; it
   also records each underlying's daily level into the window of moves.
 - ``monitor``: stale-feed alerts, and the statistics log line every ``stats_interval_s``.
@@ -51,7 +51,7 @@ from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.outputs import expiry_rows
 from engine.risk.history import MoveHistory
-from engine.risk.report import RiskConfig, stress_payload, var_payload
+from engine.risk.report import RiskConfig, margin_payload, stress_payload, var_payload
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.redis_sink import RedisSink
@@ -362,11 +362,15 @@ class Daemon:
 
     # ------------------------------------------------------------------ risk
     async def risk_loop(self) -> None:
-        """Publish each book's ``var`` and ``stress`` payloads on their periods (``[risk]``):
+        """Publish each book's ``var``, ``stress`` and ``margin`` payloads on their periods:
         the books are copied on the event loop, outside a full reprice, and valued in a worker
         thread; an error is logged and counted and the next period tries again."""
         cfg = self.config.risk
-        periods = {"var": cfg.var_interval_s, "stress": cfg.stress_interval_s}
+        periods = {
+            "var": cfg.var_interval_s,
+            "stress": cfg.stress_interval_s,
+            "margin": cfg.margin_interval_s,
+        }
         due = dict.fromkeys(periods, time.monotonic())
         while not self.stop.is_set():
             await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
@@ -576,6 +580,8 @@ def _risk_payloads(
             out.append(("var", var_payload(br, history, cfg, now)))
         if "stress" in families:
             out.append(("stress", stress_payload(br, cfg, now)))
+        if "margin" in families:
+            out.append(("margin", margin_payload(br, cfg, now)))
     return out
 
 

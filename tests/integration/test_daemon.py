@@ -497,6 +497,8 @@ var_interval_s = 0.2
 stress_interval_s = 0.3
 mc_scenarios = 300
 record_at_utc = "00:00"
+margin_interval_s = 0.3
+equity_usd = { main = 1000000.0 }
 
 [[alerts]]
 name = "main_var"
@@ -516,16 +518,22 @@ above = 1.0
             await _publish(port, _market(unique, 65000.0, 66000.0, 0.6))
             await _wait_snapshot(r, unique, "main:BTC", lambda p: p["n_stale"] == 0)
 
+            ready = {  # copied once the market data is in
+                "var": lambda p: p["history_days"] == 30,  # with today's move
+                "margin": lambda p: p["status"] == "ok",  # with the index price
+                "stress": lambda p: True,
+            }
+
             async def latest(family: str) -> dict[str, Any]:
-                """The book's payload of the current valuation (with today's move)."""
+                """The book's payload of the current valuation, once ``ready``."""
                 async with asyncio.timeout(20):
                     while True:
                         raw = await r.hget(f"{unique}:{family}:snapshot", "main")
                         if raw is not None:
                             p: dict[str, Any] = orjson.loads(raw)
-                            if p["valuation_ts_ns"] == daemon.portfolio.valuation_ns and (
-                                family != "var" or p["history_days"] == 30
-                            ):
+                            if p["valuation_ts_ns"] == daemon.portfolio.valuation_ns and ready[
+                                family
+                            ](p):
                                 return p
                         await asyncio.sleep(0.02)
 
@@ -543,6 +551,10 @@ above = 1.0
             assert got["es_historical"] == pytest.approx(want.es, rel=1e-12)
             assert got["var"] == got["var_historical"]  # the default method
             assert got["units"]["var"] == "USD"
+            margin = await latest("margin")
+            assert margin["margin_im"] > margin["margin_mm"] > 0.0
+            assert margin["margin_utilisation"] == pytest.approx(margin["margin_im"] / 1e6)
+            assert np.asarray(margin["portfolio"]["matrix_usd"]).shape == (1, 9, 3)
             stress = await latest("stress")
             assert np.asarray(stress["pnl"]).shape == (13, 7)
             assert stress["pnl"][6][2] == 0.0  # no move, no vol shock

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from engine.risk import var
+from engine.risk import margin, var
 from engine.risk.history import MoveHistory
-from engine.risk.report import RiskConfig, stress_payload, var_payload
+from engine.risk.report import RiskConfig, margin_payload, stress_payload, var_payload
 from engine.risk.scenarios import scenario_pnl
 from engine.state import AGG_FIELDS
 from tests.unit.engine.test_state import V, build_book
@@ -223,3 +225,63 @@ def test_stress_payload_is_the_grid_and_its_worst_loss() -> None:
     assert_allclose(got["pnl"].ravel(), flat, rtol=0, atol=0)
     assert got["stress_loss"] == -flat.min()
     assert got["excluded"] == []
+
+
+def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    cfg = RiskConfig(
+        equity_usd={"alpha": 1e6},
+        margin_pm={"SOL": {"price_range": 0.2}},
+        margin_span={"price_scan": 0.15},
+    )
+    got = margin_payload(br, cfg, V)
+    pm = margin.deribit_portfolio_margin(
+        br.positions,
+        br.prices,
+        [
+            margin.DERIBIT_PM_BTC,
+            replace(margin.DERIBIT_PM_BTC, price_range=0.2),
+            margin.DERIBIT_PM_BTC,
+        ],
+    )
+    span = margin.span_margin(br.positions, 3, replace(margin.DEFAULT_SPAN, price_scan=0.15))
+    std = margin.deribit_standard_margin(br.positions, 3, margin.DERIBIT_STANDARD_BTC)
+    assert got["status"] == "ok"
+    assert got["margin_im"] == pytest.approx(pm.margin.initial_usd.sum(), rel=1e-15)
+    assert got["margin_mm"] == pytest.approx(pm.margin.maintenance_usd.sum(), rel=1e-15)
+    assert got["margin_span"] == pytest.approx(span.requirement.sum(), rel=1e-15)
+    assert got["margin_standard_im"] == pytest.approx(std.initial_usd.sum(), rel=1e-15)
+    assert got["margin_savings"] == pytest.approx(
+        got["margin_standard_im"] - got["margin_im"], rel=1e-12
+    )
+    assert got["margin_utilisation"] == pytest.approx(got["margin_im"] / 1e6, rel=1e-15)
+    assert_allclose(got["portfolio"]["matrix_usd"], pm.usd.standard, rtol=0, atol=0)
+    assert got["units"]["margin_utilisation"] == "fraction of equity"
+    # no equity configured: no utilisation; no ETH index tick came: no figures
+    other = margin_payload(p.book_risk("beta"), cfg, V)
+    assert other["margin_utilisation"] is None
+    assert other["status"] == "no index price for ETH"
+
+
+def test_margin_payload_needs_every_index_price() -> None:
+    p, _ = build_book()
+    br = replace(p.book_risk("alpha"), prices=np.array([60_000.0, math.nan, 5_460.0]))
+    got = margin_payload(br, RiskConfig(), V)
+    assert got["status"] == "no index price for SOL"
+    assert got["margin_im"] is None
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ({"margin_pm": {"BTC": {"nonsense": 1.0}}}, "margin_pm.BTC"),
+        ({"margin_pm": {"ETH": {"price_range": -1.0}}}, "margin_pm.ETH"),
+        ({"margin_span": {"price_scan": 0.9}}, "margin_span"),
+    ],
+)
+def test_bad_margin_parameters_are_refused_naming_the_table(
+    table: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        RiskConfig(**table)
