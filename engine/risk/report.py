@@ -13,8 +13,7 @@ import msgspec
 import numpy as np
 
 from engine.outputs import RISK_UNITS, SCHEMA_VERSION, VAR_METHODS
-from engine.risk import var
-from engine.risk import margin
+from engine.risk import margin, var
 from engine.risk.history import MoveHistory
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.state import AGG_FIELDS, BookRisk
@@ -229,16 +228,17 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
     span = margin.span_margin(br.positions, n, cfg.span_params())
     std = margin.deribit_standard_margin(br.positions, n, [cfg.standard_params(u) for u in unds])
     saved = margin.margin_savings(std, pm.margin)
+    im, mm = float(pm.margin.initial_usd.sum()), float(pm.margin.maintenance_usd.sum())
     totals.update(
-        margin_im=float(pm.margin.initial_usd.sum()),
-        margin_mm=float(pm.margin.maintenance_usd.sum()),
+        margin_im=im,
+        margin_mm=mm,
         margin_span=float(span.requirement.sum()),
         margin_standard_im=float(std.initial_usd.sum()),
         margin_savings=float(saved.initial_usd.sum()),
     )
     if equity is not None:
-        totals["margin_utilisation"] = totals["margin_im"] / equity
-        totals["margin_mm_utilisation"] = totals["margin_mm"] / equity
+        totals["margin_utilisation"] = im / equity
+        totals["margin_mm_utilisation"] = mm / equity
     out.update(totals)
     out["status"] = "ok"
     out["portfolio"] = {

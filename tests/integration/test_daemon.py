@@ -518,7 +518,7 @@ above = 1.0
             await _publish(port, _market(unique, 65000.0, 66000.0, 0.6))
             await _wait_snapshot(r, unique, "main:BTC", lambda p: p["n_stale"] == 0)
 
-            ready = {  # copied once the market data is in
+            ready: dict[str, Callable[[dict[str, Any]], bool]] = {  # once the market data is in
                 "var": lambda p: p["history_days"] == 30,  # with today's move
                 "margin": lambda p: p["status"] == "ok",  # with the index price
                 "stress": lambda p: True,
