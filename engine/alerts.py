@@ -30,7 +30,15 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from engine.outputs import BOOK_METRICS, METRICS, RISK_UNITS, SCHEMA_VERSION, UNITS, Scope
+from engine.outputs import (
+    BOOK_METRICS,
+    METRICS,
+    RISK_METRICS,
+    RISK_UNITS,
+    SCHEMA_VERSION,
+    UNITS,
+    Scope,
+)
 
 __all__ = [
     "ALERT_METRICS",
@@ -74,11 +82,16 @@ AlertMetric = Literal[
     "margin_savings",
     "margin_utilisation",
     "margin_mm_utilisation",
+    "hedge_contracts",
+    "hedge_residual_delta",
+    "atm_vol",
+    "rr25",
+    "bf25",
 ]
 """What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`), a count, or a
-book's risk figure (:data:`engine.outputs.RISK_UNITS`, book scope only)."""
+risk figure (:data:`engine.outputs.RISK_METRICS`, at its own scope only)."""
 
-ALERT_METRICS: Final = (*METRICS, "n_stale", "n_positions", *RISK_UNITS)
+ALERT_METRICS: Final = (*METRICS, "n_stale", "n_positions", *RISK_METRICS)
 """The values of :data:`AlertMetric`, in order (a unit test keeps the two in step)."""
 
 Severity = Literal["info", "warning", "critical"]
@@ -104,7 +117,7 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         name: the rule's name: letters, digits, ``_``, ``.``, ``-`` (it starts every alert id,
             so it must be unique among the rules and not ``stale_feed``).
         metric: the figure watched (:data:`AlertMetric`), in its own units
-            (:data:`engine.outputs.UNITS` and :data:`engine.outputs.RISK_UNITS`; ``n_stale``
+            (:data:`engine.outputs.UNITS` and :data:`engine.outputs.RISK_METRICS`; ``n_stale``
             and ``n_positions`` count).
         scope: the aggregation level whose figures the rule sees.
         book: only this book (None: every book).
@@ -155,8 +168,11 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 f"{where}: {self.metric} is in underlying units, which do not add across "
                 f"underlyings: a book-scope rule takes one of {', '.join(BOOK_METRICS)}"
             )
-        if self.metric in RISK_UNITS and self.scope != "book":
-            raise ValueError(f"{where}: {self.metric} is a book's figure: its scope is book")
+        risk = RISK_METRICS.get(self.metric)
+        if risk is not None and self.scope != risk[0]:
+            raise ValueError(f"{where}: {self.metric} is published at {risk[0]} scope only")
+        if risk is not None and risk[0] == "expiry" and self.book is not None:
+            raise ValueError(f"{where}: {self.metric} is a market figure of no book")
         if self.scope == "book" and self.underlying is not None:
             raise ValueError(f"{where}: a book-scope rule cannot filter on `underlying`")
         if self.scope != "expiry" and self.expiry is not None:

@@ -38,6 +38,7 @@ __all__ = [
     "BOOK_METRICS",
     "FAMILIES",
     "METRICS",
+    "RISK_METRICS",
     "RISK_UNITS",
     "SCHEMA_VERSION",
     "UNITS",
@@ -84,21 +85,31 @@ UNITS: Final[dict[str, str]] = {
 VAR_METHODS: Final = ("delta_normal", "delta_gamma", "historical", "monte_carlo")
 """The VaR methods, in the order payloads list them (docs/risk.md)."""
 
-RISK_UNITS: Final[dict[str, str]] = {
-    "var": "USD",
-    "es": "USD",
-    **{f"{k}_{m}": "USD" for m in VAR_METHODS for k in ("var", "es")},
-    "stress_loss": "USD",
-    "margin_im": "USD",
-    "margin_mm": "USD",
-    "margin_span": "USD",
-    "margin_standard_im": "USD",
-    "margin_savings": "USD",
-    "margin_utilisation": "fraction of equity",
-    "margin_mm_utilisation": "fraction of equity",
+RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
+    "var": ("book", "USD"),
+    "es": ("book", "USD"),
+    **{f"{k}_{m}": ("book", "USD") for m in VAR_METHODS for k in ("var", "es")},
+    "stress_loss": ("book", "USD"),
+    "margin_im": ("book", "USD"),
+    "margin_mm": ("book", "USD"),
+    "margin_span": ("book", "USD"),
+    "margin_standard_im": ("book", "USD"),
+    "margin_savings": ("book", "USD"),
+    "margin_utilisation": ("book", "fraction of equity"),
+    "margin_mm_utilisation": ("book", "fraction of equity"),
+    "hedge_contracts": ("underlying", "contracts"),
+    "hedge_residual_delta": ("underlying", "underlying units"),
+    "atm_vol": ("expiry", "decimal"),
+    "rr25": ("expiry", "decimal"),
+    "bf25": ("expiry", "decimal"),
 }
-"""The book-scope figures of the ``var``, ``stress`` and ``margin`` payloads (docs/redis.md)
-and their units: VaR and ES are losses (positive: the book loses)."""
+"""The flat figures of the ``var``, ``stress``, ``margin`` (a book's), ``hedge`` (a (book,
+underlying)'s) and ``skew`` (an (underlying, expiry)'s, of no book) payloads that alert rules
+can watch (docs/redis.md): name -> (scope, unit). VaR and ES are losses (positive: the book
+loses); rr25 and bf25 are decimal vols (0.01: one vol point)."""
+
+RISK_UNITS: Final[dict[str, str]] = {name: unit for name, (_, unit) in RISK_METRICS.items()}
+"""The unit of each of :data:`RISK_METRICS`."""
 
 BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
 """Figures that add across underlyings, published at book scope."""

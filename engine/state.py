@@ -578,15 +578,46 @@ class Portfolio:
         """(book, underlying, expiry label) of each group, in group order."""
         return list(self._group_keys)
 
-    def recompute(self) -> npt.NDArray[np.float64]:
-        """Sums per group computed from scratch from the stored inputs at the valuation time,
-        each an exactly rounded sum (math.fsum); the incremental state must equal these."""
-        n_inst = self._inst.n
+    def _scratch_price(self, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[Any]]:
+        """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in copies:
+        the live columns are untouched."""
         scratch = {
             name: self._inst.arrays[name].copy()
             for name in ("X", "T", "sigma", "uses_spot", "uses_fwd", "status", "bad", "unit")
         }
-        self._price(np.arange(n_inst, dtype=np.int64), scratch)  # outputs into scratch only
+        self._price(rows, scratch)
+        return scratch
+
+    def instrument_units(self, names: list[str]) -> tuple[F64, F64]:
+        """Per instrument of ``names``, priced at the valuation time from its stored inputs
+        (held or not: hedge instruments): its figures per 1 unit of position quantity, in the
+        units and order of :data:`AGG_FIELDS` (all but ``pnl`` and the counts), and the price it
+        is valued on (``X``: forward, spot or its own price). NaN rows: unknown or not priceable
+        (no quote or price yet).
+
+        Raises:
+            ValueError: an index among ``names`` (it cannot be held).
+        """
+        rows = []
+        for name in names:
+            inst = self.registry.get(name)
+            rows.append(-1 if inst is None else self._instrument_row(inst))
+        known = np.array([r for r in rows if r >= 0], dtype=np.int64)
+        scratch = self._scratch_price(known)
+        n_fig = kernels.N_UNIT - 2
+        units = np.full((len(names), n_fig), np.nan)
+        price = np.full(len(names), np.nan)
+        for k, row in enumerate(rows):
+            if row >= 0 and scratch["status"][row] == kernels.OK:
+                units[k] = scratch["unit"][row, :n_fig]
+                price[k] = scratch["X"][row]
+        return units, price
+
+    def recompute(self) -> npt.NDArray[np.float64]:
+        """Sums per group computed from scratch from the stored inputs at the valuation time,
+        each an exactly rounded sum (math.fsum); the incremental state must equal these."""
+        n_inst = self._inst.n
+        scratch = self._scratch_price(np.arange(n_inst, dtype=np.int64))
         la = self._lots.arrays
         n_fig = kernels.N_UNIT - 2
         out = np.zeros((self._groups.n, kernels.N_AGG))

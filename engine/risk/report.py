@@ -7,18 +7,29 @@ and publishes the results.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from engine.outputs import RISK_UNITS, SCHEMA_VERSION, VAR_METHODS
-from engine.risk import margin, var
+from engine.risk import hedge, margin, var
 from engine.risk.history import MoveHistory
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.state import AGG_FIELDS, BookRisk
 
-__all__ = ["RiskConfig", "margin_payload", "stress_payload", "var_payload"]
+FloatArray = npt.NDArray[np.float64]
+
+__all__ = [
+    "HedgeInputs",
+    "RiskConfig",
+    "hedge_payloads",
+    "margin_payload",
+    "stress_payload",
+    "var_payload",
+]
 
 Confidence = Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
@@ -58,6 +69,16 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             :class:`engine.risk.margin.DeribitStandardParams` that differ likewise.
         margin_span: fields of :class:`engine.risk.margin.SpanParams` that differ from its
             defaults, for every underlying.
+        hedge_interval_s: period of the hedge payloads.
+        hedge_future: per underlying, the future or perpetual to delta-hedge in (no entry: no
+            hedge payload for that underlying).
+        hedge_options: per underlying, one option (delta-gamma neutral) or two (gamma-vega
+            neutral) to hedge with besides the future.
+        hedge_option_lot: the step option quantities are rounded to (Deribit: 0.1).
+        hedge_contract_usd: per underlying, USD notional of one inverse contract, where it
+            differs from Deribit's (BTC 10, ETH 1, else 10).
+        equity_coin: per book, the account's equity in coin of the hedged underlying, for the
+            USD-flat target of an inverse hedge (a book without: null).
     """
 
     enabled: bool = True
@@ -79,6 +100,12 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     margin_pm: dict[str, dict[str, float]] = {}
     margin_standard: dict[str, dict[str, float]] = {}
     margin_span: dict[str, float] = {}
+    hedge_interval_s: PositiveFloat = 1.0
+    hedge_future: dict[str, str] = {}
+    hedge_options: dict[str, Annotated[list[str], msgspec.Meta(min_length=1, max_length=2)]] = {}
+    hedge_option_lot: PositiveFloat = 0.1
+    hedge_contract_usd: dict[str, PositiveFloat] = {}
+    equity_coin: dict[str, float] = {}
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):
@@ -88,6 +115,9 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             for und in overrides:
                 self._margin_params(table, und)
         self.span_params()
+        for und in self.hedge_options:
+            if und not in self.hedge_future:
+                raise ValueError(f"risk hedge_options.{und}: needs hedge_future.{und} too")
 
     def _margin_params(self, table: str, underlying: str) -> Any:
         base = _MARGIN_BASES[table]
@@ -288,4 +318,121 @@ _MARGIN_UNITS: Final = {
     "portfolio": "per underlying; *_usd USD, *_coin coin of the underlying, moves relative",
     "span": "per underlying, USD",
     "standard": "per underlying; *_usd USD, *_coin coin of the underlying",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeInputs:
+    """What the hedge payloads of one underlying need besides the books: its hedge instruments
+    (the future first, then the options), each one's figures per unit of position quantity
+    (:meth:`engine.state.Portfolio.instrument_units`) and price, and whether the future is
+    inverse with its contract's USD notional, or linear with its multiplier."""
+
+    underlying: str
+    instruments: list[str]
+    units: FloatArray
+    prices: FloatArray
+    inverse: bool
+    contract: float
+
+
+_FIG: Final = {name: AGG_FIELDS.index(name) for name in ("delta", "delta_adj", "gamma", "vega")}
+
+
+def _future_fields(h: hedge.FutureHedge, per_unit: float) -> dict[str, float]:
+    """Contracts (rounded, and exact), the position quantity they make and the delta left."""
+    contracts = float(h.contracts)
+    return {
+        "contracts": contracts,
+        "contracts_exact": float(h.exact),
+        "quantity": contracts * per_unit,
+        "residual_delta": float(h.residual_delta),
+    }
+
+
+def hedge_payloads(
+    br: BookRisk, inputs: dict[str, HedgeInputs], cfg: RiskConfig, now_ns: int
+) -> list[dict[str, Any]]:
+    """The ``hedge`` payloads of one book, one per underlying with a configured hedge future
+    (docs/hedging.md): the delta-neutral quantity of the future (an inverse one: coin-flat and,
+    with ``equity_coin``, USD-flat), and with hedge options the delta-gamma or gamma-vega
+    neutral quantities, with the Greeks left before and after rounding. Positive: buy."""
+    out: list[dict[str, Any]] = []
+    for u, und in enumerate(br.underlyings):
+        h = inputs.get(und)
+        if h is None:
+            continue
+        payload = _base(br, now_ns)
+        del payload["underlyings"]
+        payload["underlying"] = und
+        payload["future"] = h.instruments[0]
+        payload["options"] = h.instruments[1:]
+        fig = br.figures[u]
+        delta = float(fig[_FIG["delta_adj" if h.inverse else "delta"]])
+        payload["delta"] = delta
+        payload.update(
+            delta_hedge=None,
+            usd_flat=None,
+            option_hedge=None,
+            hedge_contracts=None,
+            hedge_residual_delta=None,
+        )
+        if not np.all(np.isfinite(h.prices)) or not np.all(np.isfinite(h.units)):
+            bad = [n for n, px in zip(h.instruments, h.prices.tolist(), strict=True) if px != px]
+            payload["status"] = f"no price for {', '.join(bad) or h.instruments[0]}"
+            payload["units"] = _HEDGE_UNITS
+            out.append(payload)
+            continue
+        F = float(h.prices[0])
+        # position quantity per contract; the delta of one contract
+        per_unit = h.contract if h.inverse else 1.0
+        future_delta = h.contract / F if h.inverse else h.contract
+        equity = cfg.equity_coin.get(br.book)
+        if h.inverse:
+            inv = hedge.inverse_hedge(delta, 0.0 if equity is None else equity, F, h.contract)
+            payload["delta_hedge"] = _future_fields(inv.coin_flat, per_unit)
+            if equity is not None:
+                payload["usd_flat"] = _future_fields(inv.usd_flat, per_unit)
+        else:
+            lin = hedge.linear_hedge(delta, h.contract)
+            payload["delta_hedge"] = _future_fields(lin, per_unit)
+        if len(h.instruments) > 1:
+            cols = [_FIG["delta_adj" if h.inverse else "delta"], _FIG["gamma"], _FIG["vega"]]
+            targets = ("gamma",) if len(h.instruments) == 2 else ("gamma", "vega")
+            oh = hedge.option_hedge(
+                np.array([delta, fig[_FIG["gamma"]], fig[_FIG["vega"]]]),
+                h.units[1:, cols],
+                targets,
+                cfg.hedge_option_lot,
+                future_delta,
+            )
+            future = oh.future
+            payload["option_hedge"] = {
+                "targets": list(targets),
+                "quantity": oh.quantity,
+                "quantity_rounded": oh.rounded,
+                "future": None if future is None else _future_fields(future, per_unit),
+                "residual": dict(zip(hedge.GREEKS, oh.residual.tolist(), strict=True)),
+                "residual_rounded": dict(
+                    zip(hedge.GREEKS, oh.residual_rounded.tolist(), strict=True)
+                ),
+                "singular": bool(oh.singular),
+            }
+        payload["hedge_contracts"] = payload["delta_hedge"]["contracts"]
+        payload["hedge_residual_delta"] = payload["delta_hedge"]["residual_delta"]
+        payload["status"] = "ok"
+        payload["units"] = _HEDGE_UNITS
+        out.append(payload)
+    return out
+
+
+_HEDGE_UNITS: Final = {
+    "delta": "underlying units (delta_adj for an inverse future)",
+    "hedge_contracts": "contracts: delta_hedge.contracts",
+    "hedge_residual_delta": "underlying units: delta_hedge.residual_delta",
+    "contracts": "contracts of the instrument (inverse: of hedge_contract_usd USD; linear: of "
+    "its multiplier)",
+    "quantity": "position quantity, as the positions file counts it (inverse futures: USD)",
+    "residual_delta": "underlying units",
+    "residual": "delta underlying units, gamma per 1 unit move, vega USD per vol point",
 }

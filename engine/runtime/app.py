@@ -48,10 +48,18 @@ from engine.clock import Clock, ManualClock
 from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError, RiskEngineError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
-from engine.instruments import DERIBIT, InstrumentRegistry
-from engine.outputs import expiry_rows
+from engine.instruments import DERIBIT, InstrumentRegistry, Kind
+from engine.outputs import Scope, expiry_rows
+from engine.risk.hedge import DERIBIT_INVERSE_CONTRACT_USD
 from engine.risk.history import MoveHistory
-from engine.risk.report import RiskConfig, margin_payload, stress_payload, var_payload
+from engine.risk.report import (
+    HedgeInputs,
+    RiskConfig,
+    hedge_payloads,
+    margin_payload,
+    stress_payload,
+    var_payload,
+)
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.redis_sink import RedisSink
@@ -371,6 +379,8 @@ class Daemon:
             "stress": cfg.stress_interval_s,
             "margin": cfg.margin_interval_s,
         }
+        if cfg.hedge_future:
+            periods["hedge"] = cfg.hedge_interval_s
         due = dict.fromkeys(periods, time.monotonic())
         while not self.stop.is_set():
             await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
@@ -382,18 +392,39 @@ class Daemon:
                 async with self._valuing:
                     now = self.clock.now_ns()
                     books = [self.portfolio.book_risk(b) for b in self.portfolio.books()]
+                    hedges = self._hedge_inputs() if "hedge" in families else {}
                 self.record_levels(now, books)
                 out = await asyncio.to_thread(
-                    _risk_payloads, books, self.history, cfg, families, now
+                    _risk_payloads, books, hedges, self.history, cfg, families, now
                 )
             except Exception:
                 self.risk_errors += 1
                 logger.exception("risk computation failed", extra={"errors": self.risk_errors})
                 continue
             for family, payload in out:
-                self.sink.publish(family, payload["book"], payload)
-                for t in self.alerts.evaluate("book", payload["book"], None, None, payload, now):
+                book, und = payload["book"], payload.get("underlying")
+                scope: Scope = "book" if und is None else "underlying"
+                self.sink.publish(family, book if und is None else f"{book}:{und}", payload)
+                for t in self.alerts.evaluate(scope, book, und, None, payload, now):
                     self._emit_alert(t)
+
+    def _hedge_inputs(self) -> dict[str, HedgeInputs]:
+        """Each configured hedge's instruments, priced now (``[risk] hedge_future``)."""
+        cfg = self.config.risk
+        out = {}
+        for und, future in cfg.hedge_future.items():
+            names = [future, *cfg.hedge_options.get(und, [])]
+            units, prices = self.portfolio.instrument_units(names)
+            inst = self.registry.get(future)
+            if inst is None:  # build() checked every hedge instrument
+                raise AssertionError(future)
+            contract = (
+                cfg.hedge_contract_usd.get(und, DERIBIT_INVERSE_CONTRACT_USD.get(und, 10.0))
+                if inst.is_inverse
+                else inst.multiplier
+            )
+            out[und] = HedgeInputs(und, names, units, prices, inst.is_inverse, contract)
+        return out
 
     def record_levels(self, now_ns: int, books: Iterable[BookRisk]) -> None:
         """Record each held underlying's index price as its level of the day, once the day's
@@ -549,6 +580,17 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
             feeds.append(_build_feed(fc, registry, clock, portfolio))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
+    risk = config.risk
+    for und, future in risk.hedge_future.items():
+        for i, name in enumerate([future, *risk.hedge_options.get(und, [])]):
+            inst = registry.get(name)
+            where = f"hedge_future.{und}" if i == 0 else f"hedge_options.{und}[{i - 1}]"
+            want = (Kind.FUTURE, Kind.PERPETUAL) if i == 0 else (Kind.OPTION,)
+            if inst is None or inst.kind not in want or inst.underlying != und:
+                raise ConfigError(
+                    str(config_path),
+                    f"{name!r} is not a {' or '.join(want)} of {und} - at `$.risk.{where}`",
+                )
     return Daemon(config, clock, registry, portfolio, feeds, load_history(config, config_path))
 
 
@@ -571,11 +613,17 @@ def load_history(config: AppConfig, config_path: Path) -> MoveHistory:
 
 
 def _risk_payloads(
-    books: list[BookRisk], history: MoveHistory, cfg: RiskConfig, families: list[str], now: int
+    books: list[BookRisk],
+    hedges: dict[str, HedgeInputs],
+    history: MoveHistory,
+    cfg: RiskConfig,
+    families: list[str],
+    now: int,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The due risk payloads of every book (run in a worker thread)."""
     out: list[tuple[str, dict[str, Any]]] = []
     for br in books:
+        out += [("hedge", h) for h in hedge_payloads(br, hedges, cfg, now)]
         if "var" in families:
             out.append(("var", var_payload(br, history, cfg, now)))
         if "stress" in families:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import math
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,6 +26,7 @@ import redis.exceptions
 
 from engine.clock import ManualClock
 from engine.daycount import year_fraction
+from engine.errors import ConfigError
 from engine.events import Fill, Quote
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
@@ -499,6 +501,8 @@ mc_scenarios = 300
 record_at_utc = "00:00"
 margin_interval_s = 0.3
 equity_usd = { main = 1000000.0 }
+hedge_interval_s = 0.2
+hedge_future = { BTC = "BTC-PERPETUAL" }
 
 [[alerts]]
 name = "main_var"
@@ -506,6 +510,13 @@ metric = "var_historical"
 scope = "book"
 book = "main"
 above = 1.0
+
+[[alerts]]
+name = "btc_hedge"
+metric = "hedge_contracts"
+scope = "underlying"
+underlying = "BTC"
+below = -1.0
 """
     port = mosquitto_server.port
     path = _config(tmp_path, redis_server.url, unique, port, unique, extra=extra)
@@ -555,21 +566,49 @@ above = 1.0
             assert margin["margin_im"] > margin["margin_mm"] > 0.0
             assert margin["margin_utilisation"] == pytest.approx(margin["margin_im"] / 1e6)
             assert np.asarray(margin["portfolio"]["matrix_usd"]).shape == (1, 9, 3)
+            raw = await r.hget(f"{unique}:hedge:snapshot", "main:BTC")
+            assert raw is not None
+            hedge = orjson.loads(raw)
+            assert hedge["status"] == "ok", hedge["status"]
+            assert hedge["future"] == "BTC-PERPETUAL"
+            assert hedge["hedge_contracts"] == hedge["delta_hedge"]["contracts"] < 0
             stress = await latest("stress")
             assert np.asarray(stress["pnl"]).shape == (13, 7)
             assert stress["pnl"][6][2] == 0.0  # no move, no vol shock
             assert await r.xlen(f"{unique}:var:stream") > 0
+            seen: dict[str, dict[str, Any]] = {}
             async with asyncio.timeout(10):
-                while True:
+                while not {"main_var", "btc_hedge"} <= seen.keys():
                     msg = await alerts.get_message(ignore_subscribe_messages=True, timeout=1)
-                    if msg is not None and orjson.loads(msg["data"])["alert"] == "main_var":
+                    if msg is not None:
                         alert = orjson.loads(msg["data"])
-                        break
-            assert (alert["id"], alert["state"], alert["unit"]) == (
+                        seen.setdefault(alert["alert"], alert)
+            var_alert, hedge_alert = seen["main_var"], seen["btc_hedge"]
+            assert (var_alert["id"], var_alert["state"], var_alert["unit"]) == (
                 "main_var:main",
                 "raised",
                 "USD",
             )
+            assert (hedge_alert["id"], hedge_alert["unit"]) == ("btc_hedge:main:BTC", "contracts")
             assert daemon.risk_errors == 0
     finally:
         await r.aclose()
+
+
+@pytest.mark.parametrize(
+    ("risk", "where"),
+    [
+        ('hedge_future = { BTC = "ETH-PERPETUAL" }', "$.risk.hedge_future.BTC"),
+        ('hedge_future = { BTC = "NOT-AN-INSTRUMENT" }', "$.risk.hedge_future.BTC"),
+        (
+            'hedge_future = { BTC = "BTC-PERPETUAL" }\nhedge_options = { BTC = ["BTC-PERPETUAL"] }',
+            "$.risk.hedge_options.BTC[0]",
+        ),
+    ],
+)
+def test_a_bad_hedge_instrument_stops_start_up(tmp_path: Path, risk: str, where: str) -> None:
+    (tmp_path / "positions.csv").write_text(f"book,instrument,quantity\nmain,{CALL},1\n")
+    path = tmp_path / "riskd.toml"
+    path.write_text(f'[portfolio]\npositions = "positions.csv"\n[risk]\n{risk}\n')
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        build(load_config(path), path)

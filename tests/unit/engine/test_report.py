@@ -20,7 +20,14 @@ from numpy.testing import assert_allclose
 
 from engine.risk import margin, var
 from engine.risk.history import MoveHistory
-from engine.risk.report import RiskConfig, margin_payload, stress_payload, var_payload
+from engine.risk.report import (
+    HedgeInputs,
+    RiskConfig,
+    hedge_payloads,
+    margin_payload,
+    stress_payload,
+    var_payload,
+)
 from engine.risk.scenarios import scenario_pnl
 from engine.state import AGG_FIELDS
 from tests.unit.engine.test_state import V, build_book
@@ -285,3 +292,84 @@ def test_bad_margin_parameters_are_refused_naming_the_table(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         RiskConfig(**table)
+
+
+# ----------------------------------------------------------------- hedges
+def _inputs(p: Any, und: str, names: list[str], inverse: bool, contract: float) -> HedgeInputs:
+    units, prices = p.instrument_units(names)
+    return HedgeInputs(und, names, units, prices, inverse, contract)
+
+
+def test_instrument_units_price_held_and_unheld_instruments_per_unit() -> None:
+    p, _ = build_book()
+    units, prices = p.instrument_units(
+        ["BTC-PERPETUAL", "BTC-27DEC24-60000-C", "NOPE", "ETH-PERPETUAL"]
+    )
+    d = AGG_FIELDS.index("delta")
+    assert prices[0] == 60_100.0  # its own tick
+    assert units[0, d] == pytest.approx(1.0 / 60_100.0, rel=1e-15)  # one USD of an inverse perp
+    assert prices[1] == 63_000.0  # the option's forward
+    assert units[1, d] > 0.0
+    assert np.isnan(units[2]).all()  # unknown
+    assert np.isnan(prices[2])
+    assert np.isnan(prices[3])  # known but never priced: no ETH index or tick
+
+
+def test_hedge_payloads_zero_the_delta_and_the_targets() -> None:
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    f = br.figures[0]
+    opts = ["BTC-27DEC24-60000-C", "BTC-27DEC24-50000-P"]
+    inputs = {
+        "BTC": _inputs(p, "BTC", ["BTC-PERPETUAL", *opts], True, 10.0),
+        "SOL": _inputs(p, "SOL", ["SOL_USDC-PERPETUAL"], False, 1.0),
+    }
+    cfg = RiskConfig(equity_coin={"alpha": 2.0})
+    got = {h["underlying"]: h for h in hedge_payloads(br, inputs, cfg, V)}
+    assert set(got) == {"BTC", "SOL"}  # SPX has no hedge configured
+    btc = got["BTC"]
+    assert btc["status"] == "ok"
+    d_adj = f[AGG_FIELDS.index("delta_adj")]
+    # coin-flat: contracts of 10 USD at 60 100, each adding 10 / 60 100 of delta_adj
+    exact = btc["delta_hedge"]["contracts_exact"]
+    assert d_adj + exact * 10.0 / 60_100.0 == pytest.approx(0.0, abs=1e-9)
+    assert btc["delta_hedge"]["contracts"] == round(exact)
+    assert btc["delta_hedge"]["quantity"] == 10.0 * round(exact)
+    assert btc["usd_flat"]["contracts_exact"] == pytest.approx(
+        exact - 2.0 * 60_100.0 / 10.0, rel=1e-12
+    )
+    assert btc["hedge_contracts"] == btc["delta_hedge"]["contracts"]
+    # gamma-vega neutral with the two options, then the future takes the delta left
+    oh = btc["option_hedge"]
+    assert oh["targets"] == ["gamma", "vega"]
+    assert oh["residual"]["gamma"] == pytest.approx(
+        0.0, abs=1e-9 * abs(f[AGG_FIELDS.index("gamma")])
+    )
+    assert oh["residual"]["vega"] == pytest.approx(0.0, abs=1e-9 * abs(f[AGG_FIELDS.index("vega")]))
+    assert oh["residual"]["delta"] == pytest.approx(0.0, abs=1e-9)
+    q = np.asarray(oh["quantity"])
+    units = inputs["BTC"].units
+    g, v = AGG_FIELDS.index("gamma"), AGG_FIELDS.index("vega")
+    assert f[g] + q @ units[1:, g] == pytest.approx(0.0, abs=1e-9 * abs(f[g]))
+    assert f[v] + q @ units[1:, v] == pytest.approx(0.0, abs=1e-9 * abs(f[v]))
+    # linear: contracts = -delta / multiplier
+    sol = got["SOL"]
+    assert sol["delta_hedge"]["contracts_exact"] == pytest.approx(
+        -br.figures[1, AGG_FIELDS.index("delta")], rel=1e-15
+    )
+    assert sol["option_hedge"] is None
+    assert sol["usd_flat"] is None
+
+
+def test_a_hedge_instrument_without_a_price_is_named() -> None:
+    p, _ = build_book()
+    br = p.book_risk("alpha")
+    inputs = {"BTC": _inputs(p, "BTC", ["BTC-PERPETUAL", "BTC-27DEC24-70000-C"], True, 10.0)}
+    (got,) = hedge_payloads(br, inputs, RiskConfig(), V)
+    assert got["status"] == "no price for BTC-27DEC24-70000-C"  # never quoted
+    assert got["delta_hedge"] is None
+
+
+def test_hedge_options_need_a_future() -> None:
+    with pytest.raises(ValueError, match=r"hedge_options\.BTC: needs hedge_future\.BTC"):
+        RiskConfig(hedge_options={"BTC": ["BTC-27DEC24-70000-C"]})
