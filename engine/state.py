@@ -51,7 +51,7 @@ from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
 from engine.risk.scenarios import ScenarioBook
 
-__all__ = ["AGG_FIELDS", "FILL_IDS_KEPT", "BookRisk", "Portfolio", "UnderlyingParams"]
+__all__ = ["AGG_FIELDS", "FILL_IDS_KEPT", "BookRisk", "Chain", "Portfolio", "UnderlyingParams"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -95,6 +95,37 @@ class BookRisk:
     figures: F64
     prices: F64
     instruments: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """One expiry's options of one underlying and settlement, as quoted, priced at the valuation
+    time from their own stored quotes (arrays: one entry per option, held or only quoted).
+
+    Attributes:
+        underlying: the underlying, with the quote currency for linear options
+            (``BTC``: Deribit's coin-settled options; ``BTC_USDC``: its linear ones).
+        expiry_ns, expiry: the expiry, int UNIX ns and its label.
+        coin_settled: inverse (coin-settled) options.
+        sigma: each option's vol from its own quote; NaN where it has none usable or its quote
+            is stale (older than the portfolio's ``stale_after_ns``).
+        forward, T: each option's forward (or spot) and years to expiry.
+        held: which options are held.
+        quote_ns: each option's last quote's receipt time (0: none).
+    """
+
+    underlying: str
+    expiry_ns: int
+    expiry: str
+    coin_settled: bool
+    instruments: list[str]
+    strike: F64
+    is_call: npt.NDArray[np.bool_]
+    sigma: F64
+    forward: F64
+    T: F64
+    held: npt.NDArray[np.bool_]
+    quote_ns: npt.NDArray[np.int64]
 
 
 def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
@@ -612,6 +643,45 @@ class Portfolio:
                 units[k] = scratch["unit"][row, :n_fig]
                 price[k] = scratch["X"][row]
         return units, price
+
+    def chains(self) -> list[Chain]:
+        """Every option chain (underlying, settlement, expiry) quoted or held, sorted by
+        underlying and expiry: what the skew fits take (engine.risk.skew)."""
+        ia = self._inst.arrays
+        rows = np.fromiter(self._quote_rows.values(), np.int64, len(self._quote_rows))
+        held = np.flatnonzero(ia["n_lots"][: self._inst.n])
+        rows = np.union1d(rows, held[ia["kind"][held] == kernels.KIND_OPTION])
+        scratch = self._scratch_price(rows)
+        groups: dict[tuple[str, int, bool], list[int]] = {}
+        for i in rows.tolist():
+            inst = self._inst_defs[i]
+            name = (
+                inst.underlying if inst.is_inverse else f"{inst.underlying}_{inst.quote_currency}"
+            )
+            groups.setdefault((name, inst.expiry_ns or 0, inst.is_inverse), []).append(i)
+        out = []
+        for (und, expiry_ns, inverse), members in sorted(groups.items()):
+            if expiry_ns <= self.valuation_ns:
+                continue  # expired
+            r = np.array(members, dtype=np.int64)
+            usable = (scratch["status"][r] == kernels.OK) & ~scratch["bad"][r]
+            out.append(
+                Chain(
+                    underlying=und,
+                    expiry_ns=expiry_ns,
+                    expiry=expiry_label(expiry_ns, Kind.OPTION),
+                    coin_settled=inverse,
+                    instruments=[self._inst_defs[i].name for i in members],
+                    strike=ia["strike"][r],
+                    is_call=ia["is_call"][r],
+                    sigma=np.where(usable, scratch["sigma"][r], np.nan),
+                    forward=scratch["X"][r],
+                    T=scratch["T"][r],
+                    held=ia["n_lots"][r] > 0,
+                    quote_ns=ia["own_ts"][r],
+                )
+            )
+        return out
 
     def recompute(self) -> npt.NDArray[np.float64]:
         """Sums per group computed from scratch from the stored inputs at the valuation time,

@@ -7,6 +7,7 @@ and publishes the results.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -15,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.outputs import RISK_UNITS, SCHEMA_VERSION, VAR_METHODS
-from engine.risk import hedge, margin, var
+from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
-from engine.state import AGG_FIELDS, BookRisk
+from engine.state import AGG_FIELDS, BookRisk, Chain
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -27,6 +28,7 @@ __all__ = [
     "RiskConfig",
     "hedge_payloads",
     "margin_payload",
+    "skew_payloads",
     "stress_payload",
     "var_payload",
 ]
@@ -79,6 +81,9 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             differs from Deribit's (BTC 10, ETH 1, else 10).
         equity_coin: per book, the account's equity in coin of the hedged underlying, for the
             USD-flat target of an inverse hedge (a book without: null).
+        skew_interval_s: period of the skew payloads (SVI fits of every chain).
+        smile_vols: give a held option whose own quote is missing or stale the vol of its
+            expiry's fitted smile (a quote with that ``iv`` and the fit's forward).
     """
 
     enabled: bool = True
@@ -106,6 +111,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     hedge_option_lot: PositiveFloat = 0.1
     hedge_contract_usd: dict[str, PositiveFloat] = {}
     equity_coin: dict[str, float] = {}
+    skew_interval_s: PositiveFloat = 5.0
+    smile_vols: bool = True
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):
@@ -435,4 +442,114 @@ _HEDGE_UNITS: Final = {
     "quantity": "position quantity, as the positions file counts it (inverse futures: USD)",
     "residual_delta": "underlying units",
     "residual": "delta underlying units, gamma per 1 unit move, vega USD per vol point",
+}
+
+
+def skew_payloads(
+    chains: list[Chain], smile_quotes: dict[str, int], now_ns: int, valuation_ns: int
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, float, float]]]:
+    """The ``skew`` payloads (docs/skew.md): per chain (key ``{underlying}:{expiry}``) its SVI
+    fit, arbitrage checks and 25-delta profile; per underlying (key ``{underlying}``) the ATM
+    term structure of its fitted chains. Also the smile vols for held options without a usable
+    quote of their own: (instrument, vol, forward).
+
+    Args:
+        chains: :meth:`engine.state.Portfolio.chains`.
+        smile_quotes: instrument -> receipt time of the smile quote the daemon gave it; an
+            option whose last quote is that one is fitted as unquoted.
+        now_ns: the payloads' time. valuation_ns: the chains' valuation time.
+    """
+    payloads: list[tuple[str, dict[str, Any]]] = []
+    smile: list[tuple[str, float, float]] = []
+    fits: dict[str, list[tuple[str, skew.SviFit]]] = {}
+    base = {"v": SCHEMA_VERSION, "ts": now_ns // 1_000_000, "ts_ns": now_ns}
+    base["valuation_ts_ns"] = valuation_ns
+    for c in chains:
+        own = np.array(
+            [
+                smile_quotes.get(n) != t
+                for n, t in zip(c.instruments, c.quote_ns.tolist(), strict=True)
+            ]
+        )
+        quoted = own & np.isfinite(c.sigma)
+        F = float(np.median(c.forward[quoted])) if quoted.any() else math.nan
+        T = float(np.median(c.T[quoted])) if quoted.any() else math.nan
+        payload = {**base, "underlying": c.underlying, "expiry": c.expiry}
+        payload.update({"coin_settled": c.coin_settled, "forward": F, "T": T})
+        payload["n_quotes"] = int(quoted.sum())
+        fit = (
+            skew.fit_svi(c.strike, np.where(quoted, c.sigma, np.nan), F, T)
+            if quoted.any()
+            else None
+        )
+        payload.update(_skew_fields(fit, c.coin_settled))
+        payloads.append((f"{c.underlying}:{c.expiry}", payload))
+        if fit is None or fit.params is None:
+            continue
+        fits.setdefault(c.underlying, []).append((c.expiry, fit))
+        need = c.held & ~quoted
+        if need.any():
+            vols = skew.vol_at(fit, c.strike[need])
+            names = [n for n, k in zip(c.instruments, need.tolist(), strict=True) if k]
+            smile += [(n, float(v), F) for n, v in zip(names, vols.tolist(), strict=True)]
+    for und, items in fits.items():
+        term = skew.atm_term_structure(f for _, f in items)
+        labels = [e for _, e in sorted((f.T, e) for e, f in items)]
+        payload = {**base, "underlying": und, "expiries": labels, "T": term.T}
+        payload.update(atm_vol=term.atm_vol, forward_vol=term.forward_vol)
+        payload["units"] = {"T": "years", "atm_vol": "decimal", "forward_vol": "decimal"}
+        payloads.append((und, payload))
+    return payloads, smile
+
+
+def _skew_fields(fit: skew.SviFit | None, coin_settled: bool) -> dict[str, Any]:
+    """A chain payload's fit, checks and profile (nulls where there is none)."""
+    out: dict[str, Any] = dict.fromkeys(
+        ("atm_vol", "rr25", "bf25", "call25_strike", "call25_vol", "put25_strike", "put25_vol")
+    )
+    out.update(svi=None, rmse_vol_points=None, butterfly=None)
+    out["delta_convention"] = "forward, premium-adjusted" if coin_settled else "forward"
+    out["units"] = _SKEW_UNITS
+    if fit is None:
+        out["status"] = skew.SmileStatus.TOO_FEW_STRIKES.value
+        return out
+    out["status"] = fit.status.value
+    if fit.params is None:
+        return out
+    p, chk = fit.params, fit.butterfly
+    out["svi"] = {"a": p.a, "b": p.b, "rho": p.rho, "m": p.m, "sigma": p.sigma}
+    out["rmse_vol_points"] = fit.rmse_vol_points
+    if chk is not None:
+        out["butterfly"] = {
+            "g_min": chk.g_min,
+            "k_at_g_min": chk.k_at_g_min,
+            "wing_slope": chk.wing_slope,
+            "arbitrage_free": chk.arbitrage_free,
+        }
+    prof = skew.skew_profile(fit, coin_settled=coin_settled)
+    out["status"] = prof.status.value
+    out.update(
+        atm_vol=prof.atm_vol,
+        rr25=prof.risk_reversal,
+        bf25=prof.butterfly,
+        call25_strike=prof.call25_strike,
+        call25_vol=prof.call25_vol,
+        put25_strike=prof.put25_strike,
+        put25_vol=prof.put25_vol,
+    )
+    return out
+
+
+_SKEW_UNITS: Final = {
+    "forward": "USD (the quote currency)",
+    "T": "years",
+    "atm_vol": "decimal",
+    "rr25": "decimal (call25_vol - put25_vol)",
+    "bf25": "decimal ((call25_vol + put25_vol) / 2 - atm_vol)",
+    "call25_vol": "decimal",
+    "put25_vol": "decimal",
+    "call25_strike": "USD",
+    "put25_strike": "USD",
+    "svi": "raw SVI of total variance in k = ln(K/F)",
+    "rmse_vol_points": "vol points",
 }

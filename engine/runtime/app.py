@@ -57,6 +57,7 @@ from engine.risk.report import (
     RiskConfig,
     hedge_payloads,
     margin_payload,
+    skew_payloads,
     stress_payload,
     var_payload,
 )
@@ -170,6 +171,7 @@ class Daemon:
         self.history = history or MoveHistory(config.risk.window_days)
         """Daily levels per underlying: the moves of historical VaR and the covariance."""
         self.risk_errors = 0
+        self._smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
         self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
         self.alerts = AlertEngine(config.alerts)
@@ -381,6 +383,7 @@ class Daemon:
         }
         if cfg.hedge_future:
             periods["hedge"] = cfg.hedge_interval_s
+        periods["skew"] = cfg.skew_interval_s
         due = dict.fromkeys(periods, time.monotonic())
         while not self.stop.is_set():
             await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
@@ -393,10 +396,17 @@ class Daemon:
                     now = self.clock.now_ns()
                     books = [self.portfolio.book_risk(b) for b in self.portfolio.books()]
                     hedges = self._hedge_inputs() if "hedge" in families else {}
+                    chains = self.portfolio.chains() if "skew" in families else []
+                    valuation = self.portfolio.valuation_ns
                 self.record_levels(now, books)
                 out = await asyncio.to_thread(
                     _risk_payloads, books, hedges, self.history, cfg, families, now
                 )
+                if chains:
+                    skews, smile = await asyncio.to_thread(
+                        skew_payloads, chains, self._smile_quotes, now, valuation
+                    )
+                    self._publish_skew(skews, smile, now)
             except Exception:
                 self.risk_errors += 1
                 logger.exception("risk computation failed", extra={"errors": self.risk_errors})
@@ -407,6 +417,31 @@ class Daemon:
                 self.sink.publish(family, book if und is None else f"{book}:{und}", payload)
                 for t in self.alerts.evaluate(scope, book, und, None, payload, now):
                     self._emit_alert(t)
+
+    def _publish_skew(
+        self,
+        payloads: list[tuple[str, dict[str, Any]]],
+        smile: list[tuple[str, float, float]],
+        now: int,
+    ) -> None:
+        """Publish the skew payloads, check the expiry-scope rules on them (a market figure:
+        book ``*``), and hand the smile vols to the engine as quotes (``[risk] smile_vols``)."""
+        for key, payload in payloads:
+            self.sink.publish("skew", key, payload)
+            if "expiry" in payload:
+                und, expiry = payload["underlying"], payload["expiry"]
+                for t in self.alerts.evaluate("expiry", "*", und, expiry, payload, now):
+                    self._emit_alert(t)
+        if not self.config.risk.smile_vols:
+            return
+        for name, vol, forward in smile:
+            if math.isfinite(vol) and vol > 0.0 and math.isfinite(forward) and forward > 0.0:
+                self.inbox.put(
+                    Quote(
+                        instrument=name, iv=vol, underlying_price=forward, ts_event=now, ts_recv=now
+                    )
+                )
+                self._smile_quotes[name] = now
 
     def _hedge_inputs(self) -> dict[str, HedgeInputs]:
         """Each configured hedge's instruments, priced now (``[risk] hedge_future``)."""

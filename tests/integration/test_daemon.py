@@ -503,6 +503,7 @@ margin_interval_s = 0.3
 equity_usd = { main = 1000000.0 }
 hedge_interval_s = 0.2
 hedge_future = { BTC = "BTC-PERPETUAL" }
+skew_interval_s = 0.2
 
 [[alerts]]
 name = "main_var"
@@ -527,7 +528,35 @@ below = -1.0
             alerts = r.pubsub()
             await alerts.subscribe(f"{unique}:alerts")
             await _publish(port, _market(unique, 65000.0, 66000.0, 0.6))
+            # a chain of the call's expiry (a smile with skew), and a held call never quoted
+            chain = [
+                (
+                    f"{unique}/md/quote/BTC-27DEC30-{k}-C",
+                    {
+                        "instrument": f"BTC-27DEC30-{k}-C",
+                        "mark": 0.2,
+                        "iv": 0.6 - 0.05 * math.log(k / 66000.0),
+                        "underlying_price": 66000.0,
+                    },
+                )
+                for k in (40000, 50000, 70000, 80000, 100000)
+            ]
+            unquoted = "BTC-27DEC30-90000-C"
+            fill = {"book": "smile", "instrument": unquoted, "quantity": 1, "price": 0.1, "ts": TS}
+            await _publish(port, [*chain, (f"{unique}/fills/smile", fill)])
             await _wait_snapshot(r, unique, "main:BTC", lambda p: p["n_stale"] == 0)
+            # the smile gives the unquoted call its vol: the book is priced, none stale
+            await _wait_snapshot(
+                r, unique, "smile:BTC", lambda p: p["n_stale"] == 0 and p["vega"] > 0.0
+            )
+            assert unquoted in daemon._smile_quotes
+            raw = await r.hget(f"{unique}:skew:snapshot", "BTC:2030-12-27T08:00:00Z")
+            assert raw is not None
+            smile = orjson.loads(raw)
+            assert smile["status"] == "ok", smile["status"]
+            assert smile["n_quotes"] == 6  # the five and the call of main; not the smile's own
+            assert smile["rr25"] < 0.0  # vol falls with the strike
+            assert await r.hget(f"{unique}:skew:snapshot", "BTC") is not None  # term structure
 
             ready: dict[str, Callable[[dict[str, Any]], bool]] = {  # once the market data is in
                 "var": lambda p: p["history_days"] == 30,  # with today's move

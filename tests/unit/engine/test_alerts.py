@@ -372,3 +372,35 @@ def test_transitions_alternate_per_key(
 def test_book_scope_refuses_figures_that_do_not_add_across_underlyings(metric: str) -> None:
     with pytest.raises(ValueError, match="underlying units"):
         AlertRule(name="r", metric=metric, scope="book", above=1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"metric": "var", "scope": "underlying"}, "var is published at book scope only"),
+        ({"metric": "hedge_contracts", "scope": "book"}, "at underlying scope only"),
+        ({"metric": "rr25", "scope": "underlying"}, "at expiry scope only"),
+        ({"metric": "rr25", "scope": "expiry", "book": "main"}, "a market figure of no book"),
+    ],
+)
+def test_risk_figures_are_watched_at_their_own_scope(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        rule(**overrides)
+
+
+def test_risk_figures_raise_with_their_units() -> None:
+    """VaR at book scope (USD), the 25-delta risk reversal of a market expiry (book ``*``)."""
+    engine = AlertEngine(
+        [
+            rule(name="var", metric="var", scope="book", above=1e6),
+            rule(name="skew", metric="rr25", scope="expiry", underlying="BTC", below=-0.05),
+        ]
+    )
+    (var,) = engine.evaluate("book", "main", None, None, {"var": 2e6}, 1)
+    assert (var["id"], var["unit"]) == ("var:main", "USD")
+    (rr,) = engine.evaluate("expiry", "*", "BTC", "2024-12-27T08:00:00Z", {"rr25": -0.08}, 1)
+    assert (rr["id"], rr["unit"], rr["direction"]) == (
+        "skew:*:BTC:2024-12-27T08:00:00Z",
+        "decimal",
+        "below",
+    )

@@ -18,19 +18,23 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from engine.risk import margin, var
+from engine.events import Quote
+from engine.instruments import InstrumentRegistry
+from engine.risk import margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
     HedgeInputs,
     RiskConfig,
     hedge_payloads,
     margin_payload,
+    skew_payloads,
     stress_payload,
     var_payload,
 )
 from engine.risk.scenarios import scenario_pnl
-from engine.state import AGG_FIELDS
-from tests.unit.engine.test_state import V, build_book
+from engine.state import AGG_FIELDS, Portfolio
+from tests.factories import fill, quote, tick
+from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, V, build_book, years
 
 D0 = dt.date(2024, 6, 1)
 
@@ -373,3 +377,80 @@ def test_a_hedge_instrument_without_a_price_is_named() -> None:
 def test_hedge_options_need_a_future() -> None:
     with pytest.raises(ValueError, match=r"hedge_options\.BTC: needs hedge_future\.BTC"):
         RiskConfig(hedge_options={"BTC": ["BTC-27DEC24-70000-C"]})
+
+
+# ----------------------------------------------------------------- skew
+SMILE = skew.SviParams(a=0.1, b=0.12, rho=-0.35, m=0.02, sigma=0.25)
+STRIKES = [40_000 + 5_000 * i for i in range(9)]
+
+
+def _chain_book() -> tuple[Portfolio, float, float]:
+    """Nine quoted calls of one expiry on a known SVI smile (F = 63 000), and a held call of
+    that expiry that was never quoted."""
+    p = Portfolio(InstrumentRegistry())
+    F, T = 63_000.0, years(DEC27)
+    for K in STRIKES:
+        vol = float(SMILE.vol(math.log(K / F), T))
+        assert p.apply_quote(quote(f"BTC-27DEC24-{K}-C", iv=vol, underlying_price=F, ts_ns=FRESH))
+    assert p.apply_fill(fill("BTC-27DEC24-62000-C", 2.0, 0.1))
+    assert p.apply_tick(tick("btc_usd", 60_000.0, ts_ns=FRESH))
+    p.cycle(V)
+    return p, F, T
+
+
+def test_skew_payloads_fit_each_chain_and_give_held_unquoted_options_the_smile() -> None:
+    p, F, T = _chain_book()
+    (chain,) = p.chains()
+    assert (chain.underlying, chain.expiry, chain.coin_settled) == ("BTC", DEC27_LABEL, True)
+    payloads, smile = skew_payloads([chain], {}, V + 1, V)
+    got = dict(payloads)
+    one = got[f"BTC:{DEC27_LABEL}"]
+    vols = [float(SMILE.vol(math.log(K / F), T)) for K in STRIKES]
+    fit = skew.fit_svi(STRIKES, vols, F, T)
+    prof = skew.skew_profile(fit, coin_settled=True)
+    assert one["status"] == "ok"
+    assert one["n_quotes"] == 9
+    assert one["forward"] == F
+    assert one["T"] == pytest.approx(T, rel=1e-12)
+    assert one["atm_vol"] == prof.atm_vol
+    assert one["rr25"] == prof.risk_reversal
+    assert one["bf25"] == prof.butterfly
+    assert one["atm_vol"] == pytest.approx(float(SMILE.vol(0.0, T)), rel=1e-5)  # recovered
+    assert one["butterfly"]["arbitrage_free"] is True
+    assert one["delta_convention"] == "forward, premium-adjusted"
+    term = got["BTC"]
+    assert term["expiries"] == [DEC27_LABEL]
+    assert_allclose(term["atm_vol"], [prof.atm_vol], rtol=1e-12)
+    # the held call without a quote gets the smile's vol at its strike, on the fit's forward
+    (name, vol, forward) = smile[0]
+    assert (name, forward) == ("BTC-27DEC24-62000-C", F)
+    assert vol == pytest.approx(float(skew.vol_at(fit, [62_000.0])[0]), rel=1e-12)
+    assert len(smile) == 1
+
+
+def test_a_smile_quote_is_not_fitted_as_a_market_quote() -> None:
+    p, _, _ = _chain_book()
+    (first,) = p.chains()
+    _, smile = skew_payloads([first], {}, V, V)
+    name, vol, forward = smile[0]
+    stamp = V + 2
+    # as the daemon gives it: the smile's vol, no price
+    smile_quote = Quote(
+        instrument=name, iv=vol, underlying_price=forward, ts_event=stamp, ts_recv=stamp
+    )
+    assert p.apply_quote(smile_quote)
+    (chain,) = p.chains()
+    payloads, again = skew_payloads([chain], {name: stamp}, V + 3, V)
+    assert dict(payloads)[f"BTC:{DEC27_LABEL}"]["n_quotes"] == 9  # not 10
+    assert [n for n, _, _ in again] == [name]  # and it keeps getting the smile's vol
+    _, own = skew_payloads([chain], {}, V + 3, V)  # had it come from the market: a quote
+    assert own == []
+
+
+def test_a_chain_with_too_few_strikes_says_so() -> None:
+    p, _ = build_book()
+    payloads, smile = skew_payloads(p.chains(), {}, V, V)
+    statuses = {k: v["status"] for k, v in payloads}
+    assert statuses[f"BTC:{DEC27_LABEL}"] == "too_few_strikes"
+    assert all(v["atm_vol"] is None for _, v in payloads)
+    assert smile == []
