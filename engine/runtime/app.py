@@ -172,6 +172,7 @@ class Daemon:
         """Daily levels per underlying: the moves of historical VaR and the covariance."""
         self.risk_errors = 0
         self._smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
+        self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
         self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
         self.alerts = AlertEngine(config.alerts)
@@ -428,6 +429,9 @@ class Daemon:
         book ``*``), and hand the smile vols to the engine as quotes (``[risk] smile_vols``)."""
         for key, payload in payloads:
             self.sink.publish("skew", key, payload)
+            level = _vol_level(payload) if "expiries" in payload else None  # a term structure
+            if level is not None:
+                self._vol_levels[payload["underlying"]] = level
             if "expiry" in payload:
                 und, expiry = payload["underlying"], payload["expiry"]
                 for t in self.alerts.evaluate("expiry", "*", und, expiry, payload, now):
@@ -462,8 +466,9 @@ class Daemon:
         return out
 
     def record_levels(self, now_ns: int, books: Iterable[BookRisk]) -> None:
-        """Record each held underlying's index price as its level of the day, once the day's
-        ``risk.record_at_utc`` has passed and unless it is recorded already."""
+        """Record each held underlying's level of the day, once the day's
+        ``risk.record_at_utc`` has passed and unless it is recorded already: its index price,
+        and its vol level from the skew fits (:func:`_vol_level`; none yet: unknown)."""
         at = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
         hh, mm = map(int, self.config.risk.record_at_utc.split(":"))
         if (at.hour, at.minute) < (hh, mm):
@@ -473,7 +478,7 @@ class Daemon:
             for und, price in zip(br.underlyings, br.prices.tolist(), strict=True):
                 last = self.history.last_day(und)
                 if (last is None or last < day) and math.isfinite(price) and price > 0.0:
-                    self.history.record(day, und, price, None)
+                    self.history.record(day, und, price, self._vol_levels.get(und))
 
     # ------------------------------------------------------------------ feeds
     async def load_instruments(self) -> None:
@@ -645,6 +650,24 @@ def load_history(config: AppConfig, config_path: Path) -> MoveHistory:
         except ValueError as exc:
             raise ConfigError(str(path), str(exc)) from exc
     return history
+
+
+VOL_LEVEL_DAYS = 7.0
+"""The vol level of an underlying is the ATM vol of its first fitted expiry at least this many
+days away (else of its last): short expiries' vols jump as they near expiry."""
+
+
+def _vol_level(term: dict[str, Any]) -> float | None:
+    """An underlying's vol level from its ATM term structure payload (None: no fit)."""
+    pairs = [
+        (float(t), float(v))
+        for t, v in zip(term["T"], term["atm_vol"], strict=True)
+        if math.isfinite(v) and v > 0.0
+    ]
+    if not pairs:
+        return None
+    far = [v for t, v in pairs if t * 365.0 >= VOL_LEVEL_DAYS]
+    return far[0] if far else pairs[-1][1]
 
 
 def _risk_payloads(

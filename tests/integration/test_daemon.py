@@ -31,7 +31,7 @@ from engine.events import Fill, Quote
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.risk import var
-from engine.runtime.app import Daemon, build, run
+from engine.runtime.app import Daemon, _vol_level, build, run
 from engine.runtime.config import load_config
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
 from tests.servers import MosquittoServer, RedisServer, wait_until
@@ -641,3 +641,11 @@ def test_a_bad_hedge_instrument_stops_start_up(tmp_path: Path, risk: str, where:
     path.write_text(f'[portfolio]\npositions = "positions.csv"\n[risk]\n{risk}\n')
     with pytest.raises(ConfigError, match=re.escape(where)):
         build(load_config(path), path)
+
+
+def test_an_underlyings_vol_level_is_its_first_atm_vol_a_week_out() -> None:
+    week = 7.0 / 365.0
+    term = {"T": [0.5 * week, week, 4 * week], "atm_vol": [0.9, 0.6, 0.5]}
+    assert _vol_level(term) == 0.6
+    assert _vol_level({"T": [0.5 * week], "atm_vol": [0.9]}) == 0.9  # none so far: the last
+    assert _vol_level({"T": [week], "atm_vol": [math.nan]}) is None
