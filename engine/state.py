@@ -51,7 +51,15 @@ from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
 from engine.risk.scenarios import ScenarioBook
 
-__all__ = ["AGG_FIELDS", "FILL_IDS_KEPT", "BookRisk", "Chain", "Portfolio", "UnderlyingParams"]
+__all__ = [
+    "AGG_FIELDS",
+    "FILL_IDS_KEPT",
+    "BookRisk",
+    "Chain",
+    "Portfolio",
+    "SettledLot",
+    "UnderlyingParams",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -126,6 +134,27 @@ class Chain:
     T: F64
     held: npt.NDArray[np.bool_]
     quote_ns: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class SettledLot:
+    """A position closed at its expiry (:meth:`Portfolio.settle_expiry`): what it held.
+
+    Attributes:
+        weight: quantity x contract multiplier (inverse futures: USD notional).
+        avg_price: its average entry price in its price currency (coin per option for
+            coin-settled options, USD per coin for futures); NaN when it has no cost.
+    """
+
+    book: str
+    instrument: str
+    quantity: float
+    weight: float
+    is_option: bool
+    inverse: bool
+    is_call: bool
+    strike: float
+    avg_price: float
 
 
 def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
@@ -643,6 +672,59 @@ class Portfolio:
                 units[k] = scratch["unit"][row, :n_fig]
                 price[k] = scratch["X"][row]
         return units, price
+
+    def held_expiries(self) -> list[tuple[str, int]]:
+        """(index, expiry_ns) of every expiry with an open position (options, futures)."""
+        n = self._lots.n
+        la, ia = self._lots.arrays, self._inst.arrays
+        rows = np.unique(ia["fwd_row"][la["inst"][:n][la["qty"][:n] != 0.0]])
+        keys = list(self._fwds.ids)
+        return [keys[r] for r in rows.tolist() if r >= 0]
+
+    def index_price(self, index: str) -> float:
+        """The latest price of ``index`` (NaN: none yet)."""
+        row = self._spots.ids.get(index)
+        return math.nan if row is None else float(self._spots.cols.arrays["px"][row])
+
+    def settle_expiry(self, index: str, expiry_ns: int) -> list[SettledLot]:
+        """Close every open position in the instruments on ``index`` that expire at
+        ``expiry_ns``: quantity and cost go to 0, so they leave the book (the next cycle moves
+        the sums) and their P&L leaves the ``pnl`` figure (it is realised: the caller settles
+        it). Returns what each position held."""
+        row = self._fwds.ids.get((index, expiry_ns))
+        if row is None:
+            return []
+        la, ia = self._lots.arrays, self._inst.arrays
+        out = []
+        for i in self._fwds.dependents[row]:
+            inst = self._inst_defs[i]
+            lot = int(ia["first_lot"][i])
+            while lot >= 0:
+                qty = float(la["qty"][lot])
+                if qty != 0.0:
+                    cost = float(la["cost"][lot])
+                    # cost: quantity x price; inverse futures: USD notional / price, in coin
+                    inverse_future = inst.is_inverse and inst.kind != Kind.OPTION
+                    avg = (qty / cost if cost else math.nan) if inverse_future else cost / qty
+                    out.append(
+                        SettledLot(
+                            book=self._lot_book[lot],
+                            instrument=inst.name,
+                            quantity=qty,
+                            weight=qty * inst.multiplier,
+                            is_option=inst.kind == Kind.OPTION,
+                            inverse=inst.is_inverse,
+                            is_call=bool(inst.is_call),
+                            strike=inst.strike or math.nan,
+                            avg_price=avg if la["has_cost"][lot] else math.nan,
+                        )
+                    )
+                    la["qty"][lot] = 0.0
+                    la["cost"][lot] = 0.0
+                    la["has_cost"][lot] = True
+                    self._dirty_lots.add(lot)
+                lot = int(la["next_lot"][lot])
+        return out
 
     def chains(self) -> list[Chain]:
         """Every option chain (underlying, settlement, expiry) quoted or held, sorted by

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import logging
@@ -38,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -49,7 +50,7 @@ from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError, Ris
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry, Kind
-from engine.outputs import Scope, expiry_rows
+from engine.outputs import SCHEMA_VERSION, Scope, expiry_rows
 from engine.risk.hedge import DERIBIT_INVERSE_CONTRACT_USD
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
@@ -61,10 +62,11 @@ from engine.risk.report import (
     stress_payload,
     var_payload,
 )
+from engine.risk.settlement import WINDOW_NS, Twap, TwapAccumulator, TwapStatus, settle
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.redis_sink import RedisSink
-from engine.state import BookRisk, Portfolio, UnderlyingParams
+from engine.state import BookRisk, Portfolio, SettledLot, UnderlyingParams, expiry_label
 from feeds.backoff import Backoff
 from feeds.base import Feed
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
@@ -173,6 +175,9 @@ class Daemon:
         self.risk_errors = 0
         self._smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
+        self._twaps: dict[tuple[str, int], TwapAccumulator] = {}  # (index, expiry) in window
+        self.realised_pnl_usd: dict[str, float] = {}
+        """Realised P&L of settled positions per book since start, USD."""
         self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
         self.alerts = AlertEngine(config.alerts)
@@ -480,6 +485,113 @@ class Daemon:
                 if (last is None or last < day) and math.isfinite(price) and price > 0.0:
                     self.history.record(day, und, price, self._vol_levels.get(und))
 
+    # ------------------------------------------------------------------ settlement
+    def settle_due(self, now_ns: int) -> int:
+        """Sample the index of each held expiry in its settlement window (the 30 minutes
+        before it) and publish the running average; settle the expiries that have passed:
+        their positions leave the book at the window's time-weighted average of the index and
+        their realised P&L is recorded and published (docs/strategies.md). Returns how many
+        positions settled. Called once a second (the monitor)."""
+        settled = 0
+        for index, expiry_ns in self.portfolio.held_expiries():
+            if now_ns < expiry_ns - WINDOW_NS:
+                continue
+            key = (index, expiry_ns)
+            acc = self._twaps.get(key)
+            if acc is None:
+                acc = self._twaps[key] = TwapAccumulator(expiry_ns)
+            price = self.portfolio.index_price(index)
+            if now_ns < expiry_ns:
+                if math.isfinite(price) and price > 0.0:
+                    acc.add(now_ns, price)
+                if acc.value(now_ns).status != TwapStatus.NO_SAMPLES:
+                    self._publish_settlement(index, expiry_ns, acc.value(now_ns), [], now_ns)
+                continue
+            twap = acc.value(now_ns)
+            if twap.status == TwapStatus.NO_SAMPLES:  # no index in the window: the latest
+                if not (math.isfinite(price) and price > 0.0):
+                    continue  # nothing to settle at yet: try again next second
+                twap = dataclasses.replace(twap, price=price)
+            lots = self.portfolio.settle_expiry(index, expiry_ns)
+            del self._twaps[key]
+            self._publish_settlement(index, expiry_ns, twap, lots, now_ns)
+            settled += len(lots)
+        return settled
+
+    def _publish_settlement(
+        self, index: str, expiry_ns: int, twap: Twap, lots: list[SettledLot], now_ns: int
+    ) -> None:
+        """The ``settlement`` payload of one index and expiry: the running average before the
+        expiry (``final`` false, no positions), what its positions settled for after it."""
+        final = now_ns >= expiry_ns
+        positions: list[dict[str, Any]] = []
+        by_book: dict[str, float] = {}
+        n_no_cost = 0
+        if lots:
+            avg = np.array([lot.avg_price for lot in lots])
+            avg[~np.isnan(avg) & ~(avg >= 0.0)] = math.nan  # a net cost <= 0: no P&L
+            event = settle(
+                twap,
+                [lot.is_option for lot in lots],
+                [lot.inverse for lot in lots],
+                [lot.is_call for lot in lots],
+                [lot.strike if lot.is_option else 1.0 for lot in lots],
+                [lot.weight for lot in lots],
+                avg,
+            )
+            n_no_cost = event.n_no_cost
+            pos = event.positions
+            for k, lot in enumerate(lots):
+                pnl_usd = float(pos.pnl_usd[k])
+                positions.append(
+                    {
+                        "book": lot.book,
+                        "instrument": lot.instrument,
+                        "quantity": lot.quantity,
+                        "avg_price": float(avg[k]),
+                        "value": float(pos.value[k]),
+                        "pnl": float(pos.pnl[k]),
+                        "pnl_usd": pnl_usd,
+                    }
+                )
+                if math.isfinite(pnl_usd):
+                    by_book[lot.book] = by_book.get(lot.book, 0.0) + pnl_usd
+                    self.realised_pnl_usd[lot.book] = (
+                        self.realised_pnl_usd.get(lot.book, 0.0) + pnl_usd
+                    )
+            logger.info(
+                "settled",
+                extra={
+                    "index": index,
+                    "expiry_ns": expiry_ns,
+                    "price": twap.price,
+                    "twap_status": twap.status.value,
+                    "positions": len(lots),
+                    "pnl_usd": event.pnl_usd_total,
+                },
+            )
+        expiry = expiry_label(expiry_ns, Kind.OPTION)
+        payload = {
+            "v": SCHEMA_VERSION,
+            "ts": now_ns // 1_000_000,
+            "ts_ns": now_ns,
+            "index": index,
+            "expiry": expiry,
+            "expiry_ns": expiry_ns,
+            "final": final,
+            "price": twap.price,
+            "status": twap.status.value,
+            "n_samples": twap.n_samples,
+            "covered_ns": twap.covered_ns,
+            "longest_gap_ns": twap.longest_gap_ns,
+            "positions": positions,
+            "pnl_usd": by_book,
+            "n_no_cost": n_no_cost,
+            "realised_pnl_usd": {b: self.realised_pnl_usd[b] for b in by_book},
+            "units": _SETTLEMENT_UNITS,
+        }
+        self.sink.publish("settlement", f"{index}:{expiry}", payload)
+
     # ------------------------------------------------------------------ feeds
     async def load_instruments(self) -> None:
         """Fill the registry from feeds that can list their venue's instruments. A failure is
@@ -575,6 +687,8 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             self.check_feeds()
+            async with self._valuing:
+                self.settle_due(self.clock.now_ns())
             if time.monotonic() >= next_stats:
                 next_stats += self.config.engine.stats_interval_s
                 self.log_stats()
@@ -655,6 +769,18 @@ def load_history(config: AppConfig, config_path: Path) -> MoveHistory:
 VOL_LEVEL_DAYS = 7.0
 """The vol level of an underlying is the ATM vol of its first fitted expiry at least this many
 days away (else of its last): short expiries' vols jump as they near expiry."""
+
+
+_SETTLEMENT_UNITS: Final = {
+    "price": "USD: the time-weighted average of the index over the window (final: the "
+    "settlement price; before: running)",
+    "quantity": "position quantity (inverse futures: USD)",
+    "avg_price": "its price currency: coin per option (coin-settled), else USD",
+    "value": "per unit, its price currency: coin-settled options max(S - K, 0) / S coin",
+    "pnl": "settlement currency: coin (coin-settled), else USD",
+    "pnl_usd": "USD (per book: the sum of its positions')",
+    "realised_pnl_usd": "USD, per book: every settlement since the daemon started",
+}
 
 
 def _vol_level(term: dict[str, Any]) -> float | None:

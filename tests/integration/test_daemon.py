@@ -27,7 +27,7 @@ import redis.exceptions
 from engine.clock import ManualClock
 from engine.daycount import year_fraction
 from engine.errors import ConfigError
-from engine.events import Fill, Quote
+from engine.events import Fill, Quote, Tick
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.risk import var
@@ -649,3 +649,70 @@ def test_an_underlyings_vol_level_is_its_first_atm_vol_a_week_out() -> None:
     assert _vol_level(term) == 0.6
     assert _vol_level({"T": [0.5 * week], "atm_vol": [0.9]}) == 0.9  # none so far: the last
     assert _vol_level({"T": [week], "atm_vol": [math.nan]}) is None
+
+
+async def test_expired_positions_settle_at_the_index_twap(
+    tmp_path: Path, redis_server: RedisServer, unique: str
+) -> None:
+    """Over the 30 minutes before expiry the index is sampled each second the monitor runs
+    (here: every 10 s of the daemon's clock): 70 000 for the first half, 72 000 for the second,
+    so the settlement price is 71 000. The call (K 60 000, 10 at 0.05 BTC) settles at
+    (71 000 - 60 000) / 71 000 BTC, the short future (100 000 USD at 60 000) at 71 000; both
+    leave the book, and each position's payload reaches Redis."""
+    future = "BTC-27DEC30"
+    (tmp_path / "positions.csv").write_text(
+        f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\nmain,{future},-100000,60000\n"
+    )
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n'
+        '[portfolio]\npositions = "positions.csv"\n[risk]\nenabled = false\n'
+    )
+    call = parse_deribit_name(CALL)
+    assert call is not None
+    assert call.expiry_ns is not None
+    expiry = call.expiry_ns
+    clock = ManualClock(expiry - 31 * 60 * 10**9)
+    daemon = build(load_config(path), path, clock=clock)
+    p = daemon.portfolio
+    try:
+        for k in range(-186, 0):  # every 10 s from 31 minutes before the expiry
+            now = expiry + k * 10 * 10**9
+            clock.set(now)
+            px = 70_000.0 if now < expiry - 15 * 60 * 10**9 else 72_000.0
+            p.apply_tick(Tick(instrument="btc_usd", price=px, ts_event=now, ts_recv=now))
+            assert daemon.settle_due(now) == 0
+        r = aioredis.Redis.from_url(redis_server.url)
+        key = "btc_usd:2030-12-27T08:00:00Z"
+        try:
+            await daemon.sink.flush()  # the running average, before the expiry
+            running = orjson.loads(await r.hget(f"{unique}:settlement:snapshot", key) or b"null")
+            clock.set(expiry + 10**9)
+            assert daemon.settle_due(expiry + 10**9) == 2
+            assert daemon.settle_due(expiry + 2 * 10**9) == 0  # once
+            daemon.cycle(full=True)
+            assert daemon.latest["main"]["n_positions"] == 0  # they left the book
+            await daemon.sink.flush()
+            got = orjson.loads(await r.hget(f"{unique}:settlement:snapshot", key) or b"null")
+        finally:
+            await r.aclose()
+    finally:
+        await daemon.sink.aclose()
+    S = 71_000.0
+    assert running["final"] is False
+    assert running["positions"] == []
+    assert running["price"] == pytest.approx((900 * 70_000.0 + 890 * 72_000.0) / 1790, rel=1e-12)
+    assert got["final"] is True
+    assert (got["status"], got["n_samples"]) == ("ok", 180)
+    assert got["price"] == pytest.approx(S, rel=1e-12)
+    pos = {x["instrument"]: x for x in got["positions"]}
+    opt, fut = pos[CALL], pos[future]
+    assert opt["value"] == pytest.approx((S - 60_000.0) / S, rel=1e-12)
+    assert opt["pnl"] == pytest.approx(10 * ((S - 60_000.0) / S - 0.05), rel=1e-12)
+    assert opt["pnl_usd"] == pytest.approx(opt["pnl"] * S, rel=1e-12)
+    assert fut["pnl"] == pytest.approx(-100_000.0 * (1 / 60_000.0 - 1 / S), rel=1e-12)
+    assert got["pnl_usd"]["main"] == pytest.approx(opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12)
+    assert got["realised_pnl_usd"]["main"] == daemon.realised_pnl_usd["main"]
+    assert daemon.realised_pnl_usd["main"] == pytest.approx(
+        opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12
+    )
