@@ -57,6 +57,7 @@ __all__ = [
     "BookRisk",
     "Chain",
     "Portfolio",
+    "Priced",
     "SettledLot",
     "UnderlyingParams",
 ]
@@ -155,6 +156,20 @@ class SettledLot:
     is_call: bool
     strike: float
     avg_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """Instruments priced at the valuation time (:meth:`Portfolio.priced`), one row each:
+    whether it could be (``ok``; unknown or without market data: False and NaN figures), its
+    figures per 1 unit of position quantity in the units and order of :data:`AGG_FIELDS` (all
+    but ``pnl`` and the counts), and a :class:`ScenarioBook` of one unit of each (``weight``
+    its contract multiplier, ``und`` 0) for revaluation."""
+
+    names: list[str]
+    ok: npt.NDArray[np.bool_]
+    units: F64
+    positions: ScenarioBook
 
 
 def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
@@ -648,12 +663,9 @@ class Portfolio:
         self._price(rows, scratch)
         return scratch
 
-    def instrument_units(self, names: list[str]) -> tuple[F64, F64]:
-        """Per instrument of ``names``, priced at the valuation time from its stored inputs
-        (held or not: hedge instruments): its figures per 1 unit of position quantity, in the
-        units and order of :data:`AGG_FIELDS` (all but ``pnl`` and the counts), and the price it
-        is valued on (``X``: forward, spot or its own price). NaN rows: unknown or not priceable
-        (no quote or price yet).
+    def priced(self, names: list[str]) -> Priced:
+        """The instruments ``names`` (held or not: hedge instruments, strategy legs), priced at
+        the valuation time from their stored inputs, in copies.
 
         Raises:
             ValueError: an index among ``names`` (it cannot be held).
@@ -662,16 +674,32 @@ class Portfolio:
         for name in names:
             inst = self.registry.get(name)
             rows.append(-1 if inst is None else self._instrument_row(inst))
-        known = np.array([r for r in rows if r >= 0], dtype=np.int64)
+        r = np.array(rows, dtype=np.int64)
+        known = r[r >= 0]
         scratch = self._scratch_price(known)
-        n_fig = kernels.N_UNIT - 2
-        units = np.full((len(names), n_fig), np.nan)
-        price = np.full(len(names), np.nan)
-        for k, row in enumerate(rows):
-            if row >= 0 and scratch["status"][row] == kernels.OK:
-                units[k] = scratch["unit"][row, :n_fig]
-                price[k] = scratch["X"][row]
-        return units, price
+        ia = self._inst.arrays
+        at = np.where(r >= 0, r, 0)
+        ok = (r >= 0) & (scratch["status"][at] == kernels.OK)
+        nan = np.where(ok, 0.0, np.nan)  # NaN where not priced
+        return Priced(
+            names=list(names),
+            ok=ok,
+            units=scratch["unit"][at, : kernels.N_UNIT - 2] + nan[:, None],
+            positions=ScenarioBook(
+                kind=ia["kind"][at],
+                black=ia["black"][at],
+                inverse=ia["inverse"][at],
+                is_call=ia["is_call"][at],
+                strike=ia["strike"][at],
+                T=scratch["T"][at] + nan,
+                r=ia["r"][at],
+                q=ia["q"][at],
+                sigma=scratch["sigma"][at] + nan,
+                X=scratch["X"][at] + nan,
+                weight=ia["mult"][at].copy(),
+                und=np.zeros(len(names), dtype=np.int64),
+            ),
+        )
 
     def held_expiries(self) -> list[tuple[str, int]]:
         """(index, expiry_ns) of every expiry with an open position (options, futures)."""

@@ -332,7 +332,7 @@ _MARGIN_UNITS: Final = {
 class HedgeInputs:
     """What the hedge payloads of one underlying need besides the books: its hedge instruments
     (the future first, then the options), each one's figures per unit of position quantity
-    (:meth:`engine.state.Portfolio.instrument_units`) and price, and whether the future is
+    (:meth:`engine.state.Portfolio.priced`) and price, and whether the future is
     inverse with its contract's USD notional, or linear with its multiplier."""
 
     underlying: str

@@ -458,7 +458,7 @@ class Daemon:
         out = {}
         for und, future in cfg.hedge_future.items():
             names = [future, *cfg.hedge_options.get(und, [])]
-            units, prices = self.portfolio.instrument_units(names)
+            priced = self.portfolio.priced(names)
             inst = self.registry.get(future)
             if inst is None:  # build() checked every hedge instrument
                 raise AssertionError(future)
@@ -467,7 +467,9 @@ class Daemon:
                 if inst.is_inverse
                 else inst.multiplier
             )
-            out[und] = HedgeInputs(und, names, units, prices, inst.is_inverse, contract)
+            out[und] = HedgeInputs(
+                und, names, priced.units, priced.positions.X, inst.is_inverse, contract
+            )
         return out
 
     def record_levels(self, now_ns: int, books: Iterable[BookRisk]) -> None:

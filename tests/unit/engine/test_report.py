@@ -300,15 +300,15 @@ def test_bad_margin_parameters_are_refused_naming_the_table(
 
 # ----------------------------------------------------------------- hedges
 def _inputs(p: Any, und: str, names: list[str], inverse: bool, contract: float) -> HedgeInputs:
-    units, prices = p.instrument_units(names)
-    return HedgeInputs(und, names, units, prices, inverse, contract)
+    priced = p.priced(names)
+    return HedgeInputs(und, names, priced.units, priced.positions.X, inverse, contract)
 
 
-def test_instrument_units_price_held_and_unheld_instruments_per_unit() -> None:
+def test_priced_prices_held_and_unheld_instruments_per_unit() -> None:
     p, _ = build_book()
-    units, prices = p.instrument_units(
-        ["BTC-PERPETUAL", "BTC-27DEC24-60000-C", "NOPE", "ETH-PERPETUAL"]
-    )
+    priced = p.priced(["BTC-PERPETUAL", "BTC-27DEC24-60000-C", "NOPE", "ETH-PERPETUAL"])
+    units, prices = priced.units, priced.positions.X
+    assert priced.ok.tolist() == [True, True, False, False]
     d = AGG_FIELDS.index("delta")
     assert prices[0] == 60_100.0  # its own tick
     assert units[0, d] == pytest.approx(1.0 / 60_100.0, rel=1e-15)  # one USD of an inverse perp
