@@ -114,7 +114,16 @@ RISK_UNITS: Final[dict[str, str]] = {name: unit for name, (_, unit) in RISK_METR
 BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
 """Figures that add across underlyings, published at book scope."""
 
-FAMILIES: Final = ("exposure", "var", "stress", "margin", "skew", "hedge", "settlement")
+FAMILIES: Final = (
+    "exposure",
+    "var",
+    "stress",
+    "margin",
+    "hedge",
+    "skew",
+    "strategy",
+    "settlement",
+)
 """Kinds of state payload (:meth:`Sink.publish`): each has its own channel ``{p}:{family}``,
 stream ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
 ``{p}:{family}:snapshot``), keyed as docs/redis.md says."""

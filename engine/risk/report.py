@@ -15,20 +15,24 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from engine.outputs import RISK_UNITS, SCHEMA_VERSION, VAR_METHODS
+from engine import kernels
+from engine.outputs import RISK_UNITS, SCHEMA_VERSION, UNITS, VAR_METHODS
 from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
+from engine.risk.strategies import Strategy, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
-from engine.state import AGG_FIELDS, BookRisk, Chain
+from engine.state import AGG_FIELDS, BookRisk, Chain, Priced
 
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
     "HedgeInputs",
     "RiskConfig",
+    "StrategyHolding",
     "hedge_payloads",
     "margin_payload",
     "skew_payloads",
+    "strategy_payload",
     "stress_payload",
     "var_payload",
 ]
@@ -84,6 +88,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         skew_interval_s: period of the skew payloads (SVI fits of every chain).
         smile_vols: give a held option whose own quote is missing or stale the vol of its
             expiry's fitted smile (a quote with that ``iv`` and the fit's forward).
+        strategy_interval_s: period of the strategy payloads.
     """
 
     enabled: bool = True
@@ -113,6 +118,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     equity_coin: dict[str, float] = {}
     skew_interval_s: PositiveFloat = 5.0
     smile_vols: bool = True
+    strategy_interval_s: PositiveFloat = 1.0
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):
@@ -552,4 +558,117 @@ _SKEW_UNITS: Final = {
     "put25_strike": "USD",
     "svi": "raw SVI of total variance in k = ln(K/F)",
     "rmse_vol_points": "vol points",
+}
+
+
+@dataclass(slots=True)
+class StrategyHolding:
+    """A book's holding of a strategy (docs/strategies.md): its legs are positions of the book
+    like any other (without a cost of their own); the holding keeps the strategy's quantity and
+    its net cost, in the legs' price currency (coin when every leg is coin-settled, else USD),
+    summed over the fills of the strategy."""
+
+    book: str
+    text: str
+    strategy: Strategy
+    quantity: float = 0.0
+    cost: float = 0.0
+    has_cost: bool = True
+
+    def add(self, quantity: float, price: float | None) -> None:
+        """A fill of ``quantity`` units of the strategy at ``price`` per unit (None: unknown:
+        the holding has no cost from then on)."""
+        self.quantity += quantity
+        if price is None:
+            self.has_cost = False
+        else:
+            self.cost += quantity * price
+
+    @property
+    def coin(self) -> bool:
+        """Whether its prices are in coin: every leg coin-settled."""
+        return all(leg.instrument.is_inverse for leg in self.strategy.legs)
+
+
+_N_FIG: Final = len(AGG_FIELDS) - 3  # the figures of a unit row: all but pnl and the counts
+_MARKET_VALUE: Final = AGG_FIELDS.index("market_value")
+PAYOFF_POINTS: Final = 61
+"""Underlying prices of a payoff diagram: from half the lowest strike (or price) to 1.5 times
+the highest."""
+
+
+def strategy_payload(
+    h: StrategyHolding, legs: Priced, index_price: float, cfg: RiskConfig, now_ns: int
+) -> dict[str, Any]:
+    """The ``strategy`` payload of one holding: its figures (the legs' figures per unit,
+    weighted by their ratios, times the quantity: units of the exposures), its value and P&L
+    against its cost (USD), its portfolio margin alone, and its payoff diagram at the first
+    expiry (one unit, entered at the legs' model prices now; scaled by the quantity)."""
+    strategy = h.strategy
+    first = strategy.legs[0].instrument
+    out: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "ts": now_ns // 1_000_000,
+        "ts_ns": now_ns,
+        "book": h.book,
+        "strategy": h.text,
+        "kind": str(strategy.kind),
+        "underlying": first.underlying,
+        "legs": [{"instrument": leg.instrument.name, "ratio": leg.ratio} for leg in strategy.legs],
+        "quantity": h.quantity,
+        "cost": h.cost if h.has_cost else None,
+        "cost_currency": "coin" if h.coin else "USD",
+    }
+    missing = [n for n, ok in zip(legs.names, legs.ok.tolist(), strict=True) if not ok]
+    if missing or not (index_price > 0.0):
+        out["status"] = f"no price for {', '.join(missing) or first.index}"
+        out.update(dict.fromkeys((*AGG_FIELDS[:_N_FIG], "pnl", "margin_im", "margin_mm")))
+        out["payoff"] = None
+        out["units"] = _STRATEGY_UNITS
+        return out
+    figures = strategy_greeks(strategy, legs.units.T, h.quantity)
+    out.update(zip(AGG_FIELDS[:_N_FIG], figures.tolist(), strict=True))
+    value_usd = float(figures[_MARKET_VALUE])
+    X = legs.positions.X
+    cost_usd = h.cost * (float(X[0]) if h.coin else 1.0)  # coin valued at the forward (units.md)
+    out["pnl"] = value_usd - cost_usd if h.has_cost else None
+    ratios = np.array([leg.ratio for leg in strategy.legs])
+    book = dataclasses.replace(legs.positions, weight=legs.positions.weight * ratios * h.quantity)
+    pm = margin.deribit_portfolio_margin(book, [index_price], cfg.pm_params(first.underlying))
+    out["margin_im"] = float(pm.margin.initial_usd[0])
+    out["margin_mm"] = float(pm.margin.maintenance_usd[0])
+    # payoff: one unit bought at the model's prices now (each in its leg's price currency)
+    option = legs.positions.kind == kernels.KIND_OPTION
+    per_unit = legs.units[:, _MARKET_VALUE] / legs.positions.weight
+    entry = np.where(option, per_unit / np.where(legs.positions.inverse, X, 1.0), X)
+    marks = np.where(option, legs.positions.strike, X)
+    S = np.linspace(0.5 * marks.min(), 1.5 * marks.max(), PAYOFF_POINTS)
+    try:
+        d = payoff_diagram(strategy, S, entry, legs.positions.sigma)
+    except ValueError as exc:  # e.g. no leg with an expiry
+        out["payoff"] = {"status": str(exc)}
+    else:
+        out["payoff"] = {
+            "status": "ok",
+            "expiry_ns": d.expiry_ns,
+            "S": d.S,
+            "pnl": d.pnl * h.quantity,
+            "breakevens": d.breakevens,
+            "max_profit": d.max_profit * abs(h.quantity),
+            "max_loss": d.max_loss * abs(h.quantity),
+            "entry": "the legs' model prices now",
+        }
+    out["status"] = "ok"
+    out["units"] = _STRATEGY_UNITS
+    return out
+
+
+_STRATEGY_UNITS: Final = {
+    **{k: v for k, v in UNITS.items() if k in AGG_FIELDS[:_N_FIG]},
+    "pnl": "USD: value now minus the cost (a coin cost at the first leg's forward); futures "
+    "legs count no value",
+    "cost": "cost_currency: the net premium of the fills, quantity x price",
+    "margin_im": "USD: Deribit-style portfolio margin of the legs alone",
+    "margin_mm": "USD",
+    "payoff": "S: USD; pnl, max_profit, max_loss: USD at the first expiry (null: unbounded)",
 }

@@ -56,17 +56,28 @@ from engine.risk.history import MoveHistory
 from engine.risk.report import (
     HedgeInputs,
     RiskConfig,
+    StrategyHolding,
     hedge_payloads,
     margin_payload,
     skew_payloads,
+    strategy_payload,
     stress_payload,
     var_payload,
 )
 from engine.risk.settlement import WINDOW_NS, Twap, TwapAccumulator, TwapStatus, settle
+from engine.risk.strategies import Strategy, format_strategy, parse_strategy
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.redis_sink import RedisSink
-from engine.state import BookRisk, Portfolio, SettledLot, UnderlyingParams, expiry_label
+from engine.state import (
+    FILL_IDS_KEPT,
+    BookRisk,
+    Portfolio,
+    Priced,
+    SettledLot,
+    UnderlyingParams,
+    expiry_label,
+)
 from feeds.backoff import Backoff
 from feeds.base import Feed
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
@@ -164,6 +175,7 @@ class Daemon:
         portfolio: Portfolio,
         feeds: list[Feed],
         history: MoveHistory | None = None,
+        strategies: dict[tuple[str, str], StrategyHolding] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -178,6 +190,9 @@ class Daemon:
         self._twaps: dict[tuple[str, int], TwapAccumulator] = {}  # (index, expiry) in window
         self.realised_pnl_usd: dict[str, float] = {}
         """Realised P&L of settled positions per book since start, USD."""
+        self.strategies: dict[tuple[str, str], StrategyHolding] = dict(strategies or {})
+        """Strategy holdings by (book, text form), from the positions file and fills."""
+        self._strategy_fill_ids: dict[str, None] = {}
         self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
         self.alerts = AlertEngine(config.alerts)
@@ -242,6 +257,9 @@ class Daemon:
                 self.unknown += 1
         self.unknown += p.apply_quotes(quotes)
         for f in fills:
+            if ":" in f.instrument:  # a strategy's text form: its legs
+                self._strategy_fill(f)
+                continue
             try:
                 applied = p.apply_fill(f)
             except Exception as exc:  # decoders check fills; this is the engine's own guard
@@ -378,18 +396,18 @@ class Daemon:
 
     # ------------------------------------------------------------------ risk
     async def risk_loop(self) -> None:
-        """Publish each book's ``var``, ``stress`` and ``margin`` payloads on their periods:
-        the books are copied on the event loop, outside a full reprice, and valued in a worker
-        thread; an error is logged and counted and the next period tries again."""
+        """Publish the risk payloads on their periods (``[risk]``, :meth:`risk_period`); an
+        error is logged and counted, and the next period tries again."""
         cfg = self.config.risk
         periods = {
             "var": cfg.var_interval_s,
             "stress": cfg.stress_interval_s,
             "margin": cfg.margin_interval_s,
+            "skew": cfg.skew_interval_s,
+            "strategy": cfg.strategy_interval_s,
         }
         if cfg.hedge_future:
             periods["hedge"] = cfg.hedge_interval_s
-        periods["skew"] = cfg.skew_interval_s
         due = dict.fromkeys(periods, time.monotonic())
         while not self.stop.is_set():
             await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
@@ -398,31 +416,41 @@ class Daemon:
             for f in families:
                 due[f] = mono + periods[f]
             try:
-                async with self._valuing:
-                    now = self.clock.now_ns()
-                    books = [self.portfolio.book_risk(b) for b in self.portfolio.books()]
-                    hedges = self._hedge_inputs() if "hedge" in families else {}
-                    chains = self.portfolio.chains() if "skew" in families else []
-                    valuation = self.portfolio.valuation_ns
-                self.record_levels(now, books)
-                out = await asyncio.to_thread(
-                    _risk_payloads, books, hedges, self.history, cfg, families, now
-                )
-                if chains:
-                    skews, smile = await asyncio.to_thread(
-                        skew_payloads, chains, self._smile_quotes, now, valuation
-                    )
-                    self._publish_skew(skews, smile, now)
+                await self.risk_period(families)
             except Exception:
                 self.risk_errors += 1
                 logger.exception("risk computation failed", extra={"errors": self.risk_errors})
+
+    async def risk_period(self, families: list[str]) -> None:
+        """The due ``families`` of risk payloads: what they need is copied on the event loop,
+        outside a full reprice, and valued in a worker thread; then published, and the alert
+        rules checked on them."""
+        cfg = self.config.risk
+        async with self._valuing:
+            now = self.clock.now_ns()
+            books = [self.portfolio.book_risk(b) for b in self.portfolio.books()]
+            hedges = self._hedge_inputs() if "hedge" in families else {}
+            chains = self.portfolio.chains() if "skew" in families else []
+            held = self._strategy_inputs() if "strategy" in families else []
+            valuation = self.portfolio.valuation_ns
+        self.record_levels(now, books)
+        out = await asyncio.to_thread(
+            _risk_payloads, books, hedges, held, self.history, cfg, families, now
+        )
+        for family, payload in out:
+            book, und = payload["book"], payload.get("underlying")
+            if family == "strategy":  # its figures are not a book's or a pair's
+                self.sink.publish(family, f"{book}:{payload['strategy']}", payload)
                 continue
-            for family, payload in out:
-                book, und = payload["book"], payload.get("underlying")
-                scope: Scope = "book" if und is None else "underlying"
-                self.sink.publish(family, book if und is None else f"{book}:{und}", payload)
-                for t in self.alerts.evaluate(scope, book, und, None, payload, now):
-                    self._emit_alert(t)
+            scope: Scope = "book" if und is None else "underlying"
+            self.sink.publish(family, book if und is None else f"{book}:{und}", payload)
+            for t in self.alerts.evaluate(scope, book, und, None, payload, now):
+                self._emit_alert(t)
+        if chains:
+            skews, smile = await asyncio.to_thread(
+                skew_payloads, chains, self._smile_quotes, now, valuation
+            )
+            self._publish_skew(skews, smile, now)
 
     def _publish_skew(
         self,
@@ -486,6 +514,47 @@ class Daemon:
                 last = self.history.last_day(und)
                 if (last is None or last < day) and math.isfinite(price) and price > 0.0:
                     self.history.record(day, und, price, self._vol_levels.get(und))
+
+    def _strategy_fill(self, fill: Fill) -> None:
+        """A fill of a strategy (its text form as the instrument): a fill of each leg (quantity
+        x ratio, no price of its own) and the holding's quantity and cost. A text that is not a
+        strategy, or a bad number, rejects the fill (kept, logged, as any rejected fill)."""
+        fid = fill.fill_id
+        if fid is not None and fid in self._strategy_fill_ids:
+            return  # redelivered
+        try:
+            strategy = parse_strategy(fill.instrument, self.registry.get)
+            for i, leg in enumerate(strategy.legs):
+                applied = self.portfolio.apply_fill(
+                    msgspec.structs.replace(
+                        fill,
+                        instrument=leg.instrument.name,
+                        quantity=fill.quantity * leg.ratio,
+                        price=None,
+                        fill_id=None if fid is None else f"{fid}/{i}",
+                    )
+                )
+                if not applied:  # a parsed leg is known: cannot happen
+                    raise AssertionError(leg.instrument.name)
+        except Exception as exc:
+            self.rejected_fills.append(fill)
+            logger.error("fill rejected: %s", exc, extra={"fill": f"{fill!r}"[:300]})
+            return
+        holding = _holding(self.strategies, fill.book, strategy)
+        holding.add(fill.quantity, fill.price)
+        if fid is not None:
+            self._strategy_fill_ids[fid] = None
+            if len(self._strategy_fill_ids) > FILL_IDS_KEPT:
+                del self._strategy_fill_ids[next(iter(self._strategy_fill_ids))]
+
+    def _strategy_inputs(self) -> list[tuple[StrategyHolding, Priced, float]]:
+        """Each strategy held, its legs priced now and its index's price (the loop's side)."""
+        out = []
+        for h in self.strategies.values():
+            names = [leg.instrument.name for leg in h.strategy.legs]
+            index = h.strategy.legs[0].instrument.index
+            out.append((h, self.portfolio.priced(names), self.portfolio.index_price(index)))
+        return out
 
     # ------------------------------------------------------------------ settlement
     def settle_due(self, now_ns: int) -> int:
@@ -716,10 +785,19 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
     }
     portfolio = Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
     path = config_relative(config.portfolio.positions, config_path)
+    strategies: dict[tuple[str, str], StrategyHolding] = {}
     if path is not None:
         for pos in load_positions(path):
             try:
-                portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
+                if ":" in pos.instrument:  # a strategy's text form
+                    strategy = parse_strategy(pos.instrument, registry.get)
+                    for leg in strategy.legs:
+                        portfolio.add_position(
+                            pos.book, leg.instrument.name, pos.quantity * leg.ratio
+                        )
+                    _holding(strategies, pos.book, strategy).add(pos.quantity, pos.avg_price)
+                else:
+                    portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
             except ValueError as exc:
                 raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
     feeds: list[Feed] = []
@@ -747,7 +825,20 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
                     str(config_path),
                     f"{name!r} is not a {' or '.join(want)} of {und} - at `$.risk.{where}`",
                 )
-    return Daemon(config, clock, registry, portfolio, feeds, load_history(config, config_path))
+    return Daemon(
+        config, clock, registry, portfolio, feeds, load_history(config, config_path), strategies
+    )
+
+
+def _holding(
+    holdings: dict[tuple[str, str], StrategyHolding], book: str, strategy: Strategy
+) -> StrategyHolding:
+    """``book``'s holding of ``strategy`` (new: empty), by its canonical text form."""
+    text = format_strategy(strategy)
+    h = holdings.get((book, text))
+    if h is None:
+        h = holdings[(book, text)] = StrategyHolding(book, text, strategy)
+    return h
 
 
 def load_history(config: AppConfig, config_path: Path) -> MoveHistory:
@@ -801,13 +892,17 @@ def _vol_level(term: dict[str, Any]) -> float | None:
 def _risk_payloads(
     books: list[BookRisk],
     hedges: dict[str, HedgeInputs],
+    held: list[tuple[StrategyHolding, Priced, float]],
     history: MoveHistory,
     cfg: RiskConfig,
     families: list[str],
     now: int,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The due risk payloads of every book (run in a worker thread)."""
-    out: list[tuple[str, dict[str, Any]]] = []
+    """The due risk payloads of every book and strategy held (run in a worker thread)."""
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("strategy", strategy_payload(h, legs, index_price, cfg, now))
+        for h, legs, index_price in held
+    ]
     for br in books:
         out += [("hedge", h) for h in hedge_payloads(br, hedges, cfg, now)]
         if "var" in families:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import msgspec
 import numpy as np
 import orjson
 import pytest
@@ -716,3 +717,100 @@ async def test_expired_positions_settle_at_the_index_twap(
     assert daemon.realised_pnl_usd["main"] == pytest.approx(
         opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12
     )
+
+
+async def test_strategies_from_the_positions_file_and_fills(
+    tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    """A vertical spread held from the positions file and bought again by a fill: its legs are
+    positions of the book, and its payload (quantity, cost, figures) reaches Redis; a fill of
+    a text that is no strategy is rejected and kept."""
+    port = mosquitto_server.port
+    path = _config(
+        tmp_path, redis_server.url, unique, port, unique, "[risk]\nstrategy_interval_s = 0.2\n"
+    )
+    spread = "vertical:BTC-27DEC30-60000-C/70000"
+    (tmp_path / "positions.csv").write_text(
+        f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\nspreads,{spread},3,0.04\n"
+    )
+    high = "BTC-27DEC30-70000-C"
+    r = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with _running(path) as daemon:
+            await wait_until(lambda: daemon.feeds[0].stats.connected)
+            quote = {"instrument": high, "mark": 0.15, "iv": 0.62, "underlying_price": 66000.0}
+            await _publish(
+                port,
+                [*_market(unique, 65000.0, 66000.0, 0.6), (f"{unique}/md/quote/{high}", quote)],
+            )
+            fills = [
+                {"book": "spreads", "instrument": spread, "quantity": 2, "price": 0.05, "ts": TS},
+                {
+                    "book": "spreads",
+                    "instrument": "vertical:BTC-27DEC30-70000-C/60000",
+                    "quantity": 1,
+                    "ts": TS,
+                },
+            ]
+            await _publish(port, [(f"{unique}/fills/spreads", f) for f in fills])
+            pair = await _wait_snapshot(
+                r, unique, "spreads:BTC", lambda p: p["n_positions"] == 2 and p["n_stale"] == 0
+            )
+            async with asyncio.timeout(20):
+                while True:
+                    raw = await r.hget(f"{unique}:strategy:snapshot", f"spreads:{spread}")
+                    got = orjson.loads(raw) if raw is not None else None
+                    if got is not None and got["quantity"] == 5.0 and got["status"] == "ok":
+                        break
+                    await asyncio.sleep(0.05)
+            assert got["cost"] == pytest.approx(3 * 0.04 + 2 * 0.05, rel=1e-12)
+            assert got["legs"] == [
+                {"instrument": "BTC-27DEC30-60000-C", "ratio": 1.0},
+                {"instrument": high, "ratio": -1.0},
+            ]
+            # the spread is the book's only holding: its figures are the book's
+            assert got["delta"] == pytest.approx(pair["delta"], rel=1e-9)
+            assert got["vega"] == pytest.approx(pair["vega"], rel=1e-9)
+            assert got["margin_im"] > 0.0
+            assert len(got["payoff"]["S"]) == 61
+            (rejected,) = daemon.rejected_fills
+            assert rejected.instrument == "vertical:BTC-27DEC30-70000-C/60000"
+    finally:
+        await r.aclose()
+
+
+def test_a_bad_strategy_in_the_positions_file_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "positions.csv").write_text(
+        "book,instrument,quantity\nmain,butterfly:BTC-27DEC30-60000-C/70000/65000,1\n"
+    )
+    path = tmp_path / "riskd.toml"
+    path.write_text('[portfolio]\npositions = "positions.csv"\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        build(load_config(path), path)
+
+
+async def test_a_failing_risk_period_is_counted_and_the_next_one_runs(tmp_path: Path) -> None:
+    daemon, _ = _offline(tmp_path, f"main,{CALL},10\n")
+    daemon.config = msgspec.structs.replace(
+        daemon.config, risk=msgspec.structs.replace(daemon.config.risk, var_interval_s=0.05)
+    )
+    daemon.cycle()
+    real = daemon.portfolio.book_risk
+    calls = 0
+
+    def failing_once(book: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return real(book)
+
+    daemon.portfolio.book_risk = failing_once  # type: ignore[method-assign]  # the test's hook
+    task = asyncio.create_task(daemon.risk_loop())
+    try:
+        await wait_until(lambda: daemon.risk_errors == 1 and calls >= 3)
+    finally:
+        daemon.stop.set()
+        await task
+    assert daemon.risk_errors == 1
+    await daemon.sink.aclose()

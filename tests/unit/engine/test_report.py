@@ -25,13 +25,16 @@ from engine.risk.history import MoveHistory
 from engine.risk.report import (
     HedgeInputs,
     RiskConfig,
+    StrategyHolding,
     hedge_payloads,
     margin_payload,
     skew_payloads,
+    strategy_payload,
     stress_payload,
     var_payload,
 )
 from engine.risk.scenarios import scenario_pnl
+from engine.risk.strategies import parse_strategy, payoff_diagram
 from engine.state import AGG_FIELDS, Portfolio
 from tests.factories import fill, quote, tick
 from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, V, build_book, years
@@ -454,3 +457,50 @@ def test_a_chain_with_too_few_strikes_says_so() -> None:
     assert statuses[f"BTC:{DEC27_LABEL}"] == "too_few_strikes"
     assert all(v["atm_vol"] is None for _, v in payloads)
     assert smile == []
+
+
+# ----------------------------------------------------------------- strategies
+def test_strategy_payload_sums_its_legs_and_prices_its_payoff() -> None:
+    p, _, _ = _chain_book()
+    text = "vertical:BTC-27DEC24-60000-C/65000"
+    strategy = parse_strategy(text)
+    h = StrategyHolding("main", text, strategy)
+    h.add(2.0, 0.03)  # 2 bull spreads at 0.03 BTC each
+    legs = p.priced([leg.instrument.name for leg in strategy.legs])
+    got = strategy_payload(h, legs, 60_000.0, RiskConfig(), V)
+    assert got["status"] == "ok"
+    ratios = np.array([1.0, -1.0])
+    for name in ("delta", "gamma", "vega", "market_value"):
+        col = legs.units[:, AGG_FIELDS.index(name)]
+        assert got[name] == pytest.approx(2.0 * float(ratios @ col), rel=1e-12), name
+    X = legs.positions.X
+    assert got["pnl"] == pytest.approx(got["market_value"] - 2.0 * 0.03 * X[0], rel=1e-12)
+    assert got["cost_currency"] == "coin"
+    book = replace(legs.positions, weight=legs.positions.weight * ratios * 2.0)
+    pm = margin.deribit_portfolio_margin(book, [60_000.0])
+    assert got["margin_im"] == pytest.approx(float(pm.margin.initial_usd[0]), rel=1e-12)
+    # the payoff of one spread bought at the model's prices now, times 2
+    per_unit = legs.units[:, AGG_FIELDS.index("market_value")] / X
+    d = payoff_diagram(strategy, got["payoff"]["S"], per_unit, legs.positions.sigma)
+    assert_allclose(got["payoff"]["pnl"], 2.0 * d.pnl, rtol=1e-12)
+    assert got["payoff"]["max_profit"] == pytest.approx(2.0 * d.max_profit, rel=1e-12)
+    assert 0.0 < d.max_profit < math.inf  # a call spread's payoff is capped
+    # its coin premium is worth more USD the higher the coin goes (docs/strategies.md)
+    assert d.max_loss == math.inf
+    assert got["payoff"]["max_loss"] == math.inf  # published as null
+    assert got["payoff"]["S"][0] == 0.5 * 60_000.0
+    assert got["payoff"]["S"][-1] == 1.5 * 65_000.0
+
+
+def test_a_strategy_leg_without_a_price_is_named() -> None:
+    p, _, _ = _chain_book()
+    text = "straddle:BTC-27DEC24-60000-C/P"
+    strategy = parse_strategy(text)
+    h = StrategyHolding("main", text, strategy)
+    h.add(1.0, None)
+    got = strategy_payload(
+        h, p.priced([leg.instrument.name for leg in strategy.legs]), 6e4, RiskConfig(), V
+    )
+    assert got["status"] == "no price for BTC-27DEC24-60000-P"
+    assert got["delta"] is None
+    assert got["cost"] is None
