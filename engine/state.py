@@ -37,7 +37,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -681,24 +681,37 @@ class Portfolio:
         at = np.where(r >= 0, r, 0)
         ok = (r >= 0) & (scratch["status"][at] == kernels.OK)
         nan = np.where(ok, 0.0, np.nan)  # NaN where not priced
+        one = self._scenario_book(at, scratch, ia["mult"][at].copy(), np.zeros_like(at))
         return Priced(
             names=list(names),
             ok=ok,
             units=scratch["unit"][at, : kernels.N_UNIT - 2] + nan[:, None],
-            positions=ScenarioBook(
-                kind=ia["kind"][at],
-                black=ia["black"][at],
-                inverse=ia["inverse"][at],
-                is_call=ia["is_call"][at],
-                strike=ia["strike"][at],
-                T=scratch["T"][at] + nan,
-                r=ia["r"][at],
-                q=ia["q"][at],
-                sigma=scratch["sigma"][at] + nan,
-                X=scratch["X"][at] + nan,
-                weight=ia["mult"][at].copy(),
-                und=np.zeros(len(names), dtype=np.int64),
-            ),
+            positions=replace(one, T=one.T + nan, sigma=one.sigma + nan, X=one.X + nan),
+        )
+
+    def _scenario_book(
+        self,
+        rows: npt.NDArray[np.int64],
+        priced: dict[str, npt.NDArray[Any]],
+        weight: F64,
+        und: npt.NDArray[np.int64],
+    ) -> ScenarioBook:
+        """Instruments ``rows`` as a :class:`ScenarioBook`, their X, T and sigma taken from
+        ``priced`` (the live columns or a scratch copy)."""
+        ia = self._inst.arrays
+        return ScenarioBook(
+            kind=ia["kind"][rows],
+            black=ia["black"][rows],
+            inverse=ia["inverse"][rows],
+            is_call=ia["is_call"][rows],
+            strike=ia["strike"][rows],
+            T=priced["T"][rows],
+            r=ia["r"][rows],
+            q=ia["q"][rows],
+            sigma=priced["sigma"][rows],
+            X=priced["X"][rows],
+            weight=weight,
+            und=und,
         )
 
     def held_expiries(self) -> list[tuple[str, int]]:
@@ -925,19 +938,8 @@ class Portfolio:
             book=book,
             valuation_ns=self.valuation_ns,
             underlyings=[u for u, _ in pairs],
-            positions=ScenarioBook(
-                kind=ia["kind"][inst],
-                black=ia["black"][inst],
-                inverse=ia["inverse"][inst],
-                is_call=ia["is_call"][inst],
-                strike=ia["strike"][inst],
-                T=ia["T"][inst],
-                r=ia["r"][inst],
-                q=ia["q"][inst],
-                sigma=ia["sigma"][inst],
-                X=ia["X"][inst],
-                weight=la["qty"][lots] * ia["mult"][inst],
-                und=und_of_bu[ga["bu"][groups[lots]]],
+            positions=self._scenario_book(
+                inst, ia, la["qty"][lots] * ia["mult"][inst], und_of_bu[ga["bu"][groups[lots]]]
             ),
             figures=ua["hi"][rows] + ua["lo"][rows],
             prices=np.array(

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
-from engine.outputs import RISK_UNITS, SCHEMA_VERSION, UNITS, VAR_METHODS
+from engine.outputs import RISK_METRICS, RISK_UNITS, SCHEMA_VERSION, UNITS, VAR_METHODS
 from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.strategies import Strategy, payoff_diagram, strategy_greeks
@@ -314,15 +314,7 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
     return out
 
 
-MARGIN_FIGURES: Final = (
-    "margin_im",
-    "margin_mm",
-    "margin_span",
-    "margin_standard_im",
-    "margin_savings",
-    "margin_utilisation",
-    "margin_mm_utilisation",
-)
+MARGIN_FIGURES: Final = tuple(name for name in RISK_METRICS if name.startswith("margin_"))
 """The book totals of the margin payload (alert rules can watch them)."""
 
 _MARGIN_UNITS: Final = {
