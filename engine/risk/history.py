@@ -2,10 +2,12 @@
 parametric and Monte Carlo methods (docs/risk.md, "Recorded moves").
 
 A *level* is an underlying's price and its volatility level (a decimal, or None when unknown)
-on one day. The move of a day is taken against the previous recorded day of that underlying:
-the log-return ``ln(p / p_prev)`` and the relative vol move ``vol / vol_prev - 1`` (0 when either
-vol is unknown). The window keeps the last ``days`` levels per underlying. A file seeds it at
-start: CSV with the header ``date,underlying,price,vol`` (ISO dates; ``vol`` may be empty).
+on one day. The move of a day is taken against the previous recorded day of that underlying,
+when that is at most :data:`MAX_GAP_DAYS` before it (a weekend, a holiday; a longer gap is not a
+one-day move and gives none): the log-return ``ln(p / p_prev)`` and the relative vol move
+``vol / vol_prev - 1`` (0 when either vol is unknown). The window keeps the last ``days``
+levels per underlying. A file seeds it at start: CSV with the header ``date,underlying,price,vol``
+(ISO dates; ``vol`` may be empty).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HISTORY_HEADER", "MoveHistory"]
+__all__ = ["HISTORY_HEADER", "MAX_GAP_DAYS", "MoveHistory"]
 
 FloatArray = npt.NDArray[np.float64]
 
 HISTORY_HEADER = ("date", "underlying", "price", "vol")
 """The seed file's header."""
+MAX_GAP_DAYS = 4
+"""The most calendar days between two recorded levels that still make a move."""
 
 
 class MoveHistory:
@@ -80,7 +84,8 @@ class MoveHistory:
             per.append(
                 {
                     d: (math.log(p / p0), v / v0 - 1.0 if math.isfinite(v / v0) else 0.0)
-                    for (_, p0, v0), (d, p, v) in itertools.pairwise(levels)
+                    for (d0, p0, v0), (d, p, v) in itertools.pairwise(levels)
+                    if (d - d0).days <= MAX_GAP_DAYS
                 }
             )
         common = sorted(set.intersection(*(set(m) for m in per))) if per else []

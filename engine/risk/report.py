@@ -165,6 +165,11 @@ _MARGIN_BASES: Final[dict[str, dict[str, Any]]] = {
 }
 
 
+def _arrays(**named: npt.ArrayLike) -> dict[str, FloatArray]:
+    """Arrays for a payload: C-contiguous float64 (the sink's JSON encoder takes no views)."""
+    return {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in named.items()}
+
+
 def _base(br: BookRisk, now_ns: int) -> dict[str, Any]:
     return {
         "v": SCHEMA_VERSION,
@@ -231,11 +236,9 @@ def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
     pair, all underlyings together, and ``stress_loss``, the worst loss on the grid."""
     grid = stress_grid(br.positions, max(len(br.underlyings), 1), cfg.stress_spot, cfg.stress_vol)
     out = _base(br, now_ns)
+    out.update(_arrays(spot=grid.spot, vol=grid.vol, pnl=grid.pnl))
     out.update(
         {
-            "spot": grid.spot,
-            "vol": grid.vol,
-            "pnl": grid.pnl,
             "stress_loss": float(-np.min(grid.pnl)),
             "excluded": [br.instruments[i] for i in grid.excluded.tolist()],
             "units": {
@@ -284,30 +287,31 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
         totals["margin_mm_utilisation"] = mm / equity
     out.update(totals)
     out["status"] = "ok"
-    out["portfolio"] = {
-        "initial_usd": pm.margin.initial_usd,
-        "maintenance_usd": pm.margin.maintenance_usd,
-        "initial_coin": pm.margin.initial_coin,
-        "maintenance_coin": pm.margin.maintenance_coin,
-        "worst_case_usd": pm.usd.worst_case,
-        "delta_shock_usd": pm.usd.delta_shock,
-        "roll_shock_usd": pm.usd.roll_shock,
-        "price_moves": pm.price_moves,
-        "matrix_usd": pm.usd.standard,
-        "extended_moves": pm.extended_moves,
-        "extended_usd": pm.usd.extended,
-    }
-    out["span"] = {
-        "requirement_usd": span.requirement,
-        "scan_risk_usd": span.scan_risk,
-        "short_option_minimum_usd": span.short_option_minimum,
-    }
-    out["standard"] = {
-        "initial_usd": std.initial_usd,
-        "maintenance_usd": std.maintenance_usd,
-        "initial_coin": std.initial_coin,
-        "maintenance_coin": std.maintenance_coin,
-    }
+    usd = pm.usd
+    out["portfolio"] = _arrays(
+        initial_usd=pm.margin.initial_usd,
+        maintenance_usd=pm.margin.maintenance_usd,
+        initial_coin=pm.margin.initial_coin,
+        maintenance_coin=pm.margin.maintenance_coin,
+        worst_case_usd=usd.worst_case,
+        delta_shock_usd=usd.delta_shock,
+        roll_shock_usd=usd.roll_shock,
+        price_moves=pm.price_moves,
+        matrix_usd=usd.standard,
+        extended_moves=pm.extended_moves,
+        extended_usd=usd.extended,
+    )
+    out["span"] = _arrays(
+        requirement_usd=span.requirement,
+        scan_risk_usd=span.scan_risk,
+        short_option_minimum_usd=span.short_option_minimum,
+    )
+    out["standard"] = _arrays(
+        initial_usd=std.initial_usd,
+        maintenance_usd=std.maintenance_usd,
+        initial_coin=std.initial_coin,
+        maintenance_coin=std.maintenance_coin,
+    )
     excluded = np.union1d(pm.excluded, span.excluded)
     out["excluded"] = [br.instruments[i] for i in excluded.tolist()]
     out["units"] = _MARGIN_UNITS
@@ -414,8 +418,7 @@ def hedge_payloads(
             future = oh.future
             payload["option_hedge"] = {
                 "targets": list(targets),
-                "quantity": oh.quantity,
-                "quantity_rounded": oh.rounded,
+                **_arrays(quantity=oh.quantity, quantity_rounded=oh.rounded),
                 "future": None if future is None else _future_fields(future, per_unit),
                 "residual": dict(zip(hedge.GREEKS, oh.residual.tolist(), strict=True)),
                 "residual_rounded": dict(
@@ -493,8 +496,8 @@ def skew_payloads(
     for und, items in fits.items():
         term = skew.atm_term_structure(f for _, f in items)
         labels = [e for _, e in sorted((f.T, e) for e, f in items)]
-        payload = {**base, "underlying": und, "expiries": labels, "T": term.T}
-        payload.update(atm_vol=term.atm_vol, forward_vol=term.forward_vol)
+        payload = {**base, "underlying": und, "expiries": labels}
+        payload.update(_arrays(T=term.T, atm_vol=term.atm_vol, forward_vol=term.forward_vol))
         payload["units"] = {"T": "years", "atm_vol": "decimal", "forward_vol": "decimal"}
         payloads.append((und, payload))
     return payloads, smile
@@ -643,9 +646,7 @@ def strategy_payload(
         out["payoff"] = {
             "status": "ok",
             "expiry_ns": d.expiry_ns,
-            "S": d.S,
-            "pnl": d.pnl * h.quantity,
-            "breakevens": d.breakevens,
+            **_arrays(S=d.S, pnl=d.pnl * h.quantity, breakevens=d.breakevens),
             "max_profit": d.max_profit * abs(h.quantity),
             "max_loss": d.max_loss * abs(h.quantity),
             "entry": "the legs' model prices now",

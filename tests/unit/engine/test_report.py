@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from numpy.testing import assert_allclose
 
@@ -40,6 +41,13 @@ from tests.factories import fill, quote, tick
 from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, V, build_book, years
 
 D0 = dt.date(2024, 6, 1)
+
+
+def encodes(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as the Redis sink writes it (orjson, numpy arrays C-contiguous only) and
+    reads back: it must encode."""
+    decoded: dict[str, Any] = orjson.loads(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+    return decoded
 
 
 def day(n: int) -> dt.date:
@@ -192,6 +200,7 @@ def test_var_payload_holds_every_method_as_the_pure_functions_give_it() -> None:
     h = _history(br.underlyings, 60)
     cfg = RiskConfig(mc_scenarios=500, method="monte_carlo", horizon_days=2.0)
     got = var_payload(br, h, cfg, V + 5)
+    encodes(got)
     ret, dvol = h.moves(br.underlyings)
     cov = h.covariance(br.underlyings)
     d = br.figures[:, AGG_FIELDS.index("delta_usd")]
@@ -227,6 +236,7 @@ def test_stress_payload_is_the_grid_and_its_worst_loss() -> None:
     br = p.book_risk("alpha")
     cfg = RiskConfig(stress_spot=(-0.1, 0.0, 0.1), stress_vol=(-0.5, 0.0, 1.0))
     got = stress_payload(br, cfg, V)
+    encodes(got)
     assert got["pnl"].shape == (3, 3)
     assert got["pnl"][1, 1] == 0.0
     ret = np.log1p(np.array([-0.1, 0.0, 0.1]))
@@ -250,6 +260,7 @@ def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
         margin_span={"price_scan": 0.15},
     )
     got = margin_payload(br, cfg, V)
+    encodes(got)
     pm = margin.deribit_portfolio_margin(
         br.positions,
         br.prices,
@@ -333,6 +344,8 @@ def test_hedge_payloads_zero_the_delta_and_the_targets() -> None:
     }
     cfg = RiskConfig(equity_coin={"alpha": 2.0})
     got = {h["underlying"]: h for h in hedge_payloads(br, inputs, cfg, V)}
+    for payload in got.values():
+        encodes(payload)
     assert set(got) == {"BTC", "SOL"}  # SPX has no hedge configured
     btc = got["BTC"]
     assert btc["status"] == "ok"
@@ -406,6 +419,8 @@ def test_skew_payloads_fit_each_chain_and_give_held_unquoted_options_the_smile()
     (chain,) = p.chains()
     assert (chain.underlying, chain.expiry, chain.coin_settled) == ("BTC", DEC27_LABEL, True)
     payloads, smile = skew_payloads([chain], {}, V + 1, V)
+    for _, payload in payloads:
+        encodes(payload)
     got = dict(payloads)
     one = got[f"BTC:{DEC27_LABEL}"]
     vols = [float(SMILE.vol(math.log(K / F), T)) for K in STRIKES]
@@ -468,6 +483,7 @@ def test_strategy_payload_sums_its_legs_and_prices_its_payoff() -> None:
     h.add(2.0, 0.03)  # 2 bull spreads at 0.03 BTC each
     legs = p.priced([leg.instrument.name for leg in strategy.legs])
     got = strategy_payload(h, legs, 60_000.0, RiskConfig(), V)
+    encodes(got)
     assert got["status"] == "ok"
     ratios = np.array([1.0, -1.0])
     for name in ("delta", "gamma", "vega", "market_value"):
@@ -504,3 +520,13 @@ def test_a_strategy_leg_without_a_price_is_named() -> None:
     assert got["status"] == "no price for BTC-27DEC24-60000-P"
     assert got["delta"] is None
     assert got["cost"] is None
+
+
+def test_a_gap_longer_than_a_long_weekend_makes_no_move() -> None:
+    h = MoveHistory(10)
+    h.record(day(0), "BTC", 100.0, None)
+    h.record(day(4), "BTC", 110.0, None)  # Friday to Tuesday: a move
+    h.record(day(30), "BTC", 150.0, None)  # a month later: none
+    h.record(day(31), "BTC", 120.0, None)
+    ret, _ = h.moves(["BTC"])
+    assert_allclose(ret[:, 0], [math.log(1.1), math.log(0.8)], rtol=1e-15)
