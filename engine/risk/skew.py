@@ -54,6 +54,7 @@ LEE_MAX_SLOPE = 2.0
 DELTA = 0.25
 """The delta of the skew profile's wings."""
 _RHO_MAX = 0.999
+_RESTARTS = 4  # Nelder-Mead runs at most (the first and its restarts)
 _K_HALF_WIDTH = 4.0  # the g(k) grid spans m ± 4 in log-moneyness (K/F from 0.018 to 55)
 
 
@@ -211,7 +212,8 @@ def fit_svi(
     order its vol residual): equal weights in vol unless ``weights`` are given (e.g. vega, or 1 /
     bid-ask spread). Zeliade's quasi-explicit split: for each (m, σ, ρ) the best
     a + b σ √(1 - ρ²) >= 0 and 0 <= b <= 2 / (1 + |ρ|) (Lee) are exact (linear least squares
-    on a box); (m, σ, ρ) is searched by Nelder-Mead from the best point of a 5 x 4 x 5 grid.
+    on a box); (m, σ, ρ) is searched by Nelder-Mead from the best point of a 5 x 4 x 5 grid,
+    restarted where it stops until a restart no longer improves it.
 
     Args:
         K: strikes. vol: their implied vols, decimals; a call and a put of one strike may both
@@ -283,21 +285,29 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
     def sse(x: FloatArray) -> float:
         return float(_linear(x, k, y, om)[2])
 
-    step = np.diag([0.1 * span, 0.5 * x0[1], -0.2 * math.copysign(1.0, x0[2])])
-    res = minimize(
-        sse,
-        x0,
-        method="Nelder-Mead",
-        bounds=list(zip(lower, upper, strict=True)),
-        options={
-            "initial_simplex": np.vstack([x0, x0 + step]),
-            "xatol": 1e-10,
-            "fatol": 1e-20,
-            "maxfev": 5000,
-        },
-    )
-    m, s, rho = (float(z) for z in res.x)
-    c, b, _ = (float(z) for z in _linear(res.x, k, y, om))
+    # Nelder-Mead can stall on a ridge short of the minimum: restarted from where it stopped,
+    # with a fresh simplex, until a restart no longer improves it (at most a few times).
+    best = x0
+    for _ in range(_RESTARTS):
+        step = np.diag([0.1 * span, 0.5 * best[1], -0.2 * math.copysign(1.0, best[2])])
+        res = minimize(
+            sse,
+            best,
+            method="Nelder-Mead",
+            bounds=list(zip(lower, upper, strict=True)),
+            options={
+                "initial_simplex": np.vstack([best, best + step]),
+                "xatol": 1e-10,
+                "fatol": 1e-20,
+                "maxfev": 5000,
+            },
+        )
+        improved = res.fun < sse(best) * (1.0 - 1e-9)
+        best = res.x
+        if not improved:
+            break
+    m, s, rho = (float(z) for z in best)
+    c, b, _ = (float(z) for z in _linear(best, k, y, om))
     return SviParams(a=c - b * s * math.sqrt(1.0 - rho * rho), b=b, rho=rho, m=m, sigma=s)
 
 

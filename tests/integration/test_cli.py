@@ -222,7 +222,8 @@ def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) 
     body = DAEMON_CONFIG.read_text().replace(
         "redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{free_port()}/0"
     )
-    (tmp_path / "demo_positions.csv").write_text((config_dir / "demo_positions.csv").read_text())
+    for name in ("demo_positions.csv", "demo_history.csv"):  # the files it names
+        (tmp_path / name).write_text((config_dir / name).read_text())
     path = _write_config(tmp_path, body)
     out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
         [str(RISKD), "run", "-c", str(path), "--view", "on", "--duration", "4"],
