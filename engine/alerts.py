@@ -123,6 +123,7 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         book: only this book (None: every book).
         underlying: only this underlying (None: every one; not at book scope).
         expiry: only this expiry (None: every one; expiry scope only).
+        strategy: only this strategy, by its text form (None: every one; strategy scope only).
         above: raise when the figure exceeds this (None: no upper limit).
         below: raise when the figure falls under this (None: no lower limit). At least one of
             ``above`` and ``below`` is set; with both, ``below < above``.
@@ -144,6 +145,7 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     book: str | None = None
     underlying: str | None = None
     expiry: str | None = None
+    strategy: str | None = None
     above: float | None = None
     below: float | None = None
     hysteresis: NonNegativeFloat = 0.0
@@ -161,8 +163,14 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         if self.metric not in ALERT_METRICS:
             expected = ", ".join(ALERT_METRICS)
             raise ValueError(f"{where}: unknown metric {self.metric!r}, expected one of {expected}")
-        if self.scope not in ("book", "underlying", "expiry"):
+        if self.scope not in _SCOPES:
             raise ValueError(f"{where}: unknown scope {self.scope!r}")
+        if self.scope == "strategy" and self.metric not in METRICS:
+            raise ValueError(
+                f"{where}: a strategy-scope rule takes an exposure figure: {', '.join(METRICS)}"
+            )
+        if self.scope != "strategy" and self.strategy is not None:
+            raise ValueError(f"{where}: only a strategy-scope rule can filter on `strategy`")
         if self.scope == "book" and self.metric in METRICS and self.metric not in BOOK_METRICS:
             raise ValueError(
                 f"{where}: {self.metric} is in underlying units, which do not add across "
@@ -243,8 +251,7 @@ class AlertEngine:
             raise ValueError(f"unknown severity {stale_severity!r}")
         self._stale_severity: str = stale_severity
         self._by_scope: dict[str, tuple[_Compiled, ...]] = {
-            scope: tuple(_compile(r) for r in rules if r.scope == scope)
-            for scope in ("book", "underlying", "expiry")
+            scope: tuple(_compile(r) for r in rules if r.scope == scope) for scope in _SCOPES
         }
         self._states: dict[tuple[str, str, str | None, str | None], _State] = {}
         self._stale: dict[str, dict[str, Any]] = {}
@@ -269,7 +276,8 @@ class AlertEngine:
             scope: the aggregation level of ``values``.
             book: the book.
             underlying: the underlying (None at book scope).
-            expiry: the expiry (None unless at expiry scope).
+            expiry: the expiry (None unless at expiry scope); at strategy scope, the
+                strategy's text form.
             values: figure name -> value; a missing, None or NaN figure changes nothing.
             now_ns: the valuation time, int UNIX ns (stamps the payloads, drives cooldowns).
 
@@ -352,6 +360,7 @@ class AlertEngine:
             "book": None,
             "underlying": None,
             "expiry": None,
+            "strategy": None,
             "value": float(silent_s),
             "threshold": None,
             "direction": "above",
@@ -416,6 +425,9 @@ class AlertEngine:
         out.append(payload)
 
 
+_SCOPES: Final = ("book", "underlying", "expiry", "strategy")
+
+
 def _compile(rule: AlertRule) -> _Compiled:
     above = math.inf if rule.above is None else rule.above
     below = -math.inf if rule.below is None else rule.below
@@ -424,7 +436,8 @@ def _compile(rule: AlertRule) -> _Compiled:
         metric=rule.metric,
         book=rule.book,
         underlying=rule.underlying,
-        expiry=rule.expiry,
+        # the key's third part: the expiry, or at strategy scope the strategy
+        expiry=rule.strategy if rule.scope == "strategy" else rule.expiry,
         above=above,
         below=below,
         clear_above=above - rule.hysteresis,
@@ -463,7 +476,8 @@ def _payload(
         "scope": scope,
         "book": book,
         "underlying": underlying,
-        "expiry": expiry,
+        "expiry": None if scope == "strategy" else expiry,
+        "strategy": expiry if scope == "strategy" else None,
         "value": float(value),
         "threshold": c.above if direction == "above" else c.below,
         "direction": direction,

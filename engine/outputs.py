@@ -128,8 +128,9 @@ FAMILIES: Final = (
 stream ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
 ``{p}:{family}:snapshot``), keyed as docs/redis.md says."""
 
-Scope = Literal["book", "underlying", "expiry"]
-"""Aggregation level: a book, a (book, underlying), or a (book, underlying, expiry)."""
+Scope = Literal["book", "underlying", "expiry", "strategy"]
+"""Aggregation level: a book, a (book, underlying), a (book, underlying, expiry), or a book's
+holding of a strategy."""
 
 
 class Sink(Protocol):

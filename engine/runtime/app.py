@@ -439,8 +439,11 @@ class Daemon:
         )
         for family, payload in out:
             book, und = payload["book"], payload.get("underlying")
-            if family == "strategy":  # its figures are not a book's or a pair's
-                self.sink.publish(family, f"{book}:{payload['strategy']}", payload)
+            if family == "strategy":  # a holding: its own scope, keyed by its text form
+                text = payload["strategy"]
+                self.sink.publish(family, f"{book}:{text}", payload)
+                for t in self.alerts.evaluate("strategy", book, und, text, payload, now):
+                    self._emit_alert(t)
                 continue
             scope: Scope = "book" if und is None else "underlying"
             self.sink.publish(family, book if und is None else f"{book}:{und}", payload)

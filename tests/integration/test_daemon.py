@@ -723,12 +723,21 @@ async def test_strategies_from_the_positions_file_and_fills(
     tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
 ) -> None:
     """A vertical spread held from the positions file and bought again by a fill: its legs are
-    positions of the book, and its payload (quantity, cost, figures) reaches Redis; a fill of
-    a text that is no strategy is rejected and kept."""
+    positions of the book, and its payload (quantity, cost, figures) reaches Redis, and a
+    strategy-scope rule on its delta raises; a fill of a text that is no strategy is rejected
+    and kept."""
     port = mosquitto_server.port
-    path = _config(
-        tmp_path, redis_server.url, unique, port, unique, "[risk]\nstrategy_interval_s = 0.2\n"
-    )
+    extra = """
+[risk]
+strategy_interval_s = 0.2
+
+[[alerts]]
+name = "spread_delta"
+metric = "delta"
+scope = "strategy"
+above = 0.1
+"""
+    path = _config(tmp_path, redis_server.url, unique, port, unique, extra)
     spread = "vertical:BTC-27DEC30-60000-C/70000"
     (tmp_path / "positions.csv").write_text(
         f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\nspreads,{spread},3,0.04\n"
@@ -738,6 +747,8 @@ async def test_strategies_from_the_positions_file_and_fills(
     try:
         async with _running(path) as daemon:
             await wait_until(lambda: daemon.feeds[0].stats.connected)
+            alerts = r.pubsub()
+            await alerts.subscribe(f"{unique}:alerts")
             quote = {"instrument": high, "mark": 0.15, "iv": 0.62, "underlying_price": 66000.0}
             await _publish(
                 port,
@@ -773,6 +784,14 @@ async def test_strategies_from_the_positions_file_and_fills(
             assert got["vega"] == pytest.approx(pair["vega"], rel=1e-9)
             assert got["margin_im"] > 0.0
             assert len(got["payoff"]["S"]) == 61
+            async with asyncio.timeout(10):  # the spread is long delta: above 0.1
+                while True:
+                    msg = await alerts.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if msg is not None and orjson.loads(msg["data"])["alert"] == "spread_delta":
+                        alert = orjson.loads(msg["data"])
+                        break
+            assert alert["id"] == f"spread_delta:spreads:BTC:{spread}"
+            assert alert["strategy"] == spread
             (rejected,) = daemon.rejected_fills
             assert rejected.instrument == "vertical:BTC-27DEC30-70000-C/60000"
     finally:

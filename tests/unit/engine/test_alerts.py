@@ -231,6 +231,7 @@ def test_payload_fields() -> None:
         "book": "main",
         "underlying": "BTC",
         "expiry": None,
+        "strategy": None,
         "value": 150.0,
         "threshold": 100.0,
         "direction": "above",
@@ -404,3 +405,28 @@ def test_risk_figures_raise_with_their_units() -> None:
         "decimal",
         "below",
     )
+
+
+def test_strategy_scope_watches_a_holdings_figures_keyed_by_its_text() -> None:
+    spread = "vertical:BTC-27DEC24-60000-C/65000"
+    engine = AlertEngine(
+        [rule(name="spread_loss", metric="pnl", scope="strategy", strategy=spread, below=-1e4)]
+    )
+    assert engine.evaluate("strategy", "main", "BTC", "straddle:X", {"pnl": -2e4}, 1) == []
+    (t,) = engine.evaluate("strategy", "main", "BTC", spread, {"pnl": -2e4}, 1)
+    assert t["id"] == f"spread_loss:main:BTC:{spread}"
+    assert (t["scope"], t["strategy"], t["expiry"], t["unit"]) == ("strategy", spread, None, "USD")
+    (c,) = engine.evaluate("strategy", "main", "BTC", spread, {"pnl": 0.0}, 2)
+    assert (c["state"], c["id"]) == ("cleared", t["id"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"scope": "strategy", "metric": "var"}, "takes an exposure figure"),
+        ({"scope": "underlying", "strategy": "vertical:X"}, "only a strategy-scope rule"),
+    ],
+)
+def test_strategy_rules_are_checked(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        rule(**overrides)
