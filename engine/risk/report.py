@@ -289,10 +289,7 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
     out["status"] = "ok"
     usd = pm.usd
     out["portfolio"] = _arrays(
-        initial_usd=pm.margin.initial_usd,
-        maintenance_usd=pm.margin.maintenance_usd,
-        initial_coin=pm.margin.initial_coin,
-        maintenance_coin=pm.margin.maintenance_coin,
+        **dataclasses.asdict(pm.margin),  # initial and maintenance, USD and coin
         worst_case_usd=usd.worst_case,
         delta_shock_usd=usd.delta_shock,
         roll_shock_usd=usd.roll_shock,
@@ -306,12 +303,7 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
         scan_risk_usd=span.scan_risk,
         short_option_minimum_usd=span.short_option_minimum,
     )
-    out["standard"] = _arrays(
-        initial_usd=std.initial_usd,
-        maintenance_usd=std.maintenance_usd,
-        initial_coin=std.initial_coin,
-        maintenance_coin=std.maintenance_coin,
-    )
+    out["standard"] = _arrays(**dataclasses.asdict(std))
     excluded = np.union1d(pm.excluded, span.excluded)
     out["excluded"] = [br.instruments[i] for i in excluded.tolist()]
     out["units"] = _MARGIN_UNITS
