@@ -114,14 +114,20 @@ async def _publish(port: int, messages: Sequence[tuple[str, dict[str, Any] | byt
 
 
 async def _wait_snapshot(
-    r: aioredis.Redis, prefix: str, key: str, ok: Callable[[dict[str, Any]], bool]
+    r: aioredis.Redis,
+    prefix: str,
+    key: str,
+    ok: Callable[[dict[str, Any]], bool],
+    family: str | None = None,
 ) -> dict[str, Any]:
+    """The payload under ``key`` of the exposure snapshot (or of ``family``'s) once ``ok``."""
+    snapshot = f"{prefix}:snapshot" if family is None else f"{prefix}:{family}:snapshot"
     last: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(20):
             while True:
                 try:
-                    raw = await r.hget(f"{prefix}:snapshot", key)
+                    raw = await r.hget(snapshot, key)
                 except redis.exceptions.ConnectionError:  # the test's own client, after a kill
                     raw = None
                 if raw is not None:
@@ -551,11 +557,10 @@ below = -1.0
                 r, unique, "smile:BTC", lambda p: p["n_stale"] == 0 and p["vega"] > 0.0
             )
             assert unquoted in daemon._smile_quotes
-            raw = await r.hget(f"{unique}:skew:snapshot", "BTC:2030-12-27T08:00:00Z")
-            assert raw is not None
-            smile = orjson.loads(raw)
+            smile = await _wait_snapshot(
+                r, unique, "BTC:2030-12-27T08:00:00Z", lambda p: p["n_quotes"] == 6, "skew"
+            )  # the five and the call of main; never the smile's own quote
             assert smile["status"] == "ok", smile["status"]
-            assert smile["n_quotes"] == 6  # the five and the call of main; not the smile's own
             assert smile["rr25"] < 0.0  # vol falls with the strike
             assert await r.hget(f"{unique}:skew:snapshot", "BTC") is not None  # term structure
 
@@ -596,10 +601,9 @@ below = -1.0
             assert margin["margin_im"] > margin["margin_mm"] > 0.0
             assert margin["margin_utilisation"] == pytest.approx(margin["margin_im"] / 1e6)
             assert np.asarray(margin["portfolio"]["matrix_usd"]).shape == (1, 9, 3)
-            raw = await r.hget(f"{unique}:hedge:snapshot", "main:BTC")
-            assert raw is not None
-            hedge = orjson.loads(raw)
-            assert hedge["status"] == "ok", hedge["status"]
+            hedge = await _wait_snapshot(
+                r, unique, "main:BTC", lambda p: p["status"] == "ok", family="hedge"
+            )
             assert hedge["future"] == "BTC-PERPETUAL"
             assert hedge["hedge_contracts"] == hedge["delta_hedge"]["contracts"] < 0
             stress = await latest("stress")
@@ -767,20 +771,26 @@ above = 0.1
             pair = await _wait_snapshot(
                 r, unique, "spreads:BTC", lambda p: p["n_positions"] == 2 and p["n_stale"] == 0
             )
-            async with asyncio.timeout(20):
-                while True:
-                    raw = await r.hget(f"{unique}:strategy:snapshot", f"spreads:{spread}")
-                    got = orjson.loads(raw) if raw is not None else None
-                    if got is not None and got["quantity"] == 5.0 and got["status"] == "ok":
-                        break
-                    await asyncio.sleep(0.05)
+            got = await _wait_snapshot(
+                r,
+                unique,
+                f"spreads:{spread}",
+                lambda p: p["quantity"] == 5.0 and p["status"] == "ok",
+                family="strategy",
+            )
             assert got["cost"] == pytest.approx(3 * 0.04 + 2 * 0.05, rel=1e-12)
             assert got["legs"] == [
                 {"instrument": "BTC-27DEC30-60000-C", "ratio": 1.0},
                 {"instrument": high, "ratio": -1.0},
             ]
-            # the spread is the book's only holding: its figures are the book's
-            assert got["delta"] == pytest.approx(pair["delta"], rel=1e-9)
+            # the spread is the book's only holding: its figures are the book's (the book's
+            # snapshot above may predate the fill: wait for the one with all 5 spreads)
+            pair = await _wait_snapshot(
+                r,
+                unique,
+                "spreads:BTC",
+                lambda p: math.isclose(p["delta"], got["delta"], rel_tol=1e-9),
+            )
             assert got["vega"] == pytest.approx(pair["vega"], rel=1e-9)
             assert got["margin_im"] > 0.0
             assert len(got["payoff"]["S"]) == 61
