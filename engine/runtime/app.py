@@ -11,11 +11,12 @@ them as named tasks of one ``asyncio.TaskGroup``:
   thread so that the other tasks go on meanwhile), hands the changed exposures to the sink and
   evaluates the alert rules on them.
 - ``sink``: the Redis writer (batched, rate-limited per key, reconnecting).
-- ``risk``: on the ``[risk]`` periods, copies each book and computes its VaR/ES, stress grid
-  and margin in a worker thread (the kernels release the GIL, so the
+- ``risk``: on the ``[risk]`` periods, copies each book and computes its VaR/ES, stress grid,
+  margin, hedges, skew fits and strategies in a worker thread (the kernels release the GIL, so the
   streaming path goes on meanwhile), publishes them and evaluates the alert rules on them; it
   also records each underlying's daily level into the window of moves.
-- ``monitor``: stale-feed alerts, and the statistics log line every ``stats_interval_s``.
+- ``monitor``: stale-feed alerts, settlement of expiries (each second), and the statistics log
+  line every ``stats_interval_s``.
 - ``view``: the live terminal view, when on.
 
 SIGTERM/SIGINT stop the feeds, run a last full cycle, publish the final snapshot, flush and
@@ -761,8 +762,12 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             self.check_feeds()
-            async with self._valuing:
-                self.settle_due(self.clock.now_ns())
+            try:
+                async with self._valuing:
+                    self.settle_due(self.clock.now_ns())
+            except Exception:  # a bug in settling must not stop the monitor (or the daemon)
+                self.risk_errors += 1
+                logger.exception("settlement failed", extra={"errors": self.risk_errors})
             if time.monotonic() >= next_stats:
                 next_stats += self.config.engine.stats_interval_s
                 self.log_stats()

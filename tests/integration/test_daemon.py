@@ -843,3 +843,25 @@ async def test_a_failing_risk_period_is_counted_and_the_next_one_runs(tmp_path: 
         await task
     assert daemon.risk_errors == 1
     await daemon.sink.aclose()
+
+
+async def test_a_failing_settlement_is_counted_and_the_monitor_goes_on(tmp_path: Path) -> None:
+    daemon, _ = _offline(tmp_path, f"main,{CALL},10\n")
+    daemon.cycle()
+    calls = 0
+
+    def failing() -> list[tuple[str, int]]:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom")
+
+    daemon.portfolio.held_expiries = failing  # type: ignore[method-assign]  # the test's hook
+    task = asyncio.create_task(daemon.monitor())
+    try:
+        await wait_until(lambda: calls >= 2, timeout_s=5.0)  # a second pass: it went on
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert daemon.risk_errors >= 1
+    await daemon.sink.aclose()
