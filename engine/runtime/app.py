@@ -69,6 +69,7 @@ from engine.risk.settlement import WINDOW_NS, Twap, TwapAccumulator, TwapStatus,
 from engine.risk.strategies import Strategy, format_strategy, parse_strategy
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
+from engine.runtime.journal import FillJournal, positions_digest
 from engine.runtime.redis_sink import RedisSink
 from engine.state import (
     FILL_IDS_KEPT,
@@ -96,10 +97,13 @@ class AsyncInbox:
     on every event, and makes a feed wait while the fill queue is full (fills are never
     dropped)."""
 
-    __slots__ = ("_room", "_wake", "inbox")
+    __slots__ = ("_room", "_wake", "inbox", "journal")
 
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: Inbox, journal: FillJournal | None = None) -> None:
         self.inbox = inbox
+        self.journal = journal
+        """Where a fill is written (fsynced) before it is queued, hence before the feed
+        acknowledges it."""
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -109,6 +113,8 @@ class AsyncInbox:
         self._wake.set()
 
     async def put_fill(self, fill: Fill) -> None:
+        if self.journal is not None:
+            self.journal.append(fill)
         while not self.inbox.put_fill(fill):
             self._room.clear()
             self._wake.set()
@@ -177,6 +183,7 @@ class Daemon:
         feeds: list[Feed],
         history: MoveHistory | None = None,
         strategies: dict[tuple[str, str], StrategyHolding] | None = None,
+        journal: FillJournal | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -195,7 +202,7 @@ class Daemon:
         """Strategy holdings by (book, text form), from the positions file and fills."""
         self._strategy_fill_ids: dict[str, None] = {}
         self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
-        self.inbox = AsyncInbox(Inbox(config.engine.fill_queue))
+        self.inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal)
         self.alerts = AlertEngine(config.alerts)
         self.sink = RedisSink(config.redis, clock, status=self.status)
         self.latest: dict[str, dict[str, Any]] = {}
@@ -258,20 +265,7 @@ class Daemon:
                 self.unknown += 1
         self.unknown += p.apply_quotes(quotes)
         for f in fills:
-            if ":" in f.instrument:  # a strategy's text form: its legs
-                self._strategy_fill(f)
-                continue
-            try:
-                applied = p.apply_fill(f)
-            except Exception as exc:  # decoders check fills; this is the engine's own guard
-                self.rejected_fills.append(f)
-                logger.error("fill rejected: %s", exc, extra={"fill": f"{f!r}"[:300]})
-                continue
-            if not applied:
-                logger.error(
-                    "fill for unknown instrument kept until it is known",
-                    extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
-                )
+            self.apply_fill(f)
         if p.lot_count != self._lots_seen:
             self._subscribe_new()
         now = self.clock.now_ns()
@@ -518,6 +512,25 @@ class Daemon:
                 last = self.history.last_day(und)
                 if (last is None or last < day) and math.isfinite(price) and price > 0.0:
                     self.history.record(day, und, price, self._vol_levels.get(und))
+
+    def apply_fill(self, f: Fill) -> None:
+        """Apply a fill to the book (a strategy's: to its legs and holding); a fill the engine
+        refuses is kept (:attr:`rejected_fills`) and logged, one of an unknown instrument is
+        kept until it is known."""
+        if ":" in f.instrument:  # a strategy's text form: its legs
+            self._strategy_fill(f)
+            return
+        try:
+            applied = self.portfolio.apply_fill(f)
+        except Exception as exc:  # decoders check fills; this is the engine's own guard
+            self.rejected_fills.append(f)
+            logger.error("fill rejected: %s", exc, extra={"fill": f"{f!r}"[:300]})
+            return
+        if not applied:
+            logger.error(
+                "fill for unknown instrument kept until it is known",
+                extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
+            )
 
     def _strategy_fill(self, fill: Fill) -> None:
         """A fill of a strategy (its text form as the instrument): a fill of each leg (quantity
@@ -833,9 +846,47 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
                     str(config_path),
                     f"{name!r} is not a {' or '.join(want)} of {und} - at `$.risk.{where}`",
                 )
-    return Daemon(
-        config, clock, registry, portfolio, feeds, load_history(config, config_path), strategies
+    journal, journaled = _open_journal(config, config_path, path)
+    daemon = Daemon(
+        config,
+        clock,
+        registry,
+        portfolio,
+        feeds,
+        load_history(config, config_path),
+        strategies,
+        journal,
     )
+    for f in journaled:  # the fills since the positions file: the book the daemon had
+        daemon.apply_fill(f)
+    if journaled:
+        logger.info("journal replayed", extra={"fills": len(journaled)})
+    return daemon
+
+
+def _open_journal(
+    config: AppConfig, config_path: Path, positions: Path | None
+) -> tuple[FillJournal | None, list[Fill]]:
+    """The fill journal (``portfolio.journal``) and the fills already in it.
+
+    Raises:
+        ConfigError: it cannot be read or written, or it is corrupt.
+    """
+    path = config_relative(config.portfolio.journal, config_path)
+    if path is None:
+        return None, []
+    if any(isinstance(f, ReplayFeedConfig | SimFeedConfig) for f in config.feeds):
+        raise ConfigError(
+            str(config_path),
+            "a journal with a replay or sim feed would apply their fills twice after a "
+            "restart (the feed sends them again) - at `$.portfolio.journal`",
+        )
+    text = positions.read_text(encoding="utf-8") if positions is not None else ""
+    journal = FillJournal(path, positions_digest(text))
+    try:
+        return journal, journal.open()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(path), f"{exc} - at `$.portfolio.journal`") from exc
 
 
 def _holding(
@@ -992,6 +1043,8 @@ async def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await daemon.sink.aclose()
+        if daemon.inbox.journal is not None:
+            daemon.inbox.journal.close()
     logger.info("stopped", extra={"cycles": daemon.cycles, "status": status})
     return status
 

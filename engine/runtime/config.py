@@ -61,11 +61,15 @@ class PortfolioConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             to the config file); empty: start flat and build the book from fills.
         stale_after_s: an instrument whose input is older than this is counted stale.
         underlyings: rate and yield per underlying (e.g. ``[portfolio.underlyings.SPX]``).
+        journal: file every accepted fill is written to (fsynced) before it is acknowledged;
+            at start its fills are applied again, so a restart rebuilds the book it had
+            (relative to the config file); empty: no journal.
     """
 
     positions: str = ""
     stale_after_s: PositiveFloat = 60.0
     underlyings: dict[str, UnderlyingConfig] = {}
+    journal: str = ""
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

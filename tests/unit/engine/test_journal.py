@@ -1,0 +1,95 @@
+"""Tests for engine.runtime.journal: the fsynced fill journal (what it keeps across a crash)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.events import Fill
+from engine.runtime.journal import FillJournal, positions_digest
+
+
+def fill(qty: float, fill_id: str | None = None) -> Fill:
+    return Fill(
+        book="main",
+        instrument="BTC-PERPETUAL",
+        quantity=qty,
+        price=60_000.0,
+        fill_id=fill_id,
+        ts_event=1,
+        ts_recv=2,
+    )
+
+
+def read(path: Path, positions: str) -> list[Fill]:
+    """The fills a daemon starting now would apply again."""
+    j = FillJournal(path, positions_digest(positions))
+    try:
+        return j.open()
+    finally:
+        j.close()
+
+
+def test_fills_come_back_in_order_after_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest("book,instrument,quantity\n"))
+    assert j.open() == []
+    for q in (1.0, -2.0, 3.5):
+        j.append(fill(q, f"id{q}"))
+    j.close()
+    again = FillJournal(path, positions_digest("book,instrument,quantity\n"))
+    assert again.open() == [fill(1.0, "id1.0"), fill(-2.0, "id-2.0"), fill(3.5, "id3.5")]
+    again.append(fill(4.0))
+    again.close()
+    assert len(read(path, "book,instrument,quantity\n")) == 4
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped_and_cut_off(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    j.append(fill(1.0))
+    j.close()
+    with path.open("ab") as f:
+        f.write(b'{"book":"main","instrument":"BTC-PERP')  # the write the crash cut
+    j = FillJournal(path, positions_digest(""))
+    assert j.open() == [fill(1.0)]
+    j.append(fill(2.0))  # lands on a line of its own
+    j.close()
+    assert read(path, "") == [fill(1.0), fill(2.0)]
+
+
+def test_a_journal_of_other_positions_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest("yesterday"))
+    j.open()
+    j.append(fill(1.0))
+    j.close()
+    today = FillJournal(path, positions_digest("today"))
+    assert today.open() == []  # a new day's book starts from its own positions
+    today.close()
+    (old,) = tmp_path.glob("fills.jsonl.*.old")
+    assert read(old, "yesterday") == [fill(1.0)]
+
+
+def test_a_corrupt_line_inside_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    j.close()
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    with pytest.raises(ValueError, match="line 2: not a fill"):
+        read(path, "")
+
+
+def test_a_journal_with_a_sim_feed_stops_start_up(tmp_path: Path) -> None:
+    from engine.errors import ConfigError
+    from engine.runtime.app import build
+    from engine.runtime.config import load_config
+
+    path = tmp_path / "riskd.toml"
+    path.write_text('[portfolio]\njournal = "fills.jsonl"\n[[feeds]]\nkind = "sim"\nname = "sim"\n')
+    with pytest.raises(ConfigError, match="replay or sim feed"):
+        build(load_config(path), path)
