@@ -69,6 +69,7 @@ from engine.risk.settlement import WINDOW_NS, Twap, TwapAccumulator, TwapStatus,
 from engine.risk.strategies import Strategy, format_strategy, parse_strategy
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
+from engine.runtime.http import CycleHistograms, HttpServer
 from engine.runtime.journal import FillJournal, positions_digest
 from engine.runtime.redis_sink import RedisSink
 from engine.state import (
@@ -193,6 +194,10 @@ class Daemon:
         self.history = history or MoveHistory(config.risk.window_days)
         """Daily levels per underlying: the moves of historical VaR and the covariance."""
         self.risk_errors = 0
+        self.histograms = CycleHistograms() if config.http.address else None
+        """Cycle time and latency for ``/metrics`` (only with the HTTP endpoint on)."""
+        self.http: HttpServer | None = None
+        """The HTTP endpoint while it runs (``[http] address``)."""
         self._smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
         self._twaps: dict[tuple[str, int], TwapAccumulator] = {}  # (index, expiry) in window
@@ -292,10 +297,13 @@ class Daemon:
             self.latest[key] = payload
             self._alerts(payload, now)
         done = self.clock.now_ns()
-        for events in step.events:
-            self.latency_ns.extend([done - ev.ts_recv for ev in events])
+        latencies = [done - ev.ts_recv for events in step.events for ev in events]
+        self.latency_ns.extend(latencies)
         self.cycles += 1
-        self.cycle_s.append(time.perf_counter() - step.t0)
+        cycle_s = time.perf_counter() - step.t0
+        self.cycle_s.append(cycle_s)
+        if self.histograms is not None:
+            self.histograms.observe(cycle_s, latencies)
         return len(payloads)
 
     def _subscribe_new(self) -> None:
@@ -1017,6 +1025,9 @@ async def run(
             ]
             if daemon.config.risk.enabled:
                 aux.append(tg.create_task(daemon.risk_loop(), name="risk"))
+            if daemon.config.http.address:
+                daemon.http = HttpServer(daemon.config.http, daemon)
+                aux.append(tg.create_task(daemon.http.run(), name="http"))
             if view is not None:
                 aux.append(tg.create_task(view(daemon), name="view"))
             with contextlib.suppress(TimeoutError):

@@ -20,6 +20,7 @@ from engine.alerts import AlertRule
 from engine.errors import ConfigError
 from engine.instruments import Instrument, Kind, Settlement
 from engine.risk.report import RiskConfig
+from engine.runtime.http import HttpConfig
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
@@ -152,13 +153,14 @@ class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[engine]``, ``[risk]``,
-    ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``."""
+    ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``."""
 
     redis: RedisConfig = RedisConfig()
     feeds: list[FeedConfig] = []
     portfolio: PortfolioConfig = PortfolioConfig()
     engine: EngineConfig = EngineConfig()
     risk: RiskConfig = RiskConfig()
+    http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     view: ViewConfig = ViewConfig()
     instruments: list[InstrumentConfig] = []

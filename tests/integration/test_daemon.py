@@ -865,3 +865,51 @@ async def test_a_failing_settlement_is_counted_and_the_monitor_goes_on(tmp_path:
             await task
     assert daemon.risk_errors >= 1
     await daemon.sink.aclose()
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def test_health_readiness_and_metrics_over_http(
+    tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    """/healthz answers at once; /readyz is 503 until the feed is connected and Redis written,
+    then 200; /metrics counts the feed's messages and drops and bins the cycles."""
+    port = mosquitto_server.port
+    extra = '[http]\naddress = "127.0.0.1:0"\n[risk]\nenabled = false\n'
+    path = _config(tmp_path, redis_server.url, unique, port, unique, extra)
+    async with _running(path) as daemon:
+        await wait_until(lambda: daemon.http is not None and daemon.http.port > 0)
+        assert daemon.http is not None
+        http = daemon.http.port
+        assert await _get(http, "/healthz") == (200, b"ok\n")
+        await wait_until(lambda: daemon.feeds[0].stats.connected and daemon.sink.stats.connected)
+        status, body = await _get(http, "/readyz")
+        assert status == 200, body
+        assert orjson.loads(body)["checks"] == {
+            "kernels_warm": True,
+            "feeds_connected": True,
+            "redis_reachable": True,
+            "no_feed_stale": True,
+        }
+        bad = (f"{unique}/md/quote/{CALL}", b"{not json")
+        await _publish(port, [*_market(unique, 65000.0, 66000.0, 0.6), bad])
+        await wait_until(lambda: daemon.feeds[0].stats.received >= 5)
+        status, metrics = await _get(http, "/metrics")
+        text = metrics.decode()
+        assert status == 200
+        assert 'riskd_messages_total{feed="md"} 5.0' in text
+        assert 'riskd_dropped_messages_total{feed="md",reason="json"} 1.0' in text
+        assert "riskd_cycle_seconds_count" in text
+        assert "riskd_latency_seconds_bucket" in text
+        assert (await _get(http, "/nope"))[0] == 404
+        daemon.feeds[0].stats.connected = False  # as after a drop: not ready
+        assert (await _get(http, "/readyz"))[0] == 503
+        daemon.feeds[0].stats.connected = True
