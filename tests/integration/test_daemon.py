@@ -910,6 +910,11 @@ async def test_health_readiness_and_metrics_over_http(
         assert "riskd_cycle_seconds_count" in text
         assert "riskd_latency_seconds_bucket" in text
         assert (await _get(http, "/nope"))[0] == 404
+        # every metric the Grafana dashboard in docs/ queries is one /metrics serves
+        dashboard = (Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text()
+        wanted = set(re.findall(r"riskd_[a-z_]+", dashboard))
+        served = set(re.findall(r"^(riskd_[a-z_]+)", text, re.MULTILINE))
+        assert wanted <= served, wanted - served
         daemon.feeds[0].stats.connected = False  # as after a drop: not ready
         assert (await _get(http, "/readyz"))[0] == 503
         daemon.feeds[0].stats.connected = True
