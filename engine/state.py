@@ -95,7 +95,8 @@ class BookRisk:
     """A book as the risk measures take it (:mod:`engine.risk`), at the valuation time: its open
     positions for full revaluation (``positions.und`` indexes ``underlyings``), and per
     underlying its exposure sums (``figures[u, AGG_FIELDS.index(name)]``) and reference price
-    (the index's latest price; NaN when none came yet). Copies: the portfolio may move on."""
+    (the index's latest price; NaN when none came yet). Copies: the portfolio may move on
+    (``defs``, the portfolio's instruments by row, only grows)."""
 
     book: str
     valuation_ns: int
@@ -103,7 +104,17 @@ class BookRisk:
     positions: ScenarioBook
     figures: F64
     prices: F64
-    instruments: list[str]
+    rows: npt.NDArray[np.int64]
+    defs: list[Instrument]
+
+    def instrument(self, i: int) -> str:
+        """The instrument of position ``i``."""
+        return self.defs[int(self.rows[i])].name
+
+    @property
+    def instruments(self) -> list[str]:
+        """The instrument of every position, in order."""
+        return [self.defs[i].name for i in self.rows.tolist()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,10 +665,10 @@ class Portfolio:
         return list(self._group_keys)
 
     def _scratch_price(self, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[Any]]:
-        """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in copies:
-        the live columns are untouched."""
+        """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in new
+        arrays (meaningful at ``rows`` only): the live columns are untouched."""
         scratch = {
-            name: self._inst.arrays[name].copy()
+            name: np.empty_like(self._inst.arrays[name])
             for name in ("X", "T", "sigma", "uses_spot", "uses_fwd", "status", "bad", "unit")
         }
         self._price(rows, scratch)
@@ -918,35 +929,49 @@ class Portfolio:
         Raises:
             KeyError: no such book.
         """
-        brow = self._book_rows[book]
-        pairs = sorted((u, row) for (b, u), row in self._bu_rows.items() if b == book)
-        und_of_bu = np.full(self._bus.n, -1, dtype=np.int64)
-        und_of_bu[[row for _, row in pairs]] = np.arange(len(pairs))
+        return self.books_risk([book])[book]
+
+    def books_risk(self, books: Iterable[str] | None = None) -> dict[str, BookRisk]:
+        """:meth:`book_risk` of each of ``books`` (default: every book), the lots sorted by
+        book once for all of them.
+
+        Raises:
+            KeyError: no such book.
+        """
         la, ia, ga = self._lots.arrays, self._inst.arrays, self._groups.arrays
         n = self._lots.n
         groups = la["group"][:n]
-        lots = np.flatnonzero((ga["book"][groups] == brow) & (la["qty"][:n] != 0.0))
-        inst = la["inst"][lots]
+        lots = np.flatnonzero(la["qty"][:n] != 0.0)
+        owner = ga["book"][groups[lots]]
+        order = np.argsort(owner, kind="stable")
+        lots, owner = lots[order], owner[order]
+        bounds = np.searchsorted(owner, np.arange(self._books.n + 1))
         ua = self._bus.arrays
-        rows = [row for _, row in pairs]
-        index_rows: dict[str, int] = {}
-        for i in inst.tolist():
-            d = self._inst_defs[i]
-            index_rows.setdefault(d.underlying, int(ia["spot_row"][i]))
         spot_px = self._spots.cols.arrays["px"]
-        return BookRisk(
-            book=book,
-            valuation_ns=self.valuation_ns,
-            underlyings=[u for u, _ in pairs],
-            positions=self._scenario_book(
-                inst, ia, la["qty"][lots] * ia["mult"][inst], und_of_bu[ga["bu"][groups[lots]]]
-            ),
-            figures=ua["hi"][rows] + ua["lo"][rows],
-            prices=np.array(
-                [spot_px[index_rows[u]] if u in index_rows else _NAN for u, _ in pairs]
-            ),
-            instruments=[self._inst_defs[i].name for i in inst.tolist()],
-        )
+        out = {}
+        for book in self.books() if books is None else books:
+            brow = self._book_rows[book]
+            mine = lots[bounds[brow] : bounds[brow + 1]]
+            pairs = sorted((u, row) for (b, u), row in self._bu_rows.items() if b == book)
+            rows = [row for _, row in pairs]
+            und_of_bu = np.full(self._bus.n, -1, dtype=np.int64)
+            und_of_bu[rows] = np.arange(len(pairs))
+            inst = la["inst"][mine]
+            und = und_of_bu[ga["bu"][groups[mine]]]
+            prices = np.full(len(pairs), _NAN)  # each underlying's index, from one of its lots
+            held, first = np.unique(und, return_index=True)
+            prices[held] = spot_px[ia["spot_row"][inst[first]]]
+            out[book] = BookRisk(
+                book=book,
+                valuation_ns=self.valuation_ns,
+                underlyings=[u for u, _ in pairs],
+                positions=self._scenario_book(inst, ia, la["qty"][mine] * ia["mult"][inst], und),
+                figures=ua["hi"][rows] + ua["lo"][rows],
+                prices=prices,
+                rows=inst,
+                defs=self._inst_defs,
+            )
+        return out
 
     def books(self) -> list[str]:
         """Every book held, sorted."""

@@ -240,7 +240,7 @@ def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
     out.update(
         {
             "stress_loss": float(-np.min(grid.pnl)),
-            "excluded": [br.instruments[i] for i in grid.excluded.tolist()],
+            "excluded": [br.instrument(i) for i in grid.excluded.tolist()],
             "units": {
                 "spot": "relative move",
                 "vol": "relative move",
@@ -305,7 +305,7 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]
     )
     out["standard"] = _arrays(**dataclasses.asdict(std))
     excluded = np.union1d(pm.excluded, span.excluded)
-    out["excluded"] = [br.instruments[i] for i in excluded.tolist()]
+    out["excluded"] = [br.instrument(i) for i in excluded.tolist()]
     out["units"] = _MARGIN_UNITS
     return out
 

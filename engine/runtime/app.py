@@ -431,7 +431,7 @@ class Daemon:
         cfg = self.config.risk
         async with self._valuing:
             now = self.clock.now_ns()
-            books = [self.portfolio.book_risk(b) for b in self.portfolio.books()]
+            books = list(self.portfolio.books_risk().values())
             hedges = self._hedge_inputs() if "hedge" in families else {}
             chains = self.portfolio.chains() if "skew" in families else []
             held = self._strategy_inputs() if "strategy" in families else []

@@ -13,7 +13,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from engine.instruments import parse_deribit_name
 from engine.risk import var
 from engine.runtime.app import Daemon, _vol_level, build, run
 from engine.runtime.config import load_config
+from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
 from tests.servers import MosquittoServer, RedisServer, wait_until
 
@@ -824,17 +825,17 @@ async def test_a_failing_risk_period_is_counted_and_the_next_one_runs(tmp_path: 
         daemon.config, risk=msgspec.structs.replace(daemon.config.risk, var_interval_s=0.05)
     )
     daemon.cycle()
-    real = daemon.portfolio.book_risk
+    real = daemon.portfolio.books_risk
     calls = 0
 
-    def failing_once(book: str) -> Any:
+    def failing_once(books: Iterable[str] | None = None) -> dict[str, BookRisk]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("boom")
-        return real(book)
+        return real(books)
 
-    daemon.portfolio.book_risk = failing_once  # type: ignore[method-assign]  # the test's hook
+    daemon.portfolio.books_risk = failing_once  # type: ignore[method-assign]  # the test's hook
     task = asyncio.create_task(daemon.risk_loop())
     try:
         await wait_until(lambda: daemon.risk_errors == 1 and calls >= 3)
