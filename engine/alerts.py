@@ -391,8 +391,9 @@ class AlertEngine:
         now_ns: int,
         out: list[dict[str, Any]],
     ) -> None:
-        if state is not None and now_ns - state.last_raise_ns < c.cooldown_ns:
+        if state is not None and 0 <= now_ns - state.last_raise_ns < c.cooldown_ns:
             return  # cooling down: raise later if the figure is still out then
+        # (a clock stepped back before the last raise ends the cooldown: it would last the step)
         payload = _payload(c, "raised", direction, scope, book, underlying, expiry, value, now_ns)
         if state is None:
             self._states[(c.rule.name, book, underlying, expiry)] = _State(

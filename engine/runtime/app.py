@@ -230,6 +230,7 @@ class Daemon:
         self.rejected_fills: list[Fill] = []
         """Fills the engine refused (bad book name or numbers): kept for the operator, logged."""
         self._next_full_ns = 0
+        self._full_interval_ns = round(config.engine.full_reprice_interval_s * 1e9)
         self._start_ns = 0  # the monitor's start: a feed silent since then is stale too
         self._started = time.monotonic()
 
@@ -274,7 +275,9 @@ class Daemon:
         if p.lot_count != self._lots_seen:
             self._subscribe_new()
         now = self.clock.now_ns()
-        full = full or now >= self._next_full_ns
+        # Due, or the clock was stepped back (the next reprice further than one interval away):
+        # else the valuation time would stay ahead, every input stale, until the clock caught up.
+        full = full or not 0 < self._next_full_ns - now <= self._full_interval_ns
         if full and p.unresolved_fills:  # their instruments may be known by now
             p.retry_unresolved()
         return _Step(t0, now, full, (ticks, quotes, fills))
@@ -284,7 +287,7 @@ class Daemon:
         p = self.portfolio
         now = step.now
         if step.full:
-            self._next_full_ns = now + round(self.config.engine.full_reprice_interval_s * 1e9)
+            self._next_full_ns = now + self._full_interval_ns
             changed = set(p.bu_keys())
         due = self._due(changed, flush)
         payloads: list[tuple[str, dict[str, Any]]] = []

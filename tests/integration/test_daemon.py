@@ -455,6 +455,37 @@ def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None
     assert daemon.cycle(flush=True) == 2  # a flush builds whatever is dirty
 
 
+class _SteppedClock:
+    """A wall clock that an operator (or NTP) can step back: ManualClock never goes back."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now = now_ns
+
+    def now_ns(self) -> int:
+        return self.now
+
+
+def test_a_clock_stepped_back_revalues_at_once(tmp_path: Path) -> None:
+    """After the wall clock steps back an hour, the next cycle is a full reprice at the new
+    time: the valuation time does not stay an hour ahead with every input stale (found by the
+    soak's clock jump)."""
+    daemon, _ = _offline(tmp_path, f"main,{CALL},10\n")
+    clock = _SteppedClock(TS * 1_000_000 + 3600 * 10**9)
+    daemon.clock = clock
+    p = daemon.portfolio
+    daemon.cycle()
+    assert p.valuation_ns == clock.now
+    clock.now -= 3600 * 10**9  # stepped back
+    quote = Quote(instrument=CALL, iv=0.6, underlying_price=60_000.0, ts_event=1, ts_recv=clock.now)
+    daemon.inbox.put(quote)
+    daemon.cycle()
+    assert p.valuation_ns == clock.now
+    assert p.instrument_status()["stale_instruments"] == 0
+    clock.now += 10**8  # within the interval again: incremental
+    daemon.cycle()
+    assert p.valuation_ns == clock.now - 10**8
+
+
 async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> None:
     """The engine loop's full reprice runs in a worker thread: while it runs, the event loop
     (feeds, sink) goes on. Here the reprice waits for a coroutine of the loop: were it run on

@@ -122,6 +122,22 @@ def test_cooldown_holds_back_a_new_raise_but_not_a_clear() -> None:
     assert at(130, 50.0) == []  # back inside before the cooldown ended: nothing at all
 
 
+def test_a_clock_stepped_back_does_not_stretch_the_cooldown() -> None:
+    engine = AlertEngine([rule(above=100.0, cooldown_s=60.0)])
+
+    def at(t_s: float, v: float) -> list[str]:
+        got = engine.evaluate(
+            "underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S)
+        )
+        return [p["state"] for p in got]
+
+    assert at(3600, 150.0) == ["raised"]
+    assert at(3601, 50.0) == ["cleared"]
+    assert at(2, 150.0) == ["raised"]  # the clock went back an hour: no hour-long cooldown
+    assert at(3, 50.0) == ["cleared"]
+    assert at(30, 150.0) == []  # the cooldown of that raise holds as usual
+
+
 def test_cooldown_is_per_key() -> None:
     engine = AlertEngine([rule(above=100.0, cooldown_s=60.0)])
     assert feed(engine, [150.0, 50.0, 150.0], underlying="BTC") == ["raised", "cleared"]
