@@ -18,7 +18,9 @@ instruments it subscribed, in file order and round and round, one every ``frame_
 with the channel rewritten to the subscribed one (so a ``.raw`` recording serves ``.100ms``). A
 subscribed ``deribit_price_index.{index}`` gets the ``index_price`` of each recorded ticker of
 that index's instruments. Other recorded messages are not streamed: send them with
-:meth:`DeribitServer.send_raw`.
+:meth:`DeribitServer.send_raw`. With ``timestamp_ms`` the streamed frames carry the time it gives
+instead of the recorded one (a soak runs for hours on a few recorded frames); ``paused`` holds
+the stream.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self
@@ -34,7 +36,7 @@ from typing import Any, Final, Self
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
 
 from engine.instruments import parse_deribit_name
 
@@ -178,6 +180,7 @@ class DeribitServer:
         frame_interval_s: pause after each streamed frame, per connection.
         test_request_interval_s: pause between ``test_request`` heartbeats after
             ``public/set_heartbeat``; None: the interval the client asked for.
+        timestamp_ms: the ``timestamp`` (ms) each streamed frame carries; None: the recorded.
 
     Attributes:
         connections: websocket connections accepted, over all starts.
@@ -186,6 +189,8 @@ class DeribitServer:
         test_requests: ``test_request`` heartbeats sent.
         test_replies: ``public/test`` requests received.
         frames_sent: ticker and index notifications sent.
+        paused: while true, nothing is streamed (requests are still answered).
+        frames_per_interval: recorded tickers streamed between two pauses (1; more: a burst).
     """
 
     def __init__(
@@ -195,12 +200,16 @@ class DeribitServer:
         instruments: Sequence[Mapping[str, Any]] = SAMPLE_INSTRUMENTS,
         frame_interval_s: float = 0.005,
         test_request_interval_s: float | None = None,
+        timestamp_ms: Callable[[], int] | None = None,
     ) -> None:
         messages = load_frames(frames) if isinstance(frames, str | Path) else list(frames)
         self._tickers = [t for m in messages if (t := _ticker(m)) is not None]
         self._instruments = [dict(i) for i in instruments]
         self.frame_interval_s = frame_interval_s
         self.test_request_interval_s = test_request_interval_s
+        self.timestamp_ms = timestamp_ms
+        self.paused = False
+        self.frames_per_interval = 1
         self.connections = 0
         self.subscribe_calls = 0
         self.subscriptions: list[set[str]] = []
@@ -241,11 +250,16 @@ class DeribitServer:
         server.close()
         await server.wait_closed()
 
-    async def drop_connections(self, *, abort: bool = False) -> None:
+    async def drop_connections(self, *, abort: bool = False, mid_frame: bool = False) -> None:
         """Close every open connection mid-stream (code 1012, service restart), or with
-        ``abort`` cut the TCP connection without a closing handshake."""
+        ``abort`` cut the TCP connection without a closing handshake; with ``mid_frame`` too,
+        after the first half of a text frame."""
         for client in list(self._clients):
-            if abort:
+            if mid_frame:
+                frame = Frame(Opcode.TEXT, _TEST_REQUEST).serialize(mask=False)
+                client.ws.transport.write(frame[: len(frame) // 2])
+                client.ws.transport.abort()
+            elif abort:
                 client.ws.transport.abort()
             else:
                 await client.ws.close(CloseCode.SERVICE_RESTART, "restart")
@@ -354,15 +368,21 @@ class DeribitServer:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await client.subscribed.wait()
-                sent = 0
+                sent = batched = 0
                 for ticker in self._tickers:
-                    for message in _notifications(client, ticker):
+                    if self.paused:
+                        break
+                    stamp = None if self.timestamp_ms is None else self.timestamp_ms()
+                    for message in _notifications(client, ticker, stamp):
                         await client.ws.send(message, text=True)
                         sent += 1
                     if sent:
                         self.frames_sent += sent
                         sent = 0
-                        await asyncio.sleep(self.frame_interval_s)
+                        batched += 1
+                        if batched >= self.frames_per_interval:
+                            batched = 0
+                            await asyncio.sleep(self.frame_interval_s)
                 await asyncio.sleep(self.frame_interval_s)  # nothing subscribed, or a lap done
 
 
@@ -379,22 +399,24 @@ def _ticker(message: Mapping[str, Any]) -> _Ticker | None:
     return _Ticker(instrument, parsed.index if parsed is not None else None, data)
 
 
-def _notifications(client: _Client, ticker: _Ticker) -> list[bytes]:
-    """What ``client`` subscribed to of one recorded ticker: its ticker and index channels."""
+def _notifications(client: _Client, ticker: _Ticker, stamp: int | None) -> list[bytes]:
+    """What ``client`` subscribed to of one recorded ticker: its ticker and index channels;
+    ``stamp``: their ``timestamp`` instead of the recorded one."""
+    data = ticker.data if stamp is None else {**ticker.data, "timestamp": stamp}
     out = [
         orjson.dumps(
             {
                 "jsonrpc": "2.0",
                 "method": "subscription",
-                "params": {"channel": channel, "data": ticker.data},
+                "params": {"channel": channel, "data": data},
             }
         )
         for channel in client.tickers.get(ticker.instrument, ())
     ]
     index_channel = f"{_INDEX}{ticker.index}"
-    price = ticker.data.get("index_price")
+    price = data.get("index_price")
     if ticker.index is not None and price and index_channel in client.channels:
-        data = {"index_name": ticker.index, "price": price, "timestamp": ticker.data["timestamp"]}
+        data = {"index_name": ticker.index, "price": price, "timestamp": data["timestamp"]}
         out.append(
             orjson.dumps(
                 {
