@@ -193,6 +193,8 @@ class Daemon:
         self.feeds = feeds
         self.history = history or MoveHistory(config.risk.window_days)
         """Daily levels per underlying: the moves of historical VaR and the covariance."""
+        self.history_file: Path | None = None
+        """``risk.history``: each level recorded is appended to it, so a restart keeps it."""
         self.risk_errors = 0
         self.histograms = CycleHistograms() if config.http.address else None
         """Cycle time and latency for ``/metrics`` (only with the HTTP endpoint on)."""
@@ -522,7 +524,27 @@ class Daemon:
             for und, price in zip(br.underlyings, br.prices.tolist(), strict=True):
                 last = self.history.last_day(und)
                 if (last is None or last < day) and math.isfinite(price) and price > 0.0:
-                    self.history.record(day, und, price, self._vol_levels.get(und))
+                    vol = self._vol_levels.get(und)
+                    self.history.record(day, und, price, vol)
+                    if self.history_file is not None:
+                        self._append_level(self.history_file, f"{day},{und},{price!r},{vol or ''}")
+
+    @staticmethod
+    def _append_level(path: Path, row: str) -> None:
+        """Append ``row`` to the history file (on a line of its own); a failure is logged, the
+        level stays recorded in memory."""
+        try:
+            with path.open("a+b") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+                f.write(row.encode() + b"\n")
+        except OSError as exc:
+            logger.warning(
+                "history level not written", extra={"path": str(path), "error": str(exc)}
+            )
 
     def apply_fill(self, f: Fill) -> None:
         """Apply a fill to the book (a strategy's: to its legs and holding); a fill the engine
@@ -868,6 +890,7 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
         strategies,
         journal,
     )
+    daemon.history_file = config_relative(config.risk.history, config_path)
     for f in journaled:  # the fills since the positions file: the book the daemon had
         daemon.apply_fill(f)
     if journaled:

@@ -32,7 +32,7 @@ from engine.events import Fill, Quote, Tick
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.risk import var
-from engine.runtime.app import Daemon, _vol_level, build, run
+from engine.runtime.app import Daemon, _vol_level, build, load_history, run
 from engine.runtime.config import load_config
 from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
@@ -623,6 +623,11 @@ below = -1.0
             assert got["status"]["historical"] == "ok", got["status"]
             # 29 seeded moves and today's, from the index price the daemon recorded
             assert daemon.history.last_day("BTC") == today
+            # ... and appended to the history file, so a restart keeps it
+            written = (tmp_path / "history.csv").read_text().splitlines()
+            assert written[: len(rows)] == rows
+            assert [line for line in written[len(rows) :] if line.startswith(f"{today},BTC,")]
+            assert load_history(daemon.config, path).last_day("BTC") == today
             ret, dvol = daemon.history.moves(br.underlyings)
             want = var.historical(br.positions, ret, dvol, 0.99, 0.975, 1.0)[0]
             assert got["var_historical"] == pytest.approx(want.var, rel=1e-12)
