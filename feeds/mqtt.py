@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import aiomqtt
@@ -50,6 +52,7 @@ DEFAULT_TOPICS: Final = (f"{TICK_TOPIC}/+", f"{QUOTE_TOPIC}/+", f"{FILL_TOPIC}/+
 
 _PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 _Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+_Name = Annotated[str, msgspec.Meta(min_length=1)]
 
 # CONNACK reason codes a retry cannot fix (MQTT 5 numbering, which paho also uses for MQTT
 # 3.1.1's return codes): unsupported protocol, client id rejected, bad user name or password,
@@ -86,6 +89,20 @@ class MqttFeedConfig(
         username: user name; None connects anonymously.
         password_env: name of the environment variable holding the password (never the
             password itself); None: no password.
+        password_file: file holding the password (line breaks at its end are dropped); at
+            most one of ``password_env`` and ``password_file``, and only with ``username``.
+        tls: connect over TLS (the broker's TLS listener: set ``port``, usually 8883).
+        tls_ca_file: CA certificates (PEM) to verify the broker with, instead of the
+            system's; ``tls`` only, like every ``tls_*`` key.
+        tls_cert_file: client certificate (PEM), for brokers that require one.
+        tls_key_file: the client certificate's private key (PEM, unencrypted).
+        tls_verify: verify the broker's certificate and that it names ``host``; False
+            encrypts without knowing whom to (tests only).
+
+    Raises:
+        ValueError: two password sources, a password without ``username``, ``tls_*`` keys
+            without ``tls``, or ``tls_key_file`` without ``tls_cert_file``
+            (``msgspec.ValidationError`` from ``msgspec.convert``).
     """
 
     name: str = "mqtt"
@@ -101,7 +118,32 @@ class MqttFeedConfig(
     backoff_initial_s: _PositiveFloat = 0.5
     backoff_max_s: _PositiveFloat = 30.0
     username: str | None = None
-    password_env: str | None = None
+    password_env: _Name | None = None
+    password_file: _Name | None = None
+    tls: bool = False
+    tls_ca_file: _Name | None = None
+    tls_cert_file: _Name | None = None
+    tls_key_file: _Name | None = None
+    tls_verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("set password_env or password_file, not both")
+        if (self.password_env is not None or self.password_file is not None) and (
+            self.username is None
+        ):
+            raise ValueError("a password needs a username")
+        tls = [
+            k
+            for k in ("tls_ca_file", "tls_cert_file", "tls_key_file")
+            if getattr(self, k) is not None
+        ]
+        if not self.tls_verify:
+            tls.append("tls_verify")
+        if tls and not self.tls:
+            raise ValueError(f"{', '.join(tls)}: only with tls = true")
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file")
 
 
 def classify(feed: str, exc: BaseException) -> FeedConnectionError:
@@ -208,6 +250,9 @@ class MqttFeed:
             username=cfg.username,
             password=self._password(),
             queue_type=Intake,
+            tls_params=self._tls(),
+            # Hostname checking: on with verification (paho's default), off without.
+            tls_insecure=not cfg.tls_verify if cfg.tls else None,
         )
         # Acknowledge each message only once the engine has it (module docstring). aiomqtt
         # does not expose paho's manual acknowledgement, so it is set on paho's client.
@@ -306,12 +351,43 @@ class MqttFeed:
             return None
 
     def _password(self) -> str | None:
-        env = self._config.password_env
-        if env is None:
+        """The password, read again for every connection (a rotated file is picked up).
+
+        Raises:
+            FeedConnectionError: the variable is unset or empty (fatal), the file cannot be
+                read or is empty (retried: it may be being replaced).
+        """
+        cfg = self._config
+        if cfg.password_env is not None:
+            env = cfg.password_env
+            password = os.environ.get(env)
+            if not password:
+                state = "not set" if password is None else "empty"
+                raise FeedConnectionError(
+                    self.name, f"environment variable {env} is {state}", retryable=False
+                )
+            return password
+        if cfg.password_file is not None:
+            try:
+                password = Path(cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise FeedConnectionError(
+                    self.name, f"cannot read {cfg.password_file}: {detail or exc}"
+                ) from None
+            if not password:
+                raise FeedConnectionError(self.name, f"{cfg.password_file} is empty")
+            return password
+        return None
+
+    def _tls(self) -> aiomqtt.TLSParameters | None:
+        """paho's TLS settings; None: plain TCP."""
+        cfg = self._config
+        if not cfg.tls:
             return None
-        password = os.environ.get(env)
-        if password is None:
-            raise FeedConnectionError(
-                self.name, f"environment variable {env} is not set", retryable=False
-            )
-        return password
+        return aiomqtt.TLSParameters(
+            ca_certs=cfg.tls_ca_file,  # None: the system's CA certificates
+            certfile=cfg.tls_cert_file,
+            keyfile=cfg.tls_key_file,
+            cert_reqs=ssl.CERT_REQUIRED if cfg.tls_verify else ssl.CERT_NONE,
+        )

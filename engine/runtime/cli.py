@@ -76,9 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file and its positions; print it with secrets redacted",
         description=(
-            "Load and validate a config file and its positions file without connecting to "
-            "anything; print the configuration as JSON with secrets redacted. Exit status 2 "
-            "and the key's path on a bad config."
+            "Load and validate a config file and its positions file, and check that the "
+            "password variables and the password and certificate files it names can be read, "
+            "without connecting to anything; print the configuration as JSON with secrets "
+            "redacted (names of variables and files, never their contents). Exit status 2 and "
+            "the key's path on a bad config."
         ),
     )
     check.add_argument(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import math
+import ssl
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -21,7 +22,7 @@ from engine.errors import ConfigError
 from engine.instruments import Instrument, Kind, Settlement
 from engine.risk.report import RiskConfig
 from engine.runtime.http import HttpConfig
-from engine.runtime.redis_sink import RedisConfig, redact_url
+from engine.runtime.redis_sink import RedisConfig, read_secret, redact_url
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
@@ -45,6 +46,9 @@ PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 
 FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | SimFeedConfig
 """One ``[[feeds]]`` table, chosen by its ``kind``."""
+
+_Credentials = TypeVar("_Credentials", RedisConfig, MqttFeedConfig)
+_CREDENTIAL_FILES = ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
 
 
 class UnderlyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -204,6 +208,56 @@ def load_config(path: Path) -> AppConfig:
     for i, name in enumerate(names):
         if names.index(name) != i:
             raise ConfigError(source, f"duplicate feed name {name!r} - at `$.feeds[{i}].name`")
+    feeds = [
+        _credentials(f, f"$.feeds[{i}]", path) if isinstance(f, MqttFeedConfig) else f
+        for i, f in enumerate(config.feeds)
+    ]
+    return msgspec.structs.replace(
+        config, redis=_credentials(config.redis, "$.redis", path), feeds=feeds
+    )
+
+
+def _credentials(config: _Credentials, where: str, config_path: Path) -> _Credentials:
+    """``config`` with its password and certificate files resolved against the config file's
+    folder, once it is known that its password and those files can be read and the
+    certificates and key loaded (the secret itself is read again where it is used).
+
+    Raises:
+        ConfigError: an unset variable, a file that cannot be read, a bad certificate or
+            key; named by its key (``$.redis.password_env``).
+    """
+    source = str(config_path)
+    files: dict[str, str] = {}
+    for key in _CREDENTIAL_FILES:
+        name = getattr(config, key)
+        resolved = config_relative(name or "", config_path)
+        if resolved is None:
+            continue
+        try:
+            with resolved.open("rb"):
+                pass
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            detail = f"cannot read {resolved}: {getattr(exc, 'strerror', None) or exc}"
+            raise ConfigError(source, f"{detail} - at `{where}.{key}`") from None
+        files[key] = str(resolved)
+    config = msgspec.structs.replace(config, **files)
+    try:
+        read_secret(config.password_env, config.password_file)
+    except ValueError as exc:
+        key = "password_env" if config.password_env is not None else "password_file"
+        raise ConfigError(source, f"{exc} - at `{where}.{key}`") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if config.tls_ca_file is not None:
+            key = "tls_ca_file"
+            context.load_verify_locations(cafile=config.tls_ca_file)
+        if config.tls_cert_file is not None:
+            key = "tls_cert_file"
+            # An encrypted key would prompt on the terminal: refuse it instead.
+            context.load_cert_chain(config.tls_cert_file, config.tls_key_file, password=b"")
+    except ssl.SSLError as exc:
+        detail = f"not a usable PEM certificate or key: {exc.reason or exc}"
+        raise ConfigError(source, f"{detail} - at `{where}.{key}`") from None
     return config
 
 

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -52,12 +54,12 @@ from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
 
 from engine.clock import Clock
-from engine.errors import SinkError
+from engine.errors import ConfigError, SinkError
 from engine.outputs import FAMILIES, SCHEMA_VERSION
 from engine.runtime.clock import MonotonicClock
 from feeds.backoff import Backoff
 
-__all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
+__all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "read_secret", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +67,12 @@ PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
 Prefix = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-:]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1)]
 
 _NS_PER_MS: Final = 1_000_000
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "auth", "token"})
+_TLS_KEYS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file")
 _ORJSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
 
 _PUBLISH: Final = """
@@ -124,13 +128,69 @@ def redact_url(url: str) -> str:
         return "<unparsable redis url>"
 
 
+def read_secret(env: str | None, file: str | None) -> str | None:
+    """A secret from the environment variable named ``env`` or from ``file``.
+
+    Args:
+        env: name of an environment variable holding the secret (not the secret).
+        file: path of a file holding the secret; line breaks at its end are dropped.
+
+    Returns:
+        The secret; None when neither is given (``env`` wins if both are).
+
+    Raises:
+        ValueError: the variable is unset or empty, the file cannot be read or is empty. The
+            message names the variable or the file, never the secret.
+    """
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise ValueError(
+                f"environment variable {env} is {'not set' if value is None else 'empty'}"
+            )
+        return value
+    if file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"cannot read {file}: not UTF-8 text") from None
+        if not value:
+            raise ValueError(f"{file} is empty")
+        return value
+    return None
+
+
+def _url_credentials(url: str) -> tuple[bool, bool]:
+    """Whether ``url`` names a user and whether it carries a password (redis-py reads both
+    from the userinfo and from ``username`` / ``password`` query parameters)."""
+    parts = urlsplit(url)
+    query = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    return bool(parts.username) or "username" in query, (
+        parts.password is not None or "password" in query
+    )
+
+
 class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Configuration of :class:`RedisSink` (the ``[redis]`` table).
 
     Attributes:
-        url: the server, ``redis://[[user]:password@]host:port/db`` (or ``rediss://``,
-            ``unix://``). It may carry a secret: ``repr`` and the logs redact it; the runtime
-            should take it from an environment variable.
+        url: the server, ``redis://[[user]:password@]host:port/db`` (or ``rediss://`` for
+            TLS, ``unix://``). It may carry a password (``repr`` and the logs redact it), but
+            ``password_env`` or ``password_file`` keep it out of the file.
+        username: the ACL user to authenticate as; None: the URL's, else ``default``.
+        password_env: name of the environment variable holding the password (not the
+            password); at most one of ``password_env``, ``password_file`` and a password in
+            ``url``.
+        password_file: file holding the password (line breaks at its end are dropped).
+        tls_ca_file: CA certificates (PEM) to verify the server with, instead of the
+            system's; ``rediss://`` only, like every ``tls_*`` key.
+        tls_cert_file: client certificate (PEM), for servers that require one; it may hold
+            the key too.
+        tls_key_file: the client certificate's private key (PEM, unencrypted).
+        tls_verify: verify the server's certificate and that it names the URL's host; False
+            encrypts without knowing whom to (tests only).
         prefix: the first part of every key and channel name.
         min_interval_ms: at most one publish per exposure key per this interval (0: no limit).
         flush_interval_ms: how often pending writes go out, in one pipeline.
@@ -144,12 +204,22 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         alert_queue: alert transitions held while Redis is away; beyond, the oldest is dropped.
 
     Raises:
-        ValueError: an unsupported URL scheme, ``heartbeat_ttl_s <= heartbeat_interval_s`` or
-            ``backoff_initial_s > backoff_max_s`` (``msgspec.ValidationError`` from
-            ``msgspec.convert``).
+        ValueError: an unsupported URL scheme, ``heartbeat_ttl_s <= heartbeat_interval_s``,
+            ``backoff_initial_s > backoff_max_s``, two sources of a password or of a user name,
+            ``tls_*`` keys without ``rediss://``, ``tls_key_file`` without ``tls_cert_file``,
+            or ``ssl_*`` parameters in the URL (``msgspec.ValidationError`` from
+            ``msgspec.convert``). Whether the variable is set and the files can be read is
+            checked when the configuration is loaded (``engine.runtime.config``).
     """
 
     url: str = "redis://127.0.0.1:6379/0"
+    username: Name | None = None
+    password_env: Name | None = None
+    password_file: Name | None = None
+    tls_ca_file: Name | None = None
+    tls_cert_file: Name | None = None
+    tls_key_file: Name | None = None
+    tls_verify: bool = True
     prefix: Prefix = "risk"
     min_interval_ms: NonNegativeInt = 100
     flush_interval_ms: PositiveInt = 20
@@ -171,6 +241,23 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError("redis heartbeat_ttl_s must exceed heartbeat_interval_s")
         if self.backoff_initial_s > self.backoff_max_s:
             raise ValueError("redis backoff_initial_s must not exceed backoff_max_s")
+        url_user, url_password = _url_credentials(self.url)
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("redis: set password_env or password_file, not both")
+        if url_password and (self.password_env is not None or self.password_file is not None):
+            raise ValueError("redis url holds a password: drop it or password_env/password_file")
+        if url_user and self.username is not None:
+            raise ValueError("redis url names a user: drop it or username")
+        query = parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+        if any(k.lower().startswith("ssl") for k, _ in query):
+            raise ValueError("redis url: ssl_* parameters are not supported, use the tls_* keys")
+        tls = [k for k in _TLS_KEYS if getattr(self, k) is not None]
+        if not self.tls_verify:
+            tls.append("tls_verify")
+        if tls and scheme != "rediss":
+            raise ValueError(f"redis {', '.join(tls)}: only with a rediss:// url")
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("redis tls_key_file needs tls_cert_file")
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -272,6 +359,10 @@ class RedisSink:
             monotonic clock (tests pass a ManualClock to hold or release the rate limit).
         status: called for each heartbeat; its counters are added to the heartbeat payload
             (e.g. the engine's ``n_positions``, feed states). Must not block.
+
+    Raises:
+        ConfigError: the password's environment variable or file cannot be read (the
+            password is read once, here; the client connects on the first write).
     """
 
     __slots__ = (
@@ -351,6 +442,7 @@ class RedisSink:
             # Our own loop reconnects with backoff; the client's retries would resend a
             # half-written pipeline and stall this loop.
             retry=Retry(NoBackoff(), 0),
+            **_connection_kwargs(config),
         )
 
     # ------------------------------------------------------------------ Sink (never blocks)
@@ -682,6 +774,34 @@ class RedisSink:
                     extra={"key": what, "error": str(exc), "count": self.stats.bad_payloads},
                 )
             return None
+
+
+def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
+    """redis-py's keyword arguments for the credentials and TLS settings of ``config``.
+
+    Raises:
+        ConfigError: the password's variable or file is gone since the configuration was
+            loaded (named by its key).
+    """
+    kwargs: dict[str, Any] = {}
+    if config.username is not None:
+        kwargs["username"] = config.username
+    try:
+        password = read_secret(config.password_env, config.password_file)
+    except ValueError as exc:
+        key = "password_env" if config.password_env is not None else "password_file"
+        raise ConfigError("[redis]", f"{exc} - at `$.redis.{key}`") from None
+    if password is not None:
+        kwargs["password"] = password
+    if config.url.startswith("rediss://"):
+        kwargs.update(
+            ssl_ca_certs=config.tls_ca_file,
+            ssl_certfile=config.tls_cert_file,
+            ssl_keyfile=config.tls_key_file,
+            ssl_cert_reqs="required" if config.tls_verify else "none",
+            ssl_check_hostname=config.tls_verify,
+        )
+    return kwargs
 
 
 def _raise_if_cancelling() -> None:
