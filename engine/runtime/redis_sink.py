@@ -26,10 +26,11 @@ batch: :data:`_PUBLISH`). What is held while Redis is away, and what happens whe
 
 After every (re)connection the sink re-publishes the latest payload of every key it ever
 published and rebuilds ``{p}:alerts:active`` from its own view (atomically, with RENAME), so a
-Redis that restarted empty holds the full picture again. The first connection rebuilds it too:
-a restarted daemon drops the alerts its predecessor left active; those still true are raised
-again. Delivery is at least once: consumers of the channels and streams may see a payload twice
-(same ``ts``) after a reconnection or a cancelled write.
+Redis that restarted empty holds the full picture again. Before its first write the sink reads
+the alerts a predecessor (an earlier run under the same prefix) left in that hash and ends each
+with a ``cleared`` transition (``"reason": "restart"``), ahead of its own; those still true are
+raised again. Delivery is at least once: consumers of the channels and streams may see a
+payload twice (same ``ts``) after a reconnection or a cancelled write.
 """
 
 from __future__ import annotations
@@ -386,6 +387,7 @@ class RedisSink:
         "_min_interval_ns",
         "_pacing",
         "_pending",
+        "_predecessor_read",
         "_resync",
         "_status",
         "stats",
@@ -430,6 +432,7 @@ class RedisSink:
         self._alert_seq = 0
         self._active: dict[str, dict[str, Any]] = {}  # alert id -> latest raised payload
         self._resync = True  # rebuild the active hash on the first connection too
+        self._predecessor_read = False  # the alerts an earlier run left active: not read yet
         self._ever_connected = False
         self._last_heartbeat_ns: int | None = None
         self._lock = asyncio.Lock()
@@ -586,17 +589,22 @@ class RedisSink:
             # monotonic by default: it protects Redis in real time, also when the daemon's
             # clock is a replay's and stands still. Payload times come from the daemon's clock.
             now_ns = self._pacing.now_ns()
-            pipe = self._client.pipeline(transaction=False)
-            batch = self._build(pipe, now_ns, force=force)
-            if not len(pipe):
-                return
+            batch = None
             try:
+                if not self._predecessor_read:
+                    async with asyncio.timeout(self._config.timeout_s):
+                        self._end_predecessor_alerts(await self._client.hgetall(self._keys.active))
+                pipe = self._client.pipeline(transaction=False)
+                batch = self._build(pipe, now_ns, force=force)
+                if not len(pipe):
+                    return
                 async with asyncio.timeout(self._config.timeout_s):
                     await pipe.execute()  # resets the pipeline, whatever happens
             except BaseException as exc:
                 # Failed, timed out or cancelled (shutdown): nothing is lost, flush() or the
                 # next write sends it again (at least once).
-                self._rollback(batch)
+                if batch is not None:
+                    self._rollback(batch)
                 if not isinstance(exc, Exception):
                     raise
                 translated = classify(exc, self._config.url)
@@ -611,6 +619,33 @@ class RedisSink:
                     raise error from exc
                 raise _RetryableWriteError(error) from exc
             self._commit(batch, now_ns)
+
+    def _end_predecessor_alerts(self, left: Mapping[Any, Any]) -> None:
+        """Queue, ahead of every transition of this run, a ``cleared`` one for each alert an
+        earlier run left in the active-alerts hash (``left``: its fields and payloads), stamped
+        now with ``"reason": "restart"``; a field that is not an alert payload is skipped."""
+        now_ns = self._clock.now_ns()
+        ended = []
+        for raw_id, data in sorted(left.items()):
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            alert_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            if not isinstance(payload, dict) or payload.get("id") != alert_id:
+                continue
+            payload |= {
+                "state": "cleared",
+                "reason": "restart",
+                "ts": now_ns // _NS_PER_MS,
+                "ts_ns": now_ns,
+            }
+            ended.append(payload)
+        first = self._alerts[0][0] if self._alerts else self._alert_seq + 1
+        for i, payload in enumerate(reversed(ended), start=1):
+            self._alerts.appendleft((first - i, payload))  # before this run's, in order
+        self.stats.queued_alerts = len(self._alerts)
+        self._predecessor_read = True
 
     def _build(self, pipe: Pipeline, now_ns: int, *, force: bool) -> _Batch:
         """Queue on ``pipe`` the exposures due, the alerts, and the heartbeat if due."""

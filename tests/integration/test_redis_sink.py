@@ -366,6 +366,46 @@ async def test_alerts_in_order_and_the_active_hash(
     assert sink.stats.alerts == len(transitions)
 
 
+async def test_a_restart_ends_the_alerts_its_predecessor_left_active(
+    redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
+) -> None:
+    """An earlier run left two alerts in the active hash; the new run holds one of them raised
+    again. Each old one is cleared (``reason: restart``) before the new run's transitions, so
+    a stream reader sees raised/cleared alternate per id; the hash holds the new run's."""
+    engine = AlertEngine(
+        [AlertRule(name="vega_limit", metric="vega", scope="underlying", above=10.0)]
+    )
+    old = [
+        *engine.evaluate("underlying", "main", "BTC", None, {"vega": 20.0}, T0),
+        *engine.evaluate("underlying", "main", "ETH", None, {"vega": 20.0}, T0),
+    ]
+    await client.hset(f"{unique}:alerts:active", mapping={p["id"]: orjson.dumps(p) for p in old})
+    await client.hset(f"{unique}:alerts:active", "junk", b"not an alert")
+    again = AlertEngine(
+        [AlertRule(name="vega_limit", metric="vega", scope="underlying", above=10.0)]
+    )
+    new = again.evaluate("underlying", "main", "ETH", None, {"vega": 30.0}, T0 + 10**9)
+    sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
+    for p in new:
+        sink.alert(p)
+    async with running(sink):
+
+        async def committed() -> bool:
+            return sink.stats.alerts == 3
+
+        await eventually(committed)
+    got = await stream(client, f"{unique}:alerts:stream")
+    assert [(p["id"], p["state"], p.get("reason")) for p in got] == [
+        ("vega_limit:main:BTC", "cleared", "restart"),
+        ("vega_limit:main:ETH", "cleared", "restart"),
+        ("vega_limit:main:ETH", "raised", None),
+    ]
+    assert got[0]["value"] == 20.0  # the value at the old raise
+    assert got[0]["ts_ns"] > T0  # stamped now
+    assert set(await active(client, unique)) == {"vega_limit:main:ETH"}
+    assert (await active(client, unique))["vega_limit:main:ETH"]["value"] == 30.0
+
+
 # ------------------------------------------------------------------ outages
 
 
