@@ -70,7 +70,7 @@ from engine.risk.strategies import Strategy, format_strategy, parse_strategy
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.http import CycleHistograms, HttpServer
-from engine.runtime.journal import FillJournal, positions_digest
+from engine.runtime.journal import FillJournal, Settlement, positions_digest
 from engine.runtime.redis_sink import RedisSink
 from engine.state import (
     FILL_IDS_KEPT,
@@ -633,11 +633,40 @@ class Daemon:
                 if not (math.isfinite(price) and price > 0.0):
                     continue  # nothing to settle at yet: try again next second
                 twap = dataclasses.replace(twap, price=price)
+            if self.inbox.journal is not None:  # first on disk: a restart settles it the same
+                self.inbox.journal.append_settlement(
+                    Settlement(
+                        index=index,
+                        expiry_ns=expiry_ns,
+                        price=twap.price,
+                        status=twap.status.value,
+                        n_samples=twap.n_samples,
+                        covered_ns=twap.covered_ns,
+                        longest_gap_ns=twap.longest_gap_ns,
+                        start_ns=twap.start_ns,
+                        ts_ns=now_ns,
+                    )
+                )
             lots = self.portfolio.settle_expiry(index, expiry_ns)
             del self._twaps[key]
             self._publish_settlement(index, expiry_ns, twap, lots, now_ns)
             settled += len(lots)
         return settled
+
+    def replay_settlement(self, s: Settlement) -> None:
+        """Settle again, at its price, an expiry the journal says settled before a restart:
+        its positions leave the book and its P&L is realised as it was."""
+        twap = Twap(
+            price=s.price,
+            n_samples=s.n_samples,
+            covered_ns=s.covered_ns,
+            longest_gap_ns=s.longest_gap_ns,
+            status=TwapStatus(s.status),
+            start_ns=s.start_ns,
+            end_ns=s.expiry_ns,
+        )
+        lots = self.portfolio.settle_expiry(s.index, s.expiry_ns)
+        self._publish_settlement(s.index, s.expiry_ns, twap, lots, s.ts_ns)
 
     def _publish_settlement(
         self, index: str, expiry_ns: int, twap: Twap, lots: list[SettledLot], now_ns: int
@@ -891,17 +920,24 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
         journal,
     )
     daemon.history_file = config_relative(config.risk.history, config_path)
-    for f in journaled:  # the fills since the positions file: the book the daemon had
-        daemon.apply_fill(f)
+    for entry in journaled:  # since the positions file, in order: the book the daemon had
+        if isinstance(entry, Settlement):
+            daemon.replay_settlement(entry)
+        else:
+            daemon.apply_fill(entry)
     if journaled:
-        logger.info("journal replayed", extra={"fills": len(journaled)})
+        n_settled = sum(isinstance(entry, Settlement) for entry in journaled)
+        logger.info(
+            "journal replayed",
+            extra={"fills": len(journaled) - n_settled, "settlements": n_settled},
+        )
     return daemon
 
 
 def _open_journal(
     config: AppConfig, config_path: Path, positions: Path | None
-) -> tuple[FillJournal | None, list[Fill]]:
-    """The fill journal (``portfolio.journal``) and the fills already in it.
+) -> tuple[FillJournal | None, list[Fill | Settlement]]:
+    """The fill journal (``portfolio.journal``) and the fills and settlements already in it.
 
     Raises:
         ConfigError: it cannot be read or written, or it is corrupt.
@@ -965,7 +1001,7 @@ _SETTLEMENT_UNITS: Final = {
     "value": "per unit, its price currency: coin-settled options max(S - K, 0) / S coin",
     "pnl": "settlement currency: coin (coin-settled), else USD",
     "pnl_usd": "USD (per book: the sum of its positions')",
-    "realised_pnl_usd": "USD, per book: every settlement since the daemon started",
+    "realised_pnl_usd": "USD, per book: every settlement since the daemon started (with a fill journal: since the journal began)",
 }
 
 

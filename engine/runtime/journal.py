@@ -1,15 +1,19 @@
-"""The fill journal: every fill the daemon accepts, on disk before it is acknowledged, so that a
-restarted daemon rebuilds exactly the book it had (docs/config.md, ``[portfolio] journal``).
+"""The fill journal: every fill the daemon accepts, on disk before it is acknowledged, and every
+settlement of an expiry, so that a restarted daemon rebuilds exactly the book it had and the P&L
+it realised (docs/config.md, ``[portfolio] journal``).
 
 Why a local fsynced file rather than a Redis stream: it needs nothing else to be up when a fill
 arrives or when the daemon starts (Redis may be the thing that restarted), and an ``fsync`` per
 fill is cheap at the rate fills come (market data is never journaled).
 
 Format: JSON lines. The first line is a header naming the positions file's content
-(``{"v": 1, "positions_sha256": ...}``); every other line is one fill as received (msgspec JSON
-of :class:`engine.events.Fill`). A journal whose header names other positions (a new
-start-of-day file) belongs to an earlier day: it is renamed aside (``.{timestamp}.old``) and a
-new one begun. A last line cut short by a crash (no newline) is left out.
+(``{"v": 2, "positions_sha256": ...}``); every other line is one fill as received (msgspec JSON
+of :class:`engine.events.Fill`) or one settlement (``{"settlement": {...}}``,
+:class:`Settlement`: the expiry and the price it settled at), in the order they happened. A
+version 1 journal (fills only) is read the same way. A journal whose header names other
+positions (a new start-of-day file) belongs to an earlier day: it is renamed aside
+(``.{timestamp}.old``) and a new one begun. A last line cut short by a crash (no newline) is
+left out.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import msgspec
 
 from engine.events import Fill
 
-__all__ = ["FillJournal", "positions_digest"]
+__all__ = ["FillJournal", "Settlement", "positions_digest"]
 
-_VERSION = 1
+_VERSION = 2
 
 
 class _Header(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,8 +38,29 @@ class _Header(msgspec.Struct, frozen=True, kw_only=True):
     positions_sha256: str
 
 
+class Settlement(msgspec.Struct, frozen=True, kw_only=True):
+    """An expiry settled: the positions in the instruments on ``index`` expiring at
+    ``expiry_ns`` left the book at ``price`` (USD) at ``ts_ns``; the other fields are those
+    of the average it came from (:class:`engine.risk.settlement.Twap`)."""
+
+    index: str
+    expiry_ns: int
+    price: float
+    status: str
+    n_samples: int
+    covered_ns: int
+    longest_gap_ns: int
+    start_ns: int
+    ts_ns: int
+
+
+class _SettlementLine(msgspec.Struct, frozen=True):
+    settlement: Settlement
+
+
 _ENCODER = msgspec.json.Encoder()
 _FILL = msgspec.json.Decoder(Fill)
+_SETTLEMENT = msgspec.json.Decoder(_SettlementLine)
 _HEADER = msgspec.json.Decoder(_Header)
 
 
@@ -57,16 +82,17 @@ class FillJournal:
         self._digest = positions_sha256
         self._file: IO[bytes] | None = None
 
-    def open(self) -> list[Fill]:
-        """Open for appending; returns the fills already in it (oldest first) when it extends
-        the same positions, else sets the old journal aside and starts a new one.
+    def open(self) -> list[Fill | Settlement]:
+        """Open for appending; returns the fills and settlements already in it (oldest first)
+        when it extends the same positions, else sets the old journal aside and starts a new
+        one.
 
         Raises:
             OSError: the file cannot be read or written.
-            ValueError: a line other than the last is not a fill (a corrupt journal: it is
-                left as it is for the operator).
+            ValueError: a line other than the last is neither a fill nor a settlement (a
+                corrupt journal: it is left as it is for the operator).
         """
-        fills: list[Fill] = []
+        fills: list[Fill | Settlement] = []
         if self.path.exists():
             data = self.path.read_bytes()
             lines = data.split(b"\n")
@@ -80,7 +106,10 @@ class FillJournal:
             if header is not None and header.positions_sha256 == self._digest:
                 for n, line in enumerate(complete[1:], start=2):
                     try:
-                        fills.append(_FILL.decode(line))
+                        if line.startswith(b'{"settlement"'):
+                            fills.append(_SETTLEMENT.decode(line).settlement)
+                        else:
+                            fills.append(_FILL.decode(line))
                     except msgspec.DecodeError as exc:
                         raise ValueError(f"{self.path}, line {n}: not a fill: {exc}") from None
             else:
@@ -94,6 +123,10 @@ class FillJournal:
     def append(self, fill: Fill) -> None:
         """Write ``fill`` and fsync it (returns once it is on disk)."""
         self._write(_ENCODER.encode(fill))
+
+    def append_settlement(self, settlement: Settlement) -> None:
+        """Write ``settlement`` and fsync it."""
+        self._write(_ENCODER.encode(_SettlementLine(settlement)))
 
     def _write(self, data: bytes) -> None:
         f = self._file

@@ -700,7 +700,8 @@ async def test_expired_positions_settle_at_the_index_twap(
     (here: every 10 s of the daemon's clock): 70 000 for the first half, 72 000 for the second,
     so the settlement price is 71 000. The call (K 60 000, 10 at 0.05 BTC) settles at
     (71 000 - 60 000) / 71 000 BTC, the short future (100 000 USD at 60 000) at 71 000; both
-    leave the book, and each position's payload reaches Redis."""
+    leave the book, and each position's payload reaches Redis. The settlement is journaled: a
+    restarted daemon holds neither position and has realised the same P&L."""
     future = "BTC-27DEC30"
     (tmp_path / "positions.csv").write_text(
         f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\nmain,{future},-100000,60000\n"
@@ -708,7 +709,8 @@ async def test_expired_positions_settle_at_the_index_twap(
     path = tmp_path / "riskd.toml"
     path.write_text(
         f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n'
-        '[portfolio]\npositions = "positions.csv"\n[risk]\nenabled = false\n'
+        '[portfolio]\npositions = "positions.csv"\njournal = "fills.journal"\n'
+        "[risk]\nenabled = false\n"
     )
     call = parse_deribit_name(CALL)
     assert call is not None
@@ -758,6 +760,19 @@ async def test_expired_positions_settle_at_the_index_twap(
     assert daemon.realised_pnl_usd["main"] == pytest.approx(
         opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12
     )
+    # A restart: the journal's settlement takes the positions out again, at the same price.
+    assert daemon.inbox.journal is not None
+    daemon.inbox.journal.close()
+    again = build(load_config(path), path, clock=ManualClock(expiry + 5 * 10**9))
+    try:
+        assert again.realised_pnl_usd == daemon.realised_pnl_usd
+        assert again.settle_due(expiry + 5 * 10**9) == 0  # nothing left to settle
+        again.cycle(full=True)
+        assert again.latest["main"]["n_positions"] == 0
+    finally:
+        await again.sink.aclose()
+        if again.inbox.journal is not None:
+            again.inbox.journal.close()
 
 
 async def test_strategies_from_the_positions_file_and_fills(

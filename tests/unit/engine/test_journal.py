@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.events import Fill
-from engine.runtime.journal import FillJournal, positions_digest
+from engine.runtime.journal import FillJournal, Settlement, positions_digest
 
 
 def fill(qty: float, fill_id: str | None = None) -> Fill:
@@ -22,7 +22,7 @@ def fill(qty: float, fill_id: str | None = None) -> Fill:
     )
 
 
-def read(path: Path, positions: str) -> list[Fill]:
+def read(path: Path, positions: str) -> list[Fill | Settlement]:
     """The fills a daemon starting now would apply again."""
     j = FillJournal(path, positions_digest(positions))
     try:
@@ -43,6 +43,34 @@ def test_fills_come_back_in_order_after_a_reopen(tmp_path: Path) -> None:
     again.append(fill(4.0))
     again.close()
     assert len(read(path, "book,instrument,quantity\n")) == 4
+
+
+def test_settlements_come_back_among_the_fills_and_version_1_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    done = Settlement(
+        index="btc_usd",
+        expiry_ns=10**18,
+        price=71_000.0,
+        status="ok",
+        n_samples=180,
+        covered_ns=1_790 * 10**9,
+        longest_gap_ns=10 * 10**9,
+        start_ns=10**18 - 1_800 * 10**9,
+        ts_ns=10**18 + 10**9,
+    )
+    j.append(fill(1.0, "a"))
+    j.append_settlement(done)
+    j.append(fill(2.0, "b"))
+    j.close()
+    assert read(path, "") == [fill(1.0, "a"), done, fill(2.0, "b")]
+    # a journal written by version 1 (fills only, header v 1) is read as before
+    lines = path.read_bytes().split(b"\n")
+    old = [lines[0].replace(b'"v":2', b'"v":1'), lines[1], lines[3], b""]
+    assert b'"v":1' in old[0]
+    path.write_bytes(b"\n".join(old))
+    assert read(path, "") == [fill(1.0, "a"), fill(2.0, "b")]
 
 
 def test_a_line_cut_short_by_a_crash_is_dropped_and_cut_off(tmp_path: Path) -> None:
