@@ -1001,7 +1001,8 @@ _SETTLEMENT_UNITS: Final = {
     "value": "per unit, its price currency: coin-settled options max(S - K, 0) / S coin",
     "pnl": "settlement currency: coin (coin-settled), else USD",
     "pnl_usd": "USD (per book: the sum of its positions')",
-    "realised_pnl_usd": "USD, per book: every settlement since the daemon started (with a fill journal: since the journal began)",
+    "realised_pnl_usd": "USD, per book: every settlement since the daemon started (with a "
+    "fill journal: since the journal began)",
 }
 
 
