@@ -19,8 +19,9 @@ A frame that cannot be turned into events raises :class:`~engine.errors.FeedDeco
 one of these stable reasons; the adapter counts and drops it and the connection goes on:
 
 =======================  ======================================================================
-``json``                 not JSON (or not UTF-8)
-``schema``               JSON of the wrong shape: a missing field, a wrong type
+``json``                 not JSON (or not UTF-8, or nested too deeply to decode)
+``schema``               JSON of the wrong shape: a missing field, a wrong type, a
+                         ``timestamp`` before 1970 or past int64 nanoseconds
 ``bad_price``            a mark or index price that is not finite and > 0, a negative bid or
                          ask, a negative IV, a forward or index price <= 0
 ``unknown_instrument``   neither in the registry nor a Deribit instrument or index name
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -70,6 +71,8 @@ _GET_INSTRUMENTS: Final = "public/get_instruments"
 _TICKER_PREFIX: Final = "ticker."
 _INDEX_PREFIX: Final = "deribit_price_index."
 _MS_TO_NS: Final = 1_000_000
+_TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // _MS_TO_NS)]
+"""A timestamp in ms whose nanoseconds fit the engine's int64 columns."""
 _EMPTY: Final = msgspec.Raw()
 
 T = TypeVar("T")
@@ -102,7 +105,7 @@ class _Heartbeat(msgspec.Struct, frozen=True):
 
 class _Ticker(msgspec.Struct, frozen=True, gc=False):
     instrument_name: str
-    timestamp: int
+    timestamp: _TimestampMs
     mark_price: float
     best_bid_price: float | None = None
     best_ask_price: float | None = None
@@ -114,7 +117,7 @@ class _Ticker(msgspec.Struct, frozen=True, gc=False):
 class _PriceIndex(msgspec.Struct, frozen=True, gc=False):
     index_name: str
     price: float
-    timestamp: int
+    timestamp: _TimestampMs
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -135,7 +138,7 @@ def _decode(
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise FeedDecodeError(feed, "schema", str(exc), frame) from exc
-    except (msgspec.DecodeError, UnicodeError) as exc:
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:  # Recursion: deep nesting
         raise FeedDecodeError(feed, "json", str(exc), frame) from exc
 
 
@@ -360,7 +363,7 @@ class DeribitProtocol:
             bid=self._side("best_bid_price", ticker.best_bid_price, frame),
             ask=self._side("best_ask_price", ticker.best_ask_price, frame),
             mark=mark,
-            iv=iv / 100.0 if iv else None,
+            iv=(iv / 100.0 or None) if iv else None,  # 0, or a percent that underflows: none
             underlying_price=self._positive("underlying_price", ticker.underlying_price, frame),
             index_price=self._positive("index_price", ticker.index_price, frame),
             ts_event=ts_event,

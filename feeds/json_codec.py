@@ -20,8 +20,10 @@ quote, a ``price`` a tick.
 
 Every bad message raises :class:`~engine.errors.FeedDecodeError` with a stable ``reason``:
 
-- ``json``: not JSON (this includes the non-standard ``NaN``/``Infinity`` tokens);
-- ``schema``: wrong types, missing fields, an unknown kind, a negative timestamp;
+- ``json``: not JSON (this includes the non-standard ``NaN``/``Infinity`` tokens), not UTF-8,
+  or nested too deeply to decode;
+- ``schema``: wrong types, missing fields, an unknown kind, a timestamp before 1970 or past
+  int64 nanoseconds (2262);
 - ``bad_price``: a non-finite or out-of-range number, price or mark <= 0, a negative bid or ask,
   bid > ask, iv <= 0, a zero quantity;
 - ``unknown_instrument``: a tick's or quote's instrument is neither in the registry nor a
@@ -51,15 +53,17 @@ FILL_TOPIC: Final = "fills"
 
 _NS_PER_MS: Final = 1_000_000
 _T = TypeVar("_T")
-_NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+_INT64_MAX: Final = 2**63 - 1  # timestamps end in the engine's int64 columns
+_TsMs = Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX // _NS_PER_MS)]
+_TsNs = Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
 _NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class _TickMsg(msgspec.Struct, frozen=True, gc=False):
     instrument: _NonEmptyStr
     price: float
-    ts: _NonNegInt | None = None
-    ts_ns: _NonNegInt | None = None
+    ts: _TsMs | None = None
+    ts_ns: _TsNs | None = None
 
 
 class _QuoteMsg(msgspec.Struct, frozen=True, gc=False):
@@ -70,8 +74,8 @@ class _QuoteMsg(msgspec.Struct, frozen=True, gc=False):
     iv: float | None = None
     underlying_price: float | None = None
     index_price: float | None = None
-    ts: _NonNegInt | None = None
-    ts_ns: _NonNegInt | None = None
+    ts: _TsMs | None = None
+    ts_ns: _TsNs | None = None
 
 
 class _FillMsg(msgspec.Struct, frozen=True, gc=False):
@@ -80,8 +84,8 @@ class _FillMsg(msgspec.Struct, frozen=True, gc=False):
     quantity: float
     price: float | None = None
     fill_id: str | None = msgspec.field(default=None, name="id")
-    ts: _NonNegInt | None = None
-    ts_ns: _NonNegInt | None = None
+    ts: _TsMs | None = None
+    ts_ns: _TsNs | None = None
 
 
 _ABSENT: Final = msgspec.Raw()
@@ -272,7 +276,7 @@ class JsonCodec:
             probe = _PROBE_DECODER.decode(line)
         except msgspec.ValidationError as exc:
             raise FeedDecodeError(self._feed, "schema", str(exc), line) from exc
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:  # Recursion: nesting
             raise FeedDecodeError(self._feed, "json", str(exc), line) from exc
         kind = probe.type
         if kind is None:
@@ -300,7 +304,7 @@ class JsonCodec:
             # 1e999 and friends: msgspec refuses a float that overflows to inf.
             reason = "bad_price" if detail.startswith("Number out of range") else "schema"
             raise FeedDecodeError(self._feed, reason, detail, payload) from exc
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:  # Recursion: nesting
             raise FeedDecodeError(self._feed, "json", str(exc), payload) from exc
 
     def _check_instrument(self, name: str, payload: bytes) -> None:

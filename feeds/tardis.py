@@ -57,6 +57,7 @@ MIN_PERCENT_IV: Final = 1.0
 """Smallest ``mark_iv`` accepted, in percent: a smaller one looks like a decimal."""
 
 _NS_PER_US: Final = 1_000
+_INT64_MAX: Final = 2**63 - 1  # timestamps end in the engine's int64 columns
 
 
 class OptionsChainDecoder:
@@ -99,9 +100,10 @@ class OptionsChainDecoder:
             IV as a decimal, ``underlying_price`` the expiry's forward in USD.
 
         Raises:
-            FeedDecodeError: ``schema`` (column count, unparseable number or timestamp, no
-                price), ``bad_price`` (rules of :func:`feeds.json_codec.build_quote`, or
-                ``mark_iv`` < :data:`MIN_PERCENT_IV`), ``unknown_instrument``.
+            FeedDecodeError: ``schema`` (column count, unparseable number or timestamp, a
+                timestamp before 1970 or past int64 nanoseconds, no price), ``bad_price``
+                (rules of :func:`feeds.json_codec.build_quote`, or ``mark_iv`` <
+                :data:`MIN_PERCENT_IV`), ``unknown_instrument``.
         """
         fields = _text(line).rstrip("\r\n").split(",")
         if len(fields) != self._ncols:
@@ -125,8 +127,9 @@ class OptionsChainDecoder:
             raise FeedDecodeError(self._feed, "schema", str(exc), line) from exc
         if not symbol:
             raise FeedDecodeError(self._feed, "schema", "empty symbol", line)
-        if ts_event < 0:
-            raise FeedDecodeError(self._feed, "schema", "negative timestamp", line)
+        if not (0 <= ts_event <= _INT64_MAX and 0 <= ts_recv <= _INT64_MAX):
+            detail = f"timestamp before 1970 or past int64 ns: {ts_event}, {ts_recv}"
+            raise FeedDecodeError(self._feed, "schema", detail, line)
         iv: float | None = None
         if mark_iv_pct is not None:
             if not (math.isfinite(mark_iv_pct) and mark_iv_pct >= MIN_PERCENT_IV):
