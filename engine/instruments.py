@@ -26,6 +26,7 @@ Position units (``multiplier`` turns one unit of position quantity into exposure
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -52,9 +53,10 @@ _MONTHS = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name
 _NAME = re.compile(
     r"^(?P<base>[A-Z0-9]+)(?:_(?P<quote>[A-Z0-9]+))?"
     r"(?:-(?P<rest>PERPETUAL|(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
-    r"(?:-(?P<strike>\d+(?:d\d+)?)-(?P<cp>[CP]))?))?$"
+    r"(?:-(?P<strike>\d+(?:d\d+)?)-(?P<cp>[CP]))?))?\Z",
+    re.ASCII,  # \d: 0-9 only; \Z: no trailing newline (found by fuzzing)
 )
-_INDEX = re.compile(r"^(?P<base>[a-z0-9]+)_(?P<quote>[a-z0-9]+)$")
+_INDEX = re.compile(r"^(?P<base>[a-z0-9]+)_(?P<quote>[a-z0-9]+)\Z", re.ASCII)
 
 
 class Kind(StrEnum):
@@ -110,8 +112,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         if self.kind == Kind.OPTION:
             if self.expiry_ns is None or self.strike is None or self.is_call is None:
                 raise ValueError(f"option {self.name!r} needs expiry_ns, strike and is_call")
-            if not self.strike > 0.0:
-                raise ValueError(f"option {self.name!r}: strike must be > 0, got {self.strike}")
+            if not 0.0 < self.strike < math.inf:
+                raise ValueError(
+                    f"option {self.name!r}: strike must be finite and > 0, got {self.strike}"
+                )
         if self.kind == Kind.FUTURE and self.expiry_ns is None:
             raise ValueError(f"future {self.name!r} needs expiry_ns")
         if not self.multiplier > 0.0:
@@ -172,7 +176,7 @@ def parse_deribit_name(name: str) -> Instrument | None:
     if m["strike"] is None:
         return Instrument(kind=Kind.FUTURE, expiry_ns=expiry_ns, **common)
     strike = float(m["strike"].replace("d", "."))
-    if strike <= 0.0:
+    if not 0.0 < strike < math.inf:  # 400 digits overflow to inf (found by fuzzing)
         return None
     return Instrument(
         kind=Kind.OPTION, expiry_ns=expiry_ns, strike=strike, is_call=m["cp"] == "C", **common
@@ -186,7 +190,9 @@ def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
         ValueError: a required field is missing or has the wrong type.
     """
     try:
-        name = str(info["instrument_name"])
+        name = info["instrument_name"]
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"instrument_name must be a non-empty string, got {name!r}")
         kind_s = str(info["kind"])
         base = str(info["base_currency"])
         quote = str(info.get("counter_currency") or info["quote_currency"])

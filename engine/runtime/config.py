@@ -195,6 +195,8 @@ def load_config(path: Path) -> AppConfig:
         raise ConfigError(source, f"cannot read: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(source, f"not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per nested array or table (found by fuzzing)
+        raise ConfigError(source, "not valid TOML: nested too deeply") from None
     try:
         config = msgspec.convert(data, AppConfig)
     except msgspec.ValidationError as exc:  # its message ends "- at `$.feeds[0].url`"
@@ -284,7 +286,14 @@ def load_positions(path: Path) -> list[Position]:
     reader = csv.reader(text.splitlines())
     header: list[str] | None = None
     out: list[Position] = []
-    for lineno, row in enumerate(reader, start=1):
+    rows = enumerate(reader, start=1)
+    while True:
+        try:
+            lineno, row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field over the csv module's limit (found by fuzzing)
+            raise ConfigError(source, f"line {reader.line_num}: {exc}") from None
         if not row or row[0].lstrip().startswith("#"):
             continue
         cells = [c.strip() for c in row]

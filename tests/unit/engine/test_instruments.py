@@ -25,6 +25,7 @@ from engine.instruments import (
     from_deribit_instrument,
     parse_deribit_name,
 )
+from tests.deribit_server import SAMPLE_INSTRUMENTS
 
 DATA = Path(__file__).parents[2] / "data" / "deribit_tickers.jsonl"
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -451,9 +452,10 @@ def _option(**kw: Any) -> Instrument:
         ({"expiry_ns": None}, "needs expiry_ns, strike and is_call"),
         ({"strike": None}, "needs expiry_ns, strike and is_call"),
         ({"is_call": None}, "needs expiry_ns, strike and is_call"),
-        ({"strike": 0.0}, "strike must be > 0"),
-        ({"strike": -1.0}, "strike must be > 0"),
-        ({"strike": float("nan")}, "strike must be > 0"),
+        ({"strike": 0.0}, "strike must be finite and > 0"),
+        ({"strike": -1.0}, "strike must be finite and > 0"),
+        ({"strike": float("nan")}, "strike must be finite and > 0"),
+        ({"strike": float("inf")}, "strike must be finite and > 0"),
         ({"multiplier": 0.0}, "multiplier must be > 0"),
         ({"multiplier": float("nan")}, "multiplier must be > 0"),
         ({"kind": Kind.FUTURE, "expiry_ns": None}, "future 'X' needs expiry_ns"),
@@ -511,3 +513,31 @@ def test_registry_add_get_and_config_precedence_over_parsing() -> None:
     reg2.add(custom)
     assert reg2.get("BTC-27DEC24-60000-C") is custom
     assert len(reg2) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BTC-27DEC24-" + "9" * 400 + "-C",  # the strike overflows to inf
+        "BTC-PERPETUAL\n",  # a trailing newline
+        "BTC-27DEC24-6\u0660000-C",  # an Arabic-Indic digit
+        "btc_usd\n",
+    ],
+)
+def test_names_that_only_look_like_deribit_names_are_refused(name: str) -> None:
+    """Found by fuzzing the codecs: each of these used to parse into an instrument."""
+    assert parse_deribit_name(name) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"instrument_name": None}, "instrument_name"),
+        ({"instrument_name": ""}, "instrument_name"),
+        ({"strike": 1e999}, "strike"),
+    ],
+)
+def test_bad_get_instruments_entries_are_refused(change: dict[str, Any], message: str) -> None:
+    entry = {**SAMPLE_INSTRUMENTS[0], **change}
+    with pytest.raises(ValueError, match=message):
+        from_deribit_instrument(entry)
