@@ -7,17 +7,28 @@ Servers can be killed (SIGKILL) and started again on the same port, to inject fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Self
 
-__all__ = ["MosquittoServer", "RedisServer", "free_port", "wait_port", "wait_until"]
+from engine.runtime.app import Daemon, build, run
+from engine.runtime.config import load_config
+
+__all__ = [
+    "MosquittoServer",
+    "RedisServer",
+    "free_port",
+    "running_daemon",
+    "wait_port",
+    "wait_until",
+]
 
 
 def free_port() -> int:
@@ -45,6 +56,20 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> 
     async with asyncio.timeout(timeout_s):
         while not predicate():  # noqa: ASYNC110 - the state polled has no event to wait on
             await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(path: Path) -> AsyncIterator[Daemon]:
+    """riskd built from the config file ``path``, running in this event loop; stopped (and
+    checked to exit 0) on leaving."""
+    daemon = build(load_config(path), path)
+    task = asyncio.create_task(run(daemon))
+    try:
+        yield daemon
+    finally:
+        daemon.stop.set()
+        async with asyncio.timeout(20):
+            assert await task == 0
 
 
 def _binary(name: str, *fallbacks: str) -> str:

@@ -13,7 +13,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from engine.runtime.app import Daemon, _vol_level, build, load_history, run
 from engine.runtime.config import load_config
 from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
-from tests.servers import MosquittoServer, RedisServer, wait_until
+from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
 
 CALL = "BTC-27DEC30-60000-C"
 PUT = "ETH-27DEC30-3000-P"
@@ -93,18 +93,6 @@ above = 1000.0
 """
     )
     return path
-
-
-@contextlib.asynccontextmanager
-async def _running(path: Path) -> AsyncIterator[Daemon]:
-    daemon = build(load_config(path), path)
-    task = asyncio.create_task(run(daemon))
-    try:
-        yield daemon
-    finally:
-        daemon.stop.set()
-        async with asyncio.timeout(20):
-            assert await task == 0
 
 
 async def _publish(port: int, messages: Sequence[tuple[str, dict[str, Any] | bytes]]) -> None:
@@ -193,7 +181,7 @@ above = 1000.0
     path = _config(tmp_path, redis_server.url, unique, port, unique, extra=expiry_rule)
     r = aioredis.Redis.from_url(redis_server.url)
     try:
-        async with _running(path) as daemon:
+        async with running_daemon(path) as daemon:
             # Published before the feed's first subscription, messages would have no session
             # to wait in: start once it is subscribed.
             await wait_until(lambda: daemon.feeds[0].stats.connected)
@@ -295,7 +283,7 @@ async def test_survives_redis_and_broker_restarts_without_losing_fills(
             return ok
 
         try:
-            async with _running(path) as daemon:
+            async with running_daemon(path) as daemon:
                 await wait_until(lambda: daemon.feeds[0].stats.connected)
                 await _publish(ms.port, _market(unique, 65000.0, 66000.0, 0.6))
                 await send_fills(30)
@@ -562,7 +550,7 @@ below = -1.0
     path = _config(tmp_path, redis_server.url, unique, port, unique, extra=extra)
     r = aioredis.Redis.from_url(redis_server.url)
     try:
-        async with _running(path) as daemon:
+        async with running_daemon(path) as daemon:
             await wait_until(lambda: daemon.feeds[0].stats.connected)
             alerts = r.pubsub()
             await alerts.subscribe(f"{unique}:alerts")
@@ -801,7 +789,7 @@ above = 0.1
     high = "BTC-27DEC30-70000-C"
     r = aioredis.Redis.from_url(redis_server.url)
     try:
-        async with _running(path) as daemon:
+        async with running_daemon(path) as daemon:
             await wait_until(lambda: daemon.feeds[0].stats.connected)
             alerts = r.pubsub()
             await alerts.subscribe(f"{unique}:alerts")
@@ -937,7 +925,7 @@ async def test_health_readiness_and_metrics_over_http(
     port = mosquitto_server.port
     extra = '[http]\naddress = "127.0.0.1:0"\n[risk]\nenabled = false\n'
     path = _config(tmp_path, redis_server.url, unique, port, unique, extra)
-    async with _running(path) as daemon:
+    async with running_daemon(path) as daemon:
         await wait_until(lambda: daemon.http is not None and daemon.http.port > 0)
         assert daemon.http is not None
         http = daemon.http.port

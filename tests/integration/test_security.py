@@ -18,7 +18,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,12 @@ from engine.clock import ManualClock
 from engine.errors import ConfigError, FeedConnectionError, SinkError
 from engine.instruments import InstrumentRegistry
 from engine.outputs import SCHEMA_VERSION
-from engine.runtime.app import Daemon, build, run
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import load_config, redacted
 from engine.runtime.logs import JsonFormatter
 from engine.runtime.redis_sink import RedisConfig, RedisSink
 from feeds.mqtt import MqttFeed, MqttFeedConfig
-from tests.servers import MosquittoServer, RedisServer, wait_until
+from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
 
 ROOT = Path(__file__).parents[2]
 RISKD = Path(sys.executable).with_name("riskd")
@@ -252,18 +251,6 @@ def _logged(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{formatter.format(r)} {r.__dict__!r}" for r in caplog.records)
 
 
-@contextlib.asynccontextmanager
-async def _running(path: Path) -> AsyncIterator[Daemon]:
-    daemon = build(load_config(path), path)
-    task = asyncio.create_task(run(daemon))
-    try:
-        yield daemon
-    finally:
-        daemon.stop.set()
-        async with asyncio.timeout(20):
-            assert await task == 0
-
-
 async def _http_get(port: int, path: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -385,7 +372,7 @@ below = -50000.0
     with redis_server, broker:
         admin = redis_server.admin()
         try:
-            async with _running(path) as daemon:
+            async with running_daemon(path) as daemon:
                 await wait_until(lambda: daemon.sink.stats.connected, timeout_s=30)
                 await wait_until(lambda: daemon.feeds[0].stats.connected, timeout_s=30)
                 # raised by the start-up cycle, before the sink's first connection
