@@ -152,8 +152,11 @@ class _FaultRecord:
         self.measures.setdefault(what, []).append(value)
 
     def summary(self) -> str:
+        def show(x: float) -> str:
+            return f"{x:.0f}" if x == int(x) else f"{x:.1f}"
+
         spans = [
-            f"{min(v):.1f}-{max(v):.1f} {what}" if min(v) != max(v) else f"{v[0]:.1f} {what}"
+            f"{show(min(v))}-{show(max(v))} {what}" if min(v) != max(v) else f"{show(v[0])} {what}"
             for what, v in self.measures.items()
         ]
         return "; ".join([*spans, *dict.fromkeys(self.notes)])
@@ -469,8 +472,8 @@ class _Soak:
         await asyncio.sleep(3.0)
         self.server.frames_per_interval = 1
         burst = (self.server.frames_sent - sent1) / (time.monotonic() - t1)
-        r.measure("x the normal rate", burst / max(normal, 1e-9))
-        r.measure("frames/s", burst)
+        r.measure("x the normal rate", round(burst / max(normal, 1e-9), 1))
+        r.measure("frames/s", round(burst))
         since, sent2 = time.monotonic(), self.server.frames_sent
 
         async def ok(m: Metrics) -> bool:  # the daemon has read every frame of the burst
