@@ -79,7 +79,7 @@ PREFIX = "soak"
 CLOCK_JUMP_S = 3600
 STEPS = 24  # frames per instrument in the recorded lap: the market goes round a cycle
 RSS_GROWTH_LIMIT_MB = 64.0
-BURST_SPEEDUP = 10  # tickers per pause in a burst, against 1
+BURST_SPEEDUP = 11  # tickers per pause in a burst, against 1 (the sends themselves take time)
 
 
 def _frames(step_count: int = STEPS) -> list[dict[str, Any]]:
