@@ -943,7 +943,9 @@ class Portfolio:
         groups = la["group"][:n]
         lots = np.flatnonzero(la["qty"][:n] != 0.0)
         owner = ga["book"][groups[lots]]
-        order = np.argsort(owner, kind="stable")
+        # a stable sort of 16-bit keys is a radix sort: a fifth of the time of int64's
+        keys = owner.astype(np.uint16) if self._books.n <= 1 << 16 else owner
+        order = np.argsort(keys, kind="stable")
         lots, owner = lots[order], owner[order]
         bounds = np.searchsorted(owner, np.arange(self._books.n + 1))
         ua = self._bus.arrays
@@ -959,8 +961,10 @@ class Portfolio:
             inst = la["inst"][mine]
             und = und_of_bu[ga["bu"][groups[mine]]]
             prices = np.full(len(pairs), _NAN)  # each underlying's index, from one of its lots
-            held, first = np.unique(und, return_index=True)
-            prices[held] = spot_px[ia["spot_row"][inst[first]]]
+            first = np.full(len(pairs), -1, dtype=np.int64)
+            first[und[::-1]] = np.arange(len(und) - 1, -1, -1)  # each one's first lot
+            held = first >= 0
+            prices[held] = spot_px[ia["spot_row"][inst[first[held]]]]
             out[book] = BookRisk(
                 book=book,
                 valuation_ns=self.valuation_ns,
