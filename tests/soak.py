@@ -412,17 +412,17 @@ class _Soak:
         self.failures.append(f"{record.name}: not recovered within 30 s")
 
     async def _redis_kill(self, r: _FaultRecord) -> None:
+        before = _value(await self.metrics.get(), "riskd_redis_reconnects_total")
         self.redis.kill()
         await asyncio.sleep(1.5)
         self.redis.start()
         since = time.monotonic()
-        before = _value(await self.metrics.get(), "riskd_redis_reconnects_total")
         client = aioredis.Redis.from_url(self.redis.url)
 
-        async def ok(m: Metrics) -> bool:
+        async def ok(m: Metrics) -> bool:  # reconnected since the kill, and refilled
             if _value(m, "riskd_redis_connected") != 1.0:
                 return False
-            if _value(m, "riskd_redis_reconnects_total") <= before - 1:
+            if _value(m, "riskd_redis_reconnects_total") <= before:
                 return False
             try:  # refilled: every exposure key is back in the snapshot hash
                 return bool(await client.hlen(f"{PREFIX}:snapshot") >= self.snapshot_keys)
@@ -449,14 +449,16 @@ class _Soak:
 
     async def _ws_drop(self, r: _FaultRecord) -> None:
         before = _value(await self.metrics.get(), "riskd_messages_total", feed="deribit")
+        accepted = self.server.connections
         await self.server.drop_connections(mid_frame=True)
         since = time.monotonic()
 
-        async def ok(m: Metrics) -> bool:
+        async def ok(m: Metrics) -> bool:  # a new connection, and the feed reading on it
             return (
-                _value(m, "riskd_feed_connected", feed="deribit") == 1.0
-                and _value(m, "riskd_messages_total", feed="deribit") > before + 10
+                self.server.connections > accepted
                 and self.server.open_connections == 1
+                and _value(m, "riskd_feed_connected", feed="deribit") == 1.0
+                and _value(m, "riskd_messages_total", feed="deribit") > before + 10
             )
 
         await self._wait(r, since, ok)
