@@ -102,40 +102,34 @@ def test_without_hysteresis_the_limit_itself_changes_nothing() -> None:
 # ------------------------------------------------------------------ cooldown
 
 
+def at(engine: AlertEngine, t_s: float, v: float) -> list[str]:
+    """The states of the transitions of delta_usd = ``v`` on main:BTC at ``t_s`` s."""
+    got = engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S))
+    return [p["state"] for p in got]
+
+
 def test_cooldown_holds_back_a_new_raise_but_not_a_clear() -> None:
     engine = AlertEngine([rule(above=100.0, cooldown_s=60.0)])
 
-    def at(t_s: float, v: float) -> list[str]:
-        got = engine.evaluate(
-            "underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S)
-        )
-        return [p["state"] for p in got]
-
-    assert at(0, 150.0) == ["raised"]
-    assert at(1, 50.0) == ["cleared"]  # clears go through during the cooldown
-    assert at(2, 150.0) == []  # out again, but cooling down
+    assert at(engine, 0, 150.0) == ["raised"]
+    assert at(engine, 1, 50.0) == ["cleared"]  # clears go through during the cooldown
+    assert at(engine, 2, 150.0) == []  # out again, but cooling down
     assert engine.active() == []
-    assert at(59.9, 150.0) == []
-    assert at(60, 150.0) == ["raised"]  # cooldown over and still out: raised now
-    assert at(61, 50.0) == ["cleared"]
-    assert at(119, 150.0) == []
-    assert at(130, 50.0) == []  # back inside before the cooldown ended: nothing at all
+    assert at(engine, 59.9, 150.0) == []
+    assert at(engine, 60, 150.0) == ["raised"]  # cooldown over and still out: raised now
+    assert at(engine, 61, 50.0) == ["cleared"]
+    assert at(engine, 119, 150.0) == []
+    assert at(engine, 130, 50.0) == []  # back inside before the cooldown ended: nothing at all
 
 
 def test_a_clock_stepped_back_does_not_stretch_the_cooldown() -> None:
     engine = AlertEngine([rule(above=100.0, cooldown_s=60.0)])
 
-    def at(t_s: float, v: float) -> list[str]:
-        got = engine.evaluate(
-            "underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S)
-        )
-        return [p["state"] for p in got]
-
-    assert at(3600, 150.0) == ["raised"]
-    assert at(3601, 50.0) == ["cleared"]
-    assert at(2, 150.0) == ["raised"]  # the clock went back an hour: no hour-long cooldown
-    assert at(3, 50.0) == ["cleared"]
-    assert at(30, 150.0) == []  # the cooldown of that raise holds as usual
+    assert at(engine, 3600, 150.0) == ["raised"]
+    assert at(engine, 3601, 50.0) == ["cleared"]
+    assert at(engine, 2, 150.0) == ["raised"]  # the clock went back an hour: no hour-long cooldown
+    assert at(engine, 3, 50.0) == ["cleared"]
+    assert at(engine, 30, 150.0) == []  # the cooldown of that raise holds as usual
 
 
 def test_cooldown_is_per_key() -> None:
