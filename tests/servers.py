@@ -25,6 +25,7 @@ __all__ = [
     "MosquittoServer",
     "RedisServer",
     "free_port",
+    "http_get",
     "running_daemon",
     "wait_port",
     "wait_until",
@@ -56,6 +57,24 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> 
     async with asyncio.timeout(timeout_s):
         while not predicate():  # noqa: ASYNC110 - the state polled has no event to wait on
             await asyncio.sleep(0.01)
+
+
+async def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """``GET path`` from 127.0.0.1:``port`` (the daemon's HTTP endpoint): (status, body).
+
+    Raises:
+        OSError: refused or reset; TimeoutError (an OSError) after ``timeout_s``.
+    """
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await writer.drain()
+            data = await reader.read()
+        finally:
+            writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -64,7 +63,7 @@ from engine.runtime.app import build
 from engine.runtime.config import load_config
 from feeds.deribit_codec import DeribitProtocol
 from tests.deribit_server import DeribitServer
-from tests.servers import MosquittoServer, RedisServer, free_port
+from tests.servers import MosquittoServer, RedisServer, free_port, http_get
 
 __all__ = ["SoakResult", "soak"]
 
@@ -212,35 +211,26 @@ class SoakResult:
         return "\n".join(lines)
 
 
-class _Metrics:
-    """The daemon's ``/metrics``, scraped."""
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""A scrape of ``/metrics``: (sample name, sorted labels) -> value."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
 
-    def _scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        with urllib.request.urlopen(self.url, timeout=2) as response:  # noqa: S310 - our http
-            text = response.read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
+async def _scrape(port: int) -> Metrics:
+    """The daemon's ``/metrics``."""
+    _, body = await http_get(port, "/metrics")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
 
-    async def get(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return await asyncio.to_thread(self._scrape)
 
-    @staticmethod
-    def value(
-        m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-    ) -> float:
-        return m.get((name, tuple(sorted(labels.items()))), 0.0)
+def _value(m: Metrics, name: str, **labels: str) -> float:
+    return m.get((name, tuple(sorted(labels.items()))), 0.0)
 
-    @staticmethod
-    def by_label(
-        m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
-    ) -> dict[tuple[str, ...], float]:
-        return {tuple(v for _, v in labels): x for (n, labels), x in m.items() if n == name}
+
+def _by_label(m: Metrics, name: str) -> dict[tuple[str, ...], float]:
+    return {tuple(v for _, v in labels): x for (n, labels), x in m.items() if n == name}
 
 
 def _config(
@@ -300,15 +290,6 @@ def _text(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else str(key)
 
 
-def _answers(url: str) -> bool:
-    """Whether ``url`` answers 200."""
-    try:
-        with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - the daemon's endpoint
-            return True
-    except OSError:  # refused, or an HTTPError (503: not ready)
-        return False
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -325,6 +306,7 @@ class _Soak:
         self.offset_ms = 0  # the exchange's clock, ahead of ours during a clock jump
         self.redis = RedisServer()
         self.broker = _Broker()
+        self.http_port = free_port()  # the daemon's /readyz and /metrics
         self.server = DeribitServer(
             _frames(), frame_interval_s=0.02, timestamp_ms=self._exchange_ms
         )
@@ -403,7 +385,7 @@ class _Soak:
             if not self._alive():
                 return
             with contextlib.suppress(OSError):
-                if await ok(await self.metrics.get()):
+                if await ok(await _scrape(self.http_port)):
                     record.recovered += 1
                     record.recover_s.append(time.monotonic() - since)
                     return
@@ -412,7 +394,7 @@ class _Soak:
         self.failures.append(f"{record.name}: not recovered within 30 s")
 
     async def _redis_kill(self, r: _FaultRecord) -> None:
-        before = _value(await self.metrics.get(), "riskd_redis_reconnects_total")
+        before = _value(await _scrape(self.http_port), "riskd_redis_reconnects_total")
         self.redis.kill()
         await asyncio.sleep(1.5)
         self.redis.start()
@@ -437,7 +419,7 @@ class _Soak:
     async def _mosquitto_restart(self, r: _FaultRecord) -> None:
         await asyncio.to_thread(self.broker.restart)
         since = time.monotonic()
-        before = _value(await self.metrics.get(), "riskd_messages_total", feed="fills")
+        before = _value(await _scrape(self.http_port), "riskd_messages_total", feed="fills")
 
         async def ok(m: Metrics) -> bool:
             return (
@@ -448,7 +430,7 @@ class _Soak:
         await self._wait(r, since, ok)
 
     async def _ws_drop(self, r: _FaultRecord) -> None:
-        before = _value(await self.metrics.get(), "riskd_messages_total", feed="deribit")
+        before = _value(await _scrape(self.http_port), "riskd_messages_total", feed="deribit")
         accepted = self.server.connections
         await self.server.drop_connections(mid_frame=True)
         since = time.monotonic()
@@ -468,7 +450,7 @@ class _Soak:
         await asyncio.sleep(2.0)
         normal = (self.server.frames_sent - sent0) / (time.monotonic() - t0)
         sent1 = self.server.frames_sent
-        read1 = _value(await self.metrics.get(), "riskd_messages_total", feed="deribit")
+        read1 = _value(await _scrape(self.http_port), "riskd_messages_total", feed="deribit")
         self.server.frames_per_interval = BURST_SPEEDUP
         t1 = time.monotonic()
         await asyncio.sleep(3.0)
@@ -484,7 +466,7 @@ class _Soak:
         await self._wait(r, since, ok)
 
     async def _flood(self, r: _FaultRecord) -> None:
-        m0 = await self.metrics.get()
+        m0 = await _scrape(self.http_port)
         ws0, mq0 = _dropped(m0, "deribit"), _dropped(m0, "fills")
         garbage_ws: list[bytes | str] = [
             b"\x00\xff garbage",
@@ -545,7 +527,7 @@ class _Soak:
         self.offset_ms = 0
         self.proc.send_signal(signal.SIGUSR2)
         since = time.monotonic()
-        before = _value(await self.metrics.get(), "riskd_messages_total", feed="deribit")
+        before = _value(await _scrape(self.http_port), "riskd_messages_total", feed="deribit")
 
         async def ok(m: Metrics) -> bool:
             return (
@@ -558,8 +540,6 @@ class _Soak:
 
     # ------------------------------------------------------------------ the run
     async def run(self) -> SoakResult:
-        http_port = free_port()
-        self.metrics = _Metrics(f"http://127.0.0.1:{http_port}/metrics")
         self.redis.start()
         self.broker.start()
         await self.server.start()
@@ -568,13 +548,13 @@ class _Soak:
             self.redis.url,
             self.server.url,
             self.broker.port,
-            f"127.0.0.1:{http_port}",
+            f"127.0.0.1:{self.http_port}",
             "fills.journal",
             "riskd.toml",
         )
         self._start_daemon(config)
         assert self.proc is not None
-        await self._ready(f"http://127.0.0.1:{http_port}/readyz")
+        await self._ready()
         publisher = asyncio.create_task(self._publish_fills())
         await asyncio.sleep(3.0)  # warm-up: every key published, fills flowing
         client = aioredis.Redis.from_url(self.redis.url)
@@ -609,13 +589,14 @@ class _Soak:
         await self.server.stop()
         return result
 
-    async def _ready(self, url: str) -> None:
+    async def _ready(self) -> None:
         deadline = time.monotonic() + 300.0  # a first run compiles the kernels
         while time.monotonic() < deadline:
             if not self._alive():
                 raise RuntimeError(f"riskd exited at start:\n{self._log_tail()}")
-            if await asyncio.to_thread(_answers, url):
-                return
+            with contextlib.suppress(OSError):  # not listening yet
+                if (await http_get(self.http_port, "/readyz"))[0] == 200:
+                    return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"riskd not ready:\n{self._log_tail()}")
 
@@ -655,7 +636,7 @@ class _Soak:
             self.failures.append(f"{len(missing)} fills not in the journal: {sorted(missing)[:5]}")
         if twice := [i for i, n in ids.items() if n > 1]:
             self.failures.append(f"fills journaled twice: {twice[:5]}")
-        m = await self.metrics.get() if self._alive() else {}
+        m = await _scrape(self.http_port) if self._alive() else {}
         await asyncio.sleep(2.5)  # a full reprice of the final market
         rss_end = _rss_mb(self.proc.pid) if self._alive() else math.nan
         self.rss.append(rss_end)
@@ -671,10 +652,9 @@ class _Soak:
             duration_s=elapsed,
             faults=self.faults,
             dropped={
-                (k[0], k[1]): v
-                for k, v in _Metrics.by_label(m, "riskd_dropped_messages_total").items()
+                (k[0], k[1]): v for k, v in _by_label(m, "riskd_dropped_messages_total").items()
             },
-            received={k[0]: v for k, v in _Metrics.by_label(m, "riskd_messages_total").items()},
+            received={k[0]: v for k, v in _by_label(m, "riskd_messages_total").items()},
             fills_sent=len(self.fills),
             fills_journaled=sum(ids.values()),
             rss_mb=self.rss[min(2, len(self.rss) - 1) :],
@@ -738,18 +718,11 @@ class _Soak:
         return len(published), worst
 
 
-Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 TOLERANCE = 1e-9
 
 
-def _value(m: Metrics, name: str, **labels: str) -> float:
-    return _Metrics.value(m, name, **labels)
-
-
 def _dropped(m: Metrics, feed: str) -> float:
-    return sum(
-        v for (f, _), v in _Metrics.by_label(m, "riskd_dropped_messages_total").items() if f == feed
-    )
+    return sum(v for (f, _), v in _by_label(m, "riskd_dropped_messages_total").items() if f == feed)
 
 
 def _journaled(path: Path) -> Counter[str]:

@@ -36,7 +36,7 @@ from engine.runtime.app import Daemon, _vol_level, build, load_history, run
 from engine.runtime.config import load_config
 from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
-from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
+from tests.servers import MosquittoServer, RedisServer, http_get, running_daemon, wait_until
 
 CALL = "BTC-27DEC30-60000-C"
 PUT = "ETH-27DEC30-3000-P"
@@ -907,16 +907,6 @@ async def test_a_failing_settlement_is_counted_and_the_monitor_goes_on(tmp_path:
     await daemon.sink.aclose()
 
 
-async def _get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
 async def test_health_readiness_and_metrics_over_http(
     tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
 ) -> None:
@@ -929,9 +919,9 @@ async def test_health_readiness_and_metrics_over_http(
         await wait_until(lambda: daemon.http is not None and daemon.http.port > 0)
         assert daemon.http is not None
         http = daemon.http.port
-        assert await _get(http, "/healthz") == (200, b"ok\n")
+        assert await http_get(http, "/healthz") == (200, b"ok\n")
         await wait_until(lambda: daemon.feeds[0].stats.connected and daemon.sink.stats.connected)
-        status, body = await _get(http, "/readyz")
+        status, body = await http_get(http, "/readyz")
         assert status == 200, body
         assert orjson.loads(body)["checks"] == {
             "kernels_warm": True,
@@ -942,19 +932,19 @@ async def test_health_readiness_and_metrics_over_http(
         bad = (f"{unique}/md/quote/{CALL}", b"{not json")
         await _publish(port, [*_market(unique, 65000.0, 66000.0, 0.6), bad])
         await wait_until(lambda: daemon.feeds[0].stats.received >= 5)
-        status, metrics = await _get(http, "/metrics")
+        status, metrics = await http_get(http, "/metrics")
         text = metrics.decode()
         assert status == 200
         assert 'riskd_messages_total{feed="md"} 5.0' in text
         assert 'riskd_dropped_messages_total{feed="md",reason="json"} 1.0' in text
         assert "riskd_cycle_seconds_count" in text
         assert "riskd_latency_seconds_bucket" in text
-        assert (await _get(http, "/nope"))[0] == 404
+        assert (await http_get(http, "/nope"))[0] == 404
         # every metric the Grafana dashboard in docs/ queries is one /metrics serves
         dashboard = (Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text()
         wanted = set(re.findall(r"riskd_[a-z_]+", dashboard))
         served = set(re.findall(r"^(riskd_[a-z_]+)", text, re.MULTILINE))
         assert wanted <= served, wanted - served
         daemon.feeds[0].stats.connected = False  # as after a drop: not ready
-        assert (await _get(http, "/readyz"))[0] == 503
+        assert (await http_get(http, "/readyz"))[0] == 503
         daemon.feeds[0].stats.connected = True

@@ -38,7 +38,7 @@ from engine.runtime.config import load_config, redacted
 from engine.runtime.logs import JsonFormatter
 from engine.runtime.redis_sink import RedisConfig, RedisSink
 from feeds.mqtt import MqttFeed, MqttFeedConfig
-from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
+from tests.servers import MosquittoServer, RedisServer, http_get, running_daemon, wait_until
 
 ROOT = Path(__file__).parents[2]
 RISKD = Path(sys.executable).with_name("riskd")
@@ -251,16 +251,6 @@ def _logged(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{formatter.format(r)} {r.__dict__!r}" for r in caplog.records)
 
 
-async def _http_get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
 async def _eventually(check: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
     """Poll the coroutine function ``check`` until it returns something true; return that."""
     last: Any = None
@@ -408,9 +398,9 @@ below = -50000.0
                     await _eventually(functools.partial(admin.hexists, snapshot, "main"), family)
 
                 assert daemon.http is not None
-                status, ready = await _http_get(daemon.http.port, "/readyz")
+                status, ready = await http_get(daemon.http.port, "/readyz")
                 assert status == 200, ready
-                _, metrics = await _http_get(daemon.http.port, "/metrics")
+                _, metrics = await http_get(daemon.http.port, "/metrics")
                 heartbeat = await admin.get(f"{unique}:heartbeat")
                 assert isinstance(heartbeat, bytes)
                 assert orjson.loads(heartbeat)["v"] == SCHEMA_VERSION
