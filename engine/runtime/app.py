@@ -635,17 +635,7 @@ class Daemon:
                 twap = dataclasses.replace(twap, price=price)
             if self.inbox.journal is not None:  # first on disk: a restart settles it the same
                 self.inbox.journal.append_settlement(
-                    Settlement(
-                        index=index,
-                        expiry_ns=expiry_ns,
-                        price=twap.price,
-                        status=twap.status.value,
-                        n_samples=twap.n_samples,
-                        covered_ns=twap.covered_ns,
-                        longest_gap_ns=twap.longest_gap_ns,
-                        start_ns=twap.start_ns,
-                        ts_ns=now_ns,
-                    )
+                    Settlement(index=index, expiry_ns=expiry_ns, ts_ns=now_ns, twap=twap)
                 )
             lots = self.portfolio.settle_expiry(index, expiry_ns)
             del self._twaps[key]
@@ -656,17 +646,8 @@ class Daemon:
     def replay_settlement(self, s: Settlement) -> None:
         """Settle again, at its price, an expiry the journal says settled before a restart:
         its positions leave the book and its P&L is realised as it was."""
-        twap = Twap(
-            price=s.price,
-            n_samples=s.n_samples,
-            covered_ns=s.covered_ns,
-            longest_gap_ns=s.longest_gap_ns,
-            status=TwapStatus(s.status),
-            start_ns=s.start_ns,
-            end_ns=s.expiry_ns,
-        )
         lots = self.portfolio.settle_expiry(s.index, s.expiry_ns)
-        self._publish_settlement(s.index, s.expiry_ns, twap, lots, s.ts_ns)
+        self._publish_settlement(s.index, s.expiry_ns, s.twap, lots, s.ts_ns)
 
     def _publish_settlement(
         self, index: str, expiry_ns: int, twap: Twap, lots: list[SettledLot], now_ns: int

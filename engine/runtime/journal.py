@@ -27,6 +27,7 @@ from typing import IO
 import msgspec
 
 from engine.events import Fill
+from engine.risk.settlement import Twap
 
 __all__ = ["FillJournal", "Settlement", "positions_digest"]
 
@@ -40,18 +41,12 @@ class _Header(msgspec.Struct, frozen=True, kw_only=True):
 
 class Settlement(msgspec.Struct, frozen=True, kw_only=True):
     """An expiry settled: the positions in the instruments on ``index`` expiring at
-    ``expiry_ns`` left the book at ``price`` (USD) at ``ts_ns``; the other fields are those
-    of the average it came from (:class:`engine.risk.settlement.Twap`)."""
+    ``expiry_ns`` left the book at ``twap.price`` (USD) at ``ts_ns``."""
 
     index: str
     expiry_ns: int
-    price: float
-    status: str
-    n_samples: int
-    covered_ns: int
-    longest_gap_ns: int
-    start_ns: int
     ts_ns: int
+    twap: Twap
 
 
 class _SettlementLine(msgspec.Struct, frozen=True):

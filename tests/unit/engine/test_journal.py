@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.events import Fill
+from engine.risk.settlement import Twap, TwapStatus
 from engine.runtime.journal import FillJournal, Settlement, positions_digest
 
 
@@ -52,13 +53,16 @@ def test_settlements_come_back_among_the_fills_and_version_1_is_read(tmp_path: P
     done = Settlement(
         index="btc_usd",
         expiry_ns=10**18,
-        price=71_000.0,
-        status="ok",
-        n_samples=180,
-        covered_ns=1_790 * 10**9,
-        longest_gap_ns=10 * 10**9,
-        start_ns=10**18 - 1_800 * 10**9,
         ts_ns=10**18 + 10**9,
+        twap=Twap(
+            price=71_000.0,
+            n_samples=180,
+            covered_ns=1_790 * 10**9,
+            longest_gap_ns=10 * 10**9,
+            status=TwapStatus.OK,
+            start_ns=10**18 - 1_800 * 10**9,
+            end_ns=10**18,
+        ),
     )
     j.append(fill(1.0, "a"))
     j.append_settlement(done)
