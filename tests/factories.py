@@ -14,6 +14,7 @@ __all__ = [
     "BTC_FUTURE",
     "BTC_INDEX",
     "BTC_PERPETUAL",
+    "DERIBIT_OPTION_TICKER",
     "T0_NS",
     "fill",
     "quote",
@@ -27,6 +28,18 @@ BTC_INDEX = "btc_usd"
 BTC_FUTURE = "BTC-27DEC24"
 BTC_PERPETUAL = "BTC-PERPETUAL"
 BTC_CALL = "BTC-27DEC24-60000-C"
+
+DERIBIT_OPTION_TICKER = {
+    "instrument_name": BTC_CALL,
+    "timestamp": 1_700_000_000_000,
+    "mark_price": 0.05,
+    "best_bid_price": 0.049,
+    "best_ask_price": 0.051,
+    "mark_iv": 55.0,
+    "underlying_price": 40_000.0,
+    "index_price": 39_900.0,
+}
+"""The ``data`` of a Deribit ticker notification of :data:`BTC_CALL` (prices in BTC, IV in %)."""
 
 
 def tick(

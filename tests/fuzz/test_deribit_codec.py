@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any, Final
 
 import hypothesis
@@ -25,23 +24,14 @@ from engine.events import Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.deribit_codec import DeribitProtocol, decode_instruments_response
-from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer
+from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
+from tests.factories import DERIBIT_OPTION_TICKER
 from tests.fuzz.checks import CollectingSink, check_dropped, check_quote, check_tick, outcome
 from tests.fuzz.strategies import fuzz_settings, json_documents
 from tests.servers import wait_until
 
-RECORDED_FILE: Final = Path(__file__).parents[1] / "data" / "deribit_tickers.jsonl"
-RECORDED: Final = [json.loads(line) for line in RECORDED_FILE.read_bytes().splitlines()]
-OPTION: Final = {
-    "instrument_name": "BTC-27DEC24-60000-C",
-    "timestamp": 1_700_000_000_000,
-    "mark_price": 0.05,
-    "best_bid_price": 0.049,
-    "best_ask_price": 0.051,
-    "mark_iv": 55.0,
-    "underlying_price": 40_000.0,
-    "index_price": 39_900.0,
-}
+RECORDED: Final = load_frames()
+OPTION: Final = DERIBIT_OPTION_TICKER
 PERPETUAL: Final = {
     "instrument_name": "BTC-PERPETUAL",
     "timestamp": 1_700_000_000_000,

@@ -22,6 +22,7 @@ from feeds.deribit_codec import (
     get_instruments_request,
 )
 from tests.deribit_server import SAMPLE_INSTRUMENTS
+from tests.factories import DERIBIT_OPTION_TICKER
 
 FRAMES = (Path(__file__).parents[2] / "data" / "deribit_tickers.jsonl").read_bytes().splitlines()
 TS_RECV = 1_700_000_000_123_456_789
@@ -57,16 +58,7 @@ def ids(requests: list[bytes]) -> list[int]:
     return [json.loads(r)["id"] for r in requests]
 
 
-OPTION = {
-    "instrument_name": "BTC-27DEC24-60000-C",
-    "timestamp": 1_700_000_000_000,
-    "mark_price": 0.05,
-    "best_bid_price": 0.049,
-    "best_ask_price": 0.051,
-    "mark_iv": 55.0,
-    "underlying_price": 40_000.0,
-    "index_price": 39_900.0,
-}
+OPTION = DERIBIT_OPTION_TICKER
 PERPETUAL = {"instrument_name": "BTC-PERPETUAL", "timestamp": 1_700_000_000_000, "mark_price": 1.0}
 
 
