@@ -25,11 +25,10 @@ import aiomqtt
 import orjson
 import redis.asyncio as aioredis
 
-from engine.runtime.app import Daemon, build, run
-from engine.runtime.config import load_config
+from engine.runtime.app import Daemon
 from examples.alert_bot import active_now, transitions
 from examples.hedger import HedgerState, hedge_orders, save_state
-from tests.servers import MosquittoServer, RedisServer, wait_until
+from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = 1_732_400_000_123  # ms
@@ -119,15 +118,9 @@ mc_scenarios = 100
 @contextlib.asynccontextmanager
 async def _daemon(path: Path) -> AsyncIterator[Daemon]:
     """The daemon of ``path`` running in this loop, its MQTT feed connected."""
-    daemon = build(load_config(path), path)
-    task = asyncio.create_task(run(daemon))
-    try:
+    async with running_daemon(path) as daemon:
         await wait_until(lambda: daemon.feeds[0].stats.connected)
         yield daemon
-    finally:
-        daemon.stop.set()
-        async with asyncio.timeout(20):
-            assert await task == 0
 
 
 async def _publish(port: int, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
