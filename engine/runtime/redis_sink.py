@@ -12,6 +12,7 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
     {p}:alerts:stream       stream   the same, field "data", trimmed ~stream_maxlen
     {p}:alerts:active       hash     alert id -> its latest "raised" payload (gone once cleared)
     {p}:heartbeat           string   {"v", "ts", "ts_ns", counters...}, expires after the TTL
+    {p}:writer              string   this sink's token: proof that Redis still holds our keys
 
 :meth:`RedisSink.exposure` and :meth:`RedisSink.alert` never block and never raise: they only
 record. :meth:`RedisSink.run` writes what was recorded every ``flush_interval_ms`` in one
@@ -29,8 +30,19 @@ published and rebuilds ``{p}:alerts:active`` from its own view (atomically, with
 Redis that restarted empty holds the full picture again. Before its first write the sink reads
 the alerts a predecessor (an earlier run under the same prefix) left in that hash and ends each
 with a ``cleared`` transition (``"reason": "restart"``), ahead of its own; those still true are
-raised again. Delivery is at least once: consumers of the channels and streams may see a
-payload twice (same ``ts``) after a reconnection or a cancelled write.
+raised again.
+
+Every new connection first asks the server who it is (``INFO server``: its ``run_id``) and reads
+``{p}:writer``. A different ``run_id`` (Redis restarted, possibly from an older snapshot, or
+another server took the address) or a missing token (the keys were flushed) means Redis no
+longer holds what the sink wrote: the write that opened the connection is not sent, and the
+sink rewrites every key it owns first (every family's latest payloads, ``alerts:active``,
+the heartbeat, the token), so a consumer never reads the empty or stale keys as the daemon's
+state. This catches a restart that no write noticed (killed and back between two writes: the
+next write simply opens a new connection).
+
+Delivery is at least once: consumers of the channels and streams may see a payload twice (same
+``ts``) after a reconnection or a cancelled write.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +63,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
@@ -279,6 +293,10 @@ class SinkStats:
         pipelines: pipelines executed successfully.
         errors: failed writes (each followed by a backoff and a reconnection attempt).
         reconnects: successful connections after a failure.
+        resyncs: rewrites of every key (the first write, each reconnection, and a server found
+            restarted or flushed on a new connection).
+        server_changes: new connections that found Redis restarted or our keys gone when no
+            failed write had told (a rewrite was not already due).
         connected: whether the last write (or connection attempt) succeeded.
         dropped_alerts: alert transitions dropped because the queue was full.
         bad_payloads: payloads dropped because they could not be encoded as JSON.
@@ -291,6 +309,8 @@ class SinkStats:
     pipelines: int = 0
     errors: int = 0
     reconnects: int = 0
+    resyncs: int = 0
+    server_changes: int = 0
     connected: bool = False
     dropped_alerts: int = 0
     bad_payloads: int = 0
@@ -342,6 +362,11 @@ def classify(exc: BaseException, url: str) -> tuple[SinkError, bool] | None:
     return SinkError(f"redis {where}: {type(exc).__name__}: {detail}"), retryable
 
 
+class _ServerChanged(rexc.ConnectionError):
+    """Internal: a new connection found a Redis that no longer holds the sink's keys; the write
+    that opened it is not sent, and the next rewrites every key."""
+
+
 class _RetryableWriteError(Exception):
     """Internal: a write failed with a retryable error (carries the translated error)."""
 
@@ -379,6 +404,7 @@ class RedisSink:
         "_families",
         "_heartbeat_interval_ns",
         "_heartbeat_ttl_ms",
+        "_inflight_resync",
         "_keys",
         "_last_heartbeat_ns",
         "_last_publish_ns",
@@ -389,7 +415,9 @@ class RedisSink:
         "_pending",
         "_predecessor_read",
         "_resync",
+        "_run_id",
         "_status",
+        "_token",
         "stats",
     )
 
@@ -421,6 +449,7 @@ class RedisSink:
             active=f"{p}:alerts:active",
             active_tmp=f"{p}:alerts:active:rebuild",
             heartbeat=f"{p}:heartbeat",
+            writer=f"{p}:writer",
         )
         self._min_interval_ns = config.min_interval_ms * _NS_PER_MS
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
@@ -432,6 +461,9 @@ class RedisSink:
         self._alert_seq = 0
         self._active: dict[str, dict[str, Any]] = {}  # alert id -> latest raised payload
         self._resync = True  # rebuild the active hash on the first connection too
+        self._token = secrets.token_hex(8).encode()  # in {p}:writer once every key is written
+        self._run_id: str | None = None  # the server's, as the last new connection found it
+        self._inflight_resync: bool | None = None  # whether the write under way is a resync
         self._predecessor_read = False  # the alerts an earlier run left active: not read yet
         self._ever_connected = False
         self._last_heartbeat_ns: int | None = None
@@ -445,6 +477,7 @@ class RedisSink:
             # Our own loop reconnects with backoff; the client's retries would resend a
             # half-written pipeline and stall this loop.
             retry=Retry(NoBackoff(), 0),
+            redis_connect_func=self._on_connect,
             **_connection_kwargs(config),
         )
 
@@ -577,11 +610,51 @@ class RedisSink:
 
     async def _write(self, *, force: bool) -> None:
         """Build and execute one pipeline; commit on success, put everything back otherwise.
+        When its connection finds Redis restarted or flushed (:meth:`_on_connect`), build it
+        again at once, rewriting every key.
 
         Raises:
             _RetryableWriteError: the write failed and a reconnection may fix it.
             SinkError: the write failed for good (bad credentials, a rejected command).
         """
+        try:
+            await self._write_once(force=force)
+        except _RetryableWriteError as exc:
+            if not isinstance(exc.__cause__, _ServerChanged):
+                raise
+            await self._write_once(force=force)  # a resync now: the check lets it through
+
+    async def _on_connect(self, conn: AbstractConnection) -> None:
+        """redis-py's hook on every new connection: authenticate, then check that the server
+        still holds our keys (same ``run_id``, our token in ``{p}:writer``).
+
+        Raises:
+            _ServerChanged: it does not, and a write is under way that is not a resync (the
+                sink marks itself for one first; a PING goes through).
+        """
+        await conn.on_connect()
+        await conn.send_command("INFO", "server")
+        info = await conn.read_response()
+        await conn.send_command("GET", self._keys.writer)
+        token = await conn.read_response()
+        run_id = _run_id(info)
+        same = run_id == self._run_id and token == self._token
+        known = self._run_id is not None
+        self._run_id = run_id
+        if same:
+            return
+        if known and not self._resync:
+            self.stats.server_changes += 1
+        self._resync = True
+        if self._inflight_resync is False:  # a write that would not rewrite everything
+            logger.warning(
+                "redis restarted or lost our keys: rewriting every key",
+                extra={"url": redact_url(self._config.url), "run_id": run_id},
+            )
+            raise _ServerChanged("redis no longer holds the sink's keys")
+
+    async def _write_once(self, *, force: bool) -> None:
+        """:meth:`_write`'s one attempt."""
         async with self._lock:
             if self._closed:
                 raise SinkError("redis sink is closed")
@@ -590,16 +663,22 @@ class RedisSink:
             # clock is a replay's and stands still. Payload times come from the daemon's clock.
             now_ns = self._pacing.now_ns()
             batch = None
+            self._inflight_resync = self._resync
             try:
                 if not self._predecessor_read:
                     async with asyncio.timeout(self._config.timeout_s):
                         self._end_predecessor_alerts(await self._client.hgetall(self._keys.active))
                 pipe = self._client.pipeline(transaction=False)
                 batch = self._build(pipe, now_ns, force=force)
+                self._inflight_resync = batch.resync
                 if not len(pipe):
                     return
                 async with asyncio.timeout(self._config.timeout_s):
                     await pipe.execute()  # resets the pipeline, whatever happens
+            except _ServerChanged as exc:  # nothing was sent: build again, as a resync
+                if batch is not None:
+                    self._rollback(batch)
+                raise _RetryableWriteError(SinkError(str(exc))) from exc
             except BaseException as exc:
                 # Failed, timed out or cancelled (shutdown): nothing is lost, flush() or the
                 # next write sends it again (at least once).
@@ -618,6 +697,8 @@ class RedisSink:
                     logger.error("redis sink failed", extra={"error": str(error)})
                     raise error from exc
                 raise _RetryableWriteError(error) from exc
+            finally:
+                self._inflight_resync = None
             self._commit(batch, now_ns)
 
     def _end_predecessor_alerts(self, left: Mapping[Any, Any]) -> None:
@@ -713,6 +794,8 @@ class RedisSink:
         if batch.heartbeat:
             beat = self._heartbeat(self._clock.now_ns())
             pipe.set(keys.heartbeat, beat, px=self._heartbeat_ttl_ms)
+        if resync:  # last: it proves that every key above is there
+            pipe.set(keys.writer, self._token)
         self.stats.pending = len(pending)
         return batch
 
@@ -731,6 +814,7 @@ class RedisSink:
         self._backoff.reset()
         if batch.resync:
             self._resync = False
+            stats.resyncs += 1
         self._latest.update(batch.encoded)
         last = self._last_publish_ns
         for key in batch.exposures:
@@ -788,6 +872,8 @@ class RedisSink:
                 "pipelines": s.pipelines,
                 "errors": s.errors,
                 "reconnects": s.reconnects,
+                "resyncs": s.resyncs,
+                "server_changes": s.server_changes,
                 "dropped_alerts": s.dropped_alerts,
                 "bad_payloads": s.bad_payloads,
                 "pending": s.pending,
@@ -809,6 +895,15 @@ class RedisSink:
                     extra={"key": what, "error": str(exc), "count": self.stats.bad_payloads},
                 )
             return None
+
+
+def _run_id(info: Any) -> str:
+    """The server's ``run_id`` from an ``INFO server`` reply (text or bytes; "" if absent)."""
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line[len("run_id:") :].strip()
+    return ""
 
 
 def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
@@ -879,3 +974,4 @@ class _Keys:
     active: str
     active_tmp: str
     heartbeat: str
+    writer: str

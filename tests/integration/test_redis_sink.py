@@ -468,6 +468,50 @@ async def test_reconnects_after_redis_is_killed_and_restores_the_snapshot(
         await asyncio.to_thread(server.stop)
 
 
+async def test_an_immediate_restart_is_found_and_every_key_rewritten(
+    unique: str, make_sink: SinkFactory
+) -> None:
+    """Redis killed (SIGKILL) and back at once, between two writes: no write fails, so only the
+    new connection's check can tell that Redis lost everything. After each restart the next
+    write rewrites every key: each family's snapshot, the active alerts, the heartbeat."""
+    server = RedisServer()
+    await asyncio.to_thread(server.start)
+    c = aioredis.Redis.from_url(server.url)
+    engine = AlertEngine([AlertRule(name="d", metric="delta_usd", scope="book", above=0.0)])
+    sink = make_sink(fast_config(server.url, unique), LiveClock())
+    try:
+        for key in ("main:BTC", "main:ETH", "main"):
+            sink.exposure(key, exposure(1.0))
+        sink.publish("var", "main", exposure(2.0))
+        for book in ("main", "other"):
+            for p in engine.evaluate("book", book, None, None, {"delta_usd": 1.0}, T0):
+                sink.alert(p)
+        await sink.flush()
+        restarts = 20
+        for i in range(1, restarts + 1):
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start)  # same port, empty
+            await c.aclose()
+            c = aioredis.Redis.from_url(server.url)
+            assert await c.dbsize() == 0
+            sink.exposure("main:BTC", exposure(float(i)))  # the write that finds the restart
+            await sink.flush()
+            assert {k: v["delta_usd"] for k, v in (await snapshot(c, unique)).items()} == {
+                "main:BTC": float(i),
+                "main:ETH": 1.0,
+                "main": 1.0,
+            }
+            assert (await _hash(c, f"{unique}:var:snapshot"))["main"]["delta_usd"] == 2.0
+            assert await active(c, unique) == {a["id"]: a for a in engine.active()}
+            assert await c.exists(f"{unique}:heartbeat", f"{unique}:writer") == 2
+            assert sink.stats.server_changes == i
+        assert sink.stats.errors == 0  # no write failed: every restart was found on connecting
+        assert sink.stats.resyncs == restarts + 1  # and the first write
+    finally:
+        await c.aclose()
+        await asyncio.to_thread(server.stop)
+
+
 async def test_pending_stays_bounded_while_redis_is_down(
     unique: str, make_sink: SinkFactory
 ) -> None:
