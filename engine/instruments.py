@@ -28,6 +28,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -154,10 +155,10 @@ def parse_deribit_name(name: str) -> Instrument | None:
     index = f"{base.lower()}_{quote_ccy.lower()}"
     common: dict[str, Any] = {
         "name": name,
-        "underlying": base,
-        "quote_currency": quote_ccy,
+        "underlying": sys.intern(base),
+        "quote_currency": sys.intern(quote_ccy),
         "settlement": settlement,
-        "index": index,
+        "index": sys.intern(index),
     }
     if rest is None:
         if quote is None:
@@ -220,10 +221,11 @@ def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
         return Instrument(
             name=name,
             kind=kind,
-            underlying=base,
-            quote_currency=quote,
+            # interned: a venue lists thousands of instruments over a handful of these
+            underlying=sys.intern(base),
+            quote_currency=sys.intern(quote),
             settlement=Settlement.COIN if inverse else Settlement.LINEAR,
-            index=index,
+            index=sys.intern(index),
             expiry_ns=expiry_ns,
             strike=float(info["strike"]) if kind == Kind.OPTION else None,
             is_call=(info["option_type"] == "call") if kind == Kind.OPTION else None,
@@ -235,12 +237,21 @@ def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
 
 
 class InstrumentRegistry:
-    """Name -> :class:`Instrument`. Names not yet known are parsed as Deribit names on lookup."""
+    """Name -> :class:`Instrument`. Names not yet known are parsed as Deribit names on lookup.
 
-    __slots__ = ("_by_name",)
+    Instruments added (configuration, the venue's definitions) stay. Parsed names are cached,
+    but at most ``parsed_kept`` of them, the oldest forgotten first: a feed that sends every
+    name under the sun (an MQTT topic, a replay file) must not grow the registry without bound.
+    A forgotten name parses again on its next lookup; what the book holds keeps its own
+    reference.
+    """
 
-    def __init__(self, instruments: Iterable[Instrument] = ()) -> None:
+    __slots__ = ("_by_name", "_parsed", "_parsed_kept")
+
+    def __init__(self, instruments: Iterable[Instrument] = (), parsed_kept: int = 10_000) -> None:
         self._by_name: dict[str, Instrument] = {}
+        self._parsed: dict[str, Instrument] = {}  # insertion order: the oldest first
+        self._parsed_kept = parsed_kept
         for inst in instruments:
             self.add(inst)
 
@@ -248,21 +259,27 @@ class InstrumentRegistry:
         """Add or replace an instrument (config and ``get_instruments`` take precedence over
         parsed names)."""
         self._by_name[instrument.name] = instrument
+        self._parsed.pop(instrument.name, None)
 
     def get(self, name: str) -> Instrument | None:
         """The instrument called ``name``, parsing Deribit names on first sight; None if unknown."""
         inst = self._by_name.get(name)
         if inst is None:
-            inst = parse_deribit_name(name)
-            if inst is not None:
-                self._by_name[name] = inst
+            inst = self._parsed.get(name)
+            if inst is None:
+                inst = parse_deribit_name(name)
+                if inst is not None:
+                    parsed = self._parsed
+                    if len(parsed) >= self._parsed_kept:
+                        del parsed[next(iter(parsed))]
+                    parsed[name] = inst
         return inst
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[Instrument]:
-        return iter(list(self._by_name.values()))
+        return iter([*self._by_name.values(), *self._parsed.values()])
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._by_name) + len(self._parsed)

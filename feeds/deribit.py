@@ -166,6 +166,7 @@ class WebSocketFeed:
         self._requests: list[bytes] = []  # subscriptions added while connected, to send
         self._drops = DropLog(self.stats, clock, logger)
         self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
+        self._definitions_due = list(config.instrument_currencies)  # not loaded yet
 
     async def run(self, sink: EventSink) -> None:
         """Stream events into ``sink`` until cancelled, reconnecting and resubscribing with
@@ -246,11 +247,27 @@ class WebSocketFeed:
             FeedDecodeError: as :meth:`fetch_instruments`.
         """
         added = 0
-        for currency in self._config.instrument_currencies:
-            for inst in await self.fetch_instruments(currency):
+        while self._definitions_due:
+            for inst in await self.fetch_instruments(self._definitions_due[0]):
                 self._registry.add(inst)
                 added += 1
+            del self._definitions_due[0]
         return added
+
+    async def _load_due_definitions(self) -> None:
+        """Load the definitions that failed to load before (at start, or on an earlier
+        connection): called on each new connection until they are in. A failure is logged and
+        tried again on the next connection."""
+        if not self._definitions_due:
+            return
+        try:
+            added = await self.load_instruments()
+        except (FeedConnectionError, FeedDecodeError) as exc:
+            logger.warning(
+                "instruments not loaded", extra={"feed": self.name, "detail": exc.detail}
+            )
+            return
+        logger.info("instruments loaded", extra={"feed": self.name, "instruments": added})
 
     async def _session(self, sink: EventSink) -> None:
         """One connection: connect, subscribe, stream until something fails."""
@@ -263,6 +280,11 @@ class WebSocketFeed:
             heartbeat_s=self._config.heartbeat_s,
         )
         ws = await self._connect(_MAX_FRAME_BYTES)
+        try:
+            await self._load_due_definitions()  # a good connection: Deribit is back
+        except BaseException:
+            await self._close(ws)
+            raise
         self._protocol = protocol
         self._requests.clear()  # the connect requests below carry every channel
         self.stats.connects += 1

@@ -22,8 +22,9 @@ one of these stable reasons; the adapter counts and drops it and the connection 
 ``json``                 not JSON (or not UTF-8, or nested too deeply to decode)
 ``schema``               JSON of the wrong shape: a missing field, a wrong type, a
                          ``timestamp`` before 1970 or past int64 nanoseconds
-``bad_price``            a mark or index price that is not finite and > 0, a negative bid or
-                         ask, a negative IV, a forward or index price <= 0
+``bad_price``            a mark or index price that is not finite and > 0 (an option's mark
+                         of 0 with a mark_iv > 0 is kept, as a quote with no mark), a negative
+                         bid or ask, a negative IV, a forward or index price <= 0
 ``unknown_instrument``   neither in the registry nor a Deribit instrument or index name
 ``unexpected``           a method or channel this codec does not handle
 ``rpc_error``            a JSON-RPC error answering a request whose failure is harmless
@@ -350,20 +351,25 @@ class DeribitProtocol:
     def _ticker(self, ticker: _Ticker, frame: bytes | str, ts_recv: int) -> Tick | Quote:
         instrument = self._instrument(ticker.instrument_name, frame)
         mark = ticker.mark_price
-        if not 0.0 < mark < math.inf:
-            raise self._bad_price("mark_price", mark, frame)
         ts_event = ticker.timestamp * _MS_TO_NS
         if instrument.kind is not Kind.OPTION:
+            if not 0.0 < mark < math.inf:
+                raise self._bad_price("mark_price", mark, frame)
             return Tick(instrument=instrument.name, price=mark, ts_event=ts_event, ts_recv=ts_recv)
         iv = ticker.mark_iv
         if iv is not None and not 0.0 <= iv < math.inf:
             raise self._bad_price("mark_iv", iv, frame)
+        iv = (iv / 100.0 or None) if iv else None  # 0, or a percent that underflows: none
+        # A far out-of-the-money option's mark rounds to 0 while its mark_iv still prices it:
+        # no mark then, but the quote stands. A mark of 0 with no vol carries nothing.
+        if not (0.0 < mark < math.inf or (mark == 0.0 and iv is not None)):
+            raise self._bad_price("mark_price", mark, frame)
         return Quote(
             instrument=instrument.name,
             bid=self._side("best_bid_price", ticker.best_bid_price, frame),
             ask=self._side("best_ask_price", ticker.best_ask_price, frame),
-            mark=mark,
-            iv=(iv / 100.0 or None) if iv else None,  # 0, or a percent that underflows: none
+            mark=mark or None,
+            iv=iv,
             underlying_price=self._positive("underlying_price", ticker.underlying_price, frame),
             index_price=self._positive("index_price", ticker.index_price, frame),
             ts_event=ts_event,

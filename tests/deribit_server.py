@@ -191,6 +191,9 @@ class DeribitServer:
         frames_sent: ticker and index notifications sent.
         paused: while true, nothing is streamed (requests are still answered).
         frames_per_interval: recorded tickers streamed between two pauses (1; more: a burst).
+        get_instruments_calls: ``public/get_instruments`` requests received.
+        get_instruments_failures: how many of the next such requests to answer with a JSON-RPC
+            error (-32000, as Deribit answers when it is busy).
     """
 
     def __init__(
@@ -210,6 +213,8 @@ class DeribitServer:
         self.timestamp_ms = timestamp_ms
         self.paused = False
         self.frames_per_interval = 1
+        self.get_instruments_calls = 0
+        self.get_instruments_failures = 0
         self.connections = 0
         self.subscribe_calls = 0
         self.subscriptions: list[set[str]] = []
@@ -320,7 +325,16 @@ class DeribitServer:
         elif method == "public/test":
             self.test_replies += 1
             result = {"version": "1.2.26"}
+        elif method == "public/get_instruments" and self.get_instruments_failures > 0:
+            self.get_instruments_calls += 1
+            self.get_instruments_failures -= 1
+            return {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {"code": -32000, "message": "internal_server_error"},
+            }
         elif method == "public/get_instruments":
+            self.get_instruments_calls += 1
             result = self._get_instruments(params)
         else:
             return {

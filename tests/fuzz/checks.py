@@ -72,10 +72,11 @@ def check_tick(tick: Tick, registry: InstrumentRegistry) -> None:
 
 def check_quote(quote: Quote, registry: InstrumentRegistry, *, ordered: bool) -> None:
     """A quote: a known instrument; bid, ask finite >= 0 (``ordered``: bid <= ask); mark, iv,
-    forward and index finite > 0; at least one of bid, ask, mark."""
+    forward and index finite > 0; at least one of bid, ask, mark, iv (a far out-of-the-money
+    option's mark may round to 0 while its vol prices it)."""
     assert quote.instrument
     assert registry.get(quote.instrument) is not None
-    assert not (quote.bid is None and quote.ask is None and quote.mark is None)
+    assert not (quote.bid is None and quote.ask is None and quote.mark is None and quote.iv is None)
     for side in (quote.bid, quote.ask):
         assert side is None or (math.isfinite(side) and side >= 0.0), quote
     if ordered and quote.bid is not None and quote.ask is not None:

@@ -285,6 +285,30 @@ async def test_fetch_instruments() -> None:
     assert [i.name for i in usdc] == ["MATIC_USDC-9MAR24-1d02-C"]
 
 
+async def test_definitions_that_failed_to_load_load_on_the_next_connection() -> None:
+    """Deribit refuses the definitions at start (and once more): each new connection tries
+    again, until they are in; the stream goes on meanwhile."""
+    definitions = {"BTC-27DEC24-60000-C", "BTC-PERPETUAL", "MATIC_USDC-9MAR24-1d02-C"}
+
+    def loaded() -> set[str]:  # names the stream parsed are not among them
+        return {i.name for i in registry} & definitions
+
+    async with DeribitServer() as server:
+        registry = InstrumentRegistry()
+        cfg = config(server.url, instrument_currencies=["BTC", "USDC"])
+        feed = WebSocketFeed(cfg, registry, LiveClock(), BOOK)
+        server.get_instruments_failures = 2
+        with pytest.raises(FeedConnectionError, match="internal_server_error"):
+            await feed.load_instruments()  # as the daemon's start-up does
+        sink = CollectingSink()
+        async with running(feed, sink):
+            await wait_until(lambda: feed.stats.connects >= 1 and feed.stats.events > 0)
+            assert loaded() == set()  # the first connection's attempt failed too
+            await server.drop_connections()
+            await wait_until(lambda: feed.stats.connects >= 2 and loaded() == definitions)
+        assert server.get_instruments_calls == 4  # start, 1st connection, BTC and USDC on the 2nd
+
+
 async def test_fetch_instruments_connection_refused_is_retryable() -> None:
     async with DeribitServer() as server:
         url = server.url

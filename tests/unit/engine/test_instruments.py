@@ -490,6 +490,23 @@ def test_registry_parses_deribit_names_on_first_sight_and_keeps_them() -> None:
     assert {i.name for i in reg} == {"BTC-27DEC24-60000-C", "BTC-PERPETUAL"}
 
 
+def test_registry_keeps_a_bounded_number_of_parsed_names_and_every_added_one() -> None:
+    """A feed sending ever new names (each a valid Deribit name) grows the registry no further
+    than ``parsed_kept``; the oldest parsed name goes first, added instruments never."""
+    added = _option(name="SPX-C-5000")
+    reg = InstrumentRegistry([added], parsed_kept=100)
+    names = [f"BTC-27DEC24-{10_000 + i}-C" for i in range(1_000)]
+    for name in names:
+        assert reg.get(name) is not None
+    assert len(reg) == 101
+    assert reg.get("SPX-C-5000") is added
+    assert {i.name for i in reg} == {"SPX-C-5000", *names[-100:]}
+    again = reg.get(names[0])  # forgotten: parsed again, equal
+    assert again == reg.get(names[0])
+    assert again is not None
+    assert again.strike == 10_000.0
+
+
 def test_registry_add_get_and_config_precedence_over_parsing() -> None:
     cme = _option(name="SPX-C-5000")
     custom = Instrument(

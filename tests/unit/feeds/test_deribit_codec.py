@@ -161,6 +161,14 @@ def test_option_without_iv_or_sides() -> None:
     assert (quote.bid, quote.ask, quote.iv) == (None, 0.051, None)
 
 
+def test_option_with_a_mark_of_zero_and_a_vol_is_a_quote_without_mark() -> None:
+    """Far out of the money, Deribit's mark rounds to 0 while mark_iv still prices it."""
+    (quote,) = protocol().receive(ticker(**{**OPTION, "mark_price": 0.0}), 1)
+    assert isinstance(quote, Quote)
+    assert quote.mark is None
+    assert quote.iv == pytest.approx(OPTION["mark_iv"] / 100.0, rel=1e-15)
+
+
 # ---------------------------------------------------------------- bad frames
 
 BAD_FRAMES: list[tuple[str, bytes | str]] = [
@@ -181,7 +189,11 @@ BAD_FRAMES: list[tuple[str, bytes | str]] = [
     ("schema", ticker(**OPTION).replace(b'"mark_price": 0.05', b'"mark_price": 1e999')),
     ("schema", index(index_name="btc_usd", price=None, timestamp=1)),
     ("schema", frame("heartbeat", {"kind": "test_request"})),
-    ("bad_price", ticker(**{**OPTION, "mark_price": 0.0})),
+    ("bad_price", ticker(**{**OPTION, "mark_price": 0.0, "mark_iv": 0.0})),
+    (
+        "bad_price",
+        ticker(**{k: v for k, v in {**OPTION, "mark_price": 0}.items() if k != "mark_iv"}),
+    ),
     ("bad_price", ticker(**{**OPTION, "mark_price": -0.01})),
     ("bad_price", ticker(**{**PERPETUAL, "mark_price": 0})),
     ("bad_price", ticker(**{**OPTION, "best_bid_price": -0.001})),
