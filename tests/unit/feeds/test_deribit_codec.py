@@ -166,7 +166,7 @@ def test_option_with_a_mark_of_zero_and_a_vol_is_a_quote_without_mark() -> None:
     (quote,) = protocol().receive(ticker(**{**OPTION, "mark_price": 0.0}), 1)
     assert isinstance(quote, Quote)
     assert quote.mark is None
-    assert quote.iv == pytest.approx(OPTION["mark_iv"] / 100.0, rel=1e-15)
+    assert quote.iv == pytest.approx(float(str(OPTION["mark_iv"])) / 100.0, rel=1e-15)
 
 
 # ---------------------------------------------------------------- bad frames
