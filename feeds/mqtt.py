@@ -211,7 +211,7 @@ class MqttFeed:
                     raise
                 delay_s = self._backoff.next_delay()
                 logger.warning(
-                    "feed disconnected, reconnecting",
+                    "feed reconnecting",
                     extra={
                         "feed": self.name,
                         "detail": exc.detail,

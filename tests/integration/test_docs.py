@@ -81,3 +81,20 @@ def test_links_between_the_documents_lead_somewhere() -> None:
             if target.startswith(("http://", "https://", "mailto:")):
                 continue
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_the_log_lines_the_documents_name_are_written() -> None:
+    """A log line an operator is told to look for is one the code writes: its message (or the
+    start of it) stands as a string literal in engine/ or feeds/; every feed that reconnects
+    writes ``feed reconnecting``."""
+    sources = {p: p.read_text() for d in ("engine", "feeds") for p in (ROOT / d).rglob("*.py")}
+    named = {
+        m
+        for doc in DOCS.glob("*.md")
+        for m in re.findall(r"`([a-z][a-z ,]*)` log lines?", doc.read_text())
+    } - {"error"}  # a level, not a message
+    assert len(named) >= 6
+    missing = sorted(n for n in named if not any(f'"{n}' in text for text in sources.values()))
+    assert missing == [], f"log lines named in docs/ that nothing writes: {missing}"
+    for feed in ("deribit.py", "mqtt.py"):
+        assert '"feed reconnecting"' in sources[ROOT / "feeds" / feed], feed

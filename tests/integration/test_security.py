@@ -705,7 +705,7 @@ async def _retrying(feed: MqttFeed, caplog: pytest.LogCaptureFixture) -> list[lo
     if it stops instead."""
 
     def retries() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.getMessage() == "feed disconnected, reconnecting"]
+        return [r for r in caplog.records if r.getMessage() == "feed reconnecting"]
 
     task = asyncio.create_task(feed.run(_Sink()))
     try:
