@@ -138,6 +138,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
 
     from engine.runtime.app import build, run, stdout_is_terminal
     from engine.runtime.config import load_config
+    from engine.runtime.localredis import local_redis
     from engine.runtime.logs import configure_logging
     from engine.runtime.view import terminal_view
 
@@ -150,9 +151,10 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
     try:
         configure_logging(config.log.level, log_file)
         daemon = build(config, path)
-        return asyncio.run(
-            run(daemon, duration_s=duration_s, view=terminal_view if view_on else None)
-        )
+        with local_redis(config.redis):
+            return asyncio.run(
+                run(daemon, duration_s=duration_s, view=terminal_view if view_on else None)
+            )
     finally:
         if log_file is not None:
             log_file.close()

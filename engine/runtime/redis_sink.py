@@ -217,6 +217,9 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         backoff_initial_s: first reconnection delay (capped, jittered, exponential).
         backoff_max_s: the cap of the reconnection delay.
         alert_queue: alert transitions held while Redis is away; beyond, the oldest is dropped.
+        start_local: when nothing listens at ``url`` at start, start a private ``redis-server``
+            there for as long as riskd runs (``engine.runtime.localredis``); only for a
+            ``redis://`` URL on 127.0.0.1 or localhost.
 
     Raises:
         ValueError: an unsupported URL scheme, ``heartbeat_ttl_s <= heartbeat_interval_s``,
@@ -245,6 +248,7 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     backoff_initial_s: PositiveFloat = 0.2
     backoff_max_s: PositiveFloat = 5.0
     alert_queue: PositiveInt = 10_000
+    start_local: bool = False
 
     def __post_init__(self) -> None:
         scheme = self.url.partition("://")[0] if "://" in self.url else ""
@@ -273,6 +277,10 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError(f"redis {', '.join(tls)}: only with a rediss:// url")
         if self.tls_key_file is not None and self.tls_cert_file is None:
             raise ValueError("redis tls_key_file needs tls_cert_file")
+        if self.start_local and (
+            scheme != "redis" or urlsplit(self.url).hostname not in ("127.0.0.1", "localhost")
+        ):
+            raise ValueError("redis start_local: only with a redis:// url on 127.0.0.1")
 
     def __repr__(self) -> str:
         fields = ", ".join(

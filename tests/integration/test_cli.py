@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -156,6 +158,11 @@ def test_check_config_accepts_the_demo_and_redacts_secrets(tmp_path: Path) -> No
             "line 2: unknown instrument",
         ),
         ('[portfolio]\npositions = "missing.csv"\n', None, "missing.csv: cannot read"),
+        (
+            '[redis]\nurl = "redis://redis.example:6379/0"\nstart_local = true\n',
+            None,
+            "start_local: only with a redis:// url on 127.0.0.1",
+        ),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(
@@ -215,16 +222,71 @@ rate_hz = 500
     assert any(e["msg"] == "stopping" and e["signal"] == "SIGTERM" for e in logs)
 
 
+def _demo_config(tmp_path: Path, port: int, *, start_local: bool) -> Path:
+    """config/demo.toml (the main job) with its Redis on ``port`` and the files it names."""
+    body = DAEMON_CONFIG.read_text().replace(
+        "redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{port}/0"
+    )
+    assert "start_local = true" in body
+    if not start_local:
+        body = body.replace("start_local = true", "start_local = false")
+    for name in ("demo_positions.csv", "demo_history.csv"):
+        (tmp_path / name).write_text((DAEMON_CONFIG.parent / name).read_text())
+    return _write_config(tmp_path, body)
+
+
+def test_main_job_starts_a_private_redis_when_none_listens_and_stops_it(tmp_path: Path) -> None:
+    """Nothing on the main job's Redis address: riskd starts a redis-server there, says so,
+    publishes to it, and stops it on exit; with one listening, it starts none."""
+    port = free_port()
+    path = _demo_config(tmp_path, port, start_local=True)
+    proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
+        [str(RISKD), "run", "-c", str(path), "--view", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "nothing published within 90 s"
+            with contextlib.suppress(redis.ConnectionError):
+                if client.hget("risk:snapshot", "demo:BTC") is not None:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
+    assert proc.returncode == 0, stderr
+    assert "started a private redis-server there" in stderr
+    assert f"127.0.0.1:{port}" in stderr
+    messages = [json.loads(line)["msg"] for line in stdout.splitlines()]
+    assert "started a private redis-server" in messages
+    assert messages[-2:] == ["stopped", "stopped the private redis-server"]
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))  # gone with riskd
+    with RedisServer() as server:  # one listens: used as it is
+        path = _demo_config(tmp_path, server.port, start_local=True)
+        out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
+            [str(RISKD), "run", "-c", str(path), "--view", "off", "--duration", "2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "private redis-server" not in out.stderr + out.stdout
+
+
 def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) -> None:
     """The README's main job on config/demo.toml, with nothing listening where Redis should be:
     the view draws the demo book and says Redis is unreachable; riskd runs on and exits 0."""
-    config_dir = DAEMON_CONFIG.parent
-    body = DAEMON_CONFIG.read_text().replace(
-        "redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{free_port()}/0"
-    )
-    for name in ("demo_positions.csv", "demo_history.csv"):  # the files it names
-        (tmp_path / name).write_text((config_dir / name).read_text())
-    path = _write_config(tmp_path, body)
+    path = _demo_config(tmp_path, free_port(), start_local=False)
     out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
         [str(RISKD), "run", "-c", str(path), "--view", "on", "--duration", "4"],
         capture_output=True,
