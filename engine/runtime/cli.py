@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -130,10 +131,28 @@ def _check_config(path: Path) -> int:
     return 0
 
 
+def _kernels_compiled() -> bool:
+    """Whether numba's cache holds compiled kernels (found without importing numba): in
+    ``engine/__pycache__`` beside the source, or under ``NUMBA_CACHE_DIR``."""
+    spec = importlib.util.find_spec("engine.kernels")
+    if spec is None or spec.origin is None:
+        return False
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    folder = Path(cache_dir) if cache_dir else Path(spec.origin).parent / "__pycache__"
+    return folder.is_dir() and any(folder.rglob("kernels.*.nbi"))
+
+
 def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
     # OpenMP worker threads spin or sleep between parallel regions; bound to cores, they wake
     # in microseconds instead of milliseconds (bench/README.md). Set before numba loads.
     os.environ.setdefault("OMP_PROC_BIND", "true")
+    if not _kernels_compiled():  # they compile as the engine is imported, below
+        print(  # a person waits at a blank terminal otherwise
+            "riskd: first run: compiling the numba kernels (about a minute on two cores; "
+            "cached for later runs)...",
+            file=sys.stderr,
+            flush=True,
+        )
     import asyncio
 
     from engine.runtime.app import build, run, stdout_is_terminal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -328,3 +329,40 @@ def test_a_fatal_redis_error_stops_riskd_with_status_1_and_says_why(tmp_path: Pa
     assert fatal, logs
     assert "Traceback" not in out.stderr
     assert logs[-1]["msg"] == "stopped"
+
+
+def test_a_first_run_is_told_that_the_kernels_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty numba cache is a first run (riskd says it compiles, and how long it takes);
+    the checkout's cache, filled by every earlier run, is not."""
+    from engine import kernels
+    from engine.greeks import bsm
+    from engine.runtime.cli import _kernels_compiled
+
+    bsm(True, 100.0, 100.0, 1.0, 0.0, 0.0, 0.2)  # compiled, hence cached, by now
+    assert kernels.__file__ is not None
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert _kernels_compiled()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert not _kernels_compiled()
+    path = tmp_path / "absent.toml"  # riskd says it before anything else
+    for cache, told in ((tmp_path / "empty", True), (None, False)):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        if cache is not None:
+            env["NUMBA_CACHE_DIR"] = str(cache)
+        proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
+            [str(RISKD), "run", "-c", str(path), "--view", "off"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        try:
+            assert proc.stderr is not None
+            first = proc.stderr.readline()  # the notice, or (warm) the config error
+        finally:
+            proc.kill()  # no need to wait for a compilation
+            proc.communicate()
+        notice = "first run: compiling the numba kernels (about a minute" in first
+        assert notice is told, first
