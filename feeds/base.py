@@ -30,6 +30,8 @@ class FeedStats:
         dropped: messages dropped, by reason (``FeedDecodeError.reason``).
         connects: successful (re)connections.
         connected: whether the feed is connected now.
+        finished: the source is exhausted and the feed has returned (a replay at its file's
+            end): not connected, yet nothing is wrong.
         last_recv_ns: receipt time of the last message, int UNIX ns (0: none yet).
     """
 
@@ -38,6 +40,7 @@ class FeedStats:
     dropped: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     connected: bool = False
+    finished: bool = False
     last_recv_ns: int = 0
 
 

@@ -122,6 +122,7 @@ class ReplayFeed:
                 offset_ns += last - first + _LOOP_GAP_NS
         finally:
             self.stats.connected = False
+        self.stats.finished = True
         logger.info(
             "replay finished",
             extra={"feed": self.name, "events": self.stats.events, "dropped": self.stats.dropped},

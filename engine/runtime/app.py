@@ -234,6 +234,9 @@ class Daemon:
         self._next_full_ns = 0
         self._full_interval_ns = round(config.engine.full_reprice_interval_s * 1e9)
         self._start_ns = 0  # the monitor's start: a feed silent since then is stale too
+        self.exit_at_end = False
+        """Stop once every replay feed has reached its file's end (``riskd run --exit-at-end``),
+        after a last risk period."""
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ engine
@@ -406,16 +409,7 @@ class Daemon:
     async def risk_loop(self) -> None:
         """Publish the risk payloads on their periods (``[risk]``, :meth:`risk_period`); an
         error is logged and counted, and the next period tries again."""
-        cfg = self.config.risk
-        periods = {
-            "var": cfg.var_interval_s,
-            "stress": cfg.stress_interval_s,
-            "margin": cfg.margin_interval_s,
-            "skew": cfg.skew_interval_s,
-            "strategy": cfg.strategy_interval_s,
-        }
-        if cfg.hedge_future:
-            periods["hedge"] = cfg.hedge_interval_s
+        periods = self._risk_periods()
         due = dict.fromkeys(periods, time.monotonic())
         while not self.stop.is_set():
             await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
@@ -428,6 +422,29 @@ class Daemon:
             except Exception:
                 self.risk_errors += 1
                 logger.exception("risk computation failed", extra={"errors": self.risk_errors})
+
+    def _risk_periods(self) -> dict[str, float]:
+        """Each risk family published, and its period in seconds (``[risk]``)."""
+        cfg = self.config.risk
+        periods = {
+            "var": cfg.var_interval_s,
+            "stress": cfg.stress_interval_s,
+            "margin": cfg.margin_interval_s,
+            "skew": cfg.skew_interval_s,
+            "strategy": cfg.strategy_interval_s,
+        }
+        if cfg.hedge_future:
+            periods["hedge"] = cfg.hedge_interval_s
+        return periods
+
+    async def final_risk(self) -> None:
+        """Every risk family once more, on the final state (``--exit-at-end``: a replay's
+        end comes sooner than the periods); an error is logged and counted."""
+        try:
+            await self.risk_period(list(self._risk_periods()))
+        except Exception:
+            self.risk_errors += 1
+            logger.exception("risk computation failed", extra={"errors": self.risk_errors})
 
     async def risk_period(self, families: list[str]) -> None:
         """The due ``families`` of risk payloads: what they need is copied on the event loop,
@@ -746,6 +763,7 @@ class Daemon:
             try:
                 await feed.run(self.inbox)
                 logger.info("feed finished", extra={"feed": feed.name})
+                self._on_finished()
                 return
             except FeedConnectionError as exc:
                 logger.error("feed stopped: %s", exc.detail, extra={"feed": feed.name})
@@ -761,6 +779,17 @@ class Daemon:
                     "feed crashed; restarting", extra={"feed": feed.name, "delay_s": delay}
                 )
                 await asyncio.sleep(delay)
+
+    def _on_finished(self) -> None:
+        """A feed returned: when every replay has, say that the state is held, or stop."""
+        replays = [f for f in self.feeds if isinstance(f, ReplayFeed)]
+        if not replays or not all(f.stats.finished for f in replays):
+            return
+        if self.exit_at_end:
+            logger.info("replay finished: stopping (--exit-at-end)")
+            self.stop.set()
+        else:
+            logger.info("replay finished: the final state is held and published; Ctrl-C exits")
 
     # ------------------------------------------------------------------ monitor
     def status(self) -> dict[str, Any]:
@@ -790,6 +819,8 @@ class Daemon:
         now = self.clock.now_ns()
         limit_ns = self.config.engine.feed_stale_after_s * 1e9
         for f in self.feeds:
+            if f.stats.finished:  # a replay at its end: silent, as it should be
+                continue
             last = f.stats.last_recv_ns
             silent_ns = now - last if last else now - self._start_ns
             stale = silent_ns > limit_ns
@@ -1083,6 +1114,8 @@ async def run(
             daemon.stop.set()
             await engine
             daemon.safe_cycle(full=True, flush=True)
+            if daemon.exit_at_end and daemon.config.risk.enabled:
+                await daemon.final_risk()
             try:
                 async with asyncio.timeout(daemon.config.redis.timeout_s * 2):
                     await daemon.sink.flush()

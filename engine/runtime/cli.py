@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
     )
+    run.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="with replay feeds: once every file has been replayed, compute the risk once more, "
+        "publish the final state and exit 0 (default: hold the final state until Ctrl-C)",
+    )
     check = sub.add_parser(
         "check-config",
         help="validate a config file and its positions; print it with secrets redacted",
@@ -142,7 +148,7 @@ def _kernels_compiled() -> bool:
     return folder.is_dir() and any(folder.rglob("kernels.*.nbi"))
 
 
-def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
+def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_end: bool) -> int:
     # OpenMP worker threads spin or sleep between parallel regions; bound to cores, they wake
     # in microseconds instead of milliseconds (bench/README.md). Set before numba loads.
     os.environ.setdefault("OMP_PROC_BIND", "true")
@@ -160,6 +166,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
     from engine.runtime.localredis import local_redis
     from engine.runtime.logs import configure_logging
     from engine.runtime.view import terminal_view
+    from feeds.replay import ReplayFeedConfig
 
     config = load_config(path)
     mode = view_flag or config.view.enabled
@@ -170,6 +177,9 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None) -> int:
     try:
         configure_logging(config.log.level, log_file)
         daemon = build(config, path)
+        if exit_at_end and not any(isinstance(f, ReplayFeedConfig) for f in config.feeds):
+            raise ConfigError(str(path), "--exit-at-end needs a replay feed - at `$.feeds`")
+        daemon.exit_at_end = exit_at_end
         with local_redis(config.redis):
             return asyncio.run(
                 run(daemon, duration_s=duration_s, view=terminal_view if view_on else None)
@@ -188,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config(args.config)
         if args.command == "run":
-            return _run(args.config, args.view, args.duration)
+            return _run(args.config, args.view, args.duration, args.exit_at_end)
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -46,9 +46,12 @@ def render(daemon: Daemon) -> str:
     lines.append("")
     for f in daemon.feeds:
         s = f.stats
-        state = "connected" if s.connected else "DISCONNECTED"
+        state = "connected" if s.connected else "finished" if s.finished else "DISCONNECTED"
         dropped = sum(s.dropped.values())
-        lines.append(f"feed {f.name:<10} {state:<13} received {s.received:>9}  dropped {dropped}")
+        line = f"feed {f.name:<10} {state:<13} received {s.received:>9}  dropped {dropped}"
+        if s.finished:
+            line += "  (at the file's end: the final state is held; Ctrl-C exits)"
+        lines.append(line)
     ss = daemon.sink.stats
     url = redact_url(daemon.config.redis.url)
     if ss.connected:
