@@ -60,7 +60,8 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> 
 
 
 async def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
-    """``GET path`` from 127.0.0.1:``port`` (the daemon's HTTP endpoint): (status, body).
+    """``GET path`` from 127.0.0.1:``port`` (the daemon's HTTP endpoint), on a connection of
+    its own (``Connection: close``: the body ends where the server closes): (status, body).
 
     Raises:
         OSError: refused or reset; TimeoutError (an OSError) after ``timeout_s``.
@@ -68,7 +69,7 @@ async def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, b
     async with asyncio.timeout(timeout_s):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             data = await reader.read()
         finally:

@@ -9,21 +9,26 @@
   (:class:`CycleHistograms`, binned once per engine cycle). Every metric is listed in
   docs/config.md (``[http]``).
 
-A minimal HTTP/1.1 server on ``asyncio.start_server``: GET only, one request per connection.
+Each answers ``GET`` and ``HEAD``; another method is 405, another path 404. The server is
+aiohttp's (HTTP/1.1 with keep-alive), run in the daemon's own event loop by :class:`HttpServer`,
+a named task of the daemon's task group: no signal handlers or loop of its own, no access log.
+:func:`build_app` declares the routes; a handler finds the daemon it reads in
+``request.app[DAEMON]``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
+from aiohttp import web
+from aiohttp.http import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -35,7 +40,15 @@ from prometheus_client.core import (
 if TYPE_CHECKING:
     from engine.runtime.app import Daemon
 
-__all__ = ["CycleHistograms", "HttpConfig", "HttpServer"]
+__all__ = [
+    "DAEMON",
+    "REGISTRY",
+    "CycleHistograms",
+    "HttpConfig",
+    "HttpServer",
+    "build_app",
+    "readiness",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +56,32 @@ CYCLE_BUCKETS_S: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.
 """Upper bounds of the cycle-time histogram, seconds."""
 LATENCY_BUCKETS_S: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 """Upper bounds of the receipt-to-cycle-end latency histogram, seconds."""
+KEEPALIVE_TIMEOUT_S: Final = 75.0
+"""An idle client connection (none sent, or nothing since the last answer) is closed after this."""
+SHUTDOWN_TIMEOUT_S: Final = 1.0
+"""On stopping, requests in flight get this long to finish."""
+CLEANUP_TIMEOUT_S: Final = 5.0
+"""The whole clean-up on stopping (listeners, connections, application) gets this long."""
+
+
+class _DropClientErrors(logging.Filter):
+    """Drops aiohttp's error records of requests it could not parse. Those are the client's
+    fault and already answered 400; a port scanner or a stray TLS client would otherwise write a
+    traceback per connection. A handler's own failure (500) is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
+
+
+_server_logger: Final = logging.getLogger(f"{__name__}.server")
+"""aiohttp's server log (handler failures), without its records of malformed requests."""
+_server_logger.addFilter(_DropClientErrors())
+
+DAEMON: Final[web.AppKey[Daemon]] = web.AppKey("daemon")
+"""The application's daemon, which the handlers read."""
+REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
+"""The daemon's metrics (:class:`_Collector`), which ``/metrics`` serves."""
 
 
 class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -163,68 +202,84 @@ class _Collector:
         )
 
 
+def readiness(daemon: Daemon) -> dict[str, Any]:
+    """The readiness checks and whether all pass (the body of ``/readyz``)."""
+    stale = [a["feed"] for a in daemon.alerts.active() if a["alert"] == "stale_feed"]
+    checks = {
+        "kernels_warm": daemon.cycles > 0,
+        "feeds_connected": all(f.stats.connected for f in daemon.feeds),
+        "redis_reachable": daemon.sink.stats.connected,
+        "no_feed_stale": not stale,
+    }
+    return {"ready": all(checks.values()), "checks": checks, "stale_feeds": stale}
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ready = readiness(request.app[DAEMON])
+    return web.Response(
+        status=200 if ready["ready"] else 503,
+        body=orjson.dumps(ready),
+        content_type="application/json",
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    """The endpoint's application: its routes (``GET``, and ``HEAD`` with them), and the daemon
+    and its metrics they read (:data:`DAEMON`, :data:`REGISTRY`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(daemon))
+    app = web.Application()
+    app[DAEMON] = daemon
+    app[REGISTRY] = registry
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
 class HttpServer:
-    """Serves ``/healthz``, ``/readyz`` and ``/metrics`` for ``daemon``."""
+    """Serves :func:`build_app`'s routes for ``daemon`` on ``config.address``."""
 
     def __init__(self, config: HttpConfig, daemon: Daemon) -> None:
         host, _, port = config.address.rpartition(":")
         self._host, self._port = host, int(port)
-        self._daemon = daemon
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_Collector(daemon))
+        self.app = build_app(daemon)
+        """The application served; add routes to it before :meth:`run`."""
         self.port = 0
         """The port it listens on, once started (port 0 in the config: the one it got)."""
 
-    async def run(self, started: Callable[[], None] | None = None) -> None:
-        """Listen until cancelled."""
-        server = await asyncio.start_server(self._serve, self._host, self._port)
-        self.port = server.sockets[0].getsockname()[1]
-        logger.info("http listening", extra={"host": self._host, "port": self.port})
-        if started is not None:
-            started()
-        async with server:
-            await server.serve_forever()
+    async def run(self) -> None:
+        """Listen until cancelled, then close the listener and every connection.
 
-    def readiness(self) -> dict[str, Any]:
-        """The readiness checks and whether all pass."""
-        d = self._daemon
-        stale = [a["feed"] for a in d.alerts.active() if a["alert"] == "stale_feed"]
-        checks = {
-            "kernels_warm": d.cycles > 0,
-            "feeds_connected": all(f.stats.connected for f in d.feeds),
-            "redis_reachable": d.sink.stats.connected,
-            "no_feed_stale": not stale,
-        }
-        return {"ready": all(checks.values()), "checks": checks, "stale_feeds": stale}
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        Raises:
+            OSError: the address cannot be listened on (in use, or not this host's).
+        """
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,  # the daemon owns SIGTERM/SIGINT
+            access_log=None,  # no line per request; the daemon logs JSON
+            logger=_server_logger,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
         try:
-            async with asyncio.timeout(5.0):
-                request = await reader.readuntil(b"\r\n\r\n")
-            method, path, *_ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            status, ctype, body = self._respond(method, path.split("?", 1)[0])
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-        except (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError):
-            pass  # a bad or slow client: nothing to answer
+            await web.TCPSite(runner, self._host, self._port).start()
+            self.port = runner.addresses[0][1]
+            logger.info("http listening", extra={"host": self._host, "port": self.port})
+            await asyncio.get_running_loop().create_future()  # until cancelled
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    def _respond(self, method: str, path: str) -> tuple[str, str, bytes]:
-        if method != "GET":
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
-        if path == "/healthz":
-            return "200 OK", "text/plain", b"ok\n"
-        if path == "/readyz":
-            ready = self.readiness()
-            status = "200 OK" if ready["ready"] else "503 Service Unavailable"
-            return status, "application/json", orjson.dumps(ready)
-        if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._registry)
-        return "404 Not Found", "text/plain", b"not found\n"
+            try:
+                async with asyncio.timeout(CLEANUP_TIMEOUT_S):
+                    await runner.cleanup()
+            except TimeoutError:  # the daemon stops anyway: connections close with the process
+                logger.warning("http shutdown timed out", extra={"timeout_s": CLEANUP_TIMEOUT_S})
