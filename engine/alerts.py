@@ -30,6 +30,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from engine.constraints import NonNegativeFloat
 from engine.outputs import (
     BOOK_METRICS,
     METRICS,
@@ -104,7 +105,6 @@ _COUNT_UNIT: Final = "count"
 _NS_PER_S: Final = 1_000_000_000
 _NS_PER_MS: Final = 1_000_000
 
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
 _NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]+$"
 _NAME: Final = re.compile(_NAME_PATTERN)
 RuleName = Annotated[str, msgspec.Meta(pattern=_NAME_PATTERN)]

@@ -49,7 +49,7 @@ from engine.arguments import PARALLEL_MIN_ROWS
 from engine.events import Fill, Quote, Tick
 from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
-from engine.risk.scenarios import ScenarioBook
+from engine.positions import ScenarioBook
 
 __all__ = [
     "AGG_FIELDS",

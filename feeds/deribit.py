@@ -7,7 +7,8 @@ decoded events (:mod:`feeds.deribit_codec`) into the engine's sink, answers Deri
 ``test_request`` and reconnects with capped, jittered exponential backoff whenever the connection
 fails or goes silent for ``silence_timeout_s``. Bad frames are counted by reason in
 ``stats.dropped`` and dropped. Nothing from ``websockets`` escapes: connection problems become
-:class:`~engine.errors.FeedConnectionError`, retried unless fatal (a bad URL, HTTP 401/403).
+:class:`~engine.errors.FeedConnectionError` (:func:`classify`), retried unless fatal (a bad URL,
+HTTP 401/403).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from websockets.exceptions import (
 )
 
 from engine.clock import Clock
+from engine.constraints import PositiveFloat
 from engine.errors import FeedConnectionError, FeedDecodeError, FeedStaleError
 from engine.events import EventSink
 from engine.instruments import Instrument, InstrumentRegistry
-from feeds.backoff import Backoff
+from engine.retry import Backoff, Failure, translate
 from feeds.base import DropLog, FeedStats
 from feeds.deribit_codec import (
     DeribitProtocol,
@@ -42,14 +44,12 @@ from feeds.deribit_codec import (
     get_instruments_request,
 )
 
-__all__ = ["DeribitFeedConfig", "WebSocketFeed", "classify_exception"]
+__all__ = ["DeribitFeedConfig", "WebSocketFeed", "classify"]
 
 logger = logging.getLogger(__name__)
 
 HeartbeatSeconds = Annotated[int, msgspec.Meta(ge=10)]
 """Deribit's ``public/set_heartbeat`` interval: at least 10 s."""
-PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0)]
-"""A duration in seconds, > 0."""
 
 _CLOSE_TIMEOUT_S: Final = 1.0  # closing handshake; the socket is aborted after this
 _MAX_FRAME_BYTES: Final = 1 << 20  # one ticker is ~1 kB
@@ -93,10 +93,10 @@ class DeribitFeedConfig(
     indices: list[str] = []
     interval: Interval = "100ms"
     heartbeat_s: HeartbeatSeconds = 10
-    silence_timeout_s: PositiveSeconds = 30.0
-    connect_timeout_s: PositiveSeconds = 10.0
-    backoff_initial_s: PositiveSeconds = 0.5
-    backoff_max_s: PositiveSeconds = 30.0
+    silence_timeout_s: PositiveFloat = 30.0
+    connect_timeout_s: PositiveFloat = 10.0
+    backoff_initial_s: PositiveFloat = 0.5
+    backoff_max_s: PositiveFloat = 30.0
     instrument_currencies: list[str] = []
 
     def __post_init__(self) -> None:
@@ -104,31 +104,38 @@ class DeribitFeedConfig(
             raise ValueError("backoff_initial_s must not exceed backoff_max_s")
 
 
-def classify_exception(feed: str, exc: BaseException) -> FeedConnectionError:
-    """Translate a connection problem into a :class:`FeedConnectionError`, retryable or fatal.
+def classify(exc: BaseException, feed: str) -> Failure[FeedConnectionError] | None:
+    """Translate a connection problem into a :class:`FeedConnectionError`, retryable or fatal:
+    the feed's :data:`engine.retry.Classifier`.
 
     The one place that decides (after websockets' ``process_exception``): network errors,
     timeouts, closed connections, cut-off handshakes and HTTP 408/425/429/5xx are retryable; a
     bad URL or proxy, any other HTTP status (401, 403, 404, ...) or handshake failure is fatal.
 
     Args:
-        feed: the feed's name.
         exc: what websockets, asyncio or the OS raised.
+        feed: the feed's name.
+
+    Returns:
+        The error and whether to retry (the error's ``retryable`` says the same); None for an
+        exception that is none of these (a bug: let it propagate).
     """
     detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         retryable = status >= 500 or status in _RETRYABLE_HTTP
-        return FeedConnectionError(feed, f"HTTP {status} to the handshake", retryable=retryable)
-    if isinstance(exc, TimeoutError):
-        return FeedConnectionError(feed, "timed out", retryable=True)
-    if isinstance(exc, (OSError, ConnectionClosed, InvalidMessage)):
-        return FeedConnectionError(feed, detail, retryable=True)
-    if isinstance(exc, (InvalidURI, InvalidProxy, InvalidHandshake, ValueError)):
-        return FeedConnectionError(feed, detail, retryable=False)
-    if isinstance(exc, WebSocketException):  # protocol error, frame too big: a new connection
-        return FeedConnectionError(feed, detail, retryable=True)
-    return FeedConnectionError(feed, detail, retryable=False)
+        detail = f"HTTP {status} to the handshake"
+    elif isinstance(exc, TimeoutError):
+        retryable, detail = True, "timed out"
+    elif isinstance(exc, (OSError, ConnectionClosed, InvalidMessage)):
+        retryable = True
+    elif isinstance(exc, (InvalidURI, InvalidProxy, InvalidHandshake, ValueError)):
+        retryable = False
+    elif isinstance(exc, WebSocketException):  # protocol error, frame too big: a new connection
+        retryable = True
+    else:
+        return None
+    return Failure(FeedConnectionError(feed, detail, retryable=retryable), retryable)
 
 
 class WebSocketFeed:
@@ -224,7 +231,7 @@ class WebSocketFeed:
                         if found is not None:
                             return found
             except (WebSocketException, OSError) as exc:
-                raise classify_exception(self.name, exc) from exc
+                raise translate(classify, exc, self.name) from exc
         finally:
             await self._close(ws)
 
@@ -296,7 +303,7 @@ class WebSocketFeed:
                     await self._send(ws, request)
                 await self._stream(ws, protocol, sink)
             except (WebSocketException, OSError) as exc:
-                raise classify_exception(self.name, exc) from exc
+                raise translate(classify, exc, self.name) from exc
         finally:
             self._protocol = None
             self.stats.connected = False
@@ -360,7 +367,7 @@ class WebSocketFeed:
                     max_size=max_size,
                 )
         except (WebSocketException, OSError, ValueError) as exc:
-            raise classify_exception(self.name, exc) from exc
+            raise translate(classify, exc, self.name) from exc
 
     async def _send(self, ws: ClientConnection, data: bytes) -> None:
         async with asyncio.timeout(self._config.connect_timeout_s):

@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
+from engine.constraints import TimestampMs
 from engine.errors import FeedConnectionError, FeedDecodeError
 from engine.events import Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind, from_deribit_instrument
@@ -72,8 +73,6 @@ _GET_INSTRUMENTS: Final = "public/get_instruments"
 _TICKER_PREFIX: Final = "ticker."
 _INDEX_PREFIX: Final = "deribit_price_index."
 _MS_TO_NS: Final = 1_000_000
-_TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // _MS_TO_NS)]
-"""A timestamp in ms whose nanoseconds fit the engine's int64 columns."""
 _EMPTY: Final = msgspec.Raw()
 
 T = TypeVar("T")
@@ -106,7 +105,7 @@ class _Heartbeat(msgspec.Struct, frozen=True):
 
 class _Ticker(msgspec.Struct, frozen=True, gc=False):
     instrument_name: str
-    timestamp: _TimestampMs
+    timestamp: TimestampMs
     mark_price: float
     best_bid_price: float | None = None
     best_ask_price: float | None = None
@@ -118,7 +117,7 @@ class _Ticker(msgspec.Struct, frozen=True, gc=False):
 class _PriceIndex(msgspec.Struct, frozen=True, gc=False):
     index_name: str
     price: float
-    timestamp: _TimestampMs
+    timestamp: TimestampMs
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)

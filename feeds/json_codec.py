@@ -34,10 +34,11 @@ Every bad message raises :class:`~engine.errors.FeedDecodeError` with a stable `
 from __future__ import annotations
 
 import math
-from typing import Annotated, Final, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
+from engine.constraints import NonEmptyStr, TimestampMs, TimestampNs
 from engine.errors import FeedDecodeError
 from engine.events import Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
@@ -53,39 +54,35 @@ FILL_TOPIC: Final = "fills"
 
 _NS_PER_MS: Final = 1_000_000
 _T = TypeVar("_T")
-_INT64_MAX: Final = 2**63 - 1  # timestamps end in the engine's int64 columns
-_TsMs = Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX // _NS_PER_MS)]
-_TsNs = Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
-_NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class _TickMsg(msgspec.Struct, frozen=True, gc=False):
-    instrument: _NonEmptyStr
+    instrument: NonEmptyStr
     price: float
-    ts: _TsMs | None = None
-    ts_ns: _TsNs | None = None
+    ts: TimestampMs | None = None
+    ts_ns: TimestampNs | None = None
 
 
 class _QuoteMsg(msgspec.Struct, frozen=True, gc=False):
-    instrument: _NonEmptyStr
+    instrument: NonEmptyStr
     bid: float | None = None
     ask: float | None = None
     mark: float | None = None
     iv: float | None = None
     underlying_price: float | None = None
     index_price: float | None = None
-    ts: _TsMs | None = None
-    ts_ns: _TsNs | None = None
+    ts: TimestampMs | None = None
+    ts_ns: TimestampNs | None = None
 
 
 class _FillMsg(msgspec.Struct, frozen=True, gc=False):
-    book: _NonEmptyStr
-    instrument: _NonEmptyStr
+    book: NonEmptyStr
+    instrument: NonEmptyStr
     quantity: float
     price: float | None = None
     fill_id: str | None = msgspec.field(default=None, name="id")
-    ts: _TsMs | None = None
-    ts_ns: _TsNs | None = None
+    ts: TimestampMs | None = None
+    ts_ns: TimestampNs | None = None
 
 
 _ABSENT: Final = msgspec.Raw()

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, Final
 
 import aiomqtt
@@ -36,10 +34,12 @@ import msgspec
 from aiomqtt.exceptions import MqttConnectError
 
 from engine.clock import Clock
+from engine.constraints import NonEmptyStr, Port, PositiveFloat, PositiveInt
+from engine.credentials import read_secret
 from engine.errors import FeedConnectionError, FeedDecodeError
 from engine.events import EventSink, Fill
 from engine.instruments import InstrumentRegistry
-from feeds.backoff import Backoff
+from engine.retry import Backoff, Failure, translate
 from feeds.base import DropLog, FeedStats
 from feeds.json_codec import FILL_TOPIC, QUOTE_TOPIC, TICK_TOPIC, JsonCodec
 
@@ -49,10 +49,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOPICS: Final = (f"{TICK_TOPIC}/+", f"{QUOTE_TOPIC}/+", f"{FILL_TOPIC}/+")
 """Topic filters subscribed by default (below ``topic_prefix``)."""
-
-_PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-_Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-_Name = Annotated[str, msgspec.Meta(min_length=1)]
 
 # CONNACK reason codes a retry cannot fix (MQTT 5 numbering, which paho also uses for MQTT
 # 3.1.1's return codes): unsupported protocol, client id rejected, bad user name or password,
@@ -107,23 +103,23 @@ class MqttFeedConfig(
 
     name: str = "mqtt"
     host: str = "127.0.0.1"
-    port: _Port = 1883
+    port: Port = 1883
     topic_prefix: str = ""
     topics: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_TOPICS))
-    client_id: Annotated[str, msgspec.Meta(min_length=1)] = "riskd"
+    client_id: NonEmptyStr = "riskd"
     qos: Annotated[int, msgspec.Meta(ge=1, le=2)] = 1
-    keepalive_s: Annotated[int, msgspec.Meta(ge=1)] = 30
-    timeout_s: _PositiveFloat = 10.0
-    silence_timeout_s: _PositiveFloat | None = None
-    backoff_initial_s: _PositiveFloat = 0.5
-    backoff_max_s: _PositiveFloat = 30.0
+    keepalive_s: PositiveInt = 30
+    timeout_s: PositiveFloat = 10.0
+    silence_timeout_s: PositiveFloat | None = None
+    backoff_initial_s: PositiveFloat = 0.5
+    backoff_max_s: PositiveFloat = 30.0
     username: str | None = None
-    password_env: _Name | None = None
-    password_file: _Name | None = None
+    password_env: NonEmptyStr | None = None
+    password_file: NonEmptyStr | None = None
     tls: bool = False
-    tls_ca_file: _Name | None = None
-    tls_cert_file: _Name | None = None
-    tls_key_file: _Name | None = None
+    tls_ca_file: NonEmptyStr | None = None
+    tls_cert_file: NonEmptyStr | None = None
+    tls_key_file: NonEmptyStr | None = None
     tls_verify: bool = True
 
     def __post_init__(self) -> None:
@@ -146,33 +142,36 @@ class MqttFeedConfig(
             raise ValueError("tls_key_file needs tls_cert_file")
 
 
-def classify(feed: str, exc: BaseException) -> FeedConnectionError:
-    """The :class:`~engine.errors.FeedConnectionError` for an exception of a session.
+def classify(exc: BaseException, feed: str) -> Failure[FeedConnectionError] | None:
+    """The :class:`~engine.errors.FeedConnectionError` for an exception of a session: the
+    feed's :data:`engine.retry.Classifier`.
 
     The one place that decides retryable vs fatal. Fatal: a CONNACK refusing the client
-    (credentials, authorisation, client id, protocol). Everything else (refused or dropped TCP
-    connections, timeouts, a broker that went away) is retryable.
+    (credentials, authorisation, client id, protocol). Everything else from aiomqtt or the
+    network (refused or dropped TCP connections, timeouts, a broker that went away) is
+    retryable.
 
     Args:
-        feed: the feed's name.
         exc: what the session raised.
+        feed: the feed's name.
 
     Returns:
-        The error to raise (``exc`` itself when it already is one).
+        The error and whether to retry (the error's ``retryable`` says the same); None for an
+        exception that is none of these (a bug: let it propagate).
     """
-    if isinstance(exc, FeedConnectionError):
-        return exc
+    retryable = True
     if isinstance(exc, MqttConnectError):
         rc = exc.rc
         code = rc if isinstance(rc, int) else getattr(rc, "value", None)
-        if code in _FATAL_CONNACK:
-            return FeedConnectionError(feed, f"connection refused: {exc}", retryable=False)
-        return FeedConnectionError(feed, f"connection refused: {exc}")
-    if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
-        return FeedConnectionError(feed, f"timed out: {exc or 'no answer'}")
-    if isinstance(exc, aiomqtt.MqttError | OSError):
-        return FeedConnectionError(feed, f"{type(exc).__name__}: {exc}")
-    return FeedConnectionError(feed, f"unexpected {type(exc).__name__}: {exc}", retryable=False)
+        retryable = code not in _FATAL_CONNACK
+        detail = f"connection refused: {exc}"
+    elif isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
+        detail = f"timed out: {exc or 'no answer'}"
+    elif isinstance(exc, aiomqtt.MqttError | OSError):
+        detail = f"{type(exc).__name__}: {exc}"
+    else:
+        return None
+    return Failure(FeedConnectionError(feed, detail, retryable=retryable), retryable)
 
 
 class MqttFeed:
@@ -290,7 +289,7 @@ class MqttFeed:
                         self.stats.events += 1
                     paho.ack(message.mid, message.qos)
         except (aiomqtt.MqttError, OSError) as exc:
-            raise classify(self.name, exc) from exc
+            raise translate(classify, exc, self.name) from exc
         finally:
             self.stats.connected = False
 
@@ -358,27 +357,12 @@ class MqttFeed:
                 read or is empty (retried: it may be being replaced).
         """
         cfg = self._config
-        if cfg.password_env is not None:
-            env = cfg.password_env
-            password = os.environ.get(env)
-            if not password:
-                state = "not set" if password is None else "empty"
-                raise FeedConnectionError(
-                    self.name, f"environment variable {env} is {state}", retryable=False
-                )
-            return password
-        if cfg.password_file is not None:
-            try:
-                password = Path(cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise FeedConnectionError(
-                    self.name, f"cannot read {cfg.password_file}: {detail or exc}"
-                ) from None
-            if not password:
-                raise FeedConnectionError(self.name, f"{cfg.password_file} is empty")
-            return password
-        return None
+        try:
+            return read_secret(cfg.password_env, cfg.password_file)
+        except ValueError as exc:
+            # An unset variable stays unset; a file may be being replaced.
+            fatal = cfg.password_env is not None
+            raise FeedConnectionError(self.name, str(exc), retryable=not fatal) from None
 
     def _tls(self) -> aiomqtt.TLSParameters | None:
         """paho's TLS settings; None: plain TCP."""

@@ -23,11 +23,12 @@ import gzip
 import logging
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
 from engine.clock import ManualClock
+from engine.constraints import NonNegativeFloat, PositiveInt
 from engine.errors import FeedDecodeError
 from engine.events import EventSink, Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
@@ -67,9 +68,9 @@ class ReplayFeedConfig(
     name: str = "replay"
     path: str
     format: Literal["jsonl", "tardis"] = "jsonl"
-    speed: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    speed: NonNegativeFloat = 1.0
     loop: bool = False
-    yield_every: Annotated[int, msgspec.Meta(gt=0)] = 1000
+    yield_every: PositiveInt = 1000
 
 
 class ReplayFeed:

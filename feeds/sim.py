@@ -33,6 +33,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from engine.clock import Clock
+from engine.constraints import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from engine.daycount import NS_PER_DAY, NS_PER_YEAR, year_fraction
 from engine.events import EventSink, Fill, Quote, Tick
 from engine.greeks import black76
@@ -44,8 +45,6 @@ __all__ = ["SimFeed", "SimFeedConfig", "SimUnderlying", "Sleep", "smile_vol"]
 logger = logging.getLogger(__name__)
 
 
-_PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-_NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 _NAME = re.compile(r"^[A-Z0-9]+$")
 _MAX_LATE_NS = 1_000_000_000
 
@@ -69,21 +68,21 @@ class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """
 
     name: str = "BTC"
-    spot: _PositiveFloat = 65_000.0
-    vol: _PositiveFloat = 0.6
+    spot: PositiveFloat = 65_000.0
+    vol: PositiveFloat = 0.6
     skew: float = -0.1
     smile: float = 0.5
-    vol_floor: _PositiveFloat = 0.05
+    vol_floor: PositiveFloat = 0.05
     drift: float = 0.0
-    walk_vol: _PositiveFloat | None = None
-    expiries_days: Annotated[
-        list[Annotated[int, msgspec.Meta(gt=0)]], msgspec.Meta(min_length=1)
-    ] = msgspec.field(default_factory=lambda: [7, 30, 90])
-    strikes_pct: Annotated[list[_PositiveFloat], msgspec.Meta(min_length=1)] = msgspec.field(
+    walk_vol: PositiveFloat | None = None
+    expiries_days: Annotated[list[PositiveInt], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: [7, 30, 90]
+    )
+    strikes_pct: Annotated[list[PositiveFloat], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: [0.8, 0.9, 1.0, 1.1, 1.2]
     )
-    half_spread: _NonNegFloat = 0.02
-    tick_coin: _PositiveFloat = 0.0001
+    half_spread: NonNegativeFloat = 0.02
+    tick_coin: PositiveFloat = 0.0001
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -117,13 +116,13 @@ class SimFeedConfig(
 
     name: str = "sim"
     seed: int = 0
-    rate_hz: _PositiveFloat = 20.0
+    rate_hz: PositiveFloat = 20.0
     underlyings: Annotated[list[SimUnderlying], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: [SimUnderlying()]
     )
     start_ns: int | None = None
     book: Annotated[str, msgspec.Meta(pattern=r"^[^:]+$")] = "demo"  # no ':' (snapshot keys)
-    opening_fills: Annotated[int, msgspec.Meta(ge=0)] = 0
+    opening_fills: NonNegativeInt = 0
 
 
 @dataclass(slots=True)

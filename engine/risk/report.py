@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
+from engine.constraints import PositiveFloat, PositiveInt
 from engine.outputs import RISK_METRICS, RISK_UNITS, SCHEMA_VERSION, UNITS, VAR_METHODS
 from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
@@ -38,8 +39,6 @@ __all__ = [
 ]
 
 Confidence = Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 
 VarMethod = Literal["delta_normal", "delta_gamma", "historical", "monte_carlo"]
 

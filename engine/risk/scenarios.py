@@ -1,6 +1,10 @@
 """Full revaluation of a book under market scenarios: the engine of historical and Monte Carlo
 VaR (:mod:`engine.risk.var`) and of stress grids (:mod:`engine.risk.stress`); conventions in
-docs/risk.md."""
+docs/risk.md.
+
+:class:`ScenarioBook` is declared below the portfolio state (:mod:`engine.positions`), which
+builds it; it is re-exported here, with what revalues it.
+"""
 
 from __future__ import annotations
 
@@ -11,40 +15,12 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
+from engine.positions import ScenarioBook
 from engine.units import DAYS_PER_YEAR
 
 __all__ = ["ScenarioBook", "ScenarioPnL", "scenario_pnl"]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class ScenarioBook:
-    """Positions to revalue, one row each (struct of arrays, C-contiguous): what
-    :func:`engine.kernels.scenario_pnl_kernel` takes. ``und`` is each position's column in the
-    scenario moves; ``weight`` its quantity x contract multiplier; ``X`` the price it is valued
-    on now (spot, or the forward for Black-76 options and futures); ``kind`` the
-    ``engine.kernels.KIND_*`` code."""
-
-    kind: npt.NDArray[np.int8]
-    black: npt.NDArray[np.bool_]
-    inverse: npt.NDArray[np.bool_]
-    is_call: npt.NDArray[np.bool_]
-    strike: FloatArray
-    T: FloatArray
-    r: FloatArray
-    q: FloatArray
-    sigma: FloatArray
-    X: FloatArray
-    weight: FloatArray
-    und: npt.NDArray[np.int64]
-
-    def __post_init__(self) -> None:
-        n = self.kind.shape[0]
-        for name in ScenarioBook.__slots__:
-            a = getattr(self, name)
-            if not isinstance(a, np.ndarray) or a.shape != (n,) or not a.flags.c_contiguous:
-                raise ValueError(f"ScenarioBook.{name} must be a C-contiguous 1-D array of {n}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry, Kind
 from engine.outputs import SCHEMA_VERSION, Scope, expiry_rows
+from engine.retry import Backoff
 from engine.risk.hedge import DERIBIT_INVERSE_CONTRACT_USD
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
@@ -81,7 +82,6 @@ from engine.state import (
     UnderlyingParams,
     expiry_label,
 )
-from feeds.backoff import Backoff
 from feeds.base import Feed
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.mqtt import MqttFeed, MqttFeedConfig

@@ -13,16 +13,18 @@ import ssl
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from engine.alerts import AlertRule
+from engine.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
+from engine.credentials import read_secret
 from engine.errors import ConfigError
 from engine.instruments import Instrument, Kind, Settlement
 from engine.risk.report import RiskConfig
 from engine.runtime.http import HttpConfig
-from engine.runtime.redis_sink import RedisConfig, read_secret, redact_url
+from engine.runtime.redis_sink import RedisConfig, redact_url
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
@@ -40,9 +42,6 @@ __all__ = [
     "load_positions",
     "redacted",
 ]
-
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 
 FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | SimFeedConfig
 """One ``[[feeds]]`` table, chosen by its ``kind``."""
@@ -92,7 +91,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     cycle_interval_ms: PositiveInt = 50
-    min_cycle_interval_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 5.0
+    min_cycle_interval_ms: NonNegativeFloat = 5.0
     full_reprice_interval_s: PositiveFloat = 1.0
     fill_queue: PositiveInt = 100_000
     feed_stale_after_s: PositiveFloat = 10.0

@@ -10,12 +10,13 @@ import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from engine.constraints import PositiveFloat
 from engine.daycount import year_fraction
 from engine.errors import ConfigError
 from engine.greeks import black76, bsm, inverse
@@ -23,8 +24,6 @@ from engine.status import Status, count_statuses
 from engine.units import to_desk
 
 __all__ = ["DemoBook", "PricedBook", "format_book", "load_book", "price_book"]
-
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -69,20 +67,18 @@ from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
 
 from engine.clock import Clock
+from engine.constraints import NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt
+from engine.credentials import read_secret
 from engine.errors import ConfigError, SinkError
 from engine.outputs import FAMILIES, SCHEMA_VERSION
+from engine.retry import Backoff, Failure
 from engine.runtime.clock import MonotonicClock
-from feeds.backoff import Backoff
 
-__all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "read_secret", "redact_url"]
+__all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
 Prefix = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-:]+$")]
-Name = Annotated[str, msgspec.Meta(min_length=1)]
 
 _NS_PER_MS: Final = 1_000_000
 _SCHEMES: Final = ("redis", "rediss", "unix")
@@ -143,40 +139,6 @@ def redact_url(url: str) -> str:
         return "<unparsable redis url>"
 
 
-def read_secret(env: str | None, file: str | None) -> str | None:
-    """A secret from the environment variable named ``env`` or from ``file``.
-
-    Args:
-        env: name of an environment variable holding the secret (not the secret).
-        file: path of a file holding the secret; line breaks at its end are dropped.
-
-    Returns:
-        The secret; None when neither is given (``env`` wins if both are).
-
-    Raises:
-        ValueError: the variable is unset or empty, the file cannot be read or is empty. The
-            message names the variable or the file, never the secret.
-    """
-    if env is not None:
-        value = os.environ.get(env)
-        if not value:
-            raise ValueError(
-                f"environment variable {env} is {'not set' if value is None else 'empty'}"
-            )
-        return value
-    if file is not None:
-        try:
-            value = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"cannot read {file}: not UTF-8 text") from None
-        if not value:
-            raise ValueError(f"{file} is empty")
-        return value
-    return None
-
-
 def _url_credentials(url: str) -> tuple[bool, bool]:
     """Whether ``url`` names a user and whether it carries a password (redis-py reads both
     from the userinfo and from ``username`` / ``password`` query parameters)."""
@@ -231,12 +193,12 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """
 
     url: str = "redis://127.0.0.1:6379/0"
-    username: Name | None = None
-    password_env: Name | None = None
-    password_file: Name | None = None
-    tls_ca_file: Name | None = None
-    tls_cert_file: Name | None = None
-    tls_key_file: Name | None = None
+    username: NonEmptyStr | None = None
+    password_env: NonEmptyStr | None = None
+    password_file: NonEmptyStr | None = None
+    tls_ca_file: NonEmptyStr | None = None
+    tls_cert_file: NonEmptyStr | None = None
+    tls_key_file: NonEmptyStr | None = None
     tls_verify: bool = True
     prefix: Prefix = "risk"
     min_interval_ms: NonNegativeInt = 100
@@ -326,21 +288,20 @@ class SinkStats:
     queued_alerts: int = 0
 
 
-def classify(exc: BaseException, url: str) -> tuple[SinkError, bool] | None:
-    """Translate an exception from the Redis client into a :class:`SinkError`.
-
-    The one place that decides what a reconnection can fix.
+def classify(exc: BaseException, url: str) -> Failure[SinkError] | None:
+    """Translate an exception from the Redis client into a :class:`SinkError`: the sink's
+    :data:`engine.retry.Classifier`, the one place that decides what a reconnection can fix.
 
     Args:
         exc: the exception raised by a Redis call (or its ``asyncio.timeout``).
         url: the server's URL (redacted in the message).
 
     Returns:
-        ``(error, retryable)``; None when ``exc`` does not come from the network or the client
-        (a bug: let it propagate). Retryable: connection, timeout, socket and protocol errors,
-        and a server loading, read-only, out of memory or asking to try again. Fatal: bad
-        credentials or permissions, and commands the server rejects (e.g. a key of another type
-        under our prefix), which a retry cannot fix.
+        ``Failure(error, retryable)``; None when ``exc`` does not come from the network or the
+        client (a bug: let it propagate). Retryable: connection, timeout, socket and protocol
+        errors, and a server loading, read-only, out of memory or asking to try again. Fatal:
+        bad credentials or permissions, and commands the server rejects (e.g. a key of another
+        type under our prefix), which a retry cannot fix.
     """
     where = redact_url(url)
     retryable: bool
@@ -367,7 +328,7 @@ def classify(exc: BaseException, url: str) -> tuple[SinkError, bool] | None:
     else:
         return None
     detail = str(exc) or type(exc).__name__
-    return SinkError(f"redis {where}: {type(exc).__name__}: {detail}"), retryable
+    return Failure(SinkError(f"redis {where}: {type(exc).__name__}: {detail}"), retryable)
 
 
 class _ServerChanged(rexc.ConnectionError):
@@ -612,7 +573,7 @@ class RedisSink:
             translated = classify(exc, self._config.url)
             if translated is None:
                 raise
-            logger.warning("redis sink close failed", extra={"error": str(translated[0])})
+            logger.warning("redis sink close failed", extra={"error": str(translated.error)})
 
     # ------------------------------------------------------------------ internals
 

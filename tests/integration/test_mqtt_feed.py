@@ -367,13 +367,18 @@ async def test_missing_password_variable_is_fatal(
         (MqttConnectError(ReasonCode(PacketTypes.CONNACK, "Bad user name or password")), False),
         (MqttConnectError(ReasonCode(PacketTypes.CONNACK, "Not authorized")), False),
         (MqttConnectError(ReasonCode(PacketTypes.CONNACK, "Client identifier not valid")), False),
-        (ValueError("a bug"), False),
     ],
 )
 def test_classify(exc: BaseException, retryable: bool) -> None:
-    error = classify("mqtt", exc)
-    assert error.retryable is retryable
-    assert error.feed == "mqtt"
+    failure = classify(exc, "mqtt")
+    assert failure is not None
+    assert failure.retryable is retryable
+    assert failure.error.retryable is retryable
+    assert failure.error.feed == "mqtt"
+
+
+def test_classify_leaves_bugs_alone() -> None:
+    assert classify(ValueError("a bug"), "mqtt") is None
 
 
 def test_config_defaults_and_validation() -> None:

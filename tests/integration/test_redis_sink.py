@@ -645,12 +645,11 @@ def test_config_repr_redacts_and_validation_fails_fast() -> None:
     ],
 )
 def test_classify(exc: BaseException, retryable: bool) -> None:
-    translated = classify(exc, "redis://:pw@host/0")
-    assert translated is not None
-    error, got = translated
-    assert isinstance(error, SinkError)
-    assert got is retryable
-    assert ":pw@" not in str(error)
+    failure = classify(exc, "redis://:pw@host/0")
+    assert failure is not None
+    assert isinstance(failure.error, SinkError)
+    assert failure.retryable is retryable
+    assert ":pw@" not in str(failure.error)
 
 
 def test_classify_leaves_bugs_alone() -> None:
