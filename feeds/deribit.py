@@ -70,6 +70,10 @@ class DeribitFeedConfig(
 
     Attributes:
         name: the feed's name, in logs, stats and errors.
+        required: the daemon is not ready (``/readyz``) while this feed is disconnected or
+            stale. False: an optional feed (fills or data that may never come); it counts for
+            nothing in readiness, and it raises a stale-feed alert only once it has received
+            something.
         url: Deribit's websocket endpoint (``wss://test.deribit.com/ws/api/v2`` for testnet).
         instruments: options, futures and perpetuals to subscribe tickers of, besides those the
             runtime passes from the book.
@@ -88,6 +92,7 @@ class DeribitFeedConfig(
     """
 
     name: str = "deribit"
+    required: bool = True
     url: str = "wss://www.deribit.com/ws/api/v2"
     instruments: list[str] = []
     indices: list[str] = []

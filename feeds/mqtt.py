@@ -69,6 +69,10 @@ class MqttFeedConfig(
 
     Attributes:
         name: the feed's name in logs, stats and errors.
+        required: the daemon is not ready (``/readyz``) while this feed is disconnected or
+            stale. False: an optional feed (fills or data that may never come); it counts for
+            nothing in readiness, and it raises a stale-feed alert only once it has received
+            something.
         host: broker host name or address.
         port: broker TCP port.
         topic_prefix: prepended to every topic and filter (``"desk1/"``); empty by default.
@@ -102,6 +106,7 @@ class MqttFeedConfig(
     """
 
     name: str = "mqtt"
+    required: bool = True
     host: str = "127.0.0.1"
     port: Port = 1883
     topic_prefix: str = ""

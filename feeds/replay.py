@@ -58,6 +58,10 @@ class ReplayFeedConfig(
 
     Attributes:
         name: the feed's name in logs, stats and errors.
+        required: the daemon is not ready (``/readyz``) while this feed is disconnected or
+            stale. False: an optional feed (fills or data that may never come); it counts for
+            nothing in readiness, and it raises a stale-feed alert only once it has received
+            something.
         path: the recorded file (``.gz`` is decompressed).
         format: ``jsonl`` (riskd's JSON messages) or ``tardis`` (``options_chain`` CSV).
         speed: 1 replays in real time, N N times faster, 0 as fast as possible.
@@ -66,6 +70,7 @@ class ReplayFeedConfig(
     """
 
     name: str = "replay"
+    required: bool = True
     path: str
     format: Literal["jsonl", "tardis"] = "jsonl"
     speed: NonNegativeFloat = 1.0

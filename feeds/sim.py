@@ -103,6 +103,10 @@ class SimFeedConfig(
 
     Attributes:
         name: the feed's name in logs and stats.
+        required: the daemon is not ready (``/readyz``) while this feed is disconnected or
+            stale. False: an optional feed (fills or data that may never come); it counts for
+            nothing in readiness, and it raises a stale-feed alert only once it has received
+            something.
         seed: seed of the random walk; the same seed and clock give the same run.
         rate_hz: events per second, over all instruments.
         underlyings: the simulated underlyings.
@@ -115,6 +119,7 @@ class SimFeedConfig(
     """
 
     name: str = "sim"
+    required: bool = True
     seed: int = 0
     rate_hz: PositiveFloat = 20.0
     underlyings: Annotated[list[SimUnderlying], msgspec.Meta(min_length=1)] = msgspec.field(

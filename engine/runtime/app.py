@@ -235,6 +235,8 @@ class Daemon:
         self._full_interval_ns = round(config.engine.full_reprice_interval_s * 1e9)
         self._start_ns = 0  # the monitor's start: a feed silent since then is stale too
         self.exit_at_end = False
+        self.optional_feeds = frozenset(fc.name for fc in config.feeds if not fc.required)
+        """Feeds with ``required = false``: they count for nothing in readiness."""
         """Stop once every replay feed has reached its file's end (``riskd run --exit-at-end``),
         after a last risk period."""
         self._started = time.monotonic()
@@ -821,6 +823,8 @@ class Daemon:
         for f in self.feeds:
             if f.stats.finished:  # a replay at its end: silent, as it should be
                 continue
+            if f.name in self.optional_feeds and not f.stats.received:
+                continue  # an optional feed that never spoke: nothing has stopped
             last = f.stats.last_recv_ns
             silent_ns = now - last if last else now - self._start_ns
             stale = silent_ns > limit_ns

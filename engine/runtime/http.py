@@ -1,9 +1,10 @@
 """The daemon's HTTP endpoint (``[http]``): ``/healthz``, ``/readyz`` and ``/metrics``.
 
 - ``/healthz``: 200 while the process runs its event loop.
-- ``/readyz``: 200 when the kernels are warm (the start-up cycle ran), every feed is connected,
-  Redis took the last write and no feed is stale; else 503. The body (JSON) says which check
-  fails.
+- ``/readyz``: 200 when the kernels are warm (the start-up cycle ran), every required feed is
+  connected (or, a replay, finished), Redis took the last write and no required feed is stale;
+  else 503. Feeds with ``required = false`` count for nothing. The body (JSON) says which
+  check fails.
 - ``/metrics``: Prometheus text (prometheus-client), read from the daemon's counters when
   scraped, so the streaming path pays nothing for it but the two histograms
   (:class:`CycleHistograms`, binned once per engine cycle). Every metric is listed in
@@ -204,10 +205,18 @@ class _Collector:
 
 def readiness(daemon: Daemon) -> dict[str, Any]:
     """The readiness checks and whether all pass (the body of ``/readyz``)."""
-    stale = [a["feed"] for a in daemon.alerts.active() if a["alert"] == "stale_feed"]
+    stale = [
+        a["feed"]
+        for a in daemon.alerts.active()
+        if a["alert"] == "stale_feed" and a["feed"] not in daemon.optional_feeds
+    ]
     checks = {
         "kernels_warm": daemon.cycles > 0,
-        "feeds_connected": all(f.stats.connected for f in daemon.feeds),
+        "feeds_connected": all(
+            f.stats.connected or f.stats.finished
+            for f in daemon.feeds
+            if f.name not in daemon.optional_feeds
+        ),
         "redis_reachable": daemon.sink.stats.connected,
         "no_feed_stale": not stale,
     }

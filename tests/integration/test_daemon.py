@@ -34,6 +34,7 @@ from engine.instruments import parse_deribit_name
 from engine.risk import var
 from engine.runtime.app import Daemon, _vol_level, build, load_history, run
 from engine.runtime.config import load_config
+from engine.runtime.http import readiness
 from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
 from tests.servers import MosquittoServer, RedisServer, http_get, running_daemon, wait_until
@@ -948,3 +949,45 @@ async def test_health_readiness_and_metrics_over_http(
         daemon.feeds[0].stats.connected = False  # as after a drop: not ready
         assert (await http_get(http, "/readyz"))[0] == 503
         daemon.feeds[0].stats.connected = True
+
+
+def test_an_optional_feed_that_never_spoke_is_neither_stale_nor_unready(tmp_path: Path) -> None:
+    """Two silent MQTT feeds past the stale limit: the required one raises its stale alert and
+    fails /readyz's checks; the optional one (``required = false``, as the compose file's) does
+    neither, until it has received something and falls silent again."""
+    feeds = "".join(
+        f'[[feeds]]\nkind = "mqtt"\nname = "{name}"\nport = 9\nrequired = {req}\n'
+        for name, req in (("fills", "false"), ("md", "true"))
+    )
+    (tmp_path / "positions.csv").write_text("book,instrument,quantity\n")
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        '[redis]\nurl = "redis://127.0.0.1:9/0"\n[engine]\nfeed_stale_after_s = 10\n' + feeds
+    )
+    clock = ManualClock(TS * 1_000_000)
+    daemon = build(load_config(path), path, clock=clock)
+    daemon.cycle(full=True)
+    daemon.sink.stats.connected = True  # as after a write: only the feeds decide here
+    for f in daemon.feeds:
+        f.stats.connected = True
+    clock.advance(11 * 10**9)
+    daemon.check_feeds()
+
+    def stale() -> set[str]:
+        return {a["feed"] for a in daemon.alerts.active() if a["alert"] == "stale_feed"}
+
+    assert stale() == {"md"}
+    assert readiness(daemon)["stale_feeds"] == ["md"]
+    daemon.feeds[1].stats.last_recv_ns = clock.now_ns()  # md speaks
+    daemon.check_feeds()
+    assert stale() == set()
+    assert readiness(daemon)["ready"]
+    daemon.feeds[0].stats.connected = False  # the optional one drops: still ready
+    assert readiness(daemon)["ready"]
+    daemon.feeds[0].stats.received = 1  # it spoke once, then went silent
+    daemon.feeds[0].stats.last_recv_ns = clock.now_ns()
+    clock.advance(11 * 10**9)
+    daemon.feeds[1].stats.last_recv_ns = clock.now_ns()
+    daemon.check_feeds()
+    assert stale() == {"fills"}
+    assert readiness(daemon)["ready"]  # alerted, but it counts for nothing in readiness
