@@ -463,6 +463,10 @@ class Portfolio:
         self._change(fill.book, inst, fill.quantity, fill.price)
         return True
 
+    def seen_fill(self, fill_id: str) -> bool:
+        """Whether a fill with ``fill_id`` was applied (among the last :data:`FILL_IDS_KEPT`)."""
+        return fill_id in self._fill_ids
+
     def retry_unresolved(self) -> int:
         """Apply the kept fills whose instruments are now known; returns how many applied.
         The others stay kept, in their order."""

@@ -20,7 +20,7 @@ from engine.constraints import PositiveFloat, PositiveInt
 from engine.outputs import RISK_METRICS, RISK_UNITS, SCHEMA_VERSION, UNITS, VAR_METHODS
 from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
-from engine.risk.strategies import Strategy, payoff_diagram, strategy_greeks
+from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.state import AGG_FIELDS, BookRisk, Chain, Priced
 
@@ -545,35 +545,6 @@ _SKEW_UNITS: Final = {
     "svi": "raw SVI of total variance in k = ln(K/F)",
     "rmse_vol_points": "vol points",
 }
-
-
-@dataclass(slots=True)
-class StrategyHolding:
-    """A book's holding of a strategy (docs/strategies.md): its legs are positions of the book
-    like any other (without a cost of their own); the holding keeps the strategy's quantity and
-    its net cost, in the legs' price currency (coin when every leg is coin-settled, else USD),
-    summed over the fills of the strategy."""
-
-    book: str
-    text: str
-    strategy: Strategy
-    quantity: float = 0.0
-    cost: float = 0.0
-    has_cost: bool = True
-
-    def add(self, quantity: float, price: float | None) -> None:
-        """A fill of ``quantity`` units of the strategy at ``price`` per unit (None: unknown:
-        the holding has no cost from then on)."""
-        self.quantity += quantity
-        if price is None:
-            self.has_cost = False
-        else:
-            self.cost += quantity * price
-
-    @property
-    def coin(self) -> bool:
-        """Whether its prices are in coin: every leg coin-settled."""
-        return all(leg.instrument.is_inverse for leg in self.strategy.legs)
 
 
 _N_FIG: Final = len(AGG_FIELDS) - 3  # the figures of a unit row: all but pnl and the counts

@@ -36,25 +36,31 @@ prefix. ``legs`` appends ``*ratio`` to every part::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from engine.daycount import year_fraction
+from engine.events import Fill
 from engine.greeks import black76
 from engine.instruments import Instrument, Kind, parse_deribit_name
 from engine.risk.settlement import intrinsic, settlement_pnl
+from engine.state import Portfolio, Priced
 
 __all__ = [
     "Leg",
     "Lookup",
     "PayoffDiagram",
     "Strategy",
+    "StrategyBook",
+    "StrategyHolding",
     "StrategyKind",
     "butterfly",
     "calendar",
@@ -451,3 +457,108 @@ def payoff_diagram(
         max_profit=math.inf if slope > tol else float(pnl.max()),
         max_loss=math.inf if slope < -tol else float(-pnl.min()),
     )
+
+
+# ---------------------------------------------------------------- holdings in a portfolio
+
+
+@dataclass(slots=True)
+class StrategyHolding:
+    """A book's holding of a strategy (docs/strategies.md): its legs are positions of the book
+    like any other (without a cost of their own); the holding keeps the strategy's quantity and
+    its net cost, in the legs' price currency (coin when every leg is coin-settled, else USD),
+    summed over the fills of the strategy."""
+
+    book: str
+    text: str
+    strategy: Strategy
+    quantity: float = 0.0
+    cost: float = 0.0
+    has_cost: bool = True
+
+    def add(self, quantity: float, price: float | None) -> None:
+        """A fill of ``quantity`` units of the strategy at ``price`` per unit (None: unknown:
+        the holding has no cost from then on)."""
+        self.quantity += quantity
+        if price is None:
+            self.has_cost = False
+        else:
+            self.cost += quantity * price
+
+    @property
+    def coin(self) -> bool:
+        """Whether its prices are in coin: every leg coin-settled."""
+        return all(leg.instrument.is_inverse for leg in self.strategy.legs)
+
+
+@dataclass(slots=True)
+class StrategyBook:
+    """Every book's strategy holdings, by canonical text form, and how a strategy held in the
+    positions file or traded in a fill becomes positions of its legs.
+
+    A strategy's fill (its text form as the instrument) is a fill of each leg, quantity x
+    ratio, with no price of its own (the holding keeps the cost), and leg ``i``'s fill id is
+    ``{id}/{i}``: the portfolio's own de-duplication then tells a redelivered strategy fill
+    (its first leg's id is known) from a new one.
+    """
+
+    lookup: Lookup
+    holdings: dict[tuple[str, str], StrategyHolding] = dataclasses.field(default_factory=dict)
+
+    def holding(self, book: str, strategy: Strategy) -> StrategyHolding:
+        """``book``'s holding of ``strategy`` (new: empty)."""
+        text = format_strategy(strategy)
+        h = self.holdings.get((book, text))
+        if h is None:
+            h = self.holdings[(book, text)] = StrategyHolding(book, text, strategy)
+        return h
+
+    def add_position(
+        self, portfolio: Portfolio, book: str, text: str, quantity: float, avg: float | None
+    ) -> None:
+        """A start-of-day position of ``quantity`` units of the strategy ``text``.
+
+        Raises:
+            ValueError: ``text`` is not a strategy, or the portfolio refuses a leg.
+        """
+        strategy = parse_strategy(text, self.lookup)
+        for leg in strategy.legs:
+            portfolio.add_position(book, leg.instrument.name, quantity * leg.ratio)
+        self.holding(book, strategy).add(quantity, avg)
+
+    def apply_fill(self, portfolio: Portfolio, fill: Fill) -> None:
+        """Apply a strategy's fill: its legs' fills to ``portfolio``, its quantity and cost to
+        the holding; a redelivered fill (same id) changes nothing.
+
+        Raises:
+            ValueError: the instrument is not a strategy's text form, or a number is bad (the
+                portfolio's checks); nothing is applied then.
+        """
+        fid = fill.fill_id
+        if fid is not None and portfolio.seen_fill(f"{fid}/0"):
+            portfolio.duplicate_fills += 1
+            return
+        strategy = parse_strategy(fill.instrument, self.lookup)
+        legs = [
+            msgspec.structs.replace(
+                fill,
+                instrument=leg.instrument.name,
+                quantity=fill.quantity * leg.ratio,
+                price=None,
+                fill_id=None if fid is None else f"{fid}/{i}",
+            )
+            for i, leg in enumerate(strategy.legs)
+        ]
+        for leg_fill in legs:  # the first refuses a bad book or quantity: nothing is applied
+            if not portfolio.apply_fill(leg_fill):  # a parsed leg is known: cannot happen
+                raise AssertionError(leg_fill.instrument)
+        self.holding(fill.book, strategy).add(fill.quantity, fill.price)
+
+    def priced(self, portfolio: Portfolio) -> list[tuple[StrategyHolding, Priced, float]]:
+        """Each holding, its legs priced now and its index's price: what its payload needs."""
+        out = []
+        for h in self.holdings.values():
+            names = [leg.instrument.name for leg in h.strategy.legs]
+            index = h.strategy.legs[0].instrument.index
+            out.append((h, portfolio.priced(names), portfolio.index_price(index)))
+        return out

@@ -58,7 +58,6 @@ from engine.risk.history import MoveHistory
 from engine.risk.report import (
     HedgeInputs,
     RiskConfig,
-    StrategyHolding,
     hedge_payloads,
     margin_payload,
     skew_payloads,
@@ -67,14 +66,13 @@ from engine.risk.report import (
     var_payload,
 )
 from engine.risk.settlement import WINDOW_NS, Twap, TwapAccumulator, TwapStatus, settle
-from engine.risk.strategies import Strategy, format_strategy, parse_strategy
+from engine.risk.strategies import StrategyBook, StrategyHolding
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
 from engine.runtime.http import CycleHistograms, HttpServer
 from engine.runtime.journal import FillJournal, Settlement, positions_digest
 from engine.runtime.redis_sink import RedisSink
 from engine.state import (
-    FILL_IDS_KEPT,
     BookRisk,
     Portfolio,
     Priced,
@@ -183,7 +181,7 @@ class Daemon:
         portfolio: Portfolio,
         feeds: list[Feed],
         history: MoveHistory | None = None,
-        strategies: dict[tuple[str, str], StrategyHolding] | None = None,
+        strategies: StrategyBook | None = None,
         journal: FillJournal | None = None,
     ) -> None:
         self.config = config
@@ -205,9 +203,8 @@ class Daemon:
         self._twaps: dict[tuple[str, int], TwapAccumulator] = {}  # (index, expiry) in window
         self.realised_pnl_usd: dict[str, float] = {}
         """Realised P&L of settled positions per book since start, USD."""
-        self.strategies: dict[tuple[str, str], StrategyHolding] = dict(strategies or {})
+        self.strategies = strategies or StrategyBook(registry.get)
         """Strategy holdings by (book, text form), from the positions file and fills."""
-        self._strategy_fill_ids: dict[str, None] = {}
         self._valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal)
         self.alerts = AlertEngine(config.alerts)
@@ -458,7 +455,7 @@ class Daemon:
             books = list(self.portfolio.books_risk().values())
             hedges = self._hedge_inputs() if "hedge" in families else {}
             chains = self.portfolio.chains() if "skew" in families else []
-            held = self._strategy_inputs() if "strategy" in families else []
+            held = self.strategies.priced(self.portfolio) if "strategy" in families else []
             valuation = self.portfolio.valuation_ns
         self.record_levels(now, books)
         out = await asyncio.to_thread(
@@ -569,10 +566,10 @@ class Daemon:
         """Apply a fill to the book (a strategy's: to its legs and holding); a fill the engine
         refuses is kept (:attr:`rejected_fills`) and logged, one of an unknown instrument is
         kept until it is known."""
-        if ":" in f.instrument:  # a strategy's text form: its legs
-            self._strategy_fill(f)
-            return
         try:
+            if ":" in f.instrument:  # a strategy's text form: its legs
+                self.strategies.apply_fill(self.portfolio, f)
+                return
             applied = self.portfolio.apply_fill(f)
         except Exception as exc:  # decoders check fills; this is the engine's own guard
             self.rejected_fills.append(f)
@@ -583,47 +580,6 @@ class Daemon:
                 "fill for unknown instrument kept until it is known",
                 extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
             )
-
-    def _strategy_fill(self, fill: Fill) -> None:
-        """A fill of a strategy (its text form as the instrument): a fill of each leg (quantity
-        x ratio, no price of its own) and the holding's quantity and cost. A text that is not a
-        strategy, or a bad number, rejects the fill (kept, logged, as any rejected fill)."""
-        fid = fill.fill_id
-        if fid is not None and fid in self._strategy_fill_ids:
-            return  # redelivered
-        try:
-            strategy = parse_strategy(fill.instrument, self.registry.get)
-            for i, leg in enumerate(strategy.legs):
-                applied = self.portfolio.apply_fill(
-                    msgspec.structs.replace(
-                        fill,
-                        instrument=leg.instrument.name,
-                        quantity=fill.quantity * leg.ratio,
-                        price=None,
-                        fill_id=None if fid is None else f"{fid}/{i}",
-                    )
-                )
-                if not applied:  # a parsed leg is known: cannot happen
-                    raise AssertionError(leg.instrument.name)
-        except Exception as exc:
-            self.rejected_fills.append(fill)
-            logger.error("fill rejected: %s", exc, extra={"fill": f"{fill!r}"[:300]})
-            return
-        holding = _holding(self.strategies, fill.book, strategy)
-        holding.add(fill.quantity, fill.price)
-        if fid is not None:
-            self._strategy_fill_ids[fid] = None
-            if len(self._strategy_fill_ids) > FILL_IDS_KEPT:
-                del self._strategy_fill_ids[next(iter(self._strategy_fill_ids))]
-
-    def _strategy_inputs(self) -> list[tuple[StrategyHolding, Priced, float]]:
-        """Each strategy held, its legs priced now and its index's price (the loop's side)."""
-        out = []
-        for h in self.strategies.values():
-            names = [leg.instrument.name for leg in h.strategy.legs]
-            index = h.strategy.legs[0].instrument.index
-            out.append((h, self.portfolio.priced(names), self.portfolio.index_price(index)))
-        return out
 
     # ------------------------------------------------------------------ settlement
     def settle_due(self, now_ns: int) -> int:
@@ -884,17 +840,14 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
     }
     portfolio = Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
     path = config_relative(config.portfolio.positions, config_path)
-    strategies: dict[tuple[str, str], StrategyHolding] = {}
+    strategies = StrategyBook(registry.get)
     if path is not None:
         for pos in load_positions(path):
             try:
                 if ":" in pos.instrument:  # a strategy's text form
-                    strategy = parse_strategy(pos.instrument, registry.get)
-                    for leg in strategy.legs:
-                        portfolio.add_position(
-                            pos.book, leg.instrument.name, pos.quantity * leg.ratio
-                        )
-                    _holding(strategies, pos.book, strategy).add(pos.quantity, pos.avg_price)
+                    strategies.add_position(
+                        portfolio, pos.book, pos.instrument, pos.quantity, pos.avg_price
+                    )
                 else:
                     portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
             except ValueError as exc:
@@ -973,17 +926,6 @@ def _open_journal(
         return journal, journal.open()
     except (OSError, ValueError) as exc:
         raise ConfigError(str(path), f"{exc} - at `$.portfolio.journal`") from exc
-
-
-def _holding(
-    holdings: dict[tuple[str, str], StrategyHolding], book: str, strategy: Strategy
-) -> StrategyHolding:
-    """``book``'s holding of ``strategy`` (new: empty), by its canonical text form."""
-    text = format_strategy(strategy)
-    h = holdings.get((book, text))
-    if h is None:
-        h = holdings[(book, text)] = StrategyHolding(book, text, strategy)
-    return h
 
 
 def load_history(config: AppConfig, config_path: Path) -> MoveHistory:

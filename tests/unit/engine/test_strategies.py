@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
+from engine.events import Fill
 from engine.greeks import black76
-from engine.instruments import deribit_expiry_ns
+from engine.instruments import InstrumentRegistry, deribit_expiry_ns
 from engine.risk.strategies import (
     Leg,
     Strategy,
+    StrategyBook,
     StrategyKind,
     butterfly,
     calendar,
@@ -34,6 +36,7 @@ from engine.risk.strategies import (
     strategy_greeks,
     vertical,
 )
+from engine.state import Portfolio
 from tests.oracle import ref_black76
 
 DEC = "BTC-27DEC24-"
@@ -329,3 +332,58 @@ def test_builders_and_construction_check_the_legs() -> None:
         payoff_diagram(call, [2.0, 1.0], [0.1])
     with pytest.raises(ValueError, match="needs a leg that expires"):
         payoff_diagram(custom([("BTC-PERPETUAL", 1.0)]), GRID, [60_000.0])
+
+
+# ---------------------------------------------------------------- holdings in a portfolio
+
+
+def _book() -> tuple[StrategyBook, Portfolio]:
+    registry = InstrumentRegistry()
+    return StrategyBook(registry.get), Portfolio(registry)
+
+
+def _lots(p: Portfolio) -> dict[str, float]:
+    return {instrument: quantity for _, instrument, quantity in p.positions()}
+
+
+SPREAD = "vertical:BTC-27DEC24-60000-C/65000"
+
+
+def test_a_strategy_fill_is_its_legs_and_a_redelivery_changes_nothing() -> None:
+    book, p = _book()
+    fill = Fill(
+        book="main",
+        instrument=SPREAD,
+        quantity=3.0,
+        price=0.02,
+        fill_id="f1",
+        ts_event=1,
+        ts_recv=1,
+    )
+    book.apply_fill(p, fill)
+    book.apply_fill(p, fill)  # redelivered
+    assert _lots(p) == {"BTC-27DEC24-60000-C": 3.0, "BTC-27DEC24-65000-C": -3.0}
+    (h,) = book.holdings.values()
+    assert (h.book, h.text, h.quantity, h.cost) == ("main", SPREAD, 3.0, 3.0 * 0.02)
+    assert p.duplicate_fills == 1
+    book.add_position(p, "main", SPREAD, 1.0, None)  # the same holding, from a positions file
+    assert h.quantity == 4.0
+    assert not h.has_cost
+    (priced,) = book.priced(p)
+    assert priced[0] is h
+
+
+def test_a_bad_strategy_fill_applies_no_leg() -> None:
+    book, p = _book()
+    with pytest.raises(ValueError, match="book name"):
+        book.apply_fill(
+            p,
+            Fill(book="a:b", instrument=SPREAD, quantity=1.0, fill_id="x", ts_event=1, ts_recv=1),
+        )
+    with pytest.raises(ValueError, match="quantity must be finite"):
+        book.apply_fill(
+            p, Fill(book="m", instrument=SPREAD, quantity=math.inf, ts_event=1, ts_recv=1)
+        )
+    assert _lots(p) == {}
+    assert book.holdings == {}
+    assert not p.seen_fill("x/0")
