@@ -47,12 +47,11 @@ import numpy as np
 
 from engine.alerts import AlertEngine
 from engine.clock import Clock, ManualClock
-from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError, RiskEngineError
+from engine.errors import ConfigError, RiskEngineError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
-from engine.instruments import DERIBIT, InstrumentRegistry, Kind
+from engine.instruments import InstrumentRegistry, Kind
 from engine.outputs import SCHEMA_VERSION, Scope, expiry_rows
-from engine.retry import Backoff
 from engine.risk.hedge import DERIBIT_INVERSE_CONTRACT_USD
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
@@ -68,8 +67,9 @@ from engine.risk.report import (
 from engine.risk.settlement import WINDOW_NS, Twap, TwapAccumulator, TwapStatus, settle
 from engine.risk.strategies import StrategyBook, StrategyHolding
 from engine.runtime.clock import LiveClock
-from engine.runtime.config import AppConfig, FeedConfig, config_relative, load_positions
+from engine.runtime.config import AppConfig, config_relative, load_positions
 from engine.runtime.http import CycleHistograms, HttpServer
+from engine.runtime.intake import AsyncInbox, Intake, build_feed
 from engine.runtime.journal import FillJournal, Settlement, positions_digest
 from engine.runtime.redis_sink import RedisSink
 from engine.state import (
@@ -81,83 +81,12 @@ from engine.state import (
     expiry_label,
 )
 from feeds.base import Feed
-from feeds.deribit import DeribitFeedConfig, WebSocketFeed
-from feeds.mqtt import MqttFeed, MqttFeedConfig
-from feeds.replay import ReplayFeed, ReplayFeedConfig
-from feeds.sim import SimFeed, SimFeedConfig
+from feeds.replay import ReplayFeedConfig
+from feeds.sim import SimFeedConfig
 
 __all__ = ["AsyncInbox", "Daemon", "build", "run"]
 
 logger = logging.getLogger(__name__)
-
-
-class AsyncInbox:
-    """The engine's inbox as feeds see it (:class:`engine.events.EventSink`): wakes the engine
-    on every event, and makes a feed wait while the fill queue is full (fills are never
-    dropped)."""
-
-    __slots__ = ("_room", "_wake", "inbox", "journal")
-
-    def __init__(self, inbox: Inbox, journal: FillJournal | None = None) -> None:
-        self.inbox = inbox
-        self.journal = journal
-        """Where a fill is written (fsynced) before it is queued, hence before the feed
-        acknowledges it."""
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-
-    def put(self, event: Tick | Quote) -> None:
-        self.inbox.put(event)
-        self._wake.set()
-
-    async def put_fill(self, fill: Fill) -> None:
-        if self.journal is not None:
-            self.journal.append(fill)
-        while not self.inbox.put_fill(fill):
-            self._room.clear()
-            self._wake.set()
-            await self._room.wait()
-        self._wake.set()
-
-    async def wait(self, timeout_s: float) -> None:
-        """Return when an event arrives or after ``timeout_s``."""
-        if not self._wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    await self._wake.wait()
-        self._wake.clear()
-
-    def drain(self) -> tuple[list[Tick], list[Quote], list[Fill]]:
-        out = self.inbox.drain()
-        self._room.set()
-        return out
-
-
-def _deribit_channels(
-    registry: InstrumentRegistry, names: Iterable[str]
-) -> tuple[list[str], list[str]]:
-    """The Deribit instruments among ``names`` and the indices they are priced on: what a
-    Deribit feed subscribes to for them."""
-    insts = [i for n in names if (i := registry.get(n)) is not None and i.venue == DERIBIT]
-    return [i.name for i in insts], sorted({i.index for i in insts})
-
-
-def _build_feed(
-    config: FeedConfig, registry: InstrumentRegistry, clock: Clock, portfolio: Portfolio
-) -> Feed:
-    if isinstance(config, DeribitFeedConfig):
-        held, indices = _deribit_channels(registry, portfolio.instruments())
-        return WebSocketFeed(config, registry, clock, instruments=held, indices=indices)
-    if isinstance(config, MqttFeedConfig):
-        return MqttFeed(config, registry, clock)
-    if isinstance(config, ReplayFeedConfig):
-        if not isinstance(clock, ManualClock):
-            raise ValueError("a replay feed runs on the replay's own clock, not the wall clock")
-        return ReplayFeed(config, registry, clock)
-    if isinstance(config, SimFeedConfig):
-        return SimFeed(config, registry, clock)
-    raise AssertionError(config)  # the tagged union admits nothing else
 
 
 @dataclass(slots=True)
@@ -213,6 +142,7 @@ class Daemon:
         """Latest exposure payload per key, for the terminal view."""
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=8)
         self.stop = asyncio.Event()
+        self.intake = Intake(feeds, registry, self.inbox, on_end=self.stop.set)
         self.cycles = 0
         self.cycle_s: deque[float] = deque(maxlen=2048)
         self.latency_ns: deque[int] = deque(maxlen=4096)
@@ -231,11 +161,8 @@ class Daemon:
         self._next_full_ns = 0
         self._full_interval_ns = round(config.engine.full_reprice_interval_s * 1e9)
         self._start_ns = 0  # the monitor's start: a feed silent since then is stale too
-        self.exit_at_end = False
         self.optional_feeds = frozenset(fc.name for fc in config.feeds if not fc.required)
         """Feeds with ``required = false``: they count for nothing in readiness."""
-        """Stop once every replay feed has reached its file's end (``riskd run --exit-at-end``),
-        after a last risk period."""
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ engine
@@ -317,12 +244,7 @@ class Daemon:
         """Market data for instruments new to the book (a fill brought them in)."""
         new = self.portfolio.lot_instruments(self._lots_seen)
         self._lots_seen = self.portfolio.lot_count
-        deribit, indices = _deribit_channels(self.registry, new)
-        if not deribit:
-            return
-        for feed in self.feeds:
-            if isinstance(feed, WebSocketFeed):
-                feed.subscribe(deribit, indices)
+        self.intake.subscribe(new)
 
     def _alerts(self, payload: dict[str, Any], now: int) -> None:
         book = payload["book"]
@@ -698,57 +620,6 @@ class Daemon:
         }
         self.sink.publish("settlement", f"{index}:{expiry}", payload)
 
-    # ------------------------------------------------------------------ feeds
-    async def load_instruments(self) -> None:
-        """Fill the registry from feeds that can list their venue's instruments. A failure is
-        logged and start-up goes on: Deribit names parse without it."""
-        for feed in self.feeds:
-            if not isinstance(feed, WebSocketFeed):
-                continue
-            try:
-                added = await feed.load_instruments()
-            except (FeedConnectionError, FeedDecodeError) as exc:
-                logger.warning("instruments not loaded: %s", exc.detail, extra={"feed": feed.name})
-                continue
-            if added:
-                logger.info("instruments loaded", extra={"feed": feed.name, "instruments": added})
-        self.portfolio.retry_unresolved()
-
-    async def run_feed(self, feed: Feed) -> None:
-        """Run ``feed``; restart it after an unexpected error, stop on a fatal one."""
-        backoff = Backoff(initial_s=1.0, max_s=30.0)
-        while True:
-            try:
-                await feed.run(self.inbox)
-                logger.info("feed finished", extra={"feed": feed.name})
-                self._on_finished()
-                return
-            except FeedConnectionError as exc:
-                logger.error("feed stopped: %s", exc.detail, extra={"feed": feed.name})
-                return
-            except Exception:
-                if isinstance(feed, ReplayFeed):  # a restart would apply its fills again
-                    logger.exception(
-                        "replay feed crashed; not restarted", extra={"feed": feed.name}
-                    )
-                    return
-                delay = backoff.next_delay()
-                logger.exception(
-                    "feed crashed; restarting", extra={"feed": feed.name, "delay_s": delay}
-                )
-                await asyncio.sleep(delay)
-
-    def _on_finished(self) -> None:
-        """A feed returned: when every replay has, say that the state is held, or stop."""
-        replays = [f for f in self.feeds if isinstance(f, ReplayFeed)]
-        if not replays or not all(f.stats.finished for f in replays):
-            return
-        if self.exit_at_end:
-            logger.info("replay finished: stopping (--exit-at-end)")
-            self.stop.set()
-        else:
-            logger.info("replay finished: the final state is held and published; Ctrl-C exits")
-
     # ------------------------------------------------------------------ monitor
     def status(self) -> dict[str, Any]:
         """Counters for the heartbeat and the statistics log line."""
@@ -863,7 +734,7 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> D
                 )
             fc = msgspec.structs.replace(fc, path=str(replay_path))
         try:
-            feeds.append(_build_feed(fc, registry, clock, portfolio))
+            feeds.append(build_feed(fc, registry, clock, portfolio.instruments()))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
     risk = config.risk
@@ -1023,7 +894,8 @@ async def run(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    await daemon.load_instruments()
+    await daemon.intake.load_instruments()
+    daemon.portfolio.retry_unresolved()
     daemon.safe_cycle(full=True)  # warm-up: loads every kernel, publishes the start state
     # The start state (instruments, positions, kernels) lives as long as the daemon: keep it out
     # of the garbage collector, whose full collections would otherwise traverse all of it.
@@ -1037,7 +909,7 @@ async def run(
     try:
         async with asyncio.TaskGroup() as tg:
             feed_tasks = [
-                tg.create_task(daemon.run_feed(f), name=f"feed:{f.name}") for f in daemon.feeds
+                tg.create_task(daemon.intake.run(f), name=f"feed:{f.name}") for f in daemon.feeds
             ]
             engine = tg.create_task(daemon.engine_loop(), name="engine")
             aux = [
@@ -1060,7 +932,7 @@ async def run(
             daemon.stop.set()
             await engine
             daemon.safe_cycle(full=True, flush=True)
-            if daemon.exit_at_end and daemon.config.risk.enabled:
+            if daemon.intake.ended and daemon.config.risk.enabled:
                 await daemon.final_risk()
             try:
                 async with asyncio.timeout(daemon.config.redis.timeout_s * 2):

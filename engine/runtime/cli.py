@@ -179,7 +179,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
         daemon = build(config, path)
         if exit_at_end and not any(isinstance(f, ReplayFeedConfig) for f in config.feeds):
             raise ConfigError(str(path), "--exit-at-end needs a replay feed - at `$.feeds`")
-        daemon.exit_at_end = exit_at_end
+        daemon.intake.exit_at_end = exit_at_end
         with local_redis(config.redis):
             return asyncio.run(
                 run(daemon, duration_s=duration_s, view=terminal_view if view_on else None)

@@ -1,0 +1,199 @@
+"""The feeds' side of the daemon: the inbox they put events into, and running them.
+
+- :class:`AsyncInbox`: the engine's inbox as a feed sees it (:class:`engine.events.EventSink`);
+  it wakes the engine on every event and makes a feed wait while the fill queue is full.
+- :func:`build_feed`: a feed adapter from its configuration.
+- :class:`Intake`: runs the feeds as the daemon's ``feed:{name}`` tasks: an unexpected exception
+  restarts a feed after a capped backoff, a fatal connection error stops it; loads venue
+  instrument definitions at start; subscribes to instruments new to the book; says when every
+  replay has reached its file's end (and, with ``--exit-at-end``, ends the daemon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+from engine.clock import Clock, ManualClock
+from engine.errors import FeedConnectionError, FeedDecodeError
+from engine.events import Fill, Quote, Tick
+from engine.inbox import Inbox
+from engine.instruments import DERIBIT, InstrumentRegistry
+from engine.retry import Backoff
+from engine.runtime.config import FeedConfig
+from engine.runtime.journal import FillJournal
+from feeds.base import Feed
+from feeds.deribit import DeribitFeedConfig, WebSocketFeed
+from feeds.mqtt import MqttFeed, MqttFeedConfig
+from feeds.replay import ReplayFeed, ReplayFeedConfig
+from feeds.sim import SimFeed, SimFeedConfig
+
+__all__ = ["AsyncInbox", "Intake", "build_feed"]
+
+logger = logging.getLogger(__name__)
+
+
+class AsyncInbox:
+    """The engine's inbox as feeds see it (:class:`engine.events.EventSink`): wakes the engine
+    on every event, and makes a feed wait while the fill queue is full (fills are never
+    dropped)."""
+
+    __slots__ = ("_room", "_wake", "inbox", "journal")
+
+    def __init__(self, inbox: Inbox, journal: FillJournal | None = None) -> None:
+        self.inbox = inbox
+        self.journal = journal
+        """Where a fill is written (fsynced) before it is queued, hence before the feed
+        acknowledges it."""
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def put(self, event: Tick | Quote) -> None:
+        self.inbox.put(event)
+        self._wake.set()
+
+    async def put_fill(self, fill: Fill) -> None:
+        if self.journal is not None:
+            self.journal.append(fill)
+        while not self.inbox.put_fill(fill):
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
+        self._wake.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return when an event arrives or after ``timeout_s``."""
+        if not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._wake.wait()
+        self._wake.clear()
+
+    def drain(self) -> tuple[list[Tick], list[Quote], list[Fill]]:
+        out = self.inbox.drain()
+        self._room.set()
+        return out
+
+
+def deribit_channels(
+    registry: InstrumentRegistry, names: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """The Deribit instruments among ``names`` and the indices they are priced on: what a
+    Deribit feed subscribes to for them."""
+    insts = [i for n in names if (i := registry.get(n)) is not None and i.venue == DERIBIT]
+    return [i.name for i in insts], sorted({i.index for i in insts})
+
+
+def build_feed(
+    config: FeedConfig, registry: InstrumentRegistry, clock: Clock, held: Iterable[str]
+) -> Feed:
+    """The adapter of ``config``; a Deribit feed subscribes to the ``held`` instruments too.
+
+    Raises:
+        ValueError: a replay feed on a clock other than a ManualClock.
+    """
+    if isinstance(config, DeribitFeedConfig):
+        names, indices = deribit_channels(registry, held)
+        return WebSocketFeed(config, registry, clock, instruments=names, indices=indices)
+    if isinstance(config, MqttFeedConfig):
+        return MqttFeed(config, registry, clock)
+    if isinstance(config, ReplayFeedConfig):
+        if not isinstance(clock, ManualClock):
+            raise ValueError("a replay feed runs on the replay's own clock, not the wall clock")
+        return ReplayFeed(config, registry, clock)
+    if isinstance(config, SimFeedConfig):
+        return SimFeed(config, registry, clock)
+    raise AssertionError(config)  # the tagged union admits nothing else
+
+
+class Intake:
+    """Runs the feeds into ``inbox``.
+
+    Args:
+        feeds: the adapters, built by :func:`build_feed`.
+        registry: where venue instrument definitions go.
+        inbox: what the feeds put their events into.
+        on_end: called once every replay has reached its file's end, with ``exit_at_end``.
+
+    Attributes:
+        exit_at_end: once every replay feed has reached its file's end, end the daemon
+            (``riskd run --exit-at-end``) instead of holding the final state.
+        ended: whether that happened.
+    """
+
+    def __init__(
+        self,
+        feeds: list[Feed],
+        registry: InstrumentRegistry,
+        inbox: AsyncInbox,
+        on_end: Callable[[], None],
+    ) -> None:
+        self.feeds = feeds
+        self.registry = registry
+        self.inbox = inbox
+        self.exit_at_end = False
+        self.ended = False
+        self._on_end = on_end
+
+    async def load_instruments(self) -> None:
+        """Fill the registry from feeds that can list their venue's instruments. A failure is
+        logged and start-up goes on: Deribit names parse without it, and the feed tries again
+        on its next connection."""
+        for feed in self.feeds:
+            if not isinstance(feed, WebSocketFeed):
+                continue
+            try:
+                added = await feed.load_instruments()
+            except (FeedConnectionError, FeedDecodeError) as exc:
+                logger.warning("instruments not loaded: %s", exc.detail, extra={"feed": feed.name})
+                continue
+            if added:
+                logger.info("instruments loaded", extra={"feed": feed.name, "instruments": added})
+
+    def subscribe(self, names: Iterable[str]) -> None:
+        """Market data for instruments new to the book (a fill brought them in)."""
+        deribit, indices = deribit_channels(self.registry, names)
+        if not deribit:
+            return
+        for feed in self.feeds:
+            if isinstance(feed, WebSocketFeed):
+                feed.subscribe(deribit, indices)
+
+    async def run(self, feed: Feed) -> None:
+        """Run ``feed``; restart it after an unexpected error, stop on a fatal one."""
+        backoff = Backoff(initial_s=1.0, max_s=30.0)
+        while True:
+            try:
+                await feed.run(self.inbox)
+                logger.info("feed finished", extra={"feed": feed.name})
+                self._finished()
+                return
+            except FeedConnectionError as exc:
+                logger.error("feed stopped: %s", exc.detail, extra={"feed": feed.name})
+                return
+            except Exception:
+                if isinstance(feed, ReplayFeed):  # a restart would apply its fills again
+                    logger.exception(
+                        "replay feed crashed; not restarted", extra={"feed": feed.name}
+                    )
+                    return
+                delay = backoff.next_delay()
+                logger.exception(
+                    "feed crashed; restarting", extra={"feed": feed.name, "delay_s": delay}
+                )
+                await asyncio.sleep(delay)
+
+    def _finished(self) -> None:
+        """A feed returned: when every replay has, say that the state is held, or end."""
+        replays = [f for f in self.feeds if isinstance(f, ReplayFeed)]
+        if not replays or not all(f.stats.finished for f in replays):
+            return
+        if self.exit_at_end:
+            logger.info("replay finished: stopping (--exit-at-end)")
+            self.ended = True
+            self._on_end()
+        else:
+            logger.info("replay finished: the final state is held and published; Ctrl-C exits")
