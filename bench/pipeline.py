@@ -558,7 +558,7 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
             t = time.time_ns()
             commits = self.recorder.commits
             for (_, key), p in batch.exposures.items():
-                commits.setdefault(key, []).append((int(p["ts_ns"]), t))
+                commits.setdefault(key, []).append((p.ts_ns, t))
 
         recorder: _Recorder
 

@@ -1,9 +1,11 @@
 """Threshold alerts on exposure figures, and the stale-feed alert: a pure state machine.
 
 :class:`AlertRule` (configuration) says which figure to watch, at which scope, and where its
-limits are; :class:`AlertEngine` keeps one state per (rule, scope key) and turns the figures the
-engine hands it into *transitions*: payloads with ``"state": "raised"`` or ``"cleared"``, ready
-for :meth:`engine.outputs.Sink.alert`. Time comes in as ``now_ns``; nothing here reads a clock.
+limits are; :class:`AlertEngine` keeps one state per (rule, scope key) and turns the payloads the
+engine publishes (typed: each rule reads its figure as an attribute of the payload that carries
+it) into *transitions*: :class:`engine.outputs.AlertPayload` s with ``state`` ``raised`` or
+``cleared``, ready for :meth:`engine.outputs.Sink.alert`. Time comes in with the payloads
+(``ts_ns``) or as ``now_ns``; nothing here reads a clock.
 
 Semantics of a rule with ``above`` (``below`` is the mirror image)::
 
@@ -23,8 +25,9 @@ always follows a ``raised``. Alert ids are stable (``{rule}:{book}[:{underlying}
 from __future__ import annotations
 
 import math
+import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -36,13 +39,27 @@ from engine.outputs import (
     METRICS,
     RISK_METRICS,
     RISK_UNITS,
-    SCHEMA_VERSION,
     UNITS,
+    AlertPayload,
+    AlertState,
+    BookExposure,
+    Direction,
+    ExpiryColumns,
+    HedgePayload,
+    MarginPayload,
+    Payload,
     Scope,
+    Severity,
+    SmilePayload,
+    StrategyPayload,
+    StressPayload,
+    UnderlyingExposure,
+    VarPayload,
 )
 
 __all__ = [
     "ALERT_METRICS",
+    "MARKET_BOOK",
     "STALE_FEED",
     "AlertEngine",
     "AlertMetric",
@@ -95,15 +112,11 @@ risk figure (:data:`engine.outputs.RISK_METRICS`, at its own scope only)."""
 ALERT_METRICS: Final = (*METRICS, "n_stale", "n_positions", *RISK_METRICS)
 """The values of :data:`AlertMetric`, in order (a unit test keeps the two in step)."""
 
-Severity = Literal["info", "warning", "critical"]
-"""How urgent an alert is; consumers route on it."""
-
 STALE_FEED: Final = "stale_feed"
 """The ``"alert"`` name of the stale-feed alert (reserved: no rule may take it)."""
 
 _COUNT_UNIT: Final = "count"
 _NS_PER_S: Final = 1_000_000_000
-_NS_PER_MS: Final = 1_000_000
 
 _NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]+$"
 _NAME: Final = re.compile(_NAME_PATTERN)
@@ -204,6 +217,7 @@ class _Compiled:
 
     rule: AlertRule
     metric: str
+    get: Callable[[Any], Any]  # the payload (or expiry columns) -> the figure (or its column)
     book: str | None
     underlying: str | None
     expiry: str | None
@@ -219,13 +233,14 @@ class _Compiled:
 class _State:
     """One (rule, key): the side it is raised on (None: cleared) and when it last raised."""
 
-    direction: str | None
+    direction: Direction | None
     last_raise_ns: int
-    payload: dict[str, Any] | None  # the latest raised payload while raised
+    payload: AlertPayload | None  # the latest raised payload while raised
 
 
 class AlertEngine:
-    """Evaluates :class:`AlertRule` s against exposure figures and tracks the stale-feed alert.
+    """Evaluates :class:`AlertRule` s on the payloads the engine publishes and tracks the
+    stale-feed alert.
 
     Not thread-safe; the engine calls it from its one loop.
 
@@ -237,7 +252,7 @@ class AlertEngine:
         ValueError: two rules share a name.
     """
 
-    __slots__ = ("_active", "_by_scope", "_stale", "_stale_severity", "_states")
+    __slots__ = ("_active", "_by_source", "_stale", "_stale_severity", "_states")
 
     def __init__(
         self, rules: Iterable[AlertRule], *, stale_severity: Severity = "critical"
@@ -249,85 +264,86 @@ class AlertEngine:
             raise ValueError(f"alert rule names must be unique: {', '.join(duplicates)}")
         if stale_severity not in ("info", "warning", "critical"):
             raise ValueError(f"unknown severity {stale_severity!r}")
-        self._stale_severity: str = stale_severity
-        self._by_scope: dict[str, tuple[_Compiled, ...]] = {
-            scope: tuple(_compile(r) for r in rules if r.scope == scope) for scope in _SCOPES
-        }
+        self._stale_severity: Severity = stale_severity
+        by_source: dict[type, list[_Compiled]] = {}
+        for r in rules:
+            by_source.setdefault(_source(r), []).append(_compile(r))
+        self._by_source = {t: tuple(cs) for t, cs in by_source.items()}
         self._states: dict[tuple[str, str, str | None, str | None], _State] = {}
-        self._stale: dict[str, dict[str, Any]] = {}
-        self._active: dict[str, dict[str, Any]] = {}
+        self._stale: dict[str, AlertPayload] = {}
+        self._active: dict[str, AlertPayload] = {}
 
-    def watches(self, scope: Scope) -> bool:
-        """Whether any rule is of ``scope`` (else :meth:`evaluate` has nothing to check)."""
-        return bool(self._by_scope.get(scope))
-
-    def evaluate(
-        self,
-        scope: Scope,
-        book: str,
-        underlying: str | None,
-        expiry: str | None,
-        values: Mapping[str, float | None],
-        now_ns: int,
-    ) -> list[dict[str, Any]]:
-        """Check the figures of one scope key against the rules of that scope.
-
-        Args:
-            scope: the aggregation level of ``values``.
-            book: the book.
-            underlying: the underlying (None at book scope).
-            expiry: the expiry (None unless at expiry scope); at strategy scope, the
-                strategy's text form.
-            values: figure name -> value; a missing, None or NaN figure changes nothing.
-            now_ns: the valuation time, int UNIX ns (stamps the payloads, drives cooldowns).
+    def check(self, payload: Payload) -> list[AlertPayload]:
+        """Check the figures of ``payload`` against the rules that watch them: an exposure's
+        (and, for expiry-scope rules, each of its expiry buckets'), a risk payload's, a
+        strategy's. The payload's ``ts_ns`` stamps the transitions and drives cooldowns.
 
         Returns:
             The transitions, oldest first (usually none): alert payloads for
             :meth:`engine.outputs.Sink.alert`.
         """
-        rules = self._by_scope.get(scope)
-        if not rules:
-            return []
-        out: list[dict[str, Any]] = []
+        out: list[AlertPayload] = []
+        rules = self._by_source.get(type(payload))
+        if rules:
+            scope, book, und, third = _scope_key(payload)
+            self._evaluate(rules, scope, book, und, third, payload, -1, payload, out)
+        if isinstance(payload, UnderlyingExposure):
+            rows = self._by_source.get(ExpiryColumns)
+            if rows:
+                cols = payload.expiries
+                for i, expiry in enumerate(cols.expiry):
+                    self._evaluate(
+                        rows, "expiry", payload.book, payload.underlying, expiry, cols, i,
+                        payload, out,
+                    )  # fmt: skip
+        return out
+
+    def _evaluate(
+        self,
+        rules: tuple[_Compiled, ...],
+        scope: Scope,
+        book: str,
+        underlying: str | None,
+        third: str | None,
+        source: object,
+        row: int,
+        payload: Payload,
+        out: list[AlertPayload],
+    ) -> None:
+        """The rules of one scope key: each reads its figure from ``source`` (at ``row`` of its
+        column when ``row`` >= 0); a missing, None or NaN figure changes nothing. ``third``:
+        the expiry, or at strategy scope the strategy's text form."""
         states = self._states
         for c in rules:
             if (
                 (c.book is not None and c.book != book)
                 or (c.underlying is not None and c.underlying != underlying)
-                or (c.expiry is not None and c.expiry != expiry)
+                or (c.expiry is not None and c.expiry != third)
             ):
                 continue
-            value = values.get(c.metric)
+            value = c.get(source) if row < 0 else c.get(source)[row]
             if value is None or value != value:  # missing or NaN: no information
                 continue
-            state = states.get((c.rule.name, book, underlying, expiry))
+            key = (book, underlying, third)
+            state = states.get((c.rule.name, *key))
             if state is None or state.direction is None:
                 if value > c.above:
-                    self._raise(
-                        c, state, "above", scope, book, underlying, expiry, value, now_ns, out
-                    )
+                    self._raise(c, state, "above", scope, key, value, payload, out)
                 elif value < c.below:
-                    self._raise(
-                        c, state, "below", scope, book, underlying, expiry, value, now_ns, out
-                    )
+                    self._raise(c, state, "below", scope, key, value, payload, out)
             elif state.direction == "above":
                 if value < c.clear_above:
-                    self._clear(c, state, scope, book, underlying, expiry, value, now_ns, out)
+                    self._clear(c, state, scope, key, value, payload, out)
                     if value < c.below:  # straight across the corridor
-                        self._raise(
-                            c, state, "below", scope, book, underlying, expiry, value, now_ns, out
-                        )
+                        self._raise(c, state, "below", scope, key, value, payload, out)
             elif value > c.clear_below:
-                self._clear(c, state, scope, book, underlying, expiry, value, now_ns, out)
+                self._clear(c, state, scope, key, value, payload, out)
                 if value > c.above:  # straight across the corridor
-                    self._raise(
-                        c, state, "above", scope, book, underlying, expiry, value, now_ns, out
-                    )
-        return out
+                    self._raise(c, state, "above", scope, key, value, payload, out)
 
     def feed_stale(
         self, feed: str, stale: bool, silent_s: float, now_ns: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[AlertPayload]:
         """Raise the stale-feed alert when ``feed`` goes stale, clear it when it comes back.
 
         Repeated calls with the same ``stale`` change nothing. No cooldown applies: the feed's
@@ -346,26 +362,25 @@ class AlertEngine:
         if stale == raised:
             return []
         alert_id = f"{STALE_FEED}:{feed}"
-        payload: dict[str, Any] = {
-            "v": SCHEMA_VERSION,
-            "ts": now_ns // _NS_PER_MS,
-            "ts_ns": now_ns,
-            "id": alert_id,
-            "alert": STALE_FEED,
-            "state": "raised" if stale else "cleared",
-            "severity": self._stale_severity,
-            "metric": "silent_s",
-            "scope": "feed",
-            "feed": feed,
-            "book": None,
-            "underlying": None,
-            "expiry": None,
-            "strategy": None,
-            "value": float(silent_s),
-            "threshold": None,
-            "direction": "above",
-            "unit": "s",
-        }
+        payload = AlertPayload(
+            ts_ns=now_ns,
+            valuation_ts_ns=None,
+            id=alert_id,
+            alert=STALE_FEED,
+            state="raised" if stale else "cleared",
+            severity=self._stale_severity,
+            metric="silent_s",
+            scope="feed",
+            feed=feed,
+            book=None,
+            underlying=None,
+            expiry=None,
+            strategy=None,
+            value=float(silent_s),
+            threshold=None,
+            direction="above",
+            unit="s",
+        )
         if stale:
             self._stale[feed] = payload
             self._active[alert_id] = payload
@@ -374,59 +389,98 @@ class AlertEngine:
             del self._active[alert_id]
         return [payload]
 
-    def active(self) -> list[dict[str, Any]]:
+    def active(self) -> list[AlertPayload]:
         """The alerts raised now: the latest ``raised`` payload of each, in the order raised."""
-        return [dict(p) for p in self._active.values()]
+        return list(self._active.values())
+
+    def stale_feeds(self) -> list[str]:
+        """The feeds whose stale-feed alert is raised now, in the order raised."""
+        return list(self._stale)
 
     def _raise(
         self,
         c: _Compiled,
         state: _State | None,
-        direction: str,
-        scope: str,
-        book: str,
-        underlying: str | None,
-        expiry: str | None,
+        direction: Direction,
+        scope: Scope,
+        key: tuple[str, str | None, str | None],
         value: float,
-        now_ns: int,
-        out: list[dict[str, Any]],
+        source: Payload,
+        out: list[AlertPayload],
     ) -> None:
+        now_ns = source.ts_ns
         if state is not None and 0 <= now_ns - state.last_raise_ns < c.cooldown_ns:
             return  # cooling down: raise later if the figure is still out then
         # (a clock stepped back before the last raise ends the cooldown: it would last the step)
-        payload = _payload(c, "raised", direction, scope, book, underlying, expiry, value, now_ns)
+        payload = _payload(c, "raised", direction, scope, key, value, source)
         if state is None:
-            self._states[(c.rule.name, book, underlying, expiry)] = _State(
-                direction, now_ns, payload
-            )
+            self._states[(c.rule.name, *key)] = _State(direction, now_ns, payload)
         else:
             state.direction = direction
             state.last_raise_ns = now_ns
             state.payload = payload
-        self._active[payload["id"]] = payload
+        self._active[payload.id] = payload
         out.append(payload)
 
     def _clear(
         self,
         c: _Compiled,
         state: _State,
-        scope: str,
-        book: str,
-        underlying: str | None,
-        expiry: str | None,
+        scope: Scope,
+        key: tuple[str, str | None, str | None],
         value: float,
-        now_ns: int,
-        out: list[dict[str, Any]],
+        source: Payload,
+        out: list[AlertPayload],
     ) -> None:
         direction = state.direction or "above"  # always set: only raised states are cleared
-        payload = _payload(c, "cleared", direction, scope, book, underlying, expiry, value, now_ns)
+        payload = _payload(c, "cleared", direction, scope, key, value, source)
         state.direction = None
         state.payload = None
-        self._active.pop(payload["id"], None)
+        self._active.pop(payload.id, None)
         out.append(payload)
 
 
 _SCOPES: Final = ("book", "underlying", "expiry", "strategy")
+
+MARKET_BOOK: Final = "*"
+"""The ``book`` of a market figure's alert (``atm_vol``, ``rr25``, ``bf25``: of no book)."""
+
+_EXPOSURE_SOURCES: Final[dict[str, type]] = {
+    "book": BookExposure,
+    "underlying": UnderlyingExposure,
+    "expiry": ExpiryColumns,  # the rows of an UnderlyingExposure's expiries
+    "strategy": StrategyPayload,
+}
+
+_RISK_SOURCES: Final[dict[str, type]] = {
+    **{m: VarPayload for m in RISK_METRICS if m in ("var", "es") or m.startswith(("var_", "es_"))},
+    "stress_loss": StressPayload,
+    **{m: MarginPayload for m in RISK_METRICS if m.startswith("margin_")},
+    "hedge_contracts": HedgePayload,
+    "hedge_residual_delta": HedgePayload,
+    "atm_vol": SmilePayload,
+    "rr25": SmilePayload,
+    "bf25": SmilePayload,
+}
+"""The payload that carries each risk figure (a field of that name)."""
+
+
+def _source(rule: AlertRule) -> type:
+    """The payload type whose figures ``rule`` reads (an exposure figure: the scope's)."""
+    return _RISK_SOURCES.get(rule.metric) or _EXPOSURE_SOURCES[rule.scope]
+
+
+def _scope_key(p: Payload) -> tuple[Scope, str, str | None, str | None]:
+    """The scope and key (book, underlying, expiry or strategy) of a payload rules read."""
+    if isinstance(p, UnderlyingExposure | HedgePayload):
+        return "underlying", p.book, p.underlying, None
+    if isinstance(p, StrategyPayload):
+        return "strategy", p.book, p.underlying, p.strategy
+    if isinstance(p, SmilePayload):
+        return "expiry", MARKET_BOOK, p.underlying, p.expiry
+    if isinstance(p, BookExposure | VarPayload | StressPayload | MarginPayload):
+        return "book", p.book, None, None
+    raise TypeError(f"no alert rule reads a {type(p).__name__}")
 
 
 def _compile(rule: AlertRule) -> _Compiled:
@@ -435,6 +489,7 @@ def _compile(rule: AlertRule) -> _Compiled:
     return _Compiled(
         rule=rule,
         metric=rule.metric,
+        get=operator.attrgetter(rule.metric),
         book=rule.book,
         underlying=rule.underlying,
         # the key's third part: the expiry, or at strategy scope the strategy
@@ -450,37 +505,35 @@ def _compile(rule: AlertRule) -> _Compiled:
 
 def _payload(
     c: _Compiled,
-    state: str,
-    direction: str,
-    scope: str,
-    book: str,
-    underlying: str | None,
-    expiry: str | None,
+    state: AlertState,
+    direction: Direction,
+    scope: Scope,
+    key: tuple[str, str | None, str | None],
     value: float,
-    now_ns: int,
-) -> dict[str, Any]:
+    source: Payload,
+) -> AlertPayload:
     rule = c.rule
+    book, underlying, third = key
     parts = [rule.name, book]
     if underlying is not None:
         parts.append(underlying)
-        if expiry is not None:
-            parts.append(expiry)
-    return {
-        "v": SCHEMA_VERSION,
-        "ts": now_ns // _NS_PER_MS,
-        "ts_ns": now_ns,
-        "id": ":".join(parts),
-        "alert": rule.name,
-        "state": state,
-        "severity": rule.severity,
-        "metric": c.metric,
-        "scope": scope,
-        "book": book,
-        "underlying": underlying,
-        "expiry": None if scope == "strategy" else expiry,
-        "strategy": expiry if scope == "strategy" else None,
-        "value": float(value),
-        "threshold": c.above if direction == "above" else c.below,
-        "direction": direction,
-        "unit": c.unit,
-    }
+        if third is not None:
+            parts.append(third)
+    return AlertPayload(
+        ts_ns=source.ts_ns,
+        valuation_ts_ns=source.valuation_ts_ns,
+        id=":".join(parts),
+        alert=rule.name,
+        state=state,
+        severity=rule.severity,
+        metric=c.metric,
+        scope=scope,
+        book=book,
+        underlying=underlying,
+        expiry=None if scope == "strategy" else third,
+        strategy=third if scope == "strategy" else None,
+        value=float(value),
+        threshold=c.above if direction == "above" else c.below,
+        direction=direction,
+        unit=c.unit,
+    )

@@ -48,7 +48,15 @@ from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
 from engine.events import Fill, Quote, Tick
 from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
-from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS
+from engine.outputs import (
+    METRICS,
+    UNITS,
+    BookExposure,
+    ExpiryColumns,
+    Exposure,
+    PortfolioStatus,
+    UnderlyingExposure,
+)
 from engine.positions import ScenarioBook
 
 __all__ = [
@@ -862,48 +870,75 @@ class Portfolio:
         keys: Iterable[tuple[str, str]],
         now_ns: int,
         books: Iterable[str] | None = None,
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> list[tuple[str, Exposure]]:
         """Payloads for the given (book, underlying) pairs, keyed ``{book}:{underlying}``,
         then for ``books`` (default: the books of those pairs), keyed ``{book}``; each group
         sorted (schema: docs/redis.md)."""
-        base = {
-            "v": SCHEMA_VERSION,
-            "ts": now_ns // 1_000_000,
-            "ts_ns": now_ns,
-            "valuation_ts_ns": self.valuation_ns,
-        }
+        valuation = self.valuation_ns
         pairs = sorted(keys)
         book_names = sorted({b for b, _ in pairs} if books is None else set(books))
-        out: list[tuple[str, dict[str, Any]]] = []
+        out: list[tuple[str, Exposure]] = []
         if pairs:
             ua = self._bus.arrays
             rows = [self._bu_rows[k] for k in pairs]
-            figures = (ua["hi"][rows] + ua["lo"][rows]).tolist()
+            sums = (ua["hi"][rows] + ua["lo"][rows]).tolist()
             for (book, und), row, expiries in zip(
-                pairs, figures, self._expiry_columns(pairs), strict=True
+                pairs, sums, self._expiry_columns(pairs), strict=True
             ):
-                payload: dict[str, Any] = {**base, "scope": "underlying", "book": book}
-                payload["underlying"] = und
-                payload.update(_figures(row))
-                payload["expiries"] = expiries
-                payload["units"] = UNITS
+                d, d_usd, d_adj, g, cg, vega, theta, rho, vanna, volga, mv, pnl, n, n_stale = row
+                payload = UnderlyingExposure(
+                    ts_ns=now_ns,
+                    valuation_ts_ns=valuation,
+                    book=book,
+                    underlying=und,
+                    delta=d,
+                    delta_usd=d_usd,
+                    delta_adj=d_adj,
+                    gamma=g,
+                    cash_gamma=cg,
+                    vega=vega,
+                    theta=theta,
+                    rho=rho,
+                    vanna=vanna,
+                    volga=volga,
+                    market_value=mv,
+                    pnl=pnl,
+                    n_positions=round(n),
+                    n_stale=round(n_stale),
+                    expiries=expiries,
+                    units=UNITS,
+                )
                 out.append((f"{book}:{und}", payload))
         if book_names:
             ba = self._books.arrays
             rows = [self._book_rows[b] for b in book_names]
             sums = (ba["hi"][rows] + ba["lo"][rows]).tolist()
             for book, row in zip(book_names, sums, strict=True):
-                figures = _figures(row)
-                figures.update(_NOT_AT_BOOK_SCOPE)
-                out.append(
-                    (book, {**base, "scope": "book", "book": book, **figures, "units": UNITS})
+                # delta, delta_adj, gamma, vanna: underlying units, they do not add up here
+                _, d_usd, _, _, cg, vega, theta, rho, _, volga, mv, pnl, n, n_stale = row
+                payload_book = BookExposure(
+                    ts_ns=now_ns,
+                    valuation_ts_ns=valuation,
+                    book=book,
+                    delta_usd=d_usd,
+                    cash_gamma=cg,
+                    vega=vega,
+                    theta=theta,
+                    rho=rho,
+                    volga=volga,
+                    market_value=mv,
+                    pnl=pnl,
+                    n_positions=round(n),
+                    n_stale=round(n_stale),
+                    units=UNITS,
                 )
+                out.append((book, payload_book))
         return out
 
-    def _expiry_columns(self, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    def _expiry_columns(self, pairs: list[tuple[str, str]]) -> list[ExpiryColumns]:
         """Each pair's ``expiries``: ``expiry`` (labels, in time order) and one column per
-        figure, a numpy array (float64; int64 counts) with a value per expiry. The columns of
-        all the pairs are views of one fresh block, gathered in one pass."""
+        figure with a value per expiry. The columns of all the pairs are gathered in one pass
+        and converted to Python numbers at once (slices of one list per figure)."""
         cached = []
         for key in pairs:
             entry = self._bu_columns.get(key)
@@ -914,16 +949,36 @@ class Portfolio:
             cached.append(entry)
         index = np.concatenate([c[0] for c in cached])
         ga = self._groups.arrays
-        values = (ga["hi"][index] + ga["lo"][index]).T.copy()  # C order: each row contiguous
-        counts = np.rint(values[_N_FLOAT:]).astype(np.int64)  # n_positions, n_stale
-        out: list[dict[str, Any]] = []
+        values = (ga["hi"][index] + ga["lo"][index]).T
+        floats = values[:_N_FLOAT].tolist()
+        counts = np.rint(values[_N_FLOAT:]).astype(np.int64).tolist()  # n_positions, n_stale
+        out: list[ExpiryColumns] = []
         start = 0
         for _, labels in cached:
             stop = start + len(labels)
-            cols: dict[str, Any] = {"expiry": labels}
-            cols.update(zip(AGG_FIELDS[:_N_FLOAT], values[:_N_FLOAT, start:stop], strict=True))
-            cols.update(zip(AGG_FIELDS[_N_FLOAT:], counts[:, start:stop], strict=True))
-            out.append(cols)
+            d, d_usd, d_adj, g, cg, vega, theta, rho, vanna, volga, mv, pnl = (
+                column[start:stop] for column in floats
+            )
+            n, n_stale = (column[start:stop] for column in counts)
+            out.append(
+                ExpiryColumns(
+                    expiry=labels,
+                    delta=d,
+                    delta_usd=d_usd,
+                    delta_adj=d_adj,
+                    gamma=g,
+                    cash_gamma=cg,
+                    vega=vega,
+                    theta=theta,
+                    rho=rho,
+                    vanna=vanna,
+                    volga=volga,
+                    market_value=mv,
+                    pnl=pnl,
+                    n_positions=n,
+                    n_stale=n_stale,
+                )
+            )
             start = stop
         return out
 
@@ -1004,18 +1059,18 @@ class Portfolio:
         """Names of every instrument held (or quoted) so far."""
         return [inst.name for inst in self._inst_defs]
 
-    def instrument_status(self) -> dict[str, Any]:
+    def instrument_status(self) -> PortfolioStatus:
         """Counts for health reporting: instruments, lots, groups, stale instruments held."""
         held = self._inst.arrays["n_lots"][: self._inst.n] > 0
         bad = self._inst.arrays["bad"][: self._inst.n]
-        return {
-            "instruments": self._inst.n,
-            "lots": self._lots.n,
-            "groups": self._groups.n,
-            "stale_instruments": int(np.count_nonzero(bad & held)),
-            "unresolved_fills": len(self.unresolved_fills),
-            "duplicate_fills": self.duplicate_fills,
-        }
+        return PortfolioStatus(
+            instruments=self._inst.n,
+            lots=self._lots.n,
+            groups=self._groups.n,
+            stale_instruments=int(np.count_nonzero(bad & held)),
+            unresolved_fills=len(self.unresolved_fills),
+            duplicate_fills=self.duplicate_fills,
+        )
 
 
 def _check_book(book: str) -> None:
@@ -1028,14 +1083,3 @@ def _check_fill(quantity: float, price: float | None) -> None:
         raise ValueError(f"quantity must be finite, got {quantity}")
     if price is not None and not (math.isfinite(price) and price > 0.0):
         raise ValueError(f"price must be finite and > 0, got {price}")
-
-
-_NOT_AT_BOOK_SCOPE = {m: None for m in METRICS if m not in BOOK_METRICS}
-"""Figures in underlying units: they do not add across underlyings."""
-
-
-def _figures(row: list[float]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(zip(AGG_FIELDS, row, strict=True))
-    out["n_positions"] = round(out["n_positions"])
-    out["n_stale"] = round(out["n_stale"])
-    return out

@@ -106,8 +106,9 @@ __all__ = [
 
 logger = logging.getLogger("examples.alert_bot")
 
-SCHEMA_VERSIONS: Final = frozenset({2})
-"""Alert payload versions this bot understands (docs/redis.md "Versioning")."""
+SCHEMA_VERSIONS: Final = frozenset({2, 3})
+"""Alert payload versions this bot understands (docs/redis.md "Versioning"): 3 has the
+fields of 2 that it reads, typed the same (a predecessor's payloads may still be v2)."""
 STATE_VERSION: Final = 1
 SEEN_MAX: Final = 1024  # transition keys remembered for de-duplication
 TAIL: Final = 256  # stream entries read with the hash at a resync

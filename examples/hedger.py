@@ -79,8 +79,9 @@ __all__ = ["Hedger", "HedgerState", "hedge_orders", "main", "save_state"]
 
 logger = logging.getLogger("examples.hedger")
 
-SCHEMA_VERSIONS: Final = frozenset({2})
-"""Hedge payload versions this hedger understands (docs/redis.md "Versioning")."""
+SCHEMA_VERSIONS: Final = frozenset({2, 3})
+"""Hedge payload versions this hedger understands (docs/redis.md "Versioning"): 3 has the
+fields of 2 that it reads, typed the same (a predecessor's payloads may still be v2)."""
 STATE_VERSION: Final = 1
 ORDER_VERSION: Final = 1
 BLOCK_MS: Final = 500  # XREADGROUP BLOCK: how soon a stop request is seen while idle

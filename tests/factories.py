@@ -1,13 +1,20 @@
-"""Builders of valid events for tests (nautilus ``test_kit`` style).
+"""Builders of valid events and payloads for tests (nautilus ``test_kit`` style).
 
 Every builder has sensible defaults, so a test spells out only what it is about:
 ``quote("BTC-27DEC24-60000-C", iv=0.55, underlying_price=63_000.0)``. Timestamps default to
 :data:`T0_NS`; ``ts_ns`` sets both ``ts_event`` and ``ts_recv``, and either can be overridden.
+``payload(VarPayload, book="main", var=2e6)`` builds any payload of :mod:`engine.outputs`.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any, TypeVar
+
+import msgspec
+
 from engine.events import Fill, Quote, Tick
+from engine.outputs import AlertPayload, AlertState
 
 __all__ = [
     "BTC_CALL",
@@ -16,7 +23,9 @@ __all__ = [
     "BTC_PERPETUAL",
     "DERIBIT_OPTION_TICKER",
     "T0_NS",
+    "alert",
     "fill",
+    "payload",
     "quote",
     "tick",
 ]
@@ -112,3 +121,51 @@ def fill(
         ts_event=ts_ns if ts_event is None else ts_event,
         ts_recv=ts_ns if ts_recv is None else ts_recv,
     )
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def payload(cls: type[S], /, **fields: Any) -> S:
+    """A ``cls`` (a payload Struct of :mod:`engine.outputs`, or a part of one) with ``fields``,
+    every other field a neutral value: NaN for a float (an alert rule ignores it), None where
+    null is allowed, 0, "", empty lists and dicts, the first value of a Literal; ``ts_ns``
+    defaults to :data:`T0_NS`."""
+    if "ts_ns" in cls.__struct_fields__:
+        fields.setdefault("ts_ns", T0_NS)
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for f in info.fields:
+        if f.required and f.name not in fields:
+            fields[f.name] = _neutral(f.type)
+    return cls(**fields)
+
+
+def _neutral(t: msgspec.inspect.Type) -> Any:
+    mi = msgspec.inspect
+    if isinstance(t, mi.Metadata):
+        return _neutral(t.type)
+    if isinstance(t, mi.UnionType):
+        return None if t.includes_none else _neutral(t.types[0])
+    if isinstance(t, mi.FloatType):
+        return math.nan
+    if isinstance(t, mi.IntType):
+        return 0
+    if isinstance(t, mi.StrType):
+        return ""
+    if isinstance(t, mi.BoolType):
+        return False
+    if isinstance(t, mi.LiteralType):
+        return t.values[0]
+    if isinstance(t, mi.ListType):
+        return []
+    if isinstance(t, mi.DictType):
+        return {}
+    if isinstance(t, mi.StructType):
+        return payload(t.cls)
+    raise TypeError(f"no neutral value for {t}")
+
+
+def alert(alert_id: str = "a", state: AlertState = "raised", **fields: Any) -> AlertPayload:
+    """An :class:`engine.outputs.AlertPayload` (other fields: see :func:`payload`)."""
+    return payload(AlertPayload, id=alert_id, alert=alert_id.split(":")[0], state=state, **fields)

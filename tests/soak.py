@@ -59,6 +59,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.clock import ManualClock
 from engine.events import Fill
 from engine.greeks import inverse
+from engine.outputs import encode
 from engine.runtime.app import build
 from engine.runtime.config import load_config
 from feeds.deribit_codec import DeribitProtocol
@@ -702,8 +703,7 @@ class _Soak:
                 daemon.inbox.put(event)
         daemon.cycle(full=True, flush=True)
         expected = {  # as the sink writes them: JSON, NaN as null
-            k: orjson.loads(orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY))
-            for k, v in daemon.latest.items()
+            k: orjson.loads(encode(v)) for k, v in daemon.latest.items()
         }
         if set(expected) != set(published):
             self.failures.append(

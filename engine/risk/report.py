@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 import numpy as np
@@ -17,7 +17,30 @@ import numpy.typing as npt
 
 from engine import kernels
 from engine.constraints import PositiveFloat, PositiveInt
-from engine.outputs import RISK_METRICS, RISK_UNITS, SCHEMA_VERSION, UNITS, VAR_METHODS
+from engine.outputs import (
+    RISK_METRICS,
+    RISK_UNITS,
+    UNITS,
+    VAR_METHODS,
+    FutureHedge,
+    HedgePayload,
+    MarginPayload,
+    OptionHedge,
+    Payoff,
+    PortfolioMargin,
+    Residual,
+    SmileButterfly,
+    SmilePayload,
+    SpanMargin,
+    StandardMargin,
+    StrategyLeg,
+    StrategyPayload,
+    StressPayload,
+    Svi,
+    TermStructurePayload,
+    VarMethod,
+    VarPayload,
+)
 from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
@@ -39,8 +62,6 @@ __all__ = [
 ]
 
 Confidence = Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)]
-
-VarMethod = Literal["delta_normal", "delta_gamma", "historical", "monte_carlo"]
 
 _DELTA_USD: Final = AGG_FIELDS.index("delta_usd")
 _CASH_GAMMA: Final = AGG_FIELDS.index("cash_gamma")
@@ -164,23 +185,18 @@ _MARGIN_BASES: Final[dict[str, dict[str, Any]]] = {
 }
 
 
-def _arrays(**named: npt.ArrayLike) -> dict[str, FloatArray]:
-    """Arrays for a payload: C-contiguous float64 (the sink's JSON encoder takes no views)."""
-    return {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in named.items()}
+def _floats(a: npt.ArrayLike) -> list[float]:
+    """A 1-D array as Python floats (NaN stays NaN: JSON null)."""
+    out: list[float] = np.asarray(a, dtype=np.float64).tolist()
+    return out
 
 
-def _base(br: BookRisk, now_ns: int) -> dict[str, Any]:
-    return {
-        "v": SCHEMA_VERSION,
-        "ts": now_ns // 1_000_000,
-        "ts_ns": now_ns,
-        "valuation_ts_ns": br.valuation_ns,
-        "book": br.book,
-        "underlyings": br.underlyings,
-    }
+def _nested(a: npt.ArrayLike) -> Any:
+    """An n-D array as nested lists of Python floats."""
+    return np.asarray(a, dtype=np.float64).tolist()
 
 
-def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int) -> dict[str, Any]:
+def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int) -> VarPayload:
     """The ``var`` payload of one book: VaR and ES (USD losses over ``horizon_days``) by every
     method; a method that cannot run (fewer than 2 days of moves of every underlying the book
     holds) gives nulls and says why in ``status``."""
@@ -206,107 +222,153 @@ def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int
             br.positions, cov, cfg.mc_scenarios, cfg.mc_seed, c, ce, h
         )[0]
         status = dict.fromkeys(VAR_METHODS, "ok")
-    out = _base(br, now_ns)
-    out.update(
-        {
-            "confidence": c,
-            "es_confidence": ce,
-            "horizon_days": h,
-            "method": cfg.method,
-            "history_days": n_days,
-            "positions": int(br.positions.kind.size),
-        }
+
+    def loss(method: str) -> tuple[float | None, float | None]:
+        f = figures.get(method)
+        return (float(f.var), float(f.es)) if f else (None, None)
+
+    var_, es = loss(cfg.method)
+    var_dn, es_dn = loss("delta_normal")
+    var_dg, es_dg = loss("delta_gamma")
+    var_h, es_h = loss("historical")
+    var_mc, es_mc = loss("monte_carlo")
+    return VarPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=br.valuation_ns,
+        book=br.book,
+        underlyings=br.underlyings,
+        confidence=c,
+        es_confidence=ce,
+        horizon_days=h,
+        method=cfg.method,
+        history_days=n_days,
+        positions=int(br.positions.kind.size),
+        var=var_,
+        es=es,
+        var_delta_normal=var_dn,
+        es_delta_normal=es_dn,
+        var_delta_gamma=var_dg,
+        es_delta_gamma=es_dg,
+        var_historical=var_h,
+        es_historical=es_h,
+        var_monte_carlo=var_mc,
+        es_monte_carlo=es_mc,
+        status=status,
+        mc_scenarios=cfg.mc_scenarios,
+        units=_VAR_UNITS,
     )
-    primary = figures.get(cfg.method)
-    out["var"] = primary.var if primary else None
-    out["es"] = primary.es if primary else None
-    for m in VAR_METHODS:
-        f = figures.get(m)
-        out[f"var_{m}"] = f.var if f else None
-        out[f"es_{m}"] = f.es if f else None
-    out["status"] = status
-    out["mc_scenarios"] = cfg.mc_scenarios
-    out["units"] = {k: v for k, v in RISK_UNITS.items() if k in out}
-    return out
 
 
-def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]:
+_VAR_UNITS: Final = {
+    k: v for k, v in RISK_UNITS.items() if k in ("var", "es") or k.startswith(("var_", "es_"))
+}
+
+
+def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> StressPayload:
     """The ``stress`` payload of one book: its P&L (USD) under every (spot shock, vol shock)
     pair, all underlyings together, and ``stress_loss``, the worst loss on the grid."""
     grid = stress_grid(br.positions, max(len(br.underlyings), 1), cfg.stress_spot, cfg.stress_vol)
-    out = _base(br, now_ns)
-    out.update(_arrays(spot=grid.spot, vol=grid.vol, pnl=grid.pnl))
-    out.update(
-        {
-            "stress_loss": float(-np.min(grid.pnl)),
-            "excluded": [br.instrument(i) for i in grid.excluded.tolist()],
-            "units": {
-                "spot": "relative move",
-                "vol": "relative move",
-                "pnl": "USD",
-                "stress_loss": "USD",
-            },
-        }
+    return StressPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=br.valuation_ns,
+        book=br.book,
+        underlyings=br.underlyings,
+        spot=_floats(grid.spot),
+        vol=_floats(grid.vol),
+        pnl=_nested(grid.pnl),
+        stress_loss=float(-np.min(grid.pnl)),
+        excluded=[br.instrument(i) for i in grid.excluded.tolist()],
+        units=_STRESS_UNITS,
     )
-    return out
 
 
-def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> dict[str, Any]:
+_STRESS_UNITS: Final = {
+    "spot": "relative move",
+    "vol": "relative move",
+    "pnl": "USD",
+    "stress_loss": "USD",
+}
+
+
+def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> MarginPayload:
     """The ``margin`` payload of one book (docs/margin.md): per underlying, Deribit's portfolio
     margin with its risk matrix, the SPAN-style requirement and Deribit's standard margin; the
     book's totals (sums over its underlyings: each is margined alone), what cross-margining
     saves, and the utilisation of ``equity_usd``. Without an index price for every underlying
     the figures are null and ``status`` says which is missing."""
-    out = _base(br, now_ns)
     unds = br.underlyings
     missing = [u for u, px in zip(unds, br.prices.tolist(), strict=True) if not px > 0.0]
     equity = cfg.equity_usd.get(br.book)
-    totals = dict.fromkeys(MARGIN_FIGURES)
-    out["equity_usd"] = equity
     if missing or not unds:
-        out["status"] = f"no index price for {', '.join(missing)}" if missing else "no positions"
-        out.update(totals)
-        out["units"] = _MARGIN_UNITS
-        return out
+        return MarginPayload(
+            ts_ns=now_ns,
+            valuation_ts_ns=br.valuation_ns,
+            book=br.book,
+            underlyings=unds,
+            equity_usd=equity,
+            margin_im=None,
+            margin_mm=None,
+            margin_span=None,
+            margin_standard_im=None,
+            margin_savings=None,
+            margin_utilisation=None,
+            margin_mm_utilisation=None,
+            status=f"no index price for {', '.join(missing)}" if missing else "no positions",
+            portfolio=None,
+            span=None,
+            standard=None,
+            excluded=[],
+            units=_MARGIN_UNITS,
+        )
     n = len(unds)
     pm = margin.deribit_portfolio_margin(br.positions, br.prices, [cfg.pm_params(u) for u in unds])
     span = margin.span_margin(br.positions, n, cfg.span_params())
     std = margin.deribit_standard_margin(br.positions, n, [cfg.standard_params(u) for u in unds])
     saved = margin.margin_savings(std, pm.margin)
     im, mm = float(pm.margin.initial_usd.sum()), float(pm.margin.maintenance_usd.sum())
-    totals.update(
+    usd = pm.usd
+    excluded = np.union1d(pm.excluded, span.excluded)
+    return MarginPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=br.valuation_ns,
+        book=br.book,
+        underlyings=unds,
+        equity_usd=equity,
         margin_im=im,
         margin_mm=mm,
         margin_span=float(span.requirement.sum()),
         margin_standard_im=float(std.initial_usd.sum()),
         margin_savings=float(saved.initial_usd.sum()),
+        margin_utilisation=None if equity is None else im / equity,
+        margin_mm_utilisation=None if equity is None else mm / equity,
+        status="ok",
+        portfolio=PortfolioMargin(
+            initial_usd=_floats(pm.margin.initial_usd),
+            maintenance_usd=_floats(pm.margin.maintenance_usd),
+            initial_coin=_floats(pm.margin.initial_coin),
+            maintenance_coin=_floats(pm.margin.maintenance_coin),
+            worst_case_usd=_floats(usd.worst_case),
+            delta_shock_usd=_floats(usd.delta_shock),
+            roll_shock_usd=_floats(usd.roll_shock),
+            price_moves=_nested(pm.price_moves),
+            matrix_usd=_nested(usd.standard),
+            extended_moves=_nested(pm.extended_moves),
+            extended_usd=_nested(usd.extended),
+        ),
+        span=SpanMargin(
+            requirement_usd=_floats(span.requirement),
+            scan_risk_usd=_floats(span.scan_risk),
+            short_option_minimum_usd=_floats(span.short_option_minimum),
+        ),
+        standard=StandardMargin(
+            initial_usd=_floats(std.initial_usd),
+            maintenance_usd=_floats(std.maintenance_usd),
+            initial_coin=_floats(std.initial_coin),
+            maintenance_coin=_floats(std.maintenance_coin),
+        ),
+        excluded=[br.instrument(i) for i in excluded.tolist()],
+        units=_MARGIN_UNITS,
     )
-    if equity is not None:
-        totals["margin_utilisation"] = im / equity
-        totals["margin_mm_utilisation"] = mm / equity
-    out.update(totals)
-    out["status"] = "ok"
-    usd = pm.usd
-    out["portfolio"] = _arrays(
-        **dataclasses.asdict(pm.margin),  # initial and maintenance, USD and coin
-        worst_case_usd=usd.worst_case,
-        delta_shock_usd=usd.delta_shock,
-        roll_shock_usd=usd.roll_shock,
-        price_moves=pm.price_moves,
-        matrix_usd=usd.standard,
-        extended_moves=pm.extended_moves,
-        extended_usd=usd.extended,
-    )
-    out["span"] = _arrays(
-        requirement_usd=span.requirement,
-        scan_risk_usd=span.scan_risk,
-        short_option_minimum_usd=span.short_option_minimum,
-    )
-    out["standard"] = _arrays(**dataclasses.asdict(std))
-    excluded = np.union1d(pm.excluded, span.excluded)
-    out["excluded"] = [br.instrument(i) for i in excluded.tolist()]
-    out["units"] = _MARGIN_UNITS
-    return out
 
 
 MARGIN_FIGURES: Final = tuple(name for name in RISK_METRICS if name.startswith("margin_"))
@@ -339,89 +401,92 @@ class HedgeInputs:
 _FIG: Final = {name: AGG_FIELDS.index(name) for name in ("delta", "delta_adj", "gamma", "vega")}
 
 
-def _future_fields(h: hedge.FutureHedge, per_unit: float) -> dict[str, float]:
+def _future_hedge(h: hedge.FutureHedge, per_unit: float) -> FutureHedge:
     """Contracts (rounded, and exact), the position quantity they make and the delta left."""
     contracts = float(h.contracts)
-    return {
-        "contracts": contracts,
-        "contracts_exact": float(h.exact),
-        "quantity": contracts * per_unit,
-        "residual_delta": float(h.residual_delta),
-    }
+    return FutureHedge(
+        contracts=contracts,
+        contracts_exact=float(h.exact),
+        quantity=contracts * per_unit,
+        residual_delta=float(h.residual_delta),
+    )
+
+
+def _residual(greeks: FloatArray) -> Residual:
+    delta, gamma, vega = greeks.tolist()  # hedge.GREEKS
+    return Residual(delta=delta, gamma=gamma, vega=vega)
 
 
 def hedge_payloads(
     br: BookRisk, inputs: dict[str, HedgeInputs], cfg: RiskConfig, now_ns: int
-) -> list[dict[str, Any]]:
+) -> list[HedgePayload]:
     """The ``hedge`` payloads of one book, one per underlying with a configured hedge future
     (docs/hedging.md): the delta-neutral quantity of the future (an inverse one: coin-flat and,
     with ``equity_coin``, USD-flat), and with hedge options the delta-gamma or gamma-vega
     neutral quantities, with the Greeks left before and after rounding. Positive: buy."""
-    out: list[dict[str, Any]] = []
+    out: list[HedgePayload] = []
     for u, und in enumerate(br.underlyings):
         h = inputs.get(und)
         if h is None:
             continue
-        payload = _base(br, now_ns)
-        del payload["underlyings"]
-        payload["underlying"] = und
-        payload["future"] = h.instruments[0]
-        payload["options"] = h.instruments[1:]
         fig = br.figures[u]
         delta = float(fig[_FIG["delta_adj" if h.inverse else "delta"]])
-        payload["delta"] = delta
-        payload.update(
-            delta_hedge=None,
-            usd_flat=None,
-            option_hedge=None,
-            hedge_contracts=None,
-            hedge_residual_delta=None,
-        )
+        delta_hedge = usd_flat = None
+        option_hedge = None
         if not np.all(np.isfinite(h.prices)) or not np.all(np.isfinite(h.units)):
             bad = [n for n, px in zip(h.instruments, h.prices.tolist(), strict=True) if px != px]
-            payload["status"] = f"no price for {', '.join(bad) or h.instruments[0]}"
-            payload["units"] = _HEDGE_UNITS
-            out.append(payload)
-            continue
-        F = float(h.prices[0])
-        # position quantity per contract; the delta of one contract
-        per_unit = h.contract if h.inverse else 1.0
-        future_delta = h.contract / F if h.inverse else h.contract
-        equity = cfg.equity_coin.get(br.book)
-        if h.inverse:
-            inv = hedge.inverse_hedge(delta, 0.0 if equity is None else equity, F, h.contract)
-            payload["delta_hedge"] = _future_fields(inv.coin_flat, per_unit)
-            if equity is not None:
-                payload["usd_flat"] = _future_fields(inv.usd_flat, per_unit)
+            status = f"no price for {', '.join(bad) or h.instruments[0]}"
         else:
-            lin = hedge.linear_hedge(delta, h.contract)
-            payload["delta_hedge"] = _future_fields(lin, per_unit)
-        if len(h.instruments) > 1:
-            cols = [_FIG["delta_adj" if h.inverse else "delta"], _FIG["gamma"], _FIG["vega"]]
-            targets = ("gamma",) if len(h.instruments) == 2 else ("gamma", "vega")
-            oh = hedge.option_hedge(
-                np.array([delta, fig[_FIG["gamma"]], fig[_FIG["vega"]]]),
-                h.units[1:, cols],
-                targets,
-                cfg.hedge_option_lot,
-                future_delta,
+            status = "ok"
+            F = float(h.prices[0])
+            # position quantity per contract; the delta of one contract
+            per_unit = h.contract if h.inverse else 1.0
+            future_delta = h.contract / F if h.inverse else h.contract
+            equity = cfg.equity_coin.get(br.book)
+            if h.inverse:
+                inv = hedge.inverse_hedge(delta, 0.0 if equity is None else equity, F, h.contract)
+                delta_hedge = _future_hedge(inv.coin_flat, per_unit)
+                if equity is not None:
+                    usd_flat = _future_hedge(inv.usd_flat, per_unit)
+            else:
+                delta_hedge = _future_hedge(hedge.linear_hedge(delta, h.contract), per_unit)
+            if len(h.instruments) > 1:
+                cols = [_FIG["delta_adj" if h.inverse else "delta"], _FIG["gamma"], _FIG["vega"]]
+                targets = ("gamma",) if len(h.instruments) == 2 else ("gamma", "vega")
+                oh = hedge.option_hedge(
+                    np.array([delta, fig[_FIG["gamma"]], fig[_FIG["vega"]]]),
+                    h.units[1:, cols],
+                    targets,
+                    cfg.hedge_option_lot,
+                    future_delta,
+                )
+                option_hedge = OptionHedge(
+                    targets=list(targets),
+                    quantity=_floats(oh.quantity),
+                    quantity_rounded=_floats(oh.rounded),
+                    future=None if oh.future is None else _future_hedge(oh.future, per_unit),
+                    residual=_residual(oh.residual),
+                    residual_rounded=_residual(oh.residual_rounded),
+                    singular=bool(oh.singular),
+                )
+        out.append(
+            HedgePayload(
+                ts_ns=now_ns,
+                valuation_ts_ns=br.valuation_ns,
+                book=br.book,
+                underlying=und,
+                future=h.instruments[0],
+                options=h.instruments[1:],
+                delta=delta,
+                delta_hedge=delta_hedge,
+                usd_flat=usd_flat,
+                option_hedge=option_hedge,
+                hedge_contracts=None if delta_hedge is None else delta_hedge.contracts,
+                hedge_residual_delta=None if delta_hedge is None else delta_hedge.residual_delta,
+                status=status,
+                units=_HEDGE_UNITS,
             )
-            future = oh.future
-            payload["option_hedge"] = {
-                "targets": list(targets),
-                **_arrays(quantity=oh.quantity, quantity_rounded=oh.rounded),
-                "future": None if future is None else _future_fields(future, per_unit),
-                "residual": dict(zip(hedge.GREEKS, oh.residual.tolist(), strict=True)),
-                "residual_rounded": dict(
-                    zip(hedge.GREEKS, oh.residual_rounded.tolist(), strict=True)
-                ),
-                "singular": bool(oh.singular),
-            }
-        payload["hedge_contracts"] = payload["delta_hedge"]["contracts"]
-        payload["hedge_residual_delta"] = payload["delta_hedge"]["residual_delta"]
-        payload["status"] = "ok"
-        payload["units"] = _HEDGE_UNITS
-        out.append(payload)
+        )
     return out
 
 
@@ -439,7 +504,7 @@ _HEDGE_UNITS: Final = {
 
 def skew_payloads(
     chains: list[Chain], smile_quotes: dict[str, int], now_ns: int, valuation_ns: int
-) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, float, float]]]:
+) -> tuple[list[tuple[str, SmilePayload | TermStructurePayload]], list[tuple[str, float, float]]]:
     """The ``skew`` payloads (docs/skew.md): per chain (key ``{underlying}:{expiry}``) its SVI
     fit, arbitrage checks and 25-delta profile; per underlying (key ``{underlying}``) the ATM
     term structure of its fitted chains. Also the smile vols for held options without a usable
@@ -451,11 +516,9 @@ def skew_payloads(
             option whose last quote is that one is fitted as unquoted.
         now_ns: the payloads' time. valuation_ns: the chains' valuation time.
     """
-    payloads: list[tuple[str, dict[str, Any]]] = []
+    payloads: list[tuple[str, SmilePayload | TermStructurePayload]] = []
     smile: list[tuple[str, float, float]] = []
     fits: dict[str, list[tuple[str, skew.SviFit]]] = {}
-    base = {"v": SCHEMA_VERSION, "ts": now_ns // 1_000_000, "ts_ns": now_ns}
-    base["valuation_ts_ns"] = valuation_ns
     for c in chains:
         own = np.array(
             [
@@ -466,15 +529,12 @@ def skew_payloads(
         quoted = own & np.isfinite(c.sigma)
         F = float(np.median(c.forward[quoted])) if quoted.any() else math.nan
         T = float(np.median(c.T[quoted])) if quoted.any() else math.nan
-        payload = {**base, "underlying": c.underlying, "expiry": c.expiry}
-        payload.update({"coin_settled": c.coin_settled, "forward": F, "T": T})
-        payload["n_quotes"] = int(quoted.sum())
         fit = (
             skew.fit_svi(c.strike, np.where(quoted, c.sigma, np.nan), F, T)
             if quoted.any()
             else None
         )
-        payload.update(_skew_fields(fit, c.coin_settled))
+        payload = _smile(c, F, T, int(quoted.sum()), fit, now_ns, valuation_ns)
         payloads.append((f"{c.underlying}:{c.expiry}", payload))
         if fit is None or fit.params is None:
             continue
@@ -486,50 +546,92 @@ def skew_payloads(
             smile += [(n, float(v), F) for n, v in zip(names, vols.tolist(), strict=True)]
     for und, items in fits.items():
         term = skew.atm_term_structure(f for _, f in items)
-        labels = [e for _, e in sorted((f.T, e) for e, f in items)]
-        payload = {**base, "underlying": und, "expiries": labels}
-        payload.update(_arrays(T=term.T, atm_vol=term.atm_vol, forward_vol=term.forward_vol))
-        payload["units"] = {"T": "years", "atm_vol": "decimal", "forward_vol": "decimal"}
-        payloads.append((und, payload))
+        term_payload = TermStructurePayload(
+            ts_ns=now_ns,
+            valuation_ts_ns=valuation_ns,
+            underlying=und,
+            expiries=[e for _, e in sorted((f.T, e) for e, f in items)],
+            tte_years=_floats(term.T),
+            atm_vol=_floats(term.atm_vol),
+            forward_vol=_floats(term.forward_vol),
+            units=_TERM_UNITS,
+        )
+        payloads.append((und, term_payload))
     return payloads, smile
 
 
-def _skew_fields(fit: skew.SviFit | None, coin_settled: bool) -> dict[str, Any]:
-    """A chain payload's fit, checks and profile (nulls where there is none)."""
-    out: dict[str, Any] = dict.fromkeys(
-        ("atm_vol", "rr25", "bf25", "call25_strike", "call25_vol", "put25_strike", "put25_vol")
+_TERM_UNITS: Final = {"T": "years", "atm_vol": "decimal", "forward_vol": "decimal"}
+
+
+def _smile(
+    c: Chain,
+    F: float,
+    T: float,
+    n_quotes: int,
+    fit: skew.SviFit | None,
+    now_ns: int,
+    valuation_ns: int,
+) -> SmilePayload:
+    """A chain's payload: its fit, checks and profile (nulls where there is none)."""
+    params = None if fit is None else fit.params
+    chk = None if fit is None or params is None else fit.butterfly
+    prof = (
+        None
+        if fit is None or params is None
+        else skew.skew_profile(fit, coin_settled=c.coin_settled)
     )
-    out.update(svi=None, rmse_vol_points=None, butterfly=None)
-    out["delta_convention"] = "forward, premium-adjusted" if coin_settled else "forward"
-    out["units"] = _SKEW_UNITS
     if fit is None:
-        out["status"] = skew.SmileStatus.TOO_FEW_STRIKES.value
-        return out
-    out["status"] = fit.status.value
-    if fit.params is None:
-        return out
-    p, chk = fit.params, fit.butterfly
-    out["svi"] = {"a": p.a, "b": p.b, "rho": p.rho, "m": p.m, "sigma": p.sigma}
-    out["rmse_vol_points"] = fit.rmse_vol_points
-    if chk is not None:
-        out["butterfly"] = {
-            "g_min": chk.g_min,
-            "k_at_g_min": chk.k_at_g_min,
-            "wing_slope": chk.wing_slope,
-            "arbitrage_free": chk.arbitrage_free,
-        }
-    prof = skew.skew_profile(fit, coin_settled=coin_settled)
-    out["status"] = prof.status.value
-    out.update(
-        atm_vol=prof.atm_vol,
-        rr25=prof.risk_reversal,
-        bf25=prof.butterfly,
-        call25_strike=prof.call25_strike,
-        call25_vol=prof.call25_vol,
-        put25_strike=prof.put25_strike,
-        put25_vol=prof.put25_vol,
+        status = skew.SmileStatus.TOO_FEW_STRIKES.value
+    else:
+        status = (fit.status if prof is None else prof.status).value
+
+    profile: list[float | None] = [None] * 7
+    if prof is not None:
+        profile = [
+            float(x)
+            for x in (
+                prof.atm_vol,
+                prof.risk_reversal,
+                prof.butterfly,
+                prof.call25_strike,
+                prof.call25_vol,
+                prof.put25_strike,
+                prof.put25_vol,
+            )
+        ]
+    atm_vol, rr25, bf25, call25_strike, call25_vol, put25_strike, put25_vol = profile
+    return SmilePayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=valuation_ns,
+        underlying=c.underlying,
+        expiry=c.expiry,
+        coin_settled=c.coin_settled,
+        forward=F,
+        tte_years=T,
+        n_quotes=n_quotes,
+        atm_vol=atm_vol,
+        rr25=rr25,
+        bf25=bf25,
+        call25_strike=call25_strike,
+        call25_vol=call25_vol,
+        put25_strike=put25_strike,
+        put25_vol=put25_vol,
+        svi=None
+        if params is None
+        else Svi(a=params.a, b=params.b, rho=params.rho, m=params.m, sigma=params.sigma),
+        rmse_vol_points=None if fit is None or params is None else float(fit.rmse_vol_points),
+        butterfly=None
+        if chk is None
+        else SmileButterfly(
+            g_min=float(chk.g_min),
+            k_at_g_min=float(chk.k_at_g_min),
+            wing_slope=float(chk.wing_slope),
+            arbitrage_free=bool(chk.arbitrage_free),
+        ),
+        delta_convention="forward, premium-adjusted" if c.coin_settled else "forward",
+        units=_SKEW_UNITS,
+        status=status,
     )
-    return out
 
 
 _SKEW_UNITS: Final = {
@@ -555,67 +657,106 @@ the highest."""
 
 
 def strategy_payload(
-    h: StrategyHolding, legs: Priced, index_price: float, cfg: RiskConfig, now_ns: int
-) -> dict[str, Any]:
+    h: StrategyHolding,
+    legs: Priced,
+    index_price: float,
+    cfg: RiskConfig,
+    now_ns: int,
+    *,
+    valuation_ns: int,
+) -> StrategyPayload:
     """The ``strategy`` payload of one holding: its figures (the legs' figures per unit,
     weighted by their ratios, times the quantity: units of the exposures), its value and P&L
     against its cost (USD), its portfolio margin alone, and its payoff diagram at the first
-    expiry (one unit, entered at the legs' model prices now; scaled by the quantity)."""
+    expiry (one unit, entered at the legs' model prices now; scaled by the quantity).
+    ``valuation_ns``: the time the legs were priced at."""
     strategy = h.strategy
     first = strategy.legs[0].instrument
-    out: dict[str, Any] = {
-        "v": SCHEMA_VERSION,
-        "ts": now_ns // 1_000_000,
-        "ts_ns": now_ns,
-        "book": h.book,
-        "strategy": h.text,
-        "kind": str(strategy.kind),
-        "underlying": first.underlying,
-        "legs": [{"instrument": leg.instrument.name, "ratio": leg.ratio} for leg in strategy.legs],
-        "quantity": h.quantity,
-        "cost": h.cost if h.has_cost else None,
-        "cost_currency": "coin" if h.coin else "USD",
-    }
     missing = [n for n, ok in zip(legs.names, legs.ok.tolist(), strict=True) if not ok]
-    if missing or not (index_price > 0.0):
-        out["status"] = f"no price for {', '.join(missing) or first.index}"
-        out.update(dict.fromkeys((*AGG_FIELDS[:_N_FIG], "pnl", "margin_im", "margin_mm")))
-        out["payoff"] = None
-        out["units"] = _STRATEGY_UNITS
-        return out
-    figures = strategy_greeks(strategy, legs.units.T, h.quantity)
-    out.update(zip(AGG_FIELDS[:_N_FIG], figures.tolist(), strict=True))
-    value_usd = float(figures[_MARKET_VALUE])
+    priced = not missing and index_price > 0.0
+    figures: list[float | None] = [None] * _N_FIG
+    pnl = margin_im = margin_mm = None
+    payoff = None
+    if priced:
+        greeks = strategy_greeks(strategy, legs.units.T, h.quantity)
+        figures = greeks.tolist()
+        X = legs.positions.X
+        cost_usd = h.cost * (float(X[0]) if h.coin else 1.0)  # coin valued at the forward
+        pnl = float(greeks[_MARKET_VALUE]) - cost_usd if h.has_cost else None
+        ratios = np.array([leg.ratio for leg in strategy.legs])
+        book = dataclasses.replace(
+            legs.positions, weight=legs.positions.weight * ratios * h.quantity
+        )
+        pm = margin.deribit_portfolio_margin(book, [index_price], cfg.pm_params(first.underlying))
+        margin_im = float(pm.margin.initial_usd[0])
+        margin_mm = float(pm.margin.maintenance_usd[0])
+        payoff = _payoff(h, legs)
+    delta, delta_usd, delta_adj, gamma, cash_gamma, vega, theta, rho, vanna, volga, mv = figures
+    return StrategyPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=valuation_ns,
+        book=h.book,
+        strategy=h.text,
+        kind=str(strategy.kind),
+        underlying=first.underlying,
+        legs=[
+            StrategyLeg(instrument=leg.instrument.name, ratio=leg.ratio) for leg in strategy.legs
+        ],
+        quantity=h.quantity,
+        cost=h.cost if h.has_cost else None,
+        cost_currency="coin" if h.coin else "USD",
+        status="ok" if priced else f"no price for {', '.join(missing) or first.index}",
+        delta=delta,
+        delta_usd=delta_usd,
+        delta_adj=delta_adj,
+        gamma=gamma,
+        cash_gamma=cash_gamma,
+        vega=vega,
+        theta=theta,
+        rho=rho,
+        vanna=vanna,
+        volga=volga,
+        market_value=mv,
+        pnl=pnl,
+        margin_im=margin_im,
+        margin_mm=margin_mm,
+        payoff=payoff,
+        units=_STRATEGY_UNITS,
+    )
+
+
+def _payoff(h: StrategyHolding, legs: Priced) -> Payoff:
+    """The payoff diagram of one unit bought at the model's prices now (each in its leg's price
+    currency), scaled by the holding's quantity."""
     X = legs.positions.X
-    cost_usd = h.cost * (float(X[0]) if h.coin else 1.0)  # coin valued at the forward (units.md)
-    out["pnl"] = value_usd - cost_usd if h.has_cost else None
-    ratios = np.array([leg.ratio for leg in strategy.legs])
-    book = dataclasses.replace(legs.positions, weight=legs.positions.weight * ratios * h.quantity)
-    pm = margin.deribit_portfolio_margin(book, [index_price], cfg.pm_params(first.underlying))
-    out["margin_im"] = float(pm.margin.initial_usd[0])
-    out["margin_mm"] = float(pm.margin.maintenance_usd[0])
-    # payoff: one unit bought at the model's prices now (each in its leg's price currency)
     option = legs.positions.kind == kernels.KIND_OPTION
     per_unit = legs.units[:, _MARKET_VALUE] / legs.positions.weight
     entry = np.where(option, per_unit / np.where(legs.positions.inverse, X, 1.0), X)
     marks = np.where(option, legs.positions.strike, X)
     S = np.linspace(0.5 * marks.min(), 1.5 * marks.max(), PAYOFF_POINTS)
     try:
-        d = payoff_diagram(strategy, S, entry, legs.positions.sigma)
+        d = payoff_diagram(h.strategy, S, entry, legs.positions.sigma)
     except ValueError as exc:  # e.g. no leg with an expiry
-        out["payoff"] = {"status": str(exc)}
-    else:
-        out["payoff"] = {
-            "status": "ok",
-            "expiry_ns": d.expiry_ns,
-            **_arrays(S=d.S, pnl=d.pnl * h.quantity, breakevens=d.breakevens),
-            "max_profit": d.max_profit * abs(h.quantity),
-            "max_loss": d.max_loss * abs(h.quantity),
-            "entry": "the legs' model prices now",
-        }
-    out["status"] = "ok"
-    out["units"] = _STRATEGY_UNITS
-    return out
+        return Payoff(
+            status=str(exc),
+            expiry_ns=None,
+            S=None,
+            pnl=None,
+            breakevens=None,
+            max_profit=None,
+            max_loss=None,
+            entry=None,
+        )
+    return Payoff(
+        status="ok",
+        expiry_ns=d.expiry_ns,
+        S=_floats(d.S),
+        pnl=_floats(d.pnl * h.quantity),
+        breakevens=_floats(d.breakevens),
+        max_profit=float(d.max_profit * abs(h.quantity)),
+        max_loss=float(d.max_loss * abs(h.quantity)),
+        entry="the legs' model prices now",
+    )
 
 
 _STRATEGY_UNITS: Final = {

@@ -51,7 +51,17 @@ from engine.errors import ConfigError, RiskEngineError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import InstrumentRegistry, Kind
-from engine.outputs import SCHEMA_VERSION, Scope, expiry_rows
+from engine.outputs import (
+    AlertPayload,
+    EngineStatus,
+    Exposure,
+    FeedStatus,
+    Payload,
+    SettledPosition,
+    SettlementPayload,
+    SmilePayload,
+    TermStructurePayload,
+)
 from engine.risk.hedge import DERIBIT_INVERSE_CONTRACT_USD
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
@@ -138,9 +148,9 @@ class Daemon:
         self.inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal)
         self.alerts = AlertEngine(config.alerts)
         self.sink = RedisSink(config.redis, clock, status=self.status)
-        self.latest: dict[str, dict[str, Any]] = {}
+        self.latest: dict[str, Exposure] = {}
         """Latest exposure payload per key, for the terminal view."""
-        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=8)
+        self.recent_alerts: deque[AlertPayload] = deque(maxlen=8)
         self.stop = asyncio.Event()
         self.intake = Intake(feeds, registry, self.inbox, on_end=self.stop.set)
         self.cycles = 0
@@ -221,15 +231,15 @@ class Daemon:
             self._next_full_ns = now + self._full_interval_ns
             changed = set(p.bu_keys())
         due = self._due(changed, flush)
-        payloads: list[tuple[str, dict[str, Any]]] = []
+        payloads: list[tuple[str, Exposure]] = []
         if due:
             pairs = [(b, u) for b, u in due if u is not None]
             books = [b for b, u in due if u is None]
             payloads = p.exposure_payloads(pairs, now, books)
         for key, payload in payloads:
-            self.sink.exposure(key, payload)
+            self.sink.publish(key, payload)
             self.latest[key] = payload
-            self._alerts(payload, now)
+            self._check(payload)
         done = self.clock.now_ns()
         latencies = [done - ev.ts_recv for events in step.events for ev in events]
         self.latency_ns.extend(latencies)
@@ -246,25 +256,16 @@ class Daemon:
         self._lots_seen = self.portfolio.lot_count
         self.intake.subscribe(new)
 
-    def _alerts(self, payload: dict[str, Any], now: int) -> None:
-        book = payload["book"]
-        transitions: list[dict[str, Any]] = []
-        if payload["scope"] == "book":
-            transitions += self.alerts.evaluate("book", book, None, None, payload, now)
-        else:
-            und = payload["underlying"]
-            transitions += self.alerts.evaluate("underlying", book, und, None, payload, now)
-            if self.alerts.watches("expiry"):
-                for e in expiry_rows(payload["expiries"]):
-                    transitions += self.alerts.evaluate("expiry", book, und, e["expiry"], e, now)
-        for t in transitions:
+    def _check(self, payload: Payload) -> None:
+        """Evaluate the alert rules on ``payload``; publish and log the transitions."""
+        for t in self.alerts.check(payload):
             self._emit_alert(t)
 
-    def _emit_alert(self, payload: dict[str, Any]) -> None:
+    def _emit_alert(self, payload: AlertPayload) -> None:
         self.sink.alert(payload)
         self.recent_alerts.append(payload)
         logger.warning(
-            "alert %s", payload["state"], extra={"alert": payload["id"], "value": payload["value"]}
+            "alert %s", payload.state, extra={"alert": payload.id, "value": payload.value}
         )
 
     def _due(self, changed: Iterable[tuple[str, str]], flush: bool) -> list[tuple[str, str | None]]:
@@ -381,20 +382,11 @@ class Daemon:
             valuation = self.portfolio.valuation_ns
         self.record_levels(now, books)
         out = await asyncio.to_thread(
-            _risk_payloads, books, hedges, held, self.history, cfg, families, now
+            _risk_payloads, books, hedges, held, self.history, cfg, families, now, valuation
         )
-        for family, payload in out:
-            book, und = payload["book"], payload.get("underlying")
-            if family == "strategy":  # a holding: its own scope, keyed by its text form
-                text = payload["strategy"]
-                self.sink.publish(family, f"{book}:{text}", payload)
-                for t in self.alerts.evaluate("strategy", book, und, text, payload, now):
-                    self._emit_alert(t)
-                continue
-            scope: Scope = "book" if und is None else "underlying"
-            self.sink.publish(family, book if und is None else f"{book}:{und}", payload)
-            for t in self.alerts.evaluate(scope, book, und, None, payload, now):
-                self._emit_alert(t)
+        for key, payload in out:
+            self.sink.publish(key, payload)
+            self._check(payload)
         if chains:
             skews, smile = await asyncio.to_thread(
                 skew_payloads, chains, self._smile_quotes, now, valuation
@@ -403,21 +395,19 @@ class Daemon:
 
     def _publish_skew(
         self,
-        payloads: list[tuple[str, dict[str, Any]]],
+        payloads: list[tuple[str, SmilePayload | TermStructurePayload]],
         smile: list[tuple[str, float, float]],
         now: int,
     ) -> None:
         """Publish the skew payloads, check the expiry-scope rules on them (a market figure:
         book ``*``), and hand the smile vols to the engine as quotes (``[risk] smile_vols``)."""
         for key, payload in payloads:
-            self.sink.publish("skew", key, payload)
-            level = _vol_level(payload) if "expiries" in payload else None  # a term structure
-            if level is not None:
-                self._vol_levels[payload["underlying"]] = level
-            if "expiry" in payload:
-                und, expiry = payload["underlying"], payload["expiry"]
-                for t in self.alerts.evaluate("expiry", "*", und, expiry, payload, now):
-                    self._emit_alert(t)
+            self.sink.publish(key, payload)
+            if isinstance(payload, TermStructurePayload):
+                level = _vol_level(payload)
+                if level is not None:
+                    self._vol_levels[payload.underlying] = level
+            self._check(payload)
         if not self.config.risk.smile_vols:
             return
         for name, vol, forward in smile:
@@ -552,7 +542,7 @@ class Daemon:
         """The ``settlement`` payload of one index and expiry: the running average before the
         expiry (``final`` false, no positions), what its positions settled for after it."""
         final = now_ns >= expiry_ns
-        positions: list[dict[str, Any]] = []
+        positions: list[SettledPosition] = []
         by_book: dict[str, float] = {}
         n_no_cost = 0
         if lots:
@@ -572,15 +562,15 @@ class Daemon:
             for k, lot in enumerate(lots):
                 pnl_usd = float(pos.pnl_usd[k])
                 positions.append(
-                    {
-                        "book": lot.book,
-                        "instrument": lot.instrument,
-                        "quantity": lot.quantity,
-                        "avg_price": float(avg[k]),
-                        "value": float(pos.value[k]),
-                        "pnl": float(pos.pnl[k]),
-                        "pnl_usd": pnl_usd,
-                    }
+                    SettledPosition(
+                        book=lot.book,
+                        instrument=lot.instrument,
+                        quantity=lot.quantity,
+                        avg_price=float(avg[k]),
+                        value=float(pos.value[k]),
+                        pnl=float(pos.pnl[k]),
+                        pnl_usd=pnl_usd,
+                    )
                 )
                 if math.isfinite(pnl_usd):
                     by_book[lot.book] = by_book.get(lot.book, 0.0) + pnl_usd
@@ -599,49 +589,48 @@ class Daemon:
                 },
             )
         expiry = expiry_label(expiry_ns, Kind.OPTION)
-        payload = {
-            "v": SCHEMA_VERSION,
-            "ts": now_ns // 1_000_000,
-            "ts_ns": now_ns,
-            "index": index,
-            "expiry": expiry,
-            "expiry_ns": expiry_ns,
-            "final": final,
-            "price": twap.price,
-            "status": twap.status.value,
-            "n_samples": twap.n_samples,
-            "covered_ns": twap.covered_ns,
-            "longest_gap_ns": twap.longest_gap_ns,
-            "positions": positions,
-            "pnl_usd": by_book,
-            "n_no_cost": n_no_cost,
-            "realised_pnl_usd": {b: self.realised_pnl_usd[b] for b in by_book},
-            "units": _SETTLEMENT_UNITS,
-        }
-        self.sink.publish("settlement", f"{index}:{expiry}", payload)
+        payload = SettlementPayload(
+            ts_ns=now_ns,
+            valuation_ts_ns=None,
+            index=index,
+            expiry=expiry,
+            expiry_ns=expiry_ns,
+            final=final,
+            price=float(twap.price),
+            status=twap.status.value,
+            n_samples=twap.n_samples,
+            covered_ns=twap.covered_ns,
+            longest_gap_ns=twap.longest_gap_ns,
+            positions=positions,
+            pnl_usd=by_book,
+            n_no_cost=n_no_cost,
+            realised_pnl_usd={b: self.realised_pnl_usd[b] for b in by_book},
+            units=_SETTLEMENT_UNITS,
+        )
+        self.sink.publish(f"{index}:{expiry}", payload)
 
     # ------------------------------------------------------------------ monitor
-    def status(self) -> dict[str, Any]:
+    def status(self) -> EngineStatus:
         """Counters for the heartbeat and the statistics log line."""
-        return {
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "cycles": self.cycles,
-            **self.portfolio.instrument_status(),
-            "events": self.inbox.inbox.received,
-            "conflated": self.inbox.inbox.conflated,
-            "unknown_instrument": self.unknown,
-            "rejected_fills": len(self.rejected_fills),
-            "cycle_errors": self.cycle_errors,
-            "risk_errors": self.risk_errors,
-            "feeds": {
-                f.name: {
-                    "connected": f.stats.connected,
-                    "received": f.stats.received,
-                    "dropped": sum(f.stats.dropped.values()),
-                }
+        return EngineStatus(
+            **msgspec.structs.asdict(self.portfolio.instrument_status()),
+            uptime_s=round(time.monotonic() - self._started, 1),
+            cycles=self.cycles,
+            events=self.inbox.inbox.received,
+            conflated=self.inbox.inbox.conflated,
+            unknown_instrument=self.unknown,
+            rejected_fills=len(self.rejected_fills),
+            cycle_errors=self.cycle_errors,
+            risk_errors=self.risk_errors,
+            feeds={
+                f.name: FeedStatus(
+                    connected=f.stats.connected,
+                    received=f.stats.received,
+                    dropped=sum(f.stats.dropped.values()),
+                )
                 for f in self.feeds
             },
-        }
+        )
 
     def check_feeds(self) -> None:
         """Raise or clear the stale-feed alert of each feed."""
@@ -664,7 +653,7 @@ class Daemon:
         logger.info(
             "stats",
             extra={
-                **self.status(),
+                **msgspec.to_builtins(self.status()),
                 "cycle_ms_p50": round(float(np.percentile(cyc, 50)), 3) if cyc.size else None,
                 "cycle_ms_p99": round(float(np.percentile(cyc, 99)), 3) if cyc.size else None,
                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
@@ -835,11 +824,11 @@ _SETTLEMENT_UNITS: Final = {
 }
 
 
-def _vol_level(term: dict[str, Any]) -> float | None:
+def _vol_level(term: TermStructurePayload) -> float | None:
     """An underlying's vol level from its ATM term structure payload (None: no fit)."""
     pairs = [
-        (float(t), float(v))
-        for t, v in zip(term["T"], term["atm_vol"], strict=True)
+        (t, v)
+        for t, v in zip(term.tte_years, term.atm_vol, strict=True)
         if math.isfinite(v) and v > 0.0
     ]
     if not pairs:
@@ -856,20 +845,22 @@ def _risk_payloads(
     cfg: RiskConfig,
     families: list[str],
     now: int,
-) -> list[tuple[str, dict[str, Any]]]:
-    """The due risk payloads of every book and strategy held (run in a worker thread)."""
-    out: list[tuple[str, dict[str, Any]]] = [
-        ("strategy", strategy_payload(h, legs, index_price, cfg, now))
-        for h, legs, index_price in held
+    valuation: int,
+) -> list[tuple[str, Payload]]:
+    """The due risk payloads of every book and strategy held, each with its key (run in a
+    worker thread)."""
+    out: list[tuple[str, Payload]] = [
+        (f"{h.book}:{h.text}", strategy_payload(h, legs, px, cfg, now, valuation_ns=valuation))
+        for h, legs, px in held
     ]
     for br in books:
-        out += [("hedge", h) for h in hedge_payloads(br, hedges, cfg, now)]
+        out += [(f"{br.book}:{h.underlying}", h) for h in hedge_payloads(br, hedges, cfg, now)]
         if "var" in families:
-            out.append(("var", var_payload(br, history, cfg, now)))
+            out.append((br.book, var_payload(br, history, cfg, now)))
         if "stress" in families:
-            out.append(("stress", stress_payload(br, cfg, now)))
+            out.append((br.book, stress_payload(br, cfg, now)))
         if "margin" in families:
-            out.append(("margin", margin_payload(br, cfg, now)))
+            out.append((br.book, margin_payload(br, cfg, now)))
     return out
 
 
@@ -903,7 +894,10 @@ async def run(
     gc.freeze()
     logger.info(
         "started",
-        extra={"feeds": [f.name for f in daemon.feeds], **daemon.portfolio.instrument_status()},
+        extra={
+            "feeds": [f.name for f in daemon.feeds],
+            **msgspec.structs.asdict(daemon.portfolio.instrument_status()),
+        },
     )
     status = 0
     try:

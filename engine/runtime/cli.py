@@ -130,7 +130,7 @@ def _check_config(path: Path) -> int:
     daemon = build(config, path)
     report = {
         "config": redacted(config),
-        "positions": daemon.portfolio.instrument_status()["lots"],
+        "positions": daemon.portfolio.instrument_status().lots,
         "instruments": len(daemon.portfolio.instruments()),
     }
     print(json.dumps(report, indent=2, default=str))

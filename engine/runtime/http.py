@@ -182,13 +182,13 @@ class _Collector:
             ("riskd_fill_queue", "Fills waiting for the engine.", inbox.fills_queued),
             ("riskd_sink_pending", "Payload keys waiting for Redis.", sink.pending),
             ("riskd_alert_queue", "Alert transitions waiting for Redis.", sink.queued_alerts),
-            ("riskd_stale_instruments", "Held, stale inputs.", status["stale_instruments"]),
+            ("riskd_stale_instruments", "Held, stale inputs.", status.stale_instruments),
             (
                 "riskd_unresolved_fills",
                 "Fills kept: instrument unknown.",
-                status["unresolved_fills"],
+                status.unresolved_fills,
             ),
-            ("riskd_positions", "Lots (book, instrument) held.", status["lots"]),
+            ("riskd_positions", "Lots (book, instrument) held.", status.lots),
             ("riskd_alerts_active", "Alerts raised now.", len(d.alerts.active())),
             ("riskd_redis_connected", "1 while Redis takes writes.", float(sink.connected)),
         ]
@@ -205,11 +205,7 @@ class _Collector:
 
 def readiness(daemon: Daemon) -> dict[str, Any]:
     """The readiness checks and whether all pass (the body of ``/readyz``)."""
-    stale = [
-        a["feed"]
-        for a in daemon.alerts.active()
-        if a["alert"] == "stale_feed" and a["feed"] not in daemon.optional_feeds
-    ]
+    stale = [f for f in daemon.alerts.stale_feeds() if f not in daemon.optional_feeds]
     checks = {
         "kernels_warm": daemon.cycles > 0,
         "feeds_connected": all(

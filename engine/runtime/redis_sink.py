@@ -11,10 +11,10 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
     {p}:alerts              channel  alert transitions, in order
     {p}:alerts:stream       stream   the same, field "data", trimmed ~stream_maxlen
     {p}:alerts:active       hash     alert id -> its latest "raised" payload (gone once cleared)
-    {p}:heartbeat           string   {"v", "ts", "ts_ns", counters...}, expires after the TTL
+    {p}:heartbeat           string   {engine counters..., "v", "ts", ...}, expires after the TTL
     {p}:writer              string   this sink's token: proof that Redis still holds our keys
 
-:meth:`RedisSink.exposure` and :meth:`RedisSink.alert` never block and never raise: they only
+:meth:`RedisSink.publish` and :meth:`RedisSink.alert` never block and never raise: they only
 record. :meth:`RedisSink.run` writes what was recorded every ``flush_interval_ms`` in one
 ``pipeline(transaction=False)`` (the payloads through one Lua script call per family and
 batch: :data:`_PUBLISH`). What is held while Redis is away, and what happens when it is full:
@@ -57,7 +57,6 @@ from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgspec
-import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.client import Pipeline
@@ -70,7 +69,16 @@ from engine.clock import Clock
 from engine.constraints import NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt
 from engine.credentials import read_secret
 from engine.errors import ConfigError, SinkError
-from engine.outputs import FAMILIES, SCHEMA_VERSION
+from engine.outputs import (
+    FAMILIES,
+    AlertPayload,
+    EngineStatus,
+    Heartbeat,
+    Payload,
+    decode_alert,
+    encode,
+    encode_heartbeat,
+)
 from engine.retry import Backoff, Failure
 from engine.runtime.clock import MonotonicClock
 
@@ -84,7 +92,6 @@ _NS_PER_MS: Final = 1_000_000
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "auth", "token"})
 _TLS_KEYS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file")
-_ORJSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
 
 _PUBLISH: Final = """
 local channel, maxlen = ARGV[1], ARGV[2]
@@ -352,8 +359,8 @@ class RedisSink:
         clock: the time in heartbeat payloads.
         pacing: the clock of the per-key rate limit and the heartbeat period; default the
             monotonic clock (tests pass a ManualClock to hold or release the rate limit).
-        status: called for each heartbeat; its counters are added to the heartbeat payload
-            (e.g. the engine's ``n_positions``, feed states). Must not block.
+        status: called for each heartbeat; its counters come first in the heartbeat payload
+            (the engine's counts, feed states). Must not block.
 
     Raises:
         ConfigError: the password's environment variable or file cannot be read (the
@@ -395,7 +402,7 @@ class RedisSink:
         config: RedisConfig,
         clock: Clock,
         *,
-        status: Callable[[], Mapping[str, Any]] | None = None,
+        status: Callable[[], EngineStatus] | None = None,
         pacing: Clock | None = None,
     ) -> None:
         self._config = config
@@ -404,7 +411,7 @@ class RedisSink:
         self._status = status
         self.stats = SinkStats()
         p = config.prefix
-        self._families = {
+        self._families: dict[str, tuple[str, str, str]] = {
             f: (
                 f"{p}:{f}",
                 f"{p}:{f}:stream",
@@ -423,12 +430,12 @@ class RedisSink:
         self._min_interval_ns = config.min_interval_ms * _NS_PER_MS
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
-        self._pending: dict[tuple[str, str], dict[str, Any]] = {}  # (family, key) -> payload
+        self._pending: dict[tuple[str, str], Payload] = {}  # (family, key) -> payload
         self._last_publish_ns: dict[tuple[str, str], int] = {}
         self._latest: dict[tuple[str, str], bytes] = {}  # the last written, to re-publish
-        self._alerts: deque[tuple[int, dict[str, Any]]] = deque()
+        self._alerts: deque[tuple[int, AlertPayload]] = deque()
         self._alert_seq = 0
-        self._active: dict[str, dict[str, Any]] = {}  # alert id -> latest raised payload
+        self._active: dict[str, AlertPayload] = {}  # alert id -> latest raised payload
         self._resync = True  # rebuild the active hash on the first connection too
         self._token = secrets.token_hex(8).encode()  # in {p}:writer once every key is written
         self._run_id: str | None = None  # the server's, as the last new connection found it
@@ -452,37 +459,23 @@ class RedisSink:
 
     # ------------------------------------------------------------------ Sink (never blocks)
 
-    def exposure(self, key: str, payload: dict[str, Any]) -> None:
-        """Record ``payload`` as the latest exposure under ``key``; it replaces any payload
-        still pending for that key (conflation). Never blocks, never raises.
+    def publish(self, key: str, payload: Payload) -> None:
+        """Record ``payload`` as the latest of its family (``payload.family``: its channel,
+        stream and snapshot hash) under ``key``; it replaces any payload still pending for
+        that key (conflation). Never blocks, never raises.
 
         Args:
-            key: ``{book}:{underlying}`` or ``{book}`` (the snapshot hash's field).
-            payload: a JSON-able dict carrying ``"v"`` and ``"ts"``; not copied, so the caller
-                hands it over and does not mutate it afterwards.
+            key: its field in the family's snapshot hash (docs/redis.md), e.g.
+                ``{book}:{underlying}`` or ``{book}`` for an exposure.
+            payload: the payload (frozen: the sink keeps it as it is).
         """
-        self.publish("exposure", key, payload)
-
-    def publish(self, family: str, key: str, payload: dict[str, Any]) -> None:
-        """Record ``payload`` as the latest of ``family`` under ``key`` (:meth:`exposure`, for
-        any family of :data:`engine.outputs.FAMILIES`). Never blocks; a family not in FAMILIES
-        is a bug (ValueError).
-
-        Args:
-            family: what the payload is (``var``, ``margin``, ...): its channel, stream and
-                snapshot hash.
-            key: its field in the family's snapshot hash (docs/redis.md).
-            payload: as for :meth:`exposure`.
-        """
-        if family not in self._families:
-            raise ValueError(f"unknown payload family {family!r}")
         pending = self._pending
-        k = (family, key)
+        k = (payload.family, key)
         if k not in pending:
             self.stats.pending = len(pending) + 1
         pending[k] = payload
 
-    def alert(self, payload: dict[str, Any]) -> None:
+    def alert(self, payload: AlertPayload) -> None:
         """Queue an alert transition (``"state"``: ``raised`` or ``cleared``, ``"id"``) for
         publication, in order. When the queue is full, the oldest is dropped and counted.
         Never blocks, never raises.
@@ -497,12 +490,10 @@ class RedisSink:
         self._alert_seq += 1
         alerts.append((self._alert_seq, payload))
         self.stats.queued_alerts = len(alerts)
-        alert_id = payload.get("id")
-        if isinstance(alert_id, str):
-            if payload.get("state") == "raised":
-                self._active[alert_id] = payload
-            else:
-                self._active.pop(alert_id, None)
+        if payload.state == "raised":
+            self._active[payload.id] = payload
+        else:
+            self._active.pop(payload.id, None)
 
     # ------------------------------------------------------------------ runtime
 
@@ -672,25 +663,18 @@ class RedisSink:
 
     def _end_predecessor_alerts(self, left: Mapping[Any, Any]) -> None:
         """Queue, ahead of every transition of this run, a ``cleared`` one for each alert an
-        earlier run left in the active-alerts hash (``left``: its fields and payloads), stamped
-        now with ``"reason": "restart"``; a field that is not an alert payload is skipped."""
+        earlier run left in the active-alerts hash (``left``: its fields and payloads, of any
+        schema version), stamped now with ``"reason": "restart"``; a field that is not an
+        alert payload is skipped."""
         now_ns = self._clock.now_ns()
         ended = []
         for raw_id, data in sorted(left.items()):
-            try:
-                payload = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
             alert_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-            if not isinstance(payload, dict) or payload.get("id") != alert_id:
-                continue
-            payload |= {
-                "state": "cleared",
-                "reason": "restart",
-                "ts": now_ns // _NS_PER_MS,
-                "ts_ns": now_ns,
-            }
-            ended.append(payload)
+            raised = decode_alert(data, alert_id)
+            if raised is not None:
+                ended.append(
+                    msgspec.structs.replace(raised, state="cleared", reason="restart", ts_ns=now_ns)
+                )
         first = self._alerts[0][0] if self._alerts else self._alert_seq + 1
         for i, payload in enumerate(reversed(ended), start=1):
             self._alerts.appendleft((first - i, payload))  # before this run's, in order
@@ -736,9 +720,9 @@ class RedisSink:
         # Alerts, in order; the active hash follows them.
         if resync:
             self._rebuild_active(pipe)
-        for seq, payload in self._alerts:
+        for seq, alert in self._alerts:
             batch.last_alert_seq = seq
-            data = self._encode(payload, "alert")
+            data = self._encode(alert, "alert")
             if data is None:
                 continue  # counted in bad_payloads, and gone with this batch
             batch.alerts += 1
@@ -746,12 +730,10 @@ class RedisSink:
             pipe.xadd(
                 keys.alerts_stream, {"data": data}, maxlen=cfg.stream_maxlen, approximate=True
             )
-            alert_id = payload.get("id")
-            if isinstance(alert_id, str):
-                if payload.get("state") == "raised":
-                    pipe.hset(keys.active, alert_id, data)
-                else:
-                    pipe.hdel(keys.active, alert_id)
+            if alert.state == "raised":
+                pipe.hset(keys.active, alert.id, data)
+            else:
+                pipe.hdel(keys.active, alert.id)
 
         # The heartbeat, when due (and with every resync or forced flush).
         batch.heartbeat = (
@@ -825,38 +807,35 @@ class RedisSink:
 
     def _heartbeat(self, now_ns: int) -> bytes:
         s = self.stats
-        payload: dict[str, Any] = {}
+        engine = None
         if self._status is not None:
             try:
-                payload.update(self._status())
+                engine = self._status()
             except Exception:  # a status callback must not stop the heartbeat
                 logger.exception("redis sink status callback failed")
-        payload.update(
-            {
-                "v": SCHEMA_VERSION,
-                "ts": now_ns // _NS_PER_MS,
-                "ts_ns": now_ns,
-                "published": s.published,
-                "alerts": s.alerts,
-                "pipelines": s.pipelines,
-                "errors": s.errors,
-                "reconnects": s.reconnects,
-                "resyncs": s.resyncs,
-                "server_changes": s.server_changes,
-                "dropped_alerts": s.dropped_alerts,
-                "bad_payloads": s.bad_payloads,
-                "pending": s.pending,
-                "queued_alerts": s.queued_alerts,
-            }
+        beat = Heartbeat(
+            ts_ns=now_ns,
+            valuation_ts_ns=None,
+            published=s.published,
+            alerts=s.alerts,
+            pipelines=s.pipelines,
+            errors=s.errors,
+            reconnects=s.reconnects,
+            resyncs=s.resyncs,
+            server_changes=s.server_changes,
+            dropped_alerts=s.dropped_alerts,
+            bad_payloads=s.bad_payloads,
+            pending=s.pending,
+            queued_alerts=s.queued_alerts,
         )
-        return orjson.dumps(payload, option=_ORJSON_OPTIONS)
+        return encode_heartbeat(beat, engine)
 
-    def _encode(self, payload: Mapping[str, Any], what: str) -> bytes | None:
+    def _encode(self, payload: Payload | AlertPayload, what: str) -> bytes | None:
         """JSON bytes of ``payload`` (NaN -> null); None, counted and logged, if it cannot be
         encoded."""
         try:
-            return orjson.dumps(payload, option=_ORJSON_OPTIONS)
-        except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+            return encode(payload)
+        except (TypeError, ValueError) as exc:  # a value JSON cannot take
             self.stats.bad_payloads += 1
             if self.stats.bad_payloads <= 10 or self.stats.bad_payloads % 1000 == 0:
                 logger.warning(
@@ -927,7 +906,7 @@ class _Batch:
     """What one pipeline carries, to commit or roll back once it has run."""
 
     resync: bool
-    exposures: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # from pending
+    exposures: dict[tuple[str, str], Payload] = field(default_factory=dict)  # from pending
     encoded: dict[tuple[str, str], bytes] = field(default_factory=dict)  # all payloads written
     last_alert_seq: int = 0  # alerts up to this sequence number are in the pipeline
     alerts: int = 0

@@ -31,12 +31,14 @@ from engine.errors import ConfigError
 from engine.events import Fill, Quote, Tick
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
+from engine.outputs import TermStructurePayload, UnderlyingExposure
 from engine.risk import var
 from engine.runtime.app import Daemon, _vol_level, build, load_history, run
 from engine.runtime.config import load_config
 from engine.runtime.http import readiness
 from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
+from tests.factories import payload
 from tests.servers import MosquittoServer, RedisServer, http_get, running_daemon, wait_until
 
 CALL = "BTC-27DEC30-60000-C"
@@ -432,7 +434,8 @@ def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None
     time.sleep(INTERVAL_S * 1.2)
     assert daemon.cycle() == 3  # all three have changed since, and are due
     eth = daemon.latest["main:ETH"]
-    assert eth["expiries"]["vega"][0] != 0.0
+    assert isinstance(eth, UnderlyingExposure)
+    assert eth.expiries.vega[0] != 0.0
     time.sleep(INTERVAL_S * 1.2)
     quote(CALL, 0.65)
     assert daemon.cycle() == 2  # main:BTC and its book; main:ETH did not change
@@ -469,7 +472,7 @@ def test_a_clock_stepped_back_revalues_at_once(tmp_path: Path) -> None:
     daemon.inbox.put(quote)
     daemon.cycle()
     assert p.valuation_ns == clock.now
-    assert p.instrument_status()["stale_instruments"] == 0
+    assert p.instrument_status().stale_instruments == 0
     clock.now += 10**8  # within the interval again: incremental
     daemon.cycle()
     assert p.valuation_ns == clock.now - 10**8
@@ -676,10 +679,13 @@ def test_a_bad_hedge_instrument_stops_start_up(tmp_path: Path, risk: str, where:
 
 def test_an_underlyings_vol_level_is_its_first_atm_vol_a_week_out() -> None:
     week = 7.0 / 365.0
-    term = {"T": [0.5 * week, week, 4 * week], "atm_vol": [0.9, 0.6, 0.5]}
-    assert _vol_level(term) == 0.6
-    assert _vol_level({"T": [0.5 * week], "atm_vol": [0.9]}) == 0.9  # none so far: the last
-    assert _vol_level({"T": [week], "atm_vol": [math.nan]}) is None
+
+    def term(tte_years: list[float], atm_vol: list[float]) -> TermStructurePayload:
+        return payload(TermStructurePayload, tte_years=tte_years, atm_vol=atm_vol)
+
+    assert _vol_level(term([0.5 * week, week, 4 * week], [0.9, 0.6, 0.5])) == 0.6
+    assert _vol_level(term([0.5 * week], [0.9])) == 0.9  # none so far: the last
+    assert _vol_level(term([week], [math.nan])) is None
 
 
 async def test_expired_positions_settle_at_the_index_twap(
@@ -724,7 +730,7 @@ async def test_expired_positions_settle_at_the_index_twap(
             assert daemon.settle_due(expiry + 10**9) == 2
             assert daemon.settle_due(expiry + 2 * 10**9) == 0  # once
             daemon.cycle(full=True)
-            assert daemon.latest["main"]["n_positions"] == 0  # they left the book
+            assert daemon.latest["main"].n_positions == 0  # they left the book
             await daemon.sink.flush()
             got = orjson.loads(await r.hget(f"{unique}:settlement:snapshot", key) or b"null")
         finally:
@@ -757,7 +763,7 @@ async def test_expired_positions_settle_at_the_index_twap(
         assert again.realised_pnl_usd == daemon.realised_pnl_usd
         assert again.settle_due(expiry + 5 * 10**9) == 0  # nothing left to settle
         again.cycle(full=True)
-        assert again.latest["main"]["n_positions"] == 0
+        assert again.latest["main"].n_positions == 0
     finally:
         await again.sink.aclose()
         if again.inbox.journal is not None:

@@ -489,7 +489,7 @@ def test_resync_reconciles_the_hash_with_the_stream_tail() -> None:
     it (rebuilt by a reconnecting riskd), and what a resync forwards from what was reported."""
 
     def alert(aid: str, state: str, ts_ns: int) -> dict[str, Any]:
-        return {"v": 2, "id": aid, "state": state, "ts": ts_ns // 10**6, "ts_ns": ts_ns}
+        return {"v": 3, "id": aid, "state": state, "ts": ts_ns // 10**6, "ts_ns": ts_ns}
 
     snapshot = {"a": alert("a", "raised", 10), "b": alert("b", "raised", 30)}
     tail = [
@@ -627,7 +627,7 @@ def test_hedge_orders_of_an_option_hedge() -> None:
     """With hedge options: an order per option and the future's after them; legs under the
     threshold, a singular system's options and a payload without prices order nothing."""
     payload: dict[str, Any] = {
-        "v": 2,
+        "v": 3,
         "ts_ns": 7,
         "book": "main",
         "underlying": "BTC",

@@ -23,9 +23,17 @@ from redis import exceptions as rexc
 from engine.alerts import AlertEngine, AlertRule
 from engine.clock import Clock, ManualClock
 from engine.errors import SinkError
-from engine.outputs import SCHEMA_VERSION
+from engine.outputs import (
+    SCHEMA_VERSION,
+    AlertPayload,
+    BookExposure,
+    EngineStatus,
+    UnderlyingExposure,
+    encode,
+)
 from engine.runtime.clock import LiveClock
 from engine.runtime.redis_sink import RedisConfig, RedisSink, classify, redact_url
+from tests.factories import alert, payload
 from tests.servers import RedisServer
 
 T0 = 1_700_000_000_000_000_000
@@ -48,8 +56,19 @@ def fast_config(url: str, prefix: str, **overrides: Any) -> RedisConfig:
     return RedisConfig(**fields)
 
 
-def exposure(value: float, ts_ns: int = T0) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "ts": ts_ns // 1_000_000, "ts_ns": ts_ns, "delta_usd": value}
+def exposure(value: float, ts_ns: int = T0, book: str = "main") -> BookExposure:
+    return payload(BookExposure, book=book, delta_usd=value, ts_ns=ts_ns)
+
+
+def wire(p: AlertPayload | BookExposure | UnderlyingExposure) -> Any:
+    """``p`` as the sink writes it, decoded."""
+    return msgspec.json.decode(encode(p))
+
+
+def vega(engine: AlertEngine, underlying: str, value: float, ts_ns: int) -> list[AlertPayload]:
+    """The transitions of an exposure of book main with that ``vega``."""
+    exp = payload(UnderlyingExposure, book="main", underlying=underlying, vega=value, ts_ns=ts_ns)
+    return engine.check(exp)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 8.0) -> None:
@@ -151,18 +170,24 @@ async def test_exposure_reaches_channel_stream_and_snapshot(
     redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
 ) -> None:
     sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
-    payload = exposure(1234.5) | {"gamma": math.nan, "units": {"delta_usd": "USD"}}
+    exp = payload(
+        UnderlyingExposure, book="main", underlying="BTC", delta_usd=1234.5, gamma=math.nan,
+        units={"delta_usd": "USD"}, ts_ns=T0,
+    )  # fmt: skip
     async with client.pubsub() as pubsub:
         await pubsub.subscribe(f"{unique}:exposure")
         async with running(sink):
-            sink.exposure("main:BTC", payload)
+            sink.publish("main:BTC", exp)
             message = await next_message(pubsub)
 
             async def committed() -> bool:
                 return sink.stats.published == 1
 
             await eventually(committed)
-    expected = payload | {"gamma": None}  # NaN goes out as null; nothing else is rewritten
+    fields = msgspec.to_builtins(exp)
+    # NaN (gamma, and every figure the test left unset) goes out as null; nothing else changes
+    expected = {k: None if v != v else v for k, v in fields.items()}
+    assert expected["gamma"] is None
     assert message == expected
     assert message["v"] == SCHEMA_VERSION
     assert message["ts"] == T0 // 1_000_000
@@ -183,11 +208,11 @@ async def test_a_large_batch_goes_out_whole_and_in_order(
     async with client.pubsub() as pubsub:
         await pubsub.subscribe(f"{unique}:exposure")
         for i, key in enumerate(keys):
-            sink.exposure(key, exposure(float(i)) | {"key": key})
+            sink.publish(key, exposure(float(i), book=key))
         await sink.flush()
         messages = [await next_message(pubsub) for _ in range(n)]
-    assert [m["key"] for m in messages] == keys
-    assert [m["key"] for m in await stream(client, f"{unique}:exposure:stream")] == keys
+    assert [m["book"] for m in messages] == keys
+    assert [m["book"] for m in await stream(client, f"{unique}:exposure:stream")] == keys
     snap = await snapshot(client, unique)
     assert {k: v["delta_usd"] for k, v in snap.items()} == {k: float(i) for i, k in enumerate(keys)}
     assert sink.stats.published == n
@@ -200,7 +225,7 @@ async def test_a_key_of_another_type_under_the_prefix_is_fatal(
     and the payload stays pending."""
     await client.set(f"{unique}:exposure:stream", b"not a stream")
     sink = make_sink(fast_config(redis_server.url, unique), ManualClock(T0))
-    sink.exposure("main:BTC", exposure(1.0))
+    sink.publish("main:BTC", exposure(1.0))
     with pytest.raises(SinkError, match="WRONGTYPE"):
         await sink.flush()
     assert sink.stats.pending == 1
@@ -213,7 +238,7 @@ async def test_heartbeat_key_has_a_ttl(
     sink = make_sink(
         fast_config(redis_server.url, unique, heartbeat_ttl_s=3.0),
         LiveClock(),
-        status=lambda: {"n_positions": 7},
+        status=lambda: payload(EngineStatus, lots=7, uptime_s=1.5),
     )
     async with running(sink):
         await eventually(lambda: _exists(client, f"{unique}:heartbeat"))
@@ -224,7 +249,7 @@ async def test_heartbeat_key_has_a_ttl(
     assert 0 < ttl_ms <= 3000
     assert beat["v"] == SCHEMA_VERSION
     assert beat["ts"] == beat["ts_ns"] // 1_000_000
-    assert beat["n_positions"] == 7
+    assert (beat["lots"], beat["uptime_s"], beat["feeds"]) == (7, 1.5, {})
     assert {"published", "errors", "reconnects", "pending", "dropped_alerts"} <= beat.keys()
 
 
@@ -235,10 +260,10 @@ async def test_a_burst_on_one_key_is_conflated(
     sink = make_sink(fast_config(redis_server.url, unique, min_interval_ms=100), clock)
     name = f"{unique}:exposure:stream"
     async with running(sink):
-        sink.exposure("main:BTC", exposure(-1.0))
+        sink.publish("main:BTC", exposure(-1.0))
         await eventually(lambda: _exists(client, name))
         for i in range(1000):
-            sink.exposure("main:BTC", exposure(float(i)))
+            sink.publish("main:BTC", exposure(float(i)))
             assert sink.stats.pending <= 1
             if i % 50 == 0:
                 await asyncio.sleep(0.005)  # let the flush loop run mid-burst
@@ -267,12 +292,12 @@ async def test_flush_publishes_pending_at_once(
     config = fast_config(redis_server.url, unique, min_interval_ms=60_000)
     sink = make_sink(config, clock)
     async with running(sink):
-        sink.exposure("main:BTC", exposure(1.0))
+        sink.publish("main:BTC", exposure(1.0))
         await eventually(lambda: _snapshot_is(client, unique, 1.0))
-        sink.exposure("main:BTC", exposure(2.0))  # held by the one-minute rate limit
+        sink.publish("main:BTC", exposure(2.0))  # held by the one-minute rate limit
     assert sink.stats.pending == 1
     fresh = make_sink(config, clock)  # never ran: flush alone writes too
-    fresh.exposure("main:ETH", exposure(3.0))
+    fresh.publish("main:ETH", exposure(3.0))
     await sink.flush()
     await fresh.flush()
     snap = await snapshot(client, unique)
@@ -290,16 +315,16 @@ async def test_cancel_mid_write_then_flush_loses_nothing(
         prefix = f"{unique}:{attempt}"
         sink = make_sink(fast_config(redis_server.url, prefix), LiveClock())
         for k in range(200):
-            sink.exposure(f"k{k}", exposure(1.0) | {"pad": "x" * 500})
+            sink.publish(f"k{k}", exposure(1.0, book="x" * 500))
         for i in range(50):
-            sink.alert({"v": SCHEMA_VERSION, "ts": i, "id": f"a{i}", "state": "raised"})
+            sink.alert(alert(f"a{i}", ts_ns=i))
         task = asyncio.create_task(sink.run(), name="redis-sink")
         async with asyncio.timeout(5.0):
             # The private lock is held exactly while a pipeline is in flight.
             while not sink._lock.locked():  # noqa: ASYNC110 - no event marks "in flight"
                 await asyncio.sleep(0)
         for k in range(100):
-            sink.exposure(f"k{k}", exposure(2.0))  # newer than what is in flight
+            sink.publish(f"k{k}", exposure(2.0))  # newer than what is in flight
         for _ in range(attempt):
             await asyncio.sleep(0)
         task.cancel()
@@ -326,14 +351,11 @@ async def test_alerts_in_order_and_the_active_hash(
         [AlertRule(name="vega_limit", metric="vega", scope="underlying", above=10.0)]
     )
 
-    def vega(underlying: str, value: float, t: int) -> list[dict[str, Any]]:
-        return engine.evaluate("underlying", "main", underlying, None, {"vega": value}, T0 + t)
-
     transitions = [
-        *vega("BTC", 20.0, 1),
-        *vega("ETH", 30.0, 2),
-        *vega("BTC", 0.0, 3),
-        *vega("SOL", 40.0, 4),
+        *vega(engine, "BTC", 20.0, T0 + 1),
+        *vega(engine, "ETH", 30.0, T0 + 2),
+        *vega(engine, "BTC", 0.0, T0 + 3),
+        *vega(engine, "SOL", 40.0, T0 + 4),
         *engine.feed_stale("deribit", True, 31.0, T0 + 5),
     ]
     sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
@@ -357,7 +379,7 @@ async def test_alerts_in_order_and_the_active_hash(
         ("stale_feed:deribit", "raised"),
     ]
     assert await stream(client, f"{unique}:alerts:stream") == received
-    assert await active(client, unique) == {a["id"]: a for a in engine.active()}
+    assert await active(client, unique) == {a.id: wire(a) for a in engine.active()}
     assert set(await active(client, unique)) == {
         "vega_limit:main:ETH",
         "vega_limit:main:SOL",
@@ -375,16 +397,16 @@ async def test_a_restart_ends_the_alerts_its_predecessor_left_active(
     engine = AlertEngine(
         [AlertRule(name="vega_limit", metric="vega", scope="underlying", above=10.0)]
     )
-    old = [
-        *engine.evaluate("underlying", "main", "BTC", None, {"vega": 20.0}, T0),
-        *engine.evaluate("underlying", "main", "ETH", None, {"vega": 20.0}, T0),
-    ]
-    await client.hset(f"{unique}:alerts:active", mapping={p["id"]: orjson.dumps(p) for p in old})
+    old = [*vega(engine, "BTC", 20.0, T0), *vega(engine, "ETH", 20.0, T0)]
+    await client.hset(f"{unique}:alerts:active", mapping={p.id: encode(p) for p in old})
+    # a predecessor of schema version 2 (no valuation_ts_ns) left the BTC one
+    v2 = {k: v for k, v in wire(old[0]).items() if k != "valuation_ts_ns"} | {"v": 2}
+    await client.hset(f"{unique}:alerts:active", old[0].id, orjson.dumps(v2))
     await client.hset(f"{unique}:alerts:active", "junk", b"not an alert")
     again = AlertEngine(
         [AlertRule(name="vega_limit", metric="vega", scope="underlying", above=10.0)]
     )
-    new = again.evaluate("underlying", "main", "ETH", None, {"vega": 30.0}, T0 + 10**9)
+    new = vega(again, "ETH", 30.0, T0 + 10**9)
     sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
     for p in new:
         sink.alert(p)
@@ -402,6 +424,8 @@ async def test_a_restart_ends_the_alerts_its_predecessor_left_active(
     ]
     assert got[0]["value"] == 20.0  # the value at the old raise
     assert got[0]["ts_ns"] > T0  # stamped now
+    assert got[0]["ts"] == got[0]["ts_ns"] // 1_000_000
+    assert (got[0]["v"], got[0]["valuation_ts_ns"]) == (SCHEMA_VERSION, None)  # now of v3
     assert set(await active(client, unique)) == {"vega_limit:main:ETH"}
     assert (await active(client, unique))["vega_limit:main:ETH"]["value"] == 30.0
 
@@ -420,8 +444,8 @@ async def test_reconnects_after_redis_is_killed_and_restores_the_snapshot(
     try:
         async with running(sink):
             for key in ("main:BTC", "main:ETH", "main"):
-                sink.exposure(key, exposure(0.0))
-            for p in engine.evaluate("book", "main", None, None, {"delta_usd": 1.0}, T0):
+                sink.publish(key, exposure(0.0))
+            for p in engine.check(exposure(1.0)):
                 sink.alert(p)
 
             async def all_written() -> bool:
@@ -434,17 +458,17 @@ async def test_reconnects_after_redis_is_killed_and_restores_the_snapshot(
             async with asyncio.timeout(8.0):
                 while connected(sink):
                     latest += 1.0
-                    sink.exposure("main:BTC", exposure(latest))
-                    sink.exposure("main:ETH", exposure(-latest))
+                    sink.publish("main:BTC", exposure(latest))
+                    sink.publish("main:ETH", exposure(-latest))
                     await asyncio.sleep(0.005)
             for _ in range(500):  # the engine goes on, unaware
                 latest += 1.0
-                sink.exposure("main:BTC", exposure(latest))
-                sink.exposure("main:ETH", exposure(-latest))
+                sink.publish("main:BTC", exposure(latest))
+                sink.publish("main:ETH", exposure(-latest))
             assert sink.stats.pending <= 3
-            for p in engine.evaluate("book", "other", None, None, {"delta_usd": 5.0}, T0 + 1):
+            for p in engine.check(exposure(5.0, T0 + 1, book="other")):
                 sink.alert(p)
-            for p in engine.evaluate("book", "main", None, None, {"delta_usd": -1.0}, T0 + 2):
+            for p in engine.check(exposure(-1.0, T0 + 2)):
                 sink.alert(p)
             assert sink.stats.errors >= 1
             assert not await sink.ping()
@@ -522,14 +546,11 @@ async def test_pending_stays_bounded_while_redis_is_down(
         async with running(sink):
             for i in range(1000):
                 for k in range(10):
-                    sink.exposure(f"book{k}", exposure(float(i)))
+                    sink.publish(f"book{k}", exposure(float(i)))
                 if i % 100 == 0:
                     await asyncio.sleep(0.01)
-            alerts = [
-                {"v": SCHEMA_VERSION, "ts": i, "id": f"a{i}", "state": "raised"} for i in range(8)
-            ]
-            for p in alerts:
-                sink.alert(p)
+            for i in range(8):
+                sink.alert(alert(f"a{i}", ts_ns=i))
 
             async def failed() -> bool:
                 return sink.stats.errors >= 1
@@ -577,7 +598,7 @@ async def test_bad_credentials_are_fatal_and_never_logged(
     try:
         bad = fast_config(f"redis://:wrong-pw@127.0.0.1:{server.port}/0", unique)
         sink = make_sink(bad, LiveClock())
-        sink.exposure("main", exposure(1.0))
+        sink.publish("main", exposure(1.0))
         with (
             caplog.at_level(logging.DEBUG, logger="engine.runtime.redis_sink"),
             pytest.raises(SinkError, match="AuthenticationError") as info,
@@ -661,9 +682,9 @@ async def test_exposure_and_alert_never_raise_on_odd_payloads(
 ) -> None:
     sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
     async with running(sink):
-        sink.exposure("bad", {"v": SCHEMA_VERSION, "ts": 0, "obj": object()})
-        sink.exposure("good", exposure(1.0))
-        sink.alert({"v": SCHEMA_VERSION, "ts": 0})  # no id, no state: published, not tracked
+        sink.publish("bad", payload(BookExposure, book="bad", pnl=object()))  # a producer's bug
+        sink.publish("good", exposure(1.0))
+        sink.alert(alert("never_raised", "cleared"))  # published; nothing to delete
 
         async def written() -> bool:
             return "good" in await snapshot(client, unique) and sink.stats.alerts == 1

@@ -32,12 +32,13 @@ import redis.asyncio as aioredis
 from engine.clock import ManualClock
 from engine.errors import ConfigError, FeedConnectionError, SinkError
 from engine.instruments import InstrumentRegistry
-from engine.outputs import SCHEMA_VERSION
+from engine.outputs import SCHEMA_VERSION, BookExposure
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import load_config, redacted
 from engine.runtime.logs import JsonFormatter
 from engine.runtime.redis_sink import RedisConfig, RedisSink
 from feeds.mqtt import MqttFeed, MqttFeedConfig
+from tests.factories import payload
 from tests.servers import MosquittoServer, RedisServer, http_get, running_daemon, wait_until
 
 ROOT = Path(__file__).parents[2]
@@ -493,7 +494,7 @@ async def test_a_wrong_password_is_fatal_and_not_shown(
     tls = {"tls_ca_file": pki["ca.crt"], "tls_cert_file": pki["client.crt"]}
     tls["tls_key_file"] = pki["client.key"]
     sink = _sink(server.url, unique, username="riskd", password_file=str(tmp_path / "pw"), **tls)
-    sink.exposure("main", {"v": SCHEMA_VERSION, "ts": TS})
+    sink.publish("main", payload(BookExposure, book="main", ts_ns=TS * 1_000_000))
     caplog.set_level(logging.DEBUG)
     try:
         with pytest.raises(SinkError, match="AuthenticationError") as info:
@@ -507,7 +508,7 @@ async def test_a_wrong_password_is_fatal_and_not_shown(
 
     (tmp_path / "pw").write_text(password + "\n")
     good = _sink(server.url, unique, username="riskd", password_file=str(tmp_path / "pw"), **tls)
-    good.exposure("main", {"v": SCHEMA_VERSION, "ts": TS})
+    good.publish("main", payload(BookExposure, book="main", ts_ns=TS * 1_000_000))
     try:
         await good.flush()  # raises SinkError if refused
     finally:
@@ -545,7 +546,7 @@ async def test_a_tls_failure_is_retried_and_logged_without_the_secret(
     if "tls_cert_file" in files:
         files["tls_key_file"] = pki["client.key"]
     sink = _sink(server.url, unique, username="riskd", password_env=REDIS_ENV, **files)
-    sink.exposure("main", {"v": SCHEMA_VERSION, "ts": TS})
+    sink.publish("main", payload(BookExposure, book="main", ts_ns=TS * 1_000_000))
     caplog.set_level(logging.DEBUG)
     task = asyncio.create_task(sink.run())
     try:
@@ -582,7 +583,7 @@ async def test_host_names_are_checked_unless_tls_verify_is_off(
         unchecked = _sink(server.url, unique, tls_verify=False, **common)
         try:
             caplog.set_level(logging.WARNING)
-            checked.exposure("main", {"v": SCHEMA_VERSION, "ts": TS})
+            checked.publish("main", payload(BookExposure, book="main", ts_ns=TS * 1_000_000))
             task = asyncio.create_task(checked.run())
             await wait_until(lambda: checked.stats.errors >= 1)
             task.cancel()
@@ -590,7 +591,7 @@ async def test_host_names_are_checked_unless_tls_verify_is_off(
                 await task
             assert "IP address mismatch" in _logged(caplog)
             assert not checked.stats.connected
-            unchecked.exposure("main", {"v": SCHEMA_VERSION, "ts": TS})
+            unchecked.publish("main", payload(BookExposure, book="main", ts_ns=TS * 1_000_000))
             await unchecked.flush()  # raises SinkError if refused
             assert unchecked.stats.connected
         finally:

@@ -4,7 +4,7 @@ payloads, rule validation, and a property: per key, transitions alternate raised
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 
 import msgspec
@@ -12,12 +12,73 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.alerts import ALERT_METRICS, AlertEngine, AlertMetric, AlertRule
-from engine.outputs import SCHEMA_VERSION, UNITS, Scope
+from engine.alerts import ALERT_METRICS, MARKET_BOOK, AlertEngine, AlertMetric, AlertRule
+from engine.outputs import (
+    METRICS,
+    SCHEMA_VERSION,
+    UNITS,
+    AlertPayload,
+    BookExposure,
+    ExpiryColumns,
+    HedgePayload,
+    Payload,
+    Scope,
+    SmilePayload,
+    StrategyPayload,
+    UnderlyingExposure,
+    VarPayload,
+)
+from engine.outputs.wire import encode
+from tests.factories import payload
 
 S = 1_000_000_000  # ns per second
 T0 = 1_700_000_000 * S
 Key = tuple[Scope, str, str | None, str | None]  # scope, book, underlying, expiry
+
+
+def figures(
+    scope: Scope,
+    book: str,
+    underlying: str | None,
+    third: str | None,
+    values: Mapping[str, float | None],
+    ts_ns: int,
+) -> Payload:
+    """The payload that carries ``values`` at that scope key (every other figure NaN): an
+    exposure (at expiry scope, an underlying's with that one expiry bucket), a VaR or hedge
+    payload, a chain's smile (book ``*``) or a strategy holding (``third``: its text form)."""
+    if scope == "book" and "var" in values:
+        return payload(VarPayload, book=book, ts_ns=ts_ns, **values)
+    if scope == "book":
+        return payload(BookExposure, book=book, ts_ns=ts_ns, **values)
+    assert underlying is not None
+    if scope == "underlying":
+        return payload(UnderlyingExposure, book=book, underlying=underlying, ts_ns=ts_ns, **values)
+    if scope == "strategy":
+        return payload(
+            StrategyPayload, book=book, underlying=underlying, strategy=third, ts_ns=ts_ns, **values
+        )
+    if book == MARKET_BOOK:
+        return payload(SmilePayload, underlying=underlying, expiry=third, ts_ns=ts_ns, **values)
+    columns: dict[str, Any] = {name: [math.nan] for name in METRICS} | {"n_positions": [0]}
+    columns |= {"n_stale": [0]} | {name: [value] for name, value in values.items()}
+    expiries = ExpiryColumns(expiry=[third or ""], **columns)
+    return payload(
+        UnderlyingExposure, book=book, underlying=underlying, ts_ns=ts_ns, expiries=expiries
+    )
+
+
+def evaluate(
+    engine: AlertEngine,
+    scope: Scope,
+    book: str,
+    underlying: str | None,
+    third: str | None,
+    values: Mapping[str, float | None],
+    ts_ns: int,
+) -> list[AlertPayload]:
+    """The transitions of ``values`` on one scope key, at ``ts_ns`` (:func:`figures`)."""
+    return engine.check(figures(scope, book, underlying, third, values, ts_ns))
 
 
 def rule(**overrides: Any) -> AlertRule:
@@ -36,11 +97,12 @@ def feed(engine: AlertEngine, values: Sequence[float | None], **key: Any) -> lis
     """Evaluate ``values`` one by one (1 s apart) on one key; the states of the transitions."""
     metric = key.pop("metric", "delta_usd")
     where = {"scope": "underlying", "book": "main", "underlying": "BTC", "expiry": None} | key
-    states = []
+    states: list[str] = []
     for i, v in enumerate(values):
         states += [
-            p["state"]
-            for p in engine.evaluate(
+            p.state
+            for p in evaluate(
+                engine,
                 where["scope"],
                 where["book"],
                 where["underlying"],
@@ -69,8 +131,8 @@ def test_corridor_raises_on_either_side_and_jumps_across() -> None:
     engine = AlertEngine([rule(above=100.0, below=-100.0)])
     out = []
     for i, v in enumerate([0.0, 150.0, -150.0, 0.0]):
-        out += engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": v}, T0 + i * S)
-    assert [(p["state"], p["direction"], p["threshold"]) for p in out] == [
+        out += evaluate(engine, "underlying", "main", "BTC", None, {"delta_usd": v}, T0 + i * S)
+    assert [(p.state, p.direction, p.threshold) for p in out] == [
         ("raised", "above", 100.0),
         ("cleared", "above", 100.0),
         ("raised", "below", -100.0),
@@ -104,8 +166,8 @@ def test_without_hysteresis_the_limit_itself_changes_nothing() -> None:
 
 def at(engine: AlertEngine, t_s: float, v: float) -> list[str]:
     """The states of the transitions of delta_usd = ``v`` on main:BTC at ``t_s`` s."""
-    got = engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S))
-    return [p["state"] for p in got]
+    got = evaluate(engine, "underlying", "main", "BTC", None, {"delta_usd": v}, T0 + int(t_s * S))
+    return [p.state for p in got]
 
 
 def test_cooldown_holds_back_a_new_raise_but_not_a_clear() -> None:
@@ -143,10 +205,10 @@ def test_cooldown_is_per_key() -> None:
 
 def test_rules_see_only_their_scope() -> None:
     engine = AlertEngine([rule(scope="book", name="book_limit")])
-    assert engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 1e9}, T0) == []
-    assert engine.evaluate("expiry", "main", "BTC", "28JUN24", {"delta_usd": 1e9}, T0) == []
-    out = engine.evaluate("book", "main", None, None, {"delta_usd": 1e9}, T0)
-    assert [p["id"] for p in out] == ["book_limit:main"]
+    assert evaluate(engine, "underlying", "main", "BTC", None, {"delta_usd": 1e9}, T0) == []
+    assert evaluate(engine, "expiry", "main", "BTC", "28JUN24", {"delta_usd": 1e9}, T0) == []
+    out = evaluate(engine, "book", "main", None, None, {"delta_usd": 1e9}, T0)
+    assert [p.id for p in out] == ["book_limit:main"]
 
 
 def test_filters_on_book_underlying_and_expiry() -> None:
@@ -166,7 +228,7 @@ def test_filters_on_book_underlying_and_expiry() -> None:
         ("expiry", "main", "ETH", "27SEP24"),
         ("expiry", "main", "BTC", "28JUN24"),
     ]
-    ids = [p["id"] for key in keys for p in engine.evaluate(*key, big, T0)]
+    ids = [p.id for key in keys for p in evaluate(engine, *key, big, T0)]
     assert ids == ["btc_only:main:BTC", "desk_only:desk:ETH", "jun:main:ETH:28JUN24"]
 
 
@@ -175,7 +237,7 @@ def test_keys_are_independent() -> None:
     assert feed(engine, [150.0], underlying="BTC") == ["raised"]
     assert feed(engine, [150.0], underlying="ETH") == ["raised"]
     assert feed(engine, [50.0], underlying="BTC") == ["cleared"]
-    assert [a["id"] for a in engine.active()] == ["delta_limit:main:ETH"]
+    assert [a.id for a in engine.active()] == ["delta_limit:main:ETH"]
 
 
 # ------------------------------------------------------------------ missing values
@@ -191,7 +253,7 @@ def test_nan_and_none_neither_raise_nor_clear(missing: float | None) -> None:
 
 def test_a_figure_absent_from_values_changes_nothing() -> None:
     engine = AlertEngine([rule(metric="vega")])
-    assert engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 1e9}, T0) == []
+    assert evaluate(engine, "underlying", "main", "BTC", None, {"delta_usd": 1e9}, T0) == []
 
 
 # ------------------------------------------------------------------ stale feed
@@ -201,20 +263,20 @@ def test_stale_feed_raises_once_and_clears_when_back() -> None:
     engine = AlertEngine([], stale_severity="warning")
     (raised,) = engine.feed_stale("deribit", True, 12.5, T0)
     assert engine.feed_stale("deribit", True, 20.0, T0 + S) == []
-    assert [a["id"] for a in engine.active()] == ["stale_feed:deribit"]
+    assert [a.id for a in engine.active()] == ["stale_feed:deribit"]
     (cleared,) = engine.feed_stale("deribit", False, 0.0, T0 + 2 * S)
     assert engine.feed_stale("deribit", False, 0.0, T0 + 3 * S) == []
     assert engine.active() == []
-    assert raised["state"] == "raised"
-    assert cleared["state"] == "cleared"
+    assert raised.state == "raised"
+    assert cleared.state == "cleared"
     for p in (raised, cleared):
-        assert p["id"] == "stale_feed:deribit"
-        assert p["alert"] == "stale_feed"
-        assert p["feed"] == "deribit"
-        assert p["severity"] == "warning"
-        assert p["v"] == SCHEMA_VERSION
-        assert p["unit"] == "s"
-    assert raised["value"] == 12.5
+        assert p.id == "stale_feed:deribit"
+        assert p.alert == "stale_feed"
+        assert p.feed == "deribit"
+        assert p.severity == "warning"
+        assert p.v == SCHEMA_VERSION
+        assert p.unit == "s"
+    assert raised.value == 12.5
 
 
 def test_stale_feed_never_cleared_without_a_raise() -> None:
@@ -227,11 +289,15 @@ def test_stale_feed_never_cleared_without_a_raise() -> None:
 def test_payload_fields() -> None:
     engine = AlertEngine([rule(severity="critical", hysteresis=5.0)])
     t = T0 + 123_456_789
-    (p,) = engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 150.0}, t)
-    assert p == {
+    (p,) = engine.check(
+        payload(UnderlyingExposure, book="main", underlying="BTC", delta_usd=150.0, ts_ns=t,
+                valuation_ts_ns=t - 5)
+    )  # fmt: skip
+    assert msgspec.json.decode(encode(p)) == {
         "v": SCHEMA_VERSION,
         "ts": t // 1_000_000,
         "ts_ns": t,
+        "valuation_ts_ns": t - 5,  # the payload's that raised it
         "id": "delta_limit:main:BTC",
         "alert": "delta_limit",
         "state": "raised",
@@ -247,11 +313,11 @@ def test_payload_fields() -> None:
         "direction": "above",
         "unit": UNITS["delta_usd"],
     }
-    (c,) = engine.evaluate("underlying", "main", "BTC", None, {"delta_usd": 10.0}, t + S)
-    assert c["id"] == p["id"]
-    assert c["state"] == "cleared"
-    assert c["value"] == 10.0
-    assert c["threshold"] == 100.0
+    (c,) = evaluate(engine, "underlying", "main", "BTC", None, {"delta_usd": 10.0}, t + S)
+    assert c.id == p.id
+    assert c.state == "cleared"
+    assert c.value == 10.0
+    assert c.threshold == 100.0
 
 
 def test_ids_are_stable_across_transitions_and_scopes() -> None:
@@ -266,24 +332,50 @@ def test_ids_are_stable_across_transitions_and_scopes() -> None:
     seen: dict[str, set[str]] = {}
     for i, v in enumerate([150.0, 0.0, 150.0, 0.0]):
         for key in keys:
-            for p in engine.evaluate(*key, {"delta_usd": v}, T0 + i * S):
-                seen.setdefault(p["alert"], set()).add(p["id"])
+            for p in evaluate(engine, *key, {"delta_usd": v}, T0 + i * S):
+                seen.setdefault(p.alert, set()).add(p.id)
     assert seen == {"b": {"b:main"}, "u": {"u:main:BTC"}, "e": {"e:main:BTC:28JUN24"}}
 
 
 def test_counts_have_count_unit() -> None:
     engine = AlertEngine([rule(name="stale_legs", metric="n_stale", scope="book", above=0.0)])
-    (p,) = engine.evaluate("book", "main", None, None, {"n_stale": 3}, T0)
-    assert p["unit"] == "count"
-    assert p["metric"] == "n_stale"
+    (p,) = evaluate(engine, "book", "main", None, None, {"n_stale": 3}, T0)
+    assert p.unit == "count"
+    assert p.metric == "n_stale"
 
 
-def test_active_returns_copies_of_the_latest_raise() -> None:
+def test_active_returns_the_latest_raise_frozen() -> None:
     engine = AlertEngine([rule()])
-    feed(engine, [150.0])
+    feed(engine, [150.0, 160.0])
     (a,) = engine.active()
-    a["state"] = "tampered"
-    assert engine.active()[0]["state"] == "raised"
+    assert (a.state, a.value) == ("raised", 150.0)
+    with pytest.raises(AttributeError):
+        a.state = "cleared"  # type: ignore[misc]  # frozen: the test is that it fails
+
+
+def test_rules_read_only_the_payload_that_carries_their_figure() -> None:
+    """An underlying-scope ``delta`` rule reads exposures, not the hedge payload's ``delta``
+    (the same name, another figure); a hedge rule reads hedge payloads only."""
+    engine = AlertEngine(
+        [
+            rule(name="d", metric="delta", above=1.0),
+            rule(name="h", metric="hedge_contracts", above=1.0),
+        ]
+    )
+    hedge = payload(HedgePayload, book="main", underlying="BTC", delta=5.0, hedge_contracts=0.0)
+    assert engine.check(hedge) == []
+    exposure = payload(UnderlyingExposure, book="main", underlying="BTC", delta=5.0)
+    assert [t.id for t in engine.check(exposure)] == ["d:main:BTC"]
+    hedge = msgspec.structs.replace(hedge, hedge_contracts=3.0)
+    assert [t.id for t in engine.check(hedge)] == ["h:main:BTC"]
+
+
+def test_stale_feeds_lists_the_raised_ones() -> None:
+    engine = AlertEngine([])
+    engine.feed_stale("a", True, 11.0, T0)
+    engine.feed_stale("b", True, 11.0, T0)
+    engine.feed_stale("a", False, 0.0, T0 + S)
+    assert engine.stale_feeds() == ["b"]
 
 
 # ------------------------------------------------------------------ validation
@@ -369,13 +461,15 @@ def test_transitions_alternate_per_key(
     now = T0
     for underlying, value, dt in steps:
         now += dt
-        for p in engine.evaluate("underlying", "main", underlying, None, {"delta_usd": value}, now):
-            previous = last.get(p["id"], "cleared")
-            assert p["state"] != previous, "a transition repeats the state it leaves"
-            if p["state"] == "cleared":
+        for p in evaluate(
+            engine, "underlying", "main", underlying, None, {"delta_usd": value}, now
+        ):
+            previous = last.get(p.id, "cleared")
+            assert p.state != previous, "a transition repeats the state it leaves"
+            if p.state == "cleared":
                 assert previous == "raised", "a clear without a prior raise"
-            last[p["id"]] = p["state"]
-        active = {a["id"] for a in engine.active()}
+            last[p.id] = p.state
+        active = {a.id for a in engine.active()}
         assert active == {i for i, s in last.items() if s == "raised"}
 
 
@@ -407,10 +501,10 @@ def test_risk_figures_raise_with_their_units() -> None:
             rule(name="skew", metric="rr25", scope="expiry", underlying="BTC", below=-0.05),
         ]
     )
-    (var,) = engine.evaluate("book", "main", None, None, {"var": 2e6}, 1)
-    assert (var["id"], var["unit"]) == ("var:main", "USD")
-    (rr,) = engine.evaluate("expiry", "*", "BTC", "2024-12-27T08:00:00Z", {"rr25": -0.08}, 1)
-    assert (rr["id"], rr["unit"], rr["direction"]) == (
+    (var,) = evaluate(engine, "book", "main", None, None, {"var": 2e6}, 1)
+    assert (var.id, var.unit) == ("var:main", "USD")
+    (rr,) = evaluate(engine, "expiry", "*", "BTC", "2024-12-27T08:00:00Z", {"rr25": -0.08}, 1)
+    assert (rr.id, rr.unit, rr.direction) == (
         "skew:*:BTC:2024-12-27T08:00:00Z",
         "decimal",
         "below",
@@ -422,12 +516,12 @@ def test_strategy_scope_watches_a_holdings_figures_keyed_by_its_text() -> None:
     engine = AlertEngine(
         [rule(name="spread_loss", metric="pnl", scope="strategy", strategy=spread, below=-1e4)]
     )
-    assert engine.evaluate("strategy", "main", "BTC", "straddle:X", {"pnl": -2e4}, 1) == []
-    (t,) = engine.evaluate("strategy", "main", "BTC", spread, {"pnl": -2e4}, 1)
-    assert t["id"] == f"spread_loss:main:BTC:{spread}"
-    assert (t["scope"], t["strategy"], t["expiry"], t["unit"]) == ("strategy", spread, None, "USD")
-    (c,) = engine.evaluate("strategy", "main", "BTC", spread, {"pnl": 0.0}, 2)
-    assert (c["state"], c["id"]) == ("cleared", t["id"])
+    assert evaluate(engine, "strategy", "main", "BTC", "straddle:X", {"pnl": -2e4}, 1) == []
+    (t,) = evaluate(engine, "strategy", "main", "BTC", spread, {"pnl": -2e4}, 1)
+    assert t.id == f"spread_loss:main:BTC:{spread}"
+    assert (t.scope, t.strategy, t.expiry, t.unit) == ("strategy", spread, None, "USD")
+    (c,) = evaluate(engine, "strategy", "main", "BTC", spread, {"pnl": 0.0}, 2)
+    assert (c.state, c.id) == ("cleared", t.id)
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,14 @@ import math
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import numpy as np
-import orjson
 import pytest
 from numpy.testing import assert_allclose
 
 from engine.events import Quote
 from engine.instruments import InstrumentRegistry
+from engine.outputs import Payload, encode
 from engine.risk import margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
@@ -43,11 +44,13 @@ from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, V, build_boo
 D0 = dt.date(2024, 6, 1)
 
 
-def encodes(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload as the Redis sink writes it (orjson, numpy arrays C-contiguous only) and
-    reads back: it must encode."""
-    decoded: dict[str, Any] = orjson.loads(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
-    return decoded
+def encodes(payload: Payload) -> dict[str, Any]:
+    """The payload's wire fields (NaN and inf kept, to check them), after checking that it
+    encodes as the Redis sink encodes it, every number a Python number (no enc_hook needed)."""
+    msgspec.json.encode(payload)  # no numpy scalar or array slipped in
+    assert msgspec.json.decode(encode(payload), type=type(payload)) is not None
+    fields: dict[str, Any] = msgspec.to_builtins(payload)
+    return fields
 
 
 def day(n: int) -> dt.date:
@@ -199,8 +202,7 @@ def test_var_payload_holds_every_method_as_the_pure_functions_give_it() -> None:
     br = p.book_risk("alpha")
     h = _history(br.underlyings, 60)
     cfg = RiskConfig(mc_scenarios=500, method="monte_carlo", horizon_days=2.0)
-    got = var_payload(br, h, cfg, V + 5)
-    encodes(got)
+    got = encodes(var_payload(br, h, cfg, V + 5))
     ret, dvol = h.moves(br.underlyings)
     cov = h.covariance(br.underlyings)
     d = br.figures[:, AGG_FIELDS.index("delta_usd")]
@@ -225,7 +227,7 @@ def test_var_payload_holds_every_method_as_the_pure_functions_give_it() -> None:
 
 def test_var_payload_without_moves_says_why() -> None:
     p, _ = build_book()
-    got = var_payload(p.book_risk("alpha"), MoveHistory(5), RiskConfig(), V)
+    got = encodes(var_payload(p.book_risk("alpha"), MoveHistory(5), RiskConfig(), V))
     assert got["var"] is None
     assert got["var_historical"] is None
     assert got["status"]["historical"] == "0 days of moves, need 2"
@@ -235,10 +237,9 @@ def test_stress_payload_is_the_grid_and_its_worst_loss() -> None:
     p, _ = build_book()
     br = p.book_risk("alpha")
     cfg = RiskConfig(stress_spot=(-0.1, 0.0, 0.1), stress_vol=(-0.5, 0.0, 1.0))
-    got = stress_payload(br, cfg, V)
-    encodes(got)
-    assert got["pnl"].shape == (3, 3)
-    assert got["pnl"][1, 1] == 0.0
+    got = encodes(stress_payload(br, cfg, V))
+    assert np.shape(got["pnl"]) == (3, 3)
+    assert got["pnl"][1][1] == 0.0
     ret = np.log1p(np.array([-0.1, 0.0, 0.1]))
     flat = scenario_pnl(
         br.positions,
@@ -246,7 +247,7 @@ def test_stress_payload_is_the_grid_and_its_worst_loss() -> None:
         np.repeat(np.tile([-0.5, 0.0, 1.0], 3)[:, None], 3, axis=1),
         0.0,
     ).pnl
-    assert_allclose(got["pnl"].ravel(), flat, rtol=0, atol=0)
+    assert_allclose(np.ravel(got["pnl"]), flat, rtol=0, atol=0)
     assert got["stress_loss"] == -flat.min()
     assert got["excluded"] == []
 
@@ -259,8 +260,7 @@ def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
         margin_pm={"SOL": {"price_range": 0.2}},
         margin_span={"price_scan": 0.15},
     )
-    got = margin_payload(br, cfg, V)
-    encodes(got)
+    got = encodes(margin_payload(br, cfg, V))
     pm = margin.deribit_portfolio_margin(
         br.positions,
         br.prices,
@@ -284,7 +284,7 @@ def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
     assert_allclose(got["portfolio"]["matrix_usd"], pm.usd.standard, rtol=0, atol=0)
     assert got["units"]["margin_utilisation"] == "fraction of equity"
     # no equity configured: no utilisation; no ETH index tick came: no figures
-    other = margin_payload(p.book_risk("beta"), cfg, V)
+    other = encodes(margin_payload(p.book_risk("beta"), cfg, V))
     assert other["margin_utilisation"] is None
     assert other["status"] == "no index price for ETH"
 
@@ -292,7 +292,7 @@ def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
 def test_margin_payload_needs_every_index_price() -> None:
     p, _ = build_book()
     br = replace(p.book_risk("alpha"), prices=np.array([60_000.0, math.nan, 5_460.0]))
-    got = margin_payload(br, RiskConfig(), V)
+    got = encodes(margin_payload(br, RiskConfig(), V))
     assert got["status"] == "no index price for SOL"
     assert got["margin_im"] is None
 
@@ -343,9 +343,7 @@ def test_hedge_payloads_zero_the_delta_and_the_targets() -> None:
         "SOL": _inputs(p, "SOL", ["SOL_USDC-PERPETUAL"], False, 1.0),
     }
     cfg = RiskConfig(equity_coin={"alpha": 2.0})
-    got = {h["underlying"]: h for h in hedge_payloads(br, inputs, cfg, V)}
-    for payload in got.values():
-        encodes(payload)
+    got = {h.underlying: encodes(h) for h in hedge_payloads(br, inputs, cfg, V)}
     assert set(got) == {"BTC", "SOL"}  # SPX has no hedge configured
     btc = got["BTC"]
     assert btc["status"] == "ok"
@@ -385,7 +383,7 @@ def test_a_hedge_instrument_without_a_price_is_named() -> None:
     p, _ = build_book()
     br = p.book_risk("alpha")
     inputs = {"BTC": _inputs(p, "BTC", ["BTC-PERPETUAL", "BTC-27DEC24-70000-C"], True, 10.0)}
-    (got,) = hedge_payloads(br, inputs, RiskConfig(), V)
+    (got,) = map(encodes, hedge_payloads(br, inputs, RiskConfig(), V))
     assert got["status"] == "no price for BTC-27DEC24-70000-C"  # never quoted
     assert got["delta_hedge"] is None
 
@@ -419,9 +417,7 @@ def test_skew_payloads_fit_each_chain_and_give_held_unquoted_options_the_smile()
     (chain,) = p.chains()
     assert (chain.underlying, chain.expiry, chain.coin_settled) == ("BTC", DEC27_LABEL, True)
     payloads, smile = skew_payloads([chain], {}, V + 1, V)
-    for _, payload in payloads:
-        encodes(payload)
-    got = dict(payloads)
+    got = {key: encodes(payload) for key, payload in payloads}
     one = got[f"BTC:{DEC27_LABEL}"]
     vols = [float(SMILE.vol(math.log(K / F), T)) for K in STRIKES]
     fit = skew.fit_svi(STRIKES, vols, F, T)
@@ -459,7 +455,7 @@ def test_a_smile_quote_is_not_fitted_as_a_market_quote() -> None:
     assert p.apply_quote(smile_quote)
     (chain,) = p.chains()
     payloads, again = skew_payloads([chain], {name: stamp}, V + 3, V)
-    assert dict(payloads)[f"BTC:{DEC27_LABEL}"]["n_quotes"] == 9  # not 10
+    assert encodes(dict(payloads)[f"BTC:{DEC27_LABEL}"])["n_quotes"] == 9  # not 10
     assert [n for n, _, _ in again] == [name]  # and it keeps getting the smile's vol
     _, own = skew_payloads([chain], {}, V + 3, V)  # had it come from the market: a quote
     assert own == []
@@ -468,9 +464,9 @@ def test_a_smile_quote_is_not_fitted_as_a_market_quote() -> None:
 def test_a_chain_with_too_few_strikes_says_so() -> None:
     p, _ = build_book()
     payloads, smile = skew_payloads(p.chains(), {}, V, V)
-    statuses = {k: v["status"] for k, v in payloads}
-    assert statuses[f"BTC:{DEC27_LABEL}"] == "too_few_strikes"
-    assert all(v["atm_vol"] is None for _, v in payloads)
+    got = {k: encodes(v) for k, v in payloads}
+    assert got[f"BTC:{DEC27_LABEL}"]["status"] == "too_few_strikes"
+    assert all(v["atm_vol"] is None for v in got.values())
     assert smile == []
 
 
@@ -482,8 +478,8 @@ def test_strategy_payload_sums_its_legs_and_prices_its_payoff() -> None:
     h = StrategyHolding("main", text, strategy)
     h.add(2.0, 0.03)  # 2 bull spreads at 0.03 BTC each
     legs = p.priced([leg.instrument.name for leg in strategy.legs])
-    got = strategy_payload(h, legs, 60_000.0, RiskConfig(), V)
-    encodes(got)
+    got = encodes(strategy_payload(h, legs, 60_000.0, RiskConfig(), V, valuation_ns=V))
+    assert got["valuation_ts_ns"] == V
     assert got["status"] == "ok"
     ratios = np.array([1.0, -1.0])
     for name in ("delta", "gamma", "vega", "market_value"):
@@ -514,9 +510,8 @@ def test_a_strategy_leg_without_a_price_is_named() -> None:
     strategy = parse_strategy(text)
     h = StrategyHolding("main", text, strategy)
     h.add(1.0, None)
-    got = strategy_payload(
-        h, p.priced([leg.instrument.name for leg in strategy.legs]), 6e4, RiskConfig(), V
-    )
+    legs = p.priced([leg.instrument.name for leg in strategy.legs])
+    got = encodes(strategy_payload(h, legs, 6e4, RiskConfig(), V, valuation_ns=V))
     assert got["status"] == "no price for BTC-27DEC24-60000-P"
     assert got["delta"] is None
     assert got["cost"] is None

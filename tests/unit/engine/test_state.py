@@ -23,7 +23,6 @@ from typing import Any
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import orjson
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -35,7 +34,15 @@ from engine.daycount import year_fraction
 from engine.events import Fill, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from engine.iv import implied_vol
-from engine.outputs import BOOK_METRICS, METRICS, SCHEMA_VERSION, UNITS, expiry_rows
+from engine.outputs import (
+    BOOK_METRICS,
+    METRICS,
+    SCHEMA_VERSION,
+    UNITS,
+    UnderlyingExposure,
+    encode,
+    expiry_rows,
+)
 from engine.state import Portfolio, UnderlyingParams
 from tests.factories import T0_NS, fill, quote, tick
 
@@ -524,7 +531,7 @@ def test_unknown_instrument_fills_are_kept_and_applied_once_known() -> None:
     (got,) = by_key(p).values()
     assert_allclose(got["delta"], 300.0 * float(want.delta), rtol=1e-14)
     assert_allclose(got["pnl"], 300.0 * float(want.price) - 100.0 * (500.0 + 256.0), rtol=1e-13)
-    assert p.instrument_status()["unresolved_fills"] == 1
+    assert p.instrument_status().unresolved_fills == 1
 
 
 def test_retry_unresolved_never_drops_the_fills_it_cannot_apply() -> None:
@@ -645,43 +652,44 @@ def test_exposure_payloads() -> None:
     by_name = dict(payloads)
     values = by_key(p)
     for key, payload in payloads:
-        assert payload["v"] == SCHEMA_VERSION
-        assert payload["ts_ns"] == now
-        assert payload["ts"] == now // 1_000_000  # publication time
-        assert payload["valuation_ts_ns"] == p.valuation_ns == V  # the figures' valuation time
-        assert payload["units"] == UNITS
-        assert isinstance(payload["n_positions"], int)
-        assert isinstance(payload["n_stale"], int)
-        decoded = orjson.loads(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
-        if payload["scope"] == "underlying":
-            rows = expiry_rows(payload["expiries"])
-            columns = {name: [e[name] for e in rows] for name in payload["expiries"]}
-            assert list(columns) == ["expiry", *FIELDS]
-            assert decoded == {**payload, "expiries": columns}  # nothing lost (no NaN -> null)
+        assert payload.v == SCHEMA_VERSION
+        assert payload.ts_ns == now
+        assert payload.ts == now // 1_000_000  # publication time
+        assert payload.valuation_ts_ns == p.valuation_ns == V  # the figures' valuation time
+        assert payload.units == UNITS
+        assert type(payload.n_positions) is int
+        assert type(payload.n_stale) is int
+        # JSON and back: nothing lost (no NaN turned null), every number a Python number
+        assert msgspec.json.decode(encode(payload), type=type(payload)) == payload
+        if isinstance(payload, UnderlyingExposure):
+            rows = expiry_rows(payload.expiries)
+            assert list(rows[0]) == ["expiry", *FIELDS]
             book, und = key.split(":")
-            assert (payload["book"], payload["underlying"]) == (book, und)
+            assert (payload.book, payload.underlying) == (book, und)
             mine = {k: v for k, v in values.items() if k[:2] == (book, und)}
             assert [e["expiry"] for e in rows] == sorted(k[2] for k in mine)
             for e in rows:
-                assert isinstance(e["n_positions"], int)
-                group = mine[(book, und, e["expiry"])]
+                assert type(e["n_positions"]) is int
+                group = mine[(book, und, str(e["expiry"]))]
                 assert {f: float(e[f]) for f in FIELDS} == group
             for f in FIELDS:
                 parts = [float(e[f]) for e in rows]
                 scale = math.fsum(abs(x) for x in parts)
                 # numpy's pairwise sum of a handful of rows vs fsum: one rounding per row
-                assert_allclose(payload[f], math.fsum(parts), rtol=1e-15, atol=4e-16 * scale)
+                assert_allclose(
+                    getattr(payload, f), math.fsum(parts), rtol=1e-15, atol=4e-16 * scale
+                )
         else:
-            assert decoded == payload  # JSON-serialisable, nothing lost (no NaN turned null)
-            assert payload["scope"] == "book"
-            assert "underlying" not in payload or payload["underlying"] is None
+            assert payload.scope == "book"
             for m in ("delta", "delta_adj", "gamma", "vanna"):
-                assert payload[m] is None, m
+                assert getattr(payload, m) is None, m
             unds = [by_name[k] for k in keys if k.startswith(f"{key}:")]
             for m in (*BOOK_METRICS, "n_positions", "n_stale"):
-                parts = [float(u[m]) for u in unds]
+                parts = [float(getattr(u, m)) for u in unds]
                 scale = math.fsum(abs(x) for x in parts)
-                assert_allclose(payload[m], math.fsum(parts), rtol=1e-14, atol=1e-15 * scale)
+                assert_allclose(
+                    getattr(payload, m), math.fsum(parts), rtol=1e-14, atol=1e-15 * scale
+                )
     underlying_units = {"delta", "delta_adj", "gamma", "vanna"}
     assert set(BOOK_METRICS) == {m for m in METRICS if m not in underlying_units}
 
@@ -885,7 +893,7 @@ class PortfolioMachine(RuleBasedStateMachine):
     def nothing_is_nan(self) -> None:
         assert not np.isnan(self.p.group_values()).any()
         for _, payload in self.p.exposure_payloads(self.p.bu_keys(), self.now):
-            data = orjson.loads(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+            data = msgspec.json.decode(encode(payload))
             if data["scope"] == "underlying":  # NaN would be encoded as null
                 assert None not in [data[f] for f in FIELDS]
                 assert not any(None in column for column in data["expiries"].values())
@@ -949,8 +957,9 @@ def test_a_long_run_of_updates_does_not_drift() -> None:
         for scope_key in (f"{book}:BTC", book):
             got = payloads[scope_key]
             for c, name in enumerate(FIELDS):
-                if got[name] is not None:
-                    assert abs(got[name] - want[c]) <= tol[c], (scope_key, name)
+                value = getattr(got, name)
+                if value is not None:
+                    assert abs(value - want[c]) <= tol[c], (scope_key, name)
 
 
 def test_many_dirty_instruments_are_repriced_on_the_thread_pool_alike(

@@ -1,11 +1,4 @@
-"""What riskd publishes: exposure and alert payloads, their units, and the :class:`Sink` seam.
-
-Payloads are plain dicts (the sink encodes them with orjson). Every payload carries ``"v"``
-(:data:`SCHEMA_VERSION`) and ``"ts"`` (epoch milliseconds of when the engine built the payload,
-on the daemon's clock; a payload re-published after a Redis outage keeps it; ``"ts_ns"`` gives
-nanoseconds). Exposure payloads also carry ``"valuation_ts_ns"`` (the time the figures are valued
-at: times to expiry count from it; it moves at every full reprice, about once a second) and
-``"units"``, the unit of every figure (:data:`UNITS`).
+"""The names and units of the published figures, and the kinds of payload (docs/redis.md).
 
 Exposure figures, summed over a scope's positions (quantity x multiplier x per-unit figure):
 
@@ -31,8 +24,7 @@ book-scope payload sets them to null.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal
 
 __all__ = [
     "BOOK_METRICS",
@@ -40,16 +32,13 @@ __all__ = [
     "METRICS",
     "RISK_METRICS",
     "RISK_UNITS",
-    "SCHEMA_VERSION",
     "UNITS",
     "VAR_METHODS",
+    "Family",
     "Scope",
-    "Sink",
-    "expiry_rows",
+    "Severity",
+    "VarMethod",
 ]
-
-SCHEMA_VERSION: Final = 2
-"""Version of every payload's schema; bumped on any incompatible change (docs/redis.md)."""
 
 METRICS: Final = (
     "delta",
@@ -82,7 +71,15 @@ UNITS: Final[dict[str, str]] = {
     "pnl": "USD",
 }
 
-VAR_METHODS: Final = ("delta_normal", "delta_gamma", "historical", "monte_carlo")
+VarMethod = Literal["delta_normal", "delta_gamma", "historical", "monte_carlo"]
+"""A VaR method (docs/risk.md)."""
+
+VAR_METHODS: Final[tuple[VarMethod, ...]] = (
+    "delta_normal",
+    "delta_gamma",
+    "historical",
+    "monte_carlo",
+)
 """The VaR methods, in the order payloads list them (docs/risk.md)."""
 
 RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
@@ -114,7 +111,12 @@ RISK_UNITS: Final[dict[str, str]] = {name: unit for name, (_, unit) in RISK_METR
 BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
 """Figures that add across underlyings, published at book scope."""
 
-FAMILIES: Final = (
+Family = Literal["exposure", "var", "stress", "margin", "hedge", "skew", "strategy", "settlement"]
+"""A kind of state payload: each has its own channel ``{p}:{family}``, stream
+``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
+``{p}:{family}:snapshot``), keyed as docs/redis.md says."""
+
+FAMILIES: Final[tuple[Family, ...]] = (
     "exposure",
     "var",
     "stress",
@@ -124,37 +126,11 @@ FAMILIES: Final = (
     "strategy",
     "settlement",
 )
-"""Kinds of state payload (:meth:`Sink.publish`): each has its own channel ``{p}:{family}``,
-stream ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
-``{p}:{family}:snapshot``), keyed as docs/redis.md says."""
+"""The values of :data:`Family`, in order."""
 
 Scope = Literal["book", "underlying", "expiry", "strategy"]
 """Aggregation level: a book, a (book, underlying), a (book, underlying, expiry), or a book's
 holding of a strategy."""
 
-
-class Sink(Protocol):
-    """Where the engine's results go (Redis in production). Calls never block and never raise:
-    a sink keeps only the latest payload per key while its server is away."""
-
-    def exposure(self, key: str, payload: dict[str, Any]) -> None:
-        """Publish ``payload`` as the latest exposure under ``key`` (``{book}:{underlying}`` or
-        ``{book}``); rate-limited per key."""
-        ...
-
-    def publish(self, family: str, key: str, payload: dict[str, Any]) -> None:
-        """Publish ``payload`` as the latest of ``family`` (one of :data:`FAMILIES`) under
-        ``key``; rate-limited per key."""
-        ...
-
-    def alert(self, payload: dict[str, Any]) -> None:
-        """Publish an alert transition (``raised`` or ``cleared``)."""
-        ...
-
-
-def expiry_rows(expiries: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """An underlying-scope payload's ``expiries`` (columns: ``expiry`` and one sequence per
-    figure, a value per expiry) as one dict per expiry, values as Python numbers."""
-    names = list(expiries)
-    columns = [c.tolist() if hasattr(c, "tolist") else list(c) for c in expiries.values()]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+Severity = Literal["info", "warning", "critical"]
+"""How urgent an alert is; consumers route on it."""

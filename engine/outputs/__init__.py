@@ -1,0 +1,131 @@
+"""What riskd publishes: every payload that leaves the process, as a ``msgspec.Struct``, their
+figures and units, their JSON encoding and schema, and the :class:`Sink` seam (docs/redis.md).
+
+Every payload starts with the same :class:`Header`: ``v`` (:data:`SCHEMA_VERSION`), ``ts``
+(epoch milliseconds of when the engine built the payload, on the daemon's clock; a payload
+re-published after a Redis outage keeps it), ``ts_ns`` (the same in nanoseconds) and
+``valuation_ts_ns`` (the time the figures are valued at: times to expiry count from it; it
+moves at every full reprice, about once a second; null for a payload of no valuation). Payloads
+are frozen; :func:`encode` makes their JSON (a non-finite float is null) and
+:func:`payload_schema` their JSON Schema (docs/schema/riskd-payloads.json).
+
+Modules: :mod:`~engine.outputs.figures` (names and units), :mod:`~engine.outputs.header`,
+:mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
+strategy, settlement), :mod:`~engine.outputs.alert`, :mod:`~engine.outputs.heartbeat`,
+:mod:`~engine.outputs.wire` (the seam, the encoding, the schema).
+"""
+
+from engine.outputs.alert import AlertPayload, AlertScope, AlertState, Direction
+from engine.outputs.exposure import (
+    BookExposure,
+    ExpiryColumns,
+    Exposure,
+    UnderlyingExposure,
+    expiry_rows,
+)
+from engine.outputs.figures import (
+    BOOK_METRICS,
+    FAMILIES,
+    METRICS,
+    RISK_METRICS,
+    RISK_UNITS,
+    UNITS,
+    VAR_METHODS,
+    Family,
+    Scope,
+    Severity,
+    VarMethod,
+)
+from engine.outputs.header import NS_PER_MS, SCHEMA_VERSION, Header, Version
+from engine.outputs.heartbeat import EngineStatus, FeedStatus, Heartbeat, PortfolioStatus
+from engine.outputs.risk import (
+    FutureHedge,
+    HedgePayload,
+    MarginPayload,
+    OptionHedge,
+    Payoff,
+    PortfolioMargin,
+    Residual,
+    SettledPosition,
+    SettlementPayload,
+    SkewPayload,
+    SmileButterfly,
+    SmilePayload,
+    SpanMargin,
+    StandardMargin,
+    StrategyLeg,
+    StrategyPayload,
+    StressPayload,
+    Svi,
+    TermStructurePayload,
+    VarPayload,
+    Vector,
+)
+from engine.outputs.wire import (
+    PAYLOAD_TYPES,
+    Payload,
+    Sink,
+    decode_alert,
+    encode,
+    encode_heartbeat,
+    payload_schema,
+)
+
+__all__ = [
+    "BOOK_METRICS",
+    "FAMILIES",
+    "METRICS",
+    "NS_PER_MS",
+    "PAYLOAD_TYPES",
+    "RISK_METRICS",
+    "RISK_UNITS",
+    "SCHEMA_VERSION",
+    "UNITS",
+    "VAR_METHODS",
+    "AlertPayload",
+    "AlertScope",
+    "AlertState",
+    "BookExposure",
+    "Direction",
+    "EngineStatus",
+    "ExpiryColumns",
+    "Exposure",
+    "Family",
+    "FeedStatus",
+    "FutureHedge",
+    "Header",
+    "Heartbeat",
+    "HedgePayload",
+    "MarginPayload",
+    "OptionHedge",
+    "Payload",
+    "Payoff",
+    "PortfolioMargin",
+    "PortfolioStatus",
+    "Residual",
+    "Scope",
+    "SettledPosition",
+    "SettlementPayload",
+    "Severity",
+    "Sink",
+    "SkewPayload",
+    "SmileButterfly",
+    "SmilePayload",
+    "SpanMargin",
+    "StandardMargin",
+    "StrategyLeg",
+    "StrategyPayload",
+    "StressPayload",
+    "Svi",
+    "TermStructurePayload",
+    "UnderlyingExposure",
+    "VarMethod",
+    "VarPayload",
+    "Vector",
+    "Version",
+    "decode_alert",
+    "encode",
+    "encode_heartbeat",
+    "expiry_rows",
+    "payload_schema",
+]
