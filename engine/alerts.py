@@ -293,9 +293,16 @@ class AlertEngine:
                 cols = payload.expiries
                 for i, expiry in enumerate(cols.expiry):
                     self._evaluate(
-                        rows, "expiry", payload.book, payload.underlying, expiry, cols, i,
-                        payload, out,
-                    )  # fmt: skip
+                        rows,
+                        "expiry",
+                        payload.book,
+                        payload.underlying,
+                        expiry,
+                        cols,
+                        i,
+                        payload,
+                        out,
+                    )
         return out
 
     def _evaluate(
@@ -445,14 +452,14 @@ _SCOPES: Final = ("book", "underlying", "expiry", "strategy")
 MARKET_BOOK: Final = "*"
 """The ``book`` of a market figure's alert (``atm_vol``, ``rr25``, ``bf25``: of no book)."""
 
-_EXPOSURE_SOURCES: Final[dict[str, type]] = {
+_EXPOSURE_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     "book": BookExposure,
     "underlying": UnderlyingExposure,
     "expiry": ExpiryColumns,  # the rows of an UnderlyingExposure's expiries
     "strategy": StrategyPayload,
 }
 
-_RISK_SOURCES: Final[dict[str, type]] = {
+_RISK_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     **{m: VarPayload for m in RISK_METRICS if m in ("var", "es") or m.startswith(("var_", "es_"))},
     "stress_loss": StressPayload,
     **{m: MarginPayload for m in RISK_METRICS if m.startswith("margin_")},
@@ -463,9 +470,13 @@ _RISK_SOURCES: Final[dict[str, type]] = {
     "bf25": SmilePayload,
 }
 """The payload that carries each risk figure (a field of that name)."""
+if set(_RISK_SOURCES) != set(RISK_METRICS) or any(
+    m not in t.__struct_fields__ for m, t in _RISK_SOURCES.items()
+):
+    raise ImportError("engine.alerts: a risk figure without the payload field that carries it")
 
 
-def _source(rule: AlertRule) -> type:
+def _source(rule: AlertRule) -> type[msgspec.Struct]:
     """The payload type whose figures ``rule`` reads (an exposure figure: the scope's)."""
     return _RISK_SOURCES.get(rule.metric) or _EXPOSURE_SOURCES[rule.scope]
 

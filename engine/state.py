@@ -937,8 +937,8 @@ class Portfolio:
 
     def _expiry_columns(self, pairs: list[tuple[str, str]]) -> list[ExpiryColumns]:
         """Each pair's ``expiries``: ``expiry`` (labels, in time order) and one column per
-        figure with a value per expiry. The columns of all the pairs are gathered in one pass
-        and converted to Python numbers at once (slices of one list per figure)."""
+        figure with a value per expiry. The columns of all the pairs are gathered in one pass,
+        then converted to Python numbers one pair at a time."""
         cached = []
         for key in pairs:
             entry = self._bu_columns.get(key)
@@ -949,17 +949,17 @@ class Portfolio:
             cached.append(entry)
         index = np.concatenate([c[0] for c in cached])
         ga = self._groups.arrays
-        values = (ga["hi"][index] + ga["lo"][index]).T
-        floats = values[:_N_FLOAT].tolist()
-        counts = np.rint(values[_N_FLOAT:]).astype(np.int64).tolist()  # n_positions, n_stale
+        values = (ga["hi"][index] + ga["lo"][index]).T.copy()  # C order: each row contiguous
+        counts = np.rint(values[_N_FLOAT:]).astype(np.int64)  # n_positions, n_stale
         out: list[ExpiryColumns] = []
         start = 0
         for _, labels in cached:
             stop = start + len(labels)
-            d, d_usd, d_adj, g, cg, vega, theta, rho, vanna, volga, mv, pnl = (
-                column[start:stop] for column in floats
-            )
-            n, n_stale = (column[start:stop] for column in counts)
+            # one call each: the pair's columns as lists of Python numbers
+            d, d_usd, d_adj, g, cg, vega, theta, rho, vanna, volga, mv, pnl = values[
+                :_N_FLOAT, start:stop
+            ].tolist()
+            n, n_stale = counts[:, start:stop].tolist()
             out.append(
                 ExpiryColumns(
                     expiry=labels,

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Self
 
+from engine.clock import Clock
 from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
 
@@ -79,10 +80,10 @@ async def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, b
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(path: Path) -> AsyncIterator[Daemon]:
-    """riskd built from the config file ``path``, running in this event loop; stopped (and
-    checked to exit 0) on leaving."""
-    daemon = build(load_config(path), path)
+async def running_daemon(path: Path, clock: Clock | None = None) -> AsyncIterator[Daemon]:
+    """riskd built from the config file ``path`` (on ``clock``, default the wall clock),
+    running in this event loop; stopped (and checked to exit 0) on leaving."""
+    daemon = build(load_config(path), path, clock=clock)
     task = asyncio.create_task(run(daemon))
     try:
         yield daemon

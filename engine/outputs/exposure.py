@@ -14,8 +14,12 @@ __all__ = ["BookExposure", "ExpiryColumns", "Exposure", "UnderlyingExposure", "e
 
 EXPOSURE: Final[Family] = "exposure"
 
+# gc=False: thousands of these are built per second, and they cannot be part of a reference
+# cycle (they hold numbers, strings, lists of those and the shared UNITS dict), so the garbage
+# collector need not track them.
 
-class ExpiryColumns(msgspec.Struct, frozen=True, kw_only=True):
+
+class ExpiryColumns(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An underlying's figures per expiry bucket, as columns of equal length: bucket ``i`` is
     ``expiry[i]``, ``delta[i]``, ... Buckets: dates in time order (ISO 8601 UTC), then
     ``perpetual``, then ``spot``."""
@@ -37,7 +41,7 @@ class ExpiryColumns(msgspec.Struct, frozen=True, kw_only=True):
     n_stale: list[int]
 
 
-class UnderlyingExposure(Header, frozen=True, kw_only=True):
+class UnderlyingExposure(Header, frozen=True, kw_only=True, gc=False):
     """One book's positions on one underlying (key ``{book}:{underlying}``): the twelve figures
     summed over them, the counts, and the same per expiry bucket."""
 
@@ -63,7 +67,7 @@ class UnderlyingExposure(Header, frozen=True, kw_only=True):
     units: dict[str, str]
 
 
-class BookExposure(Header, frozen=True, kw_only=True):
+class BookExposure(Header, frozen=True, kw_only=True, gc=False):
     """All of one book's positions (key ``{book}``): the USD figures summed over its
     underlyings; the figures in underlying units are null (they do not add across
     underlyings)."""

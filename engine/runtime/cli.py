@@ -18,6 +18,8 @@ __all__ = ["main"]
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_DEMO_BOOK = CONFIG_DIR / "demo_book.toml"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.toml"
+SCHEMA_FILE = CONFIG_DIR.parent / "docs" / "schema" / "riskd-payloads.json"
+"""The checked-in JSON Schema of the payloads (``riskd schema``)."""
 
 EXIT_CONFIG = 2
 
@@ -97,7 +99,32 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML (default: {DEFAULT_CONFIG})",
     )
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of every payload riskd publishes",
+        description=(
+            "Print the JSON Schema (2020-12) of every payload riskd writes to Redis, generated "
+            "from the payload types of engine.outputs: $defs holds one entry per family "
+            "(exposure, var, ..., alert, heartbeat). The repository keeps it in "
+            f"{SCHEMA_FILE.relative_to(SCHEMA_FILE.parents[2])} (`riskd schema -o` that file "
+            "after changing a payload; a test checks that they agree)."
+        ),
+    )
+    schema.add_argument(
+        "-o", "--output", type=Path, default=None, help="write it to this file, not to stdout"
+    )
     return parser
+
+
+def _schema(output: Path | None) -> int:
+    from engine.outputs import payload_schema
+
+    text = json.dumps(payload_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    return 0
 
 
 def _demo(config: Path, as_json: bool) -> int:
@@ -199,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(args.config)
         if args.command == "run":
             return _run(args.config, args.view, args.duration, args.exit_at_end)
+        if args.command == "schema":
+            return _schema(args.output)
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -171,9 +171,14 @@ async def test_exposure_reaches_channel_stream_and_snapshot(
 ) -> None:
     sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
     exp = payload(
-        UnderlyingExposure, book="main", underlying="BTC", delta_usd=1234.5, gamma=math.nan,
-        units={"delta_usd": "USD"}, ts_ns=T0,
-    )  # fmt: skip
+        UnderlyingExposure,
+        book="main",
+        underlying="BTC",
+        delta_usd=1234.5,
+        gamma=math.nan,
+        units={"delta_usd": "USD"},
+        ts_ns=T0,
+    )
     async with client.pubsub() as pubsub:
         await pubsub.subscribe(f"{unique}:exposure")
         async with running(sink):

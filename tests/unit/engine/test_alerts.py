@@ -290,9 +290,15 @@ def test_payload_fields() -> None:
     engine = AlertEngine([rule(severity="critical", hysteresis=5.0)])
     t = T0 + 123_456_789
     (p,) = engine.check(
-        payload(UnderlyingExposure, book="main", underlying="BTC", delta_usd=150.0, ts_ns=t,
-                valuation_ts_ns=t - 5)
-    )  # fmt: skip
+        payload(
+            UnderlyingExposure,
+            book="main",
+            underlying="BTC",
+            delta_usd=150.0,
+            ts_ns=t,
+            valuation_ts_ns=t - 5,
+        )
+    )
     assert msgspec.json.decode(encode(p)) == {
         "v": SCHEMA_VERSION,
         "ts": t // 1_000_000,
