@@ -980,7 +980,7 @@ def test_an_optional_feed_that_never_spoke_is_neither_stale_nor_unready(tmp_path
     daemon.check_feeds()
 
     def stale() -> set[str]:
-        return {a["feed"] for a in daemon.alerts.active() if a["alert"] == "stale_feed"}
+        return set(daemon.alerts.stale_feeds())
 
     assert stale() == {"md"}
     assert readiness(daemon)["stale_feeds"] == ["md"]

@@ -107,6 +107,7 @@ def test_the_readme_commands_are_the_ones_tested_here() -> None:
         "scripts/riskd run -c FILE --view off",
         "scripts/riskd check-config -c FILE",
         "scripts/riskd demo",
+        "scripts/riskd schema",
     ]
 
 
@@ -157,6 +158,7 @@ def _accepts(port: int) -> bool:
         "scripts/riskd run -c config/demo.toml --view off --duration 3",  # FILE: the demo's
         "scripts/riskd check-config -c config/demo.toml",
         "scripts/riskd demo",
+        "scripts/riskd schema",  # docs/schema/riskd-payloads.json (tests/unit/engine/test_outputs)
     ],
 )
 def test_the_other_readme_commands_exit_0(command: str) -> None:

@@ -29,6 +29,7 @@ from engine.outputs import (
     BookExposure,
     EngineStatus,
     UnderlyingExposure,
+    VarPayload,
     encode,
 )
 from engine.runtime.clock import LiveClock
@@ -510,10 +511,10 @@ async def test_an_immediate_restart_is_found_and_every_key_rewritten(
     sink = make_sink(fast_config(server.url, unique), LiveClock())
     try:
         for key in ("main:BTC", "main:ETH", "main"):
-            sink.exposure(key, exposure(1.0))
-        sink.publish("var", "main", exposure(2.0))
+            sink.publish(key, exposure(1.0))
+        sink.publish("main", payload(VarPayload, book="main", var=2.0, ts_ns=T0))
         for book in ("main", "other"):
-            for p in engine.evaluate("book", book, None, None, {"delta_usd": 1.0}, T0):
+            for p in engine.check(exposure(1.0, book=book)):
                 sink.alert(p)
         await sink.flush()
         restarts = 20
@@ -523,15 +524,15 @@ async def test_an_immediate_restart_is_found_and_every_key_rewritten(
             await c.aclose()
             c = aioredis.Redis.from_url(server.url)
             assert await c.dbsize() == 0
-            sink.exposure("main:BTC", exposure(float(i)))  # the write that finds the restart
+            sink.publish("main:BTC", exposure(float(i)))  # the write that finds the restart
             await sink.flush()
             assert {k: v["delta_usd"] for k, v in (await snapshot(c, unique)).items()} == {
                 "main:BTC": float(i),
                 "main:ETH": 1.0,
                 "main": 1.0,
             }
-            assert (await _hash(c, f"{unique}:var:snapshot"))["main"]["delta_usd"] == 2.0
-            assert await active(c, unique) == {a["id"]: a for a in engine.active()}
+            assert (await _hash(c, f"{unique}:var:snapshot"))["main"]["var"] == 2.0
+            assert await active(c, unique) == {a.id: wire(a) for a in engine.active()}
             assert await c.exists(f"{unique}:heartbeat", f"{unique}:writer") == 2
             assert sink.stats.server_changes == i
         assert sink.stats.errors == 0  # no write failed: every restart was found on connecting
