@@ -577,13 +577,14 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
     seed_s = time.perf_counter() - t_seed
 
     rec = _Recorder()
-    sink = ObservedSink(daemon.config.redis, daemon.clock, status=daemon.status)
+    sink = ObservedSink(daemon.config.redis, daemon.clock, status=daemon.monitor.status)
     sink.recorder = rec
     await daemon.sink.aclose()  # never connected: replaced before run
-    daemon.sink = sink
+    daemon.sink = daemon.out.sink = sink
+    daemon.monitor.sink_stats = sink.stats
     p = daemon.portfolio
     apply_quotes, p_cycle = p.apply_quotes, p.cycle
-    d_cycle, d_acycle = daemon.cycle, daemon.acycle
+    d_cycle, d_acycle = daemon.engine.cycle, daemon.engine.acycle
 
     # The wrappers pass any other arguments through, so they follow the engine's signatures.
     # They keep the quotes, not fields of each: observing costs the daemon little per quote.
@@ -621,8 +622,8 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
     # Instance attributes shadow the methods: the daemon's own code calls these wrappers.
     p.apply_quotes = apply_wrapped  # type: ignore[method-assign]  # observation only
     p.cycle = p_cycle_wrapped  # type: ignore[method-assign]  # observation only
-    daemon.cycle = d_cycle_wrapped  # type: ignore[method-assign]  # observation only
-    daemon.acycle = d_acycle_wrapped  # type: ignore[method-assign]  # observation only
+    daemon.engine.cycle = d_cycle_wrapped  # type: ignore[method-assign]  # observation only
+    daemon.engine.acycle = d_acycle_wrapped  # type: ignore[method-assign]  # observation only
     gc.callbacks.append(rec.on_gc)
     chains = [c for c, _ in CHAINS]
     keys_of: dict[str, tuple[str, str]] = {}
@@ -685,7 +686,9 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
                 "build_s": build_s,
                 "seed_s": seed_s,
                 "rss_mb": _rss_mb(),
-                "first_full_cycle_ms": daemon.cycle_s[0] * 1e3 if daemon.cycle_s else None,
+                "first_full_cycle_ms": daemon.engine.cycle_s[0] * 1e3
+                if daemon.engine.cycle_s
+                else None,
             }
         )
         try:
@@ -1050,7 +1053,7 @@ class BookState:
 def build_book(n: int, now_ns: int) -> BookState:
     """The first ``n`` positions, added as the daemon adds them, every instrument quoted."""
     from engine.instruments import InstrumentRegistry
-    from engine.runtime.app import Daemon
+    from engine.runtime.app import build
     from engine.runtime.clock import LiveClock
     from engine.runtime.config import AppConfig, EngineConfig
     from engine.runtime.redis_sink import RedisConfig
@@ -1074,8 +1077,8 @@ def build_book(n: int, now_ns: int) -> BookState:
         redis=RedisConfig(url="redis://127.0.0.1:9/0"),
         engine=EngineConfig(full_reprice_interval_s=1e9),  # no periodic full cycle here
     )
-    daemon = Daemon(config, LiveClock(), registry, p, feeds=[])
-    daemon.cycle(full=True)
+    daemon = build(config, Path("bench.toml"), LiveClock(), portfolio=p)
+    daemon.engine.cycle(full=True)
     return BookState(n, build_s, seed_s, _rss_mb(), p, daemon)
 
 
@@ -1130,7 +1133,7 @@ def time_updates(
                 if mode == "daemon10":
                     for q in batch:
                         d.inbox.put(q)
-                    d.cycle()
+                    d.engine.cycle()
                 else:
                     p.apply_quotes(batch)
                     p.cycle(now)
@@ -1144,7 +1147,7 @@ def time_updates(
                 if mode == "daemon":
                     t0 = clock()
                     d.inbox.put(q)
-                    d.cycle()
+                    d.engine.cycle()
                     t1 = clock()
                 else:
                     t0 = clock()
@@ -1213,7 +1216,7 @@ def time_full_reprice(books: list[BookState], repeats: int) -> list[RepriceTimin
                 if c.what == "p":
                     b.portfolio.cycle(now, True)
                 else:
-                    b.daemon.cycle(full=True)
+                    b.daemon.engine.cycle(full=True)
                 t1 = time.perf_counter_ns()
                 if rnd:
                     c.samples_ns.append(t1 - t0)

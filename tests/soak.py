@@ -686,7 +686,7 @@ class _Soak:
         )
         daemon = build(load_config(path), path, clock=ManualClock(valuation))
         for fill in sorted(self.fills.values(), key=lambda f: int(f["id"].split("-")[1])):
-            daemon.apply_fill(
+            daemon.engine.apply_fill(
                 Fill(
                     book=fill["book"],
                     instrument=fill["instrument"],
@@ -701,9 +701,9 @@ class _Soak:
         for frame in final_frames:
             for event in protocol.receive(frame, valuation):
                 daemon.inbox.put(event)
-        daemon.cycle(full=True, flush=True)
+        daemon.engine.cycle(full=True, flush=True)
         expected = {  # as the sink writes them: JSON, NaN as null
-            k: orjson.loads(encode(v)) for k, v in daemon.latest.items()
+            k: orjson.loads(encode(v)) for k, v in daemon.out.exposures().items()
         }
         if set(expected) != set(published):
             self.failures.append(

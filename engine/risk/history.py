@@ -17,7 +17,7 @@ import datetime as dt
 import itertools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,31 @@ class MoveHistory:
         if levels and levels[-1][0] == day:
             levels.pop()
         levels.append((day, price, math.nan if vol is None else vol))
+
+    def record_due(
+        self,
+        now_ns: int,
+        record_at_utc: str,
+        prices: Iterable[tuple[str, float]],
+        vols: Mapping[str, float],
+    ) -> list[tuple[dt.date, str, float, float | None]]:
+        """Record each underlying's level of the day once the day's ``record_at_utc`` (UTC
+        ``HH:MM``) has passed, unless it is recorded already: its price from ``prices`` (an
+        index price; one not finite and > 0 is skipped) and its vol level from ``vols`` (absent:
+        unknown). Returns the levels recorded, for the caller to keep (the history file)."""
+        at = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
+        hh, mm = map(int, record_at_utc.split(":"))
+        if (at.hour, at.minute) < (hh, mm):
+            return []
+        day = at.date()
+        out: list[tuple[dt.date, str, float, float | None]] = []
+        for und, price in prices:
+            last = self.last_day(und)
+            if (last is None or last < day) and math.isfinite(price) and price > 0.0:
+                vol = vols.get(und)
+                self.record(day, und, price, vol)
+                out.append((day, und, price, vol))
+        return out
 
     def last_day(self, underlying: str) -> dt.date | None:
         """The last day recorded for ``underlying`` (None: none)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
@@ -17,6 +18,7 @@ import numpy.typing as npt
 
 from engine import kernels
 from engine.constraints import PositiveFloat, PositiveInt
+from engine.instruments import Instrument
 from engine.outputs import (
     RISK_METRICS,
     RISK_UNITS,
@@ -26,6 +28,7 @@ from engine.outputs import (
     HedgePayload,
     MarginPayload,
     OptionHedge,
+    Payload,
     Payoff,
     PortfolioMargin,
     Residual,
@@ -45,20 +48,24 @@ from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
-from engine.state import AGG_FIELDS, BookRisk, Chain, Priced
+from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
 
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
+    "VOL_LEVEL_DAYS",
     "HedgeInputs",
     "RiskConfig",
     "StrategyHolding",
+    "hedge_inputs",
     "hedge_payloads",
     "margin_payload",
+    "risk_payloads",
     "skew_payloads",
     "strategy_payload",
     "stress_payload",
     "var_payload",
+    "vol_level",
 ]
 
 Confidence = Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)]
@@ -768,3 +775,84 @@ _STRATEGY_UNITS: Final = {
     "margin_mm": "USD",
     "payoff": "S: USD; pnl, max_profit, max_loss: USD at the first expiry (null: unbounded)",
 }
+
+
+# ---------------------------------------------------------------- a risk period's payloads
+
+
+def hedge_inputs(
+    cfg: RiskConfig, portfolio: Portfolio, lookup: Callable[[str], Instrument | None]
+) -> dict[str, HedgeInputs]:
+    """Each configured hedge's instruments (``hedge_future``, ``hedge_options``), priced now.
+
+    Raises:
+        ValueError: a hedge future that ``lookup`` does not know (the configuration's check
+            at start-up rules it out).
+    """
+    out = {}
+    for und, future in cfg.hedge_future.items():
+        names = [future, *cfg.hedge_options.get(und, [])]
+        priced = portfolio.priced(names)
+        inst = lookup(future)
+        if inst is None:
+            raise ValueError(f"unknown hedge future {future!r}")
+        contract = (
+            cfg.hedge_contract_usd.get(und, hedge.DERIBIT_INVERSE_CONTRACT_USD.get(und, 10.0))
+            if inst.is_inverse
+            else inst.multiplier
+        )
+        out[und] = HedgeInputs(
+            und, names, priced.units, priced.positions.X, inst.is_inverse, contract
+        )
+    return out
+
+
+def risk_payloads(
+    books: list[BookRisk],
+    hedges: dict[str, HedgeInputs],
+    held: list[tuple[StrategyHolding, Priced, float]],
+    history: MoveHistory,
+    cfg: RiskConfig,
+    families: Iterable[str],
+    now_ns: int,
+    valuation_ns: int,
+) -> list[tuple[str, Payload]]:
+    """The due ``families`` of risk payloads of every book and strategy held, each with its
+    key (docs/redis.md); what they need was copied from the portfolio beforehand, so this may
+    run in a worker thread."""
+    wanted = set(families)
+    out: list[tuple[str, Payload]] = [
+        (
+            f"{h.book}:{h.text}",
+            strategy_payload(h, legs, px, cfg, now_ns, valuation_ns=valuation_ns),
+        )
+        for h, legs, px in held
+    ]
+    for br in books:
+        out += [(f"{br.book}:{h.underlying}", h) for h in hedge_payloads(br, hedges, cfg, now_ns)]
+        if "var" in wanted:
+            out.append((br.book, var_payload(br, history, cfg, now_ns)))
+        if "stress" in wanted:
+            out.append((br.book, stress_payload(br, cfg, now_ns)))
+        if "margin" in wanted:
+            out.append((br.book, margin_payload(br, cfg, now_ns)))
+    return out
+
+
+VOL_LEVEL_DAYS: Final = 7.0
+"""The vol level of an underlying is the ATM vol of its first fitted expiry at least this many
+days away (else of its last): short expiries' vols jump as they near expiry."""
+
+
+def vol_level(term: TermStructurePayload) -> float | None:
+    """An underlying's vol level from its ATM term structure (None: no fit): what the window
+    of moves records beside its price (:class:`~engine.risk.history.MoveHistory`)."""
+    pairs = [
+        (t, v)
+        for t, v in zip(term.tte_years, term.atm_vol, strict=True)
+        if math.isfinite(v) and v > 0.0
+    ]
+    if not pairs:
+        return None
+    far = [v for t, v in pairs if t * 365.0 >= VOL_LEVEL_DAYS]
+    return far[0] if far else pairs[-1][1]

@@ -15,18 +15,29 @@ makes it :attr:`TwapStatus.NO_SAMPLES`, with a NaN price.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.instruments import Kind
+from engine.outputs import SettledPosition, SettlementPayload
+from engine.state import Portfolio, SettledLot, expiry_label
+
 __all__ = [
     "MAX_GAP_NS",
+    "SETTLEMENT_UNITS",
     "WINDOW_NS",
+    "OnSettle",
     "SettlementEvent",
     "SettlementPnL",
+    "Settler",
     "Twap",
     "TwapAccumulator",
     "TwapStatus",
@@ -35,6 +46,8 @@ __all__ = [
     "settlement_pnl",
     "settlement_twap",
 ]
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -362,3 +375,150 @@ def settle(
     no_cost = np.isnan(res.pnl_usd)
     total = float(res.pnl_usd[~no_cost].sum())
     return SettlementEvent(twap, res, total, int(no_cost.sum()))
+
+
+# ---------------------------------------------------------------- settling a portfolio's expiries
+
+SETTLEMENT_UNITS: Final = {
+    "price": "USD: the time-weighted average of the index over the window (final: the "
+    "settlement price; before: running)",
+    "quantity": "position quantity (inverse futures: USD)",
+    "avg_price": "its price currency: coin per option (coin-settled), else USD",
+    "value": "per unit, its price currency: coin-settled options max(S - K, 0) / S coin",
+    "pnl": "settlement currency: coin (coin-settled), else USD",
+    "pnl_usd": "USD (per book: the sum of its positions')",
+    "realised_pnl_usd": "USD, per book: every settlement since the daemon started (with a "
+    "fill journal: since the journal began)",
+}
+"""The unit of each figure of a settlement payload."""
+
+OnSettle = Callable[[str, int, int, Twap], None]
+"""Told ``(index, expiry_ns, now_ns, twap)`` before an expiry's positions leave the book (the
+runtime journals it first, so that a restart settles it the same)."""
+
+
+class Settler:
+    """Settles a portfolio's expiries as the exchange does (docs/strategies.md): in the 30
+    minutes before an expiry it samples the index and publishes the running average; once the
+    expiry has passed, its positions leave the book at the window's time-weighted average and
+    their realised P&L is recorded and published.
+
+    Attributes:
+        realised_pnl_usd: realised P&L of settled positions per book since start, USD.
+    """
+
+    def __init__(self) -> None:
+        self._twaps: dict[tuple[str, int], TwapAccumulator] = {}  # (index, expiry) in window
+        self.realised_pnl_usd: dict[str, float] = {}
+
+    def step(
+        self, portfolio: Portfolio, now_ns: int, on_settle: OnSettle | None = None
+    ) -> list[SettlementPayload]:
+        """Sample each held expiry in its window; settle those that have passed. Returns the
+        payloads to publish (the running averages, and what settled). Call it about once a
+        second."""
+        out = []
+        for index, expiry_ns in portfolio.held_expiries():
+            if now_ns < expiry_ns - WINDOW_NS:
+                continue
+            key = (index, expiry_ns)
+            acc = self._twaps.get(key)
+            if acc is None:
+                acc = self._twaps[key] = TwapAccumulator(expiry_ns)
+            price = portfolio.index_price(index)
+            if now_ns < expiry_ns:
+                if math.isfinite(price) and price > 0.0:
+                    acc.add(now_ns, price)
+                if acc.value(now_ns).status != TwapStatus.NO_SAMPLES:
+                    out.append(self.payload(index, expiry_ns, acc.value(now_ns), [], now_ns))
+                continue
+            twap = acc.value(now_ns)
+            if twap.status == TwapStatus.NO_SAMPLES:  # no index in the window: the latest
+                if not (math.isfinite(price) and price > 0.0):
+                    continue  # nothing to settle at yet: try again next time
+                twap = dataclasses.replace(twap, price=price)
+            if on_settle is not None:
+                on_settle(index, expiry_ns, now_ns, twap)
+            lots = portfolio.settle_expiry(index, expiry_ns)
+            del self._twaps[key]
+            out.append(self.payload(index, expiry_ns, twap, lots, now_ns))
+        return out
+
+    def replay(
+        self, portfolio: Portfolio, index: str, expiry_ns: int, twap: Twap, ts_ns: int
+    ) -> SettlementPayload:
+        """Settle again, at its price, an expiry that settled before a restart (the journal
+        says so): its positions leave the book and its P&L is realised as it was."""
+        lots = portfolio.settle_expiry(index, expiry_ns)
+        return self.payload(index, expiry_ns, twap, lots, ts_ns)
+
+    def payload(
+        self, index: str, expiry_ns: int, twap: Twap, lots: list[SettledLot], now_ns: int
+    ) -> SettlementPayload:
+        """The ``settlement`` payload of one index and expiry: the running average before the
+        expiry (``final`` false, no positions), what its positions settled for after it; the
+        settled P&L is added to :attr:`realised_pnl_usd`."""
+        positions: list[SettledPosition] = []
+        by_book: dict[str, float] = {}
+        n_no_cost = 0
+        if lots:
+            avg = np.array([lot.avg_price for lot in lots])
+            avg[~np.isnan(avg) & ~(avg >= 0.0)] = math.nan  # a net cost <= 0: no P&L
+            event = settle(
+                twap,
+                [lot.is_option for lot in lots],
+                [lot.inverse for lot in lots],
+                [lot.is_call for lot in lots],
+                [lot.strike if lot.is_option else 1.0 for lot in lots],
+                [lot.weight for lot in lots],
+                avg,
+            )
+            n_no_cost = event.n_no_cost
+            pos = event.positions
+            for k, lot in enumerate(lots):
+                pnl_usd = float(pos.pnl_usd[k])
+                positions.append(
+                    SettledPosition(
+                        book=lot.book,
+                        instrument=lot.instrument,
+                        quantity=lot.quantity,
+                        avg_price=float(avg[k]),
+                        value=float(pos.value[k]),
+                        pnl=float(pos.pnl[k]),
+                        pnl_usd=pnl_usd,
+                    )
+                )
+                if math.isfinite(pnl_usd):
+                    by_book[lot.book] = by_book.get(lot.book, 0.0) + pnl_usd
+                    self.realised_pnl_usd[lot.book] = (
+                        self.realised_pnl_usd.get(lot.book, 0.0) + pnl_usd
+                    )
+            logger.info(
+                "settled",
+                extra={
+                    "index": index,
+                    "expiry_ns": expiry_ns,
+                    "price": twap.price,
+                    "twap_status": twap.status.value,
+                    "positions": len(lots),
+                    "pnl_usd": event.pnl_usd_total,
+                },
+            )
+        return SettlementPayload(
+            ts_ns=now_ns,
+            valuation_ts_ns=None,
+            index=index,
+            expiry=expiry_label(expiry_ns, Kind.OPTION),
+            expiry_ns=expiry_ns,
+            final=now_ns >= expiry_ns,
+            price=float(twap.price),
+            status=twap.status.value,
+            n_samples=twap.n_samples,
+            covered_ns=twap.covered_ns,
+            longest_gap_ns=twap.longest_gap_ns,
+            positions=positions,
+            pnl_usd=by_book,
+            n_no_cost=n_no_cost,
+            realised_pnl_usd={b: self.realised_pnl_usd[b] for b in by_book},
+            units=SETTLEMENT_UNITS,
+        )

@@ -192,7 +192,6 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
     from engine.runtime.config import load_config
     from engine.runtime.localredis import local_redis
     from engine.runtime.logs import configure_logging
-    from engine.runtime.view import terminal_view
     from feeds.replay import ReplayFeedConfig
 
     config = load_config(path)
@@ -208,9 +207,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
             raise ConfigError(str(path), "--exit-at-end needs a replay feed - at `$.feeds`")
         daemon.intake.exit_at_end = exit_at_end
         with local_redis(config.redis):
-            return asyncio.run(
-                run(daemon, duration_s=duration_s, view=terminal_view if view_on else None)
-            )
+            return asyncio.run(run(daemon, duration_s=duration_s, view=view_on))
     finally:
         if log_file is not None:
             log_file.close()

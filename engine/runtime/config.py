@@ -21,10 +21,12 @@ from engine.alerts import AlertRule
 from engine.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
 from engine.credentials import read_secret
 from engine.errors import ConfigError
-from engine.instruments import Instrument, Kind, Settlement
+from engine.instruments import Instrument, InstrumentRegistry, Kind, Settlement
 from engine.risk.report import RiskConfig
+from engine.risk.strategies import StrategyBook
 from engine.runtime.http import HttpConfig
 from engine.runtime.redis_sink import RedisConfig, redact_url
+from engine.state import Portfolio
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
@@ -38,6 +40,7 @@ __all__ = [
     "LogConfig",
     "PortfolioConfig",
     "Position",
+    "load_book",
     "load_config",
     "load_positions",
     "redacted",
@@ -82,7 +85,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     Attributes:
         cycle_interval_ms: longest the engine waits for new events before cycling anyway.
         min_cycle_interval_ms: shortest time between two cycles: events arriving meanwhile are
-            repriced together (more throughput under load, at most this much added latency).
+            repriced together (more throughput under load, at most this much added latency);
+            0: a cycle at every wake (events are conflated while a cycle runs anyway).
         full_reprice_interval_s: every this often, reprice everything (time decay) and rebuild
             every sum from scratch.
         fill_queue: fills the inbox holds before feeds that deliver fills are made to wait.
@@ -91,7 +95,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     cycle_interval_ms: PositiveInt = 50
-    min_cycle_interval_ms: NonNegativeFloat = 5.0
+    min_cycle_interval_ms: NonNegativeFloat = 0.0
     full_reprice_interval_s: PositiveFloat = 1.0
     fill_queue: PositiveInt = 100_000
     feed_stale_after_s: PositiveFloat = 10.0
@@ -350,3 +354,28 @@ def redacted(config: AppConfig) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(config)
     data["redis"]["url"] = redact_url(config.redis.url)
     return data
+
+
+def load_book(
+    path: Path | None, portfolio: Portfolio, registry: InstrumentRegistry
+) -> StrategyBook:
+    """The positions file (:func:`load_positions`) into ``portfolio``; the strategy holdings
+    it names.
+
+    Raises:
+        ConfigError: a bad row (its line), an unknown instrument or strategy.
+    """
+    strategies = StrategyBook(registry.get)
+    if path is None:
+        return strategies
+    for pos in load_positions(path):
+        try:
+            if ":" in pos.instrument:  # a strategy's text form
+                strategies.add_position(
+                    portfolio, pos.book, pos.instrument, pos.quantity, pos.avg_price
+                )
+            else:
+                portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
+        except ValueError as exc:
+            raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
+    return strategies

@@ -15,9 +15,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import msgspec
 
 from engine.clock import Clock, ManualClock
-from engine.errors import FeedConnectionError, FeedDecodeError
+from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError
 from engine.events import Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
@@ -30,7 +33,7 @@ from feeds.mqtt import MqttFeed, MqttFeedConfig
 from feeds.replay import ReplayFeed, ReplayFeedConfig
 from feeds.sim import SimFeed, SimFeedConfig
 
-__all__ = ["AsyncInbox", "Intake", "build_feed"]
+__all__ = ["AsyncInbox", "Intake", "build_feed", "build_feeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,35 @@ def build_feed(
     if isinstance(config, SimFeedConfig):
         return SimFeed(config, registry, clock)
     raise AssertionError(config)  # the tagged union admits nothing else
+
+
+def build_feeds(
+    configs: list[FeedConfig],
+    config_path: Path,
+    registry: InstrumentRegistry,
+    clock: Clock,
+    held: list[str],
+) -> list[Feed]:
+    """Each configured feed's adapter (:func:`build_feed`); replay files are relative to the
+    config file.
+
+    Raises:
+        ConfigError: a missing replay file, or a feed that cannot run on ``clock``.
+    """
+    feeds: list[Feed] = []
+    for i, fc in enumerate(configs):
+        if isinstance(fc, ReplayFeedConfig):
+            replay_path = config_path.parent / fc.path
+            if not replay_path.is_file():
+                raise ConfigError(
+                    str(config_path), f"no such file: {replay_path} - at `$.feeds[{i}].path`"
+                )
+            fc = msgspec.structs.replace(fc, path=str(replay_path))
+        try:
+            feeds.append(build_feed(fc, registry, clock, held))
+        except ValueError as exc:
+            raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
+    return feeds
 
 
 class Intake:

@@ -26,10 +26,11 @@ from typing import IO
 
 import msgspec
 
+from engine.errors import ConfigError
 from engine.events import Fill
 from engine.risk.settlement import Twap
 
-__all__ = ["FillJournal", "Settlement", "positions_digest"]
+__all__ = ["FillJournal", "Settlement", "open_journal", "positions_digest"]
 
 _VERSION = 2
 
@@ -135,3 +136,29 @@ class FillJournal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def open_journal(
+    path: Path | None, positions: Path | None, *, resent_fills: bool, config_path: Path
+) -> tuple[FillJournal | None, list[Fill | Settlement]]:
+    """The fill journal at ``path`` (``portfolio.journal``; None: none) and the fills and
+    settlements already in it; ``positions`` is the positions file it continues.
+
+    Raises:
+        ConfigError: it cannot be read or written, it is corrupt, or a feed sends its fills
+            again at every start (``resent_fills``: a replay or the simulator).
+    """
+    if path is None:
+        return None, []
+    if resent_fills:
+        raise ConfigError(
+            str(config_path),
+            "a journal with a replay or sim feed would apply their fills twice after a "
+            "restart (the feed sends them again) - at `$.portfolio.journal`",
+        )
+    text = positions.read_text(encoding="utf-8") if positions is not None else ""
+    journal = FillJournal(path, positions_digest(text))
+    try:
+        return journal, journal.open()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(path), f"{exc} - at `$.portfolio.journal`") from exc

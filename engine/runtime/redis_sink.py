@@ -1,4 +1,4 @@
-"""The Redis sink: exposures and alerts out to Redis, batched, rate-limited, and resilient.
+"""The Redis sink: payloads and alerts out to Redis as soon as they come, batched, resilient.
 
 Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)::
 
@@ -15,13 +15,14 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
     {p}:writer              string   this sink's token: proof that Redis still holds our keys
 
 :meth:`RedisSink.publish` and :meth:`RedisSink.alert` never block and never raise: they only
-record. :meth:`RedisSink.run` writes what was recorded every ``flush_interval_ms`` in one
+record, and wake the writer. :meth:`RedisSink.run` writes what was recorded at once, in one
 ``pipeline(transaction=False)`` (the payloads through one Lua script call per family and
-batch: :data:`_PUBLISH`). What is held while Redis is away, and what happens when it is full:
+batch: :data:`_PUBLISH`); what is recorded while a write is in flight goes out together in the
+next. When a key is published is the engine's to decide (:mod:`engine.schedule`): the sink
+writes what it is given. What is held while Redis is away, and what happens when it is full:
 
-- exposures (and the other families): the latest payload per key (conflated: a burst on one
-  key holds one payload), and at most one publish per key per ``min_interval_ms``; bounded by
-  the number of keys.
+- payloads of every family: the latest per key (conflated: a burst on one key holds one
+  payload); bounded by the number of keys.
 - alerts: a FIFO of ``alert_queue`` transitions; when full the oldest is dropped and counted
   (``stats.dropped_alerts``); the active-alerts hash is still rebuilt right on reconnection.
 
@@ -48,6 +49,7 @@ Delivery is at least once: consumers of the channels and streams may see a paylo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections import deque
@@ -176,8 +178,9 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         tls_verify: verify the server's certificate and that it names the URL's host; False
             encrypts without knowing whom to (tests only).
         prefix: the first part of every key and channel name.
-        min_interval_ms: at most one publish per exposure key per this interval (0: no limit).
-        flush_interval_ms: how often pending writes go out, in one pipeline.
+        min_interval_ms: the publish schedule of exposure keys (:mod:`engine.schedule`): a key
+            quiet for this long goes out at once, a busy one at most once per this interval,
+            its last value always (0: every change).
         stream_maxlen: approximate length the streams are trimmed to (``XADD MAXLEN ~``).
         heartbeat_interval_s: how often the heartbeat key is written.
         heartbeat_ttl_s: its time to live; more than ``heartbeat_interval_s``, so it expires
@@ -209,7 +212,6 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     tls_verify: bool = True
     prefix: Prefix = "risk"
     min_interval_ms: NonNegativeInt = 100
-    flush_interval_ms: PositiveInt = 20
     stream_maxlen: PositiveInt = 10_000
     heartbeat_interval_s: PositiveFloat = 1.0
     heartbeat_ttl_s: PositiveFloat = 5.0
@@ -357,8 +359,7 @@ class RedisSink:
     Args:
         config: the sink's configuration.
         clock: the time in heartbeat payloads.
-        pacing: the clock of the per-key rate limit and the heartbeat period; default the
-            monotonic clock (tests pass a ManualClock to hold or release the rate limit).
+        pacing: the clock of the heartbeat period; default the monotonic clock.
         status: called for each heartbeat; its counters come first in the heartbeat payload
             (the engine's counts, feed states). Must not block.
 
@@ -383,10 +384,8 @@ class RedisSink:
         "_inflight_resync",
         "_keys",
         "_last_heartbeat_ns",
-        "_last_publish_ns",
         "_latest",
         "_lock",
-        "_min_interval_ns",
         "_pacing",
         "_pending",
         "_predecessor_read",
@@ -394,6 +393,7 @@ class RedisSink:
         "_run_id",
         "_status",
         "_token",
+        "_wake",
         "stats",
     )
 
@@ -427,11 +427,9 @@ class RedisSink:
             heartbeat=f"{p}:heartbeat",
             writer=f"{p}:writer",
         )
-        self._min_interval_ns = config.min_interval_ms * _NS_PER_MS
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
         self._pending: dict[tuple[str, str], Payload] = {}  # (family, key) -> payload
-        self._last_publish_ns: dict[tuple[str, str], int] = {}
         self._latest: dict[tuple[str, str], bytes] = {}  # the last written, to re-publish
         self._alerts: deque[tuple[int, AlertPayload]] = deque()
         self._alert_seq = 0
@@ -444,6 +442,7 @@ class RedisSink:
         self._ever_connected = False
         self._last_heartbeat_ns: int | None = None
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()  # something was recorded: write
         self._closed = False
         self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
         self._client = aioredis.Redis.from_url(
@@ -474,6 +473,7 @@ class RedisSink:
         if k not in pending:
             self.stats.pending = len(pending) + 1
         pending[k] = payload
+        self._wake.set()
 
     def alert(self, payload: AlertPayload) -> None:
         """Queue an alert transition (``"state"``: ``raised`` or ``cleared``, ``"id"``) for
@@ -494,19 +494,20 @@ class RedisSink:
             self._active[payload.id] = payload
         else:
             self._active.pop(payload.id, None)
+        self._wake.set()
 
     # ------------------------------------------------------------------ runtime
 
     async def run(self) -> None:
-        """Write pending exposures, alerts and the heartbeat every ``flush_interval_ms`` until
+        """Write what is recorded as soon as it is, and the heartbeat on its period, until
         cancelled; on a lost connection keep recording, back off and reconnect.
 
         Raises:
             SinkError: a fatal error (bad credentials, a command Redis rejects); retrying
                 cannot fix it. Also when the sink is closed.
         """
-        interval_s = self._config.flush_interval_ms / 1000.0
         while True:
+            await self._idle()
             try:
                 await self._write(force=False)
             except _RetryableWriteError as exc:
@@ -524,9 +525,23 @@ class RedisSink:
                     },
                 )
                 await asyncio.sleep(delay_s)
+                self._wake.set()  # write again, whether or not anything new came
                 continue
             _raise_if_cancelling()
-            await asyncio.sleep(interval_s)
+
+    async def _idle(self) -> None:
+        """Wait until something is recorded or the heartbeat falls due; what is recorded from
+        then on wakes the next wait (so a write in flight batches what arrives meanwhile)."""
+        if not self._wake.is_set():
+            last = self._last_heartbeat_ns
+            wait_ns = (
+                0 if last is None else last + self._heartbeat_interval_ns - self._pacing.now_ns()
+            )
+            if wait_ns > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_ns / 1e9):
+                        await self._wake.wait()
+        self._wake.clear()
 
     async def flush(self) -> None:
         """Write everything pending now, ignoring the rate limit (the final snapshot on
@@ -688,19 +703,15 @@ class RedisSink:
         resync = self._resync
         batch = _Batch(resync=resync)
 
-        # Exposures due now: conflated per key, rate-limited per key (not on force or resync).
+        # Every payload recorded: the latest per key (conflated).
         pending = self._pending
-        if pending:
-            last = self._last_publish_ns
-            min_ns = self._min_interval_ns
-            ignore_limit = force or resync
-            for key in list(pending):
-                if ignore_limit or now_ns - last.get(key, -min_ns) >= min_ns:
-                    payload = pending.pop(key)
-                    data = self._encode(payload, key[1])
-                    if data is not None:
-                        batch.exposures[key] = payload
-                        batch.encoded[key] = data
+        taken = list(pending.items())
+        pending.clear()
+        for key, payload in taken:
+            data = self._encode(payload, key[1])
+            if data is not None:
+                batch.exposures[key] = payload
+                batch.encoded[key] = data
         encoded = batch.encoded
         if resync:
             # Redis may have restarted empty: every key's latest payload again.
@@ -767,9 +778,6 @@ class RedisSink:
             self._resync = False
             stats.resyncs += 1
         self._latest.update(batch.encoded)
-        last = self._last_publish_ns
-        for key in batch.exposures:
-            last[key] = now_ns
         alerts = self._alerts
         while alerts and alerts[0][0] <= batch.last_alert_seq:
             alerts.popleft()

@@ -33,9 +33,11 @@ from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
 from engine.outputs import TermStructurePayload, UnderlyingExposure
 from engine.risk import var
-from engine.runtime.app import Daemon, _vol_level, build, load_history, run
+from engine.risk.report import vol_level
+from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
 from engine.runtime.http import readiness
+from engine.runtime.risk_task import load_history
 from engine.state import BookRisk
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
 from tests.factories import payload
@@ -426,25 +428,25 @@ def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None
             Quote(instrument=instrument, iv=iv, underlying_price=fwd, ts_event=ts, ts_recv=ts)
         )
 
-    assert daemon.cycle() == 3  # the first full cycle: main:BTC, main:ETH, main
-    assert set(daemon.latest) == {"main:BTC", "main:ETH", "main"}
+    assert daemon.engine.cycle() == 3  # the first full cycle: main:BTC, main:ETH, main
+    assert set(daemon.out.exposures()) == {"main:BTC", "main:ETH", "main"}
     quote(CALL, 0.6)
     quote(PUT, 0.7)
-    assert daemon.cycle() == 0  # built moments ago: both pairs and the book wait
+    assert daemon.engine.cycle() == 0  # built moments ago: both pairs and the book wait
     time.sleep(INTERVAL_S * 1.2)
-    assert daemon.cycle() == 3  # all three have changed since, and are due
-    eth = daemon.latest["main:ETH"]
+    assert daemon.engine.cycle() == 3  # all three have changed since, and are due
+    eth = daemon.out.exposures()["main:ETH"]
     assert isinstance(eth, UnderlyingExposure)
     assert eth.expiries.vega[0] != 0.0
     time.sleep(INTERVAL_S * 1.2)
     quote(CALL, 0.65)
-    assert daemon.cycle() == 2  # main:BTC and its book; main:ETH did not change
-    assert daemon.latest["main:ETH"] is eth
+    assert daemon.engine.cycle() == 2  # main:BTC and its book; main:ETH did not change
+    assert daemon.out.exposures()["main:ETH"] is eth
     quote(PUT, 0.75)
-    assert daemon.cycle() == 1  # main:ETH is due, its book was built a moment ago
-    assert daemon.latest["main:ETH"] is not eth
+    assert daemon.engine.cycle() == 1  # main:ETH is due, its book was built a moment ago
+    assert daemon.out.exposures()["main:ETH"] is not eth
     quote(PUT, 0.8)
-    assert daemon.cycle(flush=True) == 2  # a flush builds whatever is dirty
+    assert daemon.engine.cycle(flush=True) == 2  # a flush builds whatever is dirty
 
 
 class _SteppedClock:
@@ -463,18 +465,18 @@ def test_a_clock_stepped_back_revalues_at_once(tmp_path: Path) -> None:
     soak's clock jump)."""
     daemon, _ = _offline(tmp_path, f"main,{CALL},10\n")
     clock = _SteppedClock(TS * 1_000_000 + 3600 * 10**9)
-    daemon.clock = clock
+    daemon.clock = daemon.engine.clock = clock
     p = daemon.portfolio
-    daemon.cycle()
+    daemon.engine.cycle()
     assert p.valuation_ns == clock.now
     clock.now -= 3600 * 10**9  # stepped back
     quote = Quote(instrument=CALL, iv=0.6, underlying_price=60_000.0, ts_event=1, ts_recv=clock.now)
     daemon.inbox.put(quote)
-    daemon.cycle()
+    daemon.engine.cycle()
     assert p.valuation_ns == clock.now
     assert p.instrument_status().stale_instruments == 0
     clock.now += 10**8  # within the interval again: incremental
-    daemon.cycle()
+    daemon.engine.cycle()
     assert p.valuation_ns == clock.now - 10**8
 
 
@@ -483,7 +485,7 @@ async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> N
     (feeds, sink) goes on. Here the reprice waits for a coroutine of the loop: were it run on
     the loop's own thread, it would wait in vain."""
     daemon, clock = _offline(tmp_path, f"main,{CALL},10\n")
-    daemon.cycle()  # the first cycle is a full one
+    daemon.engine.cycle()  # the first cycle is a full one
     p = daemon.portfolio
     reprice = p.cycle
     released = threading.Event()
@@ -496,14 +498,14 @@ async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> N
 
     p.cycle = waiting_cycle  # type: ignore[method-assign]  # the test's hook
     clock.advance(2 * 10**9)  # past full_reprice_interval_s
-    task = asyncio.create_task(daemon.acycle())
+    task = asyncio.create_task(daemon.engine.acycle())
     await asyncio.sleep(0.05)  # the loop runs while the reprice waits
     released.set()
     await task
     assert seen == [True]
     assert p.valuation_ns == clock.now_ns()  # a full reprice: the valuation time moved
     clock.advance(10**6)
-    await daemon.acycle()  # incremental, on the loop's thread
+    await daemon.engine.acycle()  # incremental, on the loop's thread
     assert seen == [True]
     assert p.valuation_ns == clock.now_ns() - 10**6
 
@@ -580,7 +582,7 @@ below = -1.0
             await _wait_snapshot(
                 r, unique, "smile:BTC", lambda p: p["n_stale"] == 0 and p["vega"] > 0.0
             )
-            assert unquoted in daemon._smile_quotes
+            assert unquoted in daemon.risk.smile_quotes
             smile = await _wait_snapshot(
                 r, unique, "BTC:2030-12-27T08:00:00Z", lambda p: p["n_quotes"] == 6, "skew"
             )  # the five and the call of main; never the smile's own quote
@@ -614,13 +616,13 @@ below = -1.0
                     break
             assert got["status"]["historical"] == "ok", got["status"]
             # 29 seeded moves and today's, from the index price the daemon recorded
-            assert daemon.history.last_day("BTC") == today
+            assert daemon.risk.history.last_day("BTC") == today
             # ... and appended to the history file, so a restart keeps it
             written = (tmp_path / "history.csv").read_text().splitlines()
             assert written[: len(rows)] == rows
             assert [line for line in written[len(rows) :] if line.startswith(f"{today},BTC,")]
-            assert load_history(daemon.config, path).last_day("BTC") == today
-            ret, dvol = daemon.history.moves(br.underlyings)
+            assert load_history(daemon.config.risk, path).last_day("BTC") == today
+            ret, dvol = daemon.risk.history.moves(br.underlyings)
             want = var.historical(br.positions, ret, dvol, 0.99, 0.975, 1.0)[0]
             assert got["var_historical"] == pytest.approx(want.var, rel=1e-12)
             assert got["es_historical"] == pytest.approx(want.es, rel=1e-12)
@@ -653,7 +655,7 @@ below = -1.0
                 "USD",
             )
             assert (hedge_alert["id"], hedge_alert["unit"]) == ("btc_hedge:main:BTC", "contracts")
-            assert daemon.risk_errors == 0
+            assert daemon.risk.errors == 0
     finally:
         await r.aclose()
 
@@ -683,9 +685,9 @@ def test_an_underlyings_vol_level_is_its_first_atm_vol_a_week_out() -> None:
     def term(tte_years: list[float], atm_vol: list[float]) -> TermStructurePayload:
         return payload(TermStructurePayload, tte_years=tte_years, atm_vol=atm_vol)
 
-    assert _vol_level(term([0.5 * week, week, 4 * week], [0.9, 0.6, 0.5])) == 0.6
-    assert _vol_level(term([0.5 * week], [0.9])) == 0.9  # none so far: the last
-    assert _vol_level(term([week], [math.nan])) is None
+    assert vol_level(term([0.5 * week, week, 4 * week], [0.9, 0.6, 0.5])) == 0.6
+    assert vol_level(term([0.5 * week], [0.9])) == 0.9  # none so far: the last
+    assert vol_level(term([week], [math.nan])) is None
 
 
 async def test_expired_positions_settle_at_the_index_twap(
@@ -720,17 +722,18 @@ async def test_expired_positions_settle_at_the_index_twap(
             clock.set(now)
             px = 70_000.0 if now < expiry - 15 * 60 * 10**9 else 72_000.0
             p.apply_tick(Tick(instrument="btc_usd", price=px, ts_event=now, ts_recv=now))
-            assert daemon.settle_due(now) == 0
+            assert await daemon.monitor.settle() == 0
         r = aioredis.Redis.from_url(redis_server.url)
         key = "btc_usd:2030-12-27T08:00:00Z"
         try:
             await daemon.sink.flush()  # the running average, before the expiry
             running = orjson.loads(await r.hget(f"{unique}:settlement:snapshot", key) or b"null")
             clock.set(expiry + 10**9)
-            assert daemon.settle_due(expiry + 10**9) == 2
-            assert daemon.settle_due(expiry + 2 * 10**9) == 0  # once
-            daemon.cycle(full=True)
-            assert daemon.latest["main"].n_positions == 0  # they left the book
+            assert await daemon.monitor.settle() == 2
+            clock.set(expiry + 2 * 10**9)
+            assert await daemon.monitor.settle() == 0  # once
+            daemon.engine.cycle(full=True)
+            assert daemon.out.exposures()["main"].n_positions == 0  # they left the book
             await daemon.sink.flush()
             got = orjson.loads(await r.hget(f"{unique}:settlement:snapshot", key) or b"null")
         finally:
@@ -751,8 +754,8 @@ async def test_expired_positions_settle_at_the_index_twap(
     assert opt["pnl_usd"] == pytest.approx(opt["pnl"] * S, rel=1e-12)
     assert fut["pnl"] == pytest.approx(-100_000.0 * (1 / 60_000.0 - 1 / S), rel=1e-12)
     assert got["pnl_usd"]["main"] == pytest.approx(opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12)
-    assert got["realised_pnl_usd"]["main"] == daemon.realised_pnl_usd["main"]
-    assert daemon.realised_pnl_usd["main"] == pytest.approx(
+    assert got["realised_pnl_usd"]["main"] == daemon.settler.realised_pnl_usd["main"]
+    assert daemon.settler.realised_pnl_usd["main"] == pytest.approx(
         opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12
     )
     # A restart: the journal's settlement takes the positions out again, at the same price.
@@ -760,10 +763,10 @@ async def test_expired_positions_settle_at_the_index_twap(
     daemon.inbox.journal.close()
     again = build(load_config(path), path, clock=ManualClock(expiry + 5 * 10**9))
     try:
-        assert again.realised_pnl_usd == daemon.realised_pnl_usd
-        assert again.settle_due(expiry + 5 * 10**9) == 0  # nothing left to settle
-        again.cycle(full=True)
-        assert again.latest["main"].n_positions == 0
+        assert again.settler.realised_pnl_usd == daemon.settler.realised_pnl_usd
+        assert await again.monitor.settle() == 0  # nothing left to settle
+        again.engine.cycle(full=True)
+        assert again.out.exposures()["main"].n_positions == 0
     finally:
         await again.sink.aclose()
         if again.inbox.journal is not None:
@@ -849,7 +852,7 @@ above = 0.1
                         break
             assert alert["id"] == f"spread_delta:spreads:BTC:{spread}"
             assert alert["strategy"] == spread
-            (rejected,) = daemon.rejected_fills
+            (rejected,) = daemon.engine.rejected_fills
             assert rejected.instrument == "vertical:BTC-27DEC30-70000-C/60000"
     finally:
         await r.aclose()
@@ -870,7 +873,7 @@ async def test_a_failing_risk_period_is_counted_and_the_next_one_runs(tmp_path: 
     daemon.config = msgspec.structs.replace(
         daemon.config, risk=msgspec.structs.replace(daemon.config.risk, var_interval_s=0.05)
     )
-    daemon.cycle()
+    daemon.engine.cycle()
     real = daemon.portfolio.books_risk
     calls = 0
 
@@ -882,19 +885,19 @@ async def test_a_failing_risk_period_is_counted_and_the_next_one_runs(tmp_path: 
         return real(books)
 
     daemon.portfolio.books_risk = failing_once  # type: ignore[method-assign]  # the test's hook
-    task = asyncio.create_task(daemon.risk_loop())
+    task = asyncio.create_task(daemon.risk.run(daemon.stop))
     try:
-        await wait_until(lambda: daemon.risk_errors == 1 and calls >= 3)
+        await wait_until(lambda: daemon.risk.errors == 1 and calls >= 3)
     finally:
         daemon.stop.set()
         await task
-    assert daemon.risk_errors == 1
+    assert daemon.risk.errors == 1
     await daemon.sink.aclose()
 
 
 async def test_a_failing_settlement_is_counted_and_the_monitor_goes_on(tmp_path: Path) -> None:
     daemon, _ = _offline(tmp_path, f"main,{CALL},10\n")
-    daemon.cycle()
+    daemon.engine.cycle()
     calls = 0
 
     def failing() -> list[tuple[str, int]]:
@@ -903,14 +906,14 @@ async def test_a_failing_settlement_is_counted_and_the_monitor_goes_on(tmp_path:
         raise RuntimeError("boom")
 
     daemon.portfolio.held_expiries = failing  # type: ignore[method-assign]  # the test's hook
-    task = asyncio.create_task(daemon.monitor())
+    task = asyncio.create_task(daemon.monitor.run())
     try:
         await wait_until(lambda: calls >= 2, timeout_s=5.0)  # a second pass: it went on
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert daemon.risk_errors >= 1
+    assert daemon.monitor.errors >= 1
     await daemon.sink.aclose()
 
 
@@ -972,28 +975,28 @@ def test_an_optional_feed_that_never_spoke_is_neither_stale_nor_unready(tmp_path
     )
     clock = ManualClock(TS * 1_000_000)
     daemon = build(load_config(path), path, clock=clock)
-    daemon.cycle(full=True)
+    daemon.engine.cycle(full=True)
     daemon.sink.stats.connected = True  # as after a write: only the feeds decide here
     for f in daemon.feeds:
         f.stats.connected = True
     clock.advance(11 * 10**9)
-    daemon.check_feeds()
+    daemon.monitor.check_feeds()
 
     def stale() -> set[str]:
-        return set(daemon.alerts.stale_feeds())
+        return set(daemon.out.alerts.stale_feeds())
 
     assert stale() == {"md"}
-    assert readiness(daemon)["stale_feeds"] == ["md"]
+    assert readiness(daemon.monitor.health())["stale_feeds"] == ["md"]
     daemon.feeds[1].stats.last_recv_ns = clock.now_ns()  # md speaks
-    daemon.check_feeds()
+    daemon.monitor.check_feeds()
     assert stale() == set()
-    assert readiness(daemon)["ready"]
+    assert readiness(daemon.monitor.health())["ready"]
     daemon.feeds[0].stats.connected = False  # the optional one drops: still ready
-    assert readiness(daemon)["ready"]
+    assert readiness(daemon.monitor.health())["ready"]
     daemon.feeds[0].stats.received = 1  # it spoke once, then went silent
     daemon.feeds[0].stats.last_recv_ns = clock.now_ns()
     clock.advance(11 * 10**9)
     daemon.feeds[1].stats.last_recv_ns = clock.now_ns()
-    daemon.check_feeds()
+    daemon.monitor.check_feeds()
     assert stale() == {"fills"}
-    assert readiness(daemon)["ready"]  # alerted, but it counts for nothing in readiness
+    assert readiness(daemon.monitor.health())["ready"]  # alerted; counts for nothing in readiness

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.runtime.app import Daemon, build
 from engine.runtime.config import AppConfig
-from engine.runtime.http import DAEMON, HttpServer
+from engine.runtime.http import HEALTH, HttpServer
 from tests.servers import http_get, wait_until
 
 DOCS = Path(__file__).parents[2] / "docs"
@@ -67,7 +67,7 @@ def built(tmp_path: Path) -> tuple[HttpServer, Daemon]:
         AppConfig,
     )
     daemon = build(config, tmp_path / "riskd.toml")
-    return HttpServer(config.http, daemon), daemon
+    return HttpServer(config.http, daemon.monitor.health, daemon.histograms), daemon
 
 
 @pytest.fixture
@@ -292,18 +292,19 @@ async def test_stopping_closes_the_listener_and_idle_connections(endpoint: Endpo
 
 async def test_an_address_in_use_fails_the_task(endpoint: Endpoint) -> None:
     config = msgspec.convert({"http": {"address": f"127.0.0.1:{endpoint.port}"}}, AppConfig)
+    d = endpoint.daemon
     with pytest.raises(OSError, match="in use"):
-        await HttpServer(config.http, endpoint.daemon).run()
+        await HttpServer(config.http, d.monitor.health, d.histograms).run()
 
 
 async def test_a_route_added_before_run_is_served_and_its_failure_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """How the next routes come in: added to ``server.app`` before ``run()``, reading the
-    daemon from ``request.app[DAEMON]``. A handler that raises answers 500 and is logged."""
+    daemon from ``request.app[HEALTH]``. A handler that raises answers 500 and is logged."""
 
     async def feeds(request: web.Request) -> web.Response:
-        return web.json_response([f.name for f in request.app[DAEMON].feeds])
+        return web.json_response([f.name for f in request.app[HEALTH]().feeds])
 
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a bug in a handler")

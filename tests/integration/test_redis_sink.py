@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,7 +47,6 @@ def fast_config(url: str, prefix: str, **overrides: Any) -> RedisConfig:
         "url": url,
         "prefix": prefix,
         "min_interval_ms": 0,
-        "flush_interval_ms": 10,
         "heartbeat_interval_s": 0.05,
         "heartbeat_ttl_s": 2.0,
         "timeout_s": 0.5,
@@ -259,27 +259,27 @@ async def test_heartbeat_key_has_a_ttl(
     assert {"published", "errors", "reconnects", "pending", "dropped_alerts"} <= beat.keys()
 
 
-async def test_a_burst_on_one_key_is_conflated(
+async def test_a_write_goes_out_at_once_and_a_burst_meanwhile_is_conflated(
     redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
 ) -> None:
-    clock = ManualClock(T0)  # frozen: the rate limit holds until the test moves it
-    sink = make_sink(fast_config(redis_server.url, unique, min_interval_ms=100), clock)
+    """No timer: a payload recorded while the writer idles is written at once (well before
+    the heartbeat period, 1 h here); a burst of 1000 on one key recorded while nothing yields
+    is one pending payload, and one write."""
+    clock = ManualClock(T0)  # frozen: the heartbeat period never ends
+    config = fast_config(redis_server.url, unique, heartbeat_interval_s=3600, heartbeat_ttl_s=7200)
+    sink = make_sink(config, clock)
     name = f"{unique}:exposure:stream"
     async with running(sink):
-        sink.publish("main:BTC", exposure(-1.0))
-        await eventually(lambda: _exists(client, name))
+        await eventually(lambda: _exists(client, f"{unique}:heartbeat"))  # the first write
+        for n in range(1, 4):
+            sink.publish("main:BTC", exposure(float(n)))
+            await eventually(functools.partial(_snapshot_is, client, unique, float(n)))
         for i in range(1000):
-            sink.publish("main:BTC", exposure(float(i)))
+            sink.publish("main:BTC", exposure(float(100 + i)))
             assert sink.stats.pending <= 1
-            if i % 50 == 0:
-                await asyncio.sleep(0.005)  # let the flush loop run mid-burst
-        assert await client.xlen(name) == 1  # rate-limited: nothing more went out yet
-        clock.advance(100 * 1_000_000)
-        await eventually(lambda: _snapshot_is(client, unique, 999.0))
+        await eventually(lambda: _snapshot_is(client, unique, 1099.0))
     published = await stream(client, name)
-    assert 1 < len(published) <= 3
-    assert published[-1]["delta_usd"] == 999.0
-    assert (await snapshot(client, unique))["main:BTC"]["delta_usd"] == 999.0
+    assert [p["delta_usd"] for p in published] == [1.0, 2.0, 3.0, 1099.0]
 
 
 async def _exists(c: aioredis.Redis, key: str) -> bool:
@@ -295,17 +295,11 @@ async def test_flush_publishes_pending_at_once(
     redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
 ) -> None:
     clock = ManualClock(T0)
-    config = fast_config(redis_server.url, unique, min_interval_ms=60_000)
-    sink = make_sink(config, clock)
-    async with running(sink):
-        sink.publish("main:BTC", exposure(1.0))
-        await eventually(lambda: _snapshot_is(client, unique, 1.0))
-        sink.publish("main:BTC", exposure(2.0))  # held by the one-minute rate limit
-    assert sink.stats.pending == 1
-    fresh = make_sink(config, clock)  # never ran: flush alone writes too
-    fresh.publish("main:ETH", exposure(3.0))
+    config = fast_config(redis_server.url, unique)
+    sink = make_sink(config, clock)  # never ran: flush alone writes
+    sink.publish("main:BTC", exposure(2.0))
+    sink.publish("main:ETH", exposure(3.0))
     await sink.flush()
-    await fresh.flush()
     snap = await snapshot(client, unique)
     assert {k: v["delta_usd"] for k, v in snap.items()} == {"main:BTC": 2.0, "main:ETH": 3.0}
     assert sink.stats.pending == 0
@@ -646,10 +640,10 @@ def test_config_repr_redacts_and_validation_fails_fast() -> None:
     assert "hunter2" not in repr(config)
     assert "hunter2" not in str(config)
     assert "prefix='risk'" in repr(config)
-    with pytest.raises(msgspec.ValidationError, match=r"\$\.flush_interval_ms"):
-        msgspec.convert({"flush_interval_ms": 0}, RedisConfig)
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.min_interval_ms"):
+        msgspec.convert({"min_interval_ms": -1}, RedisConfig)
     with pytest.raises(msgspec.ValidationError, match="unknown field"):
-        msgspec.convert({"flush_ms": 5}, RedisConfig)
+        msgspec.convert({"flush_interval_ms": 5}, RedisConfig)  # gone: writes go out at once
     with pytest.raises(msgspec.ValidationError, match="heartbeat_ttl_s"):
         msgspec.convert({"heartbeat_interval_s": 5.0, "heartbeat_ttl_s": 5.0}, RedisConfig)
     with pytest.raises(msgspec.ValidationError, match="scheme") as info:

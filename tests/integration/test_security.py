@@ -463,7 +463,6 @@ def _sink(url: str, prefix: str, **overrides: Any) -> RedisSink:
     fields: dict[str, Any] = {
         "url": url,
         "prefix": prefix,
-        "flush_interval_ms": 10,
         "heartbeat_ttl_s": 2.0,
         "timeout_s": 1.0,
         "backoff_initial_s": 0.02,

@@ -1,0 +1,240 @@
+"""The ``engine`` task: events in, repriced exposures out, as soon as they arrive.
+
+Each cycle drains the inbox into the portfolio (ticks and quotes conflated, fills in order),
+reprices what the events touched, and hands the sink the exposure payloads that
+:class:`~engine.schedule.PublishSchedule` says are due: a key quiet for ``min_interval_ms``
+at once, a busy key at most once per interval, its last change always. The loop wakes on every
+event, when a key becomes due, and for the full reprice (time decay, and every sum rebuilt)
+every ``full_reprice_interval_s``. The full reprice and its payloads are computed in a worker
+thread (the kernels release the GIL), so feeds, the sink and the web server go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from engine.clock import Clock
+from engine.events import Fill, Quote, Tick
+from engine.outputs import Exposure
+from engine.risk.strategies import StrategyBook
+from engine.runtime.config import EngineConfig
+from engine.runtime.intake import AsyncInbox, Intake
+from engine.runtime.publisher import Publisher
+from engine.runtime.timings import CycleHistograms
+from engine.schedule import PublishSchedule
+from engine.state import Portfolio
+
+__all__ = ["EngineLoop"]
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str | None]
+"""A payload's key: (book, underlying), or (book, None) for the book's own."""
+
+
+@dataclass(slots=True)
+class _Step:
+    """A cycle between its parts."""
+
+    t0: float  # perf_counter at its start
+    now: int  # its valuation or publication time, on the daemon's clock
+    full: bool
+    events: tuple[list[Tick], list[Quote], list[Fill]]
+
+
+class EngineLoop:
+    """The streaming path from the inbox to the sink.
+
+    Args:
+        config: ``[engine]``.
+        min_interval_ms: ``[redis] min_interval_ms``: the publish schedule's interval.
+        portfolio: the book; this loop is its only writer.
+        strategies: strategy holdings (a strategy's fill is its legs').
+        inbox: where the feeds put events.
+        intake: told about instruments new to the book (to subscribe them).
+        out: the sink and the alert rules.
+        clock: the daemon's clock (valuation and publication times).
+        valuing: held while a worker thread reprices the portfolio (the risk task copies
+            books only outside).
+        histograms: cycle time and latency for ``/metrics``, when served.
+
+    Attributes:
+        rejected_fills: fills the engine refused (bad book name or numbers), kept and logged.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        min_interval_ms: int,
+        portfolio: Portfolio,
+        strategies: StrategyBook,
+        inbox: AsyncInbox,
+        intake: Intake,
+        out: Publisher,
+        clock: Clock,
+        valuing: asyncio.Lock,
+        histograms: CycleHistograms | None = None,
+    ) -> None:
+        self.config = config
+        self.portfolio = portfolio
+        self.strategies = strategies
+        self.inbox = inbox
+        self.intake = intake
+        self.out = out
+        self.clock = clock
+        self.valuing = valuing
+        self.histograms = histograms
+        self.schedule: PublishSchedule[Key] = PublishSchedule(min_interval_ms * 1_000_000)
+        self.rejected_fills: list[Fill] = []
+        self.cycles = 0
+        self.cycle_errors = 0
+        self.unknown = 0
+        self.cycle_s: deque[float] = deque(maxlen=2048)
+        self.latency_ns: deque[int] = deque(maxlen=4096)
+        self._lots_seen = portfolio.lot_count
+        self._full_interval_ns = round(config.full_reprice_interval_s * 1e9)
+        self._next_full_ns = 0
+
+    # ------------------------------------------------------------------ cycles
+
+    def cycle(self, *, full: bool = False, flush: bool = False) -> int:
+        """Drain the inbox, reprice, hand the sink the payloads that are due (every changed
+        one when ``flush``: shutdown); returns how many payloads were built."""
+        step = self._begin(full)
+        payloads = self._valued(step, self.portfolio.cycle(step.now, step.full), flush)
+        return self._end(step, payloads)
+
+    async def acycle(self) -> int:
+        """:meth:`cycle`, except that a full reprice and its payloads are computed in a worker
+        thread. Nothing else writes the portfolio meanwhile: this loop is its only writer."""
+        step = self._begin(False)
+        if step.full:
+            async with self.valuing:  # the risk task copies books only outside a reprice
+                payloads = await asyncio.to_thread(self._full, step)
+        else:
+            payloads = self._valued(step, self.portfolio.cycle(step.now, False), False)
+        return self._end(step, payloads)
+
+    def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
+        """:meth:`cycle`, logging and counting an exception instead of raising it."""
+        with self._contained():
+            self.cycle(full=full, flush=flush)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Cycle whenever events arrive or a payload falls due, until ``stop``; at least every
+        ``cycle_interval_ms`` and at most every ``min_cycle_interval_ms`` (0: at every
+        wake)."""
+        idle_s = self.config.cycle_interval_ms / 1000
+        spacing_s = self.config.min_cycle_interval_ms / 1000
+        last = time.monotonic()
+        while not stop.is_set():
+            await self.inbox.wait(min(idle_s, self._until_due_s()))
+            if spacing_s > 0.0:
+                gap = spacing_s - (time.monotonic() - last)
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                last = time.monotonic()
+            with self._contained():
+                await self.acycle()
+
+    def apply_fill(self, f: Fill) -> None:
+        """Apply a fill to the book (a strategy's: to its legs and holding); a fill the engine
+        refuses is kept (:attr:`rejected_fills`) and logged, one of an unknown instrument is
+        kept until it is known."""
+        try:
+            if ":" in f.instrument:  # a strategy's text form: its legs
+                self.strategies.apply_fill(self.portfolio, f)
+                return
+            applied = self.portfolio.apply_fill(f)
+        except Exception as exc:  # decoders check fills; this is the engine's own guard
+            self.rejected_fills.append(f)
+            logger.error("fill rejected: %s", exc, extra={"fill": f"{f!r}"[:300]})
+            return
+        if not applied:
+            logger.error(
+                "fill for unknown instrument kept until it is known",
+                extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
+            )
+
+    # ------------------------------------------------------------------ a cycle's parts
+
+    def _begin(self, full: bool) -> _Step:
+        """Drain the inbox into the portfolio; decide whether it is a full reprice."""
+        t0 = time.perf_counter()
+        ticks, quotes, fills = self.inbox.drain()
+        p = self.portfolio
+        for t in ticks:
+            if not p.apply_tick(t):
+                self.unknown += 1
+        self.unknown += p.apply_quotes(quotes)
+        for f in fills:
+            self.apply_fill(f)
+        if p.lot_count != self._lots_seen:  # a fill brought new instruments in
+            self.intake.subscribe(p.lot_instruments(self._lots_seen))
+            self._lots_seen = p.lot_count
+        now = self.clock.now_ns()
+        # Due, or the clock was stepped back (the next reprice further than one interval away):
+        # else the valuation time would stay ahead, every input stale, until the clock caught up.
+        full = full or not 0 < self._next_full_ns - now <= self._full_interval_ns
+        if full and p.unresolved_fills:  # their instruments may be known by now
+            p.retry_unresolved()
+        return _Step(t0, now, full, (ticks, quotes, fills))
+
+    def _full(self, step: _Step) -> list[tuple[str, Exposure]]:
+        """A full reprice and the payloads due after it (in a worker thread)."""
+        self.portfolio.cycle(step.now, True)
+        return self._valued(step, set(self.portfolio.bu_keys()), False)
+
+    def _valued(
+        self, step: _Step, changed: set[tuple[str, str]], flush: bool
+    ) -> list[tuple[str, Exposure]]:
+        """Mark the ``changed`` pairs and their books; build the payloads due now."""
+        if step.full:
+            self._next_full_ns = step.now + self._full_interval_ns
+        schedule = self.schedule
+        mono = time.monotonic_ns()
+        schedule.changed([k for b, u in changed for k in ((b, u), (b, None))], mono)
+        due = schedule.flush(mono) if flush else schedule.due(mono)
+        if not due:
+            return []
+        pairs = [(b, u) for b, u in due if u is not None]
+        books = [b for b, u in due if u is None]
+        return self.portfolio.exposure_payloads(pairs, step.now, books)
+
+    def _end(self, step: _Step, payloads: list[tuple[str, Exposure]]) -> int:
+        """Publish the payloads (and check the rules on them); record the cycle's timings."""
+        for key, payload in payloads:
+            self.out.publish(key, payload)
+        done = self.clock.now_ns()
+        latencies = [done - ev.ts_recv for events in step.events for ev in events]
+        self.latency_ns.extend(latencies)
+        self.cycles += 1
+        cycle_s = time.perf_counter() - step.t0
+        self.cycle_s.append(cycle_s)
+        if self.histograms is not None:
+            self.histograms.observe(cycle_s, latencies)
+        return len(payloads)
+
+    def _until_due_s(self) -> float:
+        """Seconds until the first payload falls due (0: one is)."""
+        at = self.schedule.next_due_ns()
+        if at == math.inf:
+            return math.inf
+        return max(at - time.monotonic_ns(), 0) / 1e9
+
+    @contextlib.contextmanager
+    def _contained(self) -> Iterator[None]:
+        """Log and count an exception of a cycle instead of raising it: a bug in one cycle must
+        not stop the daemon (each fill is applied, or kept, before anything else)."""
+        try:
+            yield
+        except Exception:
+            self.cycle_errors += 1
+            logger.exception("engine cycle failed", extra={"errors": self.cycle_errors})

@@ -1,0 +1,54 @@
+"""Every payload riskd publishes goes through one :class:`Publisher`: to the sink, with the
+alert rules checked on it, and its transitions published and logged in turn."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from engine.alerts import AlertEngine
+from engine.outputs import AlertPayload, Exposure, Payload, Sink
+
+__all__ = ["Publisher"]
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher:
+    """The sink and the alert rules, together.
+
+    Args:
+        sink: where payloads and alert transitions go (Redis).
+        alerts: the rules, evaluated on every payload published.
+
+    Attributes:
+        latest: the latest payload of each family and key, for the terminal view.
+        recent_alerts: the last transitions, for the terminal view.
+    """
+
+    __slots__ = ("alerts", "latest", "recent_alerts", "sink")
+
+    def __init__(self, sink: Sink, alerts: AlertEngine) -> None:
+        self.sink = sink
+        self.alerts = alerts
+        self.latest: dict[tuple[str, str], Payload] = {}
+        self.recent_alerts: deque[AlertPayload] = deque(maxlen=8)
+
+    def publish(self, key: str, payload: Payload) -> None:
+        """Hand ``payload`` to the sink under ``key``; evaluate the rules on it."""
+        self.sink.publish(key, payload)
+        self.latest[(payload.family, key)] = payload
+        for t in self.alerts.check(payload):
+            self.alert(t)
+
+    def exposures(self) -> dict[str, Exposure]:
+        """The latest exposure payload of each key."""
+        return {k: p for (_, k), p in self.latest.items() if isinstance(p, Exposure)}
+
+    def alert(self, payload: AlertPayload) -> None:
+        """Publish and log an alert transition."""
+        self.sink.alert(payload)
+        self.recent_alerts.append(payload)
+        logger.warning(
+            "alert %s", payload.state, extra={"alert": payload.id, "value": payload.value}
+        )

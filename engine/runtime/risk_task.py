@@ -1,0 +1,231 @@
+"""The ``risk`` task: portfolio risk on its periods (``[risk]``), off the event loop.
+
+Each period copies what its families need from the portfolio on the event loop (outside a full
+reprice), computes the payloads in a worker thread (the kernels release the GIL, so the
+streaming path goes on meanwhile), publishes them and checks the alert rules on them. It also
+records each underlying's daily level into the window of moves (and the history file), and,
+with ``[risk] smile_vols``, hands the smile fits' vols to the engine as quotes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+from engine.clock import Clock
+from engine.errors import ConfigError
+from engine.events import Quote
+from engine.instruments import InstrumentRegistry, Kind
+from engine.outputs import SmilePayload, TermStructurePayload
+from engine.risk.history import MoveHistory
+from engine.risk.report import (
+    RiskConfig,
+    hedge_inputs,
+    risk_payloads,
+    skew_payloads,
+    vol_level,
+)
+from engine.risk.strategies import StrategyBook
+from engine.runtime.config import config_relative
+from engine.runtime.intake import AsyncInbox
+from engine.runtime.publisher import Publisher
+from engine.state import Portfolio
+
+__all__ = ["RiskTask", "check_hedges", "load_history"]
+
+logger = logging.getLogger(__name__)
+
+
+class RiskTask:
+    """VaR/ES, stress grids, margin, hedges, skew fits and strategies, each on its period.
+
+    Args:
+        config: ``[risk]``.
+        portfolio: the book (read only, outside full reprices).
+        registry: the hedge instruments' definitions.
+        strategies: the strategy holdings.
+        history: the window of moves; ``history_file``: where each level recorded is appended.
+        out: the sink and the alert rules.
+        inbox: where smile vols go as quotes (``smile_vols``).
+        clock: the daemon's clock.
+        valuing: held while the engine reprices the portfolio in a worker thread.
+
+    Attributes:
+        errors: periods that failed (logged; the next period tries again).
+    """
+
+    def __init__(
+        self,
+        config: RiskConfig,
+        portfolio: Portfolio,
+        registry: InstrumentRegistry,
+        strategies: StrategyBook,
+        history: MoveHistory,
+        history_file: Path | None,
+        out: Publisher,
+        inbox: AsyncInbox,
+        clock: Clock,
+        valuing: asyncio.Lock,
+    ) -> None:
+        self.config = config
+        self.portfolio = portfolio
+        self.registry = registry
+        self.strategies = strategies
+        self.history = history
+        self.history_file = history_file
+        self.out = out
+        self.inbox = inbox
+        self.clock = clock
+        self.valuing = valuing
+        self.errors = 0
+        self.smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
+        self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
+
+    def periods(self) -> dict[str, float]:
+        """Each family published, and its period in seconds."""
+        cfg = self.config
+        periods = {
+            "var": cfg.var_interval_s,
+            "stress": cfg.stress_interval_s,
+            "margin": cfg.margin_interval_s,
+            "skew": cfg.skew_interval_s,
+            "strategy": cfg.strategy_interval_s,
+        }
+        if cfg.hedge_future:
+            periods["hedge"] = cfg.hedge_interval_s
+        return periods
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Each family on its period until ``stop``."""
+        periods = self.periods()
+        due = dict.fromkeys(periods, time.monotonic())
+        while not stop.is_set():
+            await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
+            mono = time.monotonic()
+            families = [f for f, at in due.items() if at <= mono]
+            for f in families:
+                due[f] = mono + periods[f]
+            await self.safe_period(families)
+
+    async def safe_period(self, families: list[str]) -> None:
+        """:meth:`period`, logging and counting an error instead of raising it."""
+        try:
+            await self.period(families)
+        except Exception:
+            self.errors += 1
+            logger.exception("risk computation failed", extra={"errors": self.errors})
+
+    async def period(self, families: list[str]) -> None:
+        """The ``families`` due: copied on the event loop, valued in a worker thread, then
+        published with the alert rules checked on them."""
+        p = self.portfolio
+        async with self.valuing:
+            now = self.clock.now_ns()
+            books = list(p.books_risk().values())
+            hedges = hedge_inputs(self.config, p, self.registry.get) if "hedge" in families else {}
+            chains = p.chains() if "skew" in families else []
+            held = self.strategies.priced(p) if "strategy" in families else []
+            valuation = p.valuation_ns
+        self._record_levels(
+            now, [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
+        )
+        out = await asyncio.to_thread(
+            risk_payloads, books, hedges, held, self.history, self.config, families, now, valuation
+        )
+        for key, payload in out:
+            self.out.publish(key, payload)
+        if chains:
+            skews, smile = await asyncio.to_thread(
+                skew_payloads, chains, self.smile_quotes, now, valuation
+            )
+            self._publish_skew(skews, smile, now)
+
+    def _publish_skew(
+        self,
+        payloads: list[tuple[str, SmilePayload | TermStructurePayload]],
+        smile: list[tuple[str, float, float]],
+        now: int,
+    ) -> None:
+        """Publish the skew payloads (the expiry-scope rules are checked on them: a market
+        figure, book ``*``), keep each underlying's vol level, and hand the smile vols to the
+        engine as quotes (``smile_vols``)."""
+        for key, payload in payloads:
+            self.out.publish(key, payload)
+            if isinstance(payload, TermStructurePayload):
+                level = vol_level(payload)
+                if level is not None:
+                    self._vol_levels[payload.underlying] = level
+        if not self.config.smile_vols:
+            return
+        for name, vol, forward in smile:
+            if math.isfinite(vol) and vol > 0.0 and math.isfinite(forward) and forward > 0.0:
+                self.inbox.put(
+                    Quote(
+                        instrument=name, iv=vol, underlying_price=forward, ts_event=now, ts_recv=now
+                    )
+                )
+                self.smile_quotes[name] = now
+
+    def _record_levels(self, now_ns: int, prices: list[tuple[str, float]]) -> None:
+        """The day's levels into the window of moves, and each into the history file."""
+        recorded = self.history.record_due(
+            now_ns, self.config.record_at_utc, prices, self._vol_levels
+        )
+        if self.history_file is not None:
+            for day, und, price, vol in recorded:
+                _append_line(self.history_file, f"{day},{und},{price!r},{vol or ''}")
+
+
+def _append_line(path: Path, row: str) -> None:
+    """Append ``row`` to the history file (on a line of its own); a failure is logged, the
+    level stays recorded in memory."""
+    try:
+        with path.open("a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write(row.encode() + b"\n")
+    except OSError as exc:
+        logger.warning("history level not written", extra={"path": str(path), "error": str(exc)})
+
+
+def check_hedges(risk: RiskConfig, registry: InstrumentRegistry, config_path: Path) -> None:
+    """Each hedge instrument is a future (or perpetual) or an option of its underlying.
+
+    Raises:
+        ConfigError: one is not, named by its key.
+    """
+    for und, future in risk.hedge_future.items():
+        for i, name in enumerate([future, *risk.hedge_options.get(und, [])]):
+            inst = registry.get(name)
+            where = f"hedge_future.{und}" if i == 0 else f"hedge_options.{und}[{i - 1}]"
+            want = (Kind.FUTURE, Kind.PERPETUAL) if i == 0 else (Kind.OPTION,)
+            if inst is None or inst.kind not in want or inst.underlying != und:
+                raise ConfigError(
+                    str(config_path),
+                    f"{name!r} is not a {' or '.join(want)} of {und} - at `$.risk.{where}`",
+                )
+
+
+def load_history(config: RiskConfig, config_path: Path) -> MoveHistory:
+    """The window of moves, seeded from ``risk.history`` when set.
+
+    Raises:
+        ConfigError: the file cannot be read or has a bad header or row.
+    """
+    history = MoveHistory(config.window_days)
+    path = config_relative(config.history, config_path)
+    if path is not None:
+        try:
+            history.load_csv(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), f"cannot read: {exc} - at `$.risk.history`") from exc
+        except ValueError as exc:
+            raise ConfigError(str(path), str(exc)) from exc
+    return history
