@@ -37,9 +37,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -198,6 +198,9 @@ def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
     return datetime.fromtimestamp(expiry_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_G = TypeVar("_G", bound=NamedTuple)  # a kernel's column group (engine.kernels)
+
+
 class _Columns:
     """Named 1-D (or row-major 2-D) numpy columns that grow together, amortised doubling."""
 
@@ -209,6 +212,19 @@ class _Columns:
             name: np.full((capacity, width) if width else capacity, fill, dtype=dtype)
             for name, (dtype, fill, width) in specs.items()
         }
+        self._groups: dict[type[Any], Any] = {}
+
+    def group(self, cls: type[_G]) -> _G:
+        """The columns named by the fields of ``cls`` (a kernel's column group), whole
+        capacity; the same object until the columns grow."""
+        group: _G | None = self._groups.get(cls)
+        if group is None:
+            group = self._groups[cls] = cls._make(self.arrays[f] for f in cls._fields)
+        return group
+
+    def head(self, cls: type[_G]) -> _G:
+        """As :meth:`group`, the first :attr:`n` rows only (a new object)."""
+        return cls._make(self.arrays[f][: self.n] for f in cls._fields)
 
     def append(self) -> int:
         if self.n == self.capacity:
@@ -219,6 +235,7 @@ class _Columns:
                 arr[: self.n] = old[: self.n]
                 self.arrays[name] = arr
             self.capacity = new_cap
+            self._groups.clear()
         row = self.n
         self.n += 1
         return row
@@ -278,6 +295,10 @@ _BU_SPECS: dict[str, tuple[Any, Any, int]] = {
     **_SUM_SPECS,
     "stamp": (np.int64, 0, 0),  # the last incremental cycle that touched the pair
 }
+
+_KERNEL_COLUMNS = (kernels.InstrumentColumns, kernels.PricedColumns, kernels.LotColumns)
+if {*_INST_SPECS, *_LOT_SPECS} != {f for group in _KERNEL_COLUMNS for f in group._fields}:
+    raise ImportError("engine.state's columns do not match engine.kernels' column groups")
 
 
 _SOURCE_SPECS: dict[str, tuple[Any, Any, int]] = {
@@ -573,23 +594,17 @@ class Portfolio:
     def cycle(self, now_ns: int, full: bool = False) -> set[tuple[str, str]]:
         """Reprice what changed (everything, at ``now_ns``, when ``full`` or on the first call)
         and update the sums. Returns the (book, underlying) pairs whose figures changed."""
-        g = self._groups
-        la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
-        ua, ba = self._bus.arrays, self._books.arrays
+        ia = self._inst.arrays
         pairs = self._bu_pairs
         if full or self.valuation_ns == 0:
             self.valuation_ns = now_ns
             self._dirty_inst.clear()
             self._dirty_lots.clear()
-            self._price(np.flatnonzero(ia["n_lots"][: self._inst.n]), ia)
+            self._price(np.flatnonzero(ia["n_lots"][: self._inst.n]), self._priced())
             # every sum from scratch, threaded (the result does not depend on threads)
-            n, m = self._lots.n, g.n
             kernels.lot_rebuild_parallel_kernel(
-                la["inst"][:n], la["group"][:n], la["qty"][:n], la["cost"][:n],
-                la["has_cost"][:n], ia["unit"], ia["bad"], la["contrib"][:n], ga["bu"][:m],
-                ga["book"][:m], ga["hi"][:m], ga["lo"][:m], ua["hi"], ua["lo"], ba["hi"],
-                ba["lo"],
-            )  # fmt: skip
+                self._lots.head(kernels.LotColumns), self._priced(), self._sums(self._groups.n)
+            )
             return set(pairs)
         if not (self._dirty_inst or self._dirty_lots):
             return set()
@@ -604,19 +619,11 @@ class Portfolio:
         # Many at once (an index move under a book priced off it): reprice on the thread pool.
         threaded = dirty.size >= PARALLEL_MIN_ROWS
         if threaded:
-            self._price(dirty[ia["n_lots"][dirty] > 0], ia)
-        sc, fc = self._spots.cols.arrays, self._fwds.cols.arrays
+            self._price(dirty[ia["n_lots"][dirty] > 0], self._priced())
         kernels.reprice_dirty_kernel(
-            dirty, dirty_lots, ia["n_lots"], ia["first_lot"], la["next_lot"], ia["kind"],
-            ia["black"], ia["inverse"], ia["is_call"], ia["strike"], ia["mult"],
-            ia["has_expiry"], ia["expiry_ns"], ia["r"], ia["q"], ia["spot_row"], ia["fwd_row"],
-            ia["own_px"], ia["own_ts"], ia["bid"], ia["ask"], ia["mark"], ia["iv"], sc["px"],
-            sc["ts"], fc["px"], fc["ts"], self.valuation_ns, self.stale_after_ns, ia["X"],
-            ia["T"], ia["sigma"], ia["uses_spot"], ia["uses_fwd"], ia["unit"], ia["status"],
-            ia["bad"], la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
-            la["contrib"], ga["bu"], ga["book"], ga["hi"], ga["lo"], ua["hi"], ua["lo"],
-            ba["hi"], ba["lo"], ua["stamp"], self._stamp, not threaded, touched, moved,
-            counts,
+            dirty, dirty_lots, self._inst.group(kernels.InstrumentColumns), self._market(),
+            self._priced(), self._lots.group(kernels.LotColumns), self._sums(), self._stamp,
+            not threaded, touched, moved, counts,
         )  # fmt: skip
         n_touched, n_moved = counts.tolist()
         for i in moved[:n_moved].tolist():
@@ -640,26 +647,46 @@ class Portfolio:
             else:
                 users.discard(row)
 
-    def _price(self, rows: npt.NDArray[np.int64], a: dict[str, npt.NDArray[Any]]) -> None:
+    def _priced(self) -> kernels.PricedColumns:
+        """The live columns the pricing step writes."""
+        return self._inst.group(kernels.PricedColumns)
+
+    def _market(self) -> kernels.Market:
+        """The shared prices and the valuation's clock, as the pricing kernels take them."""
+        sc, fc = self._spots.cols.arrays, self._fwds.cols.arrays
+        return kernels.Market(
+            sc["px"], sc["ts"], fc["px"], fc["ts"], self.valuation_ns, self.stale_after_ns
+        )
+
+    def _sums(self, n_groups: int | None = None) -> kernels.GroupSums:
+        """The sums of the groups (the first ``n_groups`` only, when given), of the (book,
+        underlying) pairs and of the books, as the kernels take them."""
+        ga, ua, ba = self._groups.arrays, self._bus.arrays, self._books.arrays
+        m = self._groups.capacity if n_groups is None else n_groups
+        return kernels.GroupSums(
+            group_bu=ga["bu"][:m],
+            group_book=ga["book"][:m],
+            group_hi=ga["hi"][:m],
+            group_lo=ga["lo"][:m],
+            bu_hi=ua["hi"],
+            bu_lo=ua["lo"],
+            book_hi=ba["hi"],
+            book_lo=ba["lo"],
+            bu_stamp=ua["stamp"],
+        )
+
+    def _price(self, rows: npt.NDArray[np.int64], out: kernels.PricedColumns) -> None:
         """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write
-        their unit exposures, statuses and bad flags into ``a`` (one numba pass:
+        their unit exposures, statuses and bad flags into ``out`` (one numba pass:
         :func:`engine.kernels.price_rows_kernel`)."""
         ia = self._inst.arrays
-        live = a is ia
+        live = out is self._priced()
         if live:
             was_spot = ia["uses_spot"][rows]
             was_fwd = ia["uses_fwd"][rows]
-        sc, fc = self._spots.cols, self._fwds.cols
         parallel = rows.size >= PARALLEL_MIN_ROWS
         kernel = kernels.price_rows_parallel_kernel if parallel else kernels.price_rows_kernel
-        kernel(
-            rows, ia["kind"], ia["black"], ia["inverse"], ia["is_call"], ia["strike"], ia["mult"],
-            ia["has_expiry"], ia["expiry_ns"], ia["r"], ia["q"], ia["spot_row"], ia["fwd_row"],
-            ia["own_px"], ia["own_ts"], ia["bid"], ia["ask"], ia["mark"], ia["iv"],
-            sc.arrays["px"], sc.arrays["ts"], fc.arrays["px"], fc.arrays["ts"],
-            self.valuation_ns, self.stale_after_ns, a["X"], a["T"], a["sigma"], a["uses_spot"],
-            a["uses_fwd"], a["unit"], a["status"], a["bad"],
-        )  # fmt: skip
+        kernel(rows, self._inst.group(kernels.InstrumentColumns), self._market(), out)
         if live:  # who is priced off which shared price, for dirtying on its next move
             moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
             for i in rows[moved].tolist():
@@ -680,10 +707,9 @@ class Portfolio:
         """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in new
         arrays (meaningful at ``rows`` only): the live columns are untouched."""
         scratch = {
-            name: np.empty_like(self._inst.arrays[name])
-            for name in ("X", "T", "sigma", "uses_spot", "uses_fwd", "status", "bad", "unit")
+            name: np.empty_like(self._inst.arrays[name]) for name in kernels.PricedColumns._fields
         }
-        self._price(rows, scratch)
+        self._price(rows, kernels.PricedColumns(**scratch))
         return scratch
 
     def priced(self, names: list[str]) -> Priced:
@@ -709,7 +735,7 @@ class Portfolio:
             names=list(names),
             ok=ok,
             units=scratch["unit"][at, : kernels.N_UNIT - 2] + nan[:, None],
-            positions=replace(one, T=one.T + nan, sigma=one.sigma + nan, X=one.X + nan),
+            positions=one._replace(T=one.T + nan, sigma=one.sigma + nan, X=one.X + nan),
         )
 
     def _scenario_book(
