@@ -85,6 +85,8 @@ _KIND_CODE = {
     Kind.SPOT: kernels.KIND_SPOT,
 }
 _NAN = math.nan
+_reprice_dirty = kernels.unchecked(kernels.reprice_dirty_kernel)
+"""Once per incremental cycle, with groups checked when built (kernels.check_group)."""
 FILL_IDS_KEPT = 1_000_000
 """Fill ids remembered to recognise redelivered fills (about 100 MB at most)."""
 
@@ -220,6 +222,7 @@ class _Columns:
         group: _G | None = self._groups.get(cls)
         if group is None:
             group = self._groups[cls] = cls._make(self.arrays[f] for f in cls._fields)
+            kernels.check_group(group)  # once: the hot path calls the kernels unchecked
         return group
 
     def head(self, cls: type[_G]) -> _G:
@@ -371,6 +374,9 @@ class Portfolio:
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
         self._stamp = 0  # incremental cycles so far: marks the pairs each one touched
+        # the kernels' column groups that span tables, by the state they were built from
+        self._sums_cache: tuple[tuple[int, int, int], kernels.GroupSums] | None = None
+        self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self.duplicate_fills = 0
         """Fills ignored because their ``fill_id`` was applied before (at-least-once feeds)."""
@@ -620,7 +626,7 @@ class Portfolio:
         threaded = dirty.size >= PARALLEL_MIN_ROWS
         if threaded:
             self._price(dirty[ia["n_lots"][dirty] > 0], self._priced())
-        kernels.reprice_dirty_kernel(
+        _reprice_dirty(
             dirty, dirty_lots, self._inst.group(kernels.InstrumentColumns), self._market(),
             self._priced(), self._lots.group(kernels.LotColumns), self._sums(), self._stamp,
             not threaded, touched, moved, counts,
@@ -652,28 +658,50 @@ class Portfolio:
         return self._inst.group(kernels.PricedColumns)
 
     def _market(self) -> kernels.Market:
-        """The shared prices and the valuation's clock, as the pricing kernels take them."""
-        sc, fc = self._spots.cols.arrays, self._fwds.cols.arrays
-        return kernels.Market(
-            sc["px"], sc["ts"], fc["px"], fc["ts"], self.valuation_ns, self.stale_after_ns
-        )
+        """The shared prices and the valuation's clock, as the pricing kernels take them: the
+        same object until the valuation time, the staleness limit or the prices' columns
+        change."""
+        sc, fc = self._spots.cols, self._fwds.cols
+        key = (sc.capacity, fc.capacity, self.valuation_ns, self.stale_after_ns)
+        cached = self._market_cache
+        if cached is None or cached[0] != key:
+            if cached is not None and cached[0][:2] == key[:2]:  # the same (checked) columns
+                market = cached[1]._replace(
+                    valuation_ns=self.valuation_ns, stale_after_ns=self.stale_after_ns
+                )
+            else:
+                sa, fa = sc.arrays, fc.arrays
+                market = kernels.Market(
+                    sa["px"], sa["ts"], fa["px"], fa["ts"], self.valuation_ns, self.stale_after_ns
+                )
+                kernels.check_group(market)
+            cached = self._market_cache = (key, market)
+        return cached[1]
 
     def _sums(self, n_groups: int | None = None) -> kernels.GroupSums:
         """The sums of the groups (the first ``n_groups`` only, when given), of the (book,
-        underlying) pairs and of the books, as the kernels take them."""
+        underlying) pairs and of the books, as the kernels take them; without ``n_groups``,
+        the same object until one of the three grows."""
+        key = (self._groups.capacity, self._bus.capacity, self._books.capacity)
+        if n_groups is None and self._sums_cache is not None and self._sums_cache[0] == key:
+            return self._sums_cache[1]
         ga, ua, ba = self._groups.arrays, self._bus.arrays, self._books.arrays
-        m = self._groups.capacity if n_groups is None else n_groups
-        return kernels.GroupSums(
-            group_bu=ga["bu"][:m],
-            group_book=ga["book"][:m],
-            group_hi=ga["hi"][:m],
-            group_lo=ga["lo"][:m],
+        rows = slice(n_groups)
+        sums = kernels.GroupSums(
+            group_bu=ga["bu"][rows],
+            group_book=ga["book"][rows],
+            group_hi=ga["hi"][rows],
+            group_lo=ga["lo"][rows],
             bu_hi=ua["hi"],
             bu_lo=ua["lo"],
             book_hi=ba["hi"],
             book_lo=ba["lo"],
             bu_stamp=ua["stamp"],
         )
+        if n_groups is None:
+            kernels.check_group(sums)
+            self._sums_cache = (key, sums)
+        return sums
 
     def _price(self, rows: npt.NDArray[np.int64], out: kernels.PricedColumns) -> None:
         """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write

@@ -310,3 +310,17 @@ def test_no_kernel_takes_more_than_12_parameters() -> None:
             counts[name] = len(inspect.signature(fn).parameters)
     assert "reprice_dirty_kernel" in counts
     assert {n: c for n, c in counts.items() if c > MAX_PARAMETERS} == {}
+
+
+def test_check_group_refuses_columns_the_kernels_are_not_compiled_for() -> None:
+    """The state calls reprice_dirty_kernel without numba's per-call type checks
+    (kernels.unchecked): check_group must catch a column of another dtype, rank or layout."""
+
+    def market(px: npt.NDArray[Any]) -> kernels.Market:
+        ts = np.zeros(3, dtype=np.int64)
+        return kernels.Market(px, ts, np.zeros(3), ts, 0, 1)
+
+    kernels.check_group(market(np.zeros(3)))
+    for bad in (np.zeros(3, dtype=np.float32), np.zeros((3, 1)), np.zeros(6)[::2]):
+        with pytest.raises(TypeError, match="Market"):
+            kernels.check_group(market(bad))
