@@ -19,7 +19,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
 from pathlib import Path
 
 import numba
@@ -137,12 +136,10 @@ def pm_matrix_numpy(b: ScenarioBook) -> tuple[F64, F64]:
     usd, coin = np.zeros((UNDERLYINGS, moves.size)), np.zeros((UNDERLYINGS, moves.size))
     for u in range(UNDERLYINGS):
         rows = np.flatnonzero(b.und == u)
-        sub = ScenarioBook(
-            **{f.name: getattr(b, f.name)[rows] for f in fields(b)} | {"und": np.arange(rows.size)}
-        )
+        sub = ScenarioBook._make(a[rows] for a in b)._replace(und=np.arange(rows.size))
         ret = np.repeat(np.log1p(moves)[:, None], rows.size, axis=1)
         usd[u] = scenario_pnl_numpy(sub, ret, shock[:, rows], 0.0)
-        per_coin = scenario_pnl_numpy(replace(sub, weight=sub.weight / sub.X), ret,
+        per_coin = scenario_pnl_numpy(sub._replace(weight=sub.weight / sub.X), ret,
                                       shock[:, rows], 0.0)  # fmt: skip
         coin[u] = (per_coin - moves * (sub.weight @ coin_value[rows])) / (1.0 + moves)
     return usd, coin

@@ -15,18 +15,27 @@ volatility only 4 PRICE_BELOW_INTRINSIC, 5 PRICE_ABOVE_MAX, 6 NO_CONVERGENCE.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, ForwardRef, NamedTuple, ParamSpec
 
 import numpy as np
 import numpy.typing as npt
-from numba import boolean, float64, int8, int64, njit, prange, void
+from numba import boolean, float64, int8, int64, njit, prange, typeof, types, void
 
 __all__ = [
     "GREEK_FIELDS",
     "INVERSE_FIELDS",
+    "GroupSums",
+    "InstrumentColumns",
+    "LotColumns",
+    "Market",
+    "PricedColumns",
+    "ScenarioColumns",
     "black76_kernel",
     "black76_parallel_kernel",
     "bsm_kernel",
     "bsm_parallel_kernel",
+    "check_group",
     "implied_vol_kernel",
     "implied_vol_parallel_kernel",
     "inverse_kernel",
@@ -36,6 +45,7 @@ __all__ = [
     "price_rows_parallel_kernel",
     "reprice_dirty_kernel",
     "scenario_pnl_kernel",
+    "unchecked",
 ]
 
 GREEK_FIELDS: tuple[str, ...] = (
@@ -71,6 +81,7 @@ _NAN = math.nan
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
+_P = ParamSpec("_P")
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -641,6 +652,11 @@ def implied_vol_parallel_kernel(
 # The streaming engine (engine.state) prices each instrument once per unit of position, then
 # scales by each lot's quantity into per-group sums. Both steps touch only the rows they are
 # given, so one quote costs the same however large the book.
+#
+# Their columns travel in groups: each group is a NamedTuple of arrays, declared once below, that
+# numba passes as one struct. The kernels' signatures use the groups' numba types
+# (:func:`_numba_type`, read from the annotations); engine.state stores its columns under the
+# groups' field names and hands the kernels the groups.
 
 KIND_OPTION = 0
 KIND_FUTURE = 1
@@ -673,47 +689,203 @@ LOT_FIELDS_EXTRA: tuple[str, ...] = ("n_positions", "n_stale")
 N_UNIT = len(UNIT_FIELDS)
 N_AGG = N_UNIT - 2 + 1 + len(LOT_FIELDS_EXTRA)  # 11 figures, pnl, the two counts
 
+I64 = npt.NDArray[np.int64]
+F64_2D = npt.NDArray[np.float64]
+"""A row-major 2-D block (numba ``float64[:, ::1]``); :data:`F64` is 1-D (``float64[::1]``)."""
+
+
+class InstrumentColumns(NamedTuple):
+    """What engine.state keeps per instrument (one row each) that the pricing step reads: its
+    definition, where its shared prices and lots are, and its latest own market data."""
+
+    kind: I8  # KIND_*
+    black: BoolArray  # an option on the forward (Black-76), else on spot (BSM)
+    inverse: BoolArray  # coin-settled
+    is_call: BoolArray
+    strike: F64
+    mult: F64  # contract multiplier
+    has_expiry: BoolArray
+    expiry_ns: I64
+    r: F64
+    q: F64
+    spot_row: I64  # row of its index in Market.spot_px, spot_ts
+    fwd_row: I64  # row of its (index, expiry) in Market.fwd_px, fwd_ts; -1: none
+    n_lots: I64  # lots held in it
+    first_lot: I64  # its newest lot (-1: none); the older ones follow LotColumns.next_lot
+    own_px: F64  # an option quote's underlying_price, else its own last tick
+    own_ts: I64
+    bid: F64
+    ask: F64
+    mark: F64
+    iv: F64
+
+
+class PricedColumns(NamedTuple):
+    """What the pricing step writes per instrument (one row each)."""
+
+    X: F64  # the price it is valued on: spot, or the forward
+    T: F64  # years to expiry
+    sigma: F64
+    uses_spot: BoolArray  # priced off its index
+    uses_fwd: BoolArray  # priced off its forward
+    unit: F64_2D  # (instruments, N_UNIT): exposure of one unit of position, UNIT_FIELDS
+    status: I8
+    bad: BoolArray  # unpriced or stale
+
+
+class Market(NamedTuple):
+    """The shared prices instruments are priced off, and the valuation's clock."""
+
+    spot_px: F64  # per index
+    spot_ts: I64
+    fwd_px: F64  # per (index, expiry)
+    fwd_ts: I64
+    valuation_ns: int
+    stale_after_ns: int  # an input older than this at the valuation time is stale
+
+
+class LotColumns(NamedTuple):
+    """What engine.state keeps per lot (a book's net position in one instrument)."""
+
+    inst: I64  # its instrument
+    group: I64  # its (book, underlying, expiry) group
+    qty: F64
+    cost: F64  # sum of quantity x price (inverse futures: quantity / price)
+    has_cost: BoolArray  # every fill had a price
+    next_lot: I64  # the instrument's next older lot (-1: none)
+    contrib: F64_2D  # (lots, N_AGG): its current contribution to the sums
+
+
+class GroupSums(NamedTuple):
+    """The compensated sums (high parts and compensation, (rows, N_AGG) each) of the groups,
+    of the (book, underlying) pairs and of the books, which pair and book each group is in, and
+    the incremental cycle that last touched each pair."""
+
+    group_bu: I64
+    group_book: I64
+    group_hi: F64_2D
+    group_lo: F64_2D
+    bu_hi: F64_2D
+    bu_lo: F64_2D
+    book_hi: F64_2D
+    book_lo: F64_2D
+    bu_stamp: I64
+
+
+class ScenarioColumns(NamedTuple):
+    """Positions to revalue under scenarios, one row each (:func:`scenario_pnl_kernel`)."""
+
+    kind: I8  # KIND_*
+    black: BoolArray  # an option on the forward (Black-76), else on spot (BSM)
+    inverse: BoolArray  # coin-settled (options: valued in USD all the same)
+    is_call: BoolArray
+    strike: F64
+    T: F64  # years
+    r: F64
+    q: F64
+    sigma: F64
+    X: F64  # the price the position is valued on (spot, or forward)
+    weight: F64  # quantity x contract multiplier (inverse futures: USD notional)
+    und: I64  # the position's column in the scenario moves
+
+
+_FIELD_TYPES = {
+    "I8": int8[::1],
+    "I64": int64[::1],
+    "F64": float64[::1],
+    "F64_2D": float64[:, ::1],
+    "BoolArray": boolean[::1],
+    "int": int64,
+}
+
+
+def _numba_type(cls: type[tuple[Any, ...]]) -> types.Type:
+    """The numba type of a column group (a NamedTuple class above), read from the names of
+    its fields' annotations (kept as text: ``from __future__ import annotations``)."""
+    hints = [
+        h.__forward_arg__ if isinstance(h, ForwardRef) else h for h in cls.__annotations__.values()
+    ]
+    fields = [_FIELD_TYPES[h] for h in hints]
+    # numba's type constructors carry no annotations
+    nb_type: types.Type = types.BaseTuple.from_types(fields, cls)  # type: ignore[no-untyped-call]
+    return nb_type
+
+
+def check_group(group: tuple[Any, ...]) -> None:
+    """Raise TypeError unless every column of ``group`` (an instance of a column group above)
+    has the dtype, dimensions and layout the kernels are compiled for.
+
+    Raises:
+        TypeError: a column that does not.
+    """
+    want = _numba_type(type(group))
+    got = typeof(group)  # type: ignore[no-untyped-call]  # numba carries no annotations here
+    if got != want:
+        raise TypeError(f"{type(group).__name__} columns are {got}, the kernels take {want}")
+
+
+def unchecked(kernel: Callable[_P, None]) -> Callable[_P, None]:
+    """``kernel``'s compiled code (for its one explicit signature), called without numba's
+    dispatcher, which types every argument on every call: for a column group that costs about
+    0.5 µs plus 0.05 µs a column, 5 µs for :func:`reprice_dirty_kernel`'s groups (a third of
+    an incremental cycle of one quote). The compiled code converts the arguments without
+    checking their types: pass only groups checked by :func:`check_group` (or built from
+    columns that were). Under ``NUMBA_DISABLE_JIT=1``: ``kernel`` itself."""
+    overloads = getattr(kernel, "overloads", None)
+    if overloads is None:
+        return kernel
+    (compiled,) = overloads.values()
+    entry: Callable[_P, None] = compiled.entry_point
+    return entry
+
+
+_INSTRUMENTS = _numba_type(InstrumentColumns)
+_PRICED = _numba_type(PricedColumns)
+_MARKET = _numba_type(Market)
+_LOTS = _numba_type(LotColumns)
+_SUMS = _numba_type(GroupSums)
+
 
 # inline: a call passing arrays costs a reference-count update per array, per row
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _unit_row(
-    kind: int,
-    black: bool,
-    inverse: bool,
-    is_call: bool,
-    k: float,
-    m: float,
+    contract: tuple[int, bool, bool, bool, float, float],
     x: float,
     t: float,
     r: float,
     q: float,
     v: float,
     scratch: npt.NDArray[np.float64],
-    j: int,
     unit: npt.NDArray[np.float64],
     i: int,
 ) -> int:
+    """Exposure per unit of position of a ``contract`` (kind, black, inverse, is_call, strike,
+    multiplier: instrument ``i``'s scalars, not its row of InstrumentColumns, which read inside
+    the caller's loop would cost half again as much) into ``unit[i]``, valued at ``x`` with
+    ``t`` years left, rates ``r``, ``q`` and vol ``v`` (``scratch[:, 0]``: room for the option's
+    Greeks); returns its status."""
+    kind, black, inverse, is_call, k, m = contract
     for c in range(N_UNIT):
         unit[i, c] = 0.0
     if not (math.isfinite(x) and x > 0.0 and math.isfinite(m)):
         return BAD_INPUT
     if kind == KIND_OPTION:
-        st = _gbs_row(is_call, x, k, t, r, r if black else q, v, black, scratch, j)
+        st = _gbs_row(is_call, x, k, t, r, r if black else q, v, black, scratch, 0)
         if st != OK and st != EXPIRED:
             return st
-        price = scratch[0, j]
-        delta = scratch[1, j]
-        gamma = scratch[2, j]
+        price = scratch[0, 0]
+        delta = scratch[1, 0]
+        gamma = scratch[2, 0]
         unit[i, 0] = m * delta
         unit[i, 1] = m * delta * x
         unit[i, 2] = m * (delta - price / x) if inverse else m * delta
         unit[i, 3] = m * gamma
         unit[i, 4] = m * gamma * x * x * 0.01
-        unit[i, 5] = m * scratch[3, j] * 0.01
-        unit[i, 6] = m * scratch[4, j] / 365.0
-        unit[i, 7] = m * scratch[5, j] * 0.01
-        unit[i, 8] = m * scratch[6, j] * 0.01
-        unit[i, 9] = m * scratch[7, j] * 0.0001
+        unit[i, 5] = m * scratch[3, 0] * 0.01
+        unit[i, 6] = m * scratch[4, 0] / 365.0
+        unit[i, 7] = m * scratch[5, 0] * 0.01
+        unit[i, 8] = m * scratch[6, 0] * 0.01
+        unit[i, 9] = m * scratch[7, 0] * 0.0001
         unit[i, 10] = m * price
         unit[i, 11] = m * price
         # cost is in the quote currency: coin for inverse options, converted at the forward
@@ -741,109 +913,81 @@ def _unit_row(
 _NS_PER_YEAR = 365.0 * 86_400.0 * 1e9  # engine.daycount.NS_PER_YEAR (ACT/365)
 _CHUNK = 4096  # rows per task of the threaded portfolio kernels
 
-_PRICE_ROWS_SIG = void(
-    int64[::1],  # rows to price
-    int8[::1],  # kind
-    boolean[::1],  # black
-    boolean[::1],  # inverse
-    boolean[::1],  # is_call
-    float64[::1],  # strike
-    float64[::1],  # multiplier
-    boolean[::1],  # has_expiry
-    int64[::1],  # expiry_ns
-    float64[::1],  # r
-    float64[::1],  # q
-    int64[::1],  # spot_row (into spot_px, spot_ts)
-    int64[::1],  # fwd_row (into fwd_px, fwd_ts; -1: none)
-    float64[::1],  # own_px: an option quote's underlying_price, else the own tick
-    int64[::1],  # own_ts
-    float64[::1],  # bid
-    float64[::1],  # ask
-    float64[::1],  # mark
-    float64[::1],  # iv
-    float64[::1],  # spot_px, per index
-    int64[::1],  # spot_ts
-    float64[::1],  # fwd_px, per (index, expiry)
-    int64[::1],  # fwd_ts
-    int64,  # valuation_ns
-    int64,  # stale_after_ns
-    float64[::1],  # out: X
-    float64[::1],  # out: T
-    float64[::1],  # out: sigma
-    boolean[::1],  # out: uses_spot
-    boolean[::1],  # out: uses_fwd
-    float64[:, ::1],  # out: unit (n_instruments, N_UNIT)
-    int8[::1],  # out: status
-    boolean[::1],  # out: bad (unpriced or stale)
-)
+_PRICE_ROWS_SIG = void(int64[::1], _INSTRUMENTS, _MARKET, _PRICED)
 
 
 # One call per range of rows, not per row: a call passing arrays costs a reference-count update
-# per array (here 33), and with more than 30 arguments numba cannot inline it.
+# per array.
 @njit(cache=True, nogil=True, error_model="numpy")
 def _price_range(
     start: int,
     stop: int,
     rows: npt.NDArray[np.int64],
-    kind: I8,
-    black: BoolArray,
-    inverse: BoolArray,
-    is_call: BoolArray,
-    strike: F64,
-    mult: F64,
-    has_expiry: BoolArray,
-    expiry_ns: npt.NDArray[np.int64],
-    r: F64,
-    q: F64,
-    spot_row: npt.NDArray[np.int64],
-    fwd_row: npt.NDArray[np.int64],
-    own_px: F64,
-    own_ts: npt.NDArray[np.int64],
-    bid: F64,
-    ask: F64,
-    mark: F64,
-    iv: F64,
-    spot_px: F64,
-    spot_ts: npt.NDArray[np.int64],
-    fwd_px: F64,
-    fwd_ts: npt.NDArray[np.int64],
-    valuation_ns: int,
-    stale_after_ns: int,
-    X: F64,
-    T: F64,
-    sigma: F64,
-    uses_spot: BoolArray,
-    uses_fwd: BoolArray,
-    unit: F64,
-    status: I8,
-    bad: BoolArray,
+    inst: InstrumentColumns,
+    market: Market,
+    out: PricedColumns,
     scratch: F64,
 ) -> None:
     """For ``rows[start:stop]``: each instrument's inputs from the stored market data
     (engine.state's rules), then its unit exposure (:func:`_unit_row`)."""
+    # The columns as locals: read through its group inside the loop, a column costs about half
+    # again as much (measured on a full reprice of 100k instruments).
+    kind_ = inst.kind
+    mult_ = inst.mult
+    black_ = inst.black
+    inverse_ = inst.inverse
+    is_call_ = inst.is_call
+    strike_ = inst.strike
+    has_expiry_ = inst.has_expiry
+    expiry_ns_ = inst.expiry_ns
+    r_ = inst.r
+    q_ = inst.q
+    spot_row_ = inst.spot_row
+    fwd_row_ = inst.fwd_row
+    own_px_ = inst.own_px
+    own_ts_ = inst.own_ts
+    bid_ = inst.bid
+    ask_ = inst.ask
+    mark_ = inst.mark
+    iv_ = inst.iv
+    spot_px_ = market.spot_px
+    spot_ts_ = market.spot_ts
+    fwd_px_ = market.fwd_px
+    fwd_ts_ = market.fwd_ts
+    stale_after_ns_ = market.stale_after_ns
+    X_out = out.X
+    T_out = out.T
+    sigma_out = out.sigma
+    uses_spot_out = out.uses_spot
+    uses_fwd_out = out.uses_fwd
+    unit_out = out.unit
+    status_out = out.status
+    bad_out = out.bad
+    valuation_ns = market.valuation_ns
     for j in range(start, stop):
         i = rows[j]
-        k = kind[i]
-        t = (expiry_ns[i] - valuation_ns) / _NS_PER_YEAR if has_expiry[i] else 0.0
+        k = kind_[i]
+        t = (expiry_ns_[i] - valuation_ns) / _NS_PER_YEAR if has_expiry_[i] else 0.0
         tt = max(t, 0.0)
-        ri = r[i]
-        qi = q[i]
-        s = spot_px[spot_row[i]]
-        s_ts = spot_ts[spot_row[i]]
+        ri = r_[i]
+        qi = q_[i]
+        s = spot_px_[spot_row_[i]]
+        s_ts = spot_ts_[spot_row_[i]]
         f = _NAN
         f_ts = 0
-        if fwd_row[i] >= 0:
-            f = fwd_px[fwd_row[i]]
-            f_ts = fwd_ts[fwd_row[i]]
-        own = own_px[i]
+        if fwd_row_[i] >= 0:
+            f = fwd_px_[fwd_row_[i]]
+            f_ts = fwd_ts_[fwd_row_[i]]
+        own = own_px_[i]
         has_own = math.isfinite(own) and own > 0.0
         has_fwd = math.isfinite(f) and f > 0.0
-        on_forward = black[i] or KIND_FUTURE <= k <= KIND_PERPETUAL  # futures, perpetuals
+        black = black_[i]
+        on_forward = black or KIND_FUTURE <= k <= KIND_PERPETUAL  # futures, perpetuals
         used_spot = False
         used_fwd = False
         if has_own and (on_forward or k == KIND_SPOT):
             x = own
-            input_ts = own_ts[i]
+            input_ts = own_ts_[i]
         elif on_forward and has_fwd:
             x = f
             input_ts = f_ts
@@ -858,124 +1002,49 @@ def _price_range(
             used_spot = True
         v = _NAN
         if k == KIND_OPTION:
-            input_ts = own_ts[i]  # an option's own quote is its input
-            v = iv[i]
+            input_ts = own_ts_[i]  # an option's own quote is its input
+            v = iv_[i]
             if not (math.isfinite(v) and v > 0.0):
                 # implied from the mark, else from the mid
-                px = mark[i]
+                px = mark_[i]
                 if not (math.isfinite(px) and px > 0.0):
-                    px = 0.5 * (bid[i] + ask[i])
-                fw = x if black[i] else x * math.exp((ri - qi) * tt)
-                px_usd = px * fw if inverse[i] else px
-                v, _ = _iv_row(px_usd, is_call[i], fw, strike[i], t, math.exp(-ri * tt))
-        X[i] = x
-        T[i] = t
-        sigma[i] = v
-        uses_spot[i] = used_spot
-        uses_fwd[i] = used_fwd
-        st = _unit_row(
-            k, black[i], inverse[i], is_call[i], strike[i], mult[i], x, t, ri, qi, v, scratch, 0,
-            unit, i,
-        )  # fmt: skip
-        status[i] = st
-        stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns
-        bad[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
+                    px = 0.5 * (bid_[i] + ask_[i])
+                fw = x if black else x * math.exp((ri - qi) * tt)
+                px_usd = px * fw if inverse_[i] else px
+                v, _ = _iv_row(px_usd, is_call_[i], fw, strike_[i], t, math.exp(-ri * tt))
+        X_out[i] = x
+        T_out[i] = t
+        sigma_out[i] = v
+        uses_spot_out[i] = used_spot
+        uses_fwd_out[i] = used_fwd
+        contract = (k, black, inverse_[i], is_call_[i], strike_[i], mult_[i])
+        st = _unit_row(contract, x, t, ri, qi, v, scratch, unit_out, i)
+        status_out[i] = st
+        stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns_
+        bad_out[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
 
 
 @njit(_PRICE_ROWS_SIG, cache=True, nogil=True, error_model="numpy")
 def price_rows_kernel(
-    rows: npt.NDArray[np.int64],
-    kind: I8,
-    black: BoolArray,
-    inverse: BoolArray,
-    is_call: BoolArray,
-    strike: F64,
-    mult: F64,
-    has_expiry: BoolArray,
-    expiry_ns: npt.NDArray[np.int64],
-    r: F64,
-    q: F64,
-    spot_row: npt.NDArray[np.int64],
-    fwd_row: npt.NDArray[np.int64],
-    own_px: F64,
-    own_ts: npt.NDArray[np.int64],
-    bid: F64,
-    ask: F64,
-    mark: F64,
-    iv: F64,
-    spot_px: F64,
-    spot_ts: npt.NDArray[np.int64],
-    fwd_px: F64,
-    fwd_ts: npt.NDArray[np.int64],
-    valuation_ns: int,
-    stale_after_ns: int,
-    X: F64,
-    T: F64,
-    sigma: F64,
-    uses_spot: BoolArray,
-    uses_fwd: BoolArray,
-    unit: F64,
-    status: I8,
-    bad: BoolArray,
+    rows: npt.NDArray[np.int64], inst: InstrumentColumns, market: Market, out: PricedColumns
 ) -> None:
     """Derive each row's underlying price, time to expiry and volatility from the stored
     market data, solve implied vols where the quote gives none, and write its unit exposure,
-    status and bad flag: engine.state's whole repricing step in one pass."""
-    _price_range(
-        0, rows.shape[0], rows, kind, black, inverse, is_call, strike, mult, has_expiry,
-        expiry_ns, r, q, spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px,
-        spot_ts, fwd_px, fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd,
-        unit, status, bad, np.empty((9, 1)),
-    )  # fmt: skip
+    status and bad flag into ``out``: engine.state's whole repricing step in one pass."""
+    _price_range(0, rows.shape[0], rows, inst, market, out, np.empty((9, 1)))
 
 
 @njit(_PRICE_ROWS_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
 def price_rows_parallel_kernel(
-    rows: npt.NDArray[np.int64],
-    kind: I8,
-    black: BoolArray,
-    inverse: BoolArray,
-    is_call: BoolArray,
-    strike: F64,
-    mult: F64,
-    has_expiry: BoolArray,
-    expiry_ns: npt.NDArray[np.int64],
-    r: F64,
-    q: F64,
-    spot_row: npt.NDArray[np.int64],
-    fwd_row: npt.NDArray[np.int64],
-    own_px: F64,
-    own_ts: npt.NDArray[np.int64],
-    bid: F64,
-    ask: F64,
-    mark: F64,
-    iv: F64,
-    spot_px: F64,
-    spot_ts: npt.NDArray[np.int64],
-    fwd_px: F64,
-    fwd_ts: npt.NDArray[np.int64],
-    valuation_ns: int,
-    stale_after_ns: int,
-    X: F64,
-    T: F64,
-    sigma: F64,
-    uses_spot: BoolArray,
-    uses_fwd: BoolArray,
-    unit: F64,
-    status: I8,
-    bad: BoolArray,
+    rows: npt.NDArray[np.int64], inst: InstrumentColumns, market: Market, out: PricedColumns
 ) -> None:
     """:func:`price_rows_kernel` over numba's thread pool (``prange``), in chunks of rows that
     each have their own small scratch block (a block per row would stride through memory)."""
     n = rows.shape[0]
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
-        _price_range(
-            c * _CHUNK, min(n, (c + 1) * _CHUNK), rows, kind, black, inverse, is_call, strike,
-            mult, has_expiry, expiry_ns, r, q, spot_row, fwd_row, own_px, own_ts, bid, ask,
-            mark, iv, spot_px, spot_ts, fwd_px, fwd_ts, valuation_ns, stale_after_ns, X, T,
-            sigma, uses_spot, uses_fwd, unit, status, bad, np.empty((9, 1)),
-        )  # fmt: skip
+        stop = min(n, (c + 1) * _CHUNK)
+        _price_range(c * _CHUNK, stop, rows, inst, market, out, np.empty((9, 1)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -993,21 +1062,23 @@ def _neumaier_add(hi: F64, lo: F64, g: int, c: int, x: float) -> None:
 
 # Called once per lot, not once per column: in a serial loop, each call of an inlined function
 # that takes arrays updates their reference counts (atomically), which cost 40x the arithmetic
-# when this was called per column. Threaded (prange) loops do not pay it.
+# when this was called per column. Threaded (prange) loops do not pay it. It takes the columns
+# themselves, not their groups: read through a group inside a loop, a column costs about half
+# again as much (measured on the threaded rebuild of 100k lots).
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _lot_contribution(
     lot: int,
-    lot_inst: npt.NDArray[np.int64],
+    lot_inst: I64,
     qty: F64,
     cost: F64,
     has_cost: BoolArray,
-    unit: F64,
+    unit: F64_2D,
     bad: BoolArray,
     out: F64,
 ) -> None:
     """A lot's contribution into ``out`` (N_AGG values), in the column order of ``contrib`` and
     of the sums (``engine.state.AGG_FIELDS``): quantity x each unit figure, P&L, held (1/0),
-    stale (1/0)."""
+    stale (1/0). The columns are those of LotColumns and PricedColumns."""
     n_fig = N_UNIT - 2
     i = lot_inst[lot]
     qn = qty[lot]
@@ -1022,25 +1093,11 @@ def _lot_contribution(
 _REPRICE_DIRTY_SIG = void(
     int64[::1],  # dirty instruments (held or not)
     int64[::1],  # dirty lots (changed by fills)
-    int64[::1],  # instrument -> number of lots
-    int64[::1],  # instrument -> its newest lot (-1: none)
-    int64[::1],  # lot -> the instrument's next older lot (-1: none)
-    *_PRICE_ROWS_SIG.args[1:],  # the instrument and market-data columns of price_rows_kernel
-    int64[::1],  # lot -> instrument
-    int64[::1],  # lot -> group
-    float64[::1],  # lot quantity
-    float64[::1],  # lot cost (sum of quantity x price, or quantity / price)
-    boolean[::1],  # lot has a cost (every fill had a price)
-    float64[:, ::1],  # contrib, (n_lots, N_AGG): each lot's current contribution
-    int64[::1],  # group -> (book, underlying) row
-    int64[::1],  # group -> book row
-    float64[:, ::1],  # group sums, high parts (n_groups, N_AGG)
-    float64[:, ::1],  # group sums, compensation
-    float64[:, ::1],  # (book, underlying) sums, high parts
-    float64[:, ::1],  # (book, underlying) sums, compensation
-    float64[:, ::1],  # book sums, high parts
-    float64[:, ::1],  # book sums, compensation
-    int64[::1],  # (book, underlying) row -> the last stamp it was touched under
+    _INSTRUMENTS,
+    _MARKET,
+    _PRICED,  # in/out
+    _LOTS,  # in/out: contrib
+    _SUMS,  # in/out
     int64,  # this cycle's stamp (never used before)
     boolean,  # reprice the held dirty instruments (False: the caller did, on the thread pool)
     int64[::1],  # out: the (book, underlying) rows touched (room for every row)
@@ -1053,56 +1110,11 @@ _REPRICE_DIRTY_SIG = void(
 def reprice_dirty_kernel(
     dirty: npt.NDArray[np.int64],
     dirty_lots: npt.NDArray[np.int64],
-    n_lots: npt.NDArray[np.int64],
-    first_lot: npt.NDArray[np.int64],
-    next_lot: npt.NDArray[np.int64],
-    kind: I8,
-    black: BoolArray,
-    inverse: BoolArray,
-    is_call: BoolArray,
-    strike: F64,
-    mult: F64,
-    has_expiry: BoolArray,
-    expiry_ns: npt.NDArray[np.int64],
-    r: F64,
-    q: F64,
-    spot_row: npt.NDArray[np.int64],
-    fwd_row: npt.NDArray[np.int64],
-    own_px: F64,
-    own_ts: npt.NDArray[np.int64],
-    bid: F64,
-    ask: F64,
-    mark: F64,
-    iv: F64,
-    spot_px: F64,
-    spot_ts: npt.NDArray[np.int64],
-    fwd_px: F64,
-    fwd_ts: npt.NDArray[np.int64],
-    valuation_ns: int,
-    stale_after_ns: int,
-    X: F64,
-    T: F64,
-    sigma: F64,
-    uses_spot: BoolArray,
-    uses_fwd: BoolArray,
-    unit: F64,
-    status: I8,
-    bad: BoolArray,
-    lot_inst: npt.NDArray[np.int64],
-    lot_group: npt.NDArray[np.int64],
-    qty: F64,
-    cost: F64,
-    has_cost: BoolArray,
-    contrib: F64,
-    group_bu: npt.NDArray[np.int64],
-    group_book: npt.NDArray[np.int64],
-    hi: F64,
-    lo: F64,
-    bu_hi: F64,
-    bu_lo: F64,
-    book_hi: F64,
-    book_lo: F64,
-    bu_stamp: npt.NDArray[np.int64],
+    inst: InstrumentColumns,
+    market: Market,
+    priced: PricedColumns,
+    lots: LotColumns,
+    sums: GroupSums,
     stamp: int,
     reprice: bool,
     touched: npt.NDArray[np.int64],
@@ -1115,6 +1127,9 @@ def reprice_dirty_kernel(
     compensated), listing the (book, underlying) rows touched (once each) and the instruments
     that switched
     between the index and the forward (the caller tracks who uses which shared price)."""
+    n_lots = inst.n_lots
+    uses_spot = priced.uses_spot
+    uses_fwd = priced.uses_fwd
     held = np.empty(dirty.shape[0], dtype=np.int64)
     was = np.empty(dirty.shape[0], dtype=np.int8)
     m = 0
@@ -1124,18 +1139,13 @@ def reprice_dirty_kernel(
             was[m] = uses_spot[i] + 2 * uses_fwd[i]
             m += 1
     if reprice:
-        _price_range(
-            0, m, held, kind, black, inverse, is_call, strike, mult, has_expiry, expiry_ns, r,
-            q, spot_row, fwd_row, own_px, own_ts, bid, ask, mark, iv, spot_px, spot_ts, fwd_px,
-            fwd_ts, valuation_ns, stale_after_ns, X, T, sigma, uses_spot, uses_fwd, unit,
-            status, bad, np.empty((9, 1)),
-        )  # fmt: skip
+        _price_range(0, m, held, inst, market, priced, np.empty((9, 1)))
     # Every lot to update: those on the held dirty instruments, then those fills changed. A
     # lot in both is updated twice, which is harmless: the second finds nothing changed.
     n_update = dirty_lots.shape[0]
     for j in range(m):
         n_update += n_lots[held[j]]
-    lots = np.empty(n_update, dtype=np.int64)
+    todo = np.empty(n_update, dtype=np.int64)
     k = 0
     n_moved = 0
     for j in range(m):
@@ -1143,35 +1153,43 @@ def reprice_dirty_kernel(
         if uses_spot[i] + 2 * uses_fwd[i] != was[j]:
             moved[n_moved] = i
             n_moved += 1
-        lot = first_lot[i]
+        lot = inst.first_lot[i]
         while lot >= 0:
-            lots[k] = lot
+            todo[k] = lot
             k += 1
-            lot = next_lot[lot]
-    lots[k:] = dirty_lots
+            lot = lots.next_lot[lot]
+    todo[k:] = dirty_lots
     # Move the sums of each lot's group, (book, underlying) and book from the old contribution
     # to the new one (remove old, add new), compensated; an unchanged value costs nothing.
+    lot_inst, qty, cost, has_cost, contrib = (
+        lots.inst,
+        lots.qty,
+        lots.cost,
+        lots.has_cost,
+        lots.contrib,
+    )
+    unit, bad = priced.unit, priced.bad
     new = np.empty(N_AGG)
     n_touched = 0
     for j in range(n_update):
-        lot = lots[j]
+        lot = todo[j]
         _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, new)
-        g = lot_group[lot]
-        u = group_bu[g]
-        b = group_book[g]
+        g = lots.group[lot]
+        u = sums.group_bu[g]
+        b = sums.group_book[g]
         for c in range(N_AGG):
             old = contrib[lot, c]
             if old == new[c]:
                 continue
-            _neumaier_add(hi, lo, g, c, -old)
-            _neumaier_add(hi, lo, g, c, new[c])
-            _neumaier_add(bu_hi, bu_lo, u, c, -old)
-            _neumaier_add(bu_hi, bu_lo, u, c, new[c])
-            _neumaier_add(book_hi, book_lo, b, c, -old)
-            _neumaier_add(book_hi, book_lo, b, c, new[c])
+            _neumaier_add(sums.group_hi, sums.group_lo, g, c, -old)
+            _neumaier_add(sums.group_hi, sums.group_lo, g, c, new[c])
+            _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, -old)
+            _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, new[c])
+            _neumaier_add(sums.book_hi, sums.book_lo, b, c, -old)
+            _neumaier_add(sums.book_hi, sums.book_lo, b, c, new[c])
             contrib[lot, c] = new[c]
-        if bu_stamp[u] != stamp:
-            bu_stamp[u] = stamp
+        if sums.bu_stamp[u] != stamp:
+            sums.bu_stamp[u] = stamp
             touched[n_touched] = u
             n_touched += 1
     counts[0] = n_touched
@@ -1188,53 +1206,22 @@ lots themselves."""
 
 
 @njit(
-    void(
-        int64[::1],  # lot -> instrument
-        int64[::1],  # lot -> group
-        float64[::1],  # lot quantity
-        float64[::1],  # lot cost
-        boolean[::1],  # lot has a cost
-        float64[:, ::1],  # unit
-        boolean[::1],  # bad
-        float64[:, ::1],  # contrib (n_lots, N_AGG), overwritten
-        int64[::1],  # group -> (book, underlying) row
-        int64[::1],  # group -> book row
-        float64[:, ::1],  # group sums, high parts (n_groups, N_AGG), overwritten
-        float64[:, ::1],  # group sums, compensation, overwritten
-        float64[:, ::1],  # (book, underlying) sums, high parts, overwritten
-        float64[:, ::1],  # (book, underlying) sums, compensation, overwritten
-        float64[:, ::1],  # book sums, high parts, overwritten
-        float64[:, ::1],  # book sums, compensation, overwritten
-    ),
+    void(_LOTS, _PRICED, _SUMS),
     parallel=True,
     cache=True,
     nogil=True,
     error_model="numpy",
 )
-def lot_rebuild_parallel_kernel(
-    lot_inst: npt.NDArray[np.int64],
-    lot_group: npt.NDArray[np.int64],
-    qty: F64,
-    cost: F64,
-    has_cost: BoolArray,
-    unit: F64,
-    bad: BoolArray,
-    contrib: F64,
-    group_bu: npt.NDArray[np.int64],
-    group_book: npt.NDArray[np.int64],
-    hi: F64,
-    lo: F64,
-    bu_hi: F64,
-    bu_lo: F64,
-    book_hi: F64,
-    book_lo: F64,
-) -> None:
-    """Every lot's contribution and every group's, (book, underlying)'s and book's sums from
-    scratch, over the thread pool:
+def lot_rebuild_parallel_kernel(lots: LotColumns, priced: PricedColumns, sums: GroupSums) -> None:
+    """Every lot's contribution (``lots.contrib``, overwritten) and every group's, (book,
+    underlying)'s and book's sums (overwritten; ``bu_stamp`` is left alone) from scratch, over
+    the thread pool, for every lot of ``lots`` and every group of ``sums.group_hi``:
     :data:`_REBUILD_CHUNKS` compensated partial sums over fixed ranges of lots, then merged in
     order (a compensated sum of the partial sums' high and low parts)."""
+    lot_inst, lot_group, qty, cost = lots.inst, lots.group, lots.qty, lots.cost
+    has_cost, contrib, unit, bad = lots.has_cost, lots.contrib, priced.unit, priced.bad
     n_lots = lot_inst.shape[0]
-    n_groups = hi.shape[0]
+    n_groups = sums.group_hi.shape[0]
     chunks = max(1, min(_REBUILD_CHUNKS, n_lots // _REBUILD_CHUNK_LOTS))
     part_hi = np.zeros((chunks * n_groups, N_AGG))
     part_lo = np.zeros((chunks * n_groups, N_AGG))
@@ -1246,6 +1233,9 @@ def lot_rebuild_parallel_kernel(
             _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, contrib[lot])
             for c in range(N_AGG):
                 _neumaier_add(part_hi, part_lo, g, c, contrib[lot, c])
+    hi, lo = sums.group_hi, sums.group_lo
+    bu_hi, bu_lo = sums.bu_hi, sums.bu_lo
+    book_hi, book_lo = sums.book_hi, sums.book_lo
     hi[:, :] = 0.0
     lo[:, :] = 0.0
     bu_hi[:, :] = 0.0
@@ -1253,8 +1243,8 @@ def lot_rebuild_parallel_kernel(
     book_hi[:, :] = 0.0
     book_lo[:, :] = 0.0
     for g in range(n_groups):
-        u = group_bu[g]
-        b = group_book[g]
+        u = sums.group_bu[g]
+        b = sums.group_book[g]
         for ch in range(chunks):
             row = ch * n_groups + g
             for c in range(N_AGG):
@@ -1272,18 +1262,7 @@ def lot_rebuild_parallel_kernel(
 # now. engine.risk.var holds the conventions and the typed wrapper.
 
 _SCENARIO_SIG = void(
-    int8[::1],  # kind (KIND_*)
-    boolean[::1],  # black: an option on the forward (Black-76), else on spot (BSM)
-    boolean[::1],  # inverse: coin-settled (options: valued in USD all the same)
-    boolean[::1],  # is_call
-    float64[::1],  # strike
-    float64[::1],  # T, years
-    float64[::1],  # r
-    float64[::1],  # q
-    float64[::1],  # sigma
-    float64[::1],  # X: the price the position is valued on (spot, or forward)
-    float64[::1],  # weight: quantity x contract multiplier
-    int64[::1],  # und: the position's column in ret and dvol
+    _numba_type(ScenarioColumns),
     float64[:, ::1],  # ret: log-return, (scenarios, underlyings)
     float64[:, ::1],  # dvol: relative vol move, (scenarios, underlyings)
     float64,  # horizon, years
@@ -1295,63 +1274,39 @@ _VOL_FLOOR = 0.01  # a scenario's vol is at least 1 % of the vol now
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _scenario_value(
-    kind: int,
-    black: bool,
-    inverse: bool,
-    is_call: bool,
-    k: float,
-    t: float,
-    r: float,
-    q: float,
-    v: float,
-    x: float,
-    log_xk: float,
-    x0: float,
+    book: ScenarioColumns, i: int, t: float, v: float, x: float, log_xk: float
 ) -> float:
-    """USD value per unit of weight at price ``x`` (``log_xk`` = ln(x/k); ``x0``: the price
-    now). Options: the model's USD price (a coin-settled option's coin premium x F is its
-    Black-76 USD price); linear futures and spot: ``x``; inverse futures (weight = USD
-    notional): ``x / x0``."""
+    """Position ``i``'s USD value per unit of weight at price ``x`` (``log_xk`` = ln(x/k)),
+    ``t`` years to expiry and vol ``v``. Options: the model's USD price (a coin-settled
+    option's coin premium x F is its Black-76 USD price); linear futures and spot: ``x``;
+    inverse futures (weight = USD notional): ``x`` over the price now."""
+    kind = book.kind[i]
     if kind == KIND_OPTION:
-        return _gbs_price(is_call, x, k, log_xk, t, r, r if black else q, v)
-    if inverse and kind != KIND_SPOT:
+        r = book.r[i]
+        q = r if book.black[i] else book.q[i]
+        return _gbs_price(book.is_call[i], x, book.strike[i], log_xk, t, r, q, v)
+    if book.inverse[i] and kind != KIND_SPOT:
+        x0: float = book.X[i]
         return x / x0
     return x
 
 
 @njit(_SCENARIO_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
 def scenario_pnl_kernel(
-    kind: I8,
-    black: BoolArray,
-    inverse: BoolArray,
-    is_call: BoolArray,
-    strike: F64,
-    T: F64,
-    r: F64,
-    q: F64,
-    sigma: F64,
-    X: F64,
-    weight: F64,
-    und: npt.NDArray[np.int64],
-    ret: F64,
-    dvol: F64,
-    horizon: float,
-    value: F64,
-    pnl: F64,
+    book: ScenarioColumns, ret: F64, dvol: F64, horizon: float, value: F64, pnl: F64
 ) -> None:
     """Each scenario's P&L: the sum over positions of weight x (value at X e^ret, vol
     sigma (1 + dvol), floored at 1 % of sigma, and T - horizon) minus weight x value now.
     A position that cannot be valued now (value NaN) is left out of every scenario."""
-    n = kind.shape[0]
+    n = book.kind.shape[0]
+    X = book.X
+    sigma = book.sigma
     log_xk = np.zeros(n)  # ln(X/K) of each option now; a scenario adds its log-return
     for i in range(n):
-        if kind[i] == KIND_OPTION and X[i] > 0.0 and strike[i] > 0.0:
-            log_xk[i] = _log_ratio(X[i], strike[i])
-        value[i] = _scenario_value(
-            kind[i], black[i], inverse[i], is_call[i], strike[i], T[i], r[i], q[i], sigma[i],
-            X[i], log_xk[i], X[i],
-        )  # fmt: skip
-    later = np.maximum(T - horizon, 0.0)
+        if book.kind[i] == KIND_OPTION and X[i] > 0.0 and book.strike[i] > 0.0:
+            log_xk[i] = _log_ratio(X[i], book.strike[i])
+        value[i] = _scenario_value(book, i, book.T[i], sigma[i], X[i], log_xk[i])
+    later = np.maximum(book.T - horizon, 0.0)
     n_und = ret.shape[1]
     for s in prange(ret.shape[0]):
         growth = np.empty(n_und)  # per underlying, once per scenario rather than per position
@@ -1363,10 +1318,10 @@ def scenario_pnl_kernel(
         for i in range(n):
             if not math.isfinite(value[i]):
                 continue
-            u = und[i]
+            u = book.und[i]
             moved = _scenario_value(
-                kind[i], black[i], inverse[i], is_call[i], strike[i], later[i], r[i], q[i],
-                sigma[i] * vol_factor[u], X[i] * growth[u], log_xk[i] + ret[s, u], X[i],
+                book, i, later[i], sigma[i] * vol_factor[u], X[i] * growth[u],
+                log_xk[i] + ret[s, u],
             )  # fmt: skip
-            total += weight[i] * (moved - value[i])
+            total += book.weight[i] * (moved - value[i])
         pnl[s] = total

@@ -37,9 +37,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -85,6 +85,8 @@ _KIND_CODE = {
     Kind.SPOT: kernels.KIND_SPOT,
 }
 _NAN = math.nan
+_reprice_dirty = kernels.unchecked(kernels.reprice_dirty_kernel)
+"""Once per incremental cycle, with groups checked when built (kernels.check_group)."""
 FILL_IDS_KEPT = 1_000_000
 """Fill ids remembered to recognise redelivered fills (about 100 MB at most)."""
 
@@ -198,6 +200,9 @@ def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
     return datetime.fromtimestamp(expiry_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_G = TypeVar("_G", bound=NamedTuple)  # a kernel's column group (engine.kernels)
+
+
 class _Columns:
     """Named 1-D (or row-major 2-D) numpy columns that grow together, amortised doubling."""
 
@@ -209,6 +214,20 @@ class _Columns:
             name: np.full((capacity, width) if width else capacity, fill, dtype=dtype)
             for name, (dtype, fill, width) in specs.items()
         }
+        self._groups: dict[type[Any], Any] = {}
+
+    def group(self, cls: type[_G]) -> _G:
+        """The columns named by the fields of ``cls`` (a kernel's column group), whole
+        capacity; the same object until the columns grow."""
+        group: _G | None = self._groups.get(cls)
+        if group is None:
+            group = self._groups[cls] = cls._make(self.arrays[f] for f in cls._fields)
+            kernels.check_group(group)  # once: the hot path calls the kernels unchecked
+        return group
+
+    def head(self, cls: type[_G]) -> _G:
+        """As :meth:`group`, the first :attr:`n` rows only (a new object)."""
+        return cls._make(self.arrays[f][: self.n] for f in cls._fields)
 
     def append(self) -> int:
         if self.n == self.capacity:
@@ -219,6 +238,7 @@ class _Columns:
                 arr[: self.n] = old[: self.n]
                 self.arrays[name] = arr
             self.capacity = new_cap
+            self._groups.clear()
         row = self.n
         self.n += 1
         return row
@@ -278,6 +298,10 @@ _BU_SPECS: dict[str, tuple[Any, Any, int]] = {
     **_SUM_SPECS,
     "stamp": (np.int64, 0, 0),  # the last incremental cycle that touched the pair
 }
+
+_KERNEL_COLUMNS = (kernels.InstrumentColumns, kernels.PricedColumns, kernels.LotColumns)
+if {*_INST_SPECS, *_LOT_SPECS} != {f for group in _KERNEL_COLUMNS for f in group._fields}:
+    raise ImportError("engine.state's columns do not match engine.kernels' column groups")
 
 
 _SOURCE_SPECS: dict[str, tuple[Any, Any, int]] = {
@@ -350,6 +374,9 @@ class Portfolio:
         self._dirty_inst: set[int] = set()
         self._dirty_lots: set[int] = set()
         self._stamp = 0  # incremental cycles so far: marks the pairs each one touched
+        # the kernels' column groups that span tables, by the state they were built from
+        self._sums_cache: tuple[tuple[int, int, int], kernels.GroupSums] | None = None
+        self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self.duplicate_fills = 0
         """Fills ignored because their ``fill_id`` was applied before (at-least-once feeds)."""
@@ -573,23 +600,17 @@ class Portfolio:
     def cycle(self, now_ns: int, full: bool = False) -> set[tuple[str, str]]:
         """Reprice what changed (everything, at ``now_ns``, when ``full`` or on the first call)
         and update the sums. Returns the (book, underlying) pairs whose figures changed."""
-        g = self._groups
-        la, ia, ga = self._lots.arrays, self._inst.arrays, g.arrays
-        ua, ba = self._bus.arrays, self._books.arrays
+        ia = self._inst.arrays
         pairs = self._bu_pairs
         if full or self.valuation_ns == 0:
             self.valuation_ns = now_ns
             self._dirty_inst.clear()
             self._dirty_lots.clear()
-            self._price(np.flatnonzero(ia["n_lots"][: self._inst.n]), ia)
+            self._price(np.flatnonzero(ia["n_lots"][: self._inst.n]), self._priced())
             # every sum from scratch, threaded (the result does not depend on threads)
-            n, m = self._lots.n, g.n
             kernels.lot_rebuild_parallel_kernel(
-                la["inst"][:n], la["group"][:n], la["qty"][:n], la["cost"][:n],
-                la["has_cost"][:n], ia["unit"], ia["bad"], la["contrib"][:n], ga["bu"][:m],
-                ga["book"][:m], ga["hi"][:m], ga["lo"][:m], ua["hi"], ua["lo"], ba["hi"],
-                ba["lo"],
-            )  # fmt: skip
+                self._lots.head(kernels.LotColumns), self._priced(), self._sums(self._groups.n)
+            )
             return set(pairs)
         if not (self._dirty_inst or self._dirty_lots):
             return set()
@@ -604,19 +625,11 @@ class Portfolio:
         # Many at once (an index move under a book priced off it): reprice on the thread pool.
         threaded = dirty.size >= PARALLEL_MIN_ROWS
         if threaded:
-            self._price(dirty[ia["n_lots"][dirty] > 0], ia)
-        sc, fc = self._spots.cols.arrays, self._fwds.cols.arrays
-        kernels.reprice_dirty_kernel(
-            dirty, dirty_lots, ia["n_lots"], ia["first_lot"], la["next_lot"], ia["kind"],
-            ia["black"], ia["inverse"], ia["is_call"], ia["strike"], ia["mult"],
-            ia["has_expiry"], ia["expiry_ns"], ia["r"], ia["q"], ia["spot_row"], ia["fwd_row"],
-            ia["own_px"], ia["own_ts"], ia["bid"], ia["ask"], ia["mark"], ia["iv"], sc["px"],
-            sc["ts"], fc["px"], fc["ts"], self.valuation_ns, self.stale_after_ns, ia["X"],
-            ia["T"], ia["sigma"], ia["uses_spot"], ia["uses_fwd"], ia["unit"], ia["status"],
-            ia["bad"], la["inst"], la["group"], la["qty"], la["cost"], la["has_cost"],
-            la["contrib"], ga["bu"], ga["book"], ga["hi"], ga["lo"], ua["hi"], ua["lo"],
-            ba["hi"], ba["lo"], ua["stamp"], self._stamp, not threaded, touched, moved,
-            counts,
+            self._price(dirty[ia["n_lots"][dirty] > 0], self._priced())
+        _reprice_dirty(
+            dirty, dirty_lots, self._inst.group(kernels.InstrumentColumns), self._market(),
+            self._priced(), self._lots.group(kernels.LotColumns), self._sums(), self._stamp,
+            not threaded, touched, moved, counts,
         )  # fmt: skip
         n_touched, n_moved = counts.tolist()
         for i in moved[:n_moved].tolist():
@@ -640,26 +653,68 @@ class Portfolio:
             else:
                 users.discard(row)
 
-    def _price(self, rows: npt.NDArray[np.int64], a: dict[str, npt.NDArray[Any]]) -> None:
+    def _priced(self) -> kernels.PricedColumns:
+        """The live columns the pricing step writes."""
+        return self._inst.group(kernels.PricedColumns)
+
+    def _market(self) -> kernels.Market:
+        """The shared prices and the valuation's clock, as the pricing kernels take them: the
+        same object until the valuation time, the staleness limit or the prices' columns
+        change."""
+        sc, fc = self._spots.cols, self._fwds.cols
+        key = (sc.capacity, fc.capacity, self.valuation_ns, self.stale_after_ns)
+        cached = self._market_cache
+        if cached is None or cached[0] != key:
+            if cached is not None and cached[0][:2] == key[:2]:  # the same (checked) columns
+                market = cached[1]._replace(
+                    valuation_ns=self.valuation_ns, stale_after_ns=self.stale_after_ns
+                )
+            else:
+                sa, fa = sc.arrays, fc.arrays
+                market = kernels.Market(
+                    sa["px"], sa["ts"], fa["px"], fa["ts"], self.valuation_ns, self.stale_after_ns
+                )
+                kernels.check_group(market)
+            cached = self._market_cache = (key, market)
+        return cached[1]
+
+    def _sums(self, n_groups: int | None = None) -> kernels.GroupSums:
+        """The sums of the groups (the first ``n_groups`` only, when given), of the (book,
+        underlying) pairs and of the books, as the kernels take them; without ``n_groups``,
+        the same object until one of the three grows."""
+        key = (self._groups.capacity, self._bus.capacity, self._books.capacity)
+        if n_groups is None and self._sums_cache is not None and self._sums_cache[0] == key:
+            return self._sums_cache[1]
+        ga, ua, ba = self._groups.arrays, self._bus.arrays, self._books.arrays
+        rows = slice(n_groups)
+        sums = kernels.GroupSums(
+            group_bu=ga["bu"][rows],
+            group_book=ga["book"][rows],
+            group_hi=ga["hi"][rows],
+            group_lo=ga["lo"][rows],
+            bu_hi=ua["hi"],
+            bu_lo=ua["lo"],
+            book_hi=ba["hi"],
+            book_lo=ba["lo"],
+            bu_stamp=ua["stamp"],
+        )
+        if n_groups is None:
+            kernels.check_group(sums)
+            self._sums_cache = (key, sums)
+        return sums
+
+    def _price(self, rows: npt.NDArray[np.int64], out: kernels.PricedColumns) -> None:
         """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write
-        their unit exposures, statuses and bad flags into ``a`` (one numba pass:
+        their unit exposures, statuses and bad flags into ``out`` (one numba pass:
         :func:`engine.kernels.price_rows_kernel`)."""
         ia = self._inst.arrays
-        live = a is ia
+        live = out is self._priced()
         if live:
             was_spot = ia["uses_spot"][rows]
             was_fwd = ia["uses_fwd"][rows]
-        sc, fc = self._spots.cols, self._fwds.cols
         parallel = rows.size >= PARALLEL_MIN_ROWS
         kernel = kernels.price_rows_parallel_kernel if parallel else kernels.price_rows_kernel
-        kernel(
-            rows, ia["kind"], ia["black"], ia["inverse"], ia["is_call"], ia["strike"], ia["mult"],
-            ia["has_expiry"], ia["expiry_ns"], ia["r"], ia["q"], ia["spot_row"], ia["fwd_row"],
-            ia["own_px"], ia["own_ts"], ia["bid"], ia["ask"], ia["mark"], ia["iv"],
-            sc.arrays["px"], sc.arrays["ts"], fc.arrays["px"], fc.arrays["ts"],
-            self.valuation_ns, self.stale_after_ns, a["X"], a["T"], a["sigma"], a["uses_spot"],
-            a["uses_fwd"], a["unit"], a["status"], a["bad"],
-        )  # fmt: skip
+        kernel(rows, self._inst.group(kernels.InstrumentColumns), self._market(), out)
         if live:  # who is priced off which shared price, for dirtying on its next move
             moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
             for i in rows[moved].tolist():
@@ -680,10 +735,9 @@ class Portfolio:
         """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in new
         arrays (meaningful at ``rows`` only): the live columns are untouched."""
         scratch = {
-            name: np.empty_like(self._inst.arrays[name])
-            for name in ("X", "T", "sigma", "uses_spot", "uses_fwd", "status", "bad", "unit")
+            name: np.empty_like(self._inst.arrays[name]) for name in kernels.PricedColumns._fields
         }
-        self._price(rows, scratch)
+        self._price(rows, kernels.PricedColumns(**scratch))
         return scratch
 
     def priced(self, names: list[str]) -> Priced:
@@ -709,7 +763,7 @@ class Portfolio:
             names=list(names),
             ok=ok,
             units=scratch["unit"][at, : kernels.N_UNIT - 2] + nan[:, None],
-            positions=replace(one, T=one.T + nan, sigma=one.sigma + nan, X=one.X + nan),
+            positions=one._replace(T=one.T + nan, sigma=one.sigma + nan, X=one.X + nan),
         )
 
     def _scenario_book(

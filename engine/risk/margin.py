@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 import numpy as np
@@ -313,8 +313,9 @@ def _pnl_by_underlying(
     excluded = [np.zeros(0, dtype=np.int64)]
     for u in range(n):
         rows = np.flatnonzero(book.und == u)
-        cols = {f.name: getattr(book, f.name)[rows] for f in fields(book)}
-        sub = ScenarioBook(**{**cols, "und": np.arange(rows.size, dtype=np.int64)})
+        sub = ScenarioBook._make(a[rows] for a in book)._replace(
+            und=np.arange(rows.size, dtype=np.int64)
+        )
         res = scenario_pnl(sub, ret[:, rows], dvol[:, rows], horizon_days)
         pnl[u] = res.pnl
         excluded.append(rows[res.excluded])
@@ -450,7 +451,7 @@ def deribit_portfolio_margin(
     value, delta, _ = _exposure(book)
     value[excluded] = delta[excluded] = 0.0
     w_coin = np.divide(book.weight, book.X, out=np.zeros_like(book.X), where=book.X > 0.0)
-    coin, _ = _pnl_by_underlying(replace(book, weight=w_coin), n, ret, dvol, 0.0)
+    coin, _ = _pnl_by_underlying(book._replace(weight=w_coin), n, ret, dvol, 0.0)
     coin = (coin - m * _sums(und, w_coin * value, n)[:, None]) / (1.0 + m)
 
     d = book.weight * delta  # each position's delta, units of the underlying

@@ -691,9 +691,7 @@ def strategy_payload(
         cost_usd = h.cost * (float(X[0]) if h.coin else 1.0)  # coin valued at the forward
         pnl = float(greeks[_MARKET_VALUE]) - cost_usd if h.has_cost else None
         ratios = np.array([leg.ratio for leg in strategy.legs])
-        book = dataclasses.replace(
-            legs.positions, weight=legs.positions.weight * ratios * h.quantity
-        )
+        book = legs.positions._replace(weight=legs.positions.weight * ratios * h.quantity)
         pm = margin.deribit_portfolio_margin(book, [index_price], cfg.pm_params(first.underlying))
         margin_im = float(pm.margin.initial_usd[0])
         margin_mm = float(pm.margin.maintenance_usd[0])

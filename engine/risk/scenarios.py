@@ -23,6 +23,13 @@ __all__ = ["ScenarioBook", "ScenarioPnL", "scenario_pnl"]
 FloatArray = npt.NDArray[np.float64]
 
 
+def _check_book(book: ScenarioBook) -> None:
+    n = book.kind.shape[0] if isinstance(book.kind, np.ndarray) else -1
+    for name, a in zip(book._fields, book, strict=True):
+        if not isinstance(a, np.ndarray) or a.shape != (n,) or not a.flags.c_contiguous:
+            raise ValueError(f"ScenarioBook.{name} must be a C-contiguous 1-D array of {n}")
+
+
 @dataclass(frozen=True, slots=True)
 class ScenarioPnL:
     """P&L per scenario (USD) and the positions left out because they cannot be valued now
@@ -44,6 +51,7 @@ def scenario_pnl(
             becomes sigma (1 + dvol), at least 1 % of sigma.
         horizon_days: calendar days the scenario's date lies ahead (options decay by it).
     """
+    _check_book(book)
     r = np.ascontiguousarray(ret, dtype=np.float64)
     v = np.ascontiguousarray(dvol, dtype=np.float64)
     if r.ndim != 2 or v.shape != r.shape:
@@ -56,9 +64,5 @@ def scenario_pnl(
         raise ValueError(f"horizon_days must be >= 0, got {horizon_days!r}")
     value = np.empty(book.kind.shape[0])
     pnl = np.empty(r.shape[0])
-    kernels.scenario_pnl_kernel(
-        book.kind, book.black, book.inverse, book.is_call, book.strike, book.T, book.r, book.q,
-        book.sigma, book.X, book.weight, book.und, r, v, horizon_days / DAYS_PER_YEAR, value,
-        pnl,
-    )  # fmt: skip
+    kernels.scenario_pnl_kernel(book, r, v, horizon_days / DAYS_PER_YEAR, value, pnl)
     return ScenarioPnL(pnl=pnl, excluded=np.flatnonzero(~np.isfinite(value)))

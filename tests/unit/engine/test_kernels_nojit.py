@@ -10,6 +10,7 @@ and each status branch does the right thing, not accuracy over the whole domain
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import types
 from collections.abc import Callable
@@ -294,3 +295,32 @@ def test_implied_vol_kernel_first_guess_stays_in_domain() -> None:
     )
     assert status[0] == Status.OK
     assert_allclose(sigma, [row.sigma], rtol=1e-12, atol=0)
+
+
+MAX_PARAMETERS = 12
+
+
+def test_no_kernel_takes_more_than_12_parameters() -> None:
+    """Kernels take grouped columns (engine.kernels' NamedTuples), not loose arrays: every
+    function of engine.kernels, compiled or not, takes at most MAX_PARAMETERS."""
+    counts = {}
+    for name, obj in vars(kernels).items():
+        fn = getattr(obj, "py_func", obj)  # a numba dispatcher's Python function
+        if inspect.isfunction(fn) and fn.__module__ == kernels.__name__:
+            counts[name] = len(inspect.signature(fn).parameters)
+    assert "reprice_dirty_kernel" in counts
+    assert {n: c for n, c in counts.items() if c > MAX_PARAMETERS} == {}
+
+
+def test_check_group_refuses_columns_the_kernels_are_not_compiled_for() -> None:
+    """The state calls reprice_dirty_kernel without numba's per-call type checks
+    (kernels.unchecked): check_group must catch a column of another dtype, rank or layout."""
+
+    def market(px: npt.NDArray[Any]) -> kernels.Market:
+        ts = np.zeros(3, dtype=np.int64)
+        return kernels.Market(px, ts, np.zeros(3), ts, 0, 1)
+
+    kernels.check_group(market(np.zeros(3)))
+    for bad in (np.zeros(3, dtype=np.float32), np.zeros((3, 1)), np.zeros(6)[::2]):
+        with pytest.raises(TypeError, match="Market"):
+            kernels.check_group(market(bad))

@@ -62,10 +62,39 @@ def _rebuild(b: Book) -> tuple[F64, F64, F64, F64]:
     contrib = np.full((b.qty.shape[0], kernels.N_AGG), np.nan)
     rows = (b.group_bu.shape[0],) * 2 + (b.n_bu,) * 2 + (b.n_books,) * 2
     sums = [np.full((n, kernels.N_AGG), np.nan) for n in rows]
-    kernels.lot_rebuild_parallel_kernel(
-        b.inst, b.group, b.qty, b.cost, b.has_cost, b.unit, b.bad, contrib, b.group_bu,
-        b.group_book, *sums,
-    )  # fmt: skip
+    n_inst = b.unit.shape[0]
+    lots = kernels.LotColumns(
+        inst=b.inst,
+        group=b.group,
+        qty=b.qty,
+        cost=b.cost,
+        has_cost=b.has_cost,
+        next_lot=np.full(b.inst.shape[0], -1, dtype=np.int64),
+        contrib=contrib,
+    )
+    priced = kernels.PricedColumns(
+        X=np.full(n_inst, np.nan),
+        T=np.full(n_inst, np.nan),
+        sigma=np.full(n_inst, np.nan),
+        uses_spot=np.zeros(n_inst, dtype=np.bool_),
+        uses_fwd=np.zeros(n_inst, dtype=np.bool_),
+        unit=b.unit,
+        status=np.zeros(n_inst, dtype=np.int8),
+        bad=b.bad,
+    )
+    group_hi, group_lo, bu_hi, bu_lo, book_hi, book_lo = sums
+    group_sums = kernels.GroupSums(
+        group_bu=b.group_bu,
+        group_book=b.group_book,
+        group_hi=group_hi,
+        group_lo=group_lo,
+        bu_hi=bu_hi,
+        bu_lo=bu_lo,
+        book_hi=book_hi,
+        book_lo=book_lo,
+        bu_stamp=np.zeros(b.n_bu, dtype=np.int64),
+    )
+    kernels.lot_rebuild_parallel_kernel(lots, priced, group_sums)
     return contrib, sums[0] + sums[1], sums[2] + sums[3], sums[4] + sums[5]
 
 

@@ -488,7 +488,7 @@ def test_strategy_payload_sums_its_legs_and_prices_its_payoff() -> None:
     X = legs.positions.X
     assert got["pnl"] == pytest.approx(got["market_value"] - 2.0 * 0.03 * X[0], rel=1e-12)
     assert got["cost_currency"] == "coin"
-    book = replace(legs.positions, weight=legs.positions.weight * ratios * 2.0)
+    book = legs.positions._replace(weight=legs.positions.weight * ratios * 2.0)
     pm = margin.deribit_portfolio_margin(book, [60_000.0])
     assert got["margin_im"] == pytest.approx(float(pm.margin.initial_usd[0]), rel=1e-12)
     # the payoff of one spread bought at the model's prices now, times 2
