@@ -120,13 +120,11 @@ def build(
         config_path=config_path,
     )
     history = load_history(config.risk, config_path)
-
     inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal)
     stop = asyncio.Event()
     intake = Intake(feeds, registry, inbox, on_end=stop.set)
     valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
-    monitor: Monitor | None = None
-    sink = RedisSink(config.redis, clock, status=lambda: _required(monitor).status())
+    sink = RedisSink(config.redis, clock)
     out = Publisher(sink, AlertEngine(config.alerts))
     histograms = CycleHistograms() if config.http.address else None
     engine = EngineLoop(
@@ -141,14 +139,13 @@ def build(
         valuing,
         histograms,
     )
-    history_file = config_relative(config.risk.history, config_path)
     risk = RiskTask(
         config.risk,
         portfolio,
         registry,
         strategies,
         history,
-        history_file,
+        config_relative(config.risk.history, config_path),
         out,
         inbox,
         clock,
@@ -169,6 +166,7 @@ def build(
         clock,
         valuing,
     )
+    sink.status = monitor.status  # the heartbeat's engine counters
     daemon = Daemon(
         config,
         clock,
@@ -198,13 +196,6 @@ def build(
             "journal replayed", extra={"fills": len(journaled) - settled, "settlements": settled}
         )
     return daemon
-
-
-def _required(monitor: Monitor | None) -> Monitor:
-    """The monitor, built after the sink whose heartbeat reads it."""
-    if monitor is None:
-        raise AssertionError("the heartbeat ran before build() finished")
-    return monitor
 
 
 async def run(daemon: Daemon, *, duration_s: float | None = None, view: bool = False) -> int:

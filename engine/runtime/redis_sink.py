@@ -52,7 +52,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
@@ -77,11 +76,11 @@ from engine.outputs import (
     EngineStatus,
     Heartbeat,
     Payload,
-    decode_alert,
     encode,
     encode_heartbeat,
 )
 from engine.retry import Backoff, Failure
+from engine.runtime.alert_queue import AlertQueue
 from engine.runtime.clock import MonotonicClock
 
 __all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
@@ -185,7 +184,7 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         heartbeat_interval_s: how often the heartbeat key is written.
         heartbeat_ttl_s: its time to live; more than ``heartbeat_interval_s``, so it expires
             only when the daemon (or its link to Redis) stops.
-        timeout_s: the limit on every network wait (connect, pipeline, ping, close).
+        timeout_s: the limit on every network wait (connect, pipeline, close).
         backoff_initial_s: first reconnection delay (capped, jittered, exponential).
         backoff_max_s: the cap of the reconnection delay.
         alert_queue: alert transitions held while Redis is away; beyond, the oldest is dropped.
@@ -369,8 +368,6 @@ class RedisSink:
     """
 
     __slots__ = (
-        "_active",
-        "_alert_seq",
         "_alerts",
         "_backoff",
         "_client",
@@ -378,7 +375,6 @@ class RedisSink:
         "_closed",
         "_config",
         "_ever_connected",
-        "_families",
         "_heartbeat_interval_ns",
         "_heartbeat_ttl_ms",
         "_inflight_resync",
@@ -391,10 +387,10 @@ class RedisSink:
         "_predecessor_read",
         "_resync",
         "_run_id",
-        "_status",
         "_token",
         "_wake",
         "stats",
+        "status",
     )
 
     def __init__(
@@ -408,32 +404,15 @@ class RedisSink:
         self._config = config
         self._clock = clock
         self._pacing: Clock = pacing if pacing is not None else MonotonicClock()
-        self._status = status
+        self.status = status
+        """Called for each heartbeat: the engine's counters, first in its payload."""
         self.stats = SinkStats()
-        p = config.prefix
-        self._families: dict[str, tuple[str, str, str]] = {
-            f: (
-                f"{p}:{f}",
-                f"{p}:{f}:stream",
-                f"{p}:snapshot" if f == "exposure" else f"{p}:{f}:snapshot",
-            )
-            for f in FAMILIES
-        }
-        self._keys = _Keys(
-            alerts=f"{p}:alerts",
-            alerts_stream=f"{p}:alerts:stream",
-            active=f"{p}:alerts:active",
-            active_tmp=f"{p}:alerts:active:rebuild",
-            heartbeat=f"{p}:heartbeat",
-            writer=f"{p}:writer",
-        )
+        self._keys = _Keys.under(config.prefix)
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
         self._pending: dict[tuple[str, str], Payload] = {}  # (family, key) -> payload
         self._latest: dict[tuple[str, str], bytes] = {}  # the last written, to re-publish
-        self._alerts: deque[tuple[int, AlertPayload]] = deque()
-        self._alert_seq = 0
-        self._active: dict[str, AlertPayload] = {}  # alert id -> latest raised payload
+        self._alerts = AlertQueue(config.alert_queue)
         self._resync = True  # rebuild the active hash on the first connection too
         self._token = secrets.token_hex(8).encode()  # in {p}:writer once every key is written
         self._run_id: str | None = None  # the server's, as the last new connection found it
@@ -483,17 +462,9 @@ class RedisSink:
         Args:
             payload: the transition, as made by :class:`engine.alerts.AlertEngine`.
         """
-        alerts = self._alerts
-        if len(alerts) >= self._config.alert_queue:
-            alerts.popleft()
-            self.stats.dropped_alerts += 1
-        self._alert_seq += 1
-        alerts.append((self._alert_seq, payload))
-        self.stats.queued_alerts = len(alerts)
-        if payload.state == "raised":
-            self._active[payload.id] = payload
-        else:
-            self._active.pop(payload.id, None)
+        self._alerts.add(payload)
+        self.stats.dropped_alerts = self._alerts.dropped
+        self.stats.queued_alerts = len(self._alerts)
         self._wake.set()
 
     # ------------------------------------------------------------------ runtime
@@ -555,18 +526,6 @@ class RedisSink:
             await self._write(force=True)
         except _RetryableWriteError as exc:
             raise exc.error from exc.__cause__
-
-    async def ping(self) -> bool:
-        """Readiness probe: whether Redis answers a PING within ``timeout_s``."""
-        if self._closed:
-            return False
-        try:
-            async with asyncio.timeout(self._config.timeout_s):
-                return bool(await self._client.ping())
-        except Exception as exc:
-            if classify(exc, self._config.url) is None:
-                raise
-            return False
 
     async def aclose(self) -> None:
         """Close the connections (call after :meth:`flush`); the sink writes no more. Errors
@@ -642,7 +601,10 @@ class RedisSink:
             try:
                 if not self._predecessor_read:
                     async with asyncio.timeout(self._config.timeout_s):
-                        self._end_predecessor_alerts(await self._client.hgetall(self._keys.active))
+                        left = await self._client.hgetall(self._keys.active)
+                    self._alerts.end_predecessors(left, self._clock.now_ns())
+                    self.stats.queued_alerts = len(self._alerts)
+                    self._predecessor_read = True
                 pipe = self._client.pipeline(transaction=False)
                 batch = self._build(pipe, now_ns, force=force)
                 self._inflight_resync = batch.resync
@@ -676,26 +638,6 @@ class RedisSink:
                 self._inflight_resync = None
             self._commit(batch, now_ns)
 
-    def _end_predecessor_alerts(self, left: Mapping[Any, Any]) -> None:
-        """Queue, ahead of every transition of this run, a ``cleared`` one for each alert an
-        earlier run left in the active-alerts hash (``left``: its fields and payloads, of any
-        schema version), stamped now with ``"reason": "restart"``; a field that is not an
-        alert payload is skipped."""
-        now_ns = self._clock.now_ns()
-        ended = []
-        for raw_id, data in sorted(left.items()):
-            alert_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-            raised = decode_alert(data, alert_id)
-            if raised is not None:
-                ended.append(
-                    msgspec.structs.replace(raised, state="cleared", reason="restart", ts_ns=now_ns)
-                )
-        first = self._alerts[0][0] if self._alerts else self._alert_seq + 1
-        for i, payload in enumerate(reversed(ended), start=1):
-            self._alerts.appendleft((first - i, payload))  # before this run's, in order
-        self.stats.queued_alerts = len(self._alerts)
-        self._predecessor_read = True
-
     def _build(self, pipe: Pipeline, now_ns: int, *, force: bool) -> _Batch:
         """Queue on ``pipe`` the exposures due, the alerts, and the heartbeat if due."""
         cfg = self._config
@@ -721,7 +663,7 @@ class RedisSink:
         for (family, name), data in encoded.items():
             by_family.setdefault(family, []).append((name, data))
         for family, items in by_family.items():
-            channel, stream, snapshot = self._families[family]
+            channel, stream, snapshot = self._keys.families[family]
             for start in range(0, len(items), _SCRIPT_PAYLOADS):
                 args: list[EncodableT] = [channel, cfg.stream_maxlen]
                 for name, data in items[start : start + _SCRIPT_PAYLOADS]:
@@ -730,7 +672,7 @@ class RedisSink:
 
         # Alerts, in order; the active hash follows them.
         if resync:
-            self._rebuild_active(pipe)
+            _rebuild_active(pipe, keys, self._alerts.active, self.stats)
         for seq, alert in self._alerts:
             batch.last_alert_seq = seq
             data = self._encode(alert, "alert")
@@ -778,15 +720,13 @@ class RedisSink:
             self._resync = False
             stats.resyncs += 1
         self._latest.update(batch.encoded)
-        alerts = self._alerts
-        while alerts and alerts[0][0] <= batch.last_alert_seq:
-            alerts.popleft()
+        self._alerts.written(batch.last_alert_seq)
         if batch.heartbeat:
             self._last_heartbeat_ns = now_ns
         stats.published += len(batch.encoded)
         stats.alerts += batch.alerts
         stats.pipelines += 1
-        stats.queued_alerts = len(alerts)
+        stats.queued_alerts = len(self._alerts)
         stats.pending = len(self._pending)
 
     def _rollback(self, batch: _Batch) -> None:
@@ -796,61 +736,19 @@ class RedisSink:
             pending.setdefault(key, payload)
         self.stats.pending = len(pending)
 
-    def _rebuild_active(self, pipe: Pipeline) -> None:
-        """Replace the active-alerts hash with the sink's view, atomically (RENAME)."""
-        keys = self._keys
-        # Alerts still queued re-apply their own HSET/HDEL after this, in order, and end on
-        # the same state; `_active` also covers transitions dropped from a full queue.
-        active: dict[str, bytes] = {}
-        for alert_id, payload in self._active.items():
-            data = self._encode(payload, "alert")
-            if data is not None:
-                active[alert_id] = data
-        if active:
-            pipe.delete(keys.active_tmp)
-            pipe.hset(keys.active_tmp, mapping=_fields(active))
-            pipe.rename(keys.active_tmp, keys.active)
-        else:
-            pipe.delete(keys.active)
-
     def _heartbeat(self, now_ns: int) -> bytes:
-        s = self.stats
         engine = None
-        if self._status is not None:
+        if self.status is not None:
             try:
-                engine = self._status()
+                engine = self.status()
             except Exception:  # a status callback must not stop the heartbeat
                 logger.exception("redis sink status callback failed")
-        beat = Heartbeat(
-            ts_ns=now_ns,
-            valuation_ts_ns=None,
-            published=s.published,
-            alerts=s.alerts,
-            pipelines=s.pipelines,
-            errors=s.errors,
-            reconnects=s.reconnects,
-            resyncs=s.resyncs,
-            server_changes=s.server_changes,
-            dropped_alerts=s.dropped_alerts,
-            bad_payloads=s.bad_payloads,
-            pending=s.pending,
-            queued_alerts=s.queued_alerts,
-        )
-        return encode_heartbeat(beat, engine)
+        return encode_heartbeat(_heartbeat(self.stats, now_ns), engine)
 
     def _encode(self, payload: Payload | AlertPayload, what: str) -> bytes | None:
         """JSON bytes of ``payload`` (NaN -> null); None, counted and logged, if it cannot be
         encoded."""
-        try:
-            return encode(payload)
-        except (TypeError, ValueError) as exc:  # a value JSON cannot take
-            self.stats.bad_payloads += 1
-            if self.stats.bad_payloads <= 10 or self.stats.bad_payloads % 1000 == 0:
-                logger.warning(
-                    "redis sink dropped a payload it cannot encode",
-                    extra={"key": what, "error": str(exc), "count": self.stats.bad_payloads},
-                )
-            return None
+        return _encoded(payload, what, self.stats)
 
 
 def _run_id(info: Any) -> str:
@@ -925,9 +823,83 @@ class _Batch:
 class _Keys:
     """The Redis names under one prefix."""
 
+    families: dict[str, tuple[str, str, str]]  # family -> (channel, stream, snapshot hash)
     alerts: str
     alerts_stream: str
     active: str
     active_tmp: str
     heartbeat: str
     writer: str
+
+    @classmethod
+    def under(cls, p: str) -> _Keys:
+        """The names under prefix ``p`` (docs/redis.md)."""
+        return cls(
+            families={
+                f: (
+                    f"{p}:{f}",
+                    f"{p}:{f}:stream",
+                    f"{p}:snapshot" if f == "exposure" else f"{p}:{f}:snapshot",
+                )
+                for f in FAMILIES
+            },
+            alerts=f"{p}:alerts",
+            alerts_stream=f"{p}:alerts:stream",
+            active=f"{p}:alerts:active",
+            active_tmp=f"{p}:alerts:active:rebuild",
+            heartbeat=f"{p}:heartbeat",
+            writer=f"{p}:writer",
+        )
+
+
+def _rebuild_active(
+    pipe: Pipeline, keys: _Keys, active: Mapping[str, AlertPayload], stats: SinkStats
+) -> None:
+    """Replace the active-alerts hash with ``active``, atomically (RENAME). Alerts still
+    queued re-apply their own HSET/HDEL after this, in order, and end on the same state;
+    ``active`` also covers transitions dropped from a full queue."""
+    fields: dict[str, bytes] = {}
+    for alert_id, payload in active.items():
+        data = _encoded(payload, "alert", stats)
+        if data is not None:
+            fields[alert_id] = data
+    if fields:
+        pipe.delete(keys.active_tmp)
+        pipe.hset(keys.active_tmp, mapping=_fields(fields))
+        pipe.rename(keys.active_tmp, keys.active)
+    else:
+        pipe.delete(keys.active)
+
+
+def _heartbeat(s: SinkStats, now_ns: int) -> Heartbeat:
+    """The sink's part of the heartbeat: its counters."""
+    return Heartbeat(
+        ts_ns=now_ns,
+        valuation_ts_ns=None,
+        published=s.published,
+        alerts=s.alerts,
+        pipelines=s.pipelines,
+        errors=s.errors,
+        reconnects=s.reconnects,
+        resyncs=s.resyncs,
+        server_changes=s.server_changes,
+        dropped_alerts=s.dropped_alerts,
+        bad_payloads=s.bad_payloads,
+        pending=s.pending,
+        queued_alerts=s.queued_alerts,
+    )
+
+
+def _encoded(payload: Payload | AlertPayload, what: str, stats: SinkStats) -> bytes | None:
+    """JSON bytes of ``payload`` (NaN -> null); None, counted and logged (rate-limited), if it
+    cannot be encoded."""
+    try:
+        return encode(payload)
+    except (TypeError, ValueError) as exc:  # a value JSON cannot take
+        stats.bad_payloads += 1
+        if stats.bad_payloads <= 10 or stats.bad_payloads % 1000 == 0:
+            logger.warning(
+                "redis sink dropped a payload it cannot encode",
+                extra={"key": what, "error": str(exc), "count": stats.bad_payloads},
+            )
+        return None
