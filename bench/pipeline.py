@@ -15,8 +15,8 @@ ports):
    (``ts_recv``) to the update entering the state and to the Redis pipeline that carried it, at
    paced rates and at its sustained rate.
 2. **Per-update cost.** In this process: ``Portfolio.apply_quote(s)`` + ``Portfolio.cycle``
-   for single quotes and batches, and ``Daemon.cycle`` for one quote, on books of 1k, 100k and 1M
-   positions, on the same quote stream, interleaved.
+   for single quotes and batches, and the engine loop's ``EngineLoop.cycle`` for one quote, on
+   books of 1k, 100k and 1M positions, on the same quote stream, interleaved.
 3. **Full reprice.** ``Portfolio.cycle(now, full=True)`` on those books, one numba thread and all.
 
 The markdown report judges each target of the requirement PASS or FAIL from the numbers just
@@ -508,14 +508,14 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.pending: list[Sequence[Quote]] = []  # the quotes applied this cycle, as passed
-        self.start_ns = 0  # when the running Daemon.cycle began
+        self.start_ns = 0  # when the running EngineLoop.cycle began
         # [start_ns, now_ns, state_ns, end_ns, full, quotes] per cycle: now_ns is the cycle's
         # valuation time (its payloads' ts_ns), state_ns when Portfolio.cycle returned, end_ns
-        # when Daemon.cycle returned
+        # when EngineLoop.cycle returned
         self.cycles: list[list[Any]] = []
         self.commits: dict[str, list[tuple[int, int]]] = {}  # key -> [(payload ts_ns, exec ns)]
         self.applied = 0
-        self.built = 0  # exposure payloads built by Daemon.cycle (handed to the sink)
+        self.built = 0  # exposure payloads built by EngineLoop.cycle (handed to the sink)
         self.gc: list[tuple[int, int, int]] = []  # (generation, start ns, duration ns)
         self._gc_t0 = 0
 
@@ -606,7 +606,7 @@ async def _daemon_main(port: int, redis_url: str, positions: int, workdir: Path)
         return len(rec.cycles)
 
     def cycle_ended(before: int, built: int) -> int:
-        if len(rec.cycles) > before:  # the Portfolio.cycle of this Daemon.cycle
+        if len(rec.cycles) > before:  # the Portfolio.cycle of this EngineLoop.cycle
             rec.cycles[-1][3] = time.time_ns()
         rec.built += built
         return built
@@ -1085,8 +1085,9 @@ def build_book(n: int, now_ns: int) -> BookState:
 UPDATE_MODES: dict[str, str] = {
     "single": "`apply_quote` + `Portfolio.cycle(now)`, one quote per cycle",
     "batch10": "`apply_quotes` of 10 + one `Portfolio.cycle(now)`, per quote",
-    "daemon": "`Daemon.cycle()` with one quote in the inbox (+ payloads, sink, alerts)",
-    "daemon10": "`Daemon.cycle()` with 10 quotes in the inbox, per quote",
+    "daemon": "`EngineLoop.cycle()` with one quote in the inbox (+ the payloads due on the "
+    "publish schedule, a key at most every 100 ms; sink, alerts)",
+    "daemon10": "`EngineLoop.cycle()` with 10 quotes in the inbox, per quote",
     "index": "as *single*, the quote carrying `index_price`",
 }
 
@@ -1179,7 +1180,7 @@ def time_updates(
 class RepriceTiming:
     positions: int
     threads: int
-    what: str  # "portfolio" (Portfolio.cycle(now, full=True)) or "daemon" (Daemon.cycle(full))
+    what: str  # "p": Portfolio.cycle(now, full=True); "d": EngineLoop.cycle(full=True)
     samples_ns: list[int] = field(default_factory=list)
 
     @property
@@ -1192,7 +1193,7 @@ class RepriceTiming:
 
 
 def time_full_reprice(books: list[BookState], repeats: int) -> list[RepriceTiming]:
-    """``Portfolio.cycle(now, full=True)`` and ``Daemon.cycle(full=True)``, one numba thread
+    """``Portfolio.cycle(now, full=True)`` and ``EngineLoop.cycle(full=True)``, one numba thread
     and all, interleaved in random order; 1 warm-up each; GC off while timing."""
     import numba
 
@@ -1351,8 +1352,8 @@ def targets(r: Results) -> list[Target]:
     for mode, label in (
         ("single", "`apply_quote` + `Portfolio.cycle`, one quote"),
         ("batch10", "`apply_quotes` + `Portfolio.cycle`, batches of 10"),
-        ("daemon", "`Daemon.cycle`, one quote"),
-        ("daemon10", "`Daemon.cycle`, batches of 10"),
+        ("daemon", "`EngineLoop.cycle`, one quote"),
+        ("daemon10", "`EngineLoop.cycle`, batches of 10"),
         ("index", "`apply_quote` + `Portfolio.cycle`, quote with `index_price`"),
     ):
         g = med[(hi, mode)] / med[(lo, mode)]
@@ -1462,8 +1463,10 @@ def _setup_section(r: Results) -> list[str]:
         "`JsonCodec.decode_market` (what the feed calls for market data) and counts it. "
         "*Daemon*: `engine.runtime.app.build` + `run` "
         "on a TOML config (MQTT feed, Redis sink; every `[engine]` and `[redis]` setting at "
-        "its default: `cycle_interval_ms` 50, `full_reprice_interval_s` 1, "
-        "`flush_interval_ms` 20, `min_interval_ms` 100 per key; the portfolio-risk task of "
+        "its default: `cycle_interval_ms` 50, `min_cycle_interval_ms` 0 (a cycle at every "
+        "wake), `full_reprice_interval_s` 1, `min_interval_ms` 100 (the publish schedule: a "
+        "quiet key at once, a busy one at most once per 100 ms, its last value always; the "
+        "sink writes what it is given at once); the portfolio-risk task of "
         "`[risk]` off, as it has its own benchmark) and a positions CSV. "
         "Consumers and daemons run alternately in fresh processes. Each phase runs a fresh "
         "publisher at a fixed rate and measures a fixed window after a warm-up; msgs/s = "
@@ -1482,20 +1485,22 @@ def _setup_section(r: Results) -> list[str]:
         "",
         "**Latency** (daemon, quotes received in the window): *state* = `ts_recv` (stamped by "
         "the feed) to the return of the `Portfolio.cycle` that applied the quote; *end of "
-        "cycle* = to the end of that `Daemon.cycle` (what `Daemon.latency_ns` holds); "
+        "cycle* = to the end of that `EngineLoop.cycle` (what `EngineLoop.latency_ns` holds); "
         "*Redis* = to the execution of the first Redis pipeline that carried a payload of "
         "both keys the quote changed ((book, underlying) and book), built at or after that "
         "cycle. Observed by wrapping `apply_quotes`, `Portfolio.cycle` and "
-        "`Daemon.cycle`/`acycle` on the instances and by a `RedisSink` subclass noting each "
+        "`EngineLoop.cycle`/`acycle` on the instances and by a `RedisSink` subclass noting each "
         "`_commit`; engine code is "
-        "unchanged. The Redis figure includes the sink's per-key rate limit (100 ms).",
+        "unchanged. The Redis figure includes the wait of a busy key on the publish schedule "
+        "(up to `min_interval_ms`, 100 ms).",
         "",
         f"**In process** (books of {', '.join(_n(s) for s in sizes)} positions built with "
         "`Portfolio.add_position`): per-update cost of each mode, every book seeing the same "
         "quotes, in rounds that run each (book, mode) once in a new random order, GC off, "
         "one sample per quote (batch: the batch's time / 10). Full reprice: "
-        "`Portfolio.cycle(now, full=True)` and `Daemon.cycle(full=True)` (+ the payloads of "
-        "every key), interleaved, 1 warm-up, `numba.set_num_threads(1)` and all threads.",
+        "`Portfolio.cycle(now, full=True)` and `EngineLoop.cycle(full=True)` (+ the payloads "
+        "the publish schedule lets out), interleaved, 1 warm-up, `numba.set_num_threads(1)` "
+        "and all threads.",
     ]
 
 
@@ -1515,10 +1520,10 @@ def _throughput_section(r: Results) -> list[str]:
         "the consumers with the daemon's intake; the other columns are of that "
         "probe: *CPU* = the consumer's CPU time / wall time; *applied/s* = quotes the engine "
         "applied (the rest were conflated in the inbox, latest per instrument wins); *payloads "
-        "built* = exposure payloads `Daemon.cycle` made and handed to the sink, *Redis "
-        "payloads* = those the sink wrote (it keeps the latest per key and writes a key at "
-        "most every 100 ms); *others* = CPU of other processes (share of all CPUs) during "
-        "warm-up + window.",
+        "built* = exposure payloads `EngineLoop.cycle` made and handed to the sink (a key at "
+        "most every 100 ms, the publish schedule), *Redis payloads* = those the sink wrote "
+        "(it keeps the latest per key until its next write); *others* = CPU of other "
+        "processes (share of all CPUs) during warm-up + window.",
         "",
         "| # | consumer | positions | probes (k msgs/s) | sustained msgs/s | x bare | x intake "
         "| CPU | applied/s | cycles/s | quotes / cycle | full cycles (median ms) "
@@ -1658,7 +1663,11 @@ def _reprice_section(r: Results) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for c in r.reprice:
-        call = "`Portfolio.cycle(now, full=True)`" if c.what == "p" else "`Daemon.cycle(full=True)`"
+        call = (
+            "`Portfolio.cycle(now, full=True)`"
+            if c.what == "p"
+            else "`EngineLoop.cycle(full=True)`"
+        )
         lines.append(
             f"| {call} | {_n(c.positions)} | {c.threads} | {len(c.samples_ns)} | "
             f"{c.median_ms:.1f} | {c.best_ms:.1f} |"
