@@ -69,8 +69,9 @@ class Sink(Protocol):
 
     def publish(self, key: str, payload: Payload) -> None:
         """Publish ``payload`` as the latest of its family (``payload.family``) under ``key``
-        (docs/redis.md: ``{book}:{underlying}`` or ``{book}`` for exposures); rate-limited per
-        key. The sink keeps ``payload`` (frozen) as it is."""
+        (docs/redis.md: ``{book}:{underlying}`` or ``{book}`` for exposures); a newer payload
+        of a key not yet written replaces the older. The sink keeps ``payload`` (frozen) as it
+        is; when a key goes out is the engine's to decide (:mod:`engine.schedule`)."""
         ...
 
     def alert(self, payload: AlertPayload) -> None:

@@ -24,7 +24,7 @@ import gc
 import logging
 import os
 import signal
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from engine.inbox import Inbox
 from engine.instruments import InstrumentRegistry
 from engine.risk.settlement import Settler
 from engine.runtime.clock import LiveClock
-from engine.runtime.config import AppConfig, config_relative, load_book
+from engine.runtime.config import AppConfig, config_relative, load_book, new_portfolio
 from engine.runtime.engine_loop import EngineLoop
 from engine.runtime.http import HttpServer
 from engine.runtime.intake import AsyncInbox, Intake, build_feeds
@@ -48,7 +48,7 @@ from engine.runtime.redis_sink import RedisSink
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView
-from engine.state import Portfolio, UnderlyingParams
+from engine.state import Portfolio
 from feeds.base import Feed
 from feeds.replay import ReplayFeedConfig
 from feeds.sim import SimFeedConfig
@@ -101,13 +101,7 @@ def build(
     if clock is None:
         replay = any(isinstance(f, ReplayFeedConfig) for f in config.feeds)
         clock = ManualClock() if replay else LiveClock()
-    if portfolio is None:
-        registry = InstrumentRegistry(i.to_instrument() for i in config.instruments)
-        params = {
-            n: UnderlyingParams(u.rate, u.dividend_yield)
-            for n, u in config.portfolio.underlyings.items()
-        }
-        portfolio = Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
+    portfolio = new_portfolio(config) if portfolio is None else portfolio
     registry = portfolio.registry
     positions = config_relative(config.portfolio.positions, config_path)
     strategies = load_book(positions, portfolio, registry)
@@ -198,9 +192,16 @@ def build(
     return daemon
 
 
-async def run(daemon: Daemon, *, duration_s: float | None = None, view: bool = False) -> int:
+async def run(
+    daemon: Daemon,
+    *,
+    duration_s: float | None = None,
+    view: bool = False,
+    on_forced_exit: Callable[[], None] | None = None,
+) -> int:
     """Run ``daemon`` until SIGTERM/SIGINT (or ``duration_s``, or a replay's end with
-    ``--exit-at-end``); returns the exit status."""
+    ``--exit-at-end``); returns the exit status. A second signal exits at once, after
+    ``on_forced_exit`` (e.g. killing a private redis-server)."""
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -209,6 +210,8 @@ async def run(daemon: Daemon, *, duration_s: float | None = None, view: bool = F
         signals += 1
         if signals > 1:
             logger.warning("second signal: exiting now", extra={"signal": sig.name})
+            if on_forced_exit is not None:
+                on_forced_exit()
             os._exit(128 + sig.value)
         logger.info("stopping", extra={"signal": sig.name})
         daemon.stop.set()
@@ -292,8 +295,3 @@ async def _shut_down(
             await daemon.sink.flush()
     except Exception as exc:  # shutdown goes on without Redis
         logger.warning("final snapshot not published: %r", exc)
-
-
-def stdout_is_terminal() -> bool:
-    """Whether the live view can draw on stdout."""
-    return sys.stdout.isatty()

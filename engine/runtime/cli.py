@@ -188,7 +188,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
         )
     import asyncio
 
-    from engine.runtime.app import build, run, stdout_is_terminal
+    from engine.runtime.app import build, run
     from engine.runtime.config import load_config
     from engine.runtime.localredis import local_redis
     from engine.runtime.logs import configure_logging
@@ -196,7 +196,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
 
     config = load_config(path)
     mode = view_flag or config.view.enabled
-    view_on = mode == "on" or (mode == "auto" and stdout_is_terminal())
+    view_on = mode == "on" or (mode == "auto" and sys.stdout.isatty())
     log_file = None
     if view_on:
         log_file = (path.parent / config.log.file).open("a", encoding="utf-8")
@@ -206,8 +206,11 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
         if exit_at_end and not any(isinstance(f, ReplayFeedConfig) for f in config.feeds):
             raise ConfigError(str(path), "--exit-at-end needs a replay feed - at `$.feeds`")
         daemon.intake.exit_at_end = exit_at_end
-        with local_redis(config.redis):
-            return asyncio.run(run(daemon, duration_s=duration_s, view=view_on))
+        with local_redis(config.redis) as private:
+            forced = private.kill if private is not None else None
+            return asyncio.run(
+                run(daemon, duration_s=duration_s, view=view_on, on_forced_exit=forced)
+            )
     finally:
         if log_file is not None:
             log_file.close()

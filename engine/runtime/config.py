@@ -26,7 +26,7 @@ from engine.risk.report import RiskConfig
 from engine.risk.strategies import StrategyBook
 from engine.runtime.http import HttpConfig
 from engine.runtime.redis_sink import RedisConfig, redact_url
-from engine.state import Portfolio
+from engine.state import Portfolio, UnderlyingParams
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
@@ -43,6 +43,7 @@ __all__ = [
     "load_book",
     "load_config",
     "load_positions",
+    "new_portfolio",
     "redacted",
 ]
 
@@ -379,3 +380,14 @@ def load_book(
         except ValueError as exc:
             raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
     return strategies
+
+
+def new_portfolio(config: AppConfig) -> Portfolio:
+    """An empty portfolio on a registry of the configured instruments (``[[instruments]]``),
+    with the underlyings' rates and yields and the staleness limit of ``[portfolio]``."""
+    registry = InstrumentRegistry(i.to_instrument() for i in config.instruments)
+    params = {
+        n: UnderlyingParams(u.rate, u.dividend_yield)
+        for n, u in config.portfolio.underlyings.items()
+    }
+    return Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))

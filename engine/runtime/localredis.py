@@ -57,9 +57,10 @@ def _say(message: str) -> None:
 
 
 @contextlib.contextmanager
-def local_redis(config: RedisConfig) -> Iterator[int | None]:
+def local_redis(config: RedisConfig) -> Iterator[subprocess.Popen[bytes] | None]:
     """Start a private ``redis-server`` for the duration of the block when ``config`` asks for
-    one (``start_local``) and nothing listens at its URL; yields its pid (None: none started).
+    one (``start_local``) and nothing listens at its URL; yields its process (None: none
+    started), which a forced exit (a second Ctrl-C) kills, since it skips this block's end.
 
     A missing ``redis-server`` binary or a server that does not come up is logged and said,
     and riskd runs on without Redis (it publishes once one is there).
@@ -107,7 +108,7 @@ def local_redis(config: RedisConfig) -> Iterator[int | None]:
                 f"nothing listened on {host}:{port}: started a private redis-server there "
                 f"(pid {proc.pid}, no persistence); it stops when riskd exits"
             )
-            yield proc.pid
+            yield proc
         finally:
             _stop(proc)
 

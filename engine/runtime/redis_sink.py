@@ -515,8 +515,8 @@ class RedisSink:
         self._wake.clear()
 
     async def flush(self) -> None:
-        """Write everything pending now, ignoring the rate limit (the final snapshot on
-        shutdown), with the heartbeat.
+        """Write everything pending now, with the heartbeat, without waiting for the writer
+        task (the final snapshot on shutdown).
 
         Raises:
             SinkError: Redis is unreachable or rejected the write (what was pending stays
@@ -592,9 +592,9 @@ class RedisSink:
         async with self._lock:
             if self._closed:
                 raise SinkError("redis sink is closed")
-            # Pacing (the per-key rate limit, the heartbeat's period) runs on its own clock,
-            # monotonic by default: it protects Redis in real time, also when the daemon's
-            # clock is a replay's and stands still. Payload times come from the daemon's clock.
+            # The heartbeat's period runs on its own clock, monotonic by default: in real time,
+            # also when the daemon's clock is a replay's and stands still. Payload times come
+            # from the daemon's clock.
             now_ns = self._pacing.now_ns()
             batch = None
             self._inflight_resync = self._resync

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -282,6 +283,50 @@ def test_main_job_starts_a_private_redis_when_none_listens_and_stops_it(tmp_path
         )
         assert out.returncode == 0, out.stderr
         assert "private redis-server" not in out.stderr + out.stdout
+
+
+def test_a_second_ctrl_c_exits_at_once_and_takes_the_private_redis_with_it(
+    tmp_path: Path,
+) -> None:
+    """A second signal while riskd shuts down (its final flush waits on a stopped Redis): the
+    forced exit (status 130) skips the orderly end, so it kills the private redis-server
+    itself, which would otherwise outlive riskd."""
+    port = free_port()
+    path = _demo_config(tmp_path, port, start_local=True)
+    proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
+        [str(RISKD), "run", "-c", str(path), "--view", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+
+    def until(message: str) -> None:
+        while True:
+            line = proc.stdout.readline() if proc.stdout else ""
+            assert line, proc.communicate()
+            if json.loads(line)["msg"] == message:
+                return
+
+    try:
+        told = ""
+        while "private redis-server there" not in told:
+            told = proc.stderr.readline()
+            assert told, proc.communicate()
+        redis_pid = int(re.search(r"\(pid (\d+)", told)[1])  # type: ignore[index]  # asserted above
+        until("started")  # its signal handlers are set by then
+        os.kill(redis_pid, signal.SIGSTOP)  # the final flush will wait on it
+        proc.send_signal(signal.SIGINT)
+        until("stopping")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))
 
 
 def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) -> None:
