@@ -10,9 +10,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_CLASS_LINES = 400
-NOT_YET_SPLIT = {"engine/runtime/redis_sink.py": ("RedisSink", 498)}
-"""Classes over the limit still to split (issue 15), by file: name and their span now, which
-they may not exceed."""
 
 
 def class_spans(root: Path) -> dict[tuple[str, str], int]:
@@ -38,15 +35,5 @@ def test_the_spans_are_measured() -> None:
 
 def test_no_class_in_engine_or_feeds_spans_more_than_400_lines() -> None:
     spans = {**class_spans(ROOT / "engine"), **class_spans(ROOT / "feeds")}
-    allowed = {(path, name): n for path, (name, n) in NOT_YET_SPLIT.items()}
-    too_long = {
-        where: n for where, n in spans.items() if n > max(MAX_CLASS_LINES, allowed.get(where, 0))
-    }
+    too_long = {where: n for where, n in spans.items() if n > MAX_CLASS_LINES}
     assert too_long == {}
-
-
-def test_the_classes_not_yet_split_are_still_over_the_limit() -> None:
-    """An entry of NOT_YET_SPLIT goes once its class is split."""
-    spans = {**class_spans(ROOT / "engine"), **class_spans(ROOT / "feeds")}
-    for path, (name, _) in NOT_YET_SPLIT.items():
-        assert spans.get((path, name), 0) > MAX_CLASS_LINES, f"{path}: remove it from NOT_YET_SPLIT"
