@@ -980,7 +980,8 @@ def test_many_dirty_instruments_are_repriced_on_the_thread_pool_alike(
     threaded, single = books
     for px in (61_000.0, 59_500.0):
         for p, threshold in ((threaded, 2), (single, 10**9)):
-            monkeypatch.setattr("engine.state.PARALLEL_MIN_ROWS", threshold)
+            for module in ("engine.state", "engine.market"):  # the cycle, the pricing step
+                monkeypatch.setattr(f"{module}.PARALLEL_MIN_ROWS", threshold)
             p.apply_tick(tick("btc_usd", px))
             assert p.cycle(V) == {("main", "BTC")}
     assert np.array_equal(threaded.group_values(), single.group_values())

@@ -1,0 +1,70 @@
+"""Growing struct-of-arrays tables: named 1-D (or row-major 2-D) numpy columns that grow
+together, and the kernels' column groups (:mod:`engine.kernels`) over them.
+
+The portfolio state (:mod:`engine.state`, :mod:`engine.market`, :mod:`engine.lots`) keeps
+every table in one of these: a ``dict`` of id -> row beside it, rows never removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from engine import kernels
+
+__all__ = ["Columns", "Specs"]
+
+Specs = dict[str, tuple[Any, Any, int]]
+"""Column name -> (dtype, fill value of a new row, width: 0 for 1-D, else the row's width)."""
+
+_G = TypeVar("_G", bound=NamedTuple)  # a kernel's column group (engine.kernels)
+
+
+class Columns:
+    """Named 1-D (or row-major 2-D) numpy columns that grow together, amortised doubling.
+
+    Args:
+        specs: the columns.
+        capacity: rows allocated at first.
+    """
+
+    def __init__(self, specs: Specs, capacity: int = 64) -> None:
+        self._specs = specs
+        self.capacity = capacity
+        self.n = 0
+        """Rows in use."""
+        self.arrays: dict[str, npt.NDArray[Any]] = {
+            name: np.full((capacity, width) if width else capacity, fill, dtype=dtype)
+            for name, (dtype, fill, width) in specs.items()
+        }
+        self._groups: dict[type[Any], Any] = {}
+
+    def group(self, cls: type[_G]) -> _G:
+        """The columns named by the fields of ``cls`` (a kernel's column group), whole
+        capacity; the same object until the columns grow."""
+        group: _G | None = self._groups.get(cls)
+        if group is None:
+            group = self._groups[cls] = cls._make(self.arrays[f] for f in cls._fields)
+            kernels.check_group(group)  # once: the hot path calls the kernels unchecked
+        return group
+
+    def head(self, cls: type[_G]) -> _G:
+        """As :meth:`group`, the first :attr:`n` rows only (a new object)."""
+        return cls._make(self.arrays[f][: self.n] for f in cls._fields)
+
+    def append(self) -> int:
+        """A new row (its columns at their fill values); returns its number."""
+        if self.n == self.capacity:
+            new_cap = 2 * self.capacity
+            for name, (dtype, fill, width) in self._specs.items():
+                old = self.arrays[name]
+                arr = np.full((new_cap, width) if width else new_cap, fill, dtype=dtype)
+                arr[: self.n] = old[: self.n]
+                self.arrays[name] = arr
+            self.capacity = new_cap
+            self._groups.clear()
+        row = self.n
+        self.n += 1
+        return row

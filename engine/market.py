@@ -1,0 +1,328 @@
+"""The portfolio's market inputs: one row per instrument seen (held or quoted), its latest own
+market data, the prices instruments share (indices/spot and forwards), and the pricing step
+that turns them into each instrument's unit exposure at the valuation time.
+
+Part of the streaming portfolio (:mod:`engine.state`, whose docstring states the pricing
+rules): ticks and quotes are stored here and dirty the instruments they move; the portfolio's
+cycle reprices the dirty ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engine import kernels
+from engine.arguments import PARALLEL_MIN_ROWS
+from engine.columns import Columns, Specs
+from engine.events import Quote, Tick
+from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
+
+__all__ = ["MarketData", "Sources", "UnderlyingParams"]
+
+_NAN = math.nan
+_KIND_CODE = {
+    Kind.OPTION: kernels.KIND_OPTION,
+    Kind.FUTURE: kernels.KIND_FUTURE,
+    Kind.PERPETUAL: kernels.KIND_PERPETUAL,
+    Kind.SPOT: kernels.KIND_SPOT,
+}
+
+INSTRUMENT_SPECS: Specs = {
+    "kind": (np.int8, 0, 0),
+    "black": (np.bool_, False, 0),
+    "inverse": (np.bool_, False, 0),
+    "is_call": (np.bool_, False, 0),
+    "strike": (np.float64, 1.0, 0),
+    "mult": (np.float64, 1.0, 0),
+    "expiry_ns": (np.int64, 0, 0),
+    "has_expiry": (np.bool_, False, 0),
+    "spot_row": (np.int64, 0, 0),
+    "fwd_row": (np.int64, -1, 0),
+    "n_lots": (np.int64, 0, 0),
+    "first_lot": (np.int64, -1, 0),  # its newest lot; the others follow through lots' next_lot
+    "r": (np.float64, 0.0, 0),
+    "q": (np.float64, 0.0, 0),
+    # latest own market data
+    "own_px": (np.float64, _NAN, 0),  # option: quote's underlying_price; others: tick price
+    "own_ts": (np.int64, 0, 0),
+    "bid": (np.float64, _NAN, 0),
+    "ask": (np.float64, _NAN, 0),
+    "mark": (np.float64, _NAN, 0),
+    "iv": (np.float64, _NAN, 0),
+    # derived at the last reprice
+    "X": (np.float64, _NAN, 0),
+    "T": (np.float64, _NAN, 0),
+    "sigma": (np.float64, _NAN, 0),
+    "uses_spot": (np.bool_, False, 0),
+    "uses_fwd": (np.bool_, False, 0),
+    "status": (np.int8, kernels.BAD_INPUT, 0),
+    "bad": (np.bool_, True, 0),
+    "unit": (np.float64, 0.0, kernels.N_UNIT),
+}
+"""The instruments' columns (:class:`engine.kernels.InstrumentColumns` and
+:class:`engine.kernels.PricedColumns`)."""
+
+_SOURCE_SPECS: Specs = {
+    "px": (np.float64, _NAN, 0),
+    "ts": (np.int64, 0, 0),
+    "from_tick": (np.bool_, False, 0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UnderlyingParams:
+    """Rate and yield of an underlying (continuously compounded decimals), for BSM and for
+    forwards implied from the index. Deribit's conventions are r = q = 0."""
+
+    rate: float = 0.0
+    dividend_yield: float = 0.0
+
+
+class Sources:
+    """Shared prices: indices/spot (keyed by index name) or forwards (index, expiry). Each
+    knows the instruments that depend on it and those priced off it at their last reprice, so
+    a new price dirties only those."""
+
+    def __init__(self) -> None:
+        self.cols = Columns(_SOURCE_SPECS, capacity=8)
+        self.ids: dict[Any, int] = {}
+        self.dependents: list[list[int]] = []
+        self.users: list[set[int]] = []
+
+    def row(self, key: Any) -> int:
+        """The row of ``key``, added when new."""
+        row = self.ids.get(key)
+        if row is None:
+            row = self.cols.append()
+            self.ids[key] = row
+            self.dependents.append([])
+            self.users.append(set())
+        return row
+
+
+class MarketData:
+    """The instruments seen so far (one row each), their market inputs, and their pricing.
+
+    Args:
+        registry: resolves instrument names (Deribit names parse on first sight).
+        underlyings: rate and yield per underlying name; missing ones use r = q = 0.
+        stale_after_ns: an input older than this (at the valuation time) is stale.
+
+    Attributes:
+        cols: the instruments' columns (:data:`INSTRUMENT_SPECS`).
+        defs: each row's instrument.
+        spots: index/spot prices, by index name; ``fwds``: forwards, by (index, expiry_ns).
+        dirty: rows whose inputs changed since the last cycle (the portfolio's lots add theirs).
+        valuation_ns: the valuation time; the portfolio's cycle moves it.
+    """
+
+    def __init__(
+        self,
+        registry: InstrumentRegistry,
+        underlyings: dict[str, UnderlyingParams] | None = None,
+        stale_after_ns: int = 60_000_000_000,
+    ) -> None:
+        self.registry = registry
+        self._params = dict(underlyings or {})
+        self.stale_after_ns = stale_after_ns
+        self.valuation_ns = 0
+        self.cols = Columns(INSTRUMENT_SPECS)
+        self._rows: dict[str, int] = {}
+        self.quote_rows: dict[str, int] = {}  # options quoted so far, by name
+        self.defs: list[Instrument] = []
+        self.spots = Sources()  # by index name
+        self.fwds = Sources()  # by (index, expiry_ns)
+        self.dirty: set[int] = set()
+        # the kernels' Market group, by the state it was built from
+        self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
+
+    def row(self, inst: Instrument) -> int:
+        """The row of ``inst``, added when new.
+
+        Raises:
+            ValueError: an index (it cannot be held).
+        """
+        row = self._rows.get(inst.name)
+        if row is not None:
+            return row
+        if inst.kind == Kind.INDEX:
+            raise ValueError(f"an index ({inst.name}) cannot be held")
+        row = self.cols.append()
+        a = self.cols.arrays
+        params = self._params.get(inst.underlying, UnderlyingParams())
+        a["kind"][row] = _KIND_CODE[inst.kind]
+        a["black"][row] = inst.venue == DERIBIT and inst.kind != Kind.SPOT
+        a["inverse"][row] = inst.is_inverse
+        a["is_call"][row] = bool(inst.is_call)
+        a["strike"][row] = inst.strike if inst.strike is not None else 1.0
+        a["mult"][row] = inst.multiplier
+        a["expiry_ns"][row] = inst.expiry_ns or 0
+        a["has_expiry"][row] = inst.expiry_ns is not None
+        a["r"][row] = params.rate
+        a["q"][row] = params.dividend_yield
+        spot_row = self.spots.row(inst.index)
+        a["spot_row"][row] = spot_row
+        self.spots.dependents[spot_row].append(row)
+        if inst.expiry_ns is not None:
+            fwd_row = self.fwds.row((inst.index, inst.expiry_ns))
+            a["fwd_row"][row] = fwd_row
+            self.fwds.dependents[fwd_row].append(row)
+        self._rows[inst.name] = row
+        self.defs.append(inst)
+        return row
+
+    # ------------------------------------------------------------------ inputs
+    def apply_tick(self, tick: Tick) -> bool:
+        """Store a tick of an index, spot, future or perpetual; False if it is not one."""
+        inst = self.registry.get(tick.instrument)
+        if inst is None or inst.kind == Kind.OPTION:
+            return False
+        if inst.kind == Kind.INDEX:
+            self.set_source(self.spots, inst.index, tick.price, tick.ts_recv, from_tick=True)
+            return True
+        row = self.row(inst)
+        a = self.cols.arrays
+        a["own_px"][row] = tick.price
+        a["own_ts"][row] = tick.ts_recv
+        self.dirty.add(row)
+        if inst.kind == Kind.FUTURE and inst.expiry_ns is not None:
+            key = (inst.index, inst.expiry_ns)
+            self.set_source(self.fwds, key, tick.price, tick.ts_recv, from_tick=True)
+        elif inst.kind == Kind.SPOT:
+            self.set_source(self.spots, inst.index, tick.price, tick.ts_recv, from_tick=False)
+        return True
+
+    def apply_quotes(self, quotes: Iterable[Quote]) -> int:
+        """Store option quotes (the latest of an instrument wins); returns how many were
+        refused: unknown instruments and instruments that are not options."""
+        known = self.quote_rows
+        latest: dict[int, Quote] = {}
+        refused = 0
+        for quote in quotes:
+            row = known.get(quote.instrument)
+            if row is None:
+                inst = self.registry.get(quote.instrument)
+                if inst is None or inst.kind != Kind.OPTION:
+                    refused += 1
+                    continue
+                row = known[quote.instrument] = self.row(inst)
+            latest[row] = quote
+            if quote.index_price is not None:
+                index = self.defs[row].index
+                self.set_source(self.spots, index, quote.index_price, quote.ts_recv, False)
+        if not latest:
+            return refused
+        rows = np.fromiter(latest, np.int64, len(latest))
+        qs = latest.values()
+        a = self.cols.arrays
+        # None (a field the quote lacks) becomes NaN in a float64 column
+        a["bid"][rows] = [q.bid for q in qs]
+        a["ask"][rows] = [q.ask for q in qs]
+        a["mark"][rows] = [q.mark for q in qs]
+        a["iv"][rows] = [q.iv for q in qs]
+        a["own_px"][rows] = [q.underlying_price for q in qs]
+        a["own_ts"][rows] = [q.ts_recv for q in qs]
+        self.dirty.update(latest)
+        return refused
+
+    def set_source(self, table: Sources, key: Any, px: float, ts: int, from_tick: bool) -> None:
+        """Store a shared price and dirty the instruments priced off it. A dedicated tick feed
+        wins over copies in quotes (``from_tick``). Its first price dirties every dependent:
+        each may now prefer it to what it used before."""
+        row = table.row(key)
+        cols = table.cols.arrays
+        if cols["from_tick"][row] and not from_tick:
+            return
+        first = not cols["px"][row] > 0.0
+        cols["px"][row] = px
+        cols["ts"][row] = ts
+        if from_tick:
+            cols["from_tick"][row] = True
+        if first:
+            self.dirty.update(table.dependents[row])
+        else:
+            self.dirty.update(table.users[row])
+
+    def index_price(self, index: str) -> float:
+        """The latest price of ``index`` (NaN: none yet)."""
+        row = self.spots.ids.get(index)
+        return math.nan if row is None else float(self.spots.cols.arrays["px"][row])
+
+    # ------------------------------------------------------------------ pricing
+    def track_users(self, row: int) -> None:
+        """Record whether instrument ``row`` is priced off its index and off its forward, so a
+        move of either dirties it."""
+        ia = self.cols.arrays
+        for flag, table, col in (
+            ("uses_spot", self.spots, "spot_row"),
+            ("uses_fwd", self.fwds, "fwd_row"),
+        ):
+            source = int(ia[col][row])
+            if source < 0:
+                continue
+            users = table.users[source]
+            if ia[flag][row]:
+                users.add(row)
+            else:
+                users.discard(row)
+
+    def priced(self) -> kernels.PricedColumns:
+        """The live columns the pricing step writes."""
+        return self.cols.group(kernels.PricedColumns)
+
+    def market(self) -> kernels.Market:
+        """The shared prices and the valuation's clock, as the pricing kernels take them: the
+        same object until the valuation time, the staleness limit or the prices' columns
+        change."""
+        sc, fc = self.spots.cols, self.fwds.cols
+        key = (sc.capacity, fc.capacity, self.valuation_ns, self.stale_after_ns)
+        cached = self._market_cache
+        if cached is None or cached[0] != key:
+            if cached is not None and cached[0][:2] == key[:2]:  # the same (checked) columns
+                market = cached[1]._replace(
+                    valuation_ns=self.valuation_ns, stale_after_ns=self.stale_after_ns
+                )
+            else:
+                sa, fa = sc.arrays, fc.arrays
+                market = kernels.Market(
+                    sa["px"], sa["ts"], fa["px"], fa["ts"], self.valuation_ns, self.stale_after_ns
+                )
+                kernels.check_group(market)
+            cached = self._market_cache = (key, market)
+        return cached[1]
+
+    def price(self, rows: npt.NDArray[np.int64], out: kernels.PricedColumns) -> None:
+        """Derive X, T, sigma and staleness for ``rows`` from the stored inputs, then write
+        their unit exposures, statuses and bad flags into ``out`` (one numba pass:
+        :func:`engine.kernels.price_rows_kernel`)."""
+        ia = self.cols.arrays
+        live = out is self.priced()
+        if live:
+            was_spot = ia["uses_spot"][rows]
+            was_fwd = ia["uses_fwd"][rows]
+        parallel = rows.size >= PARALLEL_MIN_ROWS
+        kernel = kernels.price_rows_parallel_kernel if parallel else kernels.price_rows_kernel
+        kernel(rows, self.cols.group(kernels.InstrumentColumns), self.market(), out)
+        if live:  # who is priced off which shared price, for dirtying on its next move
+            moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
+            for i in rows[moved].tolist():
+                self.track_users(i)
+
+    def scratch_price(self, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[Any]]:
+        """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in new
+        arrays (meaningful at ``rows`` only): the live columns are untouched."""
+        scratch = {
+            name: np.empty_like(self.cols.arrays[name]) for name in kernels.PricedColumns._fields
+        }
+        self.price(rows, kernels.PricedColumns(**scratch))
+        return scratch
+
+    def instruments(self) -> list[str]:
+        """Names of every instrument held (or quoted) so far."""
+        return [inst.name for inst in self.defs]
