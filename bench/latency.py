@@ -160,6 +160,7 @@ class Book:
     bulk: list[BaseQuote]  # the options every book draws its positions from
     probes: list[Probe]
     positions: list[tuple[str, str, float, float]]  # book, instrument, quantity, avg price
+    indices: list[tuple[str, float]]  # Deribit price indices and their level, USD
 
     @property
     def quotes(self) -> list[BaseQuote]:
@@ -244,7 +245,7 @@ def build_book(now_ns: int, seed: int = SEED) -> Book:
         positions += [
             (book, p.quote.instrument, 10.0, p.quote.mark) for p in probes if p.book == book
         ]
-    return Book(bulk, probes, positions)
+    return Book(bulk, probes, positions, [(f"{u.name.lower()}_usd", u.spot) for u in UNDERLYINGS])
 
 
 def write_stream(path: Path, quotes: Sequence[BaseQuote], topic_prefix: str, seed: int) -> None:
@@ -586,6 +587,9 @@ class Prober:
         ``probes`` shows its resting forward, then until each is quiet."""
         loop = asyncio.get_running_loop()
         waits = []
+        for index, price in self.book.indices:  # riskd's margin needs them (not the figures)
+            data = orjson.dumps({"instrument": index, "price": price, "ts_ns": time.time_ns()})
+            self.sock.sendall(mqtt_publish_packet(f"{self.topic_prefix}md/tick/{index}", data))
         for q in self.book.quotes:
             t, _ = self.send(q)
         for p in probes:
@@ -874,10 +878,20 @@ async def rate_probe(
     finally:
         offered = await stop_publisher(pub)
     taken = (n1 - n0) / ((t1 - t0) / 1e9) if t1 > t0 else 0.0
-    probe = RateProbe(offered, taken)
-    # the broker's queue to the consumer and the socket buffers drain before the next probe
-    await asyncio.sleep(0.5 if probe.kept_up else 2.0)
-    return probe
+    await drained(counter)
+    return RateProbe(offered, taken)
+
+
+async def drained(counter: Counter, timeout_s: float = 30.0) -> None:
+    """Wait until the consumer reads nothing between two readings: what the broker and the
+    sockets held for it (a backlog, when it fell behind) is gone before the next probe."""
+    async with asyncio.timeout(timeout_s):
+        _, last = await counter.reading()
+        while True:
+            _, n = await counter.reading()
+            if n == last:
+                return
+            last = n
 
 
 async def search(
@@ -1099,9 +1113,10 @@ def checkout_of(cmd: Sequence[str]) -> str:
     if top is None:
         return "unknown (not in a git checkout)"
     commit = _git(Path(top), "rev-parse", "--short=12", "HEAD") or "?"
+    last = _git(Path(top), "log", "-1", "--format=%h", "--", "engine", "feeds") or "?"
     changed = _git(Path(top), "status", "--porcelain", "--", "engine", "feeds")
     dirty = f" + uncommitted changes to {len(changed.splitlines())} files" if changed else ""
-    return f"{top} at {commit}{dirty}"
+    return f"{top} at {commit} (engine/ and feeds/ last changed in {last}{dirty})"
 
 
 def targets(r: Results) -> list[tuple[str, str, bool | None]]:
