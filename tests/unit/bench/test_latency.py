@@ -54,16 +54,14 @@ def _encoded(p: Portfolio, key: str) -> bytes:
 
 def test_the_book_has_the_documented_shape() -> None:
     assert len(BOOK.positions) == 10_000
-    assert len({(b, n) for b, n, _, _ in BOOK.positions}) == 10_000  # one lot per instrument
+    assert len({(b, n) for b, n, _, _ in BOOK.positions}) == 10_000  # each (book, option) once
     keys = {f"{b}:{n.split('-')[0]}" for b, n, _, _ in BOOK.positions}
-    assert {p.key for p in BOOK.probes} == keys  # every key has its probe option
-    holders = {p.quote.instrument: [b for b, n, _, _ in BOOK.positions if n == p.quote.instrument]
-               for p in BOOK.probes}  # fmt: skip
-    assert all(h == [p.book] for p, h in zip(BOOK.probes, holders.values(), strict=True))
-    bulk_labels = {n.split("-")[1] for _, n, _, _ in BOOK.positions} - {
-        p.quote.instrument.split("-")[1] for p in BOOK.probes
-    }
-    assert len(bulk_labels) == 8  # the probe expiry is no bulk option's
+    assert sorted(p.key for p in BOOK.probes) == sorted(keys)  # a probe option in every key
+    bulk_expiries = {q.instrument.split("-")[1] for q in BOOK.bulk}
+    assert len(bulk_expiries) == 8
+    for p in BOOK.probes:  # held by its own book alone, in an expiry no bulk option has
+        assert [b for b, n, _, _ in BOOK.positions if n == p.quote.instrument] == [p.book]
+        assert p.quote.instrument.split("-")[1] not in bulk_expiries
 
 
 def test_the_naive_daemon_publishes_riskds_figures() -> None:
