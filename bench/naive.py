@@ -52,6 +52,7 @@ from engine import greeks
 from engine.errors import FeedDecodeError
 from engine.events import Quote
 from engine.instruments import Instrument, InstrumentRegistry, Kind, parse_deribit_name
+from engine.outputs import METRICS, SCHEMA_VERSION, UNITS
 
 __all__ = ["NaiveBook", "main"]
 
@@ -59,35 +60,8 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 NS_PER_YEAR: Final = 365.0 * 86_400e9  # ACT/365, as engine.daycount
-FIGURES: Final = (
-    "delta",
-    "delta_usd",
-    "delta_adj",
-    "gamma",
-    "cash_gamma",
-    "vega",
-    "theta",
-    "rho",
-    "vanna",
-    "volga",
-    "market_value",
-    "pnl",
-)
+FIGURES: Final = METRICS
 """The twelve figures of an exposure payload, in its order (docs/redis.md)."""
-UNITS: Final = {
-    "delta": "underlying units",
-    "delta_usd": "USD",
-    "delta_adj": "underlying units (price-adjusted)",
-    "gamma": "underlying units per 1 underlying unit move",
-    "cash_gamma": "USD per 1% move",
-    "vega": "USD per vol point",
-    "theta": "USD per day",
-    "rho": "USD per 1% rate",
-    "vanna": "underlying units per vol point",
-    "volga": "USD per vol point squared",
-    "market_value": "USD",
-    "pnl": "USD",
-}
 
 
 def _expiry_label(expiry_ns: int) -> str:
@@ -245,7 +219,7 @@ class NaiveBook:
         row = per_key[k].tolist()
         buckets = per_group[key.groups].T
         out: dict[str, Any] = {
-            "v": 2,
+            "v": SCHEMA_VERSION,
             "ts": now_ns // 1_000_000,
             "ts_ns": now_ns,
             "valuation_ts_ns": now_ns,

@@ -16,6 +16,7 @@ from bench.latency import Book, Expect, Prober, _resp_array, build_book
 from bench.naive import FIGURES, NaiveBook
 from engine.events import Quote
 from engine.instruments import InstrumentRegistry
+from engine.outputs import encode
 from engine.state import Portfolio
 from tests.factories import T0_NS
 
@@ -49,7 +50,7 @@ def _encoded(p: Portfolio, key: str) -> bytes:
     """riskd's payload of ``key`` as its Redis sink encodes it."""
     book, und = key.split(":")
     ((_, payload),) = p.exposure_payloads([(book, und)], T0_NS, books=[])
-    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return encode(payload)
 
 
 def test_the_book_has_the_documented_shape() -> None:
