@@ -6,6 +6,11 @@ a key always goes out, ``min_interval_ns`` after its previous publication at the
 (trailing edge). So a quiet book's first move reaches consumers without waiting for a timer,
 a busy one costs Redis at most one write per key and interval, and nothing is left unsaid.
 
+A periodic refresh of every key (the engine's full reprice, for time decay) goes through
+:meth:`PublishSchedule.refresh`: a key waiting for its interval keeps waiting (and goes out with
+the refreshed figures), any other goes out at once without counting as a publication, so that
+the refresh never holds back the next change of a quiet key.
+
 The schedule does no I/O and reads no clock: the caller passes the time (monotonic ns) and
 wakes itself at :meth:`PublishSchedule.next_due_ns`.
 """
@@ -59,6 +64,13 @@ class PublishSchedule(Generic[K]):
     def next_due_ns(self) -> float:
         """When the first changed key may go out (``math.inf``: none changed)."""
         return self._next
+
+    def refresh(self, keys: Iterable[K]) -> list[K]:
+        """Of ``keys``, refreshed (every figure moved with time), those to publish now: those
+        not waiting for their interval (those go out when due, with the new figures). Their
+        publication does not count against the interval of their next change."""
+        dirty = self._dirty
+        return [k for k in keys if k not in dirty]
 
     def due(self, now_ns: int) -> list[K]:
         """Take the changed keys whose time has come, as published at ``now_ns``."""

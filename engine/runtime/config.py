@@ -85,9 +85,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     Attributes:
         cycle_interval_ms: longest the engine waits for new events before cycling anyway.
-        min_cycle_interval_ms: shortest time between two cycles: events arriving meanwhile are
-            repriced together (more throughput under load, at most this much added latency);
-            0: a cycle at every wake (events are conflated while a cycle runs anyway).
+        min_cycle_interval_ms: while events keep coming, the shortest time from a cycle that
+            took events to the next: what arrives meanwhile is repriced together (throughput
+            under load, at most this much added latency then). An event after a quiet spell is
+            taken at once. 0: a cycle at every wake.
         full_reprice_interval_s: every this often, reprice everything (time decay) and rebuild
             every sum from scratch.
         fill_queue: fills the inbox holds before feeds that deliver fills are made to wait.
@@ -96,7 +97,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     cycle_interval_ms: PositiveInt = 50
-    min_cycle_interval_ms: NonNegativeFloat = 0.0
+    min_cycle_interval_ms: NonNegativeFloat = 2.0
     full_reprice_interval_s: PositiveFloat = 1.0
     fill_queue: PositiveInt = 100_000
     feed_stale_after_s: PositiveFloat = 10.0

@@ -101,6 +101,7 @@ class EngineLoop:
         self._lots_seen = portfolio.lot_count
         self._full_interval_ns = round(config.full_reprice_interval_s * 1e9)
         self._next_full_ns = 0
+        self._took_events = False  # whether the last cycle drained any event
 
     # ------------------------------------------------------------------ cycles
 
@@ -108,7 +109,10 @@ class EngineLoop:
         """Drain the inbox, reprice, hand the sink the payloads that are due (every changed
         one when ``flush``: shutdown); returns how many payloads were built."""
         step = self._begin(full)
-        payloads = self._valued(step, self.portfolio.cycle(step.now, step.full), flush)
+        if step.full:
+            payloads = self._full(step, flush)
+        else:
+            payloads = self._valued(step, self.portfolio.cycle(step.now, False), flush)
         return self._end(step, payloads)
 
     async def acycle(self) -> int:
@@ -129,20 +133,23 @@ class EngineLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle whenever events arrive or a payload falls due, until ``stop``; at least every
-        ``cycle_interval_ms`` and at most every ``min_cycle_interval_ms`` (0: at every
-        wake)."""
+        ``cycle_interval_ms``. An event after a quiet spell is taken at once; while events
+        keep coming, a cycle follows the last one that took events by ``min_cycle_interval_ms``
+        at least, so that a burst is taken in batches (the leading edge of a schedule, for
+        cycles)."""
         idle_s = self.config.cycle_interval_ms / 1000
         spacing_s = self.config.min_cycle_interval_ms / 1000
-        last = time.monotonic()
+        busy = -math.inf  # when the last cycle that took events started (monotonic s)
         while not stop.is_set():
             await self.inbox.wait(min(idle_s, self._until_due_s()))
-            if spacing_s > 0.0:
-                gap = spacing_s - (time.monotonic() - last)
-                if gap > 0:
-                    await asyncio.sleep(gap)
-                last = time.monotonic()
+            gap = spacing_s - (time.monotonic() - busy)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            start = time.monotonic()
             with self._contained():
                 await self.acycle()
+            if self._took_events:
+                busy = start
 
     def apply_fill(self, f: Fill) -> None:
         """Apply a fill to the book (a strategy's: to its legs and holding); a fill the engine
@@ -169,6 +176,7 @@ class EngineLoop:
         """Drain the inbox into the portfolio; decide whether it is a full reprice."""
         t0 = time.perf_counter()
         ticks, quotes, fills = self.inbox.drain()
+        self._took_events = bool(ticks or quotes or fills)
         p = self.portfolio
         for t in ticks:
             if not p.apply_tick(t):
@@ -187,26 +195,36 @@ class EngineLoop:
             p.retry_unresolved()
         return _Step(t0, now, full, (ticks, quotes, fills))
 
-    def _full(self, step: _Step) -> list[tuple[str, Exposure]]:
-        """A full reprice and the payloads due after it (in a worker thread)."""
-        self.portfolio.cycle(step.now, True)
-        return self._valued(step, set(self.portfolio.bu_keys()), False)
+    def _full(self, step: _Step, flush: bool = False) -> list[tuple[str, Exposure]]:
+        """A full reprice and the payloads due after it (a worker thread runs it): every key
+        is refreshed (:meth:`~engine.schedule.PublishSchedule.refresh`: at once unless it waits
+        for its interval, and without counting against the next change's), the keys due go
+        out too (every changed one when ``flush``)."""
+        p = self.portfolio
+        p.cycle(step.now, True)
+        self._next_full_ns = step.now + self._full_interval_ns
+        keys = dict.fromkeys(k for b, u in p.bu_keys() for k in ((b, u), (b, None)))
+        mono = time.monotonic_ns()
+        taken = self.schedule.flush(mono) if flush else self.schedule.due(mono)
+        return self._build([*self.schedule.refresh(keys), *taken], step.now)
 
     def _valued(
         self, step: _Step, changed: set[tuple[str, str]], flush: bool
     ) -> list[tuple[str, Exposure]]:
         """Mark the ``changed`` pairs and their books; build the payloads due now."""
-        if step.full:
-            self._next_full_ns = step.now + self._full_interval_ns
         schedule = self.schedule
         mono = time.monotonic_ns()
         schedule.changed([k for b, u in changed for k in ((b, u), (b, None))], mono)
         due = schedule.flush(mono) if flush else schedule.due(mono)
-        if not due:
+        return self._build(due, step.now)
+
+    def _build(self, keys: list[Key], now: int) -> list[tuple[str, Exposure]]:
+        """The payloads of ``keys``."""
+        if not keys:
             return []
-        pairs = [(b, u) for b, u in due if u is not None]
-        books = [b for b, u in due if u is None]
-        return self.portfolio.exposure_payloads(pairs, step.now, books)
+        pairs = [(b, u) for b, u in keys if u is not None]
+        books = [b for b, u in keys if u is None]
+        return self.portfolio.exposure_payloads(pairs, now, books)
 
     def _end(self, step: _Step, payloads: list[tuple[str, Exposure]]) -> int:
         """Publish the payloads (and check the rules on them); record the cycle's timings."""

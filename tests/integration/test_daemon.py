@@ -413,7 +413,7 @@ def _offline(
 def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None:
     """A (book, underlying) pair and its book are rate-limited each on its own: a quote that
     moves one pair dirties that pair and the book, and nothing is built again before the
-    interval is up (but on a flush)."""
+    interval is up (but on a flush). A full reprice's refresh of every key counts for none."""
     daemon, _ = _offline(
         tmp_path,
         f"main,{CALL},10\nmain,{PUT},-20\n",
@@ -430,6 +430,9 @@ def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None
 
     assert daemon.engine.cycle() == 3  # the first full cycle: main:BTC, main:ETH, main
     assert set(daemon.out.exposures()) == {"main:BTC", "main:ETH", "main"}
+    quote(CALL, 0.55)
+    quote(PUT, 0.65)
+    assert daemon.engine.cycle() == 3  # a full reprice's refresh holds no change back
     quote(CALL, 0.6)
     quote(PUT, 0.7)
     assert daemon.engine.cycle() == 0  # built moments ago: both pairs and the book wait

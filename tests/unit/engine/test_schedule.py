@@ -94,3 +94,14 @@ def test_every_change_goes_out_once_per_interval_at_most_and_none_is_lost(
             assert len(times) <= len(changed_at[k])  # never without a change
         else:
             assert times == []
+
+
+def test_a_refresh_goes_out_at_once_unless_waiting_and_holds_no_change_back() -> None:
+    s: PublishSchedule[str] = PublishSchedule(INTERVAL)
+    s.changed(["busy"], 0)
+    assert s.due(0) == ["busy"]
+    s.changed(["busy"], MS)  # waits for its interval
+    assert s.refresh(["busy", "quiet"]) == ["quiet"]  # the waiting one goes when due
+    s.changed(["quiet"], 2 * MS)  # right after its refresh: at once, as a quiet key
+    assert s.due(2 * MS) == ["quiet"]
+    assert s.due(INTERVAL) == ["busy"]
