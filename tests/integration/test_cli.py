@@ -178,6 +178,33 @@ def test_bad_config_exits_2_naming_the_key(
         assert "Traceback" not in out.stderr
 
 
+def _run_until_published(path: Path, client: redis.Redis, key: str, field: str) -> tuple[str, str]:
+    """``riskd run -c path`` until ``field`` of ``key`` is in Redis (it may come up later),
+    then SIGTERM; its stdout and stderr once it has exited with status 0."""
+    proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
+        [str(RISKD), "run", "-c", str(path), "--view", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"no {key} {field} within 90 s"
+            with contextlib.suppress(redis.ConnectionError):
+                if client.hget(key, field) is not None:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    return stdout, stderr
+
+
 def test_run_publishes_and_stops_cleanly_on_sigterm(
     tmp_path: Path, redis_server: RedisServer, unique: str
 ) -> None:
@@ -197,26 +224,8 @@ rate_hz = 500
 """,
         "book,instrument,quantity,avg_price\nhedge,BTC-PERPETUAL,-100000,60000\n",
     )
-    proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
-        [str(RISKD), "run", "-c", str(path), "--view", "off"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    client = redis.Redis.from_url(redis_server.url)
-    try:
-        deadline = time.monotonic() + 60
-        while client.hget(f"{unique}:snapshot", "hedge:BTC") is None:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no snapshot within 60 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        client.close()
-    assert proc.returncode == 0, stderr
+    with contextlib.closing(redis.Redis.from_url(redis_server.url)) as client:
+        stdout, _ = _run_until_published(path, client, f"{unique}:snapshot", "hedge:BTC")
     logs = [json.loads(line) for line in stdout.splitlines()]
     messages = [entry["msg"] for entry in logs]
     assert "started" in messages
@@ -242,29 +251,8 @@ def test_main_job_starts_a_private_redis_when_none_listens_and_stops_it(tmp_path
     publishes to it, and stops it on exit; with one listening, it starts none."""
     port = free_port()
     path = _demo_config(tmp_path, port, start_local=True)
-    proc = subprocess.Popen(  # noqa: S603  # our own console script, fixed arguments
-        [str(RISKD), "run", "-c", str(path), "--view", "off"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    client = redis.Redis(port=port)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "nothing published within 90 s"
-            with contextlib.suppress(redis.ConnectionError):
-                if client.hget("risk:snapshot", "demo:BTC") is not None:
-                    break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        client.close()
-    assert proc.returncode == 0, stderr
+    with contextlib.closing(redis.Redis(port=port)) as client:
+        stdout, stderr = _run_until_published(path, client, "risk:snapshot", "demo:BTC")
     assert "started a private redis-server there" in stderr
     assert f"127.0.0.1:{port}" in stderr
     messages = [json.loads(line)["msg"] for line in stdout.splitlines()]
