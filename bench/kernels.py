@@ -477,7 +477,8 @@ def run_accuracy(label: str, book: Book) -> AccuracyRun:
 # ------------------------------------------------------------------------------------ machine
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's word for it."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -496,15 +497,16 @@ def _hypervisor() -> str:
         return "unknown"
 
 
-def _git(*args: str) -> str | None:
-    """Output of a read-only git command in the repository, or None without git."""
-    git = shutil.which("git")
-    if git is None:
+def git(*args: str, where: Path = ROOT) -> str | None:
+    """Output of a read-only git command in the repository (or the checkout at ``where``), or
+    None without git."""
+    exe = shutil.which("git")
+    if exe is None:
         return None
     try:
         # Fixed argv from this module, no shell.
         done = subprocess.run(  # noqa: S603
-            [git, "-C", str(ROOT), *args], capture_output=True, text=True, check=True, timeout=10
+            [exe, "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -514,10 +516,10 @@ def _git(*args: str) -> str | None:
 
 def revision(*paths: str) -> str:
     """HEAD's commit, and which files of the code under test (``paths``) differ from it."""
-    commit = _git("rev-parse", "--short=12", "HEAD")
+    commit = git("rev-parse", "--short=12", "HEAD")
     if commit is None:
         return "unknown (no git)"
-    changed = _git("status", "--porcelain", "--", *paths)
+    changed = git("status", "--porcelain", "--", *paths)
     if changed:
         files = ", ".join(line[3:] for line in changed.splitlines())
         return f"{commit} + uncommitted changes to {files}"
@@ -577,7 +579,7 @@ def machine_lines() -> list[str]:
         if name in os.environ
     ]
     return [
-        f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable), "
+        f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable), "
         f"{platform.system()} {platform.release()}, {_hypervisor()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
         f"scipy {scipy.__version__}, numba {numba.__version__} "

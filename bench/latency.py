@@ -49,7 +49,6 @@ import math
 import os
 import platform
 import shlex
-import shutil
 import signal
 import socket
 import struct
@@ -1082,39 +1081,19 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _git(where: Path, *args: str) -> str | None:
-    git = shutil.which("git")
-    if git is None:
-        return None
-    try:
-        # Fixed argv, no shell.
-        done = subprocess.run(  # noqa: S603
-            [git, "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.rstrip()
-
-
 def checkout_of(cmd: Sequence[str]) -> str:
     """The git commit of the checkout a riskd command runs from (its executable's folder or,
     for ``python -m``, this one), with any uncommitted change to engine/ or feeds/ named."""
+    from bench.kernels import git  # scipy, numba: the parent only
+
     exe = Path(cmd[0])
     where = ROOT if "-m" in cmd or not exe.is_absolute() else exe.resolve().parent
-    top = _git(where, "rev-parse", "--show-toplevel")
+    top = git("rev-parse", "--show-toplevel", where=where)
     if top is None:
         return "unknown (not in a git checkout)"
-    commit = _git(Path(top), "rev-parse", "--short=12", "HEAD") or "?"
-    last = _git(Path(top), "log", "-1", "--format=%h", "--", "engine", "feeds") or "?"
-    changed = _git(Path(top), "status", "--porcelain", "--", "engine", "feeds")
+    commit = git("rev-parse", "--short=12", "HEAD", where=Path(top)) or "?"
+    last = git("log", "-1", "--format=%h", "--", "engine", "feeds", where=Path(top)) or "?"
+    changed = git("status", "--porcelain", "--", "engine", "feeds", where=Path(top))
     dirty = f" + uncommitted changes to {len(changed.splitlines())} files" if changed else ""
     return f"{top} at {commit} (engine/ and feeds/ last changed in {last}{dirty})"
 
@@ -1149,6 +1128,8 @@ def _bare_rate(r: Results) -> float:
 
 
 def report(r: Results) -> str:
+    from bench.kernels import cpu_model  # scipy, numba: the parent only
+
     b = r.book
     n_bulk = len(b.positions) - len(b.probes)
     lines = [
@@ -1156,7 +1137,7 @@ def report(r: Results) -> str:
         + (" (quick smoke run)" if r.quick else ""),
         "",
         f"- Date (UTC): {r.started:%Y-%m-%d %H:%M:%S}; `{r.argv}`, {r.elapsed_s:.0f} s",
-        f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs "
+        f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs "
         f"({len(os.sched_getaffinity(0))} usable), {platform.system()} {platform.release()}; "
         f"load average {r.load_start} at the start, {r.load_end} at the end; other processes "
         f"used {_pct(r.others)} of all CPUs over the run (host steal {_pct(r.steal)})",
