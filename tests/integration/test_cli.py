@@ -399,3 +399,11 @@ def test_a_first_run_is_told_that_the_kernels_compile(
             proc.communicate()
         notice = "first run: compiling the numba kernels (about a minute" in first
         assert notice is told, first
+
+
+def test_exit_at_end_without_a_replay_feed_exits_2_naming_it(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, '[[feeds]]\nkind = "sim"\n')
+    out = _run("run", "-c", str(path), "--view", "off", "--exit-at-end")
+    assert out.returncode == 2, out.stderr
+    assert "--exit-at-end needs a replay feed - at `$.feeds`" in out.stderr
+    assert "Traceback" not in out.stderr
