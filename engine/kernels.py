@@ -40,6 +40,7 @@ __all__ = [
     "implied_vol_parallel_kernel",
     "inverse_kernel",
     "inverse_parallel_kernel",
+    "lot_rebuild_kernel",
     "lot_rebuild_parallel_kernel",
     "price_rows_kernel",
     "price_rows_parallel_kernel",
@@ -1205,34 +1206,29 @@ _REBUILD_CHUNK_LOTS = 32_768
 lots themselves."""
 
 
-@njit(
-    void(_LOTS, _PRICED, _SUMS),
-    parallel=True,
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-)
-def lot_rebuild_parallel_kernel(lots: LotColumns, priced: PricedColumns, sums: GroupSums) -> None:
-    """Every lot's contribution (``lots.contrib``, overwritten) and every group's, (book,
-    underlying)'s and book's sums (overwritten; ``bu_stamp`` is left alone) from scratch, over
-    the thread pool, for every lot of ``lots`` and every group of ``sums.group_hi``:
-    :data:`_REBUILD_CHUNKS` compensated partial sums over fixed ranges of lots, then merged in
-    order (a compensated sum of the partial sums' high and low parts)."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rebuild_chunk(
+    ch: int, size: int, lots: LotColumns, priced: PricedColumns, part_hi: F64, part_lo: F64
+) -> None:
+    """Chunk ``ch`` of a rebuild (lots ``ch * size`` up to ``(ch + 1) * size``): each lot's
+    contribution, and the chunk's compensated partial sums per group (its rows of ``part_hi``
+    and ``part_lo``, one block of groups per chunk)."""
     lot_inst, lot_group, qty, cost = lots.inst, lots.group, lots.qty, lots.cost
     has_cost, contrib, unit, bad = lots.has_cost, lots.contrib, priced.unit, priced.bad
-    n_lots = lot_inst.shape[0]
+    chunks = rebuild_chunks(lot_inst.shape[0])
+    base = ch * (part_hi.shape[0] // chunks)
+    for lot in range(ch * size, min(lot_inst.shape[0], (ch + 1) * size)):
+        g = base + lot_group[lot]
+        _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, contrib[lot])
+        for c in range(N_AGG):
+            _neumaier_add(part_hi, part_lo, g, c, contrib[lot, c])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rebuild_merge(chunks: int, part_hi: F64, part_lo: F64, sums: GroupSums) -> None:
+    """Every group's, (book, underlying)'s and book's sums (overwritten) from the chunks'
+    partial sums, merged in chunk order (a compensated sum of their high and low parts)."""
     n_groups = sums.group_hi.shape[0]
-    chunks = max(1, min(_REBUILD_CHUNKS, n_lots // _REBUILD_CHUNK_LOTS))
-    part_hi = np.zeros((chunks * n_groups, N_AGG))
-    part_lo = np.zeros((chunks * n_groups, N_AGG))
-    size = (n_lots + chunks - 1) // chunks
-    for ch in prange(chunks):
-        base = ch * n_groups
-        for lot in range(ch * size, min(n_lots, (ch + 1) * size)):
-            g = base + lot_group[lot]
-            _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, contrib[lot])
-            for c in range(N_AGG):
-                _neumaier_add(part_hi, part_lo, g, c, contrib[lot, c])
     hi, lo = sums.group_hi, sums.group_lo
     bu_hi, bu_lo = sums.bu_hi, sums.bu_lo
     book_hi, book_lo = sums.book_hi, sums.book_lo
@@ -1254,6 +1250,44 @@ def lot_rebuild_parallel_kernel(lots: LotColumns, priced: PricedColumns, sums: G
                     _neumaier_add(hi, lo, g, c, x)
                     _neumaier_add(bu_hi, bu_lo, u, c, x)
                     _neumaier_add(book_hi, book_lo, b, c, x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rebuild_chunks(n_lots: int) -> int:
+    """How many chunks a rebuild of ``n_lots`` lots sums in: a function of the lots only, so
+    that the serial and the threaded rebuild give the same figures."""
+    return max(1, min(_REBUILD_CHUNKS, n_lots // _REBUILD_CHUNK_LOTS))
+
+
+@njit(void(_LOTS, _PRICED, _SUMS), cache=True, nogil=True, error_model="numpy")
+def lot_rebuild_kernel(lots: LotColumns, priced: PricedColumns, sums: GroupSums) -> None:
+    """Every lot's contribution (``lots.contrib``, overwritten) and every group's, (book,
+    underlying)'s and book's sums (overwritten; ``bu_stamp`` is left alone) from scratch, for
+    every lot of ``lots`` and every group of ``sums.group_hi``: :func:`rebuild_chunks`
+    compensated partial sums over fixed ranges of lots, then merged in order. One thread: for
+    a book too small to gain from the pool (waking it costs more)."""
+    n_lots = lots.inst.shape[0]
+    chunks = rebuild_chunks(n_lots)
+    part_hi = np.zeros((chunks * sums.group_hi.shape[0], N_AGG))
+    part_lo = np.zeros_like(part_hi)
+    size = (n_lots + chunks - 1) // chunks
+    for ch in range(chunks):
+        _rebuild_chunk(ch, size, lots, priced, part_hi, part_lo)
+    _rebuild_merge(chunks, part_hi, part_lo, sums)
+
+
+@njit(void(_LOTS, _PRICED, _SUMS), parallel=True, cache=True, nogil=True, error_model="numpy")
+def lot_rebuild_parallel_kernel(lots: LotColumns, priced: PricedColumns, sums: GroupSums) -> None:
+    """:func:`lot_rebuild_kernel` with its chunks over the thread pool: the same figures,
+    whatever the number of threads."""
+    n_lots = lots.inst.shape[0]
+    chunks = rebuild_chunks(n_lots)
+    part_hi = np.zeros((chunks * sums.group_hi.shape[0], N_AGG))
+    part_lo = np.zeros_like(part_hi)
+    size = (n_lots + chunks - 1) // chunks
+    for ch in prange(chunks):
+        _rebuild_chunk(ch, size, lots, priced, part_hi, part_lo)
+    _rebuild_merge(chunks, part_hi, part_lo, sums)
 
 
 # --------------------------------------------------------------------------------- scenarios

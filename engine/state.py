@@ -198,8 +198,13 @@ class Portfolio:
             market.dirty.clear()
             lots.dirty.clear()
             market.price(np.flatnonzero(ia["n_lots"][: market.cols.n]), market.priced())
-            # every sum from scratch, threaded (the result does not depend on threads)
-            kernels.lot_rebuild_parallel_kernel(
+            # every sum from scratch, threaded for a large book (the same figures either way)
+            rebuild = (
+                kernels.lot_rebuild_parallel_kernel
+                if lots.cols.n >= PARALLEL_MIN_ROWS
+                else kernels.lot_rebuild_kernel
+            )
+            rebuild(
                 lots.cols.head(kernels.LotColumns), market.priced(), groups.sums(groups.groups.n)
             )
             return set(pairs)

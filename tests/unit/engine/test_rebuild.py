@@ -1,10 +1,12 @@
-"""The threaded from-scratch rebuild of the portfolio sums (``lot_rebuild_parallel_kernel``)
-on synthetic arrays: equal to exactly rounded sums, and the same bits whatever the thread count
-and however many partial sums the book's size calls for."""
+"""The from-scratch rebuild of the portfolio sums (``lot_rebuild_kernel`` and its threaded
+twin ``lot_rebuild_parallel_kernel``) on synthetic arrays: equal to exactly rounded sums, and
+the same bits whatever the kernel, the thread count and however many partial sums the book's
+size calls for."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -56,7 +58,9 @@ def _book(n_lots: int, seed: int) -> Book:
     )
 
 
-def _rebuild(b: Book) -> tuple[F64, F64, F64, F64]:
+def _rebuild(
+    b: Book, kernel: Callable[..., None] = kernels.lot_rebuild_parallel_kernel
+) -> tuple[F64, F64, F64, F64]:
     """(contributions, group sums, (book, underlying) sums, book sums); every output starts
     as NaN, so whatever the kernel leaves unwritten shows."""
     contrib = np.full((b.qty.shape[0], kernels.N_AGG), np.nan)
@@ -94,7 +98,7 @@ def _rebuild(b: Book) -> tuple[F64, F64, F64, F64]:
         book_lo=book_lo,
         bu_stamp=np.zeros(b.n_bu, dtype=np.int64),
     )
-    kernels.lot_rebuild_parallel_kernel(lots, priced, group_sums)
+    kernel(lots, priced, group_sums)
     return contrib, sums[0] + sums[1], sums[2] + sums[3], sums[4] + sums[5]
 
 
@@ -136,8 +140,10 @@ def test_rebuild_equals_exact_sums_whatever_the_threads(n_lots: int) -> None:
         many = _rebuild(b)
     finally:
         numba.set_num_threads(threads)
-    for a, c in zip(one, many, strict=True):
+    serial = _rebuild(b, kernels.lot_rebuild_kernel)
+    for a, c, d in zip(one, many, serial, strict=True):
         assert_array_equal(a, c)  # bit for bit
+        assert_array_equal(a, d)
     contrib, *sums = one
     for got, exact in zip(sums, _exact(b, contrib), strict=True):
         # compensated sums: within a rounding or two of the exact sum, cancellation or not
