@@ -6,6 +6,8 @@ loopback ports), writes a book of 10,000 positions, and measures, one after the 
 - **riskd** as a real process (``riskd run -c riskd.toml --view off``; ``--riskd-cmd`` times
   another build), every setting at its default but the Redis URL and prefix, the MQTT feed's
   port, topic prefix and client id, and the positions file: risk periods on;
+- the **relay** (``bench/naive.py --relay``): the same intake and Redis client, nothing
+  repriced, a minimal payload per quote: the floor of any daemon on this machine;
 - the **naive daemon** of ``bench/naive.py``: the same MQTT intake, the whole book repriced with
   riskd's kernel on every quote and the changed keys written to Redis at once;
 - a **bare consumer** with riskd's intake (aiomqtt, ``JsonCodec`` in paho's callback) that only
@@ -83,6 +85,7 @@ KEEP_UP: Final = 0.98  # a consumer keeps up when it reads this share of what wa
 
 RISKD_TOPICS: Final = "latbench/riskd/"  # each consumer's MQTT topic prefix
 NAIVE_TOPICS: Final = "latbench/naive/"
+RELAY_TOPICS: Final = "latbench/relay/"
 BARE_TOPICS: Final = "latbench/bare/"
 PROBE_SPACING_S: Final = 0.2
 BACKGROUND_RATE: Final = 1_000.0
@@ -746,8 +749,13 @@ async def start_riskd(
     return Daemon("riskd", child, prefix, topic_prefix)
 
 
-async def start_naive(workdir: Path, mqtt_port: int, redis_url: str) -> Daemon:
-    prefix, topic_prefix = "latbench-naive", NAIVE_TOPICS
+async def start_naive(
+    workdir: Path, mqtt_port: int, redis_url: str, *, relay: bool = False
+) -> Daemon:
+    """The naive daemon (``bench/naive.py``); with ``relay``, its ``--relay`` mode: the I/O
+    floor, no repricing."""
+    name = "relay" if relay else "naive"
+    prefix, topic_prefix = f"latbench-{name}", RELAY_TOPICS if relay else NAIVE_TOPICS
     child = await Child.start(
         [
             sys.executable,
@@ -763,15 +771,16 @@ async def start_naive(workdir: Path, mqtt_port: int, redis_url: str) -> Daemon:
             prefix,
             "--positions",
             str(workdir / "positions.csv"),
+            *(["--relay"] if relay else []),
         ],
-        "naive",
+        name,
     )
     await child.line(120.0)  # ready
-    return Daemon("naive", child, prefix, topic_prefix)
+    return Daemon(name, child, prefix, topic_prefix)
 
 
 async def stop_daemon(d: Daemon) -> None:
-    if d.name == "naive":
+    if d.name in ("naive", "relay"):
         d.child.proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError, RuntimeError):  # no stats: stopped below
             d.exit_stats = await d.child.line(30.0)
@@ -1155,9 +1164,10 @@ def report(r: Results) -> str:
         "Milliseconds from the probe quote's write to the broker to the subscriber reading the "
         "first payload of its key that reflects it (a lost probe counts as infinite).",
         "",
-        "| scenario | riskd p50 / p99 / max ms | naive p50 / p99 / max ms | riskd / naive p50 "
-        "| riskd / naive p99 | target (riskd) | met |",
-        "|---|---|---|---:|---:|---|---|",
+        "| scenario | riskd p50 / p99 / max ms | naive p50 / p99 / max ms | relay (I/O floor) "
+        "p50 / p99 / max ms | riskd / naive p50 | riskd / naive p99 | riskd / relay p50 "
+        "| target (riskd) | met |",
+        "|---|---|---|---|---:|---:|---:|---|---|",
     ]
     judged = {s: (t, ok) for s, t, ok in targets(r)}
     titles = {
@@ -1165,18 +1175,19 @@ def report(r: Results) -> str:
         "B": f"B: probes on quiet ETH keys, {BACKGROUND_RATE:,.0f} quotes/s on the BTC options",
     }
     for s, title in titles.items():
-        rk, nv = r.run(s, "riskd"), r.run(s, "naive")
-        if rk is None or nv is None:
+        rk, nv, rl = r.run(s, "riskd"), r.run(s, "naive"), r.run(s, "relay")
+        if rk is None or nv is None or rl is None:
             continue
         cells = [
             " / ".join(_ms(x.pct(q)) if q else _ms(max(x.latencies_ms(), default=math.nan))
                        for q in (50, 99, 0))
-            for x in (rk, nv)
+            for x in (rk, nv, rl)
         ]  # fmt: skip
         t, ok = judged[s]
         lines.append(
-            f"| {title} | {cells[0]} | {cells[1]} | {_ratio(rk.pct(50), nv.pct(50))} | "
-            f"{_ratio(rk.pct(99), nv.pct(99))} | {t} | {_verdict(ok)} |"
+            f"| {title} | {cells[0]} | {cells[1]} | {cells[2]} | "
+            f"{_ratio(rk.pct(50), nv.pct(50))} | {_ratio(rk.pct(99), nv.pct(99))} | "
+            f"{_ratio(rk.pct(50), rl.pct(50))} | {t} | {_verdict(ok)} |"
         )
     bare = _bare_rate(r)
     sustained = r.riskd_c.sustained
@@ -1185,7 +1196,7 @@ def report(r: Results) -> str:
     ok_c = None if r.quick or capped else ratio >= TARGET_RATIO
     lines.append(
         f"| C: sustained quotes/s (riskd; beside it the bare consumer with riskd's intake) | "
-        f"{sustained:,.0f}/s | bare: {bare:,.0f}/s | {ratio:.2f}x | | riskd >= "
+        f"{sustained:,.0f}/s | bare: {bare:,.0f}/s | | {ratio:.2f}x | | | riskd >= "
         f"{TARGET_RATIO:g}x the bare consumer | {_verdict(ok_c)} |"
     )
     if r.quick:
@@ -1283,7 +1294,7 @@ async def measure(
     plan: Plan, riskd_cmd: list[str], progress: Callable[[str], None]
 ) -> tuple[Book, list[ScenarioRun], Throughput, list[Throughput], dict[str, Any]]:
     """Everything, against servers of its own: the bare consumer's search (full runs), riskd
-    (A, B, C), the naive daemon (A, B), the bare consumer's search again."""
+    (A, B, C), the naive daemon (A, B), the relay (A, B), the bare consumer's search again."""
     import redis.asyncio as aioredis
 
     from tests.servers import MosquittoServer, RedisServer
@@ -1303,7 +1314,7 @@ async def measure(
         background: dict[str, Path] = {}  # scenario B's stream, per topic prefix
         every: dict[str, Path] = {}  # scenario C's
         btc = [q for q in book.bulk if q.underlying == "BTC"]
-        for i, prefix in enumerate((RISKD_TOPICS, NAIVE_TOPICS, BARE_TOPICS)):
+        for i, prefix in enumerate((RISKD_TOPICS, NAIVE_TOPICS, BARE_TOPICS, RELAY_TOPICS)):
             background[prefix] = workdir / f"background-{i}.json"
             write_stream(background[prefix], btc, prefix, SEED + i)
             every[prefix] = workdir / f"all-{i}.json"
@@ -1353,10 +1364,20 @@ async def measure(
                 )  # fmt: skip
             finally:
                 await stop_daemon(d)
+            naive_stats = d.exit_stats
+            progress("relay (the I/O floor): starting")
+            d = await start_naive(workdir, broker.port, redis_server.url, relay=True)
+            try:
+                runs += await probe_daemon(
+                    d, book, plan, broker.port, redis_server.port, servers,
+                    background[RELAY_TOPICS], progress,
+                )  # fmt: skip
+            finally:
+                await stop_daemon(d)
             await bare()
         finally:
             await redis.aclose()
-    return book, runs, riskd_c, bare_c, d.exit_stats
+    return book, runs, riskd_c, bare_c, naive_stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,15 @@ It takes market data as riskd's MQTT feed does (aiomqtt, each message decoded by
    once: ``PUBLISH {p}:exposure`` + ``HSET {p}:snapshot`` in one pipeline, awaited before the
    next quote.
 
-No conflation, no rate limit, no timers, no risk periods. The payloads have the shape of
-riskd's underlying-scope exposure payloads (docs/redis.md) with the same figures and units, so
-the latency harness checks both the same way. Options only, on a forward (Black-76, coin-settled
+No conflation, no rate limit, no timers, no risk periods.
+
+With ``--relay`` it reprices nothing: for each quote it writes, for every key holding the
+instrument, a payload that carries only what the harness reads (the quoted instrument's expiry
+bucket, ``delta`` 1 and ``delta_usd`` the quote's forward). That is the floor of any daemon with
+this intake and this Redis client on the machine: MQTT in, one pipeline out, no engine.
+
+The payloads (without ``--relay``) have the shape of riskd's underlying-scope exposure payloads
+(docs/redis.md) with the same figures and units, so the latency harness checks both the same way. Options only, on a forward (Black-76, coin-settled
 or linear), r = 0 as on Deribit; ticks are read and ignored.
 
 Run by ``bench/latency.py``::
@@ -213,6 +219,27 @@ class NaiveBook:
         per_group = np.asarray(np.bincount(self._group_bins, flat, 14 * self.n_groups), np.float64)
         return per_key.reshape(14, n_keys).T, per_group.reshape(14, self.n_groups).T
 
+    def relay_payload(self, k: int, i: int, now_ns: int) -> dict[str, Any]:
+        """Key ``k``'s payload in ``--relay`` mode: instrument ``i``'s expiry bucket with delta 1
+        and USD delta its forward (what the harness checks), every other bucket 1 and 1."""
+        key = self.keys[k]
+        label = _expiry_label(int(self.expiry_ns[i]))
+        forward = float(self.forward[i])
+        return {
+            "v": SCHEMA_VERSION,
+            "ts": now_ns // 1_000_000,
+            "ts_ns": now_ns,
+            "valuation_ts_ns": now_ns,
+            "scope": "underlying",
+            "book": key.book,
+            "underlying": key.underlying,
+            "expiries": {
+                "expiry": key.labels,
+                "delta": [1.0] * len(key.labels),
+                "delta_usd": [forward if x == label else 1.0 for x in key.labels],
+            },
+        }
+
     def payload(self, k: int, per_key: F64, per_group: F64, now_ns: int) -> dict[str, Any]:
         """Key ``k``'s exposure payload (riskd's underlying scope, docs/redis.md)."""
         key = self.keys[k]
@@ -288,11 +315,17 @@ async def run(args: argparse.Namespace) -> int:
                 continue
             t0 = time.perf_counter_ns()
             now = time.time_ns()
-            per_key, per_group = book.reprice(now)
+            if not args.relay:
+                per_key, per_group = book.reprice(now)
             pipe = r.pipeline(transaction=False)
             for k in book.keys_of[i]:
                 key = book.keys[k]
-                data = orjson.dumps(book.payload(k, per_key, per_group, now))
+                payload = (
+                    book.relay_payload(k, i, now)
+                    if args.relay
+                    else book.payload(k, per_key, per_group, now)
+                )
+                data = orjson.dumps(payload)
                 pipe.publish(channel, data)
                 pipe.hset(snapshot, f"{key.book}:{key.underlying}", data)
             t1 = time.perf_counter_ns()
@@ -343,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--prefix", required=True, help="Redis key prefix")
     parser.add_argument("--positions", type=Path, required=True, help="riskd's positions CSV")
+    parser.add_argument(
+        "--relay", action="store_true", help="reprice nothing: the I/O floor (see above)"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(args))

@@ -1,5 +1,5 @@
 """The latency benchmark end to end (``python -m bench.latency --quick``): riskd as a real
-process, the naive daemon and the bare consumer against real servers, and a report with every
+process, the naive daemon, the relay and the bare consumer against real servers, and a report with every
 row. Nothing here judges a figure: they depend on the machine (bench/README.md)."""
 
 from __future__ import annotations
@@ -30,16 +30,18 @@ def test_quick_run_reports_every_scenario_beside_the_naive_daemon(tmp_path: Path
     assert re.search(r"- Date \(UTC\): \d{4}-\d\d-\d\d ", text)
     assert re.search(r"- Machine: .+, \d+ logical CPUs", text)
     ms = rf"{NUMBER} / {NUMBER} / {NUMBER}"
-    # A: both daemons measured (each took its probes), the target judged.
-    assert re.search(rf"\| A: one probe quote every 0\.2 s \| {ms} \| {ms} \| {NUMBER}x \|", text)
+    # A: the three daemons measured (each took its probes), the target judged.
+    assert re.search(
+        rf"\| A: one probe quote every 0\.2 s \| {ms} \| {ms} \| {ms} \| {NUMBER}x \|", text
+    )
     assert re.search(r"\| A: .*\| riskd p50 <= 1 ms and p99 <= 3 ms \| \*\*(not )?met\*\* \|", text)
     # B: riskd measured; the naive daemon may fall behind the background load (lost probes).
     assert re.search(
         rf"\| B: probes on quiet ETH keys, .* \| {ms} \| .* \| \*\*(not )?met\*\* \|", text
     )
-    assert re.search(rf"\| C: sustained quotes/s .* \| {NUMBER}/s \| bare: {NUMBER}/s \|", text)
+    assert re.search(rf"\| C: sustained quotes/s .* \| {NUMBER}/s \| bare: {NUMBER}/s \| \|", text)
     for scenario in ("A", "B"):
-        for daemon in ("riskd", "naive"):
+        for daemon in ("riskd", "naive", "relay"):
             assert re.search(rf"\| {scenario} \| {daemon} \| 12 \| \d+ \|", text), (
                 scenario,
                 daemon,
