@@ -20,8 +20,9 @@ bucket, ``delta`` 1 and ``delta_usd`` the quote's forward). That is the floor of
 this intake and this Redis client on the machine: MQTT in, one pipeline out, no engine.
 
 The payloads (without ``--relay``) have the shape of riskd's underlying-scope exposure payloads
-(docs/redis.md) with the same figures and units, so the latency harness checks both the same way. Options only, on a forward (Black-76, coin-settled
-or linear), r = 0 as on Deribit; ticks are read and ignored.
+(docs/redis.md) with the same figures and units, so the latency harness checks both the same way.
+Options only, on a forward (Black-76, coin-settled or linear), r = 0 as on Deribit; ticks are read
+and ignored.
 
 Run by ``bench/latency.py``::
 

@@ -1,6 +1,6 @@
 """The latency benchmark end to end (``python -m bench.latency --quick``): riskd as a real
-process, the naive daemon, the relay and the bare consumer against real servers, and a report with every
-row. Nothing here judges a figure: they depend on the machine (bench/README.md)."""
+process, the naive daemon, the relay and the bare consumer against real servers, and a report
+with every row. Nothing here judges a figure: they depend on the machine (bench/README.md)."""
 
 from __future__ import annotations
 
