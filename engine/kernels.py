@@ -46,6 +46,7 @@ __all__ = [
     "price_rows_parallel_kernel",
     "reprice_dirty_kernel",
     "scenario_pnl_kernel",
+    "svi_linear_kernel",
     "unchecked",
 ]
 
@@ -1288,6 +1289,82 @@ def lot_rebuild_parallel_kernel(lots: LotColumns, priced: PricedColumns, sums: G
     for ch in prange(chunks):
         _rebuild_chunk(ch, size, lots, priced, part_hi, part_lo)
     _rebuild_merge(chunks, part_hi, part_lo, sums)
+
+
+# ---------------------------------------------------------------------------------- SVI fit
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _clip_nan(v: float, lo: float, hi: float) -> float:
+    """``v`` clipped to [lo, hi], NaN kept (numpy's clip)."""
+    if v != v:
+        return v
+    return lo if v < lo else hi if v > hi else v
+
+
+@njit(
+    void(float64[:, ::1], float64[::1], float64[::1], float64[::1], float64, float64[:, ::1]),
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
+def svi_linear_kernel(x: F64, k: F64, y: F64, om: F64, b_cap: float, out: F64) -> None:
+    """The inner step of an SVI fit (engine.risk.skew): for each row (m, σ, ρ) of ``x``, the
+    best c >= 0 and 0 <= b <= ``b_cap`` / (1 + |ρ|) of w = c + b h(k), h = ρ (k - m) +
+    √((k - m)² + σ²) - σ √(1 - ρ²), in weighted least squares (weights ``om``) against
+    ``y`` over log-strikes ``k``: the free optimum's b clipped to the box, or the best of the
+    box's edges (b on its upper bound or 0; c free). Writes c, b and the weighted sum of
+    squares into ``out`` (rows of ``x``, 3 columns); the first candidate's where no sum is
+    finite."""
+    n_pts = k.shape[0]
+    n = 0.0
+    ny = 0.0
+    for i in range(n_pts):
+        n += om[i]
+        ny += om[i] * y[i]
+    h = np.empty(n_pts)
+    cand_b = np.empty(4)
+    cand_c = np.empty(4)
+    cand_sse = np.empty(4)
+    for r in range(x.shape[0]):
+        m, s, rho = x[r, 0], x[r, 1], x[r, 2]
+        shift = s * math.sqrt(1.0 - rho * rho)
+        nh = 0.0
+        nhh = 0.0
+        nhy = 0.0
+        for i in range(n_pts):
+            d = k[i] - m
+            hi = rho * d + math.hypot(d, s) - shift
+            h[i] = hi
+            nh += hi * om[i]
+            nhh += hi * hi * om[i]
+            nhy += hi * y[i] * om[i]
+        b_max = b_cap / (1.0 + abs(rho))
+        b_free = (n * nhy - nh * ny) / (n * nhh - nh * nh)
+        cand_b[0] = _clip_nan(b_free, 0.0, b_max)
+        cand_b[1] = _clip_nan(nhy / nhh, 0.0, b_max)
+        cand_b[2] = 0.0
+        cand_b[3] = b_max
+        cand_c[0] = (ny - b_free * nh) / n
+        cand_c[1] = 0.0
+        cand_c[2] = ny / n
+        cand_c[3] = (ny - b_max * nh) / n
+        best = 0
+        best_sse = math.inf
+        for j in range(4):
+            c = cand_c[j]
+            c = c if c != c or c >= 0.0 else 0.0  # max(c, 0), NaN kept
+            cand_c[j] = c
+            sse = 0.0
+            for i in range(n_pts):
+                e = c + cand_b[j] * h[i] - y[i]
+                sse += e * e * om[i]
+            cand_sse[j] = sse
+            if sse < best_sse:  # the first smallest; a NaN never wins
+                best, best_sse = j, sse
+        out[r, 0] = cand_c[best]
+        out[r, 1] = cand_b[best]
+        out[r, 2] = cand_sse[best]
 
 
 # --------------------------------------------------------------------------------- scenarios

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq, minimize
 
+from engine import kernels
 from engine.arguments import broadcast
 from engine.greeks import inverse
 
@@ -54,7 +55,8 @@ LEE_MAX_SLOPE = 2.0
 DELTA = 0.25
 """The delta of the skew profile's wings."""
 _RHO_MAX = 0.999
-_RESTARTS = 4  # Nelder-Mead runs at most (the first and its restarts)
+_RESTARTS = 8  # Nelder-Mead runs at most (the first and its restarts)
+_MAXFEV = 600  # evaluations per run: a run that crawls is restarted with a fresh simplex
 _K_HALF_WIDTH = 4.0  # the g(k) grid spans m ± 4 in log-moneyness (K/F from 0.018 to 55)
 
 
@@ -243,29 +245,16 @@ def fit_svi(
     return SviFit(SmileStatus.OK, F, T, int(k.size), params, rmse, butterfly_check(params))
 
 
-def _linear(
-    x: FloatArray, k: FloatArray, y: FloatArray, om: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """For (m, σ, ρ) in the last axis of ``x``: w = c + b h(k) with h = ρ (k - m) +
-    √((k - m)² + σ²) - σ √(1 - ρ²) >= 0, so c is the smallest total variance. The least
-    squares (weights ``om``) over the box c >= 0, 0 <= b <= 2 / (1 + |ρ|) is convex: its optimum
-    is the free one if feasible, else the best of the clipped optima on the box's three edges.
-    Returns c, b and the weighted sum of squares."""
-    m, s, rho = x[..., 0, None], x[..., 1, None], x[..., 2, None]
-    h = rho * (k - m) + np.hypot(k - m, s) - s * np.sqrt(1.0 - rho * rho)
-    b_max = LEE_MAX_SLOPE / (1.0 + np.abs(rho[..., 0]))
-    n, ny = om.sum(), om @ y
-    nh, nhh, nhy = h @ om, (h * h) @ om, (h * y) @ om
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b_free = (n * nhy - nh * ny) / (n * nhh - nh * nh)
-        b_edge = np.clip(nhy / nhh, 0.0, b_max)
-    b = np.stack(np.broadcast_arrays(np.clip(b_free, 0.0, b_max), b_edge, 0.0, b_max))
-    c = np.stack(np.broadcast_arrays((ny - b_free * nh) / n, 0.0, ny / n, (ny - b_max * nh) / n))
-    c = np.maximum(c, 0.0)
-    sse = ((c[..., None] + b[..., None] * h - y) ** 2) @ om
-    best = np.argmin(np.where(np.isnan(sse), np.inf, sse), axis=0)[None]
-    pick = [np.take_along_axis(z, best, axis=0)[0] for z in (c, b, sse)]
-    return pick[0], pick[1], pick[2]
+def _linear(x: FloatArray, k: FloatArray, y: FloatArray, om: FloatArray) -> FloatArray:
+    """For each (m, σ, ρ) row of ``x``: w = c + b h(k) with h = ρ (k - m) + √((k - m)² + σ²) -
+    σ √(1 - ρ²) >= 0, so c is the smallest total variance. The least squares (weights ``om``)
+    over the box c >= 0, 0 <= b <= 2 / (1 + |ρ|) is convex: its optimum is the free one if
+    feasible, else the best of the clipped optima on the box's edges
+    (:func:`engine.kernels.svi_linear_kernel`). Returns (rows, 3): c, b and the weighted sum of
+    squares."""
+    out = np.empty((x.shape[0], 3))
+    kernels.svi_linear_kernel(x, k, y, om, LEE_MAX_SLOPE, out)
+    return out
 
 
 def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
@@ -280,10 +269,15 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
         np.linspace(-0.8, 0.8, 5),
     )
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    x0: FloatArray = grid[np.argmin(_linear(grid, k, y, om)[2])]
+    grid_sse = _linear(np.ascontiguousarray(grid), k, y, om)[:, 2]
+    x0: FloatArray = grid[np.argmin(np.where(np.isnan(grid_sse), np.inf, grid_sse))]
+    one = np.empty((1, 3))
+    fitted = np.empty((1, 3))
 
     def sse(x: FloatArray) -> float:
-        return float(_linear(x, k, y, om)[2])
+        one[0] = x
+        kernels.svi_linear_kernel(one, k, y, om, LEE_MAX_SLOPE, fitted)
+        return float(fitted[0, 2])
 
     # Nelder-Mead can stall on a ridge short of the minimum: restarted from where it stopped,
     # with a fresh simplex, until a restart no longer improves it (at most a few times).
@@ -299,7 +293,7 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
                 "initial_simplex": np.vstack([best, best + step]),
                 "xatol": 1e-10,
                 "fatol": 1e-20,
-                "maxfev": 5000,
+                "maxfev": _MAXFEV,
             },
         )
         improved = res.fun < sse(best) * (1.0 - 1e-9)
@@ -307,7 +301,7 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
         if not improved:
             break
     m, s, rho = (float(z) for z in best)
-    c, b, _ = (float(z) for z in _linear(best, k, y, om))
+    c, b, _ = _linear(best[None, :].copy(), k, y, om)[0].tolist()
     return SviParams(a=c - b * s * math.sqrt(1.0 - rho * rho), b=b, rho=rho, m=m, sigma=s)
 
 
