@@ -13,6 +13,9 @@ at ``vol_floor``. With r = 0 the forward F is the spot; the mark is the Black-76
 tick) either side, rounded outwards to the tick; ``iv`` is the smile's vol (decimal) and
 ``underlying_price`` is F.
 
+Scheduled jumps (``jumps``) move a spot by a given log return at a given time after the feed
+first starts, on top of the walk: a scripted market move (the demo's rally and retracement).
+
 Events go out round-robin over all instruments at ``rate_hz``, timed by the injected clock and
 sleep: with a :class:`~engine.clock.ManualClock` and a sleep that advances it, a run is the same
 for the same seed.
@@ -40,13 +43,26 @@ from engine.greeks import black76
 from engine.instruments import InstrumentRegistry, deribit_expiry_ns, parse_deribit_name
 from feeds.base import FeedStats, Sleep
 
-__all__ = ["SimFeed", "SimFeedConfig", "SimUnderlying", "Sleep", "smile_vol"]
+__all__ = ["SimFeed", "SimFeedConfig", "SimJump", "SimUnderlying", "Sleep", "smile_vol"]
 
 logger = logging.getLogger(__name__)
 
 
 _NAME = re.compile(r"^[A-Z0-9]+$")
 _MAX_LATE_NS = 1_000_000_000
+
+
+class SimJump(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A scheduled move of a simulated spot, on top of its random walk.
+
+    Attributes:
+        at_s: seconds after the feed first starts (on the daemon's clock).
+        log_return: the move, as a log return: the spot is multiplied by ``exp(log_return)``
+            (0.06: about +6.2%; a later -0.06 takes it back), within [-1, 1].
+    """
+
+    at_s: NonNegativeFloat
+    log_return: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)]
 
 
 class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,6 +81,7 @@ class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         strikes_pct: strikes as fractions of the starting spot (1.0 at the money).
         half_spread: half the bid/ask spread, as a fraction of the mark.
         tick_coin: price tick of the options, in coin.
+        jumps: scheduled moves of the spot (:class:`SimJump`), in any order.
     """
 
     name: str = "BTC"
@@ -83,6 +100,7 @@ class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     )
     half_spread: NonNegativeFloat = 0.02
     tick_coin: PositiveFloat = 0.0001
+    jumps: list[SimJump] = []
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -172,6 +190,7 @@ class SimFeed:
         start_ns = clock.now_ns() if config.start_ns is None else config.start_ns
         self._walk_ns = start_ns
         self._opened = False
+        self._jumps: list[tuple[int, int, float]] = []  # (when, underlying, log return), by time
         self._spots = [u.spot for u in config.underlyings]
         self._legs = [
             leg for i, u in enumerate(config.underlyings) for leg in _legs(i, u, start_ns)
@@ -209,6 +228,7 @@ class SimFeed:
         try:
             if not self._opened:
                 self._opened = True
+                self._schedule_jumps(next_ns)
                 await self._open_book(sink, next_ns)
             while True:
                 now = self._clock.now_ns()
@@ -252,17 +272,37 @@ class SimFeed:
             )
             self.stats.events += 1
 
+    def _schedule_jumps(self, start_ns: int) -> None:
+        """Time the configured jumps from ``start_ns`` (the feed's first start)."""
+        self._jumps = sorted(
+            (start_ns + round(jump.at_s * 1e9), j, jump.log_return)
+            for j, u in enumerate(self._config.underlyings)
+            for jump in u.jumps
+        )
+
     def _walk(self, now_ns: int) -> None:
-        """Move every spot from the last step to ``now_ns`` (geometric Brownian motion)."""
+        """Move every spot from the last step to ``now_ns`` (geometric Brownian motion), then
+        by the jumps due by ``now_ns``."""
         dt = (now_ns - self._walk_ns) / NS_PER_YEAR
-        if dt <= 0.0:
-            return
-        self._walk_ns = now_ns
-        for j, u in enumerate(self._config.underlyings):
-            sigma = u.vol if u.walk_vol is None else u.walk_vol
-            z = self._rng.gauss(0.0, 1.0)
-            self._spots[j] *= math.exp(
-                (u.drift - 0.5 * sigma * sigma) * dt + sigma * math.sqrt(dt) * z
+        if dt > 0.0:
+            self._walk_ns = now_ns
+            for j, u in enumerate(self._config.underlyings):
+                sigma = u.vol if u.walk_vol is None else u.walk_vol
+                z = self._rng.gauss(0.0, 1.0)
+                self._spots[j] *= math.exp(
+                    (u.drift - 0.5 * sigma * sigma) * dt + sigma * math.sqrt(dt) * z
+                )
+        while self._jumps and self._jumps[0][0] <= now_ns:
+            _, j, log_return = self._jumps.pop(0)
+            self._spots[j] *= math.exp(log_return)
+            logger.info(
+                "simulated jump",
+                extra={
+                    "feed": self.name,
+                    "underlying": self._config.underlyings[j].name,
+                    "log_return": log_return,
+                    "spot": round(self._spots[j], 2),
+                },
             )
 
     def _event(self, leg: _Leg, now_ns: int) -> Tick | Quote | None:

@@ -27,13 +27,13 @@ from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.retry import Backoff
 from engine.runtime.config import FeedConfig
 from engine.runtime.journal import FillJournal
-from feeds.base import Feed
+from feeds.base import Feed, Sleep
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.mqtt import MqttFeed, MqttFeedConfig
 from feeds.replay import ReplayFeed, ReplayFeedConfig
 from feeds.sim import SimFeed, SimFeedConfig
 
-__all__ = ["AsyncInbox", "Intake", "build_feed", "build_feeds"]
+__all__ = ["AsyncInbox", "Intake", "advancing_sleep", "build_feed", "build_feeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ def build_feed(
 ) -> Feed:
     """The adapter of ``config``; a Deribit feed subscribes to the ``held`` instruments too.
 
+    A simulator on a ManualClock (a test's) runs in simulated time: each of its waits moves
+    the clock on instead (:func:`advancing_sleep`), as fast as the event loop lets it.
+
     Raises:
         ValueError: a replay feed on a clock other than a ManualClock.
     """
@@ -108,8 +111,21 @@ def build_feed(
             raise ValueError("a replay feed runs on the replay's own clock, not the wall clock")
         return ReplayFeed(config, registry, clock)
     if isinstance(config, SimFeedConfig):
+        if isinstance(clock, ManualClock):
+            return SimFeed(config, registry, clock, sleep=advancing_sleep(clock))
         return SimFeed(config, registry, clock)
     raise AssertionError(config)  # the tagged union admits nothing else
+
+
+def advancing_sleep(clock: ManualClock) -> Sleep:
+    """A sleep for a feed on ``clock``: moves the clock on by the delay, and yields to the
+    event loop (the engine takes what the feed sent) without waiting."""
+
+    async def sleep(delay_s: float) -> None:
+        clock.advance(round(delay_s * 1e9))
+        await asyncio.sleep(0)
+
+    return sleep
 
 
 def build_feeds(

@@ -187,6 +187,21 @@ async def test_spot_walks() -> None:
     assert all(0.9 * 65_000 < p < 1.1 * 65_000 for p in perp)  # 40 s of 80 % vol
 
 
+async def test_jumps_move_the_spot_at_their_time_on_top_of_the_walk() -> None:
+    jumps = [{"at_s": 1.0, "log_return": 0.06}, {"at_s": 0.5, "log_return": -0.02}]
+    still = {"walk_vol": 1e-12}  # the walk barely moves: the jumps are what is seen
+    feed, events = await run(config(underlyings=[{**still, "jumps": jumps}]), 100)  # 2 s
+    _, plain = await run(config(underlyings=[still]), 100)
+    ticks = [(e.ts_event - START_NS, e.price) for e in events if isinstance(e, Tick)]
+    base = [e.price for e in plain if isinstance(e, Tick)]
+    assert len(ticks) == len(base) > 2
+    for (t_ns, price), walked in zip(ticks, base, strict=True):  # the same walk, jumped
+        due = sum(j["log_return"] for j in jumps if j["at_s"] * 1e9 <= t_ns)
+        assert price == pytest.approx(walked * math.exp(due), rel=1e-12)
+    assert {round(p / 65_000.0, 4) for _, p in ticks} == {1.0, 0.9802, 1.0408}
+    assert feed.spot("BTC") == pytest.approx(65_000.0 * math.exp(0.04), rel=1e-9)
+
+
 def test_unknown_underlying() -> None:
     feed = SimFeed(config(), InstrumentRegistry(), ManualClock(START_NS))
     with pytest.raises(KeyError):
@@ -202,6 +217,8 @@ def test_unknown_underlying() -> None:
         {"underlyings": []},
         {"rate_hz": 0},
         {"unknown": 1},
+        {"underlyings": [{"jumps": [{"at_s": -1.0, "log_return": 0.1}]}]},
+        {"underlyings": [{"jumps": [{"at_s": 1.0, "log_return": 1.5}]}]},
     ],
 )
 def test_bad_config(bad: dict[str, object]) -> None:
