@@ -42,13 +42,13 @@ from engine.runtime.config import AppConfig, config_relative, load_book, new_por
 from engine.runtime.engine_loop import EngineLoop
 from engine.runtime.http import HttpServer
 from engine.runtime.intake import AsyncInbox, Intake, build_feeds
-from engine.runtime.journal import Settlement, open_journal
+from engine.runtime.journal import open_journal
 from engine.runtime.monitor import Monitor
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
 from engine.runtime.timings import CycleHistograms
-from engine.runtime.view import TerminalView
+from engine.runtime.view import TerminalView, dashboard_url
 from engine.state import Portfolio
 from feeds.base import Feed
 from feeds.replay import ReplayFeedConfig
@@ -179,17 +179,7 @@ def build(
         histograms,
         stop,
     )
-    for entry in journaled:  # since the positions file, in order: the book the daemon had
-        if isinstance(entry, Settlement):
-            p = settler.replay(portfolio, entry.index, entry.expiry_ns, entry.twap, entry.ts_ns)
-            out.publish(f"{p.index}:{p.expiry}", p)
-        else:
-            engine.apply_fill(entry)
-    if journaled:
-        settled = sum(isinstance(entry, Settlement) for entry in journaled)
-        logger.info(
-            "journal replayed", extra={"fills": len(journaled) - settled, "settlements": settled}
-        )
+    engine.replay(journaled, settler)  # since the positions file: the book the daemon had
     return daemon
 
 
@@ -244,6 +234,8 @@ async def run(
                     daemon.out,
                     daemon.config.redis.url,
                     daemon.config.view.refresh_s,
+                    daemon.clock,
+                    dashboard_url(daemon.config.http),
                 )
                 aux.append(tg.create_task(tv.run(), name="view"))
             with contextlib.suppress(TimeoutError):

@@ -17,15 +17,17 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from engine.clock import Clock
 from engine.events import Fill, Quote, Tick
 from engine.outputs import Exposure
+from engine.risk.settlement import Settler
 from engine.risk.strategies import StrategyBook
 from engine.runtime.config import EngineConfig
 from engine.runtime.intake import AsyncInbox, Intake
+from engine.runtime.journal import Settlement
 from engine.runtime.publisher import Publisher
 from engine.runtime.timings import CycleHistograms
 from engine.schedule import PublishSchedule
@@ -168,6 +170,24 @@ class EngineLoop:
             logger.error(
                 "fill for unknown instrument kept until it is known",
                 extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
+            )
+
+    def replay(self, journaled: Sequence[Fill | Settlement], settler: Settler) -> None:
+        """Apply the journal's entries (:func:`~engine.runtime.journal.open_journal`) in order,
+        before the first cycle: fills, and settlements (their payloads published again)."""
+        for entry in journaled:
+            if isinstance(entry, Settlement):
+                p = settler.replay(
+                    self.portfolio, entry.index, entry.expiry_ns, entry.twap, entry.ts_ns
+                )
+                self.out.publish(f"{p.index}:{p.expiry}", p)
+            else:
+                self.apply_fill(entry)
+        if journaled:
+            settled = sum(isinstance(entry, Settlement) for entry in journaled)
+            logger.info(
+                "journal replayed",
+                extra={"fills": len(journaled) - settled, "settlements": settled},
             )
 
     # ------------------------------------------------------------------ a cycle's parts

@@ -319,7 +319,8 @@ def test_a_second_ctrl_c_exits_at_once_and_takes_the_private_redis_with_it(
 
 def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) -> None:
     """The README's main job on config/demo.toml, with nothing listening where Redis should be:
-    the view draws the demo book and says Redis is unreachable; riskd runs on and exits 0."""
+    the view (on, written to a pipe: its last frame, when riskd stops) draws the demo book and
+    says Redis is unreachable; riskd runs on and exits 0."""
     path = _demo_config(tmp_path, free_port(), start_local=False)
     out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
         [str(RISKD), "run", "-c", str(path), "--view", "on", "--duration", "4"],
@@ -327,16 +328,37 @@ def test_main_job_view_runs_and_says_plainly_when_redis_is_away(tmp_path: Path) 
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, "COLUMNS": "160"},
     )
     assert out.returncode == 0, out.stderr
-    last_frame = out.stdout.rsplit("\x1b[2J", 1)[-1]
-    assert "NOT REACHABLE" in last_frame
-    assert "vega $/pt" in last_frame
-    rows = [line.split() for line in last_frame.splitlines()]
+    frame = out.stdout
+    assert "\x1b[" not in frame  # no terminal: no colours or cursor moves
+    assert frame.startswith("riskd  up ")
+    assert "NOT REACHABLE" in frame
+    assert "vega $/pt" in frame
+    rows = [line.split() for line in frame.splitlines()]
     assert ["demo", "BTC"] in [r[:2] for r in rows]
     assert ["hedge", "BTC"] in [r[:2] for r in rows]
     logs = (tmp_path / "riskd.log").read_text().splitlines()
     assert json.loads(logs[-1])["msg"] == "stopped"
+
+
+def test_the_view_stays_off_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    """``view.enabled = "auto"`` (the demo's, and the default) on a pipe: no view, the JSON
+    logs on stdout."""
+    with RedisServer() as server:
+        path = _demo_config(tmp_path, server.port, start_local=False)
+        out = subprocess.run(  # noqa: S603  # our own console script, fixed arguments
+            [str(RISKD), "run", "-c", str(path), "--duration", "2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert out.returncode == 0, out.stderr
+    logs = [json.loads(line) for line in out.stdout.splitlines()]  # every line: JSON
+    assert [e["msg"] for e in logs if e["msg"] in ("started", "stopped")] == ["started", "stopped"]
+    assert not (tmp_path / "riskd.log").exists()
 
 
 def test_replay_file_missing_exits_2(tmp_path: Path) -> None:
