@@ -10,6 +10,7 @@ given only its own part of it; :func:`run` runs them as named tasks of one
 - ``risk``: portfolio risk on its periods (:class:`~engine.runtime.risk_task.RiskTask`);
 - ``monitor``: stale feeds, settlement, statistics (:class:`~engine.runtime.monitor.Monitor`);
 - ``http``: ``/healthz``, ``/readyz``, ``/metrics`` (:class:`~engine.runtime.http.HttpServer`);
+- ``notify``: alert transitions to Apprise's services (:class:`~engine.runtime.notify.Notifier`);
 - ``view``: the live terminal view, when on (:class:`~engine.runtime.view.TerminalView`).
 
 SIGTERM/SIGINT stop the feeds, run a last full cycle, publish the final snapshot, flush and
@@ -40,10 +41,11 @@ from engine.risk.settlement import Settler
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, config_relative, load_book, new_portfolio
 from engine.runtime.engine_loop import EngineLoop
-from engine.runtime.http import HttpServer
+from engine.runtime.http import REGISTRY, HttpServer
 from engine.runtime.intake import AsyncInbox, Intake, build_feeds
 from engine.runtime.journal import open_journal
 from engine.runtime.monitor import Monitor
+from engine.runtime.notify import Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
@@ -78,6 +80,7 @@ class Daemon:
     settler: Settler
     histograms: CycleHistograms | None
     stop: asyncio.Event
+    notifier: Notifier
     http: HttpServer | None = field(default=None)
     """The HTTP endpoint while it runs (``[http] address``)."""
 
@@ -120,7 +123,8 @@ def build(
     intake = Intake(feeds, registry, inbox, on_end=stop.set)
     valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
     sink = RedisSink(config.redis, clock)
-    out = Publisher(sink, AlertEngine(config.alerts))
+    notifier = Notifier(config.notify)
+    out = Publisher(sink, AlertEngine(config.alerts), notifier.offer)
     histograms = CycleHistograms() if config.http.address else None
     engine = EngineLoop(
         config.engine,
@@ -178,6 +182,7 @@ def build(
         settler,
         histograms,
         stop,
+        notifier,
     )
     engine.replay(journaled, settler)  # since the positions file: the book the daemon had
     return daemon
@@ -220,6 +225,7 @@ async def run(
             aux = [
                 tg.create_task(daemon.sink.run(), name="sink"),
                 tg.create_task(daemon.monitor.run(), name="monitor"),
+                tg.create_task(daemon.notifier.run(), name="notify"),
             ]
             if daemon.config.risk.enabled:
                 aux.append(tg.create_task(daemon.risk.run(daemon.stop), name="risk"))
@@ -227,6 +233,7 @@ async def run(
                 daemon.http = HttpServer(
                     daemon.config.http, daemon.monitor.health, daemon.histograms
                 )
+                daemon.http.app[REGISTRY].register(daemon.notifier)
                 aux.append(tg.create_task(daemon.http.run(), name="http"))
             if view:
                 tv = TerminalView(

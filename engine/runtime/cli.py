@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run the daemon: feeds in, live exposures and alerts out to Redis",
         description=(
             "Run the risk daemon on a config file (docs/config.md): connect the feeds, keep the "
-            "book's exposures current and publish them and the alerts to Redis. SIGTERM/SIGINT "
+            "book's exposures current and publish them and the alerts to Redis (and the alerts "
+            "to the [[notify]] services, docs/alerts.md). SIGTERM/SIGINT "
             "stop it cleanly after a final snapshot. Exit status 2 on a bad config, 1 on a fatal "
             "error (e.g. Redis refusing the credentials)."
         ),

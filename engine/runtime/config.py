@@ -25,6 +25,7 @@ from engine.instruments import Instrument, InstrumentRegistry, Kind, Settlement
 from engine.risk.report import RiskConfig
 from engine.risk.strategies import StrategyBook
 from engine.runtime.http import HttpConfig
+from engine.runtime.notify import NotifyConfig, check_targets, privacy_url
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from engine.state import Portfolio, UnderlyingParams
 from feeds.deribit import DeribitFeedConfig
@@ -162,7 +163,7 @@ class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[engine]``, ``[risk]``,
-    ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``."""
+    ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``, ``[[notify]]``."""
 
     redis: RedisConfig = RedisConfig()
     feeds: list[FeedConfig] = []
@@ -174,6 +175,7 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     view: ViewConfig = ViewConfig()
     instruments: list[InstrumentConfig] = []
     alerts: list[AlertRule] = []
+    notify: list[NotifyConfig] = []
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -220,7 +222,10 @@ def load_config(path: Path) -> AppConfig:
         for i, f in enumerate(config.feeds)
     ]
     return msgspec.structs.replace(
-        config, redis=_credentials(config.redis, "$.redis", path), feeds=feeds
+        config,
+        redis=_credentials(config.redis, "$.redis", path),
+        feeds=feeds,
+        notify=check_targets(config.notify, path),
     )
 
 
@@ -355,6 +360,9 @@ def redacted(config: AppConfig) -> dict[str, Any]:
     """The configuration as plain data, secrets replaced by ``***``."""
     data: dict[str, Any] = msgspec.to_builtins(config)
     data["redis"]["url"] = redact_url(config.redis.url)
+    for target, n in zip(data["notify"], config.notify, strict=True):
+        if n.url is not None:
+            target["url"] = privacy_url(n.url)
     return data
 
 

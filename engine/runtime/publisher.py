@@ -1,10 +1,11 @@
 """Every payload riskd publishes goes through one :class:`Publisher`: to the sink, with the
-alert rules checked on it, and its transitions published and logged in turn."""
+alert rules checked on it, and its transitions published, notified and logged in turn."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from engine.alerts import AlertEngine
 from engine.outputs import AlertPayload, Exposure, Payload, Sink
@@ -20,17 +21,24 @@ class Publisher:
     Args:
         sink: where payloads and alert transitions go (Redis).
         alerts: the rules, evaluated on every payload published.
+        notify: also given every alert transition (the notifier's queue: must not wait).
 
     Attributes:
         latest: the latest payload of each family and key, for the terminal view.
         recent_alerts: the last transitions, for the terminal view.
     """
 
-    __slots__ = ("alerts", "latest", "recent_alerts", "sink")
+    __slots__ = ("alerts", "latest", "notify", "recent_alerts", "sink")
 
-    def __init__(self, sink: Sink, alerts: AlertEngine) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        alerts: AlertEngine,
+        notify: Callable[[AlertPayload], None] | None = None,
+    ) -> None:
         self.sink = sink
         self.alerts = alerts
+        self.notify = notify
         self.latest: dict[tuple[str, str], Payload] = {}
         self.recent_alerts: deque[AlertPayload] = deque(maxlen=8)
 
@@ -48,6 +56,8 @@ class Publisher:
     def alert(self, payload: AlertPayload) -> None:
         """Publish and log an alert transition."""
         self.sink.alert(payload)
+        if self.notify is not None:
+            self.notify(payload)
         self.recent_alerts.append(payload)
         logger.warning(
             "alert %s", payload.state, extra={"alert": payload.id, "value": payload.value}
