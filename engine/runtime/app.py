@@ -9,7 +9,8 @@ given only its own part of it; :func:`run` runs them as named tasks of one
 - ``sink``: the Redis writer (:class:`~engine.runtime.redis_sink.RedisSink`);
 - ``risk``: portfolio risk on its periods (:class:`~engine.runtime.risk_task.RiskTask`);
 - ``monitor``: stale feeds, settlement, statistics (:class:`~engine.runtime.monitor.Monitor`);
-- ``http``: ``/healthz``, ``/readyz``, ``/metrics`` (:class:`~engine.runtime.http.HttpServer`);
+- ``http``: health, metrics and the dashboard (:class:`~engine.runtime.http.HttpServer`);
+- ``dashboard``: the dashboard's hub (:class:`~engine.runtime.dashboard.DashboardHub`);
 - ``notify``: alert transitions to Apprise's services (:class:`~engine.runtime.notify.Notifier`);
 - ``view``: the live terminal view, when on (:class:`~engine.runtime.view.TerminalView`).
 
@@ -27,7 +28,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -36,10 +36,11 @@ from engine.alerts import AlertEngine
 from engine.clock import Clock, ManualClock
 from engine.errors import RiskEngineError
 from engine.inbox import Inbox
-from engine.instruments import InstrumentRegistry
 from engine.risk.settlement import Settler
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig, config_relative, load_book, new_portfolio
+from engine.runtime.daemon import Daemon
+from engine.runtime.dashboard import DashboardHub, HealthState, add_routes
 from engine.runtime.engine_loop import EngineLoop
 from engine.runtime.http import REGISTRY, HttpServer
 from engine.runtime.intake import AsyncInbox, Intake, build_feeds
@@ -52,37 +53,12 @@ from engine.runtime.risk_task import RiskTask, check_hedges, load_history
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
 from engine.state import Portfolio
-from feeds.base import Feed
 from feeds.replay import ReplayFeedConfig
 from feeds.sim import SimFeedConfig
 
 __all__ = ["Daemon", "build", "run"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Daemon:
-    """Every component of a running riskd, as :func:`build` wired them."""
-
-    config: AppConfig
-    clock: Clock
-    registry: InstrumentRegistry
-    portfolio: Portfolio
-    feeds: list[Feed]
-    inbox: AsyncInbox
-    intake: Intake
-    sink: RedisSink
-    out: Publisher
-    engine: EngineLoop
-    risk: RiskTask
-    monitor: Monitor
-    settler: Settler
-    histograms: CycleHistograms | None
-    stop: asyncio.Event
-    notifier: Notifier
-    http: HttpServer | None = field(default=None)
-    """The HTTP endpoint while it runs (``[http] address``)."""
 
 
 def build(
@@ -184,6 +160,16 @@ def build(
         stop,
         notifier,
     )
+    if config.http.address:
+        daemon.http = HttpServer(config.http, monitor.health, histograms)
+        daemon.http.app[REGISTRY].register(notifier)
+        if config.http.dashboard:
+            state = HealthState(monitor.health, clock, portfolio, config.redis.url)
+            periods = {"exposure": config.engine.full_reprice_interval_s, **risk.periods()}
+            daemon.hub = out.dashboard = DashboardHub(
+                config.http, config.redis.prefix, state, periods
+            )
+            add_routes(daemon.http.app, daemon.hub, config.http)
     engine.replay(journaled, settler)  # since the positions file: the book the daemon had
     return daemon
 
@@ -229,12 +215,10 @@ async def run(
             ]
             if daemon.config.risk.enabled:
                 aux.append(tg.create_task(daemon.risk.run(daemon.stop), name="risk"))
-            if daemon.config.http.address:
-                daemon.http = HttpServer(
-                    daemon.config.http, daemon.monitor.health, daemon.histograms
-                )
-                daemon.http.app[REGISTRY].register(daemon.notifier)
+            if daemon.http is not None:
                 aux.append(tg.create_task(daemon.http.run(), name="http"))
+            if daemon.hub is not None:
+                aux.append(tg.create_task(daemon.hub.run(), name="dashboard"))
             if view:
                 tv = TerminalView(
                     daemon.monitor.health,

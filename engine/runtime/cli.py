@@ -20,6 +20,8 @@ DEFAULT_DEMO_BOOK = CONFIG_DIR / "demo_book.toml"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.toml"
 SCHEMA_FILE = CONFIG_DIR.parent / "docs" / "schema" / "riskd-payloads.json"
 """The checked-in JSON Schema of the payloads (``riskd schema``)."""
+DASHBOARD_SCHEMA_FILE = SCHEMA_FILE.with_name("dashboard-messages.json")
+"""The checked-in JSON Schema of the dashboard's messages (``riskd schema --dashboard``)."""
 
 EXIT_CONFIG = 2
 
@@ -114,13 +116,20 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument(
         "-o", "--output", type=Path, default=None, help="write it to this file, not to stdout"
     )
+    schema.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="the schema of the dashboard's WebSocket messages instead (kept in "
+        f"{DASHBOARD_SCHEMA_FILE.relative_to(DASHBOARD_SCHEMA_FILE.parents[2])})",
+    )
     return parser
 
 
-def _schema(output: Path | None) -> int:
-    from engine.outputs import payload_schema
+def _schema(output: Path | None, dashboard: bool) -> int:
+    from engine.outputs import dashboard_schema, payload_schema
 
-    text = json.dumps(payload_schema(), indent=2, ensure_ascii=False) + "\n"
+    schema = dashboard_schema() if dashboard else payload_schema()
+    text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
@@ -228,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config, args.view, args.duration, args.exit_at_end)
         if args.command == "schema":
-            return _schema(args.output)
+            return _schema(args.output, args.dashboard)
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

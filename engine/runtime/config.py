@@ -226,7 +226,49 @@ def load_config(path: Path) -> AppConfig:
         redis=_credentials(config.redis, "$.redis", path),
         feeds=feeds,
         notify=check_targets(config.notify, path),
+        http=_http_credentials(config.http, path),
     )
+
+
+def _http_credentials(config: HttpConfig, config_path: Path) -> HttpConfig:
+    """``[http]`` with its token and certificate files resolved against the config file's
+    folder, once it is known that the token can be read and the certificate, key and CAs load.
+
+    Raises:
+        ConfigError: an unset variable, a file that cannot be read, a bad certificate or key;
+            named by its key (``$.http.tls_cert_file``).
+    """
+    source = str(config_path)
+    files: dict[str, str] = {}
+    for key in ("token_file", *_CREDENTIAL_FILES[1:]):
+        resolved = config_relative(getattr(config, key) or "", config_path)
+        if resolved is None:
+            continue
+        try:
+            with resolved.open("rb"):
+                pass
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            detail = f"cannot read {resolved}: {getattr(exc, 'strerror', None) or exc}"
+            raise ConfigError(source, f"{detail} - at `$.http.{key}`") from None
+        files[key] = str(resolved)
+    config = msgspec.structs.replace(config, **files)
+    try:
+        read_secret(config.token_env, config.token_file)
+    except ValueError as exc:
+        key = "token_env" if config.token_env is not None else "token_file"
+        raise ConfigError(source, f"{exc} - at `$.http.{key}`") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        if config.tls_cert_file is not None:
+            key = "tls_cert_file"
+            context.load_cert_chain(config.tls_cert_file, config.tls_key_file, password=b"")
+        if config.tls_ca_file is not None:
+            key = "tls_ca_file"
+            context.load_verify_locations(cafile=config.tls_ca_file)
+    except ssl.SSLError as exc:
+        detail = f"not a usable PEM certificate or key: {exc.reason or exc}"
+        raise ConfigError(source, f"{detail} - at `$.http.{key}`") from None
+    return config
 
 
 def _credentials(config: _Credentials, where: str, config_path: Path) -> _Credentials:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Final
 
@@ -35,6 +36,8 @@ from prometheus_client.core import (
     Metric,
 )
 
+from engine.constraints import NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt
+from engine.errors import ConfigError
 from engine.runtime.health import Health
 from engine.runtime.timings import CycleHistograms
 
@@ -45,6 +48,7 @@ __all__ = [
     "HttpServer",
     "build_app",
     "readiness",
+    "tls_context",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,14 +84,56 @@ REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
 
 
 class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[http]``: where the endpoint listens.
+    """``[http]``: where the endpoint listens, and the dashboard it serves (docs/config.md).
 
     Attributes:
         address: ``host:port`` to listen on (e.g. ``127.0.0.1:9464``; port 0: any free one);
             empty: no endpoint.
+        dashboard: serve the live risk dashboard at ``/`` and its WebSocket at ``/ws``.
+        token_env: name of the environment variable holding the dashboard's access token;
+            at most one of ``token_env`` and ``token_file``; neither: no token.
+        token_file: file holding the token (line breaks at its end are dropped).
+        tls_cert_file: serve HTTPS with this certificate (PEM; it may hold the key too).
+        tls_key_file: its private key (PEM, unencrypted).
+        tls_ca_file: CA certificates (PEM): require a client certificate signed by one of
+            them (mutual TLS).
+        max_clients: dashboard WebSocket connections at once; one more is refused (503).
+        client_buffer_kib: a browser's unsent bytes beyond which sending to it waits.
+        send_timeout_s: a browser whose send waits longer than this is dropped (it
+            reconnects and gets a full snapshot).
+        update_interval_ms: the shortest time between two updates to a browser; what
+            changes meanwhile goes out together, the latest value of each key (0: at once).
+        stale_after_s: the page marks a payload stale when it is older than this plus twice
+            its family's period (by the daemon's clock).
+        var_history_s: how much of each book's VaR and ES the dashboard keeps to chart.
     """
 
     address: Annotated[str, msgspec.Meta(pattern=r"^$|^[^:\s]+:\d{1,5}$")] = ""
+    dashboard: bool = True
+    token_env: NonEmptyStr | None = None
+    token_file: NonEmptyStr | None = None
+    tls_cert_file: NonEmptyStr | None = None
+    tls_key_file: NonEmptyStr | None = None
+    tls_ca_file: NonEmptyStr | None = None
+    max_clients: PositiveInt = 32
+    client_buffer_kib: PositiveInt = 1024
+    send_timeout_s: PositiveFloat = 10.0
+    update_interval_ms: NonNegativeInt = 100
+    stale_after_s: PositiveFloat = 10.0
+    var_history_s: PositiveFloat = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("http: set token_env or token_file, not both")
+        if self.tls_cert_file is None:
+            keys = [k for k in ("tls_key_file", "tls_ca_file") if getattr(self, k) is not None]
+            if keys:
+                raise ValueError(f"http {', '.join(keys)}: only with tls_cert_file")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the endpoint serves HTTPS."""
+        return self.tls_cert_file is not None
 
 
 class _Collector:
@@ -196,23 +242,37 @@ def build_app(health: HealthSource, histograms: CycleHistograms | None) -> web.A
 
 
 class HttpServer:
-    """Serves :func:`build_app`'s routes on ``config.address``."""
+    """Serves :func:`build_app`'s routes on ``config.address``, over TLS with
+    ``tls_cert_file``."""
 
     def __init__(
         self, config: HttpConfig, health: HealthSource, histograms: CycleHistograms | None
     ) -> None:
         host, _, port = config.address.rpartition(":")
         self._host, self._port = host, int(port)
+        self._config = config
+        self._ssl = tls_context(config) if config.tls else None
         self.app = build_app(health, histograms)
         """The application served; add routes to it before :meth:`run`."""
         self.port = 0
         """The port it listens on, once started (port 0 in the config: the one it got)."""
 
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's URL once listening (without any token); None before, or when
+        ``[http] dashboard`` is off."""
+        if not (self.port and self._config.dashboard):
+            return None
+        scheme = "https" if self._ssl is not None else "http"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{scheme}://{host}:{self.port}/"
+
     async def run(self) -> None:
         """Listen until cancelled, then close the listener and every connection.
 
         Raises:
-            OSError: the address cannot be listened on (in use, or not this host's).
+            ConfigError: the address cannot be listened on (in use, or not this host's): a
+                fatal error of the daemon (exit status 1), naming ``$.http.address``.
         """
         runner = web.AppRunner(
             self.app,
@@ -224,9 +284,16 @@ class HttpServer:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            try:
+                await web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl).start()
+            except OSError as exc:
+                detail = f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+                raise ConfigError("[http]", f"{detail} - at `$.http.address`") from exc
             self.port = runner.addresses[0][1]
-            logger.info("http listening", extra={"host": self._host, "port": self.port})
+            logger.info(
+                "http listening",
+                extra={"host": self._host, "port": self.port, "dashboard": self.dashboard_url},
+            )
             await asyncio.get_running_loop().create_future()  # until cancelled
         finally:
             try:
@@ -234,3 +301,23 @@ class HttpServer:
                     await runner.cleanup()
             except TimeoutError:  # the daemon stops anyway: connections close with the process
                 logger.warning("http shutdown timed out", extra={"timeout_s": CLEANUP_TIMEOUT_S})
+
+
+def tls_context(config: HttpConfig) -> ssl.SSLContext:
+    """The server's TLS context: ``tls_cert_file`` (and ``tls_key_file``), TLS 1.2 at least;
+    with ``tls_ca_file``, a client certificate signed by one of its CAs is required.
+
+    Raises:
+        ssl.SSLError: a certificate or key that does not load (the configuration checks them
+            when it is loaded); OSError: a file that cannot be read.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.tls_cert_file is None:
+        raise ValueError("http: TLS without tls_cert_file")
+    # An encrypted key would prompt on the terminal: refuse it instead.
+    context.load_cert_chain(config.tls_cert_file, config.tls_key_file, password=b"")
+    if config.tls_ca_file is not None:
+        context.load_verify_locations(cafile=config.tls_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -1,5 +1,6 @@
-"""Every payload riskd publishes goes through one :class:`Publisher`: to the sink, with the
-alert rules checked on it, and its transitions published, notified and logged in turn."""
+"""Every payload riskd publishes goes through one :class:`Publisher`: to the sink (and the
+dashboard's hub), with the alert rules checked on it, and its transitions published, notified
+and logged in turn."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ class Publisher:
     Attributes:
         latest: the latest payload of each family and key, for the terminal view.
         recent_alerts: the last transitions, for the terminal view.
+        dashboard: a second sink that gets everything the first does (the dashboard's hub,
+            :class:`~engine.runtime.dashboard.DashboardHub`); None: none.
     """
 
-    __slots__ = ("alerts", "latest", "notify", "recent_alerts", "sink")
+    __slots__ = ("alerts", "dashboard", "latest", "notify", "recent_alerts", "sink")
 
     def __init__(
         self,
@@ -37,6 +40,7 @@ class Publisher:
         notify: Callable[[AlertPayload], None] | None = None,
     ) -> None:
         self.sink = sink
+        self.dashboard: Sink | None = None
         self.alerts = alerts
         self.notify = notify
         self.latest: dict[tuple[str, str], Payload] = {}
@@ -45,6 +49,8 @@ class Publisher:
     def publish(self, key: str, payload: Payload) -> None:
         """Hand ``payload`` to the sink under ``key``; evaluate the rules on it."""
         self.sink.publish(key, payload)
+        if self.dashboard is not None:
+            self.dashboard.publish(key, payload)
         self.latest[(payload.family, key)] = payload
         for t in self.alerts.check(payload):
             self.alert(t)
@@ -56,6 +62,8 @@ class Publisher:
     def alert(self, payload: AlertPayload) -> None:
         """Publish and log an alert transition."""
         self.sink.alert(payload)
+        if self.dashboard is not None:
+            self.dashboard.alert(payload)
         if self.notify is not None:
             self.notify(payload)
         self.recent_alerts.append(payload)

@@ -83,7 +83,7 @@ from engine.retry import Backoff, Failure
 from engine.runtime.alert_queue import AlertQueue
 from engine.runtime.clock import MonotonicClock
 
-__all__ = ["RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
+__all__ = ["Keys", "RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ class RedisSink:
         self.status = status
         """Called for each heartbeat: the engine's counters, first in its payload."""
         self.stats = SinkStats()
-        self._keys = _Keys.under(config.prefix)
+        self._keys = Keys.under(config.prefix)
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
         self._pending: dict[tuple[str, str], Payload] = {}  # (family, key) -> payload
@@ -820,7 +820,7 @@ class _Batch:
 
 
 @dataclass(frozen=True, slots=True)
-class _Keys:
+class Keys:
     """The Redis names under one prefix."""
 
     families: dict[str, tuple[str, str, str]]  # family -> (channel, stream, snapshot hash)
@@ -832,7 +832,7 @@ class _Keys:
     writer: str
 
     @classmethod
-    def under(cls, p: str) -> _Keys:
+    def under(cls, p: str) -> Keys:
         """The names under prefix ``p`` (docs/redis.md)."""
         return cls(
             families={
@@ -853,7 +853,7 @@ class _Keys:
 
 
 def _rebuild_active(
-    pipe: Pipeline, keys: _Keys, active: Mapping[str, AlertPayload], stats: SinkStats
+    pipe: Pipeline, keys: Keys, active: Mapping[str, AlertPayload], stats: SinkStats
 ) -> None:
     """Replace the active-alerts hash with ``active``, atomically (RENAME). Alerts still
     queued re-apply their own HSET/HDEL after this, in order, and end on the same state;

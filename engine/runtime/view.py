@@ -38,8 +38,11 @@ RECENT: Final = 5
 
 
 def dashboard_url(config: HttpConfig) -> str | None:
-    """The web dashboard's address, ``http://{[http] address}/``; None when ``[http]`` is off."""
-    return f"http://{config.address}/" if config.address else None
+    """The web dashboard's address, ``http://{[http] address}/`` (``https`` with TLS); None
+    when ``[http]`` or its dashboard is off."""
+    if not (config.address and config.dashboard):
+        return None
+    return f"{'https' if config.tls else 'http'}://{config.address}/"
 
 
 class TerminalView:

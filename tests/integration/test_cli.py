@@ -235,8 +235,10 @@ rate_hz = 500
 
 def _demo_config(tmp_path: Path, port: int, *, start_local: bool) -> Path:
     """config/demo.toml (the main job) with its Redis on ``port`` and the files it names."""
-    body = DAEMON_CONFIG.read_text().replace(
-        "redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{port}/0"
+    body = (
+        DAEMON_CONFIG.read_text()
+        .replace("redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{port}/0")
+        .replace('address = "127.0.0.1:9464"', 'address = "127.0.0.1:0"')  # any free port
     )
     assert "start_local = true" in body
     if not start_local:

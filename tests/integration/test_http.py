@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from engine.errors import ConfigError
 from engine.runtime.app import Daemon, build
 from engine.runtime.config import AppConfig
 from engine.runtime.http import HEALTH, HttpServer
@@ -290,10 +291,11 @@ async def test_stopping_closes_the_listener_and_idle_connections(endpoint: Endpo
         await http_get(endpoint.port, "/healthz")
 
 
-async def test_an_address_in_use_fails_the_task(endpoint: Endpoint) -> None:
+async def test_an_address_in_use_fails_the_task_naming_the_key(endpoint: Endpoint) -> None:
+    """A fatal error of the daemon (status 1), not a traceback."""
     config = msgspec.convert({"http": {"address": f"127.0.0.1:{endpoint.port}"}}, AppConfig)
     d = endpoint.daemon
-    with pytest.raises(OSError, match="in use"):
+    with pytest.raises(ConfigError, match=r"in use - at `\$\.http\.address`"):
         await HttpServer(config.http, d.monitor.health, d.histograms).run()
 
 

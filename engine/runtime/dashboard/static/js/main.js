@@ -1,0 +1,113 @@
+// The dashboard's entry point: the WebSocket (reconnecting, a snapshot first each time), the
+// store, and the panels, each an independent module redrawn when its families change.
+
+import {Store, PROTOCOL, parse} from './store.js';
+import {h, age, time, derived} from './dom.js';
+import * as alerts from './panels/alerts.js';
+import * as exposures from './panels/exposures.js';
+import * as varPanel from './panels/var.js';
+import * as stress from './panels/stress.js';
+import * as margin from './panels/margin.js';
+import * as hedges from './panels/hedges.js';
+import * as skew from './panels/skew.js';
+import * as strategies from './panels/strategies.js';
+import * as health from './panels/health.js';
+
+const PANELS = [alerts, exposures, varPanel, stress, margin, hedges, skew, strategies, health];
+const store = new Store();
+const dirty = new Set();
+let frame = 0;
+let backoffS = 0.25;
+let lastMessage = 0;
+
+for (const p of PANELS) {
+  const section = document.getElementById(`panel-${p.id}`);
+  p.init(section.querySelector('.body'), store);
+}
+
+function schedule(changed) {
+  for (const p of PANELS) {
+    if (changed.has('all') || p.families.some((f) => changed.has(f))) dirty.add(p);
+  }
+  if (!frame) frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame = 0;
+  for (const p of dirty) {
+    try {
+      p.render(store);
+    } catch (err) {
+      console.error(`panel ${p.id}:`, err);
+    }
+  }
+  dirty.clear();
+  ages();
+  status();
+}
+
+// The age of every card's and row's figures, and the stale mark (docs/dashboard.md).
+function ages() {
+  for (const el of document.querySelectorAll('[data-ts-ns]')) {
+    const s = store.ageS(el.dataset.tsNs);
+    const stale = !store.connected || (s !== null && s > store.staleLimitS(el.dataset.family));
+    const target = el.matches('tr') ? el : (el.closest('.card') ?? el);
+    target.classList.toggle('stale', stale);
+    const span = el.querySelector(':scope > .age');
+    if (span) span.textContent = age(s);
+  }
+}
+
+function status() {
+  const el = document.getElementById('status');
+  const hh = store.health;
+  const parts = [];
+  if (!store.connected) {
+    parts.push(h('span', {class: 'badge crit'}, 'DISCONNECTED'),
+      ` reconnecting; figures as of ${lastMessage ? new Date(lastMessage).toISOString().slice(11, 19) + ' UTC' : '-'}`);
+  } else if (hh) {
+    parts.push(h('span', {class: `badge ${hh.ready ? 'ok' : 'warn'}`}, hh.ready ? 'LIVE' : 'NOT READY'),
+      ' valued ', derived('health(valuation_ts_ns)', hh.valuation_ts_ns, time),
+      ' · daemon clock ', derived('health(now_ns)', hh.now_ns, time));
+  }
+  el.replaceChildren(...parts);
+  document.body.classList.toggle('offline', !store.connected);
+}
+
+// Refused before it opened: if the page itself now needs the token (a new session), show the
+// login form.
+async function signedOut() {
+  try {
+    const r = await fetch('/', {method: 'HEAD', cache: 'no-store'});
+    if (r.status === 401) location.reload();
+  } catch {
+    // the daemon is away: keep reconnecting
+  }
+}
+
+function connect() {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  let opened = false;
+  ws.onopen = () => { opened = true; };
+  ws.onmessage = (ev) => {
+    const msg = parse(ev.data);
+    if (msg.type === 'snapshot' && msg.protocol !== PROTOCOL) {
+      location.reload(); // a daemon of another version: load its page
+      return;
+    }
+    lastMessage = Date.now();
+    backoffS = 0.25;
+    schedule(store.apply(msg));
+  };
+  ws.onclose = () => {
+    if (!opened) signedOut();
+    store.connected = false;
+    schedule(new Set());
+    const delay = backoffS * (0.5 + Math.random());
+    backoffS = Math.min(backoffS * 2, 5);
+    setTimeout(connect, delay * 1000);
+  };
+}
+
+connect();

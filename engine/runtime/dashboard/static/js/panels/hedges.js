@@ -1,0 +1,52 @@
+// Hedges per (book, underlying) (risk:hedge:snapshot): the contracts of the hedge future that
+// flatten the delta (positive: buy), the delta before and after, the USD-flat alternative, and
+// the option hedge with the Greeks it leaves.
+
+import {h, fig, head, stamp, num, text} from '../dom.js';
+
+export const id = 'hedges';
+export const families = ['hedge'];
+
+let root;
+
+export function init(el) {
+  root = el;
+}
+
+function row(key, field, p) {
+  const f = (path, fmt = num, opts) => fig(key, field, p, path, fmt, opts);
+  const o = p.option_hedge;
+  return h('tr', {dataset: {tsNs: String(p.ts_ns), family: 'hedge'}},
+    h('th', {scope: 'row'}, f('book', text), ' ', h('span', {class: 'muted'}, '/'), ' ', f('underlying', text)),
+    h('td', {}, f('future', text)),
+    h('td', {class: 'num'}, f('delta')),
+    h('td', {class: 'num strong'}, p.delta_hedge ? f('delta_hedge.contracts', num, {class: 'signed'}) : f('hedge_contracts')),
+    h('td', {class: 'num'}, p.delta_hedge ? f('delta_hedge.quantity') : '-'),
+    h('td', {class: 'num'}, f('hedge_residual_delta')),
+    h('td', {class: 'num'}, p.usd_flat ? f('usd_flat.contracts') : h('span', {class: 'muted'}, '-')),
+    h('td', {class: 'small'}, o
+      ? h('span', {}, ...o.targets.map((t, i) => h('span', {class: 'leg'}, f(`option_hedge.quantity_rounded.${i}`), ' × ', f(`option_hedge.targets.${i}`, text))),
+        h('div', {class: 'muted'}, 'left: Δ ', f('option_hedge.residual_rounded.delta'), ', Γ ', f('option_hedge.residual_rounded.gamma'),
+          ', vega ', f('option_hedge.residual_rounded.vega')))
+      : h('span', {class: 'muted'}, 'none configured')),
+    h('td', {class: 'small'}, f('status', text, {class: p.status === 'ok' ? 'muted' : 'warn'})));
+}
+
+export function render(store) {
+  const key = store.hashKey('hedge');
+  const items = store.fields(key);
+  if (!items.length) {
+    root.replaceChildren(h('p', {class: 'empty muted'}, 'no hedge published ([risk] hedge_future names none)'));
+    return;
+  }
+  const units = items[0][1].units;
+  const [newestField, newest] = items.reduce((a, b) => (b[1].ts_ns > a[1].ts_ns ? b : a));
+  root.replaceChildren(h('div', {class: 'card'},
+    stamp(key, newestField, 'hedge', newest),
+    h('div', {class: 'scroll'}, h('table', {class: 'data hedges'},
+      h('thead', {}, h('tr', {}, head('book / underlying'), head('hedge in'), head('delta', units.delta, {class: 'num'}),
+        head('contracts', units.contracts, {class: 'num'}), head('quantity', units.quantity, {class: 'num'}),
+        head('delta left', units.residual_delta, {class: 'num'}), head('USD-flat', 'contracts', {class: 'num'}),
+        head('option hedge', units.residual), head('status'))),
+      h('tbody', {}, items.map(([field, p]) => row(key, field, p)))))));
+}
