@@ -212,7 +212,9 @@ class SmileButterfly(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 class SmilePayload(Header, frozen=True, kw_only=True):
     """One option chain's SVI fit, arbitrage check and 25-delta profile (a market figure of
-    no book). Key: ``{underlying}:{expiry}``."""
+    no book), with the quotes it was fitted to (strike, implied vol; by strike) and the fitted
+    smile on a grid of strikes over their range (empty without a fit). Key:
+    ``{underlying}:{expiry}``."""
 
     family: ClassVar[Family] = "skew"
     underlying: str
@@ -221,6 +223,10 @@ class SmilePayload(Header, frozen=True, kw_only=True):
     forward: float
     tte_years: float = msgspec.field(name="T")
     n_quotes: int
+    quote_strikes: Vector
+    quote_vols: Vector
+    fit_strikes: Vector
+    fit_vols: Vector
     atm_vol: float | None
     rr25: float | None
     bf25: float | None
@@ -261,14 +267,16 @@ class StrategyLeg(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Payoff(msgspec.Struct, frozen=True, kw_only=True):
-    """The P&L (USD) of the holding at its first expiry over a grid of underlying prices ``S``,
-    entered at the legs' model prices now; null figures (and ``status`` the reason) when it
-    cannot be drawn; ``max_profit`` / ``max_loss`` null: unbounded."""
+    """The P&L (USD) of the holding at its first expiry (``pnl``) and at the valuation time
+    (``pnl_now``) over a grid of underlying prices ``S``, entered at the legs' model prices
+    now; null figures (and ``status`` the reason) when it cannot be drawn; ``max_profit`` /
+    ``max_loss`` null: unbounded."""
 
     status: str
     expiry_ns: int | None
     S: Vector | None
     pnl: Vector | None
+    pnl_now: Vector | None
     breakevens: Vector | None
     max_profit: float | None
     max_loss: float | None

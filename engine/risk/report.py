@@ -541,7 +541,7 @@ def skew_payloads(
             if quoted.any()
             else None
         )
-        payload = _smile(c, F, T, int(quoted.sum()), fit, now_ns, valuation_ns)
+        payload = _smile(c, F, T, quoted, fit, now_ns, valuation_ns)
         payloads.append((f"{c.underlying}:{c.expiry}", payload))
         if fit is None or fit.params is None:
             continue
@@ -570,16 +570,39 @@ def skew_payloads(
 _TERM_UNITS: Final = {"T": "years", "atm_vol": "decimal", "forward_vol": "decimal"}
 
 
+SMILE_POINTS: Final = 41
+"""Strikes of a payload's fitted smile: evenly in ln(K/F) over the quotes' range and a tenth of
+it beyond each end."""
+
+
+def _smile_points(
+    c: Chain, quoted: npt.NDArray[np.bool_], fit: skew.SviFit | None
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """The quotes a chain's fit took (strike, vol; by strike) and the fitted smile on a grid of
+    strikes over their range (none without a fit)."""
+    ok = quoted & np.isfinite(c.strike) & (c.strike > 0.0) & np.isfinite(c.sigma) & (c.sigma > 0.0)
+    order = np.argsort(c.strike[ok], kind="stable")
+    strikes, vols = c.strike[ok][order], c.sigma[ok][order]
+    if fit is None or fit.params is None or not strikes.size:
+        return _floats(strikes), _floats(vols), [], []
+    lo, hi = np.log(strikes[0] / fit.F), np.log(strikes[-1] / fit.F)
+    pad = 0.1 * (hi - lo) if hi > lo else 0.1
+    grid = fit.F * np.exp(np.linspace(lo - pad, hi + pad, SMILE_POINTS))
+    return _floats(strikes), _floats(vols), _floats(grid), _floats(skew.vol_at(fit, grid))
+
+
 def _smile(
     c: Chain,
     F: float,
     T: float,
-    n_quotes: int,
+    quoted: npt.NDArray[np.bool_],
     fit: skew.SviFit | None,
     now_ns: int,
     valuation_ns: int,
 ) -> SmilePayload:
-    """A chain's payload: its fit, checks and profile (nulls where there is none)."""
+    """A chain's payload: its fit, checks and profile (nulls where there is none), the quotes
+    it took and the fitted smile."""
+    quote_strikes, quote_vols, fit_strikes, fit_vols = _smile_points(c, quoted, fit)
     params = None if fit is None else fit.params
     chk = None if fit is None or params is None else fit.butterfly
     prof = (
@@ -615,7 +638,11 @@ def _smile(
         coin_settled=c.coin_settled,
         forward=F,
         tte_years=T,
-        n_quotes=n_quotes,
+        n_quotes=int(quoted.sum()),
+        quote_strikes=quote_strikes,
+        quote_vols=quote_vols,
+        fit_strikes=fit_strikes,
+        fit_vols=fit_vols,
         atm_vol=atm_vol,
         rr25=rr25,
         bf25=bf25,
@@ -695,7 +722,7 @@ def strategy_payload(
         pm = margin.deribit_portfolio_margin(book, [index_price], cfg.pm_params(first.underlying))
         margin_im = float(pm.margin.initial_usd[0])
         margin_mm = float(pm.margin.maintenance_usd[0])
-        payoff = _payoff(h, legs)
+        payoff = _payoff(h, legs, valuation_ns)
     delta, delta_usd, delta_adj, gamma, cash_gamma, vega, theta, rho, vanna, volga, mv = figures
     return StrategyPayload(
         ts_ns=now_ns,
@@ -730,9 +757,9 @@ def strategy_payload(
     )
 
 
-def _payoff(h: StrategyHolding, legs: Priced) -> Payoff:
+def _payoff(h: StrategyHolding, legs: Priced, valuation_ns: int) -> Payoff:
     """The payoff diagram of one unit bought at the model's prices now (each in its leg's price
-    currency), scaled by the holding's quantity."""
+    currency), scaled by the holding's quantity: at the first expiry and at ``valuation_ns``."""
     X = legs.positions.X
     option = legs.positions.kind == kernels.KIND_OPTION
     per_unit = legs.units[:, _MARKET_VALUE] / legs.positions.weight
@@ -740,13 +767,14 @@ def _payoff(h: StrategyHolding, legs: Priced) -> Payoff:
     marks = np.where(option, legs.positions.strike, X)
     S = np.linspace(0.5 * marks.min(), 1.5 * marks.max(), PAYOFF_POINTS)
     try:
-        d = payoff_diagram(h.strategy, S, entry, legs.positions.sigma)
+        d = payoff_diagram(h.strategy, S, entry, legs.positions.sigma, now_ns=valuation_ns)
     except ValueError as exc:  # e.g. no leg with an expiry
         return Payoff(
             status=str(exc),
             expiry_ns=None,
             S=None,
             pnl=None,
+            pnl_now=None,
             breakevens=None,
             max_profit=None,
             max_loss=None,
@@ -757,6 +785,7 @@ def _payoff(h: StrategyHolding, legs: Priced) -> Payoff:
         expiry_ns=d.expiry_ns,
         S=_floats(d.S),
         pnl=_floats(d.pnl * h.quantity),
+        pnl_now=None if d.pnl_now is None else _floats(d.pnl_now * h.quantity),
         breakevens=_floats(d.breakevens),
         max_profit=float(d.max_profit * abs(h.quantity)),
         max_loss=float(d.max_loss * abs(h.quantity)),

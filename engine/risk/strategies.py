@@ -350,6 +350,8 @@ class PayoffDiagram:
         max_profit: the most ``pnl`` on the grid; ``inf`` when unbounded (rising as S -> ∞).
         max_loss: the most loss (minus the least ``pnl``) on the grid, positive for a loss;
             ``inf`` when unbounded (falling as S -> ∞).
+        pnl_now: USD P&L of the strategy at the valuation time ``now_ns`` over the same grid
+            (None when no time was given).
     """
 
     expiry_ns: int
@@ -359,6 +361,7 @@ class PayoffDiagram:
     breakevens: FloatArray
     max_profit: float
     max_loss: float
+    pnl_now: FloatArray | None = None
 
 
 def _per_leg(name: str, values: npt.ArrayLike, n: int) -> FloatArray:
@@ -373,8 +376,10 @@ def payoff_diagram(
     S: npt.ArrayLike,
     entry_prices: npt.ArrayLike,
     vols: npt.ArrayLike | None = None,
+    now_ns: int | None = None,
 ) -> PayoffDiagram:
-    """P&L at the earliest expiry of ``strategy`` for each underlying price in ``S``.
+    """P&L at the earliest expiry of ``strategy`` for each underlying price in ``S`` (and, with
+    ``now_ns``, at that time).
 
     Legs expiring then pay their settlement value (:func:`~engine.risk.settlement.settlement_pnl`:
     coin-settled options max(S - K, 0) / S coin, i.e. max(S - K, 0) USD, linear options
@@ -396,7 +401,11 @@ def payoff_diagram(
         entry_prices: per leg, in its price currency (coin per coin-settled option, USD per coin
             for futures), finite; > 0 for futures, perpetuals and spot.
         vols: per leg, decimal vol; needed (finite, > 0) for options expiring after the first
-            expiry, ignored for the others.
+            expiry (with ``now_ns``: for every option not expired then), ignored for the
+            others.
+        now_ns: a valuation time, int UNIX ns: ``pnl_now`` is the P&L then, every option at its
+            Black-76 value on a forward of S, r = 0, with its vol and the years from ``now_ns``
+            to its expiry (its intrinsic value once expired), the other legs at S.
 
     Raises:
         ValueError: a bad grid, no leg with an expiry, or an entry price or vol out of its
@@ -418,26 +427,32 @@ def payoff_diagram(
     call = np.array([bool(i.is_call) for i in insts])
     K = np.array([i.strike if i.strike is not None else math.nan for i in insts])
     weight = np.array([leg.ratio * leg.instrument.multiplier for leg in strategy.legs])
-    later = np.array([i.kind == Kind.OPTION and (i.expiry_ns or 0) > t0 for i in insts])
     for i, inst in enumerate(insts):
         if not (math.isfinite(entry[i]) and (entry[i] > 0.0 or (opt[i] and entry[i] >= 0.0))):
             raise ValueError(
                 f"leg {i + 1} ({inst.name}): entry price out of its domain: {float(entry[i])!r}"
             )
-    usd = intrinsic(grid[:, None], K, call)
-    if later.any():
-        vol = _per_leg("vols", vols if vols is not None else np.full(n, math.nan), n)
-        no_vol = np.flatnonzero(later & ~(np.isfinite(vol) & (vol > 0.0)))
+    vol = _per_leg("vols", vols if vols is not None else np.full(n, math.nan), n)
+    ends = np.array([inst.expiry_ns or 0 for inst in insts], dtype=np.int64)
+
+    def valued_at(t_ns: int, why: str) -> FloatArray:
+        """Each leg's USD P&L over the grid at ``t_ns``: options alive then at Black-76."""
+        alive = opt & (ends > t_ns)
+        no_vol = np.flatnonzero(alive & ~(np.isfinite(vol) & (vol > 0.0)))
         if no_vol.size:
             j = int(no_vol[0])
-            raise ValueError(f"leg {j + 1} ({insts[j].name}) expires later: needs a vol > 0")
-        ends = np.array([inst.expiry_ns or 0 for inst in insts], dtype=np.int64)
-        T = year_fraction(t0, ends[later])
-        usd[:, later] = black76(call[later], grid[:, None], K[later], T, 0.0, vol[later]).price
-    leg_pnl = settlement_pnl(
-        grid[:, None], opt, inv, call, K, weight, entry, option_value_usd=usd
-    ).pnl_usd
+            raise ValueError(f"leg {j + 1} ({insts[j].name}) {why}: needs a vol > 0")
+        usd = intrinsic(grid[:, None], K, call)
+        if alive.any():
+            T = year_fraction(t_ns, ends[alive])
+            usd[:, alive] = black76(call[alive], grid[:, None], K[alive], T, 0.0, vol[alive]).price
+        return settlement_pnl(
+            grid[:, None], opt, inv, call, K, weight, entry, option_value_usd=usd
+        ).pnl_usd
+
+    leg_pnl = valued_at(t0, "expires later")
     pnl = leg_pnl.sum(axis=1)
+    pnl_now = None if now_ns is None else valued_at(now_ns, "is alive now").sum(axis=1)
     sign = np.sign(pnl)
     at = np.flatnonzero(sign[:-1] * sign[1:] < 0.0)
     crossings = grid[at] - pnl[at] * (grid[at + 1] - grid[at]) / (pnl[at + 1] - pnl[at])
@@ -456,6 +471,7 @@ def payoff_diagram(
         breakevens=np.sort(np.concatenate((grid[pnl == 0.0], crossings))),
         max_profit=math.inf if slope > tol else float(pnl.max()),
         max_loss=math.inf if slope < -tol else float(-pnl.min()),
+        pnl_now=pnl_now,
     )
 
 

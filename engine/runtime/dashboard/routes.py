@@ -60,6 +60,8 @@ _HEADERS: Final = {
     "Cache-Control": "no-cache",
 }
 _CLOSE_TIMEOUT_S: Final = 1.0
+_LOGIN_FILES: Final = frozenset({"app.css", "js/login.js", "favicon.svg"})
+"""What the login form needs: served without the token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,7 @@ async def _static(request: web.Request) -> web.Response:
     f = d.files.get(request.match_info["path"])
     if f is None:
         raise web.HTTPNotFound
-    if not d.allowed(request) and request.match_info["path"] not in ("app.css", "js/login.js"):
+    if not d.allowed(request) and request.match_info["path"] not in _LOGIN_FILES:
         raise web.HTTPUnauthorized
     return _file(request, f)
 

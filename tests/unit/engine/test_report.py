@@ -25,6 +25,7 @@ from engine.outputs import Payload, encode
 from engine.risk import margin, skew, var
 from engine.risk.history import MoveHistory
 from engine.risk.report import (
+    SMILE_POINTS,
     HedgeInputs,
     RiskConfig,
     StrategyHolding,
@@ -432,6 +433,17 @@ def test_skew_payloads_fit_each_chain_and_give_held_unquoted_options_the_smile()
     assert one["atm_vol"] == pytest.approx(float(SMILE.vol(0.0, T)), rel=1e-5)  # recovered
     assert one["butterfly"]["arbitrage_free"] is True
     assert one["delta_convention"] == "forward, premium-adjusted"
+    # the quotes it took, by strike, and the fitted smile over their range and a little beyond
+    assert one["quote_strikes"] == sorted(STRIKES)
+    assert_allclose(one["quote_vols"], [vols[STRIKES.index(K)] for K in sorted(STRIKES)])
+    assert len(one["fit_strikes"]) == SMILE_POINTS
+    assert one["fit_strikes"][0] < min(STRIKES) < max(STRIKES) < one["fit_strikes"][-1]
+    assert_allclose(one["fit_vols"], skew.vol_at(fit, one["fit_strikes"]), rtol=1e-12)
+    assert_allclose(  # the fit recovers the smile the quotes were made from
+        one["fit_vols"],
+        [float(SMILE.vol(math.log(K / F), T)) for K in one["fit_strikes"]],
+        rtol=1e-4,
+    )
     term = got["BTC"]
     assert term["expiries"] == [DEC27_LABEL]
     assert_allclose(term["atm_vol"], [prof.atm_vol], rtol=1e-12)
@@ -467,6 +479,7 @@ def test_a_chain_with_too_few_strikes_says_so() -> None:
     got = {k: encodes(v) for k, v in payloads}
     assert got[f"BTC:{DEC27_LABEL}"]["status"] == "too_few_strikes"
     assert all(v["atm_vol"] is None for v in got.values())
+    assert all(v["fit_strikes"] == v["fit_vols"] == [] for v in got.values())
     assert smile == []
 
 
@@ -495,6 +508,9 @@ def test_strategy_payload_sums_its_legs_and_prices_its_payoff() -> None:
     per_unit = legs.units[:, AGG_FIELDS.index("market_value")] / X
     d = payoff_diagram(strategy, got["payoff"]["S"], per_unit, legs.positions.sigma)
     assert_allclose(got["payoff"]["pnl"], 2.0 * d.pnl, rtol=1e-12)
+    now = payoff_diagram(strategy, got["payoff"]["S"], per_unit, legs.positions.sigma, now_ns=V)
+    assert now.pnl_now is not None
+    assert_allclose(got["payoff"]["pnl_now"], 2.0 * now.pnl_now, rtol=1e-12)
     assert got["payoff"]["max_profit"] == pytest.approx(2.0 * d.max_profit, rel=1e-12)
     assert 0.0 < d.max_profit < math.inf  # a call spread's payoff is capped
     # its coin premium is worth more USD the higher the coin goes (docs/strategies.md)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
+from engine.daycount import year_fraction
 from engine.events import Fill
 from engine.greeks import black76
 from engine.instruments import InstrumentRegistry, deribit_expiry_ns
@@ -87,6 +88,29 @@ def test_payoff_at_expiry_by_hand(strategy: Strategy, payoff: list[float]) -> No
     d = payoff_diagram(strategy, GRID, np.zeros(len(strategy.legs)))
     assert_allclose(d.pnl, payoff, rtol=1e-14, atol=1e-9)
     assert d.expiry_ns == deribit_expiry_ns(27, 12, 2024)
+
+
+def test_payoff_now_is_black76_on_a_forward_of_s_and_at_expiry_the_payoff() -> None:
+    """A bull call spread bought at zero: now, each call at its Black-76 value (forward S,
+    r = 0, its vol, the years left); at its expiry's instant, exactly the payoff at expiry."""
+    spread = vertical(DEC + "60000-C", DEC + "65000-C")
+    expiry = deribit_expiry_ns(27, 12, 2024)
+    now = expiry - 30 * 86_400 * 1_000_000_000
+    vols = [0.6, 0.55]
+    d = payoff_diagram(spread, GRID, [0.0, 0.0], vols, now_ns=now)
+    assert d.pnl_now is not None
+    T = year_fraction(now, expiry)
+    c = [
+        black76(True, np.asarray(GRID), K, T, 0.0, v).price for K, v in ((60e3, 0.6), (65e3, 0.55))
+    ]
+    assert_allclose(d.pnl_now, c[0] - c[1], rtol=1e-12)
+    assert np.all(d.pnl_now > 0.0)  # calls have time value
+    assert payoff_diagram(spread, GRID, [0.0, 0.0], vols).pnl_now is None
+    at_expiry = payoff_diagram(spread, GRID, [0.0, 0.0], vols, now_ns=expiry)
+    assert at_expiry.pnl_now is not None
+    assert_allclose(at_expiry.pnl_now, at_expiry.pnl, rtol=1e-14, atol=1e-9)
+    with pytest.raises(ValueError, match=r"leg 1 \(BTC-27DEC24-60000-C\) is alive now"):
+        payoff_diagram(spread, GRID, [0.0, 0.0], [math.nan, 0.5], now_ns=now)
 
 
 def test_bounds_at_zero_premium() -> None:

@@ -34,7 +34,14 @@ export class Chart {
       height: this.height,
       legend: {show: true, live: false},
       cursor: {drag: {x: false, y: false}},
-      scales: {x: {time: Boolean(this.x.time)}},
+      scales: {
+        x: {time: Boolean(this.x.time)},
+        // a flat series (a flat smile) keeps a readable range: at least 1% of its level
+        y: {range: (u, min, max) => {
+          const pad = Math.max((max - min) * 0.08, Math.abs(max) * 0.005, 1e-9);
+          return [min - pad, max + pad];
+        }},
+      },
       axes: [
         {...AXIS, label: this.x.label, labelSize: 18, values: this.x.fmt ? (u, vs) => vs.map(this.x.fmt) : undefined},
         {...AXIS, label: this.y.label, labelSize: 18, size: 64, values: (u, vs) => vs.map(fmt)},

@@ -43,6 +43,7 @@ function setValue(el, value, fmt) {
   if (typeof value === 'number' || typeof value === 'bigint') {
     el.dataset.value = String(value);
     el.textContent = fmt(value);
+    if (fmt === compact && !el.title) el.title = usd(value);
     const n = Number(value);
     if (n < 0) el.classList.add('neg');
     else if (n > 0) el.classList.add('pos');
@@ -98,7 +99,7 @@ export function usd(x) {
 export function num(x) {
   const n = Number(x);
   const a = Math.abs(n);
-  if (a === 0) return '0';
+  if (Number.isInteger(n) && a < 1e15) return F0.format(n);
   if (a >= 10000) return F0.format(n);
   if (a >= 100) return F2.format(n);
   if (a >= 0.01) return F4.format(n);
@@ -106,6 +107,19 @@ export function num(x) {
 }
 
 export const int = (x) => F0.format(Number(x));
+
+// Large figures in a small space (heatmap cells, narrow tables): 188.3k, -1.25M; the exact
+// figure is in the element's title and data-value.
+export function compact(x) {
+  const n = Number(x);
+  const a = Math.abs(n);
+  if (a >= 1e6) return `${(n / 1e6).toFixed(a >= 1e8 ? 0 : a >= 1e7 ? 1 : 2)}M`;
+  if (a >= 1e3) return `${(n / 1e3).toFixed(a >= 1e5 ? 0 : 1)}k`;
+  return a >= 1 || a === 0 ? F0.format(n) : num(n);
+}
+
+// Axis labels: whole numbers from 100 up.
+export const axis = (x) => (Math.abs(Number(x)) >= 100 ? F0.format(Number(x)) : num(x));
 export const pct = (x) => `${F1.format(Number(x) * 100)}%`; // a fraction, as percent
 export const volPct = (x) => `${F2.format(Number(x) * 100)}`; // a decimal vol, in vol points
 export const shock = (x) => `${Number(x) > 0 ? '+' : ''}${F0.format(Number(x) * 100)}%`;
@@ -116,6 +130,11 @@ export function time(ns) {
   if (ns === null || ns === undefined) return '-';
   const ms = Number(BigInt(ns) / 1000000n);
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+}
+
+// The time of day (UTC) of a ns timestamp.
+export function clock(ns) {
+  return time(ns).slice(11, 19);
 }
 
 export function age(s) {
@@ -136,6 +155,7 @@ export function stamp(key, field, family, payload) {
 
 // A column head with its unit.
 export function head(name, unit, opts = {}) {
-  return h('th', {scope: 'col', class: opts.class, title: unit ? `${name}: ${unit}` : null},
+  const title = opts.title ? `${name}: ${opts.title}` : unit ? `${name}: ${unit}` : null;
+  return h('th', {scope: 'col', class: opts.class, title},
     h('span', {class: 'name'}, name), unit ? h('span', {class: 'unit'}, unit) : null);
 }

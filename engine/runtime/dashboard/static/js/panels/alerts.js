@@ -1,7 +1,7 @@
 // Alerts: the active ones (risk:alerts:active, most severe first) and the last transitions,
 // newest first (the alerts stream, data-derived).
 
-import {h, fig, derived, num, text, time} from '../dom.js';
+import {h, fig, derived, num, text, time, clock} from '../dom.js';
 
 export const id = 'alerts';
 export const families = ['alerts'];
@@ -22,14 +22,14 @@ function active(store) {
   const list = store.fields(key).sort(([, a], [, b]) => RANK[a.severity] - RANK[b.severity]);
   if (!list.length) return h('p', {class: 'ok-note'}, 'no alert active');
   return h('table', {class: 'data alerts'},
-    h('thead', {}, h('tr', {}, ...['severity', 'alert', 'scope', 'value', 'threshold', 'since'].map((n) => h('th', {scope: 'col'}, n)))),
+    h('thead', {}, h('tr', {}, ...['severity', 'alert', 'scope', 'value', 'threshold', 'since (UTC)'].map((n) => h('th', {scope: 'col'}, n)))),
     h('tbody', {}, list.map(([field, a]) => h('tr', {class: `sev-${a.severity}`},
       h('td', {}, fig(key, field, a, 'severity', (s) => s.toUpperCase(), {class: `badge ${a.severity}`})),
       h('th', {scope: 'row'}, fig(key, field, a, 'alert', text), h('div', {class: 'muted small'}, fig(key, field, a, 'metric', text))),
       h('td', {}, scope(a)),
       h('td', {class: 'num'}, fig(key, field, a, 'value', num), h('div', {class: 'unit'}, a.unit)),
       h('td', {class: 'num'}, fig(key, field, a, 'direction', text, {class: 'muted'}), ' ', fig(key, field, a, 'threshold', num)),
-      h('td', {}, fig(key, field, a, 'ts_ns', time, {class: 'small'}))))));
+      h('td', {}, fig(key, field, a, 'ts_ns', clock, {class: 'small', title: time(a.ts_ns)}))))));
 }
 
 function log(store) {
@@ -37,7 +37,7 @@ function log(store) {
   if (!items.length) return h('p', {class: 'muted'}, 'no transition yet');
   const src = (a, path) => `stream(${store.prefix}:alerts:stream|${a.id}|${path})`;
   return h('ol', {class: 'log'}, items.map((a) => h('li', {class: `sev-${a.severity} ${a.state}`},
-    derived(src(a, 'ts_ns'), a.ts_ns, time, {class: 'small muted'}), ' ',
+    derived(src(a, 'ts_ns'), a.ts_ns, clock, {class: 'small muted', title: time(a.ts_ns)}), ' ',
     derived(src(a, 'state'), a.state, (s) => s.toUpperCase(), {class: `badge ${a.state === 'raised' ? a.severity : 'ok'}`}), ' ',
     derived(src(a, 'severity'), a.severity, text, {class: 'muted small'}), ' ',
     h('strong', {}, a.alert), ' ', scope(a), ': ',

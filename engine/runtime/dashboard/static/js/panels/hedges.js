@@ -44,9 +44,12 @@ export function render(store) {
   root.replaceChildren(h('div', {class: 'card'},
     stamp(key, newestField, 'hedge', newest),
     h('div', {class: 'scroll'}, h('table', {class: 'data hedges'},
-      h('thead', {}, h('tr', {}, head('book / underlying'), head('hedge in'), head('delta', units.delta, {class: 'num'}),
-        head('contracts', units.contracts, {class: 'num'}), head('quantity', units.quantity, {class: 'num'}),
-        head('delta left', units.residual_delta, {class: 'num'}), head('USD-flat', 'contracts', {class: 'num'}),
-        head('option hedge', units.residual), head('status'))),
+      h('thead', {}, h('tr', {}, head('book / underlying'), head('hedge in'),
+        head('delta', 'underlying units', {class: 'num', title: units.delta}),
+        head('contracts', 'to trade, + buy', {class: 'num', title: units.contracts}),
+        head('quantity', 'position', {class: 'num', title: units.quantity}),
+        head('delta left', units.residual_delta, {class: 'num'}),
+        head('USD-flat', 'contracts', {class: 'num'}),
+        head('option hedge', 'Δ, Γ, vega left', {title: units.residual}), head('status'))),
       h('tbody', {}, items.map(([field, p]) => row(key, field, p)))))));
 }

@@ -2,7 +2,7 @@
 // the SPAN-style and standard requirements, the saving over standard margin, and the margin's
 // use of the book's equity as a gauge; per underlying below.
 
-import {h, fig, head, stamp, usd, pct, text} from '../dom.js';
+import {h, fig, head, stamp, usd, compact, pct, text} from '../dom.js';
 
 export const id = 'margin';
 export const families = ['margin'];
@@ -34,10 +34,10 @@ function card(key, book, p) {
   const u = p.units;
   const rows = p.underlyings.map((und, i) => h('tr', {},
     h('th', {scope: 'row'}, f(`underlyings.${i}`, text)),
-    h('td', {class: 'num'}, p.portfolio ? f(`portfolio.initial_usd.${i}`) : '-'),
-    h('td', {class: 'num'}, p.portfolio ? f(`portfolio.maintenance_usd.${i}`) : '-'),
-    h('td', {class: 'num'}, p.span ? f(`span.requirement_usd.${i}`) : '-'),
-    h('td', {class: 'num'}, p.standard ? f(`standard.initial_usd.${i}`) : '-')));
+    h('td', {class: 'num'}, p.portfolio ? f(`portfolio.initial_usd.${i}`, compact) : '-'),
+    h('td', {class: 'num'}, p.portfolio ? f(`portfolio.maintenance_usd.${i}`, compact) : '-'),
+    h('td', {class: 'num'}, p.span ? f(`span.requirement_usd.${i}`, compact) : '-'),
+    h('td', {class: 'num'}, p.standard ? f(`standard.initial_usd.${i}`, compact) : '-')));
   return h('div', {class: 'card'},
     h('h3', {}, f('book', text), p.status !== 'ok' ? h('span', {class: 'badge warn'}, p.status) : null),
     stamp(key, book, 'margin', p),
@@ -51,8 +51,10 @@ function card(key, book, p) {
       h('dt', {}, 'standard initial'), h('dd', {}, f('margin_standard_im'), h('span', {class: 'unit'}, u.margin_standard_im)),
       h('dt', {}, 'saving over standard'), h('dd', {}, f('margin_savings', usd, {class: 'signed'}), h('span', {class: 'unit'}, u.margin_savings))),
     h('table', {class: 'data small'},
-      h('thead', {}, h('tr', {}, head('underlying'), head('initial', 'USD', {class: 'num'}), head('maintenance', 'USD', {class: 'num'}),
-        head('SPAN', 'USD', {class: 'num'}), head('standard', 'USD', {class: 'num'}))),
+      h('thead', {}, h('tr', {}, head('underlying'), head('IM', 'USD', {class: 'num', title: 'initial margin (portfolio)'}),
+        head('MM', 'USD', {class: 'num', title: 'maintenance margin (portfolio)'}),
+        head('SPAN', 'USD', {class: 'num', title: 'SPAN-style requirement'}),
+        head('std IM', 'USD', {class: 'num', title: 'standard initial margin'}))),
       h('tbody', {}, rows)),
     p.excluded.length ? h('p', {class: 'small warn'}, 'excluded: ', p.excluded.join(', ')) : null);
 }

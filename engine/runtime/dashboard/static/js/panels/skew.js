@@ -2,7 +2,7 @@
 // quotes it was fitted to as points, the ATM term structure, and per expiry the 25-delta risk
 // reversal and butterfly; each chart with the table of its data.
 
-import {h, fig, head, stamp, num, volPct, int, text, yesNo} from '../dom.js';
+import {h, fig, head, stamp, num, axis, volPct, int, text, yesNo} from '../dom.js';
 import {Chart, COLOURS, join} from '../chart.js';
 
 export const id = 'skew';
@@ -43,7 +43,7 @@ function smiles(key, und, list) {
   const c = chart(`smile:${und}`, {
     label: `${und} implied vol smiles by strike; the tables below hold the data`,
     series,
-    x: {label: 'strike (USD)', fmt: (v) => num(v)},
+    x: {label: 'strike (USD)', fmt: axis},
     y: {label: 'vol (points)', fmt: (v) => volPct(v)},
   });
   c.setSeries(series);

@@ -2,7 +2,7 @@
 // Greeks and margin, and the payoff diagram: P&L at the first expiry and now, over the
 // underlying's price, with the table of its data.
 
-import {h, fig, head, stamp, usd, num, text} from '../dom.js';
+import {h, fig, head, stamp, usd, num, axis, text} from '../dom.js';
 import {Chart} from '../chart.js';
 
 export const id = 'strategies';
@@ -24,7 +24,7 @@ function payoff(key, field, p) {
   if (po.pnl_now) series.push({label: 'now', dash: true});
   if (!c) {
     c = new Chart(h('div', {class: 'chart', role: 'img', 'aria-label': `payoff of ${p.strategy} in ${p.book}; the table below holds the data`}), {
-      series, x: {label: `${p.underlying} price (USD)`, fmt: (v) => num(v)}, y: {label: 'P&L (USD)', fmt: usd}, height: 200,
+      series, x: {label: `${p.underlying} price (USD)`, fmt: axis}, y: {label: 'P&L (USD)', fmt: usd}, height: 200,
     });
     charts.set(field, c);
   }

@@ -1,7 +1,7 @@
 // The stress grid per book (risk:stress:snapshot): P&L under every (spot shock, vol shock), a
 // heatmap that is also the table of its data; red a loss, green a gain, the worst cell marked.
 
-import {h, fig, stamp, usd, shock, text} from '../dom.js';
+import {h, fig, stamp, usd, compact, shock, text} from '../dom.js';
 
 export const id = 'stress';
 export const families = ['stress'];
@@ -28,14 +28,14 @@ function card(key, book, p) {
   }));
   const grid = h('table', {class: 'heatmap'},
     h('caption', {class: 'small muted'}, `P&L (${p.units.pnl}) by spot shock (rows, ${p.units.spot}) and vol shock (columns, ${p.units.vol})`),
-    h('thead', {}, h('tr', {}, h('th', {scope: 'col', class: 'corner'}, 'spot \\ vol'),
+    h('thead', {}, h('tr', {}, h('th', {scope: 'col', class: 'corner'}, 'spot ↓ vol →'),
       ...p.vol.map((_, j) => h('th', {scope: 'col'}, f(`vol.${j}`, shock))))),
     h('tbody', {}, p.pnl.map((row, i) => h('tr', {},
       h('th', {scope: 'row'}, f(`spot.${i}`, shock)),
       ...row.map((v, j) => {
         const isWorst = worst && worst[0] === i && worst[1] === j;
         const td = h('td', {class: `cell${isWorst ? ' worst' : ''}`, title: isWorst ? 'worst cell: the stress loss' : null},
-          f(`pnl.${i}.${j}`, usd), isWorst ? h('span', {class: 'marker', 'aria-label': 'worst'}, '▼') : null);
+          f(`pnl.${i}.${j}`, compact), isWorst ? h('span', {class: 'marker', 'aria-label': 'worst'}, '▼') : null);
         if (v !== null) td.style.background = colour(v, scale || 1);
         return td;
       })))));
