@@ -44,6 +44,7 @@ function flush() {
   dirty.clear();
   ages();
   status();
+  document.body.dataset.frames = String(Number(document.body.dataset.frames ?? 0) + 1);
 }
 
 // The age of every card's and row's figures, and the stale mark (docs/dashboard.md).

@@ -25,7 +25,10 @@ function row(key, field, p) {
     h('td', {class: 'num'}, f('hedge_residual_delta')),
     h('td', {class: 'num'}, p.usd_flat ? f('usd_flat.contracts') : h('span', {class: 'muted'}, '-')),
     h('td', {class: 'small'}, o
-      ? h('span', {}, ...o.targets.map((t, i) => h('span', {class: 'leg'}, f(`option_hedge.quantity_rounded.${i}`), ' × ', f(`option_hedge.targets.${i}`, text))),
+      ? h('span', {},
+        ...p.options.map((_, i) => h('span', {class: 'leg'}, f(`option_hedge.quantity_rounded.${i}`), ' × ', f(`options.${i}`, text))),
+        o.future ? h('span', {class: 'leg'}, f('option_hedge.future.contracts', num), ' × ', f('future', text)) : null,
+        h('span', {class: 'muted'}, '(', ...o.targets.map((_, i) => f(`option_hedge.targets.${i}`, text)), ' neutral)'),
         h('div', {class: 'muted'}, 'left: Δ ', f('option_hedge.residual_rounded.delta'), ', Γ ', f('option_hedge.residual_rounded.gamma'),
           ', vega ', f('option_hedge.residual_rounded.vega')))
       : h('span', {class: 'muted'}, 'none configured')),

@@ -34,7 +34,12 @@ function history(store, book, p) {
   chart.set([hist.ts_ns.map(seconds), hist.var, hist.es]);
   const src = (col) => `stream(${store.prefix}:var:stream|${book}|${col})`;
   const details = h('details', {class: 'table-of-chart', open: open.has(book),
-    ontoggle: (e) => { if (e.target.open) open.add(book); else open.delete(book); render(store); }},
+    ontoggle: (e) => {
+      // a details made open fires toggle too: redraw (the table) only on the user's toggle
+      if (e.target.open === open.has(book)) return;
+      if (e.target.open) open.add(book); else open.delete(book);
+      render(store);
+    }},
     h('summary', {}, `data: ${hist.ts_ns.length} points (VaR and ES, ${p.method.replace('_', ' ')})`));
   if (open.has(book)) {
     details.append(h('table', {class: 'data small'},

@@ -1,0 +1,378 @@
+"""The dashboard in a real browser (Debian's chromium, driven by Playwright) against riskd run as
+a process: every panel renders with no console error; every figure's ``data-value`` equals what
+Redis holds at its key, field and path (a replay, whose figures freeze at its end, of a book that
+fills every panel: tests/dashboard_book.py); the page follows a quote live (MQTT); it recovers
+after the daemon restarts; the access token is enforced.
+
+Waits are on conditions: Playwright's ``expect``, or the page's next redraw
+(``document.body.dataset.frames``, counted by main.js; the page redraws at least once a second).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.publish
+import pytest
+import redis
+from playwright.sync_api import ConsoleMessage, Page, expect
+
+from tests.browser.conftest import Riskd, free_port, riskd
+from tests.dashboard_book import write_book
+from tests.servers import MosquittoServer, RedisServer
+
+PANELS = (
+    "alerts",
+    "exposures",
+    "var",
+    "stress",
+    "margin",
+    "hedges",
+    "skew",
+    "strategies",
+    "health",
+)
+FIGURES_JS = """() => [...document.querySelectorAll('[data-key]')].map(
+    (e) => [e.dataset.key, e.dataset.field, e.dataset.path, e.dataset.value])"""
+DERIVED_JS = """() => [...document.querySelectorAll('[data-derived]')].map(
+    (e) => [e.dataset.derived, e.dataset.value])"""
+TOKEN_ENV = "RISKD_TEST_DASHBOARD_TOKEN"  # noqa: S105 - a variable's name
+TOKEN = "browser-test-token-51c2"  # noqa: S105 - a test token
+
+
+@dataclass
+class Book:
+    daemon: Riskd
+    redis: redis.Redis
+    prefix: str
+
+
+@pytest.fixture(scope="module")
+def book(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Book]:
+    """The replay of tests/dashboard_book.py, at its end: every figure frozen."""
+    prefix = "browser-book"
+    port = free_port()
+    config = write_book(
+        tmp_path_factory.mktemp("book"), redis_url=redis_server.url, prefix=prefix, http_port=port
+    )
+    client = redis.Redis.from_url(redis_server.url)
+    with riskd(config, port) as daemon:
+        daemon.logged("replay finished: the final state is held and published; Ctrl-C exits")
+        yield Book(daemon, client, prefix)
+    client.close()
+
+
+def errors(page: Page) -> list[str]:
+    """Console errors and uncaught exceptions of ``page`` from now on."""
+    found: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            found.append(f"console: {msg.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: found.append(f"pageerror: {exc}"))
+    return found
+
+
+def next_frame(page: Page) -> None:
+    """Wait for the page's next redraw."""
+    frames = page.evaluate("() => Number(document.body.dataset.frames ?? 0)")
+    page.wait_for_function(f"() => Number(document.body.dataset.frames ?? 0) > {frames}")
+
+
+def at(payload: Any, path: str) -> Any:
+    for part in path.split("."):
+        payload = payload[int(part)] if isinstance(payload, list) else payload[part]
+    return payload
+
+
+def same(value: Any, shown: str) -> bool:
+    """Whether ``shown`` (a data-value) is ``value`` (from Redis) as the page must show it."""
+    if value is None:
+        return shown == ""
+    if isinstance(value, bool | str):
+        return bool(shown) and json.loads(shown) == value
+    if isinstance(value, int) and re.fullmatch(r"-?\d+", shown):
+        return int(shown) == value
+    return shown != "" and float(shown) == float(value)
+
+
+def mismatches(page: Page, client: redis.Redis) -> tuple[int, list[str]]:
+    """How many figures the page shows, and those that differ from Redis."""
+    figures = page.evaluate(FIGURES_JS)
+    cache: dict[tuple[str, str], Any] = {}
+    bad: list[str] = []
+    for key, field, path, shown in figures:
+        if (key, field) not in cache:
+            raw = client.hget(key, field)
+            cache[(key, field)] = None if raw is None else json.loads(raw)
+        payload = cache[(key, field)]
+        if payload is None:
+            bad.append(f"{key} {field}: not in Redis")
+        elif not same(at(payload, path), shown):
+            bad.append(f"{key} {field} {path}: page {shown!r}, redis {at(payload, path)!r}")
+    return len(figures), bad
+
+
+def test_every_panel_renders_with_no_console_error(page: Page, book: Book) -> None:
+    found = errors(page)
+    page.goto(book.daemon.url)
+    expect(page.locator("#status")).to_contain_text("LIVE")
+    for panel in PANELS:
+        expect(page.locator(f"#panel-{panel} .fig").first).to_be_visible()
+    p = book.prefix
+    exposures = page.locator(f'#panel-exposures tbody [data-key="{p}:snapshot"][data-path="vega"]')
+    expect(exposures).to_have_count(4)  # desk and hedge, BTC and ETH
+    for name in ("book", "expiry"):
+        page.get_by_role("button", name=name, exact=True).click()
+        expect(page.locator(f'#panel-exposures [data-key="{p}:snapshot"]').first).to_be_visible()
+    page.locator("#panel-exposures th", has_text="vega").click()  # sorted by vega
+    expect(page.locator("#panel-exposures th[aria-sort=descending]")).to_have_count(1)
+    expect(page.locator("#panel-var .card")).to_have_count(2)
+    expect(page.locator("#panel-var canvas")).to_have_count(2)
+    expect(page.locator("#panel-stress td.cell")).to_have_count(2 * 13 * 7)
+    expect(page.locator("#panel-stress td.worst")).to_have_count(2)
+    expect(page.locator("#panel-margin [role=meter]")).to_have_count(4)
+    expect(page.locator("#panel-hedges tbody tr")).to_have_count(4)
+    expect(page.locator("#panel-hedges", has_text="BTC-28MAR25-100000-C")).to_be_visible()
+    expect(page.locator("#panel-skew .card")).to_have_count(2)
+    expect(page.locator("#panel-skew canvas")).to_have_count(4)  # smiles, term structures
+    quotes = page.locator(f'#panel-skew [data-key="{p}:skew:snapshot"][data-path^="quote_vols."]')
+    expect(quotes).to_have_count(2 * 14 + 2 * 12)  # calls and puts of 7 and 6 strikes
+    expect(page.locator("#panel-strategies .card")).to_have_count(2)
+    expect(page.locator("#panel-strategies canvas")).to_have_count(2)
+    now = page.locator('#panel-strategies [data-path^="payoff.pnl_now."]')
+    expect(now).to_have_count(2 * 61)
+    expect(page.locator("#panel-alerts table.alerts tbody tr")).to_have_count(1)
+    expect(page.locator("#panel-alerts ol.log li")).to_have_count(5)  # 3 raised, 2 cleared
+    expect(page.locator("#panel-health", has_text="finished")).to_be_visible()
+    assert found == []
+
+
+def test_every_figure_equals_redis_at_its_key_field_and_path(page: Page, book: Book) -> None:
+    """All of them, in every view: exposures by book, underlying and expiry; every chart's
+    table. The page may be one update behind Redis: compared again at each redraw until equal."""
+    page.goto(book.daemon.url)
+    expect(page.locator("#status")).to_contain_text("LIVE")
+    expect(page.locator("#panel-strategies .card")).to_have_count(2)
+    counted = 0
+    for level in ("book", "underlying", "expiry"):
+        page.get_by_role("button", name=level, exact=True).click()
+        for _ in range(100):
+            counted, bad = mismatches(page, book.redis)
+            if not bad:
+                break
+            next_frame(page)
+        assert bad == [], bad[:20]
+    assert counted > 1000  # every panel's figures, charts' tables included
+    for key in {k for k, _, _, _ in page.evaluate(FIGURES_JS)}:
+        assert key.startswith(f"{book.prefix}:"), key
+
+
+def test_derived_figures_are_made_of_what_they_name(page: Page, book: Book) -> None:
+    """Totals are the sums of the Redis figures they name; the VaR history's last point is the
+    VaR payload's own figure; health figures name the daemon's state."""
+    page.goto(book.daemon.url)
+    expect(page.locator("#panel-exposures tfoot .fig").first).to_be_visible()
+    page.locator("#panel-var details summary").first.click()
+    expect(page.locator("#panel-var details table")).to_have_count(1)
+    page.locator("#panel-var details:not([open]) summary").click()
+    expect(page.locator("#panel-var details table")).to_have_count(2)
+    derived = page.evaluate(DERIVED_JS)
+    sums = [(d, v) for d, v in derived if d.startswith("sum(")]
+    assert sums
+    for names, shown in sums:
+        values = []
+        for ref in names[4:-1].split(";"):
+            key, field, path = ref.split("|")
+            values.append(at(json.loads(book.redis.hget(key, field) or "null"), path))
+        assert math.isclose(float(shown), sum(values), rel_tol=1e-12), names
+    for b in ("desk", "hedge"):
+        var = json.loads(book.redis.hget(f"{book.prefix}:var:snapshot", b) or "null")
+        history = [v for d, v in derived if d == f"stream({book.prefix}:var:stream|{b}|var)"]
+        assert history
+        assert same(var["var"], history[-1])
+    health = dict(derived)
+    assert health["health(feeds.0.name)"] == '"replay"'
+    assert health["health(redis.connected)"] == "true"
+
+
+def test_a_figure_follows_a_quote_live(
+    page: Page, redis_server: RedisServer, mosquitto_server: MosquittoServer, tmp_path: Path
+) -> None:
+    """Quotes on MQTT move the delta of the book's call (out of the money: up with the vol,
+    down again); each time the page shows what Redis holds."""
+    live = _mqtt_daemon(tmp_path, redis_server, mosquitto_server)
+    client = redis.Redis.from_url(redis_server.url)
+    delta = page.locator(
+        '#panel-exposures tbody [data-key="live:snapshot"][data-field="book:BTC"]'
+        '[data-path="delta"]'
+    )
+
+    def redis_delta() -> float | None:
+        raw = client.hget("live:snapshot", "book:BTC")
+        value = None if raw is None else json.loads(raw)["delta"]
+        return None if value is None else float(value)
+
+    def shown_once_moved(since: float | None) -> float:
+        """The delta once Redis has it moved by the quote (more than a day's time decay) and
+        the page shows the same."""
+        for _ in range(200):
+            now = redis_delta()
+            moved = now is not None and (since is None or abs(now - since) > 1e-3 * abs(since))
+            if moved and same(now, delta.get_attribute("data-value") or ""):
+                assert now is not None
+                return now
+            next_frame(page)
+        raise AssertionError(
+            f"delta: redis {redis_delta()}, page {delta.get_attribute('data-value')}"
+        )
+
+    with riskd(live.config, live.port) as daemon:
+        page.goto(daemon.url)
+        expect(page.locator("#status")).to_contain_text("LIVE")
+        live.quote(0.55)
+        low = shown_once_moved(None)
+        live.quote(0.72)
+        high = shown_once_moved(low)
+        live.quote(0.61)
+        middle = shown_once_moved(high)
+    client.close()
+    assert low < middle < high
+
+
+def test_the_page_recovers_after_the_daemon_restarts(
+    page: Page, redis_server: RedisServer, mosquitto_server: MosquittoServer, tmp_path: Path
+) -> None:
+    live = _mqtt_daemon(tmp_path, redis_server, mosquitto_server)
+    found = errors(page)
+    with riskd(live.config, live.port) as daemon:
+        page.goto(daemon.url)
+        expect(page.locator("#status")).to_contain_text("LIVE")
+        live.quote(0.6)
+        vega = page.locator('#panel-exposures tbody [data-field="book:BTC"][data-path="vega"]')
+        expect(vega).to_have_count(1)
+        daemon.stop()
+        expect(page.locator("#status")).to_contain_text("DISCONNECTED")
+        expect(page.locator("body.offline")).to_have_count(1)
+        daemon.start()
+        expect(page.locator("#status")).to_contain_text("LIVE", timeout=30_000)
+        expect(page.locator("body.offline")).to_have_count(0)
+        live.quote(0.6)
+        expect(vega).to_have_count(1)
+    # the browser reports the refused reconnections as console errors; nothing else
+    assert [e for e in found if "WebSocket" not in e and "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+def test_the_token_is_enforced_on_the_page_and_the_websocket(
+    page: Page, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = write_book(
+        tmp_path,
+        redis_url=redis_server.url,
+        prefix="browser-token",
+        http_port=port,
+        speed=0,
+        http_extra=f'token_env = "{TOKEN_ENV}"\n',
+    )
+    with riskd(config, port, env={TOKEN_ENV: TOKEN}) as daemon:
+        response = page.goto(daemon.url)
+        assert response is not None
+        assert response.status == 401
+        expect(page.locator("input[name=token]")).to_be_visible()
+        assert page.locator("[data-key]").count() == 0
+        status = page.evaluate(
+            """(url) => new Promise((resolve) => {
+                const ws = new WebSocket(url);
+                ws.onopen = () => resolve('open');
+                ws.onerror = () => resolve('refused');
+            })""",
+            daemon.url.replace("http", "ws") + "ws",
+        )
+        assert status == "refused"
+        page.fill("input[name=token]", "not the token")
+        page.click("button[type=submit]")
+        expect(page.locator("#refused")).to_be_visible()
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        expect(page.locator("#status")).to_contain_text("LIVE")
+        expect(page.locator("#panel-exposures [data-key]").first).to_be_visible()
+        assert TOKEN not in page.content()
+        cookies = page.context.cookies()
+        assert cookies
+        assert all(TOKEN not in c["value"] for c in cookies)
+        assert all(c["httpOnly"] for c in cookies)
+
+
+# ------------------------------------------------------------------ an MQTT-fed daemon
+
+
+@dataclass
+class _Live:
+    config: Path
+    port: int
+    broker: int
+    instrument: str
+
+    def quote(self, iv: float) -> None:
+        """A quote of the book's option at ``iv`` (its forward and the index with it)."""
+        now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        messages = [
+            ("live/md/tick/btc_usd", {"instrument": "btc_usd", "price": 97_000.0, "ts": now_ms}),
+            (
+                f"live/md/quote/{self.instrument}",
+                {
+                    "instrument": self.instrument,
+                    "mark": 0.05,
+                    "iv": iv,
+                    "underlying_price": 97_500.0,
+                    "index_price": 97_000.0,
+                    "ts": now_ms,
+                },
+            ),
+        ]
+        paho.mqtt.publish.multiple(
+            [{"topic": t, "payload": json.dumps(m), "qos": 1} for t, m in messages],
+            hostname="127.0.0.1",
+            port=self.broker,
+        )
+
+
+def _mqtt_daemon(tmp_path: Path, redis_server: RedisServer, broker: MosquittoServer) -> _Live:
+    """A config: book ``book`` holds one BTC call, quoted on MQTT; risk off."""
+    expiry = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=40)
+    instrument = f"BTC-{expiry.day}{expiry.strftime('%b').upper()}{expiry.strftime('%y')}-100000-C"
+    (tmp_path / "positions.csv").write_text(
+        f"book,instrument,quantity,avg_price\nbook,{instrument},10,0.04\n"
+    )
+    port = free_port()
+    config = tmp_path / "riskd.toml"
+    config.write_text(
+        f"""[redis]
+url = "{redis_server.url}"
+prefix = "live"
+[portfolio]
+positions = "positions.csv"
+[risk]
+enabled = false
+[http]
+address = "127.0.0.1:{port}"
+update_interval_ms = 50
+[[feeds]]
+kind = "mqtt"
+name = "md"
+port = {broker.port}
+topic_prefix = "live/"
+client_id = "riskd-browser-{port}"
+"""
+    )
+    return _Live(config, port, broker.port, instrument)
