@@ -24,7 +24,7 @@ function row(key, field, p) {
     h('td', {class: 'num'}, p.delta_hedge ? f('delta_hedge.quantity') : '-'),
     h('td', {class: 'num'}, f('hedge_residual_delta')),
     h('td', {class: 'num'}, p.usd_flat ? f('usd_flat.contracts') : h('span', {class: 'muted'}, '-')),
-    h('td', {class: 'small'}, o
+    h('td', {class: 'small wrap'}, o
       ? h('span', {},
         ...p.options.map((_, i) => h('span', {class: 'leg'}, f(`option_hedge.quantity_rounded.${i}`), ' × ', f(`options.${i}`, text))),
         o.future ? h('span', {class: 'leg'}, f('option_hedge.future.contracts', num), ' × ', f('future', text)) : null,

@@ -1,0 +1,56 @@
+"""Screenshots of the dashboard for the README and docs/dashboard.md (``scripts/screenshots``).
+
+Runs the replay of tests/dashboard_book.py (every panel filled; at 20 times real speed, so the
+VaR chart has a history) on a private redis-server, waits for its end (the figures then freeze,
+so the same commit makes the same pictures, but for the daemon's own counters and uptime), and
+takes with Debian's chromium:
+
+- ``docs/dashboard.png``: the first screen, 1600 x 1000 (alerts, exposures, VaR and ES);
+- ``docs/dashboard-full.png``: the whole page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+from tests.browser.conftest import CHROMIUM, free_port, riskd
+from tests.dashboard_book import write_book
+from tests.servers import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTH, HEIGHT = 1600, 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the PNGs")
+    args = parser.parse_args(argv)
+    with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        config = write_book(Path(tmp), redis_url=server.url, prefix="risk", http_port=port)
+        with riskd(config, port) as daemon, sync_playwright() as pw:
+            daemon.logged("replay finished: the final state is held and published; Ctrl-C exits")
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM))
+            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+            page.goto(daemon.url)
+            expect(page.locator("#status")).to_contain_text("LIVE")
+            for panel in ("var", "skew", "strategies"):
+                expect(page.locator(f"#panel-{panel} canvas").first).to_be_visible()
+            # the risk computed once more on the final state: nothing is stale any more
+            expect(page.locator(".stale")).to_have_count(0, timeout=30_000)
+            page.evaluate("() => document.fonts.ready")
+            args.out.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=args.out / "dashboard.png")
+            page.screenshot(path=args.out / "dashboard-full.png", full_page=True)
+            browser.close()
+    print(f"wrote {args.out / 'dashboard.png'}, {args.out / 'dashboard-full.png'}")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
