@@ -6,6 +6,8 @@
 // JSON text of a string or a boolean. A figure the page derives carries data-derived naming its
 // inputs instead of data-key: op(key|field|path;key|field|path...) (docs/dashboard.md).
 
+import {isBigInt} from './store.js';
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -33,24 +35,41 @@ export function at(payload, path) {
   return v;
 }
 
+// Write a value into a figure: data-value, its text, its sign's class; nothing when both are
+// as they were (a payload published again, a figure that did not move).
 function setValue(el, value, fmt) {
+  let shown;
+  let text;
+  let sign = '';
   if (value === null || value === undefined) {
-    el.dataset.value = '';
-    el.textContent = '-';
-    el.classList.add('null');
-    return;
-  }
-  if (typeof value === 'number' || typeof value === 'bigint') {
-    el.dataset.value = String(value);
-    el.textContent = fmt(value);
-    if (fmt === compact && !el.title) el.title = usd(value);
+    if (el.sign === 'null') return;
+    shown = '';
+    text = '-';
+    sign = 'null';
+  } else if (typeof value === 'number' || isBigInt(value)) {
+    shown = String(value);
+    if (el.dataset.value === shown) return;
+    text = fmt(value);
     const n = Number(value);
-    if (n < 0) el.classList.add('neg');
-    else if (n > 0) el.classList.add('pos');
-    return;
+    sign = n < 0 ? 'neg' : n > 0 ? 'pos' : '';
+    if (fmt === compact) el.title = usd(value);
+  } else {
+    shown = JSON.stringify(value);
+    if (el.dataset.value === shown) return;
+    text = fmt === num ? String(value) : fmt(value);
   }
-  el.dataset.value = JSON.stringify(value);
-  el.textContent = fmt === num ? String(value) : fmt(value);
+  el.dataset.value = shown;
+  el.textContent = text;
+  if (el.sign !== sign) {
+    if (el.sign) el.classList.remove(el.sign);
+    if (sign) el.classList.add(sign);
+    el.sign = sign; // the class it has now
+  }
+}
+
+// Show another value in a figure made by fig() (in place: no new element).
+export function refresh(el, payload, fmt = num) {
+  setValue(el, at(payload, el.dataset.path), fmt);
 }
 
 // A figure read from a payload: payload[path] in hash `key`, field `field`.
@@ -59,8 +78,17 @@ export function fig(key, field, payload, path, fmt = num, opts = {}) {
   el.dataset.key = key;
   el.dataset.field = field;
   el.dataset.path = path;
+  el.fmt = fmt; // for refreshAll
   setValue(el, at(payload, path), fmt);
   return el;
+}
+
+// Show a newer payload in every figure under `root` (in place); the stamp's time too.
+export function refreshAll(root, payload) {
+  for (const el of root.querySelectorAll('[data-key]')) refresh(el, payload, el.fmt ?? num);
+  const ts = String(payload.ts_ns);
+  if (root.dataset.tsNs !== undefined) root.dataset.tsNs = ts;
+  for (const el of root.querySelectorAll('[data-ts-ns]')) el.dataset.tsNs = ts;
 }
 
 // A figure the page derives: `inputs` names what it is made of.

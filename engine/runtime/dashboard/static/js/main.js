@@ -20,31 +20,83 @@ let frame = 0;
 let backoffS = 0.25;
 let lastMessage = 0;
 
+const sections = new Map(); // section -> panel
 for (const p of PANELS) {
   const section = document.getElementById(`panel-${p.id}`);
+  sections.set(section, p);
   p.init(section.querySelector('.body'), store);
 }
 
+// Panels on screen (or nearly) are redrawn at the next frame; the others when the page is idle
+// (within 2 s): what nobody looks at does not hold back what somebody does.
+const visible = new Set();
+let idle = 0;
+const observer = new IntersectionObserver((seen) => {
+  for (const e of seen) {
+    const p = sections.get(e.target);
+    if (e.isIntersecting) visible.add(p);
+    else visible.delete(p);
+  }
+  pending();
+}, {rootMargin: '200px'});
+for (const section of sections.keys()) observer.observe(section);
+
+// A message changed these families (or the connection its state): redraw what shows them, and
+// the header and the ages at the next frame.
 function schedule(changed) {
   for (const p of PANELS) {
     if (changed.has('all') || p.families.some((f) => changed.has(f))) dirty.add(p);
   }
   if (!frame) frame = requestAnimationFrame(flush);
+  pending();
 }
 
-function flush() {
-  frame = 0;
-  for (const p of dirty) {
-    try {
-      p.render(store);
-    } catch (err) {
-      console.error(`panel ${p.id}:`, err);
-    }
+// What is left dirty: the visible panels at the next frame, the others when idle.
+function pending() {
+  if (!frame && [...dirty].some((p) => visible.has(p))) frame = requestAnimationFrame(flush);
+  if (!idle && [...dirty].some((p) => !visible.has(p))) idle = requestIdleCallback(flushIdle, {timeout: 2000});
+}
+
+function draw(p) {
+  dirty.delete(p);
+  try {
+    p.render(store);
+  } catch (err) {
+    console.error(`panel ${p.id}:`, err);
   }
-  dirty.clear();
+}
+
+function drawn() {
   ages();
   status();
   document.body.dataset.frames = String(Number(document.body.dataset.frames ?? 0) + 1);
+}
+
+// Redraw the visible panels whose families changed, in page order, for at most BUDGET_MS a
+// frame (one panel at least): a heavy redraw of one does not hold back the others for long.
+const BUDGET_MS = 12;
+
+function flush() {
+  frame = 0;
+  const start = performance.now();
+  for (const p of PANELS) {
+    if (!dirty.has(p) || !visible.has(p)) continue;
+    if (performance.now() - start > BUDGET_MS) break;
+    draw(p);
+  }
+  drawn();
+  pending();
+}
+
+function flushIdle(deadline) {
+  idle = 0;
+  for (const p of PANELS) {
+    if (!dirty.has(p) || visible.has(p)) continue;
+    draw(p);
+    if (deadline.timeRemaining() < 1 && !deadline.didTimeout) break;
+  }
+  drawn();
+  pending();
 }
 
 // The age of every card's and row's figures, and the stale mark (docs/dashboard.md).

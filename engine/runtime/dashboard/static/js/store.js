@@ -6,16 +6,18 @@ export const PROTOCOL = 1;
 export const LOG_SIZE = 200;
 const HISTORY_MAX = 36000;
 
-// JSON.parse keeping integers beyond 2^53 (the ns timestamps) exact, as BigInt.
+// Integers beyond 2^53 (the ns timestamps) would lose digits as JSON numbers: they are quoted
+// before parsing and stay strings of their digits (BigInt() of one is exact; dom.js shows them
+// as numbers). Plain JSON.parse, about ten times faster than one with a reviver.
+const BIG_INT = /([:[,])(-?\d{16,})(?=[,\]}])/g;
+export const isBigInt = (v) => typeof v === 'string' && /^-?\d{16,}$/.test(v);
+
 export function parse(text) {
-  return JSON.parse(text, (key, value, context) => {
-    if (typeof value === 'number' && !Number.isSafeInteger(value) && Number.isInteger(value)
-        && context && /^-?\d+$/.test(context.source)) {
-      return BigInt(context.source);
-    }
-    return value;
-  });
+  return JSON.parse(text.replace(BIG_INT, '$1"$2"'));
 }
+
+// Whether ns timestamp a is later than b (numbers or strings of digits).
+export const later = (a, b) => BigInt(a) > BigInt(b);
 
 export class Store {
   constructor() {
@@ -26,7 +28,7 @@ export class Store {
   reset() {
     this.entries = new Map(); // key -> Map(field -> payload)
     this.alertLog = []; // oldest first
-    this.varHistory = new Map(); // book -> {method, ts_ns: [BigInt], var: [], es: []}
+    this.varHistory = new Map(); // book -> {method, ts_ns: [digits], var: [], es: []}
     this.health = null;
     this.staleAfterS = 10;
     this.periodsS = {};
@@ -93,7 +95,7 @@ export class Store {
     let h = this.varHistory.get(book);
     if (!h) this.varHistory.set(book, (h = {method: p.method, ts_ns: [], var: [], es: []}));
     const last = h.ts_ns.length ? h.ts_ns[h.ts_ns.length - 1] : null;
-    if (last !== null && p.ts_ns <= last) return;
+    if (last !== null && !later(p.ts_ns, last)) return;
     h.method = p.method;
     h.ts_ns.push(p.ts_ns);
     h.var.push(p.var);

@@ -1,7 +1,8 @@
 // Exposures by book, underlying or expiry: the figures of the exposure payloads
 // (risk:snapshot), sortable by any column, with totals of the figures that add up (USD).
 
-import {h, at, fig, head, sum, ref, stamp, num, usd, int} from '../dom.js';
+import {h, at, fig, head, sum, ref, stamp, refreshAll, num, usd, int} from '../dom.js';
+import {later} from '../store.js';
 
 export const id = 'exposures';
 export const families = ['exposure'];
@@ -26,20 +27,52 @@ function isUsd(unit) {
   return typeof unit === 'string' && unit.startsWith('USD');
 }
 
-// The rows at the chosen level: {book, underlying, expiry, field, payload, path(metric), ts}.
+// The rows at the chosen level: {field, p, path(metric), tr}. A payload's rows (and their
+// elements, built once) are kept until a newer payload replaces it: a redraw builds only the
+// rows of the keys that changed.
+let rowCache = new Map(); // `${level}|${field}` -> {p, rows}
+
+function rowsOf(field, p) {
+  if (level === 'expiry') {
+    return p.scope === 'underlying'
+      ? p.expiries.expiry.map((_, i) => ({field, p, path: (m) => `expiries.${m}.${i}`, tr: null}))
+      : [];
+  }
+  return p.scope === level ? [{field, p, path: (m) => m, tr: null}] : [];
+}
+
+function sameRows(a, b) {
+  if (a.scope !== b.scope) return false;
+  if (level !== 'expiry' || a.scope !== 'underlying') return true;
+  const x = a.expiries.expiry;
+  const y = b.expiries.expiry;
+  return x.length === y.length && x.every((e, i) => e === y[i]);
+}
+
+function refreshRow(tr, p) {
+  refreshAll(tr, p);
+  tr.classList.toggle('has-stale', Boolean(p.n_stale));
+}
+
 function rows(store, key) {
   const out = [];
+  const cache = new Map();
   for (const [field, p] of store.fields(key)) {
-    if (level === 'book' && p.scope === 'book') {
-      out.push({book: p.book, underlying: '', expiry: '', field, p, path: (m) => m});
-    } else if (level === 'underlying' && p.scope === 'underlying') {
-      out.push({book: p.book, underlying: p.underlying, expiry: '', field, p, path: (m) => m});
-    } else if (level === 'expiry' && p.scope === 'underlying') {
-      p.expiries.expiry.forEach((expiry, i) => {
-        out.push({book: p.book, underlying: p.underlying, expiry, field, p, path: (m) => `expiries.${m}.${i}`});
-      });
+    const k = `${level}|${field}`;
+    let c = rowCache.get(k);
+    if (!c || !sameRows(c.p, p)) {
+      c = {p, rows: rowsOf(field, p)};
+    } else if (c.p !== p) { // a newer payload, the same rows: their figures updated in place
+      c.p = p;
+      for (const r of c.rows) {
+        r.p = p;
+        if (r.tr) refreshRow(r.tr, p);
+      }
     }
+    cache.set(k, c);
+    out.push(...c.rows);
   }
+  rowCache = cache;
   const value = (r) => {
     const v = at(r.p, r.path(sortBy));
     return v === null || v === undefined ? null : Number(v);
@@ -56,6 +89,18 @@ function rows(store, key) {
   return out;
 }
 
+function row(key, r, units) {
+  const tr = h('tr', {dataset: {tsNs: String(r.p.ts_ns), family: 'exposure'}},
+    h('th', {scope: 'row'}, fig(key, r.field, r.p, 'book', String)),
+    h('td', {}, r.p.scope === 'underlying' ? fig(key, r.field, r.p, 'underlying', String) : h('span', {class: 'muted'}, 'all')),
+    level === 'expiry' ? h('td', {}, fig(key, r.field, r.p, r.path('expiry'), (e) => e.replace('T08:00:00Z', ''))) : null,
+    ...METRICS.map((m) => h('td', {class: 'num'}, fig(key, r.field, r.p, r.path(m), isUsd(units[m]) ? usd : num))),
+    h('td', {class: 'num'}, fig(key, r.field, r.p, r.path('n_positions'), int)),
+    h('td', {class: 'num'}, fig(key, r.field, r.p, r.path('n_stale'), int, {class: 'stale-count'})));
+  if (r.p.n_stale) tr.classList.add('has-stale');
+  return tr;
+}
+
 function toolbar() {
   return h('div', {class: 'toolbar', role: 'group', 'aria-label': 'group exposures by'},
     'by ',
@@ -67,16 +112,11 @@ function toolbar() {
 
 let lastStore = null;
 
-export function render(store) {
-  lastStore = store;
-  const key = store.hashKey('exposure');
-  const all = store.fields(key);
-  if (!all.length) {
-    root.replaceChildren(h('p', {class: 'empty muted'}, 'no exposure published yet'));
-    return;
-  }
-  const units = all[0][1].units;
-  const rs = rows(store, key);
+// The table's parts, kept between redraws: the rows move, the head is made again only when the
+// level, the sort or the units change.
+const parts = {table: null, tbody: null, tfoot: null, head: null, headFor: '', order: []};
+
+function thead(store, units) {
   const sortHead = (m) => {
     const th = head(NAMES[m], units[m], {class: 'num sortable'});
     th.setAttribute('aria-sort', sortBy === m ? (descending ? 'descending' : 'ascending') : 'none');
@@ -97,23 +137,14 @@ export function render(store) {
     th.addEventListener('click', () => { sortBy = null; render(store); });
     return th;
   };
-  const thead = h('thead', {}, h('tr', {},
+  return h('thead', {}, h('tr', {},
     nameHead('book'), nameHead('underlying'), level === 'expiry' ? nameHead('expiry') : null,
     ...METRICS.map(sortHead),
     head('positions', 'count', {class: 'num'}), head('stale', 'count', {class: 'num'})));
-  const tbody = h('tbody', {}, rs.map((r) => {
-    const tr = h('tr', {dataset: {tsNs: String(r.p.ts_ns), family: 'exposure'}},
-      h('th', {scope: 'row'}, fig(key, r.field, r.p, 'book', String)),
-      h('td', {}, r.p.scope === 'underlying' ? fig(key, r.field, r.p, 'underlying', String) : h('span', {class: 'muted'}, 'all')),
-      level === 'expiry' ? h('td', {}, fig(key, r.field, r.p, r.path('expiry'), (e) => e.replace('T08:00:00Z', ''))) : null,
-      ...METRICS.map((m) => h('td', {class: 'num'}, fig(key, r.field, r.p, r.path(m), isUsd(units[m]) ? usd : num))),
-      h('td', {class: 'num'}, fig(key, r.field, r.p, r.path('n_positions'), int)),
-      h('td', {class: 'num'}, fig(key, r.field, r.p, r.path('n_stale'), int, {class: 'stale-count'})));
-    const stale = r.p.n_stale;
-    if (stale) tr.classList.add('has-stale');
-    return tr;
-  }));
-  const totals = h('tr', {class: 'total'},
+}
+
+function totals(key, rs, units) {
+  return h('tr', {class: 'total'},
     h('th', {scope: 'row'}, 'total'), h('td', {}), level === 'expiry' ? h('td', {}) : null,
     ...METRICS.map((m) => {
       if (!isUsd(units[m])) return h('td', {class: 'num muted', title: `${NAMES[m]} does not add across underlyings`}, '');
@@ -123,8 +154,39 @@ export function render(store) {
     h('td', {class: 'num'}, sum(rs.map((r) => ref(key, r.field, r.path('n_positions'))),
       rs.map((r) => at(r.p, r.path('n_positions'))), int)),
     h('td', {}));
-  const [newestField, newest] = all.reduce((a, b) => (b[1].ts_ns > a[1].ts_ns ? b : a));
-  root.replaceChildren(
-    h('div', {class: 'panel-head card'}, toolbar(), stamp(key, newestField, 'exposure', newest)),
-    h('div', {class: 'scroll'}, h('table', {class: 'data exposures'}, thead, tbody, h('tfoot', {}, totals))));
+}
+
+export function render(store) {
+  lastStore = store;
+  const key = store.hashKey('exposure');
+  const all = store.fields(key);
+  if (!all.length) {
+    parts.table = null;
+    root.replaceChildren(h('p', {class: 'empty muted'}, 'no exposure published yet'));
+    return;
+  }
+  const units = all[0][1].units;
+  const rs = rows(store, key);
+  const trs = rs.map((r) => (r.tr ??= row(key, r, units)));
+  const headFor = `${level}|${sortBy}|${descending}|${JSON.stringify(units)}`;
+  if (!parts.table) {
+    parts.tbody = h('tbody', {});
+    parts.tfoot = h('tfoot', {});
+    parts.table = h('table', {class: 'data exposures'}, h('thead', {}), parts.tbody, parts.tfoot);
+    parts.head = h('div', {class: 'panel-head card'});
+    parts.headFor = '';
+    parts.order = [];
+    root.replaceChildren(parts.head, h('div', {class: 'scroll'}, parts.table));
+  }
+  if (parts.headFor !== headFor) {
+    parts.table.tHead.replaceWith(thead(store, units));
+    parts.headFor = headFor;
+  }
+  if (trs.length !== parts.order.length || trs.some((tr, i) => tr !== parts.order[i])) {
+    parts.tbody.replaceChildren(...trs);
+    parts.order = trs;
+  }
+  parts.tfoot.replaceChildren(totals(key, rs, units));
+  const [newestField, newest] = all.reduce((a, b) => (later(b[1].ts_ns, a[1].ts_ns) ? b : a));
+  parts.head.replaceChildren(toolbar(), stamp(key, newestField, 'exposure', newest));
 }

@@ -3,6 +3,7 @@
 // the option hedge with the Greeks it leaves.
 
 import {h, fig, head, stamp, num, text} from '../dom.js';
+import {later} from '../store.js';
 
 export const id = 'hedges';
 export const families = ['hedge'];
@@ -43,7 +44,7 @@ export function render(store) {
     return;
   }
   const units = items[0][1].units;
-  const [newestField, newest] = items.reduce((a, b) => (b[1].ts_ns > a[1].ts_ns ? b : a));
+  const [newestField, newest] = items.reduce((a, b) => (later(b[1].ts_ns, a[1].ts_ns) ? b : a));
   root.replaceChildren(h('div', {class: 'card'},
     stamp(key, newestField, 'hedge', newest),
     h('div', {class: 'scroll'}, h('table', {class: 'data hedges'},
