@@ -9,13 +9,16 @@ probe option per (book, underlying)), and runs one riskd process (``riskd run -c
 positions and ``[http] address``: the dashboard is on in every phase):
 
 1. **Throughput.** The sustained-rate search of bench/latency.py (the highest rate at which
-   riskd reads at least 98 % of the quotes offered over the window, its heartbeat's count) with
-   no browser connected, then with 10 connected, then with none again. The 10 are WebSocket
-   clients in a process of their own that read every message and parse it as the page does
-   (the JSON, every entry into a store by key and field): on two cores, 10 Chromium pages
-   redrawing 10 times a second would take the CPU the daemon needs, and measure the machine
-   rather than the daemon's sending. The ratio is the rate with 10 over the mean of the two
-   without (target >= 0.95).
+   riskd reads at least 98 % of the quotes offered over the window, its heartbeat's count),
+   in turn without a browser and with 10 connected, three rounds (none, 10, none, 10, none,
+   10, none), every quote sent once more before each so that none goes stale. The 10 are
+   WebSocket clients in a process of their own that read every message and parse it as the
+   page does (the JSON, every entry into a store by key and field): on two cores, 10 Chromium
+   pages redrawing 5 times a second would take the CPU the daemon needs, and measure the
+   machine rather than the daemon's sending. With two CPUs or more, riskd runs on CPU 0 alone
+   (one numba thread) and everything else on the last CPU, as browsers on other machines
+   would. The ratio is the median rate with the browsers over the median without (target >=
+   0.95).
 2. **Latency to the page.** Headless Chromium (Debian's) on the dashboard, exposures by expiry,
    the 10 clients still connected, no other load. A probe quote sets a probe option's forward to
    a value never sent before (bench/latency.py's method: in its key's payload the probe
@@ -74,7 +77,7 @@ from bench.latency import (
     search,
     write_stream,
 )
-from bench.pipeline import Neighbours, mqtt_publish_packet
+from bench.pipeline import Neighbours, _proc_cpu_s, mqtt_publish_packet
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS: Final = 10
@@ -182,6 +185,54 @@ class Clients:
 
 
 @dataclass(slots=True)
+class Usage:
+    """CPU over one search: riskd's and the clients' (seconds), the quotes riskd read."""
+
+    wall_s: float = 0.0
+    riskd_cpu_s: float = 0.0
+    clients_cpu_s: float = 0.0
+    quotes: int = 0
+
+    @property
+    def riskd_ms_per_1k(self) -> float:
+        return 1e6 * self.riskd_cpu_s / self.quotes if self.quotes else math.nan
+
+
+async def searched(
+    name: str,
+    counter: HeartbeatCounter,
+    port: int,
+    stream: Path,
+    plan: SearchPlan,
+    pids: list[int],
+    progress: Callable[[str], None],
+) -> tuple[Throughput, Usage]:
+    """:func:`bench.latency.search`, with the CPU riskd (``pids[0]``) and the clients
+    (``pids[-1]`` when they run) used over it."""
+    riskd, clients = pids[0], pids[-1] if name != "riskd" else None
+    _, q0 = await counter.reading()
+    t0, r0 = time.perf_counter(), _proc_cpu_s(riskd)
+    c0 = _proc_cpu_s(clients) if clients else 0.0
+    found = await search(name, counter, port, stream, plan, pids, progress)
+    _, q1 = await counter.reading()
+    return found, Usage(
+        wall_s=time.perf_counter() - t0,
+        riskd_cpu_s=_proc_cpu_s(riskd) - r0,
+        clients_cpu_s=(_proc_cpu_s(clients) - c0) if clients else 0.0,
+        quotes=q1 - q0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """One sustained-rate search, with or without the browsers."""
+
+    browsers: bool
+    found: Throughput
+    usage: Usage
+
+
+@dataclass(slots=True)
 class Results:
     started: dt.datetime
     argv: str
@@ -189,8 +240,9 @@ class Results:
     riskd_cmd: list[str]
     riskd_version: str
     book: Book
-    none: list[Throughput] = field(default_factory=list)  # before and after
-    with_clients: Throughput | None = None
+    searches: list[Search] = field(default_factory=list)  # in the order they ran
+    pinned: bool = False  # riskd on CPU 0 alone, the rest on the last CPU
+    usable_cpus: int = 0
     clients: Clients = field(default_factory=Clients)
     latencies_ms: list[float] = field(default_factory=list)  # inf: lost
     elapsed_s: float = 0.0
@@ -198,12 +250,17 @@ class Results:
     load_end: str = ""
     others: float | None = None
 
+    def rates(self, browsers: bool) -> list[float]:
+        return [s.found.sustained for s in self.searches if s.browsers == browsers]
+
     @property
     def ratio(self) -> float:
-        base = [t.sustained for t in self.none]
-        if not base or self.with_clients is None or not np.mean(base):
+        """The median rate with the browsers over the median without (a search that a busy
+        neighbour spoiled moves a median less than a mean)."""
+        base, loaded = self.rates(browsers=False), self.rates(browsers=True)
+        if not base or not loaded or not np.median(base):
             return math.nan
-        return self.with_clients.sustained / float(np.mean(base))
+        return float(np.median(loaded) / np.median(base))
 
     def pct(self, q: float) -> float:
         a = np.array(self.latencies_ms)
@@ -214,18 +271,38 @@ class Results:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """``rounds`` searches with the browsers, each between two without (none, browsers,
+    none, ...): the machine's drift falls on both alike."""
+
     search: SearchPlan
     samples: int
+    rounds: int
 
 
 FULL: Final = Plan(
     SearchPlan(start=4_000.0, growth=1.25, bisect=3, warmup_s=1.0, window_s=3.0, max_probes=12),
     samples=100,
+    rounds=3,
 )
 QUICK: Final = Plan(
     SearchPlan(start=2_000.0, growth=1.4, bisect=0, warmup_s=0.5, window_s=1.0, max_probes=1),
     samples=10,
+    rounds=1,
 )
+
+
+_PIN: Final = (
+    "import os, sys; os.sched_setaffinity(0, {0}); os.environ['NUMBA_NUM_THREADS'] = '1'; "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+"""Runs a command on CPU 0 alone (its threads inherit it), numba on one thread (OpenMP workers
+spinning on the one CPU would take it from the event loop)."""
+
+
+def pinned(cmd: Sequence[str], pin: bool) -> list[str]:
+    """``cmd`` run on CPU 0 alone, with ``pin`` (the harness and its other children keep to
+    the last CPU: :func:`main`)."""
+    return [sys.executable, "-c", _PIN, *cmd] if pin else list(cmd)
 
 
 async def start_riskd(
@@ -264,7 +341,8 @@ async def reading(clients: Child) -> dict[str, Any]:
 
 
 def seed_quotes(book: Book, port: int) -> None:
-    """Every option's resting quote and the indices, once, so every figure has a value."""
+    """Every option's resting quote and the indices, once, so every figure has a value and
+    none is stale (the publisher's stream quotes the bulk options only)."""
     sock = mqtt_connect(port, f"{PREFIX}-seed")
     try:
         for index, price in book.indices:
@@ -355,44 +433,56 @@ async def measure(
         http_port = free_port()
         url = f"http://127.0.0.1:{http_port}/"
         progress(f"riskd: starting `{shlex.join(riskd_cmd)}`, dashboard at {url}")
-        d = await start_riskd(riskd_cmd, workdir, broker.port, redis_server.url, redis, http_port)
+        d = await start_riskd(
+            pinned(riskd_cmd, r.pinned), workdir, broker.port, redis_server.url, redis, http_port
+        )
         pids = [d.proc.pid, broker.proc.pid, redis_server.proc.pid]
         counter = HeartbeatCounter(redis, PREFIX)
-        try:
+        ws_url = url.replace("http", "ws", 1) + "ws"
+
+        async def without() -> None:
+            seed_quotes(r.book, broker.port)  # nothing stale: the same work in every search
             progress("no browser: sustained-rate search")
-            r.none.append(
-                await search("riskd", counter, broker.port, stream, plan.search, pids, progress)
+            found, used = await searched(
+                "riskd", counter, broker.port, stream, plan.search, pids, progress
             )
-            ws_url = url.replace("http", "ws", 1) + "ws"
+            r.searches.append(Search(browsers=False, found=found, usage=used))
+
+        async def with_browsers(first: bool) -> None:
             argv = [sys.executable, "-m", "bench.dashboard", "--role", "clients", "--url", ws_url]
             clients = await Child.start(argv, "clients")
             try:
                 await clients.line(120.0)  # every client has its snapshot
+                seed_quotes(r.book, broker.port)
                 progress(f"{CLIENTS} browsers: sustained-rate search")
                 before = await reading(clients)
-                r.with_clients = await search(
+                found, used = await searched(
                     f"riskd + {CLIENTS} browsers", counter, broker.port, stream, plan.search,
                     [*pids, clients.proc.pid], progress,
                 )  # fmt: skip
+                r.searches.append(Search(browsers=True, found=found, usage=used))
                 after = await reading(clients)
-                span_s = (after["ts_ns"] - before["ts_ns"]) / 1e9
-                n = max(after["messages"] - before["messages"], 1)
-                r.clients = Clients(
-                    messages_per_s=n / span_s / CLIENTS,
-                    kib_per_s=(after["bytes"] - before["bytes"]) / span_s / CLIENTS / 1024,
-                    entries_per_message=(after["entries"] - before["entries"]) / n,
-                    snapshots=after["snapshots"],
-                )
-                progress(f"latency to the page: {plan.samples} probes (Chromium)")
-                r.latencies_ms = await asyncio.to_thread(
-                    page_latencies, r.book, url, broker.port, plan.samples
-                )
+                if first:
+                    span_s = (after["ts_ns"] - before["ts_ns"]) / 1e9
+                    n = max(after["messages"] - before["messages"], 1)
+                    r.clients = Clients(
+                        messages_per_s=n / span_s / CLIENTS,
+                        kib_per_s=(after["bytes"] - before["bytes"]) / span_s / CLIENTS / 1024,
+                        entries_per_message=(after["entries"] - before["entries"]) / n,
+                        snapshots=after["snapshots"],
+                    )
+                    progress(f"latency to the page: {plan.samples} probes (Chromium)")
+                    r.latencies_ms = await asyncio.to_thread(
+                        page_latencies, r.book, url, broker.port, plan.samples
+                    )
             finally:
                 await clients.stop()
-            progress("no browser again: sustained-rate search")
-            r.none.append(
-                await search("riskd", counter, broker.port, stream, plan.search, pids, progress)
-            )
+
+        try:
+            await without()
+            for k in range(plan.rounds):
+                await with_browsers(first=k == 0)
+                await without()
         finally:
             status = await d.stop()
             await redis.aclose()
@@ -414,37 +504,45 @@ def _pct(x: float | None) -> str:
 def report(r: Results) -> str:
     from bench.kernels import cpu_model  # scipy, numba: the parent only
 
-    rate = r.with_clients.sustained if r.with_clients is not None else 0.0
-    base = [t.sustained for t in r.none]
-    capped = [t.capped for t in [*r.none, *([r.with_clients] if r.with_clients else [])]]
+    base, loaded = r.rates(browsers=False), r.rates(browsers=True)
+    capped = any(s.found.capped for s in r.searches)
     p50 = r.pct(50)
     lost = sum(math.isinf(x) for x in r.latencies_ms)
-    ok_ratio = r.ratio >= TARGET_RATIO and not any(capped)
+    ok_ratio = r.ratio >= TARGET_RATIO and not capped
     ok_p50 = p50 <= TARGET_P50_MS
     c = r.clients
+    rates = " / ".join(f"{x:,.0f}" for x in base)
     lines = [
         "# riskd dashboard benchmark: throughput with 10 browsers, a quote to the page"
         + (" (quick smoke run)" if r.quick else ""),
         "",
         f"- Date (UTC): {r.started:%Y-%m-%d %H:%M:%S}; `{r.argv}`, {r.elapsed_s:.0f} s",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs "
-        f"({len(os.sched_getaffinity(0))} usable), {platform.system()} {platform.release()}; "
+        f"({r.usable_cpus} usable), {platform.system()} {platform.release()}; "
         f"load average {r.load_start} at the start, {r.load_end} at the end; other processes "
         f"used {_pct(r.others)} of all CPUs over the run",
         f"- riskd: `{shlex.join(r.riskd_cmd)} run -c riskd.toml --view off` ({r.riskd_version}; "
         f"{checkout_of(r.riskd_cmd)}), dashboard on (`[http]` defaults: updates at most every "
-        "100 ms)",
+        "200 ms)",
+        "- CPUs: "
+        + (
+            "riskd on CPU 0 alone (one numba thread); the servers, the publisher, the clients, "
+            "the browser and the harness on the last CPU (as browsers on other machines would "
+            "be)"
+            if r.pinned
+            else "not pinned: every process on every CPU"
+        ),
         f"- Book: {len(r.book.positions):,} positions in 32 books (bench/latency.py's), "
         f"{len(r.book.probes)} probe options",
         "",
         "## Results",
         "",
-        "| measure | riskd, no browser (before / after) | riskd, 10 browsers | ratio | target "
-        "| met |",
+        "| measure | riskd, no browser | riskd, 10 browsers | ratio | target | met |",
         "|---|---|---|---:|---|---|",
-        f"| sustained quotes/s | {' / '.join(f'{x:,.0f}' for x in base)} | {rate:,.0f} | "
-        f"{r.ratio:.3f}x | >= {TARGET_RATIO}x the rate without | "
-        f"**{'met' if ok_ratio else 'not met'}** |",
+        f"| sustained quotes/s | {rates} (median {np.median(base) if base else 0.0:,.0f}) | "
+        f"{' / '.join(f'{x:,.0f}' for x in loaded)} (median "
+        f"{np.median(loaded) if loaded else 0.0:,.0f}) | {r.ratio:.3f}x | >= {TARGET_RATIO}x "
+        f"the rate without | **{'met' if ok_ratio else 'not met'}** |",
         "",
         "| measure | p50 | p90 | p99 | max | lost | samples | target | met |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
@@ -452,27 +550,32 @@ def report(r: Results) -> str:
         f"{_ms(r.pct(100))} | {lost} | {len(r.latencies_ms)} | p50 <= {TARGET_P50_MS:.0f} ms | "
         f"**{'met' if ok_p50 else 'not met'}** |",
         "",
-        f"The 10 clients, over the search with them: {c.messages_per_s:.1f} messages/s and "
-        f"{c.kib_per_s:,.0f} KiB/s each, {c.entries_per_message:.1f} entries a message, "
+        f"The 10 clients, over the first search with them: {c.messages_per_s:.1f} messages/s "
+        f"and {c.kib_per_s:,.0f} KiB/s each, {c.entries_per_message:.1f} entries a message, "
         f"{c.snapshots} snapshots in all (10: none was dropped and reconnected).",
         "",
-        "Sustained rate: the highest rate of the search (bench/latency.py) that riskd read at "
-        "least 98 % of over the window; ratio: with 10 browsers over the mean of the two "
-        "searches without. "
-        + (
-            "A search whose every probe was kept up with gives only a bound; "
-            if any(capped)
-            else ""
-        )
-        + "Each search's probes (offered / read, msgs/s):",
-        "",
+        "Sustained rate: the highest rate of a search (bench/latency.py) that riskd read at "
+        "least 98 % of over the window. The searches ran in turn, without the browsers and with "
+        "them; ratio: the median with over the median without. "
+        + ("A search whose every probe was kept up with gives only a bound. " if capped else "")
+        + "Each search, in order: its probes (offered / read, msgs/s), riskd's CPU (cores, and "
+        "ms per 1,000 quotes read), the clients' (cores), and what other processes (not the "
+        "benchmark's) took of all CPUs over it:",
     ]
-    for name, t in [("no browser, before", r.none[0] if r.none else None),
-                    ("10 browsers", r.with_clients),
-                    ("no browser, after", r.none[1] if len(r.none) > 1 else None)]:  # fmt: skip
-        if t is not None:
-            probes = ", ".join(f"{p.offered:,.0f}/{p.taken:,.0f}" for p in t.probes)
-            lines.append(f"- {name}: {probes} (others' CPU {_pct(t.others)})")
+    lines += [
+        "",
+        "| search | probes | riskd CPU, cores | ms / 1k quotes | clients' CPU, cores | others |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for s in r.searches:
+        u = s.usage
+        probes = ", ".join(f"{p.offered:,.0f}/{p.taken:,.0f}" for p in s.found.probes)
+        lines.append(
+            f"| {'10 browsers' if s.browsers else 'no browser'} | {probes} | "
+            f"{u.riskd_cpu_s / u.wall_s if u.wall_s else 0.0:.2f} | {u.riskd_ms_per_1k:.1f} | "
+            f"{u.clients_cpu_s / u.wall_s if u.wall_s else 0.0:.2f} | "
+            f"{_pct(s.found.others)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -489,6 +592,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="latency probes (default 100; quick 10)")
     parser.add_argument("--riskd-cmd", help="the riskd command to time (default: this checkout's)")
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not run riskd on CPU 0 alone and the rest (servers, publisher, clients, "
+        "browser) on the last CPU",
+    )
     parser.add_argument("--role", choices=("clients",), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -499,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = QUICK if args.quick else FULL
     if args.samples is not None and args.samples < 1:
         parser.error("--samples must be >= 1")
-    plan = Plan(base.search, args.samples or base.samples)
+    plan = Plan(base.search, args.samples or base.samples, base.rounds)
     riskd_cmd = shlex.split(args.riskd_cmd) if args.riskd_cmd else default_riskd_cmd()
     # Fixed argv of the command under test, no shell.
     version = subprocess.run(  # noqa: S603
@@ -510,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown += ["--samples", str(args.samples)]
     if args.riskd_cmd:
         shown += ["--riskd-cmd", args.riskd_cmd]
+    if args.no_pin:
+        shown += ["--no-pin"]
     t_start = time.perf_counter()
 
     def progress(msg: str) -> None:
@@ -525,6 +636,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         book=build_book(time.time_ns()),
         load_start=" ".join(f"{x:.2f}" for x in os.getloadavg()),
     )
+    cpus = sorted(os.sched_getaffinity(0))
+    r.usable_cpus = len(cpus)
+    r.pinned = not args.no_pin and len(cpus) >= 2 and cpus[0] == 0
+    if r.pinned:  # the servers, the publisher, the clients and the browser inherit it
+        os.sched_setaffinity(0, {cpus[-1]})
     whole = Neighbours([])
     asyncio.run(measure(plan, riskd_cmd, r, progress))
     r.others, _ = whole.shares()

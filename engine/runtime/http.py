@@ -118,7 +118,7 @@ class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_clients: PositiveInt = 32
     client_buffer_kib: PositiveInt = 1024
     send_timeout_s: PositiveFloat = 10.0
-    update_interval_ms: NonNegativeInt = 100
+    update_interval_ms: NonNegativeInt = 200
     stale_after_s: PositiveFloat = 10.0
     var_history_s: PositiveFloat = 3600.0
 

@@ -32,10 +32,12 @@ def test_quick_run_reports_throughput_with_and_without_browsers_and_latency(
     assert re.search(r"- Date \(UTC\): \d{4}-\d\d-\d\d ", text)
     assert re.search(r"- Machine: .+, \d+ logical CPUs", text)
     assert re.search(
-        rf"\| sustained quotes/s \| {NUMBER} / {NUMBER} \| {NUMBER} \| {NUMBER}x \| >= 0\.95x "
-        r".*\| \*\*(not )?met\*\* \|",
+        rf"\| sustained quotes/s \| {NUMBER} / {NUMBER} \(median {NUMBER}\) \| {NUMBER} \(median "
+        rf"{NUMBER}\) \| {NUMBER}x \| >= 0\.95x .*\| \*\*(not )?met\*\* \|",
         text,
     )
+    rows = re.findall(r"^\| (no browser|10 browsers) \| .* \|$", text, re.MULTILINE)
+    assert rows == ["no browser", "10 browsers", "no browser"]
     assert re.search(
         rf"\| quote to the page's DOM, ms \| {NUMBER} \| .* \| 5 \| p50 <= 250 ms \| "
         r"\*\*(not )?met\*\* \|",

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -126,40 +126,81 @@ class HealthState:
         )
 
 
+class _Offer:
+    """What one pass of the hub offers every browser; encoded once, for all the browsers that
+    had nothing else waiting (the usual case: all of them but a slow one)."""
+
+    __slots__ = ("_data", "alerts", "entries", "health")
+
+    def __init__(
+        self, entries: list[Entry], alerts: list[msgspec.Raw], health: ServerState | None
+    ) -> None:
+        self.entries = entries
+        self.alerts = alerts
+        self.health = health
+        self._data: bytes | None = None
+
+    def data(self) -> bytes:
+        if self._data is None:
+            update = Update(entries=self.entries, alerts=self.alerts, health=self.health)
+            self._data = _ENCODER.encode(update)
+        return self._data
+
+
 class Client:
     """One browser's pending messages: the latest entry per (key, field) not yet sent, the
     alert transitions not yet sent (a FIFO of ``ALERT_LOG``), the daemon's state when due.
     :attr:`wake` is set whenever there is something to send."""
 
-    __slots__ = ("alerts", "conflated", "dropped_alerts", "entries", "health", "wake")
+    __slots__ = ("alerts", "conflated", "dropped_alerts", "entries", "health", "offered", "wake")
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], Entry] = {}
         self.alerts: deque[msgspec.Raw] = deque()
         self.health: ServerState | None = None
+        self.offered: _Offer | None = None  # one pass's offer, alone: sent as it was encoded
         self.wake = asyncio.Event()
         self.conflated = 0
         """Values replaced before they were sent (the browser skipped them)."""
         self.dropped_alerts = 0
         """Alert transitions dropped unsent: more than ``ALERT_LOG`` were waiting."""
 
-    def offer(self, entries: Iterable[Entry], alerts: Iterable[msgspec.Raw]) -> None:
-        """Add entries (replacing any unsent value of the same key and field) and alerts."""
+    def offer(self, offer: _Offer) -> None:
+        """Add a pass's entries (replacing any unsent value of the same key and field), alert
+        transitions and state."""
+        if not (self.entries or self.alerts or self.health or self.offered):
+            self.offered = offer  # nothing else waits: the shared encoding will do
+        else:
+            self._unshare()
+            self._add(offer)
+        self.wake.set()
+
+    def _unshare(self) -> None:
+        if self.offered is not None:
+            offered, self.offered = self.offered, None
+            self._add(offered)
+
+    def _add(self, offer: _Offer) -> None:
         pending = self.entries
-        for e in entries:
+        for e in offer.entries:
             k = (e.key, e.field)
             if k in pending:
                 self.conflated += 1
             pending[k] = e
-        for a in alerts:
+        for a in offer.alerts:
             if len(self.alerts) >= ALERT_LOG:
                 self.alerts.popleft()
                 self.dropped_alerts += 1
             self.alerts.append(a)
-        self.wake.set()
+        if offer.health is not None:
+            self.health = offer.health
 
     def take(self) -> bytes | None:
         """The update to send now (encoded), emptying the pending set; None: nothing."""
+        if self.offered is not None and not (self.entries or self.alerts or self.health):
+            offered, self.offered = self.offered, None
+            return offered.data()
+        self._unshare()
         if not (self.entries or self.alerts or self.health is not None):
             return None
         update = Update(
@@ -224,7 +265,8 @@ class DashboardHub:
         self._state = state
         self.periods_s = dict(periods_s)
         self._pending: dict[tuple[str, str], Payload] = {}  # (family, field) -> latest
-        self._pending_alerts: deque[AlertPayload] = deque(maxlen=ALERT_LOG)
+        self._pending_alerts: deque[AlertPayload] = deque(maxlen=ALERT_LOG)  # for the log
+        self._pending_active: dict[str, AlertPayload] = {}  # id -> its last transition
         self._latest: dict[tuple[str, str], Entry] = {}  # (hash key, field) -> latest
         self._log: deque[msgspec.Raw] = deque(maxlen=ALERT_LOG)
         self._history: dict[str, _History] = {}
@@ -243,8 +285,11 @@ class DashboardHub:
         self._wake.set()
 
     def alert(self, payload: AlertPayload) -> None:
-        """Record an alert transition, in order (O(1), never blocks)."""
+        """Record an alert transition, in order (O(1), never blocks). The log of transitions
+        keeps the last ``ALERT_LOG`` recorded between two passes of the hub's task; the active
+        alerts follow every one."""
         self._pending_alerts.append(payload)
+        self._pending_active[payload.id] = payload
         self._wake.set()
 
     # ------------------------------------------------------------------ browsers
@@ -257,7 +302,7 @@ class DashboardHub:
         """
         if len(self.clients) >= self._config.max_clients:
             raise TooManyClientsError
-        self._drain()  # what was recorded since the last pass: in the snapshot, not after it
+        self.step()  # what was recorded since the last pass: in the snapshot, not after it
         snapshot = Snapshot(
             prefix=self._prefix,
             stale_after_s=self._config.stale_after_s,
@@ -300,11 +345,11 @@ class DashboardHub:
         self._wake.clear()
         entries, alerts = self._drain()
         state = self._state() if health and self.clients else None
+        if not (entries or alerts or state is not None):
+            return
+        offer = _Offer(entries, alerts, state)
         for c in self.clients:
-            if state is not None:
-                c.health = state
-            if entries or alerts or state is not None:
-                c.offer(entries, alerts)
+            c.offer(offer)
 
     def _drain(self) -> tuple[list[Entry], list[msgspec.Raw]]:
         """Move what was recorded into the hub's state; the entries and alert transitions it
@@ -323,21 +368,23 @@ class DashboardHub:
             entries.append(e)
         pending.clear()
         alerts: list[msgspec.Raw] = []
-        active = self._keys.active
         while self._pending_alerts:
-            a = self._pending_alerts.popleft()
-            data = self._encode(a)
-            if data is None:
-                continue
-            raw = msgspec.Raw(data)
-            alerts.append(raw)
-            self._log.append(raw)
-            e = Entry(key=active, field=a.id, payload=raw if a.state == "raised" else None)
+            data = self._encode(self._pending_alerts.popleft())
+            if data is not None:
+                alerts.append(msgspec.Raw(data))
+        self._log.extend(alerts)
+        active = self._keys.active
+        for alert_id, a in self._pending_active.items():
+            data = self._encode(a) if a.state == "raised" else None
+            e = Entry(
+                key=active, field=alert_id, payload=None if data is None else msgspec.Raw(data)
+            )
             if e.payload is None:
-                self._latest.pop((active, a.id), None)
+                self._latest.pop((active, alert_id), None)
             else:
-                self._latest[(active, a.id)] = e
+                self._latest[(active, alert_id)] = e
             entries.append(e)
+        self._pending_active.clear()
         return entries, alerts
 
     def _var_point(self, p: VarPayload) -> None:

@@ -252,3 +252,54 @@ def test_the_checked_in_schema_is_the_generated_one_and_messages_validate(
     assert update is not None
     for data in (snapshot, update):
         validator.validate(json.loads(data))
+
+
+def test_a_new_browser_does_not_take_what_the_others_were_not_offered_yet() -> None:
+    """A snapshot takes what was recorded since the hub's last pass: the browsers connected
+    before get it as an update."""
+    h = hub()
+    first, _ = h.connect()
+    h.publish("demo", book("demo", 7.0))
+    _, snapshot = h.connect()  # before the hub's task took it
+    assert entries(decode(snapshot))[("risk:snapshot", "demo")]["vega"] == 7.0
+    data = first.take()
+    assert data is not None
+    assert entries(decode(data))[("risk:snapshot", "demo")]["vega"] == 7.0
+
+
+def test_the_active_alerts_follow_every_transition_beyond_the_log() -> None:
+    """More transitions between two passes than the log keeps: the log has the last ones, the
+    active alerts all."""
+    h = hub()
+    for i in range(ALERT_LOG + 50):
+        h.alert(alert(f"a:{i}", "raised"))
+    h.alert(alert("a:0", "cleared"))
+    msg = decode(h.connect()[1])
+    active = {f for k, f in entries(msg) if k == "risk:alerts:active"}
+    assert active == {f"a:{i}" for i in range(1, ALERT_LOG + 50)}
+    assert len(msg["alerts"]) == ALERT_LOG
+    assert msg["alerts"][-1]["state"] == "cleared"
+
+
+def test_browsers_with_nothing_else_waiting_share_one_encoding() -> None:
+    """The usual case, every browser keeping up: a pass is encoded once for all of them; a
+    browser with something else waiting gets its own update with both."""
+    h = hub()
+    a, _ = h.connect()
+    b, _ = h.connect()
+    h.publish("demo", book("demo", 1.0))
+    h.step()
+    first = a.take()
+    assert first is not None
+    assert b.take() is first  # the same bytes
+    h.publish("demo", book("demo", 2.0))
+    h.step()
+    assert a.take() is not None  # a sent it; b did not
+    h.publish("hedge", book("hedge", 3.0))
+    h.step()
+    data = b.take()
+    assert data is not None
+    assert {k: p["vega"] for k, p in entries(decode(data)).items()} == {
+        ("risk:snapshot", "demo"): 2.0,
+        ("risk:snapshot", "hedge"): 3.0,
+    }
