@@ -278,6 +278,15 @@ class Portfolio:
         """
         return self._readout.priced(names)
 
+    def quotes(
+        self, rows: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The latest bid and ask of instruments ``rows`` (e.g. :attr:`BookRisk.rows`), in
+        their quote currency, copies; NaN where none came (futures and perpetuals: ticks
+        carry no bid or ask)."""
+        a = self._market.cols.arrays
+        return a["bid"][rows], a["ask"][rows]
+
     def held_expiries(self) -> list[tuple[str, int]]:
         """(index, expiry_ns) of every expiry with an open position (options, futures)."""
         return self._lots.held_expiries()

@@ -51,6 +51,7 @@ from engine.outputs.figures import (
 )
 from engine.outputs.header import NS_PER_MS, SCHEMA_VERSION, Header, Version
 from engine.outputs.heartbeat import EngineStatus, FeedStatus, Heartbeat, PortfolioStatus
+from engine.outputs.liquidity import LiquidityPayload, PositionLiquidity
 from engine.outputs.risk import (
     FutureHedge,
     HedgePayload,
@@ -113,12 +114,14 @@ __all__ = [
     "Header",
     "Heartbeat",
     "HedgePayload",
+    "LiquidityPayload",
     "MarginPayload",
     "OptionHedge",
     "Payload",
     "Payoff",
     "PortfolioMargin",
     "PortfolioStatus",
+    "PositionLiquidity",
     "RedisState",
     "Residual",
     "Scope",

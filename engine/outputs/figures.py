@@ -111,7 +111,17 @@ RISK_UNITS: Final[dict[str, str]] = {name: unit for name, (_, unit) in RISK_METR
 BOOK_METRICS: Final = tuple(m for m in METRICS if UNITS[m].startswith("USD"))
 """Figures that add across underlyings, published at book scope."""
 
-Family = Literal["exposure", "var", "stress", "margin", "hedge", "skew", "strategy", "settlement"]
+Family = Literal[
+    "exposure",
+    "var",
+    "stress",
+    "margin",
+    "hedge",
+    "skew",
+    "strategy",
+    "settlement",
+    "liquidity",
+]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
 ``{p}:{family}:snapshot``), keyed as docs/redis.md says."""
@@ -125,6 +135,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
     "skew",
     "strategy",
     "settlement",
+    "liquidity",
 )
 """The values of :data:`Family`, in order."""
 

@@ -13,6 +13,7 @@ from engine.outputs.alert import AlertPayload
 from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
 from engine.outputs.heartbeat import EngineStatus, Heartbeat
+from engine.outputs.liquidity import LiquidityPayload
 from engine.outputs.risk import (
     HedgePayload,
     MarginPayload,
@@ -45,6 +46,7 @@ Payload = (
     | TermStructurePayload
     | StrategyPayload
     | SettlementPayload
+    | LiquidityPayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -57,6 +59,7 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "skew": (SmilePayload, TermStructurePayload),
     "strategy": (StrategyPayload,),
     "settlement": (SettlementPayload,),
+    "liquidity": (LiquidityPayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

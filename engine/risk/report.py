@@ -46,6 +46,7 @@ from engine.outputs import (
 )
 from engine.risk import hedge, margin, skew, var
 from engine.risk.history import MoveHistory
+from engine.risk.liquidity import LiquidityConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
@@ -116,6 +117,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         smile_vols: give a held option whose own quote is missing or stale the vol of its
             expiry's fitted smile (a quote with that ``iv`` and the fit's forward).
         strategy_interval_s: period of the strategy payloads.
+        liquidity: ``[risk.liquidity]``, the exit cost and liquidity-adjusted VaR.
     """
 
     enabled: bool = True
@@ -146,6 +148,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     skew_interval_s: PositiveFloat = 5.0
     smile_vols: bool = True
     strategy_interval_s: PositiveFloat = 1.0
+    liquidity: LiquidityConfig = msgspec.field(default_factory=LiquidityConfig)
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):

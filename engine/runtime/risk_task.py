@@ -20,20 +20,28 @@ from engine.clock import Clock
 from engine.errors import ConfigError
 from engine.events import Quote
 from engine.instruments import InstrumentRegistry, Kind
-from engine.outputs import SmilePayload, TermStructurePayload
+from engine.outputs import (
+    LiquidityPayload,
+    Payload,
+    SmilePayload,
+    TermStructurePayload,
+    VarPayload,
+)
 from engine.risk.history import MoveHistory
+from engine.risk.liquidity import FloatArray, SpreadHistory, liquidity_payloads
 from engine.risk.report import (
     RiskConfig,
     hedge_inputs,
     risk_payloads,
     skew_payloads,
+    var_payload,
     vol_level,
 )
 from engine.risk.strategies import StrategyBook
 from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
-from engine.state import Portfolio
+from engine.state import BookRisk, Portfolio
 
 __all__ = ["RiskTask", "check_hedges", "load_history"]
 
@@ -41,7 +49,8 @@ logger = logging.getLogger(__name__)
 
 
 class RiskTask:
-    """VaR/ES, stress grids, margin, hedges, skew fits and strategies, each on its period.
+    """VaR/ES, stress grids, margin, hedges, skew fits, strategies and liquidity, each on its
+    period.
 
     Args:
         config: ``[risk]``.
@@ -56,6 +65,7 @@ class RiskTask:
 
     Attributes:
         errors: periods that failed (logged; the next period tries again).
+        spreads: the relative spreads sampled on the liquidity period (``[risk.liquidity]``).
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class RiskTask:
         self.errors = 0
         self.smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
+        self.spreads = SpreadHistory(config.liquidity.window)
 
     def periods(self) -> dict[str, float]:
         """Each family published, and its period in seconds."""
@@ -97,6 +108,8 @@ class RiskTask:
         }
         if cfg.hedge_future:
             periods["hedge"] = cfg.hedge_interval_s
+        if cfg.liquidity.enabled:
+            periods["liquidity"] = cfg.liquidity.interval_s
         return periods
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -129,6 +142,7 @@ class RiskTask:
             hedges = hedge_inputs(self.config, p, self.registry.get) if "hedge" in families else {}
             chains = p.chains() if "skew" in families else []
             held = self.strategies.priced(p) if "strategy" in families else []
+            quotes = {br.book: p.quotes(br.rows) for br in books} if "liquidity" in families else {}
             valuation = p.valuation_ns
         self._record_levels(
             now, [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
@@ -136,6 +150,8 @@ class RiskTask:
         out = await asyncio.to_thread(
             risk_payloads, books, hedges, held, self.history, self.config, families, now, valuation
         )
+        if quotes:
+            out += await asyncio.to_thread(self._liquidity, books, quotes, out, now)
         for key, payload in out:
             self.out.publish(key, payload)
         if chains:
@@ -143,6 +159,22 @@ class RiskTask:
                 skew_payloads, chains, self.smile_quotes, now, valuation
             )
             self._publish_skew(skews, smile, now)
+
+    def _liquidity(
+        self,
+        books: list[BookRisk],
+        quotes: dict[str, tuple[FloatArray, FloatArray]],
+        out: list[tuple[str, Payload]],
+        now: int,
+    ) -> list[tuple[str, LiquidityPayload]]:
+        """The books' ``liquidity`` payloads (in a worker thread), on the ``var`` payloads of
+        this period when it computed them, else on new ones."""
+        have = {p.book: p for _, p in out if isinstance(p, VarPayload)}
+
+        def var_of(br: BookRisk) -> VarPayload:
+            return have.get(br.book) or var_payload(br, self.history, self.config, now)
+
+        return liquidity_payloads(books, quotes, var_of, self.spreads, self.config.liquidity, now)
 
     def _publish_skew(
         self,

@@ -34,7 +34,17 @@ EXPIRING = "BTC-27DEC30-60000-C"  # held; expires during the run
 START_NS = round(dt.datetime(2030, 12, 27, 7, 59, tzinfo=dt.UTC).timestamp()) * 10**9
 """The sim's start, from which its chain's expiries count: 7 days on, 3 Jan 2031."""
 CALL, PUT = "BTC-3JAN31-60000-C", "BTC-3JAN31-60000-P"
-FAMILIES = ("exposure", "var", "stress", "margin", "hedge", "skew", "strategy", "settlement")
+FAMILIES = (
+    "exposure",
+    "var",
+    "stress",
+    "margin",
+    "hedge",
+    "skew",
+    "strategy",
+    "settlement",
+    "liquidity",
+)
 
 
 class ShiftedClock:
@@ -215,6 +225,7 @@ class Written:
             and any(p["option_hedge"] is not None for p in self.of("hedge"))
             and any(p["status"] == "ok" for p in self.of("margin"))
             and any(p["var"] is not None for p in self.of("var"))
+            and any(p["lvar"] is not None for p in self.of("liquidity"))
             and bool(settled)
             and any(p.get("reason") == "restart" for p in alerts)
             and any(p["scope"] == "feed" for p in alerts)

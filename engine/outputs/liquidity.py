@@ -1,0 +1,57 @@
+"""The ``liquidity`` payload: a book's exit cost at the current quotes and its liquidity-adjusted
+VaR and ES (docs/risk.md "Liquidity", docs/redis.md). Money is USD."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from engine.outputs.figures import Family, VarMethod
+from engine.outputs.header import Header
+
+__all__ = ["LiquidityPayload", "PositionLiquidity"]
+
+
+class PositionLiquidity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One position at its current quotes, with its spread statistics (null: no two-sided
+    quote, or no positive mid)."""
+
+    instrument: str
+    quantity: float
+    value_usd: float | None
+    relative_spread: float | None
+    exit_cost_usd: float | None
+    spread_mean: float | None
+    spread_std: float | None
+    samples: int
+    cost_usd: float | None
+
+
+class LiquidityPayload(Header, frozen=True, kw_only=True):
+    """A book's exit cost, the Bangia et al. (1999) liquidity cost and the liquidity-adjusted
+    VaR and ES of every method (null where the VaR is). Key: the book."""
+
+    family: ClassVar[Family] = "liquidity"
+    book: str
+    method: VarMethod
+    a: float
+    window: int
+    exit_cost_usd: float
+    liquidity_cost_usd: float
+    var: float | None
+    es: float | None
+    lvar: float | None
+    les: float | None
+    lvar_delta_normal: float | None
+    les_delta_normal: float | None
+    lvar_delta_gamma: float | None
+    les_delta_gamma: float | None
+    lvar_historical: float | None
+    les_historical: float | None
+    lvar_monte_carlo: float | None
+    les_monte_carlo: float | None
+    positions: list[PositionLiquidity]
+    unquoted: list[str]
+    status: str
+    units: dict[str, str]
