@@ -26,9 +26,11 @@ from typing import Final, Literal
 __all__ = [
     "DEFAULT_MAX_LEVELS",
     "BookWalk",
+    "HedgeSlippage",
     "Level",
     "OrderBook",
     "Side",
+    "hedge_slippage",
     "slippage_usd",
     "walk",
 ]
@@ -216,3 +218,54 @@ def slippage_usd(
     if inverse:
         return sign * filled * (1.0 - mid / average_price)
     return sign * filled * (average_price - mid)
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeSlippage:
+    """The expected cost of trading a suggested hedge at once against the book.
+
+    Attributes:
+        side: ``buy`` (a positive hedge quantity) or ``sell``.
+        amount: the hedge's size in the book's amount unit (Deribit's futures and perpetuals:
+            USD of contracts; linear ones: coin).
+        filled: how much of it the book's levels hold.
+        average_price: of the fill (harmonic for inverse instruments; NaN: nothing filled).
+        mid: the book's mid (NaN: a side is empty).
+        slippage_usd: the fill's cost beside the mid, USD (:func:`slippage_usd`; NaN without
+            a mid or a fill).
+        complete: the whole amount filled within the levels held.
+        levels: levels reached.
+    """
+
+    side: Side
+    amount: float
+    filled: float
+    average_price: float
+    mid: float
+    slippage_usd: float
+    complete: bool
+    levels: int
+
+
+def hedge_slippage(book: OrderBook, quantity: float, inverse: bool) -> HedgeSlippage:
+    """Walk ``book`` for a hedge of ``quantity`` (signed, positive buys; the hedge payload's
+    ``quantity``, in the book's amount unit) and price the fill against the mid."""
+    side: Side = "buy" if quantity >= 0.0 else "sell"
+    amount = abs(quantity)
+    mid = book.mid
+    got = walk(book.levels(side), amount, inverse) if amount > 0.0 else walk([], 0.0)
+    cost = math.nan
+    if amount == 0.0:
+        cost = 0.0
+    elif got.filled > 0.0 and math.isfinite(mid):
+        cost = slippage_usd(side, got.filled, got.average_price, mid, inverse)
+    return HedgeSlippage(
+        side=side,
+        amount=amount,
+        filled=got.filled,
+        average_price=got.average_price,
+        mid=mid,
+        slippage_usd=cost,
+        complete=got.complete,
+        levels=got.levels,
+    )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.orderbook import OrderBook, slippage_usd, walk
+from engine.orderbook import OrderBook, hedge_slippage, slippage_usd, walk
 
 # Deribit's documented shape: [action, price, amount]; amounts of futures in USD
 SNAPSHOT_BIDS = [
@@ -128,3 +128,27 @@ def test_a_walk_pays_between_the_best_and_worst_level_and_never_less_than_the_mi
     assert asks[0][0] * (1 - 1e-12) <= got.average_price <= asks[got.levels - 1][0] * (1 + 1e-12)
     assert got.filled == pytest.approx(min(amount, sum(a for _, a in asks)), rel=1e-9)
     assert slippage_usd("buy", got.filled, got.average_price, book.mid, inverse) >= 0.0
+
+
+def test_the_slippage_of_a_suggested_hedge_worked_by_hand() -> None:
+    book = snapshot()
+    # sell 25 000 USD of BTC-PERPETUAL (a hedge of -2 500 contracts of 10 USD): 10 000 at
+    # 60 000, 15 000 at 59 990; against the mid 60 005 a short at p costs q (m/p - 1) USD
+    got = hedge_slippage(book, -25_000.0, inverse=True)
+    want = 10_000.0 * (60_005.0 / 60_000.0 - 1.0) + 15_000.0 * (60_005.0 / 59_990.0 - 1.0)
+    assert want == pytest.approx(4.5840, abs=1e-4)
+    assert got.slippage_usd == pytest.approx(want, rel=1e-12)
+    assert (got.side, got.amount, got.filled, got.complete, got.levels) == (
+        "sell",
+        25_000.0,
+        25_000.0,
+        True,
+        2,
+    )
+    assert got.mid == 60_005.0
+    # more than the book holds: what it holds, marked incomplete
+    big = hedge_slippage(book, 1e6, inverse=True)
+    assert (big.side, big.filled, big.complete) == ("buy", 60_000.0, False)
+    # no hedge, no cost; an empty book, no figure
+    assert hedge_slippage(book, 0.0, inverse=True).slippage_usd == 0.0
+    assert math.isnan(hedge_slippage(OrderBook(), 1.0, inverse=False).slippage_usd)
