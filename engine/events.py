@@ -8,6 +8,9 @@ Deribit's inverse BTC/ETH options, USD/USDC otherwise. Volatility is a decimal (
 - :class:`Quote`: an option's bid/ask/mark, optionally its IV and its expiry's forward
   (``underlying_price``). Market data: the latest per instrument wins.
 - :class:`Fill`: a position change of ``quantity`` in a book. Never conflated, never dropped.
+- :class:`Depth`: the best levels of an instrument's order book (a hedge future's), for the
+  slippage of hedges. Market data: the latest per instrument wins; the engine does not price
+  on it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["Event", "EventSink", "Fill", "Quote", "Tick"]
+__all__ = ["Depth", "Event", "EventSink", "Fill", "Quote", "Tick"]
 
 
 class Tick(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -83,7 +86,25 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ts_recv: int
 
 
-Event = Tick | Quote | Fill
+class Depth(msgspec.Struct, frozen=True, kw_only=True):
+    """The best levels of an instrument's order book.
+
+    Attributes:
+        instrument: instrument name, as in the registry (``BTC-PERPETUAL``).
+        bids, asks: ``(price, amount)`` levels, best first: prices in the quote currency,
+            amounts as the venue counts them (Deribit's futures and perpetuals: USD).
+        ts_event: source time, int UNIX ns.
+        ts_recv: receipt time, int UNIX ns.
+    """
+
+    instrument: str
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    ts_event: int
+    ts_recv: int
+
+
+Event = Tick | Quote | Fill | Depth
 """Anything a feed emits."""
 
 
@@ -95,8 +116,8 @@ class EventSink(Protocol):
     queue is full, which slows the feed down instead of losing a fill.
     """
 
-    def put(self, event: Tick | Quote) -> None:
-        """Hand over a tick or quote (conflated per instrument)."""
+    def put(self, event: Tick | Quote | Depth) -> None:
+        """Hand over a tick, quote or order book (conflated per instrument)."""
         ...
 
     async def put_fill(self, fill: Fill) -> None:

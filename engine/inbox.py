@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.events import Fill, Quote, Tick
+from engine.events import Depth, Fill, Quote, Tick
 
 __all__ = ["Inbox"]
 
@@ -21,7 +21,15 @@ __all__ = ["Inbox"]
 class Inbox:
     """Latest tick and quote per instrument, and every fill in arrival order."""
 
-    __slots__ = ("_fills", "_quotes", "_ticks", "conflated", "fill_capacity", "received")
+    __slots__ = (
+        "_depth",
+        "_fills",
+        "_quotes",
+        "_ticks",
+        "conflated",
+        "fill_capacity",
+        "received",
+    )
 
     def __init__(self, fill_capacity: int = 100_000) -> None:
         if fill_capacity <= 0:
@@ -30,18 +38,27 @@ class Inbox:
         self._ticks: dict[str, Tick] = {}
         self._quotes: dict[str, Quote] = {}
         self._fills: deque[Fill] = deque()
+        self._depth: dict[str, Depth] = {}  # read by the risk task, never drained
         self.received = 0
         """Events accepted so far."""
         self.conflated = 0
         """Ticks and quotes replaced by a newer one before the engine read them."""
 
-    def put(self, event: Tick | Quote) -> None:
-        """Keep ``event`` as the latest of its instrument."""
+    def put(self, event: Tick | Quote | Depth) -> None:
+        """Keep ``event`` as the latest of its instrument (an order book is kept apart: the
+        engine does not drain it, :meth:`depth` reads it)."""
         self.received += 1
+        if type(event) is Depth:
+            self._depth[event.instrument] = event
+            return
         table = self._quotes if type(event) is Quote else self._ticks
         if event.instrument in table:
             self.conflated += 1
         table[event.instrument] = event  # type: ignore[assignment]  # table matches the type
+
+    def depth(self, names: list[str]) -> dict[str, Depth]:
+        """The latest order book of each of ``names`` that has one."""
+        return {n: d for n in names if (d := self._depth.get(n)) is not None}
 
     def put_fill(self, fill: Fill) -> bool:
         """Queue ``fill``; False (and nothing queued) when the queue is full."""

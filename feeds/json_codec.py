@@ -9,6 +9,11 @@ are absent; prices in the instrument's quote currency, coin for Deribit's invers
 - ``md/quote/{instrument}``: ``{"instrument": "BTC-27DEC24-60000-C", "bid": 0.021,
   "ask": 0.0225, "mark": 0.0218, "iv": 0.62, "underlying_price": 65120.0, "index_price": 65080.0,
   "ts": 1732400000123}``; all optional but the instrument and one of bid/ask/mark; iv a decimal.
+- ``md/book/{instrument}`` (optional depth, for the slippage of hedges): ``{"instrument":
+  "BTC-PERPETUAL", "bids": [[64990.0, 12000], [64985.5, 30000]], "asks": [[65000.5, 8000]],
+  "ts": 1732400000123}``: the best levels, ``[price, amount]`` (price in the quote currency,
+  amount as the venue counts it: USD for Deribit's futures and perpetuals), each side a whole
+  snapshot of what it shows (no incremental changes here).
 - ``fills/{book}``: ``{"book": "main", "instrument": "BTC-27DEC24-60000-C", "quantity": -5,
   "price": 0.02, "ts": 1732400000123, "id": "optional fill id"}``
 
@@ -40,15 +45,17 @@ import msgspec
 
 from engine.constraints import NonEmptyStr, TimestampMs, TimestampNs
 from engine.errors import FeedDecodeError
-from engine.events import Fill, Quote, Tick
+from engine.events import Depth, Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
 
-__all__ = ["FILL_TOPIC", "QUOTE_TOPIC", "TICK_TOPIC", "JsonCodec", "build_quote"]
+__all__ = ["BOOK_TOPIC", "FILL_TOPIC", "QUOTE_TOPIC", "TICK_TOPIC", "JsonCodec", "build_quote"]
 
 TICK_TOPIC: Final = "md/tick"
 """Topic of ticks, below the configured prefix: ``md/tick/{instrument}``."""
 QUOTE_TOPIC: Final = "md/quote"
 """Topic of quotes, below the configured prefix: ``md/quote/{instrument}``."""
+BOOK_TOPIC: Final = "md/book"
+"""Topic of order-book depth, below the configured prefix: ``md/book/{instrument}``."""
 FILL_TOPIC: Final = "fills"
 """Topic of fills, below the configured prefix: ``fills/{book}``."""
 
@@ -71,6 +78,14 @@ class _QuoteMsg(msgspec.Struct, frozen=True, gc=False):
     iv: float | None = None
     underlying_price: float | None = None
     index_price: float | None = None
+    ts: TimestampMs | None = None
+    ts_ns: TimestampNs | None = None
+
+
+class _BookMsg(msgspec.Struct, frozen=True):
+    instrument: NonEmptyStr
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
     ts: TimestampMs | None = None
     ts_ns: TimestampNs | None = None
 
@@ -102,6 +117,7 @@ class _KindProbe(msgspec.Struct, frozen=True):
 _TICK_DECODER: Final = msgspec.json.Decoder(_TickMsg)
 _QUOTE_DECODER: Final = msgspec.json.Decoder(_QuoteMsg)
 _FILL_DECODER: Final = msgspec.json.Decoder(_FillMsg)
+_BOOK_DECODER: Final = msgspec.json.Decoder(_BookMsg)
 _PROBE_DECODER: Final = msgspec.json.Decoder(_KindProbe)
 
 
@@ -192,7 +208,14 @@ class JsonCodec:
         topic_prefix: prepended to ``md/tick/``, ``md/quote/``, ``fills/`` (e.g. ``"desk1/"``).
     """
 
-    __slots__ = ("_feed", "_fill_prefix", "_quote_prefix", "_registry", "_tick_prefix")
+    __slots__ = (
+        "_book_prefix",
+        "_feed",
+        "_fill_prefix",
+        "_quote_prefix",
+        "_registry",
+        "_tick_prefix",
+    )
 
     def __init__(
         self, registry: InstrumentRegistry, *, feed: str = "mqtt", topic_prefix: str = ""
@@ -202,8 +225,9 @@ class JsonCodec:
         self._tick_prefix = f"{topic_prefix}{TICK_TOPIC}/"
         self._quote_prefix = f"{topic_prefix}{QUOTE_TOPIC}/"
         self._fill_prefix = f"{topic_prefix}{FILL_TOPIC}/"
+        self._book_prefix = f"{topic_prefix}{BOOK_TOPIC}/"
 
-    def decode_mqtt(self, topic: str, payload: bytes, ts_recv: int) -> Tick | Quote | Fill:
+    def decode_mqtt(self, topic: str, payload: bytes, ts_recv: int) -> Tick | Quote | Depth | Fill:
         """Decode one MQTT message; its topic gives its kind.
 
         Args:
@@ -234,18 +258,22 @@ class JsonCodec:
             )
         return fill
 
-    def decode_market(self, topic: str, payload: bytes, ts_recv: int) -> Tick | Quote:
-        """:meth:`decode_mqtt` for a tick or quote topic (a fill's topic is an error here).
+    def decode_market(self, topic: str, payload: bytes, ts_recv: int) -> Tick | Quote | Depth:
+        """:meth:`decode_mqtt` for a tick, quote or book topic (a fill's topic is an error
+        here).
 
         Raises:
             FeedDecodeError: the message is bad; ``reason`` says how (module docstring).
         """
         if topic.startswith(self._quote_prefix):  # most of the traffic: first
-            event: Tick | Quote = self._quote(payload, ts_recv)
+            event: Tick | Quote | Depth = self._quote(payload, ts_recv)
             expected = topic[len(self._quote_prefix) :]
         elif topic.startswith(self._tick_prefix):
             event = self._tick(payload, ts_recv)
             expected = topic[len(self._tick_prefix) :]
+        elif topic.startswith(self._book_prefix):
+            event = self._book(payload, ts_recv)
+            expected = topic[len(self._book_prefix) :]
         else:
             raise FeedDecodeError(
                 self._feed, "topic", f"not a riskd market-data topic: {topic!r}", payload
@@ -338,6 +366,22 @@ class JsonCodec:
             iv=msg.iv,
             underlying_price=msg.underlying_price,
             index_price=msg.index_price,
+            ts_event=_ts_event(msg.ts, msg.ts_ns, ts_recv),
+            ts_recv=ts_recv,
+        )
+
+    def _book(self, payload: bytes, ts_recv: int) -> Depth:
+        msg = self._decode(_BOOK_DECODER, payload)
+        for price, amount in (*msg.bids, *msg.asks):
+            if not (math.isfinite(price) and price > 0.0 and math.isfinite(amount)):
+                raise self._bad_price(f"book level price {price}, amount {amount}", payload)
+            if amount < 0.0:
+                raise self._bad_price(f"book level amount must be >= 0, got {amount}", payload)
+        self._check_instrument(msg.instrument, payload)
+        return Depth(
+            instrument=msg.instrument,
+            bids=sorted(msg.bids, reverse=True),
+            asks=sorted(msg.asks),
             ts_event=_ts_event(msg.ts, msg.ts_ns, ts_recv),
             ts_recv=ts_recv,
         )

@@ -41,13 +41,18 @@ from engine.events import EventSink, Fill
 from engine.instruments import InstrumentRegistry
 from engine.retry import Backoff, Failure, translate
 from feeds.base import DropLog, FeedStats
-from feeds.json_codec import FILL_TOPIC, QUOTE_TOPIC, TICK_TOPIC, JsonCodec
+from feeds.json_codec import BOOK_TOPIC, FILL_TOPIC, QUOTE_TOPIC, TICK_TOPIC, JsonCodec
 
 __all__ = ["DEFAULT_TOPICS", "MqttFeed", "MqttFeedConfig", "classify"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOPICS: Final = (f"{TICK_TOPIC}/+", f"{QUOTE_TOPIC}/+", f"{FILL_TOPIC}/+")
+DEFAULT_TOPICS: Final = (
+    f"{TICK_TOPIC}/+",
+    f"{QUOTE_TOPIC}/+",
+    f"{BOOK_TOPIC}/+",
+    f"{FILL_TOPIC}/+",
+)
 """Topic filters subscribed by default (below ``topic_prefix``)."""
 
 # CONNACK reason codes a retry cannot fix (MQTT 5 numbering, which paho also uses for MQTT

@@ -51,7 +51,7 @@ from engine.outputs.figures import (
 )
 from engine.outputs.header import NS_PER_MS, SCHEMA_VERSION, Header, Version
 from engine.outputs.heartbeat import EngineStatus, FeedStatus, Heartbeat, PortfolioStatus
-from engine.outputs.liquidity import LiquidityPayload, PositionLiquidity
+from engine.outputs.liquidity import LiquidityPayload, PositionLiquidity, SlippagePayload
 from engine.outputs.risk import (
     FutureHedge,
     HedgePayload,
@@ -131,6 +131,7 @@ __all__ = [
     "Severity",
     "Sink",
     "SkewPayload",
+    "SlippagePayload",
     "SmileButterfly",
     "SmilePayload",
     "Snapshot",

@@ -121,6 +121,7 @@ Family = Literal[
     "strategy",
     "settlement",
     "liquidity",
+    "slippage",
 ]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
@@ -136,6 +137,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
     "strategy",
     "settlement",
     "liquidity",
+    "slippage",
 )
 """The values of :data:`Family`, in order."""
 

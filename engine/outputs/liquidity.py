@@ -1,5 +1,6 @@
 """The ``liquidity`` payload: a book's exit cost at the current quotes and its liquidity-adjusted
-VaR and ES (docs/risk.md "Liquidity", docs/redis.md). Money is USD."""
+VaR and ES (docs/risk.md "Liquidity", docs/redis.md); the ``slippage`` payload: what a suggested
+hedge would cost against its future's order book (docs/hedging.md). Money is USD."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 from engine.outputs.figures import Family, VarMethod
 from engine.outputs.header import Header
 
-__all__ = ["LiquidityPayload", "PositionLiquidity"]
+__all__ = ["LiquidityPayload", "PositionLiquidity", "SlippagePayload"]
 
 
 class PositionLiquidity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -53,5 +54,29 @@ class LiquidityPayload(Header, frozen=True, kw_only=True):
     les_monte_carlo: float | None
     positions: list[PositionLiquidity]
     unquoted: list[str]
+    status: str
+    units: dict[str, str]
+
+
+class SlippagePayload(Header, frozen=True, kw_only=True):
+    """The expected slippage of a (book, underlying)'s suggested delta hedge (the ``hedge``
+    payload's ``delta_hedge``) traded at once against its future's order book. Key:
+    ``{book}:{underlying}``, as the hedge's."""
+
+    family: ClassVar[Family] = "slippage"
+    book: str
+    underlying: str
+    future: str
+    contracts: float | None
+    quantity: float | None
+    side: str | None
+    filled: float | None
+    average_price: float | None
+    mid: float | None
+    slippage_usd: float | None
+    complete: bool
+    levels: int
+    book_levels: int
+    book_ts_ns: int | None
     status: str
     units: dict[str, str]

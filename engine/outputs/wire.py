@@ -13,7 +13,7 @@ from engine.outputs.alert import AlertPayload
 from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
 from engine.outputs.heartbeat import EngineStatus, Heartbeat
-from engine.outputs.liquidity import LiquidityPayload
+from engine.outputs.liquidity import LiquidityPayload, SlippagePayload
 from engine.outputs.risk import (
     HedgePayload,
     MarginPayload,
@@ -47,6 +47,7 @@ Payload = (
     | StrategyPayload
     | SettlementPayload
     | LiquidityPayload
+    | SlippagePayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -60,6 +61,7 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "strategy": (StrategyPayload,),
     "settlement": (SettlementPayload,),
     "liquidity": (LiquidityPayload,),
+    "slippage": (SlippagePayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

@@ -39,7 +39,16 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.constraints import PositiveFloat
-from engine.outputs import VAR_METHODS, LiquidityPayload, PositionLiquidity, VarPayload
+from engine.events import Depth
+from engine.orderbook import OrderBook, hedge_slippage
+from engine.outputs import (
+    VAR_METHODS,
+    HedgePayload,
+    LiquidityPayload,
+    PositionLiquidity,
+    SlippagePayload,
+    VarPayload,
+)
 from engine.readout import BookRisk
 
 __all__ = [
@@ -53,6 +62,7 @@ __all__ = [
     "exit_cost",
     "liquidity_adjustment",
     "liquidity_payloads",
+    "slippage_payload",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -324,3 +334,58 @@ def _multipliers(br: BookRisk) -> F64:
 def _opt(x: float) -> float | None:
     """A float, or None when it is not finite."""
     return x if math.isfinite(x) else None
+
+
+_SLIPPAGE_UNITS: Final = {
+    "contracts": "contracts of the hedge future (positive: buy)",
+    "quantity": "the book's amount unit: USD of contracts for inverse futures, coin for linear",
+    "filled": "as quantity",
+    "average_price": "USD (harmonic over the levels for inverse futures)",
+    "mid": "USD",
+    "slippage_usd": "USD: the fill's cost beside the mid",
+}
+
+
+def slippage_payload(
+    hedge: HedgePayload, depth: Depth | None, inverse: bool, now_ns: int
+) -> SlippagePayload:
+    """The expected slippage of ``hedge``'s delta hedge against ``depth``, its future's latest
+    order book (None: none came), walked at once (:func:`engine.orderbook.hedge_slippage`)."""
+    fh = hedge.delta_hedge
+    status = "ok"
+    got = None
+    if fh is None:
+        status = f"no hedge: {hedge.status}"
+    elif depth is None:
+        status = f"no order book for {hedge.future}"
+    else:
+        book = OrderBook(max(len(depth.bids), len(depth.asks), 1))
+        book.apply(
+            "snapshot",
+            [("new", p, a) for p, a in depth.bids],
+            [("new", p, a) for p, a in depth.asks],
+            change_id=0,
+        )
+        got = hedge_slippage(book, fh.quantity, inverse)
+        if not got.complete:
+            status = "the book's levels do not hold the whole hedge"
+    return SlippagePayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=hedge.valuation_ts_ns,
+        book=hedge.book,
+        underlying=hedge.underlying,
+        future=hedge.future,
+        contracts=None if fh is None else fh.contracts,
+        quantity=None if fh is None else fh.quantity,
+        side=None if got is None else got.side,
+        filled=None if got is None else got.filled,
+        average_price=None if got is None else _opt(got.average_price),
+        mid=None if got is None else _opt(got.mid),
+        slippage_usd=None if got is None else _opt(got.slippage_usd),
+        complete=False if got is None else got.complete,
+        levels=0 if got is None else got.levels,
+        book_levels=0 if got is None else len(book.levels(got.side)),
+        book_ts_ns=None if depth is None else depth.ts_event,
+        status=status,
+        units=_SLIPPAGE_UNITS,
+    )

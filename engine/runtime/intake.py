@@ -21,7 +21,7 @@ import msgspec
 
 from engine.clock import Clock, ManualClock
 from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError
-from engine.events import Fill, Quote, Tick
+from engine.events import Depth, Fill, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.retry import Backoff
@@ -54,9 +54,10 @@ class AsyncInbox:
         self._room = asyncio.Event()
         self._room.set()
 
-    def put(self, event: Tick | Quote) -> None:
+    def put(self, event: Tick | Quote | Depth) -> None:
         self.inbox.put(event)
-        self._wake.set()
+        if type(event) is not Depth:  # the engine does not price on order books
+            self._wake.set()
 
     async def put_fill(self, fill: Fill) -> None:
         if self.journal is not None:

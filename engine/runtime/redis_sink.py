@@ -6,7 +6,7 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
     {p}:exposure:stream     stream   the same messages, field "data", trimmed ~stream_maxlen
     {p}:snapshot            hash     exposure key -> its latest payload
     {p}:{family}            channel  likewise for each other family of engine.outputs.FAMILIES
-    {p}:{family}:stream     stream   (var, stress, margin, skew, hedge, settlement, liquidity)
+    {p}:{family}:stream     stream   (var, ..., liquidity, slippage)
     {p}:{family}:snapshot   hash
     {p}:alerts              channel  alert transitions, in order
     {p}:alerts:stream       stream   the same, field "data", trimmed ~stream_maxlen

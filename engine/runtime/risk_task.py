@@ -21,6 +21,7 @@ from engine.errors import ConfigError
 from engine.events import Quote
 from engine.instruments import InstrumentRegistry, Kind
 from engine.outputs import (
+    HedgePayload,
     LiquidityPayload,
     Payload,
     SmilePayload,
@@ -28,7 +29,12 @@ from engine.outputs import (
     VarPayload,
 )
 from engine.risk.history import MoveHistory
-from engine.risk.liquidity import FloatArray, SpreadHistory, liquidity_payloads
+from engine.risk.liquidity import (
+    FloatArray,
+    SpreadHistory,
+    liquidity_payloads,
+    slippage_payload,
+)
 from engine.risk.report import (
     RiskConfig,
     hedge_inputs,
@@ -140,6 +146,7 @@ class RiskTask:
             now = self.clock.now_ns()
             books = list(p.books_risk().values())
             hedges = hedge_inputs(self.config, p, self.registry.get) if "hedge" in families else {}
+            depth = self.inbox.inbox.depth(list(self.config.hedge_future.values()))
             chains = p.chains() if "skew" in families else []
             held = self.strategies.priced(p) if "strategy" in families else []
             quotes = {br.book: p.quotes(br.rows) for br in books} if "liquidity" in families else {}
@@ -152,6 +159,12 @@ class RiskTask:
         )
         if quotes:
             out += await asyncio.to_thread(self._liquidity, books, quotes, out, now)
+        if hedges:
+            out += [
+                (key, slippage_payload(h, depth.get(h.future), hedges[h.underlying].inverse, now))
+                for key, h in out
+                if isinstance(h, HedgePayload)
+            ]  # a walk of at most the levels of one book per hedge: light
         for key, payload in out:
             self.out.publish(key, payload)
         if chains:

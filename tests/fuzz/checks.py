@@ -11,7 +11,7 @@ from typing import Final, TypeVar
 import hypothesis
 
 from engine.errors import FeedDecodeError, RiskEngineError
-from engine.events import Fill, Quote, Tick
+from engine.events import Depth, Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
 
 __all__ = [
@@ -100,9 +100,20 @@ def check_fill(fill: Fill) -> None:
     check_ts(fill.ts_recv)
 
 
-def check_event(event: Tick | Quote | Fill, registry: InstrumentRegistry) -> None:
-    """:func:`check_tick`, :func:`check_quote` (ordered) or :func:`check_fill`."""
-    if isinstance(event, Tick):
+def check_depth(event: Depth) -> None:
+    """Levels of finite prices > 0 and amounts >= 0, best first."""
+    for levels, best_first in ((event.bids, True), (event.asks, False)):
+        assert all(math.isfinite(p) and p > 0.0 and a >= 0.0 for p, a in levels)
+        prices = [p for p, _ in levels]
+        assert prices == sorted(prices, reverse=best_first)
+
+
+def check_event(event: Tick | Quote | Depth | Fill, registry: InstrumentRegistry) -> None:
+    """:func:`check_tick`, :func:`check_quote` (ordered), :func:`check_depth` or
+    :func:`check_fill`."""
+    if isinstance(event, Depth):
+        check_depth(event)
+    elif isinstance(event, Tick):
         check_tick(event, registry)
     elif isinstance(event, Quote):
         check_quote(event, registry, ordered=True)
@@ -114,9 +125,9 @@ class CollectingSink:
     """An :class:`~engine.events.EventSink` that keeps every event, in order."""
 
     def __init__(self) -> None:
-        self.events: list[Tick | Quote | Fill] = []
+        self.events: list[Tick | Quote | Depth | Fill] = []
 
-    def put(self, event: Tick | Quote) -> None:
+    def put(self, event: Tick | Quote | Depth) -> None:
         self.events.append(event)
 
     async def put_fill(self, fill: Fill) -> None:

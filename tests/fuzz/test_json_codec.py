@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from engine.clock import ManualClock
 from engine.errors import FeedDecodeError, RiskEngineError
-from engine.events import Fill, Quote, Tick
+from engine.events import Depth, Fill, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from feeds.json_codec import JsonCodec
 from feeds.mqtt import MqttFeed, MqttFeedConfig
@@ -124,13 +124,15 @@ def topic_of(route: Route, prefix: str, payload: bytes) -> str:
     return f"{root}{kind}{tail}"
 
 
-def check_decoded(event: Tick | Quote | Fill, topic: str, prefix: str) -> None:
+def check_decoded(event: Tick | Quote | Depth | Fill, topic: str, prefix: str) -> None:
     """Sane (tests.fuzz.properties) and named by its topic."""
     check_event(event, registry())
     if isinstance(event, Fill):
         assert topic == f"{prefix}fills/{event.book}"
     elif isinstance(event, Tick):
         assert topic == f"{prefix}md/tick/{event.instrument}"
+    elif isinstance(event, Depth):
+        assert topic == f"{prefix}md/book/{event.instrument}"
     else:
         assert topic == f"{prefix}md/quote/{event.instrument}"
 

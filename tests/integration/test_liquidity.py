@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -72,3 +73,44 @@ def test_a_bad_liquidity_key_exits_2_naming_it(tmp_path: Path) -> None:
     out = _run("check-config", "-c", str(path))
     assert out.returncode == 2
     assert "$.risk.liquidity.a" in out.stderr
+
+
+async def test_a_hedges_slippage_against_the_book_from_mqtt(
+    tmp_path: Path, redis_server: RedisServer, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    extra = '\n[risk]\nhedge_interval_s = 0.2\nhedge_future = { BTC = "BTC-PERPETUAL" }\n'
+    port = mosquitto_server.port
+    path = _config(tmp_path, redis_server.url, unique, port, unique, extra=extra)
+    r = aioredis.Redis.from_url(redis_server.url)
+    bids = [[65_050.0, 20_000.0], [65_000.0, 1e6]]
+    asks = [[65_150.0, 20_000.0], [65_200.0, 1e6]]
+    book = {"instrument": "BTC-PERPETUAL", "bids": bids, "asks": asks, "ts": 1_732_400_000_000}
+    try:
+        async with running_daemon(path) as daemon:
+            await wait_until(lambda: daemon.feeds[0].stats.connected)
+            await _publish(port, _market(unique, 65000.0, 66000.0, 0.6))
+            # without depth the payload says so
+            none = await _wait_snapshot(
+                r, unique, "main:BTC", lambda p: p["quantity"] is not None, "slippage"
+            )
+            assert none["status"] == "no order book for BTC-PERPETUAL"
+            await _publish(port, [(f"{unique}/md/book/BTC-PERPETUAL", book)])
+            got = await _wait_snapshot(
+                r, unique, "main:BTC", lambda p: p["status"] == "ok", "slippage"
+            )
+            # main: 10 calls (about +6 BTC of delta) and 100 000 USD of perpetual short: the
+            # hedge sells, through both bid levels; mid 65 100; a short at p costs
+            # q (m/p - 1) USD (inverse)
+            q = -got["quantity"]
+            assert got["side"] == "sell"
+            assert q > 20_000.0
+            want = 20_000.0 * (65_100.0 / 65_050.0 - 1) + (q - 20_000.0) * (65_100.0 / 65_000.0 - 1)
+            assert got["slippage_usd"] == pytest.approx(want, rel=1e-9)
+            assert (got["mid"], got["levels"], got["complete"]) == (65_100.0, 2, True)
+            raw = await r.hget(f"{unique}:hedge:snapshot", "main:BTC")
+            assert raw is not None
+            hedge = orjson.loads(raw)
+            assert hedge["future"] == got["future"] == "BTC-PERPETUAL"
+            assert daemon.risk.errors == 0
+    finally:
+        await r.aclose()

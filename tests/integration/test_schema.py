@@ -44,6 +44,7 @@ FAMILIES = (
     "strategy",
     "settlement",
     "liquidity",
+    "slippage",
 )
 
 

@@ -17,7 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
-from engine.outputs import LiquidityPayload, VarPayload, encode
+from engine.events import Depth
+from engine.outputs import (
+    FutureHedge,
+    HedgePayload,
+    LiquidityPayload,
+    SlippagePayload,
+    VarPayload,
+    encode,
+)
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import (
     DEFAULT_A,
@@ -27,10 +35,11 @@ from engine.risk.liquidity import (
     exit_cost,
     liquidity_adjustment,
     liquidity_payloads,
+    slippage_payload,
 )
 from engine.risk.report import RiskConfig, var_payload
 from engine.state import BookRisk, Portfolio
-from tests.factories import fill, quote, tick
+from tests.factories import fill, payload, quote, tick
 from tests.unit.engine.test_report import _history
 from tests.unit.engine.test_state import FRESH, V, portfolio
 
@@ -249,3 +258,59 @@ def test_without_moves_lvar_is_null_and_says_why() -> None:
 def test_stats_type() -> None:
     s = SpreadStats(mean=f64(0.0), std=f64(0.0), samples=np.zeros(1, dtype=np.int64))
     assert liquidity_adjustment(f64(1e9), s, 3.0) == 0.0
+
+
+# ---------------------------------------------------------------- a hedge's slippage
+
+
+def hedge_of(quantity: float | None) -> HedgePayload:
+    fh = (
+        None
+        if quantity is None
+        else payload(FutureHedge, contracts=quantity / 10.0, quantity=quantity)
+    )
+    return payload(
+        HedgePayload,
+        book="main",
+        underlying="BTC",
+        future="BTC-PERPETUAL",
+        delta_hedge=fh,
+        status="ok",
+    )
+
+
+DEPTH = Depth(
+    instrument="BTC-PERPETUAL",
+    bids=[(60_000.0, 10_000.0), (59_990.0, 20_000.0)],
+    asks=[(60_010.0, 10_000.0), (60_020.0, 50_000.0)],
+    ts_event=5,
+    ts_recv=6,
+)
+
+
+def test_slippage_of_a_hedge_worked_by_hand() -> None:
+    got = slippage_payload(hedge_of(-25_000.0), DEPTH, inverse=True, now_ns=V)
+    # sell 25 000 USD: 10 000 at 60 000, 15 000 at 59 990; a short at p costs q (m/p - 1) USD
+    want = 10_000.0 * (60_005.0 / 60_000.0 - 1.0) + 15_000.0 * (60_005.0 / 59_990.0 - 1.0)
+    assert got.slippage_usd == pytest.approx(want, rel=1e-12)
+    assert (got.side, got.filled, got.mid, got.complete, got.levels, got.book_levels) == (
+        "sell",
+        25_000.0,
+        60_005.0,
+        True,
+        2,
+        2,
+    )
+    assert (got.contracts, got.book_ts_ns, got.status) == (-2_500.0, 5, "ok")
+    assert msgspec.json.decode(encode(got), type=SlippagePayload) == got
+
+
+def test_slippage_without_a_book_or_a_hedge_says_why() -> None:
+    assert (
+        slippage_payload(hedge_of(1.0), None, True, V).status == "no order book for BTC-PERPETUAL"
+    )
+    none = slippage_payload(hedge_of(None), DEPTH, True, V)
+    assert (none.status, none.slippage_usd) == ("no hedge: ok", None)
+    big = slippage_payload(hedge_of(1e6), DEPTH, True, V)
+    assert (big.complete, big.filled) == (False, 60_000.0)
+    assert big.status == "the book's levels do not hold the whole hedge"
