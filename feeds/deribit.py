@@ -153,6 +153,8 @@ class WebSocketFeed:
         clock: gives ``ts_recv`` and ``stats.last_recv_ns``.
         instruments: more instrument names to subscribe (the book's), besides the config's.
         indices: more price indices to subscribe (those the book is priced on).
+        books: instruments whose order books to follow (the hedge futures:
+            ``book.{instrument}.100ms``, :class:`~engine.events.Depth` events).
 
     Attributes:
         name: the feed's name (``config.name``).
@@ -166,6 +168,7 @@ class WebSocketFeed:
         clock: Clock,
         instruments: Iterable[str] = (),
         indices: Iterable[str] = (),
+        books: Iterable[str] = (),
     ) -> None:
         self.name = config.name
         self.stats = FeedStats()
@@ -174,6 +177,7 @@ class WebSocketFeed:
         self._clock = clock
         self._instruments = tuple(dict.fromkeys([*config.instruments, *instruments]))
         self._indices = tuple(dict.fromkeys([*config.indices, *indices]))
+        self._books = tuple(dict.fromkeys(books))
         self._protocol: DeribitProtocol | None = None
         self._requests: list[bytes] = []  # subscriptions added while connected, to send
         self._drops = DropLog(self.stats, clock, logger)
@@ -290,6 +294,7 @@ class WebSocketFeed:
             indices=self._indices,
             interval=self._config.interval,
             heartbeat_s=self._config.heartbeat_s,
+            books=self._books,
         )
         ws = await self._connect(_MAX_FRAME_BYTES)
         try:

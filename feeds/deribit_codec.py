@@ -13,7 +13,13 @@ Deribit's units, as this codec maps them onto :mod:`engine.events`:
 - ``ticker.{instrument}.{interval}`` of a future, perpetual or spot pair ->
   :class:`~engine.events.Tick` of its ``mark_price``;
 - ``deribit_price_index.{index}`` -> :class:`~engine.events.Tick` named after the index
-  (``btc_usd``).
+  (``btc_usd``);
+- ``book.{instrument}.100ms`` (the hedge futures' order books, ``books``) -> a
+  :class:`~engine.events.Depth` of the best levels after each message, kept in an
+  :class:`~engine.orderbook.OrderBook` from Deribit's snapshot and changes; a ``change`` whose
+  ``prev_change_id`` is not the last ``change_id`` is a gap: the book is cleared and the channel
+  unsubscribed and subscribed again (Deribit then sends a new snapshot), counted in
+  :attr:`DeribitProtocol.book_gaps`.
 
 A frame that cannot be turned into events raises :class:`~engine.errors.FeedDecodeError` with
 one of these stable reasons; the adapter counts and drops it and the connection goes on:
@@ -46,8 +52,9 @@ import msgspec
 
 from engine.constraints import TimestampMs
 from engine.errors import FeedConnectionError, FeedDecodeError
-from engine.events import Quote, Tick
+from engine.events import Depth, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind, from_deribit_instrument
+from engine.orderbook import OrderBook
 
 __all__ = [
     "MAX_CHANNELS_PER_REQUEST",
@@ -68,6 +75,10 @@ _MAX_PENDING: Final = 1024  # requests awaiting a reply; the oldest is forgotten
 _FATAL_RPC_CODES: Final = frozenset({-32600, -32601, -32602})  # invalid request/method/params
 _SET_HEARTBEAT: Final = "public/set_heartbeat"
 _SUBSCRIBE: Final = "public/subscribe"
+_UNSUBSCRIBE: Final = "public/unsubscribe"
+_BOOK_PREFIX: Final = "book."
+BOOK_LEVELS: Final = 20
+"""Levels kept per side of a hedge future's book (and handed on in each Depth)."""
 _TEST: Final = "public/test"
 _GET_INSTRUMENTS: Final = "public/get_instruments"
 _TICKER_PREFIX: Final = "ticker."
@@ -114,6 +125,16 @@ class _Ticker(msgspec.Struct, frozen=True, gc=False):
     index_price: float | None = None
 
 
+class _Book(msgspec.Struct, frozen=True):
+    type: str
+    instrument_name: str
+    timestamp: TimestampMs
+    change_id: int
+    bids: list[tuple[str, float, float]]
+    asks: list[tuple[str, float, float]]
+    prev_change_id: int | None = None
+
+
 class _PriceIndex(msgspec.Struct, frozen=True, gc=False):
     index_name: str
     price: float
@@ -125,6 +146,7 @@ _SUBSCRIPTION = msgspec.json.Decoder(_Subscription)
 _HEARTBEAT = msgspec.json.Decoder(_Heartbeat)
 _TICKER = msgspec.json.Decoder(_Ticker)
 _PRICE_INDEX = msgspec.json.Decoder(_PriceIndex)
+_BOOK = msgspec.json.Decoder(_Book)
 _CHANNELS = msgspec.json.Decoder(list[str])
 _INSTRUMENTS = msgspec.json.Decoder(list[dict[str, Any]])
 _ENCODER = msgspec.json.Encoder()
@@ -168,12 +190,14 @@ class DeribitProtocol:
         interval: ticker channel interval.
         heartbeat_s: the ``public/set_heartbeat`` interval (Deribit's minimum is 10 s).
         max_channels_per_request: channels per ``public/subscribe`` request.
+        books: instruments whose order books to follow (``book.{instrument}.100ms``).
 
     Attributes:
         feed: the feed's name.
         channels: the channels requested, in request order.
         subscribed: the channels Deribit acknowledged (it leaves out channels it does not know).
         unsolicited: results received that answer no pending request of ours.
+        book_gaps: order-book gaps seen (each one resubscribes its channel).
     """
 
     def __init__(
@@ -186,6 +210,7 @@ class DeribitProtocol:
         interval: Interval = "100ms",
         heartbeat_s: int = 30,
         max_channels_per_request: int = MAX_CHANNELS_PER_REQUEST,
+        books: Iterable[str] = (),
     ) -> None:
         if heartbeat_s < 10:
             raise ValueError(f"heartbeat_s must be >= 10 (Deribit's minimum), got {heartbeat_s}")
@@ -198,7 +223,11 @@ class DeribitProtocol:
         self._chunk = max_channels_per_request
         channels = [f"{_TICKER_PREFIX}{name}.{interval}" for name in instruments]
         channels += [f"{_INDEX_PREFIX}{index}" for index in indices]
+        self._books = {name: OrderBook(BOOK_LEVELS) for name in books}
+        self._book_channels = {f"{_BOOK_PREFIX}{name}.100ms" for name in self._books}
+        channels += sorted(self._book_channels)
         self.channels: tuple[str, ...] = tuple(dict.fromkeys(channels))
+        self.book_gaps = 0
         self.subscribed: set[str] = set()
         self.unsolicited = 0
         self._pending: dict[int, str] = {}
@@ -263,7 +292,7 @@ class DeribitProtocol:
         out, self._outgoing = self._outgoing, []
         return out
 
-    def receive(self, data: bytes | str, ts_recv: int) -> list[Tick | Quote]:
+    def receive(self, data: bytes | str, ts_recv: int) -> list[Tick | Quote | Depth]:
         """Decode one frame into events (often none) and queue replies for :meth:`outgoing`.
 
         Args:
@@ -288,7 +317,7 @@ class DeribitProtocol:
 
     def _notification(
         self, envelope: _Envelope, frame: bytes | str, ts_recv: int
-    ) -> list[Tick | Quote]:
+    ) -> list[Tick | Quote | Depth]:
         if not envelope.params:
             raise FeedDecodeError(self.feed, "schema", "notification without params", frame)
         if envelope.method == "subscription":
@@ -298,6 +327,9 @@ class DeribitProtocol:
             if sub.channel.startswith(_INDEX_PREFIX):
                 index = _decode(_PRICE_INDEX, sub.data, self.feed, frame)
                 return [self._index(index, frame, ts_recv)]
+            if sub.channel in self._book_channels:
+                msg = _decode(_BOOK, sub.data, self.feed, frame)
+                return [*self._book(sub.channel, msg, frame, ts_recv)]
             raise FeedDecodeError(self.feed, "unexpected", f"channel {sub.channel!r}", frame)
         if envelope.method == "heartbeat":
             beat = _decode(_HEARTBEAT, envelope.params, self.feed, frame)
@@ -307,6 +339,35 @@ class DeribitProtocol:
                 raise FeedDecodeError(self.feed, "unexpected", f"heartbeat {beat.type!r}", frame)
             return []
         raise FeedDecodeError(self.feed, "unexpected", f"method {envelope.method!r}", frame)
+
+    def _book(self, channel: str, msg: _Book, frame: bytes | str, ts_recv: int) -> list[Depth]:
+        """Apply a book message; the book's best levels, or none (a gap: resubscribe)."""
+        book = self._books.get(msg.instrument_name)
+        if book is None:
+            raise FeedDecodeError(self.feed, "unexpected", f"book of {msg.instrument_name}", frame)
+        gaps = book.gaps
+        try:
+            ok = book.apply(msg.type, msg.bids, msg.asks, msg.change_id, msg.prev_change_id)
+        except ValueError as exc:
+            book.clear()  # a part applied: wait for a snapshot
+            raise FeedDecodeError(self.feed, "schema", str(exc), frame) from exc
+        if book.gaps > gaps:
+            self.book_gaps += 1
+            self._outgoing.append(self.request(_UNSUBSCRIBE, {"channels": [channel]}))
+            self._outgoing.append(self.request(_SUBSCRIBE, {"channels": [channel]}))
+            self._acks_outstanding += 1
+        if not ok:
+            return []
+        ts = msg.timestamp * _MS_TO_NS
+        return [
+            Depth(
+                instrument=msg.instrument_name,
+                bids=book.bids,
+                asks=book.asks,
+                ts_event=ts,
+                ts_recv=ts_recv,
+            )
+        ]
 
     def _response(self, envelope: _Envelope, frame: bytes | str) -> None:
         method = self._pending.pop(envelope.id, None) if isinstance(envelope.id, int) else None

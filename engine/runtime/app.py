@@ -85,7 +85,8 @@ def build(
     registry = portfolio.registry
     positions = config_relative(config.portfolio.positions, config_path)
     strategies = load_book(positions, portfolio, registry)
-    feeds = build_feeds(config.feeds, config_path, registry, clock, portfolio.instruments())
+    hedged = list(config.risk.hedge_future.values())
+    feeds = build_feeds(config.feeds, config_path, registry, clock, portfolio.instruments(), hedged)
     check_hedges(config.risk, registry, config_path)
     journal, journaled = open_journal(
         config_relative(config.portfolio.journal, config_path),

@@ -92,9 +92,14 @@ def deribit_channels(
 
 
 def build_feed(
-    config: FeedConfig, registry: InstrumentRegistry, clock: Clock, held: Iterable[str]
+    config: FeedConfig,
+    registry: InstrumentRegistry,
+    clock: Clock,
+    held: Iterable[str],
+    books: Iterable[str] = (),
 ) -> Feed:
-    """The adapter of ``config``; a Deribit feed subscribes to the ``held`` instruments too.
+    """The adapter of ``config``; a Deribit feed subscribes to the ``held`` instruments too,
+    and to the order books of ``books`` (the hedge futures).
 
     A simulator on a ManualClock (a test's) runs in simulated time: each of its waits moves
     the clock on instead (:func:`advancing_sleep`), as fast as the event loop lets it.
@@ -104,7 +109,9 @@ def build_feed(
     """
     if isinstance(config, DeribitFeedConfig):
         names, indices = deribit_channels(registry, held)
-        return WebSocketFeed(config, registry, clock, instruments=names, indices=indices)
+        return WebSocketFeed(
+            config, registry, clock, instruments=names, indices=indices, books=books
+        )
     if isinstance(config, MqttFeedConfig):
         return MqttFeed(config, registry, clock)
     if isinstance(config, ReplayFeedConfig):
@@ -135,9 +142,10 @@ def build_feeds(
     registry: InstrumentRegistry,
     clock: Clock,
     held: list[str],
+    books: list[str],
 ) -> list[Feed]:
     """Each configured feed's adapter (:func:`build_feed`); replay files are relative to the
-    config file.
+    config file. ``books``: the hedge futures, whose order books a Deribit feed follows.
 
     Raises:
         ConfigError: a missing replay file, or a feed that cannot run on ``clock``.
@@ -152,7 +160,7 @@ def build_feeds(
                 )
             fc = msgspec.structs.replace(fc, path=str(replay_path))
         try:
-            feeds.append(build_feed(fc, registry, clock, held))
+            feeds.append(build_feed(fc, registry, clock, held, books))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
     return feeds

@@ -20,13 +20,20 @@ from hypothesis import strategies as st
 
 from engine.clock import ManualClock
 from engine.errors import FeedConnectionError, FeedDecodeError, RiskEngineError
-from engine.events import Quote, Tick
+from engine.events import Depth, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.deribit_codec import DeribitProtocol, decode_instruments_response
 from tests.deribit_server import SAMPLE_INSTRUMENTS, DeribitServer, load_frames
 from tests.factories import DERIBIT_OPTION_TICKER
-from tests.fuzz.checks import CollectingSink, check_dropped, check_quote, check_tick, outcome
+from tests.fuzz.checks import (
+    CollectingSink,
+    check_depth,
+    check_dropped,
+    check_quote,
+    check_tick,
+    outcome,
+)
 from tests.fuzz.strategies import fuzz_settings, json_documents
 from tests.servers import wait_until
 
@@ -88,12 +95,14 @@ def frames(draw: st.DrawFn) -> bytes | str:
     return data
 
 
-def check_events(events: list[Tick | Quote], registry: InstrumentRegistry) -> None:
+def check_events(events: list[Tick | Quote | Depth], registry: InstrumentRegistry) -> None:
     """At most one event, sane in riskd's units; a bid or ask of 0 is absent (None)."""
     assert len(events) <= 1
     for event in events:
         assert event.ts_recv == TS_RECV
-        if isinstance(event, Tick):
+        if isinstance(event, Depth):
+            check_depth(event)
+        elif isinstance(event, Tick):
             check_tick(event, registry)
         else:
             check_quote(event, registry, ordered=False)  # Deribit's book may cross
