@@ -17,7 +17,13 @@ Once a connection subscribes, the server streams the recorded ``ticker`` notific
 instruments it subscribed, in file order and round and round, one every ``frame_interval_s``,
 with the channel rewritten to the subscribed one (so a ``.raw`` recording serves ``.100ms``). A
 subscribed ``deribit_price_index.{index}`` gets the ``index_price`` of each recorded ticker of
-that index's instruments. Other recorded messages are not streamed: send them with
+that index's instruments. A subscribed ``book.{instrument}.100ms`` of one of ``books`` gets, as
+Deribit sends it, a ``snapshot`` of that book (every level ``["new", price, amount]``, a
+``change_id``) right after the acknowledgement, then a ``change`` for each
+:meth:`DeribitServer.book_change` (``[action, price, amount]`` levels, ``change_id`` and
+``prev_change_id``; with ``lose=True`` one change is skipped, as a lost message, so
+``prev_change_id`` is not the last ``change_id`` the client saw); ``public/unsubscribe`` ends a
+subscription. Other recorded messages are not streamed: send them with
 :meth:`DeribitServer.send_raw`. With ``timestamp_ms`` the streamed frames carry the time it gives
 instead of the recorded one (a soak runs for hours on a few recorded frames); ``paused`` holds
 the stream.
@@ -47,6 +53,7 @@ DEFAULT_FRAMES: Final = Path(__file__).parent / "data" / "deribit_tickers.jsonl"
 
 _TICKER: Final = "ticker."
 _INDEX: Final = "deribit_price_index."
+_BOOK: Final = "book."
 _TEST_REQUEST: Final = orjson.dumps(
     {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
 )
@@ -167,6 +174,26 @@ class _Client:
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeat_s: float | None = None
     heartbeat_set: asyncio.Event = field(default_factory=asyncio.Event)
+    snapshots_due: list[str] = field(default_factory=list)  # book channels just subscribed
+
+
+@dataclass(slots=True)
+class _Book:
+    """A book the server serves: its levels (price -> amount) and last change_id."""
+
+    bids: dict[float, float]
+    asks: dict[float, float]
+    change_id: int = 1000
+
+    def snapshot(self, instrument: str) -> dict[str, Any]:
+        return {
+            "type": "snapshot",
+            "timestamp": 1_700_000_000_000,
+            "instrument_name": instrument,
+            "change_id": self.change_id,
+            "bids": [["new", p, a] for p, a in sorted(self.bids.items(), reverse=True)],
+            "asks": [["new", p, a] for p, a in sorted(self.asks.items())],
+        }
 
 
 class DeribitServer:
@@ -181,6 +208,8 @@ class DeribitServer:
         test_request_interval_s: pause between ``test_request`` heartbeats after
             ``public/set_heartbeat``; None: the interval the client asked for.
         timestamp_ms: the ``timestamp`` (ms) each streamed frame carries; None: the recorded.
+        books: per instrument, the (bids, asks) ``[price, amount]`` levels of its order book,
+            served on ``book.{instrument}.100ms``.
 
     Attributes:
         connections: websocket connections accepted, over all starts.
@@ -194,6 +223,8 @@ class DeribitServer:
         get_instruments_calls: ``public/get_instruments`` requests received.
         get_instruments_failures: how many of the next such requests to answer with a JSON-RPC
             error (-32000, as Deribit answers when it is busy).
+        book_snapshots: book snapshots sent; ``unsubscribe_calls``: ``public/unsubscribe``
+            requests received.
     """
 
     def __init__(
@@ -204,6 +235,8 @@ class DeribitServer:
         frame_interval_s: float = 0.005,
         test_request_interval_s: float | None = None,
         timestamp_ms: Callable[[], int] | None = None,
+        books: Mapping[str, tuple[list[tuple[float, float]], list[tuple[float, float]]]]
+        | None = None,
     ) -> None:
         messages = load_frames(frames) if isinstance(frames, str | Path) else list(frames)
         self._tickers = [t for m in messages if (t := _ticker(m)) is not None]
@@ -224,6 +257,11 @@ class DeribitServer:
         self._port = 0
         self._server: Server | None = None
         self._clients: set[_Client] = set()
+        self._books = {
+            name: _Book(dict(bids), dict(asks)) for name, (bids, asks) in (books or {}).items()
+        }
+        self.book_snapshots = 0
+        self.unsubscribe_calls = 0
 
     @property
     def port(self) -> int:
@@ -305,6 +343,12 @@ class DeribitServer:
                 reply = self._answer(client, message)
                 if reply is not None:
                     await client.ws.send(orjson.dumps(reply), text=True)
+                for channel in client.snapshots_due:  # after the acknowledgement, as Deribit
+                    instrument = channel[len(_BOOK) :].rsplit(".", 1)[0]
+                    data = self._books[instrument].snapshot(instrument)
+                    await client.ws.send(_notification(channel, data), text=True)
+                    self.book_snapshots += 1
+                client.snapshots_due.clear()
 
     def _answer(self, client: _Client, message: str | bytes) -> dict[str, Any] | None:
         try:
@@ -320,8 +364,12 @@ class DeribitServer:
             result = "ok"
         elif method == "public/subscribe":
             self.subscribe_calls += 1
-            result = [c for c in params.get("channels", []) if c.startswith((_TICKER, _INDEX))]
+            result = [c for c in params.get("channels", []) if self._serves(c)]
             self._subscribe(client, result)
+        elif method == "public/unsubscribe":
+            self.unsubscribe_calls += 1
+            result = [c for c in params.get("channels", []) if c in client.channels]
+            client.channels.difference_update(result)
         elif method == "public/test":
             self.test_replies += 1
             result = {"version": "1.2.26"}
@@ -352,9 +400,50 @@ class DeribitServer:
             "testnet": False,
         }
 
+    def _serves(self, channel: str) -> bool:
+        """A channel this server streams (others are left out of the acknowledgement)."""
+        if channel.startswith(_BOOK):
+            return channel[len(_BOOK) :].rsplit(".", 1)[0] in self._books
+        return channel.startswith((_TICKER, _INDEX))
+
+    async def book_change(
+        self,
+        instrument: str,
+        bids: Sequence[Sequence[Any]] = (),
+        asks: Sequence[Sequence[Any]] = (),
+        *,
+        lose: bool = False,
+    ) -> None:
+        """Apply ``[action, price, amount]`` levels to ``instrument``'s book and send the
+        change to its subscribers; ``lose``: a change before it is lost (never sent)."""
+        book = self._books[instrument]
+        prev = book.change_id + (1 if lose else 0)
+        book.change_id = prev + 1
+        for levels, side in ((bids, book.bids), (asks, book.asks)):
+            for action, price, amount in levels:
+                if action == "delete" or amount == 0:
+                    side.pop(price, None)
+                else:
+                    side[price] = amount
+        data = {
+            "type": "change",
+            "timestamp": 1_700_000_000_000,
+            "instrument_name": instrument,
+            "change_id": book.change_id,
+            "prev_change_id": prev,
+            "bids": [list(level) for level in bids],
+            "asks": [list(level) for level in asks],
+        }
+        for client in list(self._clients):
+            for channel in [c for c in client.channels if c.startswith(f"{_BOOK}{instrument}.")]:
+                with contextlib.suppress(ConnectionClosed):
+                    await client.ws.send(_notification(channel, data), text=True)
+
     def _subscribe(self, client: _Client, channels: list[str]) -> None:
         for channel in channels:
             client.channels.add(channel)
+            if channel.startswith(_BOOK):
+                client.snapshots_due.append(channel)
             if channel.startswith(_TICKER):
                 instrument = channel[len(_TICKER) :].rsplit(".", 1)[0]
                 client.tickers.setdefault(instrument, []).append(channel)
@@ -441,3 +530,9 @@ def _notifications(client: _Client, ticker: _Ticker, stamp: int | None) -> list[
             )
         )
     return out
+
+
+def _notification(channel: str, data: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}
+    )

@@ -335,3 +335,35 @@ def test_config_defaults_and_constraints() -> None:
     for bad in bad_changes:
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert({"kind": "deribit", **bad}, DeribitFeedConfig)
+
+
+async def test_a_hedge_futures_book_from_snapshot_and_changes_and_a_gap_resubscribes() -> None:
+    """The feed follows BTC-PERPETUAL's book as Deribit sends it: a snapshot after the
+    subscription, then changes; a lost change (prev_change_id not the last change_id) makes
+    it unsubscribe and subscribe again, and the new snapshot gives the server's current book."""
+    perp = "BTC-PERPETUAL"
+    books = {perp: ([(60_000.0, 10_000.0), (59_990.0, 20_000.0)], [(60_010.0, 5_000.0)])}
+    sink = CollectingSink()
+
+    def depth() -> list[Depth]:
+        return [e for e in sink.events if isinstance(e, Depth)]
+
+    async with DeribitServer(books=books) as server:
+        cfg = config(server.url, instruments=[], indices=[])
+        feed = WebSocketFeed(cfg, InstrumentRegistry(), LiveClock(), books=[perp])
+        async with running(feed, sink):
+            await wait_until(lambda: len(depth()) == 1)
+            assert depth()[0].bids == [(60_000.0, 10_000.0), (59_990.0, 20_000.0)]
+            assert server.subscriptions == [{f"book.{perp}.100ms"}]
+            await server.book_change(perp, [["delete", 60_000.0, 0.0]], [["new", 60_005.0, 7.0]])
+            await wait_until(lambda: len(depth()) == 2)
+            assert depth()[1].bids == [(59_990.0, 20_000.0)]
+            assert depth()[1].asks == [(60_005.0, 7.0), (60_010.0, 5_000.0)]
+            await server.book_change(perp, [["new", 59_995.0, 3.0]], lose=True)
+            await wait_until(lambda: server.book_snapshots == 2)
+            await wait_until(lambda: len(depth()) == 3)
+            assert server.unsubscribe_calls == 1
+            # the new snapshot: the server's book, with the change that showed the gap
+            assert depth()[2].bids == [(59_995.0, 3.0), (59_990.0, 20_000.0)]
+            assert feed.stats.connects == 1  # the same connection throughout
+            assert not feed.stats.dropped
