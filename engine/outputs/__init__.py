@@ -11,12 +11,14 @@ are frozen; :func:`encode` makes their JSON (a non-finite float is null) and
 
 Modules: :mod:`~engine.outputs.figures` (names and units), :mod:`~engine.outputs.header`,
 :mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
-strategy, settlement), :mod:`~engine.outputs.alert`, :mod:`~engine.outputs.heartbeat`,
+strategy, settlement), :mod:`~engine.outputs.crosshedge` (crosshedge, cpt),
+:mod:`~engine.outputs.alert`, :mod:`~engine.outputs.heartbeat`,
 :mod:`~engine.outputs.wire` (the seam, the encoding, the schema), :mod:`~engine.outputs.dashboard`
 (the dashboard's WebSocket messages).
 """
 
 from engine.outputs.alert import AlertPayload, AlertScope, AlertState, Direction
+from engine.outputs.crosshedge import CptFigures, CptPayload, CrossHedgeFigures, CrossHedgePayload
 from engine.outputs.dashboard import (
     PROTOCOL_VERSION,
     DashboardMessage,
@@ -101,6 +103,10 @@ __all__ = [
     "AlertScope",
     "AlertState",
     "BookExposure",
+    "CptFigures",
+    "CptPayload",
+    "CrossHedgeFigures",
+    "CrossHedgePayload",
     "DashboardMessage",
     "Direction",
     "EngineStatus",

@@ -122,6 +122,8 @@ Family = Literal[
     "settlement",
     "liquidity",
     "slippage",
+    "crosshedge",
+    "cpt",
 ]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
@@ -138,6 +140,8 @@ FAMILIES: Final[tuple[Family, ...]] = (
     "settlement",
     "liquidity",
     "slippage",
+    "crosshedge",
+    "cpt",
 )
 """The values of :data:`Family`, in order."""
 

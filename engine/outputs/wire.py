@@ -10,6 +10,7 @@ import msgspec
 import numpy as np
 
 from engine.outputs.alert import AlertPayload
+from engine.outputs.crosshedge import CptPayload, CrossHedgePayload
 from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
 from engine.outputs.heartbeat import EngineStatus, Heartbeat
@@ -48,6 +49,8 @@ Payload = (
     | SettlementPayload
     | LiquidityPayload
     | SlippagePayload
+    | CrossHedgePayload
+    | CptPayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -62,6 +65,8 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "settlement": (SettlementPayload,),
     "liquidity": (LiquidityPayload,),
     "slippage": (SlippagePayload,),
+    "crosshedge": (CrossHedgePayload,),
+    "cpt": (CptPayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

@@ -20,7 +20,7 @@ they are ranked in (their values are equal).
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 import numpy as np
@@ -64,10 +64,13 @@ class CptConfig(CptParams, frozen=True, kw_only=True, forbid_unknown_fields=True
     Attributes:
         enabled: publish it.
         interval_s: its period.
+        method: the scenarios valued: the historical window's or the Monte Carlo draws of
+            ``[risk]`` (its horizon, draws and seed).
     """
 
     enabled: bool = False
     interval_s: PositiveFloat = 60.0
+    method: Literal["historical", "monte_carlo"] = "historical"
 
     def params(self) -> CptParams:
         """The parameters alone."""

@@ -45,6 +45,8 @@ from engine.outputs import (
     VarPayload,
 )
 from engine.risk import hedge, margin, skew, var
+from engine.risk.cpt import CptConfig
+from engine.risk.crosshedge import CrossHedgeConfig
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
@@ -118,6 +120,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             expiry's fitted smile (a quote with that ``iv`` and the fit's forward).
         strategy_interval_s: period of the strategy payloads.
         liquidity: ``[risk.liquidity]``, the exit cost and liquidity-adjusted VaR.
+        cross_hedge: ``[risk.cross_hedge]``, the crosshedge payloads (docs/hedging.md).
+        cpt: ``[risk.cpt]``, the prospect-theory payloads (docs/risk.md).
     """
 
     enabled: bool = True
@@ -149,6 +153,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     smile_vols: bool = True
     strategy_interval_s: PositiveFloat = 1.0
     liquidity: LiquidityConfig = msgspec.field(default_factory=LiquidityConfig)
+    cross_hedge: CrossHedgeConfig = CrossHedgeConfig()
+    cpt: CptConfig = CptConfig()
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):

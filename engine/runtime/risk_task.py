@@ -28,6 +28,7 @@ from engine.outputs import (
     TermStructurePayload,
     VarPayload,
 )
+from engine.risk.crossreport import cross_inputs, cross_payloads
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import (
     FloatArray,
@@ -116,6 +117,10 @@ class RiskTask:
             periods["hedge"] = cfg.hedge_interval_s
         if cfg.liquidity.enabled:
             periods["liquidity"] = cfg.liquidity.interval_s
+        if cfg.cross_hedge.enabled:
+            periods["crosshedge"] = cfg.cross_hedge.interval_s
+        if cfg.cpt.enabled:
+            periods["cpt"] = cfg.cpt.interval_s
         return periods
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -150,6 +155,11 @@ class RiskTask:
             chains = p.chains() if "skew" in families else []
             held = self.strategies.priced(p) if "strategy" in families else []
             quotes = {br.book: p.quotes(br.rows) for br in books} if "liquidity" in families else {}
+            cross = (
+                cross_inputs(self.config, p, self.registry.get)
+                if "crosshedge" in families
+                else None
+            )
             valuation = p.valuation_ns
         self._record_levels(
             now, [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
@@ -167,6 +177,11 @@ class RiskTask:
             ]  # a walk of at most the levels of one book per hedge: light
         for key, payload in out:
             self.out.publish(key, payload)
+        if cross is not None or "cpt" in families:
+            for key, extra in await asyncio.to_thread(
+                cross_payloads, books, cross, self.history, self.config, families, now
+            ):
+                self.out.publish(key, extra)
         if chains:
             skews, smile = await asyncio.to_thread(
                 skew_payloads, chains, self.smile_quotes, now, valuation
@@ -241,11 +256,25 @@ def _append_line(path: Path, row: str) -> None:
 
 
 def check_hedges(risk: RiskConfig, registry: InstrumentRegistry, config_path: Path) -> None:
-    """Each hedge instrument is a future (or perpetual) or an option of its underlying.
+    """Each hedge instrument is a future (or perpetual) or an option of its underlying; each
+    cross-hedge instrument a future or perpetual, and the benchmark a known instrument.
 
     Raises:
         ConfigError: one is not, named by its key.
     """
+    cross = risk.cross_hedge
+    for book, name in cross.hedge.items():
+        inst = registry.get(name)
+        if inst is None or inst.kind not in (Kind.FUTURE, Kind.PERPETUAL):
+            raise ConfigError(
+                str(config_path),
+                f"{name!r} is not a future or perpetual - at `$.risk.cross_hedge.hedge.{book}`",
+            )
+    if cross.benchmark and registry.get(cross.benchmark) is None:
+        raise ConfigError(
+            str(config_path),
+            f"unknown instrument {cross.benchmark!r} - at `$.risk.cross_hedge.benchmark`",
+        )
     for und, future in risk.hedge_future.items():
         for i, name in enumerate([future, *risk.hedge_options.get(und, [])]):
             inst = registry.get(name)
