@@ -35,6 +35,7 @@ __all__ = [
     "CrossHedgeConfig",
     "Regression",
     "beta_weighted",
+    "beta_weighted_usd",
     "betas",
     "contract_pnl",
     "min_variance_hedge",
@@ -244,3 +245,22 @@ def beta_weighted(
         raise ValueError("prices must be finite and > 0")
     ratio = s * bt / bench_price
     return d * ratio, g * ratio * ratio
+
+
+def beta_weighted_usd(
+    delta_usd: npt.ArrayLike, cash_gamma: npt.ArrayLike, beta: npt.ArrayLike, bench_price: float
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`beta_weighted` from the exposure's USD figures, which hold the prices they were
+    taken against: ``delta S = delta_usd`` and ``gamma S² = 100 cash_gamma``, so the delta is
+    ``delta_usd beta / S_b`` and the gamma ``100 cash_gamma beta² / S_b²`` benchmark units.
+
+    Raises:
+        ValueError: ``bench_price`` not finite and > 0, or arrays of different shapes.
+    """
+    d, g, bt = (np.asarray(a, dtype=np.float64) for a in (delta_usd, cash_gamma, beta))
+    if not d.shape == g.shape == bt.shape:
+        raise ValueError(f"shapes differ: {d.shape}, {g.shape}, {bt.shape}")
+    if not (math.isfinite(bench_price) and bench_price > 0.0):
+        raise ValueError(f"bench_price must be finite and > 0, got {bench_price!r}")
+    ratio = bt / bench_price
+    return d * ratio, 100.0 * g * ratio * ratio

@@ -25,6 +25,8 @@ __all__ = ["CrossInputs", "HedgeContract", "cpt_payload", "cross_inputs", "cross
 
 _DELTA: Final = AGG_FIELDS.index("delta")
 _GAMMA: Final = AGG_FIELDS.index("gamma")
+_DELTA_USD: Final = AGG_FIELDS.index("delta_usd")
+_CASH_GAMMA: Final = AGG_FIELDS.index("cash_gamma")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +165,11 @@ def crosshedge_payload(
         beta, beta_status = _betas(br, inputs.benchmark, history, cc.min_days)
         if beta_status != "ok":
             status = f"{status}; beta: {beta_status}"
-        elif math.isfinite(sb) and sb > 0.0 and np.all(br.prices > 0.0):
-            bd, bg = crosshedge.beta_weighted(delta, gamma, br.prices, beta, sb)
+        elif math.isfinite(sb) and sb > 0.0:
+            fig = br.figures
+            bd, bg = crosshedge.beta_weighted_usd(fig[:, _DELTA_USD], fig[:, _CASH_GAMMA], beta, sb)
         else:
-            status = f"{status}; beta: no price for the benchmark or an underlying"
+            status = f"{status}; beta: no price for the benchmark"
     total_d = float(bd.sum()) if bd.size and np.all(np.isfinite(bd)) else None
     total_g = float(bg.sum()) if bg.size and np.all(np.isfinite(bg)) else None
     return CrossHedgePayload(

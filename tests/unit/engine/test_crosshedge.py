@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from engine.kernels import KIND_FUTURE, KIND_PERPETUAL
 from engine.risk.crosshedge import (
     beta_weighted,
+    beta_weighted_usd,
     betas,
     contract_pnl,
     min_variance_hedge,
@@ -191,3 +192,12 @@ def test_beta_weighted_greeks_give_the_second_order_pnl(
     want = delta * ds + 0.5 * gamma * ds * ds
     got = float(d[0]) * dsb + 0.5 * float(g[0]) * dsb * dsb
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_beta_weighting_from_usd_figures_is_the_same() -> None:
+    """delta_usd = delta S and cash_gamma = gamma S² / 100 give the same weighted Greeks."""
+    d, g, s, b = np.array([10.0, -3.0]), np.array([2.0, 0.4]), np.array([3e3, 140.0]), [1.5, 2.0]
+    want = beta_weighted(d, g, s, b, 60_000.0)
+    got = beta_weighted_usd(d * s, g * s * s / 100.0, b, 60_000.0)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-14)

@@ -50,14 +50,19 @@ def test_crosshedge_payload_is_the_pure_functions_on_the_window() -> None:
     beta = crosshedge.betas(ret, ret[:, 0])
     assert got["beta"] == beta.tolist()
     assert got["beta"][0] == pytest.approx(1.0, rel=1e-12)
+    # the delta at the price it was taken against (an option's forward): delta_usd / delta
     d = br.figures[:, AGG_FIELDS.index("delta")]
     g = br.figures[:, AGG_FIELDS.index("gamma")]
-    bd, bg = crosshedge.beta_weighted(d, g, br.prices, beta, 60_000.0)
-    assert got["beta_delta"] == bd.tolist()
-    assert got["beta_delta"][0] == pytest.approx(d[0], rel=1e-12)  # BTC is the benchmark
-    assert got["beta_gamma"] == bg.tolist()
-    assert got["beta_delta_total"] == pytest.approx(float(bd.sum()), rel=1e-15)
-    assert got["beta_delta_usd"] == pytest.approx(60_000.0 * float(bd.sum()), rel=1e-15)
+    s = br.figures[:, AGG_FIELDS.index("delta_usd")] / d
+    bd, bg = crosshedge.beta_weighted(d, g, s, beta, 60_000.0)
+    assert got["beta_delta"] == pytest.approx(bd.tolist(), rel=1e-12)
+    assert got["delta"] == d.tolist()
+    # and the gamma at the prices its cash gamma was taken against: S² = 100 cash_gamma / gamma
+    s2 = np.sqrt(100.0 * br.figures[:, AGG_FIELDS.index("cash_gamma")] / g)
+    _, bg = crosshedge.beta_weighted(d, g, s2, beta, 60_000.0)
+    assert got["beta_gamma"] == pytest.approx(bg.tolist(), rel=1e-12)
+    assert got["beta_delta_total"] == pytest.approx(float(bd.sum()), rel=1e-12)
+    assert got["beta_delta_usd"] == pytest.approx(60_000.0 * float(bd.sum()), rel=1e-12)
     assert got["units"]["beta_delta"].startswith("benchmark units")
 
 
