@@ -45,6 +45,8 @@ FAMILIES = (
     "settlement",
     "liquidity",
     "slippage",
+    "crosshedge",
+    "cpt",
 )
 
 
@@ -112,6 +114,16 @@ equity_usd = {{ main = 1000000.0 }}
 equity_coin = {{ main = 10.0 }}
 hedge_future = {{ BTC = "BTC-PERPETUAL" }}
 hedge_options = {{ BTC = ["{CALL}"] }}
+
+[risk.cross_hedge]
+interval_s = 0.5
+hedge = {{ "*" = "BTC-PERPETUAL" }}
+benchmark = "btc_usd"
+min_days = 2
+
+[risk.cpt]
+enabled = true
+interval_s = 0.5
 
 [[feeds]]
 kind = "sim"
@@ -227,6 +239,8 @@ class Written:
             and any(p["status"] == "ok" for p in self.of("margin"))
             and any(p["var"] is not None for p in self.of("var"))
             and any(p["lvar"] is not None for p in self.of("liquidity"))
+            and any(p["hedge"] is not None for p in self.of("crosshedge"))
+            and any(p["value"] is not None for p in self.of("cpt"))
             and bool(settled)
             and any(p.get("reason") == "restart" for p in alerts)
             and any(p["scope"] == "feed" for p in alerts)

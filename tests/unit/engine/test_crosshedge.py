@@ -201,3 +201,18 @@ def test_beta_weighting_from_usd_figures_is_the_same() -> None:
     got = beta_weighted_usd(d * s, g * s * s / 100.0, b, 60_000.0)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-14)
+
+
+@settings(max_examples=50, deadline=None)
+@given(scale=st.floats(-1e4, 1e4).filter(lambda k: abs(k) > 1e-3), seed=st.integers(0, 2**32 - 1))
+def test_the_hedge_scales_with_the_book_and_its_effectiveness_does_not(
+    scale: float, seed: int
+) -> None:
+    """k times the book: k times h*, the same R² (an independent check of the formulas)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, 60)
+    y = 0.7 * x + rng.normal(0.0, 0.5, 60)
+    one, k = min_variance_hedge(y, x), min_variance_hedge(scale * y, x)
+    assert k.ratio == pytest.approx(scale * one.ratio, rel=1e-9)
+    assert k.r2 == pytest.approx(one.r2, rel=1e-9)
+    assert k.residual_vol == pytest.approx(abs(scale) * one.residual_vol, rel=1e-9)
