@@ -42,11 +42,14 @@ class HedgeContract:
 @dataclass(frozen=True, slots=True)
 class CrossInputs:
     """What the crosshedge payloads need besides the books, copied on the event loop: each
-    configured hedge instrument, and the benchmark's underlying and price (USD; NaN: none)."""
+    configured hedge instrument, the benchmark's underlying and price (USD; NaN: none), and
+    the index price of each of their underlyings (for the window of moves to record them even
+    when no book holds them)."""
 
     hedges: dict[str, HedgeContract]
     benchmark: str | None
     benchmark_price: float
+    levels: list[tuple[str, float]]
 
 
 def cross_inputs(
@@ -60,6 +63,7 @@ def cross_inputs(
     """
     cc = cfg.cross_hedge
     hedges: dict[str, HedgeContract] = {}
+    levels: list[tuple[str, float]] = []
     for name in sorted(set(cc.hedge.values())):
         inst = lookup(name)
         if inst is None:
@@ -72,11 +76,16 @@ def cross_inputs(
         else:
             notional = inst.multiplier * F
         hedges[name] = HedgeContract(name, und, notional)
+        levels.append((und, portfolio.index_price(inst.index)))
     bench = lookup(cc.benchmark) if cc.benchmark else None
+    bench_price = math.nan if bench is None else portfolio.index_price(bench.index)
+    if bench is not None:
+        levels.append((bench.underlying, bench_price))
     return CrossInputs(
         hedges=hedges,
         benchmark=None if bench is None else bench.underlying,
-        benchmark_price=math.nan if bench is None else portfolio.index_price(bench.index),
+        benchmark_price=bench_price,
+        levels=levels,
     )
 
 

@@ -161,9 +161,8 @@ class RiskTask:
                 else None
             )
             valuation = p.valuation_ns
-        self._record_levels(
-            now, [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
-        )
+        levels = [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
+        self._record_levels(now, levels + (cross.levels if cross is not None else []))
         out = await asyncio.to_thread(
             risk_payloads, books, hedges, held, self.history, self.config, families, now, valuation
         )

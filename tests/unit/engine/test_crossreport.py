@@ -32,6 +32,8 @@ def test_crosshedge_payload_is_the_pure_functions_on_the_window() -> None:
     inputs = cross_inputs(CFG, p, REG.get)
     assert inputs.hedges["BTC-PERPETUAL"].notional_usd == 10.0  # Deribit's inverse contract
     assert (inputs.benchmark, inputs.benchmark_price) == ("BTC", 60_000.0)
+    # the hedge's and the benchmark's index levels, for the window to record even unheld
+    assert inputs.levels == [("BTC", 60_000.0), ("BTC", 60_000.0)]
     ((key, payload),) = cross_payloads([br], inputs, h, CFG, ["crosshedge"], V)
     got = encodes(payload)
     assert key == "alpha"
