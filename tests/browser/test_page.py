@@ -35,6 +35,7 @@ PANELS = (
     "stress",
     "margin",
     "hedges",
+    "crosshedge",
     "skew",
     "strategies",
     "health",
@@ -143,6 +144,10 @@ def test_every_panel_renders_with_no_console_error(page: Page, book: Book) -> No
     expect(page.locator("#panel-margin [role=meter]")).to_have_count(4)
     expect(page.locator("#panel-hedges tbody tr")).to_have_count(4)
     expect(page.locator("#panel-hedges", has_text="BTC-28MAR25-100000-C")).to_be_visible()
+    cross = page.locator("#panel-crosshedge table.crosshedge tbody tr")
+    expect(cross).to_have_count(2)  # desk and hedge, each hedged as a whole in BTC-PERPETUAL
+    for path in ("hedge.contracts", "hedge.r2", "beta_delta_total", "value", "es"):
+        expect(page.locator(f'#panel-crosshedge [data-path="{path}"]')).to_have_count(2)
     expect(page.locator("#panel-skew .card")).to_have_count(2)
     expect(page.locator("#panel-skew canvas")).to_have_count(4)  # smiles, term structures
     quotes = page.locator(f'#panel-skew [data-key="{p}:skew:snapshot"][data-path^="quote_vols."]')

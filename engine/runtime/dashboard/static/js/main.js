@@ -9,11 +9,12 @@ import * as varPanel from './panels/var.js';
 import * as stress from './panels/stress.js';
 import * as margin from './panels/margin.js';
 import * as hedges from './panels/hedges.js';
+import * as crosshedge from './panels/crosshedge.js';
 import * as skew from './panels/skew.js';
 import * as strategies from './panels/strategies.js';
 import * as health from './panels/health.js';
 
-const PANELS = [alerts, exposures, varPanel, stress, margin, hedges, skew, strategies, health];
+const PANELS = [alerts, exposures, varPanel, stress, margin, hedges, crosshedge, skew, strategies, health];
 const store = new Store();
 const dirty = new Set();
 let frame = 0;
