@@ -10,13 +10,21 @@ are frozen; :func:`encode` makes their JSON (a non-finite float is null) and
 :func:`payload_schema` their JSON Schema (docs/schema/riskd-payloads.json).
 
 Modules: :mod:`~engine.outputs.figures` (names and units), :mod:`~engine.outputs.header`,
-:mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
+:mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.attribution` (attribution, capital),
+:mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
 strategy, settlement), :mod:`~engine.outputs.alert`, :mod:`~engine.outputs.heartbeat`,
 :mod:`~engine.outputs.wire` (the seam, the encoding, the schema), :mod:`~engine.outputs.dashboard`
 (the dashboard's WebSocket messages).
 """
 
 from engine.outputs.alert import AlertPayload, AlertScope, AlertState, Direction
+from engine.outputs.attribution import (
+    AttributionPayload,
+    Breakdown,
+    CapitalPayload,
+    MethodAttribution,
+    PartFigures,
+)
 from engine.outputs.dashboard import (
     PROTOCOL_VERSION,
     DashboardMessage,
@@ -100,7 +108,10 @@ __all__ = [
     "AlertPayload",
     "AlertScope",
     "AlertState",
+    "AttributionPayload",
     "BookExposure",
+    "Breakdown",
+    "CapitalPayload",
     "DashboardMessage",
     "Direction",
     "EngineStatus",
@@ -116,7 +127,9 @@ __all__ = [
     "HedgePayload",
     "LiquidityPayload",
     "MarginPayload",
+    "MethodAttribution",
     "OptionHedge",
+    "PartFigures",
     "Payload",
     "Payoff",
     "PortfolioMargin",

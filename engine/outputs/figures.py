@@ -96,6 +96,8 @@ RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
     "margin_mm_utilisation": ("book", "fraction of equity"),
     "hedge_contracts": ("underlying", "contracts"),
     "hedge_residual_delta": ("underlying", "underlying units"),
+    "capital_usd": ("book", "USD"),
+    "capital_utilisation": ("book", "fraction of budget"),
     "atm_vol": ("expiry", "decimal"),
     "rr25": ("expiry", "decimal"),
     "bf25": ("expiry", "decimal"),
@@ -122,6 +124,8 @@ Family = Literal[
     "settlement",
     "liquidity",
     "slippage",
+    "attribution",
+    "capital",
 ]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
@@ -138,6 +142,8 @@ FAMILIES: Final[tuple[Family, ...]] = (
     "settlement",
     "liquidity",
     "slippage",
+    "attribution",
+    "capital",
 )
 """The values of :data:`Family`, in order."""
 

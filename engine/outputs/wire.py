@@ -10,6 +10,7 @@ import msgspec
 import numpy as np
 
 from engine.outputs.alert import AlertPayload
+from engine.outputs.attribution import AttributionPayload, CapitalPayload
 from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
 from engine.outputs.heartbeat import EngineStatus, Heartbeat
@@ -48,6 +49,8 @@ Payload = (
     | SettlementPayload
     | LiquidityPayload
     | SlippagePayload
+    | AttributionPayload
+    | CapitalPayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -62,6 +65,8 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "settlement": (SettlementPayload,),
     "liquidity": (LiquidityPayload,),
     "slippage": (SlippagePayload,),
+    "attribution": (AttributionPayload,),
+    "capital": (CapitalPayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

@@ -90,6 +90,7 @@ class Allocation:
         component_var, component_es: Euler components; each sums to ``var.var``, ``var.es``.
         marginal_var, marginal_es: ∂Risk/∂s per USD of the part's notional (dimensionless).
         incremental_var, incremental_es: the risk minus the risk without the part.
+        standalone_var, standalone_es: the part's own risk, alone.
         notional: Σ |weight x price| of the part's positions, USD.
     """
 
@@ -101,6 +102,8 @@ class Allocation:
     marginal_es: FloatArray
     incremental_var: FloatArray
     incremental_es: FloatArray
+    standalone_var: FloatArray
+    standalone_es: FloatArray
     notional: FloatArray
 
 
@@ -209,11 +212,11 @@ def _allocation(
     pos_var: FloatArray,
     pos_es: FloatArray,
     notional: FloatArray,
-    without_var: FloatArray,
-    without_es: FloatArray,
+    without: tuple[FloatArray, FloatArray],
+    alone: tuple[FloatArray, FloatArray],
 ) -> Allocation:
     """The allocation of ``total`` over ``parts`` from each position's Euler component and
-    each part's risk without it."""
+    each part's (VaR, ES) without it and alone."""
     cv, ce, nt = _by_part(pos_var, parts), _by_part(pos_es, parts), _by_part(notional, parts)
     return Allocation(
         parts=parts,
@@ -222,8 +225,10 @@ def _allocation(
         component_es=ce,
         marginal_var=_per_notional(cv, nt),
         marginal_es=_per_notional(ce, nt),
-        incremental_var=total.var - without_var,
-        incremental_es=total.es - without_es,
+        incremental_var=total.var - without[0],
+        incremental_es=total.es - without[1],
+        standalone_var=alone[0],
+        standalone_es=alone[1],
         notional=nt,
     )
 
@@ -261,17 +266,16 @@ def delta_normal_allocation(
     unit = d_pos * beta[book.und]  # σ's Euler share of each position
     notional = notional_usd(book)
 
-    def risk_without(parts: Parts) -> tuple[FloatArray, FloatArray]:
-        dk = np.zeros((len(parts.labels), u))
-        np.add.at(dk, (parts.of, book.und), d_pos)
-        rest = d[None, :] - dk
-        sig = np.sqrt(np.maximum(np.einsum("ku,uv,kv->k", rest, s, rest), 0.0))
+    def risk(dk: FloatArray) -> tuple[FloatArray, FloatArray]:
+        sig = np.sqrt(np.maximum(np.einsum("ku,uv,kv->k", dk, s, dk), 0.0))
         return z * sig, k_es * sig
 
     out = []
     for parts in partitions:
-        nv, ne = risk_without(parts)
-        out.append(_allocation(parts, total, z * unit, k_es * unit, notional, nv, ne))
+        dk = np.zeros((len(parts.labels), u))
+        np.add.at(dk, (parts.of, book.und), d_pos)
+        without, alone = risk(d[None, :] - dk), risk(dk)
+        out.append(_allocation(parts, total, z * unit, k_es * unit, notional, without, alone))
     return out
 
 
@@ -325,13 +329,15 @@ def delta_gamma_allocation(
     confidence: float,
     es_confidence: float,
     horizon_days: float,
+    incremental_max: int = 200,
 ) -> list[Allocation]:
     """Delta-gamma Cornish-Fisher attribution: position i's component is
     ∂Risk/∂d_{uᵢ} dᵢ + ∂Risk/∂g_{uᵢ} gᵢ (the gradient of the closed form by complex steps);
-    incremental: the closed form with the part's deltas and gammas taken out."""
+    incremental and standalone: the closed form without the part and of the part alone, for a
+    partition of at most ``incremental_max`` parts (else NaN)."""
     u = cov.shape[0]
-    d = np.bincount(book.und, d_pos, minlength=u)
-    g = np.bincount(book.und, g_pos, minlength=u)
+    d = np.bincount(book.und, d_pos, minlength=u).astype(np.float64)
+    g = np.bincount(book.und, g_pos, minlength=u).astype(np.float64)
     total = delta_gamma(d, g, cov, confidence, es_confidence, horizon_days)
     s = cov * horizon_days
     if float(d @ s @ d) + 0.5 * float(np.trace((g[:, None] * s) @ (g[:, None] * s))) > 0.0:
@@ -343,15 +349,18 @@ def delta_gamma_allocation(
     notional = notional_usd(book)
     out = []
     for parts in partitions:
-        nv = np.empty(len(parts.labels))
-        ne = np.empty(len(parts.labels))
-        for k in range(len(parts.labels)):
-            keep = parts.of != k
-            dk = np.bincount(book.und[keep], d_pos[keep], minlength=u)
-            gk = np.bincount(book.und[keep], g_pos[keep], minlength=u)
-            rest = delta_gamma(dk, gk, cov, confidence, es_confidence, horizon_days)
-            nv[k], ne[k] = rest.var, rest.es
-        out.append(_allocation(parts, total, pos_v, pos_e, notional, nv, ne))
+        p = len(parts.labels)
+        fig = np.full((4, p), math.nan)  # VaR, ES without the part; VaR, ES of it alone
+        for k in range(p if p <= incremental_max else 0):
+            mine = parts.of == k
+            for row, keep in ((0, ~mine), (2, mine)):
+                dk = np.bincount(book.und[keep], d_pos[keep], minlength=u)
+                gk = np.bincount(book.und[keep], g_pos[keep], minlength=u)
+                f = delta_gamma(dk, gk, cov, confidence, es_confidence, horizon_days)
+                fig[row, k], fig[row + 1, k] = f.var, f.es
+        out.append(
+            _allocation(parts, total, pos_v, pos_e, notional, (fig[0], fig[1]), (fig[2], fig[3]))
+        )
     return out
 
 
@@ -407,8 +416,8 @@ def scenario_allocation(
     Component ES: each part's P&L over the tail scenarios with the ES's weights; component VaR:
     over the VaR's window, rescaled to sum to the VaR (module docstring). Only the scenarios
     with a weight are revalued position by position. Incremental: the risk of ``pnl`` minus the
-    part's P&L in every scenario (a full revaluation by part), for a partition of at most
-    ``incremental_max`` parts (else NaN)."""
+    part's P&L in every scenario (a full revaluation by part), and standalone: the risk of that
+    P&L alone, for a partition of at most ``incremental_max`` parts (else NaN)."""
     n = pnl.size
     hw = default_half_width(n, total.var_confidence) if half_width is None else half_width
     w_es = tail_weights(pnl, total.es_confidence)
@@ -429,13 +438,16 @@ def scenario_allocation(
     out = []
     for parts in partitions:
         p = len(parts.labels)
-        nv, ne = np.full(p, math.nan), np.full(p, math.nan)
+        fig = np.full((4, p), math.nan)  # VaR, ES without the part; VaR, ES of it alone
         if p <= incremental_max:
             by_part = _part_pnl(book, ret, dvol, horizon_days, parts.of, p)
+            c, ce = total.var_confidence, total.es_confidence
             for k in range(p):
-                rest = empirical(pnl - by_part[:, k], total.var_confidence, total.es_confidence)
-                nv[k], ne[k] = rest.var, rest.es
-        out.append(_allocation(parts, total, pos_var, pos_es, notional, nv, ne))
+                rest, alone = empirical(pnl - by_part[:, k], c, ce), empirical(by_part[:, k], c, ce)
+                fig[:, k] = rest.var, rest.es, alone.var, alone.es
+        out.append(
+            _allocation(parts, total, pos_var, pos_es, notional, (fig[0], fig[1]), (fig[2], fig[3]))
+        )
     return out
 
 

@@ -45,6 +45,7 @@ from engine.outputs import (
     VarPayload,
 )
 from engine.risk import hedge, margin, skew, var
+from engine.risk.breakdown import AttributionConfig
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
@@ -118,6 +119,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             expiry's fitted smile (a quote with that ``iv`` and the fit's forward).
         strategy_interval_s: period of the strategy payloads.
         liquidity: ``[risk.liquidity]``, the exit cost and liquidity-adjusted VaR.
+        attribution: ``[risk.attribution]``: attribution and capital allocation.
     """
 
     enabled: bool = True
@@ -149,6 +151,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     smile_vols: bool = True
     strategy_interval_s: PositiveFloat = 1.0
     liquidity: LiquidityConfig = msgspec.field(default_factory=LiquidityConfig)
+    attribution: AttributionConfig = AttributionConfig()
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):

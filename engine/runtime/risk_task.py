@@ -28,6 +28,7 @@ from engine.outputs import (
     TermStructurePayload,
     VarPayload,
 )
+from engine.risk.breakdown import attribution_payloads
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import (
     FloatArray,
@@ -55,8 +56,8 @@ logger = logging.getLogger(__name__)
 
 
 class RiskTask:
-    """VaR/ES, stress grids, margin, hedges, skew fits, strategies and liquidity, each on its
-    period.
+    """VaR/ES, stress grids, margin, hedges, skew fits, strategies, liquidity, attribution and
+    capital, each on its period.
 
     Args:
         config: ``[risk]``.
@@ -116,6 +117,9 @@ class RiskTask:
             periods["hedge"] = cfg.hedge_interval_s
         if cfg.liquidity.enabled:
             periods["liquidity"] = cfg.liquidity.interval_s
+        if cfg.attribution.enabled:
+            periods["attribution"] = cfg.attribution.interval_s
+            periods["capital"] = cfg.attribution.capital_interval_s
         return periods
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -167,6 +171,12 @@ class RiskTask:
             ]  # a walk of at most the levels of one book per hedge: light
         for key, payload in out:
             self.out.publish(key, payload)
+        if "attribution" in families or "capital" in families:
+            shares = await asyncio.to_thread(
+                attribution_payloads, books, self.history, self.config, families, now, valuation
+            )
+            for key, share in shares:
+                self.out.publish(key, share)
         if chains:
             skews, smile = await asyncio.to_thread(
                 skew_payloads, chains, self.smile_quotes, now, valuation

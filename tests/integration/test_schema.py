@@ -45,6 +45,8 @@ FAMILIES = (
     "settlement",
     "liquidity",
     "slippage",
+    "attribution",
+    "capital",
 )
 
 
@@ -112,6 +114,11 @@ equity_usd = {{ main = 1000000.0 }}
 equity_coin = {{ main = 10.0 }}
 hedge_future = {{ BTC = "BTC-PERPETUAL" }}
 hedge_options = {{ BTC = ["{CALL}"] }}
+
+[risk.attribution]
+interval_s = 0.5
+capital_interval_s = 0.5
+budget_usd = {{ main = 100000.0 }}
 
 [[feeds]]
 kind = "sim"
@@ -227,6 +234,8 @@ class Written:
             and any(p["status"] == "ok" for p in self.of("margin"))
             and any(p["var"] is not None for p in self.of("var"))
             and any(p["lvar"] is not None for p in self.of("liquidity"))
+            and any(p["methods"][0]["status"] == "ok" for p in self.of("attribution"))
+            and any(p["capital_utilisation"] is not None for p in self.of("capital"))
             and bool(settled)
             and any(p.get("reason") == "restart" for p in alerts)
             and any(p["scope"] == "feed" for p in alerts)

@@ -147,8 +147,9 @@ def test_delta_gamma_components_are_the_derivatives_by_finite_differences() -> N
         (v1, e1), (v0, e0) = risk(1 + h), risk(1 - h)
         assert a.component_var[k] == pytest.approx((v1 - v0) / (2 * h), rel=1e-5, abs=1e-3)
         assert a.component_es[k] == pytest.approx((e1 - e0) / (2 * h), rel=1e-5, abs=1e-3)
-        without = delta_gamma(np.bincount(book.und, d * (parts.of != k), 3),
-                              np.bincount(book.und, g * (parts.of != k), 3), cov, 0.99, 0.975, 1.0)  # fmt: skip
+        keep = parts.of != k
+        dk, gk = np.bincount(book.und, d * keep, 3), np.bincount(book.und, g * keep, 3)
+        without = delta_gamma(dk, gk, cov, 0.99, 0.975, 1.0)
         assert a.incremental_var[k] == pytest.approx(a.var.var - without.var, rel=1e-12)
 
 
@@ -218,13 +219,16 @@ def test_component_var_is_the_window_mean_rescaled() -> None:
     window = -(np.array([1.0, 2.0, 1.0]) @ per[::-1]) / 4.0  # 3rd, 2nd, worst
     assert a.component_var == pytest.approx(window * total.var / window.sum(), rel=1e-9)
     w = var_window_weights(pnl, 0.99, 1)
-    assert w[worst[1]] == 0.5 and w[worst[0]] == 0.25 and w[worst[2]] == 0.25
+    assert w[worst[1]] == 0.5
+    assert w[worst[0]] == 0.25
+    assert w[worst[2]] == 0.25
 
 
 def test_tail_weights_are_acerbi_tasche() -> None:
     pnl = -np.arange(100.0)  # losses 0..99
     w = tail_weights(pnl, 0.975)
-    assert w[99] == w[98] == pytest.approx(1 / 2.5) and w[97] == pytest.approx(0.5 / 2.5)
+    assert w[99] == w[98] == pytest.approx(1 / 2.5)
+    assert w[97] == pytest.approx(0.5 / 2.5)
     assert float(w @ -pnl) == pytest.approx(empirical(pnl, 0.99, 0.975).es)
 
 
