@@ -5,7 +5,7 @@ figure that cannot be computed is null and ``status`` says why."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -18,6 +18,11 @@ __all__ = [
     "CapitalPayload",
     "MethodAttribution",
     "PartFigures",
+    "Trade",
+    "WhatIfPayload",
+    "WhatIfRequest",
+    "WhatIfRisk",
+    "WhatIfScope",
 ]
 
 Measure = Literal["var", "es"]
@@ -103,4 +108,56 @@ class CapitalPayload(Header, frozen=True, kw_only=True):
     capital_budget_usd: float | None
     capital_utilisation: float | None
     status: str
+    units: dict[str, str]
+
+
+class Trade(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A proposed trade: ``quantity`` of ``instrument`` (as the positions file counts it;
+    negative: sell) into ``book``."""
+
+    book: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^:]+$")]
+    instrument: Annotated[str, msgspec.Meta(min_length=1)]
+    quantity: float
+
+
+class WhatIfRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of ``POST /what-if``."""
+
+    trades: Annotated[list[Trade], msgspec.Meta(min_length=1, max_length=100)]
+
+
+class WhatIfRisk(msgspec.Struct, frozen=True, kw_only=True):
+    """One method's VaR and ES before and after the trades (USD losses) and their difference,
+    the trades' incremental VaR and ES."""
+
+    method: VarMethod
+    status: str
+    var_before: float | None
+    var_after: float | None
+    incremental_var: float | None
+    es_before: float | None
+    es_after: float | None
+    incremental_es: float | None
+
+
+class WhatIfScope(msgspec.Struct, frozen=True, kw_only=True):
+    """A book the trades touch, or the firm (``*``): risk by every method and the Deribit-style
+    portfolio margin (initial, USD) before and after."""
+
+    book: str
+    risk: list[WhatIfRisk]
+    margin_im_before: float | None
+    margin_im_after: float | None
+    incremental_margin_im: float | None
+    margin_status: str
+
+
+class WhatIfPayload(Header, frozen=True, kw_only=True):
+    """The answer to a what-if: the incremental VaR, ES and margin of the ``trades`` for each book
+    they touch and for the firm, by full revaluation against the daemon's book and moves at
+    ``valuation_ts_ns``. ``unpriced``: instruments without a price now (left out)."""
+
+    trades: list[Trade]
+    scopes: list[WhatIfScope]
+    unpriced: list[str]
     units: dict[str, str]

@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from aiohttp import web
+
 from engine.clock import Clock
 from engine.errors import ConfigError
 from engine.events import Quote
@@ -48,6 +50,7 @@ from engine.risk.strategies import StrategyBook
 from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
+from engine.runtime.whatif import add_what_if
 from engine.state import BookRisk, Portfolio
 
 __all__ = ["RiskTask", "check_hedges", "load_history"]
@@ -102,6 +105,10 @@ class RiskTask:
         self.smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
         self.spreads = SpreadHistory(config.liquidity.window)
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve ``POST /what-if`` (:mod:`engine.runtime.whatif`) on the daemon's HTTP app."""
+        add_what_if(app, self)
 
     def periods(self) -> dict[str, float]:
         """Each family published, and its period in seconds."""
