@@ -71,8 +71,8 @@ class AttributionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """
 
     enabled: bool = True
-    interval_s: PositiveFloat = 10.0
-    capital_interval_s: PositiveFloat = 10.0
+    interval_s: PositiveFloat = 60.0
+    capital_interval_s: PositiveFloat = 60.0
     var_half_width: Annotated[int, msgspec.Meta(ge=0)] = 0
     incremental_max: Annotated[int, msgspec.Meta(ge=0)] = 200
     top_positions: Annotated[int, msgspec.Meta(ge=0)] = 50

@@ -73,6 +73,10 @@ def test_jorion_component_marginal_and_incremental_var_by_hand() -> None:
         [a.var.var - alpha * 0.12e6, a.var.var - alpha * 0.1e6], rel=1e-12
     )
     assert a.incremental_var == pytest.approx(np.array([0.1168e6, 0.1498e6]) * scale, rel=2e-3)
+    # individual VaRs 0.165 and 0.198 ($M); undiversified 0.363, diversification 0.048
+    assert a.standalone_var == pytest.approx(np.array([0.165e6, 0.198e6]) * scale, rel=1e-12)
+    benefit = a.standalone_var.sum() - a.var.var
+    assert benefit == pytest.approx(0.048e6 * scale, rel=2e-2)
 
 
 def test_normal_component_es_is_the_closed_form() -> None:
