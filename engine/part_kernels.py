@@ -23,7 +23,7 @@ from engine.kernels import (
     _scenario_value,
 )
 
-__all__ = ["part_pnl_kernel"]
+__all__ = ["part_pnl_kernel", "weighted_pnl_kernel"]
 
 F64 = npt.NDArray[np.float64]
 F64_2D = npt.NDArray[np.float64]
@@ -75,3 +75,48 @@ def part_pnl_kernel(
                 log_xk[i] + ret[s, u],
             )  # fmt: skip
             row[k] += book.weight[i] * (moved - value[i])
+
+
+_WEIGHTED_SIG = void(
+    _numba_type(ScenarioColumns),
+    float64[:, ::1],  # ret: log-return, (scenarios, underlyings)
+    float64[:, ::1],  # dvol: relative vol move, (scenarios, underlyings)
+    float64,  # horizon, years
+    float64[:, ::1],  # weights: (sets, scenarios)
+    float64[:, ::1],  # out: per (set, position), Σ_s weight x P&L, USD
+)
+
+
+@njit(_WEIGHTED_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def weighted_pnl_kernel(
+    book: ScenarioColumns, ret: F64_2D, dvol: F64_2D, horizon: float, weights: F64_2D,
+    out: F64_2D,
+) -> None:  # fmt: skip
+    """``out[k, i]``: Σₛ ``weights[k, s]`` x position i's P&L in scenario s (valued as
+    :func:`part_pnl_kernel` values it; 0 for a position that cannot be valued now). Threaded
+    over positions: a few weighted means of every position, with no (scenario, position)
+    matrix in memory."""
+    n = book.kind.shape[0]
+    n_sets, n_scen = weights.shape
+    X = book.X
+    growth = np.exp(ret)
+    vol_factor = np.maximum(1.0 + dvol, _VOL_FLOOR)
+    for i in prange(n):
+        log_xk = 0.0
+        if book.kind[i] == KIND_OPTION and X[i] > 0.0 and book.strike[i] > 0.0:
+            log_xk = _log_ratio(X[i], book.strike[i])
+        value = _scenario_value(book, i, book.T[i], book.sigma[i], X[i], log_xk)
+        for k in range(n_sets):
+            out[k, i] = 0.0
+        if not math.isfinite(value):
+            continue
+        u = book.und[i]
+        later = max(book.T[i] - horizon, 0.0)
+        for s in range(n_scen):
+            moved = _scenario_value(
+                book, i, later, book.sigma[i] * vol_factor[s, u], X[i] * growth[s, u],
+                log_xk + ret[s, u],
+            )  # fmt: skip
+            pnl = book.weight[i] * (moved - value)
+            for k in range(n_sets):
+                out[k, i] += weights[k, s] * pnl

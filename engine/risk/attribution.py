@@ -424,9 +424,13 @@ def scenario_allocation(
     w_var = var_window_weights(pnl, total.var_confidence, hw)
     sel = np.flatnonzero((w_es != 0.0) | (w_var != 0.0))
     n_pos = book.kind.size
-    per_pos = _part_pnl(book, ret[sel], dvol[sel], horizon_days, np.arange(n_pos), n_pos)
-    pos_es = -(w_es[sel] @ per_pos)
-    pos_var = -(w_var[sel] @ per_pos)
+    weights = np.ascontiguousarray(np.stack([w_es[sel], w_var[sel]]))
+    per_set = np.empty((2, n_pos))
+    part_kernels.weighted_pnl_kernel(
+        book, np.ascontiguousarray(ret[sel]), np.ascontiguousarray(dvol[sel]),
+        horizon_days / DAYS_PER_YEAR, weights, per_set,
+    )  # fmt: skip
+    pos_es, pos_var = -per_set[0], -per_set[1]
     smoothed = float(pos_var.sum())
     if smoothed != 0.0 and smoothed * total.var > 0.0:
         pos_var *= total.var / smoothed
