@@ -159,6 +159,11 @@ equity_usd = {{ desk = 4000000.0, hedge = 1500000.0 }}
 hedge_future = {{ BTC = "BTC-PERPETUAL", ETH = "ETH-PERPETUAL" }}
 hedge_options = {{ BTC = ["BTC-28MAR25-100000-C"] }}
 
+[risk.attribution]
+interval_s = 1.0
+capital_interval_s = 1.0
+budget_usd = {{ desk = 200000.0 }}
+
 [http]
 address = "127.0.0.1:{http_port}"
 {http_extra}
