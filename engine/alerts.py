@@ -43,6 +43,7 @@ from engine.outputs import (
     AlertPayload,
     AlertState,
     BookExposure,
+    CapitalPayload,
     Direction,
     ExpiryColumns,
     HedgePayload,
@@ -102,6 +103,8 @@ AlertMetric = Literal[
     "margin_mm_utilisation",
     "hedge_contracts",
     "hedge_residual_delta",
+    "capital_usd",
+    "capital_utilisation",
     "atm_vol",
     "rr25",
     "bf25",
@@ -463,6 +466,8 @@ _RISK_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     **{m: VarPayload for m in RISK_METRICS if m in ("var", "es") or m.startswith(("var_", "es_"))},
     "stress_loss": StressPayload,
     **{m: MarginPayload for m in RISK_METRICS if m.startswith("margin_")},
+    "capital_usd": CapitalPayload,
+    "capital_utilisation": CapitalPayload,
     "hedge_contracts": HedgePayload,
     "hedge_residual_delta": HedgePayload,
     "atm_vol": SmilePayload,
@@ -489,7 +494,7 @@ def _scope_key(p: Payload) -> tuple[Scope, str, str | None, str | None]:
         return "strategy", p.book, p.underlying, p.strategy
     if isinstance(p, SmilePayload):
         return "expiry", MARKET_BOOK, p.underlying, p.expiry
-    if isinstance(p, BookExposure | VarPayload | StressPayload | MarginPayload):
+    if isinstance(p, BookExposure | VarPayload | StressPayload | MarginPayload | CapitalPayload):
         return "book", p.book, None, None
     raise TypeError(f"no alert rule reads a {type(p).__name__}")
 

@@ -167,6 +167,10 @@ benchmark = "btc_usd"
 [risk.cpt]
 enabled = true
 interval_s = 1.0
+[risk.attribution]
+interval_s = 1.0
+capital_interval_s = 1.0
+budget_usd = {{ desk = 200000.0 }}
 
 [http]
 address = "127.0.0.1:{http_port}"

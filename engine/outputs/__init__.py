@@ -12,12 +12,25 @@ are frozen; :func:`encode` makes their JSON (a non-finite float is null) and
 Modules: :mod:`~engine.outputs.figures` (names and units), :mod:`~engine.outputs.header`,
 :mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
 strategy, settlement), :mod:`~engine.outputs.crosshedge` (crosshedge, cpt),
-:mod:`~engine.outputs.alert`, :mod:`~engine.outputs.heartbeat`,
+:mod:`~engine.outputs.attribution` (attribution, capital), :mod:`~engine.outputs.alert`,
+:mod:`~engine.outputs.heartbeat`,
 :mod:`~engine.outputs.wire` (the seam, the encoding, the schema), :mod:`~engine.outputs.dashboard`
 (the dashboard's WebSocket messages).
 """
 
 from engine.outputs.alert import AlertPayload, AlertScope, AlertState, Direction
+from engine.outputs.attribution import (
+    AttributionPayload,
+    Breakdown,
+    CapitalPayload,
+    MethodAttribution,
+    PartFigures,
+    Trade,
+    WhatIfPayload,
+    WhatIfRequest,
+    WhatIfRisk,
+    WhatIfScope,
+)
 from engine.outputs.crosshedge import CptFigures, CptPayload, CrossHedgeFigures, CrossHedgePayload
 from engine.outputs.dashboard import (
     PROTOCOL_VERSION,
@@ -102,7 +115,10 @@ __all__ = [
     "AlertPayload",
     "AlertScope",
     "AlertState",
+    "AttributionPayload",
     "BookExposure",
+    "Breakdown",
+    "CapitalPayload",
     "CptFigures",
     "CptPayload",
     "CrossHedgeFigures",
@@ -122,7 +138,9 @@ __all__ = [
     "HedgePayload",
     "LiquidityPayload",
     "MarginPayload",
+    "MethodAttribution",
     "OptionHedge",
+    "PartFigures",
     "Payload",
     "Payoff",
     "PortfolioMargin",
@@ -148,6 +166,7 @@ __all__ = [
     "StressPayload",
     "Svi",
     "TermStructurePayload",
+    "Trade",
     "UnderlyingExposure",
     "Update",
     "VarHistory",
@@ -155,6 +174,10 @@ __all__ = [
     "VarPayload",
     "Vector",
     "Version",
+    "WhatIfPayload",
+    "WhatIfRequest",
+    "WhatIfRisk",
+    "WhatIfScope",
     "dashboard_schema",
     "decode_alert",
     "encode",

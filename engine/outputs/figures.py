@@ -96,6 +96,8 @@ RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
     "margin_mm_utilisation": ("book", "fraction of equity"),
     "hedge_contracts": ("underlying", "contracts"),
     "hedge_residual_delta": ("underlying", "underlying units"),
+    "capital_usd": ("book", "USD"),
+    "capital_utilisation": ("book", "fraction of budget"),
     "atm_vol": ("expiry", "decimal"),
     "rr25": ("expiry", "decimal"),
     "bf25": ("expiry", "decimal"),
@@ -124,6 +126,8 @@ Family = Literal[
     "slippage",
     "crosshedge",
     "cpt",
+    "attribution",
+    "capital",
 ]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
@@ -142,6 +146,8 @@ FAMILIES: Final[tuple[Family, ...]] = (
     "slippage",
     "crosshedge",
     "cpt",
+    "attribution",
+    "capital",
 )
 """The values of :data:`Family`, in order."""
 

@@ -10,6 +10,7 @@ import msgspec
 import numpy as np
 
 from engine.outputs.alert import AlertPayload
+from engine.outputs.attribution import AttributionPayload, CapitalPayload
 from engine.outputs.crosshedge import CptPayload, CrossHedgePayload
 from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
@@ -51,6 +52,8 @@ Payload = (
     | SlippagePayload
     | CrossHedgePayload
     | CptPayload
+    | AttributionPayload
+    | CapitalPayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -67,6 +70,8 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "slippage": (SlippagePayload,),
     "crosshedge": (CrossHedgePayload,),
     "cpt": (CptPayload,),
+    "attribution": (AttributionPayload,),
+    "capital": (CapitalPayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

@@ -45,6 +45,7 @@ from engine.outputs import (
     VarPayload,
 )
 from engine.risk import hedge, margin, skew, var
+from engine.risk.breakdown import AttributionConfig
 from engine.risk.cpt import CptConfig
 from engine.risk.crosshedge import CrossHedgeConfig
 from engine.risk.history import MoveHistory
@@ -122,6 +123,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         liquidity: ``[risk.liquidity]``, the exit cost and liquidity-adjusted VaR.
         cross_hedge: ``[risk.cross_hedge]``, the crosshedge payloads (docs/hedging.md).
         cpt: ``[risk.cpt]``, the prospect-theory payloads (docs/risk.md).
+        attribution: ``[risk.attribution]``: attribution and capital allocation.
     """
 
     enabled: bool = True
@@ -155,6 +157,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     liquidity: LiquidityConfig = msgspec.field(default_factory=LiquidityConfig)
     cross_hedge: CrossHedgeConfig = CrossHedgeConfig()
     cpt: CptConfig = CptConfig()
+    attribution: AttributionConfig = AttributionConfig()
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):

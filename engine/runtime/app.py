@@ -164,6 +164,7 @@ def build(
     if config.http.address:
         daemon.http = HttpServer(config.http, monitor.health, histograms)
         daemon.http.app[REGISTRY].register(notifier)
+        risk.add_routes(daemon.http.app)  # POST /what-if
         if config.http.dashboard:
             state = HealthState(monitor.health, clock, portfolio, config.redis.url)
             periods = {"exposure": config.engine.full_reprice_interval_s, **risk.periods()}

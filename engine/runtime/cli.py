@@ -122,7 +122,53 @@ def _parser() -> argparse.ArgumentParser:
         help="the schema of the dashboard's WebSocket messages instead (kept in "
         f"{DASHBOARD_SCHEMA_FILE.relative_to(DASHBOARD_SCHEMA_FILE.parents[2])})",
     )
+    what_if = sub.add_parser(
+        "what-if",
+        help="incremental VaR, ES and margin of proposed trades, from the running daemon",
+        description=(
+            "Ask the running daemon (POST /what-if on the config's [http] address) what the "
+            "trades would add to each book's and the firm's VaR and ES (every method) and "
+            "portfolio margin, against its book and moves now; print its JSON answer "
+            "(docs/risk.md#what-if). Nothing is traded or published. Exit status 2 on a bad "
+            "config or trade, 1 when the daemon cannot be reached or refuses the request."
+        ),
+    )
+    what_if.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"TOML (default: {DEFAULT_CONFIG})",
+    )
+    what_if.add_argument(
+        "--trade",
+        action="append",
+        required=True,
+        metavar="BOOK:INSTRUMENT:QTY",
+        help="a proposed trade (QTY as the positions file counts it; negative: sell); repeat it",
+    )
     return parser
+
+
+def _what_if(path: Path, trades: list[str]) -> int:
+    from engine.runtime.config import load_config
+    from engine.runtime.whatif import parse_trade, post_what_if
+
+    config = load_config(path)
+    if not config.http.address:
+        raise ConfigError(str(path), "what-if needs the daemon's HTTP server - at `$.http.address`")
+    try:
+        parsed = [parse_trade(t) for t in trades]
+    except ValueError as exc:
+        print(f"riskd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        status, answer = post_what_if(config.http.address, parsed)
+    except OSError as exc:
+        print(f"riskd: no daemon at {config.http.address}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0 if status == 200 else 1
 
 
 def _schema(output: Path | None, dashboard: bool) -> int:
@@ -238,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args.config, args.view, args.duration, args.exit_at_end)
         if args.command == "schema":
             return _schema(args.output, args.dashboard)
+        if args.command == "what-if":
+            return _what_if(args.config, args.trade)
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from aiohttp import web
+
 from engine.clock import Clock
 from engine.errors import ConfigError
 from engine.events import Quote
@@ -28,6 +30,7 @@ from engine.outputs import (
     TermStructurePayload,
     VarPayload,
 )
+from engine.risk.breakdown import attribution_payloads
 from engine.risk.crossreport import cross_inputs, cross_payloads
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import (
@@ -48,6 +51,7 @@ from engine.risk.strategies import StrategyBook
 from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
+from engine.runtime.whatif import add_what_if
 from engine.state import BookRisk, Portfolio
 
 __all__ = ["RiskTask", "check_hedges", "load_history"]
@@ -56,8 +60,8 @@ logger = logging.getLogger(__name__)
 
 
 class RiskTask:
-    """VaR/ES, stress grids, margin, hedges, skew fits, strategies and liquidity, each on its
-    period.
+    """VaR/ES, stress grids, margin, hedges, skew fits, strategies, liquidity, attribution and
+    capital, each on its period.
 
     Args:
         config: ``[risk]``.
@@ -103,6 +107,10 @@ class RiskTask:
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
         self.spreads = SpreadHistory(config.liquidity.window)
 
+    def add_routes(self, app: web.Application) -> None:
+        """Serve ``POST /what-if`` (:mod:`engine.runtime.whatif`) on the daemon's HTTP app."""
+        add_what_if(app, self)
+
     def periods(self) -> dict[str, float]:
         """Each family published, and its period in seconds."""
         cfg = self.config
@@ -121,6 +129,9 @@ class RiskTask:
             periods["crosshedge"] = cfg.cross_hedge.interval_s
         if cfg.cpt.enabled:
             periods["cpt"] = cfg.cpt.interval_s
+        if cfg.attribution.enabled:
+            periods["attribution"] = cfg.attribution.interval_s
+            periods["capital"] = cfg.attribution.capital_interval_s
         return periods
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -181,6 +192,12 @@ class RiskTask:
                 cross_payloads, books, cross, self.history, self.config, families, now
             ):
                 self.out.publish(key, extra)
+        if "attribution" in families or "capital" in families:
+            shares = await asyncio.to_thread(
+                attribution_payloads, books, self.history, self.config, families, now, valuation
+            )
+            for key, share in shares:
+                self.out.publish(key, share)
         if chains:
             skews, smile = await asyncio.to_thread(
                 skew_payloads, chains, self.smile_quotes, now, valuation

@@ -32,6 +32,7 @@ PANELS = (
     "alerts",
     "exposures",
     "var",
+    "attribution",
     "stress",
     "margin",
     "hedges",
@@ -381,3 +382,30 @@ client_id = "riskd-browser-{port}"
 """
     )
     return _Live(config, port, broker.port, instrument)
+
+
+def test_attribution_bars_sum_to_the_firms_total(page: Page, book: Book) -> None:
+    """The firm's card: one bar per part of each breakdown, and the component ES the page shows
+    (each equal to Redis) add up to the ES Redis holds."""
+    page.goto(book.daemon.url)
+    expect(page.locator("#status")).to_contain_text("LIVE")
+    firm = json.loads(book.redis.hget(f"{book.prefix}:attribution:snapshot", "*") or "null")
+    assert firm is not None
+    mi = next(i for i, m in enumerate(firm["methods"]) if m["method"] == "historical")
+    method = firm["methods"][mi]
+    assert method["status"] == "ok"
+    card = page.locator("#panel-attribution .card").first
+    expect(card.locator(".breakdown")).to_have_count(len(method["breakdowns"]))
+    for bi, b in enumerate(method["breakdowns"]):
+        path = f"methods.{mi}.breakdowns.{bi}.parts."
+        shown = card.locator(f'[data-key][data-field="*"][data-path^="{path}"]')
+        values = [
+            float(v)
+            for p, v in shown.evaluate_all(
+                "(es) => es.map((e) => [e.dataset.path, e.dataset.value])"
+            )
+            if p.endswith(".component_es")
+        ]
+        assert len(values) == len(b["parts"])
+        assert math.isclose(sum(values), method["es"], rel_tol=1e-9), b["by"]
+        expect(card.locator(".breakdown").nth(bi).locator(".bar")).to_have_count(len(b["parts"]))

@@ -113,6 +113,8 @@ def test_the_readme_commands_are_the_ones_tested_here() -> None:
         "scripts/riskd check-config -c FILE",
         "scripts/riskd demo",
         "scripts/riskd schema",
+        # against a running daemon: tests/integration/test_whatif.py runs it through main()
+        "scripts/riskd what-if -c FILE --trade BOOK:INSTRUMENT:QTY",
     ]
 
 

@@ -47,6 +47,8 @@ FAMILIES = (
     "slippage",
     "crosshedge",
     "cpt",
+    "attribution",
+    "capital",
 )
 
 
@@ -124,6 +126,10 @@ min_days = 2
 [risk.cpt]
 enabled = true
 interval_s = 0.5
+[risk.attribution]
+interval_s = 0.5
+capital_interval_s = 0.5
+budget_usd = {{ main = 100000.0 }}
 
 [[feeds]]
 kind = "sim"
@@ -241,6 +247,8 @@ class Written:
             and any(p["lvar"] is not None for p in self.of("liquidity"))
             and any(p["hedge"] is not None for p in self.of("crosshedge"))
             and any(p["value"] is not None for p in self.of("cpt"))
+            and any(p["methods"][0]["status"] == "ok" for p in self.of("attribution"))
+            and any(p["capital_utilisation"] is not None for p in self.of("capital"))
             and bool(settled)
             and any(p.get("reason") == "restart" for p in alerts)
             and any(p["scope"] == "feed" for p in alerts)

@@ -19,6 +19,7 @@ from engine.outputs import (
     UNITS,
     AlertPayload,
     BookExposure,
+    CapitalPayload,
     ExpiryColumns,
     HedgePayload,
     Payload,
@@ -515,6 +516,19 @@ def test_risk_figures_raise_with_their_units() -> None:
         "decimal",
         "below",
     )
+
+
+def test_capital_utilisation_raises_per_book() -> None:
+    """A book's share of the firm's risk over its budget (the capital payload, book scope)."""
+    engine = AlertEngine(
+        [rule(name="budget", metric="capital_utilisation", scope="book", above=0.9)]
+    )
+    under = payload(CapitalPayload, book="main", ts_ns=1, capital_utilisation=0.5)
+    assert engine.check(under) == []
+    (t,) = engine.check(payload(CapitalPayload, book="main", ts_ns=2, capital_utilisation=1.2))
+    assert (t.id, t.unit, t.value) == ("budget:main", "fraction of budget", 1.2)
+    with pytest.raises(ValueError, match="book scope only"):
+        rule(name="b", metric="capital_usd", scope="underlying", above=1.0)
 
 
 def test_strategy_scope_watches_a_holdings_figures_keyed_by_its_text() -> None:

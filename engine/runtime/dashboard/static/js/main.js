@@ -7,6 +7,7 @@ import * as alerts from './panels/alerts.js';
 import * as exposures from './panels/exposures.js';
 import * as varPanel from './panels/var.js';
 import * as stress from './panels/stress.js';
+import * as attribution from './panels/attribution.js';
 import * as margin from './panels/margin.js';
 import * as hedges from './panels/hedges.js';
 import * as crosshedge from './panels/crosshedge.js';
@@ -14,7 +15,10 @@ import * as skew from './panels/skew.js';
 import * as strategies from './panels/strategies.js';
 import * as health from './panels/health.js';
 
-const PANELS = [alerts, exposures, varPanel, stress, margin, hedges, crosshedge, skew, strategies, health];
+const PANELS = [
+  alerts, exposures, varPanel, attribution, stress, margin, hedges, crosshedge, skew, strategies,
+  health,
+];
 const store = new Store();
 const dirty = new Set();
 let frame = 0;
