@@ -15,6 +15,13 @@ from hypothesis import settings
 
 from tests.servers import MosquittoServer, RedisServer
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests last: pytest-playwright's sync API runs an event loop of its own from
+    its first test to the end of the session, and pytest-asyncio cannot run a test beside it."""
+    items.sort(key=lambda item: item.path.parent.name == "browser")
+
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")

@@ -32,13 +32,14 @@ MINUTE_NS = 60 * 10**9
 
 
 def demo_config(tmp_path: Path, redis_url: str, prefix: str) -> Path:
-    """config/demo.toml with its Redis at ``redis_url`` under ``prefix``, and the files it
-    names beside it."""
+    """config/demo.toml with its Redis at ``redis_url`` under ``prefix``, its HTTP endpoint on
+    any free port, and the files it names beside it."""
     body = DEMO.read_text()
     for old, new in (
         ('url = "redis://127.0.0.1:6379/0"', f'url = "{redis_url}"'),
         ("start_local = true", "start_local = false"),
         ('prefix = "risk"', f'prefix = "{prefix}"'),
+        ('address = "127.0.0.1:9464"', 'address = "127.0.0.1:0"'),  # any free port
     ):
         assert old in body
         body = body.replace(old, new)

@@ -59,16 +59,18 @@ async def serving(server: HttpServer, daemon: Daemon) -> AsyncIterator[Endpoint]
 
 
 def built(tmp_path: Path) -> tuple[HttpServer, Daemon]:
-    """A daemon (one MQTT feed, never connected) and its HttpServer on a free loopback port."""
+    """A daemon (one MQTT feed, never connected) and its HttpServer on a free loopback port, as
+    ``build`` made it (the notifier's metrics registered), without the dashboard."""
     config = msgspec.convert(
         {
-            "http": {"address": "127.0.0.1:0"},
+            "http": {"address": "127.0.0.1:0", "dashboard": False},
             "feeds": [{"kind": "mqtt", "name": "md", "port": 1}],
         },
         AppConfig,
     )
     daemon = build(config, tmp_path / "riskd.toml")
-    return HttpServer(config.http, daemon.monitor.health, daemon.histograms), daemon
+    assert daemon.http is not None
+    return daemon.http, daemon
 
 
 @pytest.fixture

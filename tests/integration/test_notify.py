@@ -332,7 +332,7 @@ async def test_the_demo_notifies_its_alerts_raise_and_clear(
     async with Receiver().serving() as receiver:
         path = demo_config(tmp_path, redis_server.url, unique)
         target = f'[[notify]]\nname = "desk"\nurl = "{receiver.url}"\n'
-        path.write_text(f'{path.read_text()}\n[http]\naddress = "127.0.0.1:0"\n\n{target}')
+        path.write_text(f"{path.read_text()}\n{target}")  # its [http] serves /metrics
         clock = ManualClock(START_NS)
         async with running_daemon(path, clock) as daemon:
             await wait_until(lambda: daemon.notifier.targets[0].sent == 2, timeout_s=120)

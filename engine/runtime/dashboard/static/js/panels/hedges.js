@@ -14,17 +14,17 @@ export function init(el) {
   root = el;
 }
 
-function row(key, field, p) {
+function row(key, field, p, flat) {
   const f = (path, fmt = num, opts) => fig(key, field, p, path, fmt, opts);
   const o = p.option_hedge;
   return h('tr', {dataset: {tsNs: String(p.ts_ns), family: 'hedge'}},
     h('th', {scope: 'row'}, f('book', text), ' ', h('span', {class: 'muted'}, '/'), ' ', f('underlying', text)),
     h('td', {}, f('future', text)),
     h('td', {class: 'num'}, f('delta')),
-    h('td', {class: 'num strong'}, p.delta_hedge ? f('delta_hedge.contracts', num, {class: 'signed'}) : f('hedge_contracts')),
-    h('td', {class: 'num'}, p.delta_hedge ? f('delta_hedge.quantity') : '-'),
+    h('td', {class: 'num strong'}, p.delta_hedge ? f('delta_hedge.contracts', num, {class: 'signed'}) : f('hedge_contracts'),
+      p.delta_hedge ? h('div', {class: 'small muted'}, 'qty ', f('delta_hedge.quantity')) : null),
     h('td', {class: 'num'}, f('hedge_residual_delta')),
-    h('td', {class: 'num'}, p.usd_flat ? f('usd_flat.contracts') : h('span', {class: 'muted'}, '-')),
+    flat ? h('td', {class: 'num'}, p.usd_flat ? f('usd_flat.contracts') : h('span', {class: 'muted'}, '-')) : null,
     h('td', {class: 'small wrap'}, o
       ? h('span', {},
         ...p.options.map((_, i) => h('span', {class: 'leg'}, f(`option_hedge.quantity_rounded.${i}`), ' × ', f(`options.${i}`, text))),
@@ -44,16 +44,16 @@ export function render(store) {
     return;
   }
   const units = items[0][1].units;
+  const flat = items.some(([, p]) => p.usd_flat); // the USD-flat column only where there is one
   const [newestField, newest] = items.reduce((a, b) => (later(b[1].ts_ns, a[1].ts_ns) ? b : a));
   root.replaceChildren(h('div', {class: 'card'},
     stamp(key, newestField, 'hedge', newest),
     h('div', {class: 'scroll'}, h('table', {class: 'data hedges'},
       h('thead', {}, h('tr', {}, head('book / underlying'), head('hedge in'),
         head('delta', 'underlying units', {class: 'num', title: units.delta}),
-        head('contracts', 'to trade, + buy', {class: 'num', title: units.contracts}),
-        head('quantity', 'position', {class: 'num', title: units.quantity}),
+        head('contracts', 'to trade (+ buy); position qty', {class: 'num', title: `${units.contracts}; qty: ${units.quantity}`}),
         head('delta left', units.residual_delta, {class: 'num'}),
-        head('USD-flat', 'contracts', {class: 'num'}),
+        flat ? head('USD-flat', 'contracts', {class: 'num'}) : null,
         head('option hedge', 'Δ, Γ, vega left', {title: units.residual}), head('status'))),
-      h('tbody', {}, items.map(([field, p]) => row(key, field, p)))))));
+      h('tbody', {}, items.map(([field, p]) => row(key, field, p, flat)))))));
 }
