@@ -24,7 +24,7 @@ book-scope payload sets them to null.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 __all__ = [
     "BOOK_METRICS",
@@ -133,22 +133,7 @@ Family = Literal[
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else
 ``{p}:{family}:snapshot``), keyed as docs/redis.md says."""
 
-FAMILIES: Final[tuple[Family, ...]] = (
-    "exposure",
-    "var",
-    "stress",
-    "margin",
-    "hedge",
-    "skew",
-    "strategy",
-    "settlement",
-    "liquidity",
-    "slippage",
-    "crosshedge",
-    "cpt",
-    "attribution",
-    "capital",
-)
+FAMILIES: Final[tuple[Family, ...]] = get_args(Family)
 """The values of :data:`Family`, in order."""
 
 Scope = Literal["book", "underlying", "expiry", "strategy"]

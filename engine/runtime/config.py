@@ -11,6 +11,7 @@ import csv
 import math
 import ssl
 import tomllib
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -239,18 +240,7 @@ def _http_credentials(config: HttpConfig, config_path: Path) -> HttpConfig:
             named by its key (``$.http.tls_cert_file``).
     """
     source = str(config_path)
-    files: dict[str, str] = {}
-    for key in ("token_file", *_CREDENTIAL_FILES[1:]):
-        resolved = config_relative(getattr(config, key) or "", config_path)
-        if resolved is None:
-            continue
-        try:
-            with resolved.open("rb"):
-                pass
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            detail = f"cannot read {resolved}: {getattr(exc, 'strerror', None) or exc}"
-            raise ConfigError(source, f"{detail} - at `$.http.{key}`") from None
-        files[key] = str(resolved)
+    files = _readable_files(config, ("token_file", *_CREDENTIAL_FILES[1:]), "$.http", config_path)
     config = msgspec.structs.replace(config, **files)
     try:
         read_secret(config.token_env, config.token_file)
@@ -271,6 +261,30 @@ def _http_credentials(config: HttpConfig, config_path: Path) -> HttpConfig:
     return config
 
 
+def _readable_files(
+    config: Any, keys: Iterable[str], where: str, config_path: Path
+) -> dict[str, str]:
+    """The file keys of ``config`` among ``keys`` that are set, resolved against the config
+    file's folder, once each is known to be readable.
+
+    Raises:
+        ConfigError: a file that cannot be read, named by its key (``{where}.{key}``).
+    """
+    files: dict[str, str] = {}
+    for key in keys:
+        resolved = config_relative(getattr(config, key) or "", config_path)
+        if resolved is None:
+            continue
+        try:
+            with resolved.open("rb"):
+                pass
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            detail = f"cannot read {resolved}: {getattr(exc, 'strerror', None) or exc}"
+            raise ConfigError(str(config_path), f"{detail} - at `{where}.{key}`") from None
+        files[key] = str(resolved)
+    return files
+
+
 def _credentials(config: _Credentials, where: str, config_path: Path) -> _Credentials:
     """``config`` with its password and certificate files resolved against the config file's
     folder, once it is known that its password and those files can be read and the
@@ -281,19 +295,7 @@ def _credentials(config: _Credentials, where: str, config_path: Path) -> _Creden
             key; named by its key (``$.redis.password_env``).
     """
     source = str(config_path)
-    files: dict[str, str] = {}
-    for key in _CREDENTIAL_FILES:
-        name = getattr(config, key)
-        resolved = config_relative(name or "", config_path)
-        if resolved is None:
-            continue
-        try:
-            with resolved.open("rb"):
-                pass
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            detail = f"cannot read {resolved}: {getattr(exc, 'strerror', None) or exc}"
-            raise ConfigError(source, f"{detail} - at `{where}.{key}`") from None
-        files[key] = str(resolved)
+    files = _readable_files(config, _CREDENTIAL_FILES, where, config_path)
     config = msgspec.structs.replace(config, **files)
     try:
         read_secret(config.password_env, config.password_file)
