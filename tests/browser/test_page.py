@@ -192,6 +192,8 @@ def test_derived_figures_are_made_of_what_they_name(page: Page, book: Book) -> N
     expect(page.locator("#panel-var details table")).to_have_count(1)
     page.locator("#panel-var details:not([open]) summary").click()
     expect(page.locator("#panel-var details table")).to_have_count(2)
+    # the health panel is below the fold: the page draws it when idle, not with the first frame
+    expect(page.locator('[data-derived="health(feeds.0.name)"]')).to_have_count(1)
     derived = page.evaluate(DERIVED_JS)
     sums = [(d, v) for d, v in derived if d.startswith("sum(")]
     assert sums
