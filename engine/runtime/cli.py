@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
             "Ask the running daemon (POST /what-if on the config's [http] address) what the "
             "trades would add to each book's and the firm's VaR and ES (every method) and "
             "portfolio margin, against its book and moves now; print its JSON answer "
-            "(docs/risk.md#what-if). Nothing is traded or published. Exit status 2 on a bad "
+            "(docs/risk.md#what-if). It sends the [http] access token when one is set, and "
+            "speaks HTTPS when the daemon does (trusting its tls_cert_file). Nothing is traded "
+            "or published. Exit status 2 on a bad "
             "config or trade, 1 when the daemon cannot be reached or refuses the request."
         ),
     )
@@ -151,8 +153,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _what_if(path: Path, trades: list[str]) -> int:
+    from engine.runtime.access import Access
     from engine.runtime.config import load_config
-    from engine.runtime.whatif import parse_trade, post_what_if
+    from engine.runtime.whatif import client_tls, parse_trade, post_what_if
 
     config = load_config(path)
     if not config.http.address:
@@ -162,8 +165,9 @@ def _what_if(path: Path, trades: list[str]) -> int:
     except ValueError as exc:
         print(f"riskd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    token = Access.from_config(config.http).token
     try:
-        status, answer = post_what_if(config.http.address, parsed)
+        status, answer = post_what_if(config.http.address, parsed, token, client_tls(config.http))
     except OSError as exc:
         print(f"riskd: no daemon at {config.http.address}: {exc}", file=sys.stderr)
         return 1

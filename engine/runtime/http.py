@@ -38,6 +38,7 @@ from prometheus_client.core import (
 
 from engine.constraints import NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt
 from engine.errors import ConfigError
+from engine.runtime.access import ACCESS, Access
 from engine.runtime.health import Health
 from engine.runtime.timings import CycleHistograms
 
@@ -227,14 +228,18 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(health: HealthSource, histograms: CycleHistograms | None) -> web.Application:
+def build_app(
+    health: HealthSource, histograms: CycleHistograms | None, access: Access
+) -> web.Application:
     """The endpoint's application: its routes (``GET``, and ``HEAD`` with them), and the
-    daemon's health and metrics they read (:data:`HEALTH`, :data:`REGISTRY`)."""
+    daemon's health and metrics they read (:data:`HEALTH`, :data:`REGISTRY`), and the access
+    check the private routes added later read (:data:`~engine.runtime.access.ACCESS`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(health, histograms))
     app = web.Application()
     app[HEALTH] = health
     app[REGISTRY] = registry
+    app[ACCESS] = access
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -252,7 +257,7 @@ class HttpServer:
         self._host, self._port = host, int(port)
         self._config = config
         self._ssl = tls_context(config) if config.tls else None
-        self.app = build_app(health, histograms)
+        self.app = build_app(health, histograms, Access.from_config(config))
         """The application served; add routes to it before :meth:`run`."""
         self.port = 0
         """The port it listens on, once started (port 0 in the config: the one it got)."""

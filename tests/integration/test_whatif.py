@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from engine.outputs import Trade
 from engine.runtime.cli import main
 from engine.runtime.whatif import parse_trade, post_what_if
 from tests.integration.test_schema import CALL, EXPIRING, _config
+from tests.integration.test_security import _make_pki
 from tests.servers import RedisServer, running_daemon, wait_until
 
 
@@ -60,6 +63,56 @@ async def test_what_if_over_http_and_from_the_cli(
         assert '"incremental_var": 0.0' in capsys.readouterr().out
     assert main(["what-if", "-c", str(path), "--trade", "main:no-qty"]) == 2
     assert main(["what-if", "-c", str(path), "--trade", f"main:{CALL}:1"]) == 1  # no daemon
+
+
+async def test_what_if_needs_the_token_and_speaks_tls(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With ``[http] token_env`` the daemon answers only the token (the dashboard's); the CLI
+    sends it from the same config, over HTTPS trusting the daemon's certificate."""
+    pki = _make_pki(tmp_path_factory.mktemp("pki"))
+    monkeypatch.setenv("RISKD_TEST_WHATIF_TOKEN", "s3cret-token")
+    path = _config(tmp_path, redis_server.url, unique)
+    address = f"127.0.0.1:{free_port()}"
+    path.write_text(
+        path.read_text()
+        + f'\n[http]\naddress = "{address}"\ntoken_env = "RISKD_TEST_WHATIF_TOKEN"\n'
+        + f'tls_cert_file = "{pki["server.crt"]}"\ntls_key_file = "{pki["server.key"]}"\n'
+    )
+    url = f"https://{address}/what-if"
+    trust = ssl.create_default_context(cafile=pki["ca.crt"])
+    body = {"trades": [{"book": "main", "instrument": CALL, "quantity": 0.0}]}
+    async with running_daemon(path) as daemon, aiohttp.ClientSession() as http:
+        await wait_until(lambda: daemon.http is not None and daemon.http.port > 0)
+        await wait_until(lambda: bool(daemon.portfolio.priced([CALL]).ok.all()))
+        async with http.post(url, json=body, ssl=trust) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        wrong = {"Authorization": "Bearer not-the-token"}
+        async with http.post(url, json=body, ssl=trust, headers=wrong) as r:
+            assert r.status == 401
+        bearer = {"Authorization": "Bearer s3cret-token"}
+        async with http.post(url, data=b"trades=x", ssl=trust, headers=bearer) as r:
+            assert r.status == 415  # what a cross-site form could send
+        async with http.post(url, json=body, ssl=trust, headers=bearer) as r:
+            assert r.status == 200
+            assert (await r.json())["scopes"][0]["book"] == "main"
+        code = await asyncio.to_thread(
+            main, ["what-if", "-c", str(path), "--trade", f"main:{CALL}:0"]
+        )
+        assert code == 0, capsys.readouterr().err
+        assert '"incremental_var": 0.0' in capsys.readouterr().out
+        monkeypatch.setenv("RISKD_TEST_WHATIF_TOKEN", "another")  # the CLI's token is wrong
+        code = await asyncio.to_thread(
+            main, ["what-if", "-c", str(path), "--trade", f"main:{CALL}:0"]
+        )
+        assert code == 1
+        assert "access token" in capsys.readouterr().out
 
 
 def test_a_trade_parses_from_the_right() -> None:

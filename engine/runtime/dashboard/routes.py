@@ -10,7 +10,8 @@
   the token, never the token, and redirects to ``/``.
 
 Read-only: no route changes anything in the daemon. With a token, ``/``, ``/static/*`` and
-``/ws`` need the session cookie or ``Authorization: Bearer <token>``; without either the page is
+``/ws`` need the session cookie or ``Authorization: Bearer <token>``
+(:mod:`engine.runtime.access`); without either the page is
 the login form (401) and the WebSocket is refused (401). A WebSocket whose ``Origin`` is not the
 page's own host is refused (403): another site cannot read the dashboard with the browser's
 cookie. ``/healthz``, ``/readyz`` and ``/metrics`` stay open (counters only).
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
 from importlib import resources
@@ -30,8 +30,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from engine.credentials import read_secret
-from engine.errors import ConfigError
+from engine.runtime.access import ACCESS, COOKIE
 from engine.runtime.dashboard.hub import Client, DashboardHub, TooManyClientsError
 from engine.runtime.http import HttpConfig
 
@@ -39,8 +38,6 @@ __all__ = ["COOKIE", "add_routes"]
 
 logger = logging.getLogger(__name__)
 
-COOKIE: Final = "riskd_session"
-_SESSION_SALT: Final = b"riskd dashboard session v1"
 _TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -73,47 +70,20 @@ class _File:
 
 @dataclass(frozen=True, slots=True)
 class _Dashboard:
-    """What the handlers read: the hub, the limits, the token check, the files."""
+    """What the handlers read: the hub, the limits, the files."""
 
     hub: DashboardHub
     config: HttpConfig
-    token: str | None
-    session: str | None  # the cookie's value: derived from the token
     files: dict[str, _File]
-
-    def allowed(self, request: web.Request) -> bool:
-        """Whether ``request`` carries the session cookie or the token (always, without a
-        token)."""
-        if self.token is None or self.session is None:
-            return True
-        cookie = request.cookies.get(COOKIE, "")
-        if cookie and hmac.compare_digest(cookie.encode(), self.session.encode()):
-            return True
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.token.encode()
-        )
 
 
 _DASHBOARD: Final = web.AppKey("dashboard", _Dashboard)
 
 
 def add_routes(app: web.Application, hub: DashboardHub, config: HttpConfig) -> None:
-    """Add the dashboard's routes to ``app`` (before it runs); read the access token
-    (``token_env`` or ``token_file``), once.
-
-    Raises:
-        ConfigError: the token's variable or file cannot be read (named by its key).
-    """
-    try:
-        token = read_secret(config.token_env, config.token_file)
-    except ValueError as exc:
-        key = "token_env" if config.token_env is not None else "token_file"
-        raise ConfigError("[http]", f"{exc} - at `$.http.{key}`") from None
-    session = None
-    if token is not None:
-        session = hmac.new(token.encode(), _SESSION_SALT, hashlib.sha256).hexdigest()
-    app[_DASHBOARD] = _Dashboard(hub, config, token, session, _static_files())
+    """Add the dashboard's routes to ``app`` (before it runs; its access check is
+    ``app[ACCESS]``)."""
+    app[_DASHBOARD] = _Dashboard(hub, config, _static_files())
     app.router.add_get("/", _index)
     app.router.add_get("/static/{path:.+}", _static)
     app.router.add_post("/login", _login)
@@ -151,7 +121,7 @@ def _file(request: web.Request, f: _File, status: int = 200) -> web.Response:
 
 async def _index(request: web.Request) -> web.Response:
     d = request.app[_DASHBOARD]
-    if not d.allowed(request):
+    if not request.app[ACCESS].allowed(request):
         return _file(request, d.files["login.html"], status=401)
     return _file(request, d.files["index.html"])
 
@@ -161,30 +131,32 @@ async def _static(request: web.Request) -> web.Response:
     f = d.files.get(request.match_info["path"])
     if f is None:
         raise web.HTTPNotFound
-    if not d.allowed(request) and request.match_info["path"] not in _LOGIN_FILES:
+    path = request.match_info["path"]
+    if path not in _LOGIN_FILES and not request.app[ACCESS].allowed(request):
         raise web.HTTPUnauthorized
     return _file(request, f)
 
 
 async def _login(request: web.Request) -> web.Response:
     d = request.app[_DASHBOARD]
+    access = request.app[ACCESS]
     form = await request.post()
     given = form.get("token")
-    if d.token is None or d.session is None:
+    if access.session is None:
         raise web.HTTPSeeOther("/")
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), d.token.encode()):
+    if not isinstance(given, str) or not access.is_token(given):
         logger.warning("dashboard login refused", extra={"remote": request.remote})
         raise web.HTTPSeeOther("/?refused=1", headers=_HEADERS)
     response = web.Response(status=303, headers={**_HEADERS, "Location": "/"})
     response.set_cookie(
-        COOKIE, d.session, httponly=True, samesite="Strict", secure=d.config.tls, path="/"
+        COOKIE, access.session, httponly=True, samesite="Strict", secure=d.config.tls, path="/"
     )
     return response
 
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
     d = request.app[_DASHBOARD]
-    if not d.allowed(request):
+    if not request.app[ACCESS].allowed(request):
         raise web.HTTPUnauthorized
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc != request.host:
