@@ -29,7 +29,6 @@ options, whose prices are in coin; 1 for USD-quoted instruments).
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -151,6 +150,10 @@ class SpreadStats:
 class SpreadHistory:
     """A rolling window of relative spreads per instrument (pure: the daemon samples it).
 
+    Held as one ring buffer, a row of ``window`` slots per instrument ever recorded, so that
+    the statistics of every instrument take one vectorised pass after each sample (they are
+    read per position, for every book, on each liquidity period).
+
     Args:
         window: samples kept per instrument.
     """
@@ -159,32 +162,69 @@ class SpreadHistory:
         if window < 2:
             raise ValueError("window must be at least 2")
         self.window = window
-        self._spreads: dict[str, deque[float]] = {}
+        self._rows: dict[str, int] = {}  # instrument -> its row
+        self._buf: F64 = np.zeros((0, window))
+        self._next = np.zeros(0, dtype=np.int64)  # the slot the next sample goes to
+        self._count = np.zeros(0, dtype=np.int64)  # samples held, at most window
+        self._per_row: tuple[F64, F64] | None = None  # mean and std per row, since a record
 
     def record(self, names: list[str], relative: F64) -> None:
-        """One sample per instrument of ``names`` (a NaN, no quote, is not recorded)."""
-        for name, s in zip(names, np.asarray(relative, dtype=np.float64).tolist(), strict=True):
-            if math.isfinite(s):
-                self._spreads.setdefault(name, deque(maxlen=self.window)).append(s)
+        """One sample per instrument of ``names`` (a NaN, no quote, is not recorded).
+
+        Raises:
+            ValueError: a name given twice.
+        """
+        rel = np.asarray(relative, dtype=np.float64)
+        if len(set(names)) != len(names):
+            raise ValueError("each instrument once per sample")
+        ok = np.isfinite(rel)
+        rows = self._row_of([n for n, k in zip(names, ok.tolist(), strict=True) if k])
+        self._buf[rows, self._next[rows]] = rel[ok]
+        self._next[rows] = (self._next[rows] + 1) % self.window
+        self._count[rows] = np.minimum(self._count[rows] + 1, self.window)
+        self._per_row = None
 
     def stats(self, names: list[str], current: F64) -> SpreadStats:
         """Each instrument's mean and standard deviation over its window. An instrument with
         fewer than 2 samples takes its ``current`` spread as the mean and 0 as the deviation
         (NaN current: NaN)."""
-        n = len(names)
-        mean, std = np.full(n, np.nan), np.zeros(n)
-        samples = np.zeros(n, dtype=np.int64)
         cur = np.asarray(current, dtype=np.float64)
-        for i, name in enumerate(names):
-            got = self._spreads.get(name)
-            samples[i] = 0 if got is None else len(got)
-            if got is not None and len(got) >= 2:
-                s = np.fromiter(got, np.float64, len(got))
-                mean[i] = s.mean()
-                std[i] = s.std(ddof=1)
-            else:
-                mean[i] = cur[i]
+        if not self._rows:
+            zeros = np.zeros(len(names), dtype=np.int64)
+            return SpreadStats(mean=cur.copy(), std=np.zeros(len(names)), samples=zeros)
+        mean_of, std_of = self._statistics()
+        rows = np.fromiter((self._rows.get(n, -1) for n in names), np.int64, len(names))
+        samples = np.where(rows >= 0, self._count[rows], 0)
+        enough = samples >= 2
+        mean = np.where(enough, mean_of[rows], cur)
+        std = np.where(enough, std_of[rows], 0.0)
         return SpreadStats(mean=mean, std=std, samples=samples)
+
+    def _row_of(self, names: list[str]) -> npt.NDArray[np.int64]:
+        """The rows of ``names``, adding a row for each new one."""
+        new = [n for n in names if n not in self._rows]
+        if new:
+            for n in new:
+                self._rows[n] = len(self._rows)
+            grow = len(self._rows) - len(self._count)
+            self._buf = np.vstack([self._buf, np.zeros((grow, self.window))])
+            self._next = np.concatenate([self._next, np.zeros(grow, dtype=np.int64)])
+            self._count = np.concatenate([self._count, np.zeros(grow, dtype=np.int64)])
+        return np.fromiter((self._rows[n] for n in names), np.int64, len(names))
+
+    def _statistics(self) -> tuple[F64, F64]:
+        """Each row's mean and sample standard deviation over the slots it has filled (NaN
+        below 2 samples), computed once after each record."""
+        if self._per_row is None:
+            n = self._count.astype(np.float64)
+            filled = np.arange(self.window) < self._count[:, None]
+            values = np.where(filled, self._buf, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = values.sum(axis=1) / n
+                dev = np.where(filled, self._buf - mean[:, None], 0.0)
+                std = np.sqrt((dev * dev).sum(axis=1) / (n - 1.0))
+            self._per_row = (mean, std)
+        return self._per_row
 
 
 def liquidity_adjustment(value_usd: F64, stats: SpreadStats, a: float) -> float:

@@ -8,6 +8,7 @@ exit cost, half the quoted spread of every position; with zero spreads LVaR is V
 
 from __future__ import annotations
 
+import collections
 import math
 
 import msgspec
@@ -101,6 +102,43 @@ def test_spread_history_keeps_a_rolling_window_and_its_sample_statistics() -> No
     assert_allclose(got.mean[1:], [0.9, 0.07])
     assert got.std[1:].tolist() == [0.0, 0.0]
     assert got.samples.tolist() == [3, 1, 0]
+
+
+@given(
+    st.integers(2, 6),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from("ABCDE"),
+            st.one_of(st.floats(0.0, 0.5), st.just(math.nan)),
+            max_size=5,
+        ),
+        max_size=15,
+    ),
+)
+def test_spread_history_equals_a_window_kept_per_instrument(
+    window: int, samples: list[dict[str, float]]
+) -> None:
+    """The ring buffer gives what a deque per instrument and numpy's mean and std give."""
+    h, kept = SpreadHistory(window), {n: collections.deque(maxlen=window) for n in "ABCDEF"}
+    for sample in samples:
+        h.record(list(sample), f64(*sample.values()))
+        for n, s in sample.items():
+            if math.isfinite(s):
+                kept[n].append(s)
+    names = list("ABCDEF")
+    got = h.stats(names, f64(*[0.25] * 6))
+    for i, n in enumerate(names):
+        assert got.samples[i] == len(kept[n])
+        if len(kept[n]) >= 2:
+            assert got.mean[i] == pytest.approx(np.mean(kept[n]), rel=1e-12, abs=1e-15)
+            assert got.std[i] == pytest.approx(np.std(kept[n], ddof=1), rel=1e-9, abs=1e-12)
+        else:
+            assert (got.mean[i], got.std[i]) == (0.25, 0.0)
+
+
+def test_an_instrument_twice_in_one_sample_is_refused() -> None:
+    with pytest.raises(ValueError, match="once per sample"):
+        SpreadHistory(3).record(["A", "A"], f64(0.1, 0.2))
 
 
 def test_window_below_two_is_refused() -> None:
