@@ -119,7 +119,10 @@ def test_spread_history_equals_a_window_kept_per_instrument(
     window: int, samples: list[dict[str, float]]
 ) -> None:
     """The ring buffer gives what a deque per instrument and numpy's mean and std give."""
-    h, kept = SpreadHistory(window), {n: collections.deque(maxlen=window) for n in "ABCDEF"}
+    h = SpreadHistory(window)
+    kept: dict[str, collections.deque[float]] = {
+        n: collections.deque(maxlen=window) for n in "ABCDEF"
+    }
     for sample in samples:
         h.record(list(sample), f64(*sample.values()))
         for n, s in sample.items():
