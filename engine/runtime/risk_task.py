@@ -2,9 +2,10 @@
 
 Each period copies what its families need from the portfolio on the event loop (outside a full
 reprice), computes the payloads in a worker thread (the kernels release the GIL, so the
-streaming path goes on meanwhile), publishes them and checks the alert rules on them. It also
-records each underlying's daily level into the window of moves (and the history file), and,
-with ``[risk] smile_vols``, hands the smile fits' vols to the engine as quotes.
+streaming path goes on meanwhile; the skew fits, which hold it, in a worker process), publishes
+them and checks the alert rules on them. It also records each underlying's daily level into the
+window of moves (and the history file), and, with ``[risk] smile_vols``, hands the smile fits'
+vols to the engine as quotes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
 from engine.runtime.whatif import add_what_if
+from engine.runtime.worker import WorkerProcess
 from engine.state import BookRisk, Portfolio
 
 __all__ = ["RiskTask", "check_hedges", "load_history"]
@@ -76,6 +78,7 @@ class RiskTask:
 
     Attributes:
         errors: periods that failed (logged; the next period tries again).
+        worker: the process the skew fits run in (:mod:`engine.runtime.worker`).
         spreads: the relative spreads sampled on the liquidity period (``[risk.liquidity]``).
     """
 
@@ -106,6 +109,7 @@ class RiskTask:
         self.smile_quotes: dict[str, int] = {}  # option -> when it last got its smile's vol
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
         self.spreads = SpreadHistory(config.liquidity.window)
+        self.worker = WorkerProcess()
 
     def add_routes(self, app: web.Application) -> None:
         """Serve ``POST /what-if`` (:mod:`engine.runtime.whatif`) on the daemon's HTTP app."""
@@ -138,13 +142,16 @@ class RiskTask:
         """Each family on its period until ``stop``."""
         periods = self.periods()
         due = dict.fromkeys(periods, time.monotonic())
-        while not stop.is_set():
-            await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
-            mono = time.monotonic()
-            families = [f for f, at in due.items() if at <= mono]
-            for f in families:
-                due[f] = mono + periods[f]
-            await self.safe_period(families)
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0.0))
+                mono = time.monotonic()
+                families = [f for f, at in due.items() if at <= mono]
+                for f in families:
+                    due[f] = mono + periods[f]
+                await self.safe_period(families)
+        finally:
+            self.worker.close()
 
     async def safe_period(self, families: list[str]) -> None:
         """:meth:`period`, logging and counting an error instead of raising it."""
@@ -198,8 +205,8 @@ class RiskTask:
             )
             for key, share in shares:
                 self.out.publish(key, share)
-        if chains:
-            skews, smile = await asyncio.to_thread(
+        if chains:  # the fits hold the GIL (SciPy's Nelder-Mead): in a process of their own
+            skews, smile = await self.worker.run(
                 skew_payloads, chains, self.smile_quotes, now, valuation
             )
             self._publish_skew(skews, smile, now)
