@@ -29,7 +29,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -44,13 +44,17 @@ from engine.outputs import (
     AlertState,
     BookExposure,
     CapitalPayload,
+    CptPayload,
+    CrossHedgePayload,
     Direction,
     ExpiryColumns,
     HedgePayload,
+    LiquidityPayload,
     MarginPayload,
     Payload,
     Scope,
     Severity,
+    SlippagePayload,
     SmilePayload,
     StrategyPayload,
     StressPayload,
@@ -105,6 +109,25 @@ AlertMetric = Literal[
     "hedge_residual_delta",
     "capital_usd",
     "capital_utilisation",
+    "exit_cost_usd",
+    "liquidity_cost_usd",
+    "lvar",
+    "les",
+    "lvar_delta_normal",
+    "les_delta_normal",
+    "lvar_delta_gamma",
+    "les_delta_gamma",
+    "lvar_historical",
+    "les_historical",
+    "lvar_monte_carlo",
+    "les_monte_carlo",
+    "slippage_usd",
+    "beta_delta_total",
+    "beta_gamma_total",
+    "beta_delta_usd",
+    "hedge_r2",
+    "cpt_value",
+    "cpt_certainty_equivalent",
     "atm_vol",
     "rr25",
     "bf25",
@@ -470,13 +493,54 @@ _RISK_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     "capital_utilisation": CapitalPayload,
     "hedge_contracts": HedgePayload,
     "hedge_residual_delta": HedgePayload,
+    "exit_cost_usd": LiquidityPayload,
+    "liquidity_cost_usd": LiquidityPayload,
+    **{m: LiquidityPayload for m in RISK_METRICS if m in ("lvar", "les")},
+    **{m: LiquidityPayload for m in RISK_METRICS if m.startswith(("lvar_", "les_"))},
+    "slippage_usd": SlippagePayload,
+    "beta_delta_total": CrossHedgePayload,
+    "beta_gamma_total": CrossHedgePayload,
+    "beta_delta_usd": CrossHedgePayload,
+    "hedge_r2": CrossHedgePayload,
+    "cpt_value": CptPayload,
+    "cpt_certainty_equivalent": CptPayload,
     "atm_vol": SmilePayload,
     "rr25": SmilePayload,
     "bf25": SmilePayload,
 }
-"""The payload that carries each risk figure (a field of that name)."""
+"""The payload that carries each risk figure (a field of that name, or at
+:data:`_RISK_PATHS`)."""
+
+_RISK_PATHS: Final[dict[str, tuple[str, ...]]] = {
+    "hedge_r2": ("hedge", "r2"),  # null hedge: no figure
+    "cpt_value": ("value",),
+    "cpt_certainty_equivalent": ("certainty_equivalent",),
+}
+"""Where a risk figure whose name is not its payload's field lives: attribute names from the
+payload down (a None on the way: no figure)."""
+
+
+def _path(metric: str) -> tuple[str, ...]:
+    return _RISK_PATHS.get(metric, (metric,))
+
+
+def _fields(t: type[msgspec.Struct], path: tuple[str, ...]) -> bool:
+    """Whether ``path`` names fields of ``t`` (and of the Structs on the way) down to the end."""
+    for i, name in enumerate(path):
+        if name not in t.__struct_fields__:
+            return False
+        if i + 1 < len(path):
+            inner = next(
+                (a for a in get_args(get_type_hints(t)[name]) if isinstance(a, type)), None
+            )
+            if inner is None or not issubclass(inner, msgspec.Struct):
+                return False
+            t = inner
+    return True
+
+
 if set(_RISK_SOURCES) != set(RISK_METRICS) or any(
-    m not in t.__struct_fields__ for m, t in _RISK_SOURCES.items()
+    not _fields(t, _path(m)) for m, t in _RISK_SOURCES.items()
 ):
     raise ImportError("engine.alerts: a risk figure without the payload field that carries it")
 
@@ -486,15 +550,41 @@ def _source(rule: AlertRule) -> type[msgspec.Struct]:
     return _RISK_SOURCES.get(rule.metric) or _EXPOSURE_SOURCES[rule.scope]
 
 
+def _getter(metric: str) -> Callable[[Any], Any]:
+    """Reads ``metric`` from its payload (None when a Struct on its path is null)."""
+    path = _path(metric)
+    if len(path) == 1:
+        return operator.attrgetter(path[0])
+
+    def get(source: Any) -> Any:
+        for name in path:
+            if source is None:
+                return None
+            source = getattr(source, name)
+        return source
+
+    return get
+
+
 def _scope_key(p: Payload) -> tuple[Scope, str, str | None, str | None]:
     """The scope and key (book, underlying, expiry or strategy) of a payload rules read."""
-    if isinstance(p, UnderlyingExposure | HedgePayload):
+    if isinstance(p, UnderlyingExposure | HedgePayload | SlippagePayload):
         return "underlying", p.book, p.underlying, None
     if isinstance(p, StrategyPayload):
         return "strategy", p.book, p.underlying, p.strategy
     if isinstance(p, SmilePayload):
         return "expiry", MARKET_BOOK, p.underlying, p.expiry
-    if isinstance(p, BookExposure | VarPayload | StressPayload | MarginPayload | CapitalPayload):
+    if isinstance(
+        p,
+        BookExposure
+        | VarPayload
+        | StressPayload
+        | MarginPayload
+        | CapitalPayload
+        | LiquidityPayload
+        | CrossHedgePayload
+        | CptPayload,
+    ):
         return "book", p.book, None, None
     raise TypeError(f"no alert rule reads a {type(p).__name__}")
 
@@ -505,7 +595,7 @@ def _compile(rule: AlertRule) -> _Compiled:
     return _Compiled(
         rule=rule,
         metric=rule.metric,
-        get=operator.attrgetter(rule.metric),
+        get=_getter(rule.metric),
         book=rule.book,
         underlying=rule.underlying,
         # the key's third part: the expiry, or at strategy scope the strategy

@@ -20,8 +20,9 @@ are absent; prices in the instrument's quote currency, coin for Deribit's invers
 Topics may sit below a configured prefix (``desk1/md/tick/...``).
 
 A JSONL replay line is one such payload; its kind is its ``"type"`` (``tick``, ``quote``,
-``fill``) or, without one, inferred: a ``book`` makes a fill, any of ``bid``/``ask``/``mark`` a
-quote, a ``price`` a tick.
+``fill``, ``depth``: an order book's levels as on ``md/book``) or, without one, inferred: a
+``book`` makes a fill, ``bids``/``asks`` a depth, any of ``bid``/``ask``/``mark`` a quote, a
+``price`` a tick.
 
 Every bad message raises :class:`~engine.errors.FeedDecodeError` with a stable ``reason``:
 
@@ -112,6 +113,8 @@ class _KindProbe(msgspec.Struct, frozen=True):
     ask: msgspec.Raw = _ABSENT
     mark: msgspec.Raw = _ABSENT
     price: msgspec.Raw = _ABSENT
+    bids: msgspec.Raw = _ABSENT
+    asks: msgspec.Raw = _ABSENT
 
 
 _TICK_DECODER: Final = msgspec.json.Decoder(_TickMsg)
@@ -284,7 +287,7 @@ class JsonCodec:
             )
         return event
 
-    def decode_line(self, line: bytes, ts_recv: int) -> Tick | Quote | Fill:
+    def decode_line(self, line: bytes, ts_recv: int) -> Tick | Quote | Depth | Fill:
         """Decode one JSONL line; its ``type`` or its keys give its kind.
 
         Args:
@@ -307,6 +310,8 @@ class JsonCodec:
         if kind is None:
             if probe.book:
                 kind = "fill"
+            elif probe.bids or probe.asks:
+                kind = "depth"
             elif probe.bid or probe.ask or probe.mark:
                 kind = "quote"
             elif probe.price:
@@ -317,6 +322,8 @@ class JsonCodec:
             return self._quote(line, ts_recv)
         if kind == "fill":
             return self._fill(line, ts_recv)
+        if kind == "depth":
+            return self._book(line, ts_recv)
         raise FeedDecodeError(self._feed, "schema", f"unknown message kind {kind!r}", line)
 
     # ---------------------------------------------------------------- one kind each

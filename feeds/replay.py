@@ -30,7 +30,7 @@ import msgspec
 from engine.clock import ManualClock
 from engine.constraints import NonNegativeFloat, PositiveInt
 from engine.errors import FeedDecodeError
-from engine.events import EventSink, Fill, Quote, Tick
+from engine.events import Depth, EventSink, Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
 from feeds.base import DropLog, FeedStats, Sleep
 from feeds.json_codec import JsonCodec
@@ -157,7 +157,7 @@ class ReplayFeed:
                     await asyncio.sleep(0)  # let the engine's tasks run
         return first, None if last is None else last - offset_ns
 
-    async def _emit(self, sink: EventSink, event: Tick | Quote | Fill) -> None:
+    async def _emit(self, sink: EventSink, event: Tick | Quote | Depth | Fill) -> None:
         """Move the clock to the event and hand it over, received now."""
         self._clock.set(event.ts_event)
         now = self._clock.now_ns()
@@ -169,7 +169,7 @@ class ReplayFeed:
             sink.put(event)
         self.stats.events += 1
 
-    def _events(self, offset_ns: int) -> Generator[Tick | Quote | Fill, None, None]:
+    def _events(self, offset_ns: int) -> Generator[Tick | Quote | Depth | Fill, None, None]:
         """The file's good events, times shifted by ``offset_ns``; bad lines are dropped."""
         tardis: OptionsChainDecoder | None = None
         with _lines(Path(self._config.path)) as lines:
@@ -182,7 +182,7 @@ class ReplayFeed:
                 self.stats.received += 1
                 try:
                     if tardis is not None:
-                        event: Tick | Quote | Fill = tardis.decode(line, ts_recv=0)
+                        event: Tick | Quote | Depth | Fill = tardis.decode(line, ts_recv=0)
                     else:
                         event = self._codec.decode_line(line, self._clock.now_ns() - offset_ns)
                 except FeedDecodeError as exc:

@@ -1,7 +1,8 @@
 """A recorded market and a book that fill every panel of the dashboard, as files for a replay.
 
-Two minutes of a BTC and an ETH market (index, perpetual, and two expiries of coin-settled
-options, seven and six strikes, calls and puts, on a skewed smile: every chain can be fitted),
+Two minutes of a BTC and an ETH market (index, perpetual with its order book, and two expiries
+of coin-settled options, seven and six strikes, calls and puts, on a skewed smile: every chain
+can be fitted),
 fills of options and of two strategies into book ``desk``, perpetual hedges in book ``hedge``, a
 year of daily levels for VaR, hedges in the perpetuals (and an option for BTC), equity for margin,
 and alert rules of which some are raised at the end and one is raised and cleared on the way.
@@ -42,6 +43,7 @@ class _Underlying:
     atm: float
     skew: float
     basis: float  # annual carry of the forward over the index
+    tick: float  # the perpetual's order book: USD between levels
 
 
 _UNDERLYINGS: Final = (
@@ -53,6 +55,7 @@ _UNDERLYINGS: Final = (
         0.55,
         -0.12,
         0.09,
+        0.5,
     ),
     _Underlying(
         "ETH",
@@ -62,8 +65,23 @@ _UNDERLYINGS: Final = (
         0.66,
         -0.08,
         0.07,
+        0.05,
     ),
 )
+
+
+def _depth(instrument: str, mid: float, tick: float, ts: int) -> dict[str, object]:
+    """The perpetual's order book around ``mid``: ten levels a side, a tick apart, deeper
+    further out (amounts in USD, as Deribit counts its perpetuals)."""
+    half = tick * 2
+    levels = [(k * tick, 50_000.0 * (k + 1)) for k in range(10)]
+    return {
+        "type": "depth",
+        "instrument": instrument,
+        "bids": [[round(mid - half - d, 2), amount] for d, amount in levels],
+        "asks": [[round(mid + half + d, 2), amount] for d, amount in levels],
+        "ts": ts,
+    }
 
 
 def _vol(u: _Underlying, k: float, T: float) -> float:
@@ -91,6 +109,7 @@ def _market(seed: int) -> list[dict[str, object]]:
             )
             if second % 5:
                 continue
+            lines.append(_depth(f"{u.name}-PERPETUAL", round(S * 1.0003, 2), u.tick, ts + 20))
             for label, expiry in _EXPIRIES.items():
                 T = (expiry.timestamp() * 1000 - ts) / (365 * _DAY_MS)
                 F = round(S * math.exp(u.basis * T), 2)
@@ -158,6 +177,9 @@ skew_interval_s = 1.0
 equity_usd = {{ desk = 4000000.0, hedge = 1500000.0 }}
 hedge_future = {{ BTC = "BTC-PERPETUAL", ETH = "ETH-PERPETUAL" }}
 hedge_options = {{ BTC = ["BTC-28MAR25-100000-C"] }}
+
+[risk.liquidity]
+interval_s = 1.0
 
 [risk.cross_hedge]
 interval_s = 1.0

@@ -29,6 +29,7 @@ WIDTH, HEIGHT = 1600, 1000
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the PNGs")
+    parser.add_argument("--width", type=int, default=WIDTH, help="viewport width, CSS px")
     args = parser.parse_args(argv)
     with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         with riskd(config, port) as daemon, sync_playwright() as pw:
             daemon.logged("replay finished: the final state is held and published; Ctrl-C exits")
             browser = pw.chromium.launch(executable_path=str(CHROMIUM))
-            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+            page = browser.new_page(viewport={"width": args.width, "height": HEIGHT})
             page.goto(daemon.url)
             expect(page.locator("#status")).to_contain_text("LIVE")
             for panel in ("var", "skew", "strategies"):
@@ -47,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=args.out / "dashboard.png")
             page.screenshot(path=args.out / "dashboard-full.png", full_page=True)
+            scroll = page.evaluate("() => document.documentElement.scrollWidth")
             browser.close()
     print(f"wrote {args.out / 'dashboard.png'}, {args.out / 'dashboard-full.png'}")  # noqa: T201
+    print(f"page width {scroll} px at a {args.width} px viewport")  # noqa: T201
     return 0
 
 

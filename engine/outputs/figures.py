@@ -98,14 +98,31 @@ RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
     "hedge_residual_delta": ("underlying", "underlying units"),
     "capital_usd": ("book", "USD"),
     "capital_utilisation": ("book", "fraction of budget"),
+    "exit_cost_usd": ("book", "USD"),
+    "liquidity_cost_usd": ("book", "USD"),
+    "lvar": ("book", "USD"),
+    "les": ("book", "USD"),
+    **{f"{k}_{m}": ("book", "USD") for m in VAR_METHODS for k in ("lvar", "les")},
+    "slippage_usd": ("underlying", "USD"),
+    "beta_delta_total": ("book", "benchmark units"),
+    "beta_gamma_total": ("book", "benchmark units per 1 benchmark unit move"),
+    "beta_delta_usd": ("book", "USD"),
+    "hedge_r2": ("book", "fraction"),
+    "cpt_value": ("book", "value-function units (USD^alpha)"),
+    "cpt_certainty_equivalent": ("book", "USD"),
     "atm_vol": ("expiry", "decimal"),
     "rr25": ("expiry", "decimal"),
     "bf25": ("expiry", "decimal"),
 }
-"""The flat figures of the ``var``, ``stress``, ``margin`` (a book's), ``hedge`` (a (book,
-underlying)'s) and ``skew`` (an (underlying, expiry)'s, of no book) payloads that alert rules
-can watch (docs/redis.md): name -> (scope, unit). VaR and ES are losses (positive: the book
-loses); rr25 and bf25 are decimal vols (0.01: one vol point)."""
+"""The flat figures of the ``var``, ``stress``, ``margin``, ``capital``, ``liquidity``,
+``crosshedge``, ``cpt`` (a book's), ``hedge`` and ``slippage`` (a (book, underlying)'s) and
+``skew`` (an (underlying, expiry)'s, of no book) payloads that alert rules can watch
+(docs/redis.md): name -> (scope, unit). Each is the payload's field of that name, but for
+``hedge_r2`` (the ``crosshedge`` payload's ``hedge.r2``), ``cpt_value`` and
+``cpt_certainty_equivalent`` (the ``cpt`` payload's ``value`` and ``certainty_equivalent``).
+VaR, ES and their liquidity-adjusted ``lvar``/``les`` are losses (positive: the book loses);
+rr25 and bf25 are decimal vols (0.01: one vol point); ``beta_delta_total`` is the book's
+benchmark-equivalent delta (e.g. BTC)."""
 
 RISK_UNITS: Final[dict[str, str]] = {name: unit for name, (_, unit) in RISK_METRICS.items()}
 """The unit of each of :data:`RISK_METRICS`."""

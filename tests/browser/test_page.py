@@ -36,6 +36,7 @@ PANELS = (
     "stress",
     "margin",
     "hedges",
+    "liquidity",
     "crosshedge",
     "skew",
     "strategies",
@@ -45,6 +46,13 @@ FIGURES_JS = """() => [...document.querySelectorAll('[data-key]')].map(
     (e) => [e.dataset.key, e.dataset.field, e.dataset.path, e.dataset.value])"""
 DERIVED_JS = """() => [...document.querySelectorAll('[data-derived]')].map(
     (e) => [e.dataset.derived, e.dataset.value])"""
+WIDER_JS = """() => {
+    const clipped = (e) => { for (let p = e.parentElement; p; p = p.parentElement) {
+        if (getComputedStyle(p).overflowX !== 'visible') return true; } return false; };
+    const W = document.documentElement.clientWidth;
+    return [...document.querySelectorAll('body *')]
+        .filter((e) => !clipped(e) && e.getBoundingClientRect().right > W)
+        .slice(0, 10).map((e) => `${e.closest('section')?.id} ${e.tagName}.${e.className}`); }"""
 TOKEN_ENV = "RISKD_TEST_DASHBOARD_TOKEN"  # noqa: S105 - a variable's name
 TOKEN = "browser-test-token-51c2"  # noqa: S105 - a test token
 
@@ -145,6 +153,10 @@ def test_every_panel_renders_with_no_console_error(page: Page, book: Book) -> No
     expect(page.locator("#panel-margin [role=meter]")).to_have_count(4)
     expect(page.locator("#panel-hedges tbody tr")).to_have_count(4)
     expect(page.locator("#panel-hedges", has_text="BTC-28MAR25-100000-C")).to_be_visible()
+    slippage = page.locator(f'#panel-hedges [data-key="{p}:slippage:snapshot"]')
+    expect(slippage.and_(page.locator('[data-path="slippage_usd"]'))).to_have_count(4)
+    expect(page.locator("#panel-liquidity .card")).to_have_count(2)  # desk and hedge
+    expect(page.locator("#panel-liquidity .lvar-bar[role=img]")).to_have_count(2)
     cross = page.locator("#panel-crosshedge table.crosshedge tbody tr")
     expect(cross).to_have_count(2)  # desk and hedge, each hedged as a whole in BTC-PERPETUAL
     for path in ("hedge.contracts", "hedge.r2", "beta_delta_total", "value", "es"):
@@ -411,3 +423,77 @@ def test_attribution_bars_sum_to_the_firms_total(page: Page, book: Book) -> None
         assert len(values) == len(b["parts"])
         assert math.isclose(sum(values), method["es"], rel_tol=1e-9), b["by"]
         expect(card.locator(".breakdown").nth(bi).locator(".bar")).to_have_count(len(b["parts"]))
+
+
+def test_liquidity_and_slippage_figures_are_redis_own(page: Page, book: Book) -> None:
+    """Each book's card: the plain VaR and ES, the Bangia add-on and the liquidity-adjusted
+    figures (the add-on is what lies between them in Redis), the exit cost at the quotes; beside
+    each hedge its expected slippage against the perpetual's order book, as Redis holds them."""
+    page.goto(book.daemon.url)
+    expect(page.locator("#status")).to_contain_text("LIVE")
+    expect(page.locator("#panel-liquidity .card")).to_have_count(2)
+    key = f"{book.prefix}:liquidity:snapshot"
+    wanted: list[tuple[str, str, str]] = []  # key, field, path: each shown in its place
+    for b in ("desk", "hedge"):
+        liquidity = json.loads(book.redis.hget(key, b) or "null")
+        assert liquidity["status"] == "ok", liquidity["status"]
+        assert math.isclose(
+            liquidity["lvar"], liquidity["var"] + liquidity["liquidity_cost_usd"], rel_tol=1e-12
+        )
+        paths = ["var", "es", "lvar", "les", "liquidity_cost_usd", "exit_cost_usd"]
+        paths += [f"positions.{i}.cost_usd" for i in range(len(liquidity["positions"]))]
+        wanted += [(f"#panel-liquidity .card:has([data-field='{b}'])", b, p) for p in paths]
+    desk = json.loads(book.redis.hget(key, "desk") or "null")
+    assert desk["liquidity_cost_usd"] > 0 < desk["exit_cost_usd"]  # the desk's options are quoted
+    assert desk["lvar"] > desk["var"]
+    figures = [
+        page.locator(f'{where} [data-key="{key}"][data-field="{field}"][data-path="{path}"]').first
+        for where, field, path in wanted
+    ]
+    for figure in figures:
+        expect(figure).to_be_attached()
+    # the spreads are sampled on every period, also once the replay is over: the figures move a
+    # little each second, and the page may be one update behind; compared again at each redraw
+    for _ in range(100):
+        bad = []
+        for figure, (_, field, path) in zip(figures, wanted, strict=True):
+            shown = figure.get_attribute("data-value") or ""
+            held = at(json.loads(book.redis.hget(key, field) or "null"), path)
+            if not same(held, shown):
+                bad.append(f"{field} {path}: page {shown!r}, redis {held!r}")
+        if not bad:
+            break
+        next_frame(page)
+    assert bad == [], bad
+    key = f"{book.prefix}:slippage:snapshot"
+    fields = sorted(f.decode() if isinstance(f, bytes) else f for f in book.redis.hkeys(key))
+    assert fields == ["desk:BTC", "desk:ETH", "hedge:BTC", "hedge:ETH"]
+    priced = 0
+    for field in fields:
+        slip = json.loads(book.redis.hget(key, field) or "null")
+        row = page.locator(f"#panel-hedges tbody tr:has([data-field='{field}'])")
+        figure = row.locator(f'[data-key="{key}"][data-field="{field}"][data-path="slippage_usd"]')
+        expect(figure).to_have_count(1)
+        assert same(slip["slippage_usd"], figure.get_attribute("data-value") or ""), field
+        status = row.locator(f'[data-key="{key}"][data-path="status"]')
+        expect(status).to_have_count(0 if slip["status"] == "ok" else 1)  # only to say why not
+        priced += slip["status"] == "ok" and slip["slippage_usd"] > 0
+    assert priced >= 2  # walked through the replayed order books
+
+
+@pytest.mark.parametrize("width", [1440, 1280])
+def test_the_page_fits_the_viewport_without_scrolling_sideways(
+    page: Page, book: Book, width: int
+) -> None:
+    """Every panel drawn (those below the fold too), nothing makes the page wider than the
+    window: a wide table scrolls within its panel."""
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(book.daemon.url)
+    expect(page.locator("#status")).to_contain_text("LIVE")
+    for panel in PANELS:
+        expect(page.locator(f"#panel-{panel} .fig").first).to_be_attached()
+    expect(page.locator("#panel-attribution .breakdown").first).to_be_attached()
+    sizes = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert sizes[0] <= sizes[1], (sizes, page.evaluate(WIDER_JS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import msgspec
 import pytest
@@ -17,13 +17,19 @@ from engine.outputs import (
     METRICS,
     SCHEMA_VERSION,
     UNITS,
+    VAR_METHODS,
     AlertPayload,
     BookExposure,
     CapitalPayload,
+    CptPayload,
+    CrossHedgeFigures,
+    CrossHedgePayload,
     ExpiryColumns,
     HedgePayload,
+    LiquidityPayload,
     Payload,
     Scope,
+    SlippagePayload,
     SmilePayload,
     StrategyPayload,
     UnderlyingExposure,
@@ -554,3 +560,99 @@ def test_strategy_scope_watches_a_holdings_figures_keyed_by_its_text() -> None:
 def test_strategy_rules_are_checked(overrides: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         rule(**overrides)
+
+
+# ------------------------------------------------------------------ liquidity, cross hedge, CPT
+
+
+def _liquidity(metric: str, value: float | None) -> Payload:
+    return payload(LiquidityPayload, book="main", **{metric: value})
+
+
+def _cross(metric: str, value: float | None) -> Payload:
+    return payload(CrossHedgePayload, book="main", **{metric: value})
+
+
+def _r2(_: str, value: float | None) -> Payload:
+    hedge = None if value is None else payload(CrossHedgeFigures, r2=value)
+    return payload(CrossHedgePayload, book="main", hedge=hedge)
+
+
+def _cpt(field: str) -> Any:
+    return lambda _, value: payload(CptPayload, book="main", **{field: value})
+
+
+def _slippage(_: str, value: float | None) -> Payload:
+    return payload(SlippagePayload, book="main", underlying="BTC", slippage_usd=value)
+
+
+_BOOK_FIGURES: Final = [
+    *(
+        (m, _liquidity, "USD")
+        for m in (
+            "exit_cost_usd",
+            "liquidity_cost_usd",
+            "lvar",
+            "les",
+            *(f"{k}_{m}" for m in VAR_METHODS for k in ("lvar", "les")),
+        )
+    ),
+    ("beta_delta_total", _cross, "benchmark units"),
+    ("beta_gamma_total", _cross, "benchmark units per 1 benchmark unit move"),
+    ("beta_delta_usd", _cross, "USD"),
+    ("hedge_r2", _r2, "fraction"),
+    ("cpt_value", _cpt("value"), "value-function units (USD^alpha)"),
+    ("cpt_certainty_equivalent", _cpt("certainty_equivalent"), "USD"),
+]
+
+
+@pytest.mark.parametrize(("metric", "make", "unit"), _BOOK_FIGURES)
+def test_liquidity_cross_hedge_and_cpt_figures_raise_and_clear_per_book(
+    metric: str, make: Any, unit: str
+) -> None:
+    """Each figure is read from the payload that publishes it (the liquidity payload's ``lvar``,
+    the cross hedge's ``hedge.r2``, the CPT payload's ``value``...), at book scope, with its
+    unit: below the limit nothing, above it raised, back under it cleared."""
+    engine = AlertEngine([rule(name="r", metric=metric, scope="book", above=0.5)])
+    assert engine.check(make(metric, 0.25)) == []
+    (t,) = engine.check(msgspec.structs.replace(make(metric, 0.75), ts_ns=T0 + S))
+    assert (t.id, t.state, t.metric, t.scope, t.value, t.unit) == (
+        "r:main",
+        "raised",
+        metric,
+        "book",
+        0.75,
+        unit,
+    )
+    assert engine.check(msgspec.structs.replace(make(metric, None), ts_ns=T0 + 2 * S)) == []
+    (c,) = engine.check(msgspec.structs.replace(make(metric, 0.25), ts_ns=T0 + 3 * S))
+    assert (c.id, c.state, c.value) == ("r:main", "cleared", 0.25)
+    with pytest.raises(ValueError, match="book scope only"):
+        rule(name="u", metric=metric, scope="underlying", above=1.0)
+
+
+def test_slippage_raises_and_clears_per_book_and_underlying() -> None:
+    """The expected slippage of a (book, underlying)'s hedge against the future's order book."""
+    engine = AlertEngine(
+        [rule(name="slip", metric="slippage_usd", scope="underlying", above=500.0)]
+    )
+    assert engine.check(_slippage("", 100.0)) == []
+    (t,) = engine.check(msgspec.structs.replace(_slippage("", 800.0), ts_ns=T0 + S))
+    assert (t.id, t.state, t.value, t.unit) == ("slip:main:BTC", "raised", 800.0, "USD")
+    (c,) = engine.check(msgspec.structs.replace(_slippage("", 10.0), ts_ns=T0 + 2 * S))
+    assert (c.id, c.state) == ("slip:main:BTC", "cleared")
+    with pytest.raises(ValueError, match="underlying scope only"):
+        rule(name="b", metric="slippage_usd", scope="book", above=1.0)
+
+
+def test_liquidity_rules_read_only_the_liquidity_payload() -> None:
+    """``var`` and ``es`` are also fields of the liquidity payload: a ``var`` rule reads the VaR
+    payload's, an ``lvar`` rule the liquidity payload's."""
+    engine = AlertEngine(
+        [rule(name="v", metric="var", scope="book", above=1.0),
+         rule(name="l", metric="lvar", scope="book", above=1.0)]
+    )  # fmt: skip
+    liquidity = payload(LiquidityPayload, book="main", var=5.0, lvar=0.5)
+    assert engine.check(liquidity) == []
+    (t,) = engine.check(msgspec.structs.replace(liquidity, lvar=6.0))
+    assert t.id == "l:main"

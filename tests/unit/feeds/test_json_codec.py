@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import FeedDecodeError
-from engine.events import Fill, Quote, Tick
+from engine.events import Depth, Fill, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from feeds.json_codec import JsonCodec
 
@@ -296,10 +296,28 @@ def test_error_detail_names_the_field(codec: JsonCodec) -> None:
         (b'{"book": "main", "instrument": "BTC-PERPETUAL", "quantity": 10, "price": 1.0}', Fill),
         (b'{"type": "fill", "book": "b", "instrument": "BTC-PERPETUAL", "quantity": 1}', Fill),
         (b'{"instrument": "btc_usd", "price": 1.0}\n', Tick),
+        (
+            b'{"type": "depth", "instrument": "BTC-PERPETUAL", "bids": [], "asks": [[1.0, 2]]}',
+            Depth,
+        ),
+        (b'{"instrument": "BTC-PERPETUAL", "bids": [[1.0, 2]], "asks": []}', Depth),
     ],
 )
 def test_line_kinds(codec: JsonCodec, line: bytes, kind: type) -> None:
     assert isinstance(codec.decode_line(line, RECV), kind)
+
+
+def test_a_depth_line_is_the_book_topics_message(codec: JsonCodec) -> None:
+    """A replay's order-book line decodes as the ``md/book`` topic's payload does."""
+    body = (
+        b'{"instrument": "BTC-PERPETUAL", "bids": [[64985.5, 30000], [64990.0, 12000]],'
+        b' "asks": [[65000.5, 8000]], "ts": 7}'
+    )
+    depth = codec.decode_line(body, RECV)
+    assert depth == codec.decode_mqtt("md/book/BTC-PERPETUAL", body, RECV)
+    assert isinstance(depth, Depth)
+    assert depth.bids == [(64990.0, 12000.0), (64985.5, 30000.0)]
+    assert depth.ts_event == 7_000_000
 
 
 def test_line_type_overrides_inference(codec: JsonCodec) -> None:
@@ -321,6 +339,8 @@ def test_line_type_overrides_inference(codec: JsonCodec) -> None:
         ("schema", b'{"book": null, "instrument": "BTC-PERPETUAL", "quantity": 1}'),
         ("bad_price", f'{{"instrument": "{OPTION}", "bid": 0.3, "ask": 0.2}}'.encode()),
         ("unknown_instrument", b'{"instrument": "nope", "price": 1.0}'),
+        ("bad_price", b'{"instrument": "BTC-PERPETUAL", "bids": [[0.0, 1]], "asks": []}'),
+        ("schema", b'{"type": "depth", "instrument": "BTC-PERPETUAL", "bids": []}'),
     ],
 )
 def test_bad_lines(codec: JsonCodec, reason: str, line: bytes) -> None:

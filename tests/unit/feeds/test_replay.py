@@ -189,3 +189,20 @@ def test_config_rejects_unknown_format() -> None:
 async def test_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await replay(tmp_path / "nope.jsonl")
+
+
+async def test_order_book_lines_are_handed_over_as_depth(tmp_path: Path) -> None:
+    """A replay carries the hedge futures' order books (the slippage of hedges): a depth line
+    reaches the sink's ``put`` at its time, between the other events."""
+    path = tmp_path / "book.jsonl"
+    path.write_text(
+        '{"instrument": "btc_usd", "price": 97000.0, "ts": 1000}\n'
+        '{"type": "depth", "instrument": "BTC-PERPETUAL", "bids": [[96990.0, 5000]],'
+        ' "asks": [[97010.0, 8000]], "ts": 2000}\n'
+        '{"instrument": "btc_usd", "price": 97001.0, "ts": 3000}\n'
+    )
+    _, sink, _, _ = await replay(path)
+    assert [type(e).__name__ for e in sink.events] == ["Tick", "Depth", "Tick"]
+    depth = sink.events[1]
+    assert isinstance(depth, Depth)
+    assert (depth.asks, depth.ts_recv) == ([(97010.0, 8000.0)], 2_000_000_000)

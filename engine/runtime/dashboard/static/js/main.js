@@ -10,14 +10,15 @@ import * as stress from './panels/stress.js';
 import * as attribution from './panels/attribution.js';
 import * as margin from './panels/margin.js';
 import * as hedges from './panels/hedges.js';
+import * as liquidity from './panels/liquidity.js';
 import * as crosshedge from './panels/crosshedge.js';
 import * as skew from './panels/skew.js';
 import * as strategies from './panels/strategies.js';
 import * as health from './panels/health.js';
 
 const PANELS = [
-  alerts, exposures, varPanel, attribution, stress, margin, hedges, crosshedge, skew, strategies,
-  health,
+  alerts, exposures, varPanel, attribution, stress, margin, hedges, liquidity, crosshedge, skew,
+  strategies, health,
 ];
 const store = new Store();
 const dirty = new Set();

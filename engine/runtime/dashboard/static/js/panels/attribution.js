@@ -44,7 +44,7 @@ function breakdown(key, field, p, mi, bi) {
   return h('div', {class: 'breakdown'},
     h('h4', {}, `by ${b.by}`),
     bars(key, field, p, mi, bi, 'es'),
-    h('table', {class: 'data small'},
+    h('div', {class: 'scroll-x'}, h('table', {class: 'data small'},
       h('thead', {}, h('tr', {}, head(b.by), head('component VaR', 'USD', {class: 'num'}), head('component ES', 'USD', {class: 'num'}),
         head('incremental ES', 'USD', {class: 'num'}), head('standalone ES', 'USD', {class: 'num'}), head('positions', '', {class: 'num'}))),
       h('tbody', {}, b.parts.map((x, k) => h('tr', {},
@@ -58,7 +58,7 @@ function breakdown(key, field, p, mi, bi) {
         h('th', {scope: 'row'}, 'sum (= total)'),
         h('td', {class: 'num'}, sum(col('component_var'), vals('component_var'), usd)),
         h('td', {class: 'num'}, sum(col('component_es'), vals('component_es'), usd)),
-        h('td', {}), h('td', {class: 'num'}, f(`methods.${mi}.breakdowns.${bi}.standalone_es_sum`)), h('td', {})))),
+        h('td', {}), h('td', {class: 'num'}, f(`methods.${mi}.breakdowns.${bi}.standalone_es_sum`)), h('td', {}))))),
     h('p', {class: 'small muted'}, 'diversification: ES ', f(`methods.${mi}.breakdowns.${bi}.diversification_es`),
       ' USD (ratio ', f(`methods.${mi}.breakdowns.${bi}.ratio_es`, pct), '), VaR ',
       f(`methods.${mi}.breakdowns.${bi}.diversification_var`), ' USD'));
@@ -84,7 +84,7 @@ function card(key, field, p, capital) {
 
 function capitalTable(ckey, rows) {
   if (!rows.length) return null;
-  return h('table', {class: 'data small capital'},
+  return h('div', {class: 'scroll-x'}, h('table', {class: 'data small capital'},
     h('caption', {}, 'capital: each book\'s Euler share of the firm\'s figure, against its budget'),
     h('thead', {}, h('tr', {}, head('book'), head('capital', 'USD', {class: 'num'}), head('share', '', {class: 'num'}),
       head('budget', 'USD', {class: 'num'}), head('utilisation', '', {class: 'num'}))),
@@ -93,7 +93,7 @@ function capitalTable(ckey, rows) {
       h('td', {class: 'num'}, fig(ckey, book, c, 'capital_usd', usd)),
       h('td', {class: 'num'}, fig(ckey, book, c, 'capital_share', pct)),
       h('td', {class: 'num'}, fig(ckey, book, c, 'capital_budget_usd', usd)),
-      h('td', {class: 'num'}, fig(ckey, book, c, 'capital_utilisation', pct, {class: (c.capital_utilisation ?? 0) > 1 ? 'warn' : ''}))))));
+      h('td', {class: 'num'}, fig(ckey, book, c, 'capital_utilisation', pct, {class: (c.capital_utilisation ?? 0) > 1 ? 'warn' : ''})))))));
 }
 
 export function render(store) {

@@ -126,6 +126,6 @@ export function render(store) {
       h('div', {class: 'cols'},
         h('div', {}, h('h4', {}, 'Smiles'), ...smiles(key, und, s.smiles)),
         h('div', {}, ...term(key, und, s.term))),
-      expiries(key, s.smiles));
+      h('div', {class: 'scroll-x'}, expiries(key, s.smiles)));
   })));
 }
