@@ -172,6 +172,7 @@ def build(
                 config.http, config.redis.prefix, state, periods
             )
             add_routes(daemon.http.app, daemon.hub, config.http)
+            daemon.http.app[REGISTRY].register(daemon.hub)
     engine.replay(journaled, settler)  # since the positions file: the book the daemon had
     return daemon
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.errors import ConfigError
 from engine.outputs import BookExposure, StressPayload
@@ -101,6 +102,18 @@ async def until(
                 return msg, e["payload"]
 
 
+async def metrics(base: str) -> dict[str, float]:
+    """``/metrics`` as name -> value (samples without labels)."""
+    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
+        text = await r.text()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     async with serving(tmp_path) as s:
@@ -179,6 +192,13 @@ async def test_a_stalled_browser_is_dropped_and_the_others_keep_up(tmp_path: Pat
                     await read()
                 while seen != last:  # the reader's last values arrive
                     await read()
+            m = await metrics(s.base)
+            assert m["riskd_dashboard_clients"] == 1
+            assert m["riskd_dashboard_connections_total"] == 2
+            assert m["riskd_dashboard_slow_drops_total"] == 1
+            assert m["riskd_dashboard_conflated_total"] > 0  # the stalled one skipped values
+            assert m["riskd_dashboard_updates_sent_total"] >= i  # each read took one at least
+            assert m["riskd_dashboard_bytes_sent_total"] > 16 * 1024
             await stalled.close()
             await reader.close()
         assert i > 5  # it took megabytes to fill the stalled one's buffers
@@ -194,6 +214,9 @@ async def test_one_browser_more_than_max_clients_is_refused(tmp_path: Path) -> N
         await a.close()
         await wait_until(lambda: s.daemon.hub is not None and len(s.daemon.hub.clients) == 1)
         c = await http.ws_connect(s.ws)
+        m = await metrics(s.base)
+        assert (m["riskd_dashboard_refused_total"], m["riskd_dashboard_clients"]) == (1, 2)
+        assert m["riskd_dashboard_connections_total"] == 3
         await b.close()
         await c.close()
 

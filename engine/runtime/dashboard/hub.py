@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from engine.clock import Clock
 from engine.outputs import (
@@ -52,7 +54,14 @@ from engine.runtime.http import HttpConfig
 from engine.runtime.redis_sink import Keys, redact_url
 from engine.state import Portfolio
 
-__all__ = ["ALERT_LOG", "Client", "DashboardHub", "HealthState", "TooManyClientsError"]
+__all__ = [
+    "ALERT_LOG",
+    "Client",
+    "DashboardCounters",
+    "DashboardHub",
+    "HealthState",
+    "TooManyClientsError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +161,17 @@ class Client:
     alert transitions not yet sent (a FIFO of ``ALERT_LOG``), the daemon's state when due.
     :attr:`wake` is set whenever there is something to send."""
 
-    __slots__ = ("alerts", "conflated", "dropped_alerts", "entries", "health", "offered", "wake")
+    __slots__ = (
+        "alerts",
+        "bytes_sent",
+        "conflated",
+        "dropped_alerts",
+        "entries",
+        "health",
+        "offered",
+        "updates_sent",
+        "wake",
+    )
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], Entry] = {}
@@ -164,6 +183,9 @@ class Client:
         """Values replaced before they were sent (the browser skipped them)."""
         self.dropped_alerts = 0
         """Alert transitions dropped unsent: more than ``ALERT_LOG`` were waiting."""
+        self.updates_sent = 0
+        """Messages sent (the snapshot included)."""
+        self.bytes_sent = 0
 
     def offer(self, offer: _Offer) -> None:
         """Add a pass's entries (replacing any unsent value of the same key and field), alert
@@ -239,6 +261,27 @@ class _History:
         )
 
 
+@dataclass(slots=True)
+class DashboardCounters:
+    """Browsers' counts: connections accepted and refused, browsers dropped as too slow, and
+    what they were sent and skipped."""
+
+    connections: int = 0
+    refused: int = 0
+    slow_drops: int = 0
+    updates_sent: int = 0
+    bytes_sent: int = 0
+    conflated: int = 0
+    dropped_alerts: int = 0
+
+    def add(self, client: Client) -> None:
+        """Add what ``client`` was sent and skipped."""
+        self.updates_sent += client.updates_sent
+        self.bytes_sent += client.bytes_sent
+        self.conflated += client.conflated
+        self.dropped_alerts += client.dropped_alerts
+
+
 class DashboardHub:
     """Every payload and alert the daemon publishes, kept and pushed to browsers; implements
     :class:`engine.outputs.Sink`.
@@ -275,6 +318,9 @@ class DashboardHub:
         self.clients: set[Client] = set()
         self.bad_payloads = 0
         """Payloads dropped because they could not be encoded (the sink counts them too)."""
+        self.gone = DashboardCounters()
+        """What the browsers that disconnected were sent and skipped, and the connections
+        refused or dropped (:meth:`counters` adds the connected ones)."""
 
     # ------------------------------------------------------------------ Sink (engine's path)
 
@@ -301,7 +347,9 @@ class DashboardHub:
             TooManyClientsError: ``max_clients`` are connected.
         """
         if len(self.clients) >= self._config.max_clients:
+            self.gone.refused += 1
             raise TooManyClientsError
+        self.gone.connections += 1
         self.step()  # what was recorded since the last pass: in the snapshot, not after it
         snapshot = Snapshot(
             prefix=self._prefix,
@@ -317,7 +365,47 @@ class DashboardHub:
         return client, _ENCODER.encode(snapshot)
 
     def disconnect(self, client: Client) -> None:
-        self.clients.discard(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            self.gone.add(client)
+
+    def counters(self) -> DashboardCounters:
+        """Every browser's counts since start, the connected ones' included."""
+        total = dataclasses.replace(self.gone)
+        for c in self.clients:
+            total.add(c)
+        return total
+
+    def collect(self) -> Iterator[Metric]:
+        """The dashboard's counters for ``/metrics`` (a prometheus-client collector)."""
+        c = self.counters()
+        yield GaugeMetricFamily(
+            "riskd_dashboard_clients", "Dashboard WebSockets connected.", value=len(self.clients)
+        )
+        counters: list[tuple[str, str, float]] = [
+            ("riskd_dashboard_connections", "Dashboard WebSockets accepted.", c.connections),
+            ("riskd_dashboard_refused", "Dashboard WebSockets refused: max_clients.", c.refused),
+            ("riskd_dashboard_slow_drops", "Browsers dropped: a send timed out.", c.slow_drops),
+            ("riskd_dashboard_updates_sent", "Messages sent to browsers.", c.updates_sent),
+            ("riskd_dashboard_bytes_sent", "Bytes of messages sent to browsers.", c.bytes_sent),
+            (
+                "riskd_dashboard_conflated",
+                "Values replaced before a browser got them.",
+                c.conflated,
+            ),
+            (
+                "riskd_dashboard_dropped_alerts",
+                "Alert transitions a browser missed.",
+                c.dropped_alerts,
+            ),
+            (
+                "riskd_dashboard_bad_payloads",
+                "Payloads the hub could not encode.",
+                self.bad_payloads,
+            ),
+        ]
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)
 
     # ------------------------------------------------------------------ the hub's task
 

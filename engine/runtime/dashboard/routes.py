@@ -179,6 +179,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     except* ConnectionError:  # the browser went away mid-send
         pass
     except* TimeoutError:
+        d.hub.gone.slow_drops += 1
         logger.info(
             "dashboard client dropped: send timed out",
             extra={"remote": request.remote, "timeout_s": d.config.send_timeout_s},
@@ -201,16 +202,16 @@ async def _serve(
 
 
 async def _send(ws: web.WebSocketResponse, client: Client, first: bytes, timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        await ws.send_frame(first, WSMsgType.TEXT)
+    data: bytes | None = first
     while True:
+        if data is not None:
+            async with asyncio.timeout(timeout_s):
+                await ws.send_frame(data, WSMsgType.TEXT)
+            client.updates_sent += 1
+            client.bytes_sent += len(data)
         await client.wake.wait()
         client.wake.clear()
         data = client.take()
-        if data is None:
-            continue
-        async with asyncio.timeout(timeout_s):
-            await ws.send_frame(data, WSMsgType.TEXT)
 
 
 async def _close(ws: web.WebSocketResponse, request: web.Request) -> None:
