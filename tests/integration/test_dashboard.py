@@ -29,6 +29,7 @@ from engine.runtime.app import Daemon, build
 from engine.runtime.config import AppConfig, load_config
 from engine.runtime.dashboard import COOKIE
 from tests.factories import alert, payload
+from tests.integration.test_http import documented_metrics
 from tests.integration.test_security import Pki, _make_pki
 from tests.servers import wait_until
 
@@ -311,6 +312,14 @@ async def test_the_token_opens_a_session_whose_cookie_is_not_the_token(guarded: 
         http.ws_connect(guarded.ws, headers={"Authorization": f"Bearer {TOKEN}"}) as ws,
     ):
         assert (await receive(ws))["type"] == "snapshot"
+
+
+async def test_the_dashboard_metrics_docs_config_lists_are_served(served: Served) -> None:
+    served_names = {m.removesuffix("_total") for m in await metrics(served.base)}
+    listed = {m.removesuffix("_total") for m in documented_metrics()}
+    dashboard = {m for m in listed if m.startswith("riskd_dashboard_")}
+    assert dashboard
+    assert dashboard == {m for m in served_names if m.startswith("riskd_dashboard_")}
 
 
 async def test_health_and_metrics_need_no_token(guarded: Served) -> None:
