@@ -31,7 +31,9 @@ class PositionLiquidity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 class LiquidityPayload(Header, frozen=True, kw_only=True):
     """A book's exit cost, the Bangia et al. (1999) liquidity cost and the liquidity-adjusted
-    VaR and ES of every method (null where the VaR is). Key: the book."""
+    VaR and ES of every method (null where the VaR is); the positions with the largest shares
+    of the liquidity cost (``[risk.liquidity] top_positions``), the rest summed. Key: the
+    book."""
 
     family: ClassVar[Family] = "liquidity"
     book: str
@@ -53,6 +55,10 @@ class LiquidityPayload(Header, frozen=True, kw_only=True):
     lvar_monte_carlo: float | None
     les_monte_carlo: float | None
     positions: list[PositionLiquidity]
+    n_positions: int
+    other_positions: int
+    other_exit_cost_usd: float
+    other_cost_usd: float
     unquoted: list[str]
     status: str
     units: dict[str, str]

@@ -79,12 +79,15 @@ class LiquidityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         interval_s: their period, which is also the sampling period of the relative spreads.
         window: relative spreads kept per instrument (the rolling window of the statistics).
         a: multiple of the relative spread's standard deviation in the adjustment.
+        top_positions: positions listed in a book's payload, the largest shares of the
+            adjustment first (the rest summed into ``other_*``; 0: none listed).
     """
 
     enabled: bool = True
     interval_s: PositiveFloat = 5.0
     window: Annotated[int, msgspec.Meta(ge=2)] = 720
     a: Annotated[float, msgspec.Meta(ge=0.0)] = DEFAULT_A
+    top_positions: Annotated[int, msgspec.Meta(ge=0)] = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,10 @@ _UNITS: Final = {
     "spread_mean": "fraction of the mid",
     "spread_std": "fraction of the mid",
     "window": "samples per instrument, one per liquidity period",
+    "n_positions": "positions of the book",
+    "other_positions": "positions not listed (beyond top_positions)",
+    "other_exit_cost_usd": "USD: the exit cost of the positions not listed",
+    "other_cost_usd": "USD: their share of liquidity_cost_usd",
 }
 
 
@@ -311,6 +318,10 @@ def _payload(
 
     names = br.instruments
     quantity = (br.positions.weight / _multipliers(br)).tolist()
+    # the largest shares of the adjustment first (unquoted ones last), the rest summed
+    order = np.argsort(-np.nan_to_num(per_cost, nan=-np.inf), kind="stable")
+    listed = order[: cfg.top_positions].tolist()
+    rest = order[cfg.top_positions :]
     positions = [
         PositionLiquidity(
             instrument=name,
@@ -324,16 +335,16 @@ def _payload(
             cost_usd=_opt(pc),
         )
         for name, q, v, s, c, m, sd, n, pc, ok in zip(
-            names,
-            quantity,
-            cost.value_usd.tolist(),
-            cost.relative_spread.tolist(),
-            cost.cost_usd.tolist(),
-            stats.mean.tolist(),
-            stats.std.tolist(),
-            stats.samples.tolist(),
-            per_cost.tolist(),
-            cost.quoted.tolist(),
+            [names[i] for i in listed],
+            [quantity[i] for i in listed],
+            cost.value_usd[listed].tolist(),
+            cost.relative_spread[listed].tolist(),
+            cost.cost_usd[listed].tolist(),
+            stats.mean[listed].tolist(),
+            stats.std[listed].tolist(),
+            stats.samples[listed].tolist(),
+            per_cost[listed].tolist(),
+            cost.quoted[listed].tolist(),
             strict=True,
         )
     ]
@@ -360,10 +371,19 @@ def _payload(
         lvar_monte_carlo=plus(var.var_monte_carlo),
         les_monte_carlo=plus(var.es_monte_carlo),
         positions=positions,
+        n_positions=len(names),
+        other_positions=len(rest),
+        other_exit_cost_usd=_finite_sum(cost.cost_usd[rest]),
+        other_cost_usd=_finite_sum(per_cost[rest]),
         unquoted=unquoted,
         status=var.status.get(var.method, "ok") if br.underlyings else "no positions",
         units=_UNITS,
     )
+
+
+def _finite_sum(x: F64) -> float:
+    """The exactly rounded sum of the finite values of ``x``."""
+    return math.fsum(x[np.isfinite(x)].tolist())
 
 
 def _multipliers(br: BookRisk) -> F64:

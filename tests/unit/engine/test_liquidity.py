@@ -261,6 +261,27 @@ def test_payload_exit_cost_of_a_hand_made_book() -> None:
     assert got.status == "ok"
 
 
+def test_payload_lists_the_largest_shares_first_and_sums_the_rest() -> None:
+    """Three positions: the call's share 6 300 USD, SOL's 100, the future unquoted (none)."""
+    history = _history(["BTC", "SOL"], 30)
+    every, _ = payloads(book(0.10, 0.12, 11.0, 13.0), SpreadHistory(10), LiquidityConfig(), history)
+    assert [pos.instrument for pos in every.positions] == [CALL, SOL, "BTC-27DEC24"]
+    assert (every.n_positions, every.other_positions, every.other_cost_usd) == (3, 0, 0.0)
+    top, _ = payloads(
+        book(0.10, 0.12, 11.0, 13.0), SpreadHistory(10), LiquidityConfig(top_positions=1), history
+    )
+    assert [pos.instrument for pos in top.positions] == [CALL]
+    assert (top.n_positions, top.other_positions) == (3, 2)
+    assert top.other_exit_cost_usd == pytest.approx(100.0, rel=1e-12)  # SOL's; the future: none
+    assert top.other_cost_usd == pytest.approx(100.0, rel=1e-12)
+    assert top.liquidity_cost_usd == every.liquidity_cost_usd  # the totals count every position
+    none, _ = payloads(
+        book(0.10, 0.12, 11.0, 13.0), SpreadHistory(10), LiquidityConfig(top_positions=0), history
+    )
+    assert none.positions == []
+    assert none.other_exit_cost_usd == pytest.approx(6_400.0, rel=1e-12)
+
+
 def test_payload_takes_the_spread_history_of_earlier_periods() -> None:
     spreads, cfg, history = SpreadHistory(10), LiquidityConfig(a=2.0), _history(["BTC", "SOL"], 30)
     payloads(book(0.10, 0.12, 11.0, 13.0), spreads, cfg, history)  # call 0.02 / 0.11

@@ -62,7 +62,7 @@ function methods(key, book, p) {
 function positions(key, book, p) {
   const f = (path, fmt = num, opts) => fig(key, book, p, path, fmt, opts);
   return h('details', {class: 'table-of-chart'},
-    h('summary', {}, `positions (${p.positions.length}): spreads and their share of the add-on`),
+    h('summary', {}, `positions (the ${p.positions.length} largest add-ons of ${p.n_positions}): spreads and their share of the add-on`),
     h('div', {class: 'scroll short'}, h('table', {class: 'data small'},
       h('thead', {}, h('tr', {}, head('instrument'), head('qty', 'position units', {class: 'num'}),
         head('value', 'USD at mid', {class: 'num'}), head('spread', 'of mid', {class: 'num'}),
@@ -78,7 +78,11 @@ function positions(key, book, p) {
         h('td', {class: 'num'}, f(`positions.${i}.spread_mean`, spread)),
         h('td', {class: 'num'}, f(`positions.${i}.spread_std`, spread)),
         h('td', {class: 'num'}, f(`positions.${i}.samples`, int)),
-        h('td', {class: 'num'}, f(`positions.${i}.cost_usd`, usd))))))),
+        h('td', {class: 'num'}, f(`positions.${i}.cost_usd`, usd)))),
+      p.other_positions ? h('tfoot', {}, h('tr', {},
+        h('th', {scope: 'row'}, 'the other ', f('other_positions', int)),
+        h('td', {colspan: 3}), h('td', {class: 'num'}, f('other_exit_cost_usd', usd)),
+        h('td', {colspan: 3}), h('td', {class: 'num'}, f('other_cost_usd', usd)))) : null))),
     p.unquoted.length ? h('p', {class: 'small muted'}, 'no two-sided quote (count for nothing): ',
       p.unquoted.map((_, i) => [i ? ', ' : '', f(`unquoted.${i}`, text)])) : null);
 }
