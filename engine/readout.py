@@ -247,11 +247,14 @@ class Readout:
         bounds = np.searchsorted(owner, np.arange(n_books + 1))
         ua = groups.pairs.arrays
         spot_px = market.spots.cols.arrays["px"]
+        pairs_of: dict[str, list[tuple[str, int]]] = {}  # book -> its (underlying, pair row)
+        for (b, u), row in groups.pair_rows.items():
+            pairs_of.setdefault(b, []).append((u, row))
         out = {}
         for book in groups.book_names() if books is None else books:
             brow = groups.book_rows[book]
             mine = lots[bounds[brow] : bounds[brow + 1]]
-            pairs = sorted((u, row) for (b, u), row in groups.pair_rows.items() if b == book)
+            pairs = sorted(pairs_of.get(book, []))
             rows = [row for _, row in pairs]
             und_of_bu = np.full(groups.pairs.n, -1, dtype=np.int64)
             und_of_bu[rows] = np.arange(len(pairs))
