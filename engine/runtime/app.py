@@ -46,7 +46,7 @@ from engine.runtime.http import REGISTRY, HttpServer
 from engine.runtime.intake import AsyncInbox, Intake, build_feeds
 from engine.runtime.journal import open_journal
 from engine.runtime.monitor import Monitor
-from engine.runtime.notify import Notifier
+from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
@@ -283,3 +283,4 @@ async def _shut_down(
             await daemon.sink.flush()
     except Exception as exc:  # shutdown goes on without Redis
         logger.warning("final snapshot not published: %r", exc)
+    await daemon.notifier.drain(DRAIN_TIMEOUT_S)  # the last transitions, to chat too

@@ -51,9 +51,20 @@ from engine.retry import Backoff
 if TYPE_CHECKING:
     import apprise
 
-__all__ = ["Notifier", "NotifyConfig", "Target", "check_targets", "message", "privacy_url"]
+__all__ = [
+    "DRAIN_TIMEOUT_S",
+    "Notifier",
+    "NotifyConfig",
+    "Target",
+    "check_targets",
+    "message",
+    "privacy_url",
+]
 
 logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S: Final = 10.0
+"""At shutdown, how long the transitions still queued may take to be sent (docs/alerts.md)."""
 
 SEEN_MAX: Final = 1024
 """Transitions remembered for de-duplication."""
@@ -264,7 +275,10 @@ class Target:
         """Deliver the queued transitions, in order, until cancelled."""
         while True:
             p = await self.queue.get()
-            await self.deliver(p)
+            try:
+                await self.deliver(p)
+            finally:
+                self.queue.task_done()
 
     async def deliver(self, p: AlertPayload) -> bool:
         """Send ``p``, retrying with backoff; whether it was sent."""
@@ -350,6 +364,20 @@ class Notifier:
         async with asyncio.TaskGroup() as tg:
             for t in self.targets:
                 tg.create_task(t.run(), name=f"notify:{t.config.name}")
+
+    async def drain(self, timeout_s: float) -> None:
+        """At shutdown (:meth:`run` still running): wait until every transition queued has
+        been delivered or given up, at most ``timeout_s``; log what is left unsent."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                for t in self.targets:
+                    await t.queue.join()
+        except TimeoutError:
+            left = {t.config.name: t.queue.qsize() for t in self.targets if t.queue.qsize()}
+            logger.warning(
+                "notifications not sent at shutdown",
+                extra={"timeout_s": timeout_s, "left": left},
+            )
 
     def collect(self) -> Iterator[Metric]:
         """The targets' counters, for ``/metrics`` (a prometheus-client collector)."""
