@@ -49,6 +49,7 @@ from engine.outputs import (
     HedgePayload,
     MarginPayload,
     Payload,
+    PositioningPayload,
     Scope,
     Severity,
     SmilePayload,
@@ -108,6 +109,12 @@ AlertMetric = Literal[
     "atm_vol",
     "rr25",
     "bf25",
+    "gex_total",
+    "gex_change_window",
+    "spot_minus_zero_gamma",
+    "put_call_oi",
+    "put_call_volume",
+    "oi_change_window",
 ]
 """What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`), a count, or a
 risk figure (:data:`engine.outputs.RISK_METRICS`, at its own scope only)."""
@@ -453,7 +460,8 @@ class AlertEngine:
 _SCOPES: Final = ("book", "underlying", "expiry", "strategy")
 
 MARKET_BOOK: Final = "*"
-"""The ``book`` of a market figure's alert (``atm_vol``, ``rr25``, ``bf25``: of no book)."""
+"""The ``book`` of a market figure's alert (``atm_vol``, ``rr25``, ``bf25``, the positioning
+figures: of no book)."""
 
 _EXPOSURE_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     "book": BookExposure,
@@ -473,6 +481,12 @@ _RISK_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     "atm_vol": SmilePayload,
     "rr25": SmilePayload,
     "bf25": SmilePayload,
+    "gex_total": PositioningPayload,
+    "gex_change_window": PositioningPayload,
+    "spot_minus_zero_gamma": PositioningPayload,
+    "put_call_oi": PositioningPayload,
+    "put_call_volume": PositioningPayload,
+    "oi_change_window": PositioningPayload,
 }
 """The payload that carries each risk figure (a field of that name)."""
 if set(_RISK_SOURCES) != set(RISK_METRICS) or any(
@@ -492,7 +506,7 @@ def _scope_key(p: Payload) -> tuple[Scope, str, str | None, str | None]:
         return "underlying", p.book, p.underlying, None
     if isinstance(p, StrategyPayload):
         return "strategy", p.book, p.underlying, p.strategy
-    if isinstance(p, SmilePayload):
+    if isinstance(p, SmilePayload | PositioningPayload):
         return "expiry", MARKET_BOOK, p.underlying, p.expiry
     if isinstance(p, BookExposure | VarPayload | StressPayload | MarginPayload | CapitalPayload):
         return "book", p.book, None, None
