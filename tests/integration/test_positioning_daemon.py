@@ -115,7 +115,7 @@ above = 0.5
             expiries = await r.hkeys(f"{unique}:positioning:snapshot")
             assert len(expiries) == 1 + len({n.split("-")[1] for n in recorded})
             assert await r.xlen(f"{unique}:positioning:stream") > 0
-            await wait_until(lambda: daemon.out.alerts.active())
+            await wait_until(lambda: bool(daemon.out.alerts.active()))
             active = await r.hgetall(f"{unique}:alerts:active")
             assert b"btc_put_call:*:BTC:all" in active
             assert daemon.risk.errors == 0
