@@ -12,12 +12,13 @@ import * as margin from './panels/margin.js';
 import * as hedges from './panels/hedges.js';
 import * as crosshedge from './panels/crosshedge.js';
 import * as skew from './panels/skew.js';
+import * as positioning from './panels/positioning.js';
 import * as strategies from './panels/strategies.js';
 import * as health from './panels/health.js';
 
 const PANELS = [
-  alerts, exposures, varPanel, attribution, stress, margin, hedges, crosshedge, skew, strategies,
-  health,
+  alerts, exposures, varPanel, attribution, stress, margin, hedges, crosshedge, skew, positioning,
+  strategies, health,
 ];
 const store = new Store();
 const dirty = new Set();
