@@ -52,6 +52,7 @@ from engine.outputs import (
     LiquidityPayload,
     MarginPayload,
     Payload,
+    PositioningPayload,
     Scope,
     Severity,
     SlippagePayload,
@@ -131,6 +132,12 @@ AlertMetric = Literal[
     "atm_vol",
     "rr25",
     "bf25",
+    "gex_total",
+    "gex_change_window",
+    "spot_minus_zero_gamma",
+    "put_call_oi",
+    "put_call_volume",
+    "oi_change_window",
 ]
 """What a rule may watch: an exposure figure (:data:`engine.outputs.METRICS`), a count, or a
 risk figure (:data:`engine.outputs.RISK_METRICS`, at its own scope only)."""
@@ -476,7 +483,8 @@ class AlertEngine:
 _SCOPES: Final = ("book", "underlying", "expiry", "strategy")
 
 MARKET_BOOK: Final = "*"
-"""The ``book`` of a market figure's alert (``atm_vol``, ``rr25``, ``bf25``: of no book)."""
+"""The ``book`` of a market figure's alert (``atm_vol``, ``rr25``, ``bf25``, the positioning
+figures: of no book)."""
 
 _EXPOSURE_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     "book": BookExposure,
@@ -507,6 +515,12 @@ _RISK_SOURCES: Final[dict[str, type[msgspec.Struct]]] = {
     "atm_vol": SmilePayload,
     "rr25": SmilePayload,
     "bf25": SmilePayload,
+    "gex_total": PositioningPayload,
+    "gex_change_window": PositioningPayload,
+    "spot_minus_zero_gamma": PositioningPayload,
+    "put_call_oi": PositioningPayload,
+    "put_call_volume": PositioningPayload,
+    "oi_change_window": PositioningPayload,
 }
 """The payload that carries each risk figure (a field of that name, or at
 :data:`_RISK_PATHS`)."""
@@ -572,7 +586,7 @@ def _scope_key(p: Payload) -> tuple[Scope, str, str | None, str | None]:
         return "underlying", p.book, p.underlying, None
     if isinstance(p, StrategyPayload):
         return "strategy", p.book, p.underlying, p.strategy
-    if isinstance(p, SmilePayload):
+    if isinstance(p, SmilePayload | PositioningPayload):
         return "expiry", MARKET_BOOK, p.underlying, p.expiry
     if isinstance(
         p,

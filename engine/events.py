@@ -11,6 +11,10 @@ Deribit's inverse BTC/ETH options, USD/USDC otherwise. Volatility is a decimal (
 - :class:`Depth`: the best levels of an instrument's order book (a hedge future's), for the
   slippage of hedges. Market data: the latest per instrument wins; the engine does not price
   on it.
+- :class:`OpenInterest`: an option's open interest and volume from a source that is no quote
+  stream (Deribit's ``public/get_book_summary_by_currency``). Market data: the latest per
+  instrument wins; kept apart for the positioning figures, the engine does not price on it.
+  A :class:`Quote` may carry the same two figures (Deribit's ticker, Tardis, MQTT).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["Depth", "Event", "EventSink", "Fill", "Quote", "Tick"]
+__all__ = ["Depth", "Event", "EventSink", "Fill", "OpenInterest", "Quote", "Tick"]
 
 
 class Tick(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -48,6 +52,9 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         underlying_price: the forward of the option's expiry (Deribit's ``underlying_price``),
             in USD; None when absent.
         index_price: the underlying's index in USD, when the source sends it.
+        open_interest: the option's open interest in underlying units (Deribit's options: the
+            base-currency amount, 1 per BTC contract), when the source sends it.
+        volume: its traded volume over the last 24 hours, in the same units, when sent.
         ts_event: source time, int UNIX ns.
         ts_recv: receipt time, int UNIX ns.
     """
@@ -56,6 +63,32 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     bid: float | None = None
     ask: float | None = None
     mark: float | None = None
+    iv: float | None = None
+    underlying_price: float | None = None
+    index_price: float | None = None
+    open_interest: float | None = None
+    volume: float | None = None
+    ts_event: int
+    ts_recv: int
+
+
+class OpenInterest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An option's open interest, apart from its quotes (Deribit's book summary).
+
+    Attributes:
+        instrument: option name, as in the registry.
+        open_interest: in underlying units (the base-currency amount; >= 0).
+        volume: traded over the last 24 hours, underlying units; None when absent.
+        iv: implied volatility of the mark, a decimal; None when absent.
+        underlying_price: the forward of the option's expiry, USD; None when absent.
+        index_price: the underlying's index (Deribit's ``estimated_delivery_price``), USD.
+        ts_event: source time, int UNIX ns.
+        ts_recv: receipt time, int UNIX ns.
+    """
+
+    instrument: str
+    open_interest: float
+    volume: float | None = None
     iv: float | None = None
     underlying_price: float | None = None
     index_price: float | None = None
@@ -104,7 +137,7 @@ class Depth(msgspec.Struct, frozen=True, kw_only=True):
     ts_recv: int
 
 
-Event = Tick | Quote | Fill | Depth
+Event = Tick | Quote | Fill | Depth | OpenInterest
 """Anything a feed emits."""
 
 
@@ -116,8 +149,8 @@ class EventSink(Protocol):
     queue is full, which slows the feed down instead of losing a fill.
     """
 
-    def put(self, event: Tick | Quote | Depth) -> None:
-        """Hand over a tick, quote or order book (conflated per instrument)."""
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
+        """Hand over a tick, quote, order book or open interest (conflated per instrument)."""
         ...
 
     async def put_fill(self, fill: Fill) -> None:

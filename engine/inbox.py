@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 
 __all__ = ["Inbox"]
 
@@ -24,6 +24,7 @@ class Inbox:
     __slots__ = (
         "_depth",
         "_fills",
+        "_interest",
         "_quotes",
         "_ticks",
         "conflated",
@@ -39,18 +40,25 @@ class Inbox:
         self._quotes: dict[str, Quote] = {}
         self._fills: deque[Fill] = deque()
         self._depth: dict[str, Depth] = {}  # read by the risk task, never drained
+        self._interest: dict[str, Quote | OpenInterest] = {}  # likewise
         self.received = 0
         """Events accepted so far."""
         self.conflated = 0
         """Ticks and quotes replaced by a newer one before the engine read them."""
 
-    def put(self, event: Tick | Quote | Depth) -> None:
-        """Keep ``event`` as the latest of its instrument (an order book is kept apart: the
-        engine does not drain it, :meth:`depth` reads it)."""
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
+        """Keep ``event`` as the latest of its instrument (an order book and open interest are
+        kept apart: the engine does not drain them, :meth:`depth` and :meth:`interest` read
+        them; a quote that carries open interest counts as that instrument's latest too)."""
         self.received += 1
         if type(event) is Depth:
             self._depth[event.instrument] = event
             return
+        if type(event) is OpenInterest:
+            self._interest[event.instrument] = event
+            return
+        if type(event) is Quote and event.open_interest is not None:
+            self._interest[event.instrument] = event
         table = self._quotes if type(event) is Quote else self._ticks
         if event.instrument in table:
             self.conflated += 1
@@ -59,6 +67,11 @@ class Inbox:
     def depth(self, names: list[str]) -> dict[str, Depth]:
         """The latest order book of each of ``names`` that has one."""
         return {n: d for n in names if (d := self._depth.get(n)) is not None}
+
+    def interest(self) -> dict[str, Quote | OpenInterest]:
+        """A copy of the latest open interest of every option that has one (a quote that
+        carried it, or an :class:`~engine.events.OpenInterest`), by instrument."""
+        return dict(self._interest)
 
     def put_fill(self, fill: Fill) -> bool:
         """Queue ``fill``; False (and nothing queued) when the queue is full."""

@@ -89,6 +89,12 @@ class DeribitFeedConfig(
         instrument_currencies: currencies (``BTC``, ``ETH``, ``USDC``) whose instruments are
             loaded from ``public/get_instruments`` at start, so the registry holds Deribit's own
             definitions; empty: names are parsed (the same fields for every listed name).
+        summary_currencies: currencies whose options' open interest, volume, mark IV and
+            forward are asked for with ``public/get_book_summary_by_currency`` on connecting
+            and then every ``summary_interval_s`` (the whole chain, for the positioning
+            figures, docs/positioning.md); empty: none (the tickers' open interest only).
+        summary_interval_s: seconds between two book-summary requests (checked as frames
+            arrive, so at least every ``heartbeat_s``).
     """
 
     name: str = "deribit"
@@ -103,6 +109,8 @@ class DeribitFeedConfig(
     backoff_initial_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0
     instrument_currencies: list[str] = []
+    summary_currencies: list[str] = []
+    summary_interval_s: PositiveFloat = 60.0
 
     def __post_init__(self) -> None:
         if self.backoff_initial_s > self.backoff_max_s:
@@ -325,6 +333,8 @@ class WebSocketFeed:
         silence_s = self._config.silence_timeout_s
         stats = self.stats
         subscribed = False
+        summary_every_ns = round(self._config.summary_interval_s * 1e9)
+        summary_due = self._clock.now_ns()
         while True:
             try:
                 async with asyncio.timeout(silence_s):
@@ -346,6 +356,10 @@ class WebSocketFeed:
                 await self._send(ws, reply)
             while self._requests:
                 await self._send(ws, self._requests.pop(0))
+            if self._config.summary_currencies and ts_recv >= summary_due:
+                summary_due = ts_recv + summary_every_ns
+                for request in protocol.book_summary_requests(self._config.summary_currencies):
+                    await self._send(ws, request)
             if not subscribed and protocol.subscription_complete:
                 subscribed = True
                 self._backoff.reset()

@@ -9,7 +9,9 @@ Deribit's units, as this codec maps them onto :mod:`engine.events`:
 
 - ``ticker.{instrument}.{interval}`` of an option -> :class:`~engine.events.Quote`: prices in
   the quote currency (coin for inverse BTC/ETH options), a bid or ask of 0 means none (None),
-  ``mark_iv`` is in percent (87.27 -> iv 0.8727), ``timestamp`` in ms (-> ``ts_event`` in ns);
+  ``mark_iv`` is in percent (87.27 -> iv 0.8727), ``timestamp`` in ms (-> ``ts_event`` in ns),
+  ``open_interest`` and ``stats.volume`` (24 hours) in the base-currency amount (BTC for BTC
+  options) ride on the quote as ``open_interest`` and ``volume``;
 - ``ticker.{instrument}.{interval}`` of a future, perpetual or spot pair ->
   :class:`~engine.events.Tick` of its ``mark_price``;
 - ``deribit_price_index.{index}`` -> :class:`~engine.events.Tick` named after the index
@@ -19,7 +21,14 @@ Deribit's units, as this codec maps them onto :mod:`engine.events`:
   :class:`~engine.orderbook.OrderBook` from Deribit's snapshot and changes; a ``change`` whose
   ``prev_change_id`` is not the last ``change_id`` is a gap: the book is cleared and the channel
   unsubscribed and subscribed again (Deribit then sends a new snapshot), counted in
-  :attr:`DeribitProtocol.book_gaps`.
+  :attr:`DeribitProtocol.book_gaps`;
+- the result of ``public/get_book_summary_by_currency`` (``kind`` ``option``, asked for by
+  :meth:`DeribitProtocol.book_summary_requests`) -> one :class:`~engine.events.OpenInterest`
+  per option of the registry: ``open_interest`` and ``volume`` (24 hours) in the base-currency
+  amount, ``mark_iv`` in percent, ``underlying_price`` (the expiry's forward) and
+  ``estimated_delivery_price`` (the index, -> ``index_price``) in USD, ``creation_timestamp``
+  in ms. An entry with a negative or non-finite open interest, or of an instrument that is no
+  option, is left out (counted in :attr:`DeribitProtocol.summary_skipped`).
 
 A frame that cannot be turned into events raises :class:`~engine.errors.FeedDecodeError` with
 one of these stable reasons; the adapter counts and drops it and the connection goes on:
@@ -30,7 +39,8 @@ one of these stable reasons; the adapter counts and drops it and the connection 
                          ``timestamp`` before 1970 or past int64 nanoseconds
 ``bad_price``            a mark or index price that is not finite and > 0 (an option's mark
                          of 0 with a mark_iv > 0 is kept, as a quote with no mark), a negative
-                         bid or ask, a negative IV, a forward or index price <= 0
+                         bid or ask, a negative IV, a forward or index price <= 0, a negative
+                         or non-finite open interest or volume
 ``unknown_instrument``   neither in the registry nor a Deribit instrument or index name
 ``unexpected``           a method or channel this codec does not handle
 ``rpc_error``            a JSON-RPC error answering a request whose failure is harmless
@@ -52,7 +62,7 @@ import msgspec
 
 from engine.constraints import TimestampMs
 from engine.errors import FeedConnectionError, FeedDecodeError
-from engine.events import Depth, Quote, Tick
+from engine.events import Depth, OpenInterest, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind, from_deribit_instrument
 from engine.orderbook import OrderBook
 
@@ -81,6 +91,7 @@ BOOK_LEVELS: Final = 20
 """Levels kept per side of a hedge future's book (and handed on in each Depth)."""
 _TEST: Final = "public/test"
 _GET_INSTRUMENTS: Final = "public/get_instruments"
+_BOOK_SUMMARY: Final = "public/get_book_summary_by_currency"
 _TICKER_PREFIX: Final = "ticker."
 _INDEX_PREFIX: Final = "deribit_price_index."
 _MS_TO_NS: Final = 1_000_000
@@ -114,6 +125,10 @@ class _Heartbeat(msgspec.Struct, frozen=True):
     type: str
 
 
+class _Stats(msgspec.Struct, frozen=True, gc=False):
+    volume: float | None = None
+
+
 class _Ticker(msgspec.Struct, frozen=True, gc=False):
     instrument_name: str
     timestamp: TimestampMs
@@ -123,6 +138,20 @@ class _Ticker(msgspec.Struct, frozen=True, gc=False):
     mark_iv: float | None = None
     underlying_price: float | None = None
     index_price: float | None = None
+    open_interest: float | None = None
+    stats: _Stats | None = None
+
+
+class _Summary(msgspec.Struct, frozen=True, gc=False):
+    """One entry of ``public/get_book_summary_by_currency``."""
+
+    instrument_name: str
+    creation_timestamp: TimestampMs
+    open_interest: float | None = None
+    volume: float | None = None
+    mark_iv: float | None = None
+    underlying_price: float | None = None
+    estimated_delivery_price: float | None = None
 
 
 class _Book(msgspec.Struct, frozen=True):
@@ -147,6 +176,7 @@ _HEARTBEAT = msgspec.json.Decoder(_Heartbeat)
 _TICKER = msgspec.json.Decoder(_Ticker)
 _PRICE_INDEX = msgspec.json.Decoder(_PriceIndex)
 _BOOK = msgspec.json.Decoder(_Book)
+_SUMMARIES = msgspec.json.Decoder(list[_Summary])
 _CHANNELS = msgspec.json.Decoder(list[str])
 _INSTRUMENTS = msgspec.json.Decoder(list[dict[str, Any]])
 _ENCODER = msgspec.json.Encoder()
@@ -198,6 +228,7 @@ class DeribitProtocol:
         subscribed: the channels Deribit acknowledged (it leaves out channels it does not know).
         unsolicited: results received that answer no pending request of ours.
         book_gaps: order-book gaps seen (each one resubscribes its channel).
+        summary_skipped: book-summary entries left out (no option, a bad open interest).
     """
 
     def __init__(
@@ -228,6 +259,7 @@ class DeribitProtocol:
         channels += sorted(self._book_channels)
         self.channels: tuple[str, ...] = tuple(dict.fromkeys(channels))
         self.book_gaps = 0
+        self.summary_skipped = 0
         self.subscribed: set[str] = set()
         self.unsolicited = 0
         self._pending: dict[int, str] = {}
@@ -287,12 +319,18 @@ class DeribitProtocol:
             self._acks_outstanding += 1
         return requests
 
+    def book_summary_requests(self, currencies: Iterable[str]) -> list[bytes]:
+        """``public/get_book_summary_by_currency`` requests (``kind`` ``option``), one per
+        currency; their results come out of :meth:`receive` as
+        :class:`~engine.events.OpenInterest` events."""
+        return [self.request(_BOOK_SUMMARY, {"currency": c, "kind": "option"}) for c in currencies]
+
     def outgoing(self) -> list[bytes]:
         """The replies queued by :meth:`receive` (``public/test``), to send now; clears them."""
         out, self._outgoing = self._outgoing, []
         return out
 
-    def receive(self, data: bytes | str, ts_recv: int) -> list[Tick | Quote | Depth]:
+    def receive(self, data: bytes | str, ts_recv: int) -> list[Tick | Quote | Depth | OpenInterest]:
         """Decode one frame into events (often none) and queue replies for :meth:`outgoing`.
 
         Args:
@@ -300,7 +338,8 @@ class DeribitProtocol:
             ts_recv: its receipt time, int UNIX ns.
 
         Returns:
-            The frame's events: a quote or tick for a notification, none for other messages.
+            The frame's events: a quote or tick for a notification, the open interest of every
+            option in a book summary, none for other messages.
 
         Raises:
             FeedDecodeError: the frame is bad; drop it and go on.
@@ -311,13 +350,12 @@ class DeribitProtocol:
         if envelope.method is not None:
             return self._notification(envelope, data, ts_recv)
         if envelope.error is not None or envelope.result:
-            self._response(envelope, data)
-            return []
+            return self._response(envelope, data, ts_recv)
         raise FeedDecodeError(self.feed, "unexpected", "neither a method nor a result", data)
 
     def _notification(
         self, envelope: _Envelope, frame: bytes | str, ts_recv: int
-    ) -> list[Tick | Quote | Depth]:
+    ) -> list[Tick | Quote | Depth | OpenInterest]:
         if not envelope.params:
             raise FeedDecodeError(self.feed, "schema", "notification without params", frame)
         if envelope.method == "subscription":
@@ -369,7 +407,9 @@ class DeribitProtocol:
             )
         ]
 
-    def _response(self, envelope: _Envelope, frame: bytes | str) -> None:
+    def _response(
+        self, envelope: _Envelope, frame: bytes | str, ts_recv: int
+    ) -> list[Tick | Quote | Depth | OpenInterest]:
         method = self._pending.pop(envelope.id, None) if isinstance(envelope.id, int) else None
         if envelope.error is not None:
             if method in (_SET_HEARTBEAT, _SUBSCRIBE):
@@ -384,6 +424,40 @@ class DeribitProtocol:
             channels = _decode(_CHANNELS, envelope.result, self.feed, frame)
             self.subscribed.update(channels)
             self._acks_outstanding -= 1
+        elif method == _BOOK_SUMMARY:
+            return self._summaries(_decode(_SUMMARIES, envelope.result, self.feed, frame), ts_recv)
+        return []
+
+    def _summaries(
+        self, entries: list[_Summary], ts_recv: int
+    ) -> list[Tick | Quote | Depth | OpenInterest]:
+        """The open interest of each option of a book summary (see the module docstring)."""
+        out: list[Tick | Quote | Depth | OpenInterest] = []
+        for e in entries:
+            inst = self._registry.get(e.instrument_name)
+            oi = e.open_interest
+            if (
+                inst is None
+                or inst.kind is not Kind.OPTION
+                or oi is None
+                or not 0.0 <= oi < math.inf
+            ):
+                self.summary_skipped += 1
+                continue
+            iv = e.mark_iv
+            out.append(
+                OpenInterest(
+                    instrument=inst.name,
+                    open_interest=oi,
+                    volume=_finite(e.volume, 0.0),
+                    iv=iv / 100.0 if iv is not None and 0.0 < iv < math.inf else None,
+                    underlying_price=_finite(e.underlying_price, math.ulp(0.0)),
+                    index_price=_finite(e.estimated_delivery_price, math.ulp(0.0)),
+                    ts_event=e.creation_timestamp * _MS_TO_NS,
+                    ts_recv=ts_recv,
+                )
+            )
+        return out
 
     def _instrument(self, name: str, frame: bytes | str) -> Instrument:
         instrument = self._registry.get(name)
@@ -424,6 +498,12 @@ class DeribitProtocol:
         # no mark then, but the quote stands. A mark of 0 with no vol carries nothing.
         if not (0.0 < mark < math.inf or (mark == 0.0 and iv is not None)):
             raise self._bad_price("mark_price", mark, frame)
+        oi = ticker.open_interest
+        if oi is not None and not 0.0 <= oi < math.inf:
+            raise self._bad_price("open_interest", oi, frame)
+        volume = ticker.stats.volume if ticker.stats is not None else None
+        if volume is not None and not 0.0 <= volume < math.inf:
+            raise self._bad_price("stats.volume", volume, frame)
         return Quote(
             instrument=instrument.name,
             bid=self._side("best_bid_price", ticker.best_bid_price, frame),
@@ -432,6 +512,8 @@ class DeribitProtocol:
             iv=iv,
             underlying_price=self._positive("underlying_price", ticker.underlying_price, frame),
             index_price=self._positive("index_price", ticker.index_price, frame),
+            open_interest=oi,
+            volume=volume,
             ts_event=ts_event,
             ts_recv=ts_recv,
         )
@@ -446,6 +528,11 @@ class DeribitProtocol:
             ts_event=index.timestamp * _MS_TO_NS,
             ts_recv=ts_recv,
         )
+
+
+def _finite(value: float | None, low: float) -> float | None:
+    """``value`` when finite and >= ``low``, else None."""
+    return value if value is not None and low <= value < math.inf else None
 
 
 def get_instruments_request(

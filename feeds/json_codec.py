@@ -9,6 +9,9 @@ are absent; prices in the instrument's quote currency, coin for Deribit's invers
 - ``md/quote/{instrument}``: ``{"instrument": "BTC-27DEC24-60000-C", "bid": 0.021,
   "ask": 0.0225, "mark": 0.0218, "iv": 0.62, "underlying_price": 65120.0, "index_price": 65080.0,
   "ts": 1732400000123}``; all optional but the instrument and one of bid/ask/mark; iv a decimal.
+  Optional too: ``"open_interest": 1250.5`` (the option's open interest) and ``"volume": 310.2``
+  (its 24-hour volume), both in underlying units (Deribit's base-currency amount: BTC for BTC
+  options) and >= 0; they feed the ``positioning`` figures (docs/positioning.md).
 - ``md/book/{instrument}`` (optional depth, for the slippage of hedges): ``{"instrument":
   "BTC-PERPETUAL", "bids": [[64990.0, 12000], [64985.5, 30000]], "asks": [[65000.5, 8000]],
   "ts": 1732400000123}``: the best levels, ``[price, amount]`` (price in the quote currency,
@@ -31,7 +34,7 @@ Every bad message raises :class:`~engine.errors.FeedDecodeError` with a stable `
 - ``schema``: wrong types, missing fields, an unknown kind, a timestamp before 1970 or past
   int64 nanoseconds (2262);
 - ``bad_price``: a non-finite or out-of-range number, price or mark <= 0, a negative bid or ask,
-  bid > ask, iv <= 0, a zero quantity;
+  bid > ask, iv <= 0, a zero quantity, a negative or non-finite open_interest or volume;
 - ``unknown_instrument``: a tick's or quote's instrument is neither in the registry nor a
   parseable Deribit name (fills are not checked: the engine keeps those it cannot place yet);
 - ``topic``: the topic is not one of ours or names another instrument or book than the payload.
@@ -79,6 +82,8 @@ class _QuoteMsg(msgspec.Struct, frozen=True, gc=False):
     iv: float | None = None
     underlying_price: float | None = None
     index_price: float | None = None
+    open_interest: float | None = None
+    volume: float | None = None
     ts: TimestampMs | None = None
     ts_ns: TimestampNs | None = None
 
@@ -146,6 +151,8 @@ def build_quote(
     index_price: float | None,
     ts_event: int,
     ts_recv: int,
+    open_interest: float | None = None,
+    volume: float | None = None,
 ) -> Quote:
     """A :class:`~engine.events.Quote` from decoded fields, checked as the wire contract says.
 
@@ -155,8 +162,8 @@ def build_quote(
         feed: the feed's name, for the error.
         registry: where ``instrument`` must be known (or parse as a Deribit name).
         payload: the raw message, quoted (truncated) in the error.
-        instrument, bid, ask, mark, iv, underlying_price, index_price, ts_event, ts_recv:
-            the quote's fields (:class:`~engine.events.Quote`).
+        instrument, bid, ask, mark, iv, underlying_price, index_price, ts_event, ts_recv,
+            open_interest, volume: the quote's fields (:class:`~engine.events.Quote`).
 
     Returns:
         The quote.
@@ -174,6 +181,11 @@ def build_quote(
             )
     if bid is not None and ask is not None and bid > ask:
         raise FeedDecodeError(feed, "bad_price", f"bid {bid} > ask {ask}", payload)
+    for name, value in (("open_interest", open_interest), ("volume", volume)):
+        if value is not None and not (math.isfinite(value) and value >= 0.0):
+            raise FeedDecodeError(
+                feed, "bad_price", f"{name} must be finite and >= 0, got {value}", payload
+            )
     for name, value in (
         ("mark", mark),
         ("iv", iv),
@@ -196,6 +208,8 @@ def build_quote(
         iv=iv,
         underlying_price=underlying_price,
         index_price=index_price,
+        open_interest=open_interest,
+        volume=volume,
         ts_event=ts_event,
         ts_recv=ts_recv,
     )
@@ -375,6 +389,8 @@ class JsonCodec:
             index_price=msg.index_price,
             ts_event=_ts_event(msg.ts, msg.ts_ns, ts_recv),
             ts_recv=ts_recv,
+            open_interest=msg.open_interest,
+            volume=msg.volume,
         )
 
     def _book(self, payload: bytes, ts_recv: int) -> Depth:

@@ -5,7 +5,11 @@ Per underlying (``BTC``) the spot follows a geometric random walk; the feed emit
 - index ticks (``btc_usd``) and perpetual ticks (``BTC-PERPETUAL``) at the spot, in USD;
 - quotes of coin-settled options named as Deribit names them (``BTC-27DEC24-60000-C``), one per
   expiry of ``expiries_days`` (the first 08:00 UTC at least that many days after the start) and
-  strike of ``strikes_pct`` (moneyness, rounded to a grid of two significant digits).
+  strike of ``strikes_pct`` (moneyness, rounded to a grid of two significant digits); with
+  ``open_interest`` they carry an open interest (fixed per option: ``open_interest`` at the
+  money, falling off as exp(-k^2 / 0.08) in k = ln(K / spot at the start), doubled for puts
+  below and calls above the money, where customers buy protection and sell calls) and a 24-hour
+  volume of a tenth of it.
 
 Quotes follow a smile: ``vol(k) = vol + skew * k + smile * k**2`` with ``k = ln(K / F)``, floored
 at ``vol_floor``. With r = 0 the forward F is the spot; the mark is the Black-76 USD price over F
@@ -82,6 +86,8 @@ class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         half_spread: half the bid/ask spread, as a fraction of the mark.
         tick_coin: price tick of the options, in coin.
         jumps: scheduled moves of the spot (:class:`SimJump`), in any order.
+        open_interest: open interest of an at-the-money option, underlying units (module
+            docstring); 0: the quotes carry none.
     """
 
     name: str = "BTC"
@@ -101,6 +107,7 @@ class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     half_spread: NonNegativeFloat = 0.02
     tick_coin: PositiveFloat = 0.0001
     jumps: list[SimJump] = []
+    open_interest: NonNegativeFloat = 0.0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -158,6 +165,7 @@ class _Leg:
     strike: float = 0.0
     is_call: bool = True
     expiry_ns: int = 0
+    open_interest: float | None = None
 
 
 class SimFeed:
@@ -331,6 +339,8 @@ class SimFeed:
             iv=vol,
             underlying_price=F,
             index_price=spot,
+            open_interest=leg.open_interest,
+            volume=None if leg.open_interest is None else round(leg.open_interest / 10.0, 1),
             ts_event=now_ns,
             ts_recv=now_ns,
         )
@@ -360,6 +370,9 @@ def _legs(index: int, u: SimUnderlying, start_ns: int) -> list[_Leg]:
                 if name in seen or inst is None or inst.strike is None or inst.expiry_ns is None:
                     continue
                 seen.add(name)
+                k = math.log(inst.strike / u.spot)
+                wing = 2.0 if (k < 0.0) != (cp == "C") else 1.0
+                oi = round(u.open_interest * wing * math.exp(-k * k / 0.08), 1)
                 legs.append(
                     _Leg(
                         name=name,
@@ -368,6 +381,7 @@ def _legs(index: int, u: SimUnderlying, start_ns: int) -> list[_Leg]:
                         strike=inst.strike,
                         is_call=cp == "C",
                         expiry_ns=inst.expiry_ns,
+                        open_interest=oi if u.open_interest > 0.0 else None,
                     )
                 )
     return legs

@@ -22,6 +22,9 @@ Units, and where they come from:
   builds the normalised ``option_summary`` behind this dataset) copies ``mark_iv``, ``bid_iv``
   and ``ask_iv`` from Deribit's ticker unchanged. A row whose ``mark_iv`` is below
   :data:`MIN_PERCENT_IV` is not in percent (or is nonsense) and is rejected as ``bad_price``.
+- ``open_interest`` (optional column): the option's open interest as Deribit reports it, in
+  underlying units (BTC for BTC options); it rides on the quote for the positioning figures.
+  Tardis's ``options_chain`` has no volume column.
 - an empty field is absent (None). A bid or ask price of 0 is Deribit's "no order on that side"
   (``best_bid_price: 0.0, best_bid_amount: 0.0`` in its tickers) and is absent too.
 
@@ -97,7 +100,8 @@ class OptionsChainDecoder:
 
         Returns:
             The option's quote: bid/ask/mark in coin (Deribit inverse options), ``iv`` the mark
-            IV as a decimal, ``underlying_price`` the expiry's forward in USD.
+            IV as a decimal, ``underlying_price`` the expiry's forward in USD,
+            ``open_interest`` in underlying units when the file has the column.
 
         Raises:
             FeedDecodeError: ``schema`` (column count, unparseable number or timestamp, a
@@ -123,6 +127,9 @@ class OptionsChainDecoder:
             mark = self._number(fields, "mark_price")
             mark_iv_pct = self._number(fields, "mark_iv")
             underlying_price = self._number(fields, "underlying_price")
+            open_interest = (
+                self._number(fields, "open_interest") if "open_interest" in self._idx else None
+            )
         except ValueError as exc:
             raise FeedDecodeError(self._feed, "schema", str(exc), line) from exc
         if not symbol:
@@ -153,6 +160,7 @@ class OptionsChainDecoder:
             index_price=None,
             ts_event=ts_event,
             ts_recv=ts_recv,
+            open_interest=open_interest,
         )
 
     def _number(self, fields: Sequence[str], column: str) -> float | None:

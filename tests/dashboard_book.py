@@ -2,7 +2,8 @@
 
 Two minutes of a BTC and an ETH market (index, perpetual with its order book, and two expiries
 of coin-settled options, seven and six strikes, calls and puts, on a skewed smile: every chain
-can be fitted),
+can be fitted; each quote with an open interest peaked at the money, heavier in puts below and
+calls above it, and a 24-hour volume of an eighth of it),
 fills of options and of two strategies into book ``desk``, perpetual hedges in book ``hedge``, a
 year of daily levels for VaR, hedges in the perpetuals (and an option for BTC), equity for margin,
 and alert rules of which some are raised at the end and one is raised and cleared on the way.
@@ -114,14 +115,18 @@ def _market(seed: int) -> list[dict[str, object]]:
                 T = (expiry.timestamp() * 1000 - ts) / (365 * _DAY_MS)
                 F = round(S * math.exp(u.basis * T), 2)
                 for K in u.strikes:
-                    sigma = round(_vol(u, math.log(K / F), T), 4)
+                    k = math.log(K / F)
+                    sigma = round(_vol(u, k, T), 4)
                     for cp in ("C", "P"):
                         mark = float(inverse(cp == "C", F, K, T, 0.0, sigma).price_coin)
+                        wing = 2.0 if (k < 0.0) != (cp == "C") else 1.0
+                        oi = round(800.0 * wing * math.exp(-k * k / 0.02) + second / 10.0, 1)
                         lines.append({
                             "type": "quote", "instrument": f"{u.name}-{label}-{K:.0f}-{cp}",
                             "bid": round(mark * 0.98, 4), "ask": round(mark * 1.02, 4),
                             "mark": round(mark, 8), "iv": sigma, "underlying_price": F,
-                            "index_price": S, "ts": ts + 50,
+                            "index_price": S, "open_interest": oi, "volume": round(oi / 8, 1),
+                            "ts": ts + 50,
                         })  # fmt: skip
     return lines
 
@@ -193,6 +198,8 @@ interval_s = 1.0
 interval_s = 1.0
 capital_interval_s = 1.0
 budget_usd = {{ desk = 200000.0 }}
+[risk.positioning]
+interval_s = 1.0
 
 [http]
 address = "127.0.0.1:{http_port}"

@@ -10,8 +10,12 @@ For feed, end-to-end and soak tests; faults are real (closed sockets, a stopped 
 
 It answers ``public/set_heartbeat`` (then sends ``heartbeat`` ``test_request`` messages),
 ``public/subscribe`` (``ticker.*`` and ``deribit_price_index.*`` channels; others are left out of
-the acknowledgement, as Deribit does with channels it does not know), ``public/test`` and
-``public/get_instruments`` (from ``instruments``); any other method gets JSON-RPC error -32601.
+the acknowledgement, as Deribit does with channels it does not know), ``public/test``,
+``public/get_instruments`` (from ``instruments``) and ``public/get_book_summary_by_currency``
+(one entry per recorded option ticker of that base currency, the last recorded of each, in
+Deribit's summary fields: ``open_interest``, ``volume`` (the ticker's ``stats.volume``),
+``mark_iv``, ``underlying_price``, ``estimated_delivery_price``, bid/ask/mark prices and
+``creation_timestamp``); any other method gets JSON-RPC error -32601.
 
 Once a connection subscribes, the server streams the recorded ``ticker`` notifications of the
 instruments it subscribed, in file order and round and round, one every ``frame_interval_s``,
@@ -225,6 +229,7 @@ class DeribitServer:
             error (-32000, as Deribit answers when it is busy).
         book_snapshots: book snapshots sent; ``unsubscribe_calls``: ``public/unsubscribe``
             requests received.
+        book_summary_calls: ``public/get_book_summary_by_currency`` requests received.
     """
 
     def __init__(
@@ -262,6 +267,7 @@ class DeribitServer:
         }
         self.book_snapshots = 0
         self.unsubscribe_calls = 0
+        self.book_summary_calls = 0
 
     @property
     def port(self) -> int:
@@ -384,6 +390,9 @@ class DeribitServer:
         elif method == "public/get_instruments":
             self.get_instruments_calls += 1
             result = self._get_instruments(params)
+        elif method == "public/get_book_summary_by_currency":
+            self.book_summary_calls += 1
+            result = self._book_summary(str(params.get("currency", "")))
         else:
             return {
                 "jsonrpc": "2.0",
@@ -456,6 +465,32 @@ class DeribitServer:
             for entry in self._instruments
             if currency in ("any", entry.get("settlement_currency"))
             and (kind is None or entry.get("kind") == kind)
+        ]
+
+    def _book_summary(self, currency: str) -> list[dict[str, Any]]:
+        """The summary of each recorded option ticker of ``currency`` (its last recording)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for t in self._tickers:
+            if t.instrument.split("-", 1)[0] == currency and t.instrument.endswith(("-C", "-P")):
+                latest[t.instrument] = t.data
+        return [
+            {
+                "instrument_name": name,
+                "base_currency": currency,
+                "quote_currency": currency,
+                "open_interest": d.get("open_interest"),
+                "volume": (d.get("stats") or {}).get("volume"),
+                "mark_iv": d.get("mark_iv"),
+                "mark_price": d.get("mark_price"),
+                "bid_price": d.get("best_bid_price"),
+                "ask_price": d.get("best_ask_price"),
+                "underlying_price": d.get("underlying_price"),
+                "underlying_index": d.get("underlying_index"),
+                "estimated_delivery_price": d.get("estimated_delivery_price"),
+                "interest_rate": d.get("interest_rate", 0.0),
+                "creation_timestamp": d["timestamp"],
+            }
+            for name, d in latest.items()
         ]
 
     async def _heartbeat(self, client: _Client) -> None:

@@ -12,7 +12,8 @@ are frozen; :func:`encode` makes their JSON (a non-finite float is null) and
 Modules: :mod:`~engine.outputs.figures` (names and units), :mod:`~engine.outputs.header`,
 :mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
 strategy, settlement), :mod:`~engine.outputs.crosshedge` (crosshedge, cpt),
-:mod:`~engine.outputs.attribution` (attribution, capital), :mod:`~engine.outputs.alert`,
+:mod:`~engine.outputs.attribution` (attribution, capital), :mod:`~engine.outputs.positioning`
+(open interest and dealer gamma), :mod:`~engine.outputs.alert`,
 :mod:`~engine.outputs.heartbeat`,
 :mod:`~engine.outputs.wire` (the seam, the encoding, the schema), :mod:`~engine.outputs.dashboard`
 (the dashboard's WebSocket messages).
@@ -67,6 +68,7 @@ from engine.outputs.figures import (
 from engine.outputs.header import NS_PER_MS, SCHEMA_VERSION, Header, Version
 from engine.outputs.heartbeat import EngineStatus, FeedStatus, Heartbeat, PortfolioStatus
 from engine.outputs.liquidity import LiquidityPayload, PositionLiquidity, SlippagePayload
+from engine.outputs.positioning import GammaProfile, PositioningPayload, StrikeFigures
 from engine.outputs.risk import (
     FutureHedge,
     HedgePayload,
@@ -133,6 +135,7 @@ __all__ = [
     "FeedState",
     "FeedStatus",
     "FutureHedge",
+    "GammaProfile",
     "Header",
     "Heartbeat",
     "HedgePayload",
@@ -146,6 +149,7 @@ __all__ = [
     "PortfolioMargin",
     "PortfolioStatus",
     "PositionLiquidity",
+    "PositioningPayload",
     "RedisState",
     "Residual",
     "Scope",
@@ -164,6 +168,7 @@ __all__ = [
     "StrategyLeg",
     "StrategyPayload",
     "StressPayload",
+    "StrikeFigures",
     "Svi",
     "TermStructurePayload",
     "Trade",

@@ -113,16 +113,24 @@ RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
     "atm_vol": ("expiry", "decimal"),
     "rr25": ("expiry", "decimal"),
     "bf25": ("expiry", "decimal"),
+    "gex_total": ("expiry", "USD per 1% move"),
+    "gex_change_window": ("expiry", "USD per 1% move"),
+    "spot_minus_zero_gamma": ("expiry", "USD"),
+    "put_call_oi": ("expiry", "ratio"),
+    "put_call_volume": ("expiry", "ratio"),
+    "oi_change_window": ("expiry", "underlying units"),
 }
 """The flat figures of the ``var``, ``stress``, ``margin``, ``capital``, ``liquidity``,
-``crosshedge``, ``cpt`` (a book's), ``hedge`` and ``slippage`` (a (book, underlying)'s) and
-``skew`` (an (underlying, expiry)'s, of no book) payloads that alert rules can watch
-(docs/redis.md): name -> (scope, unit). Each is the payload's field of that name, but for
-``hedge_r2`` (the ``crosshedge`` payload's ``hedge.r2``), ``cpt_value`` and
-``cpt_certainty_equivalent`` (the ``cpt`` payload's ``value`` and ``certainty_equivalent``).
-VaR, ES and their liquidity-adjusted ``lvar``/``les`` are losses (positive: the book loses);
-rr25 and bf25 are decimal vols (0.01: one vol point); ``beta_delta_total`` is the book's
-benchmark-equivalent delta (e.g. BTC)."""
+``crosshedge``, ``cpt`` (a book's), ``hedge`` and ``slippage`` (a (book, underlying)'s),
+``skew`` and ``positioning`` (an (underlying, expiry)'s, of no book; the positioning payload of
+every expiry has expiry ``all``) payloads that alert rules can watch (docs/redis.md): name ->
+(scope, unit). Each is the payload's field of that name, but for ``hedge_r2`` (the
+``crosshedge`` payload's ``hedge.r2``), ``cpt_value`` and ``cpt_certainty_equivalent`` (the
+``cpt`` payload's ``value`` and ``certainty_equivalent``). VaR, ES and their
+liquidity-adjusted ``lvar``/``les`` are losses (positive: the book loses); rr25 and bf25 are
+decimal vols (0.01: one vol point); ``beta_delta_total`` is the book's benchmark-equivalent
+delta (e.g. BTC); ``spot_minus_zero_gamma`` changes sign when the spot crosses the zero-gamma
+level (docs/positioning.md)."""
 
 RISK_UNITS: Final[dict[str, str]] = {name: unit for name, (_, unit) in RISK_METRICS.items()}
 """The unit of each of :data:`RISK_METRICS`."""
@@ -145,6 +153,7 @@ Family = Literal[
     "cpt",
     "attribution",
     "capital",
+    "positioning",
 ]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else

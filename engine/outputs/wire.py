@@ -16,6 +16,7 @@ from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
 from engine.outputs.heartbeat import EngineStatus, Heartbeat
 from engine.outputs.liquidity import LiquidityPayload, SlippagePayload
+from engine.outputs.positioning import PositioningPayload
 from engine.outputs.risk import (
     HedgePayload,
     MarginPayload,
@@ -54,6 +55,7 @@ Payload = (
     | CptPayload
     | AttributionPayload
     | CapitalPayload
+    | PositioningPayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -72,6 +74,7 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "cpt": (CptPayload,),
     "attribution": (AttributionPayload,),
     "capital": (CapitalPayload,),
+    "positioning": (PositioningPayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

@@ -50,6 +50,7 @@ from engine.risk.cpt import CptConfig
 from engine.risk.crosshedge import CrossHedgeConfig
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
+from engine.risk.positioning import PositioningConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
@@ -57,10 +58,12 @@ from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
+    "FAMILY_PERIODS",
     "VOL_LEVEL_DAYS",
     "HedgeInputs",
     "RiskConfig",
     "StrategyHolding",
+    "family_periods",
     "hedge_inputs",
     "hedge_payloads",
     "margin_payload",
@@ -124,6 +127,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         cross_hedge: ``[risk.cross_hedge]``, the crosshedge payloads (docs/hedging.md).
         cpt: ``[risk.cpt]``, the prospect-theory payloads (docs/risk.md).
         attribution: ``[risk.attribution]``: attribution and capital allocation.
+        positioning: ``[risk.positioning]``: open interest and dealer gamma
+            (docs/positioning.md).
     """
 
     enabled: bool = True
@@ -158,6 +163,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     cross_hedge: CrossHedgeConfig = CrossHedgeConfig()
     cpt: CptConfig = CptConfig()
     attribution: AttributionConfig = AttributionConfig()
+    positioning: PositioningConfig = PositioningConfig()
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):
@@ -400,6 +406,28 @@ _MARGIN_UNITS: Final = {
     "span": "per underlying, USD",
     "standard": "per underlying; *_usd USD, *_coin coin of the underlying",
 }
+
+
+FAMILY_PERIODS: Final[tuple[tuple[str, Callable[[RiskConfig], float | None]], ...]] = (
+    ("var", lambda c: c.var_interval_s),
+    ("stress", lambda c: c.stress_interval_s),
+    ("margin", lambda c: c.margin_interval_s),
+    ("skew", lambda c: c.skew_interval_s),
+    ("strategy", lambda c: c.strategy_interval_s),
+    ("hedge", lambda c: c.hedge_interval_s if c.hedge_future else None),
+    ("liquidity", lambda c: c.liquidity.interval_s if c.liquidity.enabled else None),
+    ("crosshedge", lambda c: c.cross_hedge.interval_s if c.cross_hedge.enabled else None),
+    ("cpt", lambda c: c.cpt.interval_s if c.cpt.enabled else None),
+    ("attribution", lambda c: c.attribution.interval_s if c.attribution.enabled else None),
+    ("capital", lambda c: c.attribution.capital_interval_s if c.attribution.enabled else None),
+    ("positioning", lambda c: c.positioning.interval_s if c.positioning.enabled else None),
+)
+"""Each family the risk task publishes and its period in seconds under a config (None: off)."""
+
+
+def family_periods(config: RiskConfig) -> dict[str, float]:
+    """The families on, and each one's period in seconds (:data:`FAMILY_PERIODS`)."""
+    return {f: s for f, period in FAMILY_PERIODS if (s := period(config)) is not None}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import msgspec
 
 from engine.clock import Clock, ManualClock
 from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.retry import Backoff
@@ -54,9 +54,9 @@ class AsyncInbox:
         self._room = asyncio.Event()
         self._room.set()
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         self.inbox.put(event)
-        if type(event) is not Depth:  # the engine does not price on order books
+        if type(event) is not Depth and type(event) is not OpenInterest:  # not priced on
             self._wake.set()
 
     async def put_fill(self, fill: Fill) -> None:

@@ -40,8 +40,10 @@ from engine.risk.liquidity import (
     liquidity_payloads,
     slippage_payload,
 )
+from engine.risk.posreport import Positioning
 from engine.risk.report import (
     RiskConfig,
+    family_periods,
     hedge_inputs,
     risk_payloads,
     skew_payloads,
@@ -62,8 +64,8 @@ logger = logging.getLogger(__name__)
 
 
 class RiskTask:
-    """VaR/ES, stress grids, margin, hedges, skew fits, strategies, liquidity, attribution and
-    capital, each on its period.
+    """VaR/ES, stress grids, margin, hedges, skew fits, strategies, liquidity, attribution,
+    capital and positioning, each on its period (:data:`engine.risk.report.FAMILY_PERIODS`).
 
     Args:
         config: ``[risk]``.
@@ -80,6 +82,7 @@ class RiskTask:
         errors: periods that failed (logged; the next period tries again).
         worker: the process the skew fits run in (:mod:`engine.runtime.worker`).
         spreads: the relative spreads sampled on the liquidity period (``[risk.liquidity]``).
+        positioning: the positioning payloads' builder and its session (``[risk.positioning]``).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class RiskTask:
         self._vol_levels: dict[str, float] = {}  # underlying -> its latest ATM vol level
         self.spreads = SpreadHistory(config.liquidity.window)
         self.worker = WorkerProcess()
+        self.positioning = Positioning(config.positioning)
 
     def add_routes(self, app: web.Application) -> None:
         """Serve ``POST /what-if`` (:mod:`engine.runtime.whatif`) on the daemon's HTTP app."""
@@ -117,26 +121,7 @@ class RiskTask:
 
     def periods(self) -> dict[str, float]:
         """Each family published, and its period in seconds."""
-        cfg = self.config
-        periods = {
-            "var": cfg.var_interval_s,
-            "stress": cfg.stress_interval_s,
-            "margin": cfg.margin_interval_s,
-            "skew": cfg.skew_interval_s,
-            "strategy": cfg.strategy_interval_s,
-        }
-        if cfg.hedge_future:
-            periods["hedge"] = cfg.hedge_interval_s
-        if cfg.liquidity.enabled:
-            periods["liquidity"] = cfg.liquidity.interval_s
-        if cfg.cross_hedge.enabled:
-            periods["crosshedge"] = cfg.cross_hedge.interval_s
-        if cfg.cpt.enabled:
-            periods["cpt"] = cfg.cpt.interval_s
-        if cfg.attribution.enabled:
-            periods["attribution"] = cfg.attribution.interval_s
-            periods["capital"] = cfg.attribution.capital_interval_s
-        return periods
+        return family_periods(self.config)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Each family on its period until ``stop``."""
@@ -173,6 +158,7 @@ class RiskTask:
             chains = p.chains() if "skew" in families else []
             held = self.strategies.priced(p) if "strategy" in families else []
             quotes = {br.book: p.quotes(br.rows) for br in books} if "liquidity" in families else {}
+            interest = self.inbox.inbox.interest() if "positioning" in families else None
             cross = (
                 cross_inputs(self.config, p, self.registry.get)
                 if "crosshedge" in families
@@ -192,6 +178,10 @@ class RiskTask:
                 for key, h in out
                 if isinstance(h, HedgePayload)
             ]  # a walk of at most the levels of one book per hedge: light
+        if interest:  # the registry only grows: read from the worker
+            out += await asyncio.to_thread(
+                self.positioning.payloads, interest, self.registry.get, books, now, valuation
+            )
         for key, payload in out:
             self.out.publish(key, payload)
         if cross is not None or "cpt" in families:

@@ -39,6 +39,7 @@ PANELS = (
     "liquidity",
     "crosshedge",
     "skew",
+    "positioning",
     "strategies",
     "health",
 )
@@ -165,6 +166,13 @@ def test_every_panel_renders_with_no_console_error(page: Page, book: Book) -> No
     expect(page.locator("#panel-skew canvas")).to_have_count(4)  # smiles, term structures
     quotes = page.locator(f'#panel-skew [data-key="{p}:skew:snapshot"][data-path^="quote_vols."]')
     expect(quotes).to_have_count(2 * 14 + 2 * 12)  # calls and puts of 7 and 6 strikes
+    expect(page.locator("#panel-positioning .card")).to_have_count(2)  # BTC and ETH
+    expect(page.locator("#panel-positioning canvas")).to_have_count(4)  # OI, gamma profile
+    levels = page.locator('#panel-positioning [data-path^="profile.gex."]')
+    expect(levels).to_have_count(2 * 200)
+    strikes = page.locator('#panel-positioning [data-path^="strikes.call_oi."]')
+    expect(strikes).to_have_count(7 + 6)
+    expect(page.locator("#panel-positioning table.positioning tbody tr")).to_have_count(4)
     expect(page.locator("#panel-strategies .card")).to_have_count(2)
     expect(page.locator("#panel-strategies canvas")).to_have_count(2)
     now = page.locator('#panel-strategies [data-path^="payoff.pnl_now."]')
@@ -497,3 +505,29 @@ def test_the_page_fits_the_viewport_without_scrolling_sideways(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert sizes[0] <= sizes[1], (sizes, page.evaluate(WIDER_JS))
+
+
+def test_open_interest_by_strike_sums_to_the_total_and_zero_gamma_is_shown(
+    page: Page, book: Book
+) -> None:
+    """BTC over every expiry: the calls' and puts' open interest the page shows by strike (each
+    equal to Redis) add up to Redis's ``oi_total``; the zero-gamma level is shown where the
+    profile's table changes sign. The page may be one update behind Redis: read again at each
+    redraw until it shows what Redis holds."""
+    page.goto(book.daemon.url)
+    expect(page.locator("#status")).to_contain_text("LIVE")
+    card = page.locator("#panel-positioning .card").first
+    oi = card.locator('[data-field="BTC:all"][data-path^="strikes."][data-path*="_oi."]')
+    zero = card.locator('[data-field="BTC:all"][data-path="zero_gamma"]')
+    for _ in range(100):  # the valuation time moves on: so do the figures of each period
+        p = json.loads(book.redis.hget(f"{book.prefix}:positioning:snapshot", "BTC:all") or "{}")
+        if p and same(p["zero_gamma"], zero.get_attribute("data-value") or ""):
+            break
+        next_frame(page)
+    expect(oi).to_have_count(2 * len(p["strikes"]["strike"]))
+    values = [float(v) for v in oi.evaluate_all("(es) => es.map((e) => e.dataset.value)")]
+    assert math.isclose(sum(values), p["oi_total"], rel_tol=1e-12)
+    assert p["zero_gamma"] is not None  # the book's chain has one: dealers short the put wing
+    assert same(p["zero_gamma"], zero.get_attribute("data-value") or "")
+    gex = [g for g in p["profile"]["gex"] if g is not None]
+    assert min(gex) < 0.0 < max(gex)

@@ -11,7 +11,7 @@ from typing import Final, TypeVar
 import hypothesis
 
 from engine.errors import FeedDecodeError, RiskEngineError
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry
 
 __all__ = [
@@ -108,10 +108,17 @@ def check_depth(event: Depth) -> None:
         assert prices == sorted(prices, reverse=best_first)
 
 
-def check_event(event: Tick | Quote | Depth | Fill, registry: InstrumentRegistry) -> None:
-    """:func:`check_tick`, :func:`check_quote` (ordered), :func:`check_depth` or
-    :func:`check_fill`."""
-    if isinstance(event, Depth):
+def check_event(
+    event: Tick | Quote | Depth | OpenInterest | Fill, registry: InstrumentRegistry
+) -> None:
+    """:func:`check_tick`, :func:`check_quote` (ordered), :func:`check_depth`,
+    :func:`check_fill`, or an open interest: finite and >= 0 (the figures it has)."""
+    if isinstance(event, Quote | OpenInterest):
+        for value in (event.open_interest, event.volume):
+            assert value is None or (math.isfinite(value) and value >= 0.0)
+    if isinstance(event, OpenInterest):
+        assert registry.get(event.instrument) is not None
+    elif isinstance(event, Depth):
         check_depth(event)
     elif isinstance(event, Tick):
         check_tick(event, registry)
@@ -125,9 +132,9 @@ class CollectingSink:
     """An :class:`~engine.events.EventSink` that keeps every event, in order."""
 
     def __init__(self) -> None:
-        self.events: list[Tick | Quote | Depth | Fill] = []
+        self.events: list[Tick | Quote | Depth | OpenInterest | Fill] = []
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         self.events.append(event)
 
     async def put_fill(self, fill: Fill) -> None:

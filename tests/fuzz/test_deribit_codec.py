@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from engine.clock import ManualClock
 from engine.errors import FeedConnectionError, FeedDecodeError, RiskEngineError
-from engine.events import Depth, Quote, Tick
+from engine.events import Depth, OpenInterest, Quote, Tick
 from engine.instruments import Instrument, InstrumentRegistry, Kind
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.deribit_codec import DeribitProtocol, decode_instruments_response
@@ -95,7 +95,9 @@ def frames(draw: st.DrawFn) -> bytes | str:
     return data
 
 
-def check_events(events: list[Tick | Quote | Depth], registry: InstrumentRegistry) -> None:
+def check_events(
+    events: list[Tick | Quote | Depth | OpenInterest], registry: InstrumentRegistry
+) -> None:
     """At most one event, sane in riskd's units; a bid or ask of 0 is absent (None)."""
     assert len(events) <= 1
     for event in events:
@@ -104,6 +106,8 @@ def check_events(events: list[Tick | Quote | Depth], registry: InstrumentRegistr
             check_depth(event)
         elif isinstance(event, Tick):
             check_tick(event, registry)
+        elif isinstance(event, OpenInterest):  # a frame is a notification: no book summary
+            raise AssertionError(f"open interest from a notification: {event}")
         else:
             check_quote(event, registry, ordered=False)  # Deribit's book may cross
             assert event.bid is None or event.bid > 0.0

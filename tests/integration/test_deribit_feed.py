@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from engine.errors import FeedConnectionError
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry, Kind, Settlement
 from engine.runtime.clock import LiveClock
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
@@ -35,9 +35,9 @@ class CollectingSink:
     """An EventSink that keeps everything."""
 
     def __init__(self) -> None:
-        self.events: list[Tick | Quote | Depth] = []
+        self.events: list[Tick | Quote | Depth | OpenInterest] = []
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         self.events.append(event)
 
     async def put_fill(self, fill: Fill) -> None:

@@ -18,7 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from engine.clock import ManualClock
 from engine.errors import FeedConnectionError
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry
 from feeds.mqtt import MqttFeed, MqttFeedConfig, classify
 from tests import servers
@@ -33,11 +33,11 @@ class CollectingSink:
     """An EventSink that keeps everything; ``put_fill`` can be made to hang (a full queue)."""
 
     def __init__(self, *, hang_fills: bool = False) -> None:
-        self.events: list[Tick | Quote | Depth | Fill] = []
+        self.events: list[Tick | Quote | Depth | OpenInterest | Fill] = []
         self.fills: list[Fill] = []
         self._hang = hang_fills
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         self.events.append(event)
 
     async def put_fill(self, fill: Fill) -> None:
@@ -199,7 +199,7 @@ async def test_bad_messages_are_counted_and_dropped(
 class FaultySink(CollectingSink):
     """An engine side that fails on one instrument's market data (a bug, not bad input)."""
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         if event.instrument == OPTION:
             raise RuntimeError("boom")
         super().put(event)

@@ -49,6 +49,7 @@ FAMILIES = (
     "cpt",
     "attribution",
     "capital",
+    "positioning",
 )
 
 
@@ -130,6 +131,8 @@ interval_s = 0.5
 interval_s = 0.5
 capital_interval_s = 0.5
 budget_usd = {{ main = 100000.0 }}
+[risk.positioning]
+interval_s = 0.5
 
 [[feeds]]
 kind = "sim"
@@ -146,6 +149,7 @@ spot = 60000.0
 vol = 0.6
 expiries_days = [7, 30]
 strikes_pct = [0.8, 0.9, 1.0, 1.1, 1.2]
+open_interest = 100.0
 
 [[feeds]]
 kind = "sim"
@@ -189,6 +193,13 @@ above = 0.0
 name = "atm"
 metric = "atm_vol"
 scope = "expiry"
+above = 0.0
+
+[[alerts]]
+name = "gex"       # raised at once: dealers long gamma
+metric = "gex_total"
+scope = "expiry"
+expiry = "all"
 above = 0.0
 """
     )
@@ -249,10 +260,11 @@ class Written:
             and any(p["value"] is not None for p in self.of("cpt"))
             and any(p["methods"][0]["status"] == "ok" for p in self.of("attribution"))
             and any(p["capital_utilisation"] is not None for p in self.of("capital"))
+            and any(p["zero_gamma"] is not None for p in self.of("positioning"))
             and bool(settled)
             and any(p.get("reason") == "restart" for p in alerts)
             and any(p["scope"] == "feed" for p in alerts)
-            and {p["alert"] for p in alerts} >= {"held", "expiring", "im", "straddle", "atm"}
+            and {p["alert"] for p in alerts} >= {"held", "expiring", "im", "straddle", "atm", "gex"}
             and any(p["alert"] == "expiring" and p["state"] == "cleared" for p in alerts)
         )
 

@@ -13,7 +13,7 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.errors import FeedConnectionError, FeedDecodeError
-from engine.events import Quote, Tick
+from engine.events import OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry, Kind, Settlement
 from feeds.base import DropLog, FeedStats
 from feeds.deribit_codec import (
@@ -79,10 +79,107 @@ def test_recorded_ticker_decodes_to_quote_in_riskd_units(line: int) -> None:
             iv=data["mark_iv"] / 100.0,
             underlying_price=data["underlying_price"],
             index_price=data["index_price"],
+            open_interest=data["open_interest"],
+            volume=data["stats"]["volume"],
             ts_event=data["timestamp"] * 1_000_000,
             ts_recv=TS_RECV,
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "instrument", "open_interest", "volume"),
+    [
+        (3, "BTC-24SEP21-34000-P", 14.1, 0.9),  # stats.volume in BTC over 24 hours
+        (13, "BTC-31DEC21-300000-C", 568.3, 2.1),
+        (15, "BTC-31DEC21-34000-P", 4.6, None),  # stats.volume null: no volume
+        (23, "ETH-30JUL21-2800-C", 12685.0, 869.0),  # ETH options: in ETH
+        (28, "MATIC_USDC-9MAR24-1d02-C", 0.0, 0.0),  # none open: 0, not absent
+        (29, "BTC-30SEP22-60000-C", 1767.5, 16.7),
+    ],
+)
+def test_recorded_ticker_carries_open_interest(
+    line: int, instrument: str, open_interest: float, volume: float | None
+) -> None:
+    """The recorded frames' ``open_interest`` and ``stats.volume``, read by hand from
+    tests/data/deribit_tickers.jsonl, ride on the quote unchanged (base-currency amounts)."""
+    (quote,) = protocol().receive(FRAMES[line - 1], TS_RECV)
+    assert isinstance(quote, Quote)
+    assert quote.instrument == instrument
+    assert quote.open_interest == open_interest
+    assert quote.volume == volume
+
+
+@pytest.mark.parametrize(("field", "value"), [("open_interest", -1.0), ("stats", {"volume": -2})])
+def test_negative_open_interest_or_volume_is_a_bad_price(field: str, value: Any) -> None:
+    data = json.loads(FRAMES[2])["params"]["data"]
+    with pytest.raises(FeedDecodeError) as exc_info:
+        protocol().receive(ticker(**{**data, field: value}), TS_RECV)
+    assert exc_info.value.reason == "bad_price"
+
+
+# Entries of public/get_book_summary_by_currency(currency=BTC, kind=option), in Deribit's
+# documented fields (a subset of them; the codec ignores the others).
+SUMMARY: list[dict[str, Any]] = [
+    {
+        "volume_usd": 43211.5, "volume": 0.9, "underlying_price": 33974.38,
+        "underlying_index": "BTC-24SEP21", "quote_currency": "BTC", "open_interest": 14.1,
+        "mid_price": 0.2245, "mark_price": 0.22412, "mark_iv": 72.5, "low": 0.2245,
+        "last": 0.2245, "interest_rate": 0.0, "instrument_name": "BTC-24SEP21-34000-P",
+        "high": 0.2245, "estimated_delivery_price": 32201.67, "creation_timestamp": 1626993722929,
+        "bid_price": 0.222, "base_currency": "BTC", "ask_price": 0.227,
+    },
+    {
+        "volume": None, "underlying_price": 34100.0, "open_interest": 108.2, "mark_iv": None,
+        "instrument_name": "BTC-25MAR22-30000-C", "estimated_delivery_price": 32201.67,
+        "creation_timestamp": 1626993722930, "base_currency": "BTC",
+    },
+    {  # a future in the list: left out
+        "volume": 10.0, "open_interest": 5.0, "instrument_name": "BTC-PERPETUAL",
+        "creation_timestamp": 1626993722930,
+    },
+    {  # a negative open interest: left out
+        "volume": 1.0, "open_interest": -3.0, "instrument_name": "BTC-24SEP21-8000-P",
+        "creation_timestamp": 1626993722930,
+    },
+]  # fmt: skip
+
+
+def test_book_summary_result_becomes_open_interest() -> None:
+    proto = protocol()
+    (request,) = proto.book_summary_requests(["BTC"])
+    sent = json.loads(request)
+    assert sent["method"] == "public/get_book_summary_by_currency"
+    assert sent["params"] == {"currency": "BTC", "kind": "option"}
+    events = proto.receive(reply(sent["id"], SUMMARY), TS_RECV)
+    assert events == [
+        OpenInterest(
+            instrument="BTC-24SEP21-34000-P",
+            open_interest=14.1,
+            volume=0.9,
+            iv=0.725,
+            underlying_price=33974.38,
+            index_price=32201.67,
+            ts_event=1_626_993_722_929_000_000,
+            ts_recv=TS_RECV,
+        ),
+        OpenInterest(
+            instrument="BTC-25MAR22-30000-C",
+            open_interest=108.2,
+            underlying_price=34100.0,
+            index_price=32201.67,
+            ts_event=1_626_993_722_930_000_000,
+            ts_recv=TS_RECV,
+        ),
+    ]
+    assert proto.summary_skipped == 2
+
+
+def test_book_summary_of_another_request_is_not_read() -> None:
+    """A summary result answering no request of ours is unsolicited: no events."""
+    proto = protocol()
+    assert proto.receive(reply(99, SUMMARY), TS_RECV) == []
+    assert proto.unsolicited == 1
 
 
 def test_recorded_frames_field_by_field() -> None:

@@ -53,6 +53,30 @@ def test_full_quote(codec: JsonCodec) -> None:
     )
 
 
+def test_quote_with_open_interest_and_volume(codec: JsonCodec) -> None:
+    payload = (
+        b'{"instrument": "BTC-27DEC24-60000-C", "mark": 0.0218, "open_interest": 1250.5,'
+        b' "volume": 310.2, "ts": 1732400000123}'
+    )
+    event = codec.decode_mqtt(f"md/quote/{OPTION}", payload, RECV)
+    assert isinstance(event, Quote)
+    assert (event.open_interest, event.volume) == (1250.5, 310.2)
+    line = codec.decode_line(payload, RECV)  # the same in a replay file
+    assert line == event
+
+
+@pytest.mark.parametrize("field", ["open_interest", "volume"])
+@pytest.mark.parametrize("value", [b"-1", b"1e999"])
+def test_bad_open_interest_or_volume(codec: JsonCodec, field: str, value: bytes) -> None:
+    payload = b'{"instrument": "BTC-27DEC24-60000-C", "mark": 0.02, "%s": %s}' % (
+        field.encode(),
+        value,
+    )
+    with pytest.raises(FeedDecodeError) as exc_info:
+        codec.decode_mqtt(f"md/quote/{OPTION}", payload, RECV)
+    assert exc_info.value.reason == "bad_price"
+
+
 @pytest.mark.parametrize("field", ["bid", "ask", "mark"])
 def test_quote_with_one_price(codec: JsonCodec, field: str) -> None:
     payload = f'{{"instrument": "{OPTION}", "{field}": 0.02, "ts": {TS_MS}}}'.encode()

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from engine.clock import ManualClock
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry
 from feeds.replay import ReplayFeed, ReplayFeedConfig
 
@@ -27,12 +27,12 @@ class CollectingSink:
     """An EventSink that keeps everything, in order, and notes when each event came."""
 
     def __init__(self, ticker: list[int] | None = None) -> None:
-        self.events: list[Tick | Quote | Depth | Fill] = []
+        self.events: list[Tick | Quote | Depth | OpenInterest | Fill] = []
         self.fills: list[Fill] = []
         self.ticks_seen: list[int] = []
         self._ticker = ticker
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         self.events.append(event)
         if self._ticker is not None:
             self.ticks_seen.append(self._ticker[0])

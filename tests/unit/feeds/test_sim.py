@@ -11,7 +11,7 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.daycount import NS_PER_DAY, year_fraction
-from engine.events import Depth, Fill, Quote, Tick
+from engine.events import Depth, Fill, OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry, Kind, Settlement, parse_deribit_name
 from engine.iv import implied_vol
 from feeds.sim import SimFeed, SimFeedConfig, SimUnderlying, smile_vol
@@ -40,10 +40,10 @@ class AdvancingSleep:
 
 class CollectingSink:
     def __init__(self) -> None:
-        self.events: list[Tick | Quote | Depth] = []
+        self.events: list[Tick | Quote | Depth | OpenInterest] = []
         self.fills: list[Fill] = []
 
-    def put(self, event: Tick | Quote | Depth) -> None:
+    def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
         self.events.append(event)
 
     async def put_fill(self, fill: Fill) -> None:
@@ -54,7 +54,9 @@ def config(**kw: object) -> SimFeedConfig:
     return msgspec.convert({"kind": "sim", "seed": 7, "rate_hz": 50.0, **kw}, SimFeedConfig)
 
 
-async def run(cfg: SimFeedConfig, steps: int) -> tuple[SimFeed, list[Tick | Quote | Depth]]:
+async def run(
+    cfg: SimFeedConfig, steps: int
+) -> tuple[SimFeed, list[Tick | Quote | Depth | OpenInterest]]:
     clock = ManualClock(START_NS)
     feed = SimFeed(cfg, InstrumentRegistry(), clock, sleep=AdvancingSleep(clock, steps))
     sink = CollectingSink()

@@ -47,6 +47,22 @@ def test_docs_row(decoder: OptionsChainDecoder) -> None:
     assert q.index_price is None
     assert q.ts_event == 1_591_574_399_413_000_000  # microseconds -> nanoseconds
     assert q.ts_recv == 1_591_574_400_196_008_000  # local_timestamp, by default
+    assert q.open_interest == 0.1  # BTC, as Deribit reports it
+    assert q.volume is None  # options_chain has no volume
+
+
+def test_open_interest_column_is_optional() -> None:
+    header = HEADER.replace(",open_interest", "")
+    row = DOCS_ROW.replace(",0.1,0.0295,", ",0.0295,")
+    q = OptionsChainDecoder(InstrumentRegistry(), header).decode(row)
+    assert q.open_interest is None
+    assert q.mark == 0.02210436
+
+
+def test_negative_open_interest_is_a_bad_price(decoder: OptionsChainDecoder) -> None:
+    with pytest.raises(FeedDecodeError) as exc_info:
+        decoder.decode(DOCS_ROW.replace(",0.1,0.0295,", ",-0.1,0.0295,"))
+    assert exc_info.value.reason == "bad_price"
 
 
 def test_iv_is_percent_in_the_file(decoder: OptionsChainDecoder) -> None:

@@ -8,7 +8,8 @@ const AXIS = {stroke: '#8a96a6', grid: {stroke: '#243042', width: 1}, ticks: {st
 export const COLOURS = ['#4da3ff', '#f5a524', '#4cc38a', '#c678dd', '#ff6b6b', '#56b6c2', '#e5c07b'];
 
 export class Chart {
-  // series: [{label, colour, points: bool (markers only), dash: bool}]; x: {time: bool, label};
+  // series: [{label, colour, points: bool (markers only), bars: bool, dash: bool}];
+  // x: {time: bool, label};
   // y: {label, fmt}.
   constructor(el, {series, x = {}, y = {}, height = 220}) {
     this.el = el;
@@ -51,10 +52,13 @@ export class Chart {
         ...this.series.map((s, i) => ({
           label: s.label,
           stroke: s.colour ?? COLOURS[i % COLOURS.length],
-          width: s.points ? 0 : 2,
+          fill: s.bars ? `${s.colour ?? COLOURS[i % COLOURS.length]}99` : undefined,
+          width: s.points ? 0 : s.bars ? 1 : 2,
           dash: s.dash ? [6, 4] : undefined,
           spanGaps: true,
-          paths: s.points ? () => null : undefined,
+          // bars side by side: each series a third of the slot, the first left of the value
+          paths: s.points ? () => null
+            : s.bars ? uPlot.paths.bars({size: [0.35, 24], align: i % 2 ? 1 : -1}) : undefined,
           points: s.points ? {show: true, size: 7, fill: s.colour ?? COLOURS[i % COLOURS.length]} : {show: false},
         })),
       ],
