@@ -120,6 +120,12 @@ class Readout:
         self._market = market
         self._lots = lots
         self._groups = groups
+        # each instrument row's chain (-1: not an option, or not seen yet), and the chains'
+        # keys (underlying with the quote currency of linear ones, expiry, coin-settled)
+        self._chain_of = np.zeros(0, dtype=np.int64)
+        self._chain_keys: list[tuple[str, int, bool]] = []
+        self._chain_ids: dict[tuple[str, int, bool], int] = {}
+        self._labels: dict[int, str] = {}  # expiry -> its label
 
     # ------------------------------------------------------------------ exposure payloads
     def exposure_payloads(
@@ -278,44 +284,76 @@ class Readout:
         return out
 
     def chains(self) -> list[Chain]:
-        """See :meth:`engine.state.Portfolio.chains`."""
+        """See :meth:`engine.state.Portfolio.chains`. Vectorised over the rows: the options
+        are grouped by their chain (kept per row once seen), in the chains' key order."""
         market = self._market
         ia = market.cols.arrays
         quoted = market.quote_rows
         rows = np.fromiter(quoted.values(), np.int64, len(quoted))
         held = np.flatnonzero(ia["n_lots"][: market.cols.n])
         rows = np.union1d(rows, held[ia["kind"][held] == kernels.KIND_OPTION])
-        scratch = market.scratch_price(rows)
-        groups: dict[tuple[str, int, bool], list[int]] = {}
-        for i in rows.tolist():
-            inst = market.defs[i]
-            name = (
-                inst.underlying if inst.is_inverse else f"{inst.underlying}_{inst.quote_currency}"
-            )
-            groups.setdefault((name, inst.expiry_ns or 0, inst.is_inverse), []).append(i)
+        chain = self._chains_of(rows)
+        rank = np.empty(len(self._chain_keys), dtype=np.int64)
+        rank[sorted(range(len(rank)), key=self._chain_keys.__getitem__)] = np.arange(len(rank))
+        order = np.lexsort((rows, rank[chain]))  # by chain, each one's rows ascending
+        rows, chain = rows[order], chain[order]
+        starts = np.flatnonzero(np.diff(chain, prepend=-1))
+        scratch = market.scratch_price(rows)  # columns of every instrument row
+        usable = (scratch["status"][rows] == kernels.OK) & ~scratch["bad"][rows]
+        names = [d.name for d in map(market.defs.__getitem__, rows.tolist())]
+        # gathered once for every option; each chain gets its slice
+        strike, is_call, quote_ns = ia["strike"][rows], ia["is_call"][rows], ia["own_ts"][rows]
+        held_now = ia["n_lots"][rows] > 0
+        sigma = np.where(usable, scratch["sigma"][rows], np.nan)
+        forward, tte = scratch["X"][rows], scratch["T"][rows]
         out = []
-        for (und, expiry_ns, inverse), members in sorted(groups.items()):
+        for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)], strict=True):
+            und, expiry_ns, inverse = self._chain_keys[int(chain[start])]
             if expiry_ns <= market.valuation_ns:
                 continue  # expired
-            r = np.array(members, dtype=np.int64)
-            usable = (scratch["status"][r] == kernels.OK) & ~scratch["bad"][r]
+            at = slice(start, stop)
             out.append(
                 Chain(
                     underlying=und,
                     expiry_ns=expiry_ns,
-                    expiry=expiry_label(expiry_ns, Kind.OPTION),
+                    expiry=self._label(expiry_ns),
                     coin_settled=inverse,
-                    instruments=[market.defs[i].name for i in members],
-                    strike=ia["strike"][r],
-                    is_call=ia["is_call"][r],
-                    sigma=np.where(usable, scratch["sigma"][r], np.nan),
-                    forward=scratch["X"][r],
-                    T=scratch["T"][r],
-                    held=ia["n_lots"][r] > 0,
-                    quote_ns=ia["own_ts"][r],
+                    instruments=names[at],
+                    strike=strike[at],
+                    is_call=is_call[at],
+                    sigma=sigma[at],
+                    forward=forward[at],
+                    T=tte[at],
+                    held=held_now[at],
+                    quote_ns=quote_ns[at],
                 )
             )
         return out
+
+    def _chains_of(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The chain of each option row, finding those of rows not seen before."""
+        market = self._market
+        if len(self._chain_of) < market.cols.n:
+            grown = np.full(market.cols.n, -1, dtype=np.int64)
+            grown[: len(self._chain_of)] = self._chain_of
+            self._chain_of = grown
+        chain = self._chain_of[rows]
+        for i in rows[chain < 0].tolist():
+            inst = market.defs[i]
+            name = (
+                inst.underlying if inst.is_inverse else f"{inst.underlying}_{inst.quote_currency}"
+            )
+            key = (name, inst.expiry_ns or 0, inst.is_inverse)
+            self._chain_of[i] = self._chain_ids.setdefault(key, len(self._chain_keys))
+            if self._chain_of[i] == len(self._chain_keys):
+                self._chain_keys.append(key)
+        return self._chain_of[rows]
+
+    def _label(self, expiry_ns: int) -> str:
+        label = self._labels.get(expiry_ns)
+        if label is None:
+            label = self._labels[expiry_ns] = expiry_label(expiry_ns, Kind.OPTION)
+        return label
 
     def priced(self, names: list[str]) -> Priced:
         """See :meth:`engine.state.Portfolio.priced`."""

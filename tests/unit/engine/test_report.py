@@ -541,3 +541,49 @@ def test_a_gap_longer_than_a_long_weekend_makes_no_move() -> None:
     h.record(day(31), "BTC", 120.0, None)
     ret, _ = h.moves(["BTC"])
     assert_allclose(ret[:, 0], [math.log(1.1), math.log(0.8)], rtol=1e-15)
+
+
+def test_chains_group_every_option_by_underlying_settlement_and_expiry() -> None:
+    """Coin-settled BTC options of two expiries, a linear (USDC) one, ETH, an expired chain and
+    a held option never quoted: each chain once, in key order, its options in the order they
+    were first seen, their figures those the portfolio prices them at; an option first quoted
+    between two calls joins its chain."""
+    p = Portfolio(InstrumentRegistry())
+    names = [
+        "BTC-28MAR25-70000-P",
+        "BTC-27DEC24-60000-C",
+        "ETH-27DEC24-3000-C",
+        "BTC_USDC-27DEC24-60000-C",
+        "BTC-27DEC24-65000-P",
+        "BTC-28JUN24-60000-C",  # expired at V (2024-07-01)
+    ]
+    for i, name in enumerate(names):
+        fwd = 3_100.0 if name.startswith("ETH") else 63_000.0
+        assert p.apply_quote(
+            quote(name, iv=0.5 + 0.01 * i, underlying_price=fwd, mark=0.05, ts_ns=FRESH)
+        )
+    assert p.apply_fill(fill("BTC-27DEC24-70000-C", 1.0, 0.02))  # held, never quoted
+    p.cycle(V)
+    got = p.chains()
+    assert [(c.underlying, c.expiry, c.coin_settled, c.instruments) for c in got] == [
+        ("BTC", DEC27_LABEL, True, ["BTC-27DEC24-60000-C", "BTC-27DEC24-65000-P",
+                                    "BTC-27DEC24-70000-C"]),
+        ("BTC", "2025-03-28T08:00:00Z", True, ["BTC-28MAR25-70000-P"]),
+        ("BTC_USDC", DEC27_LABEL, False, ["BTC_USDC-27DEC24-60000-C"]),
+        ("ETH", DEC27_LABEL, True, ["ETH-27DEC24-3000-C"]),
+    ]  # fmt: skip
+    for c in got:
+        priced = p.priced(c.instruments)
+        ok = priced.ok  # all but the held option never quoted
+        assert ok.tolist() == (~c.held).tolist()
+        assert_allclose(c.forward[ok], priced.positions.X[ok], rtol=1e-15)
+        assert_allclose(c.T[ok], priced.positions.T[ok], rtol=1e-15)
+        assert c.strike.tolist() == priced.positions.strike.tolist()
+        assert c.is_call.tolist() == [n.endswith("-C") for n in c.instruments]
+        assert c.held.tolist() == [n == "BTC-27DEC24-70000-C" for n in c.instruments]
+        assert all((c.quote_ns == 0) == c.held)  # the held one alone has no quote
+        assert np.isnan(c.sigma).tolist() == c.held.tolist()  # no vol of its own
+    assert got[0].sigma[0] == pytest.approx(0.51)
+    assert p.apply_quote(quote("BTC-28MAR25-60000-C", iv=0.6, underlying_price=63_000.0))
+    p.cycle(V)
+    assert p.chains()[1].instruments == ["BTC-28MAR25-70000-P", "BTC-28MAR25-60000-C"]
