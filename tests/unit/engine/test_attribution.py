@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -466,33 +467,39 @@ def test_incremental_by_strategy_is_a_revaluation_without_its_slices() -> None:
 
 
 def test_the_rest_is_negative_where_holdings_hold_more_than_the_lot() -> None:
-    """Lots C1 +2, C2 +1. Holdings: 3 x C1, twice (+6 of the +2 held); a straddle C1/P1 and
-    -1 P1 alone, whose P1 net out (the lot is 0, no position: neither takes a slice of it, both
-    lack a leg, so no units); another book's holding, ignored. C1's rest: 2 - 6 - 1 = -5
-    contracts, a share of -2.5; C2 is the rest's whole."""
+    """Lots C1 +2, C2 +1 (a contract of multiplier 100 here: weight 100). Holdings: 3 x C1,
+    twice (+6 of the +2 held); 2 x C2, a quarter (+0.5 contracts: weight 50, half the lot); a
+    straddle C1/P1 and -1 P1 alone, whose P1 net out (the lot is 0, no position: neither takes
+    a slice of it, both lack a leg, so no units); another book's holding, ignored. C1's rest:
+    2 - 6 - 1 = -5 contracts, a share of -2.5; C2's rest: half."""
     names = [C1, C2]
     book = scenario_book(
         [{"kind": KIND_OPTION, "black": True, "X": 66000.0, "strike": 60000.0, "weight": 2.0},
-         {"kind": KIND_OPTION, "black": True, "X": 66000.0, "strike": 70000.0, "weight": 1.0}]
+         {"kind": KIND_OPTION, "black": True, "X": 66000.0, "strike": 70000.0, "weight": 100.0}]
     )  # fmt: skip
     br = book_risk(book, names, ["BTC"])
-    c1, p1 = parse_deribit_name(C1), parse_deribit_name(P1)
+    br.defs[1] = msgspec.structs.replace(br.defs[1], multiplier=100.0)
+    c1, c2, p1 = parse_deribit_name(C1), parse_deribit_name(C2), parse_deribit_name(P1)
     assert c1 is not None
+    assert c2 is not None
     assert p1 is not None
     three = Strategy(StrategyKind.LEGS, (Leg(c1, 3.0),))
     short = Strategy(StrategyKind.LEGS, (Leg(p1, -1.0),))
+    two = Strategy(StrategyKind.LEGS, (Leg(c2, 2.0),))
     held = [holding(three, 2.0), holding(short, 1.0), holding(straddle(C1, P1), 1.0),
-            holding(three, 7.0, "other")]  # fmt: skip
+            holding(two, 0.25), holding(three, 7.0, "other")]  # fmt: skip
     parts = strategy_parts([br], held)
-    assert parts.labels == [f"legs:{C1}*3", f"legs:{P1}*-1", f"straddle:{C1}/P", NO_STRATEGY]
+    assert parts.labels == [
+        f"legs:{C1}*3", f"legs:{P1}*-1", f"legs:{C2}*2", f"straddle:{C1}/P", NO_STRATEGY
+    ]  # fmt: skip
     assert parts.lot is not None
     assert parts.share is not None
     assert parts.units is not None
-    assert parts.of.tolist() == [0, 2, 3, 3]
-    assert parts.lot.tolist() == [0, 0, 0, 1]
-    assert parts.share.tolist() == [3.0, 0.5, -2.5, 1.0]
-    assert parts.units[0] == 2.0
-    assert np.isnan(parts.units[1:]).all()
+    assert parts.of.tolist() == [0, 2, 3, 4, 4]
+    assert parts.lot.tolist() == [0, 1, 0, 0, 1]
+    assert parts.share.tolist() == [3.0, 0.5, 0.5, -2.5, 0.5]
+    assert parts.units[[0, 2]].tolist() == [2.0, 0.25]
+    assert np.isnan(parts.units[[1, 3, 4]]).all()
     firm = strategy_parts([br, br], [holding(three, 2.0)], prefix=True)
     assert firm.labels == [f"desk/legs:{C1}*3", f"desk/{NO_STRATEGY}"] * 2
     assert firm.lot is not None
