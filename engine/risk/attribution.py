@@ -173,15 +173,14 @@ def strategy_parts(
     books: Sequence[BookRisk], holdings: Sequence[StrategyHolding], prefix: bool = False
 ) -> Parts:
     """The positions of ``books`` (in order, as :func:`combine_books` puts them together) split
-    by strategy holding (docs/risk.md#strategies): each holding of a book takes, of the book's
-    lot in each leg's instrument, the holding's quantity x the leg's ratio (contracts: its
-    weight is that x the contract multiplier), and what the holdings leave of each lot is the
-    part :data:`NO_STRATEGY` (negative where they hold more than the lot). Labels: a book's
-    holdings by their text form, then its remainder (``prefix``: ``book/`` before each, a
-    remainder per book). ``units``: each holding's quantity (NaN for a remainder, and for a
+    by strategy holding (docs/risk.md#attribution-by-strategy): each holding of a book takes, of
+    the book's lot in each leg's instrument, the holding's quantity x the leg's ratio
+    (contracts: its weight is that x the contract multiplier), and what the holdings leave of
+    each lot is the part :data:`NO_STRATEGY` (negative where they hold more than the lot).
+    Labels: a book's holdings by their text form, then its rest (``prefix``: ``book/`` before
+    each, a rest per book). ``units``: each holding's quantity (NaN for a rest, and for a
     holding with a leg whose lot is closed: that leg nets to 0 in the book, is no position, and
-    is left out of the holding and of the remainder alike). Holdings of other books are
-    ignored."""
+    is left out of the holding and of the rest alike). Holdings of other books are ignored."""
     labels: list[str] = []
     units: list[float] = []
     lot: list[int] = []

@@ -48,9 +48,9 @@ FIRM: Final = "*"
 """The key of the firm-wide (every book together) attribution payload."""
 
 STRATEGY_NOTE: Final = (
-    "by strategy: each net lot split into its strategy holdings' slices (holding quantity x leg "
-    "ratio) and the rest, '(no strategy)', negative where holdings hold more than the lot; "
-    "slices sum to the lot, so components sum to the total (docs/risk.md#strategies)"
+    "breakdown by strategy: each net lot split into its strategy holdings' slices (quantity x "
+    "leg ratio) and the rest, '(no strategy)', negative where holdings hold more than the lot; "
+    "the slices sum to the lot (docs/risk.md#attribution-by-strategy)"
 )
 
 

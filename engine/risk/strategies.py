@@ -571,8 +571,8 @@ class StrategyBook:
         self.holding(fill.book, strategy).add(fill.quantity, fill.price)
 
     def held(self) -> list[StrategyHolding]:
-        """Copies of the holdings of a quantity other than 0 (what the risk attribution splits
-        the books by, off the event loop: docs/risk.md#strategies)."""
+        """Copies of the holdings of a quantity other than 0: what the risk attribution splits
+        the books by, off the event loop (docs/risk.md#attribution-by-strategy)."""
         return [dataclasses.replace(h) for h in self.holdings.values() if h.quantity != 0.0]
 
     def priced(self, portfolio: Portfolio) -> list[tuple[StrategyHolding, Priced, float]]:
