@@ -18,7 +18,7 @@ from engine.risk.attribution import NO_STRATEGY, tail_weights
 from engine.risk.scenarios import scenario_pnl
 from engine.runtime.app import Daemon
 from tests.integration.test_crosshedge_daemon import _seed
-from tests.integration.test_daemon import CALL, PUT, _config, _market, _publish
+from tests.integration.test_daemon import CALL, PUT, _config, _market, _publish, _wait_snapshot
 from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
 
 HIGH = "BTC-27DEC30-70000-C"
@@ -35,8 +35,11 @@ capital_interval_s = 0.2
 """
 
 
-async def _current(r: aioredis.Redis, daemon: Daemon, prefix: str, key: str) -> dict[str, Any]:
-    """The ``attribution`` payload under ``key`` of the current valuation with figures."""
+async def _current(
+    r: aioredis.Redis, daemon: Daemon, prefix: str, key: str, since_ns: int = 0
+) -> dict[str, Any]:
+    """The ``attribution`` payload under ``key`` of the current valuation with figures, of a
+    copy of the books made after ``since_ns``."""
     last: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(20):
@@ -45,8 +48,10 @@ async def _current(r: aioredis.Redis, daemon: Daemon, prefix: str, key: str) -> 
                 if raw is not None:
                     last = orjson.loads(raw)
                     assert last is not None
-                    if all(m["status"] == "ok" for m in last["methods"]) and (
-                        last["valuation_ts_ns"] == daemon.portfolio.valuation_ns
+                    if (
+                        all(m["status"] == "ok" for m in last["methods"])
+                        and last["valuation_ts_ns"] == daemon.portfolio.valuation_ns
+                        and last["ts_ns"] > since_ns
                     ):
                         return last
                 await asyncio.sleep(0.02)
@@ -76,8 +81,11 @@ async def test_the_attribution_by_strategy_is_published(
             await wait_until(lambda: daemon.feeds[0].stats.connected)
             market = [*_market(unique, 65000.0, 66000.0, 0.6), (f"{unique}/md/quote/{HIGH}", quote)]
             await _publish(port, market)
+            # every quote in (a later one moves the prices, not the valuation time): both legs
+            await _wait_snapshot(r, unique, "main:BTC", lambda p: p["n_stale"] == 0)
+            since = daemon.risk.clock.now_ns()
             for _ in range(10):  # until no full reprice comes between the payload and the copy
-                got = await _current(r, daemon, unique, "main")
+                got = await _current(r, daemon, unique, "main", since)
                 br = daemon.portfolio.book_risk("main")
                 if br.valuation_ns == got["valuation_ts_ns"]:
                     break
