@@ -32,7 +32,9 @@ Measure = Literal["var", "es"]
 class PartFigures(msgspec.Struct, frozen=True, kw_only=True):
     """One part's figures (USD but the marginal ones, USD of risk per USD of notional).
     ``component_*`` sum to the method's total over a breakdown's parts; ``standalone_*`` is the
-    part's own risk alone."""
+    part's own risk alone. A strategy holding's part (breakdown ``strategy``) also has its
+    ``quantity`` (units of the strategy) and ``marginal_*_per_unit``, USD of risk per unit of
+    the strategy (``component_* / quantity``); null for other parts."""
 
     label: str
     positions: int
@@ -45,11 +47,16 @@ class PartFigures(msgspec.Struct, frozen=True, kw_only=True):
     incremental_es: float | None
     standalone_var: float | None
     standalone_es: float | None
+    quantity: float | None
+    marginal_var_per_unit: float | None
+    marginal_es_per_unit: float | None
 
 
 class Breakdown(msgspec.Struct, frozen=True, kw_only=True):
-    """A method's total split over one partition (``by``: underlying, expiry, position or, for
-    the firm, book). Positions: the largest ``|component_es|`` ones, the rest summed in a part
+    """A method's total split over one partition (``by``: book, for the firm only, underlying,
+    expiry, position or strategy: a strategy holding's slices of the book's lots, the rest
+    labelled ``(no strategy)``; the firm's positions and strategies are labelled
+    ``book/...``). Positions: the largest ``|component_es|`` ones, the rest summed in a part
     labelled ``other``. ``diversification_*`` = Σ standalone - total; ``ratio_*`` = total /
     Σ standalone (1: no diversification; null where Σ standalone is 0 or not computed)."""
 

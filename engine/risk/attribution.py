@@ -1,8 +1,9 @@
 """Where the VaR and ES come from: marginal, component and incremental figures of the parts of a
-book (its underlyings, expiries and positions) for every method of :mod:`engine.risk.var`
-(docs/risk.md#attribution). Pure: numpy arrays in, arrays out.
+book (its underlyings, expiries, positions and strategy holdings) for every method of
+:mod:`engine.risk.var` (docs/risk.md#attribution). Pure: numpy arrays in, arrays out.
 
-A *part* is a set of positions; scaling it by ``s`` multiplies their weights by ``s``. Every
+A *part* is a set of positions, or of slices of them (a strategy holding's share of each lot
+it holds: :func:`strategy_parts`); scaling it by ``s`` multiplies their weights by ``s``. Every
 method's VaR and ES are positively homogeneous of degree 1 in the weights (the P&L is linear in
 them, and each measure scales with the P&L), so Euler's theorem gives
 
@@ -37,7 +38,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -49,7 +50,11 @@ from engine.risk.var import VaR, _rank, delta_gamma, delta_normal, empirical
 from engine.state import BookRisk
 from engine.units import DAYS_PER_YEAR
 
+if TYPE_CHECKING:
+    from engine.risk.strategies import StrategyHolding
+
 __all__ = [
+    "NO_STRATEGY",
     "PART_KINDS",
     "Allocation",
     "Parts",
@@ -59,6 +64,7 @@ __all__ = [
     "parts_of",
     "position_greeks",
     "scenario_allocation",
+    "strategy_parts",
     "tail_weights",
     "var_window_weights",
 ]
@@ -67,19 +73,55 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 _N01 = NormalDist()
 
-PART_KINDS: Final = ("underlying", "expiry", "position")
-"""The partitions of a book attribution publishes. Strategies are not among them: a position
-is a book's net lot in one instrument, and strategy holdings (docs/strategies.md) are a view over
-those lots that may overlap or cover only part of them, so they do not partition the book."""
+PART_KINDS: Final = ("underlying", "expiry", "position", "strategy")
+"""The partitions of a book attribution publishes (for the firm, ``book`` before them). The one
+by strategy partitions quantities, not positions (:func:`strategy_parts`)."""
+
+NO_STRATEGY: Final = "(no strategy)"
+"""The label of what strategy holdings leave of a book's lots (:func:`strategy_parts`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """A partition of a book's positions: ``of[i]`` is position i's part, labelled ``labels``."""
+    """A partition of a book's positions, ``of[i]`` being position i's part (labelled
+    ``labels``), or of their quantities: with ``lot`` and ``share``, item j of ``of`` is a
+    *slice*, ``share[j]`` of position ``lot[j]`` (its weight x ``share[j]``), and the slices
+    of a position sum to it (their shares to 1). Every figure attributed is linear in a
+    position's weight, so a slice's is its share of the position's.
+
+    Attributes:
+        units: per part, its quantity in units of what it holds (a strategy's: the holding's
+            quantity); NaN where not counted so. None: not counted.
+    """
 
     kind: str
     labels: list[str]
     of: IntArray
+    lot: IntArray | None = None
+    share: FloatArray | None = None
+    units: FloatArray | None = None
+
+    def rows(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """A per-position column ``x`` per item of ``of`` (each slice its position's)."""
+        return x if self.lot is None else x[self.lot]
+
+    def sliced(self, x: FloatArray, absolute: bool = False) -> FloatArray:
+        """A per-position figure ``x`` per item of ``of``: each slice's share of its position's
+        (``absolute``: of |share|, as for notional)."""
+        if self.lot is None or self.share is None:
+            return x
+        share = np.abs(self.share) if absolute else self.share
+        out: FloatArray = x[self.lot] * share
+        return out
+
+    def book(self, book: ScenarioBook, items: IntArray) -> ScenarioBook:
+        """The rows of ``book`` of the ``items`` of ``of``: a slice is its position's row with
+        the weight of its share."""
+        lot = items if self.lot is None else self.lot[items]
+        weight = book.weight[lot] * (1.0 if self.share is None else self.share[items])
+        rows = ScenarioBook._make(np.ascontiguousarray(a[lot]) for a in book)
+        out: ScenarioBook = rows._replace(weight=np.ascontiguousarray(weight))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +133,10 @@ class Allocation:
         marginal_var, marginal_es: ∂Risk/∂s per USD of the part's notional (dimensionless).
         incremental_var, incremental_es: the risk minus the risk without the part.
         standalone_var, standalone_es: the part's own risk, alone.
-        notional: Σ |weight x price| of the part's positions, USD.
+        notional: Σ |weight x price| of the part's positions (or slices), USD.
+        marginal_var_unit, marginal_es_unit: ∂Risk/∂s per unit of the part
+            (``parts.units``; a strategy: Σ over its legs of ratio x ∂Risk/∂contract), USD;
+            NaN where the part is not counted in units.
     """
 
     parts: Parts
@@ -105,6 +150,8 @@ class Allocation:
     standalone_var: FloatArray
     standalone_es: FloatArray
     notional: FloatArray
+    marginal_var_unit: FloatArray
+    marginal_es_unit: FloatArray
 
 
 def parts_of(br: BookRisk) -> list[Parts]:
@@ -120,6 +167,70 @@ def parts_of(br: BookRisk) -> list[Parts]:
         Parts("expiry", labels, np.array([index[e] for e in expiries], dtype=np.int64)),
         Parts("position", names, np.arange(n, dtype=np.int64)),
     ]
+
+
+def strategy_parts(
+    books: Sequence[BookRisk], holdings: Sequence[StrategyHolding], prefix: bool = False
+) -> Parts:
+    """The positions of ``books`` (in order, as :func:`combine_books` puts them together) split
+    by strategy holding (docs/risk.md#attribution-by-strategy): each holding of a book takes, of
+    the book's lot in each leg's instrument, the holding's quantity x the leg's ratio
+    (contracts: its weight is that x the contract multiplier), and what the holdings leave of
+    each lot is the part :data:`NO_STRATEGY` (negative where they hold more than the lot).
+    Labels: a book's holdings by their text form, then its rest (``prefix``: ``book/`` before
+    each, a rest per book). ``units``: each holding's quantity (NaN for a rest, and for a
+    holding with a leg whose lot is closed: that leg nets to 0 in the book, is no position, and
+    is left out of the holding and of the rest alike). Holdings of other books are ignored."""
+    labels: list[str] = []
+    units: list[float] = []
+    lot: list[int] = []
+    share: list[float] = []
+    of: list[int] = []
+    offset = 0
+    for br in books:
+        n = br.positions.kind.size
+        index = {name: i for i, name in enumerate(br.instruments)}
+        weight = br.positions.weight
+        taken = np.zeros(n)
+        head = f"{br.book}/" if prefix else ""
+        mine = sorted((h for h in holdings if h.book == br.book and h.quantity != 0.0),
+                      key=lambda h: h.text)  # fmt: skip
+        for h in mine:
+            k = len(labels)
+            labels.append(head + h.text)
+            units.append(h.quantity)
+            for leg in h.strategy.legs:
+                i = index.get(leg.instrument.name)
+                if i is None:
+                    units[k] = math.nan
+                    continue
+                w = h.quantity * leg.ratio * br.defs[int(br.rows[i])].multiplier
+                taken[i] += w / weight[i]
+                lot.append(offset + i)
+                share.append(w / weight[i])
+                of.append(k)
+        rest = 1.0 - taken
+        left = np.flatnonzero(np.abs(rest) > _WHOLE)
+        if left.size:
+            labels.append(head + NO_STRATEGY)
+            units.append(math.nan)
+            lot += (offset + left).tolist()
+            share += rest[left].tolist()
+            of += [len(labels) - 1] * left.size
+        offset += n
+    return Parts(
+        "strategy",
+        labels,
+        np.array(of, dtype=np.int64),
+        lot=np.array(lot, dtype=np.int64),
+        share=np.array(share, dtype=np.float64),
+        units=np.array(units, dtype=np.float64),
+    )
+
+
+_WHOLE: Final = 1e-12
+"""What the holdings leave of a lot, as a share of it, below which nothing is left: a lot
+held by holdings of quantities 0.1 and 0.2 in 0.3 is theirs whole, not 5.6e-17 of it left."""
 
 
 def combine_books(books: Sequence[BookRisk], name: str = "*") -> BookRisk:
@@ -201,8 +312,11 @@ def _adjusted(x: FloatArray, und: IntArray, target: FloatArray) -> FloatArray:
     return out
 
 
-def _by_part(x: FloatArray, parts: Parts) -> FloatArray:
-    out: FloatArray = np.bincount(parts.of, x, minlength=len(parts.labels)).astype(np.float64)
+def _by_part(x: FloatArray, parts: Parts, absolute: bool = False) -> FloatArray:
+    """A per-position figure summed by part (a slice: its share; ``absolute``: |share|)."""
+    out: FloatArray = np.bincount(
+        parts.of, parts.sliced(x, absolute), minlength=len(parts.labels)
+    ).astype(np.float64)
     return out
 
 
@@ -217,7 +331,9 @@ def _allocation(
 ) -> Allocation:
     """The allocation of ``total`` over ``parts`` from each position's Euler component and
     each part's (VaR, ES) without it and alone."""
-    cv, ce, nt = _by_part(pos_var, parts), _by_part(pos_es, parts), _by_part(notional, parts)
+    cv, ce = _by_part(pos_var, parts), _by_part(pos_es, parts)
+    nt = _by_part(notional, parts, absolute=True)
+    units = parts.units if parts.units is not None else np.full(len(parts.labels), math.nan)
     return Allocation(
         parts=parts,
         var=total,
@@ -230,12 +346,16 @@ def _allocation(
         standalone_var=alone[0],
         standalone_es=alone[1],
         notional=nt,
+        marginal_var_unit=_per_notional(cv, units, signed=True),
+        marginal_es_unit=_per_notional(ce, units, signed=True),
     )
 
 
-def _per_notional(component: FloatArray, notional: FloatArray) -> FloatArray:
+def _per_notional(component: FloatArray, size: FloatArray, signed: bool = False) -> FloatArray:
+    """``component / size`` where the size is > 0 (``signed``: not 0 and finite), else NaN."""
+    ok = (size != 0.0) & np.isfinite(size) if signed else size > 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        out: FloatArray = np.where(notional > 0.0, component / notional, math.nan)
+        out: FloatArray = np.where(ok, component / size, math.nan)
     return out
 
 
@@ -273,7 +393,7 @@ def delta_normal_allocation(
     out = []
     for parts in partitions:
         dk = np.zeros((len(parts.labels), u))
-        np.add.at(dk, (parts.of, book.und), d_pos)
+        np.add.at(dk, (parts.of, parts.rows(book.und)), parts.sliced(d_pos))
         without, alone = risk(d[None, :] - dk), risk(dk)
         out.append(_allocation(parts, total, z * unit, k_es * unit, notional, without, alone))
     return out
@@ -351,11 +471,12 @@ def delta_gamma_allocation(
     for parts in partitions:
         p = len(parts.labels)
         fig = np.full((4, p), math.nan)  # VaR, ES without the part; VaR, ES of it alone
+        und, ds, gs = parts.rows(book.und), parts.sliced(d_pos), parts.sliced(g_pos)
         for k in range(p if p <= incremental_max else 0):
             mine = parts.of == k
             for row, keep in ((0, ~mine), (2, mine)):
-                dk = np.bincount(book.und[keep], d_pos[keep], minlength=u)
-                gk = np.bincount(book.und[keep], g_pos[keep], minlength=u)
+                dk = np.bincount(und[keep], ds[keep], minlength=u)
+                gk = np.bincount(und[keep], gs[keep], minlength=u)
                 f = delta_gamma(dk, gk, cov, confidence, es_confidence, horizon_days)
                 fig[row, k], fig[row + 1, k] = f.var, f.es
         out.append(
@@ -444,7 +565,7 @@ def scenario_allocation(
         p = len(parts.labels)
         fig = np.full((4, p), math.nan)  # VaR, ES without the part; VaR, ES of it alone
         if p <= incremental_max:
-            by_part = _part_pnl(book, ret, dvol, horizon_days, parts.of, p)
+            by_part = _pnl_by_part(book, ret, dvol, horizon_days, parts, pnl)
             c, ce = total.var_confidence, total.es_confidence
             for k in range(p):
                 rest, alone = empirical(pnl - by_part[:, k], c, ce), empirical(by_part[:, k], c, ce)
@@ -452,6 +573,25 @@ def scenario_allocation(
         out.append(
             _allocation(parts, total, pos_var, pos_es, notional, (fig[0], fig[1]), (fig[2], fig[3]))
         )
+    return out
+
+
+def _pnl_by_part(
+    book: ScenarioBook,
+    ret: FloatArray,
+    dvol: FloatArray,
+    horizon_days: float,
+    parts: Parts,
+    pnl: FloatArray,
+) -> FloatArray:
+    """P&L (USD) per (scenario, part) of ``parts``, by full revaluation of every part but the
+    one of the most positions or slices: that one's is the book's ``pnl`` minus the others'
+    (the parts of a partition sum to the book)."""
+    p = len(parts.labels)
+    big = int(np.argmax(np.bincount(parts.of, minlength=p)))
+    items = np.flatnonzero(parts.of != big)
+    out = _part_pnl(parts.book(book, items), ret, dvol, horizon_days, parts.of[items], p)
+    out[:, big] = pnl - out.sum(axis=1)
     return out
 
 

@@ -1,7 +1,7 @@
 """The daemon's attribution and capital payloads (docs/risk.md#attribution, docs/redis.md): each
-book's and the firm's VaR and ES split by underlying, expiry and position for every method, with
-diversification, and each book's Euler share of the firm's risk against its budget. Pure: the
-runtime calls these off the event loop."""
+book's and the firm's VaR and ES split by underlying, expiry, position and strategy for every
+method, with diversification, and each book's Euler share of the firm's risk against its budget.
+Pure: the runtime calls these off the event loop."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from engine.state import AGG_FIELDS, BookRisk
 
 if TYPE_CHECKING:
     from engine.risk.report import RiskConfig
+    from engine.risk.strategies import StrategyHolding
 
 __all__ = [
     "FIRM",
@@ -47,9 +48,9 @@ FIRM: Final = "*"
 """The key of the firm-wide (every book together) attribution payload."""
 
 STRATEGY_NOTE: Final = (
-    "no breakdown by strategy: a position is a book's net lot in one instrument and strategy "
-    "holdings are views over those lots that may overlap or cover part of them, so they do not "
-    "partition the book (docs/risk.md#attribution)"
+    "breakdown by strategy: each net lot split into its strategy holdings' slices (quantity x "
+    "leg ratio) and the rest, '(no strategy)', negative where holdings hold more than the lot; "
+    "the slices sum to the lot (docs/risk.md#attribution-by-strategy)"
 )
 
 
@@ -147,6 +148,8 @@ def _breakdown(a: att.Allocation, top: int, counts: npt.NDArray[np.int64]) -> Br
     keep = np.arange(n)
     if a.parts.kind == "position" and n > top:
         keep = np.sort(np.argsort(-np.abs(a.component_es), kind="stable")[:top])
+    units = a.parts.units if a.parts.units is not None else np.full(n, math.nan)
+    per_unit = a.marginal_var_unit, a.marginal_es_unit
     parts = [
         PartFigures(
             label=a.parts.labels[k],
@@ -160,6 +163,9 @@ def _breakdown(a: att.Allocation, top: int, counts: npt.NDArray[np.int64]) -> Br
             incremental_es=_num(a.incremental_es[k]),
             standalone_var=_num(a.standalone_var[k]),
             standalone_es=_num(a.standalone_es[k]),
+            quantity=_num(units[k]),
+            marginal_var_per_unit=_num(per_unit[0][k]),
+            marginal_es_per_unit=_num(per_unit[1][k]),
         )
         for k in keep.tolist()
     ]
@@ -181,6 +187,9 @@ def _breakdown(a: att.Allocation, top: int, counts: npt.NDArray[np.int64]) -> Br
                 incremental_es=None,
                 standalone_var=None,
                 standalone_es=None,
+                quantity=None,
+                marginal_var_per_unit=None,
+                marginal_es_per_unit=None,
             )
         )
     sv, se = float(a.standalone_var.sum()), float(a.standalone_es.sum())
@@ -196,14 +205,22 @@ def _breakdown(a: att.Allocation, top: int, counts: npt.NDArray[np.int64]) -> Br
     )
 
 
-def book_parts(br: BookRisk, books: Sequence[BookRisk] = ()) -> list[att.Parts]:
-    """The partitions of a book (``books``: the firm's, whose positions are theirs in order,
-    adds the partition by book)."""
+def book_parts(
+    br: BookRisk, books: Sequence[BookRisk] = (), holdings: Sequence[StrategyHolding] = ()
+) -> list[att.Parts]:
+    """The partitions of a book, the last by its strategy ``holdings`` (``books``: the firm's,
+    whose positions are theirs in order, adds the partition by book first and labels
+    positions and strategies ``book/...``)."""
     parts = att.parts_of(br)
     if books:
         sizes = [b.positions.kind.size for b in books]
         of = np.repeat(np.arange(len(books), dtype=np.int64), sizes)
+        owner = [b.book for b in books for _ in range(b.positions.kind.size)]
+        by_position = parts[-1]
+        labels = [f"{o}/{x}" for o, x in zip(owner, by_position.labels, strict=True)]
+        parts[-1] = att.Parts(by_position.kind, labels, by_position.of)
         parts.insert(0, att.Parts("book", [b.book for b in books], of))
+    parts.append(att.strategy_parts(books or [br], holdings, prefix=bool(books)))
     return parts
 
 
@@ -213,11 +230,13 @@ def attribution_payload(
     cfg: RiskConfig,
     now_ns: int,
     books: Sequence[BookRisk] = (),
+    holdings: Sequence[StrategyHolding] = (),
 ) -> tuple[AttributionPayload, dict[str, list[att.Allocation]]]:
     """The ``attribution`` payload of one book, or of the firm (``br`` =
     :func:`engine.risk.attribution.combine_books` of ``books``, which adds the breakdown by
-    book), and the allocations it was made from."""
-    partitions = book_parts(br, books)
+    book), its breakdown by strategy over ``holdings`` (of every book: each takes its own),
+    and the allocations it was made from."""
+    partitions = book_parts(br, books, holdings)
     allocations, status, n_days = attribute(br, history, cfg, partitions)
     top = cfg.attribution.top_positions
     methods = []
@@ -272,11 +291,14 @@ _UNITS: Final = {
     "component_es": "USD: Euler component, sums to es over a breakdown",
     "marginal_var": "USD of VaR per USD of notional added pro rata",
     "marginal_es": "USD of ES per USD of notional added pro rata",
+    "quantity": "units of the strategy held (strategy parts; else null)",
+    "marginal_var_per_unit": "USD of VaR per unit of the strategy: component_var / quantity",
+    "marginal_es_per_unit": "USD of ES per unit of the strategy: component_es / quantity",
     "incremental_var": "USD: var minus the VaR without the part",
     "incremental_es": "USD: es minus the ES without the part",
     "standalone_var": "USD: the part's VaR alone",
     "standalone_es": "USD: the part's ES alone",
-    "notional": "USD: sum of |weight x price| of the part's positions",
+    "notional": "USD: sum of |weight x price| of the part's positions (or slices)",
     "diversification_var": "USD: sum of standalone VaR minus var",
     "ratio_var": "var / sum of standalone VaR",
     "correlations": "of daily log-returns over the window",
@@ -342,15 +364,20 @@ def attribution_payloads(
     families: Sequence[str],
     now_ns: int,
     valuation_ns: int,
+    holdings: Sequence[StrategyHolding] = (),
 ) -> list[tuple[str, AttributionPayload | CapitalPayload]]:
     """The due ``attribution`` (each book, and the firm under :data:`FIRM`) and ``capital``
-    (each book) payloads, with their keys; may run in a worker thread."""
+    (each book) payloads, with their keys, the books' strategy ``holdings`` (copies: this may
+    run in a worker thread) broken down."""
     out: list[tuple[str, AttributionPayload | CapitalPayload]] = []
     if "attribution" in families:
-        out += [(br.book, attribution_payload(br, history, cfg, now_ns)[0]) for br in books]
+        out += [
+            (br.book, attribution_payload(br, history, cfg, now_ns, holdings=holdings)[0])
+            for br in books
+        ]
     if "attribution" in families or "capital" in families:
         firm = att.combine_books(books, FIRM)
-        payload, allocations = attribution_payload(firm, history, cfg, now_ns, books)
+        payload, allocations = attribution_payload(firm, history, cfg, now_ns, books, holdings)
         if "attribution" in families:
             out.append((FIRM, payload))
         if "capital" in families:

@@ -570,6 +570,11 @@ class StrategyBook:
                 raise AssertionError(leg_fill.instrument)
         self.holding(fill.book, strategy).add(fill.quantity, fill.price)
 
+    def held(self) -> list[StrategyHolding]:
+        """Copies of the holdings of a quantity other than 0: what the risk attribution splits
+        the books by, off the event loop (docs/risk.md#attribution-by-strategy)."""
+        return [dataclasses.replace(h) for h in self.holdings.values() if h.quantity != 0.0]
+
     def priced(self, portfolio: Portfolio) -> list[tuple[StrategyHolding, Priced, float]]:
         """Each holding, its legs priced now and its index's price: what its payload needs."""
         out = []

@@ -165,6 +165,7 @@ class RiskTask:
                 else None
             )
             valuation = p.valuation_ns
+            holdings = self.strategies.held() if "attribution" in families else []
         levels = [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
         self._record_levels(now, levels + (cross.levels if cross is not None else []))
         out = await asyncio.to_thread(
@@ -191,7 +192,14 @@ class RiskTask:
                 self.out.publish(key, extra)
         if "attribution" in families or "capital" in families:
             shares = await asyncio.to_thread(
-                attribution_payloads, books, self.history, self.config, families, now, valuation
+                attribution_payloads,
+                books,
+                self.history,
+                self.config,
+                families,
+                now,
+                valuation,
+                holdings,
             )
             for key, share in shares:
                 self.out.publish(key, share)

@@ -431,6 +431,29 @@ def test_attribution_bars_sum_to_the_firms_total(page: Page, book: Book) -> None
         assert len(values) == len(b["parts"])
         assert math.isclose(sum(values), method["es"], rel_tol=1e-9), b["by"]
         expect(card.locator(".breakdown").nth(bi).locator(".bar")).to_have_count(len(b["parts"]))
+    kinds = [b["by"] for b in method["breakdowns"]]
+    assert kinds == ["book", "underlying", "expiry", "position", "strategy"]
+    # by strategy: the book's two holdings and the rest, each with its quantity and marginal
+    # ES per unit as Redis holds them
+    bi = kinds.index("strategy")
+    parts = method["breakdowns"][bi]["parts"]
+    assert [x["label"] for x in parts] == [
+        "desk/straddle:ETH-28MAR25-3400-C/P",
+        "desk/vertical:BTC-28MAR25-100000-C/120000",
+        "desk/(no strategy)",
+        "hedge/(no strategy)",
+    ]
+    assert [x["quantity"] for x in parts] == [-60.0, 15.0, None, None]
+    table = card.locator(".breakdown.by-strategy")
+    for k, x in enumerate(parts):
+        for name in ("label", "quantity", "marginal_es_per_unit"):
+            shown = table.locator(f'[data-path="methods.{mi}.breakdowns.{bi}.parts.{k}.{name}"]')
+            want = x[name]
+            value = shown.get_attribute("data-value") or ""
+            if name == "label":
+                assert value == json.dumps(want), value
+            else:
+                assert (value == "") if want is None else math.isclose(float(value), want), name
 
 
 def test_liquidity_and_slippage_figures_are_redis_own(page: Page, book: Book) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from engine.instruments import parse_deribit_name
 from engine.outputs import AttributionPayload, CapitalPayload, encode
-from engine.risk.attribution import combine_books
+from engine.risk.attribution import NO_STRATEGY, combine_books
 from engine.risk.breakdown import (
     FIRM,
     AttributionConfig,
@@ -18,6 +19,7 @@ from engine.risk.breakdown import (
     attribution_payloads,
 )
 from engine.risk.report import RiskConfig, var_payload
+from engine.risk.strategies import Strategy, StrategyBook, parse_strategy
 from tests.unit.engine.test_report import _history
 from tests.unit.engine.test_state import V, build_book
 
@@ -47,7 +49,12 @@ def test_attribution_explains_the_published_var_and_es_of_every_method() -> None
         assert m["status"] == "ok"
         assert m["var"] == pytest.approx(getattr(published, f"var_{name}"), rel=1e-12), name
         assert m["es"] == pytest.approx(getattr(published, f"es_{name}"), rel=1e-12), name
-        assert [b["by"] for b in m["breakdowns"]] == ["underlying", "expiry", "position"]
+        assert [b["by"] for b in m["breakdowns"]] == [
+            "underlying",
+            "expiry",
+            "position",
+            "strategy",
+        ]
         for b in m["breakdowns"]:
             cv = sum(x["component_var"] for x in b["parts"])
             ce = sum(x["component_es"] for x in b["parts"])
@@ -57,6 +64,10 @@ def test_attribution_explains_the_published_var_and_es_of_every_method() -> None
         assert len(positions) == 4
         assert positions[-1]["label"] == "other"
         assert sum(x["positions"] for x in positions) == br.positions.kind.size
+        [rest] = m["breakdowns"][3]["parts"]  # no holdings: the book is the rest's whole
+        assert rest["label"] == NO_STRATEGY
+        assert rest["component_es"] == pytest.approx(m["es"], rel=1e-12)
+        assert rest["quantity"] is None
         unds = m["breakdowns"][0]
         assert unds["diversification_es"] == pytest.approx(
             unds["standalone_es_sum"] - m["es"], rel=1e-12
@@ -102,3 +113,57 @@ def test_without_moves_each_method_says_why() -> None:
     got = wire(attribution_payload(p.book_risk("alpha"), MoveHistory(5), CFG, V)[0])
     assert {m["status"] for m in got["methods"]} == {"0 days of moves, need 2"}
     assert got["correlations"] == []
+
+
+def test_the_books_and_the_firms_breakdown_by_strategy() -> None:
+    """alpha holds 4 of its 10 calls and 4,000 of its -30,000 USD of perpetual short in one
+    holding; beta a holding of -6 calls over its lot of -4 (its rest: +2 calls). Each book's
+    components by strategy sum to its totals, the firm's labels are book/..., and a holding's
+    marginal per unit is its component over its quantity."""
+    p, _ = build_book()
+    held = StrategyBook(parse_deribit_name)
+    text = "legs:BTC-27DEC24-60000-C*1/BTC-PERPETUAL*-1000"
+    holdings = [held.holding("alpha", _parse(text)), held.holding("beta", _parse(CALL_ONLY))]
+    holdings[0].add(4.0, None)
+    holdings[1].add(6.0, None)
+    books = list(p.books_risk().values())
+    h = _history(combine_books(books).underlyings, 60)
+    out = dict(attribution_payloads(books, h, CFG, ["attribution"], V, V, held.held()))
+    for key in ("alpha", "beta", FIRM):
+        payload = out[key]
+        assert isinstance(payload, AttributionPayload)
+        for m in payload.methods:
+            by = m.breakdowns[-1]
+            assert by.by == "strategy"
+            assert m.es is not None
+            assert sum(x.component_es or 0.0 for x in by.parts) == pytest.approx(m.es, rel=1e-9)
+    alpha, firm = out["alpha"], out[FIRM]
+    assert isinstance(alpha, AttributionPayload)
+    assert isinstance(firm, AttributionPayload)
+    parts = alpha.methods[0].breakdowns[-1].parts
+    assert [x.label for x in parts] == [text, NO_STRATEGY]
+    assert (parts[0].positions, parts[1].positions) == (2, alpha.positions)
+    assert parts[0].quantity == 4.0
+    assert parts[0].component_var is not None
+    assert parts[0].marginal_var_per_unit == pytest.approx(parts[0].component_var / 4.0)
+    assert parts[1].quantity is None
+    assert parts[1].marginal_var_per_unit is None
+    labels = [x.label for x in firm.methods[0].breakdowns[-1].parts]
+    assert labels == [f"alpha/{text}", f"alpha/{NO_STRATEGY}", f"beta/{CALL_ONLY}",
+                      f"beta/{NO_STRATEGY}"]  # fmt: skip
+    positions = [x.label for x in firm.methods[0].breakdowns[3].parts]
+    assert "beta/BTC-27DEC24-60000-C" in positions
+    assert firm.methods[0].breakdowns[3].by == "position"
+    # the firm's strategy parts refine its books: the book's own components, as the by-book
+    by_book = {x.label: x.component_es for x in firm.methods[2].breakdowns[0].parts}
+    for book in ("alpha", "beta"):
+        mine = [x.component_es or 0.0 for x in firm.methods[2].breakdowns[-1].parts
+                if x.label.startswith(f"{book}/")]  # fmt: skip
+        assert sum(mine) == pytest.approx(by_book[book], rel=1e-9)
+
+
+CALL_ONLY = "legs:BTC-27DEC24-60000-C*-1"
+
+
+def _parse(text: str) -> Strategy:
+    return parse_strategy(text, parse_deribit_name)

@@ -1,10 +1,11 @@
 // Where the risk comes from (risk:attribution:snapshot, risk:capital:snapshot): per book and
 // for the firm (*), one method's VaR and ES split into Euler components by book, underlying,
-// expiry and position, as bars that sum to the total, each with its table (component,
-// incremental and standalone figures, the diversification benefit and ratio); and each book's
-// capital against its budget.
+// expiry, position and strategy holding, as bars that sum to the total, each with its table
+// (component, incremental and standalone figures, the diversification benefit and ratio; by
+// strategy also each holding's quantity and marginal ES per unit); and each book's capital
+// against its budget.
 
-import {h, fig, head, stamp, usd, pct, text, int, sum, ref} from '../dom.js';
+import {h, fig, head, stamp, usd, num, pct, text, int, sum, ref} from '../dom.js';
 
 export const id = 'attribution';
 export const families = ['attribution', 'capital'];
@@ -35,30 +36,39 @@ function bars(key, field, p, mi, bi, measure) {
       h('span', {class: `bar ${values[k] < 0 ? 'neg' : 'pos'}`, style: {width: `${(100 * Math.abs(values[k]) / scale).toFixed(1)}%`}}))));
 }
 
+// By strategy, two more columns: the holding's quantity and its marginal ES per unit.
+const STRATEGY_HEADS = () => [head('quantity', 'units', {class: 'num'}), head('marginal ES', 'USD / unit', {class: 'num'})];
+
 function breakdown(key, field, p, mi, bi) {
   const b = p.methods[mi].breakdowns[bi];
+  const strategy = b.by === 'strategy';
   const path = (k, name) => `methods.${mi}.breakdowns.${bi}.parts.${k}.${name}`;
   const f = (pth, fmt = usd, opts) => fig(key, field, p, pth, fmt, opts);
   const col = (name) => b.parts.map((_, k) => ref(key, field, path(k, name)));
   const vals = (name) => b.parts.map((x) => x[name]);
-  return h('div', {class: 'breakdown'},
+  const perUnit = (k) => (strategy ? [h('td', {class: 'num'}, f(path(k, 'quantity'), num)), h('td', {class: 'num'}, f(path(k, 'marginal_es_per_unit')))] : []);
+  return h('div', {class: `breakdown by-${b.by}`},
     h('h4', {}, `by ${b.by}`),
     bars(key, field, p, mi, bi, 'es'),
     h('div', {class: 'scroll-x'}, h('table', {class: 'data small'},
       h('thead', {}, h('tr', {}, head(b.by), head('component VaR', 'USD', {class: 'num'}), head('component ES', 'USD', {class: 'num'}),
-        head('incremental ES', 'USD', {class: 'num'}), head('standalone ES', 'USD', {class: 'num'}), head('positions', '', {class: 'num'}))),
+        head('incremental ES', 'USD', {class: 'num'}), head('standalone ES', 'USD', {class: 'num'}), head('positions', '', {class: 'num'}),
+        ...(strategy ? STRATEGY_HEADS() : []))),
       h('tbody', {}, b.parts.map((x, k) => h('tr', {},
         h('th', {scope: 'row'}, f(path(k, 'label'), text)),
         h('td', {class: 'num'}, f(path(k, 'component_var'))),
         h('td', {class: 'num'}, f(path(k, 'component_es'))),
         h('td', {class: 'num'}, f(path(k, 'incremental_es'))),
         h('td', {class: 'num'}, f(path(k, 'standalone_es'))),
-        h('td', {class: 'num'}, f(path(k, 'positions'), int))))),
+        h('td', {class: 'num'}, f(path(k, 'positions'), int)),
+        ...perUnit(k)))),
       h('tfoot', {}, h('tr', {},
         h('th', {scope: 'row'}, 'sum (= total)'),
         h('td', {class: 'num'}, sum(col('component_var'), vals('component_var'), usd)),
         h('td', {class: 'num'}, sum(col('component_es'), vals('component_es'), usd)),
-        h('td', {}), h('td', {class: 'num'}, f(`methods.${mi}.breakdowns.${bi}.standalone_es_sum`)), h('td', {}))))),
+        h('td', {}), h('td', {class: 'num'}, f(`methods.${mi}.breakdowns.${bi}.standalone_es_sum`)), h('td', {}),
+        ...(strategy ? [h('td', {}), h('td', {})] : []))))),
+    strategy ? h('p', {class: 'small muted'}, 'each holding\'s share of its legs\' lots (quantity x ratio); (no strategy): the rest of the lots, negative where holdings hold more than the lot') : null,
     h('p', {class: 'small muted'}, 'diversification: ES ', f(`methods.${mi}.breakdowns.${bi}.diversification_es`),
       ' USD (ratio ', f(`methods.${mi}.breakdowns.${bi}.ratio_es`, pct), '), VaR ',
       f(`methods.${mi}.breakdowns.${bi}.diversification_var`), ' USD'));
