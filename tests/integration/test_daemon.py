@@ -107,6 +107,31 @@ async def _publish(port: int, messages: Sequence[tuple[str, dict[str, Any] | byt
             await client.publish(topic, data, qos=1)
 
 
+async def _same_valuation(
+    r: aioredis.Redis, prefix: str, strategy: str, pair: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The strategy's payload and its (book, underlying)'s exposure, once both are of one
+    valuation time and hold the same position (equal delta)."""
+    seen: tuple[Any, Any] = (None, None)
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                s = orjson.loads(await r.hget(f"{prefix}:strategy:snapshot", strategy) or "null")
+                p = orjson.loads(await r.hget(f"{prefix}:snapshot", pair) or "null")
+                seen = (s, p)
+                if (
+                    s is not None
+                    and p is not None
+                    and s["status"] == "ok"
+                    and s["valuation_ts_ns"] == p["valuation_ts_ns"]
+                    and math.isclose(s["delta"], p["delta"], rel_tol=1e-9)
+                ):
+                    return s, p
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"never at one valuation with one position: {seen}") from None
+
+
 async def _wait_snapshot(
     r: aioredis.Redis,
     prefix: str,
@@ -836,14 +861,12 @@ above = 0.1
                 {"instrument": "BTC-27DEC30-60000-C", "ratio": 1.0},
                 {"instrument": high, "ratio": -1.0},
             ]
-            # the spread is the book's only holding: its figures are the book's (the book's
-            # snapshot above may predate the fill: wait for the one with all 5 spreads)
-            pair = await _wait_snapshot(
-                r,
-                unique,
-                "spreads:BTC",
-                lambda p: math.isclose(p["delta"], got["delta"], rel_tol=1e-9),
-            )
+            # the spread is the book's only holding: its figures are the book's, at one
+            # valuation time (each full reprice moves it) and with all 5 spreads (the book's
+            # snapshot may predate the fill, or be of the next valuation already)
+            got, pair = await _same_valuation(r, unique, f"spreads:{spread}", "spreads:BTC")
+            assert got["quantity"] == 5.0
+            assert got["delta"] == pytest.approx(pair["delta"], rel=1e-9)
             assert got["vega"] == pytest.approx(pair["vega"], rel=1e-9)
             assert got["margin_im"] > 0.0
             assert len(got["payoff"]["S"]) == 61
