@@ -65,13 +65,12 @@ class PublishSchedule(Generic[K]):
         """When the first changed key may go out (``math.inf``: none changed)."""
         return self._next
 
-    def refresh(self, keys: Iterable[K], since_ns: float = math.inf) -> list[K]:
-        """Of ``keys``, refreshed (every figure moved with time) at ``since_ns``, those to
-        publish now: those not waiting for their interval (those go out when due, with the new
-        figures) and not published since (their figures are new already). Their publication
-        does not count against the interval of their next change."""
-        dirty, last = self._dirty, self._last
-        return [k for k in keys if k not in dirty and last.get(k, -math.inf) < since_ns]
+    def refresh(self, keys: Iterable[K]) -> list[K]:
+        """Of ``keys``, refreshed (every figure moved with time), those to publish now: those
+        not waiting for their interval (those go out when due, with the new figures). Their
+        publication does not count against the interval of their next change."""
+        dirty = self._dirty
+        return [k for k in keys if k not in dirty]
 
     def due(self, now_ns: int) -> list[K]:
         """Take the changed keys whose time has come, as published at ``now_ns``."""

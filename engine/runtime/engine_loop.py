@@ -5,23 +5,20 @@ reprices what the events touched, and hands the sink the exposure payloads that
 :class:`~engine.schedule.PublishSchedule` says are due: a key quiet for ``min_interval_ms``
 at once, a busy key at most once per interval, its last change always. The loop wakes on every
 event, when a key becomes due, and for the full reprice (time decay, and every sum rebuilt)
-every ``full_reprice_interval_s``. The full reprice runs in a worker thread (the kernels release
-the GIL), so feeds, the sink and the web server go on meanwhile; the refreshed payloads of every
-key are then built by the next cycles, a batch each, so that an event waits for a batch at most.
+every ``full_reprice_interval_s``. The full reprice and its payloads are computed in a worker
+thread (the kernels release the GIL), so feeds, the sink and the web server go on meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
 
 from engine.clock import Clock
 from engine.events import Fill, Quote, Tick
@@ -42,10 +39,6 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str | None]
 """A payload's key: (book, underlying), or (book, None) for the book's own."""
-
-REFRESH_BATCH: Final = 8
-"""Refreshed payloads one cycle builds after a full reprice (about 20 us each): an event that
-arrives during a refresh of every key waits for a batch, not for the whole book's."""
 
 
 @dataclass(slots=True)
@@ -111,8 +104,6 @@ class EngineLoop:
         self._full_interval_ns = round(config.full_reprice_interval_s * 1e9)
         self._next_full_ns = 0
         self._took_events = False  # whether the last cycle drained any event
-        self._refreshing: dict[Key, None] = {}  # a full reprice's keys still to build (acycle)
-        self._refreshed_ns = 0  # when the last full reprice ended (monotonic)
 
     # ------------------------------------------------------------------ cycles
 
@@ -127,24 +118,14 @@ class EngineLoop:
         return self._end(step, payloads)
 
     async def acycle(self) -> int:
-        """:meth:`cycle`, except that a full reprice runs in a worker thread (nothing else
-        writes the portfolio meanwhile: this loop is its only writer), and the refreshed
-        payloads of every key are built by this and the next cycles, ``REFRESH_BATCH`` at a
-        time, so that an event arriving meanwhile waits for a few payloads, not for all."""
+        """:meth:`cycle`, except that a full reprice and its payloads are computed in a worker
+        thread. Nothing else writes the portfolio meanwhile: this loop is its only writer."""
         step = self._begin(False)
         if step.full:
             async with self.valuing:  # the risk task copies books only outside a reprice
-                await asyncio.to_thread(self._reprice_all, step)
-            self._refreshed_ns = time.monotonic_ns()
-            self._refreshing = dict.fromkeys(self._every_key())
-            payloads = self._build(self.schedule.due(self._refreshed_ns), step.now)
+                payloads = await asyncio.to_thread(self._full, step)
         else:
             payloads = self._valued(step, self.portfolio.cycle(step.now, False), False)
-        if self._refreshing:
-            batch = list(itertools.islice(self._refreshing, REFRESH_BATCH))
-            for key in batch:
-                del self._refreshing[key]
-            payloads += self._build(self.schedule.refresh(batch, self._refreshed_ns), step.now)
         return self._end(step, payloads)
 
     def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
@@ -235,25 +216,17 @@ class EngineLoop:
         return _Step(t0, now, full, (ticks, quotes, fills))
 
     def _full(self, step: _Step, flush: bool = False) -> list[tuple[str, Exposure]]:
-        """A full reprice and the payloads due after it: every key is refreshed
-        (:meth:`~engine.schedule.PublishSchedule.refresh`: at once unless it waits for its
-        interval, and without counting against the next change's), the keys due go out too
-        (every changed one when ``flush``)."""
-        self._reprice_all(step)
-        self._refreshing.clear()
-        keys = self.schedule.refresh(self._every_key())
+        """A full reprice and the payloads due after it (a worker thread runs it): every key
+        is refreshed (:meth:`~engine.schedule.PublishSchedule.refresh`: at once unless it waits
+        for its interval, and without counting against the next change's), the keys due go
+        out too (every changed one when ``flush``)."""
+        p = self.portfolio
+        p.cycle(step.now, True)
+        self._next_full_ns = step.now + self._full_interval_ns
+        keys = dict.fromkeys(k for b, u in p.bu_keys() for k in ((b, u), (b, None)))
         mono = time.monotonic_ns()
         taken = self.schedule.flush(mono) if flush else self.schedule.due(mono)
-        return self._build([*keys, *taken], step.now)
-
-    def _reprice_all(self, step: _Step) -> None:
-        """Reprice every instrument and rebuild every sum at the step's valuation time."""
-        self.portfolio.cycle(step.now, True)
-        self._next_full_ns = step.now + self._full_interval_ns
-
-    def _every_key(self) -> dict[Key, None]:
-        """Every (book, underlying) key and every book's, in order."""
-        return dict.fromkeys(k for b, u in self.portfolio.bu_keys() for k in ((b, u), (b, None)))
+        return self._build([*self.schedule.refresh(keys), *taken], step.now)
 
     def _valued(
         self, step: _Step, changed: set[tuple[str, str]], flush: bool
@@ -288,9 +261,7 @@ class EngineLoop:
         return len(payloads)
 
     def _until_due_s(self) -> float:
-        """Seconds until the first payload falls due (0: one is, or a refresh is under way)."""
-        if self._refreshing:
-            return 0.0
+        """Seconds until the first payload falls due (0: one is)."""
         at = self.schedule.next_due_ns()
         if at == math.inf:
             return math.inf

@@ -36,7 +36,6 @@ from engine.risk import var
 from engine.risk.report import vol_level
 from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
-from engine.runtime.engine_loop import REFRESH_BATCH
 from engine.runtime.http import readiness
 from engine.runtime.risk_task import load_history
 from engine.state import BookRisk
@@ -434,53 +433,6 @@ def _offline(
     )
     clock = ManualClock(TS * 1_000_000)
     return build(load_config(path), path, clock=clock), clock
-
-
-async def test_a_full_reprice_refreshes_every_key_a_batch_per_cycle(tmp_path: Path) -> None:
-    """In the running daemon (acycle) a full reprice's refreshed payloads are built a batch
-    per cycle, the loop cycling again at once until every key is done, so that an event
-    arriving meanwhile waits for one batch; a key that changed meanwhile goes out on its own
-    change (with the new valuation) and not again with the refresh."""
-    books = [f"b{i:02d}" for i in range(12)]
-    daemon, clock = _offline(
-        tmp_path,
-        "".join(f"{b},{CALL},{i + 1}\n{b},{PUT},-{i + 1}\n" for i, b in enumerate(books)),
-        engine="full_reprice_interval_s = 1\n",
-    )
-    engine = daemon.engine
-    every = {f"{b}:{u}" for b in books for u in ("BTC", "ETH")} | set(books)
-    await engine.acycle()  # the first full reprice
-    clock.advance(2_000_000_000)  # the next full reprice is due
-    valuation = clock.now_ns()
-    times: dict[str, int] = dict.fromkeys(every, 0)  # publications since the full reprice
-
-    async def cycle() -> int:
-        before = {k: id(v) for k, v in daemon.out.exposures().items()}
-        n = await engine.acycle()
-        for k, v in daemon.out.exposures().items():
-            times[k] += before.get(k) != id(v)
-        return n
-
-    assert await cycle() == REFRESH_BATCH
-    first = {k for k, n in times.items() if n}
-    assert engine._until_due_s() == 0.0  # more to refresh: cycle again at once
-    ts = valuation
-    daemon.inbox.put(
-        Quote(instrument=PUT, iv=0.9, underlying_price=3_000.0, ts_event=ts, ts_recv=ts)
-    )
-    built = [await cycle()]  # the quote's keys (every ETH pair, every book) and a batch
-    assert 2 * len(books) < built[0] <= 2 * len(books) + REFRESH_BATCH
-    while engine._until_due_s() == 0.0:
-        built.append(await cycle())
-        assert built[-1] <= REFRESH_BATCH
-    moved = {k for k in every if k.endswith(":ETH") or ":" not in k}
-    # refreshed once; a second time only by the quote that moved it after its refresh
-    assert times == {k: 2 if k in first & moved else 1 for k in every}
-    for key in every:  # at the new valuation
-        assert daemon.out.exposures()[key].valuation_ts_ns == valuation
-    eth = daemon.out.exposures()["b11:ETH"]
-    assert isinstance(eth, UnderlyingExposure)
-    assert eth.vega != 0.0
 
 
 def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None:

@@ -105,14 +105,3 @@ def test_a_refresh_goes_out_at_once_unless_waiting_and_holds_no_change_back() ->
     s.changed(["quiet"], 2 * MS)  # right after its refresh: at once, as a quiet key
     assert s.due(2 * MS) == ["quiet"]
     assert s.due(INTERVAL) == ["busy"]
-
-
-def test_a_refresh_skips_a_key_published_since_it_began() -> None:
-    """A refresh whose payloads are built over several cycles: a key that went out after the
-    refresh began carries the refreshed figures already."""
-    s: PublishSchedule[str] = PublishSchedule(INTERVAL)
-    began = 5 * MS
-    s.changed(["moved"], 6 * MS)
-    assert s.due(6 * MS) == ["moved"]  # out after the refresh began
-    assert s.refresh(["moved", "still"], since_ns=began) == ["still"]
-    assert s.refresh(["moved", "still"]) == ["moved", "still"]  # a refresh built at once
