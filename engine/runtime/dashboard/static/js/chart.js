@@ -2,6 +2,8 @@
 // resized with it, redrawn with setData. Each chart is drawn from the same numbers as the
 // accessible table its panel builds beside it.
 
+import {h} from './dom.js';
+
 const uPlot = globalThis.uPlot;
 
 const AXIS = {stroke: '#8a96a6', grid: {stroke: '#243042', width: 1}, ticks: {stroke: '#243042'}};
@@ -93,4 +95,38 @@ export class Chart {
 // Align series of their own xs on one x axis: [[xs, ys], ...] -> [xs, ys1, ys2, ...].
 export function join(tables) {
   return uPlot.join(tables);
+}
+
+// A panel's charts, kept from one redraw to the next (each built once, then given new data),
+// and the data tables beneath them that the reader has opened.
+export class Charts {
+  constructor() {
+    this.charts = new Map();
+    this.open = new Set();
+  }
+
+  // The chart called `name`, made with `opts` the first time.
+  get(name, opts) {
+    let c = this.charts.get(name);
+    if (!c) {
+      c = new Chart(h('div', {class: 'chart', role: 'img', 'aria-label': opts.label}), opts);
+      this.charts.set(name, c);
+    }
+    return c;
+  }
+
+  // The table of chart `name`'s data under `summary`, open if the reader left it open.
+  table(name, summary, build) {
+    const open = this.open;
+    const d = h('details', {class: 'table-of-chart', open: open.has(name),
+      ontoggle: (e) => { if (e.target.open) open.add(name); else open.delete(name); }},
+    h('summary', {}, summary));
+    d.append(build()); // always built: the figures are the chart's data, readable and testable
+    return d;
+  }
+
+  clear() {
+    for (const c of this.charts.values()) c.destroy();
+    this.charts.clear();
+  }
 }

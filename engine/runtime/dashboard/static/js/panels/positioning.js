@@ -4,14 +4,13 @@
 // zero-gamma level marked, and a row per expiry; each chart with the table of its data.
 
 import {h, fig, head, stamp, num, usd, axis, compact, int, text} from '../dom.js';
-import {Chart, join} from '../chart.js';
+import {Charts, join} from '../chart.js';
 
 export const id = 'positioning';
 export const families = ['positioning'];
 
 let root;
-const charts = new Map(); // "oi:BTC" / "gex:BTC" -> Chart
-const open = new Set();
+const charts = new Charts(); // "oi:BTC" / "gex:BTC"
 
 export function init(el) {
   root = el;
@@ -20,26 +19,9 @@ export function init(el) {
 const day = (e) => (e === 'all' ? 'all' : e.slice(0, 10));
 const dash = () => h('span', {class: 'muted'}, '-');
 
-function chart(name, opts) {
-  let c = charts.get(name);
-  if (!c) {
-    c = new Chart(h('div', {class: 'chart', role: 'img', 'aria-label': opts.label}), opts);
-    charts.set(name, c);
-  }
-  return c;
-}
-
-function details(name, summary, build) {
-  const d = h('details', {class: 'table-of-chart', open: open.has(name),
-    ontoggle: (e) => { if (e.target.open) open.add(name); else open.delete(name); }},
-  h('summary', {}, summary));
-  d.append(build()); // always built: the figures are the chart's data, readable and testable
-  return d;
-}
-
 function byStrike(key, field, und, p) {
   const s = p.strikes;
-  const c = chart(`oi:${und}`, {
+  const c = charts.get(`oi:${und}`, {
     label: `${und} open interest by strike, calls and puts; the table below holds the data`,
     series: [{label: 'calls', bars: true}, {label: 'puts', bars: true}],
     x: {label: 'strike (USD)', fmt: axis},
@@ -57,12 +39,12 @@ function byStrike(key, field, und, p) {
       f(`strikes.strike.${i}`, axis), f(`strikes.call_oi.${i}`), f(`strikes.put_oi.${i}`),
       f(`strikes.call_volume.${i}`), f(`strikes.put_volume.${i}`), f(`strikes.gex.${i}`, usd),
       f(`strikes.oi_change_session.${i}`)))));
-  return [h('h4', {}, 'Open interest by strike'), c.el, details(`oi:${und}`, 'data: open interest, volume and GEX by strike', table)];
+  return [h('h4', {}, 'Open interest by strike'), c.el, charts.table(`oi:${und}`, 'data: open interest, volume and GEX by strike', table)];
 }
 
 function profile(key, field, und, p) {
   const pr = p.profile;
-  const c = chart(`gex:${und}`, {
+  const c = charts.get(`gex:${und}`, {
     label: `${und} dealer gamma profile over spot levels, zero-gamma level marked; the table below holds the data`,
     series: [{label: 'dealer GEX'}, {label: 'spot', points: true}, {label: 'zero gamma', points: true}],
     x: {label: 'spot (USD)', fmt: axis},
@@ -80,7 +62,7 @@ function profile(key, field, und, p) {
     h('tbody', {}, pr.level.map((_, i) => h('tr', {},
       h('td', {class: 'num'}, fig(key, field, p, `profile.level.${i}`, axis)),
       h('td', {class: 'num'}, fig(key, field, p, `profile.gex.${i}`, usd))))));
-  return [h('h4', {}, 'Dealer gamma profile'), c.el, details(`gex:${und}`, 'data: gamma profile', table)];
+  return [h('h4', {}, 'Dealer gamma profile'), c.el, charts.table(`gex:${und}`, 'data: gamma profile', table)];
 }
 
 function summary(key, field, p) {
@@ -119,7 +101,6 @@ export function render(store) {
   const key = store.hashKey('positioning');
   const all = store.fields(key);
   if (!all.length) {
-    for (const c of charts.values()) c.destroy();
     charts.clear();
     root.replaceChildren(h('p', {class: 'empty muted'}, 'no open interest published ([risk.positioning]; a feed must carry open interest)'));
     return;

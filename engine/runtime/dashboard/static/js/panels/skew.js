@@ -3,14 +3,13 @@
 // reversal and butterfly; each chart with the table of its data.
 
 import {h, fig, head, stamp, num, axis, volPct, int, text, yesNo} from '../dom.js';
-import {Chart, COLOURS, join} from '../chart.js';
+import {Charts, COLOURS, join} from '../chart.js';
 
 export const id = 'skew';
 export const families = ['skew'];
 
 let root;
-const charts = new Map(); // "smile:BTC" / "term:BTC" -> Chart
-const open = new Set();
+const charts = new Charts(); // "smile:BTC" / "term:BTC"
 
 export function init(el) {
   root = el;
@@ -18,29 +17,12 @@ export function init(el) {
 
 const day = (e) => e.slice(0, 10);
 
-function chart(name, opts) {
-  let c = charts.get(name);
-  if (!c) {
-    c = new Chart(h('div', {class: 'chart', role: 'img', 'aria-label': opts.label}), opts);
-    charts.set(name, c);
-  }
-  return c;
-}
-
-function details(name, summary, build) {
-  const d = h('details', {class: 'table-of-chart', open: open.has(name),
-    ontoggle: (e) => { if (e.target.open) open.add(name); else open.delete(name); }},
-  h('summary', {}, summary));
-  d.append(build()); // always built: the figures are the chart's data, readable and testable
-  return d;
-}
-
 function smiles(key, und, list) {
   const fitted = list.filter(([, p]) => p.fit_strikes && p.fit_strikes.length);
   const series = fitted.flatMap(([, p], i) => [
     {label: `${day(p.expiry)} fit`, colour: COLOURS[i % COLOURS.length]},
     {label: `${day(p.expiry)} quotes`, colour: COLOURS[i % COLOURS.length], points: true}]);
-  const c = chart(`smile:${und}`, {
+  const c = charts.get(`smile:${und}`, {
     label: `${und} implied vol smiles by strike; the tables below hold the data`,
     series,
     x: {label: 'strike (USD)', fmt: axis},
@@ -59,12 +41,12 @@ function smiles(key, und, list) {
     h('tbody', {class: 'fit'}, p.fit_strikes.map((_, i) => h('tr', {class: 'muted'},
       h('td', {class: 'num'}, 'fit ', fig(key, field, p, `fit_strikes.${i}`, num)),
       h('td', {class: 'num'}, fig(key, field, p, `fit_vols.${i}`, volPct))))))));
-  return [c.el, details(`smile:${und}`, 'data: quotes and fitted smile', table)];
+  return [c.el, charts.table(`smile:${und}`, 'data: quotes and fitted smile', table)];
 }
 
 function term(key, und, p) {
   if (!p) return [];
-  const c = chart(`term:${und}`, {
+  const c = charts.get(`term:${und}`, {
     label: `${und} ATM vol term structure; the table below holds the data`,
     series: [{label: 'ATM vol'}, {label: 'forward vol', dash: true}],
     x: {label: 'years to expiry', fmt: (v) => num(v)},
@@ -80,7 +62,7 @@ function term(key, und, p) {
       h('td', {class: 'num'}, fig(key, und, p, `T.${i}`, num)),
       h('td', {class: 'num'}, fig(key, und, p, `atm_vol.${i}`, volPct)),
       h('td', {class: 'num'}, fig(key, und, p, `forward_vol.${i}`, volPct))))));
-  return [h('h4', {}, 'ATM term structure'), c.el, details(`term:${und}`, 'data: term structure', table)];
+  return [h('h4', {}, 'ATM term structure'), c.el, charts.table(`term:${und}`, 'data: term structure', table)];
 }
 
 function expiries(key, list) {
@@ -105,7 +87,6 @@ export function render(store) {
   const key = store.hashKey('skew');
   const all = store.fields(key);
   if (!all.length) {
-    for (const c of charts.values()) c.destroy();
     charts.clear();
     root.replaceChildren(h('p', {class: 'empty muted'}, 'no skew published yet (fits need 5 quoted strikes an expiry)'));
     return;
