@@ -13,15 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 
 from engine.credentials import read_secret
 from engine.errors import ConfigError
-
-if TYPE_CHECKING:
-    from engine.runtime.http import HttpConfig
 
 __all__ = ["ACCESS", "COOKIE", "Access"]
 
@@ -37,16 +34,16 @@ class Access:
     session: str | None
 
     @classmethod
-    def from_config(cls, config: HttpConfig) -> Access:
-        """Read the token (``token_env`` or ``token_file``), once.
+    def read(cls, token_env: str | None, token_file: str | None) -> Access:
+        """Read the token from ``[http] token_env`` or ``token_file``, once.
 
         Raises:
             ConfigError: the token's variable or file cannot be read (named by its key).
         """
         try:
-            token = read_secret(config.token_env, config.token_file)
+            token = read_secret(token_env, token_file)
         except ValueError as exc:
-            key = "token_env" if config.token_env is not None else "token_file"
+            key = "token_env" if token_env is not None else "token_file"
             raise ConfigError("[http]", f"{exc} - at `$.http.{key}`") from None
         if token is None:
             return cls(None, None)

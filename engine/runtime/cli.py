@@ -165,7 +165,7 @@ def _what_if(path: Path, trades: list[str]) -> int:
     except ValueError as exc:
         print(f"riskd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    token = Access.from_config(config.http).token
+    token = Access.read(config.http.token_env, config.http.token_file).token
     try:
         status, answer = post_what_if(config.http.address, parsed, token, client_tls(config.http))
     except OSError as exc:

@@ -257,7 +257,7 @@ class HttpServer:
         self._host, self._port = host, int(port)
         self._config = config
         self._ssl = tls_context(config) if config.tls else None
-        self.app = build_app(health, histograms, Access.from_config(config))
+        self.app = build_app(health, histograms, Access.read(config.token_env, config.token_file))
         """The application served; add routes to it before :meth:`run`."""
         self.port = 0
         """The port it listens on, once started (port 0 in the config: the one it got)."""
