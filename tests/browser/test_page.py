@@ -433,6 +433,16 @@ def test_attribution_bars_sum_to_the_firms_total(page: Page, book: Book) -> None
         expect(card.locator(".breakdown").nth(bi).locator(".bar")).to_have_count(len(b["parts"]))
     kinds = [b["by"] for b in method["breakdowns"]]
     assert kinds == ["book", "underlying", "expiry", "position", "strategy"]
+    # the correlations used, a row and a column per underlying, each cell Redis's
+    n = len(firm["underlyings"])
+    assert n >= 2
+    cells = card.locator('.correlations [data-field="*"][data-path^="correlations."]')
+    expect(cells).to_have_count(n * n)
+    for path, value in cells.evaluate_all(
+        "(es) => es.map((e) => [e.dataset.path, e.dataset.value])"
+    ):
+        _, i, j = path.split(".")
+        assert same(firm["correlations"][int(i)][int(j)], value), path
     # by strategy: the book's two holdings and the rest, each with its quantity and marginal
     # ES per unit as Redis holds them
     bi = kinds.index("strategy")

@@ -74,6 +74,20 @@ function breakdown(key, field, p, mi, bi) {
       f(`methods.${mi}.breakdowns.${bi}.diversification_var`), ' USD'));
 }
 
+// The correlations of the underlyings' daily log-returns the figures used (a book of one
+// underlying has none to show).
+function correlations(key, field, p) {
+  if (p.underlyings.length < 2) return null;
+  const corr = (x) => Number(x).toFixed(2);
+  return h('details', {class: 'table-of-chart'},
+    h('summary', {}, 'correlations of the underlyings\' daily log-returns over the window'),
+    h('div', {class: 'scroll-x'}, h('table', {class: 'data small correlations'},
+      h('thead', {}, h('tr', {}, head(''), ...p.underlyings.map((_, j) => h('th', {scope: 'col', class: 'num'}, fig(key, field, p, `underlyings.${j}`, text))))),
+      h('tbody', {}, p.underlyings.map((_, i) => h('tr', {},
+        h('th', {scope: 'row'}, fig(key, field, p, `underlyings.${i}`, text)),
+        ...p.underlyings.map((_, j) => h('td', {class: 'num'}, fig(key, field, p, `correlations.${i}.${j}`, corr)))))))));
+}
+
 function card(key, field, p, capital) {
   const mi = method(p);
   const f = (pth, fmt = usd, opts) => fig(key, field, p, pth, fmt, opts);
@@ -89,6 +103,7 @@ function card(key, field, p, capital) {
     ', VaR at ', f('confidence', pct), ', ES at ', f('es_confidence', pct), ', ', f('positions', int), ' positions'));
   if (capital) parts.push(capital);
   p.methods[mi].breakdowns.forEach((_, bi) => parts.push(breakdown(key, field, p, mi, bi)));
+  parts.push(correlations(key, field, p));
   return h('div', {class: 'card'}, ...parts);
 }
 
