@@ -86,7 +86,9 @@ def build(
     positions = config_relative(config.portfolio.positions, config_path)
     strategies = load_book(positions, portfolio, registry)
     hedged = list(config.risk.hedge_future.values())
-    feeds = build_feeds(config.feeds, config_path, registry, clock, portfolio.instruments(), hedged)
+    valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
+    held = portfolio.instruments()
+    feeds = build_feeds(config.feeds, config_path, registry, clock, held, hedged, valuing)
     check_hedges(config.risk, registry, config_path)
     journal, journaled = open_journal(
         config_relative(config.portfolio.journal, config_path),
@@ -98,7 +100,6 @@ def build(
     inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal)
     stop = asyncio.Event()
     intake = Intake(feeds, registry, inbox, on_end=stop.set)
-    valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
     sink = RedisSink(config.redis, clock)
     notifier = Notifier(config.notify)
     out = Publisher(sink, AlertEngine(config.alerts), notifier.offer)

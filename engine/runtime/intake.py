@@ -97,12 +97,14 @@ def build_feed(
     clock: Clock,
     held: Iterable[str],
     books: Iterable[str] = (),
+    valuing: asyncio.Lock | None = None,
 ) -> Feed:
     """The adapter of ``config``; a Deribit feed subscribes to the ``held`` instruments too,
     and to the order books of ``books`` (the hedge futures).
 
     A simulator on a ManualClock (a test's) runs in simulated time: each of its waits moves
-    the clock on instead (:func:`advancing_sleep`), as fast as the event loop lets it.
+    the clock on instead (:func:`advancing_sleep`), as fast as the event loop lets it, but not
+    while ``valuing`` is held (the engine reprices the whole book).
 
     Raises:
         ValueError: a replay feed on a clock other than a ManualClock.
@@ -120,16 +122,23 @@ def build_feed(
         return ReplayFeed(config, registry, clock)
     if isinstance(config, SimFeedConfig):
         if isinstance(clock, ManualClock):
-            return SimFeed(config, registry, clock, sleep=advancing_sleep(clock))
+            return SimFeed(config, registry, clock, sleep=advancing_sleep(clock, valuing))
         return SimFeed(config, registry, clock)
     raise AssertionError(config)  # the tagged union admits nothing else
 
 
-def advancing_sleep(clock: ManualClock) -> Sleep:
+def advancing_sleep(clock: ManualClock, valuing: asyncio.Lock | None = None) -> Sleep:
     """A sleep for a feed on ``clock``: moves the clock on by the delay, and yields to the
-    event loop (the engine takes what the feed sent) without waiting."""
+    event loop (the engine takes what the feed sent) without waiting; but while ``valuing`` is
+    held, simulated time stands still until it is released. A full reprice takes the engine
+    away for a while in a worker thread; were the feed to run on meanwhile, as fast as the loop
+    lets it, a minute of market could pass that the engine never valued (which minute, and how
+    much of it, would depend on the machine's load)."""
 
     async def sleep(delay_s: float) -> None:
+        if valuing is not None and valuing.locked():
+            async with valuing:
+                pass
         clock.advance(round(delay_s * 1e9))
         await asyncio.sleep(0)
 
@@ -143,9 +152,11 @@ def build_feeds(
     clock: Clock,
     held: list[str],
     books: list[str],
+    valuing: asyncio.Lock,
 ) -> list[Feed]:
     """Each configured feed's adapter (:func:`build_feed`); replay files are relative to the
-    config file. ``books``: the hedge futures, whose order books a Deribit feed follows.
+    config file. ``books``: the hedge futures, whose order books a Deribit feed follows;
+    ``valuing``: held while the engine reprices the whole book.
 
     Raises:
         ConfigError: a missing replay file, or a feed that cannot run on ``clock``.
@@ -160,7 +171,7 @@ def build_feeds(
                 )
             fc = msgspec.structs.replace(fc, path=str(replay_path))
         try:
-            feeds.append(build_feed(fc, registry, clock, held, books))
+            feeds.append(build_feed(fc, registry, clock, held, books, valuing))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
     return feeds

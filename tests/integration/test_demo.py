@@ -9,6 +9,7 @@ on), so the minute takes about a second and the run is the same every time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
@@ -21,6 +22,7 @@ from rich.console import Console, RenderableType
 
 from engine.clock import ManualClock
 from engine.outputs import AlertPayload, MarginPayload, UnderlyingExposure, VarPayload
+from engine.runtime.intake import advancing_sleep
 from engine.runtime.panels import Frame, render
 from engine.runtime.publisher import Publisher
 from engine.runtime.view import TerminalView
@@ -73,6 +75,25 @@ async def test_the_demo_raises_and_clears_its_loss_alert_within_a_minute(
     assert raised.value < -25000.0  # the rally: the demo book is short BTC
     assert cleared.value > -20000.0  # back inside the limit by more than the hysteresis
     assert START_NS + 20 * 10**9 <= raised.ts_ns < cleared.ts_ns <= START_NS + MINUTE_NS
+
+
+async def test_simulated_time_stands_still_while_the_engine_values_the_book() -> None:
+    """The simulator's sleep on a ManualClock moves the clock on at once, but not while the
+    engine holds ``valuing`` (a full reprice in its worker thread): the market cannot run ahead
+    of what the engine values, whatever the machine's load."""
+    clock, valuing = ManualClock(START_NS), asyncio.Lock()
+    sleep = advancing_sleep(clock, valuing)
+    await sleep(0.005)
+    assert clock.now_ns() == START_NS + 5_000_000
+    await valuing.acquire()
+    waiting = asyncio.ensure_future(sleep(1.0))
+    for _ in range(10):
+        await asyncio.sleep(0)  # the loop goes round: the sleep is still waiting
+    assert not waiting.done()
+    assert clock.now_ns() == START_NS + 5_000_000
+    valuing.release()
+    await waiting
+    assert clock.now_ns() == START_NS + 1_005_000_000
 
 
 # ------------------------------------------------------------ the terminal view, on its payloads
