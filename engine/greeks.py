@@ -113,7 +113,7 @@ def _run(
     kernel = threaded if use_parallel(parallel, n) else serial
     kernel(*flat_flags, *flat_numbers, block, status)
     rows = block.reshape((len(fields), *shape))
-    values: dict[str, Any] = {name: rows[j, ...] for j, name in enumerate(fields)}
+    values: dict[str, npt.NDArray[Any]] = {name: rows[j, ...] for j, name in enumerate(fields)}
     values["status"] = status.reshape(shape)
     return values
 

@@ -546,7 +546,7 @@ def get_instruments_request(
         kind: ``option``, ``future``, ``spot``, ``future_combo``, ``option_combo``; None for all.
         expired: list expired instruments instead of live ones.
     """
-    params: dict[str, Any] = {"currency": currency, "expired": expired}
+    params: dict[str, str | bool] = {"currency": currency, "expired": expired}
     if kind is not None:
         params["kind"] = kind
     return _encode_request(request_id, _GET_INSTRUMENTS, params)
