@@ -21,6 +21,7 @@ import msgspec
 from engine.alerts import AlertRule
 from engine.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
 from engine.credentials import read_secret
+from engine.curves import RateCurveConfig, ZeroCurve
 from engine.errors import ConfigError
 from engine.instruments import Instrument, InstrumentRegistry, Kind, Settlement
 from engine.risk.report import RiskConfig
@@ -46,6 +47,7 @@ __all__ = [
     "load_config",
     "load_positions",
     "new_portfolio",
+    "rate_curves",
     "redacted",
 ]
 
@@ -57,10 +59,20 @@ _CREDENTIAL_FILES = ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_f
 
 
 class UnderlyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Rate and dividend yield of an underlying (decimals, continuously compounded)."""
+    """Rate and dividend yield of an underlying (decimals, continuously compounded).
+
+    ``rate`` is a flat curve (:meth:`engine.curves.ZeroCurve.flat`); ``curve`` names a
+    ``[rates.CCY]`` curve instead (then ``rate`` stays unset).
+    """
 
     rate: float = 0.0
     dividend_yield: float = 0.0
+    curve: str = ""
+
+    def zero_curve(self, curves: dict[str, ZeroCurve]) -> ZeroCurve:
+        """The curve that discounts this underlying's options: ``curves[curve]``, else flat at
+        ``rate``. Raises KeyError: ``curve`` names none of ``curves``."""
+        return curves[self.curve] if self.curve else ZeroCurve.flat(self.rate)
 
 
 class PortfolioConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -163,12 +175,14 @@ class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[engine]``, ``[risk]``,
-    ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``, ``[[notify]]``."""
+    """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[rates]``, ``[engine]``,
+    ``[risk]``, ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``,
+    ``[[notify]]``."""
 
     redis: RedisConfig = RedisConfig()
     feeds: list[FeedConfig] = []
     portfolio: PortfolioConfig = PortfolioConfig()
+    rates: dict[str, RateCurveConfig] = {}
     engine: EngineConfig = EngineConfig()
     risk: RiskConfig = RiskConfig()
     http: HttpConfig = HttpConfig()
@@ -205,10 +219,18 @@ def load_config(path: Path) -> AppConfig:
         raise ConfigError(source, f"not valid TOML: {exc}") from exc
     except RecursionError:  # tomllib recurses per nested array or table (found by fuzzing)
         raise ConfigError(source, "not valid TOML: nested too deeply") from None
+    _check_rates(data, source)
     try:
         config = msgspec.convert(data, AppConfig)
     except msgspec.ValidationError as exc:  # its message ends "- at `$.feeds[0].url`"
         raise ConfigError(source, str(exc)) from exc
+    for name, underlying in config.portfolio.underlyings.items():
+        where = f"$.portfolio.underlyings.{name}"
+        if underlying.curve and underlying.curve not in config.rates:
+            detail = f"no [rates.{underlying.curve}] curve - at `{where}.curve`"
+            raise ConfigError(source, detail)
+        if underlying.curve and underlying.rate != 0.0:
+            raise ConfigError(source, f"give `rate` or `curve`, not both - at `{where}`")
     for i, inst in enumerate(config.instruments):
         try:
             inst.to_instrument()
@@ -229,6 +251,30 @@ def load_config(path: Path) -> AppConfig:
         notify=check_targets(config.notify, path),
         http=_http_credentials(config.http, path),
     )
+
+
+def _check_rates(data: Any, source: str) -> None:
+    """Validate each ``[rates.CCY]`` on its own, so an error names its currency (msgspec
+    writes a table's keys as ``[...]`` in its paths).
+
+    Raises:
+        ConfigError: a bad curve, named by its key (``$.rates.USD.zero_rates[2]``).
+    """
+    rates = data.get("rates") if isinstance(data, dict) else None
+    if not isinstance(rates, dict):
+        return  # absent, or not a table: AppConfig's conversion says so
+    for name, table in rates.items():
+        try:
+            msgspec.convert(table, RateCurveConfig)
+        except msgspec.ValidationError as exc:
+            detail, at, path = str(exc).partition(" - at `$")
+            where = f"$.rates.{name}{path[:-1] if at else ''}"
+            raise ConfigError(source, f"{detail} - at `{where}`") from exc
+
+
+def rate_curves(config: AppConfig) -> dict[str, ZeroCurve]:
+    """The ``[rates]`` curves, by currency."""
+    return {name: curve.curve() for name, curve in config.rates.items()}
 
 
 def _http_credentials(config: HttpConfig, config_path: Path) -> HttpConfig:
