@@ -56,8 +56,8 @@ FloatArray = npt.NDArray[np.float64]
 MAD_TO_SIGMA = 1.482602218505602
 """A normal sample's standard deviation per median absolute deviation: 1 / Phi^-1(3/4)."""
 _TINY_SPREAD = 1e-12
-"""Spreads are floored at this fraction of the strike before weighting: a locked quote (or a
-mid given as bid = ask) weighs most, never infinitely."""
+"""Spreads are floored at this fraction of the highest strike before weighting: a locked quote
+(or a mid given as bid = ask) weighs most, never infinitely."""
 
 
 class ForwardMethod(StrEnum):
@@ -211,7 +211,9 @@ def implied_forward(
     k = k[order]
     parity = 0.5 * (cb[order] + ca[order]) - 0.5 * (pb[order] + pa[order])  # C - P
     fwd = k + parity / df
-    spread = np.maximum((ca - cb + pa - pb)[order], _TINY_SPREAD * k)
+    spread = (ca - cb + pa - pb)[order]
+    if k.size:
+        spread = np.maximum(spread, _TINY_SPREAD * float(k[-1]))
     result = ImpliedForward(
         expiry_ns=expiry_ns, years=years, forward=math.nan, discount_factor=df, method=fit.method
     )
@@ -221,7 +223,7 @@ def implied_forward(
     if fit.method == ForwardMethod.CBOE:
         forward, residual, used = float(fwd[pivot]), 0.0, 1
     else:
-        window = np.argsort(np.abs(k - fwd[pivot]), kind="stable")[: fit.near_strikes]
+        window = np.sort(np.argsort(np.abs(k - fwd[pivot]), kind="stable")[: fit.near_strikes])
         forward, residual, used = _robust_forward(fwd[window], spread[window], df, fit)
     q, pv = _dividends(forward, df, years, spot)
     return msgspec.structs.replace(
