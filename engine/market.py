@@ -20,6 +20,8 @@ import numpy.typing as npt
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
 from engine.columns import Columns, Specs
+from engine.curves import ZeroCurve
+from engine.daycount import year_fraction
 from engine.events import Quote, Tick
 from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
 
@@ -78,10 +80,15 @@ _SOURCE_SPECS: Specs = {
 @dataclass(frozen=True, slots=True)
 class UnderlyingParams:
     """Rate and yield of an underlying (continuously compounded decimals), for BSM and for
-    forwards implied from the index. Deribit's conventions are r = q = 0."""
+    forwards implied from the index. Deribit's conventions are r = q = 0.
+
+    With a ``curve``, an instrument's r is the curve's zero rate to its expiry (ACT/365 from
+    the valuation time, refreshed at each full reprice) and ``rate`` is not used.
+    """
 
     rate: float = 0.0
     dividend_yield: float = 0.0
+    curve: ZeroCurve | None = None
 
 
 class Sources:
@@ -139,6 +146,7 @@ class MarketData:
         self.spots = Sources()  # by index name
         self.fwds = Sources()  # by (index, expiry_ns)
         self.dirty: set[int] = set()
+        self._curve_rows: dict[str, list[int]] = {}  # rows whose r comes from a curve
         # the kernels' Market group, by the state it was built from
         self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
 
@@ -166,6 +174,9 @@ class MarketData:
         a["has_expiry"][row] = inst.expiry_ns is not None
         a["r"][row] = params.rate
         a["q"][row] = params.dividend_yield
+        if params.curve is not None:
+            self._curve_rows.setdefault(inst.underlying, []).append(row)
+            self._roll(params.curve, np.array([row]), self.valuation_ns)
         spot_row = self.spots.row(inst.index)
         a["spot_row"][row] = spot_row
         self.spots.dependents[spot_row].append(row)
@@ -176,6 +187,22 @@ class MarketData:
         self._rows[inst.name] = row
         self.defs.append(inst)
         return row
+
+    def roll_rates(self, now_ns: int) -> None:
+        """Set r of every instrument on a curve to the curve's zero rate to its expiry at
+        ``now_ns`` (int UNIX ns); those without an expiry (spot, perpetuals) take the rate at
+        t = 0. The portfolio's full reprice calls this: between two, r stays as it was."""
+        for underlying, rows in self._curve_rows.items():
+            curve = self._params[underlying].curve
+            if curve is not None:
+                self._roll(curve, np.array(rows, dtype=np.int64), now_ns)
+
+    def _roll(self, curve: ZeroCurve, rows: npt.NDArray[np.int64], now_ns: int) -> None:
+        a = self.cols.arrays
+        years = np.where(
+            a["has_expiry"][rows], year_fraction(np.int64(now_ns), a["expiry_ns"][rows]), 0.0
+        )
+        a["r"][rows] = curve.zero_rate(years)
 
     # ------------------------------------------------------------------ inputs
     def apply_tick(self, tick: Tick) -> bool:

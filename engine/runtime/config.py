@@ -483,10 +483,12 @@ def load_book(
 
 def new_portfolio(config: AppConfig) -> Portfolio:
     """An empty portfolio on a registry of the configured instruments (``[[instruments]]``),
-    with the underlyings' rates and yields and the staleness limit of ``[portfolio]``."""
+    with the underlyings' rates (flat, or their ``[rates]`` curve) and yields and the
+    staleness limit of ``[portfolio]``."""
     registry = InstrumentRegistry(i.to_instrument() for i in config.instruments)
+    curves = rate_curves(config)
     params = {
-        n: UnderlyingParams(u.rate, u.dividend_yield)
+        n: UnderlyingParams(u.rate, u.dividend_yield, curves[u.curve] if u.curve else None)
         for n, u in config.portfolio.underlyings.items()
     }
     return Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))

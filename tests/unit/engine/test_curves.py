@@ -13,8 +13,13 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from engine.curves import RateCurveConfig, ZeroCurve
+from engine.daycount import NS_PER_DAY, year_fraction
 from engine.errors import ConfigError
+from engine.events import Quote, Tick
+from engine.greeks import bsm
+from engine.instruments import Instrument, InstrumentRegistry, Kind
 from engine.runtime.config import load_config, new_portfolio, rate_curves
+from engine.state import AGG_FIELDS, Portfolio, UnderlyingParams
 
 # years 0.5, 1, 2 at 4 %, 5 %, 4.5 %: r·t = 0.02, 0.05, 0.09 at the nodes
 CURVE = ZeroCurve(np.array([0.5, 1.0, 2.0]), np.array([0.04, 0.05, 0.045]))
@@ -164,3 +169,33 @@ def test_curves_and_flat_rates_from_config(tmp_path: Path) -> None:
     btc = config.portfolio.underlyings["BTC"].zero_curve(curves)
     assert_allclose(btc.zero_rate([0.1, 3.0]), 0.05, rtol=1e-15)
     new_portfolio(config)  # the flat [portfolio.underlyings] keep working
+
+
+def test_an_option_on_a_curve_is_priced_at_the_zero_rate_to_its_expiry() -> None:
+    """An SPX call on a USD curve: its figures are BSM's at the curve's zero rate to its expiry
+    (ACT/365 from the valuation time), and a later full reprice rolls the rate down the curve."""
+    expiry = 1_734_728_400 * 10**9  # 2024-12-20T21:00:00Z
+    now = 1_719_792_000 * 10**9  # 2024-07-01T00:00:00Z
+    index = Instrument(name="SPX", kind=Kind.INDEX, underlying="SPX", index="SPX")
+    call = Instrument(name="SPXW241220C05500000", kind=Kind.OPTION, underlying="SPX",
+                      index="SPX", expiry_ns=expiry, strike=5_500.0, is_call=True,
+                      multiplier=100.0, venue="cboe")  # fmt: skip
+    curve = RateCurveConfig(days=[30.0, 91.0, 182.0, 365.0],
+                            zero_rates=[0.053, 0.052, 0.050, 0.047]).curve()  # fmt: skip
+    p = Portfolio(InstrumentRegistry([index, call]),
+                  {"SPX": UnderlyingParams(dividend_yield=0.013, curve=curve)})  # fmt: skip
+    p.add_position("a", call.name, 1.0)
+    for at in (now, now + 60 * NS_PER_DAY):
+        ts = at - 10**9
+        p.apply_tick(Tick(instrument="SPX", price=5_460.0, ts_event=ts, ts_recv=ts))
+        p.apply_quote(Quote(instrument=call.name, iv=0.16, ts_event=ts, ts_recv=ts))
+        p.cycle(at, full=True)
+        T = year_fraction(at, expiry)
+        r = float(curve.zero_rate(T))
+        assert 0.047 < r < 0.052
+        want = bsm(True, 5_460.0, 5_500.0, T, r, 0.013, 0.16)
+        got = p.priced([call.name])
+        assert_allclose(got.units[0, AGG_FIELDS.index("delta")], 100.0 * float(want.delta),
+                        rtol=1e-13)  # fmt: skip
+        assert_allclose(got.units[0, AGG_FIELDS.index("rho")], 100.0 * float(want.rho) / 100.0,
+                        rtol=1e-13)  # fmt: skip
