@@ -281,7 +281,7 @@ def parse_us_name(name: str, year_from: int = 2020) -> Instrument | None:
         )
     future = parse_cme_future(name, year_from)
     if future is not None:
-        return _es_future(future)
+        return _es_future(future, year_from)
     option = parse_cme_option(name, year_from)
     if option is not None:
         spec = CME_OPTION_CODES[option.code][0]
@@ -290,7 +290,7 @@ def parse_us_name(name: str, year_from: int = 2020) -> Instrument | None:
             return None
         settle_ns = spec.settlement_ns(expiry)
         return Instrument(
-            name=format_cme_option(option),
+            name=format_cme_option(option, year_from),
             kind=Kind.OPTION,
             underlying=spec.underlying,
             index=spec.index,
@@ -313,10 +313,10 @@ def parse_us_name(name: str, year_from: int = 2020) -> Instrument | None:
     return None
 
 
-def _es_future(future: ListedFuture) -> Instrument:
+def _es_future(future: ListedFuture, year_from: int) -> Instrument:
     expiry = es_future_expiry(future.year, future.month)
     return Instrument(
-        name=format_cme_future(future),
+        name=format_cme_future(future, year_from),
         kind=Kind.FUTURE,
         underlying=ES_FUTURE.underlying,
         index=ES_FUTURE.index,

@@ -15,7 +15,8 @@ Friday of a monthly, not the Saturday after; a holiday expiry carries the day be
 month code (``H`` Mar, ``M`` Jun, ``U`` Sep, ``Z`` Dec; ``F G J K N Q V X`` for the others) and
 the last digit of the year: ``ESZ4``. An option adds a space, ``C`` or ``P`` and the strike in
 index points: ``ESZ4 C5900``, ``EW1F5 P5800``, ``E3CH5 C5700``. A two-digit year (``ESZ24``)
-is read too; a one-digit year is read in the decade from ``year_from`` (2020 by default).
+is read too; a one-digit year is read in the decade from ``year_from`` (2020 by default), and
+names are written with one digit in that decade, two outside it.
 
 Roots (:data:`OCC_ROOTS`, :data:`CME_OPTION_CODES`):
 
@@ -372,15 +373,26 @@ def es_future_for(settle_ns: int, year: int, month: int) -> ListedFuture:
     return ListedFuture(code=ES_FUTURE.root, year=q_year, month=q_month)
 
 
-def format_cme_future(future: ListedFuture) -> str:
-    """``ESZ4``: code, month code, last digit of the year (Databento's ``raw_symbol``)."""
-    return f"{future.code}{MONTH_CODES[future.month - 1]}{future.year % 10}"
+def _year_code(year: int, year_from: int) -> str:
+    if year_from <= year < year_from + 10:
+        return str(year % 10)
+    if 2000 <= year <= 2099:
+        return f"{year % 100:02d}"
+    raise ValueError(f"CME contract year must be 2000-2099, got {year}")
 
 
-def format_cme_option(option: CmeOption) -> str:
-    """``EW1F5 P5800``. Raises ValueError for a strike that is not a whole number of points."""
+def format_cme_future(future: ListedFuture, year_from: int = 2020) -> str:
+    """``ESZ4``: code, month code, last digit of the year (Databento's ``raw_symbol``); two
+    digits (``ESZ34``) for a year outside the decade from ``year_from``, so that the name
+    parses back to the same contract."""
+    return f"{future.code}{MONTH_CODES[future.month - 1]}{_year_code(future.year, year_from)}"
+
+
+def format_cme_option(option: CmeOption, year_from: int = 2020) -> str:
+    """``EW1F5 P5800`` (the year as in :func:`format_cme_future`). Raises ValueError for a
+    strike that is not a whole number of points."""
     if not (option.strike.is_integer() and 0 < option.strike < 1e6):
         raise ValueError(f"CME index option strikes are whole points, got {option.strike}")
     cp = "C" if option.is_call else "P"
     month = MONTH_CODES[option.month - 1]
-    return f"{option.code}{month}{option.year % 10} {cp}{int(option.strike)}"
+    return f"{option.code}{month}{_year_code(option.year, year_from)} {cp}{int(option.strike)}"
