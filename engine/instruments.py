@@ -15,6 +15,20 @@ Deribit's names parse into an :class:`Instrument` (:func:`parse_deribit_name`):
 Every Deribit expiry is 08:00 UTC on the date in the name. The registry can also be filled from
 config and from Deribit's ``public/get_instruments`` (:func:`from_deribit_instrument`).
 
+US listed names parse too (:func:`parse_us_name`; symbology and terms in :mod:`engine.listed`):
+
+=============================  ==============================================================
+``SPXW  241220P05900000``      OCC/OSI option (also ``SPXW241220P05900000``, ``SPXW241220P5900``)
+``ESZ4``                       E-mini S&P 500 future, December 2024
+``EW1F5 P5800``                E-mini S&P 500 option (CME Globex code, month, year, strike)
+``SPX``, ``XSP``               the index; ``SPY``: the ETF's shares (spot)
+=============================  ==============================================================
+
+A US option's ``expiry_ns`` is its settlement instant in New York (:mod:`engine.uscalendar`):
+09:30 ET on the expiry day for AM settlement, the close (16:00 ET, or an early close) for PM.
+Its name is the canonical form (the padded OSI symbol; the CME code with a one-digit year),
+whichever form it was looked up by.
+
 Position units (``multiplier`` turns one unit of position quantity into exposure):
 
 - options, spot and linear futures: quantity x multiplier = units of the underlying
@@ -36,15 +50,39 @@ from typing import Any
 
 import msgspec
 
+from engine.listed import (
+    CME_OPTION_CODES,
+    ES_FUTURE,
+    OCC_ROOTS,
+    Delivery,
+    Exercise,
+    ListedFuture,
+    SettleTiming,
+    cme_option_expiry,
+    es_future_expiry,
+    es_future_for,
+    format_cme_future,
+    format_cme_option,
+    format_osi,
+    parse_cme_future,
+    parse_cme_option,
+    parse_osi,
+)
+
 __all__ = [
     "DERIBIT",
+    "Delivery",
+    "Exercise",
     "Instrument",
     "InstrumentRegistry",
     "Kind",
+    "SettleTiming",
     "Settlement",
     "deribit_expiry_ns",
     "from_deribit_instrument",
     "parse_deribit_name",
+    "parse_name",
+    "parse_us_name",
 ]
 
 DERIBIT = "deribit"
@@ -92,8 +130,19 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         is_call: True for calls, False for puts; options only.
         multiplier: position quantity x multiplier = underlying units (options, spot, linear
             futures) or USD (inverse futures and perpetuals).
-        venue: ``deribit`` for Deribit's instruments; any other venue's options are priced with
-            BSM on spot.
+        venue: ``deribit`` for Deribit's instruments; ``cboe``, ``opra``, ``cme`` for the US
+            listed ones (:func:`parse_us_name`). Options of ``deribit`` and options on futures
+            are priced with Black-76 on the forward, other options with BSM on spot
+            (:attr:`on_forward`).
+        exercise: European (every Deribit option, SPX, the E-mini weeklies) or American (SPY,
+            quarterly E-mini options); options only.
+        delivery: what exercise (or expiry) delivers: cash, or the underlying (shares; the
+            future, for an option on a future).
+        settle_timing: AM (on the Special Opening Quotation) or PM (on the close) for US
+            contracts, whose ``expiry_ns`` is then that instant; None: ``expiry_ns`` as the
+            venue states it (Deribit: 08:00 UTC).
+        underlying_future: for an option on a future, the future's name (``ESH5``); None for
+            an option on spot or an index.
     """
 
     name: str
@@ -107,6 +156,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     is_call: bool | None = None
     multiplier: float = 1.0
     venue: str = DERIBIT
+    exercise: Exercise = Exercise.EUROPEAN
+    delivery: Delivery = Delivery.CASH
+    settle_timing: SettleTiming | None = None
+    underlying_future: str | None = None
 
     def __post_init__(self) -> None:
         # == rather than `is`: a plain string ("option") is as good as the enum member.
@@ -121,6 +174,21 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             raise ValueError(f"future {self.name!r} needs expiry_ns")
         if not self.multiplier > 0.0:
             raise ValueError(f"{self.name!r}: multiplier must be > 0, got {self.multiplier}")
+        if self.kind != Kind.OPTION:
+            if self.exercise != Exercise.EUROPEAN:
+                raise ValueError(f"{self.name!r}: exercise applies to options only")
+            if self.underlying_future is not None:
+                raise ValueError(f"{self.name!r}: underlying_future applies to options only")
+        elif self.underlying_future == "":
+            raise ValueError(f"option {self.name!r}: underlying_future must not be empty")
+
+    @property
+    def on_forward(self) -> bool:
+        """True when the instrument is priced on a forward (Black-76 for options): Deribit's
+        instruments other than spot, and options on futures."""
+        if self.underlying_future is not None:
+            return True
+        return self.venue == DERIBIT and self.kind != Kind.SPOT
 
     @property
     def is_inverse(self) -> bool:
@@ -184,6 +252,87 @@ def parse_deribit_name(name: str) -> Instrument | None:
     )
 
 
+_US_INDICES = ("SPX", "XSP")
+_US_ETFS = ("SPY",)
+
+
+def parse_us_name(name: str, year_from: int = 2020) -> Instrument | None:
+    """Parse a US listed name (see the module docstring and :mod:`engine.listed`); None if it
+    is not one of the roots riskd knows. ``year_from``: the decade a CME one-digit year is
+    read in."""
+    occ = parse_osi(name)
+    if occ is not None:
+        spec = OCC_ROOTS.get(occ.root)
+        if spec is None:
+            return None
+        return Instrument(
+            name=format_osi(occ.root, occ.expiry, occ.is_call, occ.strike),
+            kind=Kind.OPTION,
+            underlying=spec.underlying,
+            index=spec.index,
+            expiry_ns=spec.settlement_ns(occ.expiry),
+            strike=occ.strike,
+            is_call=occ.is_call,
+            multiplier=spec.multiplier,
+            venue=spec.venue,
+            exercise=spec.exercise,
+            delivery=spec.delivery,
+            settle_timing=spec.timing,
+        )
+    future = parse_cme_future(name, year_from)
+    if future is not None:
+        return _es_future(future, year_from)
+    option = parse_cme_option(name, year_from)
+    if option is not None:
+        spec = CME_OPTION_CODES[option.code][0]
+        expiry = cme_option_expiry(option)
+        if expiry is None:  # parse_cme_option refuses these already
+            return None
+        settle_ns = spec.settlement_ns(expiry)
+        return Instrument(
+            name=format_cme_option(option, year_from),
+            kind=Kind.OPTION,
+            underlying=spec.underlying,
+            index=spec.index,
+            expiry_ns=settle_ns,
+            strike=option.strike,
+            is_call=option.is_call,
+            multiplier=spec.multiplier,
+            venue=spec.venue,
+            exercise=spec.exercise,
+            delivery=spec.delivery,
+            settle_timing=spec.timing,
+            underlying_future=format_cme_future(
+                es_future_for(settle_ns, option.year, option.month)
+            ),
+        )
+    if name in _US_INDICES:
+        return Instrument(name=name, kind=Kind.INDEX, underlying=name, index=name, venue="cboe")
+    if name in _US_ETFS:
+        return Instrument(name=name, kind=Kind.SPOT, underlying=name, index=name, venue="opra")
+    return None
+
+
+def _es_future(future: ListedFuture, year_from: int) -> Instrument:
+    expiry = es_future_expiry(future.year, future.month)
+    return Instrument(
+        name=format_cme_future(future, year_from),
+        kind=Kind.FUTURE,
+        underlying=ES_FUTURE.underlying,
+        index=ES_FUTURE.index,
+        expiry_ns=ES_FUTURE.settlement_ns(expiry),
+        multiplier=ES_FUTURE.multiplier,
+        venue=ES_FUTURE.venue,
+        settle_timing=ES_FUTURE.timing,
+    )
+
+
+def parse_name(name: str) -> Instrument | None:
+    """A Deribit name (:func:`parse_deribit_name`) or else a US listed one
+    (:func:`parse_us_name`); None if neither."""
+    return parse_deribit_name(name) or parse_us_name(name)
+
+
 def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
     """An :class:`Instrument` from one entry of Deribit's ``public/get_instruments`` result.
 
@@ -237,7 +386,8 @@ def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
 
 
 class InstrumentRegistry:
-    """Name -> :class:`Instrument`. Names not yet known are parsed as Deribit names on lookup.
+    """Name -> :class:`Instrument`. Names not yet known are parsed on lookup (:func:`parse_name`:
+    Deribit's names, then US listed ones).
 
     Instruments added (configuration, the venue's definitions) stay. Parsed names are cached,
     but at most ``parsed_kept`` of them, the oldest forgotten first: a feed that sends every
@@ -262,12 +412,13 @@ class InstrumentRegistry:
         self._parsed.pop(instrument.name, None)
 
     def get(self, name: str) -> Instrument | None:
-        """The instrument called ``name``, parsing Deribit names on first sight; None if unknown."""
+        """The instrument called ``name``, parsing Deribit and US names on first sight; None if
+        unknown."""
         inst = self._by_name.get(name)
         if inst is None:
             inst = self._parsed.get(name)
             if inst is None:
-                inst = parse_deribit_name(name)
+                inst = parse_name(name)
                 if inst is not None:
                     parsed = self._parsed
                     if len(parsed) >= self._parsed_kept:

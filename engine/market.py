@@ -23,7 +23,7 @@ from engine.columns import Columns, Specs
 from engine.curves import ZeroCurve
 from engine.daycount import year_fraction
 from engine.events import Quote, Tick
-from engine.instruments import DERIBIT, Instrument, InstrumentRegistry, Kind
+from engine.instruments import Instrument, InstrumentRegistry, Kind
 
 __all__ = ["MarketData", "Sources", "UnderlyingParams"]
 
@@ -165,7 +165,7 @@ class MarketData:
         a = self.cols.arrays
         params = self._params.get(inst.underlying, UnderlyingParams())
         a["kind"][row] = _KIND_CODE[inst.kind]
-        a["black"][row] = inst.venue == DERIBIT and inst.kind != Kind.SPOT
+        a["black"][row] = inst.on_forward
         a["inverse"][row] = inst.is_inverse
         a["is_call"][row] = bool(inst.is_call)
         a["strike"][row] = inst.strike if inst.strike is not None else 1.0
@@ -181,7 +181,7 @@ class MarketData:
         a["spot_row"][row] = spot_row
         self.spots.dependents[spot_row].append(row)
         if inst.expiry_ns is not None:
-            fwd_row = self.fwds.row((inst.index, inst.expiry_ns))
+            fwd_row = self.fwds.row((inst.index, self._forward_expiry_ns(inst, inst.expiry_ns)))
             a["fwd_row"][row] = fwd_row
             self.fwds.dependents[fwd_row].append(row)
         self._rows[inst.name] = row
@@ -203,6 +203,15 @@ class MarketData:
             a["has_expiry"][rows], year_fraction(np.int64(now_ns), a["expiry_ns"][rows]), 0.0
         )
         a["r"][rows] = curve.zero_rate(years)
+
+    def _forward_expiry_ns(self, inst: Instrument, expiry_ns: int) -> int:
+        """The expiry of the forward ``inst`` is priced on: its own, or for an option on a
+        future the future's (an ES weekly on ESH5 is priced on ESH5's price)."""
+        if inst.underlying_future is not None:
+            future = self.registry.get(inst.underlying_future)
+            if future is not None and future.expiry_ns is not None:
+                return future.expiry_ns
+        return expiry_ns
 
     # ------------------------------------------------------------------ inputs
     def apply_tick(self, tick: Tick) -> bool:

@@ -12,7 +12,7 @@ import math
 import ssl
 import tomllib
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -23,7 +23,16 @@ from engine.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
 from engine.credentials import read_secret
 from engine.curves import RateCurveConfig, ZeroCurve
 from engine.errors import ConfigError
-from engine.instruments import Instrument, InstrumentRegistry, Kind, Settlement
+from engine.instruments import (
+    Delivery,
+    Exercise,
+    Instrument,
+    InstrumentRegistry,
+    Kind,
+    Settlement,
+    SettleTiming,
+)
+from engine.listed import settlement_ns
 from engine.risk.report import RiskConfig
 from engine.risk.strategies import StrategyBook
 from engine.runtime.http import HttpConfig
@@ -128,9 +137,12 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 class InstrumentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[[instruments]]``: an instrument that is not a Deribit name (e.g. an index option).
 
-    Options need ``expiry``, ``strike`` and ``is_call``. ``venue`` is required: ``deribit``
-    prices options with Black-76 on the forward, any other venue with BSM on the index named by
-    ``index`` (fed by ticks of that name).
+    Options need ``expiry`` (or ``expiry_date`` with ``settle_timing``), ``strike`` and
+    ``is_call``. ``venue`` is required: ``deribit`` prices options with Black-76 on the forward,
+    as does ``underlying_future`` (an option on that future), any other venue with BSM on the
+    index named by ``index`` (fed by ticks of that name). ``expiry_date`` is a US expiry day:
+    the instant is the settlement on it, 09:30 ET (``am``) or the close (``pm``: 16:00 ET, or
+    an early close), by :mod:`engine.uscalendar`.
     """
 
     name: str
@@ -144,14 +156,26 @@ class InstrumentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     is_call: bool | None = None
     multiplier: PositiveFloat = 1.0
     venue: str
+    exercise: Exercise = Exercise.EUROPEAN
+    delivery: Delivery = Delivery.CASH
+    settle_timing: SettleTiming | None = None
+    expiry_date: date | None = None
+    underlying_future: str | None = None
 
     def to_instrument(self) -> Instrument:
-        """The registry entry. Raises ValueError when a field the kind needs is missing."""
+        """The registry entry. Raises ValueError when a field the kind needs is missing, or
+        fields contradict each other (the message names the key)."""
         expiry_ns = None
         if self.expiry is not None:
+            if self.expiry_date is not None:
+                raise ValueError("expiry_date: give expiry or expiry_date, not both")
             if self.expiry.tzinfo is None:
                 raise ValueError("expiry needs a UTC offset (e.g. 2025-03-21T20:00:00Z)")
             expiry_ns = int(self.expiry.timestamp()) * 1_000_000_000
+        elif self.expiry_date is not None:
+            if self.settle_timing is None:
+                raise ValueError("expiry_date needs settle_timing (am or pm)")
+            expiry_ns = settlement_ns(self.expiry_date, self.settle_timing)
         return Instrument(
             name=self.name,
             kind=self.kind,
@@ -164,6 +188,10 @@ class InstrumentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             is_call=self.is_call,
             multiplier=self.multiplier,
             venue=self.venue,
+            exercise=self.exercise,
+            delivery=self.delivery,
+            settle_timing=self.settle_timing,
+            underlying_future=self.underlying_future,
         )
 
 

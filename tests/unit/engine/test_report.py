@@ -40,7 +40,7 @@ from engine.risk.scenarios import scenario_pnl
 from engine.risk.strategies import parse_strategy, payoff_diagram
 from engine.state import AGG_FIELDS, Portfolio
 from tests.factories import fill, quote, tick
-from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, V, build_book, years
+from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, SPX, V, build_book, years
 
 D0 = dt.date(2024, 6, 1)
 
@@ -73,14 +73,14 @@ def test_book_risk_copies_the_open_positions_with_their_underlyings() -> None:
             "BTC_USDC-PERPETUAL",
             "BTC_USDC",
             "SOL_USDC-27SEP24-150-C",
-            "SPXW241220C05500000",
+            SPX,
         ]
     )
     und = dict(zip(br.instruments, br.positions.und.tolist(), strict=True))
     assert und["SOL_USDC-27SEP24-150-C"] == 1
-    assert und["SPXW241220C05500000"] == 2
+    assert und[SPX] == 2
     weight = dict(zip(br.instruments, br.positions.weight.tolist(), strict=True))
-    assert weight["SPXW241220C05500000"] == 300.0  # 3 contracts x 100
+    assert weight[SPX] == 300.0  # 3 contracts x 100
     assert weight["BTC-PERPETUAL"] == -30_000.0  # USD notional
     assert_allclose(br.prices, [60_000.0, 140.0, 5_460.0], rtol=0, atol=0)
     assert p.books() == ["alpha", "beta"]

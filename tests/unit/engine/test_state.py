@@ -65,10 +65,12 @@ DEC27_LABEL = "2024-12-27T08:00:00Z"
 SEP27_LABEL = "2024-09-27T08:00:00Z"
 SPX_LABEL = "2024-12-20T21:00:00Z"
 
-SPX = "SPXW241220C05500000"
+# An OCC-style symbol whose root (SPXQ) riskd does not parse, so only the registry knows it
+# (the registry parses SPXW's: engine.instruments.parse_us_name).
+SPX = "SPXQ241220C05500000"
 SPX_INDEX = Instrument(name="SPX", kind=Kind.INDEX, underlying="SPX", index="SPX")
 SPX_CALL = Instrument(
-    name=SPX,  # an OCC-style symbol: no Deribit name, so only the registry knows it
+    name=SPX,
     kind=Kind.OPTION,
     underlying="SPX",
     index="SPX",
