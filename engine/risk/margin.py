@@ -16,7 +16,8 @@ import numpy.typing as npt
 
 from engine.greeks import black76, bsm
 from engine.kernels import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, KIND_SPOT
-from engine.risk.scenarios import ScenarioBook, scenario_pnl
+from engine.risk.scenarios import Revaluation, ScenarioBook, scenario_pnl
+from engine.risk.span import SPAN_PRICE_STEPS, SPAN_VOL_STEPS, scenario_table
 from engine.units import DAYS_PER_YEAR
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "deribit_standard_margin",
     "margin_savings",
     "margin_utilisation",
+    "pnl_by_underlying",
     "span_margin",
 ]
 
@@ -48,10 +50,6 @@ P = TypeVar("P")
 
 VEGA_DAYS = 30.0
 """Deribit's vol shock is scaled by (30 / days to expiry) ** power, the power switching at 30."""
-SPAN_PRICE_STEPS: tuple[float, ...] = (0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3)
-"""SPAN scenarios 1-14: price moves in thirds of the price scan range."""
-SPAN_VOL_STEPS: tuple[float, ...] = (1, -1) * 7
-"""SPAN scenarios 1-14: vol up, then down, by the vol scan range."""
 
 
 def _check(params: object, nonnegative: tuple[str, ...]) -> None:
@@ -303,12 +301,17 @@ def _underlyings(book: ScenarioBook, n: int) -> None:
         raise ValueError(f"book.und must index the {n!r} underlyings")
 
 
-def _pnl_by_underlying(
-    book: ScenarioBook, n: int, ret: FloatArray, dvol: FloatArray, horizon_days: float
+def pnl_by_underlying(
+    book: ScenarioBook,
+    n: int,
+    ret: FloatArray,
+    dvol: FloatArray,
+    horizon_days: float,
+    revalue: Revaluation = scenario_pnl,
 ) -> tuple[FloatArray, IntArray]:
     """P&L (underlyings, scenarios) of each underlying's positions alone, position ``i`` moved
     by ``ret[:, i]`` and ``dvol[:, i]`` (a column per position, so that its vol shock may be its
-    own); and the rows left out."""
+    own), revalued by ``revalue``; and the rows left out."""
     pnl = np.zeros((n, ret.shape[0]))
     excluded = [np.zeros(0, dtype=np.int64)]
     for u in range(n):
@@ -316,7 +319,7 @@ def _pnl_by_underlying(
         sub = ScenarioBook._make(a[rows] for a in book)._replace(
             und=np.arange(rows.size, dtype=np.int64)
         )
-        res = scenario_pnl(sub, ret[:, rows], dvol[:, rows], horizon_days)
+        res = revalue(sub, ret[:, rows], dvol[:, rows], horizon_days)
         pnl[u] = res.pnl
         excluded.append(rows[res.excluded])
     return pnl, np.sort(np.concatenate(excluded))
@@ -447,11 +450,11 @@ def deribit_portfolio_margin(
     dvol = np.stack([up, np.zeros_like(up), down])[[0, 1, 2] * moves.shape[1] + [0] * ext.shape[1]]
     ret = np.log1p(m)[und].T
 
-    usd, excluded = _pnl_by_underlying(book, n, ret, dvol, 0.0)
+    usd, excluded = pnl_by_underlying(book, n, ret, dvol, 0.0)
     value, delta, _ = _exposure(book)
     value[excluded] = delta[excluded] = 0.0
     w_coin = np.divide(book.weight, book.X, out=np.zeros_like(book.X), where=book.X > 0.0)
-    coin, _ = _pnl_by_underlying(book._replace(weight=w_coin), n, ret, dvol, 0.0)
+    coin, _ = pnl_by_underlying(book._replace(weight=w_coin), n, ret, dvol, 0.0)
     coin = (coin - m * _sums(und, w_coin * value, n)[:, None]) / (1.0 + m)
 
     d = book.weight * delta  # each position's delta, units of the underlying
@@ -509,14 +512,11 @@ def span_margin(
     """
     _underlyings(book, n_underlyings)
     ps = _per_underlying(params, n_underlyings)
-    scan, extreme = _col(ps, "price_scan")[:, None], _col(ps, "extreme_multiple")[:, None]
-    price = np.concatenate([scan * np.array(SPAN_PRICE_STEPS) / 3.0,
-                            scan * extreme * np.array([1.0, -1.0])], axis=1)  # fmt: skip
-    vol = np.concatenate([_col(ps, "vol_scan")[:, None] * np.array(SPAN_VOL_STEPS),
-                          np.zeros((n_underlyings, 2))], axis=1)  # fmt: skip
-    cover = np.repeat(_col(ps, "extreme_cover")[:, None], 2, axis=1)
-    weights = np.concatenate([np.ones((n_underlyings, 14)), cover], axis=1)
-    pnl, excluded = _pnl_by_underlying(
+    tables = [scenario_table(p.extreme_multiple, p.extreme_cover) for p in ps]
+    price = _col(ps, "price_scan")[:, None] * np.array([t[0] for t in tables])
+    vol = _col(ps, "vol_scan")[:, None] * np.array([t[1] for t in tables])
+    weights = np.array([t[2] for t in tables])
+    pnl, excluded = pnl_by_underlying(
         book, n_underlyings, np.log1p(price)[book.und].T, vol[book.und].T, horizon_days
     )
     scan_risk = 0.0 - np.minimum((weights * pnl).min(axis=1), 0.0)

@@ -9,6 +9,7 @@ builds it; it is re-exported here, with what revalues it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from engine import kernels
 from engine.positions import ScenarioBook
 from engine.units import DAYS_PER_YEAR
 
-__all__ = ["ScenarioBook", "ScenarioPnL", "scenario_pnl"]
+__all__ = ["Revaluation", "ScenarioBook", "ScenarioPnL", "scenario_pnl"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -66,3 +67,8 @@ def scenario_pnl(
     pnl = np.empty(r.shape[0])
     kernels.scenario_pnl_kernel(book, r, v, horizon_days / DAYS_PER_YEAR, value, pnl)
     return ScenarioPnL(pnl=pnl, excluded=np.flatnonzero(~np.isfinite(value)))
+
+
+Revaluation = Callable[[ScenarioBook, npt.ArrayLike, npt.ArrayLike, float], ScenarioPnL]
+"""What revalues a book under scenarios: :func:`scenario_pnl` (European BSM / Black-76), or any
+function of its signature (the hook for an American pricer)."""
