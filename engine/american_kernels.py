@@ -1,0 +1,848 @@
+"""American options: numba kernels for price, Greeks and implied volatility.
+
+The method is Andersen, Lake and Offengenden's fixed-point scheme ("High-performance American
+option pricing", Journal of Computational Finance 20(1), 2016), written from the paper: the
+exercise boundary B(τ) of a put (τ: time left to expiry) solves
+
+    B(τ) = K e^{-(r-q)τ} N(τ, B) / D(τ, B)                                     (FP-B)
+    N = φ(d-(τ, B/K)) / (σ√τ) + r ∫_0^τ e^{ru} φ(d-(τ-u, B(τ)/B(u))) / (σ√(τ-u)) du
+    D = φ(d+(τ, B/K)) / (σ√τ) + Φ(d+(τ, B/K))
+        + q ∫_0^τ e^{qu} [φ(d+(τ-u, B(τ)/B(u))) / (σ√(τ-u)) + Φ(d+(τ-u, B(τ)/B(u)))] du
+
+with d±(t, z) = (ln z + (r - q)t)/(σ√t) ± σ√t/2, and the price is the European one plus the
+early-exercise premium
+
+    ∫_0^T [r K e^{-rt} Φ(-d-(t, S/B(T-t))) - q S e^{-qt} Φ(-d+(t, S/B(T-t)))] dt.
+
+Choices (docs/american.md says why):
+
+- B is held on Chebyshev-Lobatto nodes in ξ = √(τ/T) as H(ξ) = ln(B/X)², X = B(0+) =
+  K min(1, r/q), and interpolated by its Chebyshev series (Clenshaw).
+- Both integrals are taken in θ with u = τ sin²θ (t = T sin²θ for the premium): the 1/√(τ-u)
+  singularity and the √-behaviour of B near expiry both become smooth in θ, so Gauss-Legendre
+  converges geometrically. The premium of the accurate scheme uses tanh-sinh nodes in θ, which
+  resolve the layer near t = 0 when S is just above the boundary.
+- The first guess of B is Li's QD+ approximation (2005), solved by Newton at each node; then
+  ``jn_steps`` Jacobi-Newton steps (the paper's FP-B') and the rest plain fixed-point steps.
+- Calls by McDonald-Schroder symmetry, C(S, K, r, q) = P(K, S, q, r); options on futures are
+  those on spot with q = r. A put with r <= 0 and q >= r (a call with q <= 0 and r >= q) is
+  never exercised early: the European price. The double-boundary case (put: q < r < 0; call:
+  r < q < 0) is priced on a binomial tree with the European control variate (documented
+  accuracy ~1e-5 relative, not the scheme's).
+
+Greeks: delta and gamma are analytic (the derivatives of the European part plus the premium
+integral's, the boundary held: it does not depend on S); theta is from the pricing PDE,
+θ = rV - (r-q)SΔ - σ²S²Γ/2 (0 in the exercise region); vega, rho, vanna, volga and charm are
+central finite differences of the same scheme's price (and analytic delta), which is a smooth
+function of its parameters (fixed nodes and iteration counts).
+
+Kernels follow engine.kernels: explicit signatures, ``out`` rows in the order of
+:data:`engine.kernels.GREEK_FIELDS`, a per-row ``status`` (engine.status), never raise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from numba import boolean, float64, int8, int64, njit, prange, types, void
+
+from engine.kernels import (
+    BAD_INPUT,
+    BAD_VOL,
+    EXPIRED,
+    NO_CONVERGENCE,
+    OK,
+    PRICE_ABOVE_MAX,
+    PRICE_BELOW_INTRINSIC,
+    _iv_row,
+)
+
+__all__ = [
+    "ACCURATE",
+    "FAST",
+    "REFERENCE",
+    "Scheme",
+    "american_iv_kernel",
+    "american_kernel",
+    "american_parallel_kernel",
+    "american_price_kernel",
+    "binomial_price_kernel",
+    "make_scheme",
+]
+
+F64 = npt.NDArray[np.float64]
+I8 = npt.NDArray[np.int8]
+BoolArray = npt.NDArray[np.bool_]
+
+_INV_SQRT2 = 0.7071067811865475244
+_INV_SQRT_2PI = 0.3989422804014326779
+
+
+class Scheme(NamedTuple):
+    """Nodes and steps of one accuracy setting (built by :func:`make_scheme`).
+
+    ``cheb[j, k]`` = cos(jkπ/n) over the n + 1 Chebyshev-Lobatto nodes, ``xi[k]`` =
+    (1 + cos(kπ/n))/2 the nodes in ξ = √(τ/T); ``fp_*``: sin θ, cos θ and weight of the
+    boundary integrals' Gauss-Legendre rule on [0, π/2]; ``pr_*``: the premium's rule.
+    """
+
+    cheb: F64
+    xi: F64
+    fp_sin: F64
+    fp_cos: F64
+    fp_w: F64
+    pr_sin: F64
+    pr_cos: F64
+    pr_w: F64
+    jn_steps: int
+    fp_steps: int
+
+
+_A1 = types.Array(float64, 1, "C")
+# numba's type constructors carry no annotations
+_SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]
+    [types.Array(float64, 2, "C"), _A1, _A1, _A1, _A1, _A1, _A1, _A1, int64, int64], Scheme
+)
+
+
+def _legendre_theta(points: int) -> tuple[F64, F64, F64]:
+    x, w = np.polynomial.legendre.leggauss(points)
+    theta = 0.25 * math.pi * (1.0 + x)
+    return np.sin(theta), np.cos(theta), 0.25 * math.pi * w
+
+
+def _tanh_sinh_theta(step: float, half_width: int) -> tuple[F64, F64, F64]:
+    """Tanh-sinh nodes on [0, π/2], each end's distance formed without cancellation."""
+    t = step * np.arange(-half_width, half_width + 1)
+    u = 0.5 * math.pi * np.sinh(t)
+    lower = 0.5 * math.pi / (1.0 + np.exp(-2.0 * u))  # θ = π/4 (1 + tanh u)
+    upper = 0.5 * math.pi / (1.0 + np.exp(2.0 * u))  # π/2 - θ
+    w = 0.25 * math.pi * step * 0.5 * math.pi * np.cosh(t) / np.cosh(u) ** 2
+    keep = (lower > 0.0) & (upper > 0.0) & (w > 1e-30)
+    return np.sin(lower[keep]), np.sin(upper[keep]), w[keep]
+
+
+def make_scheme(
+    nodes: int,
+    fp_points: int,
+    jn_steps: int,
+    fp_steps: int,
+    premium_points: int = 0,
+    tanh_sinh_step: float = 0.0,
+) -> Scheme:
+    """A scheme of ``nodes`` Chebyshev intervals, ``fp_points`` Gauss-Legendre points per
+    boundary integral, ``fp_steps`` iterations of which the first ``jn_steps`` Jacobi-Newton,
+    and the premium on ``premium_points`` Gauss-Legendre points or, with ``tanh_sinh_step``
+    > 0, on tanh-sinh nodes of that step out to where the weights vanish."""
+    k = np.arange(nodes + 1)
+    cheb = np.cos(np.outer(k, k) * math.pi / nodes)
+    xi = 0.5 * (1.0 + np.cos(k * math.pi / nodes))
+    fs, fc, fw = _legendre_theta(fp_points)
+    if tanh_sinh_step > 0.0:
+        ps, pc, pw = _tanh_sinh_theta(tanh_sinh_step, math.ceil(3.2 / tanh_sinh_step))
+    else:
+        ps, pc, pw = _legendre_theta(premium_points)
+    return Scheme(cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps)
+
+
+FAST = make_scheme(nodes=7, fp_points=10, jn_steps=2, fp_steps=2, premium_points=20)
+"""1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table)."""
+ACCURATE = make_scheme(nodes=20, fp_points=32, jn_steps=8, fp_steps=8, tanh_sinh_step=0.1)
+"""1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
+REFERENCE = make_scheme(nodes=64, fp_points=128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025)
+"""The tests' and benchmark's reference: converged to about 1e-12 relative where the problem
+is well conditioned (docs/american.md)."""
+
+
+# ------------------------------------------------------------------------------ small pieces
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _ncdf(x: float) -> float:
+    return 0.5 * math.erfc(-x * _INV_SQRT2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _npdf(x: float) -> float:
+    return _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _european(
+    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float
+) -> tuple[float, float, float]:
+    """European price, delta and gamma (generalised BSM)."""
+    vs = v * math.sqrt(t)
+    d1 = (math.log(s / k) + (r - q) * t) / vs + 0.5 * vs
+    d2 = d1 - vs
+    w = 1.0 if is_call else -1.0
+    dfq = math.exp(-q * t)
+    price = max(w * (s * dfq * _ncdf(w * d1) - k * math.exp(-r * t) * _ncdf(w * d2)), 0.0)
+    return price, w * dfq * _ncdf(w * d1), dfq * _npdf(d1) / (s * vs)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cheb_coefficients(cheb: F64, h: F64, coef: F64) -> None:
+    """Coefficients of the Chebyshev series through h[k] at z_k = cos(kπ/n), first and last
+    halved so that H(z) = Σ_j coef[j] T_j(z)."""
+    n = h.shape[0] - 1
+    for j in range(n + 1):
+        acc = 0.5 * (h[0] + h[n] * cheb[j, n])
+        for k in range(1, n):
+            acc += h[k] * cheb[j, k]
+        coef[j] = acc * 2.0 / n
+    coef[0] *= 0.5
+    coef[n] *= 0.5
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _sqrt_h(coef: F64, z: float) -> float:
+    """√H(z) by Clenshaw's recurrence (H clipped at 0): -ln(B/X) at ξ = (1 + z)/2."""
+    b1 = 0.0
+    b2 = 0.0
+    z2 = 2.0 * z
+    for j in range(coef.shape[0] - 1, 0, -1):
+        b1, b2 = coef[j] + z2 * b1 - b2, b1
+    return math.sqrt(max(coef[0] + z * b1 - b2, 0.0))
+
+
+# --------------------------------------------------------------------- first guess: QD+ (Li)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _qd_plus(k: float, tau: float, r: float, q: float, v: float, xmax: float) -> float:
+    """Li's QD+ exercise boundary of a put at τ (r > 0), by Newton from X, a fixed number of
+    steps (so the result is a smooth function of the inputs)."""
+    v2 = v * v
+    sd = v * math.sqrt(tau)
+    dr = math.exp(-r * tau)
+    dq = math.exp(-q * tau)
+    h = 1.0 - dr
+    omega = 2.0 * (r - q) / v2
+    root = math.sqrt((omega - 1.0) ** 2 + 8.0 * r / (v2 * h))
+    lam = 0.5 * (1.0 - omega - root)
+    lam_dh = 2.0 * r / (v2 * h * h * root)
+    alpha = 2.0 * dr * r / (v2 * (2.0 * lam + omega - 1.0))
+    beta = alpha * (1.0 / h + lam_dh / (2.0 * lam + omega - 1.0)) - lam
+    c = alpha / (r * dr)
+    x = xmax
+    floor = 1e-6 * xmax
+    for _ in range(16):
+        dp = (math.log(x * dq / (k * dr))) / sd + 0.5 * sd
+        dm = dp - sd
+        n_dp = _ncdf(-dp)
+        pdf = _npdf(dp)
+        euro = dr * k * _ncdf(-dm) - x * dq * n_dp
+        theta = r * k * dr * _ncdf(-dm) - q * x * dq * n_dp - 0.5 * v2 * x * dq * pdf / sd
+        f = (1.0 - dq * n_dp) * x - beta * (k - x - euro) + c * theta
+        dtheta = -dq * (pdf * ((r - q) / sd - dm / (2.0 * tau)) + q * n_dp)
+        f1 = (1.0 - dq * n_dp) * (1.0 + beta) + dq * pdf / sd + c * dtheta
+        if not (f1 > 0.0 and math.isfinite(f)):
+            break
+        step = f / f1
+        x_new = min(max(x - step, floor), xmax)
+        if abs(x_new - x) <= 1e-13 * x:
+            return x_new
+        x = x_new
+    return x
+
+
+# ------------------------------------------------------------------- the fixed-point scheme
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _boundary_step(
+    k: float,
+    tau: float,
+    t_total: float,
+    r: float,
+    q: float,
+    v: float,
+    b: float,
+    log_bx: float,
+    scheme: Scheme,
+    coef: F64,
+    newton: bool,
+) -> float:
+    """One fixed-point (or Jacobi-Newton) update of B at τ from its current value b
+    (ln(b/X) = log_bx) and the boundary ``coef`` elsewhere."""
+    sd = v * math.sqrt(tau)
+    dp = (math.log(b / k) + (r - q) * tau) / sd + 0.5 * sd
+    dm = dp - sd
+    pdf_p = _npdf(dp)
+    pdf_m = _npdf(dm)
+    i_n = 0.0
+    i_d = 0.0
+    rq_tau = (r - q) * tau
+    sqrt_tau_ratio = math.sqrt(tau / t_total)
+    for j in range(scheme.fp_w.shape[0]):
+        sn = scheme.fp_sin[j]
+        cs = scheme.fp_cos[j]
+        u = tau * sn * sn
+        left = tau * cs * cs  # τ - u
+        sd_u = v * math.sqrt(tau) * cs
+        log_z = log_bx + _sqrt_h(coef, 2.0 * sqrt_tau_ratio * sn - 1.0)  # ln(b / B(u))
+        d_p = (log_z + (r - q) * left) / sd_u + 0.5 * sd_u
+        eq = math.exp(q * u)
+        pdf = _npdf(d_p)
+        # e^{ru} φ(d-(τ-u)) = e^{qu} φ(d+(τ-u)) (b/B(u)) e^{(r-q)τ}
+        i_n += scheme.fp_w[j] * eq * pdf * math.exp(log_z + rq_tau) * sn
+        i_d += scheme.fp_w[j] * eq * (pdf * sn + _ncdf(d_p) * v * math.sqrt(tau) * sn * cs)
+    scale = 2.0 * math.sqrt(tau) / v
+    n_val = pdf_m / sd + r * scale * i_n
+    d_val = pdf_p / sd + _ncdf(dp) + q * scale * i_d
+    alpha = k * math.exp(-rq_tau)
+    f = alpha * n_val / d_val
+    if newton:
+        n_db = -pdf_m * dm / (b * sd * sd)
+        d_db = -pdf_p * dp / (b * sd * sd) + pdf_p / (b * sd)
+        f_db = alpha * (n_db / d_val - n_val * d_db / (d_val * d_val))
+        b_new = b + (f - b) / (1.0 - f_db)
+        if b_new > 0.0 and math.isfinite(b_new):
+            return b_new
+    return f
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _put_boundary(
+    k: float, t: float, r: float, q: float, v: float, scheme: Scheme, coef: F64, work: F64
+) -> float:
+    """Fill ``coef`` with the Chebyshev series of H = ln(B/X)² over ξ = √(τ/T) for a put with
+    r > 0 and q >= r or any q of the one-boundary case; returns X."""
+    n = scheme.xi.shape[0] - 1
+    xmax = k * min(1.0, r / q) if q > 0.0 else k
+    b = work[: n + 1]
+    b_new = work[n + 1 : 2 * n + 2]
+    h = work[2 * n + 2 : 3 * n + 3]
+    for j in range(n):
+        b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax)
+    b[n] = xmax
+    for j in range(n + 1):
+        h[j] = math.log(b[j] / xmax) ** 2
+    _cheb_coefficients(scheme.cheb, h, coef)
+    for step in range(scheme.fp_steps):
+        newton = step < scheme.jn_steps
+        for j in range(n):
+            tau = t * scheme.xi[j] ** 2
+            b_new[j] = _boundary_step(
+                k, tau, t, r, q, v, b[j], math.log(b[j] / xmax), scheme, coef, newton
+            )
+        for j in range(n):
+            b[j] = min(max(b_new[j], 1e-300), xmax)
+            h[j] = math.log(b[j] / xmax) ** 2
+        _cheb_coefficients(scheme.cheb, h, coef)
+    return xmax
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _put_premium(
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    scheme: Scheme,
+    coef: F64,
+    xmax: float,
+) -> tuple[float, float, float, bool]:
+    """Early-exercise premium of a put and its first two derivatives in S, the boundary
+    (``coef``, X = ``xmax``) held; and whether S is in the exercise region (S <= B(T))."""
+    log_sx = math.log(s / xmax)
+    exercise = log_sx + _sqrt_h(coef, 1.0) <= 0.0
+    prem = 0.0
+    d_prem = 0.0
+    g_prem = 0.0
+    sqrt_t = math.sqrt(t)
+    for j in range(scheme.pr_w.shape[0]):
+        sn = scheme.pr_sin[j]
+        cs = scheme.pr_cos[j]
+        tt = t * sn * sn
+        sd = v * sqrt_t * sn
+        log_sb = log_sx + _sqrt_h(coef, 2.0 * cs - 1.0)  # ln(S / B(T - t))
+        dp = (log_sb + (r - q) * tt) / sd + 0.5 * sd
+        dm = dp - sd
+        er = math.exp(-r * tt)
+        eq = math.exp(-q * tt)
+        w = scheme.pr_w[j] * 2.0 * t * sn * cs  # dt = 2T sinθ cosθ dθ
+        n_mp = _ncdf(-dp)
+        prem += w * (r * k * er * _ncdf(-dm) - q * s * eq * n_mp)
+        # K/B(T-t) = (K/S) e^{ln(S/B)}
+        pdf = _npdf(dp)
+        kb = k / s * math.exp(log_sb)
+        lead = eq * pdf * (q - r * kb) / sd
+        d_prem += w * (lead - q * eq * n_mp)
+        g_prem += w * (q * eq * pdf / sd - lead * dp / sd) / s
+    return prem, d_prem, g_prem, exercise
+
+
+# ---------------------------------------------------------------------- binomial (fallback)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _binomial(
+    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float, steps: int
+) -> tuple[float, float, float]:
+    """Cox-Ross-Rubinstein tree, American exercise at every step: price, delta, gamma."""
+    dt = t / steps
+    up = math.exp(v * math.sqrt(dt))
+    down = 1.0 / up
+    p = (math.exp((r - q) * dt) - down) / (up - down)
+    disc = math.exp(-r * dt)
+    w = 1.0 if is_call else -1.0
+    values = np.empty(steps + 1)
+    for j in range(steps + 1):
+        values[j] = max(w * (s * up ** (2 * j - steps) - k), 0.0)
+    d1 = g = 0.0
+    for n in range(steps - 1, -1, -1):
+        for j in range(n + 1):
+            cont = disc * (p * values[j + 1] + (1.0 - p) * values[j])
+            values[j] = max(cont, w * (s * up ** (2 * j - n) - k))
+        if n == 2:
+            s_dd, s_mid, s_uu = s * down * down, s, s * up * up
+            g = (
+                (values[2] - values[1]) / (s_uu - s_mid) - (values[1] - values[0]) / (s_mid - s_dd)
+            ) / (0.5 * (s_uu - s_dd))
+        if n == 1:
+            d1 = (values[1] - values[0]) / (s * up - s * down)
+    return values[0], d1, g
+
+
+# --------------------------------------------------------------------- price and Greeks
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _american(
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    scheme: Scheme,
+    coef: F64,
+    work: F64,
+) -> tuple[float, float, float, bool]:
+    """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
+    # The put that prices this option: itself, or the call's symmetric put.
+    ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
+    euro, e_delta, e_gamma = _european(is_call, s, k, t, r, q, v)
+    if pr <= 0.0 and pq >= pr:
+        return euro, e_delta, e_gamma, False  # never exercised early
+    if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
+        steps = 1000
+        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, steps)
+        b_p, b_d, b_g = _binomial_european(is_call, s, k, t, r, q, v, steps)
+        return a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, False
+    xmax = _put_boundary(pk, t, pr, pq, v, scheme, coef, work)
+    prem, d_prem, g_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, scheme, coef, xmax)
+    if is_call:
+        # C(S, K) = P(K, S): P is homogeneous of degree 1, so dP/d(strike) = (P - K dP/dK)/S
+        intrinsic = s - k
+        if exercise:
+            return intrinsic, 1.0, 0.0, True
+        delta = e_delta + (prem - k * d_prem) / s
+        gamma = e_gamma + k * k * g_prem / (s * s)
+    else:
+        intrinsic = k - s
+        if exercise:
+            return intrinsic, -1.0, 0.0, True
+        delta = e_delta + d_prem
+        gamma = e_gamma + g_prem
+    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _binomial_european(
+    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float, steps: int
+) -> tuple[float, float, float]:
+    """The same tree without early exercise (the control variate of :func:`_binomial`)."""
+    dt = t / steps
+    up = math.exp(v * math.sqrt(dt))
+    down = 1.0 / up
+    p = (math.exp((r - q) * dt) - down) / (up - down)
+    disc = math.exp(-r * dt)
+    w = 1.0 if is_call else -1.0
+    values = np.empty(steps + 1)
+    for j in range(steps + 1):
+        values[j] = max(w * (s * up ** (2 * j - steps) - k), 0.0)
+    delta = gamma = 0.0
+    for n in range(steps - 1, -1, -1):
+        for j in range(n + 1):
+            values[j] = disc * (p * values[j + 1] + (1.0 - p) * values[j])
+        if n == 2:
+            s_dd, s_uu = s * down * down, s * up * up
+            gamma = (
+                (values[2] - values[1]) / (s_uu - s) - (values[1] - values[0]) / (s - s_dd)
+            ) / (0.5 * (s_uu - s_dd))
+        if n == 1:
+            delta = (values[1] - values[0]) / (s * up - s * down)
+    return values[0], delta, gamma
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _row_status(s: float, k: float, t: float, r: float, q: float, v: float) -> int:
+    """BAD_INPUT, EXPIRED (t <= 0), BAD_VOL or OK, as engine.kernels checks a European row."""
+    if not (
+        math.isfinite(s)
+        and math.isfinite(k)
+        and math.isfinite(t)
+        and math.isfinite(r)
+        and math.isfinite(q)
+        and s > 0.0
+        and k > 0.0
+    ):
+        return BAD_INPUT
+    if t <= 0.0:
+        return EXPIRED
+    if not (math.isfinite(v) and v > 0.0):
+        return BAD_VOL
+    if not (v * math.sqrt(t) > 1e-12 and math.isfinite(v * v * t) and v * v * t < 1e4):
+        return BAD_VOL
+    return OK
+
+
+_VOL_BUMP = 1e-3  # relative: vega, vanna, volga
+_RATE_BUMP = 1e-4  # absolute, per 1.00 of rate: rho
+_TIME_BUMP = 1e-3  # relative: charm
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _american_row(
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    black: bool,
+    scheme: Scheme,
+    coef: F64,
+    work: F64,
+    out: F64,
+    i: int,
+) -> int:
+    """Price and the Greeks of GREEK_FIELDS of one row into ``out[:, i]``; returns the status.
+
+    ``black``: an option on a future (q = r; rho moves both, F held)."""
+    st = _row_status(s, k, t, r, q, v)
+    w = 1.0 if is_call else -1.0
+    if st == EXPIRED:
+        out[0, i] = max(w * (s - k), 0.0)
+        out[1, i] = 0.5 * w if s == k else (w if w * (s - k) > 0.0 else 0.0)
+        for j in range(2, 9):
+            out[j, i] = 0.0
+        return st
+    if st != OK:
+        for j in range(9):
+            out[j, i] = math.nan
+        return st
+    price, delta, gamma, exercise = _american(is_call, s, k, t, r, q, v, scheme, coef, work)
+    out[0, i] = price
+    out[1, i] = delta
+    if exercise:  # worth its intrinsic value, which moves with S alone
+        for j in range(2, 9):
+            out[j, i] = 0.0
+        return OK
+    out[2, i] = gamma
+    out[4, i] = r * price - (r - q) * s * delta - 0.5 * v * v * s * s * gamma
+    hv = _VOL_BUMP * v
+    p_up, d_up, _, _ = _american(is_call, s, k, t, r, q, v + hv, scheme, coef, work)
+    p_dn, d_dn, _, _ = _american(is_call, s, k, t, r, q, v - hv, scheme, coef, work)
+    out[3, i] = (p_up - p_dn) / (2.0 * hv)
+    out[6, i] = (d_up - d_dn) / (2.0 * hv)
+    out[7, i] = (p_up - 2.0 * price + p_dn) / (hv * hv)
+    hr = _RATE_BUMP
+    q_up = q + hr if black else q
+    q_dn = q - hr if black else q
+    p_up, _, _, _ = _american(is_call, s, k, t, r + hr, q_up, v, scheme, coef, work)
+    p_dn, _, _, _ = _american(is_call, s, k, t, r - hr, q_dn, v, scheme, coef, work)
+    out[5, i] = (p_up - p_dn) / (2.0 * hr)
+    ht = _TIME_BUMP * t
+    _, d_up, _, _ = _american(is_call, s, k, t + ht, r, q, v, scheme, coef, work)
+    _, d_dn, _, _ = _american(is_call, s, k, t - ht, r, q, v, scheme, coef, work)
+    out[8, i] = (d_dn - d_up) / (2.0 * ht)  # d(delta)/dt = -d(delta)/dT
+    return OK
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _scratch(scheme: Scheme) -> tuple[F64, F64]:
+    n = scheme.xi.shape[0]
+    return np.empty(n), np.empty(3 * n)
+
+
+_GREEKS_SIG = void(
+    boolean[::1],  # is_call
+    float64[::1],  # S (or F), quote currency
+    float64[::1],  # K
+    float64[::1],  # T, years
+    float64[::1],  # r, decimal
+    float64[::1],  # q, decimal (= r for an option on a future)
+    float64[::1],  # sigma, decimal
+    boolean,  # black: options on futures (rho holds F)
+    _SCHEME,
+    float64[:, ::1],  # out: GREEK_FIELDS x rows
+    int8[::1],  # status
+)
+
+
+@njit(_GREEKS_SIG, cache=True, nogil=True, error_model="numpy")
+def american_kernel(
+    is_call: BoolArray,
+    S: F64,
+    K: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    black: bool,
+    scheme: Scheme,
+    out: F64,
+    status: I8,
+) -> None:
+    """American price and Greeks (raw units of engine.units), single thread."""
+    coef, work = _scratch(scheme)
+    for i in range(S.shape[0]):
+        status[i] = _american_row(
+            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, scheme, coef, work, out, i
+        )
+
+
+@njit(_GREEKS_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+def american_parallel_kernel(
+    is_call: BoolArray,
+    S: F64,
+    K: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    black: bool,
+    scheme: Scheme,
+    out: F64,
+    status: I8,
+) -> None:
+    """:func:`american_kernel` over numba's thread pool (``prange``)."""
+    for i in prange(S.shape[0]):
+        coef, work = _scratch(scheme)
+        status[i] = _american_row(
+            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, scheme, coef, work, out, i
+        )
+
+
+_PRICE_SIG = void(
+    boolean[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    _SCHEME,
+    float64[::1],  # out: price per row, quote currency
+    int8[::1],
+)
+
+
+@njit(_PRICE_SIG, cache=True, nogil=True, error_model="numpy")
+def american_price_kernel(
+    is_call: BoolArray,
+    S: F64,
+    K: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    scheme: Scheme,
+    out: F64,
+    status: I8,
+) -> None:
+    """American price alone (no Greeks), single thread; NaN where the status is an error."""
+    coef, work = _scratch(scheme)
+    for i in range(S.shape[0]):
+        st = _row_status(S[i], K[i], T[i], r[i], q[i], sigma[i])
+        status[i] = st
+        if st == EXPIRED:
+            out[i] = max((S[i] - K[i]) if is_call[i] else (K[i] - S[i]), 0.0)
+        elif st != OK:
+            out[i] = math.nan
+        else:
+            out[i] = _american(
+                is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], scheme, coef, work
+            )[0]
+
+
+_BINOMIAL_SIG = void(
+    boolean[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    int64,  # steps
+    float64[::1],  # out: price per row
+    int8[::1],
+)
+
+
+@njit(_BINOMIAL_SIG, cache=True, nogil=True, error_model="numpy")
+def binomial_price_kernel(
+    is_call: BoolArray,
+    S: F64,
+    K: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    steps: int,
+    out: F64,
+    status: I8,
+) -> None:
+    """American price on a Cox-Ross-Rubinstein tree of ``steps`` steps (the benchmark's
+    yardstick and the double-boundary fallback), single thread."""
+    for i in range(S.shape[0]):
+        st = _row_status(S[i], K[i], T[i], r[i], q[i], sigma[i])
+        status[i] = st
+        if st == OK:
+            out[i] = _binomial(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], steps)[0]
+        elif st == EXPIRED:
+            out[i] = max((S[i] - K[i]) if is_call[i] else (K[i] - S[i]), 0.0)
+        else:
+            out[i] = math.nan
+
+
+# ------------------------------------------------------------------------ implied volatility
+
+_IV_LO = 1e-4  # the vol bracket searched, decimal
+_IV_HI = 10.0
+_IV_MAX_ITER = 48
+_IV_XTOL = 1e-13  # relative width of the bracket at which the root is found
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _euro_start(
+    price: float, is_call: bool, s: float, k: float, t: float, r: float, q: float
+) -> float:
+    """The European implied vol of the American price (an upper bound of the American one,
+    as the premium is >= 0), or 0.3 where the price is outside the European bounds."""
+    f = s * math.exp((r - q) * t)
+    df = math.exp(-r * t)
+    sig, st = _iv_row(price, is_call, f, k, t, df)
+    if st == OK and _IV_LO < sig < _IV_HI:
+        return sig
+    return 0.3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _american_iv(
+    price: float,
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    scheme: Scheme,
+    coef: F64,
+    work: F64,
+) -> tuple[float, int]:
+    """σ with American(σ) = price: secant steps kept inside a shrinking bracket [a, b] of
+    [1e-4, 10], bisection when a step leaves it; at most 48 prices."""
+    st = _row_status(s, k, t, r, q, 0.2)
+    if st == OK and not math.isfinite(price):
+        st = BAD_INPUT
+    if st != OK:
+        return math.nan, st
+    intrinsic = max((s - k) if is_call else (k - s), 0.0)
+    upper = s if is_call else k
+    if price <= intrinsic:
+        return math.nan, PRICE_BELOW_INTRINSIC
+    if price >= upper:
+        return math.nan, PRICE_ABOVE_MAX
+    a, fa = _IV_LO, math.nan  # A(a) < price once fa is known
+    b, fb = _IV_HI, math.nan  # A(b) > price once fb is known
+    x = _euro_start(price, is_call, s, k, t, r, q)
+    x_prev, f_prev = math.nan, math.nan
+    width = math.inf
+    stalls = 0
+    for _ in range(_IV_MAX_ITER):
+        fx = _american(is_call, s, k, t, r, q, x, scheme, coef, work)[0] - price
+        if fx == 0.0:
+            return x, OK
+        if fx < 0.0:
+            a, fa = x, fx
+        else:
+            b, fb = x, fx
+        bracketed = not (math.isnan(fa) or math.isnan(fb))
+        if bracketed:
+            if b - a <= _IV_XTOL * b:
+                return x, OK
+            stalls = stalls + 1 if b - a > 0.5 * width else 0
+            width = b - a
+        if math.isnan(f_prev):  # first step: Newton with the European vega
+            vs = x * math.sqrt(t)
+            d1 = (math.log(s / k) + (r - q) * t) / vs + 0.5 * vs
+            slope = s * math.exp(-q * t) * _npdf(d1) * math.sqrt(t)
+        else:
+            slope = (fx - f_prev) / (x - x_prev)
+        x_new = x - fx / slope if slope > 0.0 else math.nan
+        if not (a < x_new < b) or stalls >= 3:
+            stalls = 0
+            if math.isnan(fa):  # no point below the price yet: head for the lower end
+                x_new = max(0.25 * x, a)
+            elif math.isnan(fb):
+                x_new = min(4.0 * x, b)
+            else:
+                x_new = 0.5 * (a + b)
+        if x_new == x:  # pinned at an end of the searched range
+            if x == _IV_LO:
+                return math.nan, PRICE_BELOW_INTRINSIC
+            if x == _IV_HI:
+                return math.nan, PRICE_ABOVE_MAX
+            return x, OK
+        if abs(x_new - x) <= 4e-16 * x:
+            return x_new, OK
+        x_prev, f_prev = x, fx
+        x = x_new
+    return x, NO_CONVERGENCE
+
+
+_IV_SIG = void(
+    float64[::1],  # price, quote currency
+    boolean[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    float64[::1],
+    _SCHEME,
+    float64[::1],  # out: sigma, decimal
+    int8[::1],
+)
+
+
+@njit(_IV_SIG, cache=True, nogil=True, error_model="numpy")
+def american_iv_kernel(
+    price: F64,
+    is_call: BoolArray,
+    S: F64,
+    K: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    scheme: Scheme,
+    sigma: F64,
+    status: I8,
+) -> None:
+    """Implied volatility of American prices under ``scheme``, single thread."""
+    coef, work = _scratch(scheme)
+    for i in range(price.shape[0]):
+        sigma[i], status[i] = _american_iv(
+            price[i], is_call[i], S[i], K[i], T[i], r[i], q[i], scheme, coef, work
+        )
