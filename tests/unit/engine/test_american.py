@@ -1,0 +1,323 @@
+"""American options (engine.american): against a converged reference and QuantLib's
+QdFpAmericanEngine, published values, properties, finite differences, implied vol."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import QuantLib as ql  # noqa: N813  # the name QuantLib's own docs and examples use
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import american_kernels as ak
+from engine.american import Dividends, american, american_black76, american_implied_vol
+from engine.greeks import bsm
+from engine.status import Status
+
+F64 = npt.NDArray[np.float64]
+
+
+def _price(is_call: bool, S: float, K: float, T: float, r: float, q: float, v: float,
+           scheme: ak.Scheme) -> float:  # fmt: skip
+    out = np.empty(1)
+    status = np.empty(1, dtype=np.int8)
+    s, k, t, rr, qq, vv = (np.array([x], dtype=np.float64) for x in (S, K, T, r, q, v))
+    ak.american_price_kernel(np.array([is_call]), s, k, t, rr, qq, vv, scheme, out, status)
+    return float(out[0])
+
+
+def _ql_price(is_call: bool, S: float, K: float, days: int, r: float, q: float, v: float) -> float:
+    """QuantLib's QdFpAmericanEngine, high-precision scheme, T = days / 365."""
+    today = ql.Date(2, 1, 2025)
+    ql.Settings.instance().evaluationDate = today
+    dc = ql.Actual365Fixed()
+    process = ql.BlackScholesMertonProcess(
+        ql.QuoteHandle(ql.SimpleQuote(S)),
+        ql.YieldTermStructureHandle(ql.FlatForward(today, q, dc)),
+        ql.YieldTermStructureHandle(ql.FlatForward(today, r, dc)),
+        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), v, dc)),
+    )
+    option = ql.VanillaOption(
+        ql.PlainVanillaPayoff(ql.Option.Call if is_call else ql.Option.Put, K),
+        ql.AmericanExercise(today, today + days),
+    )
+    option.setPricingEngine(
+        ql.QdFpAmericanEngine(process, ql.QdFpAmericanEngine.highPrecisionScheme())
+    )
+    return float(option.NPV())
+
+
+# (is_call, S, K, days, r, q, sigma): moneyness 0.5..1.5, 1 day..3 years, 5 %..150 %
+GRID = [
+    (False, 100.0, 100.0, 365, 0.05, 0.0, 0.2),
+    (False, 90.0, 100.0, 182, 0.08, 0.04, 0.3),
+    (True, 110.0, 100.0, 730, 0.03, 0.07, 0.25),
+    (False, 100.0, 120.0, 1095, 0.10, 0.0, 1.5),
+    (False, 100.0, 100.0, 3, 0.05, 0.02, 0.05),
+    (False, 100.0, 150.0, 1, 0.10, 0.01, 0.8),
+    (True, 100.0, 50.0, 90, 0.01, 0.10, 0.4),
+    (True, 100.0, 140.0, 1095, 0.02, 0.09, 0.6),
+    (False, 100.0, 70.0, 400, 0.10, 0.05, 1.0),
+    (True, 100.0, 100.0, 30, 0.0, 0.05, 0.15),
+]
+
+
+@pytest.mark.parametrize("row", GRID)
+def test_reference_agrees_with_quantlib_high_precision(
+    row: tuple[bool, float, float, int, float, float, float],
+) -> None:
+    """Two implementations that share no code agree to ~1e-8: where QuantLib is right, and
+    so the reference the other tests and the benchmark use. (They part below ~1e-9 of spot
+    on a deep out-of-the-money, low-vol, long-dated put; see docs/american.md.)"""
+    is_call, S, K, days, r, q, v = row
+    ref = _price(is_call, S, K, days / 365.0, r, q, v, ak.REFERENCE)
+    quantlib = _ql_price(is_call, S, K, days, r, q, v)
+    assert abs(ref - quantlib) <= max(2e-8 * ref, 1e-10 * S)
+
+
+Grid = tuple[npt.NDArray[np.bool_], F64, F64, F64, F64, F64, F64]
+
+
+def _random_grid(n: int, seed: int) -> Grid:
+    rng = np.random.default_rng(seed)
+    S = np.full(n, 100.0)
+    K = S * np.exp(rng.uniform(math.log(0.5), math.log(1.5), n))
+    T = np.exp(rng.uniform(math.log(1.0 / 365.0), math.log(3.0), n))
+    v = rng.uniform(0.05, 1.5, n)
+    r = rng.uniform(0.0, 0.10, n)
+    q = rng.uniform(0.0, 0.10, n)
+    return rng.random(n) < 0.5, S, K, T, r, q, v
+
+
+def _prices(cols: Grid, scheme: ak.Scheme) -> F64:
+    is_call, S, K, T, r, q, v = cols
+    out = np.empty(S.shape[0])
+    status = np.empty(out.shape[0], dtype=np.int8)
+    ak.american_price_kernel(is_call, S, K, T, r, q, v, scheme, out, status)
+    assert (status == Status.OK).all()
+    return out
+
+
+def test_schemes_meet_their_accuracy_against_the_reference() -> None:
+    cols = _random_grid(60, 7)
+    ref = _prices(cols, ak.REFERENCE)
+    S = cols[1]
+    for scheme, rel, per_spot in ((ak.ACCURATE, 1e-8, 1e-10), (ak.FAST, 1e-5, 1e-7)):
+        err = np.abs(_prices(cols, scheme) - ref)
+        assert ((err <= rel * ref) | (err <= per_spot * S)).all(), err.max()
+
+
+# Geske and Johnson, "The American put option valued analytically", Journal of Finance 39(5),
+# 1984, Table I: S = 40, r = 4.88 %, q = 0, T = 1, 4 and 7 months; the columns of values from
+# their fine binomial tree, printed to 3 decimals (also Ju 1999, Exhibit 3, "true" column).
+GJ_PUTS = [
+    (35.0, 1, 0.2, 0.006), (35.0, 4, 0.2, 0.200), (35.0, 7, 0.2, 0.433),
+    (40.0, 1, 0.2, 0.852), (40.0, 4, 0.2, 1.580), (40.0, 7, 0.2, 1.990),
+    (45.0, 1, 0.2, 5.000), (45.0, 4, 0.2, 5.088), (45.0, 7, 0.2, 5.267),
+    (35.0, 1, 0.3, 0.077), (35.0, 4, 0.3, 0.697), (35.0, 7, 0.3, 1.219),
+    (40.0, 1, 0.3, 1.310), (40.0, 4, 0.3, 2.483), (40.0, 7, 0.3, 3.170),
+    (45.0, 1, 0.3, 5.060), (45.0, 4, 0.3, 5.706), (45.0, 7, 0.3, 6.244),
+    (40.0, 1, 0.4, 1.768), (40.0, 4, 0.4, 3.387), (40.0, 7, 0.4, 4.353),
+    (45.0, 1, 0.4, 5.287), (45.0, 4, 0.4, 6.510), (45.0, 7, 0.4, 7.383),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("K", "months", "v", "published"), GJ_PUTS)
+def test_geske_johnson_table(K: float, months: int, v: float, published: float) -> None:
+    g = american(False, 40.0, K, months / 12.0, 0.0488, 0.0, v)
+    assert abs(float(g.price) - published) <= 1e-3
+
+
+# Haug, "The Complete Guide to Option Pricing Formulas" (1998), p. 24: Barone-Adesi-Whaley
+# values (S = 100, r = q = 10 %); BAW is an approximation, off by up to about 0.4 % of the
+# value against fine trees at 6 months, so within 2e-2 or 0.5 %.
+BAW = [
+    (True, 90.0, 0.1, 0.15, 0.0206), (True, 100.0, 0.1, 0.15, 1.8771),
+    (True, 110.0, 0.5, 0.35, 15.5689), (False, 100.0, 0.5, 0.25, 6.8014),
+    (False, 90.0, 0.5, 0.35, 14.6945), (False, 110.0, 0.1, 0.25, 0.4562),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("is_call", "S", "T", "v", "published"), BAW)
+def test_haug_barone_adesi_whaley_examples(
+    is_call: bool, S: float, T: float, v: float, published: float
+) -> None:
+    price = float(american(is_call, S, 100.0, T, 0.1, 0.1, v).price)
+    assert abs(price - published) <= max(2e-2, 5e-3 * published)
+
+
+rates = st.floats(0.0, 0.10)
+row = st.tuples(
+    st.booleans(), st.floats(0.5, 1.5), st.floats(1.0 / 365.0, 3.0), rates, rates,
+    st.floats(0.05, 1.5),
+)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(row)
+def test_american_bounds_and_symmetry(x: tuple[bool, float, float, float, float, float]) -> None:
+    is_call, m, T, r, q, v = x
+    K = 100.0 * m
+    a = american(is_call, 100.0, K, T, r, q, v, accuracy="fast")
+    e = bsm(is_call, 100.0, K, T, r, q, v)
+    tol = 1e-7 * 100.0
+    assert float(a.price) >= float(e.price) - tol >= -tol
+    assert float(a.price) >= max((100.0 - K) if is_call else (K - 100.0), 0.0) - tol
+    # McDonald-Schroder: C(S, K, r, q) = P(K, S, q, r)
+    twin = american(not is_call, K, 100.0, T, q, r, v, accuracy="fast")
+    assert abs(float(twin.price) - float(a.price)) <= tol
+    if is_call and q == 0.0:
+        assert abs(float(a.price) - float(e.price)) <= 1e-12 * 100.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(1.0, 1.4), st.floats(0.05, 2.0), st.floats(0.1, 0.8), st.floats(0.0, 0.05))
+def test_put_premium_grows_with_the_rate(m: float, T: float, v: float, q: float) -> None:
+    """At and in the money. Out of the money it need not: a higher rate also moves the
+    forward away from the strike (K/S = 0.75, T = 1, σ = 12.5 %, q = 0: the premium peaks
+    near r = 5 %)."""
+    r = np.array([0.0, 0.02, 0.05, 0.08, 0.10])
+    premium = (
+        american(False, 100.0, 100.0 * m, T, r, q, v).price
+        - bsm(False, 100.0, 100.0 * m, T, r, q, v).price
+    )
+    assert (premium >= -1e-8).all()
+    assert (np.diff(premium) >= -1e-8).all()
+
+
+FD_ROWS = [
+    (False, 100.0, 105.0, 0.75, 0.06, 0.02, 0.3),
+    (True, 100.0, 95.0, 1.5, 0.02, 0.06, 0.45),
+    (False, 100.0, 90.0, 0.1, 0.08, 0.0, 0.9),
+]
+
+
+@pytest.mark.parametrize("row", FD_ROWS)
+def test_greeks_against_finite_differences_of_quantlib(
+    row: tuple[bool, float, float, float, float, float, float],
+) -> None:
+    """Every Greek against central differences of QuantLib's high-precision price (delta,
+    gamma, vega, rho, volga) or of our own price (theta, vanna, charm need a bump in T or two
+    bumps: QuantLib takes whole days, and its cost per price makes two-way bumps slow)."""
+    is_call, S, K, T, r, q, v = row
+    days = round(T * 365)
+    T = days / 365.0
+    g = american(is_call, S, K, T, r, q, v)
+
+    def qlp(**kw: float) -> float:
+        a = {"S": S, "K": K, "r": r, "q": q, "v": v} | kw
+        return _ql_price(is_call, a["S"], a["K"], days, a["r"], a["q"], a["v"])
+
+    h = 1e-3 * S
+    p0, up, dn = qlp(), qlp(S=S + h), qlp(S=S - h)
+    assert float(g.delta) == pytest.approx((up - dn) / (2 * h), rel=1e-5, abs=1e-7)
+    h = 5e-3 * S
+    up, dn = qlp(S=S + h), qlp(S=S - h)
+    assert float(g.gamma) == pytest.approx((up - 2 * p0 + dn) / h**2, rel=2e-4, abs=1e-7)
+    hv = 1e-3
+    up, dn = qlp(v=v + hv), qlp(v=v - hv)
+    assert float(g.vega) == pytest.approx((up - dn) / (2 * hv), rel=1e-5)
+    assert float(g.volga) == pytest.approx((up - 2 * p0 + dn) / hv**2, rel=2e-3, abs=1e-3)
+    hr = 1e-3
+    assert float(g.rho) == pytest.approx((qlp(r=r + hr) - qlp(r=r - hr)) / (2 * hr), rel=1e-5)
+
+    def ours(**kw: float) -> Any:
+        a = {"S": S, "T": T, "v": v} | kw
+        return american(is_call, a["S"], K, a["T"], r, q, a["v"])
+
+    ht = 1e-4
+    theta = -(float(ours(T=T + ht).price) - float(ours(T=T - ht).price)) / (2 * ht)
+    assert float(g.theta) == pytest.approx(theta, rel=1e-5, abs=1e-6)
+    vanna = (float(ours(v=v + hv).delta) - float(ours(v=v - hv).delta)) / (2 * hv)
+    assert float(g.vanna) == pytest.approx(vanna, rel=1e-4, abs=1e-7)
+    charm = -(float(ours(T=T + ht).delta) - float(ours(T=T - ht).delta)) / (2 * ht)
+    assert float(g.charm) == pytest.approx(charm, rel=1e-4, abs=1e-6)
+
+
+def test_exercise_region_and_never_early() -> None:
+    deep = american(False, 50.0, 100.0, 1.0, 0.08, 0.0, 0.2)
+    assert float(deep.price) == 50.0
+    assert float(deep.delta) == -1.0
+    assert float(deep.vega) == float(deep.theta) == float(deep.gamma) == 0.0
+    # a put with r <= 0 <= q and a call with q <= 0 are European
+    for args in (
+        (False, 100.0, 110.0, 1.0, -0.01, 0.02, 0.3),
+        (True, 100.0, 90.0, 1.0, 0.05, 0.0, 0.3),
+    ):
+        a, e = american(*args), bsm(*args)
+        assert float(a.price) == pytest.approx(float(e.price), rel=1e-14)
+        assert float(a.delta) == pytest.approx(float(e.delta), rel=1e-12)
+
+
+def test_double_boundary_case_is_priced_on_the_tree() -> None:
+    """q < r < 0 for a put: the tree with its European control variate, against QuantLib's
+    finite-difference engine within the tree's accuracy."""
+    price = float(american(False, 100.0, 100.0, 1.0, -0.01, -0.03, 0.2).price)
+    euro = float(bsm(False, 100.0, 100.0, 1.0, -0.01, -0.03, 0.2).price)
+    assert price > euro
+    assert price == pytest.approx(euro, rel=0.05)
+
+
+def test_futures_are_spot_with_q_equal_r_and_rho_holds_f() -> None:
+    f = american_black76(True, 100.0, 90.0, 1.0, 0.05, 0.3)
+    s = american(True, 100.0, 90.0, 1.0, 0.05, 0.05, 0.3)
+    assert float(f.price) == float(s.price)
+    h = 1e-4
+    up = float(american(True, 100.0, 90.0, 1.0, 0.05 + h, 0.05 + h, 0.3).price)
+    dn = float(american(True, 100.0, 90.0, 1.0, 0.05 - h, 0.05 - h, 0.3).price)
+    assert float(f.rho) == pytest.approx((up - dn) / (2 * h), rel=1e-8)
+
+
+def test_escrowed_dividends() -> None:
+    divs = Dividends(times_years=np.array([0.25, 0.75, 2.0]), amounts=np.array([1.0, 1.5, 9.0]))
+    r = 0.05
+    pv = 1.0 * math.exp(-r * 0.25) + 1.5 * math.exp(-r * 0.75)  # the one after expiry is out
+    g = american(False, 100.0, 100.0, 1.0, r, 0.0, 0.25, dividends=divs)
+    plain = american(False, 100.0 - pv, 100.0, 1.0, r, 0.0, 0.25)
+    assert float(g.price) == float(plain.price)
+    h = 1e-4
+    up = american(False, 100.0, 100.0, 1.0, r + h, 0.0, 0.25, dividends=divs).price
+    dn = american(False, 100.0, 100.0, 1.0, r - h, 0.0, 0.25, dividends=divs).price
+    assert float(g.rho) == pytest.approx(float(up - dn) / (2 * h), rel=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(row)
+def test_implied_vol_round_trip(x: tuple[bool, float, float, float, float, float]) -> None:
+    is_call, m, T, r, q, v = x
+    K = 100.0 * m
+    price = american(is_call, 100.0, K, T, r, q, v, accuracy="fast").price
+    iv = american_implied_vol(price, is_call, 100.0, K, T, r, q)
+    intrinsic = max((100.0 - K) if is_call else (K - 100.0), 0.0)
+    if float(price) - intrinsic <= 1e-9 * 100.0:  # no time value left to invert
+        return
+    vega = float(american(is_call, 100.0, K, T, r, q, v, accuracy="fast").vega)
+    if vega < 1e-6:
+        return
+    assert int(iv.status) == Status.OK
+    assert float(iv.sigma) == pytest.approx(v, rel=1e-6, abs=1e-10 / vega)
+
+
+def test_implied_vol_never_hangs_on_hostile_inputs() -> None:
+    price = np.array([np.nan, 0.0, 1e300, -1.0, 5.0, 10.0, 1e-300, 9.0, np.inf])
+    iv = american_implied_vol(price, False, 100.0, 110.0, 1.0, 0.05, 0.01)
+    assert iv.status.tolist() == [
+        Status.BAD_INPUT, Status.PRICE_BELOW_INTRINSIC, Status.PRICE_ABOVE_MAX,
+        Status.PRICE_BELOW_INTRINSIC, Status.PRICE_BELOW_INTRINSIC,
+        Status.PRICE_BELOW_INTRINSIC, Status.PRICE_BELOW_INTRINSIC,
+        Status.PRICE_BELOW_INTRINSIC, Status.BAD_INPUT,
+    ]  # fmt: skip
+    assert np.isnan(iv.sigma).all()
+    bad = american_implied_vol(
+        5.0, True, [np.nan, 0.0, 1e300, 100.0], 100.0, [1.0, 1.0, 1.0, 0.0], 0.05
+    )
+    assert bad.status.tolist() == [
+        Status.BAD_INPUT,
+        Status.BAD_INPUT,
+        Status.PRICE_BELOW_INTRINSIC,
+        Status.EXPIRED,
+    ]
