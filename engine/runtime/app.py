@@ -38,7 +38,13 @@ from engine.errors import RiskEngineError
 from engine.inbox import Inbox
 from engine.risk.settlement import Settler
 from engine.runtime.clock import LiveClock
-from engine.runtime.config import AppConfig, config_relative, load_book, new_portfolio
+from engine.runtime.config import (
+    AppConfig,
+    ReplayConfig,
+    config_relative,
+    load_book,
+    new_portfolio,
+)
 from engine.runtime.daemon import Daemon
 from engine.runtime.dashboard import DashboardHub, HealthState, add_routes
 from engine.runtime.engine_loop import EngineLoop
@@ -53,7 +59,6 @@ from engine.runtime.risk_task import RiskTask, check_hedges, load_history
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
 from engine.state import Portfolio
-from feeds.replay import ReplayFeedConfig
 from feeds.sim import SimFeedConfig
 
 __all__ = ["Daemon", "build", "run"]
@@ -79,7 +84,7 @@ def build(
             file or journal.
     """
     if clock is None:
-        replay = any(isinstance(f, ReplayFeedConfig) for f in config.feeds)
+        replay = any(isinstance(f, ReplayConfig) for f in config.feeds)
         clock = ManualClock() if replay else LiveClock()
     portfolio = new_portfolio(config) if portfolio is None else portfolio
     registry = portfolio.registry
@@ -93,7 +98,7 @@ def build(
     journal, journaled = open_journal(
         config_relative(config.portfolio.journal, config_path),
         positions,
-        resent_fills=any(isinstance(f, ReplayFeedConfig | SimFeedConfig) for f in config.feeds),
+        resent_fills=any(isinstance(f, ReplayConfig | SimFeedConfig) for f in config.feeds),
         config_path=config_path,
     )
     history = load_history(config.risk, config_path)

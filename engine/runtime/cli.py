@@ -249,10 +249,9 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
     import asyncio
 
     from engine.runtime.app import build, run
-    from engine.runtime.config import load_config
+    from engine.runtime.config import ReplayConfig, load_config
     from engine.runtime.localredis import local_redis
     from engine.runtime.logs import configure_logging
-    from feeds.replay import ReplayFeedConfig
 
     config = load_config(path)
     mode = view_flag or config.view.enabled
@@ -263,7 +262,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
     try:
         configure_logging(config.log.level, log_file)
         daemon = build(config, path)
-        if exit_at_end and not any(isinstance(f, ReplayFeedConfig) for f in config.feeds):
+        if exit_at_end and not any(isinstance(f, ReplayConfig) for f in config.feeds):
             raise ConfigError(str(path), "--exit-at-end needs a replay feed - at `$.feeds`")
         daemon.intake.exit_at_end = exit_at_end
         with local_redis(config.redis) as private:

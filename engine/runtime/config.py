@@ -39,6 +39,7 @@ from engine.runtime.http import HttpConfig
 from engine.runtime.notify import NotifyConfig, check_targets, privacy_url
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from engine.state import Portfolio, UnderlyingParams
+from feeds.dbn import DbnFeedConfig
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
@@ -52,6 +53,7 @@ __all__ = [
     "LogConfig",
     "PortfolioConfig",
     "Position",
+    "ReplayConfig",
     "load_book",
     "load_config",
     "load_positions",
@@ -60,8 +62,11 @@ __all__ = [
     "redacted",
 ]
 
-FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | SimFeedConfig
+FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | DbnFeedConfig | SimFeedConfig
 """One ``[[feeds]]`` table, chosen by its ``kind``."""
+ReplayConfig = ReplayFeedConfig | DbnFeedConfig
+"""A feed that replays recorded files on the replay's own clock (``--exit-at-end`` ends the
+daemon when all of them have finished)."""
 
 _Credentials = TypeVar("_Credentials", RedisConfig, MqttFeedConfig)
 _CREDENTIAL_FILES = ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")

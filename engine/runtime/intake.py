@@ -28,6 +28,7 @@ from engine.retry import Backoff
 from engine.runtime.config import FeedConfig
 from engine.runtime.journal import FillJournal
 from feeds.base import Feed, Sleep
+from feeds.dbn import DbnFeed, DbnFeedConfig
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.mqtt import MqttFeed, MqttFeedConfig
 from feeds.replay import ReplayFeed, ReplayFeedConfig
@@ -36,6 +37,9 @@ from feeds.sim import SimFeed, SimFeedConfig
 __all__ = ["AsyncInbox", "Intake", "advancing_sleep", "build_feed", "build_feeds"]
 
 logger = logging.getLogger(__name__)
+
+_REPLAYS = (ReplayFeed, DbnFeed)
+"""Feeds that replay files: on the replay's clock, never restarted, finished at their end."""
 
 
 class AsyncInbox:
@@ -116,9 +120,11 @@ def build_feed(
         )
     if isinstance(config, MqttFeedConfig):
         return MqttFeed(config, registry, clock)
-    if isinstance(config, ReplayFeedConfig):
+    if isinstance(config, ReplayFeedConfig | DbnFeedConfig):
         if not isinstance(clock, ManualClock):
             raise ValueError("a replay feed runs on the replay's own clock, not the wall clock")
+        if isinstance(config, DbnFeedConfig):
+            return DbnFeed(config, registry, clock)
         return ReplayFeed(config, registry, clock)
     if isinstance(config, SimFeedConfig):
         if isinstance(clock, ManualClock):
@@ -164,17 +170,29 @@ def build_feeds(
     feeds: list[Feed] = []
     for i, fc in enumerate(configs):
         if isinstance(fc, ReplayFeedConfig):
-            replay_path = config_path.parent / fc.path
-            if not replay_path.is_file():
-                raise ConfigError(
-                    str(config_path), f"no such file: {replay_path} - at `$.feeds[{i}].path`"
-                )
-            fc = msgspec.structs.replace(fc, path=str(replay_path))
+            fc = msgspec.structs.replace(
+                fc, path=_replay_file(config_path, fc.path, f"$.feeds[{i}].path")
+            )
+        elif isinstance(fc, DbnFeedConfig):
+            files = [
+                _replay_file(config_path, f, f"$.feeds[{i}].files[{j}]")
+                for j, f in enumerate(fc.files)
+            ]
+            fc = msgspec.structs.replace(fc, files=files)
         try:
             feeds.append(build_feed(fc, registry, clock, held, books, valuing))
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
     return feeds
+
+
+def _replay_file(config_path: Path, name: str, key: str) -> str:
+    """A replay file's path, relative to the config file; ConfigError naming ``key`` if it is
+    no file."""
+    path = config_path.parent / name
+    if not path.is_file():
+        raise ConfigError(str(config_path), f"no such file: {path} - at `{key}`")
+    return str(path)
 
 
 class Intake:
@@ -243,7 +261,7 @@ class Intake:
                 logger.error("feed stopped: %s", exc.detail, extra={"feed": feed.name})
                 return
             except Exception:
-                if isinstance(feed, ReplayFeed):  # a restart would apply its fills again
+                if isinstance(feed, _REPLAYS):  # a restart would apply its fills again
                     logger.exception(
                         "replay feed crashed; not restarted", extra={"feed": feed.name}
                     )
@@ -256,7 +274,7 @@ class Intake:
 
     def _finished(self) -> None:
         """A feed returned: when every replay has, say that the state is held, or end."""
-        replays = [f for f in self.feeds if isinstance(f, ReplayFeed)]
+        replays = [f for f in self.feeds if isinstance(f, _REPLAYS)]
         if not replays or not all(f.stats.finished for f in replays):
             return
         if self.exit_at_end:
