@@ -160,13 +160,14 @@ class DbnReader:
         path: the file's name, for errors.
     """
 
-    __slots__ = ("_decoder", "_feed", "_frames", "_path", "_read", "metadata", "records")
+    __slots__ = ("_decoder", "_feed", "_frames", "_head", "_path", "_read", "metadata", "records")
 
     def __init__(self, feed: str, path: str) -> None:
         self._feed = feed
         self._path = path
         self._decoder: dbn.DBNDecoder | None = None  # made once the first bytes tell the kind
         self._frames: ZstdFrames | None = None
+        self._head = bytearray()  # the first bytes, until they tell the kind of file
         self._read = 0
         self.metadata: dbn.Metadata | None = None
         self.records = 0
@@ -187,11 +188,11 @@ class DbnReader:
         start = self._read
         self._read += len(chunk)
         if self._decoder is None:
-            zstd = chunk.startswith(ZSTD_MAGIC)
-            self._frames = ZstdFrames() if zstd else None
-            # from_str: the stubs type the members as str
-            compression = dbn.Compression.from_str("zstd" if zstd else "none")
-            self._decoder = dbn.DBNDecoder(compression=compression)
+            self._head += chunk
+            if len(self._head) < len(ZSTD_MAGIC):
+                return []  # the kind of file is not known yet
+            chunk, start = bytes(self._head), 0
+            self._decoder = self._open(zstd=chunk.startswith(ZSTD_MAGIC))
         try:
             if self._frames is not None:
                 self._frames.feed(chunk)
@@ -206,6 +207,12 @@ class DbnReader:
             decoded = decoded[1:]
         self.records += len(decoded)
         return decoded  # type: ignore[return-value]  # the metadata comes first, and only once
+
+    def _open(self, zstd: bool) -> dbn.DBNDecoder:
+        self._frames = ZstdFrames() if zstd else None
+        # from_str: the stubs type the members as str
+        compression = dbn.Compression.from_str("zstd" if zstd else "none")
+        return dbn.DBNDecoder(compression=compression)
 
     def end(self) -> None:
         """Check that the file ended cleanly (call after its last chunk).

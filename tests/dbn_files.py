@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import databento_dbn as dbn
+from databento_dbn.metadata import MappingInterval
 
 __all__ = [
     "CLASS",
@@ -44,7 +45,7 @@ CLASS = {
 """DBN instrument classes by their code (the stubs type the enum's members as str)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Interval:
     """One interval of a symbol mapping (``databento_dbn.MappingInterval``)."""
 
@@ -53,12 +54,12 @@ class Interval:
     symbol: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class Mapping:
     """A symbol's mappings (``databento_dbn.SymbolMapping``)."""
 
     raw_symbol: str
-    intervals: list[Interval] = field(default_factory=list)
+    intervals: Sequence[MappingInterval] = field(default_factory=list)
 
 
 def fixed(price: str) -> int:
@@ -91,7 +92,7 @@ def definition(
         raw_symbol=raw_symbol,
         asset=asset,
         security_type="",
-        instrument_class=CLASS[cls],  # type: ignore[arg-type]  # the stubs say str
+        instrument_class=CLASS[cls],
         security_update_action=dbn.SecurityUpdateAction.from_str("A"),
         expiration=dbn.UNDEF_TIMESTAMP if expiration is None else expiration,
         strike_price=dbn.UNDEF_PRICE if strike is None else fixed(strike),
