@@ -21,6 +21,7 @@ from engine.instruments import Exercise, InstrumentRegistry, Kind
 from engine.listed import SettleTiming, settlement_ns
 from engine.runtime.config import load_config
 from engine.runtime.intake import build_feeds
+from examples.make_spx_dbn import make_sample
 from feeds.dbn import DbnFeed, DbnFeedConfig
 from feeds.dbn_codec import fixed_price
 from feeds.dbn_stream import DbnReader, ZstdFrames
@@ -388,3 +389,17 @@ def test_a_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
     config = load_config(path)
     with pytest.raises(ConfigError, match=r"no such file: .*b.dbn - at `\$.feeds\[0\].files\[1\]`"):
         build_feeds(config.feeds, path, InstrumentRegistry(), ManualClock(), [], [], asyncio.Lock())
+
+
+async def test_the_example_sample_replays_without_a_drop(tmp_path: Path) -> None:
+    registry = InstrumentRegistry()
+    paths = make_sample(tmp_path, seconds=5)
+    feed, sink, _, _ = await play(*paths, registry=registry)
+    assert feed.stats.dropped.total() == 0
+    assert feed.decoder.disagreements.total() == 0
+    assert not feed.file_errors
+    ois = [e for e in sink.events if isinstance(e, OpenInterest)]
+    assert len(ois) == 12  # SPXW and SPY, 3 strikes, calls and puts
+    assert {e.instrument for e in sink.events if isinstance(e, Tick)} == {"ESH5", "SPY"}
+    quotes = {e.instrument for e in sink.events if isinstance(e, Quote)}
+    assert len(quotes) == 12 + 4
