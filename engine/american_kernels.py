@@ -157,7 +157,7 @@ def make_scheme(
     return Scheme(cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps)
 
 
-FAST = make_scheme(nodes=7, fp_points=10, jn_steps=2, fp_steps=2, premium_points=20)
+FAST = make_scheme(nodes=6, fp_points=6, jn_steps=2, fp_steps=2, premium_points=16)
 """1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table)."""
 ACCURATE = make_scheme(nodes=20, fp_points=32, jn_steps=8, fp_steps=8, tanh_sinh_step=0.1)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
@@ -796,6 +796,7 @@ _IV_LO = 1e-4  # the vol bracket searched, decimal
 _IV_HI = 10.0
 _IV_MAX_ITER = 48
 _IV_XTOL = 1e-13  # relative width of the bracket at which the root is found
+_IV_FTOL = 1e-13  # |American(σ) - price| per unit of spot at which σ is the root
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -846,7 +847,7 @@ def _american_iv(
     stalls = 0
     for _ in range(_IV_MAX_ITER):
         fx = _american(is_call, s, k, t, r, q, x, scheme, coef, work)[0] - price
-        if fx == 0.0:
+        if abs(fx) <= _IV_FTOL * s:
             return x, OK
         if fx < 0.0:
             a, fa = x, fx
@@ -858,13 +859,15 @@ def _american_iv(
                 return x, OK
             stalls = stalls + 1 if b - a > 0.5 * width else 0
             width = b - a
-        if math.isnan(f_prev):  # first step: Newton with the European vega
-            vs = x * math.sqrt(t)
-            d1 = (math.log(s / k) + (r - q) * t) / vs + 0.5 * vs
-            slope = s * math.exp(-q * t) * _npdf(d1) * math.sqrt(t)
+        if math.isnan(f_prev):  # first step: the European IV of the de-Americanised price
+            premium = fx + price - _european(is_call, s, k, t, r, q, x)[0]
+            f = s * math.exp((r - q) * t)
+            x_new, st = _iv_row(price - premium, is_call, f, k, t, math.exp(-r * t))
+            if st != OK:  # below the European bounds: the bracket's fallback below
+                x_new = math.nan
         else:
             slope = (fx - f_prev) / (x - x_prev)
-        x_new = x - fx / slope if slope > 0.0 else math.nan
+            x_new = x - fx / slope if slope > 0.0 else math.nan
         if not (a < x_new < b) or stalls >= 3:
             stalls = 0
             if math.isnan(fa):  # no point below the price yet: head for the lower end
