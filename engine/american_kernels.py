@@ -86,7 +86,9 @@ class Scheme(NamedTuple):
 
     ``cheb[j, k]`` = cos(jkπ/n) over the n + 1 Chebyshev-Lobatto nodes, ``xi[k]`` =
     (1 + cos(kπ/n))/2 the nodes in ξ = √(τ/T); ``fp_*``: sin θ, cos θ and weight of the
-    boundary integrals' Gauss-Legendre rule on [0, π/2]; ``pr_*``: the premium's rule.
+    boundary integrals' Gauss-Legendre rule on [0, π/2]; ``pr_*``: the premium's rule;
+    ``qd_steps``: Newton steps of QD+ per node at most; ``greek_steps``: Jacobi-Newton steps
+    that re-solve a bumped boundary from the unbumped one (0: each bump solved from QD+).
     """
 
     cheb: F64
@@ -99,12 +101,15 @@ class Scheme(NamedTuple):
     pr_w: F64
     jn_steps: int
     fp_steps: int
+    qd_steps: int
+    greek_steps: int
 
 
 _A1 = types.Array(float64, 1, "C")
 # numba's type constructors carry no annotations
 _SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]
-    [types.Array(float64, 2, "C"), _A1, _A1, _A1, _A1, _A1, _A1, _A1, int64, int64], Scheme
+    [types.Array(float64, 2, "C"), _A1, _A1, _A1, _A1, _A1, _A1, _A1, int64, int64, int64, int64],
+    Scheme,
 )
 
 
@@ -132,11 +137,15 @@ def make_scheme(
     fp_steps: int,
     premium_points: int = 0,
     tanh_sinh_step: float = 0.0,
+    qd_steps: int = 16,
+    greek_steps: int = 0,
 ) -> Scheme:
     """A scheme of ``nodes`` Chebyshev intervals, ``fp_points`` Gauss-Legendre points per
     boundary integral, ``fp_steps`` iterations of which the first ``jn_steps`` Jacobi-Newton,
     and the premium on ``premium_points`` Gauss-Legendre points or, with ``tanh_sinh_step``
-    > 0, on tanh-sinh nodes of that step out to where the weights vanish."""
+    > 0, on tanh-sinh nodes of that step out to where the weights vanish. QD+ takes at most
+    ``qd_steps`` Newton steps per node; ``greek_steps`` > 0 solves the bumped prices of the
+    Greeks by that many Jacobi-Newton steps from the unbumped boundary."""
     k = np.arange(nodes + 1)
     cheb = np.cos(np.outer(k, k) * math.pi / nodes)
     xi = 0.5 * (1.0 + np.cos(k * math.pi / nodes))
@@ -145,10 +154,10 @@ def make_scheme(
         ps, pc, pw = _tanh_sinh_theta(tanh_sinh_step, math.ceil(3.2 / tanh_sinh_step))
     else:
         ps, pc, pw = _legendre_theta(premium_points)
-    return Scheme(cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps)
+    return Scheme(cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps)
 
 
-FAST = make_scheme(nodes=7, fp_points=10, jn_steps=2, fp_steps=2, premium_points=20)
+FAST = make_scheme(nodes=6, fp_points=6, jn_steps=2, fp_steps=2, premium_points=16)
 """1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table)."""
 ACCURATE = make_scheme(nodes=20, fp_points=32, jn_steps=8, fp_steps=8, tanh_sinh_step=0.1)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
@@ -173,15 +182,16 @@ def _npdf(x: float) -> float:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _european(
     is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float
-) -> tuple[float, float, float]:
-    """European price, delta and gamma (generalised BSM)."""
+) -> tuple[float, float, float, float]:
+    """European price, delta, gamma and speed dΓ/dS (generalised BSM)."""
     vs = v * math.sqrt(t)
     d1 = (math.log(s / k) + (r - q) * t) / vs + 0.5 * vs
     d2 = d1 - vs
     w = 1.0 if is_call else -1.0
     dfq = math.exp(-q * t)
     price = max(w * (s * dfq * _ncdf(w * d1) - k * math.exp(-r * t) * _ncdf(w * d2)), 0.0)
-    return price, w * dfq * _ncdf(w * d1), dfq * _npdf(d1) / (s * vs)
+    gamma = dfq * _npdf(d1) / (s * vs)
+    return price, w * dfq * _ncdf(w * d1), gamma, -gamma / s * (1.0 + d1 / vs)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -213,9 +223,11 @@ def _sqrt_h(coef: F64, z: float) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _qd_plus(k: float, tau: float, r: float, q: float, v: float, xmax: float) -> float:
-    """Li's QD+ exercise boundary of a put at τ (r > 0), by Newton from X, a fixed number of
-    steps (so the result is a smooth function of the inputs)."""
+def _qd_plus(
+    k: float, tau: float, r: float, q: float, v: float, xmax: float, start: float, steps: int
+) -> float:
+    """Li's QD+ exercise boundary of a put at τ (r > 0), by at most ``steps`` Newton steps from
+    ``start`` (the root at the next shorter τ), stopped at 1e-10 relative."""
     v2 = v * v
     sd = v * math.sqrt(tau)
     dr = math.exp(-r * tau)
@@ -228,9 +240,9 @@ def _qd_plus(k: float, tau: float, r: float, q: float, v: float, xmax: float) ->
     alpha = 2.0 * dr * r / (v2 * (2.0 * lam + omega - 1.0))
     beta = alpha * (1.0 / h + lam_dh / (2.0 * lam + omega - 1.0)) - lam
     c = alpha / (r * dr)
-    x = xmax
+    x = start
     floor = 1e-6 * xmax
-    for _ in range(16):
+    for _ in range(steps):
         dp = (math.log(x * dq / (k * dr))) / sd + 0.5 * sd
         dm = dp - sd
         n_dp = _ncdf(-dp)
@@ -244,7 +256,7 @@ def _qd_plus(k: float, tau: float, r: float, q: float, v: float, xmax: float) ->
             break
         step = f / f1
         x_new = min(max(x - step, floor), xmax)
-        if abs(x_new - x) <= 1e-13 * x:
+        if abs(x_new - x) <= 1e-10 * x:  # QD+ is a first guess: 1e-10 is ample
             return x_new
         x = x_new
     return x
@@ -308,23 +320,41 @@ def _boundary_step(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _put_boundary(
-    k: float, t: float, r: float, q: float, v: float, scheme: Scheme, coef: F64, work: F64
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    scheme: Scheme,
+    coef: F64,
+    work: F64,
+    warm: bool,
 ) -> float:
     """Fill ``coef`` with the Chebyshev series of H = ln(B/X)² over ξ = √(τ/T) for a put with
-    r > 0 and q >= r or any q of the one-boundary case; returns X."""
+    r > 0 and q >= r or any q of the one-boundary case; returns X.
+
+    Cold (``warm`` False): QD+ then the scheme's steps, and the nodes' B saved in ``work``.
+    Warm: ``scheme.greek_steps`` Jacobi-Newton steps from the saved B (a bumped price)."""
     n = scheme.xi.shape[0] - 1
     xmax = k * min(1.0, r / q) if q > 0.0 else k
     b = work[: n + 1]
     b_new = work[n + 1 : 2 * n + 2]
     h = work[2 * n + 2 : 3 * n + 3]
-    for j in range(n):
-        b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax)
+    saved = work[3 * n + 3 : 4 * n + 4]
     b[n] = xmax
+    if warm:
+        for j in range(n):
+            b[j] = min(saved[j], xmax)
+        steps, jn_steps = scheme.greek_steps, scheme.greek_steps
+    else:
+        for j in range(n - 1, -1, -1):  # τ increasing: each root starts Newton at the next
+            b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax, b[j + 1], scheme.qd_steps)
+        steps, jn_steps = scheme.fp_steps, scheme.jn_steps
     for j in range(n + 1):
         h[j] = math.log(b[j] / xmax) ** 2
     _cheb_coefficients(scheme.cheb, h, coef)
-    for step in range(scheme.fp_steps):
-        newton = step < scheme.jn_steps
+    for step in range(steps):
+        newton = step < jn_steps
         for j in range(n):
             tau = t * scheme.xi[j] ** 2
             b_new[j] = _boundary_step(
@@ -334,6 +364,8 @@ def _put_boundary(
             b[j] = min(max(b_new[j], 1e-300), xmax)
             h[j] = math.log(b[j] / xmax) ** 2
         _cheb_coefficients(scheme.cheb, h, coef)
+    if not warm:
+        saved[:] = b
     return xmax
 
 
@@ -348,14 +380,15 @@ def _put_premium(
     scheme: Scheme,
     coef: F64,
     xmax: float,
-) -> tuple[float, float, float, bool]:
-    """Early-exercise premium of a put and its first two derivatives in S, the boundary
+) -> tuple[float, float, float, float, bool]:
+    """Early-exercise premium of a put and its first three derivatives in S, the boundary
     (``coef``, X = ``xmax``) held; and whether S is in the exercise region (S <= B(T))."""
     log_sx = math.log(s / xmax)
     exercise = log_sx + _sqrt_h(coef, 1.0) <= 0.0
     prem = 0.0
     d_prem = 0.0
     g_prem = 0.0
+    s_prem = 0.0
     sqrt_t = math.sqrt(t)
     for j in range(scheme.pr_w.shape[0]):
         sn = scheme.pr_sin[j]
@@ -375,8 +408,10 @@ def _put_premium(
         kb = k / s * math.exp(log_sb)
         lead = eq * pdf * (q - r * kb) / sd
         d_prem += w * (lead - q * eq * n_mp)
-        g_prem += w * (q * eq * pdf / sd - lead * dp / sd) / s
-    return prem, d_prem, g_prem, exercise
+        g = (q * eq * pdf - lead * dp) / sd  # S times the integrand's second derivative
+        g_prem += w * g / s
+        s_prem += w * ((lead * (dp * dp - 1.0) - q * eq * pdf * dp) / (sd * sd) - g) / (s * s)
+    return prem, d_prem, g_prem, s_prem, exercise
 
 
 # ---------------------------------------------------------------------- binomial (fallback)
@@ -415,6 +450,54 @@ def _binomial(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _american_full(
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    scheme: Scheme,
+    coef: F64,
+    work: F64,
+    warm: bool,
+) -> tuple[float, float, float, float, bool, bool]:
+    """Price, delta, gamma, speed (NaN on the tree), whether S is in the exercise region and
+    whether a boundary was solved, on valid inputs; ``warm``: see :func:`_put_boundary`."""
+    # The put that prices this option: itself, or the call's symmetric put.
+    ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
+    euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v)
+    if pr <= 0.0 and pq >= pr:
+        return euro, e_delta, e_gamma, e_speed, False, False  # never exercised early
+    if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
+        steps = 1000
+        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, steps)
+        b_p, b_d, b_g = _binomial_european(is_call, s, k, t, r, q, v, steps)
+        return a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False, False
+    xmax = _put_boundary(pk, t, pr, pq, v, scheme, coef, work, warm)
+    prem, d_prem, g_prem, s_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, scheme, coef, xmax)
+    if is_call:
+        # C(S, K) = S p(K/S) with p(a) = P(a, 1) (P homogeneous of degree 1 in spot and
+        # strike); the put's derivatives are in its spot K.
+        intrinsic = s - k
+        if exercise:
+            return intrinsic, 1.0, 0.0, 0.0, True, True
+        a = k / s
+        delta = e_delta + (prem - k * d_prem) / s
+        gamma = e_gamma + a * a * g_prem
+        speed = e_speed - 3.0 * a * a * g_prem / s - a * a * a * s_prem
+    else:
+        intrinsic = k - s
+        if exercise:
+            return intrinsic, -1.0, 0.0, 0.0, True, True
+        delta = e_delta + d_prem
+        gamma = e_gamma + g_prem
+        speed = e_speed + s_prem
+    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, speed, False, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _american(
     is_call: bool,
     s: float,
@@ -428,32 +511,8 @@ def _american(
     work: F64,
 ) -> tuple[float, float, float, bool]:
     """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
-    # The put that prices this option: itself, or the call's symmetric put.
-    ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
-    euro, e_delta, e_gamma = _european(is_call, s, k, t, r, q, v)
-    if pr <= 0.0 and pq >= pr:
-        return euro, e_delta, e_gamma, False  # never exercised early
-    if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
-        steps = 1000
-        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, steps)
-        b_p, b_d, b_g = _binomial_european(is_call, s, k, t, r, q, v, steps)
-        return a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, False
-    xmax = _put_boundary(pk, t, pr, pq, v, scheme, coef, work)
-    prem, d_prem, g_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, scheme, coef, xmax)
-    if is_call:
-        # C(S, K) = P(K, S): P is homogeneous of degree 1, so dP/d(strike) = (P - K dP/dK)/S
-        intrinsic = s - k
-        if exercise:
-            return intrinsic, 1.0, 0.0, True
-        delta = e_delta + (prem - k * d_prem) / s
-        gamma = e_gamma + k * k * g_prem / (s * s)
-    else:
-        intrinsic = k - s
-        if exercise:
-            return intrinsic, -1.0, 0.0, True
-        delta = e_delta + d_prem
-        gamma = e_gamma + g_prem
-    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, False
+    p, d, g, _, exercise, _ = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, False)
+    return p, d, g, exercise
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -542,7 +601,9 @@ def _american_row(
         for j in range(9):
             out[j, i] = math.nan
         return st
-    price, delta, gamma, exercise = _american(is_call, s, k, t, r, q, v, scheme, coef, work)
+    price, delta, gamma, speed, exercise, solved = _american_full(
+        is_call, s, k, t, r, q, v, scheme, coef, work, False
+    )
     out[0, i] = price
     out[1, i] = delta
     if exercise:  # worth its intrinsic value, which moves with S alone
@@ -551,29 +612,41 @@ def _american_row(
         return OK
     out[2, i] = gamma
     out[4, i] = r * price - (r - q) * s * delta - 0.5 * v * v * s * s * gamma
+    # charm = dθ/dS of the PDE's theta, which needs dΓ/dS (speed)
+    out[8, i] = q * delta - (r - q + v * v) * s * gamma - 0.5 * v * v * s * s * speed
+    warm = solved and scheme.greek_steps > 0
     hv = _VOL_BUMP * v
-    p_up, d_up, _, _ = _american(is_call, s, k, t, r, q, v + hv, scheme, coef, work)
-    p_dn, d_dn, _, _ = _american(is_call, s, k, t, r, q, v - hv, scheme, coef, work)
+    p_up, d_up, _, _, _, _ = _american_full(
+        is_call, s, k, t, r, q, v + hv, scheme, coef, work, warm
+    )
+    p_dn, d_dn, _, _, _, _ = _american_full(
+        is_call, s, k, t, r, q, v - hv, scheme, coef, work, warm
+    )
     out[3, i] = (p_up - p_dn) / (2.0 * hv)
     out[6, i] = (d_up - d_dn) / (2.0 * hv)
-    out[7, i] = (p_up - 2.0 * price + p_dn) / (hv * hv)
+    # the centre solved as the bumps are, so that their difference is smooth
+    centre = price
+    if warm:
+        centre = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, True)[0]
+    out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
     q_up = q + hr if black else q
     q_dn = q - hr if black else q
-    p_up, _, _, _ = _american(is_call, s, k, t, r + hr, q_up, v, scheme, coef, work)
-    p_dn, _, _, _ = _american(is_call, s, k, t, r - hr, q_dn, v, scheme, coef, work)
+    p_up = _american_full(is_call, s, k, t, r + hr, q_up, v, scheme, coef, work, warm)[0]
+    p_dn = _american_full(is_call, s, k, t, r - hr, q_dn, v, scheme, coef, work, warm)[0]
     out[5, i] = (p_up - p_dn) / (2.0 * hr)
-    ht = _TIME_BUMP * t
-    _, d_up, _, _ = _american(is_call, s, k, t + ht, r, q, v, scheme, coef, work)
-    _, d_dn, _, _ = _american(is_call, s, k, t - ht, r, q, v, scheme, coef, work)
-    out[8, i] = (d_dn - d_up) / (2.0 * ht)  # d(delta)/dt = -d(delta)/dT
+    if math.isnan(speed):  # the tree gives no speed: charm by bumping T
+        ht = _TIME_BUMP * t
+        _, d_up, _, _ = _american(is_call, s, k, t + ht, r, q, v, scheme, coef, work)
+        _, d_dn, _, _ = _american(is_call, s, k, t - ht, r, q, v, scheme, coef, work)
+        out[8, i] = (d_dn - d_up) / (2.0 * ht)  # d(delta)/dt = -d(delta)/dT
     return OK
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _scratch(scheme: Scheme) -> tuple[F64, F64]:
     n = scheme.xi.shape[0]
-    return np.empty(n), np.empty(3 * n)
+    return np.empty(n), np.empty(4 * n)
 
 
 _GREEKS_SIG = void(
@@ -723,6 +796,7 @@ _IV_LO = 1e-4  # the vol bracket searched, decimal
 _IV_HI = 10.0
 _IV_MAX_ITER = 48
 _IV_XTOL = 1e-13  # relative width of the bracket at which the root is found
+_IV_FTOL = 1e-13  # |American(σ) - price| per unit of spot at which σ is the root
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -773,7 +847,7 @@ def _american_iv(
     stalls = 0
     for _ in range(_IV_MAX_ITER):
         fx = _american(is_call, s, k, t, r, q, x, scheme, coef, work)[0] - price
-        if fx == 0.0:
+        if abs(fx) <= _IV_FTOL * s:
             return x, OK
         if fx < 0.0:
             a, fa = x, fx
@@ -785,13 +859,15 @@ def _american_iv(
                 return x, OK
             stalls = stalls + 1 if b - a > 0.5 * width else 0
             width = b - a
-        if math.isnan(f_prev):  # first step: Newton with the European vega
-            vs = x * math.sqrt(t)
-            d1 = (math.log(s / k) + (r - q) * t) / vs + 0.5 * vs
-            slope = s * math.exp(-q * t) * _npdf(d1) * math.sqrt(t)
+        if math.isnan(f_prev):  # first step: the European IV of the de-Americanised price
+            premium = fx + price - _european(is_call, s, k, t, r, q, x)[0]
+            f = s * math.exp((r - q) * t)
+            x_new, st = _iv_row(price - premium, is_call, f, k, t, math.exp(-r * t))
+            if st != OK:  # below the European bounds: the bracket's fallback below
+                x_new = math.nan
         else:
             slope = (fx - f_prev) / (x - x_prev)
-        x_new = x - fx / slope if slope > 0.0 else math.nan
+            x_new = x - fx / slope if slope > 0.0 else math.nan
         if not (a < x_new < b) or stalls >= 3:
             stalls = 0
             if math.isnan(fa):  # no point below the price yet: head for the lower end
