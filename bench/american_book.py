@@ -80,7 +80,8 @@ def portfolio(names: list[str], vols: list[float], from_marks: bool) -> Portfoli
     quotes = []
     for k, (name, vol) in enumerate(zip(names, vols, strict=True)):
         p.add_position(f"book{k % 4}", name, 1.0 + k % 7)
-        mark, iv = None, vol
+        mark: float | None = None
+        iv: float | None = vol
         inst = p.registry.get(name)
         if from_marks and inst is not None and inst.underlying == "SPY":
             t = ((inst.expiry_ns or 0) - now) / (365.0 * 86_400e9)
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
     args = parser.parse_args(argv)
     n, repeats = (2_000, 3) if args.quick else (20_000, 11)
-    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # numba.config is untyped
     meter = LoadMeter()
     names, vols = chain(n)
     mixed = portfolio(names, vols, from_marks=False)
