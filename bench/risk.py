@@ -55,6 +55,7 @@ def book(n: int, seed: int = SEED) -> ScenarioBook:
         black=np.ones(n, dtype=bool),
         inverse=rng.random(n) < 0.5,
         is_call=rng.random(n) < 0.5,
+        american=np.zeros(n, dtype=np.int8),
         strike=x * np.exp(rng.normal(0.0, 0.2, n)),
         T=rng.uniform(1.0 / 365.0, 1.0, n),
         r=np.zeros(n),

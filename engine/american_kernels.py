@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import boolean, float64, int8, int64, njit, prange, types, void
 
-from engine.kernels import (
+from engine.european_kernels import (
     BAD_INPUT,
     BAD_VOL,
     EXPIRED,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +23,14 @@ from engine.columns import Columns, Specs
 from engine.curves import ZeroCurve
 from engine.daycount import year_fraction
 from engine.events import Quote, Tick
-from engine.instruments import Instrument, InstrumentRegistry, Kind
+from engine.instruments import Exercise, Instrument, InstrumentRegistry, Kind
 
-__all__ = ["MarketData", "Sources", "UnderlyingParams"]
+__all__ = ["AmericanAccuracy", "MarketData", "Sources", "UnderlyingParams"]
+
+AmericanAccuracy = Literal["fast", "accurate"]
+"""The scheme American options are priced with (engine.american_kernels; docs/american.md):
+``"fast"`` within 1e-5 relative of the converged price, ``"accurate"`` within 1e-8."""
+_AMERICAN_CODE = {"fast": kernels.AMERICAN_FAST, "accurate": kernels.AMERICAN_ACCURATE}
 
 _NAN = math.nan
 _KIND_CODE = {
@@ -40,6 +45,7 @@ INSTRUMENT_SPECS: Specs = {
     "black": (np.bool_, False, 0),
     "inverse": (np.bool_, False, 0),
     "is_call": (np.bool_, False, 0),
+    "american": (np.int8, kernels.EUROPEAN, 0),
     "strike": (np.float64, 1.0, 0),
     "mult": (np.float64, 1.0, 0),
     "expiry_ns": (np.int64, 0, 0),
@@ -69,6 +75,10 @@ INSTRUMENT_SPECS: Specs = {
 }
 """The instruments' columns (:class:`engine.kernels.InstrumentColumns` and
 :class:`engine.kernels.PricedColumns`)."""
+
+AMERICAN_PARALLEL_MIN_ROWS = 64
+"""American options in a repricing from which it runs on the thread pool: 64 of them take
+about 2 ms with their Greeks under the fast scheme, far above the pool's wake-up."""
 
 _SOURCE_SPECS: Specs = {
     "px": (np.float64, _NAN, 0),
@@ -120,6 +130,7 @@ class MarketData:
         registry: resolves instrument names (Deribit names parse on first sight).
         underlyings: rate and yield per underlying name; missing ones use r = q = 0.
         stale_after_ns: an input older than this (at the valuation time) is stale.
+        american_accuracy: the scheme of American options (:data:`AmericanAccuracy`).
 
     Attributes:
         cols: the instruments' columns (:data:`INSTRUMENT_SPECS`).
@@ -134,9 +145,17 @@ class MarketData:
         registry: InstrumentRegistry,
         underlyings: dict[str, UnderlyingParams] | None = None,
         stale_after_ns: int = 60_000_000_000,
+        american_accuracy: AmericanAccuracy = "fast",
     ) -> None:
+        if american_accuracy not in _AMERICAN_CODE:
+            raise ValueError(
+                f"american_accuracy must be 'fast' or 'accurate', got {american_accuracy!r}"
+            )
         self.registry = registry
         self._params = dict(underlyings or {})
+        self._american = _AMERICAN_CODE[american_accuracy]
+        self.n_american = 0
+        """American options among the rows (none: no repricing step looks for them)."""
         self.stale_after_ns = stale_after_ns
         self.valuation_ns = 0
         self.cols = Columns(INSTRUMENT_SPECS)
@@ -168,6 +187,9 @@ class MarketData:
         a["black"][row] = inst.on_forward
         a["inverse"][row] = inst.is_inverse
         a["is_call"][row] = bool(inst.is_call)
+        if inst.kind == Kind.OPTION and inst.exercise == Exercise.AMERICAN:
+            a["american"][row] = self._american
+            self.n_american += 1
         a["strike"][row] = inst.strike if inst.strike is not None else 1.0
         a["mult"][row] = inst.multiplier
         a["expiry_ns"][row] = inst.expiry_ns or 0
@@ -342,13 +364,25 @@ class MarketData:
         if live:
             was_spot = ia["uses_spot"][rows]
             was_fwd = ia["uses_fwd"][rows]
-        parallel = rows.size >= PARALLEL_MIN_ROWS
+        parallel = self.threaded(rows)
         kernel = kernels.price_rows_parallel_kernel if parallel else kernels.price_rows_kernel
         kernel(rows, self.cols.group(kernels.InstrumentColumns), self.market(), out)
         if live:  # who is priced off which shared price, for dirtying on its next move
             moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
             for i in rows[moved].tolist():
                 self.track_users(i)
+
+    def threaded(self, rows: npt.NDArray[np.int64]) -> bool:
+        """Whether repricing ``rows`` is worth the thread pool: :data:`PARALLEL_MIN_ROWS` of
+        them, or :data:`AMERICAN_PARALLEL_MIN_ROWS` American options (each costs about as
+        much as a thousand European ones). A book without American options pays nothing for
+        the second test."""
+        if rows.size >= PARALLEL_MIN_ROWS:
+            return True
+        if self.n_american == 0 or rows.size < AMERICAN_PARALLEL_MIN_ROWS:
+            return False
+        american = np.count_nonzero(self.cols.arrays["american"][rows])
+        return bool(american >= AMERICAN_PARALLEL_MIN_ROWS)
 
     def scratch_price(self, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[Any]]:
         """Outputs of pricing ``rows`` from the stored inputs at the valuation time, in new

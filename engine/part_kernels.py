@@ -15,12 +15,12 @@ import numpy.typing as npt
 from numba import float64, int64, njit, prange, void
 
 from engine.kernels import (
-    _VOL_FLOOR,
-    KIND_OPTION,
     ScenarioColumns,
-    _log_ratio,
+    _moved_value,
     _numba_type,
-    _scenario_value,
+    _scenario_factors,
+    _value_now,
+    _values_now,
 )
 
 __all__ = ["part_pnl_kernel", "weighted_pnl_kernel"]
@@ -47,22 +47,15 @@ def part_pnl_kernel(
     :func:`engine.kernels.scenario_pnl_kernel` values them (a position that cannot be valued
     now counts 0). With ``part = arange(n)`` a row is each position's P&L."""
     n = book.kind.shape[0]
-    X = book.X
-    sigma = book.sigma
     log_xk = np.zeros(n)
     value = np.empty(n)
-    for i in range(n):
-        if book.kind[i] == KIND_OPTION and X[i] > 0.0 and book.strike[i] > 0.0:
-            log_xk[i] = _log_ratio(X[i], book.strike[i])
-        value[i] = _scenario_value(book, i, book.T[i], sigma[i], X[i], log_xk[i])
+    _values_now(book, log_xk, value)
     later = np.maximum(book.T - horizon, 0.0)
     n_und = ret.shape[1]
     for s in prange(ret.shape[0]):
         growth = np.empty(n_und)
         vol_factor = np.empty(n_und)
-        for u in range(n_und):
-            growth[u] = math.exp(ret[s, u])
-            vol_factor[u] = max(1.0 + dvol[s, u], _VOL_FLOOR)
+        _scenario_factors(ret[s], dvol[s], growth, vol_factor)
         row = out[s]
         row[:] = 0.0
         for i in range(n):
@@ -70,10 +63,7 @@ def part_pnl_kernel(
             if k < 0 or not math.isfinite(value[i]):
                 continue
             u = book.und[i]
-            moved = _scenario_value(
-                book, i, later[i], sigma[i] * vol_factor[u], X[i] * growth[u],
-                log_xk[i] + ret[s, u],
-            )  # fmt: skip
+            moved = _moved_value(book, i, later[i], ret[s, u], growth[u], vol_factor[u], log_xk[i])
             row[k] += book.weight[i] * (moved - value[i])
 
 
@@ -98,14 +88,12 @@ def weighted_pnl_kernel(
     matrix in memory."""
     n = book.kind.shape[0]
     n_sets, n_scen = weights.shape
-    X = book.X
-    growth = np.exp(ret)
-    vol_factor = np.maximum(1.0 + dvol, _VOL_FLOOR)
+    growth = np.empty_like(ret)
+    vol_factor = np.empty_like(dvol)
+    for s in range(n_scen):
+        _scenario_factors(ret[s], dvol[s], growth[s], vol_factor[s])
     for i in prange(n):
-        log_xk = 0.0
-        if book.kind[i] == KIND_OPTION and X[i] > 0.0 and book.strike[i] > 0.0:
-            log_xk = _log_ratio(X[i], book.strike[i])
-        value = _scenario_value(book, i, book.T[i], book.sigma[i], X[i], log_xk)
+        log_xk, value = _value_now(book, i)
         for k in range(n_sets):
             out[k, i] = 0.0
         if not math.isfinite(value):
@@ -113,10 +101,7 @@ def weighted_pnl_kernel(
         u = book.und[i]
         later = max(book.T[i] - horizon, 0.0)
         for s in range(n_scen):
-            moved = _scenario_value(
-                book, i, later, book.sigma[i] * vol_factor[s, u], X[i] * growth[s, u],
-                log_xk + ret[s, u],
-            )  # fmt: skip
+            moved = _moved_value(book, i, later, ret[s, u], growth[s, u], vol_factor[s, u], log_xk)
             pnl = book.weight[i] * (moved - value)
             for k in range(n_sets):
                 out[k, i] += weights[k, s] * pnl

@@ -392,6 +392,7 @@ class Readout:
             black=ia["black"][rows],
             inverse=ia["inverse"][rows],
             is_call=ia["is_call"][rows],
+            american=ia["american"][rows],
             strike=ia["strike"][rows],
             T=priced["T"][rows],
             r=ia["r"][rows],

@@ -52,7 +52,7 @@ from engine.arguments import PARALLEL_MIN_ROWS
 from engine.events import Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
 from engine.lots import FILL_IDS_KEPT, LOT_SPECS, Groups, Lots, SettledLot, expiry_label
-from engine.market import INSTRUMENT_SPECS, MarketData, UnderlyingParams
+from engine.market import INSTRUMENT_SPECS, AmericanAccuracy, MarketData, UnderlyingParams
 from engine.outputs import METRICS, Exposure, PortfolioStatus
 from engine.readout import BookRisk, Chain, Priced, Readout
 
@@ -93,6 +93,8 @@ class Portfolio:
         registry: resolves instrument names (Deribit names parse on first sight).
         underlyings: rate and yield per underlying name; missing ones use r = q = 0.
         stale_after_ns: an input older than this (at the valuation time) is stale.
+        american_accuracy: the scheme American options are priced with (``"fast"``: 1e-5
+            relative; ``"accurate"``: 1e-8, several times the cost; docs/american.md).
     """
 
     def __init__(
@@ -100,9 +102,10 @@ class Portfolio:
         registry: InstrumentRegistry,
         underlyings: dict[str, UnderlyingParams] | None = None,
         stale_after_ns: int = 60_000_000_000,
+        american_accuracy: AmericanAccuracy = "fast",
     ) -> None:
         self.registry = registry
-        self._market = MarketData(registry, underlyings, stale_after_ns)
+        self._market = MarketData(registry, underlyings, stale_after_ns, american_accuracy)
         self._groups = Groups()
         self._lots = Lots(self._market, self._groups)
         self._readout = Readout(self._market, self._lots, self._groups)
@@ -221,7 +224,9 @@ class Portfolio:
         moved = np.empty(dirty.size, dtype=np.int64)
         counts = np.zeros(2, dtype=np.int64)
         # Many at once (an index move under a book priced off it): reprice on the thread pool.
-        threaded = dirty.size >= PARALLEL_MIN_ROWS
+        threaded = dirty.size >= PARALLEL_MIN_ROWS or (
+            market.n_american > 0 and market.threaded(dirty)
+        )
         if threaded:
             market.price(dirty[ia["n_lots"][dirty] > 0], market.priced())
         _reprice_dirty(

@@ -100,12 +100,16 @@ class PortfolioConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         journal: file every accepted fill is written to (fsynced) before it is acknowledged;
             at start its fills are applied again, so a restart rebuilds the book it had
             (relative to the config file); empty: no journal.
+        american_accuracy: the scheme American options (SPY, quarterly E-mini options) are
+            priced with: ``"fast"`` (1e-5 relative) or ``"accurate"`` (1e-8, several times the
+            cost); docs/american.md.
     """
 
     positions: str = ""
     stale_after_s: PositiveFloat = 60.0
     underlyings: dict[str, UnderlyingConfig] = {}
     journal: str = ""
+    american_accuracy: Literal["fast", "accurate"] = "fast"
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -524,4 +528,9 @@ def new_portfolio(config: AppConfig) -> Portfolio:
         n: UnderlyingParams(u.rate, u.dividend_yield, curves[u.curve] if u.curve else None)
         for n, u in config.portfolio.underlyings.items()
     }
-    return Portfolio(registry, params, round(config.portfolio.stale_after_s * 1e9))
+    return Portfolio(
+        registry,
+        params,
+        round(config.portfolio.stale_after_s * 1e9),
+        config.portfolio.american_accuracy,
+    )

@@ -33,6 +33,7 @@ def _book(kind: int, inverse: bool, weight: float, F: float) -> ScenarioBook:
         black=np.array([False]),
         inverse=np.array([inverse]),
         is_call=np.array([True]),
+        american=np.zeros(1, dtype=np.int8),
         strike=np.zeros(1),
         T=np.zeros(1),
         r=np.zeros(1),

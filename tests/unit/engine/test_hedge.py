@@ -106,6 +106,7 @@ def _book(rows: list[tuple[int, bool, bool, float, float, float, float]], F: flo
         black=np.array([k == KIND_OPTION for k in cols[0]]),
         inverse=np.array(cols[1], dtype=bool),
         is_call=np.array(cols[2], dtype=bool),
+        american=np.zeros(n, dtype=np.int8),
         strike=np.array(cols[3]),
         T=np.array(cols[4]),
         r=np.zeros(n),

@@ -194,10 +194,14 @@ def test_bad_arguments_are_named(call: object, message: str) -> None:
 def scenario_book(rows: list[dict[str, object]]) -> ScenarioBook:
     """A ScenarioBook from one dict per position (defaults: a linear future on underlying 0)."""
     defaults: dict[str, object] = {
-        "kind": KIND_FUTURE, "black": False, "inverse": False, "is_call": True, "strike": 1.0,
-        "T": 0.5, "r": 0.0, "q": 0.0, "sigma": 0.5, "X": 100.0, "weight": 1.0, "und": 0,
+        "kind": KIND_FUTURE, "black": False, "inverse": False, "is_call": True, "american": 0,
+        "strike": 1.0, "T": 0.5, "r": 0.0, "q": 0.0, "sigma": 0.5, "X": 100.0, "weight": 1.0,
+        "und": 0,
     }  # fmt: skip
-    dtypes = {"kind": np.int8, "black": bool, "inverse": bool, "is_call": bool, "und": np.int64}
+    dtypes = {
+        "kind": np.int8, "black": bool, "inverse": bool, "is_call": bool, "american": np.int8,
+        "und": np.int64,
+    }  # fmt: skip
     cols = {
         name: np.array([{**defaults, **row}[name] for row in rows], dtype=dtypes.get(name, float))
         for name in defaults
