@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from engine import american_kernels as ak
 from engine import kernels
-from engine.arguments import broadcast
+from engine.arguments import Arguments, Rows, broadcast
 from engine.greeks import Greeks, _run
 from engine.iv import ImpliedVol
 
@@ -90,13 +90,13 @@ def _kernel_for(black: bool, scheme: ak.Scheme, threaded: bool) -> Callable[...,
 
 
 def _greeks(
-    flags: dict[str, Any],
-    numbers: dict[str, Any],
+    flags: Arguments,
+    numbers: Arguments,
     black: bool,
     accuracy: Accuracy,
     parallel: bool | None,
     out: FloatArray | None,
-) -> dict[str, Any]:
+) -> Rows:
     scheme = _SCHEMES.get(accuracy)
     if scheme is None:
         raise ValueError(f"accuracy must be 'fast' or 'accurate', got {accuracy!r}")

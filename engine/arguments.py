@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PARALLEL_MIN_ROWS", "as_flag", "broadcast", "use_parallel"]
+__all__ = ["PARALLEL_MIN_ROWS", "Arguments", "Rows", "as_flag", "broadcast", "use_parallel"]
+
+Arguments = dict[str, npt.ArrayLike]
+"""A wrapper's array arguments by name, as its caller gave them (scalars, lists, arrays)."""
+Rows = dict[str, npt.NDArray[Any]]
+"""A kernel's output rows by name (``price``, ``delta``, ..., ``status``), in the arguments'
+broadcast shape."""
 
 PARALLEL_MIN_ROWS = 20_000
 """Below this many rows the single-threaded kernel is used (thread start-up costs more)."""
@@ -32,7 +38,7 @@ def as_flag(name: str, value: Any) -> npt.NDArray[np.bool_]:
 
 
 def broadcast(
-    flags: dict[str, Any], numbers_: dict[str, Any]
+    flags: Arguments, numbers_: Arguments
 ) -> tuple[tuple[int, ...], list[npt.NDArray[np.bool_]], list[npt.NDArray[np.float64]]]:
     """Broadcast named arguments like a numpy ufunc; return the shape and flat C-contiguous copies.
 

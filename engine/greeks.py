@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
-from engine.arguments import broadcast, use_parallel
+from engine.arguments import Arguments, Rows, broadcast, use_parallel
 from engine.status import Status, count_statuses
 
 __all__ = ["Greeks", "InverseGreeks", "black76", "bsm", "inverse"]
@@ -100,11 +100,11 @@ def _run(
     serial: Callable[..., None],
     threaded: Callable[..., None],
     fields: tuple[str, ...],
-    flags: dict[str, Any],
-    numbers: dict[str, Any],
+    flags: Arguments,
+    numbers: Arguments,
     parallel: bool | None,
     out: FloatArray | None,
-) -> dict[str, Any]:
+) -> Rows:
     """Check and broadcast the arguments, run a kernel, return its rows in the arguments' shape."""
     shape, flat_flags, flat_numbers = broadcast(flags, numbers)
     n = flat_flags[0].shape[0]
@@ -113,7 +113,7 @@ def _run(
     kernel = threaded if use_parallel(parallel, n) else serial
     kernel(*flat_flags, *flat_numbers, block, status)
     rows = block.reshape((len(fields), *shape))
-    values: dict[str, npt.NDArray[Any]] = {name: rows[j, ...] for j, name in enumerate(fields)}
+    values: Rows = {name: rows[j, ...] for j, name in enumerate(fields)}
     values["status"] = status.reshape(shape)
     return values
 
