@@ -19,6 +19,7 @@ __all__ = [
     "Port",
     "PositiveFloat",
     "PositiveInt",
+    "Share",
     "TimestampMs",
     "TimestampNs",
 ]
@@ -34,6 +35,8 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
 """A float > 0 (durations in seconds, prices, rates of a schedule)."""
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
 """A float >= 0."""
+Share = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+"""A share of a whole, in (0, 1]."""
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 """A string of at least one character (names, file paths, environment variable names)."""
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]

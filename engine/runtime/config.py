@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from engine.alerts import AlertRule
-from engine.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
+from engine.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, Share
 from engine.credentials import read_secret
 from engine.curves import RateCurveConfig, ZeroCurve
 from engine.errors import ConfigError
@@ -121,6 +121,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             took events to the next: what arrives meanwhile is repriced together (throughput
             under load, at most this much added latency then). An event after a quiet spell is
             taken at once. 0: a cycle at every wake.
+        busy_share: while events keep coming, the share of the event loop's time that the
+            engine's cycles may take at most: after a cycle of d ms the next one waits
+            d x (1 / busy_share - 1) ms (and ``min_cycle_interval_ms`` from its start), so a
+            heavy load is taken in larger batches and the feeds keep reading.
         full_reprice_interval_s: every this often, reprice everything (time decay) and rebuild
             every sum from scratch.
         fill_queue: fills the inbox holds before feeds that deliver fills are made to wait.
@@ -130,6 +134,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     cycle_interval_ms: PositiveInt = 50
     min_cycle_interval_ms: NonNegativeFloat = 2.0
+    busy_share: Share = 0.25
     full_reprice_interval_s: PositiveFloat = 1.0
     fill_queue: PositiveInt = 100_000
     feed_stale_after_s: PositiveFloat = 10.0

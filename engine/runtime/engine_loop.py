@@ -33,7 +33,7 @@ from engine.runtime.timings import CycleHistograms
 from engine.schedule import PublishSchedule
 from engine.state import Portfolio
 
-__all__ = ["EngineLoop"]
+__all__ = ["CyclePacing", "EngineLoop"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,31 @@ class _Step:
     now: int  # its valuation or publication time, on the daemon's clock
     full: bool
     events: tuple[list[Tick], list[Quote], list[Fill]]
+
+
+@dataclass(slots=True)
+class CyclePacing:
+    """When the next cycle may start while events keep coming (monotonic seconds).
+
+    A cycle that took events is followed by the next one ``spacing_s`` after its start at the
+    soonest, and, when cycles are slow, ``duration x (1 / busy_share - 1)`` after its end:
+    cycles then take at most ``busy_share`` of the event loop's time, the rest being left to
+    the feeds (reading the broker's socket) and the sink, and under a heavy load the batches
+    grow instead of the backlog. After a quiet spell the next event is taken at once.
+    """
+
+    spacing_s: float
+    busy_share: float
+    next_s: float = -math.inf
+
+    def took_events(self, start_s: float, end_s: float) -> None:
+        """Record a cycle that took events, from ``start_s`` to ``end_s``."""
+        rest_s = (end_s - start_s) * (1.0 / self.busy_share - 1.0)
+        self.next_s = max(start_s + self.spacing_s, end_s + rest_s)
+
+    def wait_s(self, now_s: float) -> float:
+        """How long to wait at ``now_s`` before the next cycle (<= 0: start it now)."""
+        return self.next_s - now_s
 
 
 class EngineLoop:
@@ -136,22 +161,20 @@ class EngineLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle whenever events arrive or a payload falls due, until ``stop``; at least every
         ``cycle_interval_ms``. An event after a quiet spell is taken at once; while events
-        keep coming, a cycle follows the last one that took events by ``min_cycle_interval_ms``
-        at least, so that a burst is taken in batches (the leading edge of a schedule, for
-        cycles)."""
+        keep coming, cycles are spaced by :class:`CyclePacing`, so that a burst is taken in
+        batches (the leading edge of a schedule, for cycles)."""
         idle_s = self.config.cycle_interval_ms / 1000
-        spacing_s = self.config.min_cycle_interval_ms / 1000
-        busy = -math.inf  # when the last cycle that took events started (monotonic s)
+        pacing = CyclePacing(self.config.min_cycle_interval_ms / 1000, self.config.busy_share)
         while not stop.is_set():
             await self.inbox.wait(min(idle_s, self._until_due_s()))
-            gap = spacing_s - (time.monotonic() - busy)
+            gap = pacing.wait_s(time.monotonic())
             if gap > 0:
                 await asyncio.sleep(gap)
             start = time.monotonic()
             with self._contained():
                 await self.acycle()
             if self._took_events:
-                busy = start
+                pacing.took_events(start, time.monotonic())
 
     def apply_fill(self, f: Fill) -> None:
         """Apply a fill to the book (a strategy's: to its legs and holding); a fill the engine
