@@ -1,8 +1,9 @@
-"""What every feed adapter shares: the :class:`Feed` protocol, its counters, and the
-rate-limited log of dropped messages."""
+"""What every feed adapter shares: the :class:`Feed` protocol, its counters, the rate-limited
+log of dropped messages, and the pacing of file replays."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,7 @@ from engine.clock import Clock
 from engine.errors import FeedDecodeError
 from engine.events import EventSink
 
-__all__ = ["DropLog", "Feed", "FeedStats", "Sleep"]
+__all__ = ["DropLog", "Feed", "FeedStats", "ReplayPacing", "Sleep"]
 
 Sleep = Callable[[float], Awaitable[None]]
 """An ``asyncio.sleep``-like coroutine function taking seconds (injected: tests move a
@@ -96,3 +97,29 @@ class DropLog:
                 "suppressed": self._suppressed.pop(reason, 0),
             },
         )
+
+
+@dataclass(slots=True)
+class ReplayPacing:
+    """How a replay paces its events: before each, the recorded gap from the previous one
+    divided by ``speed`` is slept (``speed`` 0: none); every ``yield_every`` events without a
+    sleep, the event loop gets a turn, so the engine's tasks run during a fast replay."""
+
+    speed: float
+    yield_every: int
+    sleep: Sleep
+    since_yield: int = 0
+
+    async def before(self, prev_ns: int | None, ts_ns: int) -> None:
+        """Wait for the event at ``ts_ns`` (int UNIX ns) after one at ``prev_ns`` (None: the
+        first)."""
+        if self.speed > 0.0 and prev_ns is not None and ts_ns > prev_ns:
+            await self.sleep((ts_ns - prev_ns) / 1e9 / self.speed)
+            self.since_yield = 0
+
+    async def after(self) -> None:
+        """An event was handed over."""
+        self.since_yield += 1
+        if self.since_yield >= self.yield_every:
+            self.since_yield = 0
+            await asyncio.sleep(0)  # let the engine's tasks run

@@ -37,7 +37,7 @@ from engine.constraints import NonEmptyStr, NonNegativeFloat, PositiveInt
 from engine.errors import FeedDecodeError
 from engine.events import EventSink, OpenInterest, Quote, Tick
 from engine.instruments import InstrumentRegistry
-from feeds.base import DropLog, FeedStats, Sleep
+from feeds.base import DropLog, FeedStats, ReplayPacing, Sleep
 from feeds.dbn_codec import DbnDecoder, record_time
 from feeds.dbn_stream import CHUNK_BYTES, DbnFileError, DbnReader
 
@@ -45,7 +45,6 @@ __all__ = ["DbnFeed", "DbnFeedConfig"]
 
 logger = logging.getLogger(__name__)
 
-_NS_PER_S = 1_000_000_000
 _DISAGREEMENTS_LOGGED = 5  # definitions that contradict riskd's terms, logged one by one
 
 _Merged = tuple[int, int, dbn.DBNRecord, str]  # time, file index, record, dataset
@@ -134,7 +133,7 @@ class DbnFeed:
 
     async def _play(self, sink: EventSink) -> None:
         cfg = self._config
-        since_yield = 0
+        pacing = ReplayPacing(cfg.speed, cfg.yield_every, self._sleep)
         streams = [self._records(i, Path(p)) for i, p in enumerate(cfg.files)]
         for ts, _, record, dataset in heapq.merge(*streams, key=lambda m: (m[0], m[1])):
             self.stats.received += 1
@@ -145,15 +144,9 @@ class DbnFeed:
                 continue
             self._log_disagreement()
             for event in events:
-                prev = self._clock.now_ns() if self.stats.events else None
-                if cfg.speed > 0.0 and prev is not None and ts > prev:
-                    await self._sleep((ts - prev) / _NS_PER_S / cfg.speed)
-                    since_yield = 0
+                await pacing.before(self._clock.now_ns() if self.stats.events else None, ts)
                 self._emit(sink, event, ts)
-                since_yield += 1
-                if since_yield >= cfg.yield_every:
-                    since_yield = 0
-                    await asyncio.sleep(0)  # let the engine's tasks run
+                await pacing.after()
 
     def _emit(self, sink: EventSink, event: Quote | Tick | OpenInterest, ts: int) -> None:
         """Move the clock to the record's time and hand the event over, received now."""

@@ -32,7 +32,7 @@ from engine.constraints import NonNegativeFloat, PositiveInt
 from engine.errors import FeedDecodeError
 from engine.events import Depth, EventSink, Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
-from feeds.base import DropLog, FeedStats, Sleep
+from feeds.base import DropLog, FeedStats, ReplayPacing, Sleep
 from feeds.json_codec import JsonCodec
 from feeds.tardis import OptionsChainDecoder
 
@@ -41,7 +41,6 @@ __all__ = ["ReplayFeed", "ReplayFeedConfig", "Sleep"]
 logger = logging.getLogger(__name__)
 
 
-_NS_PER_S = 1_000_000_000
 _LOOP_GAP_NS = 1_000_000
 """Time between the last event of a pass and the first of the next (``loop``), 1 ms."""
 
@@ -139,22 +138,16 @@ class ReplayFeed:
         cfg = self._config
         first: int | None = None
         last: int | None = None
-        since_yield = 0
+        pacing = ReplayPacing(cfg.speed, cfg.yield_every, self._sleep)
         with contextlib.closing(self._events(offset_ns)) as events:
             for event in events:
                 ts = event.ts_event
                 if first is None:
                     first = ts - offset_ns
-                prev = self._clock.now_ns() if self.stats.events else None
-                if cfg.speed > 0.0 and prev is not None and ts > prev:
-                    await self._sleep((ts - prev) / _NS_PER_S / cfg.speed)
-                    since_yield = 0
+                await pacing.before(self._clock.now_ns() if self.stats.events else None, ts)
                 last = ts if last is None else max(last, ts)
                 await self._emit(sink, event)
-                since_yield += 1
-                if since_yield >= cfg.yield_every:
-                    since_yield = 0
-                    await asyncio.sleep(0)  # let the engine's tasks run
+                await pacing.after()
         return first, None if last is None else last - offset_ns
 
     async def _emit(self, sink: EventSink, event: Tick | Quote | Depth | Fill) -> None:
