@@ -77,6 +77,7 @@ class Chain:
         forward, T: each option's forward (or spot) and years to expiry.
         held: which options are held.
         quote_ns: each option's last quote's receipt time (0: none).
+        bid, ask: each option's latest quote, in its quote currency (NaN: none).
     """
 
     underlying: str
@@ -91,6 +92,8 @@ class Chain:
     T: F64
     held: npt.NDArray[np.bool_]
     quote_ns: npt.NDArray[np.int64]
+    bid: F64
+    ask: F64
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +307,7 @@ class Readout:
         # gathered once for every option; each chain gets its slice
         strike, is_call, quote_ns = ia["strike"][rows], ia["is_call"][rows], ia["own_ts"][rows]
         held_now = ia["n_lots"][rows] > 0
+        bid, ask = ia["bid"][rows], ia["ask"][rows]
         sigma = np.where(usable, scratch["sigma"][rows], np.nan)
         forward, tte = scratch["X"][rows], scratch["T"][rows]
         out = []
@@ -326,6 +330,8 @@ class Readout:
                     T=tte[at],
                     held=held_now[at],
                     quote_ns=quote_ns[at],
+                    bid=bid[at],
+                    ask=ask[at],
                 )
             )
         return out

@@ -31,6 +31,7 @@ __all__ = [
     "risk_arrays",
     "scenario_table",
     "span_requirement",
+    "unit_value_delta",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -194,7 +195,7 @@ def span_requirement(
     )
 
 
-def _unit_value_delta(book: ScenarioBook) -> tuple[FloatArray, FloatArray]:
+def unit_value_delta(book: ScenarioBook) -> tuple[FloatArray, FloatArray]:
     """Each row's value and delta per unit of weight: options at the model (Black-76 on a
     forward, BSM on spot), anything else value 0 (futures) and delta 1."""
     value, delta = np.zeros(book.X.shape), np.ones(book.X.shape)
@@ -255,7 +256,7 @@ def risk_arrays(
         if res.excluded.size:
             raise ValueError(f"row {i} of book cannot be valued (no vol or a bad input)")
         losses[i] = -weight * res.pnl
-    value, delta = _unit_value_delta(book)
+    value, delta = unit_value_delta(book)
     opt = book.kind == KIND_OPTION
     return RiskArrays(
         losses=losses,

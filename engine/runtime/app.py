@@ -44,6 +44,7 @@ from engine.runtime.config import (
     config_relative,
     load_book,
     new_portfolio,
+    underlying_curves,
 )
 from engine.runtime.daemon import Daemon
 from engine.runtime.dashboard import DashboardHub, HealthState, add_routes
@@ -132,6 +133,7 @@ def build(
         inbox,
         clock,
         valuing,
+        underlying_curves(config),
     )
     settler = Settler()
     optional = frozenset(fc.name for fc in config.feeds if not fc.required)

@@ -60,6 +60,7 @@ __all__ = [
     "new_portfolio",
     "rate_curves",
     "redacted",
+    "underlying_curves",
 ]
 
 FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | DbnFeedConfig | SimFeedConfig
@@ -516,6 +517,13 @@ def load_book(
         except ValueError as exc:
             raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
     return strategies
+
+
+def underlying_curves(config: AppConfig) -> dict[str, ZeroCurve]:
+    """Each ``[portfolio.underlyings]`` entry's rate curve (its ``[rates]`` curve, or flat at
+    its ``rate``)."""
+    curves = rate_curves(config)
+    return {n: u.zero_curve(curves) for n, u in config.portfolio.underlyings.items()}
 
 
 def new_portfolio(config: AppConfig) -> Portfolio:
