@@ -295,6 +295,8 @@ class Readout:
         rows = np.fromiter(quoted.values(), np.int64, len(quoted))
         held = np.flatnonzero(ia["n_lots"][: market.cols.n])
         rows = np.union1d(rows, held[ia["kind"][held] == kernels.KIND_OPTION])
+        if not rows.size:
+            return []  # nothing quoted or held yet
         chain = self._chains_of(rows)
         rank = np.empty(len(self._chain_keys), dtype=np.int64)
         rank[sorted(range(len(rank)), key=self._chain_keys.__getitem__)] = np.arange(len(rank))

@@ -104,7 +104,8 @@ class ForwardsPayload(Header, frozen=True, kw_only=True):
 
     Attributes:
         underlying: the chain's name (the key).
-        spot_index: the index or spot its dividends are measured against.
+        spot_index: the index or spot its dividends are measured against (SPX, SPY); for
+            options on a future, that future (``ESH7``: no dividends).
         spot: its price now, USD (null: none yet).
         exercise: ``european`` or ``american``: American parity is only an inequality, the
             forward implied from it is approximate (docs/units.md#implied-forwards).

@@ -5,8 +5,9 @@ discounted on the underlying's rate curve.
 
 A chain is the options of one underlying and exercise style priced on one thing: SPX's (SPX
 and SPXW together: both on the SPX index), XSP's, SPY's, and the E-mini options of each future
-(``ESH7``: their forward is that future's price). Dividends are measured against the chain's
-index or spot (SPX, SPY). SPY's options are American: their parity forward is approximate
+(``ESH7``: their forward is that future's price; the payload's ``spot`` is the future's own
+price, and no dividends are implied). Dividends are measured against the chain's index or spot
+(SPX, SPY). SPY's options are American: their parity forward is approximate
 (docs/units.md#implied-forwards).
 """
 
@@ -50,13 +51,14 @@ class ForwardsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 @dataclass(frozen=True, slots=True)
 class ChainInputs:
     """One chain's quotes (every expiry), copied on the event loop: its name, the underlying
-    whose curve discounts it, its index or spot and that price (NaN: none), its exercise, and
-    each expiry's label."""
+    whose curve discounts it, its index or spot and that price (NaN: none) or, for options on
+    a future, that future and its price, its exercise, and each expiry's label."""
 
     name: str
     underlying: str
     spot_index: str
     spot: float
+    on_future: bool
     exercise: str
     quotes: ChainQuotes
     labels: dict[int, str]
@@ -70,10 +72,11 @@ def _chain_name(inst: Instrument) -> str:
 def forward_inputs(
     chains: Iterable[Chain],
     lookup: Callable[[str], Instrument | None],
-    index_price: Callable[[str], float],
+    price: Callable[[Instrument], float],
 ) -> list[ChainInputs]:
     """The chains of :meth:`engine.state.Portfolio.chains` that settle in USD (not in coin),
-    regrouped by what their options are priced on (module docstring)."""
+    regrouped by what their options are priced on (module docstring). ``price``: the latest
+    price of an index, a share or a future (NaN: none)."""
     parts: dict[str, list[tuple[Chain, Instrument, int]]] = {}
     for c in chains:
         if c.coin_settled:
@@ -85,6 +88,8 @@ def forward_inputs(
     out = []
     for name, rows in sorted(parts.items()):
         first = rows[0][1]
+        on = lookup(first.underlying_future) if first.underlying_future else None
+        on = on or lookup(first.index)
 
         def col(field: str, rows: list[tuple[Chain, Instrument, int]] = rows) -> FloatArray:
             return np.array([getattr(c, field)[i] for c, _, i in rows])
@@ -100,8 +105,9 @@ def forward_inputs(
             ChainInputs(
                 name=name,
                 underlying=first.underlying,
-                spot_index=first.index,
-                spot=index_price(first.index),
+                spot_index=first.index if on is None else on.name,
+                spot=math.nan if on is None else price(on),
+                on_future=first.underlying_future is not None,
                 exercise=str(first.exercise),
                 quotes=quotes,
                 labels={c.expiry_ns: c.expiry for c, _, _ in rows},
@@ -134,7 +140,9 @@ def _payload(
     years = np.array([f.years for f in fits], dtype=np.float64)
     missing = [c.labels.get(f.expiry_ns, str(f.expiry_ns)) for f in fits if f.strikes_used == 0]
     status = "ok"
-    if not math.isfinite(c.spot):
+    if c.on_future:
+        status = f"ok: options on the future {c.spot_index}, no dividends"
+    elif not math.isfinite(c.spot):
         status = f"no price for {c.spot_index}: no dividends"
     if missing:
         status = f"no strike quoted on both sides: {', '.join(missing)}"
@@ -180,6 +188,7 @@ def forwards_payloads(
         if not q.strike.size:
             continue
         curve = curves.get(c.underlying, ZeroCurve.flat(0.0))
-        fits = implied_forwards(q, curve, valuation_ns, spot=c.spot, fit=cfg.fit)
+        spot = math.nan if c.on_future else c.spot  # a future's carry is no dividend
+        fits = implied_forwards(q, curve, valuation_ns, spot=spot, fit=cfg.fit)
         out.append((c.name, _payload(c, fits, curve, cfg, now_ns, valuation_ns)))
     return out

@@ -116,6 +116,13 @@ def _rows(br: BookRisk, ok: npt.NDArray[np.bool_]) -> _Rows:
     )
 
 
+def _of_class(rows: _Rows, i: int, cls: str) -> bool:
+    """Row ``i`` is of the Cboe or OPRA class ``cls`` (E-mini contracts, also on SPX, are
+    SPAN's)."""
+    kind = rows.kinds[i]
+    return kind is not None and kind != UnderlyingClass.FUTURE and rows.defs[i].underlying == cls
+
+
 def _option_leg(inst: Instrument, contracts: float, value: float) -> usmargin.OptionLeg:
     strike, expiry_ns = inst.strike or math.nan, inst.expiry_ns or 0  # an option has both
     return usmargin.OptionLeg(contracts, bool(inst.is_call), strike, expiry_ns,
@@ -148,7 +155,7 @@ def _reg_t(
     now_ns: int,
 ) -> list[RegTLine]:
     """Strategy-based lines of one class: its strategies held, then the flat rest."""
-    at = {d.name: i for i, d in enumerate(rows.defs) if d.underlying == cls and rows.kinds[i]}
+    at = {d.name: i for i, d in enumerate(rows.defs) if _of_class(rows, i, cls)}
     left = {i: float(rows.contracts[i]) for i in at.values()}
     lines: list[RegTLine] = []
     for h in holdings:
@@ -181,7 +188,8 @@ def _portfolio(
     br: BookRisk, rows: _Rows, classes: list[str], cfg: UsMarginConfig
 ) -> tuple[tims.PortfolioMargin, list[list[str]]]:
     """Cboe portfolio margin of the book's classes (and their groups, by name)."""
-    idx = [i for i, d in enumerate(rows.defs) if d.underlying in classes and rows.kinds[i]]
+    idx = [i for i, d in enumerate(rows.defs) if _of_class(rows, i, d.underlying)]
+    idx = [i for i in idx if rows.defs[i].underlying in classes]
     book = _subset(br, idx, [classes.index(rows.defs[i].underlying) for i in idx])
     kinds = [_class_kind(rows, c) for c in classes]
     params = [tims.BROAD_INDEX_PM if k == UnderlyingClass.BROAD_INDEX else tims.EQUITY_PM
@@ -197,8 +205,7 @@ def _portfolio(
 
 def _class_kind(rows: _Rows, cls: str) -> UnderlyingClass:
     """The kind of class ``cls`` (its Cboe or OPRA rows')."""
-    kinds = zip(rows.defs, rows.kinds, strict=True)
-    return next(k for d, k in kinds if k and d.underlying == cls and k != UnderlyingClass.FUTURE)
+    return next(k for i, k in enumerate(rows.kinds) if k and _of_class(rows, i, cls))
 
 
 def _future_expiry_ns(inst: Instrument) -> int:

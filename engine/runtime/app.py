@@ -61,6 +61,7 @@ from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
 from engine.state import Portfolio
 from feeds.sim import SimFeedConfig
+from feeds.ussim import UsSimFeedConfig
 
 __all__ = ["Daemon", "build", "run"]
 
@@ -99,7 +100,9 @@ def build(
     journal, journaled = open_journal(
         config_relative(config.portfolio.journal, config_path),
         positions,
-        resent_fills=any(isinstance(f, ReplayConfig | SimFeedConfig) for f in config.feeds),
+        resent_fills=any(
+            isinstance(f, ReplayConfig | SimFeedConfig | UsSimFeedConfig) for f in config.feeds
+        ),
         config_path=config_path,
     )
     history = load_history(config.risk, config_path)

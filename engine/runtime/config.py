@@ -44,6 +44,7 @@ from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
 from feeds.sim import SimFeedConfig
+from feeds.ussim import UsSimFeedConfig
 
 __all__ = [
     "AppConfig",
@@ -63,7 +64,14 @@ __all__ = [
     "underlying_curves",
 ]
 
-FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | DbnFeedConfig | SimFeedConfig
+FeedConfig = (
+    DeribitFeedConfig
+    | MqttFeedConfig
+    | ReplayFeedConfig
+    | DbnFeedConfig
+    | SimFeedConfig
+    | UsSimFeedConfig
+)
 """One ``[[feeds]]`` table, chosen by its ``kind``."""
 ReplayConfig = ReplayFeedConfig | DbnFeedConfig
 """A feed that replays recorded files on the replay's own clock (``--exit-at-end`` ends the

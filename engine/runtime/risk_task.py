@@ -23,7 +23,7 @@ from engine.clock import Clock
 from engine.curves import ZeroCurve
 from engine.errors import ConfigError
 from engine.events import Quote
-from engine.instruments import InstrumentRegistry, Kind
+from engine.instruments import Instrument, InstrumentRegistry, Kind
 from engine.outputs import (
     HedgePayload,
     LiquidityPayload,
@@ -163,7 +163,7 @@ class RiskTask:
             depth = self.inbox.inbox.depth(list(self.config.hedge_future.values()))
             chains = p.chains() if {"skew", "forwards"} & set(families) else []
             parity = (
-                forward_inputs(chains, self.registry.get, p.index_price)
+                forward_inputs(chains, self.registry.get, self._price)
                 if "forwards" in families
                 else []
             )
@@ -234,6 +234,12 @@ class RiskTask:
                 skew_payloads, chains, self.smile_quotes, now, valuation
             )
             self._publish_skew(skews, smile, now)
+
+    def _price(self, inst: Instrument) -> float:
+        """The latest price of an index, or of a tradable instrument (a share, a future)."""
+        if inst.kind == Kind.INDEX:
+            return self.portfolio.index_price(inst.index)
+        return float(self.portfolio.priced([inst.name]).positions.X[0])
 
     def _liquidity(
         self,
