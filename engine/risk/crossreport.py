@@ -146,11 +146,12 @@ def _hedge(
 def _betas(
     br: BookRisk, bench: str, history: MoveHistory, cc: CrossHedgeConfig
 ) -> tuple[list[float], str]:
-    """Each underlying's beta to ``bench``: fixed (``cc.betas``; the benchmark's own 1), or
-    estimated from the window (NaN each when it cannot be), and a status."""
-    fixed = {**cc.betas, bench: 1.0}
-    if all(u in fixed for u in br.underlyings):
-        return [fixed[u] for u in br.underlyings], "ok"
+    """Each underlying's beta to ``bench``: fixed (``cc.betas``), or estimated from the window
+    (NaN each when it cannot be), and a status; when every underlying is fixed or the
+    benchmark itself, no window is needed (the benchmark's own beta is then 1)."""
+    fixed = cc.betas
+    if all(u in fixed or u == bench for u in br.underlyings):
+        return [fixed.get(u, 1.0) for u in br.underlyings], "ok"
     estimated, status = _estimated(br, bench, history, cc.min_days)
     return [fixed.get(u, b) for u, b in zip(br.underlyings, estimated, strict=True)], status
 

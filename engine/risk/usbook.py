@@ -19,6 +19,7 @@ future; SPY's early exercise is not in these values yet. Units: USD for whole po
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,6 +262,15 @@ def _valued(br: BookRisk) -> npt.NDArray[np.bool_]:
     return np.asarray(priced & known & (~option | vol_ok), dtype=np.bool_)
 
 
+def _known_rows(br: BookRisk) -> BookRisk:
+    """The book without positions of no known instrument (row -1: a what-if's trades)."""
+    known = br.rows >= 0
+    if known.all():
+        return br
+    positions = ScenarioBook._make(np.ascontiguousarray(a[known]) for a in br.positions)
+    return dataclasses.replace(br, positions=positions, rows=br.rows[known])
+
+
 def us_margin(
     br: BookRisk,
     holdings: Sequence[StrategyHolding],
@@ -276,6 +286,7 @@ def us_margin(
         cfg: ``[risk.us_margin]``.
         now_ns: the valuation time, int UNIX ns (the nine-month rule of long options).
     """
+    br = _known_rows(br)
     ok = _valued(br)
     us = [i for i, d in enumerate(br.rows.tolist()) if margin_class(br.defs[d]) is not None]
     if not us:

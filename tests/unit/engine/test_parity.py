@@ -77,10 +77,10 @@ def test_fixed_betas_give_the_spx_equivalent_delta_without_history() -> None:
     assert p.beta_delta_total == pytest.approx(float(usd.sum() / SPX), rel=1e-12)
     spy_delta = br.figures[1, AGG_FIELDS.index("delta")]
     assert p.beta_delta[1] == pytest.approx(spy_delta * SPY / SPX, rel=1e-9)
-    # without a fixed beta for SPY and without history: no beta, and the status says why
+    # without a fixed beta for SPY and without history: no betas, and the status says why
     bare = RiskConfig(cross_hedge=CrossHedgeConfig(benchmark="SPX"))
     q = crosshedge_payload(br, inputs, MoveHistory(10), bare, V)
-    assert q.beta == [1.0, None]
+    assert q.beta == [None, None]
     assert q.beta_delta_total is None
     assert "beta" in q.status
 
