@@ -178,8 +178,8 @@ def span_requirement(
     spreads = _spreads(np.asarray(by_tier, dtype=np.float64)) if tiers.size > 1 else 0.0
     intra = spreads * params.intra_spread_charge_usd
     short = arrays.is_option & (q < 0.0)
-    short_calls = float(-q[short & arrays.is_call].sum())
-    short_puts = float(-q[short & ~arrays.is_call].sum())
+    short_calls = float(-q[short & arrays.is_call].sum()) + 0.0  # + 0.0: no -0.0 when none
+    short_puts = float(-q[short & ~arrays.is_call].sum()) + 0.0
     som = max(short_calls, short_puts) * params.short_option_minimum_usd
     nov = float(q[arrays.is_option] @ arrays.value_usd[arrays.is_option])
     risk = max(scan + intra, som)

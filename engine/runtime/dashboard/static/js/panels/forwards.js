@@ -14,7 +14,7 @@ export function init(el) {
   root = el;
 }
 
-const days = (t) => num(Number(t) * 365);
+const days = (t) => (Number(t) * 365).toFixed(2);
 
 function card(key, name, p) {
   const f = (path, fmt = num, opts) => fig(key, name, p, path, fmt, opts);
@@ -33,13 +33,13 @@ function card(key, name, p) {
     stamp(key, name, 'forwards', p),
     h('p', {class: 'small muted'}, f('spot_index', text), ' ', f('spot', usd), ' USD · ', f('method', text),
       p.exercise === 'american' ? ' · American: the parity forward is approximate' : null),
-    h('table', {class: 'data small'},
+    h('div', {class: 'scroll-x'}, h('table', {class: 'data small'},
       h('thead', {}, h('tr', {}, head('expiry'), head('T', 'days', {class: 'num'}), head('forward', 'USD', {class: 'num'}),
         head('q', 'yield, cont.', {class: 'num', title: 'dividend yield of F = S exp((r - q) T)'}),
         head('PV div', 'USD', {class: 'num', title: 'S - DF F'}), head('r', 'cont.', {class: 'num'}),
         head('resid.', 'USD', {class: 'num', title: 'weighted RMS of the strikes\' parity forwards about F'}),
         head('strikes', '', {class: 'num'}))),
-      h('tbody', {}, rows)));
+      h('tbody', {}, rows))));
 }
 
 export function render(store) {
