@@ -164,4 +164,4 @@ def test_the_dashboard_shows_the_us_figures(page: Page, demo: Demo) -> None:
     )
     total = page.locator('#panel-crosshedge [data-path="beta_delta_total"]')
     expect(total).to_have_attribute("data-value", _number)
-    expect(page.locator("#panel-crosshedge thead")).to_contain_text("Δ in SPX")
+    expect(page.locator("#panel-crosshedge thead").first).to_contain_text("Δ in SPX")
