@@ -19,8 +19,9 @@ follows it without noise of its own:
 Quotes follow one smile ``vol(k) = vol + skew k + smile k^2`` in ``k = ln(K / F)``, floored at
 ``vol_floor``; SPX and SPY options are priced with BSM on their spot with the rate ``rate`` and
 their dividend yields, E-mini options with Black-76 on their future (all European: SPY's early
-exercise is not simulated); bid and ask sit ``half_spread`` of the mark (at least a tick) either
-side, rounded outwards to the tick.
+exercise is not simulated; the quote's ``iv`` is the smile's vol, at which the engine prices SPY
+American, a little above the mark); bid and ask sit ``half_spread`` of the mark (at least a
+tick) either side, rounded outwards to the tick.
 
 The opening book (``book``): at its first start the feed sends the fills of an iron condor of
 the 0DTE SPXW (``condor_strikes_pct``, ``condor_quantity`` units, sold as a strategy), short

@@ -13,8 +13,9 @@ facts, margined by the three US methods of the pure core:
 
 A class's kind comes from the instrument: a Cboe index option (SPX, SPXW, XSP) is a broad-based
 index's, an OPRA option or share (SPY) an equity's (ETF), a CME contract a future's. Options
-are valued by the model at their own vol (the mark's): European BSM on spot and Black-76 on the
-future; SPY's early exercise is not in these values yet. Units: USD for whole positions.
+are valued by the model at their own vol (the mark's): BSM on spot and Black-76 on the future,
+American where the instrument is (SPY, quarterly E-mini options: :func:`engine.risk.span.
+unit_value_delta`). Units: USD for whole positions.
 """
 
 from __future__ import annotations
