@@ -13,8 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
-from engine.greeks import black76
+from engine import kernels
+from engine.american import american
+from engine.greeks import black76, bsm
 from engine.outputs import encode
+from engine.risk import span
 from engine.risk.report import RiskConfig, margin_payload
 from engine.risk.usbook import UsMarginConfig, margin_class, us_margin
 from engine.risk.usmargin import UnderlyingClass
@@ -161,3 +164,23 @@ def test_reg_t_and_portfolio_margin_scale_with_the_book(k: int) -> None:
     # the SPX class (the condor, held as one) scales with the quantity
     assert_allclose(many.reg_t_deposit_usd[0], k * one.reg_t_deposit_usd[0], rtol=1e-9)
     assert_allclose(many.pm_worst_loss_usd[0], k * one.pm_worst_loss_usd[0], rtol=1e-9)
+
+
+def test_american_rows_are_valued_american() -> None:
+    b = us_book()
+    br = b.portfolio.book_risk("us")
+    pos = br.positions
+    value, delta = span.unit_value_delta(pos)
+    spy_call = br.instruments.index(SPY_CALL)
+    assert pos.american[spy_call] != kernels.EUROPEAN  # SPY: American
+    i = slice(spy_call, spy_call + 1)
+    want = american(True, pos.X[i], pos.strike[i], pos.T[i], pos.r[i], pos.q[i], pos.sigma[i],
+                     accuracy="accurate" if pos.american[spy_call] == kernels.AMERICAN_ACCURATE
+                     else "fast")  # fmt: skip
+    assert_allclose(value[i], want.price, rtol=1e-12)
+    assert_allclose(delta[i], want.delta, rtol=1e-12)
+    euro = bsm(True, pos.X[i], pos.strike[i], pos.T[i], pos.r[i], pos.q[i], pos.sigma[i])
+    assert value[spy_call] >= float(euro.price[0]) - 1e-12
+    # the condor's SPXW legs are European
+    for name in CONDOR:
+        assert pos.american[br.instruments.index(name)] == kernels.EUROPEAN
