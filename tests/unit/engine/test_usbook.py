@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from engine import kernels
-from engine.american import american
+from engine.american import Accuracy, american
 from engine.greeks import black76, bsm
 from engine.outputs import encode
 from engine.risk import span
 from engine.risk.report import RiskConfig, margin_payload
+from engine.risk.scenarios import ScenarioBook
 from engine.risk.usbook import UsMarginConfig, margin_class, us_margin
 from engine.risk.usmargin import UnderlyingClass
 from tests.unit.engine.test_state import build_book
@@ -169,18 +170,19 @@ def test_reg_t_and_portfolio_margin_scale_with_the_book(k: int) -> None:
 def test_american_rows_are_valued_american() -> None:
     b = us_book()
     br = b.portfolio.book_risk("us")
-    pos = br.positions
-    value, delta = span.unit_value_delta(pos)
     spy_call = br.instruments.index(SPY_CALL)
-    assert pos.american[spy_call] != kernels.EUROPEAN  # SPY: American
-    i = slice(spy_call, spy_call + 1)
-    want = american(True, pos.X[i], pos.strike[i], pos.T[i], pos.r[i], pos.q[i], pos.sigma[i],
-                     accuracy="accurate" if pos.american[spy_call] == kernels.AMERICAN_ACCURATE
-                     else "fast")  # fmt: skip
-    assert_allclose(value[i], want.price, rtol=1e-12)
-    assert_allclose(delta[i], want.delta, rtol=1e-12)
-    euro = bsm(True, pos.X[i], pos.strike[i], pos.T[i], pos.r[i], pos.q[i], pos.sigma[i])
-    assert value[spy_call] >= float(euro.price[0]) - 1e-12
-    # the condor's SPXW legs are European
-    for name in CONDOR:
-        assert pos.american[br.instruments.index(name)] == kernels.EUROPEAN
+    code = int(br.positions.american[spy_call])
+    assert code != kernels.EUROPEAN  # SPY: American
+    for name in CONDOR:  # SPXW: European
+        assert br.positions.american[br.instruments.index(name)] == kernels.EUROPEAN
+    # the SPY row as a deep in-the-money put of half a year: its early exercise is worth cents
+    row = ScenarioBook._make(np.ascontiguousarray(a[spy_call : spy_call + 1])
+                                  for a in br.positions)  # fmt: skip
+    put = row._replace(is_call=np.array([False]), strike=np.array([700.0]), T=np.array([0.5]))
+    value, delta = span.unit_value_delta(put)
+    scheme: Accuracy = "accurate" if code == kernels.AMERICAN_ACCURATE else "fast"
+    want = american(False, put.X, put.strike, put.T, put.r, put.q, put.sigma, accuracy=scheme)
+    assert_allclose(value, want.price, rtol=1e-12)
+    assert_allclose(delta, want.delta, rtol=1e-12)
+    euro = bsm(False, put.X, put.strike, put.T, put.r, put.q, put.sigma)
+    assert value[0] > float(euro.price[0]) + 0.05
