@@ -1,5 +1,6 @@
 """The US demo (config/demo_us.toml) as a test runs it: the same file, with its own Redis, key
-prefix and dashboard port, its positions and history files read from config/ (absolute paths).
+prefix and dashboard port, its positions and history files read from config/ (absolute paths),
+and without its scripted fall of SPX (the tests read the opening book's figures).
 
 Used by the US demo's browser test (tests/browser/test_us_demo.py) and the screenshots
 (``scripts/screenshots --us``).
@@ -27,6 +28,11 @@ def write_us_demo(folder: Path, *, redis_url: str, prefix: str, http_port: int) 
         ('address = "127.0.0.1:9464"', f'address = "127.0.0.1:{http_port}"'),
         ('"demo_us_positions.csv"', f'"{config / "demo_us_positions.csv"}"'),
         ('"demo_us_history.csv"', f'"{config / "demo_us_history.csv"}"'),
+        # no scripted fall: the figures a test reads are those of the opening book
+        (
+            "jumps = [{ at_s = 30, log_return = -0.02 }, { at_s = 60, log_return = 0.02 }]",
+            "jumps = []",
+        ),
     ):
         if old not in text:
             raise ValueError(f"config/demo_us.toml no longer holds {old!r}")
