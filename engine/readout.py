@@ -77,6 +77,7 @@ class Chain:
         forward, T: each option's forward (or spot) and years to expiry.
         held: which options are held.
         quote_ns: each option's last quote's receipt time (0: none).
+        bid, ask: each option's latest quote, in its quote currency (NaN: none).
     """
 
     underlying: str
@@ -91,6 +92,8 @@ class Chain:
     T: F64
     held: npt.NDArray[np.bool_]
     quote_ns: npt.NDArray[np.int64]
+    bid: F64
+    ask: F64
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +295,8 @@ class Readout:
         rows = np.fromiter(quoted.values(), np.int64, len(quoted))
         held = np.flatnonzero(ia["n_lots"][: market.cols.n])
         rows = np.union1d(rows, held[ia["kind"][held] == kernels.KIND_OPTION])
+        if not rows.size:
+            return []  # nothing quoted or held yet
         chain = self._chains_of(rows)
         rank = np.empty(len(self._chain_keys), dtype=np.int64)
         rank[sorted(range(len(rank)), key=self._chain_keys.__getitem__)] = np.arange(len(rank))
@@ -304,6 +309,7 @@ class Readout:
         # gathered once for every option; each chain gets its slice
         strike, is_call, quote_ns = ia["strike"][rows], ia["is_call"][rows], ia["own_ts"][rows]
         held_now = ia["n_lots"][rows] > 0
+        bid, ask = ia["bid"][rows], ia["ask"][rows]
         sigma = np.where(usable, scratch["sigma"][rows], np.nan)
         forward, tte = scratch["X"][rows], scratch["T"][rows]
         out = []
@@ -326,6 +332,8 @@ class Readout:
                     T=tte[at],
                     held=held_now[at],
                     quote_ns=quote_ns[at],
+                    bid=bid[at],
+                    ask=ask[at],
                 )
             )
         return out

@@ -106,8 +106,8 @@ __all__ = [
 
 logger = logging.getLogger("examples.alert_bot")
 
-SCHEMA_VERSIONS: Final = frozenset({2, 3})
-"""Alert payload versions this bot understands (docs/redis.md "Versioning"): 3 has the
+SCHEMA_VERSIONS: Final = frozenset({2, 3, 4})
+"""Alert payload versions this bot understands (docs/redis.md "Versioning"): 3 and 4 have the
 fields of 2 that it reads, typed the same (a predecessor's payloads may still be v2)."""
 STATE_VERSION: Final = 1
 SEEN_MAX: Final = 1024  # transition keys remembered for de-duplication

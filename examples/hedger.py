@@ -79,8 +79,8 @@ __all__ = ["Hedger", "HedgerState", "hedge_orders", "main", "save_state"]
 
 logger = logging.getLogger("examples.hedger")
 
-SCHEMA_VERSIONS: Final = frozenset({2, 3})
-"""Hedge payload versions this hedger understands (docs/redis.md "Versioning"): 3 has the
+SCHEMA_VERSIONS: Final = frozenset({2, 3, 4})
+"""Hedge payload versions this hedger understands (docs/redis.md "Versioning"): 3 and 4 have the
 fields of 2 that it reads, typed the same (a predecessor's payloads may still be v2)."""
 STATE_VERSION: Final = 1
 ORDER_VERSION: Final = 1

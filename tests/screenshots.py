@@ -7,6 +7,10 @@ takes with Debian's chromium:
 
 - ``docs/dashboard.png``: the first screen, 1600 x 1000 (alerts, exposures, VaR and ES);
 - ``docs/dashboard-full.png``: the whole page.
+
+With ``--us``: the US demo (config/demo_us.toml, tests/us_demo.py) once its book is complete
+and its forwards are published, its margin, cross-hedge and forwards panels
+(``docs/dashboard-us.png``; live simulated figures: they differ from run to run).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from playwright.sync_api import expect, sync_playwright
 from tests.browser.conftest import CHROMIUM, free_port, riskd
 from tests.dashboard_book import write_book
 from tests.servers import RedisServer
+from tests.us_demo import write_us_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1600, 1000
@@ -30,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the PNGs")
     parser.add_argument("--width", type=int, default=WIDTH, help="viewport width, CSS px")
+    parser.add_argument("--us", action="store_true", help="the US demo: docs/dashboard-us.png")
     args = parser.parse_args(argv)
+    if args.us:
+        return us_demo(args.out, args.width)
     with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = write_book(Path(tmp), redis_url=server.url, prefix="risk", http_port=port)
@@ -52,6 +60,41 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     print(f"wrote {args.out / 'dashboard.png'}, {args.out / 'dashboard-full.png'}")  # noqa: T201
     print(f"page width {scroll} px at a {args.width} px viewport")  # noqa: T201
+    return 0
+
+
+def us_demo(out: Path, width: int) -> int:
+    """The US demo's margin, cross-hedge and forwards panels, in one picture."""
+    with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        config = write_us_demo(Path(tmp), redis_url=server.url, prefix="risk-us", http_port=port)
+        with riskd(config, port) as daemon, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM))
+            page = browser.new_page(viewport={"width": width, "height": HEIGHT})
+            page.goto(daemon.url)
+            expect(page.locator("#status")).to_contain_text("LIVE")
+            margin = page.locator('#panel-margin [data-us=margin] [data-path="margin_cme_span"]')
+            expect(margin).not_to_have_attribute("data-value", "", timeout=60_000)
+            expect(page.locator("#panel-forwards .card")).to_have_count(3, timeout=60_000)
+            for panel in ("margin", "crosshedge", "forwards"):
+                # hide the rest: the three panels of the US figures, one after the other
+                page.evaluate(
+                    "(keep) => document.querySelectorAll('main > section').forEach("
+                    "(s) => { if (!keep.includes(s.id)) s.style.display = 'none'; })",
+                    [
+                        "panel-alerts",
+                        "panel-exposures",
+                        "panel-margin",
+                        "panel-crosshedge",
+                        "panel-forwards",
+                    ],
+                )
+                expect(page.locator(f"#panel-{panel} .fig").first).to_be_visible()
+            page.evaluate("() => document.fonts.ready")
+            out.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=out / "dashboard-us.png", full_page=True)
+            browser.close()
+    print(f"wrote {out / 'dashboard-us.png'}")  # noqa: T201
     return 0
 
 

@@ -13,7 +13,8 @@ Modules: :mod:`~engine.outputs.figures` (names and units), :mod:`~engine.outputs
 :mod:`~engine.outputs.exposure`, :mod:`~engine.outputs.risk` (var, stress, margin, hedge, skew,
 strategy, settlement), :mod:`~engine.outputs.crosshedge` (crosshedge, cpt),
 :mod:`~engine.outputs.attribution` (attribution, capital), :mod:`~engine.outputs.positioning`
-(open interest and dealer gamma), :mod:`~engine.outputs.alert`,
+(open interest and dealer gamma), :mod:`~engine.outputs.listed` (US margin, forwards),
+:mod:`~engine.outputs.alert`,
 :mod:`~engine.outputs.heartbeat`,
 :mod:`~engine.outputs.wire` (the seam, the encoding, the schema), :mod:`~engine.outputs.dashboard`
 (the dashboard's WebSocket messages).
@@ -68,6 +69,7 @@ from engine.outputs.figures import (
 from engine.outputs.header import NS_PER_MS, SCHEMA_VERSION, Header, Version
 from engine.outputs.heartbeat import EngineStatus, FeedStatus, Heartbeat, PortfolioStatus
 from engine.outputs.liquidity import LiquidityPayload, PositionLiquidity, SlippagePayload
+from engine.outputs.listed import CmeSpan, ForwardsPayload, RegTLine, UsMargin
 from engine.outputs.positioning import GammaProfile, PositioningPayload, StrikeFigures
 from engine.outputs.risk import (
     FutureHedge,
@@ -121,6 +123,7 @@ __all__ = [
     "BookExposure",
     "Breakdown",
     "CapitalPayload",
+    "CmeSpan",
     "CptFigures",
     "CptPayload",
     "CrossHedgeFigures",
@@ -134,6 +137,7 @@ __all__ = [
     "Family",
     "FeedState",
     "FeedStatus",
+    "ForwardsPayload",
     "FutureHedge",
     "GammaProfile",
     "Header",
@@ -151,6 +155,7 @@ __all__ = [
     "PositionLiquidity",
     "PositioningPayload",
     "RedisState",
+    "RegTLine",
     "Residual",
     "Scope",
     "ServerState",
@@ -174,6 +179,7 @@ __all__ = [
     "Trade",
     "UnderlyingExposure",
     "Update",
+    "UsMargin",
     "VarHistory",
     "VarMethod",
     "VarPayload",

@@ -94,6 +94,10 @@ RISK_METRICS: Final[dict[str, tuple[str, str]]] = {
     "margin_savings": ("book", "USD"),
     "margin_utilisation": ("book", "fraction of equity"),
     "margin_mm_utilisation": ("book", "fraction of equity"),
+    "margin_reg_t": ("book", "USD"),
+    "margin_reg_t_deposit": ("book", "USD"),
+    "margin_us_portfolio": ("book", "USD"),
+    "margin_cme_span": ("book", "USD"),
     "hedge_contracts": ("underlying", "contracts"),
     "hedge_residual_delta": ("underlying", "underlying units"),
     "capital_usd": ("book", "USD"),
@@ -154,6 +158,7 @@ Family = Literal[
     "attribution",
     "capital",
     "positioning",
+    "forwards",
 ]
 """A kind of state payload: each has its own channel ``{p}:{family}``, stream
 ``{p}:{family}:stream`` and snapshot hash (``{p}:snapshot`` for exposures, else

@@ -8,10 +8,10 @@ import msgspec
 
 __all__ = ["NS_PER_MS", "SCHEMA_VERSION", "Header", "Version"]
 
-Version = Literal[3]
+Version = Literal[4]
 """The type of :data:`SCHEMA_VERSION` (one value: a payload of another version is not ours)."""
 
-SCHEMA_VERSION: Final[Version] = 3
+SCHEMA_VERSION: Final[Version] = 4
 """Version of every payload's schema; bumped on any incompatible change (docs/redis.md)."""
 
 NS_PER_MS: Final = 1_000_000

@@ -11,6 +11,7 @@ import msgspec
 
 from engine.outputs.figures import Family, VarMethod
 from engine.outputs.header import Header
+from engine.outputs.listed import UsMargin
 
 __all__ = [
     "FutureHedge",
@@ -119,7 +120,9 @@ class StandardMargin(msgspec.Struct, frozen=True, kw_only=True):
 class MarginPayload(Header, frozen=True, kw_only=True):
     """A book's margin: the totals over its underlyings (each margined alone), and per
     underlying the three methods' details (null, with the totals, unless ``status`` is
-    ``ok``). Key: the book."""
+    ``ok``); for a book of US listed options and futures also their US margin (``us``, and its
+    totals ``margin_reg_t``, ``margin_reg_t_deposit``, ``margin_us_portfolio``,
+    ``margin_cme_span``; null without US positions). Key: the book."""
 
     family: ClassVar[Family] = "margin"
     book: str
@@ -132,10 +135,15 @@ class MarginPayload(Header, frozen=True, kw_only=True):
     margin_savings: float | None
     margin_utilisation: float | None
     margin_mm_utilisation: float | None
+    margin_reg_t: float | None = None
+    margin_reg_t_deposit: float | None = None
+    margin_us_portfolio: float | None = None
+    margin_cme_span: float | None = None
     status: str
     portfolio: PortfolioMargin | None
     span: SpanMargin | None
     standard: StandardMargin | None
+    us: UsMargin | None = None
     excluded: list[str]
     units: dict[str, str]
 

@@ -16,6 +16,7 @@ from engine.outputs.exposure import BookExposure, UnderlyingExposure
 from engine.outputs.header import SCHEMA_VERSION
 from engine.outputs.heartbeat import EngineStatus, Heartbeat
 from engine.outputs.liquidity import LiquidityPayload, SlippagePayload
+from engine.outputs.listed import ForwardsPayload
 from engine.outputs.positioning import PositioningPayload
 from engine.outputs.risk import (
     HedgePayload,
@@ -56,6 +57,7 @@ Payload = (
     | AttributionPayload
     | CapitalPayload
     | PositioningPayload
+    | ForwardsPayload
 )
 """A state payload: its class's ``family`` names its channel, stream and snapshot hash."""
 
@@ -75,6 +77,7 @@ PAYLOAD_TYPES: Final[dict[str, tuple[type[Payload | AlertPayload], ...]]] = {
     "attribution": (AttributionPayload,),
     "capital": (CapitalPayload,),
     "positioning": (PositioningPayload,),
+    "forwards": (ForwardsPayload,),
     "alert": (AlertPayload,),
 }
 """What each family's channel, stream and snapshot hash carry (``alert``: ``{p}:alerts``,

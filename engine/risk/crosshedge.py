@@ -54,12 +54,21 @@ class CrossHedgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             book without its own entry).
         benchmark: the underlying Greeks are weighted to (``""``: no beta weighting).
         min_days: the fewest common days of moves an estimate needs.
+        betas: fixed betas to the benchmark, per underlying (``SPY = 1.0``): these are not
+            estimated from the moves; the benchmark's own is 1. A book whose underlyings all
+            have one needs no history (docs/hedging.md#fixed-betas).
     """
 
     interval_s: PositiveFloat = 60.0
     hedge: dict[str, str] = {}
     benchmark: str = ""
     min_days: PositiveInt = 10
+    betas: dict[str, float] = {}
+
+    def __post_init__(self) -> None:
+        for und, beta in self.betas.items():
+            if not math.isfinite(beta):
+                raise ValueError(f"risk cross_hedge betas.{und} must be finite, got {beta}")
 
     def instrument(self, book: str) -> str | None:
         """The hedge instrument of ``book`` (None: none)."""

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from engine.instruments import Instrument
 from engine.outputs import CptFigures, CptPayload, CrossHedgeFigures, CrossHedgePayload
 from engine.risk import cpt, crosshedge, var
+from engine.risk.crosshedge import CrossHedgeConfig
 from engine.risk.hedge import DERIBIT_INVERSE_CONTRACT_USD
 from engine.risk.history import MoveHistory
 from engine.risk.report import RiskConfig
@@ -143,9 +144,23 @@ def _hedge(
 
 
 def _betas(
+    br: BookRisk, bench: str, history: MoveHistory, cc: CrossHedgeConfig
+) -> tuple[list[float], str]:
+    """Each underlying's beta to ``bench``: fixed (``cc.betas``), or estimated from the window
+    (NaN each when it cannot be), and a status; when every underlying is fixed or the
+    benchmark itself, no window is needed (the benchmark's own beta is then 1)."""
+    fixed = cc.betas
+    if all(u in fixed or u == bench for u in br.underlyings):
+        return [fixed.get(u, 1.0) for u in br.underlyings], "ok"
+    estimated, status = _estimated(br, bench, history, cc.min_days)
+    return [fixed.get(u, b) for u, b in zip(br.underlyings, estimated, strict=True)], status
+
+
+def _estimated(
     br: BookRisk, bench: str, history: MoveHistory, min_days: int
 ) -> tuple[list[float], str]:
-    """Each underlying's beta to ``bench`` (NaN each when it cannot be estimated), a status."""
+    """Each underlying's beta to ``bench`` from the window (NaN each when it cannot be
+    estimated), a status."""
     nan = [math.nan] * len(br.underlyings)
     ret, _ = history.moves([*br.underlyings, bench])
     if ret.shape[0] < min_days:
@@ -171,7 +186,7 @@ def crosshedge_payload(
     bd, bg = np.full(len(beta), math.nan), np.full(len(beta), math.nan)
     sb = inputs.benchmark_price
     if inputs.benchmark is not None and br.underlyings:
-        beta, beta_status = _betas(br, inputs.benchmark, history, cc.min_days)
+        beta, beta_status = _betas(br, inputs.benchmark, history, cc)
         if beta_status != "ok":
             status = f"{status}; beta: {beta_status}"
         elif math.isfinite(sb) and sb > 0.0:

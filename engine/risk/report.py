@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
@@ -50,9 +50,11 @@ from engine.risk.cpt import CptConfig
 from engine.risk.crosshedge import CrossHedgeConfig
 from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
+from engine.risk.parity import ForwardsConfig
 from engine.risk.positioning import PositioningConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
+from engine.risk.usbook import UsMarginConfig, us_margin
 from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
 
 FloatArray = npt.NDArray[np.float64]
@@ -129,6 +131,10 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         attribution: ``[risk.attribution]``: attribution and capital allocation.
         positioning: ``[risk.positioning]``: open interest and dealer gamma
             (docs/positioning.md).
+        us_margin: ``[risk.us_margin]``: the US margin of books of US listed options and
+            futures, in the margin payload (docs/margin.md#us-margin-in-the-daemon).
+        forwards: ``[risk.forwards]``: the ``forwards`` payloads (implied forwards and
+            dividends per expiry, docs/us-options.md).
     """
 
     enabled: bool = True
@@ -164,6 +170,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     cpt: CptConfig = CptConfig()
     attribution: AttributionConfig = AttributionConfig()
     positioning: PositioningConfig = PositioningConfig()
+    us_margin: UsMarginConfig = UsMarginConfig()
+    forwards: ForwardsConfig = ForwardsConfig()
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):
@@ -315,12 +323,19 @@ _STRESS_UNITS: Final = {
 }
 
 
-def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> MarginPayload:
+def margin_payload(
+    br: BookRisk,
+    cfg: RiskConfig,
+    now_ns: int,
+    holdings: Sequence[StrategyHolding] = (),
+) -> MarginPayload:
     """The ``margin`` payload of one book (docs/margin.md): per underlying, Deribit's portfolio
     margin with its risk matrix, the SPAN-style requirement and Deribit's standard margin; the
     book's totals (sums over its underlyings: each is margined alone), what cross-margining
     saves, and the utilisation of ``equity_usd``. Without an index price for every underlying
-    the figures are null and ``status`` says which is missing."""
+    the figures are null and ``status`` says which is missing. A book of US listed options
+    and futures also gets their US margin (``us``, :func:`engine.risk.usbook.us_margin`), its
+    strategy-based margin pairing the desk's strategies of ``holdings`` first."""
     unds = br.underlyings
     missing = [u for u, px in zip(unds, br.prices.tolist(), strict=True) if not px > 0.0]
     equity = cfg.equity_usd.get(br.book)
@@ -351,6 +366,7 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> MarginPayload:
     std = margin.deribit_standard_margin(br.positions, n, [cfg.standard_params(u) for u in unds])
     saved = margin.margin_savings(std, pm.margin)
     im, mm = float(pm.margin.initial_usd.sum()), float(pm.margin.maintenance_usd.sum())
+    us = us_margin(br, holdings, cfg.us_margin, now_ns) if cfg.us_margin.enabled else None
     usd = pm.usd
     excluded = np.union1d(pm.excluded, span.excluded)
     return MarginPayload(
@@ -366,6 +382,10 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> MarginPayload:
         margin_savings=float(saved.initial_usd.sum()),
         margin_utilisation=None if equity is None else im / equity,
         margin_mm_utilisation=None if equity is None else mm / equity,
+        margin_reg_t=None if us is None else math.fsum(us.reg_t_requirement_usd),
+        margin_reg_t_deposit=None if us is None else math.fsum(us.reg_t_deposit_usd),
+        margin_us_portfolio=None if us is None else math.fsum(us.pm_group_usd),
+        margin_cme_span=None if us is None or us.span is None else us.span.total_usd,
         status="ok",
         portfolio=PortfolioMargin(
             initial_usd=_floats(pm.margin.initial_usd),
@@ -391,6 +411,7 @@ def margin_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> MarginPayload:
             initial_coin=_floats(std.initial_coin),
             maintenance_coin=_floats(std.maintenance_coin),
         ),
+        us=us,
         excluded=[br.instrument(i) for i in excluded.tolist()],
         units=_MARGIN_UNITS,
     )
@@ -405,6 +426,7 @@ _MARGIN_UNITS: Final = {
     "portfolio": "per underlying; *_usd USD, *_coin coin of the underlying, moves relative",
     "span": "per underlying, USD",
     "standard": "per underlying; *_usd USD, *_coin coin of the underlying",
+    "us": "USD for whole positions; reg_t_* and pm_* per class (classes), span: CME E-mini",
 }
 
 
@@ -421,6 +443,7 @@ FAMILY_PERIODS: Final[tuple[tuple[str, Callable[[RiskConfig], float | None]], ..
     ("attribution", lambda c: c.attribution.interval_s if c.attribution.enabled else None),
     ("capital", lambda c: c.attribution.capital_interval_s if c.attribution.enabled else None),
     ("positioning", lambda c: c.positioning.interval_s if c.positioning.enabled else None),
+    ("forwards", lambda c: c.forwards.interval_s if c.forwards.enabled else None),
 )
 """Each family the risk task publishes and its period in seconds under a config (None: off)."""
 
@@ -883,10 +906,11 @@ def risk_payloads(
     families: Iterable[str],
     now_ns: int,
     valuation_ns: int,
+    holdings: Sequence[StrategyHolding] = (),
 ) -> list[tuple[str, Payload]]:
     """The due ``families`` of risk payloads of every book and strategy held, each with its
     key (docs/redis.md); what they need was copied from the portfolio beforehand, so this may
-    run in a worker thread."""
+    run in a worker thread. ``holdings``: copies of the strategy holdings (the US margin's)."""
     wanted = set(families)
     out: list[tuple[str, Payload]] = [
         (
@@ -902,7 +926,7 @@ def risk_payloads(
         if "stress" in wanted:
             out.append((br.book, stress_payload(br, cfg, now_ns)))
         if "margin" in wanted:
-            out.append((br.book, margin_payload(br, cfg, now_ns)))
+            out.append((br.book, margin_payload(br, cfg, now_ns, holdings)))
     return out
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from engine.american import Accuracy, american, american_black76
 from engine.greeks import black76, bsm
-from engine.kernels import KIND_OPTION
+from engine.kernels import AMERICAN_ACCURATE, EUROPEAN, KIND_OPTION
 from engine.risk.scenarios import ScenarioBook, scenario_pnl
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "risk_arrays",
     "scenario_table",
     "span_requirement",
+    "unit_value_delta",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -177,8 +179,8 @@ def span_requirement(
     spreads = _spreads(np.asarray(by_tier, dtype=np.float64)) if tiers.size > 1 else 0.0
     intra = spreads * params.intra_spread_charge_usd
     short = arrays.is_option & (q < 0.0)
-    short_calls = float(-q[short & arrays.is_call].sum())
-    short_puts = float(-q[short & ~arrays.is_call].sum())
+    short_calls = float(-q[short & arrays.is_call].sum()) + 0.0  # + 0.0: no -0.0 when none
+    short_puts = float(-q[short & ~arrays.is_call].sum()) + 0.0
     som = max(short_calls, short_puts) * params.short_option_minimum_usd
     nov = float(q[arrays.is_option] @ arrays.value_usd[arrays.is_option])
     risk = max(scan + intra, som)
@@ -194,17 +196,25 @@ def span_requirement(
     )
 
 
-def _unit_value_delta(book: ScenarioBook) -> tuple[FloatArray, FloatArray]:
+def unit_value_delta(book: ScenarioBook) -> tuple[FloatArray, FloatArray]:
     """Each row's value and delta per unit of weight: options at the model (Black-76 on a
-    forward, BSM on spot), anything else value 0 (futures) and delta 1."""
+    forward, BSM on spot; American rows, ``book.american``, by :mod:`engine.american` at their
+    scheme), anything else value 0 (futures) and delta 1."""
     value, delta = np.zeros(book.X.shape), np.ones(book.X.shape)
-    b = (book.kind == KIND_OPTION) & book.black
-    s = (book.kind == KIND_OPTION) & ~book.black
-    g = black76(book.is_call[b], book.X[b], book.strike[b], book.T[b], book.r[b], book.sigma[b])
-    value[b], delta[b] = g.price, g.delta
-    g = bsm(book.is_call[s], book.X[s], book.strike[s], book.T[s], book.r[s], book.q[s],
-            book.sigma[s])  # fmt: skip
-    value[s], delta[s] = g.price, g.delta
+    option = book.kind == KIND_OPTION
+    for am in np.unique(book.american[option]).tolist():
+        rows = option & (book.american == am)
+        b, s = rows & book.black, rows & ~book.black
+        args_b = (book.is_call[b], book.X[b], book.strike[b], book.T[b], book.r[b])
+        args_s = (book.is_call[s], book.X[s], book.strike[s], book.T[s], book.r[s], book.q[s])
+        if am == EUROPEAN:
+            gb, gs = black76(*args_b, book.sigma[b]), bsm(*args_s, book.sigma[s])
+        else:
+            scheme: Accuracy = "accurate" if am == AMERICAN_ACCURATE else "fast"
+            gb = american_black76(*args_b, book.sigma[b], accuracy=scheme)
+            gs = american(*args_s, book.sigma[s], accuracy=scheme)
+        value[b], delta[b] = gb.price, gb.delta
+        value[s], delta[s] = gs.price, gs.delta
     return value, delta
 
 
@@ -255,7 +265,7 @@ def risk_arrays(
         if res.excluded.size:
             raise ValueError(f"row {i} of book cannot be valued (no vol or a bad input)")
         losses[i] = -weight * res.pnl
-    value, delta = _unit_value_delta(book)
+    value, delta = unit_value_delta(book)
     opt = book.kind == KIND_OPTION
     return RiskArrays(
         losses=losses,

@@ -44,6 +44,7 @@ from engine.runtime.config import (
     config_relative,
     load_book,
     new_portfolio,
+    underlying_curves,
 )
 from engine.runtime.daemon import Daemon
 from engine.runtime.dashboard import DashboardHub, HealthState, add_routes
@@ -60,6 +61,7 @@ from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
 from engine.state import Portfolio
 from feeds.sim import SimFeedConfig
+from feeds.ussim import UsSimFeedConfig
 
 __all__ = ["Daemon", "build", "run"]
 
@@ -98,7 +100,9 @@ def build(
     journal, journaled = open_journal(
         config_relative(config.portfolio.journal, config_path),
         positions,
-        resent_fills=any(isinstance(f, ReplayConfig | SimFeedConfig) for f in config.feeds),
+        resent_fills=any(
+            isinstance(f, ReplayConfig | SimFeedConfig | UsSimFeedConfig) for f in config.feeds
+        ),
         config_path=config_path,
     )
     history = load_history(config.risk, config_path)
@@ -132,6 +136,7 @@ def build(
         inbox,
         clock,
         valuing,
+        underlying_curves(config),
     )
     settler = Settler()
     optional = frozenset(fc.name for fc in config.feeds if not fc.required)

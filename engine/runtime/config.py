@@ -44,6 +44,7 @@ from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
 from feeds.replay import ReplayFeedConfig
 from feeds.sim import SimFeedConfig
+from feeds.ussim import UsSimFeedConfig
 
 __all__ = [
     "AppConfig",
@@ -60,9 +61,17 @@ __all__ = [
     "new_portfolio",
     "rate_curves",
     "redacted",
+    "underlying_curves",
 ]
 
-FeedConfig = DeribitFeedConfig | MqttFeedConfig | ReplayFeedConfig | DbnFeedConfig | SimFeedConfig
+FeedConfig = (
+    DeribitFeedConfig
+    | MqttFeedConfig
+    | ReplayFeedConfig
+    | DbnFeedConfig
+    | SimFeedConfig
+    | UsSimFeedConfig
+)
 """One ``[[feeds]]`` table, chosen by its ``kind``."""
 ReplayConfig = ReplayFeedConfig | DbnFeedConfig
 """A feed that replays recorded files on the replay's own clock (``--exit-at-end`` ends the
@@ -521,6 +530,13 @@ def load_book(
         except ValueError as exc:
             raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
     return strategies
+
+
+def underlying_curves(config: AppConfig) -> dict[str, ZeroCurve]:
+    """Each ``[portfolio.underlyings]`` entry's rate curve (its ``[rates]`` curve, or flat at
+    its ``rate``)."""
+    curves = rate_curves(config)
+    return {n: u.zero_curve(curves) for n, u in config.portfolio.underlyings.items()}
 
 
 def new_portfolio(config: AppConfig) -> Portfolio:

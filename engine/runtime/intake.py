@@ -33,6 +33,7 @@ from feeds.deribit import DeribitFeedConfig, WebSocketFeed
 from feeds.mqtt import MqttFeed, MqttFeedConfig
 from feeds.replay import ReplayFeed, ReplayFeedConfig
 from feeds.sim import SimFeed, SimFeedConfig
+from feeds.ussim import UsSimFeed, UsSimFeedConfig
 
 __all__ = ["AsyncInbox", "Intake", "advancing_sleep", "build_feed", "build_feeds"]
 
@@ -130,6 +131,10 @@ def build_feed(
         if isinstance(clock, ManualClock):
             return SimFeed(config, registry, clock, sleep=advancing_sleep(clock, valuing))
         return SimFeed(config, registry, clock)
+    if isinstance(config, UsSimFeedConfig):
+        if isinstance(clock, ManualClock):
+            return UsSimFeed(config, registry, clock, sleep=advancing_sleep(clock, valuing))
+        return UsSimFeed(config, registry, clock)
     raise AssertionError(config)  # the tagged union admits nothing else
 
 

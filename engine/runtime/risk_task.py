@@ -20,9 +20,10 @@ from pathlib import Path
 from aiohttp import web
 
 from engine.clock import Clock
+from engine.curves import ZeroCurve
 from engine.errors import ConfigError
 from engine.events import Quote
-from engine.instruments import InstrumentRegistry, Kind
+from engine.instruments import Instrument, InstrumentRegistry, Kind
 from engine.outputs import (
     HedgePayload,
     LiquidityPayload,
@@ -40,6 +41,7 @@ from engine.risk.liquidity import (
     liquidity_payloads,
     slippage_payload,
 )
+from engine.risk.parity import forward_inputs, forwards_payloads
 from engine.risk.posreport import Positioning
 from engine.risk.report import (
     RiskConfig,
@@ -77,6 +79,8 @@ class RiskTask:
         inbox: where smile vols go as quotes (``smile_vols``).
         clock: the daemon's clock.
         valuing: held while the engine reprices the portfolio in a worker thread.
+        curves: each underlying's rate curve (``[portfolio.underlyings]``), discounting the
+            implied forwards (none: a zero rate).
 
     Attributes:
         errors: periods that failed (logged; the next period tries again).
@@ -97,8 +101,10 @@ class RiskTask:
         inbox: AsyncInbox,
         clock: Clock,
         valuing: asyncio.Lock,
+        curves: dict[str, ZeroCurve] | None = None,
     ) -> None:
         self.config = config
+        self.curves = curves or {}
         self.portfolio = portfolio
         self.registry = registry
         self.strategies = strategies
@@ -155,7 +161,14 @@ class RiskTask:
             books = list(p.books_risk().values())
             hedges = hedge_inputs(self.config, p, self.registry.get) if "hedge" in families else {}
             depth = self.inbox.inbox.depth(list(self.config.hedge_future.values()))
-            chains = p.chains() if "skew" in families else []
+            chains = p.chains() if {"skew", "forwards"} & set(families) else []
+            parity = (
+                forward_inputs(chains, self.registry.get, self._price)
+                if "forwards" in families
+                else []
+            )
+            if "skew" not in families:
+                chains = []
             held = self.strategies.priced(p) if "strategy" in families else []
             quotes = {br.book: p.quotes(br.rows) for br in books} if "liquidity" in families else {}
             interest = self.inbox.inbox.interest() if "positioning" in families else None
@@ -165,12 +178,25 @@ class RiskTask:
                 else None
             )
             valuation = p.valuation_ns
-            holdings = self.strategies.held() if "attribution" in families else []
+            holdings = self.strategies.held() if {"attribution", "margin"} & set(families) else []
         levels = [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
         self._record_levels(now, levels + (cross.levels if cross is not None else []))
         out = await asyncio.to_thread(
-            risk_payloads, books, hedges, held, self.history, self.config, families, now, valuation
+            risk_payloads,
+            books,
+            hedges,
+            held,
+            self.history,
+            self.config,
+            families,
+            now,
+            valuation,
+            holdings,
         )
+        if parity:
+            out += await asyncio.to_thread(
+                forwards_payloads, parity, self.curves, self.config.forwards, now, valuation
+            )
         if quotes:
             out += await asyncio.to_thread(self._liquidity, books, quotes, out, now)
         if hedges:
@@ -208,6 +234,12 @@ class RiskTask:
                 skew_payloads, chains, self.smile_quotes, now, valuation
             )
             self._publish_skew(skews, smile, now)
+
+    def _price(self, inst: Instrument) -> float:
+        """The latest price of an index, or of a tradable instrument (a share, a future)."""
+        if inst.kind == Kind.INDEX:
+            return self.portfolio.index_price(inst.index)
+        return float(self.portfolio.priced([inst.name]).positions.X[0])
 
     def _liquidity(
         self,

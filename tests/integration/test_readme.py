@@ -107,6 +107,7 @@ def test_the_readme_commands_are_the_ones_tested_here() -> None:
     assert _readme_commands() == [
         "scripts/riskd",
         "scripts/test",  # CI runs it (.ci/run); a test cannot run the suite it is part of
+        "scripts/riskd --us",
         "scripts/riskd run -c config/replay.toml",
         "scripts/riskd run -c config/replay.toml --exit-at-end",
         "scripts/riskd run -c FILE --view off",
@@ -169,6 +170,7 @@ def _accepts(port: int) -> bool:
     "command",
     [
         "scripts/riskd run -c config/demo.toml --view off --duration 3",  # FILE: the demo's
+        "scripts/riskd --us --view off --duration 3",
         "scripts/riskd check-config -c config/demo.toml",
         "scripts/riskd demo",
         "scripts/riskd schema",  # docs/schema/riskd-payloads.json (tests/unit/engine/test_outputs)

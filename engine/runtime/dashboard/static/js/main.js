@@ -14,12 +14,13 @@ import * as liquidity from './panels/liquidity.js';
 import * as crosshedge from './panels/crosshedge.js';
 import * as skew from './panels/skew.js';
 import * as positioning from './panels/positioning.js';
+import * as forwards from './panels/forwards.js';
 import * as strategies from './panels/strategies.js';
 import * as health from './panels/health.js';
 
 const PANELS = [
   alerts, exposures, varPanel, attribution, stress, margin, hedges, liquidity, crosshedge, skew,
-  positioning,
+  forwards, positioning,
   strategies, health,
 ];
 const store = new Store();

@@ -1,6 +1,8 @@
 // Margin per book (risk:margin:snapshot): initial and maintenance margin (portfolio margin),
 // the SPAN-style and standard requirements, the saving over standard margin, and the margin's
-// use of the book's equity as a gauge; per underlying below.
+// use of the book's equity as a gauge; per underlying below. A book of US listed options and
+// futures also shows its US margin: Reg T (strategy-based) and Cboe portfolio margin per class,
+// the strategy-based lines, and CME SPAN of its E-mini futures and options.
 
 import {h, fig, head, stamp, usd, compact, pct, text} from '../dom.js';
 
@@ -56,7 +58,45 @@ function card(key, book, p) {
         head('SPAN', 'USD', {class: 'num', title: 'SPAN-style requirement'}),
         head('std IM', 'USD', {class: 'num', title: 'standard initial margin'}))),
       h('tbody', {}, rows)),
+    p.us ? usMargin(key, book, p) : null,
     p.excluded.length ? h('p', {class: 'small warn'}, 'excluded: ', p.excluded.join(', ')) : null);
+}
+
+// The US margin: totals, per class, the Reg T lines, the E-mini's SPAN.
+function usMargin(key, book, p) {
+  const f = (path, fmt = usd, opts) => fig(key, book, p, path, fmt, opts);
+  const us = p.us;
+  const classes = us.classes.map((c, i) => h('tr', {},
+    h('th', {scope: 'row'}, f(`us.classes.${i}`, text), ' ', h('span', {class: 'muted small'}, f(`us.class_kinds.${i}`, (k) => k.replace('_', ' ')))),
+    h('td', {class: 'num'}, f(`us.reg_t_requirement_usd.${i}`, compact)),
+    h('td', {class: 'num'}, f(`us.reg_t_deposit_usd.${i}`, compact)),
+    h('td', {class: 'num'}, f(`us.pm_worst_loss_usd.${i}`, compact)),
+    h('td', {class: 'num'}, f(`us.pm_class_usd.${i}`, compact))));
+  const lines = us.reg_t_lines.map((x, i) => h('tr', {},
+    h('th', {scope: 'row'}, f(`us.reg_t_lines.${i}.rule`, text)),
+    h('td', {class: 'small'}, f(`us.reg_t_lines.${i}.${x.strategy ? 'strategy' : 'instruments'}`, (v) => (Array.isArray(v) ? v.join(', ') || 'stock' : String(v).split(':')[0]))),
+    h('td', {class: 'num'}, f(`us.reg_t_lines.${i}.units`)),
+    h('td', {class: 'num'}, f(`us.reg_t_lines.${i}.requirement_usd`, compact)),
+    h('td', {class: 'num'}, f(`us.reg_t_lines.${i}.deposit_usd`, compact))));
+  return h('div', {class: 'us-margin', 'data-us': 'margin'},
+    h('h4', {}, 'US margin'),
+    h('dl', {class: 'kv'},
+      h('dt', {}, 'Reg T (strategy-based)'), h('dd', {}, f('margin_reg_t'), h('span', {class: 'unit'}, p.units.margin_reg_t ?? 'USD')),
+      h('dt', {}, 'Reg T deposit'), h('dd', {}, f('margin_reg_t_deposit'), h('span', {class: 'unit'}, 'USD, less short proceeds')),
+      h('dt', {}, 'Cboe portfolio margin'), h('dd', {}, f('margin_us_portfolio'), h('span', {class: 'unit'}, 'USD, groups: ' + us.pm_groups.map((g) => g.join('+')).join(', '))),
+      h('dt', {}, 'CME SPAN (E-mini)'), h('dd', {}, f('margin_cme_span'), h('span', {class: 'unit'}, 'USD'))),
+    us.classes.length ? h('table', {class: 'data small'},
+      h('thead', {}, h('tr', {}, head('class'), head('Reg T', 'USD', {class: 'num'}), head('deposit', 'USD', {class: 'num'}),
+        head('PM loss', 'USD', {class: 'num', title: 'worst loss over the valuation points'}), head('PM', 'USD', {class: 'num'}))),
+      h('tbody', {}, classes)) : null,
+    lines.length ? h('table', {class: 'data small'},
+      h('thead', {}, h('tr', {}, head('rule'), head('strategy / legs'), head('units', '', {class: 'num'}),
+        head('req.', 'USD', {class: 'num'}), head('deposit', 'USD', {class: 'num'}))),
+      h('tbody', {}, lines)) : null,
+    us.span ? h('p', {class: 'small'}, 'SPAN: scan ', f('us.span.scan_risk_usd', compact), ' + spreads ', f('us.span.intra_spread_charge_usd', compact),
+      ', short option min. ', f('us.span.short_option_minimum_usd', compact), ', net option value ', f('us.span.net_option_value_usd', compact, {class: 'signed'}),
+      ' USD') : null,
+    us.excluded.length ? h('p', {class: 'small warn'}, 'not margined: ', us.excluded.join(', ')) : null);
 }
 
 export function render(store) {
