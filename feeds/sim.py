@@ -33,6 +33,7 @@ import logging
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -47,7 +48,15 @@ from engine.greeks import black76
 from engine.instruments import InstrumentRegistry, deribit_expiry_ns, parse_deribit_name
 from feeds.base import FeedStats, Sleep
 
-__all__ = ["SimFeed", "SimFeedConfig", "SimJump", "SimUnderlying", "Sleep", "smile_vol"]
+__all__ = [
+    "SimFeed",
+    "SimFeedConfig",
+    "SimJump",
+    "SimUnderlying",
+    "Sleep",
+    "emit_paced",
+    "smile_vol",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +123,33 @@ class SimUnderlying(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise ValueError(
                 f"underlying name must be upper-case letters and digits: {self.name!r}"
             )
+
+
+async def emit_paced(
+    next_event: Callable[[int], Tick | Quote | None],
+    sink: EventSink,
+    clock: Clock,
+    sleep: Sleep,
+    stats: FeedStats,
+    period_ns: int,
+) -> None:
+    """A simulator's beat: every ``period_ns`` on ``clock``, ``next_event(now_ns)`` handed to
+    ``sink`` (None: nothing this beat), until cancelled. A feed more than a second behind its
+    beat carries on from now rather than catching up in a burst."""
+    next_ns = clock.now_ns()
+    while True:
+        now = clock.now_ns()
+        event = next_event(now)
+        if event is not None:
+            stats.received += 1
+            stats.last_recv_ns = now
+            sink.put(event)
+            stats.events += 1
+        next_ns += period_ns
+        late_ns = clock.now_ns() - next_ns
+        if late_ns > _MAX_LATE_NS:
+            next_ns += late_ns
+        await sleep(max(next_ns - clock.now_ns(), 0) / 1e9)
 
 
 class SimFeedConfig(
@@ -198,6 +234,7 @@ class SimFeed:
         start_ns = clock.now_ns() if config.start_ns is None else config.start_ns
         self._walk_ns = start_ns
         self._opened = False
+        self._next_leg = 0  # the leg the next beat quotes
         self._jumps: list[tuple[int, int, float]] = []  # (when, underlying, log return), by time
         self._spots = [u.spot for u in config.underlyings]
         self._legs = [
@@ -231,30 +268,23 @@ class SimFeed:
             "simulator started",
             extra={"feed": self.name, "instruments": len(self._legs), "seed": self._config.seed},
         )
-        next_ns = self._clock.now_ns()
-        i = 0
         try:
             if not self._opened:
                 self._opened = True
-                self._schedule_jumps(next_ns)
-                await self._open_book(sink, next_ns)
-            while True:
-                now = self._clock.now_ns()
-                self._walk(now)
-                event = self._event(self._legs[i], now)
-                i = (i + 1) % len(self._legs)
-                if event is not None:
-                    self.stats.received += 1
-                    self.stats.last_recv_ns = now
-                    sink.put(event)
-                    self.stats.events += 1
-                next_ns += period_ns
-                late_ns = self._clock.now_ns() - next_ns
-                if late_ns > _MAX_LATE_NS:
-                    next_ns += late_ns  # fell far behind: carry on from now, no burst
-                await self._sleep(max(next_ns - self._clock.now_ns(), 0) / 1e9)
+                self._schedule_jumps(self._clock.now_ns())
+                await self._open_book(sink, self._clock.now_ns())
+            await emit_paced(
+                self._next_event, sink, self._clock, self._sleep, self.stats, period_ns
+            )
         finally:
             self.stats.connected = False
+
+    def _next_event(self, now_ns: int) -> Tick | Quote | None:
+        """The market moved to ``now_ns``, the next leg's event (round robin)."""
+        self._walk(now_ns)
+        event = self._event(self._legs[self._next_leg], now_ns)
+        self._next_leg = (self._next_leg + 1) % len(self._legs)
+        return event
 
     async def _open_book(self, sink: EventSink, now_ns: int) -> None:
         """Send the configured opening fills (their own seeded draw: the market path does not

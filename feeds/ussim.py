@@ -52,13 +52,12 @@ from engine.listed import CmeOption, format_cme_option, format_osi
 from engine.uscalendar import NEW_YORK, close_ns, is_trading_day, last_trading_day_of_month
 from engine.uscalendar import third_friday as monthly_friday
 from feeds.base import FeedStats, Sleep
-from feeds.sim import SimJump
+from feeds.sim import SimJump, emit_paced
 
 __all__ = ["UsSimFeed", "UsSimFeedConfig"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_LATE_NS = 1_000_000_000
 _HOUR_NS = 3_600_000_000_000
 
 Pcts = Annotated[list[PositiveFloat], msgspec.Meta(min_length=1)]
@@ -281,6 +280,7 @@ class UsSimFeed:
         start_ns = clock.now_ns() if config.start_ns is None else config.start_ns
         self._walk_ns = start_ns
         self._opened = False
+        self._next_leg = 0  # the leg the next beat quotes
         self._jumps: list[tuple[int, float]] = []
         self.spx = config.spx
         options, future = _option_legs(config, registry, start_ns)
@@ -313,32 +313,26 @@ class UsSimFeed:
         self.stats.connects += 1
         self.stats.connected = True
         logger.info("simulator started", extra={"feed": self.name, "instruments": len(self._legs)})
-        next_ns = self._clock.now_ns()
-        i = 0
         try:
             if not self._opened:
                 self._opened = True
+                start_ns = self._clock.now_ns()
                 self._jumps = sorted(
-                    (next_ns + round(j.at_s * 1e9), j.log_return) for j in self._config.jumps
+                    (start_ns + round(j.at_s * 1e9), j.log_return) for j in self._config.jumps
                 )
-                await self._open_book(sink, next_ns)
-            while True:
-                now = self._clock.now_ns()
-                self._walk(now)
-                event = self._event(self._legs[i], now)
-                i = (i + 1) % len(self._legs)
-                if event is not None:
-                    self.stats.received += 1
-                    self.stats.last_recv_ns = now
-                    sink.put(event)
-                    self.stats.events += 1
-                next_ns += period_ns
-                late_ns = self._clock.now_ns() - next_ns
-                if late_ns > _MAX_LATE_NS:
-                    next_ns += late_ns  # fell far behind: carry on from now, no burst
-                await self._sleep(max(next_ns - self._clock.now_ns(), 0) / 1e9)
+                await self._open_book(sink, start_ns)
+            await emit_paced(
+                self._next_event, sink, self._clock, self._sleep, self.stats, period_ns
+            )
         finally:
             self.stats.connected = False
+
+    def _next_event(self, now_ns: int) -> Tick | Quote | None:
+        """The market moved to ``now_ns``, the next leg's event (round robin)."""
+        self._walk(now_ns)
+        event = self._event(self._legs[self._next_leg], now_ns)
+        self._next_leg = (self._next_leg + 1) % len(self._legs)
+        return event
 
     def opening_fills(self, now_ns: int) -> list[Fill]:
         """The opening book's fills (module docstring), at the marks of ``now_ns``."""
