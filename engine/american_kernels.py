@@ -2,12 +2,11 @@
 
 The method is Andersen, Lake and Offengenden's fixed-point scheme ("High-performance American
 option pricing", Journal of Computational Finance 20(1), 2016), written from the paper: the
-exercise boundary B(τ) of a put (τ: time left to expiry) solves
+exercise boundary B(τ) of a put (τ: time left to expiry) solves the value-matching equation
 
     B(τ) = K e^{-(r-q)τ} N(τ, B) / D(τ, B)                                     (FP-B)
-    N = φ(d-(τ, B/K)) / (σ√τ) + r ∫_0^τ e^{ru} φ(d-(τ-u, B(τ)/B(u))) / (σ√(τ-u)) du
-    D = φ(d+(τ, B/K)) / (σ√τ) + Φ(d+(τ, B/K))
-        + q ∫_0^τ e^{qu} [φ(d+(τ-u, B(τ)/B(u))) / (σ√(τ-u)) + Φ(d+(τ-u, B(τ)/B(u)))] du
+    N = Φ(d-(τ, B/K)) + r ∫_0^τ e^{ru} Φ(d-(τ-u, B(τ)/B(u))) du
+    D = Φ(d+(τ, B/K)) + q ∫_0^τ e^{qu} Φ(d+(τ-u, B(τ)/B(u))) du
 
 with d±(t, z) = (ln z + (r - q)t)/(σ√t) ± σ√t/2, and the price is the European one plus the
 early-exercise premium
@@ -18,12 +17,16 @@ Choices (docs/american.md says why):
 
 - B is held on Chebyshev-Lobatto nodes in ξ = √(τ/T) as H(ξ) = ln(B/X)², X = B(0+) =
   K min(1, r/q), and interpolated by its Chebyshev series (Clenshaw).
-- Both integrals are taken in θ with u = τ sin²θ (t = T sin²θ for the premium): the 1/√(τ-u)
-  singularity and the √-behaviour of B near expiry both become smooth in θ, so Gauss-Legendre
-  converges geometrically. The premium of the accurate scheme uses tanh-sinh nodes in θ, which
-  resolve the layer near t = 0 when S is just above the boundary.
+- Both integrals are taken in θ with u = τ sin²θ (t = T sin²θ for the premium): the
+  √-behaviour of B near expiry (and the premium's 1/√t layer) become smooth in θ, so
+  Gauss-Legendre converges geometrically. The premium of the accurate scheme uses tanh-sinh
+  nodes in θ, which resolve the layer near t = 0 when S is just above the boundary.
 - The first guess of B is Li's QD+ approximation (2005), solved by Newton at each node; then
   ``jn_steps`` Jacobi-Newton steps (the paper's FP-B') and the rest plain fixed-point steps.
+- The value-matching form above, not the smooth-pasting one (N and D with φ/(σ√(τ-u))
+  kernels, the paper's FP-A): at low vol and a high rate (σ = 6 %, r - q = 7 %, T = 2 years)
+  the smooth-pasting iteration is no contraction and diverges from any start, which priced
+  such puts at intrinsic or 40 % off (docs/american.md, "Low vol, high rate").
 - Calls by McDonald-Schroder symmetry, C(S, K, r, q) = P(K, S, q, r); options on futures are
   those on spot with q = r. A put with r <= 0 and q >= r (a call with q <= 0 and r >= q) is
   never exercised early: the European price. The double-boundary case (put: q < r < 0; call:
@@ -157,9 +160,9 @@ def make_scheme(
     return Scheme(cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps)
 
 
-FAST = make_scheme(nodes=6, fp_points=6, jn_steps=2, fp_steps=2, premium_points=16)
+FAST = make_scheme(nodes=12, fp_points=12, jn_steps=0, fp_steps=8, premium_points=32)
 """1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table)."""
-ACCURATE = make_scheme(nodes=20, fp_points=32, jn_steps=8, fp_steps=8, tanh_sinh_step=0.1)
+ACCURATE = make_scheme(nodes=32, fp_points=48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
 REFERENCE = make_scheme(nodes=64, fp_points=128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025)
 """The tests' and benchmark's reference: converged to about 1e-12 relative where the problem
@@ -280,15 +283,13 @@ def _boundary_step(
     newton: bool,
 ) -> float:
     """One fixed-point (or Jacobi-Newton) update of B at τ from its current value b
-    (ln(b/X) = log_bx) and the boundary ``coef`` elsewhere."""
+    (ln(b/X) = log_bx) and the boundary ``coef`` elsewhere, in the value-matching form
+    (module docstring); the Newton slope holds the integrals (the paper's FP-B')."""
     sd = v * math.sqrt(tau)
     dp = (math.log(b / k) + (r - q) * tau) / sd + 0.5 * sd
     dm = dp - sd
-    pdf_p = _npdf(dp)
-    pdf_m = _npdf(dm)
     i_n = 0.0
     i_d = 0.0
-    rq_tau = (r - q) * tau
     sqrt_tau_ratio = math.sqrt(tau / t_total)
     for j in range(scheme.fp_w.shape[0]):
         sn = scheme.fp_sin[j]
@@ -298,19 +299,16 @@ def _boundary_step(
         sd_u = v * math.sqrt(tau) * cs
         log_z = log_bx + _sqrt_h(coef, 2.0 * sqrt_tau_ratio * sn - 1.0)  # ln(b / B(u))
         d_p = (log_z + (r - q) * left) / sd_u + 0.5 * sd_u
-        eq = math.exp(q * u)
-        pdf = _npdf(d_p)
-        # e^{ru} φ(d-(τ-u)) = e^{qu} φ(d+(τ-u)) (b/B(u)) e^{(r-q)τ}
-        i_n += scheme.fp_w[j] * eq * pdf * math.exp(log_z + rq_tau) * sn
-        i_d += scheme.fp_w[j] * eq * (pdf * sn + _ncdf(d_p) * v * math.sqrt(tau) * sn * cs)
-    scale = 2.0 * math.sqrt(tau) / v
-    n_val = pdf_m / sd + r * scale * i_n
-    d_val = pdf_p / sd + _ncdf(dp) + q * scale * i_d
-    alpha = k * math.exp(-rq_tau)
+        wj = scheme.fp_w[j] * sn * cs
+        i_n += wj * math.exp(r * u) * _ncdf(d_p - sd_u)
+        i_d += wj * math.exp(q * u) * _ncdf(d_p)
+    n_val = _ncdf(dm) + r * 2.0 * tau * i_n
+    d_val = _ncdf(dp) + q * 2.0 * tau * i_d
+    alpha = k * math.exp(-(r - q) * tau)
     f = alpha * n_val / d_val
     if newton:
-        n_db = -pdf_m * dm / (b * sd * sd)
-        d_db = -pdf_p * dp / (b * sd * sd) + pdf_p / (b * sd)
+        n_db = _npdf(dm) / (b * sd)
+        d_db = _npdf(dp) / (b * sd)
         f_db = alpha * (n_db / d_val - n_val * d_db / (d_val * d_val))
         b_new = b + (f - b) / (1.0 - f_db)
         if b_new > 0.0 and math.isfinite(b_new):
