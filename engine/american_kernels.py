@@ -2,12 +2,11 @@
 
 The method is Andersen, Lake and Offengenden's fixed-point scheme ("High-performance American
 option pricing", Journal of Computational Finance 20(1), 2016), written from the paper: the
-exercise boundary B(τ) of a put (τ: time left to expiry) solves
+exercise boundary B(τ) of a put (τ: time left to expiry) solves the value-matching equation
 
     B(τ) = K e^{-(r-q)τ} N(τ, B) / D(τ, B)                                     (FP-B)
-    N = φ(d-(τ, B/K)) / (σ√τ) + r ∫_0^τ e^{ru} φ(d-(τ-u, B(τ)/B(u))) / (σ√(τ-u)) du
-    D = φ(d+(τ, B/K)) / (σ√τ) + Φ(d+(τ, B/K))
-        + q ∫_0^τ e^{qu} [φ(d+(τ-u, B(τ)/B(u))) / (σ√(τ-u)) + Φ(d+(τ-u, B(τ)/B(u)))] du
+    N = Φ(d-(τ, B/K)) + r ∫_0^τ e^{ru} Φ(d-(τ-u, B(τ)/B(u))) du
+    D = Φ(d+(τ, B/K)) + q ∫_0^τ e^{qu} Φ(d+(τ-u, B(τ)/B(u))) du
 
 with d±(t, z) = (ln z + (r - q)t)/(σ√t) ± σ√t/2, and the price is the European one plus the
 early-exercise premium
@@ -18,12 +17,16 @@ Choices (docs/american.md says why):
 
 - B is held on Chebyshev-Lobatto nodes in ξ = √(τ/T) as H(ξ) = ln(B/X)², X = B(0+) =
   K min(1, r/q), and interpolated by its Chebyshev series (Clenshaw).
-- Both integrals are taken in θ with u = τ sin²θ (t = T sin²θ for the premium): the 1/√(τ-u)
-  singularity and the √-behaviour of B near expiry both become smooth in θ, so Gauss-Legendre
-  converges geometrically. The premium of the accurate scheme uses tanh-sinh nodes in θ, which
-  resolve the layer near t = 0 when S is just above the boundary.
+- Both integrals are taken in θ with u = τ sin²θ (t = T sin²θ for the premium): the
+  √-behaviour of B near expiry (and the premium's 1/√t layer) become smooth in θ, so
+  Gauss-Legendre converges geometrically. The premium of the accurate scheme uses tanh-sinh
+  nodes in θ, which resolve the layer near t = 0 when S is just above the boundary.
 - The first guess of B is Li's QD+ approximation (2005), solved by Newton at each node; then
   ``jn_steps`` Jacobi-Newton steps (the paper's FP-B') and the rest plain fixed-point steps.
+- The value-matching form above, not the smooth-pasting one (N and D with φ/(σ√(τ-u))
+  kernels, the paper's FP-A): at low vol and a high rate (σ = 6 %, r - q = 7 %, T = 2 years)
+  the smooth-pasting iteration is no contraction and diverges from any start, which priced
+  such puts at intrinsic or 40 % off (docs/american.md, "Low vol, high rate").
 - Calls by McDonald-Schroder symmetry, C(S, K, r, q) = P(K, S, q, r); options on futures are
   those on spot with q = r. A put with r <= 0 and q >= r (a call with q <= 0 and r >= q) is
   never exercised early: the European price. The double-boundary case (put: q < r < 0; call:
@@ -88,7 +91,10 @@ class Scheme(NamedTuple):
     (1 + cos(kπ/n))/2 the nodes in ξ = √(τ/T); ``fp_*``: sin θ, cos θ and weight of the
     boundary integrals' Gauss-Legendre rule on [0, π/2]; ``pr_*``: the premium's rule;
     ``qd_steps``: Newton steps of QD+ per node at most; ``greek_steps``: Jacobi-Newton steps
-    that re-solve a bumped boundary from the unbumped one (0: each bump solved from QD+).
+    that re-solve a bumped boundary from the unbumped one (0: each bump solved from QD+);
+    ``fp_interp[k, j m + i]``: the weight of H at node k in the Chebyshev interpolant of H at
+    u = τ_j sin²θ_i (z = 2ξ_j sinθ_i - 1), so that one pass over the nodes gives H at every
+    point of every boundary integral.
     """
 
     cheb: F64
@@ -103,12 +109,27 @@ class Scheme(NamedTuple):
     fp_steps: int
     qd_steps: int
     greek_steps: int
+    fp_interp: F64
 
 
 _A1 = types.Array(float64, 1, "C")
 # numba's type constructors carry no annotations
 _SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]
-    [types.Array(float64, 2, "C"), _A1, _A1, _A1, _A1, _A1, _A1, _A1, int64, int64, int64, int64],
+    [
+        types.Array(float64, 2, "C"),
+        _A1,
+        _A1,
+        _A1,
+        _A1,
+        _A1,
+        _A1,
+        _A1,
+        int64,
+        int64,
+        int64,
+        int64,
+        types.Array(float64, 2, "C"),
+    ],
     Scheme,
 )
 
@@ -154,12 +175,23 @@ def make_scheme(
         ps, pc, pw = _tanh_sinh_theta(tanh_sinh_step, math.ceil(3.2 / tanh_sinh_step))
     else:
         ps, pc, pw = _legendre_theta(premium_points)
-    return Scheme(cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps)
+    # coefficients of the series through the node values: coef = C h (_cheb_coefficients)
+    c = cheb * (2.0 / nodes)
+    c[:, 0] *= 0.5
+    c[:, nodes] *= 0.5
+    c[0, :] *= 0.5
+    c[nodes, :] *= 0.5
+    z = (2.0 * np.outer(xi[:nodes], fs) - 1.0).ravel()  # node j, point i at j m + i
+    t_z = np.cos(np.outer(np.arccos(np.clip(z, -1.0, 1.0)), k))  # T_k(z)
+    interp = np.ascontiguousarray((t_z @ c).T)
+    return Scheme(
+        cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps, interp
+    )
 
 
-FAST = make_scheme(nodes=6, fp_points=6, jn_steps=2, fp_steps=2, premium_points=16)
+FAST = make_scheme(nodes=12, fp_points=12, jn_steps=0, fp_steps=8, premium_points=32)
 """1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table)."""
-ACCURATE = make_scheme(nodes=20, fp_points=32, jn_steps=8, fp_steps=8, tanh_sinh_step=0.1)
+ACCURATE = make_scheme(nodes=32, fp_points=48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
 REFERENCE = make_scheme(nodes=64, fp_points=128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025)
 """The tests' and benchmark's reference: converged to about 1e-12 relative where the problem
@@ -265,52 +297,84 @@ def _qd_plus(
 # ------------------------------------------------------------------- the fixed-point scheme
 
 
+_TAB = 5  # per node and point of the boundary integrals: see _boundary_tables
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _interpolate_root_h(interp: F64, h: F64, root_h: F64) -> None:
+    """√H (= -ln(B/X)) at every point of every boundary integral from H at the nodes: one
+    pass per node over independent sums (vectorisable without reassociation)."""
+    root_h[:] = 0.0
+    for k in range(h.shape[0]):
+        hk = h[k]
+        row = interp[k]
+        for p in range(root_h.shape[0]):
+            root_h[p] += row[p] * hk
+    for p in range(root_h.shape[0]):
+        root_h[p] = math.sqrt(max(root_h[p], 0.0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _boundary_tables(t: float, r: float, q: float, v: float, scheme: Scheme, tab: F64) -> None:
+    """What every iteration shares at node j, point i (u = τ_j sin²θ_i): in ``tab[(j m + i)
+    * 5 :]``, 1/σ√(τ-u), the rest of d+ beyond ln(b/B(u))/σ√(τ-u) ((r-q)(τ-u)/σ√(τ-u) +
+    σ√(τ-u)/2), σ√(τ-u), and the weights r e^{ru} du and q e^{qu} du of the two integrals.
+    Only the boundary changes between iterations, so these exp are taken once a solve."""
+    m = scheme.fp_w.shape[0]
+    for j in range(scheme.xi.shape[0] - 1):
+        tau = t * scheme.xi[j] ** 2
+        for i in range(m):
+            sn = scheme.fp_sin[i]
+            cs = scheme.fp_cos[i]
+            u = tau * sn * sn
+            sd_u = v * math.sqrt(tau) * cs
+            du = 2.0 * tau * scheme.fp_w[i] * sn * cs  # du = 2τ sinθ cosθ dθ
+            at = (j * m + i) * _TAB
+            tab[at] = 1.0 / sd_u
+            tab[at + 1] = (r - q) * tau * cs * cs / sd_u + 0.5 * sd_u
+            tab[at + 2] = sd_u
+            tab[at + 3] = r * math.exp(r * u) * du
+            tab[at + 4] = q * math.exp(q * u) * du
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _boundary_step(
     k: float,
     tau: float,
-    t_total: float,
     r: float,
     q: float,
     v: float,
     b: float,
     log_bx: float,
     scheme: Scheme,
-    coef: F64,
+    root_h: F64,
+    tab: F64,
     newton: bool,
 ) -> float:
     """One fixed-point (or Jacobi-Newton) update of B at τ from its current value b
-    (ln(b/X) = log_bx) and the boundary ``coef`` elsewhere."""
+    (ln(b/X) = log_bx) and the boundary elsewhere, in the value-matching form (module
+    docstring); the Newton slope holds the integrals (the paper's FP-B'). ``root_h[i]``:
+    -ln(B(u_i)/X) at this node's points; ``tab``: its rows of :func:`_boundary_tables`."""
     sd = v * math.sqrt(tau)
     dp = (math.log(b / k) + (r - q) * tau) / sd + 0.5 * sd
     dm = dp - sd
-    pdf_p = _npdf(dp)
-    pdf_m = _npdf(dm)
     i_n = 0.0
     i_d = 0.0
-    rq_tau = (r - q) * tau
-    sqrt_tau_ratio = math.sqrt(tau / t_total)
-    for j in range(scheme.fp_w.shape[0]):
-        sn = scheme.fp_sin[j]
-        cs = scheme.fp_cos[j]
-        u = tau * sn * sn
-        left = tau * cs * cs  # τ - u
-        sd_u = v * math.sqrt(tau) * cs
-        log_z = log_bx + _sqrt_h(coef, 2.0 * sqrt_tau_ratio * sn - 1.0)  # ln(b / B(u))
-        d_p = (log_z + (r - q) * left) / sd_u + 0.5 * sd_u
-        eq = math.exp(q * u)
-        pdf = _npdf(d_p)
-        # e^{ru} φ(d-(τ-u)) = e^{qu} φ(d+(τ-u)) (b/B(u)) e^{(r-q)τ}
-        i_n += scheme.fp_w[j] * eq * pdf * math.exp(log_z + rq_tau) * sn
-        i_d += scheme.fp_w[j] * eq * (pdf * sn + _ncdf(d_p) * v * math.sqrt(tau) * sn * cs)
-    scale = 2.0 * math.sqrt(tau) / v
-    n_val = pdf_m / sd + r * scale * i_n
-    d_val = pdf_p / sd + _ncdf(dp) + q * scale * i_d
-    alpha = k * math.exp(-rq_tau)
+    for i in range(scheme.fp_w.shape[0]):
+        at = i * _TAB
+        log_z = log_bx + root_h[i]  # ln(b / B(u))
+        d_p = log_z * tab[at] + tab[at + 1]
+        i_n += tab[at + 3] * _ncdf(d_p - tab[at + 2])
+        i_d += tab[at + 4] * _ncdf(d_p)
+    n_val = _ncdf(dm) + i_n
+    d_val = _ncdf(dp) + i_d
+    if not d_val > 0.0:  # b has run to 0 (r -> 0: never exercised), where N = D = 0
+        return 0.0
+    alpha = k * math.exp(-(r - q) * tau)
     f = alpha * n_val / d_val
     if newton:
-        n_db = -pdf_m * dm / (b * sd * sd)
-        d_db = -pdf_p * dp / (b * sd * sd) + pdf_p / (b * sd)
+        n_db = _npdf(dm) / (b * sd)
+        d_db = _npdf(dp) / (b * sd)
         f_db = alpha * (n_db / d_val - n_val * d_db / (d_val * d_val))
         b_new = b + (f - b) / (1.0 - f_db)
         if b_new > 0.0 and math.isfinite(b_new):
@@ -341,6 +405,10 @@ def _put_boundary(
     b_new = work[n + 1 : 2 * n + 2]
     h = work[2 * n + 2 : 3 * n + 3]
     saved = work[3 * n + 3 : 4 * n + 4]
+    m = scheme.fp_w.shape[0]
+    root_h = work[4 * n + 4 : 4 * n + 4 + n * m]
+    tab = work[4 * n + 4 + n * m :]
+    row = m * _TAB
     b[n] = xmax
     if warm:
         for j in range(n):
@@ -352,18 +420,22 @@ def _put_boundary(
         steps, jn_steps = scheme.fp_steps, scheme.jn_steps
     for j in range(n + 1):
         h[j] = math.log(b[j] / xmax) ** 2
-    _cheb_coefficients(scheme.cheb, h, coef)
+    if steps > 0:
+        _boundary_tables(t, r, q, v, scheme, tab)
     for step in range(steps):
         newton = step < jn_steps
+        _interpolate_root_h(scheme.fp_interp, h, root_h)
         for j in range(n):
             tau = t * scheme.xi[j] ** 2
+            log_bx = math.log(b[j] / xmax)
             b_new[j] = _boundary_step(
-                k, tau, t, r, q, v, b[j], math.log(b[j] / xmax), scheme, coef, newton
-            )
+                k, tau, r, q, v, b[j], log_bx, scheme, root_h[j * m : (j + 1) * m],
+                tab[j * row : (j + 1) * row], newton,
+            )  # fmt: skip
         for j in range(n):
             b[j] = min(max(b_new[j], 1e-300), xmax)
             h[j] = math.log(b[j] / xmax) ** 2
-        _cheb_coefficients(scheme.cheb, h, coef)
+    _cheb_coefficients(scheme.cheb, h, coef)
     if not warm:
         saved[:] = b
     return xmax
@@ -646,7 +718,7 @@ def _american_row(
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _scratch(scheme: Scheme) -> tuple[F64, F64]:
     n = scheme.xi.shape[0]
-    return np.empty(n), np.empty(4 * n)
+    return np.empty(n), np.empty(4 * n + (n - 1) * scheme.fp_w.shape[0] * (_TAB + 1))
 
 
 _GREEKS_SIG = void(
