@@ -491,9 +491,18 @@ def _put_premium(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _binomial(
-    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float, steps: int
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    steps: int,
+    american: bool = True,
 ) -> tuple[float, float, float]:
-    """Cox-Ross-Rubinstein tree, American exercise at every step: price, delta, gamma."""
+    """Cox-Ross-Rubinstein tree, with exercise at every step when ``american`` (else the same
+    tree without it: the control variate of the American one): price, delta, gamma."""
     dt = t / steps
     up = math.exp(v * math.sqrt(dt))
     down = 1.0 / up
@@ -503,11 +512,12 @@ def _binomial(
     values = np.empty(steps + 1)
     for j in range(steps + 1):
         values[j] = max(w * (s * up ** (2 * j - steps) - k), 0.0)
+    exercise = 1.0 if american else 0.0  # a product, not a branch: the loop stays as fast
     d1 = g = 0.0
     for n in range(steps - 1, -1, -1):
         for j in range(n + 1):
-            cont = disc * (p * values[j + 1] + (1.0 - p) * values[j])
-            values[j] = max(cont, w * (s * up ** (2 * j - n) - k))
+            cont = disc * (p * values[j + 1] + (1.0 - p) * values[j])  # >= 0
+            values[j] = max(cont, exercise * w * (s * up ** (2 * j - n) - k))
         if n == 2:
             s_dd, s_mid, s_uu = s * down * down, s, s * up * up
             g = (
@@ -545,7 +555,7 @@ def _american_full(
     if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
         steps = 1000
         a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, steps)
-        b_p, b_d, b_g = _binomial_european(is_call, s, k, t, r, q, v, steps)
+        b_p, b_d, b_g = _binomial(is_call, s, k, t, r, q, v, steps, False)
         return a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False, False
     xmax = _put_boundary(pk, t, pr, pq, v, scheme, coef, work, warm)
     prem, d_prem, g_prem, s_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, scheme, coef, xmax)
@@ -585,34 +595,6 @@ def _american(
     """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
     p, d, g, _, exercise, _ = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, False)
     return p, d, g, exercise
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _binomial_european(
-    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float, steps: int
-) -> tuple[float, float, float]:
-    """The same tree without early exercise (the control variate of :func:`_binomial`)."""
-    dt = t / steps
-    up = math.exp(v * math.sqrt(dt))
-    down = 1.0 / up
-    p = (math.exp((r - q) * dt) - down) / (up - down)
-    disc = math.exp(-r * dt)
-    w = 1.0 if is_call else -1.0
-    values = np.empty(steps + 1)
-    for j in range(steps + 1):
-        values[j] = max(w * (s * up ** (2 * j - steps) - k), 0.0)
-    delta = gamma = 0.0
-    for n in range(steps - 1, -1, -1):
-        for j in range(n + 1):
-            values[j] = disc * (p * values[j + 1] + (1.0 - p) * values[j])
-        if n == 2:
-            s_dd, s_uu = s * down * down, s * up * up
-            gamma = (
-                (values[2] - values[1]) / (s_uu - s) - (values[1] - values[0]) / (s - s_dd)
-            ) / (0.5 * (s_uu - s_dd))
-        if n == 1:
-            delta = (values[1] - values[0]) / (s * up - s * down)
-    return values[0], delta, gamma
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
