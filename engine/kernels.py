@@ -556,7 +556,7 @@ def _unit_row(
 
 
 _NS_PER_YEAR = 365.0 * 86_400.0 * 1e9  # engine.daycount.NS_PER_YEAR (ACT/365)
-_CHUNK = 4096  # rows per task of the threaded portfolio kernels
+_CHUNK = 1024  # rows per chunk of the threaded pricing kernel
 
 _PRICE_ROWS_SIG = void(int64[::1], _INSTRUMENTS, _MARKET, _PRICED)
 
@@ -686,17 +686,36 @@ def price_rows_kernel(
     _price_range(0, rows.shape[0], rows, inst, market, out, np.empty((9, 1)))
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _bit_reversed(k: int, bits: int) -> int:
+    """``k`` with its lowest ``bits`` bits in reverse order: k = 0, 1, 2, 3 of 2 bits give 0, 2, 1,
+    3, so that any half (quarter...) of consecutive k spreads over the whole range."""
+    out = 0
+    for _ in range(bits):
+        out = (out << 1) | (k & 1)
+        k >>= 1
+    return out
+
+
 @njit(_PRICE_ROWS_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
 def price_rows_parallel_kernel(
     rows: npt.NDArray[np.int64], inst: InstrumentColumns, market: Market, out: PricedColumns
 ) -> None:
     """:func:`price_rows_kernel` over numba's thread pool (``prange``), in chunks of rows that
-    each have their own small scratch block (a block per row would stride through memory)."""
+    each have their own small scratch block (a block per row would stride through memory).
+    The chunks are taken in bit-reversed order (:func:`_bit_reversed`): numba deals each thread
+    a contiguous run of iterations, and rows that cost a hundred times more than others (American
+    options) often sit together; so each thread gets every other chunk (every fourth...)."""
     n = rows.shape[0]
     n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(n_chunks):
-        stop = min(n, (c + 1) * _CHUNK)
-        _price_range(c * _CHUNK, stop, rows, inst, market, out, np.empty((9, 1)))
+    bits = 0
+    while (1 << bits) < n_chunks:
+        bits += 1
+    for k in prange(1 << bits):
+        c = _bit_reversed(k, bits)
+        if c < n_chunks:
+            stop = min(n, (c + 1) * _CHUNK)
+            _price_range(c * _CHUNK, stop, rows, inst, market, out, np.empty((9, 1)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -964,15 +964,17 @@ def test_a_long_run_of_updates_does_not_drift() -> None:
                     assert abs(value - want[c]) <= tol[c], (scope_key, name)
 
 
+# 2,500: three of the threaded kernel's chunks of rows, taken in bit-reversed order
+@pytest.mark.parametrize("n_options", [40, 2_500])
 def test_many_dirty_instruments_are_repriced_on_the_thread_pool_alike(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, n_options: int
 ) -> None:
     """An index move dirtying more than PARALLEL_MIN_ROWS instruments reprices them on the
     thread pool first; the figures are those of the single-threaded incremental cycle."""
     books = []
     for _ in range(2):
         p = portfolio(stale_after_ns=10**18)
-        for k in range(40):  # options with no forward of their own: priced off the index
+        for k in range(n_options):  # options with no forward of their own: priced off the index
             name = f"BTC-27DEC24-{40_000 + 1_000 * k}-{'C' if k % 2 else 'P'}"
             p.apply_fill(fill(name, 1.0 + k, 0.05))
             p.apply_quote(quote(name, iv=0.4 + 0.01 * k))
