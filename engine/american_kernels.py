@@ -60,6 +60,7 @@ from engine.european_kernels import (
     OK,
     PRICE_ABOVE_MAX,
     PRICE_BELOW_INTRINSIC,
+    _gbs_status,
     _iv_row,
 )
 
@@ -599,24 +600,13 @@ def _american(
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _row_status(s: float, k: float, t: float, r: float, q: float, v: float) -> int:
-    """BAD_INPUT, EXPIRED (t <= 0), BAD_VOL or OK, as engine.kernels checks a European row."""
-    if not (
-        math.isfinite(s)
-        and math.isfinite(k)
-        and math.isfinite(t)
-        and math.isfinite(r)
-        and math.isfinite(q)
-        and s > 0.0
-        and k > 0.0
-    ):
-        return BAD_INPUT
-    if t <= 0.0:
-        return EXPIRED
-    if not (math.isfinite(v) and v > 0.0):
+    """BAD_INPUT, EXPIRED (t <= 0), BAD_VOL or OK, as engine.kernels checks a European row, and
+    BAD_VOL also outside the scheme's own range of total variance (sigma sqrt(T) <= 1e-12,
+    sigma^2 T >= 1e4)."""
+    status = _gbs_status(s, k, t, r, q, v)
+    if status == OK and not (v * math.sqrt(t) > 1e-12 and v * v * t < 1e4):
         return BAD_VOL
-    if not (v * math.sqrt(t) > 1e-12 and math.isfinite(v * v * t) and v * v * t < 1e4):
-        return BAD_VOL
-    return OK
+    return status
 
 
 _VOL_BUMP = 1e-3  # relative: vega, vanna, volga
