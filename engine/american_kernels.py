@@ -532,6 +532,11 @@ def _binomial(
 # --------------------------------------------------------------------- price and Greeks
 
 
+_NEGLIGIBLE_RT = 1e-14
+"""A put's (a call's symmetric put's) rate x years below which its early-exercise premium,
+at most the interest on the strike, is below a rounding of its price: priced European."""
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _american_full(
     is_call: bool,
@@ -553,6 +558,11 @@ def _american_full(
     euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v)
     if pr <= 0.0 and pq >= pr:
         return euro, e_delta, e_gamma, e_speed, False, False  # never exercised early
+    if 0.0 < pr * t <= _NEGLIGIBLE_RT and pq >= 0.0:
+        # The premium is at most the interest on the strike, pk (1 - e^(-pr t)): below a
+        # rounding of the price (a call with q = 1e-18, found by hypothesis, solved a boundary
+        # at infinity and came out at intrinsic, below its European price).
+        return euro, e_delta, e_gamma, e_speed, False, False
     if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
         steps = 1000
         a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, steps)
@@ -564,7 +574,7 @@ def _american_full(
         # C(S, K) = S p(K/S) with p(a) = P(a, 1) (P homogeneous of degree 1 in spot and
         # strike); the put's derivatives are in its spot K.
         intrinsic = s - k
-        if exercise:
+        if exercise and intrinsic >= euro:  # never below the European price
             return intrinsic, 1.0, 0.0, 0.0, True, True
         a = k / s
         delta = e_delta + (prem - k * d_prem) / s
@@ -572,7 +582,7 @@ def _american_full(
         speed = e_speed - 3.0 * a * a * g_prem / s - a * a * a * s_prem
     else:
         intrinsic = k - s
-        if exercise:
+        if exercise and intrinsic >= euro:
             return intrinsic, -1.0, 0.0, 0.0, True, True
         delta = e_delta + d_prem
         gamma = e_gamma + g_prem

@@ -157,6 +157,20 @@ row = st.tuples(
 )  # fmt: skip
 
 
+@pytest.mark.parametrize("is_call", [True, False])
+def test_a_negligible_rate_never_prices_below_european(is_call: bool) -> None:
+    """Found by hypothesis: a call with q = 1.4e-18 (r = 0) solved its symmetric put's boundary
+    at a rate of 1.4e-18 and came out at intrinsic, 50.0, below its European price 50.00035;
+    the put with r = 1.4e-18 (q = 0) is the same case."""
+    q, r = (1.4003972257850514e-18, 0.0) if is_call else (0.0, 1.4003972257850514e-18)
+    K = 50.0 if is_call else 150.0
+    for accuracy in ("fast", "accurate"):
+        a = american(is_call, 100.0, K, 0.015625, r, q, 1.5, accuracy=accuracy)
+        e = bsm(is_call, 100.0, K, 0.015625, r, q, 1.5)
+        assert float(a.price) == pytest.approx(float(e.price), rel=1e-12)
+        assert float(a.delta) == pytest.approx(float(e.delta), rel=1e-9)
+
+
 @settings(max_examples=40, deadline=None)
 @given(row)
 def test_american_bounds_and_symmetry(x: tuple[bool, float, float, float, float, float]) -> None:
