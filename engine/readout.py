@@ -241,7 +241,8 @@ class Readout:
 
     # ------------------------------------------------------------------ copies
     def books_risk(self, books: Iterable[str] | None = None) -> dict[str, BookRisk]:
-        """See :meth:`engine.state.Portfolio.books_risk`."""
+        """See :meth:`engine.state.Portfolio.books_risk`. Vectorised: every open lot is copied
+        once, sorted by book, and each book gets its slice of the copies."""
         market, groups = self._market, self._groups
         la, ia, ga = self._lots.cols.arrays, market.cols.arrays, groups.groups.arrays
         n = self._lots.cols.n
@@ -254,34 +255,39 @@ class Readout:
         order = np.argsort(keys, kind="stable")
         lots, owner = lots[order], owner[order]
         bounds = np.searchsorted(owner, np.arange(n_books + 1))
-        ua = groups.pairs.arrays
+        # the pairs held, by book then underlying: each book's are a range of these
+        ordered = sorted(groups.pair_rows.items())
+        perm = np.fromiter((row for _, row in ordered), np.int64, len(ordered))
+        pair_book = [b for (b, _), _ in ordered]
+        starts = dict(zip(reversed(pair_book), range(len(ordered) - 1, -1, -1), strict=True))
+        ends = {b: i + 1 for i, b in enumerate(pair_book)}
+        rank = np.empty(groups.pairs.n, dtype=np.int64)  # a pair's place among its book's
+        rank[perm] = np.arange(len(ordered)) - np.array([starts[b] for b in pair_book], np.int64)
+        inst = la["inst"][lots]
+        bu = ga["bu"][group_of[lots]]
+        every = self._scenario_book(inst, ia, la["qty"][lots] * ia["mult"][inst], rank[bu])
+        first = np.full(groups.pairs.n, -1, dtype=np.int64)  # each pair's first lot
+        first[bu[::-1]] = np.arange(len(bu) - 1, -1, -1)
+        first = first[perm]
         spot_px = market.spots.cols.arrays["px"]
-        pairs_of: dict[str, list[tuple[str, int]]] = {}  # book -> its (underlying, pair row)
-        for (b, u), row in groups.pair_rows.items():
-            pairs_of.setdefault(b, []).append((u, row))
+        price = np.full(len(ordered), _NAN)  # each pair's index, from its first lot
+        seen = first >= 0
+        price[seen] = spot_px[ia["spot_row"][inst[first[seen]]]]
+        ua = groups.pairs.arrays
+        figures = ua["hi"][perm] + ua["lo"][perm]
         out = {}
         for book in groups.book_names() if books is None else books:
             brow = groups.book_rows[book]
-            mine = lots[bounds[brow] : bounds[brow + 1]]
-            pairs = sorted(pairs_of.get(book, []))
-            rows = [row for _, row in pairs]
-            und_of_bu = np.full(groups.pairs.n, -1, dtype=np.int64)
-            und_of_bu[rows] = np.arange(len(pairs))
-            inst = la["inst"][mine]
-            und = und_of_bu[ga["bu"][group_of[mine]]]
-            prices = np.full(len(pairs), _NAN)  # each underlying's index, from one of its lots
-            first = np.full(len(pairs), -1, dtype=np.int64)
-            first[und[::-1]] = np.arange(len(und) - 1, -1, -1)  # each one's first lot
-            held = first >= 0
-            prices[held] = spot_px[ia["spot_row"][inst[first[held]]]]
+            mine = slice(bounds[brow], bounds[brow + 1])
+            pairs = slice(starts.get(book, 0), ends.get(book, 0))
             out[book] = BookRisk(
                 book=book,
                 valuation_ns=market.valuation_ns,
-                underlyings=[u for u, _ in pairs],
-                positions=self._scenario_book(inst, ia, la["qty"][mine] * ia["mult"][inst], und),
-                figures=ua["hi"][rows] + ua["lo"][rows],
-                prices=prices,
-                rows=inst,
+                underlyings=[u for (_, u), _ in ordered[pairs]],
+                positions=ScenarioBook._make([column[mine] for column in every]),
+                figures=figures[pairs],
+                prices=price[pairs],
+                rows=inst[mine],
                 defs=market.defs,
             )
         return out
