@@ -23,7 +23,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["Depth", "Event", "EventSink", "Fill", "OpenInterest", "Quote", "Tick"]
+__all__ = ["Carry", "Depth", "Event", "EventSink", "Fill", "OpenInterest", "Quote", "Tick"]
 
 
 class Tick(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -94,6 +94,23 @@ class OpenInterest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     index_price: float | None = None
     ts_event: int
     ts_recv: int
+
+
+class Carry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The dividend yield one expiry of an option chain implies by put-call parity
+    (:mod:`engine.risk.parity`), for pricing the chain's options on their spot or index.
+
+    Attributes:
+        chain: the chain's underlying (``SPX``, ``SPY``).
+        expiry_ns: the expiry, int UNIX ns.
+        dividend_yield: q of F = S exp((r - q) T), continuously compounded decimal.
+        ts_event: when it was implied, int UNIX ns.
+    """
+
+    chain: str
+    expiry_ns: int
+    dividend_yield: float
+    ts_event: int
 
 
 class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):

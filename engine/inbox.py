@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.events import Depth, Fill, OpenInterest, Quote, Tick
+from engine.events import Carry, Depth, Fill, OpenInterest, Quote, Tick
 
 __all__ = ["Inbox"]
 
@@ -22,6 +22,7 @@ class Inbox:
     """Latest tick and quote per instrument, and every fill in arrival order."""
 
     __slots__ = (
+        "_carry",
         "_depth",
         "_fills",
         "_interest",
@@ -39,6 +40,7 @@ class Inbox:
         self._ticks: dict[str, Tick] = {}
         self._quotes: dict[str, Quote] = {}
         self._fills: deque[Fill] = deque()
+        self._carry: dict[tuple[str, int], Carry] = {}  # the latest per (chain, expiry)
         self._depth: dict[str, Depth] = {}  # read by the risk task, never drained
         self._interest: dict[str, Quote | OpenInterest] = {}  # likewise
         self.received = 0
@@ -63,6 +65,16 @@ class Inbox:
         if event.instrument in table:
             self.conflated += 1
         table[event.instrument] = event  # type: ignore[assignment]  # table matches the type
+
+    def put_carry(self, carry: Carry) -> None:
+        """Keep ``carry`` as the latest of its chain and expiry (:meth:`drain_carry`)."""
+        self._carry[(carry.chain, carry.expiry_ns)] = carry
+
+    def drain_carry(self) -> list[Carry]:
+        """The implied carries queued (the latest per chain and expiry), emptied."""
+        out = list(self._carry.values())
+        self._carry.clear()
+        return out
 
     def depth(self, names: list[str]) -> dict[str, Depth]:
         """The latest order book of each of ``names`` that has one."""

@@ -99,6 +99,9 @@ class UnderlyingParams:
     rate: float = 0.0
     dividend_yield: float = 0.0
     curve: ZeroCurve | None = None
+    implied_carry: bool = False
+    """Its options on spot take q from their expiry's implied forward (:meth:`MarketData.
+    set_carry`) once one is known, ``dividend_yield`` until then."""
 
 
 class Sources:
@@ -121,6 +124,17 @@ class Sources:
             self.dependents.append([])
             self.users.append(set())
         return row
+
+
+def _carries(inst: Instrument) -> bool:
+    """Whether ``inst`` is priced on its spot or index with a dividend yield (an option,
+    neither on a future nor on its forward): what an implied carry applies to."""
+    return (
+        inst.kind == Kind.OPTION
+        and not inst.on_forward
+        and inst.underlying_future is None
+        and inst.expiry_ns is not None
+    )
 
 
 class MarketData:
@@ -166,6 +180,8 @@ class MarketData:
         self.fwds = Sources()  # by (index, expiry_ns)
         self.dirty: set[int] = set()
         self._curve_rows: dict[str, list[int]] = {}  # rows whose r comes from a curve
+        self._carry_rows: dict[tuple[str, int], list[int]] = {}  # q implied, by (chain, expiry)
+        self._carry: dict[tuple[str, int], float] = {}  # the latest implied q of each
         # the kernels' Market group, by the state it was built from
         self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
 
@@ -196,6 +212,10 @@ class MarketData:
         a["has_expiry"][row] = inst.expiry_ns is not None
         a["r"][row] = params.rate
         a["q"][row] = params.dividend_yield
+        if params.implied_carry and _carries(inst):
+            key = (inst.underlying, inst.expiry_ns or 0)
+            self._carry_rows.setdefault(key, []).append(row)
+            a["q"][row] = self._carry.get(key, params.dividend_yield)
         if params.curve is not None:
             self._curve_rows.setdefault(inst.underlying, []).append(row)
             self._roll(params.curve, np.array([row]), self.valuation_ns)
@@ -218,6 +238,22 @@ class MarketData:
             curve = self._params[underlying].curve
             if curve is not None:
                 self._roll(curve, np.array(rows, dtype=np.int64), now_ns)
+
+    def set_carry(self, chain: str, expiry_ns: int, dividend_yield: float) -> int:
+        """Price the options of ``chain`` expiring at ``expiry_ns`` whose underlying takes its
+        carry from the chain (:attr:`UnderlyingParams.implied_carry`) with ``dividend_yield``
+        (those added later too); returns how many rows it dirtied (a yield that did not
+        change dirties none). A non-finite yield is ignored."""
+        if not math.isfinite(dividend_yield):
+            return 0
+        key = (chain, expiry_ns)
+        self._carry[key] = dividend_yield
+        rows = np.array(self._carry_rows.get(key, ()), dtype=np.int64)
+        q = self.cols.arrays["q"]
+        rows = rows[q[rows] != dividend_yield]
+        q[rows] = dividend_yield
+        self.dirty.update(rows.tolist())
+        return int(rows.size)
 
     def _roll(self, curve: ZeroCurve, rows: npt.NDArray[np.int64], now_ns: int) -> None:
         a = self.cols.arrays

@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
-from engine.events import Fill, Quote, Tick
+from engine.events import Carry, Fill, Quote, Tick
 from engine.instruments import InstrumentRegistry
 from engine.lots import FILL_IDS_KEPT, LOT_SPECS, Groups, Lots, SettledLot, expiry_label
 from engine.market import INSTRUMENT_SPECS, AmericanAccuracy, MarketData, UnderlyingParams
@@ -176,6 +176,11 @@ class Portfolio:
     def apply_quote(self, quote: Quote) -> bool:
         """Store an option quote; False if the instrument is unknown or not an option."""
         return self._market.apply_quotes((quote,)) == 0
+
+    def apply_carry(self, carry: Carry) -> int:
+        """Take an expiry's implied dividend yield for the options priced on it
+        (:meth:`engine.market.MarketData.set_carry`); returns how many it dirtied."""
+        return self._market.set_carry(carry.chain, carry.expiry_ns, carry.dividend_yield)
 
     def apply_quotes(self, quotes: Iterable[Quote]) -> int:
         """Store option quotes (the latest of an instrument wins); returns how many were

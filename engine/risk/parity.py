@@ -24,12 +24,19 @@ import numpy.typing as npt
 
 from engine.constraints import PositiveFloat
 from engine.curves import ZeroCurve
+from engine.events import Carry
 from engine.forwards import ChainQuotes, ForwardFitConfig, ImpliedForward, implied_forwards
 from engine.instruments import Instrument
 from engine.outputs import ForwardsPayload
 from engine.readout import Chain
 
-__all__ = ["ChainInputs", "ForwardsConfig", "forward_inputs", "forwards_payloads"]
+__all__ = [
+    "ChainInputs",
+    "ForwardsConfig",
+    "forward_inputs",
+    "forwards_payloads",
+    "implied_carries",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -192,3 +199,13 @@ def forwards_payloads(
         fits = implied_forwards(q, curve, valuation_ns, spot=spot, fit=cfg.fit)
         out.append((c.name, _payload(c, fits, curve, cfg, now_ns, valuation_ns)))
     return out
+
+
+def implied_carries(payload: ForwardsPayload) -> list[Carry]:
+    """The dividend yield each expiry of a chain on a spot or index implies (none for options
+    on a future: their carry is the future's), for pricing (:class:`engine.events.Carry`)."""
+    return [
+        Carry(chain=payload.underlying, expiry_ns=at, dividend_yield=q, ts_event=payload.ts_ns)
+        for at, q in zip(payload.expiry_ns, payload.dividend_yield, strict=True)
+        if q is not None and math.isfinite(q)
+    ]

@@ -91,6 +91,10 @@ class UnderlyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     rate: float = 0.0
     dividend_yield: float = 0.0
     curve: str = ""
+    carry: Literal["config", "implied"] = "config"
+    """``implied``: its options on spot take each expiry's dividend yield from the forward
+    their chain implies by put-call parity (``[risk.forwards]``), ``dividend_yield`` until
+    one is known."""
 
     def zero_curve(self, curves: dict[str, ZeroCurve]) -> ZeroCurve:
         """The curve that discounts this underlying's options: ``curves[curve]``, else flat at
@@ -282,6 +286,11 @@ def load_config(path: Path) -> AppConfig:
             raise ConfigError(source, detail)
         if underlying.curve and underlying.rate != 0.0:
             raise ConfigError(source, f"give `rate` or `curve`, not both - at `{where}`")
+        if underlying.carry == "implied" and not (
+            config.risk.enabled and config.risk.forwards.enabled
+        ):
+            detail = "needs [risk.forwards] enabled = true (and [risk] enabled)"
+            raise ConfigError(source, f"{detail} - at `{where}.carry`")
     for i, inst in enumerate(config.instruments):
         try:
             inst.to_instrument()
@@ -546,7 +555,9 @@ def new_portfolio(config: AppConfig) -> Portfolio:
     registry = InstrumentRegistry(i.to_instrument() for i in config.instruments)
     curves = rate_curves(config)
     params = {
-        n: UnderlyingParams(u.rate, u.dividend_yield, curves[u.curve] if u.curve else None)
+        n: UnderlyingParams(
+            u.rate, u.dividend_yield, curves[u.curve] if u.curve else None, u.carry == "implied"
+        )
         for n, u in config.portfolio.underlyings.items()
     }
     return Portfolio(

@@ -230,6 +230,8 @@ class EngineLoop:
         ticks, quotes, fills = self.inbox.drain()
         self._took_events = bool(ticks or quotes or fills)
         p = self.portfolio
+        for c in self.inbox.inbox.drain_carry():  # before the quotes: IVs implied on it
+            p.apply_carry(c)
         for t in ticks:
             if not p.apply_tick(t):
                 self.unknown += 1

@@ -21,7 +21,7 @@ import msgspec
 
 from engine.clock import Clock, ManualClock
 from engine.errors import ConfigError, FeedConnectionError, FeedDecodeError
-from engine.events import Depth, Fill, OpenInterest, Quote, Tick
+from engine.events import Carry, Depth, Fill, OpenInterest, Quote, Tick
 from engine.inbox import Inbox
 from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.retry import Backoff
@@ -63,6 +63,11 @@ class AsyncInbox:
         self.inbox.put(event)
         if type(event) is not Depth and type(event) is not OpenInterest:  # not priced on
             self._wake.set()
+
+    def put_carry(self, carry: Carry) -> None:
+        """Queue an implied carry (the risk task's) for the engine, and wake it."""
+        self.inbox.put_carry(carry)
+        self._wake.set()
 
     async def put_fill(self, fill: Fill) -> None:
         if self.journal is not None:

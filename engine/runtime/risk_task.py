@@ -41,7 +41,7 @@ from engine.risk.liquidity import (
     liquidity_payloads,
     slippage_payload,
 )
-from engine.risk.parity import forward_inputs, forwards_payloads
+from engine.risk.parity import forward_inputs, forwards_payloads, implied_carries
 from engine.risk.posreport import Positioning
 from engine.risk.report import (
     RiskConfig,
@@ -194,9 +194,13 @@ class RiskTask:
             holdings,
         )
         if parity:
-            out += await asyncio.to_thread(
+            forwards = await asyncio.to_thread(
                 forwards_payloads, parity, self.curves, self.config.forwards, now, valuation
             )
+            for _, chain in forwards:  # the engine prices on them where configured
+                for carry in implied_carries(chain):
+                    self.inbox.put_carry(carry)
+            out += forwards
         if quotes:
             out += await asyncio.to_thread(self._liquidity, books, quotes, out, now)
         if hedges:
