@@ -20,22 +20,17 @@ from engine import kernels
 from engine.constraints import PositiveFloat, PositiveInt
 from engine.instruments import Instrument
 from engine.outputs import (
-    RISK_METRICS,
     RISK_UNITS,
     UNITS,
     VAR_METHODS,
     FutureHedge,
     HedgePayload,
-    MarginPayload,
     OptionHedge,
     Payload,
     Payoff,
-    PortfolioMargin,
     Residual,
     SmileButterfly,
     SmilePayload,
-    SpanMargin,
-    StandardMargin,
     StrategyLeg,
     StrategyPayload,
     StressPayload,
@@ -45,6 +40,7 @@ from engine.outputs import (
     VarPayload,
 )
 from engine.risk import hedge, margin, skew, var
+from engine.risk.book_margin import margin_payload
 from engine.risk.breakdown import AttributionConfig
 from engine.risk.cpt import CptConfig
 from engine.risk.crosshedge import CrossHedgeConfig
@@ -54,7 +50,7 @@ from engine.risk.parity import ForwardsConfig
 from engine.risk.positioning import PositioningConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
-from engine.risk.usbook import UsMarginConfig, us_margin
+from engine.risk.usbook import UsMarginConfig
 from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
 
 FloatArray = npt.NDArray[np.float64]
@@ -320,113 +316,6 @@ _STRESS_UNITS: Final = {
     "vol": "relative move",
     "pnl": "USD",
     "stress_loss": "USD",
-}
-
-
-def margin_payload(
-    br: BookRisk,
-    cfg: RiskConfig,
-    now_ns: int,
-    holdings: Sequence[StrategyHolding] = (),
-) -> MarginPayload:
-    """The ``margin`` payload of one book (docs/margin.md): per underlying, Deribit's portfolio
-    margin with its risk matrix, the SPAN-style requirement and Deribit's standard margin; the
-    book's totals (sums over its underlyings: each is margined alone), what cross-margining
-    saves, and the utilisation of ``equity_usd``. Without an index price for every underlying
-    the figures are null and ``status`` says which is missing. A book of US listed options
-    and futures also gets their US margin (``us``, :func:`engine.risk.usbook.us_margin`), its
-    strategy-based margin pairing the desk's strategies of ``holdings`` first."""
-    unds = br.underlyings
-    missing = [u for u, px in zip(unds, br.prices.tolist(), strict=True) if not px > 0.0]
-    equity = cfg.equity_usd.get(br.book)
-    if missing or not unds:
-        return MarginPayload(
-            ts_ns=now_ns,
-            valuation_ts_ns=br.valuation_ns,
-            book=br.book,
-            underlyings=unds,
-            equity_usd=equity,
-            margin_im=None,
-            margin_mm=None,
-            margin_span=None,
-            margin_standard_im=None,
-            margin_savings=None,
-            margin_utilisation=None,
-            margin_mm_utilisation=None,
-            status=f"no index price for {', '.join(missing)}" if missing else "no positions",
-            portfolio=None,
-            span=None,
-            standard=None,
-            excluded=[],
-            units=_MARGIN_UNITS,
-        )
-    n = len(unds)
-    pm = margin.deribit_portfolio_margin(br.positions, br.prices, [cfg.pm_params(u) for u in unds])
-    span = margin.span_margin(br.positions, n, cfg.span_params())
-    std = margin.deribit_standard_margin(br.positions, n, [cfg.standard_params(u) for u in unds])
-    saved = margin.margin_savings(std, pm.margin)
-    im, mm = float(pm.margin.initial_usd.sum()), float(pm.margin.maintenance_usd.sum())
-    us = us_margin(br, holdings, cfg.us_margin, now_ns) if cfg.us_margin.enabled else None
-    usd = pm.usd
-    excluded = np.union1d(pm.excluded, span.excluded)
-    return MarginPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=br.valuation_ns,
-        book=br.book,
-        underlyings=unds,
-        equity_usd=equity,
-        margin_im=im,
-        margin_mm=mm,
-        margin_span=float(span.requirement.sum()),
-        margin_standard_im=float(std.initial_usd.sum()),
-        margin_savings=float(saved.initial_usd.sum()),
-        margin_utilisation=None if equity is None else im / equity,
-        margin_mm_utilisation=None if equity is None else mm / equity,
-        margin_reg_t=None if us is None else math.fsum(us.reg_t_requirement_usd),
-        margin_reg_t_deposit=None if us is None else math.fsum(us.reg_t_deposit_usd),
-        margin_us_portfolio=None if us is None else math.fsum(us.pm_group_usd),
-        margin_cme_span=None if us is None or us.span is None else us.span.total_usd,
-        status="ok",
-        portfolio=PortfolioMargin(
-            initial_usd=_floats(pm.margin.initial_usd),
-            maintenance_usd=_floats(pm.margin.maintenance_usd),
-            initial_coin=_floats(pm.margin.initial_coin),
-            maintenance_coin=_floats(pm.margin.maintenance_coin),
-            worst_case_usd=_floats(usd.worst_case),
-            delta_shock_usd=_floats(usd.delta_shock),
-            roll_shock_usd=_floats(usd.roll_shock),
-            price_moves=_nested(pm.price_moves),
-            matrix_usd=_nested(usd.standard),
-            extended_moves=_nested(pm.extended_moves),
-            extended_usd=_nested(usd.extended),
-        ),
-        span=SpanMargin(
-            requirement_usd=_floats(span.requirement),
-            scan_risk_usd=_floats(span.scan_risk),
-            short_option_minimum_usd=_floats(span.short_option_minimum),
-        ),
-        standard=StandardMargin(
-            initial_usd=_floats(std.initial_usd),
-            maintenance_usd=_floats(std.maintenance_usd),
-            initial_coin=_floats(std.initial_coin),
-            maintenance_coin=_floats(std.maintenance_coin),
-        ),
-        us=us,
-        excluded=[br.instrument(i) for i in excluded.tolist()],
-        units=_MARGIN_UNITS,
-    )
-
-
-MARGIN_FIGURES: Final = tuple(name for name in RISK_METRICS if name.startswith("margin_"))
-"""The book totals of the margin payload (alert rules can watch them)."""
-
-_MARGIN_UNITS: Final = {
-    **{k: RISK_UNITS[k] for k in MARGIN_FIGURES},
-    "equity_usd": "USD",
-    "portfolio": "per underlying; *_usd USD, *_coin coin of the underlying, moves relative",
-    "span": "per underlying, USD",
-    "standard": "per underlying; *_usd USD, *_coin coin of the underlying",
-    "us": "USD for whole positions; reg_t_* and pm_* per class (classes), span: CME E-mini",
 }
 
 

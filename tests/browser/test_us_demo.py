@@ -89,6 +89,8 @@ def test_us_margin_is_published_with_sane_values(demo: Demo) -> None:
     us = p["us"]
     assert p["v"] == 4
     assert us["classes"] == ["SPX", "SPY"]
+    assert p["margin_im"] is None  # a US book: none of the crypto exchanges' figures
+    assert p["portfolio"] is None
     assert us["class_kinds"] == ["broad_index", "equity"]
     condor, covered = us["reg_t_lines"]
     assert condor["rule"] == "spread"
@@ -158,6 +160,7 @@ def test_the_dashboard_shows_the_us_figures(page: Page, demo: Demo) -> None:
     expect(us).to_be_visible(timeout=30_000)
     expect(us.locator('[data-path="margin_reg_t"]')).to_have_attribute("data-value", _positive)
     expect(us.locator('[data-path="margin_cme_span"]')).to_have_attribute("data-value", _positive)
+    expect(page.locator('#panel-margin [data-path="margin_im"]')).to_have_count(0)
     expect(page.locator("#panel-forwards .card")).to_have_count(3)
     expect(page.locator('#panel-forwards [data-path="forward.0"]').first).to_have_attribute(
         "data-value", _positive

@@ -142,8 +142,20 @@ def test_the_margin_payload_carries_the_us_totals() -> None:
     assert p.margin_us_portfolio == math.fsum(p.us.pm_group_usd)
     assert p.margin_cme_span == p.us.span.total_usd
     assert b"reg_t_lines" in encode(p)
+    # US listed underlyings alone: the crypto exchanges' methods are not theirs
+    crypto = (p.margin_im, p.margin_mm, p.margin_span, p.margin_standard_im, p.margin_savings)
+    assert crypto == (None,) * 5
+    assert (p.portfolio, p.span, p.standard) == (None, None, None)
     off = RiskConfig(us_margin=UsMarginConfig(enabled=False))
     assert margin_payload(b.portfolio.book_risk("us"), off, V).us is None
+
+
+def test_a_book_mixing_us_and_crypto_underlyings_gets_both_margins() -> None:
+    p, _ = build_book()  # alpha: BTC and SOL on Deribit, and SPX options
+    got = margin_payload(p.book_risk("alpha"), RiskConfig(), V)
+    assert got.margin_im is not None
+    assert got.portfolio is not None
+    assert got.margin_reg_t is not None
 
 
 def test_a_book_of_no_us_instrument_has_no_us_margin() -> None:

@@ -40,6 +40,15 @@ function card(key, book, p) {
     h('td', {class: 'num'}, p.portfolio ? f(`portfolio.maintenance_usd.${i}`, compact) : '-'),
     h('td', {class: 'num'}, p.span ? f(`span.requirement_usd.${i}`, compact) : '-'),
     h('td', {class: 'num'}, p.standard ? f(`standard.initial_usd.${i}`, compact) : '-')));
+  if (p.us && p.portfolio === null && p.status === 'ok') {
+    // US listed underlyings alone: US margin only (the crypto exchanges' figures are null)
+    return h('div', {class: 'card'},
+      h('h3', {}, f('book', text)),
+      stamp(key, book, 'margin', p),
+      h('dl', {class: 'kv'},
+        h('dt', {}, 'equity'), h('dd', {}, f('equity_usd'), h('span', {class: 'unit'}, 'USD'))),
+      usMargin(key, book, p));
+  }
   return h('div', {class: 'card'},
     h('h3', {}, f('book', text), p.status !== 'ok' ? h('span', {class: 'badge warn'}, p.status) : null),
     stamp(key, book, 'margin', p),
