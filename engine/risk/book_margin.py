@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the config holds every family's: report.py, which imports t
 
 __all__ = ["MARGIN_FIGURES", "margin_payload"]
 
-_NAN: Final = math.nan
 
 MARGIN_FIGURES: Final = tuple(name for name in RISK_METRICS if name.startswith("margin_"))
 """The book totals of the margin payload (alert rules can watch them)."""
@@ -65,6 +64,22 @@ def _nested(a: npt.ArrayLike) -> Any:
     return np.asarray(a, dtype=np.float64).tolist()
 
 
+class _Exchange(NamedTuple):
+    """The crypto exchanges' figures of a book's margin payload (null: not computed)."""
+
+    margin_im: float | None = None
+    margin_mm: float | None = None
+    margin_span: float | None = None
+    margin_standard_im: float | None = None
+    margin_savings: float | None = None
+    margin_utilisation: float | None = None
+    margin_mm_utilisation: float | None = None
+    portfolio: PortfolioMargin | None = None
+    span: SpanMargin | None = None
+    standard: StandardMargin | None = None
+    excluded: tuple[str, ...] = ()
+
+
 def margin_payload(
     br: BookRisk,
     cfg: RiskConfig,
@@ -80,16 +95,34 @@ def margin_payload(
     strategy-based margin pairing the desk's strategies of ``holdings`` first; a book of US
     listed underlyings alone gets it instead: the crypto exchanges' figures are null (a book
     that mixes both gets both, the crypto methods over every underlying)."""
-    unds = br.underlyings
-    missing = [u for u, px in zip(unds, br.prices.tolist(), strict=True) if not px > 0.0]
+    missing = [u for u, px in zip(br.underlyings, br.prices.tolist(), strict=True) if not px > 0]
     equity = cfg.equity_usd.get(br.book)
-    if missing or not unds:
+    status, exchange, us = "ok", _Exchange(), None
+    if missing or not br.underlyings:
         status = f"no index price for {', '.join(missing)}" if missing else "no positions"
-        return _margin_without(br, equity, status, None, now_ns)
-    us = us_margin(br, holdings, cfg.us_margin, now_ns) if cfg.us_margin.enabled else None
-    if not _exchange_margined(br).any():
-        return _margin_without(br, equity, "ok", us, now_ns)
-    n = len(unds)
+    else:
+        us = us_margin(br, holdings, cfg.us_margin, now_ns) if cfg.us_margin.enabled else None
+        if _exchange_margined(br).any():
+            exchange = _exchange_margin(br, cfg, equity)
+    fields = exchange._asdict()
+    fields["excluded"] = list(exchange.excluded)
+    return MarginPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=br.valuation_ns,
+        book=br.book,
+        underlyings=br.underlyings,
+        equity_usd=equity,
+        **fields,
+        **_us_totals(us)._asdict(),
+        status=status,
+        us=us,
+        units=_MARGIN_UNITS,
+    )
+
+
+def _exchange_margin(br: BookRisk, cfg: RiskConfig, equity: float | None) -> _Exchange:
+    """The crypto exchanges' methods on every underlying of ``br`` (each margined alone)."""
+    unds, n = br.underlyings, len(br.underlyings)
     pm = margin.deribit_portfolio_margin(br.positions, br.prices, [cfg.pm_params(u) for u in unds])
     span = margin.span_margin(br.positions, n, cfg.span_params())
     std = margin.deribit_standard_margin(br.positions, n, [cfg.standard_params(u) for u in unds])
@@ -97,12 +130,7 @@ def margin_payload(
     im, mm = float(pm.margin.initial_usd.sum()), float(pm.margin.maintenance_usd.sum())
     usd = pm.usd
     excluded = np.union1d(pm.excluded, span.excluded)
-    return MarginPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=br.valuation_ns,
-        book=br.book,
-        underlyings=unds,
-        equity_usd=equity,
+    return _Exchange(
         margin_im=im,
         margin_mm=mm,
         margin_span=float(span.requirement.sum()),
@@ -110,8 +138,6 @@ def margin_payload(
         margin_savings=float(saved.initial_usd.sum()),
         margin_utilisation=None if equity is None else im / equity,
         margin_mm_utilisation=None if equity is None else mm / equity,
-        **_us_totals(us)._asdict(),
-        status="ok",
         portfolio=PortfolioMargin(
             initial_usd=_floats(pm.margin.initial_usd),
             maintenance_usd=_floats(pm.margin.maintenance_usd),
@@ -136,38 +162,7 @@ def margin_payload(
             initial_coin=_floats(std.initial_coin),
             maintenance_coin=_floats(std.maintenance_coin),
         ),
-        us=us,
-        excluded=[br.instrument(i) for i in excluded.tolist()],
-        units=_MARGIN_UNITS,
-    )
-
-
-def _margin_without(
-    br: BookRisk, equity: float | None, status: str, us: UsMargin | None, now_ns: int
-) -> MarginPayload:
-    """A margin payload without the crypto exchanges' methods: none could run (``status``),
-    or the book holds US listed underlyings alone (``us``)."""
-    return MarginPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=br.valuation_ns,
-        book=br.book,
-        underlyings=br.underlyings,
-        equity_usd=equity,
-        margin_im=None,
-        margin_mm=None,
-        margin_span=None,
-        margin_standard_im=None,
-        margin_savings=None,
-        margin_utilisation=None,
-        margin_mm_utilisation=None,
-        **_us_totals(us)._asdict(),
-        status=status,
-        portfolio=None,
-        span=None,
-        standard=None,
-        us=us,
-        excluded=[],
-        units=_MARGIN_UNITS,
+        excluded=tuple(br.instrument(i) for i in excluded.tolist()),
     )
 
 
