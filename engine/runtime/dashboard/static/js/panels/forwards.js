@@ -49,5 +49,5 @@ export function render(store) {
     root.replaceChildren(h('p', {class: 'empty muted'}, 'no implied forwards published ([risk.forwards])'));
     return;
   }
-  root.replaceChildren(h('div', {class: 'cards'}, chains.map(([name, p]) => card(key, name, p))));
+  root.replaceChildren(h('div', {class: 'cards wide'}, chains.map(([name, p]) => card(key, name, p))));
 }
