@@ -69,7 +69,7 @@ if not __package__:  # run as a file (python bench/latency.py): make `bench` and
 import numpy as np
 import orjson
 
-from bench.pipeline import Neighbours, _mqtt_len, _mqtt_str, mqtt_publish_packet
+from bench.pipeline import Neighbours, _mqtt_len, _mqtt_str, _proc_cpu_s, mqtt_publish_packet
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261206
@@ -796,6 +796,7 @@ async def stop_daemon(d: Daemon) -> None:
 class RateProbe:
     offered: float  # msgs/s the publisher sent
     taken: float  # msgs/s the consumer read over the window
+    cpu_us: float | None = None  # the consumer's CPU (its children's too) per message read, us
 
     @property
     def kept_up(self) -> bool:
@@ -812,6 +813,12 @@ class Throughput:
     def sustained(self) -> float:
         """The publisher's rate at the highest probe the consumer kept up with (0: none)."""
         return max((p.offered for p in self.probes if p.kept_up), default=0.0)
+
+    @property
+    def sustained_cpu_us(self) -> float | None:
+        """The consumer's CPU per message read at the sustained probe (None: none kept up)."""
+        kept = [p for p in self.probes if p.kept_up]
+        return max(kept, key=lambda p: p.offered).cpu_us if kept else None
 
     @property
     def capped(self) -> bool:
@@ -874,20 +881,33 @@ class SearchPlan:
     max_rate: float = 100_000.0
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` (all threads) and of its live children (riskd's risk
+    worker process)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return _proc_cpu_s(pid) + sum(_proc_cpu_s(int(c)) for c in children)
+
+
 async def rate_probe(
-    counter: Counter, port: int, stream: Path, rate: float, plan: SearchPlan
+    counter: Counter, port: int, stream: Path, rate: float, plan: SearchPlan, pid: int
 ) -> RateProbe:
+    """One probe at ``rate``; ``pid``: the consumer's process, whose CPU is measured too."""
     pub = await start_publisher(port, rate, stream)
     try:
         await asyncio.sleep(plan.warmup_s)
         t0, n0 = await counter.reading()
+        c0 = _tree_cpu_s(pid)
         await asyncio.sleep(plan.window_s)
         t1, n1 = await counter.reading()
+        c1 = _tree_cpu_s(pid)
     finally:
         offered = await stop_publisher(pub)
     taken = (n1 - n0) / ((t1 - t0) / 1e9) if t1 > t0 else 0.0
     await drained(counter)
-    return RateProbe(offered, taken)
+    return RateProbe(offered, taken, 1e6 * (c1 - c0) / (n1 - n0) if n1 > n0 else None)
 
 
 async def drained(counter: Counter, timeout_s: float = 30.0) -> None:
@@ -911,12 +931,13 @@ async def search(
     pids: list[int],
     progress: Callable[[str], None],
 ) -> Throughput:
-    """The sustained-rate search of :class:`SearchPlan` (bench/pipeline.py's method)."""
+    """The sustained-rate search of :class:`SearchPlan` (bench/pipeline.py's method);
+    ``pids``: the consumer's process, then the servers'."""
     out = Throughput(consumer)
     meter = Neighbours(pids)
 
     async def at(rate: float) -> bool:
-        p = await rate_probe(counter, port, stream, rate, plan)
+        p = await rate_probe(counter, port, stream, rate, plan, pids[0])
         out.probes.append(p)
         progress(
             f"  {consumer}: offered {p.offered:,.0f}/s, read {p.taken:,.0f}/s"
@@ -1243,10 +1264,14 @@ def report(r: Results) -> str:
         "warm-up, then a window between two readings of the consumer's count of messages read "
         "(riskd: `feeds.md.received` of its heartbeat; bare: its own count). A consumer keeps up "
         f"when it reads >= {KEEP_UP:.0%} of what was offered (the broker drops what a slow QoS 0 "
-        "subscriber does not take). Sustained: the highest rate kept up with.",
+        "subscriber does not take). Sustained: the highest rate kept up with. CPU per message: "
+        "the consumer's CPU time (all its threads and child processes: riskd's risk worker) "
+        "over the window of the sustained probe, per message read; on this 2-core machine the "
+        "publisher and the broker share the CPUs, so the sustained rates follow it.",
         "",
-        "| consumer | probes: offered -> read (k msgs/s) | sustained msgs/s | others |",
-        "|---|---|---:|---:|",
+        "| consumer | probes: offered -> read (k msgs/s) | sustained msgs/s | CPU per message us "
+        "| others |",
+        "|---|---|---:|---:|---:|",
     ]
     for tp in [*r.bare_c[:1], r.riskd_c, *r.bare_c[1:]]:
         probes = ", ".join(
@@ -1254,8 +1279,10 @@ def report(r: Results) -> str:
             for p in tp.probes
         )
         note = " (never fell behind: a lower bound)" if tp.capped else ""
+        cpu = tp.sustained_cpu_us
         lines.append(
-            f"| {tp.consumer} | {probes} | {tp.sustained:,.0f}{note} | {_pct(tp.others)} |"
+            f"| {tp.consumer} | {probes} | {tp.sustained:,.0f}{note} "
+            f"| {'-' if cpu is None else f'{cpu:.1f}'} | {_pct(tp.others)} |"
         )
     return "\n".join(lines) + "\n"
 
