@@ -39,6 +39,7 @@ from engine.outputs import (
     METRICS,
     SCHEMA_VERSION,
     UNITS,
+    BookExposure,
     UnderlyingExposure,
     encode,
     expiry_rows,
@@ -879,6 +880,7 @@ class PortfolioMachine(RuleBasedStateMachine):
         # bounded inputs and < 1e4 updates the second term is < 1e-15 of the scale. So: a
         # relative 1e-12 and an absolute 1e-12 of the sum of |contributions| (cancellation).
         assert_within(after, exact, 1e-12, 1e-12 * scale)
+        self._totals_are_their_groups(keys, exact, scale)
         # The mirror holds the same contributions, one lot per group: same exact sums.
         regrouped = np.zeros_like(exact)
         index = {key: g for g, key in enumerate(keys)}
@@ -890,6 +892,30 @@ class PortfolioMachine(RuleBasedStateMachine):
         for (g, c), vs in parts.items():
             regrouped[g, c] = math.fsum(vs)
         assert_allclose(regrouped, exact, rtol=0, atol=0)
+
+    def _totals_are_their_groups(
+        self, keys: list[tuple[str, str, str]], exact: F64, scale: F64
+    ) -> None:
+        """Each (book, underlying)'s and each book's sums, as read (refreshed from their groups
+        after an incremental cycle), are the exact sums of their groups'."""
+        pair_sum: dict[tuple[str, str], list[F64]] = defaultdict(list)
+        pair_scale: dict[tuple[str, str], list[F64]] = defaultdict(list)
+        for key, row, sc in zip(keys, exact, scale, strict=True):
+            pair_sum[key[:2]].append(row)
+            pair_scale[key[:2]].append(sc)
+        book_sum: dict[str, list[F64]] = defaultdict(list)
+        for book, br in self.p.books_risk().items():
+            for u, und in enumerate(br.underlyings):
+                want = np.array([math.fsum(c) for c in zip(*pair_sum[(book, und)], strict=True)])
+                bound = 1e-12 * np.sum(pair_scale[(book, und)], axis=0)
+                assert_within(br.figures[u], want, 1e-12, bound)
+                book_sum[book].append(want)
+        for name, payload in self.p.exposure_payloads([], self.now, list(book_sum)):
+            assert isinstance(payload, BookExposure)
+            want = np.sum(book_sum[name], axis=0)
+            got = (payload.delta_usd, payload.vega, payload.market_value)
+            idx = [FIELDS.index(f) for f in ("delta_usd", "vega", "market_value")]
+            assert_allclose(got, want[idx], rtol=1e-9, atol=1e-6)
 
     @invariant()
     def nothing_is_nan(self) -> None:
