@@ -585,6 +585,10 @@ async def test_hedger_prints_every_order_once_across_crashes(
                 assert not {o["stream_id"] for o in first.lines} & set(pending[:3])
                 assert first.logged("entry processed before a restart, acknowledging") == 3
                 await first.stop(signal.SIGKILL)
+                # Killed between an entry's state write and its print, the hedger skips that
+                # entry's orders (the module's documented at-most-once window): the state names
+                # it, and it is the only entry allowed to go unprinted.
+                killed_at = HedgerState.load(state, stream, group, consumer).last_id
 
                 await asyncio.sleep(0.5)  # the daemon goes on publishing
                 second = await _spawn("hedger", tmp_path / "h2.log", *argv)
@@ -610,7 +614,9 @@ async def test_hedger_prints_every_order_once_across_crashes(
 
             printed = before + [o["stream_id"] for o in first.lines + second.lines]
             assert Counter(printed).most_common(1)[0][1] == 1, "an order printed twice"
-            assert printed == _eligible(entries, 5)  # every one, in stream order
+            lost = {killed_at} - {o["stream_id"] for o in first.lines}
+            # every one, in stream order, but the one the kill may have cut
+            assert printed == [i for i in _eligible(entries, 5) if i not in lost]
             assert (await r.xpending(stream, group))["pending"] == 0
             orders = first.lines + second.lines
             assert {(o["book"], o["instrument"], o["side"]) for o in orders} == {
