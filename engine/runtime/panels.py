@@ -356,33 +356,39 @@ def _var(payloads: Sequence[VarPayload], rows: int) -> _Fitted:
 
 
 def _margin(payloads: Sequence[MarginPayload], rows: int) -> _Fitted:
-    columns = [
-        _Column("book", right=False),
-        _Column("equity $", 1),
-        _Column("initial $"),
-        _Column("maintenance $"),
-        _Column("initial use"),
-        _Column("maint. use", 1),
-        _Column("saving vs standard $", 2),
-        _Column("status", 1, right=False),
+    """The crypto exchanges' margin and the US margin, each where some book has it (a US book
+    has no Deribit-style figures: its Reg T and portfolio margin take their place)."""
+    crypto = any(m.margin_im is not None or m.status != "ok" for m in payloads)
+    us = any(m.margin_reg_t is not None for m in payloads)
+    fields: list[tuple[_Column, Callable[[MarginPayload], Text]]] = [
+        (_Column("book", right=False), lambda m: Text(m.book)),
+        (_Column("equity $", 1), lambda m: _money(m.equity_usd)),
     ]
+    if crypto:
+        fields += [
+            (_Column("initial $"), lambda m: _money(m.margin_im)),
+            (_Column("maintenance $"), lambda m: _money(m.margin_mm)),
+            (_Column("initial use"), lambda m: _share(m.margin_utilisation)),
+            (_Column("maint. use", 1), lambda m: _share(m.margin_mm_utilisation)),
+            (_Column("saving vs standard $", 2), lambda m: _money(m.margin_savings)),
+        ]
+    if us:
+        fields += [
+            (_Column("Reg T $", 1 if crypto else 0), lambda m: _money(m.margin_reg_t)),
+            (_Column("US PM $", 2 if crypto else 0), lambda m: _money(m.margin_us_portfolio)),
+        ]
+    fields.append(
+        (
+            _Column("status", 1, right=False),
+            lambda m: Text(m.status, style="" if m.status == "ok" else "yellow"),
+        )
+    )
     title = f"Margin (USD; use = requirement / equity) valued {_valued(payloads[0])}"
-    table = _Fitted(title, columns, rows)
+    table = _Fitted(title, [column for column, _ in fields], rows)
     for m in payloads:
         if table.full():
             continue
-        table.add(
-            [
-                m.book,
-                _money(m.equity_usd),
-                _money(m.margin_im),
-                _money(m.margin_mm),
-                _share(m.margin_utilisation),
-                _share(m.margin_mm_utilisation),
-                _money(m.margin_savings),
-                Text(m.status, style="" if m.status == "ok" else "yellow"),
-            ]
-        )
+        table.add([cell(m) for _, cell in fields])
     return table
 
 

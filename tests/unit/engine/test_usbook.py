@@ -198,3 +198,19 @@ def test_american_rows_are_valued_american() -> None:
     assert_allclose(delta, want.delta, rtol=1e-12)
     euro = bsm(False, put.X, put.strike, put.T, put.r, put.q, put.sigma)
     assert value[0] > float(euro.price[0]) + 0.05
+
+
+def test_the_terminal_shows_a_us_book_s_margin_in_place_of_the_crypto_figures() -> None:
+    from engine.runtime.panels import _margin  # the terminal view's margin table
+
+    b = us_book()
+    us = margin_payload(b.portfolio.book_risk("us"), RiskConfig(), V, b.strategies.held())
+    crypto = margin_payload(build_book()[0].book_risk("beta"), RiskConfig(), V)
+    assert us.margin_reg_t is not None
+    only_us, _ = _margin([us], 5).fit(200)
+    assert "Reg T $" in only_us.plain
+    assert "initial $" not in only_us.plain  # null for a US book: not shown
+    assert f"{us.margin_reg_t:,.0f}" in only_us.plain
+    both, _ = _margin([us, crypto], 5).fit(200)
+    assert "initial $" in both.plain
+    assert "Reg T $" in both.plain
