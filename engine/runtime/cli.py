@@ -24,8 +24,6 @@ DASHBOARD_SCHEMA_FILE = SCHEMA_FILE.with_name("dashboard-messages.json")
 """The checked-in JSON Schema of the dashboard's messages (``riskd schema --dashboard``)."""
 
 EXIT_CONFIG = 2
-GIL_SWITCH_INTERVAL_S = 0.0005
-"""How long a thread holding the GIL keeps it while another waits for it, in seconds."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -241,10 +239,6 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
     # OpenMP worker threads spin or sleep between parallel regions; bound to cores, they wake
     # in microseconds instead of milliseconds (bench/README.md). Set before numba loads.
     os.environ.setdefault("OMP_PROC_BIND", "true")
-    # A worker thread running Python (payload building, risk measures) keeps the GIL for up to
-    # the switch interval while the event loop waits for it: 5 ms by default, a quote's whole
-    # latency budget several times over; 0.5 ms bounds that wait.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if not _kernels_compiled():  # they compile as the engine is imported, below
         print(  # a person waits at a blank terminal otherwise
             "riskd: first run: compiling the numba kernels (about a minute on two cores; "
