@@ -17,7 +17,6 @@ wakes itself at :meth:`PublishSchedule.next_due_ns`.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
@@ -73,13 +72,12 @@ class PublishSchedule(Generic[K]):
         dirty = self._dirty
         return [k for k in keys if k not in dirty]
 
-    def due(self, now_ns: int, limit: int | None = None) -> list[K]:
-        """Take the changed keys whose time has come, as published at ``now_ns``: at most
-        ``limit`` of them, in the order they changed (the rest stay due)."""
-        if now_ns < self._next or limit == 0:
+    def due(self, now_ns: int) -> list[K]:
+        """Take the changed keys whose time has come, as published at ``now_ns``."""
+        if now_ns < self._next:
             return []
         dirty = self._dirty
-        out = list(itertools.islice((k for k, at in dirty.items() if at <= now_ns), limit))
+        out = [k for k, at in dirty.items() if at <= now_ns]
         self._taken(out, now_ns)
         return out
 

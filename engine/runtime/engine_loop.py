@@ -5,24 +5,20 @@ reprices what the events touched, and hands the sink the exposure payloads that
 :class:`~engine.schedule.PublishSchedule` says are due: a key quiet for ``min_interval_ms``
 at once, a busy key at most once per interval, its last change always. The loop wakes on every
 event, when a key becomes due, and for the full reprice (time decay, and every sum rebuilt)
-every ``full_reprice_interval_s``. The full reprice runs in a worker thread (the kernels
-release the GIL), so feeds, the sink and the web server go on meanwhile; the payloads it
-refreshes are then built :data:`BUILD_SLICE` per cycle, between event cycles, so that a quiet
-key's change waits for at most one slice, not for every key of the book.
+every ``full_reprice_interval_s``. The full reprice and its payloads are computed in a worker
+thread (the kernels release the GIL), so feeds, the sink and the web server go on meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
 
 from engine.clock import Clock
 from engine.events import Fill, Quote, Tick
@@ -37,14 +33,9 @@ from engine.runtime.timings import CycleHistograms
 from engine.schedule import PublishSchedule
 from engine.state import Portfolio
 
-__all__ = ["BUILD_SLICE", "CyclePacing", "EngineLoop"]
+__all__ = ["CyclePacing", "EngineLoop"]
 
 logger = logging.getLogger(__name__)
-
-BUILD_SLICE: Final = 32
-"""Payloads built per cycle on the event loop at most (about 5 us each, and as much again to
-encode them): a full reprice's refresh of every key is spread over several cycles, with
-events taken in between."""
 
 Key = tuple[str, str | None]
 """A payload's key: (book, underlying), or (book, None) for the book's own."""
@@ -138,29 +129,29 @@ class EngineLoop:
         self._full_interval_ns = round(config.full_reprice_interval_s * 1e9)
         self._next_full_ns = 0
         self._took_events = False  # whether the last cycle drained any event
-        self._refresh: dict[Key, None] = {}  # keys a full reprice refreshed, not yet built
 
     # ------------------------------------------------------------------ cycles
 
     def cycle(self, *, full: bool = False, flush: bool = False) -> int:
         """Drain the inbox, reprice, hand the sink the payloads that are due (every changed
-        one when ``flush``: shutdown), and every key a full reprice refreshed; returns how many
-        payloads were built."""
+        one when ``flush``: shutdown); returns how many payloads were built."""
         step = self._begin(full)
-        changed = self._reprice_all(step) if step.full else self.portfolio.cycle(step.now, False)
-        return self._end(step, self._payloads(step, changed, flush, None))
+        if step.full:
+            payloads = self._full(step, flush)
+        else:
+            payloads = self._valued(step, self.portfolio.cycle(step.now, False), flush)
+        return self._end(step, payloads)
 
     async def acycle(self) -> int:
-        """:meth:`cycle`, except that a full reprice runs in a worker thread and that at most
-        :data:`BUILD_SLICE` payloads are built: the rest stay due, for the next cycles.
-        Nothing else writes the portfolio meanwhile: this loop is its only writer."""
+        """:meth:`cycle`, except that a full reprice and its payloads are computed in a worker
+        thread. Nothing else writes the portfolio meanwhile: this loop is its only writer."""
         step = self._begin(False)
         if step.full:
             async with self.valuing:  # the risk task copies books only outside a reprice
-                changed = await asyncio.to_thread(self._reprice_all, step)
+                payloads = await asyncio.to_thread(self._full, step)
         else:
-            changed = self.portfolio.cycle(step.now, False)
-        return self._end(step, self._payloads(step, changed, False, BUILD_SLICE))
+            payloads = self._valued(step, self.portfolio.cycle(step.now, False), False)
+        return self._end(step, payloads)
 
     def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
         """:meth:`cycle`, logging and counting an exception instead of raising it."""
@@ -249,37 +240,28 @@ class EngineLoop:
             p.retry_unresolved()
         return _Step(t0, now, full, (ticks, quotes, fills))
 
-    def _reprice_all(self, step: _Step) -> set[tuple[str, str]]:
-        """A full reprice (a worker thread runs it); every key is queued for refresh
-        (:meth:`~engine.schedule.PublishSchedule.refresh`), a queue left from the last one
-        included. Returns no changed pair: the refresh publishes them without counting against
-        the next change's interval."""
+    def _full(self, step: _Step, flush: bool = False) -> list[tuple[str, Exposure]]:
+        """A full reprice and the payloads due after it (a worker thread runs it): every key
+        is refreshed (:meth:`~engine.schedule.PublishSchedule.refresh`: at once unless it waits
+        for its interval, and without counting against the next change's), the keys due go
+        out too (every changed one when ``flush``)."""
         p = self.portfolio
         p.cycle(step.now, True)
         self._next_full_ns = step.now + self._full_interval_ns
-        self._refresh = dict.fromkeys(k for b, u in p.bu_keys() for k in ((b, u), (b, None)))
-        return set()
+        keys = dict.fromkeys(k for b, u in p.bu_keys() for k in ((b, u), (b, None)))
+        mono = time.monotonic_ns()
+        taken = self.schedule.flush(mono) if flush else self.schedule.due(mono)
+        return self._build([*self.schedule.refresh(keys), *taken], step.now)
 
-    def _payloads(
-        self, step: _Step, changed: set[tuple[str, str]], flush: bool, limit: int | None
+    def _valued(
+        self, step: _Step, changed: set[tuple[str, str]], flush: bool
     ) -> list[tuple[str, Exposure]]:
-        """Mark the ``changed`` pairs and their books; build the payloads due now (every
-        changed one when ``flush``), then, room permitting, the keys queued for refresh: at
-        most ``limit`` in all (None: no limit)."""
+        """Mark the ``changed`` pairs and their books; build the payloads due now."""
         schedule = self.schedule
         mono = time.monotonic_ns()
         schedule.changed([k for b, u in changed for k in ((b, u), (b, None))], mono)
-        keys = schedule.flush(mono) if flush else schedule.due(mono, limit)
-        queue = self._refresh
-        for k in keys:  # going out now anyway: not again for the refresh
-            queue.pop(k, None)
-        room = len(queue) if limit is None else min(limit - len(keys), len(queue))
-        if room > 0:
-            taken = list(itertools.islice(queue, room))
-            for k in taken:
-                del queue[k]
-            keys += schedule.refresh(taken)
-        return self._build(keys, step.now)
+        due = schedule.flush(mono) if flush else schedule.due(mono)
+        return self._build(due, step.now)
 
     def _build(self, keys: list[Key], now: int) -> list[tuple[str, Exposure]]:
         """The payloads of ``keys``."""
@@ -304,9 +286,7 @@ class EngineLoop:
         return len(payloads)
 
     def _until_due_s(self) -> float:
-        """Seconds until the first payload falls due (0: one is, or a refresh is under way)."""
-        if self._refresh:
-            return 0.0
+        """Seconds until the first payload falls due (0: one is)."""
         at = self.schedule.next_due_ns()
         if at == math.inf:
             return math.inf

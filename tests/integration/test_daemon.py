@@ -31,12 +31,11 @@ from engine.errors import ConfigError
 from engine.events import Fill, Quote, Tick
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
-from engine.outputs import AlertPayload, Payload, TermStructurePayload, UnderlyingExposure
+from engine.outputs import TermStructurePayload, UnderlyingExposure
 from engine.risk import var
 from engine.risk.report import vol_level
 from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
-from engine.runtime.engine_loop import BUILD_SLICE
 from engine.runtime.http import readiness
 from engine.runtime.risk_task import load_history
 from engine.state import BookRisk
@@ -537,43 +536,6 @@ async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> N
     await daemon.engine.acycle()  # incremental, on the loop's thread
     assert seen == [True]
     assert p.valuation_ns == clock.now_ns() - 10**6
-
-
-async def test_a_full_reprice_refreshes_in_slices_and_a_change_goes_first(
-    tmp_path: Path,
-) -> None:
-    """After a full reprice of a book of many keys, each cycle on the event loop builds at most
-    BUILD_SLICE payloads, so events wait for one slice, not for the whole book; a quote taken
-    meanwhile goes out in the next cycle, ahead of the refresh, and is not refreshed again.
-    Every key is refreshed exactly once."""
-    n_books = 2 * BUILD_SLICE
-    rows = "".join(f"b{i:03d},{CALL},1\n" for i in range(n_books)) + f"zz,{PUT},-3\n"
-    daemon, clock = _offline(tmp_path, rows, engine="full_reprice_interval_s = 1\n")
-    n_keys = 2 * (n_books + 1)  # each book's (book, underlying) pair and the book's own
-    assert daemon.engine.cycle() == n_keys  # the first cycle (full, synchronous): every key
-    published: list[str] = []
-
-    class Recorder:  # a second sink (the dashboard's place): the keys in order
-        def publish(self, key: str, payload: Payload) -> None:
-            published.append(key)
-
-        def alert(self, payload: AlertPayload) -> None:
-            pass
-
-    daemon.out.dashboard = Recorder()
-    clock.advance(2 * 10**9)  # a full reprice is due
-    assert await daemon.engine.acycle() == BUILD_SLICE
-    assert "zz:ETH" not in published  # queued last
-    ts = clock.now_ns()
-    daemon.inbox.put(
-        Quote(instrument=PUT, iv=0.7, underlying_price=3_000.0, ts_event=ts, ts_recv=ts)
-    )
-    assert await daemon.engine.acycle() == BUILD_SLICE
-    assert {"zz:ETH", "zz"} <= set(published[BUILD_SLICE:])  # the change: in the next cycle
-    while daemon.engine._until_due_s() == 0.0:
-        assert await daemon.engine.acycle() <= BUILD_SLICE
-    assert sorted(published) == sorted(set(published))  # none twice
-    assert len(published) == n_keys
 
 
 async def test_risk_payloads_and_alerts_out(

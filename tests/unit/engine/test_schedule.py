@@ -31,19 +31,6 @@ def test_a_quiet_key_goes_out_at_once_a_busy_one_after_its_interval() -> None:
     assert s.due(350 * MS) == ["a"]
 
 
-def test_due_with_a_limit_takes_the_first_changed_and_leaves_the_rest_due() -> None:
-    s: PublishSchedule[str] = PublishSchedule(INTERVAL)
-    s.changed(["a", "b", "c"], 0)
-    assert s.due(0, limit=0) == []
-    assert s.due(0, limit=2) == ["a", "b"]
-    assert s.next_due_ns() == 0  # "c" is still due
-    assert s.due(MS, limit=2) == ["c"]
-    assert s.next_due_ns() == math.inf
-    s.changed(["a", "d"], 2 * MS)  # "a" waits for its interval; "d" is due at once
-    assert s.due(2 * MS, limit=1) == ["d"]
-    assert s.due(INTERVAL, limit=1) == ["a"]
-
-
 def test_flush_takes_every_changed_key_and_no_interval_means_every_change() -> None:
     s: PublishSchedule[str] = PublishSchedule(INTERVAL)
     s.changed(["a", "b"], 0)
