@@ -56,8 +56,13 @@ class Columns:
 
     def append(self) -> int:
         """A new row (its columns at their fill values); returns its number."""
-        if self.n == self.capacity:
-            new_cap = 2 * self.capacity
+        return self.extend(1)
+
+    def extend(self, k: int) -> int:
+        """``k`` new rows (their columns at their fill values); returns the first one's number.
+        A bulk that outgrows the table gets exactly the room it needs (no doubling slack)."""
+        if self.n + k > self.capacity:
+            new_cap = max(2 * self.capacity, self.n + k) if k == 1 else self.n + k
             for name, (dtype, fill, width) in self._specs.items():
                 old = self.arrays[name]
                 arr = np.full((new_cap, width) if width else new_cap, fill, dtype=dtype)
@@ -66,5 +71,5 @@ class Columns:
             self.capacity = new_cap
             self._groups.clear()
         row = self.n
-        self.n += 1
+        self.n += k
         return row

@@ -40,6 +40,7 @@ Position units (``multiplier`` turns one unit of position quantity into exposure
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import re
 import sys
@@ -202,6 +203,16 @@ def deribit_expiry_ns(day: int, month: int, year: int) -> int:
     return int(calendar.timegm((year, month, day, 8, 0, 0))) * 1_000_000_000
 
 
+@functools.lru_cache(maxsize=4096)  # few distinct expiries; a big book parses many names
+def _deribit_expiry(day: int, month: int, yy: int) -> int | None:
+    """:func:`deribit_expiry_ns` of a name's date; None for a date that does not exist."""
+    try:
+        datetime(2000 + yy, month, day, tzinfo=UTC)  # rejects 31FEB
+        return deribit_expiry_ns(day, month, 2000 + yy)
+    except ValueError:
+        return None
+
+
 def parse_deribit_name(name: str) -> Instrument | None:
     """Parse a Deribit instrument or index name; None if it is not one (see module docstring)."""
     m = _NAME.match(name)
@@ -235,12 +246,8 @@ def parse_deribit_name(name: str) -> Instrument | None:
     if rest == "PERPETUAL":
         return Instrument(kind=Kind.PERPETUAL, **common)
     month = _MONTHS.get(m["mon"])
-    if month is None:
-        return None
-    try:
-        expiry_ns = deribit_expiry_ns(int(m["day"]), month, 2000 + int(m["yy"]))
-        datetime(2000 + int(m["yy"]), month, int(m["day"]), tzinfo=UTC)  # rejects 31FEB
-    except ValueError:
+    expiry_ns = None if month is None else _deribit_expiry(int(m["day"]), month, int(m["yy"]))
+    if expiry_ns is None:
         return None
     if m["strike"] is None:
         return Instrument(kind=Kind.FUTURE, expiry_ns=expiry_ns, **common)
@@ -425,6 +432,22 @@ class InstrumentRegistry:
                         del parsed[next(iter(parsed))]
                     parsed[name] = inst
         return inst
+
+    def resolve(self, names: Iterable[str]) -> list[Instrument | None]:
+        """:meth:`get` of each of ``names``, keeping parsed names only while fewer than
+        ``parsed_kept`` are: a positions file may name far more instruments than that, and
+        forgetting the oldest one by one costs more than parsing (the portfolio keeps the
+        instruments it holds)."""
+        by_name, parsed, kept = self._by_name, self._parsed, self._parsed_kept
+        out: list[Instrument | None] = []
+        for name in names:
+            inst = by_name.get(name) or parsed.get(name)
+            if inst is None:
+                inst = parse_name(name)
+                if inst is not None and len(parsed) < kept:
+                    parsed[name] = inst
+            out.append(inst)
+        return out
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None

@@ -874,18 +874,26 @@ chunk order)."""
 _REBUILD_CHUNK_LOTS = 32_768
 """Fewest lots per chunk: merging costs chunks x groups, which for a small book outweighs the
 lots themselves."""
+_REBUILD_PART_GROUPS = 131_072
+"""Most chunks x groups: the partial sums take 2 x N_AGG x 8 bytes (224) each, so at most
+about 30 MB (16 chunks of 200k groups would take 700 MB, more than the book itself)."""
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rebuild_chunk(
-    ch: int, size: int, lots: LotColumns, priced: PricedColumns, part_hi: F64, part_lo: F64
+    ch: int,
+    size: int,
+    chunks: int,
+    lots: LotColumns,
+    priced: PricedColumns,
+    part_hi: F64,
+    part_lo: F64,
 ) -> None:
     """Chunk ``ch`` of a rebuild (lots ``ch * size`` up to ``(ch + 1) * size``): each lot's
     contribution, and the chunk's compensated partial sums per group (its rows of ``part_hi``
     and ``part_lo``, one block of groups per chunk)."""
     lot_inst, lot_group, qty, cost = lots.inst, lots.group, lots.qty, lots.cost
     has_cost, contrib, unit, bad = lots.has_cost, lots.contrib, priced.unit, priced.bad
-    chunks = rebuild_chunks(lot_inst.shape[0])
     base = ch * (part_hi.shape[0] // chunks)
     for lot in range(ch * size, min(lot_inst.shape[0], (ch + 1) * size)):
         g = base + lot_group[lot]
@@ -923,10 +931,12 @@ def _rebuild_merge(chunks: int, part_hi: F64, part_lo: F64, sums: GroupSums) -> 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rebuild_chunks(n_lots: int) -> int:
-    """How many chunks a rebuild of ``n_lots`` lots sums in: a function of the lots only, so
-    that the serial and the threaded rebuild give the same figures."""
-    return max(1, min(_REBUILD_CHUNKS, n_lots // _REBUILD_CHUNK_LOTS))
+def rebuild_chunks(n_lots: int, n_groups: int) -> int:
+    """How many chunks a rebuild of ``n_lots`` lots in ``n_groups`` groups sums in: a function
+    of the book only (not of the threads), so that the serial and the threaded rebuild give
+    the same figures; few enough that the partial sums stay small."""
+    by_memory = _REBUILD_PART_GROUPS // max(n_groups, 1)
+    return max(1, min(_REBUILD_CHUNKS, n_lots // _REBUILD_CHUNK_LOTS, by_memory))
 
 
 @njit(void(_LOTS, _PRICED, _SUMS), cache=True, nogil=True, error_model="numpy")
@@ -937,12 +947,12 @@ def lot_rebuild_kernel(lots: LotColumns, priced: PricedColumns, sums: GroupSums)
     compensated partial sums over fixed ranges of lots, then merged in order. One thread: for
     a book too small to gain from the pool (waking it costs more)."""
     n_lots = lots.inst.shape[0]
-    chunks = rebuild_chunks(n_lots)
+    chunks = rebuild_chunks(n_lots, sums.group_hi.shape[0])
     part_hi = np.zeros((chunks * sums.group_hi.shape[0], N_AGG))
     part_lo = np.zeros_like(part_hi)
     size = (n_lots + chunks - 1) // chunks
     for ch in range(chunks):
-        _rebuild_chunk(ch, size, lots, priced, part_hi, part_lo)
+        _rebuild_chunk(ch, size, chunks, lots, priced, part_hi, part_lo)
     _rebuild_merge(chunks, part_hi, part_lo, sums)
 
 
@@ -951,12 +961,12 @@ def lot_rebuild_parallel_kernel(lots: LotColumns, priced: PricedColumns, sums: G
     """:func:`lot_rebuild_kernel` with its chunks over the thread pool: the same figures,
     whatever the number of threads."""
     n_lots = lots.inst.shape[0]
-    chunks = rebuild_chunks(n_lots)
+    chunks = rebuild_chunks(n_lots, sums.group_hi.shape[0])
     part_hi = np.zeros((chunks * sums.group_hi.shape[0], N_AGG))
     part_lo = np.zeros_like(part_hi)
     size = (n_lots + chunks - 1) // chunks
     for ch in prange(chunks):
-        _rebuild_chunk(ch, size, lots, priced, part_hi, part_lo)
+        _rebuild_chunk(ch, size, chunks, lots, priced, part_hi, part_lo)
     _rebuild_merge(chunks, part_hi, part_lo, sums)
 
 

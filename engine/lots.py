@@ -10,7 +10,9 @@ by the kernels the portfolio's cycle runs (:mod:`engine.state`).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,7 +25,18 @@ from engine.events import Fill
 from engine.instruments import Instrument, Kind
 from engine.market import MarketData
 
-__all__ = ["FILL_IDS_KEPT", "Groups", "Lots", "SettledLot", "expiry_label"]
+__all__ = [
+    "FILL_IDS_KEPT",
+    "Groups",
+    "LotIndex",
+    "Lots",
+    "PositionsError",
+    "SettledLot",
+    "expiry_label",
+]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
 FILL_IDS_KEPT = 1_000_000
 """Fill ids remembered to recognise redelivered fills (about 100 MB at most)."""
@@ -36,8 +49,11 @@ LOT_SPECS: Specs = {
     "has_cost": (np.bool_, True, 0),
     "next_lot": (np.int64, -1, 0),  # the next older lot of the same instrument
     "contrib": (np.float64, 0.0, kernels.N_AGG),
+    "book": (np.int64, 0, 0),  # its book: a row of Lots.book_names (not a kernel's column)
 }
-"""The lots' columns (:class:`engine.kernels.LotColumns`)."""
+"""The lots' columns (:class:`engine.kernels.LotColumns`, and :data:`HOST_LOT_COLUMNS`)."""
+HOST_LOT_COLUMNS = frozenset({"book"})
+"""Lot columns that only Python reads (no kernel takes them)."""
 _SUM_SPECS: Specs = {
     "hi": (np.float64, 0.0, kernels.N_AGG),
     "lo": (np.float64, 0.0, kernels.N_AGG),
@@ -74,6 +90,19 @@ class SettledLot:
     avg_price: float
 
 
+class PositionsError(ValueError):
+    """A bulk of positions (:meth:`Lots.add_positions`) refused, nothing of it applied.
+
+    Attributes:
+        row: the first refused row of the bulk.
+    """
+
+    def __init__(self, row: int, detail: str) -> None:
+        super().__init__(detail)
+        self.row = row
+
+
+@functools.lru_cache(maxsize=4096)  # few distinct expiries; a big book asks once per lot
 def expiry_label(expiry_ns: int | None, kind: Kind) -> str:
     """The expiry bucket of an instrument: ISO 8601 UTC time, ``perpetual`` or ``spot``."""
     if expiry_ns is None:
@@ -111,24 +140,62 @@ class Groups:
         g = self._rows.get(key)
         if g is not None:
             return g
-        pair = (book, inst.underlying)
-        g = self.groups.append()
-        bu = self.pair_rows.get(pair)
-        if bu is None:
-            bu = self.pairs.append()
-            self.pair_rows[pair] = bu
-            self.pair_keys.append(pair)
-        brow = self.book_rows.get(book)
-        if brow is None:
-            brow = self.books.append()
-            self.book_rows[book] = brow
-        self.groups.arrays["bu"][g] = bu
-        self.groups.arrays["book"][g] = brow
-        self._rows[key] = g
-        self.keys.append(key)
+        g = self._add(key)
         # kept sorted by key (expiry labels sort in time), so payloads need no sorting
+        pair = (book, inst.underlying)
         bisect.insort(self._pair_groups.setdefault(pair, []), g, key=self.keys.__getitem__)
         self._pair_columns.pop(pair, None)
+        return g
+
+    def rows(self, keys: Sequence[tuple[str, str, str]]) -> I64:
+        """The groups of ``keys`` (book, underlying, expiry label), each added (with its pair
+        and book) when new, in the order of ``keys``: as :meth:`row` one by one, with the new
+        groups' columns written at once and each pair's groups sorted once at the end."""
+        known = self._rows
+        new: list[tuple[str, str, str]] = []
+        out = []
+        for key in keys:
+            g = known.get(key)
+            if g is None:
+                g = known[key] = self.groups.n + len(new)
+                new.append(key)
+            out.append(g)
+        start = self.groups.extend(len(new))
+        ga = self.groups.arrays
+        pairs = [self._pair_row((b, u)) for b, u, _ in new]
+        ga["bu"][start : start + len(new)] = pairs
+        ga["book"][start : start + len(new)] = [self._book_row(b) for b, _, _ in new]
+        self.keys.extend(new)
+        touched = set()
+        for g, (b, u, _) in enumerate(new, start):
+            self._pair_groups.setdefault((b, u), []).append(g)
+            touched.add((b, u))
+        for pair in touched:
+            self._pair_groups[pair].sort(key=self.keys.__getitem__)
+            self._pair_columns.pop(pair, None)
+        return np.array(out, dtype=np.int64)
+
+    def _pair_row(self, pair: tuple[str, str]) -> int:
+        bu = self.pair_rows.get(pair)
+        if bu is None:
+            bu = self.pair_rows[pair] = self.pairs.append()
+            self.pair_keys.append(pair)
+        return bu
+
+    def _book_row(self, book: str) -> int:
+        brow = self.book_rows.get(book)
+        if brow is None:
+            brow = self.book_rows[book] = self.books.append()
+        return brow
+
+    def _add(self, key: tuple[str, str, str]) -> int:
+        """A new group (its pair and book added when new), not yet among its pair's groups."""
+        book, underlying, _ = key
+        g = self.groups.append()
+        self.groups.arrays["bu"][g] = self._pair_row((book, underlying))
+        self.groups.arrays["book"][g] = self._book_row(book)
+        self._rows[key] = g
+        self.keys.append(key)
         return g
 
     def of_pair(self, pair: tuple[str, str]) -> tuple[npt.NDArray[np.int64], list[str]]:
@@ -180,6 +247,79 @@ class Groups:
         return sorted(self._pair_groups)
 
 
+class LotIndex:
+    """(book row, instrument row) -> lot, without a Python object per lot: the keys of the lots
+    added in bulk in one sorted int64 array, those added one at a time in a dict.
+
+    A key is ``book_row << 32 | inst_row`` (:func:`lot_key`).
+    """
+
+    def __init__(self) -> None:
+        self._keys: I64 = np.empty(0, dtype=np.int64)
+        self._lots: I64 = np.empty(0, dtype=np.int64)
+        self._recent: dict[int, int] = {}
+
+    def get(self, key: int) -> int | None:
+        """The lot of ``key``; None when there is none."""
+        lot = self._recent.get(key)
+        if lot is None and self._keys.size:
+            i = int(np.searchsorted(self._keys, key))
+            if i < self._keys.size and self._keys[i] == key:
+                lot = int(self._lots[i])
+        return lot
+
+    def add(self, key: int, lot: int) -> None:
+        """Index a new lot."""
+        self._recent[key] = lot
+
+    def find(self, keys: I64) -> I64:
+        """The lot of each of ``keys``; -1 where there is none."""
+        self.add_many(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+        out = np.full(keys.size, -1, dtype=np.int64)
+        if self._keys.size:
+            i = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+            hit = self._keys[i] == keys
+            out[hit] = self._lots[i[hit]]
+        return out
+
+    def add_many(self, keys: I64, lots: I64) -> None:
+        """Index new lots (and those added one at a time so far): one sort."""
+        recent = self._recent
+        keys = np.concatenate((self._keys, keys, np.fromiter(recent, np.int64, len(recent))))
+        lots = np.concatenate(
+            (self._lots, lots, np.fromiter(recent.values(), np.int64, len(recent)))
+        )
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._lots = keys[order], lots[order]
+        recent.clear()
+
+
+def distinct(codes: I64) -> tuple[I64, I64]:
+    """The distinct values of ``codes`` (integers >= 0) in the order they first appear: the
+    row where each first appears, and each row's value's number among them. Codes in a range
+    not much larger than their count are counted in place (no sort of the rows)."""
+    n = codes.size
+    top = int(codes.max()) + 1 if n else 0
+    if top <= 4 * n + 1024:
+        seen = np.full(top, n, dtype=np.int64)
+        np.minimum.at(seen, codes, np.arange(n, dtype=np.int64))
+        present = np.flatnonzero(seen < n)
+        order = present[np.argsort(seen[present], kind="stable")]
+        rank = np.empty(top, dtype=np.int64)
+        rank[order] = np.arange(order.size)
+        return seen[order], rank[codes]
+    _, first, which = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[which]
+
+
+def lot_key(book_row: I64, inst_row: I64) -> I64:
+    """The :class:`LotIndex` keys of lots of ``book_row`` in ``inst_row``."""
+    return (book_row << 32) | inst_row
+
+
 class Lots:
     """Every lot: its instrument, group, quantity and cost; the fills applied to them.
 
@@ -188,7 +328,8 @@ class Lots:
         groups: the sums (a lot's group is added there).
 
     Attributes:
-        cols: the lots' columns (:data:`LOT_SPECS`); ``book``: each lot's book.
+        cols: the lots' columns (:data:`LOT_SPECS`); a lot's ``book`` is a row of
+            ``book_names``.
         dirty: lots changed since the last cycle.
         duplicate_fills: fills ignored because their ``fill_id`` was applied before.
         unresolved_fills: fills whose instrument is unknown: kept (never dropped), applied
@@ -199,17 +340,27 @@ class Lots:
         self._market = market
         self._groups = groups
         self.cols = Columns(LOT_SPECS)
-        self._rows: dict[tuple[str, int], int] = {}
-        self.book: list[str] = []
+        self._index = LotIndex()
+        self.book_names: list[str] = []
+        self._book_rows: dict[str, int] = {}
         self.dirty: set[int] = set()
         self._fill_ids: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self.duplicate_fills = 0
         self.unresolved_fills: list[Fill] = []
 
+    def book_row(self, book: str) -> int:
+        """The row of ``book`` in :attr:`book_names`, added when new."""
+        b = self._book_rows.get(book)
+        if b is None:
+            b = self._book_rows[book] = len(self.book_names)
+            self.book_names.append(book)
+        return b
+
     def row(self, book: str, inst_row: int) -> int:
         """The lot of ``book`` in instrument ``inst_row``, added when new."""
-        key = (book, inst_row)
-        lot = self._rows.get(key)
+        b = self.book_row(book)
+        key = b << 32 | inst_row
+        lot = self._index.get(key)
         if lot is not None:
             return lot
         g = self._groups.row(book, self._market.defs[inst_row])
@@ -217,8 +368,8 @@ class Lots:
         la = self.cols.arrays
         la["inst"][lot] = inst_row
         la["group"][lot] = g
-        self._rows[key] = lot
-        self.book.append(book)
+        la["book"][lot] = b
+        self._index.add(key, lot)
         ia = self._market.cols.arrays
         la["next_lot"][lot] = ia["first_lot"][inst_row]
         ia["first_lot"][inst_row] = lot
@@ -236,6 +387,99 @@ class Lots:
         if inst is None:
             raise ValueError(f"unknown instrument {instrument!r}")
         self._change(book, inst, quantity, avg_price)
+
+    def add_positions(
+        self,
+        books: Sequence[str],
+        book: I64,
+        insts: Sequence[Instrument],
+        inst: I64,
+        quantity: F64,
+        price: F64,
+    ) -> None:
+        """See :meth:`engine.state.Portfolio.add_positions`."""
+        refused = _first_refusal(books, book, insts, inst, quantity, price)
+        if refused is not None:
+            raise PositionsError(*refused)
+        if quantity.size == 0:
+            return
+        inst_rows = self._rows_in_order(inst, lambda c: self._market.row(insts[c]))
+        book_rows = self._rows_in_order(book, lambda c: self.book_row(books[c]))
+        lot = self._lots_of(book_rows[book], inst_rows[inst])
+        la = self.cols.arrays
+        # row by row, in order, from each lot's value: the sums add exactly as add_position's
+        np.add.at(la["qty"], lot, quantity)
+        inverse_future = np.array([i.is_inverse and i.kind != Kind.OPTION for i in insts])
+        no_price = np.isnan(price)
+        cost = np.where(inverse_future[inst], quantity / price, quantity * price)
+        np.add.at(la["cost"], lot, np.where(no_price, 0.0, cost))
+        la["has_cost"][lot[no_price]] = False
+        if self._market.valuation_ns:  # before the first cycle, which reprices all, none is
+            self.dirty.update(np.unique(lot).tolist())
+
+    @staticmethod
+    def _rows_in_order(codes: I64, row_of: Callable[[int], int]) -> I64:
+        """``row_of`` each code in ``codes``, called in the order the codes first appear (so
+        rows are added as row-by-row adds would); -1 for codes that do not appear."""
+        first, _ = distinct(codes)
+        rows = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        for c in codes[first].tolist():
+            rows[c] = row_of(c)
+        return rows
+
+    def _lots_of(self, book_row: I64, inst_row: I64) -> I64:
+        """The lot of each (book, instrument) row pair, the new ones added in the order they
+        first appear, with their groups and instrument links."""
+        first, which = distinct(book_row * (int(inst_row.max()) + 1) + inst_row)
+        keys = lot_key(book_row[first], inst_row[first])
+        lots = self._index.find(keys)
+        new = np.flatnonzero(lots < 0)
+        start = self.cols.extend(new.size)
+        added = np.arange(start, start + new.size, dtype=np.int64)
+        lots[new] = added
+        la = self.cols.arrays
+        la["inst"][added] = inst_row[first[new]]
+        la["book"][added] = book_row[first[new]]
+        la["group"][added] = self._group_rows(added)
+        self._link(added)
+        self._index.add_many(keys[new], added)
+        return lots[which]
+
+    def _group_rows(self, lots: I64) -> I64:
+        """The groups of new ``lots`` (in order), added in the order their first lot opened."""
+        la, defs = self.cols.arrays, self._market.defs
+        inst, book = la["inst"][lots], la["book"][lots]
+        first_inst, of_lot = distinct(inst)
+        places: dict[tuple[str, str], int] = {}  # (underlying, expiry label) -> its number
+        place = np.array(
+            [
+                places.setdefault((d.underlying, expiry_label(d.expiry_ns, d.kind)), len(places))
+                for d in map(defs.__getitem__, inst[first_inst].tolist())
+            ],
+            dtype=np.int64,
+        )[of_lot]
+        first, which = distinct(book * len(places) + place)
+        names = list(places)
+        keys = [
+            (self.book_names[b], *names[p])
+            for b, p in zip(book[first].tolist(), place[first].tolist(), strict=True)
+        ]
+        return self._groups.rows(keys)[which]
+
+    def _link(self, lots: I64) -> None:
+        """Chain new ``lots`` (in order) to their instruments, as :meth:`row` does one by one:
+        an instrument's ``first_lot`` is its newest lot, ``next_lot`` the next older."""
+        la, ia = self.cols.arrays, self._market.cols.arrays
+        inst = la["inst"][lots]
+        order = np.lexsort((lots, inst))
+        s_inst, s_lot = inst[order], lots[order]
+        starts = np.r_[True, s_inst[1:] != s_inst[:-1]]
+        ends = np.r_[starts[1:], True]
+        la["next_lot"][s_lot] = np.where(starts, ia["first_lot"][s_inst], np.r_[-1, s_lot[:-1]])
+        ia["first_lot"][s_inst[ends]] = s_lot[ends]
+        np.add.at(ia["n_lots"], inst, 1)
+        if self._market.valuation_ns:  # it may never have been priced: nobody held it
+            self._market.dirty.update(np.unique(inst).tolist())
 
     def apply_fill(self, fill: Fill) -> bool:
         """See :meth:`engine.state.Portfolio.apply_fill`."""
@@ -307,7 +551,7 @@ class Lots:
                     avg = (qty / cost if cost else math.nan) if inverse_future else cost / qty
                     out.append(
                         SettledLot(
-                            book=self.book[lot],
+                            book=self.book_names[int(la["book"][lot])],
                             instrument=inst.name,
                             quantity=qty,
                             weight=qty * inst.multiplier,
@@ -327,9 +571,9 @@ class Lots:
 
     def positions(self) -> list[tuple[str, str, float]]:
         """(book, instrument, net quantity) of every lot."""
-        la, defs = self.cols.arrays, self._market.defs
+        la, defs, books = self.cols.arrays, self._market.defs, self.book_names
         return [
-            (self.book[lot], defs[int(la["inst"][lot])].name, float(la["qty"][lot]))
+            (books[int(la["book"][lot])], defs[int(la["inst"][lot])].name, float(la["qty"][lot]))
             for lot in range(self.cols.n)
         ]
 
@@ -337,6 +581,35 @@ class Lots:
         """Instrument names of the lots from number ``start`` on, in the order they opened."""
         la = self.cols.arrays["inst"]
         return [self._market.defs[int(i)].name for i in la[start : self.cols.n]]
+
+
+def _first_refusal(
+    books: Sequence[str],
+    book: I64,
+    insts: Sequence[Instrument],
+    inst: I64,
+    quantity: F64,
+    price: F64,
+) -> tuple[int, str] | None:
+    """The first row of a bulk :meth:`Lots.add_position` would refuse and its reason (the
+    same checks in the same order), or None."""
+    n = quantity.size
+    if not (book.size == inst.size == price.size == n):
+        raise ValueError("book, inst, quantity and price must have the same length")
+    bad_book = np.array([not b or ":" in b for b in books], dtype=np.bool_)
+    index = np.array([i.kind == Kind.INDEX for i in insts], dtype=np.bool_)
+    bad = ~np.isfinite(quantity) | ~(np.isnan(price) | ((price > 0.0) & np.isfinite(price)))
+    bad |= bad_book[book] | index[inst]
+    if not bad.any():
+        return None
+    row = int(np.argmax(bad))
+    p = float(price[row])
+    try:
+        _check_fill(float(quantity[row]), None if math.isnan(p) else p)
+        _check_book(books[int(book[row])])
+    except ValueError as exc:
+        return row, str(exc)
+    return row, f"an index ({insts[int(inst[row])].name}) cannot be held"
 
 
 def _check_book(book: str) -> None:

@@ -42,7 +42,7 @@ Inputs, per instrument (units: :mod:`engine.instruments`, :mod:`engine.outputs`)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -50,8 +50,17 @@ import numpy.typing as npt
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
 from engine.events import Carry, Fill, Quote, Tick
-from engine.instruments import InstrumentRegistry
-from engine.lots import FILL_IDS_KEPT, LOT_SPECS, Groups, Lots, SettledLot, expiry_label
+from engine.instruments import Instrument, InstrumentRegistry
+from engine.lots import (
+    FILL_IDS_KEPT,
+    HOST_LOT_COLUMNS,
+    LOT_SPECS,
+    Groups,
+    Lots,
+    PositionsError,
+    SettledLot,
+    expiry_label,
+)
 from engine.market import INSTRUMENT_SPECS, AmericanAccuracy, MarketData, UnderlyingParams
 from engine.outputs import METRICS, Exposure, PortfolioStatus
 from engine.readout import BookRisk, Chain, Priced, Readout
@@ -62,6 +71,7 @@ __all__ = [
     "BookRisk",
     "Chain",
     "Portfolio",
+    "PositionsError",
     "Priced",
     "SettledLot",
     "UnderlyingParams",
@@ -74,7 +84,9 @@ if len(AGG_FIELDS) != kernels.N_AGG:  # the kernel's column count is fixed at co
     raise ImportError("engine.state.AGG_FIELDS does not match engine.kernels.N_AGG")
 
 _KERNEL_COLUMNS = (kernels.InstrumentColumns, kernels.PricedColumns, kernels.LotColumns)
-if {*INSTRUMENT_SPECS, *LOT_SPECS} != {f for group in _KERNEL_COLUMNS for f in group._fields}:
+if {*INSTRUMENT_SPECS, *LOT_SPECS} - HOST_LOT_COLUMNS != {
+    f for group in _KERNEL_COLUMNS for f in group._fields
+}:
     raise ImportError("engine.state's columns do not match engine.kernels' column groups")
 
 _reprice_dirty = kernels.unchecked(kernels.reprice_dirty_kernel)
@@ -145,6 +157,28 @@ class Portfolio:
             ValueError: unknown instrument, an index, or a non-finite quantity or price.
         """
         self._lots.add_position(book, instrument, quantity, avg_price)
+
+    def add_positions(
+        self,
+        books: Sequence[str],
+        book: npt.NDArray[np.int64],
+        instruments: Sequence[Instrument],
+        instrument: npt.NDArray[np.int64],
+        quantity: npt.NDArray[np.float64],
+        avg_price: npt.NDArray[np.float64],
+    ) -> None:
+        """Add many start-of-day positions at once, row ``k`` being ``books[book[k]]``,
+        ``instruments[instrument[k]]``, ``quantity[k]`` and ``avg_price[k]`` (NaN: none):
+        exactly the state :meth:`add_position` would make row by row, in order (the same
+        lots, groups and rows, in the same order, the same sums to the last bit), with no
+        Python object per row or per lot. Before the first cycle (which reprices every
+        instrument and lot) nothing is marked dirty.
+
+        Raises:
+            PositionsError: a row :meth:`add_position` would refuse (its ``row``: the first);
+                nothing is added then.
+        """
+        self._lots.add_positions(books, book, instruments, instrument, quantity, avg_price)
 
     def apply_fill(self, fill: Fill) -> bool:
         """Apply a fill. Returns False when its instrument is unknown: the fill is then kept in

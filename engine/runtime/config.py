@@ -7,8 +7,6 @@ file's line; ``riskd check-config`` prints the validated configuration with secr
 
 from __future__ import annotations
 
-import csv
-import math
 import ssl
 import tomllib
 from collections.abc import Iterable
@@ -34,9 +32,9 @@ from engine.instruments import (
 )
 from engine.listed import settlement_ns
 from engine.risk.report import RiskConfig
-from engine.risk.strategies import StrategyBook
 from engine.runtime.http import HttpConfig
 from engine.runtime.notify import NotifyConfig, check_targets, privacy_url
+from engine.runtime.positions import Position, load_book, load_positions
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from engine.state import Portfolio, UnderlyingParams
 from feeds.dbn import DbnFeedConfig
@@ -248,17 +246,6 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     notify: list[NotifyConfig] = []
 
 
-class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One row of the positions file."""
-
-    book: str
-    instrument: str
-    quantity: float
-    avg_price: float | None = None
-    line: int = 0
-    """Line of the positions file, for error messages."""
-
-
 def load_config(path: Path) -> AppConfig:
     """Read and validate a config file.
 
@@ -432,80 +419,6 @@ def config_relative(name: str, config_path: Path) -> Path | None:
     return p if p.is_absolute() else (config_path.parent / p)
 
 
-def load_positions(path: Path) -> list[Position]:
-    """Read a positions CSV: header ``book,instrument,quantity[,avg_price]``.
-
-    Raises:
-        ConfigError: unreadable file, a bad header, or a bad row (named by line and column).
-    """
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, f"cannot read: {exc}") from exc
-    reader = csv.reader(text.splitlines())
-    header: list[str] | None = None
-    out: list[Position] = []
-    rows = enumerate(reader, start=1)
-    while True:
-        try:
-            lineno, row = next(rows)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # a field over the csv module's limit (found by fuzzing)
-            raise ConfigError(source, f"line {reader.line_num}: {exc}") from None
-        if not row or row[0].lstrip().startswith("#"):
-            continue
-        cells = [c.strip() for c in row]
-        if header is None:
-            header = cells
-            if header[:3] != ["book", "instrument", "quantity"] or header[3:] not in (
-                [],
-                ["avg_price"],
-            ):
-                raise ConfigError(
-                    source,
-                    f"line {lineno}: header must be book,instrument,quantity[,avg_price], "
-                    f"got {','.join(header)}",
-                )
-            continue
-        if len(cells) != len(header):
-            raise ConfigError(
-                source, f"line {lineno}: {len(cells)} columns, expected {len(header)}"
-            )
-        book, instrument, qty_s = cells[0], cells[1], cells[2]
-        if not book:
-            raise ConfigError(source, f"line {lineno}, column book: empty")
-        if not instrument:
-            raise ConfigError(source, f"line {lineno}, column instrument: empty")
-        quantity = _number(source, lineno, "quantity", qty_s)
-        avg: float | None = None
-        if len(cells) > 3 and cells[3]:
-            avg = _number(source, lineno, "avg_price", cells[3])
-            if avg <= 0.0:
-                raise ConfigError(source, f"line {lineno}, column avg_price: must be > 0")
-        out.append(
-            Position(
-                book=book, instrument=instrument, quantity=quantity, avg_price=avg, line=lineno
-            )
-        )
-    if header is None:
-        raise ConfigError(source, "empty file: needs the header book,instrument,quantity")
-    return out
-
-
-def _number(source: str, lineno: int, column: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(
-            source, f"line {lineno}, column {column}: not a number: {text!r}"
-        ) from None
-    if not math.isfinite(value):
-        raise ConfigError(source, f"line {lineno}, column {column}: not finite: {text!r}")
-    return value
-
-
 def redacted(config: AppConfig) -> dict[str, Any]:
     """The configuration as plain data, secrets replaced by ``***``."""
     data: dict[str, Any] = msgspec.to_builtins(config)
@@ -514,31 +427,6 @@ def redacted(config: AppConfig) -> dict[str, Any]:
         if n.url is not None:
             target["url"] = privacy_url(n.url)
     return data
-
-
-def load_book(
-    path: Path | None, portfolio: Portfolio, registry: InstrumentRegistry
-) -> StrategyBook:
-    """The positions file (:func:`load_positions`) into ``portfolio``; the strategy holdings
-    it names.
-
-    Raises:
-        ConfigError: a bad row (its line), an unknown instrument or strategy.
-    """
-    strategies = StrategyBook(registry.get)
-    if path is None:
-        return strategies
-    for pos in load_positions(path):
-        try:
-            if ":" in pos.instrument:  # a strategy's text form
-                strategies.add_position(
-                    portfolio, pos.book, pos.instrument, pos.quantity, pos.avg_price
-                )
-            else:
-                portfolio.add_position(pos.book, pos.instrument, pos.quantity, pos.avg_price)
-        except ValueError as exc:
-            raise ConfigError(str(path), f"line {pos.line}: {exc}") from exc
-    return strategies
 
 
 def underlying_curves(config: AppConfig) -> dict[str, ZeroCurve]:

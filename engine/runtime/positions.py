@@ -1,0 +1,408 @@
+"""The positions file (``[portfolio] positions``): CSV rows ``book,instrument,quantity
+[,avg_price]``, read as columns and loaded into the portfolio in bulk.
+
+:func:`read_positions` reads a *plain* file (printable ASCII without ``"`` or ``#``, a header
+and rows of unquoted cells without padding) with numpy: no Python object per row, each distinct
+book and instrument name decoded once. Any other file goes to :func:`load_positions`, the row
+reader (the csv module), which takes everything the format allows (quoted cells, comments,
+padded cells, UTF-8) and names the line and column of the first bad cell: a bad file is always
+reported by the row reader, with the message it always gave.
+
+:func:`load_book` resolves each distinct instrument once (the registry parses its name) and
+adds the rows in one bulk (:meth:`engine.state.Portfolio.add_positions`), a strategy's row as
+its legs' rows in its place. When a row would be refused (an unknown instrument, an index, a
+bad book name or strategy), the file is loaded row by row instead, which stops at the first
+such row and names its line, as it always did.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from engine.errors import ConfigError
+from engine.instruments import Instrument, InstrumentRegistry
+from engine.risk.strategies import Strategy, StrategyBook, parse_strategy
+from engine.state import Portfolio, PositionsError
+
+__all__ = ["Position", "PositionColumns", "load_book", "load_positions", "read_positions"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Bytes = npt.NDArray[np.bytes_]
+
+_HEADERS: Final = {b"book,instrument,quantity": 3, b"book,instrument,quantity,avg_price": 4}
+_CHUNK: Final = 1 << 16  # rows gathered at a time: bounded temporaries
+_MAX_CELL: Final = 256  # a longer cell goes to the row reader (the csv module's own limit)
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One row of the positions file."""
+
+    book: str
+    instrument: str
+    quantity: float
+    avg_price: float | None = None
+    line: int = 0
+    """Line of the positions file, for error messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionColumns:
+    """The positions file's rows as columns; names coded by their first appearance.
+
+    Attributes:
+        books, instruments: the distinct names, in the order they first appear.
+        book, instrument: each row's name, a row of ``books`` / ``instruments``.
+        quantity: each row's quantity; ``avg_price``: NaN where none is given.
+        line: each row's line in the file (1-based), for error messages.
+    """
+
+    books: list[str]
+    book: I64
+    instruments: list[str]
+    instrument: I64
+    quantity: F64
+    avg_price: F64
+    line: I64
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Position]) -> PositionColumns:
+        """The columns of rows read by :func:`load_positions`."""
+        books: dict[str, int] = {}
+        names: dict[str, int] = {}
+        book = np.array([books.setdefault(r.book, len(books)) for r in rows], np.int64)
+        inst = np.array([names.setdefault(r.instrument, len(names)) for r in rows], np.int64)
+        return cls(
+            books=list(books),
+            book=book,
+            instruments=list(names),
+            instrument=inst,
+            quantity=np.array([r.quantity for r in rows], np.float64),
+            avg_price=np.array(
+                [math.nan if r.avg_price is None else r.avg_price for r in rows], np.float64
+            ),
+            line=np.array([r.line for r in rows], np.int64),
+        )
+
+
+def read_positions(path: Path) -> PositionColumns:
+    """Read a positions CSV (header ``book,instrument,quantity[,avg_price]``) as columns.
+
+    Raises:
+        ConfigError: unreadable file, a bad header, or a bad row (named by line and column).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raw = b""  # the row reader says why
+    columns = _plain(raw)
+    return columns if columns is not None else PositionColumns.from_rows(load_positions(path))
+
+
+def _plain(raw: bytes) -> PositionColumns | None:
+    """The columns of a plain file whose every cell is good; None for any other file."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if not data.size or not _plain_bytes(raw, data):
+        return None
+    nl = np.flatnonzero(data == ord("\n"))
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.concatenate((nl, [data.size]))
+    lines = np.flatnonzero(ends > starts)  # an empty line is no row (the csv module's [])
+    if not lines.size or (n_cols := _HEADERS.get(raw[starts[lines[0]] : ends[lines[0]]])) is None:
+        return None
+    lines = lines[1:]
+    cells = _cells(data, starts[lines], ends[lines], n_cols)
+    if cells is None:
+        return None
+    book, inst, qty = (_strings(data, s, e) for s, e in cells[:3])
+    quantity = _numbers(qty)
+    avg = np.full(lines.size, np.nan)
+    if n_cols == 4:
+        s, e = cells[3]
+        given = e > s
+        prices = _numbers(_strings(data, s[given], e[given]))
+        if prices is None or not np.all(prices > 0.0):
+            return None
+        avg[given] = prices
+    if quantity is None:
+        return None
+    books, book_code = _codes(book)
+    names, inst_code = _codes(inst)
+    return PositionColumns(books, book_code, names, inst_code, quantity, avg, lines + 1)
+
+
+def _plain_bytes(raw: bytes, data: npt.NDArray[np.uint8]) -> bool:
+    """Whether every byte is printable ASCII other than ``"`` and ``#``, or a newline."""
+    if b'"' in raw or b"#" in raw or int(data.max()) >= 0x7F:
+        return False
+    return int(np.count_nonzero(data < 0x20)) == raw.count(b"\n")
+
+
+def _cells(
+    data: npt.NDArray[np.uint8], starts: I64, ends: I64, n_cols: int
+) -> list[tuple[I64, I64]] | None:
+    """(start, end) of each column's cells; None unless every row has ``n_cols`` cells, none
+    padded with spaces, and book, instrument and quantity are given."""
+    commas = np.flatnonzero(data == ord(","))
+    first = np.searchsorted(commas, starts)
+    if np.any(np.searchsorted(commas, ends) - first != n_cols - 1):
+        return None
+    cells = []
+    for c in range(n_cols):
+        s = starts if c == 0 else commas[first + c - 1] + 1
+        e = ends if c == n_cols - 1 else commas[first + c]
+        given = e > s
+        if c < 3 and not np.all(given):
+            return None
+        edge = data[np.minimum(s, data.size - 1)] == ord(" ")
+        edge |= data[np.maximum(e - 1, 0)] == ord(" ")
+        if np.any(given & edge) or (s.size and int((e - s).max()) > _MAX_CELL):
+            return None
+        cells.append((s, e))
+    return cells
+
+
+def _strings(data: npt.NDArray[np.uint8], s: I64, e: I64) -> Bytes:
+    """The cells from ``s`` to ``e`` as a fixed-width bytes array (a multiple of 8 bytes,
+    zero-padded: :func:`_codes` hashes it by words)."""
+    width = -(-max(int((e - s).max()) if s.size else 1, 1) // 8) * 8
+    out = np.empty((s.size, width), dtype=np.uint8)
+    offsets = np.arange(width)
+    last = data.size - 1
+    for a in range(0, s.size, _CHUNK):
+        idx = s[a : a + _CHUNK, None] + offsets
+        inside = idx < e[a : a + _CHUNK, None]
+        np.multiply(data[np.minimum(idx, last)], inside, out=out[a : a + _CHUNK])
+    return out.view(f"S{width}").ravel()
+
+
+def _numbers(cells: Bytes) -> F64 | None:
+    """The cells as finite floats (Python's ``float`` syntax); None if one is not."""
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        return None
+    return values if np.all(np.isfinite(values)) else None
+
+
+def _codes(cells: Bytes) -> tuple[list[str], I64]:
+    """The distinct cells (in the order they first appear) and each cell's number among
+    them. Distinct cells are found by a 64-bit hash of each (checked: on a collision, by
+    sorting the cells themselves)."""
+    words = cells.view(np.uint64).reshape(cells.size, -1)  # _strings: whole words
+    h = np.zeros(cells.size, dtype=np.uint64)
+    for j in range(words.shape[1]):
+        h = (h ^ words[:, j]) * np.uint64(0x100000001B3)  # FNV-style; wraps, as meant
+        h ^= h >> np.uint64(29)
+    _, first, which = np.unique(h, return_index=True, return_inverse=True)
+    if not np.array_equal(cells[first][which], cells):
+        _, first, which = np.unique(cells, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return [bytes(cells[i]).decode("ascii") for i in first[order].tolist()], rank[which]
+
+
+def load_positions(path: Path) -> list[Position]:
+    """Read a positions CSV row by row: header ``book,instrument,quantity[,avg_price]``.
+
+    Raises:
+        ConfigError: unreadable file, a bad header, or a bad row (named by line and column).
+    """
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, f"cannot read: {exc}") from exc
+    reader = csv.reader(text.splitlines())
+    header: list[str] | None = None
+    out: list[Position] = []
+    rows = enumerate(reader, start=1)
+    while True:
+        try:
+            lineno, row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field over the csv module's limit (found by fuzzing)
+            raise ConfigError(source, f"line {reader.line_num}: {exc}") from None
+        if not row or row[0].lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in row]
+        if header is None:
+            header = cells
+            if header[:3] != ["book", "instrument", "quantity"] or header[3:] not in (
+                [],
+                ["avg_price"],
+            ):
+                raise ConfigError(
+                    source,
+                    f"line {lineno}: header must be book,instrument,quantity[,avg_price], "
+                    f"got {','.join(header)}",
+                )
+            continue
+        out.append(_row(source, lineno, cells, len(header)))
+    if header is None:
+        raise ConfigError(source, "empty file: needs the header book,instrument,quantity")
+    return out
+
+
+def _row(source: str, lineno: int, cells: list[str], n_cols: int) -> Position:
+    if len(cells) != n_cols:
+        raise ConfigError(source, f"line {lineno}: {len(cells)} columns, expected {n_cols}")
+    book, instrument, qty_s = cells[0], cells[1], cells[2]
+    if not book:
+        raise ConfigError(source, f"line {lineno}, column book: empty")
+    if not instrument:
+        raise ConfigError(source, f"line {lineno}, column instrument: empty")
+    quantity = _number(source, lineno, "quantity", qty_s)
+    avg: float | None = None
+    if len(cells) > 3 and cells[3]:
+        avg = _number(source, lineno, "avg_price", cells[3])
+        if avg <= 0.0:
+            raise ConfigError(source, f"line {lineno}, column avg_price: must be > 0")
+    return Position(book=book, instrument=instrument, quantity=quantity, avg_price=avg, line=lineno)
+
+
+def _number(source: str, lineno: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            source, f"line {lineno}, column {column}: not a number: {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise ConfigError(source, f"line {lineno}, column {column}: not finite: {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Bulk:
+    """The rows to add in one bulk (strategies expanded into their legs) and the strategy
+    holdings, in file order."""
+
+    books: list[str]
+    book: I64
+    instruments: list[Instrument]
+    instrument: I64
+    quantity: F64
+    avg_price: F64
+    holdings: list[tuple[str, Strategy, float, float | None]]
+
+
+def load_book(
+    path: Path | None, portfolio: Portfolio, registry: InstrumentRegistry
+) -> StrategyBook:
+    """The positions file (:func:`read_positions`) into ``portfolio``; the strategy holdings
+    it names.
+
+    Raises:
+        ConfigError: a bad row (its line), an unknown instrument or strategy.
+    """
+    strategies = StrategyBook(registry.get)
+    if path is None:
+        return strategies
+    columns = read_positions(path)
+    bulk = _resolve(columns, registry)
+    try:
+        if bulk is None:
+            raise PositionsError(0, "a row is refused")
+        portfolio.add_positions(
+            bulk.books, bulk.book, bulk.instruments, bulk.instrument, bulk.quantity,
+            bulk.avg_price,
+        )  # fmt: skip
+    except PositionsError:  # nothing was added: row by row, to name the line at fault
+        _load_rows(columns, str(path), portfolio, strategies)
+        return strategies
+    for book, strategy, quantity, avg in bulk.holdings:
+        strategies.holding(book, strategy).add(quantity, avg)
+    return strategies
+
+
+def _resolve(columns: PositionColumns, registry: InstrumentRegistry) -> _Bulk | None:
+    """Each distinct instrument resolved once, each strategy row replaced by its legs' rows;
+    None when a name is unknown or a strategy bad."""
+    names = columns.instruments
+    # None: a strategy (its rows become its legs')
+    insts = registry.resolve("" if ":" in n else n for n in names)
+    if any(i is None and ":" not in n for i, n in zip(insts, names, strict=True)):
+        return None
+    strategy_rows = np.flatnonzero(
+        np.array([":" in n for n in columns.instruments], dtype=np.bool_)[columns.instrument]
+    )
+    book, inst = columns.book, columns.instrument
+    quantity, price = columns.quantity, columns.avg_price
+    holdings: list[tuple[str, Strategy, float, float | None]] = []
+    if strategy_rows.size:
+        legs: dict[int, list[tuple[int, float]]] = {}
+        for r in strategy_rows.tolist():
+            try:
+                strategy = parse_strategy(columns.instruments[inst[r]], registry.get)
+            except ValueError:
+                return None
+            legs[r] = []
+            for leg in strategy.legs:
+                leg_inst = registry.get(leg.instrument.name)
+                if leg_inst is None:
+                    return None
+                legs[r].append((len(insts), leg.ratio))
+                insts.append(leg_inst)
+            p = float(price[r])
+            holdings.append((columns.books[book[r]], strategy, float(quantity[r]),
+                             None if math.isnan(p) else p))  # fmt: skip
+        book, inst, quantity, price = _expand(book, inst, quantity, price, legs)
+    if not strategy_rows.size:
+        held = [i for i in insts if i is not None]
+        return _Bulk(columns.books, book, held, inst, quantity, price, holdings)
+    used, inst = np.unique(inst, return_inverse=True)  # the strategies' own names go
+    held = [i for c in used.tolist() if (i := insts[c]) is not None]
+    if len(held) != used.size:
+        return None
+    return _Bulk(columns.books, book, held, inst.astype(np.int64), quantity, price, holdings)
+
+
+def _expand(
+    book: I64, inst: I64, quantity: F64, price: F64, legs: dict[int, list[tuple[int, float]]]
+) -> tuple[I64, I64, F64, F64]:
+    """The rows with row ``r`` of ``legs`` replaced by one row per leg (instrument number,
+    ratio): quantity x ratio, no price, as a strategy's position adds its legs."""
+    counts = np.ones(book.size, dtype=np.int64)
+    for r, parts in legs.items():
+        counts[r] = len(parts)
+    source = np.repeat(np.arange(book.size), counts)
+    book, inst = book[source], inst[source]
+    quantity, price = quantity[source], price[source]
+    starts = np.cumsum(counts) - counts
+    for r, parts in legs.items():
+        for j, (code, ratio) in enumerate(parts):
+            k = starts[r] + j
+            inst[k] = code
+            quantity[k] = quantity[k] * ratio
+            price[k] = math.nan
+    return book, inst, quantity, price
+
+
+def _load_rows(
+    columns: PositionColumns, source: str, portfolio: Portfolio, strategies: StrategyBook
+) -> None:
+    """Row by row, as the daemon always did: stops at the first refused row, by its line."""
+    for k in range(columns.quantity.size):
+        book = columns.books[columns.book[k]]
+        name = columns.instruments[columns.instrument[k]]
+        quantity, p = float(columns.quantity[k]), float(columns.avg_price[k])
+        avg = None if math.isnan(p) else p
+        try:
+            if ":" in name:  # a strategy's text form
+                strategies.add_position(portfolio, book, name, quantity, avg)
+            else:
+                portfolio.add_position(book, name, quantity, avg)
+        except ValueError as exc:
+            raise ConfigError(source, f"line {columns.line[k]}: {exc}") from exc
