@@ -434,6 +434,8 @@ class Lots:
         keys = lot_key(book_row[first], inst_row[first])
         lots = self._index.find(keys)
         new = np.flatnonzero(lots < 0)
+        if not new.size:
+            return lots[which]
         start = self.cols.extend(new.size)
         added = np.arange(start, start + new.size, dtype=np.int64)
         lots[new] = added

@@ -198,7 +198,7 @@ def _codes(cells: Bytes) -> tuple[list[str], I64]:
     """The distinct cells (in the order they first appear) and each cell's number among
     them. Distinct cells are found by a 64-bit hash of each (checked: on a collision, by
     sorting the cells themselves)."""
-    words = cells.view(np.uint64).reshape(cells.size, -1)  # _strings: whole words
+    words = cells.view(np.uint64).reshape(cells.size, cells.dtype.itemsize // 8)  # _strings
     h = np.zeros(cells.size, dtype=np.uint64)
     for j in range(words.shape[1]):
         h = (h ^ words[:, j]) * np.uint64(0x100000001B3)  # FNV-style; wraps, as meant

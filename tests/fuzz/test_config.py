@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from engine.errors import ConfigError, RiskEngineError
 from engine.runtime.config import AppConfig, load_config, load_positions
+from engine.runtime.positions import PositionColumns, read_positions
 from tests.fuzz.checks import outcome
 from tests.fuzz.strategies import csv_rows, damaged, fuzz_settings
 
@@ -330,3 +331,26 @@ def test_load_positions_raises_only_config_error(folder: Path, content: bytes) -
             math.isfinite(position.avg_price) and position.avg_price > 0.0
         )
         assert position.line >= 1
+
+
+@fuzz_settings(400)
+@given(content=positions_files())
+@example(content=b"book,instrument,quantity\nmain,BTC-PERPETUAL,1_0\n\nx,y,-0\n")
+@example(content=b"book,instrument,quantity\nmain,BTC-PERPETUAL," + b"9" * 400)
+def test_column_reader_reads_what_the_row_reader_reads(folder: Path, content: bytes) -> None:
+    """The positions file read as columns (numpy) holds exactly the row reader's rows, or
+    raises exactly its error."""
+    path = folder / "positions.csv"
+    path.write_bytes(content)
+    rows = outcome(lambda: load_positions(path))
+    columns = outcome(lambda: read_positions(path))
+    if isinstance(rows, RiskEngineError):
+        assert isinstance(columns, RiskEngineError)
+        assert str(columns) == str(rows)
+        return
+    assert not isinstance(columns, RiskEngineError), columns
+    expected = PositionColumns.from_rows(rows)
+    assert (columns.books, columns.instruments) == (expected.books, expected.instruments)
+    for name in ("book", "instrument", "quantity", "avg_price", "line"):
+        got, want = getattr(columns, name), getattr(expected, name)
+        assert repr(got.tolist()) == repr(want.tolist()), name  # -0.0 and NaN compared too
