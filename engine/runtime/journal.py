@@ -22,7 +22,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import msgspec
 
@@ -33,6 +33,7 @@ from engine.risk.settlement import Twap
 __all__ = ["FillJournal", "Settlement", "open_journal", "positions_digest"]
 
 _VERSION = 2
+_T = TypeVar("_T")
 
 
 class _Header(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,14 +101,7 @@ class FillJournal:
             except msgspec.DecodeError:
                 header = None
             if header is not None and header.positions_sha256 == self._digest:
-                for n, line in enumerate(complete[1:], start=2):
-                    try:
-                        if line.startswith(b'{"settlement"'):
-                            fills.append(_SETTLEMENT.decode(line).settlement)
-                        else:
-                            fills.append(_FILL.decode(line))
-                    except msgspec.DecodeError as exc:
-                        raise ValueError(f"{self.path}, line {n}: not a fill: {exc}") from None
+                fills = self._entries(complete[1:])
             else:
                 self.path.rename(self.path.with_name(f"{self.path.name}.{time.time_ns()}.old"))
         new = not self.path.exists()
@@ -115,6 +109,34 @@ class FillJournal:
         if new:
             self._write(_ENCODER.encode(_Header(v=_VERSION, positions_sha256=self._digest)))
         return fills
+
+    def _entries(self, lines: list[bytes]) -> list[Fill | Settlement]:
+        """The lines after the header, in order: each run of fills decoded in one call
+        (``decode_lines``), the (rare) settlements one by one; a run with a bad or blank line
+        is decoded line by line, to name the line."""
+        settled = [k for k, line in enumerate(lines) if line.startswith(b'{"settlement"')]
+        out: list[Fill | Settlement] = []
+        start = 0
+        for end in [*settled, len(lines)]:
+            run = lines[start:end]
+            try:
+                fills = _FILL.decode_lines(b"\n".join(run)) if run else []
+            except msgspec.DecodeError:
+                fills = []
+            if len(fills) != len(run):  # decode_lines skips blank lines: not a fill either
+                fills = [self._decode(_FILL, line, start + k) for k, line in enumerate(run)]
+            out.extend(fills)
+            if end < len(lines):
+                out.append(self._decode(_SETTLEMENT, lines[end], end).settlement)
+            start = end + 1
+        return out
+
+    def _decode(self, decoder: msgspec.json.Decoder[_T], line: bytes, k: int) -> _T:
+        """Line ``k`` after the header, decoded; ValueError naming its line number."""
+        try:
+            return decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"{self.path}, line {k + 2}: not a fill: {exc}") from None
 
     def append(self, fill: Fill) -> None:
         """Write ``fill`` and fsync it (returns once it is on disk)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine.events import Fill
@@ -125,3 +126,47 @@ def test_a_journal_with_a_sim_feed_stops_start_up(tmp_path: Path) -> None:
     path.write_text('[portfolio]\njournal = "fills.jsonl"\n[[feeds]]\nkind = "sim"\nname = "sim"\n')
     with pytest.raises(ConfigError, match="replay or sim feed"):
         build(load_config(path), path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "line"),
+    [(b"", 4), (b"   ", 4), (b'{"book":"main"}', 4), (b'{"settlement":{}}', 4)],
+)
+def test_a_blank_or_bad_line_among_many_fills_is_named(
+    tmp_path: Path, bad: bytes, line: int
+) -> None:
+    """Runs of fills are decoded in one call: a blank line (which that call would skip) or a
+    bad one still stops the replay, named by its line."""
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    j.append(fill(1.0, "a"))
+    j.append(fill(2.0, "b"))
+    j.close()
+    with path.open("ab") as f:
+        f.write(bad + b"\n" + msgspec.json.encode(fill(3.0, "c")) + b"\n")
+    with pytest.raises(ValueError, match=f"line {line}: not a fill"):
+        read(path, "")
+
+
+def test_many_fills_and_settlements_come_back_in_order(tmp_path: Path) -> None:
+    """Fills between settlements, settlements first and last and side by side: every entry,
+    in its order."""
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    twap = Twap(
+        price=1.0, n_samples=1, covered_ns=1, longest_gap_ns=0, status=TwapStatus.OK,
+        start_ns=0, end_ns=1,
+    )  # fmt: skip
+    expected: list[Fill | Settlement] = []
+    for k in range(40):
+        if k % 7 in (0, 1) or k == 39:
+            s = Settlement(index="btc_usd", expiry_ns=k, ts_ns=k, twap=twap)
+            j.append_settlement(s)
+            expected.append(s)
+        else:
+            j.append(fill(float(k), str(k)))
+            expected.append(fill(float(k), str(k)))
+    j.close()
+    assert read(path, "") == expected
