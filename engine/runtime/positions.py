@@ -42,6 +42,7 @@ Bytes = npt.NDArray[np.bytes_]
 _HEADERS: Final = {b"book,instrument,quantity": 3, b"book,instrument,quantity,avg_price": 4}
 _CHUNK: Final = 1 << 16  # rows gathered at a time: bounded temporaries
 _MAX_CELL: Final = 256  # a longer cell goes to the row reader (the csv module's own limit)
+_PAD: Final = bytes(_MAX_CELL + 8)  # after the file: every cell's fixed-width window fits
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -123,6 +124,7 @@ def _plain(raw: bytes) -> PositionColumns | None:
     cells = _cells(data, starts[lines], ends[lines], n_cols)
     if cells is None:
         return None
+    data = np.frombuffer(raw + _PAD, dtype=np.uint8)
     book, inst, qty = (_strings(data, s, e) for s, e in cells[:3])
     quantity = _numbers(qty)
     avg = np.full(lines.size, np.nan)
@@ -173,15 +175,16 @@ def _cells(
 
 def _strings(data: npt.NDArray[np.uint8], s: I64, e: I64) -> Bytes:
     """The cells from ``s`` to ``e`` as a fixed-width bytes array (a multiple of 8 bytes,
-    zero-padded: :func:`_codes` hashes it by words)."""
+    zero-padded: :func:`_codes` hashes it by words). ``data`` ends in at least that many
+    padding bytes (:data:`_PAD`), so every cell's window lies inside it."""
     width = -(-max(int((e - s).max()) if s.size else 1, 1) // 8) * 8
+    windows = np.lib.stride_tricks.sliding_window_view(data, width)
     out = np.empty((s.size, width), dtype=np.uint8)
     offsets = np.arange(width)
-    last = data.size - 1
     for a in range(0, s.size, _CHUNK):
-        idx = s[a : a + _CHUNK, None] + offsets
-        inside = idx < e[a : a + _CHUNK, None]
-        np.multiply(data[np.minimum(idx, last)], inside, out=out[a : a + _CHUNK])
+        rows = slice(a, a + _CHUNK)
+        inside = offsets < (e[rows] - s[rows])[:, None]
+        np.multiply(windows[s[rows]], inside, out=out[rows])
     return out.view(f"S{width}").ravel()
 
 
