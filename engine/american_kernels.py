@@ -46,6 +46,7 @@ Kernels follow engine.kernels: explicit signatures, ``out`` rows in the order of
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -85,8 +86,9 @@ _INV_SQRT2 = 0.7071067811865475244
 _INV_SQRT_2PI = 0.3989422804014326779
 
 
-class Scheme(NamedTuple):
-    """Nodes and steps of one accuracy setting (built by :func:`make_scheme`).
+class Tier(NamedTuple):
+    """Nodes and steps of one fixed-point scheme (built by :func:`make_tier`); a
+    :class:`Scheme` picks one tier per row.
 
     ``cheb[j, k]`` = cos(jkπ/n) over the n + 1 Chebyshev-Lobatto nodes, ``xi[k]`` =
     (1 + cos(kπ/n))/2 the nodes in ξ = √(τ/T); ``fp_*``: sin θ, cos θ and weight of the
@@ -95,7 +97,8 @@ class Scheme(NamedTuple):
     that re-solve a bumped boundary from the unbumped one (0: each bump solved from QD+);
     ``fp_interp[k, j m + i]``: the weight of H at node k in the Chebyshev interpolant of H at
     u = τ_j sin²θ_i (z = 2ξ_j sinθ_i - 1), so that one pass over the nodes gives H at every
-    point of every boundary integral.
+    point of every boundary integral; ``fp_tol`` > 0: the iteration stops once no node moves
+    by more than that (relative), within ``fp_steps`` (0: always ``fp_steps``).
     """
 
     cheb: F64
@@ -111,11 +114,31 @@ class Scheme(NamedTuple):
     qd_steps: int
     greek_steps: int
     fp_interp: F64
+    fp_tol: float
+
+
+N_TIERS = 4
+"""Tiers in every :class:`Scheme` (one numba type for all schemes)."""
+
+
+class Scheme(NamedTuple):
+    """An accuracy setting: :data:`N_TIERS` tiers and the rule that picks one per row.
+
+    A row whose put (the call's symmetric put) has rate x years ``r T <= rt_max[i]`` and
+    ``ω = 2 (r - q)/σ² <= w_max[i]`` takes the first such tier ``i`` (the last tier's bounds
+    are infinite); a row whose early-exercise premium is provably below ``euro_tol`` times
+    its spot is priced European (:func:`_premium_bound`; 0: never).
+    """
+
+    tiers: tuple[Tier, Tier, Tier, Tier]
+    rt_max: F64
+    w_max: F64
+    euro_tol: float
 
 
 _A1 = types.Array(float64, 1, "C")
 # numba's type constructors carry no annotations
-_SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]
+_TIER = types.NamedTuple(  # type: ignore[no-untyped-call]
     [
         types.Array(float64, 2, "C"),
         _A1,
@@ -130,8 +153,12 @@ _SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]
         int64,
         int64,
         types.Array(float64, 2, "C"),
+        float64,
     ],
-    Scheme,
+    Tier,
+)
+_SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]  # as above
+    [types.UniTuple(_TIER, N_TIERS), _A1, _A1, float64], Scheme
 )
 
 
@@ -152,7 +179,7 @@ def _tanh_sinh_theta(step: float, half_width: int) -> tuple[F64, F64, F64]:
     return np.sin(lower[keep]), np.sin(upper[keep]), w[keep]
 
 
-def make_scheme(
+def make_tier(
     nodes: int,
     fp_points: int,
     jn_steps: int,
@@ -161,13 +188,15 @@ def make_scheme(
     tanh_sinh_step: float = 0.0,
     qd_steps: int = 16,
     greek_steps: int = 0,
-) -> Scheme:
-    """A scheme of ``nodes`` Chebyshev intervals, ``fp_points`` Gauss-Legendre points per
+    fp_tol: float = 0.0,
+) -> Tier:
+    """A tier of ``nodes`` Chebyshev intervals, ``fp_points`` Gauss-Legendre points per
     boundary integral, ``fp_steps`` iterations of which the first ``jn_steps`` Jacobi-Newton,
     and the premium on ``premium_points`` Gauss-Legendre points or, with ``tanh_sinh_step``
     > 0, on tanh-sinh nodes of that step out to where the weights vanish. QD+ takes at most
     ``qd_steps`` Newton steps per node; ``greek_steps`` > 0 solves the bumped prices of the
-    Greeks by that many Jacobi-Newton steps from the unbumped boundary."""
+    Greeks by that many Jacobi-Newton steps from the unbumped boundary; ``fp_tol`` > 0 stops
+    the iteration early once no node moves by more than that, relative."""
     k = np.arange(nodes + 1)
     cheb = np.cos(np.outer(k, k) * math.pi / nodes)
     xi = 0.5 * (1.0 + np.cos(k * math.pi / nodes))
@@ -185,13 +214,60 @@ def make_scheme(
     z = (2.0 * np.outer(xi[:nodes], fs) - 1.0).ravel()  # node j, point i at j m + i
     t_z = np.cos(np.outer(np.arccos(np.clip(z, -1.0, 1.0)), k))  # T_k(z)
     interp = np.ascontiguousarray((t_z @ c).T)
-    return Scheme(
-        cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps, interp
-    )
+    return Tier(
+        cheb, xi, fs, fc, fw, ps, pc, pw, jn_steps, fp_steps, qd_steps, greek_steps, interp,
+        fp_tol,
+    )  # fmt: skip
 
 
-FAST = make_scheme(nodes=12, fp_points=12, jn_steps=0, fp_steps=8, premium_points=32)
-"""1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table)."""
+def tiered(tiers: Sequence[tuple[Tier, float, float]], euro_tol: float = 0.0) -> Scheme:
+    """A scheme of (tier, rt_max, w_max) in the order they are tried (:class:`Scheme`), the
+    last repeated up to :data:`N_TIERS` with infinite bounds."""
+    if not 1 <= len(tiers) <= N_TIERS:
+        raise ValueError(f"1 to {N_TIERS} tiers, got {len(tiers)}")
+    padded = [*tiers] + [tiers[-1]] * (N_TIERS - len(tiers))
+    rt_max = np.array([x[1] for x in padded], dtype=np.float64)
+    w_max = np.array([x[2] for x in padded], dtype=np.float64)
+    rt_max[len(tiers) - 1 :] = np.inf
+    w_max[len(tiers) - 1 :] = np.inf
+    return Scheme(tuple(x[0] for x in padded), rt_max, w_max, euro_tol)  # type: ignore[arg-type]  # N_TIERS of them
+
+
+def make_scheme(
+    nodes: int,
+    fp_points: int,
+    jn_steps: int,
+    fp_steps: int,
+    premium_points: int = 0,
+    tanh_sinh_step: float = 0.0,
+    qd_steps: int = 16,
+    greek_steps: int = 0,
+    fp_tol: float = 0.0,
+    euro_tol: float = 0.0,
+) -> Scheme:
+    """A scheme of one tier (:func:`make_tier`, same arguments) for every row."""
+    tier = make_tier(nodes, fp_points, jn_steps, fp_steps, premium_points, tanh_sinh_step,
+                     qd_steps, greek_steps, fp_tol)  # fmt: skip
+    return tiered([(tier, math.inf, math.inf)], euro_tol)
+
+
+FAST = tiered(
+    [
+        (make_tier(5, 5, jn_steps=0, fp_steps=2, premium_points=12), 0.002, math.inf),
+        (make_tier(6, 6, jn_steps=0, fp_steps=4, premium_points=16), 0.024, 8.0),
+        (make_tier(8, 8, jn_steps=0, fp_steps=5, premium_points=16), math.inf, 2.0),
+        (make_tier(16, 16, jn_steps=0, fp_steps=16, premium_points=64, fp_tol=1e-8),
+         math.inf, math.inf),
+    ],
+    euro_tol=1e-9,
+)  # fmt: skip
+"""1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table), by tiers of
+(nodes, points, iterations, premium points) on the put that prices the row (a call's
+symmetric put): r T <= 0.002: (5, 5, 2, 12); r T <= 0.024 and ω = 2 (r - q)/σ² <= 8:
+(6, 6, 4, 16); ω <= 2: (8, 8, 5, 16); the rest, the low-vol, high-rate regime: (16, 16, up to
+16, stopped once no node moves by 1e-8, 64). A premium provably below 1e-9 of spot is left
+out (the European price). Each tier within 0.45 of its target on 13,000 rows of grid() and
+low_vol_grid() (bench/american.py) against ACCURATE and REFERENCE."""
 ACCURATE = make_scheme(nodes=32, fp_points=48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
 REFERENCE = make_scheme(nodes=64, fp_points=128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025)
@@ -316,7 +392,7 @@ def _interpolate_root_h(interp: F64, h: F64, root_h: F64) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _boundary_tables(t: float, r: float, q: float, v: float, scheme: Scheme, tab: F64) -> None:
+def _boundary_tables(t: float, r: float, q: float, v: float, scheme: Tier, tab: F64) -> None:
     """What every iteration shares at node j, point i (u = τ_j sin²θ_i): in ``tab[(j m + i)
     * 5 :]``, 1/σ√(τ-u), the rest of d+ beyond ln(b/B(u))/σ√(τ-u) ((r-q)(τ-u)/σ√(τ-u) +
     σ√(τ-u)/2), σ√(τ-u), and the weights r e^{ru} du and q e^{qu} du of the two integrals.
@@ -347,7 +423,7 @@ def _boundary_step(
     v: float,
     b: float,
     log_bx: float,
-    scheme: Scheme,
+    scheme: Tier,
     root_h: F64,
     tab: F64,
     newton: bool,
@@ -390,16 +466,19 @@ def _put_boundary(
     r: float,
     q: float,
     v: float,
-    scheme: Scheme,
+    scheme: Tier,
     coef: F64,
     work: F64,
     warm: bool,
-) -> float:
+    fixed_steps: int,
+) -> tuple[float, int]:
     """Fill ``coef`` with the Chebyshev series of H = ln(B/X)² over ξ = √(τ/T) for a put with
-    r > 0 and q >= r or any q of the one-boundary case; returns X.
+    r > 0 and q >= r or any q of the one-boundary case; returns X and the iterations taken.
 
-    Cold (``warm`` False): QD+ then the scheme's steps, and the nodes' B saved in ``work``.
-    Warm: ``scheme.greek_steps`` Jacobi-Newton steps from the saved B (a bumped price)."""
+    Cold (``warm`` False): QD+ then the scheme's steps (``fixed_steps`` >= 0: exactly that
+    many, else up to ``fp_steps``, fewer once the boundary moves by less than ``fp_tol``),
+    and the nodes' B saved in ``work``. Warm: ``scheme.greek_steps`` Jacobi-Newton steps from
+    the saved B (a bumped price)."""
     n = scheme.xi.shape[0] - 1
     xmax = k * min(1.0, r / q) if q > 0.0 else k
     b = work[: n + 1]
@@ -419,11 +498,16 @@ def _put_boundary(
         for j in range(n - 1, -1, -1):  # τ increasing: each root starts Newton at the next
             b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax, b[j + 1], scheme.qd_steps)
         steps, jn_steps = scheme.fp_steps, scheme.jn_steps
+        if fixed_steps >= 0:
+            steps = fixed_steps
+    tol = scheme.fp_tol if fixed_steps < 0 and not warm else 0.0
     for j in range(n + 1):
         h[j] = math.log(b[j] / xmax) ** 2
     if steps > 0:
         _boundary_tables(t, r, q, v, scheme, tab)
+    taken = 0
     for step in range(steps):
+        taken += 1
         newton = step < jn_steps
         _interpolate_root_h(scheme.fp_interp, h, root_h)
         for j in range(n):
@@ -433,13 +517,18 @@ def _put_boundary(
                 k, tau, r, q, v, b[j], log_bx, scheme, root_h[j * m : (j + 1) * m],
                 tab[j * row : (j + 1) * row], newton,
             )  # fmt: skip
+        moved = 0.0
         for j in range(n):
-            b[j] = min(max(b_new[j], 1e-300), xmax)
-            h[j] = math.log(b[j] / xmax) ** 2
+            bj = min(max(b_new[j], 1e-300), xmax)
+            moved = max(moved, abs(bj - b[j]) / b[j])
+            b[j] = bj
+            h[j] = math.log(bj / xmax) ** 2
+        if moved <= tol:
+            break
     _cheb_coefficients(scheme.cheb, h, coef)
     if not warm:
         saved[:] = b
-    return xmax
+    return xmax, taken
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -450,7 +539,7 @@ def _put_premium(
     r: float,
     q: float,
     v: float,
-    scheme: Scheme,
+    scheme: Tier,
     coef: F64,
     xmax: float,
 ) -> tuple[float, float, float, float, bool]:
@@ -538,6 +627,43 @@ at most the interest on the strike, is below a rounding of its price: priced Eur
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _premium_bound(s: float, k: float, t: float, r: float, q: float, v: float) -> float:
+    """An upper bound of a put's early-exercise premium (r > 0), from the premium integral
+    with B <= X = K min(1, r/q) and its q-term (>= 0) dropped:
+
+        premium <= K (1 - e^{-rT}) max_{0 < t <= T} Φ(-d-(t, S/X)),
+
+    -d-(t, S/X) = (c t - a)/(σ√t), a = ln(S/X), c = σ²/2 - (r - q), increasing in t up to
+    t = a/(-c) when c < 0 (its maximum there, -2√(a|c|)/σ), on all of (0, T] otherwise.
+    Infinite for S <= X (the bound is useless there)."""
+    xmax = k * min(1.0, r / q) if q > 0.0 else k
+    a = math.log(s / xmax)
+    if not a > 0.0:
+        return math.inf
+    c = 0.5 * v * v - (r - q)
+    te = t if c >= 0.0 else min(t, a / -c)
+    g = (c * te - a) / (v * math.sqrt(te))
+    return -k * math.expm1(-r * t) * _ncdf(g)
+
+
+EUROPEAN_TIER = N_TIERS
+"""The tier code of a row priced European because its premium is provably negligible."""
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _pick_tier(scheme: Scheme, s: float, k: float, t: float, r: float, q: float, v: float) -> int:
+    """The tier of a put with r > 0 (:class:`Scheme`), or EUROPEAN_TIER."""
+    if scheme.euro_tol > 0.0 and _premium_bound(s, k, t, r, q, v) <= scheme.euro_tol * s:
+        return EUROPEAN_TIER
+    rt = r * t
+    w = 2.0 * (r - q) / (v * v)
+    for i in range(N_TIERS - 1):
+        if rt <= scheme.rt_max[i] and w <= scheme.w_max[i]:
+            return i
+    return N_TIERS - 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _american_full(
     is_call: bool,
     s: float,
@@ -550,32 +676,47 @@ def _american_full(
     coef: F64,
     work: F64,
     warm: bool,
-) -> tuple[float, float, float, float, bool, bool]:
-    """Price, delta, gamma, speed (NaN on the tree), whether S is in the exercise region and
-    whether a boundary was solved, on valid inputs; ``warm``: see :func:`_put_boundary`."""
+    tier: int,
+    steps: int,
+) -> tuple[float, float, float, float, bool, bool, int, int]:
+    """Price, delta, gamma, speed (NaN on the tree), whether S is in the exercise region,
+    whether a boundary was solved, and the tier and iterations it took, on valid inputs;
+    ``warm``: see :func:`_put_boundary`. ``tier`` < 0: picked for these inputs, else that
+    tier (EUROPEAN_TIER: the European price); ``steps`` < 0: the tier's iterations, else
+    that many. The Greeks' bumped prices take the unbumped price's tier and iterations, so
+    that their differences are smooth."""
     # The put that prices this option: itself, or the call's symmetric put.
     ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
     euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v)
     if pr <= 0.0 and pq >= pr:
-        return euro, e_delta, e_gamma, e_speed, False, False  # never exercised early
+        return euro, e_delta, e_gamma, e_speed, False, False, EUROPEAN_TIER, 0  # never early
     if 0.0 < pr * t <= _NEGLIGIBLE_RT and pq >= 0.0:
         # The premium is at most the interest on the strike, pk (1 - e^(-pr t)): below a
         # rounding of the price (a call with q = 1e-18, found by hypothesis, solved a boundary
         # at infinity and came out at intrinsic, below its European price).
-        return euro, e_delta, e_gamma, e_speed, False, False
+        return euro, e_delta, e_gamma, e_speed, False, False, EUROPEAN_TIER, 0
     if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
-        steps = 1000
-        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, steps)
-        b_p, b_d, b_g = _binomial(is_call, s, k, t, r, q, v, steps, False)
-        return a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False, False
-    xmax = _put_boundary(pk, t, pr, pq, v, scheme, coef, work, warm)
-    prem, d_prem, g_prem, s_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, scheme, coef, xmax)
+        n_steps = 1000
+        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, n_steps)
+        b_p, b_d, b_g = _binomial(is_call, s, k, t, r, q, v, n_steps, False)
+        return (a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False,
+                False, EUROPEAN_TIER, 0)  # fmt: skip
+    if tier < 0:
+        tier = _pick_tier(scheme, ps, pk, t, pr, pq, v)
+    if tier >= N_TIERS:
+        # the premium is below euro_tol S (_premium_bound), and S above the boundary
+        intrinsic = max(s - k if is_call else k - s, 0.0)
+        return max(euro, intrinsic), e_delta, e_gamma, e_speed, False, False, tier, 0
+    rule = scheme.tiers[tier]
+    c = coef[: rule.xi.shape[0]]
+    xmax, taken = _put_boundary(pk, t, pr, pq, v, rule, c, work, warm, steps)
+    prem, d_prem, g_prem, s_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, rule, c, xmax)
     if is_call:
         # C(S, K) = S p(K/S) with p(a) = P(a, 1) (P homogeneous of degree 1 in spot and
         # strike); the put's derivatives are in its spot K.
         intrinsic = s - k
         if exercise and intrinsic >= euro:  # never below the European price
-            return intrinsic, 1.0, 0.0, 0.0, True, True
+            return intrinsic, 1.0, 0.0, 0.0, True, True, tier, taken
         a = k / s
         delta = e_delta + (prem - k * d_prem) / s
         gamma = e_gamma + a * a * g_prem
@@ -583,11 +724,11 @@ def _american_full(
     else:
         intrinsic = k - s
         if exercise and intrinsic >= euro:
-            return intrinsic, -1.0, 0.0, 0.0, True, True
+            return intrinsic, -1.0, 0.0, 0.0, True, True, tier, taken
         delta = e_delta + d_prem
         gamma = e_gamma + g_prem
         speed = e_speed + s_prem
-    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, speed, False, True
+    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, speed, False, True, tier, taken
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -604,7 +745,9 @@ def _american(
     work: F64,
 ) -> tuple[float, float, float, bool]:
     """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
-    p, d, g, _, exercise, _ = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, False)
+    p, d, g, _, exercise, _, _, _ = _american_full(
+        is_call, s, k, t, r, q, v, scheme, coef, work, False, -1, -1
+    )
     return p, d, g, exercise
 
 
@@ -655,8 +798,8 @@ def _american_row(
         for j in range(9):
             out[j, i] = math.nan
         return st
-    price, delta, gamma, speed, exercise, solved = _american_full(
-        is_call, s, k, t, r, q, v, scheme, coef, work, False
+    price, delta, gamma, speed, exercise, solved, tier, steps = _american_full(
+        is_call, s, k, t, r, q, v, scheme, coef, work, False, -1, -1
     )
     out[0, i] = price
     out[1, i] = delta
@@ -668,26 +811,30 @@ def _american_row(
     out[4, i] = r * price - (r - q) * s * delta - 0.5 * v * v * s * s * gamma
     # charm = dθ/dS of the PDE's theta, which needs dΓ/dS (speed)
     out[8, i] = q * delta - (r - q + v * v) * s * gamma - 0.5 * v * v * s * s * speed
-    warm = solved and scheme.greek_steps > 0
+    warm = solved and scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0
     hv = _VOL_BUMP * v
-    p_up, d_up, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v + hv, scheme, coef, work, warm
+    p_up, d_up, _, _, _, _, _, _ = _american_full(
+        is_call, s, k, t, r, q, v + hv, scheme, coef, work, warm, tier, steps
     )
-    p_dn, d_dn, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v - hv, scheme, coef, work, warm
+    p_dn, d_dn, _, _, _, _, _, _ = _american_full(
+        is_call, s, k, t, r, q, v - hv, scheme, coef, work, warm, tier, steps
     )
     out[3, i] = (p_up - p_dn) / (2.0 * hv)
     out[6, i] = (d_up - d_dn) / (2.0 * hv)
     # the centre solved as the bumps are, so that their difference is smooth
     centre = price
     if warm:
-        centre = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, True)[0]
+        centre = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, True, tier, steps)[0]
     out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
     q_up = q + hr if black else q
     q_dn = q - hr if black else q
-    p_up = _american_full(is_call, s, k, t, r + hr, q_up, v, scheme, coef, work, warm)[0]
-    p_dn = _american_full(is_call, s, k, t, r - hr, q_dn, v, scheme, coef, work, warm)[0]
+    p_up = _american_full(is_call, s, k, t, r + hr, q_up, v, scheme, coef, work, warm, tier, steps)[
+        0
+    ]
+    p_dn = _american_full(is_call, s, k, t, r - hr, q_dn, v, scheme, coef, work, warm, tier, steps)[
+        0
+    ]
     out[5, i] = (p_up - p_dn) / (2.0 * hr)
     if math.isnan(speed):  # the tree gives no speed: charm by bumping T
         ht = _TIME_BUMP * t
@@ -699,8 +846,40 @@ def _american_row(
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _scratch(scheme: Scheme) -> tuple[F64, F64]:
-    n = scheme.xi.shape[0]
-    return np.empty(n), np.empty(4 * n + (n - 1) * scheme.fp_w.shape[0] * (_TAB + 1))
+    """Room for the largest tier's Chebyshev coefficients and :func:`_put_boundary`'s work."""
+    n_max = 0
+    size = 0
+    for tier in scheme.tiers:
+        n = tier.xi.shape[0]
+        n_max = max(n_max, n)
+        size = max(size, 4 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
+    return np.empty(n_max), np.empty(size)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_in_parts(
+    is_call: bool,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    black: bool,
+    t0: Tier,
+    t1: Tier,
+    t2: Tier,
+    t3: Tier,
+    rt_max: F64,
+    w_max: F64,
+    euro_tol: float,
+    out: F64,
+    i: int,
+) -> int:
+    """:func:`_american_row` on a scheme passed as its parts, with its own scratch."""
+    scheme = Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol)
+    coef, work = _scratch(scheme)
+    return _american_row(is_call, s, k, t, r, q, v, black, scheme, coef, work, out, i)
 
 
 _GREEKS_SIG = void(
@@ -740,7 +919,34 @@ def american_kernel(
         )
 
 
-@njit(_GREEKS_SIG, parallel=True, cache=True, nogil=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _parallel_in_parts(
+    is_call: BoolArray,
+    S: F64,
+    K: F64,
+    T: F64,
+    r: F64,
+    q: F64,
+    sigma: F64,
+    black: bool,
+    t0: Tier,
+    t1: Tier,
+    t2: Tier,
+    t3: Tier,
+    rt_max: F64,
+    w_max: F64,
+    euro_tol: float,
+    out: F64,
+    status: I8,
+) -> None:
+    for i in prange(S.shape[0]):
+        status[i] = _row_in_parts(
+            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black,
+            t0, t1, t2, t3, rt_max, w_max, euro_tol, out, i,
+        )  # fmt: skip
+
+
+@njit(_GREEKS_SIG, cache=True, nogil=True, error_model="numpy")
 def american_parallel_kernel(
     is_call: BoolArray,
     S: F64,
@@ -755,11 +961,10 @@ def american_parallel_kernel(
     status: I8,
 ) -> None:
     """:func:`american_kernel` over numba's thread pool (``prange``)."""
-    for i in prange(S.shape[0]):
-        coef, work = _scratch(scheme)
-        status[i] = _american_row(
-            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, scheme, coef, work, out, i
-        )
+    # numba's parallel loop takes no tuple of tuples of arrays: the scheme crosses in parts
+    t0, t1, t2, t3 = scheme.tiers
+    _parallel_in_parts(is_call, S, K, T, r, q, sigma, black, t0, t1, t2, t3, scheme.rt_max,
+                       scheme.w_max, scheme.euro_tol, out, status)  # fmt: skip
 
 
 _PRICE_SIG = void(

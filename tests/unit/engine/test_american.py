@@ -421,3 +421,55 @@ def test_schemes_meet_their_accuracy_at_low_vol_and_high_rate(
     err = np.abs(_prices(cols, scheme) - ref)
     bad = ~((err <= rel * ref) | (err <= per_spot * S))
     assert not bad.any(), (int(bad.sum()), float(err.max()))
+
+
+# ------------------------------------------ the fast scheme's tiers and the European bound
+
+
+def _put_view(cols: Grid) -> tuple[F64, F64, F64, F64, F64, F64]:
+    """The put that prices each row (a call's symmetric put): spot, strike, T, r, q, σ."""
+    is_call, S, K, T, r, q, v = cols
+    return (np.where(is_call, K, S), np.where(is_call, S, K), T, np.where(is_call, q, r),
+            np.where(is_call, r, q), v)  # fmt: skip
+
+
+def test_premium_bound_holds_against_the_reference() -> None:
+    """_premium_bound, which lets FAST price a row European, is an upper bound of the
+    early-exercise premium (REFERENCE less European) wherever it is finite, and tight enough
+    to matter: it is below 1e-6 of spot on some rows whose premium is not 0."""
+    cols = _random_grid(400, 31)
+    ps, pk, T, pr, pq, v = _put_view(cols)
+    bound = np.array([ak._premium_bound(*x) for x in zip(ps, pk, T, pr, pq, v, strict=True)])
+    keep = np.isfinite(bound) & (pr > 0.0)
+    sub: Grid = tuple(c[keep] for c in cols)  # type: ignore[assignment]  # seven columns
+    premium = _prices(sub, ak.REFERENCE) - bsm(*sub).price
+    assert (premium <= bound[keep] + 1e-12 * sub[1]).all()
+    assert ((bound[keep] < 1e-6 * sub[1]) & (premium > 1e-12 * sub[1])).sum() >= 5
+
+
+def test_fast_tiers_each_meet_the_target() -> None:
+    """Every tier of FAST (and the European bound) is taken by rows of grid() and
+    low_vol_grid(), and each is within 1e-5 relative or 1e-7 of spot of ACCURATE."""
+    cols: Grid = tuple(  # type: ignore[assignment]  # seven columns
+        np.concatenate(pair)
+        for pair in zip(_random_grid(1500, 41), _low_vol_grid(500, 42), strict=True)
+    )
+    tier = np.array([ak._pick_tier(ak.FAST, *x) for x in zip(*_put_view(cols), strict=True)])
+    S = cols[1]
+    ref = _prices(cols, ak.ACCURATE)
+    err = np.abs(_prices(cols, ak.FAST) - ref)
+    ok = (err <= 1e-5 * ref) | (err <= 1e-7 * S)
+    for t in range(ak.N_TIERS + 1):
+        assert (tier == t).sum() >= 20, t
+        assert ok[tier == t].all(), (t, float(err[tier == t].max()))
+
+
+def test_fast_greeks_hold_the_tier_across_bumps() -> None:
+    """At r T = 0.002, the edge of FAST's first tier, the rate bumps of rho would fall in two
+    tiers (their prices differ by ~1e-6 relative); the bumps take the unbumped row's tier,
+    so rho and vega stay within 3e-4 of the accurate scheme's."""
+    for r in (0.002, 0.0021, 0.0019):
+        fast = american(False, 100.0, 100.0, 1.0, r, 0.0, 0.2, accuracy="fast")
+        accurate = american(False, 100.0, 100.0, 1.0, r, 0.0, 0.2, accuracy="accurate")
+        assert float(fast.rho) == pytest.approx(float(accurate.rho), rel=3e-4)
+        assert float(fast.vega) == pytest.approx(float(accurate.vega), rel=3e-4)
