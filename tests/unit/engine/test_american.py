@@ -12,6 +12,7 @@ import pytest
 import QuantLib as ql  # noqa: N813  # the name QuantLib's own docs and examples use
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import ndtr
 
 from engine import american_kernels as ak
 from engine.american import Dividends, american, american_black76, american_implied_vol
@@ -445,6 +446,19 @@ def test_premium_bound_holds_against_the_reference() -> None:
     premium = _prices(sub, ak.REFERENCE) - bsm(*sub).price
     assert (premium <= bound[keep] + 1e-12 * sub[1]).all()
     assert ((bound[keep] < 1e-6 * sub[1]) & (premium > 1e-12 * sub[1])).sum() >= 5
+    # the maximum over t of Φ(-d-(t, S/X)) in closed form, against a dense grid of t; the
+    # first rows have it inside (0, T) (r - q > σ²/2 and S just above X)
+    rows = [(100.0, 97.0, 2.0, 0.10, 0.0, 0.1), (100.0, 90.0, 3.0, 0.08, 0.01, 0.2),
+            (100.0, 99.0, 0.5, 0.05, 0.08, 0.05)]  # fmt: skip
+    rows += list(zip(ps[keep], pk[keep], T[keep], pr[keep], pq[keep], v[keep], strict=True))
+    for x in rows:
+        s, k, t, r, q, sig = x
+        xmax = k * min(1.0, r / q) if q > 0.0 else k
+        u = np.linspace(t * 1e-6, t, 20001)
+        d_minus = (np.log(s / xmax) + (r - q - 0.5 * sig * sig) * u) / (sig * np.sqrt(u))
+        dense = -k * math.expm1(-r * t) * float(ndtr(-d_minus).max())
+        assert dense <= ak._premium_bound(*x) * (1.0 + 1e-9), x
+        assert ak._premium_bound(*x) <= dense * (1.0 + 1e-3) + 1e-300, x  # underflow
 
 
 def test_fast_tiers_each_meet_the_target() -> None:
