@@ -1056,6 +1056,7 @@ _IV_HI = 10.0
 _IV_MAX_ITER = 48
 _IV_XTOL = 1e-13  # relative width of the bracket at which the root is found
 _IV_FTOL = 1e-13  # |American(σ) - price| per unit of spot at which σ is the root
+_IV_STEP_TOL = 1e-10  # relative step of σ below which the step's end is the root
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1127,6 +1128,10 @@ def _american_iv(
         else:
             slope = (fx - f_prev) / (x - x_prev)
             x_new = x - fx / slope if slope > 0.0 else math.nan
+        if a < x_new < b and stalls < 3 and abs(x_new - x) <= _IV_STEP_TOL * x:
+            # a secant (or de-Americanised) step this small leaves x_new far closer to the
+            # root than x: taken without pricing it (one price a row fewer)
+            return x_new, OK
         if not (a < x_new < b) or stalls >= 3:
             stalls = 0
             if math.isnan(fa):  # no point below the price yet: head for the lower end

@@ -487,3 +487,19 @@ def test_fast_greeks_hold_the_tier_across_bumps() -> None:
         accurate = american(False, 100.0, 100.0, 1.0, r, 0.0, 0.2, accuracy="accurate")
         assert float(fast.rho) == pytest.approx(float(accurate.rho), rel=3e-4)
         assert float(fast.vega) == pytest.approx(float(accurate.vega), rel=3e-4)
+
+
+def test_implied_vol_inverts_the_fast_price_to_1e_9() -> None:
+    """The solver stops on a secant step below 1e-10 of σ without pricing its end: the vol it
+    returns still reproduces the price's own σ to 1e-9 relative where vega is not tiny."""
+    cols = _random_grid(300, 53)
+    is_call, S, K, T, r, q, v = cols
+    price = _prices(cols, ak.FAST)
+    iv = american_implied_vol(price, is_call, S, K, T, r, q, accuracy="fast")
+    vega = american(is_call, S, K, T, r, q, v, accuracy="fast").vega
+    intrinsic = np.maximum(np.where(is_call, S - K, K - S), 0.0)
+    keep = (vega > 1e-3 * S) & (price - intrinsic > 1e-6 * S)
+    assert keep.sum() >= 150
+    assert (iv.status[keep] == Status.OK).all()
+    rel_err = np.abs(iv.sigma[keep] - v[keep]) / v[keep]
+    assert rel_err.max() <= 1e-9, float(rel_err.max())
