@@ -2,7 +2,9 @@
 scheme beside QuantLib's QdFpAmericanEngine (high-precision scheme) and a 1,000-step binomial
 tree in numba, fast-scheme prices/s/core, implied vols/s/core, and the accuracy table against
 the converged reference scheme, the fast scheme's price + Greeks on 2 threads and a 20k-option
-SPX/SPY chain repriced with Greeks, in one run; targets judged PASS/FAIL.
+SPX/SPY chain repriced with Greeks, in one run; targets judged PASS/FAIL. The fast paths are
+also timed with the untiered fast scheme (``FAST_BEFORE``) in the same run, and the accuracy
+table breaks the fast scheme down by tier.
 
 Run from the repository root::
 
@@ -37,6 +39,16 @@ Columns = tuple[npt.NDArray[Any], ...]  # is_call (bool), S, K, T, r, q, sigma
 TARGET_FAST_GREEKS_2CORES = 2e5  # fast price + 9 Greeks, rows/s on 2 threads (the daemon's need)
 TARGET_CHAIN_MS = 50.0  # 20k-option SPX/SPY chain with Greeks on 2 threads
 CHAIN_ROWS = 20_000
+FAST_BEFORE = ak.make_scheme(nodes=12, fp_points=12, jn_steps=0, fp_steps=8, premium_points=32)
+"""The fast scheme before it was tiered (one scheme for every row, sized for the low-vol,
+high-rate regime): the "before" of the before/after columns."""
+TIER_NAMES = [
+    "tier 0: r T <= 0.002 (5 nodes, 5 points, 2 steps, 12)",
+    "tier 1: r T <= 0.024, omega <= 8 (6, 6, 4, 16)",
+    "tier 2: omega <= 2 (8, 8, 5, 16)",
+    "tier 3: the rest (16, 16, <= 16, 64)",
+    "European: premium bound <= 1e-9 S",
+]
 
 
 def grid(n: int, seed: int = SEED) -> tuple[npt.NDArray[np.bool_], F64, F64, F64, F64, F64, F64]:
@@ -113,7 +125,9 @@ def chain(rows: int = CHAIN_ROWS, seed: int = SEED) -> tuple[Columns, Columns]:
     return book(600.0), book(6000.0)
 
 
-def chain_seconds(american: Columns, european: Columns) -> tuple[float, float]:
+def chain_seconds(
+    american: Columns, european: Columns, scheme: ak.Scheme = ak.FAST
+) -> tuple[float, float]:
     """Median seconds of one full reprice with Greeks on 2 threads (American FAST scheme
     through the parallel kernel, European through engine.greeks.bsm), and the American
     part alone."""
@@ -121,7 +135,7 @@ def chain_seconds(american: Columns, european: Columns) -> tuple[float, float]:
     status = np.empty(american[1].shape[0], dtype=np.int8)
 
     def amer() -> None:
-        ak.american_parallel_kernel(*american, False, ak.FAST, block, status)  # type: ignore[call-arg,arg-type]  # numba dispatcher
+        ak.american_parallel_kernel(*american, False, scheme, block, status)  # type: ignore[call-arg,arg-type]  # numba dispatcher
 
     def both() -> None:
         amer()
@@ -147,6 +161,21 @@ def low_vol_grid(n: int, seed: int = SEED) -> tuple[npt.NDArray[np.bool_], F64, 
             np.where(is_call, high, low), v)  # fmt: skip
 
 
+def tier_of(cols: Columns) -> npt.NDArray[np.int64]:
+    """The FAST tier of each row (ak.N_TIERS: priced European by the premium bound; the
+    rows never exercised early, a call with q <= 0 or a put with r <= 0, are not counted)."""
+    is_call, S, K, T, r, q, v = cols
+    ps, pk = np.where(is_call, K, S), np.where(is_call, S, K)
+    pr, pq = np.where(is_call, q, r), np.where(is_call, r, q)
+    return np.array([ak._pick_tier(ak.FAST, *x) if x[3] > 0.0 else ak.N_TIERS
+                     for x in zip(ps, pk, T, pr, pq, v, strict=True)])  # fmt: skip
+
+
+def tier_shares(*books: Columns) -> list[F64]:
+    """Per book, the share of its rows in each tier."""
+    return [np.bincount(tier_of(b), minlength=ak.N_TIERS + 1) / b[1].shape[0] for b in books]
+
+
 def accuracy_rows(n: int) -> tuple[list[str], int, int]:
     """The accuracy table over ``n`` rows of ``grid`` and ``n`` of ``low_vol_grid``, and the
     fast scheme's rows within its target out of the 2n."""
@@ -161,15 +190,20 @@ def accuracy_rows(n: int) -> tuple[list[str], int, int]:
                "T >= 1 year": first & (T >= 1.0), "grid(), all": first,
                "low vol, high rate (`low_vol_grid()`)": ~first,
                "all": np.ones(2 * n, bool)}  # fmt: skip
+    tier = tier_of(cols)
+    fast_only = {f"{TIER_NAMES[t]}": tier == t for t in range(ak.N_TIERS + 1)}
     n = 2 * n
     fast_ok = 0
     lines = ["| scheme | regime | rows | max rel | p99 rel | max abs / S | within target |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, scheme, rel_t, abs_t in (("accurate", ak.ACCURATE, 1e-8, 1e-10),
-                                       ("fast", ak.FAST, 1e-5, 1e-7)):  # fmt: skip
+                                       ("fast", ak.FAST, 1e-5, 1e-7),
+                                       ("fast before", FAST_BEFORE, 1e-5, 1e-7)):  # fmt: skip
         err = np.abs(prices(cols, scheme) - ref)  # type: ignore[arg-type]  # as above
         rel = err / ref
-        for label, m in regimes.items():
+        for label, m in (regimes | fast_only if name == "fast" else regimes).items():
+            if not m.any():
+                continue
             ok = int(((rel[m] <= rel_t) | (err[m] <= abs_t * S[m])).sum())
             if name == "fast" and label == "all":
                 fast_ok = ok
@@ -195,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = tuple(c[:100].copy() for c in cols)
     out = np.empty(100)
     fast_prices = prices(cols, ak.FAST)
+    before_prices = prices(cols, FAST_BEFORE)
     sigma = np.empty(2000)
     few = block[:, :100].copy()
 
@@ -204,14 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def tree() -> None:
         ak.binomial_price_kernel(*sub, 1000, out, status[:100])  # type: ignore[call-arg,arg-type]  # numba dispatcher
 
-    def ivs() -> None:
-        ak.american_iv_kernel(fast_prices, is_call, S, K, T, r, q, ak.FAST, sigma, status)
+    def ivs(scheme: ak.Scheme = ak.FAST, marks: F64 = fast_prices) -> None:
+        ak.american_iv_kernel(marks, is_call, S, K, T, r, q, scheme, sigma, status)
 
-    def fast_greeks_2() -> None:
-        ak.american_parallel_kernel(*cols, False, ak.FAST, block, status)
+    def fast_greeks_2(scheme: ak.Scheme = ak.FAST) -> None:
+        ak.american_parallel_kernel(*cols, False, scheme, block, status)
 
-    def fast_greeks_1() -> None:
-        ak.american_kernel(*cols, False, ak.FAST, block, status)
+    def fast_greeks_1(scheme: ak.Scheme = ak.FAST) -> None:
+        ak.american_kernel(*cols, False, scheme, block, status)
 
     greeks_rate = per_second(accurate_greeks, 100)
     fast_greeks_rate = per_second(fast_greeks_1, 2000)
@@ -221,6 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast_rate = per_second(lambda: prices(cols, ak.FAST), 2000)
     tree_rate = per_second(tree, 100)
     iv_rate = per_second(ivs, 2000)
+    # the same paths with the untiered fast scheme, in the same run
+    before = {
+        "price": per_second(lambda: prices(cols, FAST_BEFORE), 2000),
+        "greeks_1": per_second(lambda: fast_greeks_1(FAST_BEFORE), 2000),
+        "greeks_2": per_second(lambda: fast_greeks_2(FAST_BEFORE), 2000),
+        "iv": per_second(lambda: ivs(FAST_BEFORE, before_prices), 2000),
+    }
+    chain_before_s, chain_american_before_s = chain_seconds(*chain(), FAST_BEFORE)
+    tiers = tier_shares(cols, chain()[0])
     ql_s = quantlib_price_s(20)
     ql_greeks_rate = 1.0 / (5 * ql_s)  # price + the 4 bumped prices our Greeks take
     acc, fast_ok, acc_rows = accuracy_rows(300)
@@ -244,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         "# riskd American options benchmark",
         "",
-        "Price + 9 Greeks cost 5 prices a row in either scheme (the price, vol +/- 0.1 % and "
+        "Price + 9 Greeks cost 5 prices a row in either scheme, the fast scheme's tier held for "
+        "all 5 (the price, vol +/- 0.1 % and "
         "rate +/- 1e-4; "
         "delta, gamma analytic, theta and charm from the pricing PDE).",
         "",
@@ -257,6 +302,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "r, q 0..10 %); rates are rows per second from the median of 3 calls.",
         "", "## Targets", "", "| target | measured | required | result |", "|---|---|---|---|",
         *[f"| {n} | {m} | {t} | {'**PASS**' if ok else '**FAIL**'} |" for n, m, t, ok in targets],
+        "", "## Fast scheme, tiered against untiered (same run)", "",
+        "Before: one scheme for every row (12 nodes, 12 points, 8 steps, 32 premium points); "
+        "the implied-vol solver is the current one in both columns.", "",
+        "| path | before | after | after / before |", "|---|---|---|---|",
+        *[f"| {label} | {b:,.0f} | {a:,.0f} | {a / b:.1f}x |" for label, b, a in (
+            ("fast price alone, rows/s", before["price"], fast_rate),
+            ("fast price + 9 Greeks, one thread, rows/s", before["greeks_1"], fast_greeks_rate),
+            ("fast price + 9 Greeks, 2 threads, rows/s", before["greeks_2"], fast_greeks_2_rate),
+            ("fast implied vol, rows/s", before["iv"], iv_rate))],
+        f"| {CHAIN_ROWS:,}-option chain with Greeks, 2 threads, ms | {chain_before_s * 1e3:,.1f}"
+        f" | {chain_s * 1e3:,.1f} | {chain_before_s / chain_s:.1f}x |",
+        "", "Rows per tier (the regime each row is priced in):", "",
+        "| tier | grid() | chain, American half |", "|---|---|---|",
+        *[f"| {TIER_NAMES[t]} | {tiers[0][t]:.0%} | {tiers[1][t]:.0%} |"
+          for t in range(ak.N_TIERS + 1)],
         "", "## Throughput (one core)", "", "| path | rows/s |", "|---|---|",
         f"| accurate price + 9 Greeks (`american_kernel`, 5 prices a row) | {greeks_rate:,.0f} |",
         f"| accurate price alone | {price_rate:,.0f} |",
@@ -265,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| fast price + 9 Greeks, 2 threads (`american_parallel_kernel`) | "
         f"{fast_greeks_2_rate:,.0f} |",
         f"| chain: {CHAIN_ROWS // 2:,} American rows alone with Greeks, 2 threads | "
-        f"{chain_american_s * 1e3:,.1f} ms |",
+        f"{chain_american_s * 1e3:,.1f} ms (before {chain_american_before_s * 1e3:,.1f} ms) |",
         f"| fast implied vol | {iv_rate:,.0f} |",
         f"| binomial tree, 1,000 steps, price alone (numba) | {tree_rate:,.0f} |",
         f"| QuantLib QdFpAmericanEngine high precision, price alone | {1 / ql_s:,.1f} |",
