@@ -157,9 +157,8 @@ _TIER = types.NamedTuple(  # type: ignore[no-untyped-call]
     ],
     Tier,
 )
-_SCHEME = types.NamedTuple(  # type: ignore[no-untyped-call]  # as above
-    [types.UniTuple(_TIER, N_TIERS), _A1, _A1, float64], Scheme
-)
+_TIERS = types.UniTuple(_TIER, N_TIERS)  # type: ignore[no-untyped-call]  # as above
+_SCHEME = types.NamedTuple([_TIERS, _A1, _A1, float64], Scheme)  # type: ignore[no-untyped-call]
 
 
 def _legendre_theta(points: int) -> tuple[F64, F64, F64]:

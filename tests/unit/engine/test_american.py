@@ -442,7 +442,7 @@ def test_premium_bound_holds_against_the_reference() -> None:
     ps, pk, T, pr, pq, v = _put_view(cols)
     bound = np.array([ak._premium_bound(*x) for x in zip(ps, pk, T, pr, pq, v, strict=True)])
     keep = np.isfinite(bound) & (pr > 0.0)
-    sub: Grid = tuple(c[keep] for c in cols)  # type: ignore[assignment]  # seven columns
+    sub: Grid = tuple(c[keep] for c in cols)
     premium = _prices(sub, ak.REFERENCE) - bsm(*sub).price
     assert (premium <= bound[keep] + 1e-12 * sub[1]).all()
     assert ((bound[keep] < 1e-6 * sub[1]) & (premium > 1e-12 * sub[1])).sum() >= 5
