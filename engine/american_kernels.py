@@ -127,7 +127,8 @@ class Scheme(NamedTuple):
     A row whose put (the call's symmetric put) has rate x years ``r T <= rt_max[i]`` and
     ``ω = 2 (r - q)/σ² <= w_max[i]`` takes the first such tier ``i`` (the last tier's bounds
     are infinite); a row whose early-exercise premium is provably below ``euro_tol`` times
-    its spot is priced European (:func:`_premium_bound`; 0: never).
+    its spot and 1e-7 times its European price is priced European (:func:`_premium_bound`;
+    0: never).
     """
 
     tiers: tuple[Tier, Tier, Tier, Tier]
@@ -264,8 +265,8 @@ FAST = tiered(
 (nodes, points, iterations, premium points) on the put that prices the row (a call's
 symmetric put): r T <= 0.002: (5, 5, 2, 12); r T <= 0.024 and ω = 2 (r - q)/σ² <= 8:
 (6, 6, 4, 16); ω <= 2: (8, 8, 5, 16); the rest, the low-vol, high-rate regime: (16, 16, up to
-16, stopped once no node moves by 1e-8, 64). A premium provably below 1e-9 of spot is left
-out (the European price). Each tier within 0.45 of its target on 13,000 rows of grid() and
+16, stopped once no node moves by 1e-8, 64). A premium provably below 1e-9 of spot and 1e-7
+of the European price is left out (the European price). Each tier within 0.45 of its target on 13,000 rows of grid() and
 low_vol_grid() (bench/american.py) against ACCURATE and REFERENCE."""
 ACCURATE = make_scheme(nodes=32, fp_points=48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
@@ -646,14 +647,29 @@ def _premium_bound(s: float, k: float, t: float, r: float, q: float, v: float) -
 
 
 EUROPEAN_TIER = N_TIERS
+_EURO_REL = 1e-7
 """The tier code of a row priced European because its premium is provably negligible."""
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _pick_tier(scheme: Scheme, s: float, k: float, t: float, r: float, q: float, v: float) -> int:
-    """The tier of a put with r > 0 (:class:`Scheme`), or EUROPEAN_TIER."""
-    if scheme.euro_tol > 0.0 and _premium_bound(s, k, t, r, q, v) <= scheme.euro_tol * s:
-        return EUROPEAN_TIER
+def _pick_tier(
+    scheme: Scheme,
+    s: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    v: float,
+    spot: float,
+    euro: float,
+) -> int:
+    """The tier of a put with r > 0 (:class:`Scheme`), or EUROPEAN_TIER where its premium is
+    provably below both ``euro_tol`` times the option's ``spot`` and 1e-7 of its European
+    price ``euro`` (1 % of either half of the fast target)."""
+    if scheme.euro_tol > 0.0:
+        bound = _premium_bound(s, k, t, r, q, v)
+        if bound <= scheme.euro_tol * spot and bound <= _EURO_REL * euro:
+            return EUROPEAN_TIER
     rt = r * t
     w = 2.0 * (r - q) / (v * v)
     for i in range(N_TIERS - 1):
@@ -701,7 +717,7 @@ def _american_full(
         return (a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False,
                 False, EUROPEAN_TIER, 0)  # fmt: skip
     if tier < 0:
-        tier = _pick_tier(scheme, ps, pk, t, pr, pq, v)
+        tier = _pick_tier(scheme, ps, pk, t, pr, pq, v, s, euro)
     if tier >= N_TIERS:
         # the premium is below euro_tol S (_premium_bound), and S above the boundary
         intrinsic = max(s - k if is_call else k - s, 0.0)

@@ -468,7 +468,10 @@ def test_fast_tiers_each_meet_the_target() -> None:
         np.concatenate(pair)
         for pair in zip(_random_grid(1500, 41), _low_vol_grid(500, 42), strict=True)
     )
-    tier = np.array([ak._pick_tier(ak.FAST, *x) for x in zip(*_put_view(cols), strict=True)])
+    euro = bsm(*cols).price
+    tier = np.array(
+        [ak._pick_tier(ak.FAST, *x) for x in zip(*_put_view(cols), cols[1], euro, strict=True)]
+    )
     S = cols[1]
     ref = _prices(cols, ak.ACCURATE)
     err = np.abs(_prices(cols, ak.FAST) - ref)
