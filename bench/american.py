@@ -47,7 +47,7 @@ TIER_NAMES = [
     "tier 1: r T <= 0.024, omega <= 8 (6, 6, 4, 16)",
     "tier 2: omega <= 2 (8, 8, 5, 16)",
     "tier 3: the rest (16, 16, <= 16, 64)",
-    "European: premium bound <= 1e-9 S",
+    "European: premium bound <= 1e-9 S and 1e-7 of European",
 ]
 
 
