@@ -266,8 +266,9 @@ FAST = tiered(
 symmetric put): r T <= 0.002: (5, 5, 2, 12); r T <= 0.024 and ω = 2 (r - q)/σ² <= 8:
 (6, 6, 4, 16); ω <= 2: (8, 8, 5, 16); the rest, the low-vol, high-rate regime: (16, 16, up to
 16, stopped once no node moves by 1e-8, 64). A premium provably below 1e-9 of spot and 1e-7
-of the European price is left out (the European price). Each tier within 0.45 of its target on 13,000 rows of grid() and
-low_vol_grid() (bench/american.py) against ACCURATE and REFERENCE."""
+of the European price is left out (the European price). Each tier within 0.45 of its target
+on 13,000 rows of grid() and low_vol_grid() (bench/american.py) against ACCURATE and
+REFERENCE."""
 ACCURATE = make_scheme(nodes=32, fp_points=48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05)
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
 REFERENCE = make_scheme(nodes=64, fp_points=128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025)
