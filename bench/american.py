@@ -39,7 +39,7 @@ Columns = tuple[npt.NDArray[Any], ...]  # is_call (bool), S, K, T, r, q, sigma
 TARGET_FAST_GREEKS_2CORES = 2e5  # fast price + 9 Greeks, rows/s on 2 threads (the daemon's need)
 TARGET_CHAIN_MS = 50.0  # 20k-option SPX/SPY chain with Greeks on 2 threads
 CHAIN_ROWS = 20_000
-FAST_BEFORE = ak.make_scheme(nodes=12, fp_points=12, jn_steps=0, fp_steps=8, premium_points=32)
+FAST_BEFORE = ak.one_tier(ak.make_tier(12, 12, jn_steps=0, fp_steps=8, premium_points=32))
 """The fast scheme before it was tiered (one scheme for every row, sized for the low-vol,
 high-rate regime): the "before" of the before/after columns."""
 TIER_NAMES = [

@@ -75,7 +75,7 @@ __all__ = [
     "american_parallel_kernel",
     "american_price_kernel",
     "binomial_price_kernel",
-    "make_scheme",
+    "one_tier",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -233,21 +233,8 @@ def tiered(tiers: Sequence[tuple[Tier, float, float]], euro_tol: float = 0.0) ->
     return Scheme(tuple(x[0] for x in padded), rt_max, w_max, euro_tol)  # type: ignore[arg-type]  # N_TIERS of them
 
 
-def make_scheme(
-    nodes: int,
-    fp_points: int,
-    jn_steps: int,
-    fp_steps: int,
-    premium_points: int = 0,
-    tanh_sinh_step: float = 0.0,
-    qd_steps: int = 16,
-    greek_steps: int = 0,
-    fp_tol: float = 0.0,
-    euro_tol: float = 0.0,
-) -> Scheme:
-    """A scheme of one tier (:func:`make_tier`, same arguments) for every row."""
-    tier = make_tier(nodes, fp_points, jn_steps, fp_steps, premium_points, tanh_sinh_step,
-                     qd_steps, greek_steps, fp_tol)  # fmt: skip
+def one_tier(tier: Tier, euro_tol: float = 0.0) -> Scheme:
+    """A scheme of one tier (:func:`make_tier`) for every row."""
     return tiered([(tier, math.inf, math.inf)], euro_tol)
 
 
@@ -269,9 +256,9 @@ symmetric put): r T <= 0.002: (5, 5, 2, 12); r T <= 0.024 and ω = 2 (r - q)/σ�
 of the European price is left out (the European price). Each tier within 0.45 of its target
 on 13,000 rows of grid() and low_vol_grid() (bench/american.py) against ACCURATE and
 REFERENCE."""
-ACCURATE = make_scheme(nodes=32, fp_points=48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05)
+ACCURATE = one_tier(make_tier(32, 48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05))
 """1e-8 relative or 1e-10 per unit of spot (docs/american.md, accuracy table)."""
-REFERENCE = make_scheme(nodes=64, fp_points=128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025)
+REFERENCE = one_tier(make_tier(64, 128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025))
 """The tests' and benchmark's reference: converged to about 1e-12 relative where the problem
 is well conditioned (docs/american.md)."""
 

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,7 @@ __all__ = [
     "Groups",
     "LotIndex",
     "Lots",
+    "PositionBulk",
     "PositionsError",
     "SettledLot",
     "expiry_label",
@@ -88,6 +90,19 @@ class SettledLot:
     is_call: bool
     strike: float
     avg_price: float
+
+
+class PositionBulk(NamedTuple):
+    """Positions to add at once (:meth:`Lots.add_positions`): row ``k`` is
+    ``books[book[k]]``, ``instruments[instrument[k]]``, ``quantity[k]`` and ``avg_price[k]``
+    (NaN: none)."""
+
+    books: Sequence[str]
+    book: I64
+    instruments: Sequence[Instrument]
+    instrument: I64
+    quantity: F64
+    avg_price: F64
 
 
 class PositionsError(ValueError):
@@ -388,17 +403,10 @@ class Lots:
             raise ValueError(f"unknown instrument {instrument!r}")
         self._change(book, inst, quantity, avg_price)
 
-    def add_positions(
-        self,
-        books: Sequence[str],
-        book: I64,
-        insts: Sequence[Instrument],
-        inst: I64,
-        quantity: F64,
-        price: F64,
-    ) -> None:
+    def add_positions(self, bulk: PositionBulk) -> None:
         """See :meth:`engine.state.Portfolio.add_positions`."""
-        refused = _first_refusal(books, book, insts, inst, quantity, price)
+        books, book, insts, inst, quantity, price = bulk
+        refused = _first_refusal(bulk)
         if refused is not None:
             raise PositionsError(*refused)
         if quantity.size == 0:
@@ -585,16 +593,10 @@ class Lots:
         return [self._market.defs[int(i)].name for i in la[start : self.cols.n]]
 
 
-def _first_refusal(
-    books: Sequence[str],
-    book: I64,
-    insts: Sequence[Instrument],
-    inst: I64,
-    quantity: F64,
-    price: F64,
-) -> tuple[int, str] | None:
+def _first_refusal(bulk: PositionBulk) -> tuple[int, str] | None:
     """The first row of a bulk :meth:`Lots.add_position` would refuse and its reason (the
     same checks in the same order), or None."""
+    books, book, insts, inst, quantity, price = bulk
     n = quantity.size
     if not (book.size == inst.size == price.size == n):
         raise ValueError("book, inst, quantity and price must have the same length")

@@ -42,7 +42,7 @@ Inputs, per instrument (units: :mod:`engine.instruments`, :mod:`engine.outputs`)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -50,13 +50,14 @@ import numpy.typing as npt
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
 from engine.events import Carry, Fill, Quote, Tick
-from engine.instruments import Instrument, InstrumentRegistry
+from engine.instruments import InstrumentRegistry
 from engine.lots import (
     FILL_IDS_KEPT,
     HOST_LOT_COLUMNS,
     LOT_SPECS,
     Groups,
     Lots,
+    PositionBulk,
     PositionsError,
     SettledLot,
     expiry_label,
@@ -71,6 +72,7 @@ __all__ = [
     "BookRisk",
     "Chain",
     "Portfolio",
+    "PositionBulk",
     "PositionsError",
     "Priced",
     "SettledLot",
@@ -158,17 +160,8 @@ class Portfolio:
         """
         self._lots.add_position(book, instrument, quantity, avg_price)
 
-    def add_positions(
-        self,
-        books: Sequence[str],
-        book: npt.NDArray[np.int64],
-        instruments: Sequence[Instrument],
-        instrument: npt.NDArray[np.int64],
-        quantity: npt.NDArray[np.float64],
-        avg_price: npt.NDArray[np.float64],
-    ) -> None:
-        """Add many start-of-day positions at once, row ``k`` being ``books[book[k]]``,
-        ``instruments[instrument[k]]``, ``quantity[k]`` and ``avg_price[k]`` (NaN: none):
+    def add_positions(self, bulk: PositionBulk) -> None:
+        """Add many start-of-day positions at once (:class:`~engine.lots.PositionBulk`):
         exactly the state :meth:`add_position` would make row by row, in order (the same
         lots, groups and rows, in the same order, the same sums to the last bit), with no
         Python object per row or per lot. Before the first cycle (which reprices every
@@ -178,7 +171,7 @@ class Portfolio:
             PositionsError: a row :meth:`add_position` would refuse (its ``row``: the first);
                 nothing is added then.
         """
-        self._lots.add_positions(books, book, instruments, instrument, quantity, avg_price)
+        self._lots.add_positions(bulk)
 
     def apply_fill(self, fill: Fill) -> bool:
         """Apply a fill. Returns False when its instrument is unknown: the fill is then kept in

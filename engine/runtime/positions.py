@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import ConfigError
-from engine.instruments import Instrument, InstrumentRegistry
+from engine.instruments import InstrumentRegistry
 from engine.risk.strategies import Strategy, StrategyBook, parse_strategy
-from engine.state import Portfolio, PositionsError
+from engine.state import Portfolio, PositionBulk, PositionsError
 
 __all__ = ["Position", "PositionColumns", "load_book", "load_positions", "read_positions"]
 
@@ -292,12 +292,7 @@ class _Bulk:
     """The rows to add in one bulk (strategies expanded into their legs) and the strategy
     holdings, in file order."""
 
-    books: list[str]
-    book: I64
-    instruments: list[Instrument]
-    instrument: I64
-    quantity: F64
-    avg_price: F64
+    rows: PositionBulk
     holdings: list[tuple[str, Strategy, float, float | None]]
 
 
@@ -318,10 +313,7 @@ def load_book(
     try:
         if bulk is None:
             raise PositionsError(0, "a row is refused")
-        portfolio.add_positions(
-            bulk.books, bulk.book, bulk.instruments, bulk.instrument, bulk.quantity,
-            bulk.avg_price,
-        )  # fmt: skip
+        portfolio.add_positions(bulk.rows)
     except PositionsError:  # nothing was added: row by row, to name the line at fault
         _load_rows(columns, str(path), portfolio, strategies)
         return strategies
@@ -364,12 +356,13 @@ def _resolve(columns: PositionColumns, registry: InstrumentRegistry) -> _Bulk | 
         book, inst, quantity, price = _expand(book, inst, quantity, price, legs)
     if not strategy_rows.size:
         held = [i for i in insts if i is not None]
-        return _Bulk(columns.books, book, held, inst, quantity, price, holdings)
+        return _Bulk(PositionBulk(columns.books, book, held, inst, quantity, price), holdings)
     used, inst = np.unique(inst, return_inverse=True)  # the strategies' own names go
     held = [i for c in used.tolist() if (i := insts[c]) is not None]
     if len(held) != used.size:
         return None
-    return _Bulk(columns.books, book, held, inst.astype(np.int64), quantity, price, holdings)
+    rows = PositionBulk(columns.books, book, held, inst.astype(np.int64), quantity, price)
+    return _Bulk(rows, holdings)
 
 
 def _expand(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from engine.runtime.positions import (
     load_positions,
     read_positions,
 )
-from engine.state import Portfolio, PositionsError
+from engine.state import Portfolio, PositionBulk, PositionsError
 from tests.fuzz.checks import outcome
 
 NAMES = (
@@ -151,8 +152,10 @@ def test_bulk_load_is_the_row_by_row_state(
     columns = read_positions(path)
     tail = slice(split, None)
     after.add_positions(
-        columns.books, columns.book[tail], [known(after, n) for n in columns.instruments],
-        columns.instrument[tail], columns.quantity[tail], columns.avg_price[tail],
+        PositionBulk(
+            columns.books, columns.book[tail], [known(after, n) for n in columns.instruments],
+            columns.instrument[tail], columns.quantity[tail], columns.avg_price[tail],
+        )
     )  # fmt: skip
     assert_same(before, after, dirty=True)
 
@@ -324,16 +327,19 @@ def test_numbers_read_as_python_reads_them(cells: list[str]) -> None:
 def test_add_positions_refuses_a_bad_row_and_adds_nothing() -> None:
     """The bulk refuses what add_position refuses, naming the first such row; nothing added."""
     p = Portfolio(InstrumentRegistry())
-    insts = [p.registry.get("BTC-PERPETUAL"), p.registry.get("btc_usd")]
-    assert all(i is not None for i in insts)
-    args = (np.array([0, 0, 0]), insts, np.array([0, 0, 1]))
+    insts = [known(p, "BTC-PERPETUAL"), known(p, "btc_usd")]
+    book, inst = np.array([0, 0, 0]), np.array([0, 0, 1])
+
+    def bulk(quantity: npt.NDArray[np.float64], price: npt.NDArray[np.float64]) -> PositionBulk:
+        return PositionBulk(["d"], book, insts, inst, quantity, price)
+
     with pytest.raises(PositionsError, match="quantity must be finite") as caught:
-        p.add_positions(["d"], *args, np.array([1.0, math.inf, 1.0]), np.full(3, math.nan))  # type: ignore[arg-type]  # insts checked above
+        p.add_positions(bulk(np.array([1.0, math.inf, 1.0]), np.full(3, math.nan)))
     assert caught.value.row == 1
     with pytest.raises(PositionsError, match=r"an index \(btc_usd\)") as caught:
-        p.add_positions(["d"], *args, np.ones(3), np.full(3, math.nan))  # type: ignore[arg-type]  # insts checked above
+        p.add_positions(bulk(np.ones(3), np.full(3, math.nan)))
     assert caught.value.row == 2
     with pytest.raises(PositionsError, match="price must be finite and > 0"):
-        p.add_positions(["d"], *args, np.ones(3), np.array([1.0, -1.0, 1.0]))  # type: ignore[arg-type]  # insts checked above
+        p.add_positions(bulk(np.ones(3), np.array([1.0, -1.0, 1.0])))
     assert p.lot_count == 0
     assert p.instruments() == []
