@@ -5,8 +5,8 @@ and the US margin of its US listed options and futures (:mod:`engine.risk.usbook
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,13 +22,27 @@ from engine.outputs import (
 )
 from engine.risk import margin
 from engine.risk.strategies import StrategyHolding
-from engine.risk.usbook import margin_class, us_margin
+from engine.risk.usbook import UsMarginConfig, margin_class, us_margin
 from engine.state import BookRisk
 
-if TYPE_CHECKING:  # the config holds every family's: report.py, which imports this module
-    from engine.risk.report import RiskConfig
 
-__all__ = ["MARGIN_FIGURES", "margin_payload"]
+class MarginConfig(Protocol):
+    """What the margin payload reads of ``[risk]`` (:class:`engine.risk.report.RiskConfig`)."""
+
+    @property
+    def equity_usd(self) -> Mapping[str, float]: ...
+
+    @property
+    def us_margin(self) -> UsMarginConfig: ...
+
+    def pm_params(self, underlying: str) -> margin.DeribitPMParams: ...
+
+    def span_params(self) -> margin.SpanParams: ...
+
+    def standard_params(self, underlying: str) -> margin.DeribitStandardParams: ...
+
+
+__all__ = ["MARGIN_FIGURES", "MarginConfig", "margin_payload"]
 
 
 MARGIN_FIGURES: Final = tuple(name for name in RISK_METRICS if name.startswith("margin_"))
@@ -82,7 +96,7 @@ class _Exchange(NamedTuple):
 
 def margin_payload(
     br: BookRisk,
-    cfg: RiskConfig,
+    cfg: MarginConfig,
     now_ns: int,
     holdings: Sequence[StrategyHolding] = (),
 ) -> MarginPayload:
@@ -120,7 +134,7 @@ def margin_payload(
     )
 
 
-def _exchange_margin(br: BookRisk, cfg: RiskConfig, equity: float | None) -> _Exchange:
+def _exchange_margin(br: BookRisk, cfg: MarginConfig, equity: float | None) -> _Exchange:
     """The crypto exchanges' methods on every underlying of ``br`` (each margined alone)."""
     unds, n = br.underlyings, len(br.underlyings)
     pm = margin.deribit_portfolio_margin(br.positions, br.prices, [cfg.pm_params(u) for u in unds])
