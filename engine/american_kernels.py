@@ -859,15 +859,22 @@ def _scratch(scheme: Scheme) -> tuple[F64, F64]:
     return np.empty(n_max), np.empty(size)
 
 
+class _Rows(NamedTuple):
+    """A kernel's input columns, grouped: numba's parallel loop takes them so."""
+
+    is_call: BoolArray
+    S: F64
+    K: F64
+    T: F64
+    r: F64
+    q: F64
+    sigma: F64
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _row_in_parts(
-    is_call: bool,
-    s: float,
-    k: float,
-    t: float,
-    r: float,
-    q: float,
-    v: float,
+    rows: _Rows,
+    i: int,
     black: bool,
     t0: Tier,
     t1: Tier,
@@ -877,12 +884,15 @@ def _row_in_parts(
     w_max: F64,
     euro_tol: float,
     out: F64,
-    i: int,
 ) -> int:
-    """:func:`_american_row` on a scheme passed as its parts, with its own scratch."""
+    """:func:`_american_row` of row ``i`` on a scheme passed as its parts, with its own
+    scratch."""
     scheme = Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol)
     coef, work = _scratch(scheme)
-    return _american_row(is_call, s, k, t, r, q, v, black, scheme, coef, work, out, i)
+    return _american_row(
+        rows.is_call[i], rows.S[i], rows.K[i], rows.T[i], rows.r[i], rows.q[i], rows.sigma[i],
+        black, scheme, coef, work, out, i,
+    )  # fmt: skip
 
 
 _GREEKS_SIG = void(
@@ -924,13 +934,7 @@ def american_kernel(
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _parallel_in_parts(
-    is_call: BoolArray,
-    S: F64,
-    K: F64,
-    T: F64,
-    r: F64,
-    q: F64,
-    sigma: F64,
+    rows: _Rows,
     black: bool,
     t0: Tier,
     t1: Tier,
@@ -942,11 +946,8 @@ def _parallel_in_parts(
     out: F64,
     status: I8,
 ) -> None:
-    for i in prange(S.shape[0]):
-        status[i] = _row_in_parts(
-            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black,
-            t0, t1, t2, t3, rt_max, w_max, euro_tol, out, i,
-        )  # fmt: skip
+    for i in prange(rows.S.shape[0]):
+        status[i] = _row_in_parts(rows, i, black, t0, t1, t2, t3, rt_max, w_max, euro_tol, out)
 
 
 @njit(_GREEKS_SIG, cache=True, nogil=True, error_model="numpy")
@@ -966,8 +967,9 @@ def american_parallel_kernel(
     """:func:`american_kernel` over numba's thread pool (``prange``)."""
     # numba's parallel loop takes no tuple of tuples of arrays: the scheme crosses in parts
     t0, t1, t2, t3 = scheme.tiers
-    _parallel_in_parts(is_call, S, K, T, r, q, sigma, black, t0, t1, t2, t3, scheme.rt_max,
-                       scheme.w_max, scheme.euro_tol, out, status)  # fmt: skip
+    rows = _Rows(is_call, S, K, T, r, q, sigma)
+    _parallel_in_parts(rows, black, t0, t1, t2, t3, scheme.rt_max, scheme.w_max,
+                       scheme.euro_tol, out, status)  # fmt: skip
 
 
 _PRICE_SIG = void(

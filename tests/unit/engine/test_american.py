@@ -17,6 +17,7 @@ from scipy.special import ndtr
 from engine import american_kernels as ak
 from engine.american import Dividends, american, american_black76, american_implied_vol
 from engine.greeks import bsm
+from engine.kernels import GREEK_FIELDS
 from engine.status import Status
 
 F64 = npt.NDArray[np.float64]
@@ -506,3 +507,22 @@ def test_implied_vol_inverts_the_fast_price_to_1e_9() -> None:
     assert (iv.status[keep] == Status.OK).all()
     rel_err = np.abs(iv.sigma[keep] - v[keep]) / v[keep]
     assert rel_err.max() <= 1e-9, float(rel_err.max())
+
+
+@pytest.mark.parametrize("black", [False, True])
+def test_the_threaded_kernel_gives_the_single_thread_figures(black: bool) -> None:
+    """american_parallel_kernel (the scheme handed to the thread pool in parts) computes
+    exactly what american_kernel does, row for row, whatever row a thread takes."""
+    rng = np.random.default_rng(7)
+    n = 400
+    is_call = rng.random(n) < 0.5
+    s, k = np.full(n, 100.0), rng.uniform(60.0, 140.0, n)
+    t, r = rng.uniform(0.01, 2.0, n), rng.uniform(0.0, 0.08, n)
+    q, v = rng.uniform(0.0, 0.05, n), rng.uniform(0.08, 0.8, n)
+    outs = [np.zeros((len(GREEK_FIELDS), n)) for _ in range(2)]
+    statuses = [np.zeros(n, np.int8) for _ in range(2)]
+    ak.american_kernel(is_call, s, k, t, r, q, v, black, ak.FAST, outs[0], statuses[0])
+    ak.american_parallel_kernel(is_call, s, k, t, r, q, v, black, ak.FAST, outs[1], statuses[1])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(statuses[0], statuses[1])
+    assert np.isfinite(outs[0]).all()
