@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal, Protocol
 
 import msgspec
 import numpy as np
@@ -30,12 +30,12 @@ from engine.risk.scenarios import scenario_pnl
 from engine.state import AGG_FIELDS, BookRisk
 
 if TYPE_CHECKING:
-    from engine.risk.report import RiskConfig
     from engine.risk.strategies import StrategyHolding
 
 __all__ = [
     "FIRM",
     "AttributionConfig",
+    "BreakdownConfig",
     "attribute",
     "attribution_payload",
     "attribution_payloads",
@@ -82,6 +82,32 @@ class AttributionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     budget_usd: dict[str, PositiveFloat] = {}
 
 
+class BreakdownConfig(Protocol):
+    """What the attribution and capital payloads read of ``[risk]``
+    (:class:`engine.risk.report.RiskConfig`, which holds an :class:`AttributionConfig`)."""
+
+    @property
+    def attribution(self) -> AttributionConfig: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def es_confidence(self) -> float: ...
+
+    @property
+    def horizon_days(self) -> float: ...
+
+    @property
+    def method(self) -> VarMethod: ...
+
+    @property
+    def mc_scenarios(self) -> int: ...
+
+    @property
+    def mc_seed(self) -> int: ...
+
+
 _DELTA_USD: Final = AGG_FIELDS.index("delta_usd")
 _CASH_GAMMA: Final = AGG_FIELDS.index("cash_gamma")
 
@@ -100,7 +126,7 @@ def mc_scenarios(
 def attribute(
     br: BookRisk,
     history: MoveHistory,
-    cfg: RiskConfig,
+    cfg: BreakdownConfig,
     partitions: Sequence[att.Parts],
 ) -> tuple[dict[str, list[att.Allocation]], dict[str, str], int]:
     """Every method's allocations of ``br`` over ``partitions``, each method's status and the
@@ -227,7 +253,7 @@ def book_parts(
 def attribution_payload(
     br: BookRisk,
     history: MoveHistory,
-    cfg: RiskConfig,
+    cfg: BreakdownConfig,
     now_ns: int,
     books: Sequence[BookRisk] = (),
     holdings: Sequence[StrategyHolding] = (),
@@ -309,7 +335,7 @@ def capital_payloads(
     firm: list[att.Allocation] | None,
     status: str,
     books: Sequence[str],
-    cfg: RiskConfig,
+    cfg: BreakdownConfig,
     now_ns: int,
     valuation_ns: int,
 ) -> list[CapitalPayload]:
@@ -360,7 +386,7 @@ _CAPITAL_UNITS: Final = {
 def attribution_payloads(
     books: Sequence[BookRisk],
     history: MoveHistory,
-    cfg: RiskConfig,
+    cfg: BreakdownConfig,
     families: Sequence[str],
     now_ns: int,
     valuation_ns: int,

@@ -59,6 +59,7 @@ from engine.runtime.redis_sink import RedisSink
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
+from engine.runtime.whatif import add_what_if
 from engine.state import Portfolio
 from feeds.sim import SimFeedConfig
 from feeds.ussim import UsSimFeedConfig
@@ -175,7 +176,7 @@ def build(
     if config.http.address:
         daemon.http = HttpServer(config.http, monitor.health, histograms)
         daemon.http.app[REGISTRY].register(notifier)
-        risk.add_routes(daemon.http.app)  # POST /what-if
+        add_what_if(daemon.http.app, risk)  # POST /what-if
         if config.http.dashboard:
             state = HealthState(monitor.health, clock, portfolio, config.redis.url)
             periods = {"exposure": config.engine.full_reprice_interval_s, **risk.periods()}

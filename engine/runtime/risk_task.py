@@ -17,8 +17,6 @@ import os
 import time
 from pathlib import Path
 
-from aiohttp import web
-
 from engine.clock import Clock
 from engine.curves import ZeroCurve
 from engine.errors import ConfigError
@@ -56,7 +54,6 @@ from engine.risk.strategies import StrategyBook
 from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
-from engine.runtime.whatif import add_what_if
 from engine.runtime.worker import WorkerProcess
 from engine.state import BookRisk, Portfolio
 
@@ -120,10 +117,6 @@ class RiskTask:
         self.spreads = SpreadHistory(config.liquidity.window)
         self.worker = WorkerProcess()
         self.positioning = Positioning(config.positioning)
-
-    def add_routes(self, app: web.Application) -> None:
-        """Serve ``POST /what-if`` (:mod:`engine.runtime.whatif`) on the daemon's HTTP app."""
-        add_what_if(app, self)
 
     def periods(self) -> dict[str, float]:
         """Each family published, and its period in seconds."""
