@@ -94,6 +94,9 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         mc_seed: the Monte Carlo generator's seed (the same seed and inputs: the same figures).
         history: CSV of daily levels seeding the window of moves (``date,underlying,price,vol``;
             relative to the config file); empty: the window starts empty.
+        record_history: append each level the daemon records to ``history`` (so a restart
+            keeps it); false: recorded levels stay in memory only (the demos: their seed files
+            are part of the checkout).
         window_days: levels kept per underlying (the window holds one move fewer).
         record_at_utc: the time of day, UTC ``HH:MM``, at which the daemon records each
             underlying's level into the window.
@@ -143,6 +146,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     mc_scenarios: PositiveInt = 10_000
     mc_seed: int = 20261125
     history: str = ""
+    record_history: bool = True
     window_days: Annotated[int, msgspec.Meta(ge=2)] = 251
     record_at_utc: Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
     stress_spot: tuple[Annotated[float, msgspec.Meta(gt=-1.0)], ...] = DEFAULT_SPOT_SHOCKS

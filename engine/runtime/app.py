@@ -132,7 +132,7 @@ def build(
         registry,
         strategies,
         history,
-        config_relative(config.risk.history, config_path),
+        config_relative(config.risk.history, config_path) if config.risk.record_history else None,
         out,
         inbox,
         clock,
