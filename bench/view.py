@@ -116,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=30, help="timed runs of each (default 30)")
     args = parser.parse_args(argv)
-    # As riskd does (engine/runtime/cli.py): OpenMP threads bound to cores wake in microseconds,
-    # not milliseconds. Read when the first parallel kernel loads OpenMP, below.
-    os.environ.setdefault("OMP_PROC_BIND", "true")
+    # As riskd does (engine/runtime/cli.py): OpenMP threads sleep between parallel regions.
+    # Read when the first parallel kernel loads OpenMP, below.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     with tempfile.TemporaryDirectory() as tmp:
         print("building the book and its risk...", file=sys.stderr)
         daemon = _daemon(Path(tmp))

@@ -236,9 +236,9 @@ def _kernels_compiled() -> bool:
 
 
 def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_end: bool) -> int:
-    # OpenMP worker threads spin or sleep between parallel regions; bound to cores, they wake
-    # in microseconds instead of milliseconds (bench/README.md). Set before numba loads.
-    os.environ.setdefault("OMP_PROC_BIND", "true")
+    # numba's OpenMP threads sleep as soon as a parallel region ends instead of spinning for
+    # the next one (docs/kernels.md#threads). Set before numba loads OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     if not _kernels_compiled():  # they compile as the engine is imported, below
         print(  # a person waits at a blank terminal otherwise
             "riskd: first run: compiling the numba kernels (about a minute on two cores; "

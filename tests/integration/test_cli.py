@@ -431,3 +431,19 @@ def test_exit_at_end_without_a_replay_feed_exits_2_naming_it(tmp_path: Path) -> 
     assert out.returncode == 2, out.stderr
     assert "--exit-at-end needs a replay feed - at `$.feeds`" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("given", [None, "active"])
+def test_run_sets_openmp_threads_passive_unless_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None
+) -> None:
+    """docs/kernels.md#threads: set before numba loads OpenMP, so ``run`` sets it first thing
+    (here it then stops on a missing config file); a value already set is kept."""
+    from engine.runtime.cli import EXIT_CONFIG, main
+
+    if given is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", given)
+    assert main(["run", "-c", str(tmp_path / "missing.toml"), "--view", "off"]) == EXIT_CONFIG
+    assert os.environ["OMP_WAIT_POLICY"] == (given or "passive")
