@@ -264,15 +264,27 @@ def test_a_figure_follows_a_quote_live(
             f"delta: redis {redis_delta()}, page {delta.get_attribute('data-value')}"
         )
 
+    kept = "() => document.contains(window.expiryButton)"
     with riskd(live.config, live.port) as daemon:
         page.goto(daemon.url)
         expect(page.locator("#status")).to_contain_text("LIVE")
+        button = page.locator("#panel-exposures").get_by_role("button", name="expiry", exact=True)
+        button.evaluate("(b) => { window.expiryButton = b; }")
         live.quote(0.55)
         low = shown_once_moved(None)
         live.quote(0.72)
         high = shown_once_moved(low)
+        # the redraws moved the figures, not the toolbar: a click finds the button it aimed at
+        assert page.evaluate(kept)
+        button.click()
+        expect(button).to_have_attribute("aria-pressed", "true")
+        assert page.evaluate(kept)
+        back = page.locator("#panel-exposures").get_by_role("button", name="underlying")
+        back.click()  # the figure below is the (book, underlying) row's again
+        expect(button).to_have_attribute("aria-pressed", "false")
         live.quote(0.61)
         middle = shown_once_moved(high)
+        assert page.evaluate(kept)
     client.close()
     assert low < middle < high
 

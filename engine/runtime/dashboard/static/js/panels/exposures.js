@@ -101,20 +101,26 @@ function row(key, r, units) {
   return tr;
 }
 
+// Made once and kept: a redraw only marks the level chosen, so a click (or the keyboard's
+// focus) never meets a button that a redraw has just replaced.
 function toolbar() {
-  return h('div', {class: 'toolbar', role: 'group', 'aria-label': 'group exposures by'},
-    'by ',
-    ...LEVELS.map((l) => h('button', {
-      type: 'button', class: l === level ? 'on' : '', 'aria-pressed': String(l === level),
-      onclick: () => { level = l; render(lastStore); },
-    }, l)));
+  const buttons = LEVELS.map((l) => h('button', {
+    type: 'button', onclick: () => { level = l; render(lastStore); },
+  }, l));
+  const bar = h('div', {class: 'toolbar', role: 'group', 'aria-label': 'group exposures by'},
+    'by ', ...buttons);
+  bar.mark = () => buttons.forEach((b, i) => {
+    b.className = LEVELS[i] === level ? 'on' : '';
+    b.setAttribute('aria-pressed', String(LEVELS[i] === level));
+  });
+  return bar;
 }
 
 let lastStore = null;
 
 // The table's parts, kept between redraws: the rows move, the head is made again only when the
 // level, the sort or the units change.
-const parts = {table: null, tbody: null, tfoot: null, head: null, headFor: '', order: []};
+const parts = {table: null, tbody: null, tfoot: null, head: null, toolbar: null, stamp: null, headFor: '', order: []};
 
 function thead(store, units) {
   const sortHead = (m) => {
@@ -173,7 +179,9 @@ export function render(store) {
     parts.tbody = h('tbody', {});
     parts.tfoot = h('tfoot', {});
     parts.table = h('table', {class: 'data exposures'}, h('thead', {}), parts.tbody, parts.tfoot);
-    parts.head = h('div', {class: 'panel-head card'});
+    parts.toolbar = toolbar();
+    parts.stamp = h('span', {});
+    parts.head = h('div', {class: 'panel-head card'}, parts.toolbar, parts.stamp);
     parts.headFor = '';
     parts.order = [];
     root.replaceChildren(parts.head, h('div', {class: 'scroll'}, parts.table));
@@ -188,5 +196,6 @@ export function render(store) {
   }
   parts.tfoot.replaceChildren(totals(key, rs, units));
   const [newestField, newest] = all.reduce((a, b) => (later(b[1].ts_ns, a[1].ts_ns) ? b : a));
-  parts.head.replaceChildren(toolbar(), stamp(key, newestField, 'exposure', newest));
+  parts.toolbar.mark();
+  parts.stamp.replaceChildren(stamp(key, newestField, 'exposure', newest));
 }
