@@ -20,7 +20,11 @@ are absent; prices in the instrument's quote currency, coin for Deribit's invers
 - ``fills/{book}``: ``{"book": "main", "instrument": "BTC-27DEC24-60000-C", "quantity": -5,
   "price": 0.02, "ts": 1732400000123, "id": "optional fill id"}``
 
-Topics may sit below a configured prefix (``desk1/md/tick/...``).
+Each topic may also name the instrument's underlying before its last part
+(``md/quote/{underlying}/{instrument}``, ``fills/{underlying}/{book}``): the layout a shard
+subscribes to by underlying (docs/scaling.md). The underlying must be the instrument's
+(a fill's instrument is checked when it is known). Topics may sit below a configured prefix
+(``desk1/md/tick/...``).
 
 A JSONL replay line is one such payload; its kind is its ``"type"`` (``tick``, ``quote``,
 ``fill``, ``depth``: an order book's levels as on ``md/book``) or, without one, inferred: a
@@ -37,7 +41,8 @@ Every bad message raises :class:`~engine.errors.FeedDecodeError` with a stable `
   bid > ask, iv <= 0, a zero quantity, a negative or non-finite open_interest or volume;
 - ``unknown_instrument``: a tick's or quote's instrument is neither in the registry nor a
   parseable Deribit name (fills are not checked: the engine keeps those it cannot place yet);
-- ``topic``: the topic is not one of ours or names another instrument or book than the payload.
+- ``topic``: the topic is not one of ours or names another instrument, book or underlying than
+  the payload.
 """
 
 from __future__ import annotations
@@ -269,10 +274,16 @@ class JsonCodec:
             FeedDecodeError: the message is bad; ``reason`` says how (module docstring).
         """
         fill = self._fill(payload, ts_recv)
-        if fill.book != topic[len(self._fill_prefix) :]:
+        underlying, _, book = topic[len(self._fill_prefix) :].rpartition("/")
+        if fill.book != book:
             raise FeedDecodeError(
                 self._feed, "topic", f"topic {topic!r} does not match {fill.book!r}", payload
             )
+        if underlying:  # fills/{underlying}/{book}: the instrument's, when it is known
+            inst = self._registry.get(fill.instrument)
+            if inst is not None and inst.underlying != underlying:
+                detail = f"topic {topic!r}: {fill.instrument!r} is on {inst.underlying!r}"
+                raise FeedDecodeError(self._feed, "topic", detail, payload)
         return fill
 
     def decode_market(self, topic: str, payload: bytes, ts_recv: int) -> Tick | Quote | Depth:
@@ -296,9 +307,15 @@ class JsonCodec:
                 self._feed, "topic", f"not a riskd market-data topic: {topic!r}", payload
             )
         if event.instrument != expected:
-            raise FeedDecodeError(
-                self._feed, "topic", f"topic {topic!r} does not match {event.instrument!r}", payload
-            )
+            underlying, _, name = expected.partition("/")
+            inst = self._registry.get(name) if name == event.instrument else None
+            if inst is None or inst.underlying != underlying:
+                raise FeedDecodeError(
+                    self._feed,
+                    "topic",
+                    f"topic {topic!r} does not match {event.instrument!r}",
+                    payload,
+                )
         return event
 
     def decode_line(self, line: bytes, ts_recv: int) -> Tick | Quote | Depth | Fill:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Final
 
 import aiomqtt
@@ -43,17 +43,30 @@ from engine.retry import Backoff, Failure, translate
 from feeds.base import DropLog, FeedStats
 from feeds.json_codec import BOOK_TOPIC, FILL_TOPIC, QUOTE_TOPIC, TICK_TOPIC, JsonCodec
 
-__all__ = ["DEFAULT_TOPICS", "MqttFeed", "MqttFeedConfig", "classify"]
+__all__ = ["DEFAULT_TOPICS", "MqttFeed", "MqttFeedConfig", "classify", "shard_topics"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOPICS: Final = (
-    f"{TICK_TOPIC}/+",
-    f"{QUOTE_TOPIC}/+",
-    f"{BOOK_TOPIC}/+",
-    f"{FILL_TOPIC}/+",
+    f"{TICK_TOPIC}/#",
+    f"{QUOTE_TOPIC}/#",
+    f"{BOOK_TOPIC}/#",
+    f"{FILL_TOPIC}/#",
 )
-"""Topic filters subscribed by default (below ``topic_prefix``)."""
+"""Topic filters subscribed by default (below ``topic_prefix``): both layouts,
+``md/quote/{instrument}`` and ``md/quote/{underlying}/{instrument}``."""
+
+
+def shard_topics(underlyings: Iterable[str]) -> list[str]:
+    """The topic filters of a shard that owns ``underlyings`` (docs/scaling.md): each one's
+    topics of the underlying layout, and the old layout's (one level: what comes there for
+    other shards is dropped by the shard's gate, counted)."""
+    kinds = (TICK_TOPIC, QUOTE_TOPIC, BOOK_TOPIC, FILL_TOPIC)
+    return [
+        *(f"{kind}/+" for kind in kinds),
+        *(f"{kind}/{u}/+" for u in sorted(underlyings) for kind in kinds),
+    ]
+
 
 # CONNACK reason codes a retry cannot fix (MQTT 5 numbering, which paho also uses for MQTT
 # 3.1.1's return codes): unsupported protocol, client id rejected, bad user name or password,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from tests.servers import MosquittoServer, RedisServer
+from tests.servers import MosquittoServer, RedisClusterServers, RedisServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,6 +33,13 @@ def redis_server() -> Iterator[RedisServer]:
     server start their own ``RedisServer`` instead."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of three masters for the session; tests use their own key prefix."""
+    with RedisClusterServers() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from engine.runtime.config import load_config
 
 __all__ = [
     "MosquittoServer",
+    "RedisClusterServers",
     "RedisServer",
     "free_port",
     "http_get",
@@ -168,6 +169,91 @@ class RedisServer(_Server):
             "--dir", str(self.dir),
             *self.args,
         ]  # fmt: skip
+
+
+def free_cluster_port() -> int:
+    """A free port P on 127.0.0.1 whose cluster bus port, P + 10000, is free too."""
+    while True:
+        port = free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+class ClusterNode(RedisServer):
+    """One ``redis-server --cluster-enabled yes`` of a :class:`RedisClusterServers`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.port = free_cluster_port()
+
+    def _argv(self) -> list[str]:
+        return [
+            *super()._argv(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(self.dir / "nodes.conf"),
+            "--cluster-node-timeout", "2000",
+        ]  # fmt: skip
+
+    def cli(self, *args: str) -> str:
+        """``redis-cli`` against this node; its output."""
+        argv = [_binary("redis-cli", "/usr/bin/redis-cli"), "-p", str(self.port), *args]
+        done = subprocess.run(argv, capture_output=True, check=True, timeout=30)  # noqa: S603
+        return done.stdout.decode()
+
+
+class RedisClusterServers:
+    """A Redis Cluster on loopback ports: ``masters`` masters with ``replicas`` replicas each
+    (``redis-cli --cluster create``), every slot covered before the fixture hands it over."""
+
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+        self.nodes = [ClusterNode() for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
+
+    @property
+    def url(self) -> str:
+        """A URL of one node: the cluster client finds the others."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        self.nodes[0].cli(
+            "--cluster", "create",
+            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas", str(self.replicas),
+            "--cluster-yes",
+        )  # fmt: skip
+        self.wait_ok()
+
+    def wait_ok(self, timeout_s: float = 30.0) -> None:
+        """Wait until every node says the cluster is ok and knows every other node."""
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            while True:
+                info = node.cli("cluster", "info")
+                known = node.cli("cluster", "nodes").count("connected")
+                if "cluster_state:ok" in info and known >= len(self.nodes):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cluster not ok on {node.port}: {info}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class MosquittoServer(_Server):

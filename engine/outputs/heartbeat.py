@@ -42,6 +42,12 @@ class EngineStatus(PortfolioStatus, frozen=True, kw_only=True):
     cycle_errors: int
     risk_errors: int
     feeds: dict[str, FeedStatus]
+    foreign_events: int = 0
+    """A shard's (``[cluster]``): market data of other shards' underlyings, dropped."""
+    foreign_fills: int = 0
+    """A shard's: fills of other shards' underlyings, not applied (docs/scaling.md)."""
+    foreign_positions: int = 0
+    """A shard's: rows of the positions file of other shards' underlyings, skipped."""
 
 
 class Heartbeat(Header, frozen=True, kw_only=True, gc=False):

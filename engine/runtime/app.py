@@ -42,6 +42,7 @@ from engine.runtime.config import (
     AppConfig,
     ReplayConfig,
     config_relative,
+    declared_underlyings,
     load_book,
     new_portfolio,
     underlying_curves,
@@ -57,6 +58,7 @@ from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
+from engine.runtime.shard_gate import shard_gate
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
 from engine.runtime.whatif import add_what_if
@@ -92,11 +94,12 @@ def build(
     portfolio = new_portfolio(config) if portfolio is None else portfolio
     registry = portfolio.registry
     positions = config_relative(config.portfolio.positions, config_path)
-    strategies = load_book(positions, portfolio, registry)
+    gate = shard_gate(config.cluster, registry, declared_underlyings(config, registry))
+    strategies = load_book(positions, portfolio, registry, gate)
     hedged = list(config.risk.hedge_future.values())
     valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
     held = portfolio.instruments()
-    feeds = build_feeds(config.feeds, config_path, registry, clock, held, hedged, valuing)
+    feeds = build_feeds(config.feeds, config_path, registry, clock, held, hedged, valuing, gate)
     check_hedges(config.risk, registry, config_path)
     journal, journaled = open_journal(
         config_relative(config.portfolio.journal, config_path),
@@ -107,10 +110,10 @@ def build(
         config_path=config_path,
     )
     history = load_history(config.risk, config_path)
-    inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal)
+    inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal, gate)
     stop = asyncio.Event()
     intake = Intake(feeds, registry, inbox, on_end=stop.set)
-    sink = RedisSink(config.redis, clock)
+    sink = RedisSink(config.redis, clock, shard=None if gate is None else gate.shard.name)
     notifier = Notifier(config.notify)
     out = Publisher(sink, AlertEngine(config.alerts), notifier.offer)
     histograms = CycleHistograms() if config.http.address else None
@@ -180,9 +183,7 @@ def build(
         if config.http.dashboard:
             state = HealthState(monitor.health, clock, portfolio, config.redis.url)
             periods = {"exposure": config.engine.full_reprice_interval_s, **risk.periods()}
-            daemon.hub = out.dashboard = DashboardHub(
-                config.http, config.redis.prefix, state, periods
-            )
+            daemon.hub = out.dashboard = DashboardHub(config.http, sink.base, state, periods)
             add_routes(daemon.http.app, daemon.hub, config.http)
             daemon.http.app[REGISTRY].register(daemon.hub)
     engine.replay(journaled, settler)  # since the positions file: the book the daemon had

@@ -36,6 +36,7 @@ from engine.runtime.http import HttpConfig
 from engine.runtime.notify import NotifyConfig, check_targets, privacy_url
 from engine.runtime.positions import Position, load_book, load_positions
 from engine.runtime.redis_sink import RedisConfig, redact_url
+from engine.shards import ClusterConfig, check_cluster
 from engine.state import Portfolio, UnderlyingParams
 from feeds.dbn import DbnFeedConfig
 from feeds.deribit import DeribitFeedConfig
@@ -53,6 +54,7 @@ __all__ = [
     "PortfolioConfig",
     "Position",
     "ReplayConfig",
+    "declared_underlyings",
     "load_book",
     "load_config",
     "load_positions",
@@ -228,11 +230,12 @@ class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The whole file: ``[redis]``, ``[[feeds]]``, ``[portfolio]``, ``[rates]``, ``[engine]``,
-    ``[risk]``, ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``, ``[[alerts]]``,
-    ``[[notify]]``."""
+    """The whole file: ``[redis]``, ``[cluster]``, ``[[feeds]]``, ``[portfolio]``, ``[rates]``,
+    ``[engine]``, ``[risk]``, ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``,
+    ``[[alerts]]``, ``[[notify]]``."""
 
     redis: RedisConfig = RedisConfig()
+    cluster: ClusterConfig = ClusterConfig()
     feeds: list[FeedConfig] = []
     portfolio: PortfolioConfig = PortfolioConfig()
     rates: dict[str, RateCurveConfig] = {}
@@ -266,6 +269,9 @@ def load_config(path: Path) -> AppConfig:
         config = msgspec.convert(data, AppConfig)
     except msgspec.ValidationError as exc:  # its message ends "- at `$.feeds[0].url`"
         raise ConfigError(source, str(exc)) from exc
+    wrong = check_cluster(config.cluster)
+    if wrong is not None:
+        raise ConfigError(source, f"{wrong[1]} - at `$.cluster.{wrong[0]}`")
     for name, underlying in config.portfolio.underlyings.items():
         where = f"$.portfolio.underlyings.{name}"
         if underlying.curve and underlying.curve not in config.rates:
@@ -454,3 +460,22 @@ def new_portfolio(config: AppConfig) -> Portfolio:
         round(config.portfolio.stale_after_s * 1e9),
         config.portfolio.american_accuracy,
     )
+
+
+def declared_underlyings(config: AppConfig, registry: InstrumentRegistry) -> frozenset[str]:
+    """The underlyings the configuration names: ``[portfolio.underlyings]``, the registry's
+    instruments (``[[instruments]]``), and the feeds' (a Deribit feed's instruments, indices
+    and currencies, a simulator's underlyings)."""
+    known = set(config.portfolio.underlyings)
+    known.update(i.underlying for i in registry)
+    names: list[str] = []
+    for feed in config.feeds:
+        if isinstance(feed, DeribitFeedConfig):
+            known.update(feed.instrument_currencies, feed.summary_currencies)
+            names += [*feed.instruments, *feed.indices]
+        elif isinstance(feed, SimFeedConfig):
+            known.update(u.name for u in feed.underlyings)
+        elif isinstance(feed, UsSimFeedConfig):
+            names += ["SPX", "SPY"]
+    known.update(i.underlying for n in names if (i := registry.get(n)) is not None)
+    return frozenset(known)

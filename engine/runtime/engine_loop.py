@@ -198,13 +198,14 @@ class EngineLoop:
     def replay(self, journaled: Sequence[Fill | Settlement], settler: Settler) -> None:
         """Apply the journal's entries (:func:`~engine.runtime.journal.open_journal`) in order,
         before the first cycle: fills, and settlements (their payloads published again)."""
-        for entry in journaled:
+        gate = self.inbox.gate  # a shard's: a journal from before a new [cluster] may hold
+        for entry in journaled:  # fills of other shards now, not applied (counted)
             if isinstance(entry, Settlement):
                 p = settler.replay(
                     self.portfolio, entry.index, entry.expiry_ns, entry.twap, entry.ts_ns
                 )
                 self.out.publish(f"{p.index}:{p.expiry}", p)
-            else:
+            elif gate is None or gate.fill(entry):
                 self.apply_fill(entry)
         if journaled:
             settled = sum(isinstance(entry, Settlement) for entry in journaled)

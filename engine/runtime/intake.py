@@ -27,15 +27,16 @@ from engine.instruments import DERIBIT, InstrumentRegistry
 from engine.retry import Backoff
 from engine.runtime.config import FeedConfig
 from engine.runtime.journal import FillJournal
+from engine.runtime.shard_gate import SETTLEMENT_CURRENCIES, ShardGate
 from feeds.base import Feed, Sleep
 from feeds.dbn import DbnFeed, DbnFeedConfig
 from feeds.deribit import DeribitFeedConfig, WebSocketFeed
-from feeds.mqtt import MqttFeed, MqttFeedConfig
+from feeds.mqtt import DEFAULT_TOPICS, MqttFeed, MqttFeedConfig, shard_topics
 from feeds.replay import ReplayFeed, ReplayFeedConfig
 from feeds.sim import SimFeed, SimFeedConfig
 from feeds.ussim import UsSimFeed, UsSimFeedConfig
 
-__all__ = ["AsyncInbox", "Intake", "advancing_sleep", "build_feed", "build_feeds"]
+__all__ = ["AsyncInbox", "Intake", "advancing_sleep", "build_feed", "build_feeds", "shard_feed"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,26 @@ class AsyncInbox:
     on every event, and makes a feed wait while the fill queue is full (fills are never
     dropped)."""
 
-    __slots__ = ("_room", "_wake", "inbox", "journal")
+    __slots__ = ("_room", "_wake", "gate", "inbox", "journal")
 
-    def __init__(self, inbox: Inbox, journal: FillJournal | None = None) -> None:
+    def __init__(
+        self, inbox: Inbox, journal: FillJournal | None = None, gate: ShardGate | None = None
+    ) -> None:
         self.inbox = inbox
         self.journal = journal
         """Where a fill is written (fsynced) before it is queued, hence before the feed
         acknowledges it."""
+        self.gate = gate
+        """A shard's: what belongs to other shards is counted and goes no further (neither
+        queued nor journaled)."""
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
     def put(self, event: Tick | Quote | Depth | OpenInterest) -> None:
+        gate = self.gate
+        if gate is not None and not gate.market(event):
+            return
         self.inbox.put(event)
         if type(event) is not Depth and type(event) is not OpenInterest:  # not priced on
             self._wake.set()
@@ -70,6 +79,8 @@ class AsyncInbox:
         self._wake.set()
 
     async def put_fill(self, fill: Fill) -> None:
+        if self.gate is not None and not self.gate.fill(fill):
+            return  # another shard's: counted and logged, acknowledged (that shard takes it)
         if self.journal is not None:
             self.journal.append(fill)
         while not self.inbox.put_fill(fill):
@@ -169,15 +180,21 @@ def build_feeds(
     held: list[str],
     books: list[str],
     valuing: asyncio.Lock,
+    gate: ShardGate | None = None,
 ) -> list[Feed]:
     """Each configured feed's adapter (:func:`build_feed`); replay files are relative to the
     config file. ``books``: the hedge futures, whose order books a Deribit feed follows;
-    ``valuing``: held while the engine reprices the whole book.
+    ``valuing``: held while the engine reprices the whole book; ``gate``: a shard's, whose
+    feeds subscribe to its underlyings only (:func:`shard_feed`).
 
     Raises:
         ConfigError: a missing replay file, or a feed that cannot run on ``clock``.
     """
     feeds: list[Feed] = []
+    if gate is not None:
+        gate.check_listed(held, str(config_path))
+        configs = [shard_feed(fc, gate, held) for fc in configs]
+        books = [b for b in books if gate.owns(b)]
     for i, fc in enumerate(configs):
         if isinstance(fc, ReplayFeedConfig):
             fc = msgspec.structs.replace(
@@ -194,6 +211,34 @@ def build_feeds(
         except ValueError as exc:
             raise ConfigError(str(config_path), f"{exc} - at `$.feeds[{i}]`") from exc
     return feeds
+
+
+def shard_feed(config: FeedConfig, gate: ShardGate, held: Iterable[str]) -> FeedConfig:
+    """``config`` narrowed to the shard's underlyings: a Deribit feed's instruments, indices
+    and currencies of other shards left out (a settlement currency, ``USDC`` or ``USDT``,
+    stays: it lists many underlyings); an MQTT feed on the default topics subscribes to
+    :func:`feeds.mqtt.shard_topics` of the shard's underlyings among those the book and the
+    configuration name (``held``: the book's instruments). Others are unchanged: the gate
+    filters what they deliver."""
+    if isinstance(config, DeribitFeedConfig):
+        shard = gate.shard
+
+        def currencies(names: list[str]) -> list[str]:
+            return [c for c in names if c in SETTLEMENT_CURRENCIES or shard.owns(c)]
+
+        return msgspec.structs.replace(
+            config,
+            instruments=[n for n in config.instruments if gate.owns(n)],
+            indices=[n for n in config.indices if gate.owns(n)],
+            instrument_currencies=currencies(config.instrument_currencies),
+            summary_currencies=currencies(config.summary_currencies),
+        )
+    if isinstance(config, MqttFeedConfig) and tuple(config.topics) == DEFAULT_TOPICS:
+        named = {u for n in held if (u := gate.underlying(n)) is not None}
+        named.update(gate.known)
+        owned = [u for u in named if gate.shard.owns(u)]
+        return msgspec.structs.replace(config, topics=shard_topics(owned))
+    return config
 
 
 def _replay_file(config_path: Path, name: str, key: str) -> str:

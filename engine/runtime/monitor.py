@@ -28,6 +28,7 @@ from engine.runtime.journal import Settlement
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import SinkStats
 from engine.runtime.risk_task import RiskTask
+from engine.runtime.shard_gate import ShardGate
 from feeds.base import Feed
 
 __all__ = ["Monitor"]
@@ -104,6 +105,7 @@ class Monitor:
                 )
                 for f in self.feeds
             },
+            **_foreign(self.inbox.gate),
         )
 
     def health(self) -> Health:
@@ -201,3 +203,14 @@ class Monitor:
                 "redis_published": self.sink_stats.published,
             },
         )
+
+
+def _foreign(gate: ShardGate | None) -> dict[str, int]:
+    """A shard's counts of what belongs to other shards (none when not sharded)."""
+    if gate is None:
+        return {}
+    return {
+        "foreign_events": gate.foreign_events,
+        "foreign_fills": gate.foreign_fills,
+        "foreign_positions": gate.foreign_positions,
+    }

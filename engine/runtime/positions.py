@@ -31,6 +31,7 @@ import numpy.typing as npt
 from engine.errors import ConfigError
 from engine.instruments import InstrumentRegistry
 from engine.risk.strategies import Strategy, StrategyBook, parse_strategy
+from engine.runtime.shard_gate import ShardGate
 from engine.state import Portfolio, PositionBulk, PositionsError
 
 __all__ = ["Position", "PositionColumns", "load_book", "load_positions", "read_positions"]
@@ -297,10 +298,14 @@ class _Bulk:
 
 
 def load_book(
-    path: Path | None, portfolio: Portfolio, registry: InstrumentRegistry
+    path: Path | None,
+    portfolio: Portfolio,
+    registry: InstrumentRegistry,
+    gate: ShardGate | None = None,
 ) -> StrategyBook:
     """The positions file (:func:`read_positions`) into ``portfolio``; the strategy holdings
-    it names.
+    it names. With a shard's ``gate``, rows of other shards' underlyings are skipped (counted
+    in its ``foreign_positions``).
 
     Raises:
         ConfigError: a bad row (its line), an unknown instrument or strategy.
@@ -309,6 +314,8 @@ def load_book(
     if path is None:
         return strategies
     columns = read_positions(path)
+    if gate is not None:
+        columns = _owned_rows(columns, gate)
     bulk = _resolve(columns, registry)
     try:
         if bulk is None:
@@ -320,6 +327,29 @@ def load_book(
     for book, strategy, quantity, avg in bulk.holdings:
         strategies.holding(book, strategy).add(quantity, avg)
     return strategies
+
+
+def _owned_rows(columns: PositionColumns, gate: ShardGate) -> PositionColumns:
+    """The rows of the shard's underlyings, and of instruments it cannot name (the load then
+    refuses them by their line); the others counted in ``gate.foreign_positions``. Each
+    distinct instrument is looked at once; the names no row keeps are dropped."""
+    owned = np.array([gate.owns(n) for n in columns.instruments], dtype=np.bool_)
+    keep = owned[columns.instrument]
+    skipped = int(keep.size - np.count_nonzero(keep))
+    if not skipped:
+        return columns
+    gate.foreign_positions += skipped
+    books, book = np.unique(columns.book[keep], return_inverse=True)
+    insts, inst = np.unique(columns.instrument[keep], return_inverse=True)
+    return PositionColumns(
+        books=[columns.books[b] for b in books.tolist()],
+        book=book.astype(np.int64),
+        instruments=[columns.instruments[i] for i in insts.tolist()],
+        instrument=inst.astype(np.int64),
+        quantity=columns.quantity[keep],
+        avg_price=columns.avg_price[keep],
+        line=columns.line[keep],
+    )
 
 
 def _resolve(columns: PositionColumns, registry: InstrumentRegistry) -> _Bulk | None:

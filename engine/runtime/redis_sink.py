@@ -54,24 +54,20 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgspec
-import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
 
 from engine.clock import Clock
 from engine.constraints import NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt
-from engine.credentials import read_secret
-from engine.errors import ConfigError, SinkError
+from engine.errors import SinkError
 from engine.outputs import (
-    FAMILIES,
     AlertPayload,
     EngineStatus,
     Heartbeat,
@@ -82,6 +78,7 @@ from engine.outputs import (
 from engine.retry import Backoff, Failure
 from engine.runtime.alert_queue import AlertQueue
 from engine.runtime.clock import MonotonicClock
+from engine.runtime.redis_link import UNSHARDED, Keys, key_base, make_client, probe
 
 __all__ = ["Keys", "RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
 
@@ -89,27 +86,36 @@ logger = logging.getLogger(__name__)
 
 Prefix = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-:]+$")]
 
+Pipe = Pipeline | ClusterPipeline
+"""A pipeline to one server or, on a Redis Cluster, one per node (redis-py groups them)."""
+
 _NS_PER_MS: Final = 1_000_000
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "auth", "token"})
 _TLS_KEYS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file")
 
 _PUBLISH: Final = """
-local channel, maxlen = ARGV[1], ARGV[2]
+local maxlen = ARGV[1]
 local n = #ARGV
-for i = 4, n, 2 do
-  redis.call('PUBLISH', channel, ARGV[i])
+for i = 3, n, 2 do
+  redis.call('{publish}', KEYS[3], ARGV[i])
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i])
 end
-for i = 3, n, 200 do
+for i = 2, n, 200 do
   redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 199, n)))
 end
-return (n - 2) / 2
+return (n - 1) / 2
 """
-"""Lua run by EVAL with KEYS = (stream, snapshot hash), ARGV = (channel, stream maxlen, key1,
-payload1, key2, payload2, ...): for each payload the PUBLISH and the XADD, in order, then the
-snapshot fields. One command per batch instead of two per payload and one more: the client's
-packing and reply parsing of each command cost more than building and encoding the payload."""
+"""Lua run by EVAL with KEYS = (stream, snapshot hash, channel), ARGV = (stream maxlen, key1,
+payload1, key2, payload2, ...): for each payload the PUBLISH (``SPUBLISH`` on a Redis Cluster
+of version 7 or later: the channel is declared as a key, in the slot of the others) and the
+XADD, in order, then the snapshot fields. One command per batch instead of two per payload and
+one more: the client's packing and reply parsing of each command cost more than building and
+encoding the payload."""
+_SCRIPTS: Final = {
+    False: _PUBLISH.replace("{publish}", "PUBLISH"),
+    True: _PUBLISH.replace("{publish}", "SPUBLISH"),
+}
 _SCRIPT_PAYLOADS: Final = 256  # payloads per EVAL: a script blocks Redis while it runs
 
 
@@ -191,6 +197,8 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         start_local: when nothing listens at ``url`` at start, start a private ``redis-server``
             there for as long as riskd runs (``engine.runtime.localredis``); only for a
             ``redis://`` URL on 127.0.0.1 or localhost.
+        cluster: ``url`` names a node of a Redis Cluster (``redis://`` or ``rediss://``, db 0):
+            write through redis-py's cluster client, keys hash-tagged (docs/redis.md).
 
     Raises:
         ValueError: an unsupported URL scheme, ``heartbeat_ttl_s <= heartbeat_interval_s``,
@@ -219,6 +227,7 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     backoff_max_s: PositiveFloat = 5.0
     alert_queue: PositiveInt = 10_000
     start_local: bool = False
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         scheme = self.url.partition("://")[0] if "://" in self.url else ""
@@ -251,6 +260,11 @@ class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             scheme != "redis" or urlsplit(self.url).hostname not in ("127.0.0.1", "localhost")
         ):
             raise ValueError("redis start_local: only with a redis:// url on 127.0.0.1")
+        if self.cluster:
+            if scheme == "unix" or self.start_local:
+                raise ValueError("redis cluster: a redis:// or rediss:// url, no start_local")
+            if urlsplit(self.url).path.strip("/") not in ("", "0"):
+                raise ValueError("redis cluster: a cluster has database 0 only")
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -324,7 +338,16 @@ def classify(exc: BaseException, url: str) -> Failure[SinkError] | None:
         retryable = False
     elif isinstance(
         exc,
-        rexc.BusyLoadingError | rexc.ReadOnlyError | rexc.OutOfMemoryError | rexc.TryAgainError,
+        rexc.BusyLoadingError
+        | rexc.ReadOnlyError
+        | rexc.OutOfMemoryError
+        | rexc.TryAgainError
+        # A Redis Cluster moving slots or failing over: the client refreshes its slot map.
+        | rexc.AskError
+        | rexc.ClusterDownError
+        | rexc.MasterDownError
+        | rexc.SlotNotCoveredError
+        | rexc.RedisClusterException,
     ):
         retryable = True
     elif isinstance(exc, rexc.ResponseError | rexc.DataError):
@@ -358,6 +381,8 @@ class RedisSink:
     Args:
         config: the sink's configuration.
         clock: the time in heartbeat payloads.
+        shard: the shard's name (``[cluster]``): its keys' base is ``{prefix:shard}``
+            (:mod:`engine.runtime.redis_link`); None: not sharded.
         pacing: the clock of the heartbeat period; default the monotonic clock.
         status: called for each heartbeat; its counters come first in the heartbeat payload
             (the engine's counts, feed states). Must not block.
@@ -374,6 +399,7 @@ class RedisSink:
         "_clock",
         "_closed",
         "_config",
+        "_directory_entry",
         "_ever_connected",
         "_heartbeat_interval_ns",
         "_heartbeat_ttl_ms",
@@ -387,8 +413,10 @@ class RedisSink:
         "_predecessor_read",
         "_resync",
         "_run_id",
+        "_spublish",
         "_token",
         "_wake",
+        "base",
         "stats",
         "status",
     )
@@ -398,6 +426,7 @@ class RedisSink:
         config: RedisConfig,
         clock: Clock,
         *,
+        shard: str | None = None,
         status: Callable[[], EngineStatus] | None = None,
         pacing: Clock | None = None,
     ) -> None:
@@ -407,7 +436,12 @@ class RedisSink:
         self.status = status
         """Called for each heartbeat: the engine's counters, first in its payload."""
         self.stats = SinkStats()
-        self._keys = Keys.under(config.prefix)
+        self.base = key_base(config.prefix, shard, config.cluster)
+        """The first part of every key: the prefix, or a hash tag (``{risk:0}``)."""
+        tagged = self.base != config.prefix
+        self._keys = Keys.under(self.base, f"{config.prefix}:shards" if tagged else None)
+        self._directory_entry = (shard or UNSHARDED, msgspec.json.encode(self.base))
+        self._spublish = False  # SPUBLISH: on a Redis Cluster of version 7 or later
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
         self._pending: dict[tuple[str, str], Payload] = {}  # (family, key) -> payload
@@ -424,16 +458,7 @@ class RedisSink:
         self._wake = asyncio.Event()  # something was recorded: write
         self._closed = False
         self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
-        self._client = aioredis.Redis.from_url(
-            config.url,
-            socket_timeout=config.timeout_s,
-            socket_connect_timeout=config.timeout_s,
-            # Our own loop reconnects with backoff; the client's retries would resend a
-            # half-written pipeline and stall this loop.
-            retry=Retry(NoBackoff(), 0),
-            redis_connect_func=self._on_connect,
-            **_connection_kwargs(config),
-        )
+        self._client = make_client(config, self._on_connect)
 
     # ------------------------------------------------------------------ Sink (never blocks)
 
@@ -560,18 +585,19 @@ class RedisSink:
 
     async def _on_connect(self, conn: AbstractConnection) -> None:
         """redis-py's hook on every new connection: authenticate, then check that the server
-        still holds our keys (same ``run_id``, our token in ``{p}:writer``).
+        still holds our keys (same ``run_id``, our token in ``{p}:writer``). On a Redis
+        Cluster only a connection to the node that holds the keys' slot tells (the check is
+        per node: a failover to a replica changes the ``run_id``, and the keys are rewritten).
 
         Raises:
             _ServerChanged: it does not, and a write is under way that is not a resync (the
                 sink marks itself for one first; a PING goes through).
         """
-        await conn.on_connect()
-        await conn.send_command("INFO", "server")
-        info = await conn.read_response()
-        await conn.send_command("GET", self._keys.writer)
-        token = await conn.read_response()
-        run_id = _run_id(info)
+        server = await probe(conn, self._keys.writer)
+        self._spublish = self._config.cluster and server.major >= 7
+        if not server.owner:
+            return
+        run_id, token = server.run_id, server.token
         same = run_id == self._run_id and token == self._token
         known = self._run_id is not None
         self._run_id = run_id
@@ -638,7 +664,7 @@ class RedisSink:
                 self._inflight_resync = None
             self._commit(batch, now_ns)
 
-    def _build(self, pipe: Pipeline, now_ns: int, *, force: bool) -> _Batch:
+    def _build(self, pipe: Pipe, now_ns: int, *, force: bool) -> _Batch:
         """Queue on ``pipe`` the exposures due, the alerts, and the heartbeat if due."""
         cfg = self._config
         keys = self._keys
@@ -650,7 +676,7 @@ class RedisSink:
         taken = list(pending.items())
         pending.clear()
         for key, payload in taken:
-            data = self._encode(payload, key[1])
+            data = _encoded(payload, key[1], self.stats)
             if data is not None:
                 batch.exposures[key] = payload
                 batch.encoded[key] = data
@@ -662,24 +688,28 @@ class RedisSink:
         by_family: dict[str, list[tuple[str, bytes]]] = {}
         for (family, name), data in encoded.items():
             by_family.setdefault(family, []).append((name, data))
+        script = _SCRIPTS[self._spublish]
         for family, items in by_family.items():
             channel, stream, snapshot = self._keys.families[family]
             for start in range(0, len(items), _SCRIPT_PAYLOADS):
-                args: list[EncodableT] = [channel, cfg.stream_maxlen]
+                args: list[EncodableT] = [cfg.stream_maxlen]
                 for name, data in items[start : start + _SCRIPT_PAYLOADS]:
                     args += (name, data)
-                pipe.eval(_PUBLISH, 2, stream, snapshot, *args)
+                pipe.eval(script, 3, stream, snapshot, channel, *args)
 
         # Alerts, in order; the active hash follows them.
         if resync:
             _rebuild_active(pipe, keys, self._alerts.active, self.stats)
         for seq, alert in self._alerts:
             batch.last_alert_seq = seq
-            data = self._encode(alert, "alert")
+            data = _encoded(alert, "alert", self.stats)
             if data is None:
                 continue  # counted in bad_payloads, and gone with this batch
             batch.alerts += 1
-            pipe.publish(keys.alerts, data)
+            if self._spublish:
+                pipe.execute_command("SPUBLISH", keys.alerts, data)
+            else:
+                pipe.publish(keys.alerts, data)
             pipe.xadd(
                 keys.alerts_stream, {"data": data}, maxlen=cfg.stream_maxlen, approximate=True
             )
@@ -696,8 +726,10 @@ class RedisSink:
             or now_ns - self._last_heartbeat_ns >= self._heartbeat_interval_ns
         )
         if batch.heartbeat:
-            beat = self._heartbeat(self._clock.now_ns())
+            beat = _beat(self.stats, self.status, self._clock.now_ns())
             pipe.set(keys.heartbeat, beat, px=self._heartbeat_ttl_ms)
+            if keys.directory is not None:  # another slot: its own command, on its own node
+                pipe.hset(keys.directory, *self._directory_entry)
         if resync:  # last: it proves that every key above is there
             pipe.set(keys.writer, self._token)
         self.stats.pending = len(pending)
@@ -736,57 +768,6 @@ class RedisSink:
             pending.setdefault(key, payload)
         self.stats.pending = len(pending)
 
-    def _heartbeat(self, now_ns: int) -> bytes:
-        engine = None
-        if self.status is not None:
-            try:
-                engine = self.status()
-            except Exception:  # a status callback must not stop the heartbeat
-                logger.exception("redis sink status callback failed")
-        return encode_heartbeat(_heartbeat(self.stats, now_ns), engine)
-
-    def _encode(self, payload: Payload | AlertPayload, what: str) -> bytes | None:
-        """JSON bytes of ``payload`` (NaN -> null); None, counted and logged, if it cannot be
-        encoded."""
-        return _encoded(payload, what, self.stats)
-
-
-def _run_id(info: Any) -> str:
-    """The server's ``run_id`` from an ``INFO server`` reply (text or bytes; "" if absent)."""
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    for line in text.splitlines():
-        if line.startswith("run_id:"):
-            return line[len("run_id:") :].strip()
-    return ""
-
-
-def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
-    """redis-py's keyword arguments for the credentials and TLS settings of ``config``.
-
-    Raises:
-        ConfigError: the password's variable or file is gone since the configuration was
-            loaded (named by its key).
-    """
-    kwargs: dict[str, Any] = {}
-    if config.username is not None:
-        kwargs["username"] = config.username
-    try:
-        password = read_secret(config.password_env, config.password_file)
-    except ValueError as exc:
-        key = "password_env" if config.password_env is not None else "password_file"
-        raise ConfigError("[redis]", f"{exc} - at `$.redis.{key}`") from None
-    if password is not None:
-        kwargs["password"] = password
-    if config.url.startswith("rediss://"):
-        kwargs.update(
-            ssl_ca_certs=config.tls_ca_file,
-            ssl_certfile=config.tls_cert_file,
-            ssl_keyfile=config.tls_key_file,
-            ssl_cert_reqs="required" if config.tls_verify else "none",
-            ssl_check_hostname=config.tls_verify,
-        )
-    return kwargs
-
 
 def _raise_if_cancelling() -> None:
     """Deliver a cancellation the Redis client swallowed.
@@ -819,41 +800,8 @@ class _Batch:
     heartbeat: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """The Redis names under one prefix."""
-
-    families: dict[str, tuple[str, str, str]]  # family -> (channel, stream, snapshot hash)
-    alerts: str
-    alerts_stream: str
-    active: str
-    active_tmp: str
-    heartbeat: str
-    writer: str
-
-    @classmethod
-    def under(cls, p: str) -> Keys:
-        """The names under prefix ``p`` (docs/redis.md)."""
-        return cls(
-            families={
-                f: (
-                    f"{p}:{f}",
-                    f"{p}:{f}:stream",
-                    f"{p}:snapshot" if f == "exposure" else f"{p}:{f}:snapshot",
-                )
-                for f in FAMILIES
-            },
-            alerts=f"{p}:alerts",
-            alerts_stream=f"{p}:alerts:stream",
-            active=f"{p}:alerts:active",
-            active_tmp=f"{p}:alerts:active:rebuild",
-            heartbeat=f"{p}:heartbeat",
-            writer=f"{p}:writer",
-        )
-
-
 def _rebuild_active(
-    pipe: Pipeline, keys: Keys, active: Mapping[str, AlertPayload], stats: SinkStats
+    pipe: Pipe, keys: Keys, active: Mapping[str, AlertPayload], stats: SinkStats
 ) -> None:
     """Replace the active-alerts hash with ``active``, atomically (RENAME). Alerts still
     queued re-apply their own HSET/HDEL after this, in order, and end on the same state;
@@ -869,6 +817,17 @@ def _rebuild_active(
         pipe.rename(keys.active_tmp, keys.active)
     else:
         pipe.delete(keys.active)
+
+
+def _beat(stats: SinkStats, status: Callable[[], EngineStatus] | None, now_ns: int) -> bytes:
+    """The heartbeat's bytes: the engine's counters (``status``), then the sink's."""
+    engine = None
+    if status is not None:
+        try:
+            engine = status()
+        except Exception:  # a status callback must not stop the heartbeat
+            logger.exception("redis sink status callback failed")
+    return encode_heartbeat(_heartbeat(stats, now_ns), engine)
 
 
 def _heartbeat(s: SinkStats, now_ns: int) -> Heartbeat:

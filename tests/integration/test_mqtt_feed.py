@@ -383,7 +383,7 @@ def test_classify_leaves_bugs_alone() -> None:
 
 def test_config_defaults_and_validation() -> None:
     config = msgspec.convert({"kind": "mqtt"}, MqttFeedConfig)
-    assert config.topics == ["md/tick/+", "md/quote/+", "md/book/+", "fills/+"]
+    assert config.topics == ["md/tick/#", "md/quote/#", "md/book/#", "fills/#"]
     assert (config.client_id, config.qos, config.host, config.port) == (
         "riskd",
         1,
