@@ -387,3 +387,57 @@ def test_a_fill_of_an_unknown_instrument_is_passed_on_never_dropped() -> None:
     fill = codec.decode_mqtt("fills/main", payload, 7)
     assert isinstance(fill, Fill)
     assert fill.instrument == "NOT-KNOWN-YET"
+
+
+# ---------------------------------------------------------------- the underlying layout
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("md/tick/BTC/BTC-PERPETUAL", b'{"instrument": "BTC-PERPETUAL", "price": 65000.5}'),
+        ("md/tick/BTC/btc_usd", b'{"instrument": "btc_usd", "price": 65000.5}'),
+        (f"md/quote/BTC/{OPTION}", b'{"instrument": "BTC-27DEC24-60000-C", "mark": 0.02}'),
+        ("md/book/BTC/BTC-PERPETUAL", b'{"instrument": "BTC-PERPETUAL", "bids": [], "asks": []}'),
+        ("md/tick/SPX/SPX", b'{"instrument": "SPX", "price": 6000.5}'),
+    ],
+)
+def test_market_topics_may_name_the_underlying(
+    codec: JsonCodec, topic: str, payload: bytes
+) -> None:
+    old = topic.replace(topic.split("/")[2] + "/", "", 1)  # md/tick/BTC-PERPETUAL
+    assert codec.decode_mqtt(topic, payload, RECV) == codec.decode_mqtt(old, payload, RECV)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        f"md/quote/ETH/{OPTION}",  # another underlying
+        f"md/quote/btc/{OPTION}",  # the name is exact
+        f"md/quote/BTC/{OPTION}/x",
+        "md/quote/BTC/BTC-27DEC24-70000-C",  # another instrument
+        f"md/quote//{OPTION}",
+    ],
+)
+def test_a_market_topic_naming_another_underlying_is_a_topic_error(
+    codec: JsonCodec, topic: str
+) -> None:
+    payload = b'{"instrument": "BTC-27DEC24-60000-C", "mark": 0.02}'
+    with pytest.raises(FeedDecodeError) as exc_info:
+        codec.decode_mqtt(topic, payload, RECV)
+    assert reason_of(exc_info) == "topic"
+
+
+def test_fill_topics_may_name_the_underlying(codec: JsonCodec) -> None:
+    payload = b'{"book": "main", "instrument": "BTC-27DEC24-60000-C", "quantity": 1}'
+    fill = codec.decode_mqtt("fills/BTC/main", payload, RECV)
+    assert fill == codec.decode_mqtt("fills/main", payload, RECV)
+    with pytest.raises(FeedDecodeError) as exc_info:
+        codec.decode_mqtt("fills/ETH/main", payload, RECV)
+    assert reason_of(exc_info) == "topic"
+    with pytest.raises(FeedDecodeError) as exc_info:
+        codec.decode_mqtt("fills/BTC/other", payload, RECV)
+    assert reason_of(exc_info) == "topic"
+    # An instrument not known yet: its underlying cannot be checked, the fill is passed on.
+    unknown = b'{"book": "main", "instrument": "MY-OWN-SWAP", "quantity": 1}'
+    assert isinstance(codec.decode_mqtt("fills/XYZ/main", unknown, RECV), Fill)
