@@ -23,6 +23,7 @@ from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
 
 __all__ = [
+    "ClusterNode",
     "MosquittoServer",
     "RedisClusterServers",
     "RedisServer",
@@ -232,13 +233,16 @@ class RedisClusterServers:
         self.wait_ok()
 
     def wait_ok(self, timeout_s: float = 30.0) -> None:
-        """Wait until every node says the cluster is ok and knows every other node."""
+        """Wait until every node says the cluster is ok and knows every other node, and every
+        replica's link to its master is up (a manual failover needs a replica in sync)."""
         deadline = time.monotonic() + timeout_s
         for node in self.nodes:
             while True:
                 info = node.cli("cluster", "info")
                 known = node.cli("cluster", "nodes").count("connected")
-                if "cluster_state:ok" in info and known >= len(self.nodes):
+                replication = node.cli("info", "replication")
+                synced = "role:master" in replication or "master_link_status:up" in replication
+                if "cluster_state:ok" in info and known >= len(self.nodes) and synced:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"cluster not ok on {node.port}: {info}")

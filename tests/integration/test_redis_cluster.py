@@ -18,11 +18,21 @@ import aiomqtt
 import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
+from redis.exceptions import RedisClusterException, RedisError
 
+from engine.clock import ManualClock
 from engine.runtime.app import build, run
 from engine.runtime.config import load_config
+from engine.runtime.redis_link import probe
 from engine.shards import shard_of
-from tests.servers import MosquittoServer, RedisClusterServers, running_daemon, wait_until
+from tests.servers import (
+    ClusterNode,
+    MosquittoServer,
+    RedisClusterServers,
+    running_daemon,
+    wait_until,
+)
 
 T0_MS = 1_732_435_200_000  # 2024-11-24 08:00 UTC
 BTC_CALL = "BTC-27DEC24-100000-C"
@@ -170,7 +180,9 @@ async def test_a_daemon_on_a_redis_cluster_publishes_its_contract_as_one_view(
     await pubsub.aclose()
     heartbeat = orjson.loads(await cluster_client.get(f"{{{unique}}}:heartbeat") or b"{}")
     assert heartbeat["errors"] == 0
-    assert heartbeat["resyncs"] >= 1
+    # The restart check judged only the node that holds the keys (the directory's node, on
+    # another slot, answers MOVED to the marker's GET): one rewrite, the first.
+    assert (heartbeat["resyncs"], heartbeat["server_changes"]) == (1, 0)
     assert await cluster_client.get(f"{{{unique}}}:writer") is not None
 
 
@@ -307,3 +319,120 @@ async def _publish(port: int, messages: list[tuple[str, dict[str, Any]]]) -> Non
     async with aiomqtt.Client("127.0.0.1", port, identifier=None) as client:
         for topic, payload in messages:
             await client.publish(topic, orjson.dumps(payload), qos=1)
+
+
+def _holder(cluster: RedisClusterServers, key: str) -> ClusterNode:
+    """The node of ``cluster`` that serves ``key``'s slot now (a master)."""
+    slot = int(cluster.nodes[0].cli("cluster", "keyslot", key).strip())
+    for line in cluster.nodes[0].cli("cluster", "nodes").splitlines():
+        fields = line.split()
+        if "master" not in fields[2] or "fail" in fields[2]:
+            continue
+        for span in fields[8:]:
+            low, _, high = span.partition("-")
+            if low.isdigit() and int(low) <= slot <= int(high or low):
+                port = int(fields[1].split(":")[1].split("@")[0])
+                return next(n for n in cluster.nodes if n.port == port)
+    raise AssertionError(f"no master serves slot {slot}")
+
+
+async def _snapshot_back(r: RedisCluster, key: str, timeout_s: float = 30.0) -> dict[bytes, bytes]:
+    """The hash ``key`` once it holds fields again (the sink rewrote it)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                fields = await r.hgetall(key)
+            except (RedisError, RedisClusterException, OSError):
+                fields = {}  # the cluster is still settling
+            if fields:
+                return {_b(k): _b(v) for k, v in fields.items()}
+            await asyncio.sleep(0.05)
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+async def test_a_node_restarted_empty_gets_the_shards_keys_again(tmp_path: Path) -> None:
+    """The restart check is per node: the node that holds the shard's slot is killed and
+    comes back empty (its run_id new); the sink rewrites every key there, though nothing new
+    is published (the replay is over)."""
+    with RedisClusterServers() as cluster:
+        path = _config(tmp_path, cluster.url, "rs", "[cluster]\nshard_id = 0\nshard_count = 2")
+        r = RedisCluster.from_url(cluster.url)
+        try:
+            async with running_daemon(path, ManualClock()) as daemon:
+                await wait_until(lambda: daemon.intake.feeds[0].stats.finished, 60)
+                before = await _snapshot_back(r, "{rs:0}:snapshot")
+                assert set(before) == {b"main", b"main:BTC"}
+                node = _holder(cluster, "{rs:0}:snapshot")
+                node.kill()
+                node.start()  # its nodes.conf: the same slots, no data
+                cluster.wait_ok()
+                after = await _snapshot_back(r, "{rs:0}:snapshot")
+                assert after == before
+                assert daemon.sink.stats.server_changes + daemon.sink.stats.errors >= 1
+                assert await r.get("{rs:0}:writer") is not None
+                assert orjson.loads(await r.hget("rs:shards", "0") or b"null") == "{rs:0}"
+        finally:
+            await r.aclose()
+
+
+async def test_a_failover_to_a_replica_is_survived(tmp_path: Path) -> None:
+    """Three masters with a replica each; the replica of the node that holds the shard's slot
+    takes over (CLUSTER FAILOVER); the sink writes on through the new master (its heartbeat
+    goes on) and, its run_id being another, rewrites every key there."""
+    with RedisClusterServers(replicas=1) as cluster:
+        path = _config(tmp_path, cluster.url, "fo", "[cluster]\nshard_id = 0\nshard_count = 2")
+        r = RedisCluster.from_url(cluster.url)
+        try:
+            async with running_daemon(path, ManualClock()) as daemon:
+                await wait_until(lambda: daemon.intake.feeds[0].stats.finished, 60)
+                before = await _snapshot_back(r, "{fo:0}:snapshot")
+                master = _holder(cluster, "{fo:0}:snapshot")
+                replica = next(
+                    n for n in cluster.nodes if f"slave {_node_id(master)}" in _myself(n)
+                )
+                resyncs = daemon.sink.stats.resyncs
+                replica.cli("cluster", "failover")
+                await wait_until(lambda: _holder(cluster, "{fo:0}:snapshot") is replica, 30)
+                cluster.wait_ok()
+                await wait_until(lambda: daemon.sink.stats.resyncs > resyncs, 30)
+                pipelines = daemon.sink.stats.pipelines
+                await wait_until(lambda: daemon.sink.stats.pipelines > pipelines + 2, 30)
+                assert daemon.sink.stats.connected
+                assert await _snapshot_back(r, "{fo:0}:snapshot") == before
+        finally:
+            await r.aclose()
+
+
+def _myself(node: ClusterNode) -> str:
+    """The node's own line of CLUSTER NODES."""
+    return next(line for line in node.cli("cluster", "nodes").splitlines() if "myself" in line)
+
+
+def _node_id(node: ClusterNode) -> str:
+    return _myself(node).split()[0]
+
+
+async def test_only_the_node_that_holds_the_marker_judges_a_restart(
+    redis_cluster: RedisClusterServers, cluster_client: RedisCluster, unique: str
+) -> None:
+    """The restart check per node: a new connection to the node of the base's slot reads the
+    marker and that node's run_id; any other node answers MOVED and is not judged."""
+    writer = f"{{{unique}:0}}:writer"
+    await cluster_client.set(writer, b"token")
+    found = []
+    for node in redis_cluster.nodes:
+        conn = Connection(host="127.0.0.1", port=node.port)
+        await conn.connect()
+        try:
+            found.append((node.port, await probe(conn, writer)))
+        finally:
+            await conn.disconnect()
+    owners = [(port, info) for port, info in found if info.owner]
+    assert [port for port, _ in owners] == [_holder(redis_cluster, writer).port]
+    assert owners[0][1].token == b"token"
+    assert owners[0][1].major >= 7
+    assert len({info.run_id for _, info in found}) == len(found)  # one per node
+    assert all(info.token is None for _, info in found if not info.owner)
