@@ -425,7 +425,7 @@ async def test_only_the_node_that_holds_the_marker_judges_a_restart(
     found = []
     for node in redis_cluster.nodes:
         conn = Connection(host="127.0.0.1", port=node.port)
-        await conn.connect()
+        await conn.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         try:
             found.append((node.port, await probe(conn, writer)))
         finally:
