@@ -1,6 +1,8 @@
 """The Redis sink: payloads and alerts out to Redis as soon as they come, batched, resilient.
 
-Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)::
+Keys (``{p}`` is the sink's :attr:`RedisSink.base`: :attr:`RedisConfig.prefix`, ``risk`` by
+default; on a Redis Cluster ``{risk}``, for a shard ``{risk:NAME}``, a hash tag that puts every
+key of the sink in one slot, :mod:`engine.runtime.redis_link`; docs/redis.md)::
 
     {p}:exposure            channel  one message per changed exposure key (JSON payload)
     {p}:exposure:stream     stream   the same messages, field "data", trimmed ~stream_maxlen
@@ -13,6 +15,8 @@ Keys (``{p}`` is :attr:`RedisConfig.prefix`, ``risk`` by default; docs/redis.md)
     {p}:alerts:active       hash     alert id -> its latest "raised" payload (gone once cleared)
     {p}:heartbeat           string   {engine counters..., "v", "ts", ...}, expires after the TTL
     {p}:writer              string   this sink's token: proof that Redis still holds our keys
+    {prefix}:shards         hash     shard name -> its base (JSON), with every heartbeat; only
+                                     for a tagged base
 
 :meth:`RedisSink.publish` and :meth:`RedisSink.alert` never block and never raise: they only
 record, and wake the writer. :meth:`RedisSink.run` writes what was recorded at once, in one
