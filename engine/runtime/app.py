@@ -269,7 +269,7 @@ async def _start(daemon: Daemon) -> None:
     """Venue definitions, then the warm-up cycle: every kernel loaded, the start state out."""
     sys.setswitchinterval(0.0005)  # the loop gets the GIL back from workers within 0.5 ms
     await daemon.intake.load_instruments()
-    daemon.portfolio.retry_unresolved()
+    daemon.engine.retry_unresolved()
     daemon.engine.safe_cycle(full=True)
     # The start state (instruments, positions, kernels) lives as long as the daemon: keep it out
     # of the garbage collector, whose full collections would otherwise traverse all of it.

@@ -195,6 +195,17 @@ class EngineLoop:
                 extra={"book": f.book, "instrument": f.instrument, "quantity": f.quantity},
             )
 
+    def retry_unresolved(self) -> None:
+        """Apply the kept fills whose instruments are now known. On a shard, a kept fill now
+        known to be of another shard's underlying is counted as such (``foreign_fills``) and
+        no longer kept, not applied: its shard cannot be told while its instrument is
+        unknown."""
+        p = self.portfolio
+        gate = self.inbox.gate
+        if gate is not None and p.unresolved_fills:
+            p.unresolved_fills[:] = [f for f in p.unresolved_fills if gate.fill(f)]
+        p.retry_unresolved()
+
     def replay(self, journaled: Sequence[Fill | Settlement], settler: Settler) -> None:
         """Apply the journal's entries (:func:`~engine.runtime.journal.open_journal`) in order,
         before the first cycle: fills, and settlements (their payloads published again)."""
@@ -238,7 +249,7 @@ class EngineLoop:
         # else the valuation time would stay ahead, every input stale, until the clock caught up.
         full = full or not 0 < self._next_full_ns - now <= self._full_interval_ns
         if full and p.unresolved_fills:  # their instruments may be known by now
-            p.retry_unresolved()
+            self.retry_unresolved()
         return _Step(t0, now, full, (ticks, quotes, fills))
 
     def _full(self, step: _Step, flush: bool = False) -> list[tuple[str, Exposure]]:

@@ -11,7 +11,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.events import Fill, Quote, Tick
-from engine.instruments import InstrumentRegistry
+from engine.instruments import Instrument, InstrumentRegistry, Kind
 from engine.runtime.app import build
 from engine.runtime.config import load_config
 from engine.runtime.intake import shard_feed
@@ -146,3 +146,29 @@ def test_a_listed_underlying_nothing_names_is_refused(tmp_path: Path) -> None:
     daemon = build(load_config(path), path)  # named by [portfolio.underlyings]: known
     assert daemon.inbox.gate is not None
     assert daemon.sink.base == "{risk:BTC-BTCC}"
+
+
+def test_a_kept_fill_found_to_be_another_shards_is_counted_not_applied(tmp_path: Path) -> None:
+    """A fill of an instrument the shard cannot name is kept (its shard unknown); once the
+    instrument is known, it is applied if it is the shard's, counted if it is another's."""
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        '[redis]\nurl = "redis://127.0.0.1:1/0"\n[portfolio.underlyings.BTC]\n'
+        '[cluster]\nunderlyings = ["BTC"]\n'
+    )
+    daemon = build(load_config(path), path)
+    gate, engine = daemon.inbox.gate, daemon.engine
+    assert gate is not None
+    for name in ("MY-BTC-SWAP", "MY-ETH-SWAP"):
+        engine.apply_fill(fill(name, name))
+    assert len(daemon.portfolio.unresolved_fills) == 2
+    engine.retry_unresolved()  # still unknown: still kept
+    assert (len(daemon.portfolio.unresolved_fills), gate.foreign_fills) == (2, 0)
+    for name, underlying in (("MY-BTC-SWAP", "BTC"), ("MY-ETH-SWAP", "ETH")):
+        daemon.registry.add(
+            Instrument(name=name, kind=Kind.SPOT, underlying=underlying, index=name, venue="otc")
+        )
+    engine.retry_unresolved()
+    assert daemon.portfolio.unresolved_fills == []
+    assert gate.foreign_fills == 1
+    assert daemon.portfolio.instruments() == ["MY-BTC-SWAP"]
