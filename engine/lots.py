@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "FILL_IDS_KEPT",
     "Groups",
     "LotIndex",
+    "LotState",
     "Lots",
     "PositionBulk",
     "PositionsError",
@@ -103,6 +105,21 @@ class PositionBulk(NamedTuple):
     instrument: I64
     quantity: F64
     avg_price: F64
+
+
+class LotState(NamedTuple):
+    """Every lot, in lot order (what a checkpoint keeps): lot ``k`` is ``books[book[k]]``'s
+    position in ``instruments[instrument[k]]``, ``quantity[k]`` with ``cost[k]`` (quantity x
+    price; inverse futures: USD notional / price), ``has_cost[k]`` False once a fill without a
+    price moved it. ``books`` in the order their first lot opened."""
+
+    books: Sequence[str]
+    book: I64
+    instruments: Sequence[str]
+    instrument: I64
+    quantity: F64
+    cost: F64
+    has_cost: npt.NDArray[np.bool_]
 
 
 class PositionsError(ValueError):
@@ -424,6 +441,77 @@ class Lots:
         la["has_cost"][lot[no_price]] = False
         if self._market.valuation_ns:  # before the first cycle, which reprices all, none is
             self.dirty.update(np.unique(lot).tolist())
+
+    def state(self) -> LotState:
+        """Copies of every lot's columns and the names they refer to (:class:`LotState`)."""
+        n, la = self.cols.n, self.cols.arrays
+        inst = la["inst"][:n]
+        first, code = distinct(inst)
+        defs = self._market.defs
+        return LotState(
+            books=list(self.book_names),
+            book=la["book"][:n].copy(),
+            instruments=[defs[i].name for i in inst[first].tolist()],
+            instrument=code,
+            quantity=la["qty"][:n].copy(),
+            cost=la["cost"][:n].copy(),
+            has_cost=la["has_cost"][:n].copy(),
+        )
+
+    def restore(self, state: LotState) -> None:
+        """Open the lots of ``state`` in an empty book, in its order, with its quantities and
+        costs exactly: the lots, groups, books and sums of the book it was taken from.
+
+        Raises:
+            ValueError: the book has lots already, an instrument is unknown or an index, a
+                code is out of range, or two lots are the same book's in the same instrument;
+                nothing is changed then.
+        """
+        if self.cols.n:
+            raise ValueError("lots are restored into an empty book only")
+        n = state.quantity.size
+        if not (state.book.size == state.instrument.size == state.cost.size == n):
+            raise ValueError("the lot columns differ in length")
+        if state.has_cost.size != n:
+            raise ValueError("the lot columns differ in length")
+        if n == 0:
+            return
+        resolved = self._market.registry.resolve(state.instruments)
+        insts = [i for i in resolved if i is not None and i.kind != Kind.INDEX]
+        if len(insts) != len(resolved):
+            pairs = zip(state.instruments, resolved, strict=True)
+            bad = next(n for n, i in pairs if i is None or i.kind == Kind.INDEX)
+            raise ValueError(f"unknown instrument (or an index) {bad!r}")
+        for codes, names in ((state.book, state.books), (state.instrument, insts)):
+            if int(codes.min()) < 0 or int(codes.max()) >= len(names):
+                raise ValueError("a lot's code is out of range")
+        if any(not b or ":" in b for b in state.books):
+            raise ValueError("a bad book name")
+        lot_key_of = state.book * len(insts) + state.instrument
+        if np.unique(lot_key_of).size != n:
+            raise ValueError("two lots of the same book in the same instrument")
+        inst_rows = self._rows_in_order(state.instrument, lambda c: self._market.row(insts[c]))
+        book_rows = self._rows_in_order(state.book, lambda c: self.book_row(state.books[c]))
+        self._lots_of(book_rows[state.book], inst_rows[state.instrument])
+        la = self.cols.arrays
+        la["qty"][:n] = state.quantity
+        la["cost"][:n] = state.cost
+        la["has_cost"][:n] = state.has_cost
+        if self._market.valuation_ns:
+            self.dirty.update(range(n))
+
+    def fill_ids(self) -> list[str]:
+        """The ids of the fills applied (the last :data:`FILL_IDS_KEPT`), oldest first; copied
+        in slices, so that a worker thread copying them lets the event loop run between."""
+        it, out = iter(self._fill_ids), []
+        while chunk := list(itertools.islice(it, 8192)):
+            out.extend(chunk)
+        return out
+
+    def restore_fill_ids(self, ids: Sequence[str], duplicates: int) -> None:
+        """Remember ``ids`` (oldest first) as applied, and ``duplicates`` redelivered fills."""
+        self._fill_ids = dict.fromkeys(ids[-FILL_IDS_KEPT:])
+        self.duplicate_fills = duplicates
 
     @staticmethod
     def _rows_in_order(codes: I64, row_of: Callable[[int], int]) -> I64:

@@ -57,6 +57,7 @@ from engine.lots import (
     LOT_SPECS,
     Groups,
     Lots,
+    LotState,
     PositionBulk,
     PositionsError,
     SettledLot,
@@ -71,6 +72,7 @@ __all__ = [
     "FILL_IDS_KEPT",
     "BookRisk",
     "Chain",
+    "LotState",
     "Portfolio",
     "PositionBulk",
     "PositionsError",
@@ -172,6 +174,31 @@ class Portfolio:
                 nothing is added then.
         """
         self._lots.add_positions(bulk)
+
+    def lot_state(self) -> LotState:
+        """Copies of every lot (book, instrument, quantity, cost), in lot order: what a
+        checkpoint keeps (:meth:`restore_lots` opens them again)."""
+        return self._lots.state()
+
+    def restore_lots(self, state: LotState) -> None:
+        """Open the lots of ``state`` (:meth:`lot_state`) in this empty portfolio: the same
+        lots, groups and books in the same order, the same quantities and costs to the bit, so
+        the same figures after the first full cycle.
+
+        Raises:
+            ValueError: lots already held, an unknown instrument or bad columns; nothing is
+                changed then.
+        """
+        self._lots.restore(state)
+
+    def fill_ids(self) -> list[str]:
+        """The ids of the fills applied (the last :data:`FILL_IDS_KEPT`), oldest first."""
+        return self._lots.fill_ids()
+
+    def restore_fill_ids(self, ids: list[str], duplicates: int) -> None:
+        """Remember ``ids`` as applied (redeliveries of them are ignored) and
+        ``duplicates`` as :attr:`duplicate_fills`."""
+        self._lots.restore_fill_ids(ids, duplicates)
 
     def apply_fill(self, fill: Fill) -> bool:
         """Apply a fill. Returns False when its instrument is unknown: the fill is then kept in

@@ -410,6 +410,9 @@ class Settler:
     def __init__(self) -> None:
         self._twaps: dict[tuple[str, int], TwapAccumulator] = {}  # (index, expiry) in window
         self.realised_pnl_usd: dict[str, float] = {}
+        self.settled: dict[str, SettlementPayload] = {}
+        """The payload of each expiry settled, by its key ``{index}:{expiry}`` (a checkpoint
+        keeps them, to publish them again after a restart as the journal's replay does)."""
 
     def step(
         self, portfolio: Portfolio, now_ns: int, on_settle: OnSettle | None = None
@@ -504,7 +507,7 @@ class Settler:
                     "pnl_usd": event.pnl_usd_total,
                 },
             )
-        return SettlementPayload(
+        out = SettlementPayload(
             ts_ns=now_ns,
             valuation_ts_ns=None,
             index=index,
@@ -522,3 +525,6 @@ class Settler:
             realised_pnl_usd={b: self.realised_pnl_usd[b] for b in by_book},
             units=SETTLEMENT_UNITS,
         )
+        if out.final:
+            self.settled[f"{index}:{out.expiry}"] = out
+        return out

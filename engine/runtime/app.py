@@ -12,10 +12,11 @@ given only its own part of it; :func:`run` runs them as named tasks of one
 - ``http``: health, metrics and the dashboard (:class:`~engine.runtime.http.HttpServer`);
 - ``dashboard``: the dashboard's hub (:class:`~engine.runtime.dashboard.DashboardHub`);
 - ``notify``: alert transitions to Apprise's services (:class:`~engine.runtime.notify.Notifier`);
-- ``view``: the live terminal view, when on (:class:`~engine.runtime.view.TerminalView`).
+- ``view``: the live terminal view, when on (:class:`~engine.runtime.view.TerminalView`);
+- ``checkpoint``: the book's checkpoints, when on (:class:`~engine.runtime.resume.Checkpointer`).
 
-SIGTERM/SIGINT stop the feeds, run a last full cycle, publish the final snapshot, flush and
-close Redis. A second signal exits at once.
+SIGTERM/SIGINT stop the feeds, run a last full cycle, publish the final snapshot (and write a
+last checkpoint), flush and close Redis. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from engine.runtime.config import (
     ReplayConfig,
     config_relative,
     declared_underlyings,
-    load_book,
     new_portfolio,
     underlying_curves,
 )
@@ -52,11 +52,11 @@ from engine.runtime.dashboard import DashboardHub, HealthState, add_routes
 from engine.runtime.engine_loop import EngineLoop
 from engine.runtime.http import REGISTRY, HttpServer
 from engine.runtime.intake import AsyncInbox, Intake, build_feeds
-from engine.runtime.journal import open_journal
 from engine.runtime.monitor import Monitor
 from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
+from engine.runtime.resume import Checkpointer, open_book
 from engine.runtime.risk_task import RiskTask, check_hedges, load_history
 from engine.runtime.shard_gate import shard_gate
 from engine.runtime.timings import CycleHistograms
@@ -93,24 +93,19 @@ def build(
         clock = ManualClock() if replay else LiveClock()
     portfolio = new_portfolio(config) if portfolio is None else portfolio
     registry = portfolio.registry
-    positions = config_relative(config.portfolio.positions, config_path)
     gate = shard_gate(config.cluster, registry, declared_underlyings(config, registry))
-    strategies = load_book(positions, portfolio, registry, gate)
+    resent = any(
+        isinstance(f, ReplayConfig | SimFeedConfig | UsSimFeedConfig) for f in config.feeds
+    )
+    book = open_book(config, config_path, portfolio, gate, resent_fills=resent)  # fills again
+    strategies = book.strategies
     hedged = list(config.risk.hedge_future.values())
     valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio
     held = portfolio.instruments()
     feeds = build_feeds(config.feeds, config_path, registry, clock, held, hedged, valuing, gate)
     check_hedges(config.risk, registry, config_path)
-    journal, journaled = open_journal(
-        config_relative(config.portfolio.journal, config_path),
-        positions,
-        resent_fills=any(
-            isinstance(f, ReplayConfig | SimFeedConfig | UsSimFeedConfig) for f in config.feeds
-        ),
-        config_path=config_path,
-    )
     history = load_history(config.risk, config_path)
-    inbox = AsyncInbox(Inbox(config.engine.fill_queue), journal, gate)
+    inbox = AsyncInbox(Inbox(config.engine.fill_queue), book.journal, gate)
     stop = asyncio.Event()
     intake = Intake(feeds, registry, inbox, on_end=stop.set)
     sink = RedisSink(config.redis, clock, shard=None if gate is None else gate.shard.name)
@@ -118,17 +113,9 @@ def build(
     out = Publisher(sink, AlertEngine(config.alerts), notifier.offer)
     histograms = CycleHistograms() if config.http.address else None
     engine = EngineLoop(
-        config.engine,
-        config.redis.min_interval_ms,
-        portfolio,
-        strategies,
-        inbox,
-        intake,
-        out,
-        clock,
-        valuing,
-        histograms,
-    )
+        config.engine, config.redis.min_interval_ms, portfolio, strategies, inbox, intake, out,
+        clock, valuing, histograms,
+    )  # fmt: skip
     risk = RiskTask(
         config.risk,
         portfolio,
@@ -186,7 +173,13 @@ def build(
             daemon.hub = out.dashboard = DashboardHub(config.http, sink.base, state, periods)
             add_routes(daemon.http.app, daemon.hub, config.http)
             daemon.http.app[REGISTRY].register(daemon.hub)
-    engine.replay(journaled, settler)  # since the positions file: the book the daemon had
+    checkpoint = config_relative(config.checkpoint.path, config_path)
+    if checkpoint is not None and book.journal is not None:
+        daemon.checkpointer = Checkpointer(
+            checkpoint, config.checkpoint.interval_s, book.identity, book.journal, engine,
+            settler, valuing,
+        )  # fmt: skip
+    engine.replay(book.entries, settler, book.restored)  # since the checkpoint or positions
     return daemon
 
 
@@ -235,6 +228,9 @@ async def run(
                 aux.append(tg.create_task(daemon.http.run(), name="http"))
             if daemon.hub is not None:
                 aux.append(tg.create_task(daemon.hub.run(), name="dashboard"))
+            if daemon.checkpointer is not None:
+                cp = daemon.checkpointer.run(daemon.stop)
+                aux.append(tg.create_task(cp, name="checkpoint"))
             if view:
                 tv = TerminalView(
                     daemon.monitor.health,
@@ -289,6 +285,8 @@ async def _shut_down(
     daemon.stop.set()
     await engine
     daemon.engine.safe_cycle(full=True, flush=True)
+    if daemon.checkpointer is not None:  # the next start reads it instead of the journal
+        await daemon.checkpointer.safe_checkpoint()
     if daemon.intake.ended and daemon.config.risk.enabled:
         await daemon.risk.safe_period(list(daemon.risk.periods()))
     try:

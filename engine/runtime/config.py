@@ -47,6 +47,7 @@ from feeds.ussim import UsSimFeedConfig
 
 __all__ = [
     "AppConfig",
+    "CheckpointConfig",
     "EngineConfig",
     "FeedConfig",
     "InstrumentConfig",
@@ -123,6 +124,20 @@ class PortfolioConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     underlyings: dict[str, UnderlyingConfig] = {}
     journal: str = ""
     american_accuracy: Literal["fast", "accurate"] = "fast"
+
+
+class CheckpointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[checkpoint]``: a periodic checkpoint of the book (docs/operations.md "Checkpoints").
+
+    Attributes:
+        path: the checkpoint file (relative to the config file); empty: no checkpoints. Needs
+            ``[portfolio] journal``: a restart loads the checkpoint and replays the journal's
+            entries after the offset it records.
+        interval_s: time between two checkpoints.
+    """
+
+    path: str = ""
+    interval_s: PositiveFloat = 60.0
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -230,14 +245,15 @@ class ViewConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The whole file: ``[redis]``, ``[cluster]``, ``[[feeds]]``, ``[portfolio]``, ``[rates]``,
-    ``[engine]``, ``[risk]``, ``[http]``, ``[log]``, ``[view]``, ``[[instruments]]``,
-    ``[[alerts]]``, ``[[notify]]``."""
+    """The whole file: ``[redis]``, ``[cluster]``, ``[[feeds]]``, ``[portfolio]``,
+    ``[checkpoint]``, ``[rates]``, ``[engine]``, ``[risk]``, ``[http]``, ``[log]``, ``[view]``,
+    ``[[instruments]]``, ``[[alerts]]``, ``[[notify]]``."""
 
     redis: RedisConfig = RedisConfig()
     cluster: ClusterConfig = ClusterConfig()
     feeds: list[FeedConfig] = []
     portfolio: PortfolioConfig = PortfolioConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     rates: dict[str, RateCurveConfig] = {}
     engine: EngineConfig = EngineConfig()
     risk: RiskConfig = RiskConfig()
@@ -284,6 +300,7 @@ def load_config(path: Path) -> AppConfig:
         ):
             detail = "needs [risk.forwards] enabled = true (and [risk] enabled)"
             raise ConfigError(source, f"{detail} - at `{where}.carry`")
+    _check_checkpoint(config, path)
     for i, inst in enumerate(config.instruments):
         try:
             inst.to_instrument()
@@ -304,6 +321,28 @@ def load_config(path: Path) -> AppConfig:
         notify=check_targets(config.notify, path),
         http=_http_credentials(config.http, path),
     )
+
+
+def _check_checkpoint(config: AppConfig, path: Path) -> None:
+    """``[checkpoint] path``: needs a journal, names neither the journal nor the positions
+    file, and lies in a folder that exists.
+
+    Raises:
+        ConfigError: naming ``$.checkpoint.path``.
+    """
+    target = config_relative(config.checkpoint.path, path)
+    if target is None:
+        return
+    where = " - at `$.checkpoint.path`"
+    if not config.portfolio.journal:
+        detail = "a checkpoint needs [portfolio] journal (it replays the journal's tail)"
+        raise ConfigError(str(path), detail + where)
+    for key in ("journal", "positions"):
+        other = config_relative(getattr(config.portfolio, key), path)
+        if other is not None and other.resolve() == target.resolve():
+            raise ConfigError(str(path), f"is also [portfolio] {key}{where}")
+    if not target.parent.is_dir():
+        raise ConfigError(str(path), f"no folder {target.parent}{where}")
 
 
 def _check_rates(data: Any, source: str) -> None:

@@ -18,6 +18,7 @@ from engine.runtime.monitor import Monitor
 from engine.runtime.notify import Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
+from engine.runtime.resume import Checkpointer
 from engine.runtime.risk_task import RiskTask
 from engine.runtime.timings import CycleHistograms
 from engine.state import Portfolio
@@ -50,3 +51,5 @@ class Daemon:
     """The HTTP endpoint (``[http] address``)."""
     hub: DashboardHub | None = field(default=None)
     """The dashboard's hub (``[http] dashboard``)."""
+    checkpointer: Checkpointer | None = field(default=None)
+    """The checkpoint task (``[checkpoint] path``)."""

@@ -25,6 +25,7 @@ from engine.events import Fill, Quote, Tick
 from engine.outputs import Exposure
 from engine.risk.settlement import Settler
 from engine.risk.strategies import StrategyBook
+from engine.runtime.checkpoint import BookState
 from engine.runtime.config import EngineConfig
 from engine.runtime.intake import AsyncInbox, Intake
 from engine.runtime.journal import Settlement
@@ -129,6 +130,10 @@ class EngineLoop:
         self._full_interval_ns = round(config.full_reprice_interval_s * 1e9)
         self._next_full_ns = 0
         self._took_events = False  # whether the last cycle drained any event
+        self.cycling = asyncio.Lock()
+        """Held for each cycle of :meth:`run`: a checkpoint captures the book between two."""
+        self.drained = asyncio.Event()
+        """Set each time a cycle has drained the inbox."""
 
     # ------------------------------------------------------------------ cycles
 
@@ -171,8 +176,9 @@ class EngineLoop:
             if gap > 0:
                 await asyncio.sleep(gap)
             start = time.monotonic()
-            with self._contained():
-                await self.acycle()
+            async with self.cycling:
+                with self._contained():
+                    await self.acycle()
             if self._took_events:
                 pacing.took_events(start, time.monotonic())
 
@@ -206,9 +212,22 @@ class EngineLoop:
             p.unresolved_fills[:] = [f for f in p.unresolved_fills if gate.fill(f)]
         p.retry_unresolved()
 
-    def replay(self, journaled: Sequence[Fill | Settlement], settler: Settler) -> None:
-        """Apply the journal's entries (:func:`~engine.runtime.journal.open_journal`) in order,
-        before the first cycle: fills, and settlements (their payloads published again)."""
+    def replay(
+        self,
+        journaled: Sequence[Fill | Settlement],
+        settler: Settler,
+        restored: BookState | None = None,
+    ) -> None:
+        """Before the first cycle: take what a checkpoint ``restored`` beyond the book (rejected
+        fills, realised P&L, settled expiries: their payloads published again), then apply the
+        journal's entries (:func:`~engine.runtime.journal.open_journal`; after a checkpoint,
+        its tail) in order: fills, and settlements (their payloads published again)."""
+        if restored is not None:
+            self.rejected_fills.extend(restored.rejected)
+            settler.realised_pnl_usd.update(restored.realised_pnl_usd)
+            for p in restored.settled:
+                settler.settled[f"{p.index}:{p.expiry}"] = p
+                self.out.publish(f"{p.index}:{p.expiry}", p)
         gate = self.inbox.gate  # a shard's: a journal from before a new [cluster] may hold
         for entry in journaled:  # fills of other shards now, not applied (counted)
             if isinstance(entry, Settlement):
@@ -231,6 +250,7 @@ class EngineLoop:
         """Drain the inbox into the portfolio; decide whether it is a full reprice."""
         t0 = time.perf_counter()
         ticks, quotes, fills = self.inbox.drain()
+        self.drained.set()
         self._took_events = bool(ticks or quotes or fills)
         p = self.portfolio
         for c in self.inbox.inbox.drain_carry():  # before the quotes: IVs implied on it

@@ -79,14 +79,19 @@ class AsyncInbox:
         self._wake.set()
 
     async def put_fill(self, fill: Fill) -> None:
+        """Journal ``fill`` and queue it, once the queue has room: both at once, so the fills
+        queued are always the journal's last (a checkpoint's offset relies on it). Another
+        shard's fill is only counted and logged (acknowledged: that shard takes it)."""
         if self.gate is not None and not self.gate.fill(fill):
-            return  # another shard's: counted and logged, acknowledged (that shard takes it)
-        if self.journal is not None:
-            self.journal.append(fill)
-        while not self.inbox.put_fill(fill):
+            return
+        while self.inbox.fills_queued >= self.inbox.fill_capacity:
             self._room.clear()
             self._wake.set()
             await self._room.wait()
+        if self.journal is not None:
+            self.journal.append(fill)
+        if not self.inbox.put_fill(fill):  # cannot happen: there is room, nothing ran between
+            raise AssertionError("the fill queue refused a fill it had room for")
         self._wake.set()
 
     async def wait(self, timeout_s: float) -> None:

@@ -14,6 +14,10 @@ version 1 journal (fills only) is read the same way. A journal whose header name
 positions (a new start-of-day file) belongs to an earlier day: it is renamed aside
 (``.{timestamp}.old``) and a new one begun. A last line cut short by a crash (no newline) is
 left out.
+
+A checkpoint (:mod:`engine.runtime.checkpoint`) holds the book as of a byte offset into the
+journal and the SHA-256 of the journal up to there: :meth:`FillJournal.open` then returns only
+the entries after that offset, once the journal's first bytes are the ones the checkpoint saw.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from engine.errors import ConfigError
 from engine.events import Fill
 from engine.risk.settlement import Twap
 
-__all__ = ["FillJournal", "Settlement", "open_journal", "positions_digest"]
+__all__ = ["FillJournal", "Settlement", "open_journal", "positions_digest", "prefix_sha256"]
 
 _VERSION = 2
 _T = TypeVar("_T")
@@ -66,6 +70,29 @@ def positions_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _sha256(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def prefix_sha256(path: Path, size: int) -> str:
+    """The SHA-256 of the first ``size`` bytes of the file at ``path``, read in slices (a worker
+    thread: reading and hashing release the GIL).
+
+    Raises:
+        OSError: the file cannot be read or is shorter than ``size``.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        left = size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                raise OSError(f"{path} is shorter than {size} bytes")
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
 class FillJournal:
     """Append-only, fsynced journal of fills.
 
@@ -78,11 +105,18 @@ class FillJournal:
         self.path = path
         self._digest = positions_sha256
         self._file: IO[bytes] | None = None
+        self.size = 0
+        """Bytes written so far: the offset after the last entry."""
+        self.resumed_at = 0
+        """Where :meth:`open` began returning entries: the ``start`` it was given when the
+        journal's first ``start`` bytes had the SHA-256 given with it, else 0 (every entry)."""
 
-    def open(self) -> list[Fill | Settlement]:
+    def open(self, start: int = 0, start_sha256: str = "") -> list[Fill | Settlement]:
         """Open for appending; returns the fills and settlements already in it (oldest first)
         when it extends the same positions, else sets the old journal aside and starts a new
-        one.
+        one. With ``start`` (a checkpoint's offset) and the SHA-256 of the journal's first
+        ``start`` bytes, only the entries after ``start`` are returned when the journal begins
+        with those bytes (:attr:`resumed_at`); otherwise every entry is.
 
         Raises:
             OSError: the file cannot be read or written.
@@ -90,30 +124,38 @@ class FillJournal:
                 corrupt journal: it is left as it is for the operator).
         """
         fills: list[Fill | Settlement] = []
+        self.resumed_at = 0
         if self.path.exists():
             data = self.path.read_bytes()
-            lines = data.split(b"\n")
-            complete = lines[:-1]  # the part after the last newline is a cut line, or empty
-            if lines[-1]:  # cut short by a crash: not acknowledged, so redelivered; drop it
-                os.truncate(self.path, len(data) - len(lines[-1]))
+            cut = len(data) - 1 - data.rfind(b"\n")  # after the last newline: a cut line
+            if cut:  # cut short by a crash: not acknowledged, so redelivered; drop it
+                data = data[: len(data) - cut]
+                os.truncate(self.path, len(data))
+            first = data.find(b"\n") + 1
             try:
-                header = _HEADER.decode(complete[0]) if complete else None
+                header = _HEADER.decode(data[: first - 1]) if first else None
             except msgspec.DecodeError:
                 header = None
             if header is not None and header.positions_sha256 == self._digest:
-                fills = self._entries(complete[1:])
+                at_line_end = first <= start <= len(data) and data[start - 1 : start] == b"\n"
+                if at_line_end and _sha256(memoryview(data)[:start]) == start_sha256:
+                    self.resumed_at = start
+                begin = self.resumed_at or first
+                lines = data[begin:].split(b"\n")[:-1]
+                fills = self._entries(lines, data.count(b"\n", 0, begin) + 1)
             else:
                 self.path.rename(self.path.with_name(f"{self.path.name}.{time.time_ns()}.old"))
         new = not self.path.exists()
         self._file = self.path.open("ab")
+        self.size = self._file.tell()
         if new:
             self._write(_ENCODER.encode(_Header(v=_VERSION, positions_sha256=self._digest)))
         return fills
 
-    def _entries(self, lines: list[bytes]) -> list[Fill | Settlement]:
-        """The lines after the header, in order: each run of fills decoded in one call
-        (``decode_lines``), the (rare) settlements one by one; a run with a bad or blank line
-        is decoded line by line, to name the line."""
+    def _entries(self, lines: list[bytes], first_line: int) -> list[Fill | Settlement]:
+        """``lines`` (from line ``first_line`` of the file on), in order: each run of fills
+        decoded in one call (``decode_lines``), the (rare) settlements one by one; a run with a
+        bad or blank line is decoded line by line, to name the line."""
         settled = [k for k, line in enumerate(lines) if line.startswith(b'{"settlement"')]
         out: list[Fill | Settlement] = []
         start = 0
@@ -124,19 +166,22 @@ class FillJournal:
             except msgspec.DecodeError:
                 fills = []
             if len(fills) != len(run):  # decode_lines skips blank lines: not a fill either
-                fills = [self._decode(_FILL, line, start + k) for k, line in enumerate(run)]
+                fills = [
+                    self._decode(_FILL, line, first_line + start + k) for k, line in enumerate(run)
+                ]
             out.extend(fills)
             if end < len(lines):
-                out.append(self._decode(_SETTLEMENT, lines[end], end).settlement)
+                entry = self._decode(_SETTLEMENT, lines[end], first_line + end)
+                out.append(entry.settlement)
             start = end + 1
         return out
 
     def _decode(self, decoder: msgspec.json.Decoder[_T], line: bytes, k: int) -> _T:
-        """Line ``k`` after the header, decoded; ValueError naming its line number."""
+        """Line ``k`` of the file, decoded; ValueError naming its line number."""
         try:
             return decoder.decode(line)
         except msgspec.DecodeError as exc:
-            raise ValueError(f"{self.path}, line {k + 2}: not a fill: {exc}") from None
+            raise ValueError(f"{self.path}, line {k}: not a fill: {exc}") from None
 
     def append(self, fill: Fill) -> None:
         """Write ``fill`` and fsync it (returns once it is on disk)."""
@@ -153,6 +198,7 @@ class FillJournal:
         f.write(data + b"\n")
         f.flush()
         os.fsync(f.fileno())
+        self.size += len(data) + 1
 
     def close(self) -> None:
         if self._file is not None:
@@ -161,10 +207,17 @@ class FillJournal:
 
 
 def open_journal(
-    path: Path | None, positions: Path | None, *, resent_fills: bool, config_path: Path
+    path: Path | None,
+    positions_sha256: str,
+    *,
+    resent_fills: bool,
+    config_path: Path,
+    start: int = 0,
+    start_sha256: str = "",
 ) -> tuple[FillJournal | None, list[Fill | Settlement]]:
     """The fill journal at ``path`` (``portfolio.journal``; None: none) and the fills and
-    settlements already in it; ``positions`` is the positions file it continues.
+    settlements already in it (after ``start``: :meth:`FillJournal.open`);
+    ``positions_sha256`` names the positions file it continues (:func:`positions_digest`).
 
     Raises:
         ConfigError: it cannot be read or written, it is corrupt, or a feed sends its fills
@@ -178,9 +231,8 @@ def open_journal(
             "a journal with a replay or sim feed would apply their fills twice after a "
             "restart (the feed sends them again) - at `$.portfolio.journal`",
         )
-    text = positions.read_text(encoding="utf-8") if positions is not None else ""
-    journal = FillJournal(path, positions_digest(text))
+    journal = FillJournal(path, positions_sha256)
     try:
-        return journal, journal.open()
+        return journal, journal.open(start, start_sha256)
     except (OSError, ValueError) as exc:
         raise ConfigError(str(path), f"{exc} - at `$.portfolio.journal`") from exc
