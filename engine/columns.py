@@ -54,6 +54,13 @@ class Columns:
         """As :meth:`group`, the first :attr:`n` rows only (a new object)."""
         return cls._make(self.arrays[f][: self.n] for f in cls._fields)
 
+    def reserve(self, capacity: int) -> None:
+        """Room for ``capacity`` rows in all (no change when there is as much already)."""
+        if capacity > self.capacity:
+            n = self.n
+            self.extend(capacity - n)
+            self.n = n
+
     def append(self) -> int:
         """A new row (its columns at their fill values); returns its number."""
         return self.extend(1)

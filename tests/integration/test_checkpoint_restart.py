@@ -34,7 +34,7 @@ def _fill(prefix: str, k: int) -> tuple[str, dict[str, Any]]:
 def _expected(n: int) -> dict[str, float]:
     out = {"main": -100_000.0, "alt": 0.0}
     for k in range(n):
-        out["main" if k % 2 == 0 else "alt"] += ((k % 7 - 3) * 100 + 50)
+        out["main" if k % 2 == 0 else "alt"] += (k % 7 - 3) * 100 + 50
     return out
 
 
@@ -67,10 +67,14 @@ def _logged(path: Path, message: str) -> list[dict[str, Any]]:
 
 
 async def _until(check: Any, what: str) -> None:
-    async with asyncio.timeout(60):
-        while not await asyncio.to_thread(check):
-            await asyncio.sleep(0.02)
-    assert await asyncio.to_thread(check), what
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                if await asyncio.to_thread(check):
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"never: {what}") from None
 
 
 async def _book(r: aioredis.Redis, prefix: str, expected: dict[str, float]) -> dict[str, Any]:
@@ -80,7 +84,10 @@ async def _book(r: aioredis.Redis, prefix: str, expected: dict[str, float]) -> d
         async with asyncio.timeout(60):
             while True:
                 raw = await r.hgetall(f"{prefix}:snapshot")
-                last = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+                last = {
+                    k.decode() if isinstance(k, bytes) else k: orjson.loads(v)
+                    for k, v in raw.items()
+                }
                 got = {b: last.get(f"{b}:BTC", {}).get("delta_usd") for b in expected}
                 if got == expected:
                     return {

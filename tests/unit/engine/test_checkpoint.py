@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engine.errors import ConfigError
 from engine.risk.settlement import Twap, TwapStatus
 from engine.runtime.app import build
 from engine.runtime.checkpoint import MAGIC, VERSION, Header, write_checkpoint
@@ -299,3 +300,39 @@ async def test_a_checkpoint_waits_for_fills_journaled_but_not_yet_applied(
     assert resumed.inbox.journal is not None
     assert resumed.inbox.journal.resumed_at == header.journal_offset
     assert "queued" in state(resumed)["books"]
+
+
+@pytest.mark.parametrize(
+    ("table", "journal", "detail"),
+    [
+        (
+            'path = "book.ckpt"',
+            "",
+            "needs [portfolio] journal (it replays the journal's tail) - at `$.checkpoint.path`",
+        ),
+        (
+            'path = "fills.jsonl"',
+            "fills.jsonl",
+            "is also [portfolio] journal - at `$.checkpoint.path`",
+        ),
+        (
+            'path = "positions.csv"',
+            "fills.jsonl",
+            "is also [portfolio] positions - at `$.checkpoint.path`",
+        ),
+        ('path = "no/such/book.ckpt"', "fills.jsonl", "- at `$.checkpoint.path`"),
+        ('path = "book.ckpt"\ninterval_s = 0', "fills.jsonl", "- at `$.checkpoint.interval_s`"),
+        ('path = "book.ckpt"\nevery_s = 1', "fills.jsonl", "- at `$.checkpoint`"),
+    ],
+)
+def test_a_bad_checkpoint_table_names_its_key(
+    tmp_path: Path, table: str, journal: str, detail: str
+) -> None:
+    (tmp_path / "positions.csv").write_text(POSITIONS)
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f'[portfolio]\npositions = "positions.csv"\njournal = "{journal}"\n[checkpoint]\n{table}\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).endswith(detail)
