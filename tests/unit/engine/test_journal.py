@@ -9,7 +9,7 @@ import pytest
 
 from engine.events import Fill
 from engine.risk.settlement import Twap, TwapStatus
-from engine.runtime.journal import FillJournal, Settlement, positions_digest
+from engine.runtime.journal import FillJournal, Settlement, positions_digest, prefix_sha256
 
 
 def fill(qty: float, fill_id: str | None = None) -> Fill:
@@ -170,3 +170,45 @@ def test_many_fills_and_settlements_come_back_in_order(tmp_path: Path) -> None:
             expected.append(fill(float(k), str(k)))
     j.close()
     assert read(path, "") == expected
+
+
+def test_open_from_an_offset_returns_the_tail_only_when_the_prefix_matches(tmp_path: Path) -> None:
+    """A checkpoint's offset and the SHA-256 of the journal up to it: the entries after it;
+    another prefix (or an offset inside a line) gives every entry, and ``resumed_at`` 0."""
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    for k in range(5):
+        j.append(fill(float(k + 1), f"id{k}"))
+    offset = j.size
+    for k in range(5, 8):
+        j.append(fill(float(k + 1), f"id{k}"))
+    j.close()
+    assert offset == sum(len(line) + 1 for line in path.read_bytes().split(b"\n")[:6])
+    digest = prefix_sha256(path, offset)
+    again = FillJournal(path, positions_digest(""))
+    assert again.open(offset, digest) == [fill(float(k + 1), f"id{k}") for k in range(5, 8)]
+    assert again.resumed_at == offset
+    assert again.size == path.stat().st_size
+    again.close()
+    for start, sha in ((offset, "0" * 64), (offset - 3, prefix_sha256(path, offset - 3))):
+        other = FillJournal(path, positions_digest(""))
+        assert len(other.open(start, sha)) == 8
+        assert other.resumed_at == 0
+        other.close()
+
+
+def test_a_bad_line_in_the_tail_is_named_by_its_line_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    j = FillJournal(path, positions_digest(""))
+    j.open()
+    for k in range(4):
+        j.append(fill(float(k + 1)))
+    offset = j.size
+    j.close()
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    again = FillJournal(path, positions_digest(""))
+    with pytest.raises(ValueError, match="line 6: not a fill"):
+        again.open(offset, prefix_sha256(path, offset))
+    again.close()
