@@ -286,7 +286,7 @@ async def _shut_down(
     await engine
     daemon.engine.safe_cycle(full=True, flush=True)
     if daemon.checkpointer is not None:  # the next start reads it instead of the journal
-        await daemon.checkpointer.safe_checkpoint()
+        await daemon.checkpointer.safe_checkpoint(timeout_s=60.0)
     if daemon.intake.ended and daemon.config.risk.enabled:
         await daemon.risk.safe_period(list(daemon.risk.periods()))
     try:

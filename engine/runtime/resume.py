@@ -99,7 +99,11 @@ def open_book(
             an unusable one is set aside).
     """
     positions = config_relative(config.portfolio.positions, config_path)
-    text = positions.read_text(encoding="utf-8") if positions is not None else ""
+    try:
+        text = positions.read_text(encoding="utf-8") if positions is not None else ""
+    except (OSError, UnicodeDecodeError):
+        load_book(positions, portfolio, portfolio.registry)  # raises the ConfigError naming it
+        raise
     digest = positions_digest(text)
     ident = book_identity(config, digest)
     path = config_relative(config.checkpoint.path, config_path)
@@ -236,6 +240,7 @@ class Checkpointer:
         self.written = 0
         self.errors = 0
         self.last: Header | None = None
+        self._writing = asyncio.Lock()  # one checkpoint at a time (the periodic and the last)
 
     async def run(self, stop: asyncio.Event) -> None:
         """A checkpoint every ``interval_s`` until ``stop``."""
@@ -246,17 +251,22 @@ class Checkpointer:
             if not stop.is_set():
                 await self.safe_checkpoint()
 
-    async def safe_checkpoint(self) -> None:
-        """:meth:`checkpoint`, logging and counting a failure instead of raising it (the
-        journal still holds everything: a restart replays more of it)."""
+    async def safe_checkpoint(self, timeout_s: float | None = None) -> None:
+        """:meth:`checkpoint` (within ``timeout_s``), logging and counting a failure instead of
+        raising it (the journal still holds everything: a restart replays more of it)."""
         try:
-            await self.checkpoint()
+            async with asyncio.timeout(timeout_s):
+                await self.checkpoint()
         except Exception:
             self.errors += 1
             logger.exception("checkpoint failed", extra={"errors": self.errors})
 
     async def checkpoint(self) -> Header:
         """Capture the book at a journal offset and write it (module docstring)."""
+        async with self._writing:
+            return await self._checkpoint()
+
+    async def _checkpoint(self) -> Header:
         t0 = time.perf_counter()
         offset, state = await self._capture()
         captured_s = time.perf_counter() - t0

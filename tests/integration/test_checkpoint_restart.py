@@ -190,6 +190,7 @@ backoff_max_s = 0.5
         assert 0 < loaded["tail_entries"] < N_FILLS - FIRST
         assert loaded["journal_offset"] == offset
         _stop(proc)  # a clean stop writes a last checkpoint: move it away for a full replay
+        assert _checkpoint_offset(checkpoint) == journal.stat().st_size  # the whole journal
         checkpoint.rename(tmp_path / "moved.ckpt")
         await r.delete(f"{unique}:snapshot")
         proc = _start(path)
