@@ -51,6 +51,7 @@ from engine.runtime.journal import (
     positions_digest,
     prefix_sha256,
 )
+from engine.runtime.shard_gate import ShardGate
 from engine.state import Portfolio
 
 __all__ = ["Checkpointer", "OpenedBook", "book_identity", "capture", "open_book", "restore"]
@@ -82,17 +83,24 @@ class OpenedBook:
 
 def book_identity(config: AppConfig, positions_sha256: str) -> str:
     """The identity of the book ``config`` builds on the positions of ``positions_sha256``
-    (:func:`engine.runtime.checkpoint.identity`)."""
-    instruments = msgspec.to_builtins(config.instruments)
+    (:func:`engine.runtime.checkpoint.identity`; with ``[[instruments]]`` and ``[cluster]``,
+    whose shard takes only its underlyings' positions and fills)."""
+    built = msgspec.to_builtins([config.instruments, config.cluster])
     kinds = (str(type(f).__struct_config__.tag) for f in config.feeds)
-    return identity(positions_sha256, instruments, kinds)
+    return identity(positions_sha256, built, kinds)
 
 
 def open_book(
-    config: AppConfig, config_path: Path, portfolio: Portfolio, *, resent_fills: bool
+    config: AppConfig,
+    config_path: Path,
+    portfolio: Portfolio,
+    gate: ShardGate | None = None,
+    *,
+    resent_fills: bool,
 ) -> OpenedBook:
     """The book at start: from the checkpoint and the journal's tail when the checkpoint can be
-    used, else from the positions file and the whole journal (module docstring).
+    used, else from the positions file (the rows of ``gate``'s shard) and the whole journal
+    (module docstring).
 
     Raises:
         ConfigError: a bad positions file, an unreadable or corrupt journal (not a checkpoint:
@@ -102,7 +110,8 @@ def open_book(
     try:
         text = positions.read_text(encoding="utf-8") if positions is not None else ""
     except (OSError, UnicodeDecodeError):
-        load_book(positions, portfolio, portfolio.registry)  # raises the ConfigError naming it
+        # the positions reader raises the ConfigError that names the file
+        load_book(positions, portfolio, portfolio.registry, gate)
         raise
     digest = positions_digest(text)
     ident = book_identity(config, digest)
@@ -138,7 +147,7 @@ def open_book(
             journal, entries = open_journal(
                 journal.path, digest, resent_fills=resent_fills, config_path=config_path
             )
-    strategies = load_book(positions, portfolio, portfolio.registry)
+    strategies = load_book(positions, portfolio, portfolio.registry, gate)
     return OpenedBook(strategies, journal, entries, None, ident)
 
 
