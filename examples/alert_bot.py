@@ -64,6 +64,15 @@ Not covered: a restarted riskd drops the alerts of its earlier run from the hash
 ``cleared`` (docs/redis.md "Start, restart and shutdown"); a bot following the stream sees no
 transition for them until its next resync.
 
+Shards and Redis Cluster
+------------------------
+With ``--cluster`` (a Redis Cluster, ``--redis-url`` naming any node) or ``--shards`` (riskd's
+shards on one server) the directory hash ``{prefix}:shards`` names the base of each daemon's
+keys (``{risk:0}``); each base is followed as the prefix is above, with its own state
+(``--state FILE`` becomes ``FILE.NAME`` per shard), through a plain connection to the node
+that holds its slot (:class:`Source`); the directory is read again every second for shards
+that start later (:func:`follow_shards`). The guarantees hold per shard.
+
 The file is self-contained (Redis, orjson and the standard library) so it can be copied into
 another project.
 """
@@ -80,7 +89,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,16 +99,20 @@ from urllib.parse import urlsplit
 import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 __all__ = [
     "AlertBot",
     "BotState",
+    "Source",
     "StdoutForwarder",
     "WebhookForwarder",
     "active_now",
     "alert_key",
+    "follow_shards",
     "main",
     "transitions",
 ]
@@ -379,6 +392,8 @@ def classify(exc: BaseException) -> bool | None:
         return False
     if isinstance(exc, rexc.BusyLoadingError | rexc.ReadOnlyError | rexc.TryAgainError):
         return True
+    if isinstance(exc, rexc.AskError | rexc.ClusterError | rexc.RedisClusterException):
+        return True  # MOVED, ASK, CLUSTERDOWN, no node answering: the slot map changes
     if isinstance(exc, rexc.ResponseError | rexc.DataError):
         return False
     if isinstance(exc, rexc.RedisError | OSError | TimeoutError):
@@ -395,6 +410,11 @@ async def call(aw: Awaitable[T], timeout_s: float = TIMEOUT_S) -> T:
 class Forwarder(Protocol):
     """Where transitions go."""
 
+    @property
+    def name(self) -> str:
+        """Where it sends, for the log."""
+        ...
+
     async def send(self, data: bytes, key: Key) -> bool:
         """Deliver ``data`` (one alert's JSON); False when given up (logged)."""
         ...
@@ -402,6 +422,8 @@ class Forwarder(Protocol):
 
 class StdoutForwarder:
     """One JSON line per transition on stdout, flushed at once."""
+
+    name = "stdout"
 
     async def send(self, data: bytes, key: Key) -> bool:
         out = sys.stdout.buffer
@@ -448,6 +470,10 @@ class WebhookForwarder:
     initial_s: float = 0.5
     max_s: float = 30.0
     timeout_s: float = TIMEOUT_S
+
+    @property
+    def name(self) -> str:
+        return self.url
 
     async def send(self, data: bytes, key: Key) -> bool:
         backoff = Backoff(self.initial_s, self.max_s)
@@ -661,47 +687,123 @@ def _entries(reply: Any) -> list[tuple[bytes | str | None, Mapping[Any, Any] | N
     return [(e[0], e[1]) for _, entries in reply for e in entries]
 
 
+# ---------------------------------------------------------------------------- shards
+
+DIRECTORY_POLL_S: Final = 1.0  # how often the directory {prefix}:shards is read for new shards
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where riskd's keys are: one server, or a Redis Cluster (``cluster``).
+
+    On a cluster all the keys of one daemon share one slot (their base is a hash tag,
+    docs/redis.md "Redis Cluster and shards"), so a base is read through a plain connection to
+    the node that holds its slot, looked up with redis-py's cluster client at every
+    (re)connection: transactions and blocking reads work there as on one server, and after a
+    failover (``MOVED``, a refused connection) the reconnection finds the new holder.
+    """
+
+    url: str
+    cluster: bool
+
+    async def connect(self, key: str) -> aioredis.Redis:
+        """A client of the server, or of the cluster node, that holds ``key``."""
+        options: dict[str, Any] = {
+            "socket_timeout": TIMEOUT_S + BLOCK_MS / 1000,
+            "socket_connect_timeout": TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 0),  # the caller reconnects, with backoff
+        }
+        if not self.cluster:
+            return aioredis.Redis.from_url(self.url, **options)
+        rc = RedisCluster.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        try:
+            await call(rc.initialize())
+            node = rc.get_node_from_key(key)
+        finally:
+            await rc.aclose()
+        if node is None:
+            raise rexc.RedisClusterException(f"no node holds the slot of {key}")
+        where: dict[str, Any] = {**parse_url(self.url), "host": node.host, "port": node.port}
+        where["db"] = 0  # a cluster has only database 0
+        return aioredis.Redis.from_pool(aioredis.ConnectionPool(**where, **options))
+
+    async def directory(self, prefix: str) -> dict[str, str]:
+        """Shard name -> the base of its keys, from the hash ``{prefix}:shards``."""
+        r: aioredis.Redis | RedisCluster
+        if self.cluster:
+            r = RedisCluster.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        else:
+            r = aioredis.Redis.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        try:
+            raw = await call(r.hgetall(f"{prefix}:shards"))
+        finally:
+            await r.aclose()
+        return {_text(name): str(orjson.loads(base)) for name, base in raw.items()}
+
+
+async def follow_shards(
+    source: Source,
+    prefix: str,
+    stop: asyncio.Event,
+    follow: Callable[[str, str], Awaitable[int]],
+    backoff: Backoff,
+) -> int:
+    """Runs ``follow(name, base)`` for every shard the directory lists, reading it again every
+    :data:`DIRECTORY_POLL_S` for shards that start later, until ``stop``. The first follower
+    that ends with a non-zero status stops the others; it is the status returned."""
+    failed: list[int] = []
+
+    async def one(name: str, base: str) -> None:
+        status = await follow(name, base)
+        if status != 0:
+            failed.append(status)
+            stop.set()
+
+    running: set[str] = set()
+    async with asyncio.TaskGroup() as tasks:
+        while not stop.is_set():
+            try:
+                shards = await source.directory(prefix)
+            except Exception as exc:
+                retryable = classify(exc)
+                if retryable is None:
+                    raise
+                if not retryable:
+                    logger.error("redis error, giving up", extra={"error": f"{exc!r}"})
+                    failed.append(1)
+                    stop.set()
+                    break
+                delay_s = backoff.next_delay()
+                logger.warning(
+                    "shard directory unreadable, retrying",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "delay_s": round(delay_s, 3)},
+                )
+                await sleep_or_stop(stop, delay_s)
+                continue
+            backoff.reset()
+            for name, base in sorted(shards.items()):
+                if name not in running:
+                    running.add(name)
+                    logger.info("shard found", extra={"shard": name, "base": base})
+                    tasks.create_task(one(name, base), name=f"shard {name}")
+            await sleep_or_stop(stop, DIRECTORY_POLL_S)
+    return failed[0] if failed else 0
+
+
 # ---------------------------------------------------------------------------- the program
 
 
-async def run(args: argparse.Namespace) -> int:
-    """The bot until SIGINT/SIGTERM: 0; 1 after a Redis error a reconnection cannot fix, or
-    when stdout or the state file cannot be written."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)  # a second signal: leave at once
-        logger.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-    keys = Keys.of(args.prefix)
-    forwarder: Forwarder
-    if args.webhook:
-        forwarder = WebhookForwarder(
-            args.webhook, args.retries, stop, args.retry_initial_s, args.retry_max_s
-        )
-    else:
-        forwarder = StdoutForwarder()
-    state = load_state(args.state, keys.stream)
-    bot = AlertBot(keys, forwarder, state, args.state, stop)
-    backoff = Backoff(args.reconnect_initial_s, args.reconnect_max_s)
+async def follow(bot: AlertBot, source: Source, backoff: Backoff, stop: asyncio.Event) -> int:
+    """One bot, reconnecting with ``backoff``, until ``stop``: 0; 1 after a Redis error a
+    reconnection cannot fix, or when stdout or the state file cannot be written."""
     logger.info(
         "alert bot started",
-        extra={"stream": keys.stream, "to": args.webhook or "stdout", "cursor": state.cursor},
+        extra={"stream": bot.keys.stream, "to": bot.forwarder.name, "cursor": bot.state.cursor},
     )
     while not stop.is_set():
-        r = aioredis.Redis.from_url(
-            args.redis_url,
-            socket_timeout=TIMEOUT_S + BLOCK_MS / 1000,
-            socket_connect_timeout=TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),  # this loop reconnects, with backoff
-        )
+        r: aioredis.Redis | None = None
         try:
+            r = await source.connect(bot.keys.stream)
             await bot.session(r, backoff)
         except Stopped:
             break
@@ -722,11 +824,56 @@ async def run(args: argparse.Namespace) -> int:
             )
             await sleep_or_stop(stop, delay_s)
         finally:
-            await r.aclose()
+            if r is not None:
+                await r.aclose()
     logger.info(
-        "alert bot stopped", extra={"forwarded": bot.forwarded, "duplicates": bot.duplicates}
+        "alert bot stopped",
+        extra={"stream": bot.keys.stream, "forwarded": bot.forwarded, "duplicates": bot.duplicates},
     )
     return 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    """The bot until SIGINT/SIGTERM: 0; 1 after a Redis error a reconnection cannot fix, or
+    when stdout or the state file cannot be written."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)  # a second signal: leave at once
+        logger.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    forwarder: Forwarder
+    if args.webhook:
+        forwarder = WebhookForwarder(
+            args.webhook, args.retries, stop, args.retry_initial_s, args.retry_max_s
+        )
+    else:
+        forwarder = StdoutForwarder()
+    source = Source(args.redis_url, args.cluster)
+
+    def bot(base: str, state_path: Path | None) -> AlertBot:
+        keys = Keys.of(base)
+        return AlertBot(keys, forwarder, load_state(state_path, keys.stream), state_path, stop)
+
+    def backoff() -> Backoff:
+        return Backoff(args.reconnect_initial_s, args.reconnect_max_s)
+
+    if not (args.cluster or args.shards):
+        return await follow(bot(args.prefix, args.state), source, backoff(), stop)
+
+    async def shard(name: str, base: str) -> int:
+        state_path = (
+            None if args.state is None else args.state.with_name(f"{args.state.name}.{name}")
+        )
+        return await follow(bot(base, state_path), source, backoff(), stop)
+
+    return await follow_shards(source, args.prefix, stop, shard, backoff())
 
 
 class JsonFormatter(logging.Formatter):
@@ -826,6 +973,19 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep the cursor and what was forwarded in FILE, so a restart resumes where it "
         "stopped (default: in memory; a restart then begins from the active hash)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="--redis-url names a node of a Redis Cluster ([redis] cluster = true): read the "
+        "shard directory {prefix}:shards and follow every daemon it lists (implies --shards)",
+    )
+    p.add_argument(
+        "--shards",
+        action="store_true",
+        help="riskd runs as shards ([cluster]) on one server: read the directory "
+        "{prefix}:shards and follow each shard's alerts ({base}:alerts:stream), with --state "
+        "FILE kept per shard in FILE.NAME; new shards are picked up as they appear",
     )
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     return p

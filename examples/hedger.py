@@ -48,6 +48,15 @@ the group; the hedger creates it again (``NOGROUP``). Entries trimmed from the s
 group read them are lost to it (logged at start). Pending entries of *other* consumers of the
 group (a dead member's) are not claimed (``XAUTOCLAIM`` would be the tool).
 
+Shards and Redis Cluster
+------------------------
+With ``--cluster`` (a Redis Cluster, ``--redis-url`` naming any node) or ``--shards`` (riskd's
+shards on one server) the directory hash ``{prefix}:shards`` names the base of each daemon's
+keys (``{risk:0}``); each base is followed as the prefix is above, with its own state
+(``--state FILE`` becomes ``FILE.NAME`` per shard), through a plain connection to the node
+that holds its slot (:class:`Source`); the directory is read again every second for shards
+that start later (:func:`follow_shards`). The guarantees hold per shard.
+
 The file is self-contained (Redis, orjson and the standard library) so it can be copied into
 another project.
 """
@@ -63,7 +72,7 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,10 +81,12 @@ from typing import Any, Final, TypeVar
 import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-__all__ = ["Hedger", "HedgerState", "hedge_orders", "main", "save_state"]
+__all__ = ["Hedger", "HedgerState", "Source", "follow_shards", "hedge_orders", "main", "save_state"]
 
 logger = logging.getLogger("examples.hedger")
 
@@ -291,6 +302,8 @@ def classify(exc: BaseException) -> bool | None:
         return False
     if isinstance(exc, rexc.BusyLoadingError | rexc.ReadOnlyError | rexc.TryAgainError):
         return True
+    if isinstance(exc, rexc.AskError | rexc.ClusterError | rexc.RedisClusterException):
+        return True  # MOVED, ASK, CLUSTERDOWN, no node answering: the slot map changes
     if isinstance(exc, rexc.ResponseError | rexc.DataError):
         return False
     if isinstance(exc, rexc.RedisError | OSError | TimeoutError):
@@ -454,71 +467,137 @@ class Hedger:
         await call(r.xack(self.stream, self.group, entry_id))
 
 
+# ---------------------------------------------------------------------------- shards
+
+DIRECTORY_POLL_S: Final = 1.0  # how often the directory {prefix}:shards is read for new shards
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where riskd's keys are: one server, or a Redis Cluster (``cluster``).
+
+    On a cluster all the keys of one daemon share one slot (their base is a hash tag,
+    docs/redis.md "Redis Cluster and shards"), so a base is read through a plain connection to
+    the node that holds its slot, looked up with redis-py's cluster client at every
+    (re)connection: transactions and blocking reads work there as on one server, and after a
+    failover (``MOVED``, a refused connection) the reconnection finds the new holder.
+    """
+
+    url: str
+    cluster: bool
+
+    async def connect(self, key: str) -> aioredis.Redis:
+        """A client of the server, or of the cluster node, that holds ``key``."""
+        options: dict[str, Any] = {
+            "socket_timeout": TIMEOUT_S + BLOCK_MS / 1000,
+            "socket_connect_timeout": TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 0),  # the caller reconnects, with backoff
+        }
+        if not self.cluster:
+            return aioredis.Redis.from_url(self.url, **options)
+        rc = RedisCluster.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        try:
+            await call(rc.initialize())
+            node = rc.get_node_from_key(key)
+        finally:
+            await rc.aclose()
+        if node is None:
+            raise rexc.RedisClusterException(f"no node holds the slot of {key}")
+        where: dict[str, Any] = {**parse_url(self.url), "host": node.host, "port": node.port}
+        where["db"] = 0  # a cluster has only database 0
+        return aioredis.Redis.from_pool(aioredis.ConnectionPool(**where, **options))
+
+    async def directory(self, prefix: str) -> dict[str, str]:
+        """Shard name -> the base of its keys, from the hash ``{prefix}:shards``."""
+        r: aioredis.Redis | RedisCluster
+        if self.cluster:
+            r = RedisCluster.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        else:
+            r = aioredis.Redis.from_url(self.url, socket_connect_timeout=TIMEOUT_S)
+        try:
+            raw = await call(r.hgetall(f"{prefix}:shards"))
+        finally:
+            await r.aclose()
+        return {_text(name): str(orjson.loads(base)) for name, base in raw.items()}
+
+
+async def follow_shards(
+    source: Source,
+    prefix: str,
+    stop: asyncio.Event,
+    follow: Callable[[str, str], Awaitable[int]],
+    backoff: Backoff,
+) -> int:
+    """Runs ``follow(name, base)`` for every shard the directory lists, reading it again every
+    :data:`DIRECTORY_POLL_S` for shards that start later, until ``stop``. The first follower
+    that ends with a non-zero status stops the others; it is the status returned."""
+    failed: list[int] = []
+
+    async def one(name: str, base: str) -> None:
+        status = await follow(name, base)
+        if status != 0:
+            failed.append(status)
+            stop.set()
+
+    running: set[str] = set()
+    async with asyncio.TaskGroup() as tasks:
+        while not stop.is_set():
+            try:
+                shards = await source.directory(prefix)
+            except Exception as exc:
+                retryable = classify(exc)
+                if retryable is None:
+                    raise
+                if not retryable:
+                    logger.error("redis error, giving up", extra={"error": f"{exc!r}"})
+                    failed.append(1)
+                    stop.set()
+                    break
+                delay_s = backoff.next_delay()
+                logger.warning(
+                    "shard directory unreadable, retrying",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "delay_s": round(delay_s, 3)},
+                )
+                await sleep_or_stop(stop, delay_s)
+                continue
+            backoff.reset()
+            for name, base in sorted(shards.items()):
+                if name not in running:
+                    running.add(name)
+                    logger.info("shard found", extra={"shard": name, "base": base})
+                    tasks.create_task(one(name, base), name=f"shard {name}")
+            await sleep_or_stop(stop, DIRECTORY_POLL_S)
+    return failed[0] if failed else 0
+
+
 # ---------------------------------------------------------------------------- the program
 
 
-async def run(args: argparse.Namespace) -> int:
-    """The hedger until SIGINT/SIGTERM: 0; 1 after a Redis error a reconnection cannot fix,
-    or when stdout or the state file cannot be written; 2 when the state file is another
-    consumer's or unreadable."""
-    stream = f"{args.prefix}:hedge:stream"
-    state_path: Path = args.state or Path(f"hedger.{args.group}.{args.consumer}.state.json")
-    try:
-        state = HedgerState.load(state_path, stream, args.group, args.consumer)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        logger.error("state file refused", extra={"path": str(state_path), "error": str(exc)})
-        return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)  # a second signal: leave at once
-        logger.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-    hedger = Hedger(
-        stream=stream,
-        group=args.group,
-        consumer=args.consumer,
-        start="$" if args.start == "new" else "0",
-        min_contracts=args.min_contracts,
-        state=state,
-        state_path=state_path,
-        stop=stop,
-    )
-    backoff = Backoff(args.reconnect_initial_s, args.reconnect_max_s)
+async def follow(hedger: Hedger, source: Source, backoff: Backoff, stop: asyncio.Event) -> int:
+    """One hedger, reconnecting with ``backoff``, until ``stop``: 0; 1 after a Redis error a
+    reconnection cannot fix, or when stdout or the state file cannot be written."""
     logger.info(
         "hedger started",
         extra={
-            "stream": stream,
-            "group": args.group,
-            "consumer": args.consumer,
-            "state": str(state_path),
-            "last_id": state.last_id,
+            "stream": hedger.stream,
+            "group": hedger.group,
+            "consumer": hedger.consumer,
+            "state": str(hedger.state_path),
+            "last_id": hedger.state.last_id,
         },
     )
     while not stop.is_set():
-        r = aioredis.Redis.from_url(
-            args.redis_url,
-            socket_timeout=TIMEOUT_S + BLOCK_MS / 1000,
-            socket_connect_timeout=TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),  # this loop reconnects, with backoff
-        )
+        r: aioredis.Redis | None = None
         try:
+            r = await source.connect(hedger.stream)
             await hedger.session(r, backoff)
         except LocalError as exc:
             logger.error("local write failed, stopping", extra={"error": str(exc)})
             return 1
-        except rexc.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                logger.error("redis error, giving up", extra={"error": f"{exc!r}"})
-                return 1
-            logger.warning("consumer group gone (Redis restarted?): creating it again")
         except Exception as exc:
+            if isinstance(exc, rexc.ResponseError) and "NOGROUP" in str(exc):
+                logger.warning("consumer group gone (Redis restarted?): creating it again")
+                continue
             retryable = classify(exc)
             if retryable is None:
                 raise
@@ -532,9 +611,64 @@ async def run(args: argparse.Namespace) -> int:
             )
             await sleep_or_stop(stop, delay_s)
         finally:
-            await r.aclose()
-    logger.info("hedger stopped", extra={"entries": hedger.entries, "orders": hedger.orders})
+            if r is not None:
+                await r.aclose()
+    logger.info(
+        "hedger stopped",
+        extra={"stream": hedger.stream, "entries": hedger.entries, "orders": hedger.orders},
+    )
     return 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    """The hedger until SIGINT/SIGTERM: 0; 1 after a Redis error a reconnection cannot fix,
+    or when stdout or the state file cannot be written; 2 when the state file is another
+    consumer's or unreadable."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)  # a second signal: leave at once
+        logger.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    source = Source(args.redis_url, args.cluster)
+    state_file: Path = args.state or Path(f"hedger.{args.group}.{args.consumer}.state.json")
+
+    def hedger(base: str, state_path: Path) -> Hedger | None:
+        stream = f"{base}:hedge:stream"
+        try:
+            state = HedgerState.load(state_path, stream, args.group, args.consumer)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            logger.error("state file refused", extra={"path": str(state_path), "error": str(exc)})
+            return None
+        return Hedger(
+            stream=stream,
+            group=args.group,
+            consumer=args.consumer,
+            start="$" if args.start == "new" else "0",
+            min_contracts=args.min_contracts,
+            state=state,
+            state_path=state_path,
+            stop=stop,
+        )
+
+    def backoff() -> Backoff:
+        return Backoff(args.reconnect_initial_s, args.reconnect_max_s)
+
+    if not (args.cluster or args.shards):
+        one = hedger(args.prefix, state_file)
+        return 2 if one is None else await follow(one, source, backoff(), stop)
+
+    async def shard(name: str, base: str) -> int:
+        one = hedger(base, state_file.with_name(f"{state_file.name}.{name}"))
+        return 2 if one is None else await follow(one, source, backoff(), stop)
+
+    return await follow_shards(source, args.prefix, stop, shard, backoff())
 
 
 class JsonFormatter(logging.Formatter):
@@ -626,6 +760,19 @@ def parser() -> argparse.ArgumentParser:
         type=_positive,
         default=5.0,
         help="Redis reconnection delay cap (default: 5)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="--redis-url names a node of a Redis Cluster ([redis] cluster = true): read the "
+        "shard directory {prefix}:shards and follow every daemon it lists (implies --shards)",
+    )
+    p.add_argument(
+        "--shards",
+        action="store_true",
+        help="riskd runs as shards ([cluster]) on one server: read the directory "
+        "{prefix}:shards and read each shard's hedges ({base}:hedge:stream) in the group, "
+        "with the state kept per shard in STATE.NAME; new shards are picked up as they appear",
     )
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     return p
