@@ -6,6 +6,7 @@ examples run as subprocesses with ``--cluster``: they read the directory ``{pref
 and follow each shard's stream on the node that holds its slot, and must do what they do
 against one daemon: every alert transition of either shard forwarded once, across a restart
 of the bot; every hedge payload of either shard ordered once, across a SIGKILL of the hedger.
+The alert bot also runs with ``--shards`` against the two shards on one Redis server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from engine.runtime.app import Daemon
@@ -37,7 +39,13 @@ from tests.integration.test_examples import (
     _spawn,
     _until,
 )
-from tests.servers import MosquittoServer, RedisClusterServers, running_daemon, wait_until
+from tests.servers import (
+    MosquittoServer,
+    RedisClusterServers,
+    RedisServer,
+    running_daemon,
+    wait_until,
+)
 
 UNDERLYINGS = ("BTC", "ETH")
 PERPETUAL = {"BTC": "BTC-PERPETUAL", "ETH": "ETH-PERPETUAL"}
@@ -45,7 +53,7 @@ INDEX = {"BTC": ("btc_usd", 60000.0), "ETH": ("eth_usd", 3000.0)}
 
 
 def _shard_config(
-    folder: Path, url: str, prefix: str, mqtt_port: int, underlying: str, risk: str
+    folder: Path, url: str, prefix: str, mqtt_port: int, underlying: str, risk: str, cluster: bool
 ) -> Path:
     folder.mkdir()
     (folder / "positions.csv").write_text(
@@ -70,7 +78,7 @@ below = -100500.0
         f"""
 [redis]
 url = "{url}"
-cluster = true
+cluster = {str(cluster).lower()}
 prefix = "{prefix}"
 min_interval_ms = 20
 backoff_initial_s = 0.05
@@ -110,7 +118,7 @@ backoff_max_s = 0.5
 class _Shards:
     """The two shards' books, moved by fills over MQTT on the underlying layout."""
 
-    r: RedisCluster
+    r: Any  # RedisCluster, or a client of one server
     port: int
     prefix: str
     fills: int = 0
@@ -162,12 +170,13 @@ class _Shards:
 
 @contextlib.asynccontextmanager
 async def _two_shards(
-    tmp_path: Path, shards: _Shards, cluster: RedisClusterServers, risk: str
+    tmp_path: Path, shards: _Shards, url: str, risk: str, *, cluster: bool = True
 ) -> AsyncIterator[None]:
     """The BTC and the ETH shard running, their markets set; stopped on leaving."""
     async with contextlib.AsyncExitStack() as stack:
         for u in UNDERLYINGS:
-            path = _shard_config(tmp_path / u, cluster.url, shards.prefix, shards.port, u, risk)
+            args = (shards.prefix, shards.port, u, risk, cluster)
+            path = _shard_config(tmp_path / u, url, *args)
             daemon = await stack.enter_async_context(running_daemon(path))
             await wait_until(functools.partial(_connected, daemon))
         await shards.market()
@@ -185,10 +194,12 @@ async def cluster_client(redis_cluster: RedisClusterServers) -> AsyncIterator[Re
     await r.aclose()
 
 
+@pytest.mark.parametrize("on", ["cluster", "server"])
 async def test_alert_bot_forwards_every_shards_alerts_once_across_a_restart(
     tmp_path: Path,
+    on: str,
     redis_cluster: RedisClusterServers,
-    cluster_client: RedisCluster,
+    redis_server: RedisServer,
     mosquitto_server: MosquittoServer,
     unique: str,
 ) -> None:
@@ -197,12 +208,15 @@ async def test_alert_bot_forwards_every_shards_alerts_once_across_a_restart(
     comes when it is back, from each shard's cursor (its state file): every transition of
     each shard once, in its stream's order."""
     state = tmp_path / "bot.state"
-    argv = ["--redis-url", redis_cluster.url, "--prefix", unique, "--cluster"]
+    cluster = on == "cluster"  # else the shards on one server: --shards
+    url = redis_cluster.url if cluster else redis_server.url
+    r = RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
+    argv = ["--redis-url", url, "--prefix", unique, "--cluster" if cluster else "--shards"]
     argv += ["--state", str(state), "--reconnect-initial-s", "0.05"]
     running: list[_Example] = []
     port = mosquitto_server.port
-    shards = _Shards(cluster_client, port, unique)
-    async with _two_shards(tmp_path, shards, redis_cluster, NO_RISK):
+    shards = _Shards(r, port, unique)
+    async with contextlib.aclosing(r), _two_shards(tmp_path, shards, url, NO_RISK, cluster=cluster):
         async with _cleanup(running):
             await shards.fill("BTC", -1000)  # btc_short raised, before the bot runs
             bot = await _spawn("alert_bot", tmp_path / "bot1.log", *argv)
@@ -258,7 +272,7 @@ async def test_hedger_orders_every_shards_hedges_once_across_a_kill(
     port = mosquitto_server.port
     async with _cleanup(runs):
         shards = _Shards(cluster_client, port, unique)
-        async with _two_shards(tmp_path, shards, redis_cluster, risk):
+        async with _two_shards(tmp_path, shards, redis_cluster.url, risk):
             first = await _spawn("hedger", tmp_path / "h1.log", *argv)
             runs.append(first)
             await wait_until(lambda: {o["underlying"] for o in first.lines} == set(UNDERLYINGS))
