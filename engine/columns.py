@@ -14,12 +14,13 @@ import numpy.typing as npt
 
 from engine import kernels
 
-__all__ = ["Columns", "Specs"]
+__all__ = ["Columns", "Specs", "distinct"]
 
 Specs = dict[str, tuple[Any, Any, int]]
 """Column name -> (dtype, fill value of a new row, width: 0 for 1-D, else the row's width)."""
 
 _G = TypeVar("_G", bound=NamedTuple)  # a kernel's column group (engine.kernels)
+I64 = npt.NDArray[np.int64]
 
 
 class Columns:
@@ -80,3 +81,24 @@ class Columns:
         row = self.n
         self.n += k
         return row
+
+
+def distinct(codes: I64) -> tuple[I64, I64]:
+    """The distinct values of ``codes`` (integers >= 0) in the order they first appear: the
+    row where each first appears, and each row's value's number among them. Codes in a range
+    not much larger than their count are counted in place (no sort of the rows)."""
+    n = codes.size
+    top = int(codes.max()) + 1 if n else 0
+    if top <= 4 * n + 1024:
+        seen = np.full(top, n, dtype=np.int64)
+        np.minimum.at(seen, codes, np.arange(n, dtype=np.int64))
+        present = np.flatnonzero(seen < n)
+        order = present[np.argsort(seen[present], kind="stable")]
+        rank = np.empty(top, dtype=np.int64)
+        rank[order] = np.arange(order.size)
+        return seen[order], rank[codes]
+    _, first, which = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[which]

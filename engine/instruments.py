@@ -50,6 +50,7 @@ from enum import StrEnum
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from engine.listed import (
     CME_OPTION_CODES,
@@ -83,6 +84,7 @@ __all__ = [
     "from_deribit_instrument",
     "parse_deribit_name",
     "parse_name",
+    "parse_names",
     "parse_us_name",
 ]
 
@@ -116,7 +118,10 @@ class Settlement(StrEnum):
     LINEAR = "linear"
 
 
-class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+_OPTION, _FUTURE, _EUROPEAN, _INF = Kind.OPTION, Kind.FUTURE, Exercise.EUROPEAN, math.inf
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """One tradable (or index) instrument.
 
     Attributes:
@@ -164,19 +169,22 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     def __post_init__(self) -> None:
         # == rather than `is`: a plain string ("option") is as good as the enum member.
-        if self.kind == Kind.OPTION:
-            if self.expiry_ns is None or self.strike is None or self.is_call is None:
+        # Module constants rather than Kind.OPTION: a big book builds a million of these.
+        kind = self.kind
+        if kind == _OPTION:
+            strike = self.strike
+            if self.expiry_ns is None or strike is None or self.is_call is None:
                 raise ValueError(f"option {self.name!r} needs expiry_ns, strike and is_call")
-            if not 0.0 < self.strike < math.inf:
+            if not 0.0 < strike < _INF:
                 raise ValueError(
-                    f"option {self.name!r}: strike must be finite and > 0, got {self.strike}"
+                    f"option {self.name!r}: strike must be finite and > 0, got {strike}"
                 )
-        if self.kind == Kind.FUTURE and self.expiry_ns is None:
+        elif kind == _FUTURE and self.expiry_ns is None:
             raise ValueError(f"future {self.name!r} needs expiry_ns")
         if not self.multiplier > 0.0:
             raise ValueError(f"{self.name!r}: multiplier must be > 0, got {self.multiplier}")
-        if self.kind != Kind.OPTION:
-            if self.exercise != Exercise.EUROPEAN:
+        if kind != _OPTION:
+            if self.exercise != _EUROPEAN:
                 raise ValueError(f"{self.name!r}: exercise applies to options only")
             if self.underlying_future is not None:
                 raise ValueError(f"{self.name!r}: underlying_future applies to options only")
@@ -340,6 +348,52 @@ def parse_name(name: str) -> Instrument | None:
     return parse_deribit_name(name) or parse_us_name(name)
 
 
+def parse_names(names: Iterable[str]) -> list[Instrument | None]:
+    """:func:`parse_name` of each of ``names``: the same instruments, Deribit's options parsed
+    once per prefix (``BTC-27DEC26``, which a book's options share) and strike, then put
+    together. Any name that is not such an option goes to :func:`parse_name`."""
+    options: dict[str, Instrument | None] = {}  # prefix -> an option of it, None: not one
+    strikes: dict[str, float | None] = {}  # strike text -> its value, None if it is not one
+    out: list[Instrument | None] = []
+    for name in names:
+        parts = name.split("-")
+        if len(parts) == 4 and ((cp := parts[3]) == "C" or cp == "P"):
+            prefix = f"{parts[0]}-{parts[1]}"
+            option = options.get(prefix, _UNSEEN)
+            if option is _UNSEEN:
+                option = options[prefix] = _option_of(prefix)
+            strike = strikes.get(text := parts[2], _UNSEEN)
+            if strike is _UNSEEN:
+                strike = strikes[text] = _strike(text)
+            if option is not None and strike is not None:
+                out.append(replace(option, name=name, strike=strike, is_call=cp == "C"))
+                continue
+        out.append(parse_name(name))
+    return out
+
+
+_UNSEEN: Any = object()
+
+
+def _option_of(prefix: str) -> Instrument | None:
+    """An option of the Deribit future ``prefix`` names (strike 1, a call; the rest as
+    :func:`parse_deribit_name` gives its options); None if ``prefix`` names no future."""
+    future = parse_deribit_name(prefix)
+    if future is None or future.kind != Kind.FUTURE:
+        return None
+    return replace(future, kind=Kind.OPTION, strike=1.0, is_call=True)
+
+
+def _strike(text: str) -> float | None:
+    """The strike ``text`` is in a Deribit option's name (``\\d+(?:d\\d+)?``, ASCII; finite and
+    > 0), None if it is not one."""
+    whole, d, part = text.partition("d")
+    if not (whole.isascii() and whole.isdigit() and (not d or (part.isascii() and part.isdigit()))):
+        return None
+    value = float(text.replace("d", "."))
+    return value if 0.0 < value < math.inf else None
+
+
 def from_deribit_instrument(info: Mapping[str, Any]) -> Instrument:
     """An :class:`Instrument` from one entry of Deribit's ``public/get_instruments`` result.
 
@@ -439,14 +493,20 @@ class InstrumentRegistry:
         forgetting the oldest one by one costs more than parsing (the portfolio keeps the
         instruments it holds)."""
         by_name, parsed, kept = self._by_name, self._parsed, self._parsed_kept
-        out: list[Instrument | None] = []
-        for name in names:
-            inst = by_name.get(name) or parsed.get(name)
-            if inst is None:
-                inst = parse_name(name)
-                if inst is not None and len(parsed) < kept:
-                    parsed[name] = inst
-            out.append(inst)
+        names = list(names)
+        out = [by_name.get(name) or parsed.get(name) for name in names]
+        unknown = [k for k, inst in enumerate(out) if inst is None]
+        found = parse_names([names[k] for k in unknown])
+        if len(found) == len(out):
+            out = found
+        else:
+            for k, inst in zip(unknown, found, strict=True):
+                out[k] = inst
+        for k, inst in zip(unknown, found, strict=True):
+            if len(parsed) >= kept:
+                break
+            if inst is not None:
+                parsed[names[k]] = inst
         return out
 
     def __contains__(self, name: object) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
-from engine.columns import Columns, Specs
+from engine.columns import Columns, Specs, distinct
 from engine.events import Fill
 from engine.instruments import Instrument, Kind
 from engine.market import MarketData
@@ -326,27 +326,6 @@ class LotIndex:
         recent.clear()
 
 
-def distinct(codes: I64) -> tuple[I64, I64]:
-    """The distinct values of ``codes`` (integers >= 0) in the order they first appear: the
-    row where each first appears, and each row's value's number among them. Codes in a range
-    not much larger than their count are counted in place (no sort of the rows)."""
-    n = codes.size
-    top = int(codes.max()) + 1 if n else 0
-    if top <= 4 * n + 1024:
-        seen = np.full(top, n, dtype=np.int64)
-        np.minimum.at(seen, codes, np.arange(n, dtype=np.int64))
-        present = np.flatnonzero(seen < n)
-        order = present[np.argsort(seen[present], kind="stable")]
-        rank = np.empty(top, dtype=np.int64)
-        rank[order] = np.arange(order.size)
-        return seen[order], rank[codes]
-    _, first, which = np.unique(codes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size)
-    return first[order], rank[which]
-
-
 def lot_key(book_row: I64, inst_row: I64) -> I64:
     """The :class:`LotIndex` keys of lots of ``book_row`` in ``inst_row``."""
     return (book_row << 32) | inst_row
@@ -428,15 +407,19 @@ class Lots:
             raise PositionsError(*refused)
         if quantity.size == 0:
             return
-        inst_rows = self._rows_in_order(inst, lambda c: self._market.row(insts[c]))
+        first, _ = distinct(inst)
+        codes = inst[first]
+        inst_rows = np.full(int(inst.max()) + 1, -1, dtype=np.int64)
+        inst_rows[codes] = self._market.rows([insts[c] for c in codes.tolist()])
         book_rows = self._rows_in_order(book, lambda c: self.book_row(books[c]))
         lot = self._lots_of(book_rows[book], inst_rows[inst])
         la = self.cols.arrays
         # row by row, in order, from each lot's value: the sums add exactly as add_position's
         np.add.at(la["qty"], lot, quantity)
-        inverse_future = np.array([i.is_inverse and i.kind != Kind.OPTION for i in insts])
+        ia = self._market.cols.arrays
+        inverse_future = ia["inverse"] & (ia["kind"] != kernels.KIND_OPTION)
         no_price = np.isnan(price)
-        cost = np.where(inverse_future[inst], quantity / price, quantity * price)
+        cost = np.where(inverse_future[inst_rows[inst]], quantity / price, quantity * price)
         np.add.at(la["cost"], lot, np.where(no_price, 0.0, cost))
         la["has_cost"][lot[no_price]] = False
         if self._market.valuation_ns:  # before the first cycle, which reprices all, none is
@@ -546,24 +529,37 @@ class Lots:
 
     def _group_rows(self, lots: I64) -> I64:
         """The groups of new ``lots`` (in order), added in the order their first lot opened."""
-        la, defs = self.cols.arrays, self._market.defs
-        inst, book = la["inst"][lots], la["book"][lots]
-        first_inst, of_lot = distinct(inst)
+        place, places = self._places(self.cols.arrays["inst"][lots])
+        book = self.cols.arrays["book"][lots]
+        first, which = distinct(book * len(places) + place)
+        keys = [
+            (self.book_names[b], *places[p])
+            for b, p in zip(book[first].tolist(), place[first].tolist(), strict=True)
+        ]
+        return self._groups.rows(keys)[which]
+
+    def _places(self, inst: I64) -> tuple[I64, list[tuple[str, str]]]:
+        """The (underlying, expiry label) of instrument rows ``inst``: each one's number, and
+        the pairs by number. A label is made once per distinct (underlying, expiry)."""
+        defs, ia = self._market.defs, self._market.cols.arrays
+        first_inst, of_row = distinct(inst)
+        rows = inst[first_inst]
+        underlying = [defs[i].underlying for i in rows.tolist()]
+        number = {u: k for k, u in enumerate(dict.fromkeys(underlying))}
+        code = np.fromiter(map(number.__getitem__, underlying), np.int64, len(underlying))
+        no_expiry = np.where(ia["kind"][rows] == kernels.KIND_PERPETUAL, -1, -2)
+        when = np.where(ia["has_expiry"][rows], ia["expiry_ns"][rows], no_expiry)
+        _, when_code = np.unique(when, return_inverse=True)
+        first, pair = distinct(code * (int(when_code.max()) + 1) + when_code.ravel())
         places: dict[tuple[str, str], int] = {}  # (underlying, expiry label) -> its number
         place = np.array(
             [
                 places.setdefault((d.underlying, expiry_label(d.expiry_ns, d.kind)), len(places))
-                for d in map(defs.__getitem__, inst[first_inst].tolist())
+                for d in map(defs.__getitem__, rows[first].tolist())
             ],
             dtype=np.int64,
-        )[of_lot]
-        first, which = distinct(book * len(places) + place)
-        names = list(places)
-        keys = [
-            (self.book_names[b], *names[p])
-            for b, p in zip(book[first].tolist(), place[first].tolist(), strict=True)
-        ]
-        return self._groups.rows(keys)[which]
+        )
+        return place[pair][of_row], list(places)
 
     def _link(self, lots: I64) -> None:
         """Chain new ``lots`` (in order) to their instruments, as :meth:`row` does one by one:

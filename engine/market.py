@@ -10,8 +10,11 @@ cycle reprices the dirty ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -19,11 +22,18 @@ import numpy.typing as npt
 
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
-from engine.columns import Columns, Specs
+from engine.columns import Columns, Specs, distinct
 from engine.curves import ZeroCurve
 from engine.daycount import year_fraction
 from engine.events import Quote, Tick
-from engine.instruments import Exercise, Instrument, InstrumentRegistry, Kind
+from engine.instruments import (
+    DERIBIT,
+    Exercise,
+    Instrument,
+    InstrumentRegistry,
+    Kind,
+    Settlement,
+)
 
 __all__ = ["AmericanAccuracy", "MarketData", "Sources", "UnderlyingParams"]
 
@@ -137,6 +147,23 @@ def _carries(inst: Instrument) -> bool:
     )
 
 
+I64 = npt.NDArray[np.int64]
+_FILL_CHUNK = 65_536
+"""Instruments whose columns :meth:`MarketData.rows` writes at once (their fields gathered into
+lists in between: a bound on that memory)."""
+
+
+_TRACK_ONE_BY_ONE = 64
+"""Rows from which :meth:`MarketData.track_many` groups them by shared price."""
+
+
+def _or(values: list[Any], default: float) -> npt.NDArray[Any]:
+    """``values`` with None replaced by ``default``, as an array of ``default``'s type."""
+    out = np.array(values, dtype=object)
+    out[np.fromiter(map(operator.is_, values, repeat(None)), bool, len(values))] = default
+    return out.astype(type(default))
+
+
 class MarketData:
     """The instruments seen so far (one row each), their market inputs, and their pricing.
 
@@ -229,6 +256,67 @@ class MarketData:
         self._rows[inst.name] = row
         self.defs.append(inst)
         return row
+
+    def rows(self, insts: Sequence[Instrument]) -> npt.NDArray[np.int64]:
+        """:meth:`row` of each of ``insts``: the same rows and the same state as one by one,
+        the new rows' columns written at once and their shared prices' dependents extended
+        once per price.
+
+        Raises:
+            ValueError: an index among ``insts`` (then none is added).
+        """
+        for inst in insts:
+            if inst.kind == Kind.INDEX:
+                raise ValueError(f"an index ({inst.name}) cannot be held")
+        names = [inst.name for inst in insts]
+        known, start = self._rows, self.cols.n
+        if not known:  # the usual bulk: a first load, each name once
+            known.update(zip(names, range(start, start + len(names)), strict=False))
+            if len(known) == len(names):
+                self._add(list(insts), start)
+                return np.arange(start, start + len(names), dtype=np.int64)
+            known.clear()
+        new = dict.fromkeys(names)  # in the order they first appear
+        for name in known.keys() & new.keys():
+            del new[name]
+        if new:
+            first = dict(zip(reversed(names), reversed(insts), strict=True))  # first of each
+            self._add(list(map(first.__getitem__, new)), start)
+            known.update(zip(new, range(start, start + len(new)), strict=False))
+        return np.fromiter(map(known.__getitem__, names), np.int64, len(names))
+
+    def _add(self, insts: list[Instrument], start: int) -> None:
+        """New rows ``start``... for ``insts`` (in order, none known, none twice, no index)."""
+        self.cols.extend(len(insts))
+        for k in range(0, len(insts), _FILL_CHUNK):
+            _fill(self, insts[k : k + _FILL_CHUNK], start + k)
+        self.defs.extend(insts)
+
+    def _fill_params(self, insts: list[Instrument], start: int) -> None:
+        """r and q of new rows ``start``... from their underlyings' params (curves and implied
+        carries included), as :meth:`row` sets them."""
+        a, rows = self.cols.arrays, slice(start, start + len(insts))
+        underlying = [i.underlying for i in insts]
+        params = {u: self._params.get(u, UnderlyingParams()) for u in set(underlying)}
+        of_row = list(map(params.__getitem__, underlying))
+        a["r"][rows] = np.fromiter(map(attrgetter("rate"), of_row), np.float64, len(insts))
+        a["q"][rows] = np.fromiter(
+            map(attrgetter("dividend_yield"), of_row), np.float64, len(insts)
+        )
+        if not any(p.implied_carry or p.curve is not None for p in params.values()):
+            return
+        curve_rows: dict[str, tuple[ZeroCurve, list[int]]] = {}
+        for row, inst in enumerate(insts, start):
+            p = params[inst.underlying]
+            if p.implied_carry and _carries(inst):
+                key = (inst.underlying, inst.expiry_ns or 0)
+                self._carry_rows.setdefault(key, []).append(row)
+                a["q"][row] = self._carry.get(key, p.dividend_yield)
+            if p.curve is not None:
+                curve_rows.setdefault(inst.underlying, (p.curve, []))[1].append(row)
+        for name, (curve, on_curve) in curve_rows.items():
+            self._curve_rows.setdefault(name, []).extend(on_curve)
+            self._roll(curve, np.array(on_curve, dtype=np.int64), self.valuation_ns)
 
     def roll_rates(self, now_ns: int) -> None:
         """Set r of every instrument on a curve to the curve's zero rate to its expiry at
@@ -366,6 +454,30 @@ class MarketData:
             else:
                 users.discard(row)
 
+    def track_many(self, rows: npt.NDArray[np.int64]) -> None:
+        """:meth:`track_users` of each of ``rows``, each shared price's users updated once."""
+        if rows.size < _TRACK_ONE_BY_ONE:
+            for i in rows.tolist():
+                self.track_users(i)
+            return
+        ia = self.cols.arrays
+        for flag, table, col in (
+            ("uses_spot", self.spots, "spot_row"),
+            ("uses_fwd", self.fwds, "fwd_row"),
+        ):
+            source = ia[col][rows]
+            held = source >= 0
+            key = source[held] * 2 + ia[flag][rows][held]  # per price: users to drop, to add
+            order = np.argsort(key, kind="stable")
+            s_key, s_rows = key[order], rows[held][order]
+            cuts = np.flatnonzero(s_key[1:] != s_key[:-1]) + 1
+            for k, part in zip(s_key[np.r_[0, cuts]].tolist(), np.split(s_rows, cuts), strict=True):
+                users = table.users[k >> 1]
+                if k & 1:
+                    users.update(part.tolist())
+                else:
+                    users.difference_update(part.tolist())
+
     def priced(self) -> kernels.PricedColumns:
         """The live columns the pricing step writes."""
         return self.cols.group(kernels.PricedColumns)
@@ -405,8 +517,7 @@ class MarketData:
         kernel(rows, self.cols.group(kernels.InstrumentColumns), self.market(), out)
         if live:  # who is priced off which shared price, for dirtying on its next move
             moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
-            for i in rows[moved].tolist():
-                self.track_users(i)
+            self.track_many(rows[moved])
 
     def threaded(self, rows: npt.NDArray[np.int64]) -> bool:
         """Whether repricing ``rows`` is worth the thread pool: :data:`PARALLEL_MIN_ROWS` of
@@ -432,3 +543,63 @@ class MarketData:
     def instruments(self) -> list[str]:
         """Names of every instrument held (or quoted) so far."""
         return [inst.name for inst in self.defs]
+
+
+def _fill(m: MarketData, insts: list[Instrument], start: int) -> None:
+    """The columns of new rows ``start``... of ``m`` (``insts``, in order), as
+    :meth:`MarketData.row` writes them; no Python statement per row unless an underlying has
+    a curve or an implied carry, or an option is on a future."""
+    n, a = len(insts), m.cols.arrays
+    rows = slice(start, start + n)
+    kind = np.fromiter(map(_KIND_CODE.__getitem__, [i.kind for i in insts]), np.int8, n)
+    futures = [i.underlying_future for i in insts]
+    on_future = np.fromiter(map(operator.is_not, futures, repeat(None)), bool, n)
+    deribit = np.fromiter(map(DERIBIT.__eq__, [i.venue for i in insts]), bool, n)
+    a["kind"][rows] = kind
+    a["black"][rows] = on_future | (deribit & (kind != kernels.KIND_SPOT))
+    coin = map(Settlement.COIN.__eq__, [i.settlement for i in insts])
+    a["inverse"][rows] = np.fromiter(coin, bool, n)
+    a["is_call"][rows] = np.fromiter(map(bool, [i.is_call for i in insts]), bool, n)
+    exercise = map(Exercise.AMERICAN.__eq__, [i.exercise for i in insts])
+    american = (kind == kernels.KIND_OPTION) & np.fromiter(exercise, bool, n)
+    a["american"][rows][american] = m._american
+    m.n_american += int(np.count_nonzero(american))
+    a["strike"][rows] = _or([i.strike for i in insts], 1.0)
+    a["mult"][rows] = np.fromiter([i.multiplier for i in insts], np.float64, n)
+    expiry = [i.expiry_ns for i in insts]
+    dated = np.fromiter(map(operator.is_not, expiry, repeat(None)), bool, n)
+    a["expiry_ns"][rows] = _or(expiry, 0)
+    a["has_expiry"][rows] = dated
+    m._fill_params(insts, start)
+    index = [i.index for i in insts]
+    of_index = {key: k for k, key in enumerate(dict.fromkeys(index))}
+    group = np.fromiter(map(of_index.__getitem__, index), np.int64, n)
+    _depend(m.spots, list(of_index), group, np.arange(start, start + n), a["spot_row"])
+    dated_rows = np.flatnonzero(dated)
+    on = a["expiry_ns"][rows][dated_rows]  # the forward's expiry
+    for k in np.flatnonzero(on_future[dated_rows]).tolist():  # priced on its future's
+        inst = insts[int(dated_rows[k])]
+        on[k] = m._forward_expiry_ns(inst, int(on[k]))
+    if not dated_rows.size:
+        return
+    _, expiry_code = np.unique(on, return_inverse=True)
+    spot = group[dated_rows]
+    first, group = distinct(spot * (int(expiry_code.max()) + 1) + expiry_code.ravel())
+    at = zip(first.tolist(), dated_rows[first].tolist(), strict=True)
+    keys = [(index[d], int(on[f])) for f, d in at]
+    _depend(m.fwds, keys, group, dated_rows + start, a["fwd_row"])
+
+
+def _depend(
+    table: Sources, keys: list[Any], group: I64, rows: I64, column: npt.NDArray[np.int64]
+) -> None:
+    """Rows ``rows`` priced off shared prices: ``keys`` (added when new, in this order),
+    ``group`` each row's number in ``keys``. Their ``column`` set, the prices' dependents
+    extended (in row order)."""
+    sources = np.array([table.row(key) for key in keys], dtype=np.int64)
+    column[rows] = sources[group]
+    order = np.argsort(group, kind="stable")
+    s_group, s_rows = group[order], rows[order]
+    cuts = np.flatnonzero(s_group[1:] != s_group[:-1]) + 1
+    for g, part in zip(s_group[np.r_[0, cuts]].tolist(), np.split(s_rows, cuts), strict=True):
+        table.dependents[int(sources[g])].extend(part.tolist())

@@ -294,8 +294,7 @@ class Portfolio:
             not threaded, touched, moved, counts,
         )  # fmt: skip
         n_touched, n_moved = counts.tolist()
-        for i in moved[:n_moved].tolist():
-            market.track_users(i)
+        market.track_many(moved[:n_moved])
         return {pairs[k] for k in touched[:n_touched].tolist()}
 
     def recompute(self) -> npt.NDArray[np.float64]:
