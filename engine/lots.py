@@ -410,7 +410,7 @@ class Lots:
         first, _ = distinct(inst)
         codes = inst[first]
         inst_rows = np.full(int(inst.max()) + 1, -1, dtype=np.int64)
-        inst_rows[codes] = self._market.rows([insts[c] for c in codes.tolist()])
+        inst_rows[codes] = self._market.rows(list(map(insts.__getitem__, codes.tolist())))
         book_rows = self._rows_in_order(book, lambda c: self.book_row(books[c]))
         lot = self._lots_of(book_rows[book], inst_rows[inst])
         la = self.cols.arrays

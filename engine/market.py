@@ -271,9 +271,10 @@ class MarketData:
         names = [inst.name for inst in insts]
         known, start = self._rows, self.cols.n
         if not known:  # the usual bulk: a first load, each name once
-            known.update(zip(names, range(start, start + len(names)), strict=False))
+            ints = list(range(start, start + len(names)))
+            known.update(zip(names, ints, strict=True))
             if len(known) == len(names):
-                self._add(list(insts), start)
+                self._add(list(insts), ints)
                 return np.arange(start, start + len(names), dtype=np.int64)
             known.clear()
         new = dict.fromkeys(names)  # in the order they first appear
@@ -281,15 +282,18 @@ class MarketData:
             del new[name]
         if new:
             first = dict(zip(reversed(names), reversed(insts), strict=True))  # first of each
-            self._add(list(map(first.__getitem__, new)), start)
-            known.update(zip(new, range(start, start + len(new)), strict=False))
+            ints = list(range(start, start + len(new)))
+            self._add(list(map(first.__getitem__, new)), ints)
+            known.update(zip(new, ints, strict=True))
         return np.fromiter(map(known.__getitem__, names), np.int64, len(names))
 
-    def _add(self, insts: list[Instrument], start: int) -> None:
-        """New rows ``start``... for ``insts`` (in order, none known, none twice, no index)."""
+    def _add(self, insts: list[Instrument], ints: list[int]) -> None:
+        """New rows for ``insts`` (in order, none known, none twice, no index): rows
+        ``ints`` (the next ones, as the int objects ``_rows`` holds: the sources' dependents
+        share them)."""
         self.cols.extend(len(insts))
         for k in range(0, len(insts), _FILL_CHUNK):
-            _fill(self, insts[k : k + _FILL_CHUNK], start + k)
+            _fill(self, insts[k : k + _FILL_CHUNK], ints[k : k + _FILL_CHUNK])
         self.defs.extend(insts)
 
     def _fill_params(self, insts: list[Instrument], start: int) -> None:
@@ -472,8 +476,10 @@ class MarketData:
             s_key, s_rows = key[order], rows[held][order]
             cuts = np.flatnonzero(s_key[1:] != s_key[:-1]) + 1
             for k, part in zip(s_key[np.r_[0, cuts]].tolist(), np.split(s_rows, cuts), strict=True):
-                users = table.users[k >> 1]
-                if k & 1:
+                users, dependents = table.users[k >> 1], table.dependents[k >> 1]
+                if k & 1 and part.size == len(dependents) == np.unique(part).size:
+                    users.update(dependents)  # all of them: the same int objects, no copies
+                elif k & 1:
                     users.update(part.tolist())
                 else:
                     users.difference_update(part.tolist())
@@ -545,11 +551,11 @@ class MarketData:
         return [inst.name for inst in self.defs]
 
 
-def _fill(m: MarketData, insts: list[Instrument], start: int) -> None:
+def _fill(m: MarketData, insts: list[Instrument], ints: list[int]) -> None:
     """The columns of new rows ``start``... of ``m`` (``insts``, in order), as
     :meth:`MarketData.row` writes them; no Python statement per row unless an underlying has
     a curve or an implied carry, or an option is on a future."""
-    n, a = len(insts), m.cols.arrays
+    n, a, start = len(insts), m.cols.arrays, ints[0]
     rows = slice(start, start + n)
     kind = np.fromiter(map(_KIND_CODE.__getitem__, [i.kind for i in insts]), np.int8, n)
     futures = [i.underlying_future for i in insts]
@@ -574,7 +580,7 @@ def _fill(m: MarketData, insts: list[Instrument], start: int) -> None:
     index = [i.index for i in insts]
     of_index = {key: k for k, key in enumerate(dict.fromkeys(index))}
     group = np.fromiter(map(of_index.__getitem__, index), np.int64, n)
-    _depend(m.spots, list(of_index), group, np.arange(start, start + n), a["spot_row"])
+    _depend(m.spots, list(of_index), group, np.arange(n), ints, a["spot_row"])
     dated_rows = np.flatnonzero(dated)
     on = a["expiry_ns"][rows][dated_rows]  # the forward's expiry
     for k in np.flatnonzero(on_future[dated_rows]).tolist():  # priced on its future's
@@ -587,19 +593,24 @@ def _fill(m: MarketData, insts: list[Instrument], start: int) -> None:
     first, group = distinct(spot * (int(expiry_code.max()) + 1) + expiry_code.ravel())
     at = zip(first.tolist(), dated_rows[first].tolist(), strict=True)
     keys = [(index[d], int(on[f])) for f, d in at]
-    _depend(m.fwds, keys, group, dated_rows + start, a["fwd_row"])
+    _depend(m.fwds, keys, group, dated_rows, ints, a["fwd_row"])
 
 
 def _depend(
-    table: Sources, keys: list[Any], group: I64, rows: I64, column: npt.NDArray[np.int64]
+    table: Sources,
+    keys: list[Any],
+    group: I64,
+    at: I64,
+    ints: list[int],
+    column: npt.NDArray[np.int64],
 ) -> None:
-    """Rows ``rows`` priced off shared prices: ``keys`` (added when new, in this order),
-    ``group`` each row's number in ``keys``. Their ``column`` set, the prices' dependents
-    extended (in row order)."""
+    """Rows ``ints[at]`` (ints: consecutive rows) priced off shared prices: ``keys`` (added
+    when new, in this order), ``group`` each row's number in ``keys``. Their ``column`` set,
+    the prices' dependents extended (in row order, with the int objects of ``ints``)."""
     sources = np.array([table.row(key) for key in keys], dtype=np.int64)
-    column[rows] = sources[group]
+    column[at + ints[0]] = sources[group]
     order = np.argsort(group, kind="stable")
-    s_group, s_rows = group[order], rows[order]
+    s_group, s_at = group[order], at[order]
     cuts = np.flatnonzero(s_group[1:] != s_group[:-1]) + 1
-    for g, part in zip(s_group[np.r_[0, cuts]].tolist(), np.split(s_rows, cuts), strict=True):
-        table.dependents[int(sources[g])].extend(part.tolist())
+    for g, part in zip(s_group[np.r_[0, cuts]].tolist(), np.split(s_at, cuts), strict=True):
+        table.dependents[int(sources[g])].extend(map(ints.__getitem__, part.tolist()))
