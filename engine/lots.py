@@ -419,7 +419,7 @@ class Lots:
         ia = self._market.cols.arrays
         inverse_future = ia["inverse"] & (ia["kind"] != kernels.KIND_OPTION)
         no_price = np.isnan(price)
-        cost = np.where(inverse_future[inst_rows[inst]], quantity / price, quantity * price)
+        cost = np.where(inverse_future[inst_rows][inst], quantity / price, quantity * price)
         np.add.at(la["cost"], lot, np.where(no_price, 0.0, cost))
         la["has_cost"][lot[no_price]] = False
         if self._market.valuation_ns:  # before the first cycle, which reprices all, none is
