@@ -398,8 +398,10 @@ def page_latencies(book: Book, url: str, broker: int, samples: int) -> list[floa
                 topic = f"{TOPICS}md/quote/{p.quote.instrument}"
                 sock.sendall(mqtt_publish_packet(topic, orjson.dumps(msg)))
                 try:
-                    page.wait_for_function(
-                        "() => window.__probe.t !== null", timeout=PROBE_TIMEOUT_S * 1000
+                    page.wait_for_function(  # polled on a timer: frames may be few
+                        "() => window.__probe.t !== null",
+                        polling=20,
+                        timeout=PROBE_TIMEOUT_S * 1000,
                     )
                     t_seen = page.evaluate("() => window.__probe.t")
                     out.append(float(t_seen) - t_send / 1e6)
