@@ -1059,7 +1059,7 @@ _SCENARIO_SIG = void(
     float64[::1],  # out: value now per unit of weight, USD (NaN: cannot be valued)
     float64[::1],  # out: P&L per scenario, USD
 )
-_VOL_FLOOR = 0.01  # a scenario's vol is at least 1 % of the vol now
+VOL_FLOOR = 0.01  # a scenario's vol is at least 1 % of the vol now
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -1108,10 +1108,10 @@ def _values_now(book: ScenarioColumns, log_xk: F64, value: F64) -> None:
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _scenario_factors(ret: F64, dvol: F64, growth: F64, vol_factor: F64) -> None:
     """One scenario's factors per underlying (once per scenario rather than per position):
-    the price's growth e^ret and the vol's factor 1 + dvol, at least :data:`_VOL_FLOOR`."""
+    the price's growth e^ret and the vol's factor 1 + dvol, at least :data:`VOL_FLOOR`."""
     for u in range(ret.shape[0]):
         growth[u] = math.exp(ret[u])
-        vol_factor[u] = max(1.0 + dvol[u], _VOL_FLOOR)
+        vol_factor[u] = max(1.0 + dvol[u], VOL_FLOOR)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
