@@ -718,16 +718,17 @@ def price_rows_parallel_kernel(
             _price_range(c * _CHUNK, stop, rows, inst, market, out, np.empty((9, 1)))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _neumaier_add(hi: F64, lo: F64, g: int, c: int, x: float) -> None:
     """hi[g, c] + lo[g, c] += x, with Neumaier's compensation: the running sum stays within
-    about one rounding of the exact sum of everything ever added, however many updates."""
+    about one rounding of the exact sum of everything ever added, however many updates. The
+    rounding error of the new high part is computed by Knuth's TwoSum, without a branch: it is
+    exact, so it is the very error Neumaier's branch on |h| >= |x| computes (the same figures
+    to the bit), and a loop over columns vectorises."""
     h = hi[g, c]
     s = h + x
-    if abs(h) >= abs(x):
-        lo[g, c] += (h - s) + x
-    else:
-        lo[g, c] += (x - s) + h
+    bp = s - h
+    lo[g, c] += (h - (s - bp)) + (x - bp)
     hi[g, c] = s
 
 
@@ -745,20 +746,24 @@ def _lot_contribution(
     has_cost: BoolArray,
     unit: F64_2D,
     bad: BoolArray,
-    out: F64,
+    out: F64_2D,
+    row: int,
 ) -> None:
-    """A lot's contribution into ``out`` (N_AGG values), in the column order of ``contrib`` and
-    of the sums (``engine.state.AGG_FIELDS``): quantity x each unit figure, P&L, held (1/0),
-    stale (1/0). The columns are those of LotColumns and PricedColumns."""
+    """A lot's contribution into ``out[row]`` (N_AGG values), in the column order of
+    ``contrib`` and of the sums (``engine.state.AGG_FIELDS``): quantity x each unit figure,
+    P&L, held (1/0), stale (1/0). The columns are those of LotColumns and PricedColumns. It
+    takes the 2-D block and a row, not the row: a row view made per lot costs a reference count
+    per lot in a serial loop."""
     n_fig = N_UNIT - 2
     i = lot_inst[lot]
     qn = qty[lot]
     for c in range(n_fig):
-        out[c] = qn * unit[i, c]
-    out[n_fig] = qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has_cost[lot] else 0.0
+        out[row, c] = qn * unit[i, c]
+    has = has_cost[lot]
+    out[row, n_fig] = qn * unit[i, n_fig] + cost[lot] * unit[i, n_fig + 1] if has else 0.0
     held = qn != 0.0
-    out[n_fig + 1] = 1.0 if held else 0.0
-    out[n_fig + 2] = 1.0 if held and bad[i] else 0.0
+    out[row, n_fig + 1] = 1.0 if held else 0.0
+    out[row, n_fig + 2] = 1.0 if held and bad[i] else 0.0
 
 
 _REPRICE_DIRTY_SIG = void(
@@ -840,25 +845,26 @@ def reprice_dirty_kernel(
         lots.contrib,
     )
     unit, bad = priced.unit, priced.bad
-    new = np.empty(N_AGG)
+    new = np.empty((1, N_AGG))
     n_touched = 0
     for j in range(n_update):
         lot = todo[j]
-        _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, new)
+        _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, new, 0)
         g = lots.group[lot]
         u = sums.group_bu[g]
         b = sums.group_book[g]
         for c in range(N_AGG):
             old = contrib[lot, c]
-            if old == new[c]:
+            x = new[0, c]
+            if old == x:
                 continue
             _neumaier_add(sums.group_hi, sums.group_lo, g, c, -old)
-            _neumaier_add(sums.group_hi, sums.group_lo, g, c, new[c])
+            _neumaier_add(sums.group_hi, sums.group_lo, g, c, x)
             _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, -old)
-            _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, new[c])
+            _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, x)
             _neumaier_add(sums.book_hi, sums.book_lo, b, c, -old)
-            _neumaier_add(sums.book_hi, sums.book_lo, b, c, new[c])
-            contrib[lot, c] = new[c]
+            _neumaier_add(sums.book_hi, sums.book_lo, b, c, x)
+            contrib[lot, c] = x
         if sums.bu_stamp[u] != stamp:
             sums.bu_stamp[u] = stamp
             touched[n_touched] = u
@@ -897,9 +903,16 @@ def _rebuild_chunk(
     base = ch * (part_hi.shape[0] // chunks)
     for lot in range(ch * size, min(lot_inst.shape[0], (ch + 1) * size)):
         g = base + lot_group[lot]
-        _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, contrib[lot])
+        _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, contrib, lot)
+        # _neumaier_add's arithmetic written out (a call per column costs reference counts):
+        # branch-free, so the loop over the columns vectorises
         for c in range(N_AGG):
-            _neumaier_add(part_hi, part_lo, g, c, contrib[lot, c])
+            h = part_hi[g, c]
+            x = contrib[lot, c]
+            s = h + x
+            bp = s - h
+            part_lo[g, c] += (h - (s - bp)) + (x - bp)
+            part_hi[g, c] = s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -13,6 +13,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from engine import kernels
@@ -148,3 +150,25 @@ def test_rebuild_equals_exact_sums_whatever_the_threads(n_lots: int) -> None:
     for got, exact in zip(sums, _exact(b, contrib), strict=True):
         # compensated sums: within a rounding or two of the exact sum, cancellation or not
         assert_allclose(got, exact, rtol=4e-16, atol=0.0)
+
+
+def _neumaier_branch(h: float, lo: float, x: float) -> tuple[float, float]:
+    """Neumaier's step as it was written before the branch-free TwoSum: the reference."""
+    s = h + x
+    lo += (h - s) + x if abs(h) >= abs(x) else (x - s) + h
+    return s, lo
+
+
+@settings(deadline=None)  # the first example compiles the step
+@given(
+    st.floats(-1e300, 1e300, allow_subnormal=True),
+    st.floats(-1e-3, 1e-3),
+    st.floats(-1e300, 1e300, allow_subnormal=True),
+)
+def test_branch_free_compensation_is_neumaiers_to_the_bit(h: float, lo: float, x: float) -> None:
+    """The sums' step (``_neumaier_add``, TwoSum without a branch) keeps the very figures of
+    Neumaier's branch on |h| >= |x|: both compute the rounding error of h + x exactly."""
+    hi_a, lo_a = np.array([[h]]), np.array([[lo]])
+    kernels._neumaier_add(hi_a, lo_a, 0, 0, x)
+    want = _neumaier_branch(h, lo, x)
+    assert (hi_a[0, 0], lo_a[0, 0]) == want
