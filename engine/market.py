@@ -515,15 +515,21 @@ class MarketData:
         :func:`engine.kernels.price_rows_kernel`)."""
         ia = self.cols.arrays
         live = out is self.priced()
+        # Every row (a full reprice of a book holding every instrument): the columns' heads,
+        # copied whole, rather than gathered row by row (rows are distinct, so then they are
+        # a permutation of all rows).
+        at: npt.NDArray[np.int64] | slice = (
+            slice(0, rows.size) if rows.size == self.cols.n else rows
+        )
         if live:
-            was_spot = ia["uses_spot"][rows]
-            was_fwd = ia["uses_fwd"][rows]
+            was_spot = ia["uses_spot"][at].copy()
+            was_fwd = ia["uses_fwd"][at].copy()
         parallel = self.threaded(rows)
         kernel = kernels.price_rows_parallel_kernel if parallel else kernels.price_rows_kernel
         kernel(rows, self.cols.group(kernels.InstrumentColumns), self.market(), out)
         if live:  # who is priced off which shared price, for dirtying on its next move
-            moved = (ia["uses_spot"][rows] != was_spot) | (ia["uses_fwd"][rows] != was_fwd)
-            self.track_many(rows[moved])
+            moved = (ia["uses_spot"][at] != was_spot) | (ia["uses_fwd"][at] != was_fwd)
+            self.track_many(np.flatnonzero(moved) if isinstance(at, slice) else rows[moved])
 
     def threaded(self, rows: npt.NDArray[np.int64]) -> bool:
         """Whether repricing ``rows`` is worth the thread pool: :data:`PARALLEL_MIN_ROWS` of
