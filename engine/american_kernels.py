@@ -324,7 +324,8 @@ def _qd_plus(
     k: float, tau: float, r: float, q: float, v: float, xmax: float, start: float, steps: int
 ) -> float:
     """Li's QD+ exercise boundary of a put at τ (r > 0), by at most ``steps`` Newton steps from
-    ``start`` (the root at the next shorter τ), stopped at 1e-10 relative."""
+    ``start``, stopped once a step is below 1e-6 relative (Newton converges quadratically:
+    the root taken is then within ~1e-12 of QD+'s)."""
     v2 = v * v
     sd = v * math.sqrt(tau)
     dr = math.exp(-r * tau)
@@ -353,7 +354,7 @@ def _qd_plus(
             break
         step = f / f1
         x_new = min(max(x - step, floor), xmax)
-        if abs(x_new - x) <= 1e-10 * x:  # QD+ is a first guess: 1e-10 is ample
+        if abs(x_new - x) <= 1e-6 * x:  # QD+ is a first guess; this x_new is within ~1e-12
             return x_new
         x = x_new
     return x
@@ -465,30 +466,41 @@ def _put_boundary(
 
     Cold (``warm`` False): QD+ then the scheme's steps (``fixed_steps`` >= 0: exactly that
     many, else up to ``fp_steps``, fewer once the boundary moves by less than ``fp_tol``),
-    and the nodes' B saved in ``work``. Warm: ``scheme.greek_steps`` Jacobi-Newton steps from
-    the saved B (a bumped price)."""
+    and the nodes' B saved in ``work``. Warm (the last solve's ``work`` is this row's, a bumped
+    price or the next implied-vol iterate): with ``scheme.greek_steps`` > 0, that many
+    Jacobi-Newton steps from the saved B; else the cold solve with QD+'s Newton started at
+    each node from the saved QD+ root there (if the last solve had as many nodes), which gives
+    QD+ to ~1e-12 in 1-2 steps instead of ~5."""
     n = scheme.xi.shape[0] - 1
     xmax = k * min(1.0, r / q) if q > 0.0 else k
     b = work[: n + 1]
     b_new = work[n + 1 : 2 * n + 2]
     h = work[2 * n + 2 : 3 * n + 3]
     saved = work[3 * n + 3 : 4 * n + 4]
+    qd_root = work[4 * n + 4 : 5 * n + 5]  # QD+ at the nodes; [n]: the node count
     m = scheme.fp_w.shape[0]
-    root_h = work[4 * n + 4 : 4 * n + 4 + n * m]
-    tab = work[4 * n + 4 + n * m :]
+    root_h = work[5 * n + 5 : 5 * n + 5 + n * m]
+    tab = work[5 * n + 5 + n * m :]
     row = m * _TAB
     b[n] = xmax
-    if warm:
+    if warm and scheme.greek_steps > 0:
         for j in range(n):
             b[j] = min(saved[j], xmax)
         steps, jn_steps = scheme.greek_steps, scheme.greek_steps
     else:
-        for j in range(n - 1, -1, -1):  # τ increasing: each root starts Newton at the next
-            b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax, b[j + 1], scheme.qd_steps)
+        # Newton at each node from the last solve's QD+ root there when ``warm`` and it had
+        # this many nodes (a bumped price, the next implied-vol iterate: 1-2 steps), else from
+        # the root at the next shorter τ
+        reuse = warm and qd_root[n] == n
+        for j in range(n - 1, -1, -1):  # τ increasing
+            start = min(qd_root[j], xmax) if reuse else b[j + 1]
+            b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax, start, scheme.qd_steps)
+            qd_root[j] = b[j]
+        qd_root[n] = n
         steps, jn_steps = scheme.fp_steps, scheme.jn_steps
         if fixed_steps >= 0:
             steps = fixed_steps
-    tol = scheme.fp_tol if fixed_steps < 0 and not warm else 0.0
+    tol = scheme.fp_tol if fixed_steps < 0 and not (warm and scheme.greek_steps > 0) else 0.0
     for j in range(n + 1):
         h[j] = math.log(b[j] / xmax) ** 2
     if steps > 0:
@@ -514,7 +526,7 @@ def _put_boundary(
         if moved <= tol:
             break
     _cheb_coefficients(scheme.cheb, h, coef)
-    if not warm:
+    if not (warm and scheme.greek_steps > 0):
         saved[:] = b
     return xmax, taken
 
@@ -814,7 +826,7 @@ def _american_row(
     out[4, i] = r * price - (r - q) * s * delta - 0.5 * v * v * s * s * gamma
     # charm = dθ/dS of the PDE's theta, which needs dΓ/dS (speed)
     out[8, i] = q * delta - (r - q + v * v) * s * gamma - 0.5 * v * v * s * s * speed
-    warm = solved and scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0
+    warm = solved  # the bumps start from this solve (_put_boundary)
     hv = _VOL_BUMP * v
     p_up, d_up, _, _, _, _, _, _ = _american_full(
         is_call, s, k, t, r, q, v + hv, scheme, coef, work, warm, tier, steps
@@ -826,7 +838,7 @@ def _american_row(
     out[6, i] = (d_up - d_dn) / (2.0 * hv)
     # the centre solved as the bumps are, so that their difference is smooth
     centre = price
-    if warm:
+    if warm and scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0:
         centre = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, True, tier, steps)[0]
     out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
@@ -855,7 +867,7 @@ def _scratch(scheme: Scheme) -> tuple[F64, F64]:
     for tier in scheme.tiers:
         n = tier.xi.shape[0]
         n_max = max(n_max, n)
-        size = max(size, 4 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
+        size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
     return np.empty(n_max), np.empty(size)
 
 
@@ -1110,8 +1122,11 @@ def _american_iv(
     x_prev, f_prev = math.nan, math.nan
     width = math.inf
     stalls = 0
+    warm = False  # QD+ of each iterate from the last one's (_put_boundary)
     for _ in range(_IV_MAX_ITER):
-        fx = _american(is_call, s, k, t, r, q, x, scheme, coef, work)[0] - price
+        res = _american_full(is_call, s, k, t, r, q, x, scheme, coef, work, warm, -1, -1)
+        warm = warm or res[5]
+        fx = res[0] - price
         if abs(fx) <= _IV_FTOL * s:
             return x, OK
         if fx < 0.0:
