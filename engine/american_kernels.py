@@ -46,12 +46,15 @@ Kernels follow engine.kernels: explicit signatures, ``out`` rows in the order of
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
 from numba import boolean, float64, int8, int64, njit, prange, types, void
+from numba.core.base import BaseContext
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from engine.european_kernels import (
     BAD_INPUT,
@@ -859,16 +862,67 @@ def _american_row(
     return OK
 
 
+# A function that takes an array increments and decrements its reference count (an atomic
+# operation) on every call, and the scheme holds 46 arrays: ~0.5 us a price, 1/3 of a row
+# priced European. The kernels hand their rows views that hold no reference instead.
+
+
+def _borrow_typing(typingctx: object, arr: types.Array) -> tuple[object, object]:
+    """A view of ``arr`` that holds no reference (numba counts none for it): valid while
+    ``arr`` is alive, which its caller sees to."""
+
+    def codegen(context: BaseContext, builder: object, sig: object, args: list[object]) -> object:
+        # numba's array helpers are untyped
+        src = make_array(arr)(context, builder, value=args[0])  # type: ignore[no-untyped-call]
+        dst = make_array(arr)(context, builder)  # type: ignore[no-untyped-call]
+        populate_array(dst, data=src.data, shape=src.shape, strides=src.strides,  # type: ignore[no-untyped-call]
+                       itemsize=src.itemsize, meminfo=None, parent=None)  # fmt: skip
+        return dst._getvalue()
+
+    return arr(arr), codegen
+
+
+# typed as what a kernel calls: the array in, the view out (numba passes the typing context)
+_borrow = cast(Callable[[F64], F64], intrinsic(_borrow_typing))
+
+
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _scratch(scheme: Scheme) -> tuple[F64, F64]:
-    """Room for the largest tier's Chebyshev coefficients and :func:`_put_boundary`'s work."""
+def _borrowed_tier(t: Tier) -> Tier:
+    return Tier(
+        _borrow(t.cheb), _borrow(t.xi), _borrow(t.fp_sin), _borrow(t.fp_cos), _borrow(t.fp_w),
+        _borrow(t.pr_sin), _borrow(t.pr_cos), _borrow(t.pr_w), t.jn_steps, t.fp_steps,
+        t.qd_steps, t.greek_steps, _borrow(t.fp_interp), t.fp_tol,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _borrowed(scheme: Scheme) -> Scheme:
+    """``scheme`` of views that hold no reference: valid while ``scheme`` is alive (a kernel's
+    argument is, for the whole call)."""
+    t0, t1, t2, t3 = scheme.tiers
+    tiers = (_borrowed_tier(t0), _borrowed_tier(t1), _borrowed_tier(t2), _borrowed_tier(t3))
+    return Scheme(tiers, _borrow(scheme.rt_max), _borrow(scheme.w_max), scheme.euro_tol)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _scratch(scheme: Scheme) -> tuple[F64, F64, F64]:
+    """Room for the largest tier's Chebyshev coefficients and :func:`_put_boundary`'s work:
+    ``coef``, ``work`` and their ``owner``; coef and work hold no reference (:func:`_borrow`),
+    so the caller keeps ``owner`` alive past its last use of them (:func:`_keep`)."""
     n_max = 0
     size = 0
     for tier in scheme.tiers:
         n = tier.xi.shape[0]
         n_max = max(n_max, n)
         size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
-    return np.empty(n_max), np.empty(size)
+    owner = np.empty(n_max + size)
+    return _borrow(owner[:n_max]), _borrow(owner[n_max:]), owner
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _keep(owner: F64) -> None:
+    """Nothing: a use of ``owner`` here keeps it alive up to here (numba releases an array
+    after its last use)."""
 
 
 class _Rows(NamedTuple):
@@ -899,12 +953,14 @@ def _row_in_parts(
 ) -> int:
     """:func:`_american_row` of row ``i`` on a scheme passed as its parts, with its own
     scratch."""
-    scheme = Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol)
-    coef, work = _scratch(scheme)
-    return _american_row(
+    scheme = _borrowed(Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol))
+    coef, work, owner = _scratch(scheme)
+    st = _american_row(
         rows.is_call[i], rows.S[i], rows.K[i], rows.T[i], rows.r[i], rows.q[i], rows.sigma[i],
         black, scheme, coef, work, out, i,
     )  # fmt: skip
+    _keep(owner)
+    return st
 
 
 _GREEKS_SIG = void(
@@ -937,11 +993,13 @@ def american_kernel(
     status: I8,
 ) -> None:
     """American price and Greeks (raw units of engine.units), single thread."""
-    coef, work = _scratch(scheme)
+    scheme = _borrowed(scheme)
+    coef, work, owner = _scratch(scheme)
     for i in range(S.shape[0]):
         status[i] = _american_row(
             is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, scheme, coef, work, out, i
         )
+    _keep(owner)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -1012,7 +1070,8 @@ def american_price_kernel(
     status: I8,
 ) -> None:
     """American price alone (no Greeks), single thread; NaN where the status is an error."""
-    coef, work = _scratch(scheme)
+    scheme = _borrowed(scheme)
+    coef, work, owner = _scratch(scheme)
     for i in range(S.shape[0]):
         st = _row_status(S[i], K[i], T[i], r[i], q[i], sigma[i])
         status[i] = st
@@ -1024,6 +1083,7 @@ def american_price_kernel(
             out[i] = _american(
                 is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], scheme, coef, work
             )[0]
+    _keep(owner)
 
 
 _BINOMIAL_SIG = void(
@@ -1201,8 +1261,10 @@ def american_iv_kernel(
     status: I8,
 ) -> None:
     """Implied volatility of American prices under ``scheme``, single thread."""
-    coef, work = _scratch(scheme)
+    scheme = _borrowed(scheme)
+    coef, work, owner = _scratch(scheme)
     for i in range(price.shape[0]):
         sigma[i], status[i] = _american_iv(
             price[i], is_call[i], S[i], K[i], T[i], r[i], q[i], scheme, coef, work
         )
+    _keep(owner)

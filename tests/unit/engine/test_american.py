@@ -526,3 +526,28 @@ def test_the_threaded_kernel_gives_the_single_thread_figures(black: bool) -> Non
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(statuses[0], statuses[1])
     assert np.isfinite(outs[0]).all()
+
+
+def test_warm_solves_give_the_cold_prices() -> None:
+    """A bumped price and the next implied-vol iterate start QD+ at each node from the last
+    solve's root there (_put_boundary, ``warm``), whatever that solve was (another row, another
+    tier, or none with as many nodes): each gives the cold solve's price to 1e-11."""
+    n_max = max(t.xi.shape[0] for t in ak.FAST.tiers)
+    size = max(5 * t.xi.shape[0] + (t.xi.shape[0] - 1) * t.fp_w.shape[0] * 6 for t in ak.FAST.tiers)
+    coef, work = np.empty(n_max), np.full(size, np.nan)
+    is_call, S, K, T, r, q, v = _random_grid(300, 61)
+
+    def solve(i: int, vol: float, warm: bool) -> tuple[float, bool]:
+        res = ak._american_full(bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, ak.FAST,
+                                coef, work, warm, -1, -1)  # fmt: skip
+        return res[0], res[5]
+
+    solved = 0
+    for i in range(1, S.shape[0]):
+        for vol, before in ((v[i], i - 1), (v[i] * 1.001, i), (v[i] * 1.3, i)):
+            solve(before, v[before], False)  # the last solve: the row before, or this row
+            warm, was_solved = solve(i, vol, True)
+            cold = solve(i, vol, False)[0]
+            assert abs(warm - cold) <= 1e-11 * cold + 1e-13 * S[i], (i, vol, warm, cold)
+            solved += was_solved
+    assert solved >= 400, solved
