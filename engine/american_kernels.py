@@ -496,7 +496,16 @@ def _put_boundary(
         # the root at the next shorter τ
         reuse = warm and qd_root[n] == n
         for j in range(n - 1, -1, -1):  # τ increasing
-            start = min(qd_root[j], xmax) if reuse else b[j + 1]
+            if reuse:
+                start = min(qd_root[j], xmax)
+            elif j < n - 1:
+                # -ln(B/X) is about linear in ξ near expiry: extrapolated from the two
+                # shorter τ (the root at τ = 0 is X)
+                x1, x2 = scheme.xi[j + 1], scheme.xi[j + 2]
+                l1, l2 = math.log(b[j + 1] / xmax), math.log(b[j + 2] / xmax)
+                start = xmax * math.exp(min(l1 + (l1 - l2) * (scheme.xi[j] - x1) / (x1 - x2), 0.0))
+            else:
+                start = b[j + 1]
             b[j] = _qd_plus(k, t * scheme.xi[j] ** 2, r, q, v, xmax, start, scheme.qd_steps)
             qd_root[j] = b[j]
         qd_root[n] = n
