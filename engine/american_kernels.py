@@ -49,6 +49,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, cast
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from numba import boolean, float64, int8, int64, njit, prange, types, void
@@ -891,8 +892,16 @@ def _borrow_typing(typingctx: object, arr: types.Array) -> tuple[object, object]
     return arr(arr), codegen
 
 
-# typed as what a kernel calls: the array in, the view out (numba passes the typing context)
-_borrow = cast(Callable[[F64], F64], intrinsic(_borrow_typing))
+def _same(arr: F64) -> F64:
+    return arr
+
+
+# typed as what a kernel calls: the array in, the view out (numba passes the typing context);
+# the array itself where the kernels run as plain Python (NUMBA_DISABLE_JIT=1)
+_borrow = cast(
+    Callable[[F64], F64],
+    _same if numba.config.DISABLE_JIT else intrinsic(_borrow_typing),  # type: ignore[attr-defined]  # numba.config is untyped
+)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
