@@ -58,8 +58,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import Final
 
 import msgspec
 from redis import exceptions as rexc
@@ -69,7 +68,6 @@ from redis.asyncio.connection import AbstractConnection
 from redis.typing import EncodableT, FieldT
 
 from engine.clock import Clock
-from engine.constraints import NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt
 from engine.errors import SinkError
 from engine.outputs import (
     AlertPayload,
@@ -82,21 +80,25 @@ from engine.outputs import (
 from engine.retry import Backoff, Failure
 from engine.runtime.alert_queue import AlertQueue
 from engine.runtime.clock import MonotonicClock
-from engine.runtime.redis_link import UNSHARDED, Keys, key_base, make_client, probe
+from engine.runtime.redis_link import (
+    UNSHARDED,
+    Keys,
+    RedisConfig,
+    key_base,
+    make_client,
+    probe,
+    redact_url,
+)
 
 __all__ = ["Keys", "RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
-Prefix = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-:]+$")]
 
 Pipe = Pipeline | ClusterPipeline
 """A pipeline to one server or, on a Redis Cluster, one per node (redis-py groups them)."""
 
 _NS_PER_MS: Final = 1_000_000
-_SCHEMES: Final = ("redis", "rediss", "unix")
-_SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "auth", "token"})
-_TLS_KEYS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file")
 
 _PUBLISH: Final = """
 local maxlen = ARGV[1]
@@ -121,161 +123,6 @@ _SCRIPTS: Final = {
     True: _PUBLISH.replace("{publish}", "SPUBLISH"),
 }
 _SCRIPT_PAYLOADS: Final = 256  # payloads per EVAL: a script blocks Redis while it runs
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the userinfo or the query string) replaced by ``***``.
-
-    Args:
-        url: a Redis URL (``redis://user:password@host:port/db?...``).
-
-    Returns:
-        The same URL, safe to print and log. An unparsable URL is replaced whole.
-    """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user, colon, _password = userinfo.partition(":")
-            netloc = f"{user}:***@{hostport}" if colon else f"{userinfo}@{hostport}"
-            if not colon and userinfo and parts.scheme in ("redis", "rediss"):
-                # redis://secret@host: redis-py reads a lone userinfo as a username, but some
-                # clients read it as a password; never print it.
-                netloc = f"***@{hostport}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs],
-                safe="*",
-            )
-        # Rebuilt by hand: urlunsplit drops the "//" of unix:///path (its netloc is empty).
-        redacted = f"{parts.scheme}://{netloc}{parts.path}"
-        return f"{redacted}?{query}" if query else redacted
-    except ValueError:
-        return "<unparsable redis url>"
-
-
-def _url_credentials(url: str) -> tuple[bool, bool]:
-    """Whether ``url`` names a user and whether it carries a password (redis-py reads both
-    from the userinfo and from ``username`` / ``password`` query parameters)."""
-    parts = urlsplit(url)
-    query = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
-    return bool(parts.username) or "username" in query, (
-        parts.password is not None or "password" in query
-    )
-
-
-class RedisConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Configuration of :class:`RedisSink` (the ``[redis]`` table).
-
-    Attributes:
-        url: the server, ``redis://[[user]:password@]host:port/db`` (or ``rediss://`` for
-            TLS, ``unix://``). It may carry a password (``repr`` and the logs redact it), but
-            ``password_env`` or ``password_file`` keep it out of the file.
-        username: the ACL user to authenticate as; None: the URL's, else ``default``.
-        password_env: name of the environment variable holding the password (not the
-            password); at most one of ``password_env``, ``password_file`` and a password in
-            ``url``.
-        password_file: file holding the password (line breaks at its end are dropped).
-        tls_ca_file: CA certificates (PEM) to verify the server with, instead of the
-            system's; ``rediss://`` only, like every ``tls_*`` key.
-        tls_cert_file: client certificate (PEM), for servers that require one; it may hold
-            the key too.
-        tls_key_file: the client certificate's private key (PEM, unencrypted).
-        tls_verify: verify the server's certificate and that it names the URL's host; False
-            encrypts without knowing whom to (tests only).
-        prefix: the first part of every key and channel name.
-        min_interval_ms: the publish schedule of exposure keys (:mod:`engine.schedule`): a key
-            quiet for this long goes out at once, a busy one at most once per this interval,
-            its last value always (0: every change).
-        stream_maxlen: approximate length the streams are trimmed to (``XADD MAXLEN ~``).
-        heartbeat_interval_s: how often the heartbeat key is written.
-        heartbeat_ttl_s: its time to live; more than ``heartbeat_interval_s``, so it expires
-            only when the daemon (or its link to Redis) stops.
-        timeout_s: the limit on every network wait (connect, pipeline, close).
-        backoff_initial_s: first reconnection delay (capped, jittered, exponential).
-        backoff_max_s: the cap of the reconnection delay.
-        alert_queue: alert transitions held while Redis is away; beyond, the oldest is dropped.
-        start_local: when nothing listens at ``url`` at start, start a private ``redis-server``
-            there for as long as riskd runs (``engine.runtime.localredis``); only for a
-            ``redis://`` URL on 127.0.0.1 or localhost.
-        cluster: ``url`` names a node of a Redis Cluster (``redis://`` or ``rediss://``, db 0):
-            write through redis-py's cluster client, keys hash-tagged (docs/redis.md).
-
-    Raises:
-        ValueError: an unsupported URL scheme, ``heartbeat_ttl_s <= heartbeat_interval_s``,
-            ``backoff_initial_s > backoff_max_s``, two sources of a password or of a user name,
-            ``tls_*`` keys without ``rediss://``, ``tls_key_file`` without ``tls_cert_file``,
-            or ``ssl_*`` parameters in the URL (``msgspec.ValidationError`` from
-            ``msgspec.convert``). Whether the variable is set and the files can be read is
-            checked when the configuration is loaded (``engine.runtime.config``).
-    """
-
-    url: str = "redis://127.0.0.1:6379/0"
-    username: NonEmptyStr | None = None
-    password_env: NonEmptyStr | None = None
-    password_file: NonEmptyStr | None = None
-    tls_ca_file: NonEmptyStr | None = None
-    tls_cert_file: NonEmptyStr | None = None
-    tls_key_file: NonEmptyStr | None = None
-    tls_verify: bool = True
-    prefix: Prefix = "risk"
-    min_interval_ms: NonNegativeInt = 100
-    stream_maxlen: PositiveInt = 10_000
-    heartbeat_interval_s: PositiveFloat = 1.0
-    heartbeat_ttl_s: PositiveFloat = 5.0
-    timeout_s: PositiveFloat = 2.0
-    backoff_initial_s: PositiveFloat = 0.2
-    backoff_max_s: PositiveFloat = 5.0
-    alert_queue: PositiveInt = 10_000
-    start_local: bool = False
-    cluster: bool = False
-
-    def __post_init__(self) -> None:
-        scheme = self.url.partition("://")[0] if "://" in self.url else ""
-        if scheme not in _SCHEMES:
-            raise ValueError(
-                f"redis url {redact_url(self.url)!r}: scheme must be one of {', '.join(_SCHEMES)}"
-            )
-        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
-            raise ValueError("redis heartbeat_ttl_s must exceed heartbeat_interval_s")
-        if self.backoff_initial_s > self.backoff_max_s:
-            raise ValueError("redis backoff_initial_s must not exceed backoff_max_s")
-        url_user, url_password = _url_credentials(self.url)
-        if self.password_env is not None and self.password_file is not None:
-            raise ValueError("redis: set password_env or password_file, not both")
-        if url_password and (self.password_env is not None or self.password_file is not None):
-            raise ValueError("redis url holds a password: drop it or password_env/password_file")
-        if url_user and self.username is not None:
-            raise ValueError("redis url names a user: drop it or username")
-        query = parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
-        if any(k.lower().startswith("ssl") for k, _ in query):
-            raise ValueError("redis url: ssl_* parameters are not supported, use the tls_* keys")
-        tls = [k for k in _TLS_KEYS if getattr(self, k) is not None]
-        if not self.tls_verify:
-            tls.append("tls_verify")
-        if tls and scheme != "rediss":
-            raise ValueError(f"redis {', '.join(tls)}: only with a rediss:// url")
-        if self.tls_key_file is not None and self.tls_cert_file is None:
-            raise ValueError("redis tls_key_file needs tls_cert_file")
-        if self.start_local and (
-            scheme != "redis" or urlsplit(self.url).hostname not in ("127.0.0.1", "localhost")
-        ):
-            raise ValueError("redis start_local: only with a redis:// url on 127.0.0.1")
-        if self.cluster:
-            if scheme == "unix" or self.start_local:
-                raise ValueError("redis cluster: a redis:// or rediss:// url, no start_local")
-            if urlsplit(self.url).path.strip("/") not in ("", "0"):
-                raise ValueError("redis cluster: a cluster has database 0 only")
-
-    def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{name}={redact_url(self.url) if name == 'url' else getattr(self, name)!r}"
-            for name in self.__struct_fields__
-        )
-        return f"RedisConfig({fields})"
 
 
 @dataclass(slots=True)
