@@ -40,7 +40,6 @@ __all__ = [
     "attribution_payload",
     "attribution_payloads",
     "capital_payloads",
-    "mc_scenarios",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -112,17 +111,6 @@ _DELTA_USD: Final = AGG_FIELDS.index("delta_usd")
 _CASH_GAMMA: Final = AGG_FIELDS.index("cash_gamma")
 
 
-def mc_scenarios(
-    cov: FloatArray, n_scenarios: int, seed: int, horizon_days: float
-) -> tuple[FloatArray, FloatArray]:
-    """The Monte Carlo scenarios :func:`engine.risk.var.monte_carlo` draws for these arguments
-    (the same generator, seed and method): log-returns and vol moves, (scenarios, U) each."""
-    u = cov.shape[0] // 2
-    rng = np.random.default_rng(seed)
-    draws = rng.multivariate_normal(np.zeros(2 * u), cov * horizon_days, n_scenarios, method="eigh")
-    return np.ascontiguousarray(draws[:, :u]), np.ascontiguousarray(draws[:, u:])
-
-
 def attribute(
     br: BookRisk,
     history: MoveHistory,
@@ -152,7 +140,7 @@ def attribute(
         ),
     }
     scale = math.sqrt(h)
-    mc_ret, mc_dvol = mc_scenarios(cov, cfg.mc_scenarios, cfg.mc_seed, h)
+    mc_ret, mc_dvol = var.mc_draws(cov, cfg.mc_scenarios, cfg.mc_seed, h)
     for method, (r, v) in (
         ("historical", (ret * scale, dvol * scale)),
         ("monte_carlo", (mc_ret, mc_dvol)),

@@ -48,6 +48,7 @@ __all__ = [
     "delta_normal",
     "empirical",
     "historical",
+    "mc_draws",
     "monte_carlo",
     "monte_carlo_books",
 ]
@@ -296,11 +297,13 @@ def _one_book(res: BookScenarioPnL) -> ScenarioPnL:
     return ScenarioPnL(pnl=res.pnl[0], excluded=res.excluded)
 
 
-def _draws(
+def mc_draws(
     cov: npt.ArrayLike, n_scenarios: int, seed: int, horizon_days: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Monte Carlo's scenarios (returns, vol moves): ``n_scenarios`` draws of N(0, N cov) from
-    numpy's PCG64 seeded with ``seed``."""
+    """Monte Carlo's scenarios (returns, vol moves; (scenarios, U) each, C-contiguous):
+    ``n_scenarios`` draws of N(0, N cov) from numpy's PCG64 seeded with ``seed``. What
+    :func:`monte_carlo` and :func:`monte_carlo_books` revalue, and Monte Carlo attribution
+    (:mod:`engine.risk.breakdown`) splits."""
     c = _covariance(cov)
     if c.shape[0] % 2:
         raise ValueError(f"cov must be 2U x 2U (returns, vol moves), got {c.shape}")
@@ -310,7 +313,7 @@ def _draws(
     u = c.shape[0] // 2
     rng = np.random.default_rng(seed)
     draws = rng.multivariate_normal(np.zeros(2 * u), c * horizon_days, n_scenarios, method="eigh")
-    return draws[:, :u], draws[:, u:]
+    return np.ascontiguousarray(draws[:, :u]), np.ascontiguousarray(draws[:, u:])
 
 
 def monte_carlo(
@@ -331,7 +334,7 @@ def monte_carlo(
             and of their relative vol moves (last U rows; zeros for no vol moves).
     """
     _check_levels(confidence, es_confidence)  # before the revaluation, not after it
-    ret, dvol = _draws(cov, n_scenarios, seed, horizon_days)
+    ret, dvol = mc_draws(cov, n_scenarios, seed, horizon_days)
     res = _one_book(book_scenario_pnl(book, ret, dvol, horizon_days))
     var = empirical(res.pnl, confidence, es_confidence, horizon_days, method="monte carlo")
     return var, res
@@ -370,7 +373,7 @@ def monte_carlo_books(
             :func:`monte_carlo`'s.
     """
     _check_levels(confidence, es_confidence)
-    ret, dvol = _draws(cov, n_scenarios, seed, horizon_days)
+    ret, dvol = mc_draws(cov, n_scenarios, seed, horizon_days)
     res = book_scenario_pnl(book, ret, dvol, horizon_days, books, n_books)
     levels = (confidence, es_confidence, horizon_days, "monte carlo")
     return BooksVaR(

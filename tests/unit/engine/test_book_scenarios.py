@@ -28,7 +28,7 @@ from engine.risk.scenarios import (
     distinct_instruments,
     scenario_pnl,
 )
-from engine.risk.var import _draws, empirical, historical, monte_carlo, monte_carlo_books
+from engine.risk.var import empirical, historical, mc_draws, monte_carlo, monte_carlo_books
 from engine.scenario_kernels import ncdf_kernel
 
 SPOTS = np.array([60_000.0, 3_000.0, 150.0])
@@ -103,7 +103,7 @@ def test_distinct_instruments_sums_the_weights_of_equal_rows() -> None:
 
 def test_book_pnl_equals_full_revaluation_per_book_and_total() -> None:
     book, books = mixed_book()
-    ret, dvol = _draws(COV, 2_000, seed=11, horizon_days=1.0)
+    ret, dvol = mc_draws(COV, 2_000, seed=11, horizon_days=1.0)
     new = book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS)
     full = scenario_pnl(book, ret, dvol, 1.0)
     assert new.instruments == 59 + np.isnan(book.sigma).sum()
@@ -120,7 +120,7 @@ def test_each_kind_alone_equals_full_revaluation() -> None:
     """Instrument by instrument (a book each): no error of one kind hides in another's P&L."""
     book, _ = mixed_book()
     inst, _ = distinct_instruments(book)
-    ret, dvol = _draws(COV * 9.0, 300, seed=5, horizon_days=1.0)  # 3x the moves: far tails
+    ret, dvol = mc_draws(COV * 9.0, 300, seed=5, horizon_days=1.0)  # 3x the moves: far tails
     n = inst.kind.size
     new = book_scenario_pnl(inst, ret, dvol, 1.0, np.arange(n), n)
     for i in range(n):
@@ -132,7 +132,7 @@ def test_each_kind_alone_equals_full_revaluation() -> None:
 def test_monte_carlo_books_var_and_es_equal_full_revaluation() -> None:
     book, books = mixed_book(seed=3)
     got = monte_carlo_books(book, books, N_BOOKS, COV, 5_000, seed=17, horizon_days=2.0)
-    ret, dvol = _draws(COV, 5_000, seed=17, horizon_days=2.0)
+    ret, dvol = mc_draws(COV, 5_000, seed=17, horizon_days=2.0)
 
     def full(rows: np.ndarray) -> tuple[float, float]:
         v = empirical(scenario_pnl(sub_book(book, rows), ret, dvol, 2.0).pnl, 0.99, 0.975, 2.0)
@@ -151,7 +151,7 @@ def test_monte_carlo_books_var_and_es_equal_full_revaluation() -> None:
 
 def test_historical_equals_full_revaluation() -> None:
     book, _ = mixed_book(seed=5)
-    ret, dvol = _draws(COV, 250, seed=2, horizon_days=1.0)
+    ret, dvol = mc_draws(COV, 250, seed=2, horizon_days=1.0)
     got, res = historical(book, ret, dvol, horizon_days=10.0)
     full = scenario_pnl(book, ret * math.sqrt(10.0), dvol * math.sqrt(10.0), 10.0).pnl
     ref = empirical(full, 0.99, 0.975, 10.0)
@@ -162,7 +162,7 @@ def test_historical_equals_full_revaluation() -> None:
 
 def test_the_figures_do_not_depend_on_the_number_of_threads() -> None:
     book, books = mixed_book(seed=9)
-    ret, dvol = _draws(COV, 1_500, seed=4, horizon_days=1.0)
+    ret, dvol = mc_draws(COV, 1_500, seed=4, horizon_days=1.0)
     most = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -189,7 +189,7 @@ def test_normal_cdf_against_mpmath() -> None:
 
 def test_bad_books_argument_is_refused() -> None:
     book, books = mixed_book()
-    ret, dvol = _draws(COV, 10, seed=1, horizon_days=1.0)
+    ret, dvol = mc_draws(COV, 10, seed=1, horizon_days=1.0)
     with pytest.raises(ValueError, match="books must"):
         book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS - 1)
     with pytest.raises(ValueError, match="n_books"):
