@@ -407,10 +407,7 @@ class Lots:
             raise PositionsError(*refused)
         if quantity.size == 0:
             return
-        first, _ = distinct(inst)
-        codes = inst[first]
-        inst_rows = np.full(int(inst.max()) + 1, -1, dtype=np.int64)
-        inst_rows[codes] = self._market.rows(list(map(insts.__getitem__, codes.tolist())))
+        inst_rows = self._instrument_rows(inst, insts)
         book_rows = self._rows_in_order(book, lambda c: self.book_row(books[c]))
         lot = self._lots_of(book_rows[book], inst_rows[inst])
         la = self.cols.arrays
@@ -474,7 +471,7 @@ class Lots:
         if np.any(keys[1:] == keys[:-1]):
             raise ValueError("two lots of the same book in the same instrument")
         self.cols.reserve(n + n // 4)  # room for the day's new lots: no doubling at once
-        inst_rows = self._rows_in_order(state.instrument, lambda c: self._market.row(insts[c]))
+        inst_rows = self._instrument_rows(state.instrument, insts)
         book_rows = self._rows_in_order(state.book, lambda c: self.book_row(state.books[c]))
         self._lots_of(book_rows[state.book], inst_rows[state.instrument])
         la = self.cols.arrays
@@ -496,6 +493,16 @@ class Lots:
         """Remember ``ids`` (oldest first) as applied, and ``duplicates`` redelivered fills."""
         self._fill_ids = dict.fromkeys(ids[-FILL_IDS_KEPT:])
         self.duplicate_fills = duplicates
+
+    def _instrument_rows(self, codes: I64, insts: Sequence[Instrument]) -> I64:
+        """The market row of each instrument code in ``codes`` (``insts[code]``), the new ones
+        added at once (:meth:`~engine.market.MarketData.rows`) in the order the codes first
+        appear, as adding them one by one would; -1 for codes that do not appear."""
+        first, _ = distinct(codes)
+        seen = codes[first]
+        rows = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        rows[seen] = self._market.rows([insts[c] for c in seen.tolist()])
+        return rows
 
     @staticmethod
     def _rows_in_order(codes: I64, row_of: Callable[[int], int]) -> I64:
