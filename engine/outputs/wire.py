@@ -88,11 +88,13 @@ class Sink(Protocol):
     """Where the engine's results go (Redis in production). Calls never block and never raise:
     a sink keeps only the latest payload per key while its server is away."""
 
-    def publish(self, key: str, payload: Payload) -> None:
+    def publish(self, key: str, payload: Payload, *, background: bool = False) -> None:
         """Publish ``payload`` as the latest of its family (``payload.family``) under ``key``
         (docs/redis.md: ``{book}:{underlying}`` or ``{book}`` for exposures); a newer payload
         of a key not yet written replaces the older. The sink keeps ``payload`` (frozen) as it
-        is; when a key goes out is the engine's to decide (:mod:`engine.schedule`)."""
+        is; when a key goes out is the engine's to decide (:mod:`engine.schedule`).
+        ``background``: a periodic payload (a full reprice's refresh, a risk period's), which
+        may wait behind the changes that events make (a sink may write it in parts)."""
         ...
 
     def alert(self, payload: AlertPayload) -> None:

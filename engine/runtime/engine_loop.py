@@ -142,10 +142,11 @@ class EngineLoop:
         one when ``flush``: shutdown); returns how many payloads were built."""
         step = self._begin(full)
         if step.full:
-            payloads = self._full(step, flush)
+            payloads, refreshed = self._full(step, flush)
         else:
-            payloads = self._valued(step, self.portfolio.cycle(step.now, False), flush)
-        return self._end(step, payloads)
+            changed = self.portfolio.cycle(step.now, False)
+            payloads, refreshed = self._valued(step, changed, flush), []
+        return self._end(step, payloads, refreshed)
 
     async def acycle(self) -> int:
         """:meth:`cycle`, except that a full reprice and its payloads are computed in a worker
@@ -153,10 +154,11 @@ class EngineLoop:
         step = self._begin(False)
         if step.full:
             async with self.valuing:  # the risk task copies books only outside a reprice
-                payloads = await asyncio.to_thread(self._full, step)
+                payloads, refreshed = await asyncio.to_thread(self._full, step)
         else:
-            payloads = self._valued(step, self.portfolio.cycle(step.now, False), False)
-        return self._end(step, payloads)
+            changed = self.portfolio.cycle(step.now, False)
+            payloads, refreshed = self._valued(step, changed, False), []
+        return self._end(step, payloads, refreshed)
 
     def safe_cycle(self, *, full: bool = False, flush: bool = False) -> None:
         """:meth:`cycle`, logging and counting an exception instead of raising it."""
@@ -272,28 +274,37 @@ class EngineLoop:
             self.retry_unresolved()
         return _Step(t0, now, full, (ticks, quotes, fills))
 
-    def _full(self, step: _Step, flush: bool = False) -> list[tuple[str, Exposure]]:
-        """A full reprice and the payloads due after it (a worker thread runs it): every key
-        is refreshed (:meth:`~engine.schedule.PublishSchedule.refresh`: at once unless it waits
-        for its interval, and without counting against the next change's), the keys due go
-        out too (every changed one when ``flush``)."""
+    def _full(
+        self, step: _Step, flush: bool = False
+    ) -> tuple[list[tuple[str, Exposure]], list[tuple[str, Exposure]]]:
+        """A full reprice and the payloads due after it (a worker thread runs it): the keys due
+        (every changed one when ``flush``; the keys this cycle's events moved are changes, as
+        in any cycle), and every other key refreshed
+        (:meth:`~engine.schedule.PublishSchedule.refresh`: at once unless it waits for its
+        interval, and without counting against the next change's)."""
         p = self.portfolio
+        changed = p.cycle(step.now, False) if any(step.events) else set()
         p.cycle(step.now, True)
         self._next_full_ns = step.now + self._full_interval_ns
         keys = dict.fromkeys(k for b, u in p.bu_keys() for k in ((b, u), (b, None)))
         mono = time.monotonic_ns()
+        self._mark(changed, mono)
+        refreshed = self.schedule.refresh(keys)
         taken = self.schedule.flush(mono) if flush else self.schedule.due(mono)
-        return self._build([*self.schedule.refresh(keys), *taken], step.now)
+        return self._build(taken, step.now), self._build(refreshed, step.now)
 
     def _valued(
         self, step: _Step, changed: set[tuple[str, str]], flush: bool
     ) -> list[tuple[str, Exposure]]:
         """Mark the ``changed`` pairs and their books; build the payloads due now."""
-        schedule = self.schedule
         mono = time.monotonic_ns()
-        schedule.changed([k for b, u in changed for k in ((b, u), (b, None))], mono)
-        due = schedule.flush(mono) if flush else schedule.due(mono)
+        self._mark(changed, mono)
+        due = self.schedule.flush(mono) if flush else self.schedule.due(mono)
         return self._build(due, step.now)
+
+    def _mark(self, changed: set[tuple[str, str]], mono_ns: int) -> None:
+        """The ``changed`` pairs and their books, changed on the publish schedule."""
+        self.schedule.changed([k for b, u in changed for k in ((b, u), (b, None))], mono_ns)
 
     def _build(self, keys: list[Key], now: int) -> list[tuple[str, Exposure]]:
         """The payloads of ``keys``."""
@@ -303,10 +314,19 @@ class EngineLoop:
         books = [b for b, u in keys if u is None]
         return self.portfolio.exposure_payloads(pairs, now, books)
 
-    def _end(self, step: _Step, payloads: list[tuple[str, Exposure]]) -> int:
-        """Publish the payloads (and check the rules on them); record the cycle's timings."""
+    def _end(
+        self,
+        step: _Step,
+        payloads: list[tuple[str, Exposure]],
+        refreshed: list[tuple[str, Exposure]],
+    ) -> int:
+        """Publish the payloads (and check the rules on them), the ``refreshed`` ones (a full
+        reprice's: only time moved) in the background, behind any change; record the cycle's
+        timings."""
         for key, payload in payloads:
             self.out.publish(key, payload)
+        for key, payload in refreshed:
+            self.out.publish(key, payload, background=True)
         done = self.clock.now_ns()
         latencies = [done - ev.ts_recv for events in step.events for ev in events]
         self.latency_ns.extend(latencies)
@@ -315,7 +335,7 @@ class EngineLoop:
         self.cycle_s.append(cycle_s)
         if self.histograms is not None:
             self.histograms.observe(cycle_s, latencies)
-        return len(payloads)
+        return len(payloads) + len(refreshed)
 
     def _until_due_s(self) -> float:
         """Seconds until the first payload falls due (0: one is)."""

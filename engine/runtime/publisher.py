@@ -46,9 +46,10 @@ class Publisher:
         self.latest: dict[tuple[str, str], Payload] = {}
         self.recent_alerts: deque[AlertPayload] = deque(maxlen=8)
 
-    def publish(self, key: str, payload: Payload) -> None:
-        """Hand ``payload`` to the sink under ``key``; evaluate the rules on it."""
-        self.sink.publish(key, payload)
+    def publish(self, key: str, payload: Payload, *, background: bool = False) -> None:
+        """Hand ``payload`` to the sink under ``key`` (``background``: a periodic payload,
+        :meth:`engine.outputs.Sink.publish`); evaluate the rules on it."""
+        self.sink.publish(key, payload, background=background)
         if self.dashboard is not None:
             self.dashboard.publish(key, payload)
         self.latest[(payload.family, key)] = payload

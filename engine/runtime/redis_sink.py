@@ -22,7 +22,10 @@ key of the sink in one slot, :mod:`engine.runtime.redis_link`; docs/redis.md)::
 record, and wake the writer. :meth:`RedisSink.run` writes what was recorded at once, in one
 ``pipeline(transaction=False)`` (the payloads through one Lua script call per family and
 batch: :data:`_PUBLISH`); what is recorded while a write is in flight goes out together in the
-next. When a key is published is the engine's to decide (:mod:`engine.schedule`): the sink
+next. Periodic payloads (a full reprice's refresh of every key, the risk periods' figures) are
+recorded as *background*: each write takes every change first and then at most
+:data:`BACKGROUND_BYTES` of them, so a change never waits behind a whole period's payloads.
+When a key is published is the engine's to decide (:mod:`engine.schedule`): the sink
 writes what it is given. What is held while Redis is away, and what happens when it is full:
 
 - payloads of every family: the latest per key (conflated: a burst on one key holds one
@@ -55,8 +58,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -295,7 +299,7 @@ class RedisSink:
         self._spublish = False  # SPUBLISH: on a Redis Cluster of version 7 or later
         self._heartbeat_interval_ns = round(config.heartbeat_interval_s * 1e9)
         self._heartbeat_ttl_ms = round(config.heartbeat_ttl_s * 1000)
-        self._pending: dict[tuple[str, str], Payload] = {}  # (family, key) -> payload
+        self._pending = _Pending()
         self._latest: dict[tuple[str, str], bytes] = {}  # the last written, to re-publish
         self._alerts = AlertQueue(config.alert_queue)
         self._resync = True  # rebuild the active hash on the first connection too
@@ -313,7 +317,7 @@ class RedisSink:
 
     # ------------------------------------------------------------------ Sink (never blocks)
 
-    def publish(self, key: str, payload: Payload) -> None:
+    def publish(self, key: str, payload: Payload, *, background: bool = False) -> None:
         """Record ``payload`` as the latest of its family (``payload.family``: its channel,
         stream and snapshot hash) under ``key``; it replaces any payload still pending for
         that key (conflation). Never blocks, never raises.
@@ -322,12 +326,11 @@ class RedisSink:
             key: its field in the family's snapshot hash (docs/redis.md), e.g.
                 ``{book}:{underlying}`` or ``{book}`` for an exposure.
             payload: the payload (frozen: the sink keeps it as it is).
+            background: a periodic payload: written after the changes pending, at most
+                :data:`BACKGROUND_BYTES` of them a write (:class:`_Pending`).
         """
-        pending = self._pending
-        k = (payload.family, key)
-        if k not in pending:
-            self.stats.pending = len(pending) + 1
-        pending[k] = payload
+        self._pending.add((payload.family, key), payload, background)
+        self.stats.pending = len(self._pending)
         self._wake.set()
 
     def alert(self, payload: AlertPayload) -> None:
@@ -522,15 +525,20 @@ class RedisSink:
         resync = self._resync
         batch = _Batch(resync=resync)
 
-        # Every payload recorded: the latest per key (conflated).
+        # The payloads recorded (the latest per key): every change, then background payloads
+        # up to the budget (all of them when forced); the rest wakes the next write.
         pending = self._pending
-        taken = list(pending.items())
-        pending.clear()
-        for key, payload in taken:
+        budget = math.inf if force else BACKGROUND_BYTES
+        for key, payload, background in pending.take():
             data = _encoded(payload, key[1], self.stats)
-            if data is not None:
-                batch.exposures[key] = payload
-                batch.encoded[key] = data
+            if data is None:
+                continue
+            batch.add(key, payload, data, background)
+            budget -= len(data) if background else 0
+            if budget <= 0:
+                break
+        if pending.background:
+            self._wake.set()
         encoded = batch.encoded
         if resync:
             # Redis may have restarted empty: every key's latest payload again.
@@ -613,11 +621,9 @@ class RedisSink:
         stats.pending = len(self._pending)
 
     def _rollback(self, batch: _Batch) -> None:
-        """The pipeline failed: its exposures are pending again, unless newer ones arrived."""
-        pending = self._pending
-        for key, payload in batch.exposures.items():
-            pending.setdefault(key, payload)
-        self.stats.pending = len(pending)
+        """The pipeline failed: its payloads are pending again, unless newer ones arrived."""
+        self._pending.put_back(batch.exposures, batch.background)
+        self.stats.pending = len(self._pending)
 
 
 def _raise_if_cancelling() -> None:
@@ -639,16 +645,73 @@ def _fields(mapping: dict[str, bytes]) -> dict[FieldT, EncodableT]:
     return fields
 
 
+PendingKey = tuple[str, str]
+"""A payload's family and key."""
+
+BACKGROUND_BYTES: Final = 64 * 1024
+"""The background payloads one write takes, in encoded bytes (at least one payload): a change
+recorded meanwhile waits for at most about this much (a few tenths of a millisecond of
+Redis's time) instead of a whole period's payloads (a full reprice refreshes every key, a risk
+period publishes every book's figures)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The payloads recorded and not yet written: the latest per key, each in one of two lanes.
+    A change (``background`` False) goes out with the next write; a background payload after
+    every change, within the write's budget. A newer payload takes the key's place in the
+    older's lane, or in the changes' if it is a change (never in both)."""
+
+    changes: dict[PendingKey, Payload] = field(default_factory=dict)
+    background: dict[PendingKey, Payload] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.changes) + len(self.background)
+
+    def add(self, key: PendingKey, payload: Payload, background: bool) -> None:
+        if background and key not in self.changes:
+            self.background[key] = payload
+        else:
+            self.background.pop(key, None)
+            self.changes[key] = payload
+
+    def take(self) -> Iterator[tuple[PendingKey, Payload, bool]]:
+        """Every change, then the background payloads, in the order recorded, with whether it
+        is a background one; each is no longer pending once taken (stop early to leave the
+        rest)."""
+        changes, self.changes = self.changes, {}
+        for key, payload in changes.items():
+            yield key, payload, False
+        background = self.background
+        while background:
+            key = next(iter(background))
+            yield key, background.pop(key), True
+
+    def put_back(self, payloads: Mapping[PendingKey, Payload], background: set[PendingKey]) -> None:
+        """Payloads taken and not written, each in its lane again, unless a newer one came."""
+        for key, payload in payloads.items():
+            if key not in self.changes and key not in self.background:
+                self.add(key, payload, key in background)
+
+
 @dataclass(slots=True)
 class _Batch:
     """What one pipeline carries, to commit or roll back once it has run."""
 
     resync: bool
-    exposures: dict[tuple[str, str], Payload] = field(default_factory=dict)  # from pending
-    encoded: dict[tuple[str, str], bytes] = field(default_factory=dict)  # all payloads written
+    exposures: dict[PendingKey, Payload] = field(default_factory=dict)  # from pending
+    background: set[PendingKey] = field(default_factory=set)  # of those, the background ones
+    encoded: dict[PendingKey, bytes] = field(default_factory=dict)  # all payloads written
     last_alert_seq: int = 0  # alerts up to this sequence number are in the pipeline
     alerts: int = 0
     heartbeat: bool = False
+
+    def add(self, key: PendingKey, payload: Payload, data: bytes, background: bool) -> None:
+        """A payload taken from pending, encoded."""
+        self.exposures[key] = payload
+        self.encoded[key] = data
+        if background:
+            self.background.add(key)
 
 
 def _rebuild_active(

@@ -207,12 +207,12 @@ class RiskTask:
                 self.positioning.payloads, interest, self.registry.get, books, now, valuation
             )
         for key, payload in out:
-            self.out.publish(key, payload)
+            self.out.publish(key, payload, background=True)
         if cross is not None or "cpt" in families:
             for key, extra in await asyncio.to_thread(
                 cross_payloads, books, cross, self.history, self.config, families, now
             ):
-                self.out.publish(key, extra)
+                self.out.publish(key, extra, background=True)
         if "attribution" in families or "capital" in families:
             shares = await asyncio.to_thread(
                 attribution_payloads,
@@ -225,7 +225,7 @@ class RiskTask:
                 holdings,
             )
             for key, share in shares:
-                self.out.publish(key, share)
+                self.out.publish(key, share, background=True)
         if chains:  # the fits hold the GIL (SciPy's Nelder-Mead): in a process of their own
             skews, smile = await self.worker.run(
                 skew_payloads, chains, self.smile_quotes, now, valuation
@@ -264,7 +264,7 @@ class RiskTask:
         figure, book ``*``), keep each underlying's vol level, and hand the smile vols to the
         engine as quotes (``smile_vols``)."""
         for key, payload in payloads:
-            self.out.publish(key, payload)
+            self.out.publish(key, payload, background=True)
             if isinstance(payload, TermStructurePayload):
                 level = vol_level(payload)
                 if level is not None:

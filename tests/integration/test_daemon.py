@@ -477,6 +477,27 @@ def test_each_payload_is_built_at_most_once_per_interval(tmp_path: Path) -> None
     assert daemon.engine.cycle(flush=True) == 2  # a flush builds whatever is dirty
 
 
+def test_a_full_reprices_refresh_waits_behind_changes_in_the_sink(tmp_path: Path) -> None:
+    """A full reprice's refresh of every key goes to the sink as background payloads (written
+    after every change, a part at a time: docs/redis.md#timing); a key an event changed goes as
+    a change, in the same cycle."""
+    daemon, clock = _offline(tmp_path, f"main,{CALL},10\nmain,{PUT},-20\n")
+    pending = daemon.sink._pending  # the sink's two lanes (never written: Redis is offline)
+    daemon.engine.cycle()  # the first cycle is a full one: every key refreshed
+    assert (set(pending.changes), set(pending.background)) == (
+        set(),
+        {("exposure", "main:BTC"), ("exposure", "main:ETH"), ("exposure", "main")},
+    )
+    clock.advance(2 * 10**9)  # past full_reprice_interval_s
+    ts = clock.now_ns()
+    daemon.inbox.put(
+        Quote(instrument=CALL, iv=0.7, underlying_price=61_000.0, ts_event=ts, ts_recv=ts)
+    )
+    assert daemon.engine.cycle() == 3
+    assert set(pending.changes) == {("exposure", "main:BTC"), ("exposure", "main")}
+    assert set(pending.background) == {("exposure", "main:ETH")}
+
+
 class _SteppedClock:
     """A wall clock that an operator (or NTP) can step back: ManualClock never goes back."""
 

@@ -34,7 +34,13 @@ from engine.outputs import (
     encode,
 )
 from engine.runtime.clock import LiveClock
-from engine.runtime.redis_sink import RedisConfig, RedisSink, classify, redact_url
+from engine.runtime.redis_sink import (
+    BACKGROUND_BYTES,
+    RedisConfig,
+    RedisSink,
+    classify,
+    redact_url,
+)
 from tests.factories import alert, payload
 from tests.servers import RedisServer
 
@@ -222,6 +228,32 @@ async def test_a_large_batch_goes_out_whole_and_in_order(
     snap = await snapshot(client, unique)
     assert {k: v["delta_usd"] for k, v in snap.items()} == {k: float(i) for i, k in enumerate(keys)}
     assert sink.stats.published == n
+
+
+async def test_a_change_goes_out_ahead_of_a_backlog_of_background_payloads(
+    redis_server: RedisServer, client: aioredis.Redis, unique: str, make_sink: SinkFactory
+) -> None:
+    """Background payloads (a full reprice's refresh, the risk periods') go out after every
+    change, at most BACKGROUND_BYTES a write: a change recorded behind a backlog several writes
+    long is on the channel before any of it; the backlog follows whole, in order. A change of a
+    key whose background payload is pending replaces it (one message, the change)."""
+    n = 3 * BACKGROUND_BYTES // len(encode(exposure(0.0, book="b000:BTC"))) + 1  # 4 writes
+    sink = make_sink(fast_config(redis_server.url, unique), LiveClock())
+    keys = [f"b{i:03d}:BTC" for i in range(n)]
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(f"{unique}:exposure")
+        for i, key in enumerate(keys):
+            sink.publish(key, exposure(float(i), book=key), background=True)
+        sink.publish("urgent:BTC", exposure(-1.0, book="urgent:BTC"))
+        sink.publish(keys[7], exposure(-7.0, book=keys[7]))  # a change of a pending key
+        async with running(sink):
+            messages = [await next_message(pubsub) for _ in range(n + 1)]
+    books = [m["book"] for m in messages]
+    assert books[:2] == ["urgent:BTC", keys[7]]
+    assert messages[1]["delta_usd"] == -7.0
+    assert books[2:] == keys[:7] + keys[8:]
+    assert sink.stats.pipelines >= 4
+    assert sink.stats.published == n + 1
 
 
 async def test_a_key_of_another_type_under_the_prefix_is_fatal(

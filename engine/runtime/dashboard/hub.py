@@ -324,9 +324,10 @@ class DashboardHub:
 
     # ------------------------------------------------------------------ Sink (engine's path)
 
-    def publish(self, key: str, payload: Payload) -> None:
+    def publish(self, key: str, payload: Payload, *, background: bool = False) -> None:
         """Record ``payload`` as the latest under its family and ``key`` (O(1), never
-        blocks)."""
+        blocks); ``background`` payloads too: the hub sends every browser the latest of
+        each key on its own pace."""
         self._pending[(payload.family, key)] = payload
         self._wake.set()
 
