@@ -134,6 +134,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             futures, in the margin payload (docs/margin.md#us-margin-in-the-daemon).
         forwards: ``[risk.forwards]``: the ``forwards`` payloads (implied forwards and
             dividends per expiry, docs/us-options.md).
+        threads: the kernel threads of the periods' computations; 0: every thread numba has
+            but one (at least one), so that the streaming path always keeps a core.
     """
 
     enabled: bool = True
@@ -172,6 +174,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     positioning: PositioningConfig = PositioningConfig()
     us_margin: UsMarginConfig = UsMarginConfig()
     forwards: ForwardsConfig = ForwardsConfig()
+    threads: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     def __post_init__(self) -> None:
         if not (self.stress_spot and self.stress_vol):

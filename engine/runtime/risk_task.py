@@ -15,7 +15,11 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+import numba
 
 from engine.clock import Clock
 from engine.curves import ZeroCurve
@@ -60,6 +64,8 @@ from engine.state import BookRisk, Portfolio
 __all__ = ["RiskTask", "check_hedges", "load_history"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RiskTask:
@@ -117,6 +123,9 @@ class RiskTask:
         self.spreads = SpreadHistory(config.liquidity.window)
         self.worker = WorkerProcess()
         self.positioning = Positioning(config.positioning)
+        cores = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # untyped
+        self.threads = min(config.threads, cores) if config.threads else max(cores - 1, 1)
+        """The kernel threads of the periods' computations (``[risk] threads``)."""
 
     def periods(self) -> dict[str, float]:
         """Each family published, and its period in seconds."""
@@ -174,7 +183,7 @@ class RiskTask:
             holdings = self.strategies.held() if {"attribution", "margin"} & set(families) else []
         levels = [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
         self._record_levels(now, levels + (cross.levels if cross is not None else []))
-        out = await asyncio.to_thread(
+        out = await self._off_loop(
             risk_payloads,
             books,
             hedges,
@@ -187,7 +196,7 @@ class RiskTask:
             holdings,
         )
         if parity:
-            forwards = await asyncio.to_thread(
+            forwards = await self._off_loop(
                 forwards_payloads, parity, self.curves, self.config.forwards, now, valuation
             )
             for _, chain in forwards:  # the engine prices on them where configured
@@ -195,7 +204,7 @@ class RiskTask:
                     self.inbox.put_carry(carry)
             out += forwards
         if quotes:
-            out += await asyncio.to_thread(self._liquidity, books, quotes, out, now)
+            out += await self._off_loop(self._liquidity, books, quotes, out, now)
         if hedges:
             out += [
                 (key, slippage_payload(h, depth.get(h.future), hedges[h.underlying].inverse, now))
@@ -203,18 +212,18 @@ class RiskTask:
                 if isinstance(h, HedgePayload)
             ]  # a walk of at most the levels of one book per hedge: light
         if interest:  # the registry only grows: read from the worker
-            out += await asyncio.to_thread(
+            out += await self._off_loop(
                 self.positioning.payloads, interest, self.registry.get, books, now, valuation
             )
         for key, payload in out:
             self.out.publish(key, payload, background=True)
         if cross is not None or "cpt" in families:
-            for key, extra in await asyncio.to_thread(
+            for key, extra in await self._off_loop(
                 cross_payloads, books, cross, self.history, self.config, families, now
             ):
                 self.out.publish(key, extra, background=True)
         if "attribution" in families or "capital" in families:
-            shares = await asyncio.to_thread(
+            shares = await self._off_loop(
                 attribution_payloads,
                 books,
                 self.history,
@@ -231,6 +240,10 @@ class RiskTask:
                 skew_payloads, chains, self.smile_quotes, now, valuation
             )
             self._publish_skew(skews, smile, now)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread, its kernels on at most ``[risk] threads`` threads."""
+        return await asyncio.to_thread(_on_threads, self.threads, fn, *args)
 
     def _price(self, inst: Instrument) -> float:
         """The latest price of an index, or of a tradable instrument (a share, a future)."""
@@ -288,6 +301,17 @@ class RiskTask:
         if self.history_file is not None:
             for day, und, price, vol in recorded:
                 _append_line(self.history_file, f"{day},{und},{price!r},{vol or ''}")
+
+
+def _on_threads(threads: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` with numba's parallel kernels on ``threads`` threads (a setting of the
+    calling thread only: the executor's thread gets its own back)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        numba.set_num_threads(before)
 
 
 def _append_line(path: Path, row: str) -> None:

@@ -7,6 +7,7 @@ of engine.outputs, at the valuation time each payload states.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import math
@@ -19,6 +20,7 @@ from typing import Any
 
 import aiomqtt
 import msgspec
+import numba
 import numpy as np
 import orjson
 import pytest
@@ -496,6 +498,30 @@ def test_a_full_reprices_refresh_waits_behind_changes_in_the_sink(tmp_path: Path
     assert daemon.engine.cycle() == 3
     assert set(pending.changes) == {("exposure", "main:BTC"), ("exposure", "main")}
     assert set(pending.background) == {("exposure", "main:ETH")}
+
+
+def test_the_risk_periods_leave_the_streaming_path_a_core(tmp_path: Path) -> None:
+    """``[risk] threads``: by default the periods' kernels run on every numba thread but one
+    (at least one); an explicit count is kept (capped at numba's); the worker thread's own
+    setting is restored after each computation."""
+    cores = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # untyped
+    daemon, _ = _offline(tmp_path, f"main,{CALL},10\n")
+    assert daemon.risk.threads == max(cores - 1, 1)
+    assert asyncio.run(daemon.risk._off_loop(numba.get_num_threads)) == max(cores - 1, 1)
+    (tmp_path / "riskd.toml").write_text(
+        (tmp_path / "riskd.toml").read_text() + "[risk]\nthreads = 64\n"
+    )
+    explicit = build(load_config(tmp_path / "riskd.toml"), tmp_path / "riskd.toml")
+    assert explicit.risk.threads == cores
+
+    async def twice() -> tuple[int, int]:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            asyncio.get_running_loop().set_default_executor(pool)
+            inner = await daemon.risk._off_loop(numba.get_num_threads)
+            after = await asyncio.to_thread(numba.get_num_threads)  # the same thread, later
+        return inner, after
+
+    assert asyncio.run(twice()) == (max(cores - 1, 1), cores)
 
 
 class _SteppedClock:
