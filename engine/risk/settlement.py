@@ -415,11 +415,16 @@ class Settler:
         keeps them, to publish them again after a restart as the journal's replay does)."""
 
     def step(
-        self, portfolio: Portfolio, now_ns: int, on_settle: OnSettle | None = None
+        self,
+        portfolio: Portfolio,
+        now_ns: int,
+        on_settle: OnSettle | None = None,
+        *,
+        settle: bool = True,
     ) -> list[SettlementPayload]:
-        """Sample each held expiry in its window; settle those that have passed. Returns the
-        payloads to publish (the running averages, and what settled). Call it about once a
-        second."""
+        """Sample each held expiry in its window; settle those that have passed (unless not
+        ``settle``: they wait for a later step). Returns the payloads to publish (the running
+        averages, and what settled). Call it about once a second."""
         out = []
         for index, expiry_ns in portfolio.held_expiries():
             if now_ns < expiry_ns - WINDOW_NS:
@@ -434,6 +439,8 @@ class Settler:
                     acc.add(now_ns, price)
                 if acc.value(now_ns).status != TwapStatus.NO_SAMPLES:
                     out.append(self.payload(index, expiry_ns, acc.value(now_ns), [], now_ns))
+                continue
+            if not settle:
                 continue
             twap = acc.value(now_ns)
             if twap.status == TwapStatus.NO_SAMPLES:  # no index in the window: the latest

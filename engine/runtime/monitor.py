@@ -162,12 +162,17 @@ class Monitor:
 
     async def settle(self) -> int:
         """Sample and settle the expiries due (outside a full reprice); publish what changed.
-        A settlement is journaled before its positions leave the book. Returns how many
-        positions settled."""
+        A settlement is journaled before its positions leave the book, and only while no fill
+        waits in the queue (else it waits for the next second): a journaled fill is in the
+        book before any settlement journaled after it, as a restart replays them. Returns how
+        many positions settled."""
         try:
             async with self.valuing:
                 payloads = self.settler.step(
-                    self.engine.portfolio, self.clock.now_ns(), self._journal
+                    self.engine.portfolio,
+                    self.clock.now_ns(),
+                    self._journal,
+                    settle=not self.inbox.inbox.fills_queued,
                 )
         except Exception:  # a bug in settling must not stop the monitor (or the daemon)
             self.errors += 1

@@ -33,7 +33,7 @@ from engine.errors import ConfigError
 from engine.events import Fill, Quote, Tick
 from engine.greeks import inverse
 from engine.instruments import parse_deribit_name
-from engine.outputs import TermStructurePayload, UnderlyingExposure
+from engine.outputs import SettlementPayload, TermStructurePayload, UnderlyingExposure
 from engine.risk import var
 from engine.risk.report import vol_level
 from engine.runtime.app import Daemon, build, run
@@ -840,6 +840,59 @@ async def test_expired_positions_settle_at_the_index_twap(
     try:
         assert again.settler.realised_pnl_usd == daemon.settler.realised_pnl_usd
         assert await again.monitor.settle() == 0  # nothing left to settle
+        again.engine.cycle(full=True)
+        assert again.out.exposures()["main"].n_positions == 0
+    finally:
+        await again.sink.aclose()
+        if again.inbox.journal is not None:
+            again.inbox.journal.close()
+
+
+async def test_a_fill_queued_before_a_settlement_is_in_the_book_it_settles(
+    tmp_path: Path, redis_server: RedisServer, unique: str
+) -> None:
+    """A fill journaled and queued when its expiry falls due is applied before the expiry
+    settles (the settlement waits for the next second): the journal's order (fill, then
+    settlement) is the book's, so a restart replays the same realised P&L."""
+    (tmp_path / "positions.csv").write_text(
+        f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\n"
+    )
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n'
+        '[portfolio]\npositions = "positions.csv"\njournal = "fills.journal"\n'
+        "[risk]\nenabled = false\n"
+    )
+    call = parse_deribit_name(CALL)
+    assert call is not None
+    assert call.expiry_ns is not None
+    expiry = call.expiry_ns
+    clock = ManualClock(expiry - 60 * 10**9)
+    daemon = build(load_config(path), path, clock=clock)
+    try:
+        now = clock.now_ns()
+        daemon.portfolio.apply_tick(
+            Tick(instrument="btc_usd", price=70_000.0, ts_event=now, ts_recv=now)
+        )
+        assert await daemon.monitor.settle() == 0  # a sample of the average
+        clock.set(expiry + 10**9)
+        await daemon.inbox.put_fill(
+            Fill(book="main", instrument=CALL, quantity=5.0, price=0.04, ts_event=1, ts_recv=1)
+        )
+        assert await daemon.monitor.settle() == 0  # a fill waits: the settlement too
+        daemon.engine.cycle()  # the fill goes in
+        clock.set(expiry + 2 * 10**9)
+        assert await daemon.monitor.settle() == 1
+        settled = daemon.out.latest[("settlement", "btc_usd:2030-12-27T08:00:00Z")]
+        assert isinstance(settled, SettlementPayload)
+        assert [x.quantity for x in settled.positions] == [15.0]
+    finally:
+        await daemon.sink.aclose()
+    assert daemon.inbox.journal is not None
+    daemon.inbox.journal.close()
+    again = build(load_config(path), path, clock=ManualClock(expiry + 5 * 10**9))
+    try:
+        assert again.settler.realised_pnl_usd == daemon.settler.realised_pnl_usd
         again.engine.cycle(full=True)
         assert again.out.exposures()["main"].n_positions == 0
     finally:
