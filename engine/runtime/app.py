@@ -76,12 +76,15 @@ def build(
     config_path: Path,
     clock: Clock | None = None,
     portfolio: Portfolio | None = None,
+    *,
+    write: bool = True,
 ) -> Daemon:
     """Every component, ready to run: registry, positions, feeds, sink, alerts, the tasks.
 
     ``clock`` defaults to the wall clock, or to a ManualClock moved by the data when a replay
     feed is configured; tests inject their own. ``portfolio``: a book built beforehand (the
-    benchmarks'), with its own registry; default a new one.
+    benchmarks'), with its own registry; default a new one. Not ``write``: a daemon to inspect,
+    not to run (``riskd check-config``): the journal and the checkpoint are read, not changed.
 
     Raises:
         ConfigError: an unreadable or bad positions file, an unknown instrument in it, a feed
@@ -97,7 +100,7 @@ def build(
     resent = any(
         isinstance(f, ReplayConfig | SimFeedConfig | UsSimFeedConfig) for f in config.feeds
     )
-    book = open_book(config, config_path, portfolio, gate, resent_fills=resent)  # fills again
+    book = open_book(config, config_path, portfolio, gate, resent_fills=resent, write=write)
     strategies = book.strategies
     hedged = list(config.risk.hedge_future.values())
     valuing = asyncio.Lock()  # held while a worker thread reprices the portfolio

@@ -214,7 +214,7 @@ def _check_config(path: Path) -> int:
     from engine.runtime.config import load_config, redacted
 
     config = load_config(path)
-    daemon = build(config, path)
+    daemon = build(config, path, write=False)  # a daemon may be running on these files
     report = {
         "config": redacted(config),
         "positions": daemon.portfolio.instrument_status().lots,

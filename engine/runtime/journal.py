@@ -111,12 +111,17 @@ class FillJournal:
         """Where :meth:`open` began returning entries: the ``start`` it was given when the
         journal's first ``start`` bytes had the SHA-256 given with it, else 0 (every entry)."""
 
-    def open(self, start: int = 0, start_sha256: str = "") -> list[Fill | Settlement]:
+    def open(
+        self, start: int = 0, start_sha256: str = "", *, write: bool = True
+    ) -> list[Fill | Settlement]:
         """Open for appending; returns the fills and settlements already in it (oldest first)
         when it extends the same positions, else sets the old journal aside and starts a new
         one. With ``start`` (a checkpoint's offset) and the SHA-256 of the journal's first
         ``start`` bytes, only the entries after ``start`` are returned when the journal begins
-        with those bytes (:attr:`resumed_at`); otherwise every entry is.
+        with those bytes (:attr:`resumed_at`); otherwise every entry is. Not ``write``: read
+        only (``riskd check-config``): the file is left as it is (a line cut short is not
+        truncated, a journal of other positions not set aside: none of its entries is
+        returned) and not opened for appending.
 
         Raises:
             OSError: the file cannot be read or written.
@@ -130,7 +135,8 @@ class FillJournal:
             cut = len(data) - 1 - data.rfind(b"\n")  # after the last newline: a cut line
             if cut:  # cut short by a crash: not acknowledged, so redelivered; drop it
                 data = data[: len(data) - cut]
-                os.truncate(self.path, len(data))
+                if write:
+                    os.truncate(self.path, len(data))
             first = data.find(b"\n") + 1
             try:
                 header = _HEADER.decode(data[: first - 1]) if first else None
@@ -143,8 +149,10 @@ class FillJournal:
                 begin = self.resumed_at or first
                 lines = data[begin:].split(b"\n")[:-1]
                 fills = self._entries(lines, data.count(b"\n", 0, begin) + 1)
-            else:
+            elif write:
                 self.path.rename(self.path.with_name(f"{self.path.name}.{time.time_ns()}.old"))
+        if not write:
+            return fills
         new = not self.path.exists()
         self._file = self.path.open("ab")
         self.size = self._file.tell()
@@ -214,10 +222,12 @@ def open_journal(
     config_path: Path,
     start: int = 0,
     start_sha256: str = "",
+    write: bool = True,
 ) -> tuple[FillJournal | None, list[Fill | Settlement]]:
     """The fill journal at ``path`` (``portfolio.journal``; None: none) and the fills and
-    settlements already in it (after ``start``: :meth:`FillJournal.open`);
-    ``positions_sha256`` names the positions file it continues (:func:`positions_digest`).
+    settlements already in it (after ``start``: :meth:`FillJournal.open`, read only when not
+    ``write``); ``positions_sha256`` names the positions file it continues
+    (:func:`positions_digest`).
 
     Raises:
         ConfigError: it cannot be read or written, it is corrupt, or a feed sends its fills
@@ -233,6 +243,6 @@ def open_journal(
         )
     journal = FillJournal(path, positions_sha256)
     try:
-        return journal, journal.open(start, start_sha256)
+        return journal, journal.open(start, start_sha256, write=write)
     except (OSError, ValueError) as exc:
         raise ConfigError(str(path), f"{exc} - at `$.portfolio.journal`") from exc

@@ -97,10 +97,12 @@ def open_book(
     gate: ShardGate | None = None,
     *,
     resent_fills: bool,
+    write: bool = True,
 ) -> OpenedBook:
     """The book at start: from the checkpoint and the journal's tail when the checkpoint can be
     used, else from the positions file (the rows of ``gate``'s shard) and the whole journal
-    (module docstring).
+    (module docstring). Not ``write`` (``riskd check-config``): every file is left as it is
+    (an unusable checkpoint is only logged, the journal read only: :meth:`FillJournal.open`).
 
     Raises:
         ConfigError: a bad positions file, an unreadable or corrupt journal (not a checkpoint:
@@ -116,7 +118,7 @@ def open_book(
     digest = positions_digest(text)
     ident = book_identity(config, digest)
     path = config_relative(config.checkpoint.path, config_path)
-    found = _read(path, ident) if path is not None else None
+    found = _read(path, ident, write) if path is not None else None
     start = found.header.journal_offset if found is not None else 0
     journal, entries = open_journal(
         config_relative(config.portfolio.journal, config_path),
@@ -125,6 +127,7 @@ def open_book(
         config_path=config_path,
         start=start,
         start_sha256=found.header.journal_sha256 if found is not None else "",
+        write=write,
     )
     strategies = StrategyBook(portfolio.registry.get)
     if found is not None and path is not None:
@@ -134,7 +137,7 @@ def open_book(
             state = found.state()
             restore(state, portfolio, strategies)
         except CheckpointError as exc:
-            _set_aside(path, exc.reason)
+            _set_aside(path, exc.reason, write)
         else:
             logger.info(
                 "checkpoint loaded",
@@ -145,25 +148,33 @@ def open_book(
         if journal is not None and journal.resumed_at:  # the tail only: read it all
             journal.close()
             journal, entries = open_journal(
-                journal.path, digest, resent_fills=resent_fills, config_path=config_path
-            )
+                journal.path, digest, resent_fills=resent_fills, config_path=config_path,
+                write=write,
+            )  # fmt: skip
     strategies = load_book(positions, portfolio, portfolio.registry, gate)
     return OpenedBook(strategies, journal, entries, None, ident)
 
 
-def _read(path: Path, ident: str) -> Checkpoint | None:
+def _read(path: Path, ident: str, write: bool) -> Checkpoint | None:
     """The checkpoint at ``path`` if there is one and it is usable; one set aside (logged)
-    otherwise."""
+    otherwise (only logged when not ``write``)."""
     if not path.exists():
         return None
     try:
         return read_checkpoint(path, ident)
     except CheckpointError as exc:
-        _set_aside(path, exc.reason)
+        _set_aside(path, exc.reason, write)
         return None
 
 
-def _set_aside(path: Path, reason: str) -> None:
+def _set_aside(path: Path, reason: str, write: bool) -> None:
+    if not write:
+        logger.warning(
+            "checkpoint unusable: a start would set it aside and replay the journal in full: %s",
+            reason,
+            extra={"path": str(path)},
+        )
+        return
     aside = set_aside(path)
     logger.warning(
         "checkpoint set aside, replaying the journal in full: %s",

@@ -19,7 +19,9 @@ import redis
 from numpy.testing import assert_allclose
 
 from engine.daycount import year_fraction
+from engine.events import Fill
 from engine.greeks import bsm, inverse
+from engine.runtime.journal import FillJournal, positions_digest
 from tests.servers import RedisServer, free_port
 
 RISKD = Path(sys.executable).with_name("riskd")
@@ -361,6 +363,34 @@ def test_the_view_stays_off_when_stdout_is_not_a_terminal(tmp_path: Path) -> Non
     logs = [json.loads(line) for line in out.stdout.splitlines()]  # every line: JSON
     assert [e["msg"] for e in logs if e["msg"] in ("started", "stopped")] == ["started", "stopped"]
     assert not (tmp_path / "riskd.log").exists()
+
+
+def test_check_config_leaves_the_journal_and_the_checkpoint_as_they_are(tmp_path: Path) -> None:
+    """check-config may run beside a live daemon on the same files: it reads the journal and
+    the checkpoint and changes neither, where a start would truncate a line cut short, set
+    aside a journal of other positions and an unusable checkpoint."""
+    positions = "book,instrument,quantity\nmain,BTC-27DEC30-60000-C,10\n"
+    path = _write_config(
+        tmp_path,
+        '[portfolio]\npositions = "positions.csv"\njournal = "fills.jsonl"\n'
+        '[checkpoint]\npath = "book.ckpt"\n',
+        positions,
+    )
+    (tmp_path / "book.ckpt").write_bytes(b"not a checkpoint")
+    fill = Fill(book="main", instrument="BTC-27DEC30-60000-C", quantity=1.0, ts_event=1, ts_recv=2)
+    for journaled in (positions, "book,instrument,quantity\n"):  # these positions, others
+        j = FillJournal(tmp_path / "fills.jsonl", positions_digest(journaled))
+        j.open()
+        j.append(fill)
+        j.close()
+        with (tmp_path / "fills.jsonl").open("ab") as f:
+            f.write(b'{"book": "main", "instr')  # a line cut short by a crash
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        out = _run("check-config", "-c", str(path))
+        assert out.returncode == 0, out.stderr
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+        assert "checkpoint unusable" in out.stderr
+        (tmp_path / "fills.jsonl").unlink()
 
 
 def test_replay_file_missing_exits_2(tmp_path: Path) -> None:
