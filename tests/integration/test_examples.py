@@ -313,7 +313,10 @@ async def test_alert_bot_misses_nothing_across_a_restart(
             again = await _spawn("alert_bot", tmp_path / "bot2.log", *argv)
             running.append(again)
             await again.wait_lines(3)
-            await asyncio.sleep(0.3)  # nothing more comes
+            sentinel = {**again.lines[-1], "id": "sentinel", "ts_ns": 1}
+            await r.xadd(stream, {"data": orjson.dumps(sentinel)})
+            await again.wait_lines(4)  # the last entry: any repeat would have come before it
+            assert _key(again.lines[3]) == _key(sentinel)
             assert await again.stop() == 0
             assert again.logged("resynced from the active hash") == 0  # resumed at its cursor
 
@@ -322,7 +325,7 @@ async def test_alert_bot_misses_nothing_across_a_restart(
         del want[2]  # the repeat written by the test
         got = [_key(p) for p in bot.lines + again.lines]
         assert got == want  # all, once each, in the order of the stream
-        assert [(k[0].split(":")[0], k[1]) for k in got[4:]] == [
+        assert [(k[0].split(":")[0], k[1]) for k in got[4:7]] == [
             (BOOK_RULE, "raised"),
             (DEEP_RULE, "raised"),
             (DEEP_RULE, "cleared"),
@@ -333,6 +336,10 @@ async def test_alert_bot_misses_nothing_across_a_restart(
 
 async def _xlen_is(r: aioredis.Redis, key: str, n: int) -> bool:
     return bool(await r.xlen(key) == n)
+
+
+async def _grown(r: aioredis.Redis, key: str, n: int) -> bool:
+    return bool(await r.xlen(key) >= n)
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -414,7 +421,9 @@ async def test_alert_bot_webhook_retries_and_gives_up(
             hook.always_fail = False
             await book.fill(-1000)  # book_short raised: the bot went on
             await wait_until(lambda: len(ok()) == 3)
-            await asyncio.sleep(0.3)
+            sentinel = {**orjson.loads(ok()[-1][1]), "id": "sentinel", "ts_ns": 1}
+            await r.xadd(f"{unique}:alerts:stream", {"data": orjson.dumps(sentinel)})
+            await wait_until(lambda: len(ok()) == 4)  # the last: any repeat would come first
             assert await bot.stop() == 0
             assert bot.lines == []  # a webhook bot prints nothing
     finally:
@@ -422,8 +431,9 @@ async def test_alert_bot_webhook_retries_and_gives_up(
         server.server_close()
         thread.join()
         await r.aclose()
-    delivered = [orjson.loads(body) for _, body in ok()]
-    assert [k for k, _ in ok()] == [":".join(map(str, _key(p))) for p in delivered]
+    *delivered, last = [orjson.loads(body) for _, body in ok()]
+    assert _key(last) == ("sentinel", sentinel["state"], 1)
+    assert [k for k, _ in ok()[:3]] == [":".join(map(str, _key(p))) for p in delivered]
     got = [(p["alert"], p["state"]) for p in delivered]
     assert sorted(got[:2]) == [(BOOK_RULE, "raised"), (DEEP_RULE, "raised")]
     assert got[2] == (BOOK_RULE, "raised")
@@ -473,10 +483,13 @@ async def test_alert_bot_reconnects_after_a_redis_restart(
                 await book.fill(-1000)  # deep_short raised
                 await book.fill(2000)  # both cleared
                 await bot.wait_lines(4)
-                await asyncio.sleep(0.3)
+                sentinel = {**bot.lines[-1], "id": "sentinel", "ts_ns": 1}
+                await r.xadd(f"{unique}:alerts:stream", {"data": orjson.dumps(sentinel)})
+                await bot.wait_lines(5)  # the last entry: any repeat would have come before it
                 assert await bot.stop() == 0
                 assert bot.logged("redis restarted (new run_id): resync") == 1
-            got = [(p["alert"], p["state"]) for p in bot.lines]
+            assert _key(bot.lines[4]) == _key(sentinel)
+            got = [(p["alert"], p["state"]) for p in bot.lines[:4]]
             assert got[:2] == [(BOOK_RULE, "raised"), (DEEP_RULE, "raised")]
             assert sorted(got[2:]) == [(BOOK_RULE, "cleared"), (DEEP_RULE, "cleared")]
             assert not any(p.get("synthetic") for p in bot.lines)
@@ -590,7 +603,8 @@ async def test_hedger_prints_every_order_once_across_crashes(
                 # it, and it is the only entry allowed to go unprinted.
                 killed_at = HedgerState.load(state, stream, group, consumer).last_id
 
-                await asyncio.sleep(0.5)  # the daemon goes on publishing
+                published = await r.xlen(stream)  # the daemon goes on publishing meanwhile
+                await _until(lambda: _grown(r, stream, published + 1), "an entry while down")
                 second = await _spawn("hedger", tmp_path / "h2.log", *argv)
                 runs.append(second)
                 await second.wait_lines(5)
