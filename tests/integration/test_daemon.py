@@ -765,6 +765,41 @@ def test_an_underlyings_vol_level_is_its_first_atm_vol_a_week_out() -> None:
     assert vol_level(term([week], [math.nan])) is None
 
 
+def _journaled(
+    tmp_path: Path, rows: str, redis_server: RedisServer, unique: str
+) -> tuple[Path, int]:
+    """A config on the positions ``rows`` (``book,instrument,quantity,avg_price``) with a fill
+    journal and the risk periods off; and the expiry of ``CALL``, UNIX ns."""
+    (tmp_path / "positions.csv").write_text(f"book,instrument,quantity,avg_price\n{rows}")
+    path = tmp_path / "riskd.toml"
+    path.write_text(
+        f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n'
+        '[portfolio]\npositions = "positions.csv"\njournal = "fills.journal"\n'
+        "[risk]\nenabled = false\n"
+    )
+    call = parse_deribit_name(CALL)
+    assert call is not None
+    assert call.expiry_ns is not None
+    return path, call.expiry_ns
+
+
+async def _restart_realises_the_same(daemon: Daemon, path: Path, expiry: int) -> None:
+    """After ``daemon`` settled every position of ``path`` at ``expiry``: a daemon restarted
+    from its journal realised the same P&L, has nothing left to settle and holds nothing."""
+    assert daemon.inbox.journal is not None
+    daemon.inbox.journal.close()
+    again = build(load_config(path), path, clock=ManualClock(expiry + 5 * 10**9))
+    try:
+        assert again.settler.realised_pnl_usd == daemon.settler.realised_pnl_usd
+        assert await again.monitor.settle() == 0
+        again.engine.cycle(full=True)
+        assert again.out.exposures()["main"].n_positions == 0
+    finally:
+        await again.sink.aclose()
+        if again.inbox.journal is not None:
+            again.inbox.journal.close()
+
+
 async def test_expired_positions_settle_at_the_index_twap(
     tmp_path: Path, redis_server: RedisServer, unique: str
 ) -> None:
@@ -775,19 +810,9 @@ async def test_expired_positions_settle_at_the_index_twap(
     leave the book, and each position's payload reaches Redis. The settlement is journaled: a
     restarted daemon holds neither position and has realised the same P&L."""
     future = "BTC-27DEC30"
-    (tmp_path / "positions.csv").write_text(
-        f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\nmain,{future},-100000,60000\n"
+    path, expiry = _journaled(
+        tmp_path, f"main,{CALL},10,0.05\nmain,{future},-100000,60000\n", redis_server, unique
     )
-    path = tmp_path / "riskd.toml"
-    path.write_text(
-        f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n'
-        '[portfolio]\npositions = "positions.csv"\njournal = "fills.journal"\n'
-        "[risk]\nenabled = false\n"
-    )
-    call = parse_deribit_name(CALL)
-    assert call is not None
-    assert call.expiry_ns is not None
-    expiry = call.expiry_ns
     clock = ManualClock(expiry - 31 * 60 * 10**9)
     daemon = build(load_config(path), path, clock=clock)
     p = daemon.portfolio
@@ -834,18 +859,7 @@ async def test_expired_positions_settle_at_the_index_twap(
         opt["pnl_usd"] + fut["pnl_usd"], rel=1e-12
     )
     # A restart: the journal's settlement takes the positions out again, at the same price.
-    assert daemon.inbox.journal is not None
-    daemon.inbox.journal.close()
-    again = build(load_config(path), path, clock=ManualClock(expiry + 5 * 10**9))
-    try:
-        assert again.settler.realised_pnl_usd == daemon.settler.realised_pnl_usd
-        assert await again.monitor.settle() == 0  # nothing left to settle
-        again.engine.cycle(full=True)
-        assert again.out.exposures()["main"].n_positions == 0
-    finally:
-        await again.sink.aclose()
-        if again.inbox.journal is not None:
-            again.inbox.journal.close()
+    await _restart_realises_the_same(daemon, path, expiry)
 
 
 async def test_a_fill_queued_before_a_settlement_is_in_the_book_it_settles(
@@ -854,19 +868,7 @@ async def test_a_fill_queued_before_a_settlement_is_in_the_book_it_settles(
     """A fill journaled and queued when its expiry falls due is applied before the expiry
     settles (the settlement waits for the next second): the journal's order (fill, then
     settlement) is the book's, so a restart replays the same realised P&L."""
-    (tmp_path / "positions.csv").write_text(
-        f"book,instrument,quantity,avg_price\nmain,{CALL},10,0.05\n"
-    )
-    path = tmp_path / "riskd.toml"
-    path.write_text(
-        f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n'
-        '[portfolio]\npositions = "positions.csv"\njournal = "fills.journal"\n'
-        "[risk]\nenabled = false\n"
-    )
-    call = parse_deribit_name(CALL)
-    assert call is not None
-    assert call.expiry_ns is not None
-    expiry = call.expiry_ns
+    path, expiry = _journaled(tmp_path, f"main,{CALL},10,0.05\n", redis_server, unique)
     clock = ManualClock(expiry - 60 * 10**9)
     daemon = build(load_config(path), path, clock=clock)
     try:
@@ -888,17 +890,7 @@ async def test_a_fill_queued_before_a_settlement_is_in_the_book_it_settles(
         assert [x.quantity for x in settled.positions] == [15.0]
     finally:
         await daemon.sink.aclose()
-    assert daemon.inbox.journal is not None
-    daemon.inbox.journal.close()
-    again = build(load_config(path), path, clock=ManualClock(expiry + 5 * 10**9))
-    try:
-        assert again.settler.realised_pnl_usd == daemon.settler.realised_pnl_usd
-        again.engine.cycle(full=True)
-        assert again.out.exposures()["main"].n_positions == 0
-    finally:
-        await again.sink.aclose()
-        if again.inbox.journal is not None:
-            again.inbox.journal.close()
+    await _restart_realises_the_same(daemon, path, expiry)
 
 
 async def test_strategies_from_the_positions_file_and_fills(
