@@ -68,6 +68,7 @@ def book(n: int, seed: int = SEED) -> ScenarioBook:
         q=np.zeros(n),
         sigma=rng.uniform(0.3, 1.2, n),
         X=x,
+        div_pv=np.zeros(n),
         weight=rng.normal(0.0, 10.0, n),
         und=und,
     )

@@ -291,6 +291,8 @@ class InstrumentColumns(NamedTuple):
     expiry_ns: I64
     r: F64
     q: F64
+    div_pv: F64  # PV of the dividends paid before expiry, taken off the spot (options on spot)
+    div_rho: F64  # their rate sensitivity, Σ D_i t_i e^{-r t_i} (engine.american.Dividends)
     spot_row: I64  # row of its index in Market.spot_px, spot_ts
     fwd_row: I64  # row of its (index, expiry) in Market.fwd_px, fwd_ts; -1: none
     n_lots: I64  # lots held in it
@@ -369,6 +371,7 @@ class ScenarioColumns(NamedTuple):
     q: F64
     sigma: F64
     X: F64  # the price the position is valued on (spot, or forward)
+    div_pv: F64  # options on spot: PV of the dividends before expiry, off the (moved) spot
     weight: F64  # quantity x contract multiplier (inverse futures: USD notional)
     und: I64  # the position's column in the scenario moves
 
@@ -495,6 +498,7 @@ def _american_price(
 def _unit_row(
     contract: tuple[int, bool, bool, bool, int, float, float],
     x: float,
+    dividends: tuple[float, float],
     t: float,
     r: float,
     q: float,
@@ -508,32 +512,42 @@ def _unit_row(
     InstrumentColumns, which read inside the caller's loop would cost half again as much)
     into ``unit[i]``, valued at ``x`` with ``t`` years left, rates ``r``, ``q`` and vol ``v``
     (``scratch[:, 0]``: room for the option's Greeks); American (engine.american_kernels) when
-    its exercise code says so; returns its status."""
+    its exercise code says so; returns its status. An option with ``dividends`` (the PV of
+    those paid before expiry and its rate sensitivity, InstrumentColumns' div_pv and div_rho;
+    (0, 0): none) is priced on x - PV, its Greeks with respect to x (engine.american's
+    escrowed model)."""
     kind, black, inverse, is_call, american, k, m = contract
     for c in range(N_UNIT):
         unit[i, c] = 0.0
     if not (math.isfinite(x) and x > 0.0 and math.isfinite(m)):
         return BAD_INPUT
     if kind == KIND_OPTION:
+        pv, pv_rho = dividends
+        xe = x - pv  # x itself without dividends
         if american != EUROPEAN:
             st = _american_greeks(
-                american, is_call, x, k, t, r, r if black else q, v, black, scratch
+                american, is_call, xe, k, t, r, r if black else q, v, black, scratch
             )
         else:
-            st = _gbs_row(is_call, x, k, t, r, r if black else q, v, black, scratch, 0)
+            st = _gbs_row(is_call, xe, k, t, r, r if black else q, v, black, scratch, 0)
         if st != OK and st != EXPIRED:
             return st
         price = scratch[0, 0]
         delta = scratch[1, 0]
         gamma = scratch[2, 0]
+        theta = scratch[4, 0]
+        rho = scratch[5, 0]
+        if pv != 0.0:  # the escrowed spot drifts by r PV a year and moves with r by -pv_rho
+            theta -= delta * r * pv
+            rho += delta * pv_rho
         unit[i, 0] = m * delta
         unit[i, 1] = m * delta * x
         unit[i, 2] = m * (delta - price / x) if inverse else m * delta
         unit[i, 3] = m * gamma
         unit[i, 4] = m * gamma * x * x * 0.01
         unit[i, 5] = m * scratch[3, 0] * 0.01
-        unit[i, 6] = m * scratch[4, 0] / 365.0
-        unit[i, 7] = m * scratch[5, 0] * 0.01
+        unit[i, 6] = m * theta / 365.0
+        unit[i, 7] = m * rho * 0.01
         unit[i, 8] = m * scratch[6, 0] * 0.01
         unit[i, 9] = m * scratch[7, 0] * 0.0001
         unit[i, 10] = m * price
@@ -593,6 +607,8 @@ def _price_range(
     expiry_ns_ = inst.expiry_ns
     r_ = inst.r
     q_ = inst.q
+    div_pv_ = inst.div_pv
+    div_rho_ = inst.div_rho
     spot_row_ = inst.spot_row
     fwd_row_ = inst.fwd_row
     own_px_ = inst.own_px
@@ -652,19 +668,22 @@ def _price_range(
             input_ts = s_ts
             used_spot = True
         v = _NAN
+        dividends = (0.0, 0.0)
         if k == KIND_OPTION:
             input_ts = own_ts_[i]  # an option's own quote is its input
+            dividends = (div_pv_[i], div_rho_[i])
             v = iv_[i]
             if not (math.isfinite(v) and v > 0.0):
                 # implied from the mark, else from the mid
                 px = mark_[i]
                 if not (math.isfinite(px) and px > 0.0):
                     px = 0.5 * (bid_[i] + ask_[i])
-                fw = x if black else x * math.exp((ri - qi) * tt)
+                xe = x - dividends[0]  # on the price it is valued on, as it is valued
+                fw = xe if black else xe * math.exp((ri - qi) * tt)
                 px_usd = px * fw if inverse_[i] else px
-                if american_[i] != EUROPEAN:  # on the price it is valued on, as it is valued
+                if american_[i] != EUROPEAN:
                     v, _ = _american_iv(
-                        american_[i], px_usd, is_call_[i], x, strike_[i], t, ri,
+                        american_[i], px_usd, is_call_[i], xe, strike_[i], t, ri,
                         ri if black else qi,
                     )  # fmt: skip
                 else:
@@ -675,7 +694,7 @@ def _price_range(
         uses_spot_out[i] = used_spot
         uses_fwd_out[i] = used_fwd
         contract = (k, black, inverse_[i], is_call_[i], american_[i], strike_[i], mult_[i])
-        st = _unit_row(contract, x, t, ri, qi, v, scratch, unit_out, i)
+        st = _unit_row(contract, x, dividends, t, ri, qi, v, scratch, unit_out, i)
         status_out[i] = st
         stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns_
         bad_out[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
@@ -1087,10 +1106,16 @@ def _scenario_value(
     """Position ``i``'s USD value per unit of weight at price ``x`` (``log_xk`` = ln(x/k)),
     ``t`` years to expiry and vol ``v``. Options: the model's USD price (a coin-settled
     option's coin premium x F is its Black-76 USD price; an American option's, engine.
-    american_kernels' price under its scheme); linear futures and spot: ``x``; inverse futures
-    (weight = USD notional): ``x`` over the price now."""
+    american_kernels' price under its scheme), on x less its dividends' PV now (``div_pv``)
+    when it has some; linear futures and spot: ``x``; inverse futures (weight = USD
+    notional): ``x`` over the price now."""
     kind = book.kind[i]
     if kind == KIND_OPTION:
+        pv = book.div_pv[i]
+        if pv != 0.0:  # escrowed dividends: the moved spot less the same PV
+            x -= pv
+            if x > 0.0 and book.strike[i] > 0.0:
+                log_xk = _log_ratio(x, book.strike[i])
         r = book.r[i]
         q = r if book.black[i] else book.q[i]
         american = book.american[i]

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
+from engine.american import Dividends
 from engine.arguments import PARALLEL_MIN_ROWS
 from engine.columns import Columns, Specs, distinct
 from engine.curves import ZeroCurve
@@ -66,6 +67,8 @@ INSTRUMENT_SPECS: Specs = {
     "first_lot": (np.int64, -1, 0),  # its newest lot; the others follow through lots' next_lot
     "r": (np.float64, 0.0, 0),
     "q": (np.float64, 0.0, 0),
+    "div_pv": (np.float64, 0.0, 0),
+    "div_rho": (np.float64, 0.0, 0),
     # latest own market data
     "own_px": (np.float64, _NAN, 0),  # option: quote's underlying_price; others: tick price
     "own_ts": (np.int64, 0, 0),
@@ -112,6 +115,11 @@ class UnderlyingParams:
     implied_carry: bool = False
     """Its options on spot take q from their expiry's implied forward (:meth:`MarketData.
     set_carry`) once one is known, ``dividend_yield`` until then."""
+    dividends: tuple[tuple[int, float], ...] = ()
+    """Discrete cash dividends: (ex-dividend instant, int UNIX ns; amount, quote currency per
+    unit of the underlying). Its options on spot are priced on the spot less the PV of those
+    paid after the valuation time and up to their expiry (:meth:`MarketData.roll_dividends`;
+    engine.american's escrowed model)."""
 
 
 class Sources:
@@ -138,7 +146,8 @@ class Sources:
 
 def _carries(inst: Instrument) -> bool:
     """Whether ``inst`` is priced on its spot or index with a dividend yield (an option,
-    neither on a future nor on its forward): what an implied carry applies to."""
+    neither on a future nor on its forward): what an implied carry and discrete dividends
+    apply to."""
     return (
         inst.kind == Kind.OPTION
         and not inst.on_forward
@@ -209,6 +218,7 @@ class MarketData:
         self._curve_rows: dict[str, list[int]] = {}  # rows whose r comes from a curve
         self._carry_rows: dict[tuple[str, int], list[int]] = {}  # q implied, by (chain, expiry)
         self._carry: dict[tuple[str, int], float] = {}  # the latest implied q of each
+        self._dividend_rows: dict[str, list[int]] = {}  # options on spot with dividends
         # the kernels' Market group, by the state it was built from
         self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
 
@@ -246,6 +256,9 @@ class MarketData:
         if params.curve is not None:
             self._curve_rows.setdefault(inst.underlying, []).append(row)
             self._roll(params.curve, np.array([row]), self.valuation_ns)
+        if params.dividends and _carries(inst):
+            self._dividend_rows.setdefault(inst.underlying, []).append(row)
+            self._escrow(params.dividends, np.array([row]), self.valuation_ns)
         spot_row = self.spots.row(inst.index)
         a["spot_row"][row] = spot_row
         self.spots.dependents[spot_row].append(row)
@@ -307,9 +320,10 @@ class MarketData:
         a["q"][rows] = np.fromiter(
             map(attrgetter("dividend_yield"), of_row), np.float64, len(insts)
         )
-        if not any(p.implied_carry or p.curve is not None for p in params.values()):
+        if not any(p.implied_carry or p.curve is not None or p.dividends for p in params.values()):
             return
         curve_rows: dict[str, tuple[ZeroCurve, list[int]]] = {}
+        dividend_rows: dict[str, list[int]] = {}
         for row, inst in enumerate(insts, start):
             p = params[inst.underlying]
             if p.implied_carry and _carries(inst):
@@ -318,9 +332,16 @@ class MarketData:
                 a["q"][row] = self._carry.get(key, p.dividend_yield)
             if p.curve is not None:
                 curve_rows.setdefault(inst.underlying, (p.curve, []))[1].append(row)
+            if p.dividends and _carries(inst):
+                dividend_rows.setdefault(inst.underlying, []).append(row)
         for name, (curve, on_curve) in curve_rows.items():
             self._curve_rows.setdefault(name, []).extend(on_curve)
             self._roll(curve, np.array(on_curve, dtype=np.int64), self.valuation_ns)
+        for name, paying in dividend_rows.items():  # after the curves: on their r
+            self._dividend_rows.setdefault(name, []).extend(paying)
+            self._escrow(
+                params[name].dividends, np.array(paying, dtype=np.int64), self.valuation_ns
+            )
 
     def roll_rates(self, now_ns: int) -> None:
         """Set r of every instrument on a curve to the curve's zero rate to its expiry at
@@ -330,6 +351,24 @@ class MarketData:
             curve = self._params[underlying].curve
             if curve is not None:
                 self._roll(curve, np.array(rows, dtype=np.int64), now_ns)
+
+    def roll_dividends(self, now_ns: int) -> None:
+        """Set the dividends' PV (``div_pv``) and its rate sensitivity (``div_rho``) of every
+        option on spot whose underlying pays dividends: those paid after ``now_ns`` (int UNIX
+        ns) and up to its expiry, discounted at its r (:meth:`engine.american.Dividends.
+        escrow`). The portfolio's full reprice calls this after :meth:`roll_rates`: a dividend
+        whose ex-instant has passed drops out then."""
+        for underlying, rows in self._dividend_rows.items():
+            dividends = self._params[underlying].dividends
+            self._escrow(dividends, np.array(rows, dtype=np.int64), now_ns)
+
+    def _escrow(self, dividends: tuple[tuple[int, float], ...], rows: I64, now_ns: int) -> None:
+        """``div_pv`` and ``div_rho`` of ``rows`` at ``now_ns`` (:meth:`roll_dividends`)."""
+        a = self.cols.arrays
+        ex_ns, amounts = zip(*dividends, strict=True)
+        schedule = Dividends(year_fraction(np.int64(now_ns), np.array(ex_ns)), np.array(amounts))
+        years = year_fraction(np.int64(now_ns), a["expiry_ns"][rows])
+        a["div_pv"][rows], a["div_rho"][rows] = schedule.escrow(years, a["r"][rows])
 
     def set_carry(self, chain: str, expiry_ns: int, dividend_yield: float) -> int:
         """Price the options of ``chain`` expiring at ``expiry_ns`` whose underlying takes its

@@ -413,6 +413,7 @@ class Readout:
             q=ia["q"][rows],
             sigma=priced["sigma"][rows],
             X=priced["X"][rows],
+            div_pv=ia["div_pv"][rows],
             weight=weight,
             und=und,
         )

@@ -208,11 +208,12 @@ def _instrument_block(
     s0: int, value: float, dv: F64,
 ) -> None:  # fmt: skip
     """``dv[j]``: instrument ``i``'s value change per unit of weight in scenario ``s0 + j``:
-    :func:`_european_block` where it applies, else (and for any scenario it leaves
-    non-finite) as :func:`engine.kernels.scenario_pnl_kernel` values it."""
+    :func:`_european_block` where it applies (an option without dividends), else (and for any
+    scenario it leaves non-finite) as :func:`engine.kernels.scenario_pnl_kernel` values it."""
     fast = (
         book.kind[i] == KIND_OPTION
         and book.american[i] == EUROPEAN
+        and book.div_pv[i] == 0.0  # its scenarios move X, not X less the dividends
         and _gbs_status(
             book.X[i], book.strike[i], later, book.r[i], book.q[i], book.sigma[i] * 0.01
         ) == OK

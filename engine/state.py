@@ -258,6 +258,7 @@ class Portfolio:
         if full or market.valuation_ns == 0:
             market.valuation_ns = now_ns
             market.roll_rates(now_ns)
+            market.roll_dividends(now_ns)
             market.dirty.clear()
             lots.dirty.clear()
             market.price(np.flatnonzero(ia["n_lots"][: market.cols.n]), market.priced())

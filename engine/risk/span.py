@@ -206,7 +206,8 @@ def unit_value_delta(book: ScenarioBook) -> tuple[FloatArray, FloatArray]:
         rows = option & (book.american == am)
         b, s = rows & book.black, rows & ~book.black
         args_b = (book.is_call[b], book.X[b], book.strike[b], book.T[b], book.r[b])
-        args_s = (book.is_call[s], book.X[s], book.strike[s], book.T[s], book.r[s], book.q[s])
+        x_s = book.X[s] - book.div_pv[s]  # less the dividends' PV: delta w.r.t. X all the same
+        args_s = (book.is_call[s], x_s, book.strike[s], book.T[s], book.r[s], book.q[s])
         if am == EUROPEAN:
             gb, gs = black76(*args_b, book.sigma[b]), bsm(*args_s, book.sigma[s])
         else:

@@ -7,6 +7,7 @@ file's line; ``riskd check-config`` prints the validated configuration with secr
 
 from __future__ import annotations
 
+import math
 import ssl
 import tomllib
 from collections.abc import Iterable
@@ -38,6 +39,7 @@ from engine.runtime.positions import Position, load_book, load_positions
 from engine.runtime.redis_sink import RedisConfig, redact_url
 from engine.shards import ClusterConfig, check_cluster
 from engine.state import Portfolio, UnderlyingParams
+from engine.uscalendar import open_ns
 from feeds.dbn import DbnFeedConfig
 from feeds.deribit import DeribitFeedConfig
 from feeds.mqtt import MqttFeedConfig
@@ -82,8 +84,28 @@ _Credentials = TypeVar("_Credentials", RedisConfig, MqttFeedConfig)
 _CREDENTIAL_FILES = ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
 
 
+class DividendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One discrete cash dividend of an underlying (an entry of its ``dividends``)."""
+
+    ex_date: date
+    """The first day the underlying trades without it: it leaves the spot at that day's
+    09:30 ET open (:func:`engine.uscalendar.open_ns`)."""
+    amount: NonNegativeFloat
+    """Quote currency per unit of the underlying (per share)."""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.amount):
+            raise ValueError("amount must be finite")
+
+    @property
+    def ex_ns(self) -> int:
+        """When it leaves the spot, int UNIX ns."""
+        return open_ns(self.ex_date)
+
+
 class UnderlyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Rate and dividend yield of an underlying (decimals, continuously compounded).
+    """Rate and dividend yield of an underlying (decimals, continuously compounded), and its
+    discrete cash dividends.
 
     ``rate`` is a flat curve (:meth:`engine.curves.ZeroCurve.flat`); ``curve`` names a
     ``[rates.CCY]`` curve instead (then ``rate`` stays unset).
@@ -96,6 +118,9 @@ class UnderlyingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     """``implied``: its options on spot take each expiry's dividend yield from the forward
     their chain implies by put-call parity (``[risk.forwards]``), ``dividend_yield`` until
     one is known."""
+    dividends: list[DividendConfig] = []
+    """Its options on spot are priced on the spot less the PV of those paid before their
+    expiry (escrowed model, docs/american.md); sorted by ``ex_date``, one a day."""
 
     def zero_curve(self, curves: dict[str, ZeroCurve]) -> ZeroCurve:
         """The curve that discounts this underlying's options: ``curves[curve]``, else flat at
@@ -280,7 +305,10 @@ def load_config(path: Path) -> AppConfig:
         raise ConfigError(source, f"not valid TOML: {exc}") from exc
     except RecursionError:  # tomllib recurses per nested array or table (found by fuzzing)
         raise ConfigError(source, "not valid TOML: nested too deeply") from None
-    _check_rates(data, source)
+    _check_tables(data.get("rates"), "$.rates", RateCurveConfig, source)
+    portfolio = data.get("portfolio")
+    underlyings = portfolio.get("underlyings") if isinstance(portfolio, dict) else None
+    _check_tables(underlyings, "$.portfolio.underlyings", UnderlyingConfig, source)
     try:
         config = msgspec.convert(data, AppConfig)
     except msgspec.ValidationError as exc:  # its message ends "- at `$.feeds[0].url`"
@@ -295,6 +323,14 @@ def load_config(path: Path) -> AppConfig:
             raise ConfigError(source, detail)
         if underlying.curve and underlying.rate != 0.0:
             raise ConfigError(source, f"give `rate` or `curve`, not both - at `{where}`")
+        dates = [d.ex_date for d in underlying.dividends]
+        for k in range(1, len(dates)):
+            if dates[k] <= dates[k - 1]:
+                detail = f"must be after the previous one ({dates[k - 1]}): sorted, one a day"
+                raise ConfigError(source, f"{detail} - at `{where}.dividends[{k}].ex_date`")
+        if underlying.dividends and underlying.carry == "implied":
+            detail = "the chain's implied carry holds the dividends already: give one of them"
+            raise ConfigError(source, f"{detail} - at `{where}.dividends`")
         if underlying.carry == "implied" and not (
             config.risk.enabled and config.risk.forwards.enabled
         ):
@@ -345,22 +381,22 @@ def _check_checkpoint(config: AppConfig, path: Path) -> None:
         raise ConfigError(str(path), f"no folder {target.parent}{where}")
 
 
-def _check_rates(data: Any, source: str) -> None:
-    """Validate each ``[rates.CCY]`` on its own, so an error names its currency (msgspec
-    writes a table's keys as ``[...]`` in its paths).
+def _check_tables(tables: Any, at: str, struct: type[Any], source: str) -> None:
+    """Validate each table of ``tables`` (the tables keyed by name at ``at``: ``[rates.CCY]``,
+    ``[portfolio.underlyings.X]``) as a ``struct`` on its own, so an error names its key
+    (msgspec writes a table's keys as ``[...]`` in its paths).
 
     Raises:
-        ConfigError: a bad curve, named by its key (``$.rates.USD.zero_rates[2]``).
+        ConfigError: a bad table, named by its key (``$.rates.USD.zero_rates[2]``).
     """
-    rates = data.get("rates") if isinstance(data, dict) else None
-    if not isinstance(rates, dict):
+    if not isinstance(tables, dict):
         return  # absent, or not a table: AppConfig's conversion says so
-    for name, table in rates.items():
+    for name, table in tables.items():
         try:
-            msgspec.convert(table, RateCurveConfig)
+            msgspec.convert(table, struct)
         except msgspec.ValidationError as exc:
-            detail, at, path = str(exc).partition(" - at `$")
-            where = f"$.rates.{name}{path[:-1] if at else ''}"
+            detail, found, path = str(exc).partition(" - at `$")
+            where = f"{at}.{name}{path[:-1] if found else ''}"
             raise ConfigError(source, f"{detail} - at `{where}`") from exc
 
 
@@ -489,7 +525,11 @@ def new_portfolio(config: AppConfig) -> Portfolio:
     curves = rate_curves(config)
     params = {
         n: UnderlyingParams(
-            u.rate, u.dividend_yield, curves[u.curve] if u.curve else None, u.carry == "implied"
+            u.rate,
+            u.dividend_yield,
+            curves[u.curve] if u.curve else None,
+            u.carry == "implied",
+            tuple((d.ex_ns, d.amount) for d in u.dividends),
         )
         for n, u in config.portfolio.underlyings.items()
     }

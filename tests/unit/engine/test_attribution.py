@@ -47,8 +47,8 @@ def scenario_book(rows: list[dict[str, object]]) -> ScenarioBook:
     """A ScenarioBook from one dict per position (defaults: a linear future on underlying 0)."""
     defaults: dict[str, object] = {
         "kind": KIND_FUTURE, "black": False, "inverse": False, "is_call": True, "american": 0,
-        "strike": 1.0, "T": 0.5, "r": 0.0, "q": 0.0, "sigma": 0.5, "X": 100.0, "weight": 1.0,
-        "und": 0,
+        "strike": 1.0, "T": 0.5, "r": 0.0, "q": 0.0, "sigma": 0.5, "X": 100.0, "div_pv": 0.0,
+        "weight": 1.0, "und": 0,
     }  # fmt: skip
     dtypes = {
         "kind": np.int8, "black": bool, "inverse": bool, "is_call": bool, "american": np.int8,

@@ -63,6 +63,7 @@ def _instruments(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "q": np.where(black, 0.0, rng.uniform(0.0, 0.03, n)),
         "sigma": sigma,
         "X": SPOTS[und] * np.exp(rng.normal(0.0, 0.01, n)),
+        "div_pv": np.zeros(n),
         "und": und.astype(np.int64),
     }
 

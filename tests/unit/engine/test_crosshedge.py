@@ -40,6 +40,7 @@ def _book(kind: int, inverse: bool, weight: float, F: float) -> ScenarioBook:
         q=np.zeros(1),
         sigma=np.zeros(1),
         X=np.full(1, F),
+        div_pv=np.zeros(1),
         weight=np.full(1, weight),
         und=np.zeros(1, dtype=np.int64),
     )

@@ -113,6 +113,7 @@ def _book(rows: list[tuple[int, bool, bool, float, float, float, float]], F: flo
         q=np.zeros(n),
         sigma=np.array(cols[5]),
         X=np.full(n, F),
+        div_pv=np.zeros(n),
         weight=np.array(cols[6]),
         und=np.zeros(n, dtype=np.int64),
     )
