@@ -32,7 +32,10 @@ Inputs, per instrument (units: :mod:`engine.instruments`, :mod:`engine.outputs`)
 
 - Deribit options: Black-76 on the forward. The forward is the option's own quote's
   ``underlying_price``, else the price of the future of that expiry, else the index (r = q = 0
-  unless configured). Other venues' options: BSM on the index/spot with the underlying's r and q.
+  unless configured). Other venues' options: BSM on the index/spot with the underlying's r and q
+  (American ones by engine.american_kernels), on the spot less the PV of the underlying's
+  discrete dividends before expiry when it has some (:meth:`engine.market.MarketData.
+  roll_dividends`).
 - Volatility: the quote's ``iv`` when present, else implied from its mark, else from its mid.
 - Futures, perpetuals and spot: their own last tick, else the forward or index.
 - An instrument is stale when its input is older than ``stale_after_ns`` at the valuation time
