@@ -523,7 +523,7 @@ def _unit_row(
         return BAD_INPUT
     if kind == KIND_OPTION:
         pv, pv_rho = dividends
-        xe = x - pv  # x itself without dividends
+        xe = x - pv  # the escrowed spot (x itself when pv is 0)
         if american != EUROPEAN:
             st = _american_greeks(
                 american, is_call, xe, k, t, r, r if black else q, v, black, scratch

@@ -143,6 +143,14 @@ def test_american_figures_are_the_wrapper_with_the_schedule() -> None:
     assert_allclose(spy.positions.div_pv, [3.54, 3.54, 6.84, 6.84], rtol=0.03)
     plain = _priced(_portfolio(None), OPTIONS)
     assert (np.abs(spy.units[:, MV] - plain.units[:, MV]) > 30.0).all()
+    # an option first seen after the valuation time was set (a what-if leg, a hedge) too
+    new = ("SPY250321P540", False, 540.0, 0.2)
+    p.apply_quote(quote(new[0], mark=1.0, iv=new[3], ts_ns=V - S_NS))
+    t_new = _years(p, [new])
+    want_new = american(
+        False, SPY, 540.0, t_new, RATE, YIELD, 0.2, dividends=_dividends(SCHEDULE), accuracy="fast"
+    )
+    assert_allclose(_priced(p, [new]).units[:, :N_FIG], _desk(want_new), rtol=1e-10, atol=1e-10)
 
 
 def test_european_figures_are_bsm_on_the_escrowed_spot() -> None:
