@@ -58,10 +58,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 if not __package__:  # run as a file (python bench/latency.py): make `bench` and `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -73,6 +73,7 @@ from bench.pipeline import Neighbours, _mqtt_len, _mqtt_str, _proc_cpu_s, mqtt_p
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261206
+T = TypeVar("T")
 
 # riskd's defaults the harness relies on, and the requirement's targets (issue 15, item 4).
 MIN_INTERVAL_MS: Final = 100  # [redis] min_interval_ms: a key is quiet after this long
@@ -120,6 +121,21 @@ _MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP",
 _NS_PER_YEAR: Final = 365.0 * 86_400e9
 
 
+def md_topic(
+    topic_prefix: str, kind: str, underlying: str, instrument: str, by_underlying: bool
+) -> str:
+    """riskd's MQTT topic of market data (docs/config.md): ``{prefix}md/{kind}/{instrument}``,
+    or the shards' layout ``{prefix}md/{kind}/{underlying}/{instrument}`` (docs/scaling.md)."""
+    if by_underlying:
+        return f"{topic_prefix}md/{kind}/{underlying}/{instrument}"
+    return f"{topic_prefix}md/{kind}/{instrument}"
+
+
+def index_underlying(index: str) -> str:
+    """The underlying of a Deribit price index of the book (``btc_usd`` -> ``BTC``)."""
+    return index.split("_", 1)[0].upper()
+
+
 @dataclass(frozen=True, slots=True)
 class BaseQuote:
     """An option's quote at rest: the seed and refresh quote, and the centre of the variants
@@ -130,6 +146,11 @@ class BaseQuote:
     forward: float  # USD
     iv: float
     mark: float  # coin
+
+    def topic(self, topic_prefix: str, *, by_underlying: bool = False) -> str:
+        """Its MQTT topic: ``{prefix}md/quote/{instrument}``, or with ``by_underlying`` the
+        shards' layout ``{prefix}md/quote/{underlying}/{instrument}`` (docs/scaling.md)."""
+        return md_topic(topic_prefix, "quote", self.underlying, self.instrument, by_underlying)
 
     def payload(self, forward: float | None = None, iv: float | None = None) -> dict[str, Any]:
         """The MQTT message (riskd's contract, feeds/json_codec.py), without a time."""
@@ -250,9 +271,17 @@ def build_book(now_ns: int, seed: int = SEED) -> Book:
     return Book(bulk, probes, positions, [(f"{u.name.lower()}_usd", u.spot) for u in UNDERLYINGS])
 
 
-def write_stream(path: Path, quotes: Sequence[BaseQuote], topic_prefix: str, seed: int) -> None:
+def write_stream(
+    path: Path,
+    quotes: Sequence[BaseQuote],
+    topic_prefix: str,
+    seed: int,
+    *,
+    by_underlying: bool = False,
+) -> None:
     """The publishers' quote stream: 8 variants of each quote (forward +-0.2 %, vol +-1 point)
-    in a random order, as ``[topic, payload]`` pairs (JSON)."""
+    in a random order, as ``[topic, payload]`` pairs (JSON); ``by_underlying``: on the shards'
+    topic layout (:meth:`BaseQuote.topic`)."""
     rng = np.random.default_rng(seed)
     out = []
     for q in quotes:
@@ -260,7 +289,7 @@ def write_stream(path: Path, quotes: Sequence[BaseQuote], topic_prefix: str, see
             msg = q.payload(
                 q.forward * (1 + rng.uniform(-0.002, 0.002)), q.iv + rng.uniform(-0.01, 0.01)
             )
-            out.append([f"{topic_prefix}md/quote/{q.instrument}", msg])
+            out.append([q.topic(topic_prefix, by_underlying=by_underlying), msg])
     order = rng.permutation(len(out)).tolist()
     path.write_text(json.dumps([out[i] for i in order]), encoding="utf-8")
 
@@ -533,12 +562,16 @@ class Sample:
 
 class Prober:
     """Sends quotes on one MQTT connection and reads the exposure payloads off Redis pub/sub,
-    in this process's event loop."""
+    in this process's event loop (one or more channels: :meth:`on_payload` takes them all);
+    ``by_underlying``: on the shards' topic layout (:func:`md_topic`)."""
 
-    def __init__(self, book: Book, sock: socket.socket, topic_prefix: str) -> None:
+    def __init__(
+        self, book: Book, sock: socket.socket, topic_prefix: str, *, by_underlying: bool = False
+    ) -> None:
         self.book = book
         self.sock = sock
         self.topic_prefix = topic_prefix
+        self.by_underlying = by_underlying
         self.labels = {p.key: p.label for p in book.probes}
         self.last_seen: dict[str, int] = {}
         self.forward_seen: dict[str, float] = {}  # the probe bucket's forward, last payload
@@ -575,9 +608,8 @@ class Prober:
         msg = q.payload(forward)
         t = time.time_ns()
         msg["ts_ns"] = t
-        self.sock.sendall(
-            mqtt_publish_packet(f"{self.topic_prefix}md/quote/{q.instrument}", orjson.dumps(msg))
-        )
+        topic = q.topic(self.topic_prefix, by_underlying=self.by_underlying)
+        self.sock.sendall(mqtt_publish_packet(topic, orjson.dumps(msg)))
         return t, msg
 
     def quiet_ms(self, key: str, now_ns: int) -> float:
@@ -591,7 +623,10 @@ class Prober:
         waits = []
         for index, price in self.book.indices:  # riskd's margin needs them (not the figures)
             data = orjson.dumps({"instrument": index, "price": price, "ts_ns": time.time_ns()})
-            self.sock.sendall(mqtt_publish_packet(f"{self.topic_prefix}md/tick/{index}", data))
+            topic = md_topic(
+                self.topic_prefix, "tick", index_underlying(index), index, self.by_underlying
+            )
+            self.sock.sendall(mqtt_publish_packet(topic, data))
         for q in self.book.quotes:
             t, _ = self.send(q)
         for p in probes:
@@ -707,7 +742,7 @@ kind = "mqtt"
 name = "md"
 port = {port}
 topic_prefix = "{topic_prefix}"
-client_id = "{prefix}"
+client_id = "{client_id}"
 """
 
 
@@ -715,38 +750,54 @@ client_id = "{prefix}"
 class Daemon:
     """A daemon under test: its process and where it reads and writes."""
 
-    name: str  # "riskd" or "naive"
+    name: str  # "riskd", "naive", "relay" (or a shard's name: bench/shards.py)
     child: Child
-    redis_prefix: str
+    redis_prefix: str  # the base of its keys: the prefix, or a shard's {prefix:NAME}
     topic_prefix: str
     exit_stats: dict[str, Any] = field(default_factory=dict)
 
 
 async def start_riskd(
-    cmd: Sequence[str], workdir: Path, mqtt_port: int, redis_url: str, redis: Any
+    cmd: Sequence[str],
+    workdir: Path,
+    mqtt_port: int,
+    redis_url: str,
+    redis: Any,
+    *,
+    name: str = "riskd",
+    prefix: str = "latbench-riskd",
+    topic_prefix: str = RISKD_TOPICS,
+    underlyings: Sequence[str] = (),
 ) -> Daemon:
-    """``riskd run -c riskd.toml --view off`` in ``workdir`` (beside positions.csv), ready when
-    its heartbeat says the MQTT feed is connected."""
-    prefix, topic_prefix = "latbench-riskd", RISKD_TOPICS
-    config = workdir / "riskd.toml"
-    config.write_text(
-        _RISKD_TOML.format(
-            redis_url=redis_url, prefix=prefix, port=mqtt_port, topic_prefix=topic_prefix
-        ),
-        encoding="utf-8",
+    """``riskd run -c {name}.toml --view off`` in ``workdir`` (beside positions.csv), its log
+    in ``{name}.log``, ready when its heartbeat says the MQTT feed is connected. With
+    ``underlyings``, a shard that owns them (``[cluster] underlyings``): its keys under the
+    base ``{prefix:NAME}`` (docs/redis.md), its own MQTT client id."""
+    shard = "-".join(sorted(underlyings))
+    base = f"{{{prefix}:{shard}}}" if underlyings else prefix
+    config = workdir / f"{name}.toml"
+    text = _RISKD_TOML.format(
+        redis_url=redis_url,
+        prefix=prefix,
+        port=mqtt_port,
+        topic_prefix=topic_prefix,
+        client_id=f"{prefix}-{shard}" if underlyings else prefix,
     )
+    if underlyings:
+        text += f"\n[cluster]\nunderlyings = {json.dumps(list(underlyings))}\n"
+    config.write_text(text, encoding="utf-8")
     child = await Child.start(
-        [*cmd, "run", "-c", str(config), "--view", "off"], "riskd", workdir / "riskd.log", workdir
+        [*cmd, "run", "-c", str(config), "--view", "off"], name, workdir / f"{name}.log", workdir
     )
     async with asyncio.timeout(300.0):  # a first run compiles the kernels (about a minute)
         while True:
             if child.proc.returncode is not None:
-                raise RuntimeError(f"riskd exited ({child.proc.returncode}): see riskd.log")
-            raw = await redis.get(f"{prefix}:heartbeat")
+                raise RuntimeError(f"{name} exited ({child.proc.returncode}): see {name}.log")
+            raw = await redis.get(f"{base}:heartbeat")
             if raw is not None and orjson.loads(raw)["feeds"]["md"]["connected"]:
                 break
             await asyncio.sleep(0.05)
-    return Daemon("riskd", child, prefix, topic_prefix)
+    return Daemon(name, child, base, topic_prefix)
 
 
 async def start_naive(
@@ -815,10 +866,16 @@ class Throughput:
         return max((p.offered for p in self.probes if p.kept_up), default=0.0)
 
     @property
+    def sustained_probe(self) -> RateProbe | None:
+        """The highest probe the consumer kept up with (None: none)."""
+        kept = [p for p in self.probes if p.kept_up]
+        return max(kept, key=lambda p: p.offered) if kept else None
+
+    @property
     def sustained_cpu_us(self) -> float | None:
         """The consumer's CPU per message read at the sustained probe (None: none kept up)."""
-        kept = [p for p in self.probes if p.kept_up]
-        return max(kept, key=lambda p: p.offered).cpu_us if kept else None
+        probe = self.sustained_probe
+        return None if probe is None else probe.cpu_us
 
     @property
     def capped(self) -> bool:
@@ -891,20 +948,33 @@ def _tree_cpu_s(pid: int) -> float:
     return _proc_cpu_s(pid) + sum(_proc_cpu_s(int(c)) for c in children)
 
 
+async def offered_window(
+    port: int, stream: Path, rate: float, plan: SearchPlan, edge: Callable[[], Awaitable[T]]
+) -> tuple[float, T, T]:
+    """A publisher of ``stream`` at ``rate``: after ``plan.warmup_s``, ``edge()`` at both ends
+    of a window of ``plan.window_s``; the rate the publisher achieved (msgs/s) and both
+    edges."""
+    pub = await start_publisher(port, rate, stream)
+    try:
+        await asyncio.sleep(plan.warmup_s)
+        first = await edge()
+        await asyncio.sleep(plan.window_s)
+        last = await edge()
+    finally:
+        offered = await stop_publisher(pub)
+    return offered, first, last
+
+
 async def rate_probe(
     counter: Counter, port: int, stream: Path, rate: float, plan: SearchPlan, pid: int
 ) -> RateProbe:
     """One probe at ``rate``; ``pid``: the consumer's process, whose CPU is measured too."""
-    pub = await start_publisher(port, rate, stream)
-    try:
-        await asyncio.sleep(plan.warmup_s)
-        t0, n0 = await counter.reading()
-        c0 = _tree_cpu_s(pid)
-        await asyncio.sleep(plan.window_s)
-        t1, n1 = await counter.reading()
-        c1 = _tree_cpu_s(pid)
-    finally:
-        offered = await stop_publisher(pub)
+
+    async def edge() -> tuple[int, int, float]:
+        t, n = await counter.reading()
+        return t, n, _tree_cpu_s(pid)
+
+    offered, (t0, n0, c0), (t1, n1, c1) = await offered_window(port, stream, rate, plan, edge)
     taken = (n1 - n0) / ((t1 - t0) / 1e9) if t1 > t0 else 0.0
     await drained(counter)
     return RateProbe(offered, taken, 1e6 * (c1 - c0) / (n1 - n0) if n1 > n0 else None)
@@ -930,14 +1000,20 @@ async def search(
     plan: SearchPlan,
     pids: list[int],
     progress: Callable[[str], None],
+    probe: Callable[[float], Awaitable[RateProbe]] | None = None,
 ) -> Throughput:
     """The sustained-rate search of :class:`SearchPlan` (bench/pipeline.py's method);
-    ``pids``: the consumer's process, then the servers'."""
+    ``pids``: the consumer's processes, then the servers' (the CPU they use is not counted
+    as others'); ``probe``: one probe at a rate, instead of :func:`rate_probe` on ``counter``
+    and ``pids[0]``."""
     out = Throughput(consumer)
     meter = Neighbours(pids)
 
     async def at(rate: float) -> bool:
-        p = await rate_probe(counter, port, stream, rate, plan, pids[0])
+        if probe is not None:
+            p = await probe(rate)
+        else:
+            p = await rate_probe(counter, port, stream, rate, plan, pids[0])
         out.probes.append(p)
         progress(
             f"  {consumer}: offered {p.offered:,.0f}/s, read {p.taken:,.0f}/s"
@@ -1016,51 +1092,91 @@ async def probe_daemon(
 ) -> list[ScenarioRun]:
     """Seed every quote, then scenarios A and B on one daemon (``background``: the stream of
     scenario B's publisher)."""
-    sub = await Subscriber.connect(redis_port, f"{d.redis_prefix}:exposure")
-    sock = mqtt_connect(broker_port, f"latbench-probe-{d.name}")
-    prober = Prober(book, sock, d.topic_prefix)
-    reader = asyncio.create_task(sub.messages(prober.on_payload), name="subscriber")
     pids = [d.child.proc.pid, *servers]
+    async with probing([d], book, broker_port, redis_port, progress) as prober:
+        quiet = [p for p in book.probes if p.quote.underlying == "ETH"]
+        a = await run_scenario(prober, "A", d.name, book.probes, plan.samples, pids, progress)
+        b = await run_scenario(
+            prober, "B", d.name, quiet, plan.samples, pids, progress,
+            background=(broker_port, BACKGROUND_RATE, background),
+        )  # fmt: skip
+        return [a, b]
 
-    async def scenario(name: str, probes: list[Probe], rate: float) -> ScenarioRun:
-        """The probes of one scenario, with a background publisher at ``rate`` (0: none)."""
-        progress(
-            f"{d.name}: scenario {name}, {plan.samples} probes"
-            + (f", {rate:,.0f} background quotes/s" if rate else "")
-        )
-        run = ScenarioRun(name, d.name)
-        pub = await start_publisher(broker_port, rate, background) if rate else None
-        try:
-            meter = Neighbours([*pids, *([pub.proc.pid] if pub else [])])
-            if pub is not None:
-                await asyncio.sleep(1.0)  # every BTC key busy before the first probe
-            try:
-                await prober.run(probes, plan.samples, 15.0 if rate else 30.0, run.samples)
-            except TimeoutError as exc:  # a daemon that fell behind: what was measured stands
-                run.note = f"stopped early: {exc}"
-            run.others, _ = meter.shares()
-        finally:
-            if pub is not None:
-                run.background = await stop_publisher(pub)
-        progress(f"  p50 {run.pct(50):.2f} ms, p99 {run.pct(99):.2f} ms, lost {run.lost}")
-        return run
 
+@contextlib.asynccontextmanager
+async def probing(
+    daemons: Sequence[Daemon],
+    book: Book,
+    broker_port: int,
+    redis_port: int,
+    progress: Callable[[str], None],
+    *,
+    by_underlying: bool = False,
+) -> AsyncIterator[Prober]:
+    """A :class:`Prober` on the exposure channel of each of ``daemons`` (the shards of one
+    book, or one daemon), every quote seeded; the garbage collector off meanwhile."""
+    label = "+".join(d.name for d in daemons)
+    subs = [await Subscriber.connect(redis_port, f"{d.redis_prefix}:exposure") for d in daemons]
+    sock = mqtt_connect(broker_port, f"latbench-probe-{label}")
+    prober = Prober(book, sock, daemons[0].topic_prefix, by_underlying=by_underlying)
+    readers = [
+        asyncio.create_task(sub.messages(prober.on_payload), name=f"subscriber-{d.name}")
+        for sub, d in zip(subs, daemons, strict=True)
+    ]
     gc_was_enabled = gc.isenabled()
     try:
-        progress(f"{d.name}: seeding {len(book.quotes)} quotes")
+        progress(f"{label}: seeding {len(book.quotes)} quotes")
         await prober.refresh(book.probes, timeout_s=60.0)
         gc.collect()
         gc.disable()  # the payloads parsed here hold no cycles: no collector pauses meanwhile
-        quiet = [p for p in book.probes if p.quote.underlying == "ETH"]
-        return [await scenario("A", book.probes, 0.0), await scenario("B", quiet, BACKGROUND_RATE)]
+        yield prober
     finally:
         if gc_was_enabled:
             gc.enable()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await reader
-        await sub.aclose()
+        for reader in readers:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await reader
+        for sub in subs:
+            await sub.aclose()
         sock.close()
+
+
+async def run_scenario(
+    prober: Prober,
+    name: str,
+    daemon: str,
+    probes: list[Probe],
+    samples: int,
+    pids: list[int],
+    progress: Callable[[str], None],
+    *,
+    background: tuple[int, float, Path] | None = None,
+) -> ScenarioRun:
+    """``samples`` probes of one scenario on ``probes``; ``pids``: the daemon's processes and
+    the servers' (not counted as others'); ``background``: (broker port, rate, stream) of a
+    publisher running meanwhile."""
+    rate = 0.0 if background is None else background[1]
+    progress(
+        f"{daemon}: scenario {name}, {samples} probes"
+        + (f", {rate:,.0f} background quotes/s" if rate else "")
+    )
+    run = ScenarioRun(name, daemon)
+    pub = None if background is None else await start_publisher(*background)
+    try:
+        meter = Neighbours([*pids, *([pub.proc.pid] if pub else [])])
+        if pub is not None:
+            await asyncio.sleep(1.0)  # every BTC key busy before the first probe
+        try:
+            await prober.run(probes, samples, 15.0 if rate else 30.0, run.samples)
+        except TimeoutError as exc:  # a daemon that fell behind: what was measured stands
+            run.note = f"stopped early: {exc}"
+        run.others, _ = meter.shares()
+    finally:
+        if pub is not None:
+            run.background = await stop_publisher(pub)
+    progress(f"  p50 {run.pct(50):.2f} ms, p99 {run.pct(99):.2f} ms, lost {run.lost}")
+    return run
 
 
 # ----------------------------------------------------------------------------------- report
