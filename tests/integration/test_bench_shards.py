@@ -41,7 +41,7 @@ def test_quick_run_reports_one_daemon_beside_two_shards(tmp_path: Path) -> None:
     n = rf"({NUMBER})"
     # Both setups measured, each figure positive, with its ratio.
     # A setup that fell behind at every probe (a busy machine) shows what it read.
-    rate = rf"{n}(?: \(behind at {NUMBER}\))?"
+    rate = rf"{n}(?: \(behind at (?:{NUMBER})\))?"
     _positive(rf"\| sustained quotes/s .* \| {rate} \| {rate} \| {n}x \|", text)
     _positive(
         rf"\| CPU per message, all riskd processes together, us \| {n} \| {n} \| {n}x \|", text
