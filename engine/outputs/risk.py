@@ -67,6 +67,12 @@ class VarPayload(Header, frozen=True, kw_only=True):
     status: dict[str, str]
     mc_scenarios: int
     units: dict[str, str]
+    scenario_set: str | None = None
+    """The common scenario set's id (``[risk] scenario_underlyings``; docs/scaling.md); null:
+    the book's own scenarios."""
+    shards: dict[str, int] | None = None
+    """From ``riskd aggregate``: each shard's valuation time (UNIX ns) of the vectors combined
+    (``valuation_ts_ns`` is the oldest); null from a daemon."""
 
 
 class StressPayload(Header, frozen=True, kw_only=True):

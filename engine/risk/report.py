@@ -20,7 +20,6 @@ from engine import kernels
 from engine.constraints import PositiveFloat, PositiveInt
 from engine.instruments import Instrument
 from engine.outputs import (
-    RISK_UNITS,
     UNITS,
     VAR_METHODS,
     FutureHedge,
@@ -51,6 +50,14 @@ from engine.risk.positioning import PositioningConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
 from engine.risk.usbook import UsMarginConfig
+from engine.risk.vectors import (
+    VAR_UNITS,
+    CommonVectors,
+    VarSettings,
+    common_vectors,
+    var_payloads,
+)
+from engine.shards import Underlying
 from engine.state import AGG_FIELDS, BookRisk, Chain, Portfolio, Priced
 
 FloatArray = npt.NDArray[np.float64]
@@ -92,6 +99,11 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         method: the method whose figures are the payload's ``var`` and ``es``.
         mc_scenarios: Monte Carlo draws.
         mc_seed: the Monte Carlo generator's seed (the same seed and inputs: the same figures).
+        scenario_underlyings: the common scenario set (:mod:`engine.risk.vectors`): every
+            book's VaR and ES on the moves and Monte Carlo draws of these underlyings, in this
+            order, and a firm-wide ``var`` payload (key ``*``); what shards publish their P&L
+            vectors on for ``riskd aggregate`` (docs/scaling.md). Empty: each book on its own
+            underlyings' scenarios.
         history: CSV of daily levels seeding the window of moves (``date,underlying,price,vol``;
             relative to the config file); empty: the window starts empty.
         record_history: append each level the daemon records to ``history`` (so a restart
@@ -147,6 +159,7 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     method: VarMethod = "historical"
     mc_scenarios: PositiveInt = 10_000
     mc_seed: int = 20261125
+    scenario_underlyings: tuple[Underlying, ...] = ()
     history: str = ""
     record_history: bool = True
     window_days: Annotated[int, msgspec.Meta(ge=2)] = 251
@@ -177,6 +190,10 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     threads: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     def __post_init__(self) -> None:
+        twice = sorted({u for u in self.scenario_underlyings
+                        if self.scenario_underlyings.count(u) > 1})  # fmt: skip
+        if twice:
+            raise ValueError(f"risk scenario_underlyings: {', '.join(twice)} more than once")
         if not (self.stress_spot and self.stress_vol):
             raise ValueError("risk stress_spot and stress_vol must not be empty")
         for table, overrides in (("margin_pm", self.margin_pm),
@@ -187,6 +204,18 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         for und in self.hedge_options:
             if und not in self.hedge_future:
                 raise ValueError(f"risk hedge_options.{und}: needs hedge_future.{und} too")
+
+    def var_settings(self) -> VarSettings:
+        """What the common scenario set's figures depend on."""
+        return VarSettings(
+            confidence=self.confidence,
+            es_confidence=self.es_confidence,
+            horizon_days=self.horizon_days,
+            method=self.method,
+            mc_scenarios=self.mc_scenarios,
+            mc_seed=self.mc_seed,
+            scenario_underlyings=self.scenario_underlyings,
+        )
 
     def _margin_params(self, table: str, underlying: str) -> Any:
         base = _MARGIN_BASES[table]
@@ -235,7 +264,11 @@ def _nested(a: npt.ArrayLike) -> Any:
 def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int) -> VarPayload:
     """The ``var`` payload of one book: VaR and ES (USD losses over ``horizon_days``) by every
     method; a method that cannot run (fewer than 2 days of moves of every underlying the book
-    holds) gives nulls and says why in ``status``."""
+    holds) gives nulls and says why in ``status``. With ``scenario_underlyings``, on the common
+    scenario set (:mod:`engine.risk.vectors`)."""
+    if cfg.scenario_underlyings:
+        common = common_vectors([br], history, cfg.var_settings())
+        return var_payloads(common, cfg.var_settings(), now_ns, firm=False)[0][1]
     c, ce, h = cfg.confidence, cfg.es_confidence, cfg.horizon_days
     status: dict[str, str] = {}
     figures: dict[str, var.VaR] = {}
@@ -291,13 +324,8 @@ def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int
         es_monte_carlo=es_mc,
         status=status,
         mc_scenarios=cfg.mc_scenarios,
-        units=_VAR_UNITS,
+        units=VAR_UNITS,
     )
-
-
-_VAR_UNITS: Final = {
-    k: v for k, v in RISK_UNITS.items() if k in ("var", "es") or k.startswith(("var_", "es_"))
-}
 
 
 def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> StressPayload:
@@ -803,10 +831,13 @@ def risk_payloads(
     now_ns: int,
     valuation_ns: int,
     holdings: Sequence[StrategyHolding] = (),
+    common: CommonVectors | None = None,
 ) -> list[tuple[str, Payload]]:
     """The due ``families`` of risk payloads of every book and strategy held, each with its
     key (docs/redis.md); what they need was copied from the portfolio beforehand, so this may
-    run in a worker thread. ``holdings``: copies of the strategy holdings (the US margin's)."""
+    run in a worker thread. ``holdings``: copies of the strategy holdings (the US margin's).
+    ``common``: the books on the common scenario set, when ``scenario_underlyings`` is set
+    (computed here when not given)."""
     wanted = set(families)
     out: list[tuple[str, Payload]] = [
         (
@@ -817,12 +848,17 @@ def risk_payloads(
     ]
     for br in books:
         out += [(f"{br.book}:{h.underlying}", h) for h in hedge_payloads(br, hedges, cfg, now_ns)]
-        if "var" in wanted:
+        if "var" in wanted and not cfg.scenario_underlyings:
             out.append((br.book, var_payload(br, history, cfg, now_ns)))
         if "stress" in wanted:
             out.append((br.book, stress_payload(br, cfg, now_ns)))
         if "margin" in wanted:
             out.append((br.book, margin_payload(br, cfg, now_ns, holdings)))
+    if "var" in wanted and cfg.scenario_underlyings:
+        settings = cfg.var_settings()
+        if common is None:
+            common = common_vectors(books, history, settings)
+        out += var_payloads(common, settings, now_ns)
     return out
 
 

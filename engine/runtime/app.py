@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -57,7 +58,7 @@ from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
 from engine.runtime.resume import Checkpointer, open_book
-from engine.runtime.risk_task import RiskTask, check_hedges, load_history
+from engine.runtime.risk_task import RiskTask, VectorsOut, check_hedges, load_history
 from engine.runtime.shard_gate import shard_gate
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
@@ -131,6 +132,11 @@ def build(
         clock,
         valuing,
         underlying_curves(config),
+        vectors=None
+        if gate is None or not config.risk.scenario_underlyings
+        else VectorsOut(
+            str(gate.shard.name), gate.shard.owns, partial(sink.hashes.replace, "vectors")
+        ),
     )
     settler = Settler()
     optional = frozenset(fc.name for fc in config.feeds if not fc.required)

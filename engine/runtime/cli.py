@@ -122,6 +122,30 @@ def _parser() -> argparse.ArgumentParser:
         help="the schema of the dashboard's WebSocket messages instead (kept in "
         f"{DASHBOARD_SCHEMA_FILE.relative_to(DASHBOARD_SCHEMA_FILE.parents[2])})",
     )
+    aggregate = sub.add_parser(
+        "aggregate",
+        help="combine the shards' P&L vectors into exact book and firm VaR and ES",
+        description=(
+            "Run the aggregator of a sharded deployment (docs/scaling.md#the-aggregator) on the "
+            "shards' config file: every [risk] var_interval_s, read each shard's P&L vectors "
+            "and exposures on the common scenario set ([risk] scenario_underlyings) from Redis, "
+            "and once every underlying of the set is owned by exactly one shard and all are on "
+            "the same set, publish each book's and the firm's (key *) var payload under the keys "
+            "of one daemon that is not sharded: the figures that daemon would publish. It and "
+            "the shards start and restart in any order. SIGTERM/SIGINT stop it. Exit status 2 "
+            "on a bad config, 1 on a fatal Redis error."
+        ),
+    )
+    aggregate.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"TOML (default: {DEFAULT_CONFIG})",
+    )
+    aggregate.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
+    )
     what_if = sub.add_parser(
         "what-if",
         help="incremental VaR, ES and margin of proposed trades, from the running daemon",
@@ -173,6 +197,19 @@ def _what_if(path: Path, trades: list[str]) -> int:
         return 1
     print(json.dumps(answer, indent=2))
     return 0 if status == 200 else 1
+
+
+def _aggregate(path: Path, duration_s: float | None) -> int:
+    import asyncio
+
+    from engine.runtime import aggregator
+    from engine.runtime.config import load_config
+    from engine.runtime.logs import configure_logging
+
+    config = load_config(path)
+    configure_logging(config.log.level)
+    agg = aggregator.build(config, path)
+    return asyncio.run(aggregator.run(agg, duration_s=duration_s))
 
 
 def _schema(output: Path | None, dashboard: bool) -> int:
@@ -287,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args.config, args.view, args.duration, args.exit_at_end)
         if args.command == "schema":
             return _schema(args.output, args.dashboard)
+        if args.command == "aggregate":
+            return _aggregate(args.config, args.duration)
         if args.command == "what-if":
             return _what_if(args.config, args.trade)
     except ConfigError as exc:

@@ -15,6 +15,8 @@ key of the sink in one slot, :mod:`engine.runtime.redis_link`; docs/redis.md)::
     {p}:alerts:active       hash     alert id -> its latest "raised" payload (gone once cleared)
     {p}:heartbeat           string   {engine counters..., "v", "ts", ...}, expires after the TTL
     {p}:writer              string   this sink's token: proof that Redis still holds our keys
+    {p}:vectors             hash     a shard's P&L vectors (:meth:`WholeHashes.replace`),
+                                     replaced whole (one script) with each write
     {prefix}:shards         hash     shard name -> its base (JSON), with every heartbeat; only
                                      for a tagged base
 
@@ -94,7 +96,15 @@ from engine.runtime.redis_link import (
     redact_url,
 )
 
-__all__ = ["Keys", "RedisConfig", "RedisSink", "SinkStats", "classify", "redact_url"]
+__all__ = [
+    "Keys",
+    "RedisConfig",
+    "RedisSink",
+    "SinkStats",
+    "WholeHashes",
+    "classify",
+    "redact_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +282,7 @@ class RedisSink:
         "_token",
         "_wake",
         "base",
+        "hashes",
         "stats",
         "status",
     )
@@ -311,6 +322,7 @@ class RedisSink:
         self._last_heartbeat_ns: int | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()  # something was recorded: write
+        self.hashes = WholeHashes(self._wake)  # written whole: a shard's P&L vectors
         self._closed = False
         self._backoff = Backoff(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s)
         self._client = make_client(config, self._on_connect)
@@ -556,6 +568,8 @@ class RedisSink:
                     args += (name, data)
                 pipe.eval(script, 3, stream, snapshot, channel, *args)
 
+        batch.hashes = self.hashes.queue(pipe, self.base, resync=resync)
+
         # Alerts, in order; the active hash follows them.
         if resync:
             _rebuild_active(pipe, keys, self._alerts.active, self.stats)
@@ -611,6 +625,7 @@ class RedisSink:
             self._resync = False
             stats.resyncs += 1
         self._latest.update(batch.encoded)
+        self.hashes.latest.update(batch.hashes)
         self._alerts.written(batch.last_alert_seq)
         if batch.heartbeat:
             self._last_heartbeat_ns = now_ns
@@ -623,6 +638,7 @@ class RedisSink:
     def _rollback(self, batch: _Batch) -> None:
         """The pipeline failed: its payloads are pending again, unless newer ones arrived."""
         self._pending.put_back(batch.exposures, batch.background)
+        self.hashes.failed(batch.hashes)
         self.stats.pending = len(self._pending)
 
 
@@ -702,6 +718,7 @@ class _Batch:
     exposures: dict[PendingKey, Payload] = field(default_factory=dict)  # from pending
     background: set[PendingKey] = field(default_factory=set)  # of those, the background ones
     encoded: dict[PendingKey, bytes] = field(default_factory=dict)  # all payloads written
+    hashes: dict[str, dict[str, bytes]] = field(default_factory=dict)  # WholeHashes' taken
     last_alert_seq: int = 0  # alerts up to this sequence number are in the pipeline
     alerts: int = 0
     heartbeat: bool = False
@@ -712,6 +729,60 @@ class _Batch:
         self.encoded[key] = data
         if background:
             self.background.add(key)
+
+
+@dataclass(slots=True)
+class WholeHashes:
+    """Hashes of a :class:`RedisSink` replaced whole with each write (``{base}:{suffix}``, in
+    one atomic script, :data:`_REPLACE_HASH`): by suffix, the fields not yet written, and the
+    last written (a resync writes them again).
+
+    Args:
+        wake: the sink's writer's event.
+    """
+
+    wake: asyncio.Event
+    pending: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    latest: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+    def replace(self, suffix: str, fields: dict[str, bytes]) -> None:
+        """Record ``fields`` (binary values) as the whole hash ``{base}:{suffix}``; newer fields
+        replace any not yet written. Never blocks, never raises."""
+        self.pending[suffix] = fields
+        self.wake.set()
+
+    def queue(self, pipe: Pipe, base: str, *, resync: bool) -> dict[str, dict[str, bytes]]:
+        """Queue on ``pipe`` the pending hashes (on a resync the latest of every other one
+        too); returns those taken from ``pending``."""
+        taken = dict(self.pending)
+        self.pending.clear()
+        for suffix, fields in ({**self.latest, **taken} if resync else taken).items():
+            _replace_hash(pipe, f"{base}:{suffix}", fields)
+        return taken
+
+    def failed(self, taken: dict[str, dict[str, bytes]]) -> None:
+        """A write failed: what it took is pending again, unless newer fields came."""
+        for suffix, fields in taken.items():
+            self.pending.setdefault(suffix, fields)
+
+
+_REPLACE_HASH: Final = """
+redis.call('DEL', KEYS[1])
+for i = 1, #ARGV, 200 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+end
+return #ARGV / 2
+"""
+"""Lua run by EVAL with KEYS = (hash,), ARGV = (field1, value1, ...): the hash replaced by these
+fields in one atomic step (redis-py's cluster pipeline refuses RENAME)."""
+
+
+def _replace_hash(pipe: Pipe, key: str, fields: dict[str, bytes]) -> None:
+    """Make ``fields`` the whole hash ``key`` at once (:data:`_REPLACE_HASH`)."""
+    args: list[EncodableT] = []
+    for name, value in fields.items():
+        args += (name, value)
+    pipe.eval(_REPLACE_HASH, 1, key, *args)
 
 
 def _rebuild_active(

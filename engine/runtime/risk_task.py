@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,17 +56,33 @@ from engine.risk.report import (
     vol_level,
 )
 from engine.risk.strategies import StrategyBook
+from engine.risk.vectors import CommonVectors, common_vectors, encode_vectors
 from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
 from engine.runtime.worker import WorkerProcess
 from engine.state import BookRisk, Portfolio
 
-__all__ = ["RiskTask", "check_hedges", "load_history"]
+__all__ = ["RiskTask", "VectorsOut", "check_hedges", "load_history"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class VectorsOut:
+    """Where a shard's P&L vectors go, with each ``var`` period (docs/scaling.md).
+
+    Attributes:
+        shard: its name.
+        owns: whether it owns an underlying.
+        write: takes the fields of its ``{base}:vectors`` hash (the sink's ``hashes.replace``).
+    """
+
+    shard: str
+    owns: Callable[[str], bool]
+    write: Callable[[dict[str, bytes]], None]
 
 
 class RiskTask:
@@ -84,6 +101,9 @@ class RiskTask:
         valuing: held while the engine reprices the portfolio in a worker thread.
         curves: each underlying's rate curve (``[portfolio.underlyings]``), discounting the
             implied forwards (none: a zero rate).
+        vectors: a shard's: where its books' vectors on the common scenario set go
+            (``[risk] scenario_underlyings``); None: not written. Such a shard also re-reads
+            ``history_file`` whenever it changes (:meth:`shared_history`).
 
     Attributes:
         errors: periods that failed (logged; the next period tries again).
@@ -105,8 +125,11 @@ class RiskTask:
         clock: Clock,
         valuing: asyncio.Lock,
         curves: dict[str, ZeroCurve] | None = None,
+        vectors: VectorsOut | None = None,
     ) -> None:
         self.config = config
+        self.vectors = vectors
+        self._history_seen: tuple[int, int] | None = None  # the file's (mtime, size) read
         self.curves = curves or {}
         self.portfolio = portfolio
         self.registry = registry
@@ -183,6 +206,13 @@ class RiskTask:
             holdings = self.strategies.held() if {"attribution", "margin"} & set(families) else []
         levels = [lv for br in books for lv in zip(br.underlyings, br.prices.tolist(), strict=True)]
         self._record_levels(now, levels + (cross.levels if cross is not None else []))
+        common = None
+        if "var" in families and self.config.scenario_underlyings:
+            self.shared_history()
+            common = await self._off_loop(
+                common_vectors, books, self.history, self.config.var_settings()
+            )
+            self._write_vectors(common, now, valuation)
         out = await self._off_loop(
             risk_payloads,
             books,
@@ -194,6 +224,7 @@ class RiskTask:
             now,
             valuation,
             holdings,
+            common,
         )
         if parity:
             forwards = await self._off_loop(
@@ -244,6 +275,42 @@ class RiskTask:
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, its kernels on at most ``[risk] threads`` threads."""
         return await asyncio.to_thread(_on_threads, self.threads, fn, *args)
+
+    def shared_history(self) -> None:
+        """A shard's window of moves read again from its history file when the file changed.
+
+        A shard records only its own underlyings' daily levels. Shards that append to one
+        history file (``record_history``) each read the others' levels from it, so every shard
+        holds the window of moves one daemon would, and their common scenario sets agree
+        (docs/scaling.md#the-aggregator). A file that cannot be read is logged; the window in
+        memory stays.
+        """
+        path = self.history_file
+        if self.vectors is None or path is None:
+            return
+        try:
+            stat = path.stat()
+            seen = (stat.st_mtime_ns, stat.st_size)
+            if seen == self._history_seen:
+                return
+            history = MoveHistory(self.config.window_days)
+            history.load_csv(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, ValueError) as exc:
+            logger.warning(
+                "history file not read again", extra={"path": str(path), "error": str(exc)}
+            )
+            return
+        self._history_seen = seen
+        self.history = history
+
+    def _write_vectors(self, common: CommonVectors, now: int, valuation: int) -> None:
+        """A shard's vectors out to its ``{base}:vectors`` hash."""
+        v = self.vectors
+        if v is None:
+            return
+        owned = [u for u in common.sset.underlyings if v.owns(u)]
+        settings = self.config.var_settings()
+        v.write(encode_vectors(v.shard, owned, common.sset, settings, common.books, now, valuation))
 
     def _price(self, inst: Instrument) -> float:
         """The latest price of an index, or of a tradable instrument (a share, a future)."""

@@ -116,6 +116,8 @@ def test_the_readme_commands_are_the_ones_tested_here() -> None:
         "scripts/riskd schema",
         # against a running daemon: tests/integration/test_whatif.py runs it through main()
         "scripts/riskd what-if -c FILE --trade BOOK:INSTRUMENT:QTY",
+        # against shards: tests/integration/test_aggregate.py runs it as a process
+        "scripts/riskd aggregate -c FILE",
     ]
 
 

@@ -566,6 +566,38 @@ async def test_an_immediate_restart_is_found_and_every_key_rewritten(
         await asyncio.to_thread(server.stop)
 
 
+async def test_a_whole_hash_is_replaced_and_rewritten_after_a_restart(
+    unique: str, make_sink: SinkFactory
+) -> None:
+    """``hashes.replace``: each write replaces the hash whole (fields of an earlier write are
+    gone), binary values intact; Redis restarted empty gets the latest again with the next
+    write."""
+    server = RedisServer()
+    await asyncio.to_thread(server.start)
+    c = aioredis.Redis.from_url(server.url)
+    sink = make_sink(fast_config(server.url, unique), LiveClock())
+    blob = bytes(range(256)) * 3
+    try:
+        sink.hashes.replace("vectors", {"header": b"{}", "a": blob, "b": b"\x00"})
+        await sink.flush()
+        assert await c.hgetall(f"{unique}:vectors") == {b"header": b"{}", b"a": blob, b"b": b"\x00"}
+        sink.hashes.replace("vectors", {"header": b"{1}", "c": blob[::-1]})
+        sink.hashes.replace("vectors", {"header": b"{2}", "d": blob})  # the latest wins
+        await sink.flush()
+        assert await c.hgetall(f"{unique}:vectors") == {b"header": b"{2}", b"d": blob}
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.start)  # same port, empty
+        await c.aclose()
+        c = aioredis.Redis.from_url(server.url)
+        sink.publish("main", exposure(1.0))  # the write that finds the restart
+        await sink.flush()
+        assert await c.hgetall(f"{unique}:vectors") == {b"header": b"{2}", b"d": blob}
+        assert sink.stats.server_changes == 1
+    finally:
+        await c.aclose()
+        await asyncio.to_thread(server.stop)
+
+
 async def test_pending_stays_bounded_while_redis_is_down(
     unique: str, make_sink: SinkFactory
 ) -> None:

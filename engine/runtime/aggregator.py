@@ -1,0 +1,225 @@
+"""``riskd aggregate``: exact cross-shard VaR and ES from the shards' P&L vectors
+(docs/scaling.md#the-aggregator). Its own small composition root: :func:`build` makes the
+:class:`Aggregator` from the configuration, :func:`run` runs it with its Redis sink as two named
+tasks of one ``asyncio.TaskGroup``.
+
+Each ``[risk] var_interval_s`` the aggregator reads the directory ``{prefix}:shards``, then each
+shard's ``{base}:vectors`` hash (one ``HGETALL``: a shard replaces the hash whole), and, once the
+shards agree on one scenario set and own every underlying of it exactly once
+(:func:`engine.risk.vectors.shards_disagree`), publishes every book's and the firm's ``var``
+payload, their vectors summed, and each book's and the firm's exposure totals (the shards'
+``{book}`` exposure payloads summed, :mod:`engine.risk.totals`), under the keys of one daemon
+that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis Cluster). It holds nothing that
+Redis does not: it and the shards start and restart in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import msgspec
+from redis.asyncio.connection import AbstractConnection
+
+from engine.clock import Clock
+from engine.errors import ConfigError, SinkError
+from engine.outputs import BookExposure
+from engine.risk.totals import exposure_totals
+from engine.risk.vectors import (
+    ShardVectors,
+    VarSettings,
+    aggregate_payloads,
+    decode_vectors,
+    shards_disagree,
+)
+from engine.runtime.clock import LiveClock
+from engine.runtime.config import AppConfig
+from engine.runtime.redis_link import RedisConfig, make_client
+from engine.runtime.redis_sink import RedisSink, classify
+
+__all__ = ["VECTORS", "Aggregator", "build", "run"]
+
+logger = logging.getLogger(__name__)
+
+VECTORS = "vectors"
+"""The suffix of a shard's vectors hash: ``{base}:vectors``."""
+
+
+async def _authenticate(conn: AbstractConnection) -> None:
+    await conn.on_connect()
+
+
+class Aggregator:
+    """Reads the shards' vectors and publishes the combined ``var`` payloads.
+
+    Args:
+        redis: ``[redis]``: the shards' server and prefix.
+        settings: ``[risk]``'s scenario set and levels (the shards' own).
+        interval_s: the period.
+        sink: where the payloads go (the base of a daemon that is not sharded).
+        clock: the payloads' time.
+
+    Attributes:
+        waiting: why the last period published nothing (None: it published).
+        periods: periods that published.
+        shards: the shards read in the last period, by name.
+    """
+
+    def __init__(
+        self,
+        redis: RedisConfig,
+        settings: VarSettings,
+        interval_s: float,
+        sink: RedisSink,
+        clock: Clock,
+    ) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.settings = settings
+        self.interval_s = interval_s
+        self.sink = sink
+        self.directory = f"{redis.prefix}:shards"
+        self.reader = make_client(redis, _authenticate)
+        self.waiting: str | None = "not started"
+        self.periods = 0
+        self.shards: dict[str, int] = {}
+
+    async def read(self) -> list[tuple[str, ShardVectors]]:
+        """Every shard's base and vectors in the directory (not the aggregator's own entry); a
+        shard listed without vectors yet, or with vectors that do not decode, is left out and
+        logged."""
+        async with asyncio.timeout(self.redis.timeout_s):
+            directory = await self.reader.hgetall(self.directory)
+        out = []
+        for name, raw in sorted(directory.items()):
+            base = msgspec.json.decode(raw, type=str)
+            if base == self.sink.base:
+                continue
+            async with asyncio.timeout(self.redis.timeout_s):
+                fields = await self.reader.hgetall(f"{base}:{VECTORS}")
+            if not fields:
+                continue
+            try:
+                out.append((base, decode_vectors(fields)))
+            except ValueError as exc:
+                logger.warning("shard vectors not read", extra={"shard": name, "error": str(exc)})
+        return out
+
+    async def period(self) -> None:
+        """Read, check and (when the shards agree) publish once."""
+        read = await self.read()
+        shards = [s for _, s in read]
+        self.shards = {s.header.shard: s.header.valuation_ts_ns for s in shards}
+        reason = shards_disagree(shards, self.settings)
+        if reason != self.waiting:
+            logger.info(
+                "aggregating" if reason is None else "waiting for the shards",
+                extra={"reason": reason, "shards": self.shards},
+            )
+        self.waiting = reason
+        if reason is not None:
+            return
+        exposures = [await self._exposures(base, list(s.header.books)) for base, s in read]
+        now_ns = self.clock.now_ns()
+        for key, payload in aggregate_payloads(shards, self.settings, now_ns):
+            self.sink.publish(key, payload)
+        for key, exposure in exposure_totals(exposures, now_ns):
+            self.sink.publish(key, exposure)
+        self.periods += 1
+
+    async def _exposures(self, base: str, books: list[str]) -> dict[str, BookExposure]:
+        """A shard's latest ``{book}`` exposure payloads of ``books`` (those it has)."""
+        if not books:
+            return {}
+        async with asyncio.timeout(self.redis.timeout_s):
+            raw = await self.reader.hmget(f"{base}:snapshot", books)
+        return {
+            b: msgspec.json.decode(r, type=BookExposure)
+            for b, r in zip(books, raw, strict=True)
+            if r is not None
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """A period every ``interval_s`` until ``stop``; a failed read is logged and tried
+        again next period.
+
+        Raises:
+            SinkError: Redis refuses the reads for good (credentials, permissions).
+        """
+        while not stop.is_set():
+            try:
+                await self.period()
+            except Exception as exc:  # TimeoutError too
+                failure = classify(exc, self.redis.url)
+                if failure is None:
+                    raise
+                if not failure.retryable:
+                    raise failure.error from exc
+                logger.warning("shard vectors not read", extra={"error": str(failure.error)})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await stop.wait()
+
+    async def aclose(self) -> None:
+        """Close the reading connections."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.redis.timeout_s):
+                await self.reader.aclose()
+
+
+def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> Aggregator:
+    """The aggregator of ``config`` (the shards' configuration: its ``[redis]`` and
+    ``[risk]``; ``[cluster]`` is ignored).
+
+    Raises:
+        ConfigError: no common scenario set (``[risk] scenario_underlyings`` empty) or risk
+            off, named by the key.
+    """
+    risk = config.risk
+    if not risk.enabled:
+        raise ConfigError(str(config_path), "aggregate needs risk on - at `$.risk.enabled`")
+    if not risk.scenario_underlyings:
+        raise ConfigError(
+            str(config_path),
+            "aggregate needs the shards' common scenario set - at `$.risk.scenario_underlyings`",
+        )
+    clock = clock if clock is not None else LiveClock()
+    sink = RedisSink(config.redis, clock)
+    return Aggregator(config.redis, risk.var_settings(), risk.var_interval_s, sink, clock)
+
+
+async def run(agg: Aggregator, *, duration_s: float | None = None) -> int:
+    """Run ``agg`` until SIGTERM/SIGINT (or ``duration_s``); returns the exit status (1: a
+    fatal Redis error)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    logger.info("aggregator started", extra={"directory": agg.directory, "base": agg.sink.base})
+    status = 0
+    try:
+        async with asyncio.TaskGroup() as tg:
+            sink = tg.create_task(agg.sink.run(), name="sink")
+            tg.create_task(agg.run(stop), name="aggregate")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(duration_s):
+                    await stop.wait()
+            stop.set()
+            sink.cancel()
+    except* SinkError as group:
+        for error in group.exceptions:
+            logger.error("fatal error: %s", error, extra={"error": type(error).__name__})
+        status = 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        with contextlib.suppress(SinkError, TimeoutError):
+            async with asyncio.timeout(agg.redis.timeout_s * 2):
+                await agg.sink.flush()
+        await agg.sink.aclose()
+        await agg.aclose()
+    logger.info("aggregator stopped", extra={"periods": agg.periods, "status": status})
+    return status
