@@ -12,20 +12,16 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import repeat
-from operator import attrgetter
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from engine import kernels
-from engine.american import Dividends
 from engine.arguments import PARALLEL_MIN_ROWS
+from engine.carries import Carries, UnderlyingParams
 from engine.columns import Columns, Specs, distinct
-from engine.curves import ZeroCurve
-from engine.daycount import year_fraction
 from engine.events import Quote, Tick
 from engine.instruments import (
     DERIBIT,
@@ -100,28 +96,6 @@ _SOURCE_SPECS: Specs = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class UnderlyingParams:
-    """Rate and yield of an underlying (continuously compounded decimals), for BSM and for
-    forwards implied from the index. Deribit's conventions are r = q = 0.
-
-    With a ``curve``, an instrument's r is the curve's zero rate to its expiry (ACT/365 from
-    the valuation time, refreshed at each full reprice) and ``rate`` is not used.
-    """
-
-    rate: float = 0.0
-    dividend_yield: float = 0.0
-    curve: ZeroCurve | None = None
-    implied_carry: bool = False
-    """Its options on spot take q from their expiry's implied forward (:meth:`MarketData.
-    set_carry`) once one is known, ``dividend_yield`` until then."""
-    dividends: tuple[tuple[int, float], ...] = ()
-    """Discrete cash dividends: (ex-dividend instant, int UNIX ns; amount, quote currency per
-    unit of the underlying). Its options on spot are priced on the spot less the PV of those
-    paid after the valuation time and up to their expiry (:meth:`MarketData.roll_dividends`;
-    engine.american's escrowed model)."""
-
-
 class Sources:
     """Shared prices: indices/spot (keyed by index name) or forwards (index, expiry). Each
     knows the instruments that depend on it and those priced off it at their last reprice, so
@@ -142,18 +116,6 @@ class Sources:
             self.dependents.append([])
             self.users.append(set())
         return row
-
-
-def _carries(inst: Instrument) -> bool:
-    """Whether ``inst`` is priced on its spot or index with a dividend yield (an option,
-    neither on a future nor on its forward): what an implied carry and discrete dividends
-    apply to."""
-    return (
-        inst.kind == Kind.OPTION
-        and not inst.on_forward
-        and inst.underlying_future is None
-        and inst.expiry_ns is not None
-    )
 
 
 I64 = npt.NDArray[np.int64]
@@ -202,7 +164,6 @@ class MarketData:
                 f"american_accuracy must be 'fast' or 'accurate', got {american_accuracy!r}"
             )
         self.registry = registry
-        self._params = dict(underlyings or {})
         self._american = _AMERICAN_CODE[american_accuracy]
         self.n_american = 0
         """American options among the rows (none: no repricing step looks for them)."""
@@ -215,10 +176,8 @@ class MarketData:
         self.spots = Sources()  # by index name
         self.fwds = Sources()  # by (index, expiry_ns)
         self.dirty: set[int] = set()
-        self._curve_rows: dict[str, list[int]] = {}  # rows whose r comes from a curve
-        self._carry_rows: dict[tuple[str, int], list[int]] = {}  # q implied, by (chain, expiry)
-        self._carry: dict[tuple[str, int], float] = {}  # the latest implied q of each
-        self._dividend_rows: dict[str, list[int]] = {}  # options on spot with dividends
+        self.carries = Carries(self.cols, dict(underlyings or {}))
+        """Each row's r, q and dividends' PV (:mod:`engine.carries`)."""
         # the kernels' Market group, by the state it was built from
         self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
 
@@ -235,7 +194,6 @@ class MarketData:
             raise ValueError(f"an index ({inst.name}) cannot be held")
         row = self.cols.append()
         a = self.cols.arrays
-        params = self._params.get(inst.underlying, UnderlyingParams())
         a["kind"][row] = _KIND_CODE[inst.kind]
         a["black"][row] = inst.on_forward
         a["inverse"][row] = inst.is_inverse
@@ -247,18 +205,7 @@ class MarketData:
         a["mult"][row] = inst.multiplier
         a["expiry_ns"][row] = inst.expiry_ns or 0
         a["has_expiry"][row] = inst.expiry_ns is not None
-        a["r"][row] = params.rate
-        a["q"][row] = params.dividend_yield
-        if params.implied_carry and _carries(inst):
-            key = (inst.underlying, inst.expiry_ns or 0)
-            self._carry_rows.setdefault(key, []).append(row)
-            a["q"][row] = self._carry.get(key, params.dividend_yield)
-        if params.curve is not None:
-            self._curve_rows.setdefault(inst.underlying, []).append(row)
-            self._roll(params.curve, np.array([row]), self.valuation_ns)
-        if params.dividends and _carries(inst):
-            self._dividend_rows.setdefault(inst.underlying, []).append(row)
-            self._escrow(params.dividends, np.array([row]), self.valuation_ns)
+        self.carries.add([inst], row, self.valuation_ns)
         spot_row = self.spots.row(inst.index)
         a["spot_row"][row] = spot_row
         self.spots.dependents[spot_row].append(row)
@@ -309,89 +256,16 @@ class MarketData:
             _fill(self, insts[k : k + _FILL_CHUNK], ints[k : k + _FILL_CHUNK])
         self.defs.extend(insts)
 
-    def _fill_params(self, insts: list[Instrument], start: int) -> None:
-        """r and q of new rows ``start``... from their underlyings' params (curves and implied
-        carries included), as :meth:`row` sets them."""
-        a, rows = self.cols.arrays, slice(start, start + len(insts))
-        underlying = [i.underlying for i in insts]
-        params = {u: self._params.get(u, UnderlyingParams()) for u in set(underlying)}
-        of_row = list(map(params.__getitem__, underlying))
-        a["r"][rows] = np.fromiter(map(attrgetter("rate"), of_row), np.float64, len(insts))
-        a["q"][rows] = np.fromiter(
-            map(attrgetter("dividend_yield"), of_row), np.float64, len(insts)
-        )
-        if not any(p.implied_carry or p.curve is not None or p.dividends for p in params.values()):
-            return
-        curve_rows: dict[str, tuple[ZeroCurve, list[int]]] = {}
-        dividend_rows: dict[str, list[int]] = {}
-        for row, inst in enumerate(insts, start):
-            p = params[inst.underlying]
-            if p.implied_carry and _carries(inst):
-                key = (inst.underlying, inst.expiry_ns or 0)
-                self._carry_rows.setdefault(key, []).append(row)
-                a["q"][row] = self._carry.get(key, p.dividend_yield)
-            if p.curve is not None:
-                curve_rows.setdefault(inst.underlying, (p.curve, []))[1].append(row)
-            if p.dividends and _carries(inst):
-                dividend_rows.setdefault(inst.underlying, []).append(row)
-        for name, (curve, on_curve) in curve_rows.items():
-            self._curve_rows.setdefault(name, []).extend(on_curve)
-            self._roll(curve, np.array(on_curve, dtype=np.int64), self.valuation_ns)
-        for name, paying in dividend_rows.items():  # after the curves: on their r
-            self._dividend_rows.setdefault(name, []).extend(paying)
-            self._escrow(
-                params[name].dividends, np.array(paying, dtype=np.int64), self.valuation_ns
-            )
-
-    def roll_rates(self, now_ns: int) -> None:
-        """Set r of every instrument on a curve to the curve's zero rate to its expiry at
-        ``now_ns`` (int UNIX ns); those without an expiry (spot, perpetuals) take the rate at
-        t = 0. The portfolio's full reprice calls this: between two, r stays as it was."""
-        for underlying, rows in self._curve_rows.items():
-            curve = self._params[underlying].curve
-            if curve is not None:
-                self._roll(curve, np.array(rows, dtype=np.int64), now_ns)
-
-    def roll_dividends(self, now_ns: int) -> None:
-        """Set the dividends' PV (``div_pv``) and its rate sensitivity (``div_rho``) of every
-        option on spot whose underlying pays dividends: those paid after ``now_ns`` (int UNIX
-        ns) and up to its expiry, discounted at its r (:meth:`engine.american.Dividends.
-        escrow`). The portfolio's full reprice calls this after :meth:`roll_rates`: a dividend
-        whose ex-instant has passed drops out then."""
-        for underlying, rows in self._dividend_rows.items():
-            dividends = self._params[underlying].dividends
-            self._escrow(dividends, np.array(rows, dtype=np.int64), now_ns)
-
-    def _escrow(self, dividends: tuple[tuple[int, float], ...], rows: I64, now_ns: int) -> None:
-        """``div_pv`` and ``div_rho`` of ``rows`` at ``now_ns`` (:meth:`roll_dividends`)."""
-        a = self.cols.arrays
-        ex_ns, amounts = zip(*dividends, strict=True)
-        schedule = Dividends(year_fraction(np.int64(now_ns), np.array(ex_ns)), np.array(amounts))
-        years = year_fraction(np.int64(now_ns), a["expiry_ns"][rows])
-        a["div_pv"][rows], a["div_rho"][rows] = schedule.escrow(years, a["r"][rows])
-
     def set_carry(self, chain: str, expiry_ns: int, dividend_yield: float) -> int:
         """Price the options of ``chain`` expiring at ``expiry_ns`` whose underlying takes its
-        carry from the chain (:attr:`UnderlyingParams.implied_carry`) with ``dividend_yield``
-        (those added later too); returns how many rows it dirtied (a yield that did not
-        change dirties none). A non-finite yield is ignored."""
+        carry from the chain (:meth:`engine.carries.Carries.set_carry`) with
+        ``dividend_yield``; returns how many rows it dirtied (a yield that did not change
+        dirties none). A non-finite yield is ignored."""
         if not math.isfinite(dividend_yield):
             return 0
-        key = (chain, expiry_ns)
-        self._carry[key] = dividend_yield
-        rows = np.array(self._carry_rows.get(key, ()), dtype=np.int64)
-        q = self.cols.arrays["q"]
-        rows = rows[q[rows] != dividend_yield]
-        q[rows] = dividend_yield
+        rows = self.carries.set_carry(chain, expiry_ns, dividend_yield)
         self.dirty.update(rows.tolist())
         return int(rows.size)
-
-    def _roll(self, curve: ZeroCurve, rows: npt.NDArray[np.int64], now_ns: int) -> None:
-        a = self.cols.arrays
-        years = np.where(
-            a["has_expiry"][rows], year_fraction(np.int64(now_ns), a["expiry_ns"][rows]), 0.0
-        )
-        a["r"][rows] = curve.zero_rate(years)
 
     def _forward_expiry_ns(self, inst: Instrument, expiry_ns: int) -> int:
         """The expiry of the forward ``inst`` is priced on: its own, or for an option on a
@@ -621,7 +495,7 @@ def _fill(m: MarketData, insts: list[Instrument], ints: list[int]) -> None:
     dated = np.fromiter(map(operator.is_not, expiry, repeat(None)), bool, n)
     a["expiry_ns"][rows] = _or(expiry, 0)
     a["has_expiry"][rows] = dated
-    m._fill_params(insts, start)
+    m.carries.add(insts, start, m.valuation_ns)
     index = [i.index for i in insts]
     of_index = {key: k for k, key in enumerate(dict.fromkeys(index))}
     group = np.fromiter(map(of_index.__getitem__, index), np.int64, n)

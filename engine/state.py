@@ -34,7 +34,7 @@ Inputs, per instrument (units: :mod:`engine.instruments`, :mod:`engine.outputs`)
   ``underlying_price``, else the price of the future of that expiry, else the index (r = q = 0
   unless configured). Other venues' options: BSM on the index/spot with the underlying's r and q
   (American ones by engine.american_kernels), on the spot less the PV of the underlying's
-  discrete dividends before expiry when it has some (:meth:`engine.market.MarketData.
+  discrete dividends before expiry when it has some (:meth:`engine.carries.Carries.
   roll_dividends`).
 - Volatility: the quote's ``iv`` when present, else implied from its mark, else from its mid.
 - Futures, perpetuals and spot: their own last tick, else the forward or index.
@@ -260,8 +260,8 @@ class Portfolio:
         pairs = groups.pair_keys
         if full or market.valuation_ns == 0:
             market.valuation_ns = now_ns
-            market.roll_rates(now_ns)
-            market.roll_dividends(now_ns)
+            market.carries.roll_rates(now_ns)
+            market.carries.roll_dividends(now_ns)
             market.dirty.clear()
             lots.dirty.clear()
             market.price(np.flatnonzero(ia["n_lots"][: market.cols.n]), market.priced())

@@ -29,7 +29,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -58,7 +57,7 @@ from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_sink import RedisSink
 from engine.runtime.resume import Checkpointer, open_book
-from engine.runtime.risk_task import RiskTask, VectorsOut, check_hedges, load_history
+from engine.runtime.risk_task import RiskTask, check_hedges, load_history, shard_vectors
 from engine.runtime.shard_gate import shard_gate
 from engine.runtime.timings import CycleHistograms
 from engine.runtime.view import TerminalView, dashboard_url
@@ -132,27 +131,14 @@ def build(
         clock,
         valuing,
         underlying_curves(config),
-        vectors=None
-        if gate is None or not config.risk.scenario_underlyings
-        else VectorsOut(
-            str(gate.shard.name), gate.shard.owns, partial(sink.hashes.replace, "vectors")
-        ),
+        vectors=shard_vectors(config.risk, gate, sink.hashes.replace),
     )
     settler = Settler()
     optional = frozenset(fc.name for fc in config.feeds if not fc.required)
     monitor = Monitor(
-        config.engine,
-        feeds,
-        optional,
-        engine,
-        risk,
-        sink.stats,
-        inbox,
-        out,
-        settler,
-        clock,
+        config.engine, feeds, optional, engine, risk, sink.stats, inbox, out, settler, clock,
         valuing,
-    )
+    )  # fmt: skip
     sink.status = monitor.status  # the heartbeat's engine counters
     daemon = Daemon(
         config,

@@ -11,6 +11,7 @@ vols to the engine as quotes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -60,10 +61,11 @@ from engine.risk.vectors import CommonVectors, common_vectors, encode_vectors
 from engine.runtime.config import config_relative
 from engine.runtime.intake import AsyncInbox
 from engine.runtime.publisher import Publisher
+from engine.runtime.shard_gate import ShardGate
 from engine.runtime.worker import WorkerProcess
 from engine.state import BookRisk, Portfolio
 
-__all__ = ["RiskTask", "VectorsOut", "check_hedges", "load_history"]
+__all__ = ["RiskTask", "VectorsOut", "check_hedges", "load_history", "shard_vectors"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,17 @@ class VectorsOut:
     shard: str
     owns: Callable[[str], bool]
     write: Callable[[dict[str, bytes]], None]
+
+
+def shard_vectors(
+    config: RiskConfig, gate: ShardGate | None, replace: Callable[[str, dict[str, bytes]], None]
+) -> VectorsOut | None:
+    """Where a shard on the common scenario set (``[risk] scenario_underlyings``) writes its
+    P&L vectors: its ``vectors`` hash, through the sink's ``replace`` (None: not a shard, or
+    no common set)."""
+    if gate is None or not config.scenario_underlyings:
+        return None
+    return VectorsOut(str(gate.shard.name), gate.shard.owns, functools.partial(replace, "vectors"))
 
 
 class RiskTask:

@@ -121,8 +121,9 @@ def state(m: MarketData) -> dict[str, Any]:
         out[name] = (table.ids, table.dependents, table.cols.n)
     out["rows"] = m._rows
     out["defs"] = m.defs
-    out["curve_rows"] = m._curve_rows
-    out["carry_rows"] = m._carry_rows
+    out["curve_rows"] = m.carries._curve_rows
+    out["carry_rows"] = m.carries._carry_rows
+    out["dividend_rows"] = m.carries._dividend_rows
     return out
 
 
@@ -171,8 +172,8 @@ def test_rows_covers_every_held_kind() -> None:
     a = m.cols.arrays
     assert m.n_american == 2
     assert a["american"][: m.cols.n].sum() > 0
-    assert m._curve_rows["SPX"]
-    assert m._carry_rows
+    assert m.carries._curve_rows["SPX"]
+    assert m.carries._carry_rows
     assert 0.011 in a["q"][: m.cols.n].tolist()
     esh5 = instruments(["ESH5"])[0]
     assert m.fwds.ids[("SPX", esh5.expiry_ns)] == a["fwd_row"][m._rows["EW1F5 P5800"]]
