@@ -10,7 +10,7 @@ Key layout (docs/redis.md#redis-cluster-and-shards). Every key of one daemon sta
 - a shard (``[cluster]``), on one server or a cluster: ``{risk:NAME}`` with the shard's name.
 
 Within a base every key hashes to one slot (the tag), so a shard's keys live on one node:
-its scripts, its ``RENAME`` and its pipelines never span slots, and its restart marker
+its scripts and its pipelines never span slots, and its restart marker
 (``{base}:writer``) sits on the node that holds its data. A tagged daemon also lists itself in
 the directory hash ``{prefix}:shards`` (field: the shard's name, ``all`` when not sharded;
 value: its base as a JSON string), rewritten with every heartbeat, so a consumer finds every
@@ -231,7 +231,6 @@ class Keys:
     alerts: str
     alerts_stream: str
     active: str
-    active_tmp: str
     heartbeat: str
     writer: str
     directory: str | None  # {prefix}:shards, for a tagged base
@@ -252,7 +251,6 @@ class Keys:
             alerts=f"{p}:alerts",
             alerts_stream=f"{p}:alerts:stream",
             active=f"{p}:alerts:active",
-            active_tmp=f"{p}:alerts:active:rebuild",
             heartbeat=f"{p}:heartbeat",
             writer=f"{p}:writer",
             directory=directory,

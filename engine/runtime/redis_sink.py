@@ -36,7 +36,7 @@ writes what it is given. What is held while Redis is away, and what happens when
   (``stats.dropped_alerts``); the active-alerts hash is still rebuilt right on reconnection.
 
 After every (re)connection the sink re-publishes the latest payload of every key it ever
-published and rebuilds ``{p}:alerts:active`` from its own view (atomically, with RENAME), so a
+published and rebuilds ``{p}:alerts:active`` from its own view (atomically, in one script), so a
 Redis that restarted empty holds the full picture again. Before its first write the sink reads
 the alerts a predecessor (an earlier run under the same prefix) left in that hash and ends each
 with a ``cleared`` transition (``"reason": "restart"``), ahead of its own; those still true are
@@ -71,7 +71,7 @@ from redis import exceptions as rexc
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
 from engine.clock import Clock
 from engine.errors import SinkError
@@ -654,13 +654,6 @@ def _raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
-def _fields(mapping: dict[str, bytes]) -> dict[FieldT, EncodableT]:
-    """``mapping`` typed as redis-py's HSET wants it (its Mapping key type is invariant)."""
-    fields: dict[FieldT, EncodableT] = {}
-    fields.update(mapping.items())
-    return fields
-
-
 PendingKey = tuple[str, str]
 """A payload's family and key."""
 
@@ -788,20 +781,16 @@ def _replace_hash(pipe: Pipe, key: str, fields: dict[str, bytes]) -> None:
 def _rebuild_active(
     pipe: Pipe, keys: Keys, active: Mapping[str, AlertPayload], stats: SinkStats
 ) -> None:
-    """Replace the active-alerts hash with ``active``, atomically (RENAME). Alerts still
-    queued re-apply their own HSET/HDEL after this, in order, and end on the same state;
-    ``active`` also covers transitions dropped from a full queue."""
+    """Replace the active-alerts hash with ``active``, atomically (:data:`_REPLACE_HASH`; on
+    a Redis Cluster too, whose pipelines refuse RENAME). Alerts still queued re-apply their own
+    HSET/HDEL after this, in order, and end on the same state; ``active`` also covers
+    transitions dropped from a full queue."""
     fields: dict[str, bytes] = {}
     for alert_id, payload in active.items():
         data = _encoded(payload, "alert", stats)
         if data is not None:
             fields[alert_id] = data
-    if fields:
-        pipe.delete(keys.active_tmp)
-        pipe.hset(keys.active_tmp, mapping=_fields(fields))
-        pipe.rename(keys.active_tmp, keys.active)
-    else:
-        pipe.delete(keys.active)
+    _replace_hash(pipe, keys.active, fields)
 
 
 def _beat(stats: SinkStats, status: Callable[[], EngineStatus] | None, now_ns: int) -> bytes:

@@ -25,7 +25,9 @@ from engine.clock import ManualClock
 from engine.runtime.app import build, run
 from engine.runtime.config import load_config
 from engine.runtime.redis_link import probe
+from engine.runtime.redis_sink import RedisConfig, RedisSink
 from engine.shards import shard_of
+from tests.factories import alert
 from tests.servers import (
     ClusterNode,
     MosquittoServer,
@@ -436,3 +438,25 @@ async def test_only_the_node_that_holds_the_marker_judges_a_restart(
     assert owners[0][1].major >= 7
     assert len({info.run_id for _, info in found}) == len(found)  # one per node
     assert all(info.token is None for _, info in found if not info.owner)
+
+
+async def test_the_active_alerts_hash_is_rebuilt_on_a_cluster(
+    redis_cluster: RedisClusterServers, unique: str
+) -> None:
+    """A write that rewrites every key (the first, and each after Redis lost them) rebuilds
+    the active-alerts hash from the sink's view in one atomic step; on a Redis Cluster too,
+    whose pipelines refuse RENAME (the step the sink took before)."""
+    config = RedisConfig(url=redis_cluster.url, prefix=unique, cluster=True)
+    sink = RedisSink(config, ManualClock(TS_MS * 1_000_000), shard="0")
+    r = RedisCluster.from_url(redis_cluster.url)
+    try:
+        sink.alert(alert("a:main", "raised"))
+        sink.alert(alert("b:main", "raised"))
+        sink.alert(alert("b:main", "cleared"))
+        await sink.flush()
+        active = await r.hgetall(f"{{{unique}:0}}:alerts:active")
+        assert [_text(k) for k in active] == ["a:main"]
+        assert orjson.loads(active[b"a:main"])["state"] == "raised"
+    finally:
+        await sink.aclose()
+        await r.aclose()
