@@ -208,8 +208,9 @@ def _instrument_block(
     s0: int, value: float, dv: F64,
 ) -> None:  # fmt: skip
     """``dv[j]``: instrument ``i``'s value change per unit of weight in scenario ``s0 + j``:
-    :func:`_european_block` where it applies (an option without dividends), else (and for any
-    scenario it leaves non-finite) as :func:`engine.kernels.scenario_pnl_kernel` values it."""
+    :func:`_european_block` where it applies (an option without dividends; 0 exactly in a
+    scenario that moves nothing, at no horizon), else (and for any scenario it leaves
+    non-finite) as :func:`engine.kernels.scenario_pnl_kernel` values it."""
     fast = (
         book.kind[i] == KIND_OPTION
         and book.american[i] == EUROPEAN
@@ -221,8 +222,11 @@ def _instrument_block(
     if fast:
         _european_block(book, i, later, log_xk, moves, s0, value, dv)
     u = book.und[i]
+    now = later == book.T[i]
     for j in range(dv.shape[0]):
         if fast and math.isfinite(dv[j]):
+            if now and moves.ret[u, s0 + j] == 0.0 and moves.vol_factor[u, s0 + j] == 1.0:
+                dv[j] = 0.0  # nothing moved: no change, exactly, as full revaluation gives
             continue
         s = s0 + j
         moved = _moved_value(

@@ -48,7 +48,7 @@ from engine.risk.liquidity import LiquidityConfig
 from engine.risk.parity import ForwardsConfig
 from engine.risk.positioning import PositioningConfig
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
-from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grid
+from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grids
 from engine.risk.usbook import UsMarginConfig
 from engine.risk.vectors import (
     VAR_UNITS,
@@ -76,6 +76,7 @@ __all__ = [
     "skew_payloads",
     "strategy_payload",
     "stress_payload",
+    "stress_payloads",
     "var_payload",
     "vol_level",
 ]
@@ -328,22 +329,31 @@ def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int
     )
 
 
+def stress_payloads(books: Sequence[BookRisk], cfg: RiskConfig, now_ns: int) -> list[StressPayload]:
+    """The ``stress`` payload of each of ``books``: its P&L (USD) under every (spot shock, vol
+    shock) pair, all underlyings together, and ``stress_loss``, the worst loss on the grid;
+    every book's grid in one revaluation per distinct instrument (:func:`stress_grids`)."""
+    grids = stress_grids([br.positions for br in books], cfg.stress_spot, cfg.stress_vol)
+    return [
+        StressPayload(
+            ts_ns=now_ns,
+            valuation_ts_ns=br.valuation_ns,
+            book=br.book,
+            underlyings=br.underlyings,
+            spot=_floats(grid.spot),
+            vol=_floats(grid.vol),
+            pnl=_nested(grid.pnl),
+            stress_loss=float(-np.min(grid.pnl)),
+            excluded=[br.instrument(i) for i in grid.excluded.tolist()],
+            units=_STRESS_UNITS,
+        )
+        for br, grid in zip(books, grids, strict=True)
+    ]
+
+
 def stress_payload(br: BookRisk, cfg: RiskConfig, now_ns: int) -> StressPayload:
-    """The ``stress`` payload of one book: its P&L (USD) under every (spot shock, vol shock)
-    pair, all underlyings together, and ``stress_loss``, the worst loss on the grid."""
-    grid = stress_grid(br.positions, max(len(br.underlyings), 1), cfg.stress_spot, cfg.stress_vol)
-    return StressPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=br.valuation_ns,
-        book=br.book,
-        underlyings=br.underlyings,
-        spot=_floats(grid.spot),
-        vol=_floats(grid.vol),
-        pnl=_nested(grid.pnl),
-        stress_loss=float(-np.min(grid.pnl)),
-        excluded=[br.instrument(i) for i in grid.excluded.tolist()],
-        units=_STRESS_UNITS,
-    )
+    """The ``stress`` payload of one book (:func:`stress_payloads`)."""
+    return stress_payloads([br], cfg, now_ns)[0]
 
 
 _STRESS_UNITS: Final = {
@@ -846,12 +856,13 @@ def risk_payloads(
         )
         for h, legs, px in held
     ]
+    stress = iter(stress_payloads(books, cfg, now_ns) if "stress" in wanted else [])
     for br in books:
         out += [(f"{br.book}:{h.underlying}", h) for h in hedge_payloads(br, hedges, cfg, now_ns)]
         if "var" in wanted and not cfg.scenario_underlyings:
             out.append((br.book, var_payload(br, history, cfg, now_ns)))
         if "stress" in wanted:
-            out.append((br.book, stress_payload(br, cfg, now_ns)))
+            out.append((br.book, next(stress)))
         if "margin" in wanted:
             out.append((br.book, margin_payload(br, cfg, now_ns, holdings)))
     if "var" in wanted and cfg.scenario_underlyings:
