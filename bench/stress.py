@@ -61,9 +61,17 @@ def portfolio(now_ns: int) -> tuple[list[BookRisk], int]:
         p.add_position(book, name, qty, avg)
     index = {u.name: u.spot for u in UNDERLYINGS}
     p.apply_quotes(
-        Quote(instrument=q.instrument, bid=q.mark * 0.98, ask=q.mark * 1.02, mark=q.mark, iv=q.iv,
-              underlying_price=q.forward, index_price=index[q.underlying], ts_event=now_ns,
-              ts_recv=now_ns)  # fmt: skip
+        Quote(
+            instrument=q.instrument,
+            bid=q.mark * 0.98,
+            ask=q.mark * 1.02,
+            mark=q.mark,
+            iv=q.iv,
+            underlying_price=q.forward,
+            index_price=index[q.underlying],
+            ts_event=now_ns,
+            ts_recv=now_ns,
+        )
         for q in b.quotes
     )
     p.cycle(now_ns, True)
@@ -102,11 +110,17 @@ def full_revaluation_payloads(
         pnl = res.pnl.reshape(spot.size, vol.size)
         out.append(
             StressPayload(
-                ts_ns=now_ns, valuation_ts_ns=br.valuation_ns, book=br.book,
-                underlyings=br.underlyings, spot=spot.tolist(), vol=vol.tolist(),
-                pnl=pnl.tolist(), stress_loss=float(-pnl.min()),
-                excluded=[br.instrument(i) for i in res.excluded.tolist()], units={},
-            )  # fmt: skip
+                ts_ns=now_ns,
+                valuation_ts_ns=br.valuation_ns,
+                book=br.book,
+                underlyings=br.underlyings,
+                spot=spot.tolist(),
+                vol=vol.tolist(),
+                pnl=pnl.tolist(),
+                stress_loss=float(-pnl.min()),
+                excluded=[br.instrument(i) for i in res.excluded.tolist()],
+                units={},
+            )
         )
     return out
 
@@ -232,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"instruments {'the same' if same else 'DIFFERENT'}.",
     ]
     if att_s is not None:
-        lines.append(f"\nattribution + capital payloads (once, not changed here): {att_s:.1f} s CPU")
+        lines.append(
+            f"\nattribution + capital payloads (once, not changed here): {att_s:.1f} s CPU"
+        )
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:

@@ -107,6 +107,10 @@ def stress_grid(
     if n_underlyings < 1:
         raise ValueError(f"n_underlyings must be >= 1, got {n_underlyings!r}")
     und = book.und
-    if isinstance(und, np.ndarray) and und.size and not (0 <= und.min() and und.max() < n_underlyings):
+    if (
+        isinstance(und, np.ndarray)
+        and und.size
+        and not (und.min() >= 0 and und.max() < n_underlyings)
+    ):
         raise ValueError(f"book.und must index the {n_underlyings} underlyings")
     return stress_grids([book], spot_shocks, vol_shocks, horizon_days)[0]

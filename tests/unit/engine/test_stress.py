@@ -89,7 +89,9 @@ def full_revaluation(
     return res.pnl.reshape(spot.size, vol.size), res.excluded
 
 
-def scale_of(book: ScenarioBook, spot: np.ndarray, vol: np.ndarray, horizon_days: float) -> np.ndarray:
+def scale_of(
+    book: ScenarioBook, spot: np.ndarray, vol: np.ndarray, horizon_days: float
+) -> np.ndarray:
     """Each cell's scale of rounding: the sum over the positions of |P&L| (long and short
     positions cancel in the book's P&L, not in its errors) and, of the options, of |weight| x
     max(X, K), a bound of their value (the per-instrument kernel's normal CDF is accurate to
@@ -150,7 +152,9 @@ def test_many_books_over_shared_instruments_default_grid() -> None:
         np.testing.assert_array_equal(grid.excluded, excluded)
         scale = scale_of(book, spot, vol, 0.0)
         np.testing.assert_array_less(np.abs(grid.pnl - pnl), REL * scale + 1e-300)
-        assert math.isclose(-grid.pnl.min(), -pnl.min(), rel_tol=0.0, abs_tol=REL * float(scale.max()))
+        assert math.isclose(
+            -grid.pnl.min(), -pnl.min(), rel_tol=0.0, abs_tol=REL * float(scale.max())
+        )
 
 
 def test_stress_grid_is_the_stacked_grid_of_one_book() -> None:
