@@ -26,7 +26,7 @@ from engine.outputs import (
 from engine.risk import attribution as att
 from engine.risk import var
 from engine.risk.history import MoveHistory
-from engine.risk.scenarios import scenario_pnl
+from engine.risk.scenarios import book_scenario_pnl
 from engine.state import AGG_FIELDS, BookRisk
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def attribute(
         ("historical", (ret * scale, dvol * scale)),
         ("monte_carlo", (mc_ret, mc_dvol)),
     ):
-        pnl = scenario_pnl(book, r, v, h).pnl
+        pnl = book_scenario_pnl(book, r, v, h).total  # per distinct instrument, as VaR
         total = var.empirical(pnl, c, ce, h, method=method.replace("_", " "))
         out[method] = att.scenario_allocation(book, r, v, h, total, pnl, partitions, hw, cap)
     return out, dict.fromkeys(VAR_METHODS, "ok"), n_days

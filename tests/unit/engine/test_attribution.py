@@ -508,3 +508,29 @@ def test_the_rest_is_negative_where_holdings_hold_more_than_the_lot() -> None:
     assert firm.labels == [f"desk/legs:{C1}*3", f"desk/{NO_STRATEGY}"] * 2
     assert firm.lot is not None
     assert firm.lot.tolist() == [0, 0, 1, 2, 2, 3]
+
+
+def test_pnl_by_part_equals_full_revaluation_part_by_part() -> None:
+    """The parts' P&L revalued per distinct instrument (parts as books) is full revaluation's,
+    part by part (engine.part_kernels.part_pnl_kernel, the path before), on positions of every
+    kind sharing instruments, some that cannot be valued, in parts across underlyings."""
+    from engine import part_kernels
+    from engine.risk.attribution import _part_pnl
+    from engine.risk.var import mc_draws
+    from engine.units import DAYS_PER_YEAR
+    from tests.unit.engine.test_stress import random_books
+
+    (book,) = random_books(11, 40, 1, 600)
+    rng = np.random.default_rng(3)
+    n_parts = 9
+    of = rng.integers(0, n_parts, book.kind.size).astype(np.int64)
+    n_und = int(book.und.max()) + 1
+    cov = np.diag(np.r_[np.full(n_und, 0.04), np.full(n_und, 0.05)]) ** 2
+    for horizon in (0.0, 1.0, 10.0):
+        ret, dvol = mc_draws(cov, 1_000, seed=5, horizon_days=max(horizon, 1.0))
+        got = _part_pnl(book, ret, dvol, horizon, of, n_parts)
+        ref = np.empty((ret.shape[0], n_parts))
+        part_kernels.part_pnl_kernel(book, ret, dvol, horizon / DAYS_PER_YEAR, of, ref)
+        bound = np.abs(book.weight) * np.maximum(book.X, book.strike)  # options' values' bound
+        scale = np.bincount(of, np.nan_to_num(bound), n_parts) + np.abs(ref).max()
+        np.testing.assert_array_less(np.abs(got - ref), np.broadcast_to(1e-11 * scale, got.shape))
