@@ -1,9 +1,9 @@
 """Stress grids of many books in one revaluation per distinct instrument
 (engine.risk.stress.stress_grids) against full revaluation position by position, book by book
 (engine.risk.scenarios.scenario_pnl over the grid's moves, as stress_grid computed it before):
-random books of options on spot and on futures, coin-settled and American options, futures,
-perpetuals, spot, options expiring within the horizon, positions that cannot be valued, several
-underlyings per book, instruments shared between books, empty books."""
+random books of options on spot (some with dividends) and on futures, coin-settled and American
+options, futures, perpetuals, spot, options expiring within the horizon, positions that cannot
+be valued, several underlyings per book, instruments shared between books, empty books."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def instruments(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "q": np.where(black, 0.0, rng.uniform(0.0, 0.03, n)),
         "sigma": sigma,
         "X": X,
+        # options on spot, some with dividends before expiry (PV, USD)
+        "div_pv": np.where(~black & (rng.random(n) < 0.2), 0.01 * SPOTS[und], 0.0),
         "und": und.astype(np.int64),
     }
 
