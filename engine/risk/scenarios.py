@@ -91,14 +91,23 @@ _INSTRUMENT_FIELDS = tuple(f for f in ScenarioBook._fields if f != "weight")
 
 def distinct_instruments(book: ScenarioBook) -> tuple[ScenarioBook, IntArray]:
     """The distinct instruments of ``book`` (rows equal in every column but ``weight``; a row
-    with a NaN is its own) with their weights summed, and each position's row among them."""
-    rec = np.empty(
-        book.kind.shape[0], dtype=[(f, getattr(book, f).dtype) for f in _INSTRUMENT_FIELDS]
-    )
-    for f in _INSTRUMENT_FIELDS:
-        rec[f] = getattr(book, f)
-    _, first, inverse = np.unique(rec, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1).astype(np.int64)
+    with a NaN is its own) with their weights summed, and each position's row among them.
+    The instruments come in the order of their columns, the first column first (ties: the
+    first position first), found by ``np.lexsort`` over the columns (a structured array's
+    ``np.unique`` sorts field by field through a generic comparison: 50x slower)."""
+    cols = [getattr(book, f) for f in _INSTRUMENT_FIELDS]
+    n = book.kind.shape[0]
+    order = np.lexsort(cols[::-1])  # lexsort's primary key is its last
+    first_of_run = np.ones(n, dtype=np.bool_)
+    if n > 1:
+        same = np.ones(n - 1, dtype=np.bool_)
+        for c in cols:
+            sorted_c = c[order]
+            same &= sorted_c[1:] == sorted_c[:-1]  # NaN != NaN: a row with a NaN is its own
+        first_of_run[1:] = ~same
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(first_of_run) - 1
+    first = order[first_of_run]
     weight = np.asarray(np.bincount(inverse, book.weight, first.size), dtype=np.float64)
     inst = ScenarioBook._make(np.ascontiguousarray(a[first]) for a in book)
     return inst._replace(weight=weight), inverse

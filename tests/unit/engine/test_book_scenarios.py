@@ -102,6 +102,15 @@ def test_distinct_instruments_sums_the_weights_of_equal_rows() -> None:
             np.testing.assert_array_equal(getattr(inst, name)[at], getattr(book, name))
 
 
+def test_distinct_instruments_come_sorted_by_their_columns() -> None:
+    """In the order of their columns, the first column first (the order np.unique of a
+    structured array gave, which the P&L's sums follow)."""
+    book, _ = mixed_book()
+    inst, _ = distinct_instruments(book)
+    cols = [getattr(inst, f) for f in ScenarioBook._fields if f != "weight"]
+    np.testing.assert_array_equal(np.lexsort(cols[::-1]), np.arange(inst.kind.size))
+
+
 def test_book_pnl_equals_full_revaluation_per_book_and_total() -> None:
     book, books = mixed_book()
     ret, dvol = mc_draws(COV, 2_000, seed=11, horizon_days=1.0)
