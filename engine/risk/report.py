@@ -47,6 +47,7 @@ from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
 from engine.risk.parity import ForwardsConfig
 from engine.risk.positioning import PositioningConfig
+from engine.risk.scenarios import stacked
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grids
 from engine.risk.usbook import UsMarginConfig
@@ -262,19 +263,25 @@ def _nested(a: npt.ArrayLike) -> Any:
     return np.asarray(a, dtype=np.float64).tolist()
 
 
-def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int) -> VarPayload:
+def var_payload(
+    br: BookRisk,
+    history: MoveHistory,
+    cfg: RiskConfig,
+    now_ns: int,
+    scenarios: tuple[var.VaR, var.VaR] | None = None,
+) -> VarPayload:
     """The ``var`` payload of one book: VaR and ES (USD losses over ``horizon_days``) by every
     method; a method that cannot run (fewer than 2 days of moves of every underlying the book
     holds) gives nulls and says why in ``status``. With ``scenario_underlyings``, on the common
-    scenario set (:mod:`engine.risk.vectors`)."""
+    scenario set (:mod:`engine.risk.vectors`). ``scenarios``: its historical and Monte Carlo
+    figures when already computed (:func:`scenario_vars`)."""
     if cfg.scenario_underlyings:
         common = common_vectors([br], history, cfg.var_settings())
         return var_payloads(common, cfg.var_settings(), now_ns, firm=False)[0][1]
     c, ce, h = cfg.confidence, cfg.es_confidence, cfg.horizon_days
     status: dict[str, str] = {}
     figures: dict[str, var.VaR] = {}
-    ret, dvol = history.moves(br.underlyings)
-    n_days = ret.shape[0]
+    n_days = history.moves(br.underlyings)[0].shape[0]
     if not br.underlyings:
         status = dict.fromkeys(VAR_METHODS, "no positions")
     elif n_days < 2:
@@ -287,10 +294,9 @@ def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int
         gamma_usd = 100.0 * br.figures[:, _CASH_GAMMA] + delta_usd
         figures["delta_normal"] = var.delta_normal(delta_usd, cov[:u, :u], c, ce, h)
         figures["delta_gamma"] = var.delta_gamma(delta_usd, gamma_usd, cov[:u, :u], c, ce, h)
-        figures["historical"] = var.historical(br.positions, ret, dvol, c, ce, h)[0]
-        figures["monte_carlo"] = var.monte_carlo(
-            br.positions, cov, cfg.mc_scenarios, cfg.mc_seed, c, ce, h
-        )[0]
+        if scenarios is None:
+            scenarios = scenario_vars([br], history, cfg)[0]
+        figures["historical"], figures["monte_carlo"] = scenarios
         status = dict.fromkeys(VAR_METHODS, "ok")
 
     def loss(method: str) -> tuple[float | None, float | None]:
@@ -327,6 +333,34 @@ def var_payload(br: BookRisk, history: MoveHistory, cfg: RiskConfig, now_ns: int
         mc_scenarios=cfg.mc_scenarios,
         units=VAR_UNITS,
     )
+
+
+def scenario_vars(
+    books: Sequence[BookRisk], history: MoveHistory, cfg: RiskConfig
+) -> dict[int, tuple[var.VaR, var.VaR]]:
+    """Each book's historical and Monte Carlo VaR (by its index in ``books``; none for a book
+    that holds nothing or whose underlyings have fewer than 2 days of moves). Books over the
+    same underlyings share the window and the draws (the same covariance and seed), so each
+    such group is revalued at once, each distinct instrument once per scenario
+    (:func:`~engine.risk.var.historical_books`, :func:`~engine.risk.var.monte_carlo_books`):
+    the figures of one book at a time."""
+    c, ce, h = cfg.confidence, cfg.es_confidence, cfg.horizon_days
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k, br in enumerate(books):
+        if br.underlyings:
+            groups.setdefault(tuple(br.underlyings), []).append(k)
+    out: dict[int, tuple[var.VaR, var.VaR]] = {}
+    for underlyings, members in groups.items():
+        ret, dvol = history.moves(list(underlyings))
+        if ret.shape[0] < 2:
+            continue
+        book, which = stacked([books[k].positions for k in members])
+        cov = history.covariance(list(underlyings))
+        n = len(members)
+        hist = var.historical_books(book, which, n, ret, dvol, c, ce, h)
+        mc = var.monte_carlo_books(book, which, n, cov, cfg.mc_scenarios, cfg.mc_seed, c, ce, h)
+        out.update(zip(members, zip(hist.books, mc.books, strict=True), strict=True))
+    return out
 
 
 def stress_payloads(books: Sequence[BookRisk], cfg: RiskConfig, now_ns: int) -> list[StressPayload]:
@@ -857,10 +891,12 @@ def risk_payloads(
         for h, legs, px in held
     ]
     stress = iter(stress_payloads(books, cfg, now_ns) if "stress" in wanted else [])
-    for br in books:
+    per_book_var = "var" in wanted and not cfg.scenario_underlyings
+    scenarios = scenario_vars(books, history, cfg) if per_book_var else {}
+    for k, br in enumerate(books):
         out += [(f"{br.book}:{h.underlying}", h) for h in hedge_payloads(br, hedges, cfg, now_ns)]
-        if "var" in wanted and not cfg.scenario_underlyings:
-            out.append((br.book, var_payload(br, history, cfg, now_ns)))
+        if per_book_var:
+            out.append((br.book, var_payload(br, history, cfg, now_ns, scenarios.get(k))))
         if "stress" in wanted:
             out.append((br.book, next(stress)))
         if "margin" in wanted:

@@ -9,7 +9,7 @@ builds it; it is re-exported here, with what revalues it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "book_scenario_pnl",
     "distinct_instruments",
     "scenario_pnl",
+    "stacked",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -111,6 +112,14 @@ def distinct_instruments(book: ScenarioBook) -> tuple[ScenarioBook, IntArray]:
     weight = np.asarray(np.bincount(inverse, book.weight, first.size), dtype=np.float64)
     inst = ScenarioBook._make(np.ascontiguousarray(a[first]) for a in book)
     return inst._replace(weight=weight), inverse
+
+
+def stacked(books: Sequence[ScenarioBook]) -> tuple[ScenarioBook, IntArray]:
+    """``books``' positions in one book, in order, and each position's book (its index in
+    ``books``): what :func:`book_scenario_pnl` takes to revalue many books at once."""
+    sizes = np.array([b.kind.shape[0] for b in books], dtype=np.int64)
+    which = np.repeat(np.arange(len(books), dtype=np.int64), sizes)
+    return ScenarioBook._make(np.concatenate(c) for c in zip(*books, strict=True)), which
 
 
 @dataclass(frozen=True, slots=True)

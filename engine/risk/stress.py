@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.risk.scenarios import ScenarioBook, book_scenario_pnl
+from engine.risk.scenarios import ScenarioBook, book_scenario_pnl, stacked
 
 __all__ = ["DEFAULT_SPOT_SHOCKS", "DEFAULT_VOL_SHOCKS", "StressGrid", "stress_grid", "stress_grids"]
 
@@ -65,15 +65,13 @@ def stress_grids(
     spot, vol = _shocks(spot_shocks, vol_shocks)
     if not books:
         return []
-    sizes = np.array([b.kind.shape[0] for b in books], dtype=np.int64)
-    stacked = ScenarioBook._make(np.concatenate(columns) for columns in zip(*books, strict=True))
-    which = np.repeat(np.arange(len(books), dtype=np.int64), sizes)
+    every, which = stacked(books)
     ret = np.repeat(np.log1p(spot), vol.size)[:, None]  # row i * n_vol + j: spot i, vol j
     dvol = np.tile(vol, spot.size)[:, None]
     res = book_scenario_pnl(
-        stacked._replace(und=np.zeros_like(which)), ret, dvol, horizon_days, which, len(books)
+        every._replace(und=np.zeros_like(which)), ret, dvol, horizon_days, which, len(books)
     )
-    start = np.concatenate([[0], np.cumsum(sizes)])
+    start = np.concatenate([[0], np.cumsum([b.kind.shape[0] for b in books])])
     cut = np.searchsorted(res.excluded, start)
     return [
         StressGrid(

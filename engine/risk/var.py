@@ -48,6 +48,7 @@ __all__ = [
     "delta_normal",
     "empirical",
     "historical",
+    "historical_books",
     "mc_draws",
     "monte_carlo",
     "monte_carlo_books",
@@ -283,14 +284,10 @@ def historical(
     ``dvol_window``, one column per underlying) applied to the book as it is now, scaled to the
     horizon by √N, revalued per distinct instrument (:func:`book_scenario_pnl`: full
     revaluation's figures to about 1e-13 relative); VaR and ES by :func:`empirical`."""
-    _check_levels(confidence, es_confidence)  # before the revaluation, not after it
-    _check_horizon(horizon_days)
-    scale = math.sqrt(horizon_days)
-    ret = np.asarray(ret_window, dtype=np.float64) * scale
-    dvol = np.asarray(dvol_window, dtype=np.float64) * scale
-    res = _one_book(book_scenario_pnl(book, ret, dvol, horizon_days))
-    var = empirical(res.pnl, confidence, es_confidence, horizon_days, method="historical")
-    return var, res
+    res = historical_books(
+        book, None, 1, ret_window, dvol_window, confidence, es_confidence, horizon_days
+    )
+    return res.books[0], _one_book(res.pnl)
 
 
 def _one_book(res: BookScenarioPnL) -> ScenarioPnL:
@@ -333,11 +330,10 @@ def monte_carlo(
         cov: one-day covariance, 2U x 2U, of the U underlyings' log-returns (first U rows)
             and of their relative vol moves (last U rows; zeros for no vol moves).
     """
-    _check_levels(confidence, es_confidence)  # before the revaluation, not after it
-    ret, dvol = mc_draws(cov, n_scenarios, seed, horizon_days)
-    res = _one_book(book_scenario_pnl(book, ret, dvol, horizon_days))
-    var = empirical(res.pnl, confidence, es_confidence, horizon_days, method="monte carlo")
-    return var, res
+    res = monte_carlo_books(
+        book, None, 1, cov, n_scenarios, seed, confidence, es_confidence, horizon_days
+    )
+    return res.books[0], _one_book(res.pnl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +348,7 @@ class BooksVaR:
 
 def monte_carlo_books(
     book: ScenarioBook,
-    books: npt.ArrayLike,
+    books: npt.ArrayLike | None,
     n_books: int,
     cov: npt.ArrayLike,
     n_scenarios: int,
@@ -367,7 +363,7 @@ def monte_carlo_books(
 
     Args:
         book: the positions of every book.
-        books: each position's book, in [0, n_books).
+        books: each position's book, in [0, n_books) (None: all in book 0).
         n_books: the number of books.
         cov, n_scenarios, seed, confidence, es_confidence, horizon_days: as
             :func:`monte_carlo`'s.
@@ -376,6 +372,39 @@ def monte_carlo_books(
     ret, dvol = mc_draws(cov, n_scenarios, seed, horizon_days)
     res = book_scenario_pnl(book, ret, dvol, horizon_days, books, n_books)
     levels = (confidence, es_confidence, horizon_days, "monte carlo")
+    return BooksVaR(
+        books=[empirical(p, *levels) for p in res.pnl],
+        total=empirical(res.total, *levels),
+        pnl=res,
+    )
+
+
+def historical_books(
+    book: ScenarioBook,
+    books: npt.ArrayLike | None,
+    n_books: int,
+    ret_window: npt.ArrayLike,
+    dvol_window: npt.ArrayLike,
+    confidence: float = 0.99,
+    es_confidence: float = 0.975,
+    horizon_days: float = 1.0,
+) -> BooksVaR:
+    """:func:`historical` of many books at once, on the same window (as
+    :func:`monte_carlo_books` is :func:`monte_carlo`'s): each distinct instrument revalued once
+    per day of the window.
+
+    Args:
+        book, books, n_books: as :func:`monte_carlo_books`'s.
+        ret_window, dvol_window, confidence, es_confidence, horizon_days: as
+            :func:`historical`'s.
+    """
+    _check_levels(confidence, es_confidence)
+    _check_horizon(horizon_days)
+    scale = math.sqrt(horizon_days)
+    ret = np.asarray(ret_window, dtype=np.float64) * scale
+    dvol = np.asarray(dvol_window, dtype=np.float64) * scale
+    res = book_scenario_pnl(book, ret, dvol, horizon_days, books, n_books)
+    levels = (confidence, es_confidence, horizon_days, "historical")
     return BooksVaR(
         books=[empirical(p, *levels) for p in res.pnl],
         total=empirical(res.total, *levels),

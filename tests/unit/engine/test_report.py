@@ -31,6 +31,7 @@ from engine.risk.report import (
     StrategyHolding,
     hedge_payloads,
     margin_payload,
+    risk_payloads,
     skew_payloads,
     strategy_payload,
     stress_payload,
@@ -224,6 +225,29 @@ def test_var_payload_holds_every_method_as_the_pure_functions_give_it() -> None:
     assert got["ts_ns"] == V + 5
     assert got["units"]["var"] == "USD"
     assert got["var_delta_normal"] > 0.0
+
+
+def test_books_over_the_same_underlyings_share_one_revaluation_with_the_same_figures() -> None:
+    """risk_payloads' var payloads (the books grouped by their underlyings, each group's
+    historical and Monte Carlo scenarios revalued at once) equal each book's alone."""
+    p, _ = build_book()
+    for k, (name, qty) in enumerate((("gamma", 3.0), ("delta", -7.0), ("omega", 2.0))):
+        assert p.apply_fill(fill("ETH-27SEP24-3000-P", qty, 0.05, book=name))
+        if k < 2:  # gamma and delta over BTC and ETH, as beta
+            assert p.apply_fill(fill("BTC-27DEC24-60000-C", qty * 2, 0.14, book=name))
+    p.cycle(V)
+    books = list(p.books_risk().values())
+    assert len({tuple(br.underlyings) for br in books}) == 3  # alpha; beta, gamma, delta; omega
+    h = _history(sorted({u for br in books for u in br.underlyings}), 40)
+    cfg = RiskConfig(mc_scenarios=400, horizon_days=2.0)
+    grouped = dict(risk_payloads(books, {}, [], h, cfg, ["var"], V + 5, V))
+    for br in books:
+        alone = encodes(var_payload(br, h, cfg, V + 5))
+        got = encodes(grouped[br.book])
+        assert got["status"] == dict.fromkeys(got["status"], "ok")
+        for m in ("historical", "monte_carlo"):
+            for f in (f"var_{m}", f"es_{m}"):
+                assert got[f] == pytest.approx(alone[f], rel=1e-12, abs=1e-9), (br.book, f)
 
 
 def test_var_payload_without_moves_says_why() -> None:
