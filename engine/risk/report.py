@@ -52,10 +52,10 @@ from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_gre
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grids
 from engine.risk.usbook import UsMarginConfig
 from engine.risk.vectors import (
-    VAR_UNITS,
     CommonVectors,
     VarSettings,
     common_vectors,
+    figures_payload,
     var_payloads,
 )
 from engine.shards import Underlying
@@ -299,39 +299,16 @@ def var_payload(
         figures["historical"], figures["monte_carlo"] = scenarios
         status = dict.fromkeys(VAR_METHODS, "ok")
 
-    def loss(method: str) -> tuple[float | None, float | None]:
-        f = figures.get(method)
-        return (float(f.var), float(f.es)) if f else (None, None)
-
-    var_, es = loss(cfg.method)
-    var_dn, es_dn = loss("delta_normal")
-    var_dg, es_dg = loss("delta_gamma")
-    var_h, es_h = loss("historical")
-    var_mc, es_mc = loss("monte_carlo")
-    return VarPayload(
+    return figures_payload(
+        figures,
+        cfg.var_settings(),
+        status,
         ts_ns=now_ns,
         valuation_ts_ns=br.valuation_ns,
         book=br.book,
         underlyings=br.underlyings,
-        confidence=c,
-        es_confidence=ce,
-        horizon_days=h,
-        method=cfg.method,
         history_days=n_days,
         positions=int(br.positions.kind.size),
-        var=var_,
-        es=es,
-        var_delta_normal=var_dn,
-        es_delta_normal=es_dn,
-        var_delta_gamma=var_dg,
-        es_delta_gamma=es_dg,
-        var_historical=var_h,
-        es_historical=es_h,
-        var_monte_carlo=var_mc,
-        es_monte_carlo=es_mc,
-        status=status,
-        mc_scenarios=cfg.mc_scenarios,
-        units=VAR_UNITS,
     )
 
 

@@ -313,6 +313,38 @@ def var_payload_of(
         figures["historical"] = var.empirical(v.historical, c, ce, h, "historical")
         figures["monte_carlo"] = var.empirical(v.monte_carlo, c, ce, h, "monte carlo")
 
+    return figures_payload(
+        figures,
+        cfg,
+        dict.fromkeys(VAR_METHODS, v.status),
+        ts_ns=now_ns,
+        valuation_ts_ns=v.valuation_ns,
+        book=v.book,
+        underlyings=v.underlyings,
+        history_days=facts.history_days,
+        positions=v.positions,
+        scenario_set=facts.id,
+        shards=shards,
+    )
+
+
+def figures_payload(
+    figures: dict[str, var.VaR],
+    cfg: VarSettings,
+    status: dict[str, str],
+    *,
+    ts_ns: int,
+    valuation_ts_ns: int,
+    book: str,
+    underlyings: list[str],
+    history_days: int,
+    positions: int,
+    scenario_set: str | None = None,
+    shards: dict[str, int] | None = None,
+) -> VarPayload:
+    """The ``var`` payload of a book's ``figures`` by method (a method missing: nulls, and
+    ``status`` says why), ``cfg``'s method's as its ``var`` and ``es``."""
+
     def loss(method: str) -> tuple[float | None, float | None]:
         f = figures.get(method)
         return (float(f.var), float(f.es)) if f else (None, None)
@@ -323,16 +355,16 @@ def var_payload_of(
     var_h, es_h = loss("historical")
     var_mc, es_mc = loss("monte_carlo")
     return VarPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=v.valuation_ns,
-        book=v.book,
-        underlyings=v.underlyings,
-        confidence=c,
-        es_confidence=ce,
-        horizon_days=h,
+        ts_ns=ts_ns,
+        valuation_ts_ns=valuation_ts_ns,
+        book=book,
+        underlyings=underlyings,
+        confidence=cfg.confidence,
+        es_confidence=cfg.es_confidence,
+        horizon_days=cfg.horizon_days,
         method=cfg.method,
-        history_days=facts.history_days,
-        positions=v.positions,
+        history_days=history_days,
+        positions=positions,
         var=var_,
         es=es,
         var_delta_normal=var_dn,
@@ -343,10 +375,10 @@ def var_payload_of(
         es_historical=es_h,
         var_monte_carlo=var_mc,
         es_monte_carlo=es_mc,
-        status=dict.fromkeys(VAR_METHODS, v.status),
+        status=status,
         mc_scenarios=cfg.mc_scenarios,
         units=VAR_UNITS,
-        scenario_set=facts.id,
+        scenario_set=scenario_set,
         shards=shards,
     )
 
