@@ -212,7 +212,8 @@ def test_derived_figures_are_made_of_what_they_name(page: Page, book: Book) -> N
     expect(page.locator("#panel-var details table")).to_have_count(1)
     page.locator("#panel-var details:not([open]) summary").click()
     expect(page.locator("#panel-var details table")).to_have_count(2)
-    # the health panel is below the fold: the page draws it when idle, not with the first frame
+    # the health panel is below the fold: the page draws it when idle (or scrolled in), not with
+    # the first frame
     expect(page.locator('[data-derived="health(feeds.0.name)"]')).to_have_count(1)
     derived = page.evaluate(DERIVED_JS)
     sums = [(d, v) for d, v in derived if d.startswith("sum(")]
@@ -485,6 +486,13 @@ def test_liquidity_and_slippage_figures_are_redis_own(page: Page, book: Book) ->
     page.goto(book.daemon.url)
     expect(page.locator("#status")).to_contain_text("LIVE")
     expect(page.locator("#panel-liquidity .card")).to_have_count(2)
+    # as a person reads it: on screen (redrawn each frame), each card's positions opened (the
+    # table is built only while open, and stays open across redraws)
+    page.locator("#panel-liquidity").scroll_into_view_if_needed()
+    for b in ("desk", "hedge"):
+        card = page.locator(f"#panel-liquidity .card:has([data-field='{b}'])")
+        card.locator("details summary").click()
+        expect(card.locator("details table")).to_have_count(1)
     key = f"{book.prefix}:liquidity:snapshot"
     wanted: list[tuple[str, str, str]] = []  # key, field, path: each shown in its place
     for b in ("desk", "hedge"):

@@ -36,9 +36,13 @@ for (const p of PANELS) {
   p.init(section.querySelector('.body'), store);
 }
 
-// Panels on screen (or nearly) are redrawn at the next frame; the others when the page is idle
-// (within 2 s): what nobody looks at does not hold back what somebody does.
+// Panels on screen (or nearly: 200 px) are redrawn at the next frame. The others, whose layout
+// app.css skips, are redrawn one at a time when the page is idle, each at most every
+// OFFSCREEN_MS, and at once when they scroll in: what nobody looks at does not hold back what
+// somebody does (a large book's off-screen panel takes hundreds of ms to draw).
+const OFFSCREEN_MS = 2000;
 const visible = new Set();
+const drawnAt = new Map(); // panel -> performance.now() of its last redraw
 let idle = 0;
 const observer = new IntersectionObserver((seen) => {
   for (const e of seen) {
@@ -60,14 +64,32 @@ function schedule(changed) {
   pending();
 }
 
-// What is left dirty: the visible panels at the next frame, the others when idle.
+// What is left dirty: the visible panels at the next frame, the first off-screen panel due
+// when the page is next idle.
+const dueAt = (p) => (drawnAt.get(p) ?? -Infinity) + OFFSCREEN_MS;
+
 function pending() {
   if (!frame && [...dirty].some((p) => visible.has(p))) frame = requestAnimationFrame(flush);
-  if (!idle && [...dirty].some((p) => !visible.has(p))) idle = requestIdleCallback(flushIdle, {timeout: 2000});
+  const hidden = [...dirty].filter((p) => !visible.has(p));
+  if (idle || !hidden.length) return;
+  const wait = Math.max(Math.min(...hidden.map(dueAt)) - performance.now(), 0);
+  idle = setTimeout(() => requestIdleCallback(flushIdle), wait);
+}
+
+function flushIdle() {
+  const now = performance.now();
+  const p = PANELS.find((q) => dirty.has(q) && !visible.has(q) && dueAt(q) <= now);
+  idle = 0;
+  if (p) {
+    draw(p);
+    drawn();
+  }
+  pending();
 }
 
 function draw(p) {
   dirty.delete(p);
+  drawnAt.set(p, performance.now());
   try {
     p.render(store);
   } catch (err) {
@@ -92,17 +114,6 @@ function flush() {
     if (!dirty.has(p) || !visible.has(p)) continue;
     if (performance.now() - start > BUDGET_MS) break;
     draw(p);
-  }
-  drawn();
-  pending();
-}
-
-function flushIdle(deadline) {
-  idle = 0;
-  for (const p of PANELS) {
-    if (!dirty.has(p) || visible.has(p)) continue;
-    draw(p);
-    if (deadline.timeRemaining() < 1 && !deadline.didTimeout) break;
   }
   drawn();
   pending();

@@ -54,6 +54,29 @@ function refreshRow(tr, p) {
   tr.classList.toggle('has-stale', Boolean(p.n_stale));
 }
 
+// Rows in (or near) the table's scroll box take a newer payload at once; the others keep it
+// for when they scroll in: a book of a thousand rows costs the frames of the rows on screen.
+let onScreen = null; // the IntersectionObserver of the rows, rooted at the scroll box
+
+function watch(scroll) {
+  onScreen?.disconnect();
+  onScreen = new IntersectionObserver((seen) => {
+    for (const e of seen) {
+      const tr = e.target;
+      tr.onScreen = e.isIntersecting;
+      if (tr.onScreen && tr.behind) {
+        refreshRow(tr, tr.behind);
+        tr.behind = null;
+      }
+    }
+  }, {root: scroll, rootMargin: '200px 0px'});
+}
+
+function offer(tr, p) {
+  if (tr.onScreen) refreshRow(tr, p);
+  else tr.behind = p;
+}
+
 function rows(store, key) {
   const out = [];
   const cache = new Map();
@@ -66,7 +89,7 @@ function rows(store, key) {
       c.p = p;
       for (const r of c.rows) {
         r.p = p;
-        if (r.tr) refreshRow(r.tr, p);
+        if (r.tr) offer(r.tr, p);
       }
     }
     cache.set(k, c);
@@ -98,6 +121,7 @@ function row(key, r, units) {
     h('td', {class: 'num'}, fig(key, r.field, r.p, r.path('n_positions'), int)),
     h('td', {class: 'num'}, fig(key, r.field, r.p, r.path('n_stale'), int, {class: 'stale-count'})));
   if (r.p.n_stale) tr.classList.add('has-stale');
+  onScreen.observe(tr);
   return tr;
 }
 
@@ -172,9 +196,6 @@ export function render(store) {
     return;
   }
   const units = all[0][1].units;
-  const rs = rows(store, key);
-  const trs = rs.map((r) => (r.tr ??= row(key, r, units)));
-  const headFor = `${level}|${sortBy}|${descending}|${JSON.stringify(units)}`;
   if (!parts.table) {
     parts.tbody = h('tbody', {});
     parts.tfoot = h('tfoot', {});
@@ -184,13 +205,21 @@ export function render(store) {
     parts.head = h('div', {class: 'panel-head card'}, parts.toolbar, parts.stamp);
     parts.headFor = '';
     parts.order = [];
-    root.replaceChildren(parts.head, h('div', {class: 'scroll'}, parts.table));
+    const scroll = h('div', {class: 'scroll'}, parts.table);
+    watch(scroll);
+    rowCache = new Map(); // rows watched by an observer of an older table are made again
+    root.replaceChildren(parts.head, scroll);
   }
+  const rs = rows(store, key);
+  const trs = rs.map((r) => (r.tr ??= row(key, r, units)));
+  const headFor = `${level}|${sortBy}|${descending}|${JSON.stringify(units)}`;
   if (parts.headFor !== headFor) {
     parts.table.tHead.replaceWith(thead(store, units));
     parts.headFor = headFor;
   }
   if (trs.length !== parts.order.length || trs.some((tr, i) => tr !== parts.order[i])) {
+    const kept = new Set(trs);
+    for (const tr of parts.order) if (!kept.has(tr)) onScreen.unobserve(tr);
     parts.tbody.replaceChildren(...trs);
     parts.order = trs;
   }

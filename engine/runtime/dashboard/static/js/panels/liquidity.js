@@ -59,10 +59,26 @@ function methods(key, book, p) {
       h('td', {class: 'num'}, fig(key, book, p, `les_${m}`, usd, {class: 'loss'}))))));
 }
 
-function positions(key, book, p) {
+// The books whose positions table is open: it is built only while open (a large book's
+// tables would otherwise cost every redraw), and stays open across redraws.
+const open = new Set();
+
+function positions(store, key, book, p) {
+  const details = h('details', {class: 'table-of-chart', open: open.has(book),
+    ontoggle: (e) => {
+      // a details made open fires toggle too: redraw (the table) only on the user's toggle
+      if (e.target.open === open.has(book)) return;
+      if (e.target.open) open.add(book); else open.delete(book);
+      render(store);
+    }},
+    h('summary', {}, `positions (the ${p.positions.length} largest add-ons of ${p.n_positions}): spreads and their share of the add-on`));
+  if (open.has(book)) details.append(...positionsTable(key, book, p));
+  return details;
+}
+
+function positionsTable(key, book, p) {
   const f = (path, fmt = num, opts) => fig(key, book, p, path, fmt, opts);
-  return h('details', {class: 'table-of-chart'},
-    h('summary', {}, `positions (the ${p.positions.length} largest add-ons of ${p.n_positions}): spreads and their share of the add-on`),
+  return [
     h('div', {class: 'scroll short'}, h('table', {class: 'data small'},
       h('thead', {}, h('tr', {}, head('instrument'), head('qty', 'position units', {class: 'num'}),
         head('value', 'USD at mid', {class: 'num'}), head('spread', 'of mid', {class: 'num'}),
@@ -84,10 +100,10 @@ function positions(key, book, p) {
         h('td', {colspan: 3}), h('td', {class: 'num'}, f('other_exit_cost_usd', usd)),
         h('td', {colspan: 3}), h('td', {class: 'num'}, f('other_cost_usd', usd)))) : null))),
     p.unquoted.length ? h('p', {class: 'small muted'}, 'no two-sided quote (count for nothing): ',
-      p.unquoted.map((_, i) => [i ? ', ' : '', f(`unquoted.${i}`, text)])) : null);
+      p.unquoted.map((_, i) => [i ? ', ' : '', f(`unquoted.${i}`, text)])) : ''];
 }
 
-function card(key, book, p) {
+function card(store, key, book, p) {
   const f = (path, fmt = usd, opts) => fig(key, book, p, path, fmt, opts);
   return h('div', {class: 'card'},
     h('h3', {}, f('book', text), p.status !== 'ok' ? h('span', {class: 'badge warn'}, f('status', text)) : null),
@@ -101,7 +117,7 @@ function card(key, book, p) {
     legend(),
     adjusted(key, book, p),
     methods(key, book, p),
-    positions(key, book, p));
+    positions(store, key, book, p));
 }
 
 export function render(store) {
@@ -111,5 +127,5 @@ export function render(store) {
     root.replaceChildren(h('p', {class: 'empty muted'}, 'no liquidity published yet ([risk.liquidity])'));
     return;
   }
-  root.replaceChildren(h('div', {class: 'cards'}, books.map(([book, p]) => card(key, book, p))));
+  root.replaceChildren(h('div', {class: 'cards'}, books.map(([book, p]) => card(store, key, book, p))));
 }
