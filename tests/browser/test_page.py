@@ -290,6 +290,63 @@ def test_a_figure_follows_a_quote_live(
     assert low < middle < high
 
 
+def test_a_row_out_of_view_takes_new_figures_as_it_scrolls_in(
+    page: Page, redis_server: RedisServer, mosquitto_server: MosquittoServer, tmp_path: Path
+) -> None:
+    """A row outside the exposures table's scroll box keeps its figures while a newer payload
+    arrives (a large book's refresh costs only the rows on screen), and shows Redis' figures
+    once scrolled in. The totals row, made from every payload, says when the page has it."""
+    live = _mqtt_daemon(tmp_path, redis_server, mosquitto_server)
+    client = redis.Redis.from_url(redis_server.url)
+    row = '#panel-exposures tbody [data-key="live:snapshot"][data-field="book:BTC"]'
+    delta = page.locator(f'{row}[data-path="delta"]')
+    total = page.locator(
+        '#panel-exposures tfoot [data-derived="sum(live:snapshot|book:BTC|delta_usd)"]'
+    )
+
+    def held(path: str) -> Any:
+        raw = client.hget("live:snapshot", "book:BTC")
+        return None if raw is None else json.loads(raw)[path]
+
+    def wait_until(shown: Any, path: str) -> Any:
+        """What Redis holds at ``path`` once ``shown`` (a locator) shows the same."""
+        for _ in range(200):
+            now = held(path)
+            if now is not None and same(now, shown.get_attribute("data-value") or ""):
+                return now
+            next_frame(page)
+        raise AssertionError(
+            f"{path}: redis {held(path)}, page {shown.get_attribute('data-value')}"
+        )
+
+    with riskd(live.config, live.port) as daemon:
+        page.goto(daemon.url)
+        expect(page.locator("#status")).to_contain_text("LIVE")
+        live.quote(0.55)
+        expect(delta).not_to_have_attribute("data-value", "")
+        low = wait_until(delta, "delta")
+        # the table 3,000 px down a 100 px scroll box: its row far out of view
+        page.evaluate(
+            """() => {
+                document.querySelector('#panel-exposures .scroll').style.maxHeight = '100px';
+                document.querySelector('#panel-exposures table').style.marginTop = '3000px';
+            }"""
+        )
+        next_frame(page)
+        live.quote(0.72)
+        for _ in range(200):  # Redis moved on and the page holds it (its totals show it)
+            moved = held("delta")
+            if abs(moved - low) > 1e-3 * abs(low):
+                break
+            next_frame(page)
+        wait_until(total, "delta_usd")
+        assert same(low, delta.get_attribute("data-value") or "")  # kept behind, out of view
+        delta.scroll_into_view_if_needed()
+        high = wait_until(delta, "delta")
+    client.close()
+    assert high > low
+
+
 def test_the_page_recovers_after_the_daemon_restarts(
     page: Page, redis_server: RedisServer, mosquitto_server: MosquittoServer, tmp_path: Path
 ) -> None:
