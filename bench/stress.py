@@ -1,7 +1,8 @@
-"""CPU of the risk period's stress grids (riskd issues 15 and 19): every book's grid in one
-revaluation per distinct instrument (``engine.risk.stress.stress_grids``, what the daemon runs)
-against full revaluation position by position, one book at a time (the daemon's path before,
-kept here as the reference), in the same run, with the figures of both compared.
+"""CPU of the risk period's stress grids and margin (riskd issues 15 and 19): every book's grid
+in one revaluation per distinct instrument (``engine.risk.stress.stress_grids``, what the daemon
+runs) against full revaluation position by position, one book at a time (the daemon's path
+before, kept here as the reference), in the same run, with the figures of both compared; the
+same for margin.
 
 The book is the latency benchmark's (``bench.latency.build_book``): 10,000 positions in 32 books
 over 448 Deribit-like coin-settled options on BTC and ETH (each book holds about 310 of the 384
@@ -11,8 +12,12 @@ and read with ``books_risk()`` as the risk task reads it. Timed in process CPU t
 paths alternating, ``--rounds`` times each:
 
 - *stress*: the ``stress`` payloads of all 32 books;
+- *margin*: the ``margin`` payloads of all 32 books at once, each distinct instrument revalued
+  once (``engine.risk.book_margin.margin_payloads``), against each book's portfolio margin,
+  SPAN and standard margin by the pure functions revaluing position by position, book by book
+  (the daemon's path before);
 - *period*: ``risk_payloads`` of the families ``var``, ``stress`` and ``margin`` (the old path:
-  ``var`` and ``margin`` by ``risk_payloads``, then the old stress payloads).
+  ``var`` by ``risk_payloads``, then the old stress payloads and the old margins).
 
 The attribution and capital payloads (``attribution_payloads``, every 60 s by default) are timed
 once with ``--attribution`` (tens of seconds of CPU on this book): stress does not change them.
@@ -43,10 +48,12 @@ from bench.latency import UNDERLYINGS, build_book
 from engine.events import Quote
 from engine.instruments import InstrumentRegistry
 from engine.outputs import StressPayload
+from engine.risk import margin
+from engine.risk.book_margin import margin_payloads
 from engine.risk.breakdown import attribution_payloads
 from engine.risk.history import MoveHistory
 from engine.risk.report import RiskConfig, risk_payloads, stress_payloads
-from engine.risk.scenarios import scenario_pnl
+from engine.risk.scenarios import ScenarioBook, ScenarioPnL, scenario_pnl
 from engine.state import BookRisk, Portfolio
 
 HISTORY_DAYS = 60
@@ -125,6 +132,39 @@ def full_revaluation_payloads(
     return out
 
 
+def per_position(book: ScenarioBook, ret: Any, dvol: Any, horizon_days: float) -> ScenarioPnL:
+    """``scenario_pnl`` under another name: ``pnl_by_underlying`` then revalues each
+    underlying position by position (its path before distinct instruments were shared)."""
+    return scenario_pnl(book, ret, dvol, horizon_days)
+
+
+def margins_book_by_book(books: Sequence[BookRisk], cfg: RiskConfig) -> list[tuple[float, ...]]:
+    """Each book's portfolio-margin IM, SPAN requirement and standard IM (USD), position by
+    position and book by book: the daemon's margin path before (the reference)."""
+    out: list[tuple[float, ...]] = []
+    for br in books:
+        unds = br.underlyings
+        pm = margin.deribit_portfolio_margin(
+            br.positions, br.prices, [cfg.pm_params(u) for u in unds], revalue=per_position
+        )
+        span = margin.span_margin(br.positions, len(unds), cfg.span_params(), revalue=per_position)
+        std = margin.deribit_standard_margin(
+            br.positions, len(unds), [cfg.standard_params(u) for u in unds]
+        )
+        out.append((pm.margin.initial_usd.sum(), span.requirement.sum(), std.initial_usd.sum()))
+    return out
+
+
+def margins_together(
+    books: Sequence[BookRisk], cfg: RiskConfig, now: int
+) -> list[tuple[float, ...]]:
+    """The same figures of the margin payloads of all books at once (what the daemon runs)."""
+    return [
+        (m.margin_im or math.nan, m.margin_span or math.nan, m.margin_standard_im or math.nan)
+        for m in margin_payloads(books, cfg, now)
+    ]
+
+
 def gross_value_usd(br: BookRisk) -> float:
     """Sum of |weight| x max(X, K) over the book's options: the scale of the figures' rounding."""
     b = br.positions
@@ -193,14 +233,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return risk_payloads(books, {}, [], h, cfg, ["var", "stress", "margin"], now, now)
 
     def period_old() -> object:
-        out: list[Any] = risk_payloads(books, {}, [], h, cfg, ["var", "margin"], now, now)
-        return out + full_revaluation_payloads(books, cfg, now)
+        out: list[Any] = risk_payloads(books, {}, [], h, cfg, ["var"], now, now)
+        return [*out, *full_revaluation_payloads(books, cfg, now), margins_book_by_book(books, cfg)]
+
+    new_margin, old_margin = margins_together(books, cfg, now), margins_book_by_book(books, cfg)
+    margin_rel = max(
+        abs(a - b) / abs(b) for m, o in zip(new_margin, old_margin, strict=True)
+        for a, b in zip(m, o, strict=True)
+    )  # fmt: skip
 
     times = alternate(
         {
             "stress payloads, 32 books": (
                 lambda: stress_payloads(books, cfg, now),
                 lambda: full_revaluation_payloads(books, cfg, now),
+            ),
+            "margin payloads, 32 books": (
+                lambda: margin_payloads(books, cfg, now),
+                lambda: margins_book_by_book(books, cfg),
             ),
             "risk period: var + stress + margin": (period_new, period_old),
         },
@@ -243,7 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Figures, new against old, the {len(books)} books: largest difference of a grid cell "
         f"{cell:.1e} of the cell, {gross:.1e} of the book's gross option value "
         f"(sum of |weight| x max(X, K)); of stress_loss {loss:.1e} of itself; excluded "
-        f"instruments {'the same' if same else 'DIFFERENT'}.",
+        f"instruments {'the same' if same else 'DIFFERENT'}. Margin (each book's portfolio-"
+        f"margin IM, SPAN requirement and standard IM), new against old: largest relative "
+        f"difference {margin_rel:.1e}.",
     ]
     if att_s is not None:
         lines.append(

@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.greeks import black76, bsm
 from engine.kernels import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, KIND_SPOT
-from engine.risk.scenarios import Revaluation, ScenarioBook, scenario_pnl
+from engine.risk.scenarios import Revaluation, ScenarioBook, book_scenario_pnl, scenario_pnl
 from engine.risk.span import SPAN_PRICE_STEPS, SPAN_VOL_STEPS, scenario_table
 from engine.units import DAYS_PER_YEAR
 
@@ -311,7 +311,19 @@ def pnl_by_underlying(
 ) -> tuple[FloatArray, IntArray]:
     """P&L (underlyings, scenarios) of each underlying's positions alone, position ``i`` moved
     by ``ret[:, i]`` and ``dvol[:, i]`` (a column per position, so that its vol shock may be its
-    own), revalued by ``revalue``; and the rows left out."""
+    own), revalued by ``revalue``; and the rows left out.
+
+    With :func:`~engine.risk.scenarios.scenario_pnl` (the default) each distinct instrument is
+    revalued once per distinct pair of columns, whatever the positions and underlyings that
+    hold it (:func:`_shared_columns`, :func:`~engine.risk.scenarios.book_scenario_pnl`): many
+    lots, or many books stacked as underlyings of one, cost one revaluation."""
+    if revalue is scenario_pnl:
+        ret, dvol = np.asarray(ret, dtype=np.float64), np.asarray(dvol, dtype=np.float64)
+        column, first = _shared_columns(ret, dvol)
+        shared = book_scenario_pnl(
+            book._replace(und=column), ret[:, first], dvol[:, first], horizon_days, book.und, n
+        )
+        return shared.pnl, shared.excluded
     pnl = np.zeros((n, ret.shape[0]))
     excluded = [np.zeros(0, dtype=np.int64)]
     for u in range(n):
@@ -323,6 +335,37 @@ def pnl_by_underlying(
         pnl[u] = res.pnl
         excluded.append(rows[res.excluded])
     return pnl, np.sort(np.concatenate(excluded))
+
+
+def _shared_columns(ret: FloatArray, dvol: FloatArray) -> tuple[IntArray, IntArray]:
+    """Which positions share their pair of columns: each position's pair among the distinct
+    ones, and each distinct pair's first position. Found by two random projections of the
+    columns, then checked element by element (on a collision every position keeps its own)."""
+    n = ret.shape[1]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(_PROJECTION_SEED)
+    a, b = rng.standard_normal((2, ret.shape[0])), rng.standard_normal((2, ret.shape[0]))
+    fingerprint = _project(a, ret) + _project(b, dvol)  # (2, positions)
+    _, first, column = np.unique(
+        fingerprint[0] + 1j * fingerprint[1], return_index=True, return_inverse=True
+    )
+    column = column.reshape(-1).astype(np.int64)
+    if np.array_equal(ret[:, first[column]], ret) and np.array_equal(dvol[:, first[column]], dvol):
+        return column, first.astype(np.int64)
+    own = np.arange(n, dtype=np.int64)
+    return own, own
+
+
+def _project(w: FloatArray, x: FloatArray) -> FloatArray:
+    """``w @ x``, computed in ``x``'s own memory order (a transposed ``x`` is 10x slower
+    the other way)."""
+    if x.flags.f_contiguous and not x.flags.c_contiguous:
+        return np.asarray((x.T @ w.T).T, dtype=np.float64)
+    return np.asarray(w @ x, dtype=np.float64)
+
+
+_PROJECTION_SEED: Final = 20261207
 
 
 def _exposure(book: ScenarioBook) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
@@ -398,6 +441,7 @@ def deribit_portfolio_margin(
     book: ScenarioBook,
     index: npt.ArrayLike,
     params: DeribitPMParams | Sequence[DeribitPMParams] = DERIBIT_PM_BTC,
+    revalue: Revaluation = scenario_pnl,
 ) -> PortfolioMargin:
     """Deribit's portfolio margin (segregated: each underlying alone), by full revaluation.
 
@@ -425,6 +469,7 @@ def deribit_portfolio_margin(
         book: the positions; ``book.und`` indexes ``index``.
         index: each underlying's index price, USD (> 0): converts the USD parameters to coin.
         params: one parameter set for every underlying, or one per underlying.
+        revalue: what revalues the positions (:func:`pnl_by_underlying`).
 
     Returns:
         The matrices and margins; positions that cannot be valued are left out and listed.
@@ -450,11 +495,11 @@ def deribit_portfolio_margin(
     dvol = np.stack([up, np.zeros_like(up), down])[[0, 1, 2] * moves.shape[1] + [0] * ext.shape[1]]
     ret = np.log1p(m)[und].T
 
-    usd, excluded = pnl_by_underlying(book, n, ret, dvol, 0.0)
+    usd, excluded = pnl_by_underlying(book, n, ret, dvol, 0.0, revalue)
     value, delta, _ = _exposure(book)
     value[excluded] = delta[excluded] = 0.0
     w_coin = np.divide(book.weight, book.X, out=np.zeros_like(book.X), where=book.X > 0.0)
-    coin, _ = pnl_by_underlying(book._replace(weight=w_coin), n, ret, dvol, 0.0)
+    coin, _ = pnl_by_underlying(book._replace(weight=w_coin), n, ret, dvol, 0.0, revalue)
     coin = (coin - m * _sums(und, w_coin * value, n)[:, None]) / (1.0 + m)
 
     d = book.weight * delta  # each position's delta, units of the underlying
@@ -489,6 +534,7 @@ def span_margin(
     n_underlyings: int,
     params: SpanParams | Sequence[SpanParams] = DEFAULT_SPAN,
     horizon_days: float = 1.0,
+    revalue: Revaluation = scenario_pnl,
 ) -> SpanMargin:
     """SPAN-style scan risk of each underlying's positions, USD, by full revaluation.
 
@@ -505,6 +551,7 @@ def span_margin(
         n_underlyings: underlyings of the book.
         params: one parameter set for every underlying, or one per underlying.
         horizon_days: calendar days to the scenarios' date, >= 0.
+        revalue: what revalues the positions (:func:`pnl_by_underlying`).
 
     Raises:
         ValueError: ``book.und`` does not index ``n_underlyings``, or ``params`` are not one
@@ -517,7 +564,7 @@ def span_margin(
     vol = _col(ps, "vol_scan")[:, None] * np.array([t[1] for t in tables])
     weights = np.array([t[2] for t in tables])
     pnl, excluded = pnl_by_underlying(
-        book, n_underlyings, np.log1p(price)[book.und].T, vol[book.und].T, horizon_days
+        book, n_underlyings, np.log1p(price)[book.und].T, vol[book.und].T, horizon_days, revalue
     )
     scan_risk = 0.0 - np.minimum((weights * pnl).min(axis=1), 0.0)
     short = (book.kind == KIND_OPTION) & (book.weight < 0.0)

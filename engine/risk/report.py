@@ -39,7 +39,7 @@ from engine.outputs import (
     VarPayload,
 )
 from engine.risk import hedge, margin, skew, var
-from engine.risk.book_margin import margin_payload
+from engine.risk.book_margin import margin_payload, margin_payloads
 from engine.risk.breakdown import AttributionConfig
 from engine.risk.cpt import CptConfig
 from engine.risk.crosshedge import CrossHedgeConfig
@@ -73,6 +73,7 @@ __all__ = [
     "hedge_inputs",
     "hedge_payloads",
     "margin_payload",
+    "margin_payloads",
     "risk_payloads",
     "skew_payloads",
     "strategy_payload",
@@ -876,8 +877,8 @@ def risk_payloads(
             out.append((br.book, var_payload(br, history, cfg, now_ns, scenarios.get(k))))
         if "stress" in wanted:
             out.append((br.book, next(stress)))
-        if "margin" in wanted:
-            out.append((br.book, margin_payload(br, cfg, now_ns, holdings)))
+    if "margin" in wanted:
+        out += [(p.book, p) for p in margin_payloads(books, cfg, now_ns, holdings)]
     if "var" in wanted and cfg.scenario_underlyings:
         settings = cfg.var_settings()
         if common is None:

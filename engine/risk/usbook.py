@@ -39,7 +39,7 @@ from engine.risk.scenarios import ScenarioBook
 from engine.risk.strategies import StrategyHolding
 from engine.risk.usmargin import UnderlyingClass
 
-__all__ = ["UsMarginConfig", "margin_class", "us_margin"]
+__all__ = ["UsMarginConfig", "margin_class", "us_listed", "us_margin"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -90,6 +90,14 @@ def margin_class(inst: Instrument) -> UnderlyingClass | None:
     if inst.venue == "opra":
         return UnderlyingClass.EQUITY
     return None
+
+
+def us_listed(br: BookRisk) -> npt.NDArray[np.bool_]:
+    """Per position of ``br``: whether its instrument is US listed (:func:`margin_class`; a
+    position of no known instrument is not), each distinct instrument looked up once."""
+    distinct, inverse = np.unique(br.rows, return_inverse=True)
+    listed = [r >= 0 and margin_class(br.defs[r]) is not None for r in distinct.tolist()]
+    return np.array(listed, dtype=np.bool_)[inverse.reshape(-1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +297,7 @@ def us_margin(
     """
     br = _known_rows(br)
     ok = _valued(br)
-    us = [i for i, d in enumerate(br.rows.tolist()) if margin_class(br.defs[d]) is not None]
+    us = np.flatnonzero(us_listed(br)).tolist()
     if not us:
         return None
     rows = _rows(br, ok)

@@ -23,9 +23,10 @@ from engine.risk.margin import (
     deribit_standard_margin,
     margin_savings,
     margin_utilisation,
+    pnl_by_underlying,
     span_margin,
 )
-from engine.risk.scenarios import ScenarioBook
+from engine.risk.scenarios import ScenarioBook, scenario_pnl
 from tests.unit.engine.test_var import scenario_book as var_book
 
 OPTION: dict[str, object] = {
@@ -326,6 +327,30 @@ def test_positions_that_cannot_be_valued_are_left_out_and_listed() -> None:
 
 
 # ------------------------------------------------------------------------------- SPAN
+
+
+def test_pnl_by_underlying_revalues_shared_instruments_once_with_the_same_figures() -> None:
+    """Each distinct instrument with each distinct pair of columns is revalued once; the P&L
+    per underlying and the rows left out are those of revaluing each underlying alone. Lots
+    of one option in two underlyings share their columns; a lot whose vol column differs
+    keeps its own; an option without a vol is left out wherever it is held."""
+    rows: list[dict[str, object]] = []
+    for und in (0, 1, 2):
+        for strike in (50_000.0, 60_000.0, 70_000.0):
+            rows += [{"strike": strike, "und": und, "weight": w} for w in (1.5, -0.25)]
+    rows += [{"strike": 55_000.0, "und": und, "sigma": math.nan} for und in (0, 2)]
+    book = scenario_book(rows)
+    ret = np.log1p(np.linspace(-0.2, 0.2, 7))[:, None] * np.ones(len(rows))
+    dvol = np.outer(np.linspace(-0.3, 0.3, 7), np.ones(len(rows)))
+    dvol[:, 3] *= 2.0  # one lot's vol moves twice as far: its own column
+    shared, shared_out = pnl_by_underlying(book, 3, ret, dvol, 1.0)
+    alone, alone_out = pnl_by_underlying(book, 3, ret, dvol, 1.0, lambda *a: scenario_pnl(*a))
+    gross = float(np.abs(book.weight * book.X).sum())  # the sums' scale: what they cancel
+    assert_allclose(shared, alone, rtol=0.0, atol=1e-13 * gross)
+    assert shared_out.tolist() == alone_out.tolist() == [18, 19]
+    other = dvol.copy()
+    other[:, 3] = dvol[:, 2]  # had the lot shared its neighbour's column, its P&L would move
+    assert not np.allclose(pnl_by_underlying(book, 3, ret, other, 1.0)[0], alone)
 
 
 def test_span_futures_array_of_mcmillan() -> None:

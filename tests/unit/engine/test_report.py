@@ -21,6 +21,7 @@ from numpy.testing import assert_allclose
 
 from engine.events import Quote
 from engine.instruments import InstrumentRegistry
+from engine.kernels import KIND_OPTION
 from engine.outputs import Payload, encode
 from engine.risk import margin, skew, var
 from engine.risk.history import MoveHistory
@@ -31,6 +32,7 @@ from engine.risk.report import (
     StrategyHolding,
     hedge_payloads,
     margin_payload,
+    margin_payloads,
     risk_payloads,
     skew_payloads,
     strategy_payload,
@@ -314,6 +316,44 @@ def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
     other = encodes(margin_payload(p.book_risk("beta"), cfg, V))
     assert other["margin_utilisation"] is None
     assert other["status"] == "no index price for ETH"
+
+
+def same_figures(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two payloads' wire fields differ (numbers to 1e-12 relative, NaN equal to NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in same_figures(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in same_figures(x, y, f"{path}.{i}")
+        ]
+    if isinstance(a, float) and isinstance(b, float):
+        close = (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-6)
+        return [] if close else [f"{path}: {a!r} != {b!r}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_margin_payloads_of_books_together_are_each_books_alone() -> None:
+    """Valued together (each distinct instrument once across the books), every book's margin
+    payload is the one it gets alone: books sharing instruments in other quantities and
+    orders, an underlying with its own parameters, a book without every index price."""
+    p, _ = build_book()
+    brs = list(p.books_risk().values())
+    alpha = p.book_risk("alpha")
+    sigma = alpha.positions.sigma.copy()
+    sigma[np.flatnonzero(alpha.positions.kind == KIND_OPTION)[0]] = math.nan  # left out
+    flipped = alpha.positions._replace(weight=alpha.positions.weight * -0.5, sigma=sigma)
+    brs.append(replace(alpha, book="alpha_short_half", positions=flipped))
+    cfg = RiskConfig(margin_pm={"SOL": {"price_range": 0.2}}, equity_usd={"alpha": 1e6})
+    together = [encodes(m) for m in margin_payloads(brs, cfg, V)]
+    alone = [encodes(margin_payload(br, cfg, V)) for br in brs]
+    assert [m["book"] for m in together] == [br.book for br in brs]
+    assert {m["status"] for m in together} == {"ok", "no index price for ETH"}
+    assert same_figures(together, alone) == []
+    assert together[0]["margin_im"] > 0.0 < together[-1]["margin_im"] != together[0]["margin_im"]
+    assert len(together[-1]["excluded"]) == 1 + len(together[0]["excluded"])
 
 
 def test_margin_payload_needs_every_index_price() -> None:
