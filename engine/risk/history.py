@@ -42,13 +42,14 @@ class MoveHistory:
         ValueError: ``days`` < 2.
     """
 
-    __slots__ = ("_days", "_levels")
+    __slots__ = ("_days", "_levels", "_moves")
 
     def __init__(self, days: int) -> None:
         if days < 2:
             raise ValueError(f"days must be >= 2, got {days!r}")
         self._days = days
         self._levels: dict[str, deque[tuple[dt.date, float, float]]] = {}
+        self._moves: dict[tuple[str, ...], tuple[FloatArray, FloatArray]] = {}
 
     def record(self, day: dt.date, underlying: str, price: float, vol: float | None) -> None:
         """Record ``underlying``'s level on ``day``; a second record for the same day replaces
@@ -62,6 +63,7 @@ class MoveHistory:
             raise ValueError(f"{underlying} {day}: price must be finite and > 0, got {price!r}")
         if vol is not None and not (math.isfinite(vol) and vol > 0.0):
             raise ValueError(f"{underlying} {day}: vol must be finite and > 0, got {vol!r}")
+        self._moves.clear()
         levels = self._levels.setdefault(underlying, deque(maxlen=self._days))
         if levels and levels[-1][0] > day:
             raise ValueError(f"{underlying} {day}: before the last recorded day {levels[-1][0]}")
@@ -102,7 +104,16 @@ class MoveHistory:
     def moves(self, underlyings: Sequence[str]) -> tuple[FloatArray, FloatArray]:
         """The one-day moves of the days on which every one of ``underlyings`` moved, oldest
         first: log-returns and relative vol moves, each (days, len(underlyings)). No days (an
-        underlying never recorded twice): both (0, len(underlyings))."""
+        underlying never recorded twice): both (0, len(underlyings)). Computed once until the
+        next record (a risk period asks for the same underlyings book after book); each call
+        gets its own copy."""
+        key = tuple(underlyings)
+        kept = self._moves.get(key)  # one lookup: a record may clear it meanwhile
+        if kept is None:
+            kept = self._moves[key] = self._compute_moves(key)
+        return kept[0].copy(), kept[1].copy()
+
+    def _compute_moves(self, underlyings: Sequence[str]) -> tuple[FloatArray, FloatArray]:
         per: list[dict[dt.date, tuple[float, float]]] = []
         for u in underlyings:
             levels = list(self._levels.get(u, ()))

@@ -133,6 +133,15 @@ def test_moves_are_log_returns_and_relative_vol_moves_on_common_days() -> None:
     assert h.last_day("SOL") is None
 
 
+def test_moves_are_kept_until_the_next_record_and_each_call_gets_its_own() -> None:
+    h = _two_levels()
+    ret, _ = h.moves(["X"])
+    ret[0, 0] = 99.0  # a caller's own copy: the next call does not see it
+    assert h.moves(["X"])[0].tolist() == [[math.log(2.0)]]
+    h.record(day(2), "X", 4.0, None)  # a new day: the moves again
+    assert h.moves(["X"])[0].tolist() == [[math.log(2.0)], [math.log(2.0)]]
+
+
 def test_covariance_is_zero_mean() -> None:
     h = MoveHistory(days=10)
     prices = [100.0, 101.0, 99.0, 102.0]
