@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from engine import kernels, part_kernels
 from engine.lots import expiry_label
-from engine.risk.scenarios import ScenarioBook, _check_book, book_scenario_pnl
+from engine.risk.scenarios import InstrumentValues, ScenarioBook, _check_book, book_scenario_pnl
 from engine.risk.var import VaR, _rank, delta_gamma, delta_normal, empirical
 from engine.state import BookRisk
 from engine.units import DAYS_PER_YEAR
@@ -530,6 +530,7 @@ def scenario_allocation(
     partitions: Sequence[Parts],
     half_width: int | None = None,
     incremental_max: int = 200,
+    values: InstrumentValues | None = None,
 ) -> list[Allocation]:
     """Historical or Monte Carlo attribution of ``total`` (:func:`engine.risk.var.empirical` of
     ``pnl``, the book's P&L in the scenarios ``ret``, ``dvol``, already scaled to the horizon).
@@ -539,7 +540,8 @@ def scenario_allocation(
     with a weight are revalued position by position. Incremental: the risk of ``pnl`` minus the
     part's P&L in every scenario (a full revaluation by part), and standalone: the risk of that
     P&L alone, for a partition of at most ``incremental_max`` parts (else NaN); the P&L by part
-    revalued per distinct instrument (:func:`_part_pnl`)."""
+    revalued per distinct instrument (:func:`_part_pnl`), or taken from ``values`` (the
+    instruments' value changes in these scenarios, shared with other books)."""
     n = pnl.size
     hw = default_half_width(n, total.var_confidence) if half_width is None else half_width
     w_es = tail_weights(pnl, total.es_confidence)
@@ -566,7 +568,7 @@ def scenario_allocation(
         p = len(parts.labels)
         fig = np.full((4, p), math.nan)  # VaR, ES without the part; VaR, ES of it alone
         if p <= incremental_max:
-            by_part = _pnl_by_part(book, ret, dvol, horizon_days, parts, pnl)
+            by_part = _pnl_by_part(book, ret, dvol, horizon_days, parts, pnl, values)
             c, ce = total.var_confidence, total.es_confidence
             for k in range(p):
                 rest, alone = empirical(pnl - by_part[:, k], c, ce), empirical(by_part[:, k], c, ce)
@@ -584,14 +586,19 @@ def _pnl_by_part(
     horizon_days: float,
     parts: Parts,
     pnl: FloatArray,
+    values: InstrumentValues | None = None,
 ) -> FloatArray:
     """P&L (USD) per (scenario, part) of ``parts``, by revaluation of every part but the
-    one of the most positions or slices: that one's is the book's ``pnl`` minus the others'
-    (the parts of a partition sum to the book)."""
+    one of the most positions or slices (or from ``values``): that one's is the book's ``pnl``
+    minus the others' (the parts of a partition sum to the book)."""
     p = len(parts.labels)
     big = int(np.argmax(np.bincount(parts.of, minlength=p)))
     items = np.flatnonzero(parts.of != big)
-    out = _part_pnl(parts.book(book, items), ret, dvol, horizon_days, parts.of[items], p)
+    sub = parts.book(book, items)
+    if values is not None:
+        out = values.pnl(sub, parts.of[items], p)
+    else:
+        out = _part_pnl(sub, ret, dvol, horizon_days, parts.of[items], p)
     out[:, big] = pnl - out.sum(axis=1)
     return out
 

@@ -26,7 +26,7 @@ from engine.outputs import (
 from engine.risk import attribution as att
 from engine.risk import var
 from engine.risk.history import MoveHistory
-from engine.risk.scenarios import book_scenario_pnl
+from engine.risk.scenarios import InstrumentValues
 from engine.state import AGG_FIELDS, BookRisk
 
 if TYPE_CHECKING:
@@ -111,14 +111,21 @@ _DELTA_USD: Final = AGG_FIELDS.index("delta_usd")
 _CASH_GAMMA: Final = AGG_FIELDS.index("cash_gamma")
 
 
+SharedValues = dict[tuple[str, tuple[str, ...]], InstrumentValues]
+"""The instruments' value changes by (method, underlyings): one scenario set each."""
+
+
 def attribute(
     br: BookRisk,
     history: MoveHistory,
     cfg: BreakdownConfig,
     partitions: Sequence[att.Parts],
+    shared: SharedValues | None = None,
 ) -> tuple[dict[str, list[att.Allocation]], dict[str, str], int]:
     """Every method's allocations of ``br`` over ``partitions``, each method's status and the
-    days of moves used (fewer than 2: no method runs)."""
+    days of moves used (fewer than 2: no method runs). ``shared``: the instruments' value
+    changes in each scenario set, kept for the next book over the same underlyings (the
+    historical window and the Monte Carlo draws depend on the underlyings alone)."""
     ac = cfg.attribution
     c, ce, h = cfg.confidence, cfg.es_confidence, cfg.horizon_days
     ret, dvol = history.moves(br.underlyings)
@@ -141,13 +148,18 @@ def attribute(
     }
     scale = math.sqrt(h)
     mc_ret, mc_dvol = var.mc_draws(cov, cfg.mc_scenarios, cfg.mc_seed, h)
+    shared = {} if shared is None else shared
     for method, (r, v) in (
         ("historical", (ret * scale, dvol * scale)),
         ("monte_carlo", (mc_ret, mc_dvol)),
     ):
-        pnl = book_scenario_pnl(book, r, v, h).total  # per distinct instrument, as VaR
+        key = (method, tuple(br.underlyings))
+        values = shared.setdefault(key, InstrumentValues(r, v, h))
+        pnl = values.pnl(book, np.zeros(book.kind.size, np.int64), 1)[:, 0]
         total = var.empirical(pnl, c, ce, h, method=method.replace("_", " "))
-        out[method] = att.scenario_allocation(book, r, v, h, total, pnl, partitions, hw, cap)
+        out[method] = att.scenario_allocation(
+            book, r, v, h, total, pnl, partitions, hw, cap, values
+        )
     return out, dict.fromkeys(VAR_METHODS, "ok"), n_days
 
 
@@ -245,13 +257,14 @@ def attribution_payload(
     now_ns: int,
     books: Sequence[BookRisk] = (),
     holdings: Sequence[StrategyHolding] = (),
+    shared: SharedValues | None = None,
 ) -> tuple[AttributionPayload, dict[str, list[att.Allocation]]]:
     """The ``attribution`` payload of one book, or of the firm (``br`` =
     :func:`engine.risk.attribution.combine_books` of ``books``, which adds the breakdown by
     book), its breakdown by strategy over ``holdings`` (of every book: each takes its own),
-    and the allocations it was made from."""
+    and the allocations it was made from. ``shared``: as :func:`attribute`'s."""
     partitions = book_parts(br, books, holdings)
-    allocations, status, n_days = attribute(br, history, cfg, partitions)
+    allocations, status, n_days = attribute(br, history, cfg, partitions, shared)
     top = cfg.attribution.top_positions
     methods = []
     for m in VAR_METHODS:
@@ -384,14 +397,17 @@ def attribution_payloads(
     (each book) payloads, with their keys, the books' strategy ``holdings`` (copies: this may
     run in a worker thread) broken down."""
     out: list[tuple[str, AttributionPayload | CapitalPayload]] = []
+    shared: SharedValues = {}  # books over the same underlyings revalue an instrument once
     if "attribution" in families:
         out += [
-            (br.book, attribution_payload(br, history, cfg, now_ns, holdings=holdings)[0])
+            (br.book, attribution_payload(br, history, cfg, now_ns, (), holdings, shared)[0])
             for br in books
         ]
     if "attribution" in families or "capital" in families:
         firm = att.combine_books(books, FIRM)
-        payload, allocations = attribution_payload(firm, history, cfg, now_ns, books, holdings)
+        payload, allocations = attribution_payload(
+            firm, history, cfg, now_ns, books, holdings, shared
+        )
         if "attribution" in families:
             out.append((FIRM, payload))
         if "capital" in families:

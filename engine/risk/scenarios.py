@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 
 from engine import kernels, scenario_kernels
 from engine.positions import ScenarioBook
@@ -181,6 +183,65 @@ def book_scenario_pnl(
         excluded=np.flatnonzero(~np.isfinite(value[inverse])),
         instruments=int(inst.kind.shape[0]),
     )
+
+
+MAX_SHARED_VALUES: Final = 1 << 24
+"""At most this many value changes (128 MiB) are kept by :class:`InstrumentValues`; a book
+whose instruments would take more is revalued without keeping them."""
+
+
+class InstrumentValues:
+    """Each distinct instrument's value change per unit of weight in one scenario set (USD,
+    (instruments, scenarios)), revalued the first time a book holding it asks and shared by
+    every later book and part that holds it: what many books over the same underlyings, and
+    their partitions, cost once (:meth:`pnl`). An instrument is its row in every column but
+    ``weight``; ``und`` indexes the scenario set's columns, so the books asking must index
+    the same underlyings (a row with a NaN is its own each time)."""
+
+    def __init__(self, ret: npt.ArrayLike, dvol: npt.ArrayLike, horizon_days: float) -> None:
+        self._ret = np.ascontiguousarray(ret, dtype=np.float64)
+        self._dvol = np.ascontiguousarray(dvol, dtype=np.float64)
+        self._horizon_days = horizon_days
+        self._index: dict[tuple[object, ...], int] = {}
+        self._dv = np.empty((0, self._ret.shape[0]))
+        self.instruments = 0
+        """How many distinct instruments were revalued."""
+
+    def pnl(self, book: ScenarioBook, of: npt.ArrayLike, n_parts: int) -> FloatArray:
+        """P&L (USD) per (scenario, part) of ``book``'s positions, position ``i`` in part
+        ``of[i]`` of ``n_parts``: :func:`book_scenario_pnl`'s figures (to about 1e-13
+        relative), the instruments not seen before revalued now."""
+        inst, inverse = distinct_instruments(book)
+        keys = list(zip(*(getattr(inst, f).tolist() for f in _INSTRUMENT_FIELDS), strict=True))
+        at = np.array([self._index.get(k, -1) for k in keys], dtype=np.int64)
+        new = np.flatnonzero(at < 0)
+        if (self.instruments + new.size) * self._ret.shape[0] > MAX_SHARED_VALUES:
+            res = book_scenario_pnl(book, self._ret, self._dvol, self._horizon_days, of, n_parts)
+            return np.ascontiguousarray(res.pnl.T)  # beyond the budget: revalued, not kept
+        if new.size:
+            at[new] = self._revalue(ScenarioBook._make(a[new] for a in inst))
+            self._index.update(zip((keys[i] for i in new.tolist()), at[new].tolist(), strict=True))
+        held = sparse.csr_array(  # (parts, instruments): the weights, duplicates summed
+            (book.weight, (np.asarray(of, dtype=np.int64), at[inverse])),
+            shape=(n_parts, self.instruments),
+        )
+        return np.ascontiguousarray((held @ self._dv[: self.instruments]).T)
+
+    def _revalue(self, new: ScenarioBook) -> IntArray:
+        """Revalue ``new`` (distinct, unseen); their rows among the instruments."""
+        n = new.kind.shape[0]
+        unit = new._replace(weight=np.ones(n))
+        res = book_scenario_pnl(
+            unit, self._ret, self._dvol, self._horizon_days, np.arange(n, dtype=np.int64), max(n, 1)
+        )
+        start = self.instruments
+        if start + n > self._dv.shape[0]:  # capacity doubles: each book adds a few
+            grown = np.empty((max(2 * self._dv.shape[0], start + n), self._ret.shape[0]))
+            grown[:start] = self._dv[:start]
+            self._dv = grown
+        self._dv[start : start + n] = res.pnl
+        self.instruments = start + n
+        return np.arange(start, start + n, dtype=np.int64)
 
 
 Revaluation = Callable[[ScenarioBook, npt.ArrayLike, npt.ArrayLike, float], ScenarioPnL]

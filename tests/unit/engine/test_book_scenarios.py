@@ -22,7 +22,9 @@ from engine.kernels import (
     KIND_PERPETUAL,
     KIND_SPOT,
 )
+from engine.risk import scenarios
 from engine.risk.scenarios import (
+    InstrumentValues,
     ScenarioBook,
     book_scenario_pnl,
     distinct_instruments,
@@ -124,6 +126,41 @@ def test_book_pnl_equals_full_revaluation_per_book_and_total() -> None:
     for b in range(N_BOOKS):
         ref = scenario_pnl(sub_book(book, np.flatnonzero(books == b)), ret, dvol, 1.0).pnl
         np.testing.assert_allclose(new.pnl[b], ref, rtol=0.0, atol=1e-11 * scale)
+
+
+def test_instrument_values_share_each_instrument_among_the_books_that_ask() -> None:
+    """Book after book, by parts: the P&L of full revaluation; an instrument met again (in
+    another book) is not revalued again; a NaN-vol option counts for nothing wherever held."""
+    book, books = mixed_book()
+    ret, dvol = mc_draws(COV, 1_000, seed=3, horizon_days=1.0)
+    values = InstrumentValues(ret, dvol, 1.0)
+    scale = np.abs(scenario_pnl(book, ret, dvol, 1.0).pnl).max()
+    seen: set[int] = set()
+    _, at = distinct_instruments(book)
+    for b in range(N_BOOKS):
+        rows = np.flatnonzero(books == b)
+        sub = sub_book(book, rows)
+        parts = rows % 3  # any partition of the book's positions
+        got = values.pnl(sub, parts, 3)
+        for k in range(3):
+            ref = scenario_pnl(sub_book(sub, np.flatnonzero(parts == k)), ret, dvol, 1.0).pnl
+            np.testing.assert_allclose(got[:, k], ref, rtol=0.0, atol=1e-11 * scale)
+        seen |= set(at[rows].tolist())  # a NaN row is an instrument of its own
+        assert values.instruments == len(seen)
+    assert values.instruments < book.kind.size / 2  # far fewer than the positions
+
+
+def test_instrument_values_beyond_their_budget_are_revalued_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    book, _ = mixed_book()
+    ret, dvol = mc_draws(COV, 100, seed=3, horizon_days=1.0)
+    monkeypatch.setattr(scenarios, "MAX_SHARED_VALUES", 100 * 10)  # ten instruments' worth
+    values = InstrumentValues(ret, dvol, 1.0)
+    got = values.pnl(book, np.zeros(book.kind.size, np.int64), 1)[:, 0]
+    assert values.instruments == 0
+    full = scenario_pnl(book, ret, dvol, 1.0).pnl
+    np.testing.assert_allclose(got, full, rtol=0.0, atol=1e-11 * np.abs(full).max())
 
 
 def test_each_kind_alone_equals_full_revaluation() -> None:

@@ -4,12 +4,16 @@ book's capital."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 
 from engine.instruments import parse_deribit_name
+from engine.kernels import KIND_OPTION
 from engine.outputs import AttributionPayload, CapitalPayload, encode
 from engine.risk.attribution import NO_STRATEGY, combine_books
 from engine.risk.breakdown import (
@@ -20,7 +24,7 @@ from engine.risk.breakdown import (
 )
 from engine.risk.report import RiskConfig, var_payload
 from engine.risk.strategies import Strategy, StrategyBook, parse_strategy
-from tests.unit.engine.test_report import _history
+from tests.unit.engine.test_report import _history, same_figures
 from tests.unit.engine.test_state import V, build_book
 
 
@@ -104,6 +108,33 @@ def test_firm_capital_is_each_books_euler_share() -> None:
     assert alpha.standalone_usd == pytest.approx(by_book.parts[0].standalone_es)
     assert capital[1].capital_utilisation is None  # type: ignore[union-attr]
     assert set(out) >= {"alpha", "beta", FIRM}
+
+
+def test_books_over_the_same_underlyings_share_revaluations_and_keep_their_figures() -> None:
+    """Attributed together, books over the same underlyings share each instrument's value
+    changes (one scenario set per method and underlyings); each book's payload is the one it
+    gets alone: a copy of a book short and scaled, another with an option without a vol."""
+    p, _ = build_book()
+    alpha = p.book_risk("alpha")
+    sigma = alpha.positions.sigma.copy()
+    sigma[np.flatnonzero(alpha.positions.kind == KIND_OPTION)[0]] = math.nan
+    books = [
+        alpha,
+        replace(alpha, book="short", positions=alpha.positions._replace(
+            weight=alpha.positions.weight * -2.5)),
+        replace(alpha, book="novol", positions=alpha.positions._replace(sigma=sigma)),
+    ]  # fmt: skip
+    h = _history(alpha.underlyings, 60)
+    together = dict(attribution_payloads(books, h, CFG, ["attribution"], V, V))
+    for br in books:
+        alone = wire(attribution_payload(br, h, CFG, V)[0])
+        assert same_figures(wire(together[br.book]), alone) == [], br.book
+        published = var_payload(br, h, CFG, V)  # full revaluation, nothing shared
+        for m in alone["methods"]:
+            want = getattr(published, f"var_{m['method']}")
+            assert m["var"] == pytest.approx(want, rel=1e-12), (br.book, m["method"])
+    short = wire(together["short"])["methods"][2]
+    assert short["var"] != wire(together["alpha"])["methods"][2]["var"]
 
 
 def test_without_moves_each_method_says_why() -> None:
