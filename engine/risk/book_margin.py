@@ -194,26 +194,29 @@ def _exchange_margins(brs: Sequence[BookRisk], cfg: MarginConfig) -> list[_Excha
     pm = margin.deribit_portfolio_margin(stacked, prices, [cfg.pm_params(u) for u in unds])
     span = margin.span_margin(stacked, len(unds), cfg.span_params())
     std = margin.deribit_standard_margin(stacked, len(unds), [cfg.standard_params(u) for u in unds])
+    margins = _Margins(pm, span, std, margin.margin_savings(std, pm.margin))
     excluded = np.union1d(pm.excluded, span.excluded)
     out = []
     for k, br in enumerate(brs):
         g = slice(int(starts[k]), int(starts[k + 1]))
         mine = excluded[(excluded >= rows[k]) & (excluded < rows[k + 1])] - rows[k]
         names = tuple(br.instrument(i) for i in mine.tolist())
-        out.append(_exchange(pm, span, std, g, names, cfg.equity_usd.get(br.book)))
+        out.append(_exchange(margins, g, names, cfg.equity_usd.get(br.book)))
     return out
 
 
-def _exchange(
-    pm: margin.PortfolioMargin,
-    span: margin.SpanMargin,
-    std: margin.Margin,
-    g: slice,
-    excluded: tuple[str, ...],
-    equity: float | None,
-) -> _Exchange:
+class _Margins(NamedTuple):
+    """The stacked books' margins by each method, and what cross-margining saves."""
+
+    pm: margin.PortfolioMargin
+    span: margin.SpanMargin
+    std: margin.Margin
+    saved: margin.Margin
+
+
+def _exchange(m: _Margins, g: slice, excluded: tuple[str, ...], equity: float | None) -> _Exchange:
     """One book's figures: its underlyings ``g`` of the stacked books' margins."""
-    saved = margin.margin_savings(std, pm.margin)
+    pm, span, std, saved = m
     im, mm = float(pm.margin.initial_usd[g].sum()), float(pm.margin.maintenance_usd[g].sum())
     usd = pm.usd
     return _Exchange(
