@@ -23,7 +23,7 @@ from engine.outputs import (
 from engine.risk import margin
 from engine.risk.scenarios import stacked as stacked_books
 from engine.risk.strategies import StrategyHolding
-from engine.risk.usbook import UsMarginConfig, us_listed, us_margin
+from engine.risk.usbook import Listed, UsMarginConfig, us_listed, us_margin
 from engine.state import BookRisk
 
 
@@ -135,13 +135,14 @@ def margin_payloads(
         else:
             status.append("ok")
     exchange: dict[int, _Exchange] = {}
-    for batch in _batches(brs, status, cfg):
+    seen = Listed()  # the books' instruments, looked up once for all of them
+    for batch in _batches(brs, status, cfg, seen):
         exchange.update(zip(batch, _exchange_margins([brs[k] for k in batch], cfg), strict=True))
     out = []
     for k, br in enumerate(brs):
         us = None
         if status[k] == "ok" and cfg.us_margin.enabled:
-            us = us_margin(br, holdings, cfg.us_margin, now_ns)
+            us = us_margin(br, holdings, cfg.us_margin, now_ns, seen)
         fields = exchange.get(k, _Exchange())._asdict()
         fields["excluded"] = list(fields["excluded"])
         out.append(
@@ -161,13 +162,15 @@ def margin_payloads(
     return out
 
 
-def _batches(brs: Sequence[BookRisk], status: Sequence[str], cfg: MarginConfig) -> list[list[int]]:
+def _batches(
+    brs: Sequence[BookRisk], status: Sequence[str], cfg: MarginConfig, seen: Listed
+) -> list[list[int]]:
     """The books the crypto exchanges' methods margin, in batches valued together: books
     whose underlyings' portfolio-margin tables have the same shape (buckets and extended
     moves; a book whose own underlyings differ fails alone, as it would anyway)."""
     batches: dict[frozenset[tuple[int, int]], list[int]] = {}
     for k, br in enumerate(brs):
-        if status[k] != "ok" or not _exchange_margined(br).any():
+        if status[k] != "ok" or not _exchange_margined(br, seen).any():
             continue
         shapes = (cfg.pm_params(u) for u in br.underlyings)
         key = frozenset((p.buckets, len(p.extended_moves)) for p in shapes)
@@ -268,11 +271,11 @@ def _us_totals(us: UsMargin | None) -> _UsTotals:
     )
 
 
-def _exchange_margined(br: BookRisk) -> npt.NDArray[np.bool_]:
+def _exchange_margined(br: BookRisk, seen: Listed) -> npt.NDArray[np.bool_]:
     """Per underlying of ``br``: whether it is margined as the crypto exchanges do: it holds an
     instrument that is not US listed, or none known (a what-if's new trades alone)."""
     known = br.rows >= 0
-    listed = us_listed(br)[known]
+    listed = us_listed(br, seen)[known]
     out = np.ones(len(br.underlyings), dtype=np.bool_)
     und = br.positions.und[known]
     if listed.size:

@@ -39,7 +39,7 @@ from engine.risk.scenarios import ScenarioBook
 from engine.risk.strategies import StrategyHolding
 from engine.risk.usmargin import UnderlyingClass
 
-__all__ = ["UsMarginConfig", "margin_class", "us_listed", "us_margin"]
+__all__ = ["Listed", "UsMarginConfig", "margin_class", "us_listed", "us_margin"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -92,12 +92,37 @@ def margin_class(inst: Instrument) -> UnderlyingClass | None:
     return None
 
 
-def us_listed(br: BookRisk) -> npt.NDArray[np.bool_]:
+class Listed:
+    """Which rows of a portfolio's instrument list (a :class:`BookRisk`'s ``defs``) are US
+    listed (:func:`margin_class`), each row looked up once: books copied from one portfolio
+    share one."""
+
+    def __init__(self) -> None:
+        self._defs: list[Instrument] | None = None
+        self._flags = np.zeros(0, dtype=np.int8)  # -1: not looked up yet
+
+    def of(self, br: BookRisk) -> npt.NDArray[np.bool_]:
+        """Per position of ``br``: whether its instrument is US listed (a position of no
+        known instrument is not)."""
+        if self._defs is not br.defs:
+            self._defs, self._flags = br.defs, np.zeros(0, dtype=np.int8)
+        if self._flags.size < len(br.defs):
+            grown = np.full(len(br.defs), -1, dtype=np.int8)
+            grown[: self._flags.size] = self._flags
+            self._flags = grown
+        rows = br.rows[br.rows >= 0]
+        for r in np.unique(rows[self._flags[rows] < 0]).tolist():
+            self._flags[r] = margin_class(br.defs[r]) is not None
+        out = np.zeros(br.rows.size, dtype=np.bool_)
+        out[br.rows >= 0] = self._flags[rows] == 1
+        return out
+
+
+def us_listed(br: BookRisk, seen: Listed | None = None) -> npt.NDArray[np.bool_]:
     """Per position of ``br``: whether its instrument is US listed (:func:`margin_class`; a
-    position of no known instrument is not), each distinct instrument looked up once."""
-    distinct, inverse = np.unique(br.rows, return_inverse=True)
-    listed = [r >= 0 and margin_class(br.defs[r]) is not None for r in distinct.tolist()]
-    return np.array(listed, dtype=np.bool_)[inverse.reshape(-1)]
+    position of no known instrument is not), each distinct instrument looked up once, or not
+    at all when ``seen`` holds it (another book's lookup)."""
+    return (Listed() if seen is None else seen).of(br)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +310,7 @@ def us_margin(
     holdings: Sequence[StrategyHolding],
     cfg: UsMarginConfig,
     now_ns: int,
+    seen: Listed | None = None,
 ) -> UsMargin | None:
     """The US margin of one book (module docstring); None when it holds no US listed
     instrument.
@@ -294,10 +320,11 @@ def us_margin(
         holdings: the desk's strategy holdings (any book's; the book's own are used).
         cfg: ``[risk.us_margin]``.
         now_ns: the valuation time, int UNIX ns (the nine-month rule of long options).
+        seen: the US listing of instruments looked up for other books (:func:`us_listed`).
     """
     br = _known_rows(br)
     ok = _valued(br)
-    us = np.flatnonzero(us_listed(br)).tolist()
+    us = np.flatnonzero(us_listed(br, seen)).tolist()
     if not us:
         return None
     rows = _rows(br, ok)

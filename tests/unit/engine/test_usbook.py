@@ -7,8 +7,10 @@ revaluation of the 16 scenarios; the margin payload's totals; a scaling property
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
@@ -16,11 +18,12 @@ from numpy.testing import assert_allclose
 from engine import kernels
 from engine.american import Accuracy, american
 from engine.greeks import black76, bsm
+from engine.instruments import Instrument
 from engine.outputs import encode
-from engine.risk import span
+from engine.risk import span, usbook
 from engine.risk.report import RiskConfig, margin_payload
 from engine.risk.scenarios import ScenarioBook
-from engine.risk.usbook import UsMarginConfig, margin_class, us_margin
+from engine.risk.usbook import Listed, UsMarginConfig, margin_class, us_listed, us_margin
 from engine.risk.usmargin import UnderlyingClass
 from tests.unit.engine.test_state import build_book
 from tests.us_book import CONDOR, ES, EW_PUT, RATE, SPY, SPY_CALL, V, mark, smile, us_book
@@ -156,6 +159,31 @@ def test_a_book_mixing_us_and_crypto_underlyings_gets_both_margins() -> None:
     assert got.margin_im is not None
     assert got.portfolio is not None
     assert got.margin_reg_t is not None
+
+
+def test_the_us_listing_is_looked_up_once_a_row_for_every_book(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Books of one portfolio share their lookups: each instrument's row once, whatever the
+    books holding it; a position of no known instrument (a what-if's new trade) is not
+    listed."""
+    p, _ = build_book()
+    books = list(p.books_risk().values())
+    asked: list[str] = []
+
+    def counted(inst: Instrument) -> UnderlyingClass | None:
+        asked.append(inst.name)
+        return margin_class(inst)
+
+    monkeypatch.setattr(usbook, "margin_class", counted)
+    seen = Listed()
+    for br in [*books, *books]:
+        want = [margin_class(br.defs[r]) is not None for r in br.rows.tolist()]
+        assert us_listed(br, seen).tolist() == want, br.book
+    assert sorted(asked) == sorted({n for br in books for n in br.instruments})
+    alpha = p.book_risk("alpha")
+    trade = replace(alpha, rows=np.where(np.arange(alpha.rows.size) == 0, -1, alpha.rows))
+    assert not us_listed(trade, seen)[0]
 
 
 def test_a_book_of_no_us_instrument_has_no_us_margin() -> None:
