@@ -54,6 +54,8 @@ WIDER_JS = """() => {
     return [...document.querySelectorAll('body *')]
         .filter((e) => !clipped(e) && e.getBoundingClientRect().right > W)
         .slice(0, 10).map((e) => `${e.closest('section')?.id} ${e.tagName}.${e.className}`); }"""
+ON_SCREEN_JS = """() => [...document.querySelectorAll('section[id^=panel-]')]
+    .filter((s) => s.getBoundingClientRect().bottom > window.innerHeight).map((s) => s.id)"""
 TOKEN_ENV = "RISKD_TEST_DASHBOARD_TOKEN"  # noqa: S105 - a variable's name
 TOKEN = "browser-test-token-51c2"  # noqa: S105 - a test token
 
@@ -185,10 +187,18 @@ def test_every_panel_renders_with_no_console_error(page: Page, book: Book) -> No
 
 def test_every_figure_equals_redis_at_its_key_field_and_path(page: Page, book: Book) -> None:
     """All of them, in every view: exposures by book, underlying and expiry; every chart's
-    table. The page may be one update behind Redis: compared again at each redraw until equal."""
+    table. The page may be one update behind Redis: compared again at each redraw until equal.
+    The window is as tall as the page, so every panel is on screen and redrawn as its payloads
+    come (off screen, a panel is redrawn at most every 2 s: liquidity's figures move each
+    second, after the replay too)."""
     page.goto(book.daemon.url)
     expect(page.locator("#status")).to_contain_text("LIVE")
     expect(page.locator("#panel-strategies .card")).to_have_count(2)
+    for _ in range(3):  # panels drawn for the first time take their own height
+        tall = page.evaluate("() => document.documentElement.scrollHeight") + 1000
+        page.set_viewport_size({"width": 1600, "height": tall})
+        next_frame(page)
+    assert page.evaluate(ON_SCREEN_JS) == []
     counted = 0
     for level in ("book", "underlying", "expiry"):
         page.get_by_role("button", name=level, exact=True).click()
