@@ -154,7 +154,9 @@ def attribute(
         ("monte_carlo", (mc_ret, mc_dvol)),
     ):
         key = (method, tuple(br.underlyings))
-        values = shared.setdefault(key, InstrumentValues(r, v, h))
+        values = shared.get(key)  # made once: each book over these underlyings reuses it
+        if values is None:
+            values = shared[key] = InstrumentValues(r, v, h)
         pnl = values.pnl(book, np.zeros(book.kind.size, np.int64), 1)[:, 0]
         total = var.empirical(pnl, c, ce, h, method=method.replace("_", " "))
         out[method] = att.scenario_allocation(
