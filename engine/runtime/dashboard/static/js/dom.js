@@ -181,6 +181,21 @@ export function stamp(key, field, family, payload) {
     h('span', {class: 'stale-badge'}, 'STALE'));
 }
 
+// A details element whose content is built only while it is open (a large table would
+// otherwise cost every redraw) and that stays open across redraws: `open` holds the keys of
+// those opened; `redraw` runs on the user's toggle (a details made open fires toggle too).
+export function lazyDetails(open, key, summary, content, redraw) {
+  const details = h('details', {class: 'table-of-chart', open: open.has(key),
+    ontoggle: (e) => {
+      if (e.target.open === open.has(key)) return;
+      if (e.target.open) open.add(key); else open.delete(key);
+      redraw();
+    }},
+  h('summary', {}, summary));
+  if (open.has(key)) details.append(...[content()].flat());
+  return details;
+}
+
 // A column head with its unit.
 export function head(name, unit, opts = {}) {
   const title = opts.title ? `${name}: ${opts.title}` : unit ? `${name}: ${unit}` : null;

@@ -4,7 +4,7 @@
 // adjusted figures, and per position its spread and its share of the add-on. The expected
 // slippage of each suggested hedge is in the hedges panel, beside the hedge.
 
-import {h, fig, head, stamp, num, usd, int, text} from '../dom.js';
+import {h, fig, head, stamp, lazyDetails, num, usd, int, text} from '../dom.js';
 
 export const id = 'liquidity';
 export const families = ['liquidity'];
@@ -64,16 +64,9 @@ function methods(key, book, p) {
 const open = new Set();
 
 function positions(store, key, book, p) {
-  const details = h('details', {class: 'table-of-chart', open: open.has(book),
-    ontoggle: (e) => {
-      // a details made open fires toggle too: redraw (the table) only on the user's toggle
-      if (e.target.open === open.has(book)) return;
-      if (e.target.open) open.add(book); else open.delete(book);
-      render(store);
-    }},
-    h('summary', {}, `positions (the ${p.positions.length} largest add-ons of ${p.n_positions}): spreads and their share of the add-on`));
-  if (open.has(book)) details.append(...positionsTable(key, book, p));
-  return details;
+  return lazyDetails(open, book,
+    `positions (the ${p.positions.length} largest add-ons of ${p.n_positions}): spreads and their share of the add-on`,
+    () => positionsTable(key, book, p), () => render(store));
 }
 
 function positionsTable(key, book, p) {

@@ -2,7 +2,7 @@
 // confidence, horizon and window, every method side by side, and the last hour as a chart
 // (from the VaR stream, kept by the daemon and the page: data-derived), with its table.
 
-import {h, fig, derived, head, stamp, usd, pct, text, int, num} from '../dom.js';
+import {h, fig, derived, head, stamp, lazyDetails, usd, pct, text, int, num} from '../dom.js';
 import {Chart} from '../chart.js';
 
 export const id = 'var';
@@ -33,22 +33,15 @@ function history(store, book, p) {
   }
   chart.set([hist.ts_ns.map(seconds), hist.var, hist.es]);
   const src = (col) => `stream(${store.prefix}:var:stream|${book}|${col})`;
-  const details = h('details', {class: 'table-of-chart', open: open.has(book),
-    ontoggle: (e) => {
-      // a details made open fires toggle too: redraw (the table) only on the user's toggle
-      if (e.target.open === open.has(book)) return;
-      if (e.target.open) open.add(book); else open.delete(book);
-      render(store);
-    }},
-    h('summary', {}, `data: ${hist.ts_ns.length} points (VaR and ES, ${p.method.replace('_', ' ')})`));
-  if (open.has(book)) {
-    details.append(h('table', {class: 'data small'},
+  const details = lazyDetails(open, book,
+    `data: ${hist.ts_ns.length} points (VaR and ES, ${p.method.replace('_', ' ')})`,
+    () => h('table', {class: 'data small'},
       h('thead', {}, h('tr', {}, head('time', 'UTC'), head('VaR', 'USD', {class: 'num'}), head('ES', 'USD', {class: 'num'}))),
       h('tbody', {}, hist.ts_ns.map((t, i) => h('tr', {},
         h('td', {}, derived(src('ts_ns'), t, (v) => clock(seconds(v)))),
         h('td', {class: 'num'}, derived(src('var'), hist.var[i], usd)),
-        h('td', {class: 'num'}, derived(src('es'), hist.es[i], usd)))))));
-  }
+        h('td', {class: 'num'}, derived(src('es'), hist.es[i], usd)))))),
+    () => render(store));
   return [chart.el, details];
 }
 
