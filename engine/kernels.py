@@ -63,6 +63,7 @@ __all__ = [
     "reprice_dirty_kernel",
     "scenario_pnl_kernel",
     "svi_linear_kernel",
+    "svi_residual_kernel",
     "unchecked",
 ]
 
@@ -1018,6 +1019,52 @@ def _clip_nan(v: float, lo: float, hi: float) -> float:
     return lo if v < lo else hi if v > hi else v
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _svi_linear_row(
+    m: float, s: float, rho: float, k: F64, y: F64, om: F64, b_cap: float, h: F64
+) -> tuple[float, float, float]:
+    """(c, b, weighted sum of squares) of :func:`svi_linear_kernel` for one (m, σ, ρ); ``h``
+    (scratch, one per point) is left holding h(k)."""
+    n = 0.0
+    ny = 0.0
+    nh = 0.0
+    nhh = 0.0
+    nhy = 0.0
+    shift = s * math.sqrt(1.0 - rho * rho)
+    for i in range(k.shape[0]):
+        d = k[i] - m
+        hi = rho * d + math.hypot(d, s) - shift
+        h[i] = hi
+        n += om[i]
+        ny += om[i] * y[i]
+        nh += hi * om[i]
+        nhh += hi * hi * om[i]
+        nhy += hi * y[i] * om[i]
+    b_max = b_cap / (1.0 + abs(rho))
+    b_free = (n * nhy - nh * ny) / (n * nhh - nh * nh)
+    # candidates: the free optimum's b clipped, c = 0 with its best b, b = 0, b on its bound;
+    # the first smallest sum wins (a NaN never does), the first candidate where none is finite
+    best_c, best_b, best_sse, bar = math.nan, math.nan, math.nan, math.inf
+    for j in range(4):
+        if j == 0:
+            b, c = _clip_nan(b_free, 0.0, b_max), (ny - b_free * nh) / n
+        elif j == 1:
+            b, c = _clip_nan(nhy / nhh, 0.0, b_max), 0.0
+        elif j == 2:
+            b, c = 0.0, ny / n
+        else:
+            b, c = b_max, (ny - b_max * nh) / n
+        c = c if c != c or c >= 0.0 else 0.0  # max(c, 0), NaN kept
+        sse = 0.0
+        for i in range(k.shape[0]):
+            e = c + b * h[i] - y[i]
+            sse += e * e * om[i]
+        if j == 0 or sse < bar:
+            best_c, best_b, best_sse = c, b, sse
+            bar = sse if sse < bar else bar
+    return best_c, best_b, best_sse
+
+
 @njit(
     void(float64[:, ::1], float64[::1], float64[::1], float64[::1], float64, float64[:, ::1]),
     cache=True,
@@ -1032,55 +1079,28 @@ def svi_linear_kernel(x: F64, k: F64, y: F64, om: F64, b_cap: float, out: F64) -
     box's edges (b on its upper bound or 0; c free). Writes c, b and the weighted sum of
     squares into ``out`` (rows of ``x``, 3 columns); the first candidate's where no sum is
     finite."""
-    n_pts = k.shape[0]
-    n = 0.0
-    ny = 0.0
-    for i in range(n_pts):
-        n += om[i]
-        ny += om[i] * y[i]
-    h = np.empty(n_pts)
-    cand_b = np.empty(4)
-    cand_c = np.empty(4)
-    cand_sse = np.empty(4)
+    h = np.empty(k.shape[0])
     for r in range(x.shape[0]):
-        m, s, rho = x[r, 0], x[r, 1], x[r, 2]
-        shift = s * math.sqrt(1.0 - rho * rho)
-        nh = 0.0
-        nhh = 0.0
-        nhy = 0.0
-        for i in range(n_pts):
-            d = k[i] - m
-            hi = rho * d + math.hypot(d, s) - shift
-            h[i] = hi
-            nh += hi * om[i]
-            nhh += hi * hi * om[i]
-            nhy += hi * y[i] * om[i]
-        b_max = b_cap / (1.0 + abs(rho))
-        b_free = (n * nhy - nh * ny) / (n * nhh - nh * nh)
-        cand_b[0] = _clip_nan(b_free, 0.0, b_max)
-        cand_b[1] = _clip_nan(nhy / nhh, 0.0, b_max)
-        cand_b[2] = 0.0
-        cand_b[3] = b_max
-        cand_c[0] = (ny - b_free * nh) / n
-        cand_c[1] = 0.0
-        cand_c[2] = ny / n
-        cand_c[3] = (ny - b_max * nh) / n
-        best = 0
-        best_sse = math.inf
-        for j in range(4):
-            c = cand_c[j]
-            c = c if c != c or c >= 0.0 else 0.0  # max(c, 0), NaN kept
-            cand_c[j] = c
-            sse = 0.0
-            for i in range(n_pts):
-                e = c + cand_b[j] * h[i] - y[i]
-                sse += e * e * om[i]
-            cand_sse[j] = sse
-            if sse < best_sse:  # the first smallest; a NaN never wins
-                best, best_sse = j, sse
-        out[r, 0] = cand_c[best]
-        out[r, 1] = cand_b[best]
-        out[r, 2] = cand_sse[best]
+        out[r, 0], out[r, 1], out[r, 2] = _svi_linear_row(
+            x[r, 0], x[r, 1], x[r, 2], k, y, om, b_cap, h
+        )
+
+
+@njit(
+    void(float64[:, ::1], float64[::1], float64[::1], float64[::1], float64, float64[:, ::1]),
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
+def svi_residual_kernel(x: F64, k: F64, y: F64, om: F64, b_cap: float, res: F64) -> None:
+    """For each row (m, σ, ρ) of ``x``, the weighted residuals √om (c + b h(k) - y), c and b
+    the best of :func:`svi_linear_kernel`, into that row of ``res`` (one column per point):
+    what the outer least squares of an SVI fit minimises."""
+    for r in range(x.shape[0]):
+        row = res[r]
+        c, b, _ = _svi_linear_row(x[r, 0], x[r, 1], x[r, 2], k, y, om, b_cap, row)
+        for i in range(k.shape[0]):
+            row[i] = math.sqrt(om[i]) * (c + b * row[i] - y[i])
 
 
 # --------------------------------------------------------------------------------- scenarios

@@ -19,10 +19,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import brentq, minimize
+from scipy.optimize import brentq, least_squares, minimize
 
 from engine import kernels
 from engine.arguments import broadcast
@@ -55,8 +56,10 @@ LEE_MAX_SLOPE = 2.0
 DELTA = 0.25
 """The delta of the skew profile's wings."""
 _RHO_MAX = 0.999
-_RESTARTS = 8  # Nelder-Mead runs at most (the first and its restarts)
+_LM_MAXFEV = 100  # Levenberg-Marquardt's evaluations; one that has not converged is polished
+_RESTARTS = 8  # Nelder-Mead runs at most (the first and its restarts), polishing
 _MAXFEV = 600  # evaluations per run: a run that crawls is restarted with a fresh simplex
+_FD_STEP = 2.0**-26  # forward differences of the residuals: √(machine epsilon), relative
 _K_HALF_WIDTH = 4.0  # the g(k) grid spans m ± 4 in log-moneyness (K/F from 0.018 to 55)
 
 
@@ -259,10 +262,64 @@ def _linear(x: FloatArray, k: FloatArray, y: FloatArray, om: FloatArray) -> Floa
 
 def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
     """Raw SVI minimising sum(om (w(k) - y)²) (see :func:`fit_svi`)."""
+    box = _Box.of(k)
+    x0 = _grid_start(k, y, om)
+    x, converged = _levenberg_marquardt(box, x0, k, y, om)
+    if not converged:  # Nelder-Mead from the start, or where Levenberg-Marquardt stopped
+        ends = np.stack([_nelder_mead(box, x0, k, y, om), x])
+        x = ends[np.argmin(np.nan_to_num(_linear(ends, k, y, om)[:, 2], nan=np.inf))]
+    m, s, rho = (float(z) for z in x)
+    c, b, _ = _linear(x[None, :].copy(), k, y, om)[0].tolist()
+    return SviParams(a=c - b * s * math.sqrt(1.0 - rho * rho), b=b, rho=rho, m=m, sigma=s)
+
+
+class _Box(NamedTuple):
+    """Where the outer search looks for (m, σ, ρ): m within the strikes' range widened by its
+    width on each side, σ from 0.001 to 10 times that width, |ρ| <= 0.999."""
+
+    lower: FloatArray
+    upper: FloatArray
+
+    @classmethod
+    def of(cls, k: FloatArray) -> _Box:
+        lo, hi = float(k.min()), float(k.max())
+        span = hi - lo
+        return cls(
+            np.array([lo - span, 1e-3 * span, -_RHO_MAX]),
+            np.array([hi + span, 10.0 * span, _RHO_MAX]),
+        )
+
+    def inside(self, w: FloatArray) -> FloatArray:
+        """The point of the box for unbounded ``w``: m and ρ by tanh, σ by tanh of its log."""
+        t = np.tanh(w)
+        lo, hi = self.lower, self.upper
+        return np.array(
+            [
+                0.5 * (lo[0] + hi[0]) + 0.5 * (hi[0] - lo[0]) * t[0],
+                math.sqrt(lo[1] * hi[1]) * (hi[1] / lo[1]) ** (0.5 * t[1]),
+                hi[2] * t[2],
+            ]
+        )
+
+    def unbounded(self, x: FloatArray) -> FloatArray:
+        """The inverse of :meth:`inside`, for a point strictly inside the box."""
+        lo, hi = self.lower, self.upper
+        t = np.array(
+            [
+                (2.0 * x[0] - lo[0] - hi[0]) / (hi[0] - lo[0]),
+                math.log(x[1] / math.sqrt(lo[1] * hi[1])) / (0.5 * math.log(hi[1] / lo[1])),
+                x[2] / hi[2],
+            ]
+        )
+        w: FloatArray = np.arctanh(t)
+        return w
+
+
+def _grid_start(k: FloatArray, y: FloatArray, om: FloatArray) -> FloatArray:
+    """The best (m, σ, ρ) of a 5 x 4 x 5 grid inside the search box (the first if none has a
+    finite sum of squares)."""
     lo, hi = float(k.min()), float(k.max())
     span = hi - lo
-    lower = np.array([lo - span, 1e-3 * span, -_RHO_MAX])
-    upper = np.array([hi + span, 10.0 * span, _RHO_MAX])
     axes = (
         np.linspace(lo, hi, 5),
         span * np.array([0.05, 0.15, 0.4, 1.0]),
@@ -270,7 +327,57 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
     )
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     grid_sse = _linear(np.ascontiguousarray(grid), k, y, om)[:, 2]
-    x0: FloatArray = grid[np.argmin(np.where(np.isnan(grid_sse), np.inf, grid_sse))]
+    start: FloatArray = grid[np.argmin(np.where(np.isnan(grid_sse), np.inf, grid_sse))]
+    return start
+
+
+def _levenberg_marquardt(
+    box: _Box, x0: FloatArray, k: FloatArray, y: FloatArray, om: FloatArray
+) -> tuple[FloatArray, bool]:
+    """The outer least squares by MINPACK's Levenberg-Marquardt from ``x0``, over unbounded
+    coordinates mapped into the box (:meth:`_Box.inside`), the Jacobian by forward differences
+    in one kernel call. Returns where it ended and whether it converged: not within
+    :data:`_LM_MAXFEV` evaluations (an optimum on the box's edge, where the map flattens), nor
+    when it started or ended where a residual is not finite (then it returns ``x0``)."""
+    n = k.shape[0]
+
+    def residuals(w: FloatArray) -> FloatArray:
+        res = np.empty((1, n))
+        kernels.svi_residual_kernel(box.inside(w)[None, :], k, y, om, LEE_MAX_SLOPE, res)
+        row: FloatArray = res[0]
+        return row
+
+    def jacobian(w: FloatArray) -> FloatArray:
+        ws = np.repeat(w[None, :], 4, axis=0)
+        step = _FD_STEP * np.maximum(1.0, np.abs(w))
+        ws[1:] += np.diag(step)
+        res = np.empty((4, n))
+        kernels.svi_residual_kernel(
+            np.stack([box.inside(v) for v in ws]), k, y, om, LEE_MAX_SLOPE, res
+        )
+        jac: FloatArray = ((res[1:] - res[0]) / (np.diag(ws[1:]) - w)[:, None]).T
+        return jac
+
+    w0 = box.unbounded(x0)
+    start = residuals(w0)
+    if not np.isfinite(start).all():
+        return x0, False
+    found = least_squares(
+        residuals, w0, jac=jacobian, method="lm",
+        xtol=1e-12, ftol=1e-15, gtol=1e-15, max_nfev=_LM_MAXFEV,
+    )  # fmt: skip
+    if not 2.0 * found.cost <= float(start @ start):
+        return x0, False
+    x: FloatArray = box.inside(found.x)
+    return x, found.status > 0
+
+
+def _nelder_mead(
+    box: _Box, best: FloatArray, k: FloatArray, y: FloatArray, om: FloatArray
+) -> FloatArray:
+    """The outer search by Nelder-Mead on the box from ``best``, restarted from where it
+    stopped (a fresh simplex) until a restart no longer improves it."""
+    span = (box.upper[0] - box.lower[0]) / 3.0
     one = np.empty((1, 3))
     fitted = np.empty((1, 3))
 
@@ -279,16 +386,13 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
         kernels.svi_linear_kernel(one, k, y, om, LEE_MAX_SLOPE, fitted)
         return float(fitted[0, 2])
 
-    # Nelder-Mead can stall on a ridge short of the minimum: restarted from where it stopped,
-    # with a fresh simplex, until a restart no longer improves it (at most a few times).
-    best = x0
     for _ in range(_RESTARTS):
         step = np.diag([0.1 * span, 0.5 * best[1], -0.2 * math.copysign(1.0, best[2])])
         res = minimize(
             sse,
             best,
             method="Nelder-Mead",
-            bounds=list(zip(lower, upper, strict=True)),
+            bounds=list(zip(box.lower, box.upper, strict=True)),
             options={
                 "initial_simplex": np.vstack([best, best + step]),
                 "xatol": 1e-10,
@@ -300,9 +404,7 @@ def _fit(k: FloatArray, y: FloatArray, om: FloatArray) -> SviParams:
         best = res.x
         if not improved:
             break
-    m, s, rho = (float(z) for z in best)
-    c, b, _ = _linear(best[None, :].copy(), k, y, om)[0].tolist()
-    return SviParams(a=c - b * s * math.sqrt(1.0 - rho * rho), b=b, rho=rho, m=m, sigma=s)
+    return best
 
 
 def vol_at(fit: SviFit, K: npt.ArrayLike) -> FloatArray:
