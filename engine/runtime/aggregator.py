@@ -7,10 +7,11 @@ Each ``[risk] var_interval_s`` the aggregator reads the directory ``{prefix}:sha
 shard's ``{base}:vectors`` hash (one ``HGETALL``: a shard replaces the hash whole), and, once the
 shards agree on one scenario set and own every underlying of it exactly once
 (:func:`engine.risk.vectors.shards_disagree`), publishes every book's and the firm's ``var``
-payload, their vectors summed, and each book's and the firm's exposure totals (the shards'
-``{book}`` exposure payloads summed, :mod:`engine.risk.totals`), under the keys of one daemon
-that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis Cluster). It holds nothing that
-Redis does not: it and the shards start and restart in any order.
+payload, their vectors summed, and each book's and the firm's exposure totals and stress grid
+(the shards' ``{book}`` exposure and ``stress`` payloads summed, :mod:`engine.risk.totals`),
+under the keys of one daemon that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis
+Cluster). It holds nothing that Redis does not: it and the shards start and restart in any
+order.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from redis.asyncio.connection import AbstractConnection
 
 from engine.clock import Clock
 from engine.errors import ConfigError, SinkError
-from engine.outputs import BookExposure
-from engine.risk.totals import exposure_totals
+from engine.outputs import BookExposure, StressPayload
+from engine.risk.totals import exposure_totals, stress_totals
 from engine.risk.vectors import (
     ShardVectors,
     VarSettings,
@@ -43,6 +45,8 @@ from engine.runtime.redis_sink import RedisSink, classify
 __all__ = ["VECTORS", "Aggregator", "build", "run"]
 
 logger = logging.getLogger(__name__)
+
+P = TypeVar("P", BookExposure, StressPayload)
 
 VECTORS = "vectors"
 """The suffix of a shard's vectors hash: ``{base}:vectors``."""
@@ -66,6 +70,8 @@ class Aggregator:
         waiting: why the last period published nothing (None: it published).
         periods: periods that published.
         shards: the shards read in the last period, by name.
+        stress_apart: the books whose stress grids were left out in the last period (the
+            shards' grids differ).
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class Aggregator:
         self.waiting: str | None = "not started"
         self.periods = 0
         self.shards: dict[str, int] = {}
+        self.stress_apart: list[str] = []
 
     async def read(self) -> list[tuple[str, ShardVectors]]:
         """Every shard's base and vectors in the directory (not the aggregator's own entry); a
@@ -122,22 +129,47 @@ class Aggregator:
         self.waiting = reason
         if reason is not None:
             return
-        exposures = [await self._exposures(base, list(s.header.books)) for base, s in read]
+        books = [list(s.header.books) for s in shards]
+        exposures = [
+            await self._latest(base, "", b, BookExposure)
+            for (base, _), b in zip(read, books, strict=True)
+        ]
+        stresses = [
+            await self._latest(base, "stress:", b, StressPayload)
+            for (base, _), b in zip(read, books, strict=True)
+        ]
         now_ns = self.clock.now_ns()
         for key, payload in aggregate_payloads(shards, self.settings, now_ns):
             self.sink.publish(key, payload)
         for key, exposure in exposure_totals(exposures, now_ns):
             self.sink.publish(key, exposure)
+        self._publish_stress(stresses, now_ns)
         self.periods += 1
 
-    async def _exposures(self, base: str, books: list[str]) -> dict[str, BookExposure]:
-        """A shard's latest ``{book}`` exposure payloads of ``books`` (those it has)."""
+    def _publish_stress(self, stresses: list[dict[str, StressPayload]], now_ns: int) -> None:
+        """Each book's and the firm's stress grid; the books whose shards' grids differ are
+        logged when they change."""
+        grids, apart = stress_totals(stresses, now_ns)
+        for key, stress in grids:
+            self.sink.publish(key, stress)
+        if apart != self.stress_apart and apart:
+            logger.warning(
+                "stress grids of the shards differ: not aggregated", extra={"books": apart}
+            )
+        self.stress_apart = apart
+
+    async def _latest(
+        self, base: str, family: str, books: list[str], kind: type[P]
+    ) -> dict[str, P]:
+        """A shard's latest payloads of ``books`` (those it has) in its snapshot hash of
+        ``family`` (``""``: the exposures' ``{base}:snapshot``, ``"stress:"``:
+        ``{base}:stress:snapshot``)."""
         if not books:
             return {}
         async with asyncio.timeout(self.redis.timeout_s):
-            raw = await self.reader.hmget(f"{base}:snapshot", books)
+            raw = await self.reader.hmget(f"{base}:{family}snapshot", books)
         return {
-            b: msgspec.json.decode(r, type=BookExposure)
+            b: msgspec.json.decode(r, type=kind)
             for b, r in zip(books, raw, strict=True)
             if r is not None
         }

@@ -124,14 +124,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     aggregate = sub.add_parser(
         "aggregate",
-        help="combine the shards' P&L vectors into exact book and firm VaR and ES",
+        help="combine the shards' P&L vectors into exact book and firm VaR, ES and stress",
         description=(
             "Run the aggregator of a sharded deployment (docs/scaling.md#the-aggregator) on the "
-            "shards' config file: every [risk] var_interval_s, read each shard's P&L vectors "
-            "and exposures on the common scenario set ([risk] scenario_underlyings) from Redis, "
-            "and once every underlying of the set is owned by exactly one shard and all are on "
-            "the same set, publish each book's and the firm's (key *) var payload under the keys "
-            "of one daemon that is not sharded: the figures that daemon would publish. It and "
+            "shards' config file: every [risk] var_interval_s, read each shard's P&L vectors, "
+            "exposures and stress grids on the common scenario set ([risk] "
+            "scenario_underlyings) from Redis, and once every underlying of the set is owned by "
+            "exactly one shard and all are on the same set, publish each book's and the firm's "
+            "(key *) var payload, exposure totals and stress grid under the keys of one daemon "
+            "that is not sharded: the figures that daemon would publish. It and "
             "the shards start and restart in any order. SIGTERM/SIGINT stop it. Exit status 2 "
             "on a bad config, 1 on a fatal Redis error."
         ),

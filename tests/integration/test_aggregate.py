@@ -25,8 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
+from numpy.testing import assert_allclose
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -122,20 +124,23 @@ async def _hash(r: Redis | RedisCluster, key: str) -> dict[str, Any]:
     return {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()}
 
 
+def _close(a: Any, b: Any) -> bool:
+    """Equal, floats (also in lists, at any depth) to 1e-9 relative."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _same(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """The fields of two ``var`` payloads that differ (floats beyond 1e-9 relative), times and
-    the aggregator's ``shards`` aside."""
-    wrong = []
-    for k in set(got) | set(want):
-        if k in ("ts", "ts_ns", "shards"):
-            continue
-        a, b = got.get(k), want.get(k)
-        if isinstance(a, float) and isinstance(b, float):
-            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9):
-                wrong.append(f"{k}: {a!r} != {b!r}")
-        elif a != b:
-            wrong.append(f"{k}: {a!r} != {b!r}")
-    return wrong
+    """The fields of two payloads that differ (floats beyond 1e-9 relative), times and the
+    aggregator's ``shards`` aside."""
+    return [
+        f"{k}: {got.get(k)!r} != {want.get(k)!r}"
+        for k in set(got) | set(want)
+        if k not in ("ts", "ts_ns", "shards") and not _close(got.get(k), want.get(k))
+    ]
 
 
 @pytest.mark.parametrize("cluster", [True, False], ids=["redis-cluster", "one-server"])
@@ -207,6 +212,17 @@ async def test_two_shards_and_the_aggregator_publish_one_daemons_var(
             want = daemon_books["main"][f] + daemon_books["other"][f]
             assert math.isclose(totals["*"][f], want, rel_tol=1e-12, abs_tol=1e-9), f
         assert totals["*"]["n_positions"] == whole["*"]["positions"]
+
+        # The books' stress grids: the daemon's, cell by cell; the firm's their sum.
+        daemon_grids = await _hash(r, whole_key.replace(":var:", ":stress:"))
+        grids = await _hash(r, agg_key.replace(":var:", ":stress:"))
+        assert set(daemon_grids) == {"main", "other"}
+        assert set(grids) == {"main", "other", "*"}
+        for book in ("main", "other"):
+            assert not _same(grids[book], daemon_grids[book]), book
+        cells = np.add(daemon_grids["main"]["pnl"], daemon_grids["other"]["pnl"])
+        assert_allclose(grids["*"]["pnl"], cells, rtol=1e-12, atol=1e-9)
+        assert grids["*"]["stress_loss"] == pytest.approx(-cells.min(), rel=1e-12)
     finally:
         for p in procs:
             _stop(p)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import typing
 
-from engine.outputs import UNITS, BookExposure
-from engine.risk.totals import SUMMED, book_totals, exposure_totals
+from engine.outputs import UNITS, BookExposure, StressPayload
+from engine.risk.totals import SUMMED, book_stress, book_totals, exposure_totals, stress_totals
 
 
 def _part(book: str, x: float, n: int, valuation: int) -> BookExposure:
@@ -47,3 +47,53 @@ def test_the_firm_is_every_book_of_every_shard() -> None:
     assert out["*"].n_positions == 6
     assert out["*"].valuation_ts_ns == 5
     assert exposure_totals([], 9) == []
+
+
+def _grid(book: str, rows: list[list[float]], valuation: int, **kw: object) -> StressPayload:
+    fields: dict[str, typing.Any] = {
+        "ts_ns": 1,
+        "valuation_ts_ns": valuation,
+        "book": book,
+        "underlyings": ["BTC"],
+        "spot": [-0.1, 0.0, 0.1],
+        "vol": [-0.2, 0.2],
+        "pnl": rows,
+        "stress_loss": -min(min(r) for r in rows),
+        "excluded": [],
+        "units": {"pnl": "USD"},
+    }
+    return StressPayload(**(fields | kw))
+
+
+def test_stress_grids_add_cell_by_cell_with_the_worst_loss_of_the_sum() -> None:
+    """Two parts whose worst cells differ: the sum's worst loss is its own (-3 at +10 %, not
+    the parts' 5 + 4), each cell exactly rounded; underlyings and exclusions joined."""
+    btc = _grid("main", [[-5.0, -4.0], [0.0, 0.1], [1.0, 2.0]], 20, excluded=["BTC-X"])
+    eth = _grid("main", [[6.0, 4.5], [1e16, 0.2], [-4.0, -5.0]], 10, underlyings=["ETH"])
+    got = book_stress("main", [btc, eth], 99)
+    assert got.pnl == [[1.0, 0.5], [1e16, math.fsum([0.1, 0.2])], [-3.0, -3.0]]
+    assert got.stress_loss == 3.0
+    assert (got.underlyings, got.excluded) == (["BTC", "ETH"], ["BTC-X"])
+    assert (got.valuation_ts_ns, got.ts_ns, got.spot, got.vol) == (10, 99, btc.spot, btc.vol)
+
+
+def test_stress_totals_per_book_and_the_firm_and_grids_that_differ() -> None:
+    s0 = {"main": _grid("main", [[-1.0, 0.0], [0.0, 0.0], [1.0, 1.0]], 5)}
+    s1 = {
+        "main": _grid("main", [[-2.0, 0.0], [0.0, 0.0], [2.0, 2.0]], 6),
+        "other": _grid("other", [[0.5, 0.5], [0.0, 0.0], [-7.0, 0.0]], 7),
+    }
+    out, apart = stress_totals([s0, s1], 9)
+    got = dict(out)
+    assert list(got) == ["main", "other", "*"]
+    assert apart == []
+    assert got["main"].pnl[0] == [-3.0, 0.0]
+    assert got["*"].pnl == [[-2.5, 0.5], [0.0, 0.0], [-4.0, 3.0]]
+    assert (got["main"].stress_loss, got["other"].stress_loss, got["*"].stress_loss) == (3, 7, 4)
+    assert got["*"].valuation_ts_ns == 5
+
+    s1["main"] = _grid("main", [[0.0, 0.0]] * 3, 6, spot=[-0.2, 0.0, 0.2])
+    out, apart = stress_totals([s0, s1], 9)
+    assert [k for k, _ in out] == ["other"]  # no firm without main
+    assert apart == ["main"]
+    assert stress_totals([], 9) == ([], [])
