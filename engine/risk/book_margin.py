@@ -23,7 +23,7 @@ from engine.outputs import (
 from engine.risk import margin
 from engine.risk.scenarios import stacked as stacked_books
 from engine.risk.strategies import StrategyHolding
-from engine.risk.usbook import Listed, UsMarginConfig, us_listed, us_margin
+from engine.risk.usbook import Listed, UsMarginConfig, us_margin
 from engine.state import BookRisk
 
 
@@ -275,7 +275,7 @@ def _exchange_margined(br: BookRisk, seen: Listed) -> npt.NDArray[np.bool_]:
     """Per underlying of ``br``: whether it is margined as the crypto exchanges do: it holds an
     instrument that is not US listed, or none known (a what-if's new trades alone)."""
     known = br.rows >= 0
-    listed = us_listed(br, seen)[known]
+    listed = seen.of(br)[known]
     out = np.ones(len(br.underlyings), dtype=np.bool_)
     und = br.positions.und[known]
     if listed.size:

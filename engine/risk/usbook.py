@@ -39,7 +39,7 @@ from engine.risk.scenarios import ScenarioBook
 from engine.risk.strategies import StrategyHolding
 from engine.risk.usmargin import UnderlyingClass
 
-__all__ = ["Listed", "UsMarginConfig", "margin_class", "us_listed", "us_margin"]
+__all__ = ["Listed", "UsMarginConfig", "margin_class", "us_margin"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -116,13 +116,6 @@ class Listed:
         out = np.zeros(br.rows.size, dtype=np.bool_)
         out[br.rows >= 0] = self._flags[rows] == 1
         return out
-
-
-def us_listed(br: BookRisk, seen: Listed | None = None) -> npt.NDArray[np.bool_]:
-    """Per position of ``br``: whether its instrument is US listed (:func:`margin_class`; a
-    position of no known instrument is not), each distinct instrument looked up once, or not
-    at all when ``seen`` holds it (another book's lookup)."""
-    return (Listed() if seen is None else seen).of(br)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,11 +313,11 @@ def us_margin(
         holdings: the desk's strategy holdings (any book's; the book's own are used).
         cfg: ``[risk.us_margin]``.
         now_ns: the valuation time, int UNIX ns (the nine-month rule of long options).
-        seen: the US listing of instruments looked up for other books (:func:`us_listed`).
+        seen: the US listing of instruments looked up for other books (:class:`Listed`).
     """
     br = _known_rows(br)
     ok = _valued(br)
-    us = np.flatnonzero(us_listed(br, seen)).tolist()
+    us = np.flatnonzero((seen if seen is not None else Listed()).of(br)).tolist()
     if not us:
         return None
     rows = _rows(br, ok)

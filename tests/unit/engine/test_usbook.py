@@ -23,7 +23,7 @@ from engine.outputs import encode
 from engine.risk import span, usbook
 from engine.risk.report import RiskConfig, margin_payload
 from engine.risk.scenarios import ScenarioBook
-from engine.risk.usbook import Listed, UsMarginConfig, margin_class, us_listed, us_margin
+from engine.risk.usbook import Listed, UsMarginConfig, margin_class, us_margin
 from engine.risk.usmargin import UnderlyingClass
 from tests.unit.engine.test_state import build_book
 from tests.us_book import CONDOR, ES, EW_PUT, RATE, SPY, SPY_CALL, V, mark, smile, us_book
@@ -179,11 +179,11 @@ def test_the_us_listing_is_looked_up_once_a_row_for_every_book(
     seen = Listed()
     for br in [*books, *books]:
         want = [margin_class(br.defs[r]) is not None for r in br.rows.tolist()]
-        assert us_listed(br, seen).tolist() == want, br.book
+        assert seen.of(br).tolist() == want, br.book
     assert sorted(asked) == sorted({n for br in books for n in br.instruments})
     alpha = p.book_risk("alpha")
     trade = replace(alpha, rows=np.where(np.arange(alpha.rows.size) == 0, -1, alpha.rows))
-    assert not us_listed(trade, seen)[0]
+    assert not seen.of(trade)[0]
 
 
 def test_a_book_of_no_us_instrument_has_no_us_margin() -> None:
