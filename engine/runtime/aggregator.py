@@ -10,8 +10,9 @@ shards agree on one scenario set and own every underlying of it exactly once
 payload, their vectors summed, and each book's and the firm's exposure totals and stress grid
 (the shards' ``{book}`` exposure and ``stress`` payloads summed, :mod:`engine.risk.totals`),
 under the keys of one daemon that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis
-Cluster). It holds nothing that Redis does not: it and the shards start and restart in any
-order.
+Cluster), with the alert rules checked on them (their transitions to Redis and the
+``[[notify]]`` targets, as one daemon's). It holds nothing that Redis does not: it and the shards
+start and restart in any order.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TypeVar
 import msgspec
 from redis.asyncio.connection import AbstractConnection
 
+from engine.alerts import AlertEngine
 from engine.clock import Clock
 from engine.errors import ConfigError, SinkError
 from engine.outputs import BookExposure, StressPayload
@@ -39,6 +41,8 @@ from engine.risk.vectors import (
 )
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig
+from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
+from engine.runtime.publisher import Publisher
 from engine.runtime.redis_link import RedisConfig, make_client
 from engine.runtime.redis_sink import RedisSink, classify
 
@@ -65,6 +69,8 @@ class Aggregator:
         interval_s: the period.
         sink: where the payloads go (the base of a daemon that is not sharded).
         clock: the payloads' time.
+        alerts: the alert rules (``[[alerts]]``), checked on every payload published.
+        notifier: where alert transitions are sent (``[[notify]]``).
 
     Attributes:
         waiting: why the last period published nothing (None: it published).
@@ -81,12 +87,16 @@ class Aggregator:
         interval_s: float,
         sink: RedisSink,
         clock: Clock,
+        alerts: AlertEngine,
+        notifier: Notifier,
     ) -> None:
         self.redis = redis
         self.clock = clock
         self.settings = settings
         self.interval_s = interval_s
         self.sink = sink
+        self.notifier = notifier
+        self.out = Publisher(sink, alerts, notifier.offer)
         self.directory = f"{redis.prefix}:shards"
         self.reader = make_client(redis, _authenticate)
         self.waiting: str | None = "not started"
@@ -140,9 +150,9 @@ class Aggregator:
         ]
         now_ns = self.clock.now_ns()
         for key, payload in aggregate_payloads(shards, self.settings, now_ns):
-            self.sink.publish(key, payload)
+            self.out.publish(key, payload)
         for key, exposure in exposure_totals(exposures, now_ns):
-            self.sink.publish(key, exposure)
+            self.out.publish(key, exposure)
         self._publish_stress(stresses, now_ns)
         self.periods += 1
 
@@ -151,7 +161,7 @@ class Aggregator:
         logged when they change."""
         grids, apart = stress_totals(stresses, now_ns)
         for key, stress in grids:
-            self.sink.publish(key, stress)
+            self.out.publish(key, stress)
         if apart != self.stress_apart and apart:
             logger.warning(
                 "stress grids of the shards differ: not aggregated", extra={"books": apart}
@@ -220,7 +230,10 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> A
         )
     clock = clock if clock is not None else LiveClock()
     sink = RedisSink(config.redis, clock)
-    return Aggregator(config.redis, risk.var_settings(), risk.var_interval_s, sink, clock)
+    return Aggregator(
+        config.redis, risk.var_settings(), risk.var_interval_s, sink, clock,
+        AlertEngine(config.alerts), Notifier(config.notify),
+    )  # fmt: skip
 
 
 async def run(agg: Aggregator, *, duration_s: float | None = None) -> int:
@@ -235,12 +248,15 @@ async def run(agg: Aggregator, *, duration_s: float | None = None) -> int:
     try:
         async with asyncio.TaskGroup() as tg:
             sink = tg.create_task(agg.sink.run(), name="sink")
+            notify = tg.create_task(agg.notifier.run(), name="notify")
             tg.create_task(agg.run(stop), name="aggregate")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(duration_s):
                     await stop.wait()
             stop.set()
+            await agg.notifier.drain(DRAIN_TIMEOUT_S)  # the last transitions, to chat too
             sink.cancel()
+            notify.cancel()
     except* SinkError as group:
         for error in group.exceptions:
             logger.error("fatal error: %s", error, extra={"error": type(error).__name__})

@@ -132,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
             "scenario_underlyings) from Redis, and once every underlying of the set is owned by "
             "exactly one shard and all are on the same set, publish each book's and the firm's "
             "(key *) var payload, exposure totals and stress grid under the keys of one daemon "
-            "that is not sharded: the figures that daemon would publish. It and "
-            "the shards start and restart in any order. SIGTERM/SIGINT stop it. Exit status 2 "
+            "that is not sharded: the figures that daemon would publish, with the alert rules "
+            "([[alerts]]) checked on them. It and the shards start and restart in any order. "
+            "SIGTERM/SIGINT stop it. Exit status 2 "
             "on a bad config, 1 on a fatal Redis error."
         ),
     )

@@ -47,6 +47,18 @@ record_at_utc = "23:00"
 mc_scenarios = 2000
 var_interval_s = 0.5
 method = "monte_carlo"
+
+[[alerts]]
+name = "var_hist"
+metric = "var_historical"
+scope = "book"
+above = 0.0
+
+[[alerts]]
+name = "stress"
+metric = "stress_loss"
+scope = "book"
+above = 0.0
 """
 
 
@@ -201,6 +213,7 @@ async def test_two_shards_and_the_aggregator_publish_one_daemons_var(
         procs.append(again)
         await _until(converged, "the restarted aggregator's payloads")
         assert _stop(again) == 0
+        final = await _hash(r, agg_key)
 
         # The books' exposure totals: the daemon's book keys, and the firm's their sum.
         daemon_books = await _hash(r, whole_key.replace(":var:snapshot", ":snapshot"))
@@ -223,6 +236,17 @@ async def test_two_shards_and_the_aggregator_publish_one_daemons_var(
         cells = np.add(daemon_grids["main"]["pnl"], daemon_grids["other"]["pnl"])
         assert_allclose(grids["*"]["pnl"], cells, rtol=1e-12, atol=1e-9)
         assert grids["*"]["stress_loss"] == pytest.approx(-cells.min(), rel=1e-12)
+
+        # The rules, checked by the aggregator on the whole books' figures: the daemon's alerts
+        # (and the firm's stress), each raised by the restarted aggregator at its figure.
+        daemon_alerts = await _hash(r, whole_key.replace(":var:snapshot", ":alerts:active"))
+        alerts = await _hash(r, agg_key.replace(":var:snapshot", ":alerts:active"))
+        assert set(daemon_alerts) == {f"{k}:{b}" for k in ("var_hist", "stress")
+                                      for b in ("main", "other", "*")} - {"stress:*"}  # fmt: skip
+        assert set(alerts) == set(daemon_alerts) | {"stress:*"}
+        for b in ("main", "other", "*"):
+            assert alerts[f"var_hist:{b}"]["value"] == final[b]["var_historical"], b
+            assert alerts[f"stress:{b}"]["value"] == grids[b]["stress_loss"], b
     finally:
         for p in procs:
             _stop(p)
