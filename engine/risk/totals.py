@@ -1,20 +1,31 @@
 """Book and firm totals across shards (docs/scaling.md#the-aggregator): the USD figures of a
 book's ``{book}`` exposure payloads, one per shard that holds part of it, summed (``math.fsum``:
-exactly rounded, whatever the order), the counts added; and its stress grids, summed cell by
-cell (every underlying takes the same shock, so a book's P&L in a cell is the sum of its parts').
-Pure.
+exactly rounded, whatever the order), the counts added; its stress grids, summed cell by cell
+(every underlying takes the same shock, so a book's P&L in a cell is the sum of its parts'); and
+its crypto margin, each underlying margined alone, so the parts' underlyings are put together
+and the totals summed. Pure.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, TypeVar
 
-from engine.outputs import UNITS, BookExposure, StressPayload
+import msgspec
+
+from engine.outputs import UNITS, BookExposure, MarginPayload, StressPayload
 from engine.risk.vectors import FIRM
 
-__all__ = ["SUMMED", "book_stress", "book_totals", "exposure_totals", "stress_totals"]
+__all__ = [
+    "SUMMED",
+    "book_margin",
+    "book_stress",
+    "book_totals",
+    "exposure_totals",
+    "margin_totals",
+    "stress_totals",
+]
 
 SUMMED: Final = ("delta_usd", "cash_gamma", "vega", "theta", "rho", "volga", "market_value", "pnl")
 """The figures of a book's exposure payload that add across underlyings (USD; the others are
@@ -104,4 +115,71 @@ def stress_totals(
             out.append((b, book_stress(b, parts, now_ns)))
     if out and not apart:
         out.append((FIRM, book_stress(FIRM, [p for s in shards for p in s.values()], now_ns)))
+    return out, apart
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _by_underlying(parts: Sequence[S], order: Sequence[tuple[int, int]]) -> S:
+    """The per-underlying struct of ``parts`` together: each list field's entries in
+    ``order`` ((part, its underlying's index) per underlying of the whole)."""
+    kind = type(parts[0])
+    return kind(**{f: [getattr(parts[k], f)[i] for k, i in order] for f in kind.__struct_fields__})
+
+
+def book_margin(book: str, parts: Sequence[MarginPayload], now_ns: int) -> MarginPayload | None:
+    """The margin payload of ``parts`` together: its underlyings in order with each one's
+    figures, the totals summed, the utilisation of the book's equity; None where a part has
+    no crypto margin (a status other than ``ok``, or US listed positions: their margin is the
+    whole book's, not a sum of parts)."""
+    pm = [p.portfolio for p in parts if p.portfolio is not None]
+    span = [p.span for p in parts if p.span is not None]
+    std = [p.standard for p in parts if p.standard is not None]
+    whole = len(pm) == len(span) == len(std) == len(parts)
+    if not whole or any(p.status != "ok" or p.us is not None for p in parts):
+        return None
+    owner = {u: (k, i) for k, p in enumerate(parts) for i, u in enumerate(p.underlyings)}
+    underlyings = sorted(owner)
+    order = [owner[u] for u in underlyings]
+
+    def total(name: str) -> float:
+        return math.fsum(getattr(p, name) or 0.0 for p in parts)
+
+    im, mm, equity = total("margin_im"), total("margin_mm"), parts[0].equity_usd
+    return MarginPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=_oldest([p.valuation_ts_ns for p in parts]),
+        book=book,
+        underlyings=underlyings,
+        equity_usd=equity,
+        margin_im=im,
+        margin_mm=mm,
+        margin_span=total("margin_span"),
+        margin_standard_im=total("margin_standard_im"),
+        margin_savings=total("margin_savings"),
+        margin_utilisation=None if equity is None else im / equity,
+        margin_mm_utilisation=None if equity is None else mm / equity,
+        status="ok",
+        portfolio=_by_underlying(pm, order),
+        span=_by_underlying(span, order),
+        standard=_by_underlying(std, order),
+        excluded=sorted({x for p in parts for x in p.excluded}),
+        units=parts[0].units,
+    )
+
+
+def margin_totals(
+    shards: Sequence[Mapping[str, MarginPayload]], now_ns: int
+) -> tuple[list[tuple[str, MarginPayload]], list[str]]:
+    """Each book's margin over ``shards`` (each: book -> that shard's payload of its part).
+    Returns them and the books left out (:func:`book_margin`'s None)."""
+    out: list[tuple[str, MarginPayload]] = []
+    apart: list[str] = []
+    for b in sorted({b for s in shards for b in s}):
+        whole = book_margin(b, [s[b] for s in shards if b in s], now_ns)
+        if whole is None:
+            apart.append(b)
+        else:
+            out.append((b, whole))
     return out, apart

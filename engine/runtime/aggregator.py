@@ -7,8 +7,9 @@ Each ``[risk] var_interval_s`` the aggregator reads the directory ``{prefix}:sha
 shard's ``{base}:vectors`` hash (one ``HGETALL``: a shard replaces the hash whole), and, once the
 shards agree on one scenario set and own every underlying of it exactly once
 (:func:`engine.risk.vectors.shards_disagree`), publishes every book's and the firm's ``var``
-payload, their vectors summed, and each book's and the firm's exposure totals and stress grid
-(the shards' ``{book}`` exposure and ``stress`` payloads summed, :mod:`engine.risk.totals`),
+payload, their vectors summed, each book's and the firm's exposure totals and stress grid and
+each book's margin (the shards' ``{book}`` exposure, ``stress`` and ``margin`` payloads put
+together, :mod:`engine.risk.totals`),
 under the keys of one daemon that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis
 Cluster), with the alert rules checked on them (their transitions to Redis and the
 ``[[notify]]`` targets, as one daemon's). It holds nothing that Redis does not: it and the shards
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,8 +32,8 @@ from redis.asyncio.connection import AbstractConnection
 from engine.alerts import AlertEngine
 from engine.clock import Clock
 from engine.errors import ConfigError, SinkError
-from engine.outputs import BookExposure, StressPayload
-from engine.risk.totals import exposure_totals, stress_totals
+from engine.outputs import BookExposure, MarginPayload, Payload, StressPayload
+from engine.risk.totals import exposure_totals, margin_totals, stress_totals
 from engine.risk.vectors import (
     ShardVectors,
     VarSettings,
@@ -50,7 +52,7 @@ __all__ = ["VECTORS", "Aggregator", "build", "run"]
 
 logger = logging.getLogger(__name__)
 
-P = TypeVar("P", BookExposure, StressPayload)
+P = TypeVar("P", BookExposure, StressPayload, MarginPayload)
 
 VECTORS = "vectors"
 """The suffix of a shard's vectors hash: ``{base}:vectors``."""
@@ -76,8 +78,8 @@ class Aggregator:
         waiting: why the last period published nothing (None: it published).
         periods: periods that published.
         shards: the shards read in the last period, by name.
-        stress_apart: the books whose stress grids were left out in the last period (the
-            shards' grids differ).
+        apart: per family (``stress``, ``margin``), the books left out in the last period: the
+            shards' stress grids differ; a part without crypto margin.
     """
 
     def __init__(
@@ -102,7 +104,7 @@ class Aggregator:
         self.waiting: str | None = "not started"
         self.periods = 0
         self.shards: dict[str, int] = {}
-        self.stress_apart: list[str] = []
+        self.apart: dict[str, list[str]] = {}
 
     async def read(self) -> list[tuple[str, ShardVectors]]:
         """Every shard's base and vectors in the directory (not the aggregator's own entry); a
@@ -139,41 +141,39 @@ class Aggregator:
         self.waiting = reason
         if reason is not None:
             return
-        books = [list(s.header.books) for s in shards]
-        exposures = [
-            await self._latest(base, "", b, BookExposure)
-            for (base, _), b in zip(read, books, strict=True)
-        ]
-        stresses = [
-            await self._latest(base, "stress:", b, StressPayload)
-            for (base, _), b in zip(read, books, strict=True)
-        ]
+        books = [(base, list(s.header.books)) for base, s in read]
+        exposures = [await self._latest(base, "", b, BookExposure) for base, b in books]
+        stresses = [await self._latest(base, "stress:", b, StressPayload) for base, b in books]
+        margins = [await self._latest(base, "margin:", b, MarginPayload) for base, b in books]
         now_ns = self.clock.now_ns()
         for key, payload in aggregate_payloads(shards, self.settings, now_ns):
             self.out.publish(key, payload)
         for key, exposure in exposure_totals(exposures, now_ns):
             self.out.publish(key, exposure)
-        self._publish_stress(stresses, now_ns)
+        self._publish_parts("stress", stress_totals(stresses, now_ns))
+        self._publish_parts("margin", margin_totals(margins, now_ns))
         self.periods += 1
 
-    def _publish_stress(self, stresses: list[dict[str, StressPayload]], now_ns: int) -> None:
-        """Each book's and the firm's stress grid; the books whose shards' grids differ are
+    def _publish_parts(
+        self, family: str, totals: tuple[Sequence[tuple[str, Payload]], list[str]]
+    ) -> None:
+        """A family's books summed over the shards; the books left out (:attr:`apart`) are
         logged when they change."""
-        grids, apart = stress_totals(stresses, now_ns)
-        for key, stress in grids:
-            self.out.publish(key, stress)
-        if apart != self.stress_apart and apart:
+        payloads, apart = totals
+        for key, payload in payloads:
+            self.out.publish(key, payload)
+        if apart and apart != self.apart.get(family):
             logger.warning(
-                "stress grids of the shards differ: not aggregated", extra={"books": apart}
+                "books not aggregated across the shards", extra={"family": family, "books": apart}
             )
-        self.stress_apart = apart
+        self.apart[family] = apart
 
     async def _latest(
         self, base: str, family: str, books: list[str], kind: type[P]
     ) -> dict[str, P]:
         """A shard's latest payloads of ``books`` (those it has) in its snapshot hash of
         ``family`` (``""``: the exposures' ``{base}:snapshot``, ``"stress:"``:
-        ``{base}:stress:snapshot``)."""
+        ``{base}:stress:snapshot``, ``"margin:"``)."""
         if not books:
             return {}
         async with asyncio.timeout(self.redis.timeout_s):

@@ -237,6 +237,16 @@ async def test_two_shards_and_the_aggregator_publish_one_daemons_var(
         assert_allclose(grids["*"]["pnl"], cells, rtol=1e-12, atol=1e-9)
         assert grids["*"]["stress_loss"] == pytest.approx(-cells.min(), rel=1e-12)
 
+        # The books' margin: the daemon's, each underlying margined alone and the totals summed.
+        daemon_margin = await _hash(r, whole_key.replace(":var:", ":margin:"))
+        margin = await _hash(r, agg_key.replace(":var:", ":margin:"))
+        assert set(margin) == set(daemon_margin) == {"main", "other"}
+        assert margin["main"]["underlyings"] == ["BTC", "ETH"]
+        for book in ("main", "other"):
+            assert daemon_margin[book]["status"] == "ok", book
+            assert daemon_margin[book]["margin_im"] > 0.0, book
+            assert not _same(margin[book], daemon_margin[book]), book
+
         # The rules, checked by the aggregator on the whole books' figures: the daemon's alerts
         # (and the firm's stress), each raised by the restarted aggregator at its figure.
         daemon_alerts = await _hash(r, whole_key.replace(":var:snapshot", ":alerts:active"))

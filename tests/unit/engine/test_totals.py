@@ -5,8 +5,26 @@ from __future__ import annotations
 import math
 import typing
 
-from engine.outputs import UNITS, BookExposure, StressPayload
-from engine.risk.totals import SUMMED, book_stress, book_totals, exposure_totals, stress_totals
+import msgspec
+
+from engine.outputs import (
+    UNITS,
+    BookExposure,
+    MarginPayload,
+    PortfolioMargin,
+    SpanMargin,
+    StandardMargin,
+    StressPayload,
+)
+from engine.risk.totals import (
+    SUMMED,
+    book_margin,
+    book_stress,
+    book_totals,
+    exposure_totals,
+    margin_totals,
+    stress_totals,
+)
 
 
 def _part(book: str, x: float, n: int, valuation: int) -> BookExposure:
@@ -97,3 +115,59 @@ def test_stress_totals_per_book_and_the_firm_and_grids_that_differ() -> None:
     assert [k for k, _ in out] == ["other"]  # no firm without main
     assert apart == ["main"]
     assert stress_totals([], 9) == ([], [])
+
+
+def _margin(book: str, und: str, x: float, status: str = "ok") -> MarginPayload:
+    """A one-underlying part: every per-underlying figure ``x`` (its vectors [x], matrices
+    [[x]]), totals x."""
+    ok = status == "ok"
+
+    def per(kind: type[msgspec.Struct]) -> typing.Any:
+        hints = typing.get_type_hints(kind)
+        entry = {list[float]: x, list[list[float]]: [x], list[list[list[float]]]: [[x]]}
+        return kind(**{f: [entry[hints[f]]] for f in hints})
+
+    return MarginPayload(
+        ts_ns=1,
+        valuation_ts_ns=int(x),
+        book=book,
+        underlyings=[und],
+        equity_usd=1000.0,
+        **dict.fromkeys(
+            ("margin_im", "margin_mm", "margin_span", "margin_standard_im", "margin_savings"),
+            x if ok else None,
+        ),
+        margin_utilisation=x / 1000.0 if ok else None,
+        margin_mm_utilisation=x / 1000.0 if ok else None,
+        status=status,
+        portfolio=per(PortfolioMargin) if ok else None,
+        span=per(SpanMargin) if ok else None,
+        standard=per(StandardMargin) if ok else None,
+        excluded=[f"{und}-X"],
+        units={"margin_im": "USD"},
+    )
+
+
+def test_margin_puts_the_underlyings_together_and_sums_the_totals() -> None:
+    """Each underlying is margined alone: the whole book's per-underlying figures are its
+    parts', in the order of its underlyings, and its totals their sums (utilisation of the
+    book's equity recomputed)."""
+    eth, btc = _margin("main", "ETH", 30.0), _margin("main", "BTC", 12.0)
+    got = book_margin("main", [eth, btc], 99)
+    assert got is not None
+    assert got.underlyings == ["BTC", "ETH"]
+    assert got.portfolio is not None
+    assert got.span is not None
+    assert got.portfolio.initial_usd == [12.0, 30.0]
+    assert got.portfolio.matrix_usd == [[[12.0]], [[30.0]]]
+    assert got.span.requirement_usd == [12.0, 30.0]
+    assert (got.margin_im, got.margin_savings, got.margin_utilisation) == (42.0, 42.0, 0.042)
+    assert (got.excluded, got.valuation_ts_ns, got.ts_ns) == (["BTC-X", "ETH-X"], 12, 99)
+
+
+def test_a_book_with_a_part_not_margined_is_left_out() -> None:
+    s0 = {"main": _margin("main", "BTC", 1.0), "other": _margin("other", "BTC", 2.0)}
+    s1 = {"main": _margin("main", "ETH", 3.0, status="no index price for ETH")}
+    out, apart = margin_totals([s0, s1], 9)
+    assert [k for k, _ in out] == ["other"]
+    assert apart == ["main"]
