@@ -318,8 +318,9 @@ def _payload(
 
     names = br.instruments
     quantity = (br.positions.weight / _multipliers(br)).tolist()
-    # the largest shares of the adjustment first (unquoted ones last), the rest summed
-    order = np.argsort(-np.nan_to_num(per_cost, nan=-np.inf), kind="stable")
+    # the largest shares of the adjustment first (unquoted ones last; ties by name), the rest
+    # summed
+    order = np.lexsort((np.array(names, dtype=str), -np.nan_to_num(per_cost, nan=-np.inf)))
     listed = order[: cfg.top_positions].tolist()
     rest = order[cfg.top_positions :]
     positions = [
@@ -348,7 +349,7 @@ def _payload(
             strict=True,
         )
     ]
-    unquoted = [n for n, ok in zip(names, cost.quoted.tolist(), strict=True) if not ok]
+    unquoted = sorted(n for n, ok in zip(names, cost.quoted.tolist(), strict=True) if not ok)
     return LiquidityPayload(
         ts_ns=now_ns,
         valuation_ts_ns=br.valuation_ns,

@@ -3,7 +3,9 @@ book's ``{book}`` exposure payloads, one per shard that holds part of it, summed
 exactly rounded, whatever the order), the counts added; its stress grids, summed cell by cell
 (every underlying takes the same shock, so a book's P&L in a cell is the sum of its parts'); and
 its crypto margin, each underlying margined alone, so the parts' underlyings are put together
-and the totals summed. Pure.
+and the totals summed; and its liquidity: the exit and liquidity costs are sums over positions,
+so the book's are its parts' summed, and its liquidity-adjusted VaR and ES are the whole book's
+VaR and ES (the aggregated ``var`` payload) plus that cost. Pure.
 """
 
 from __future__ import annotations
@@ -14,15 +16,25 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from engine.outputs import UNITS, BookExposure, MarginPayload, StressPayload
+from engine.outputs import (
+    UNITS,
+    BookExposure,
+    LiquidityPayload,
+    MarginPayload,
+    PositionLiquidity,
+    StressPayload,
+    VarPayload,
+)
 from engine.risk.vectors import FIRM
 
 __all__ = [
     "SUMMED",
+    "book_liquidity",
     "book_margin",
     "book_stress",
     "book_totals",
     "exposure_totals",
+    "liquidity_totals",
     "margin_totals",
     "stress_totals",
 ]
@@ -183,3 +195,78 @@ def margin_totals(
         else:
             out.append((b, whole))
     return out, apart
+
+
+def _costliest(parts: Sequence[LiquidityPayload], top: int) -> list[PositionLiquidity]:
+    """The ``top`` positions with the largest shares of the liquidity cost over ``parts``
+    (each part lists its own ``top``, so the whole book's are among them), unpriced last,
+    ties by name (:func:`engine.risk.liquidity.liquidity_payloads`' order)."""
+    listed = [x for p in parts for x in p.positions]
+    listed.sort(key=lambda x: (math.inf if x.cost_usd is None else -x.cost_usd, x.instrument))
+    return listed[:top]
+
+
+def book_liquidity(
+    book: str, parts: Sequence[LiquidityPayload], var: VarPayload, top: int, now_ns: int
+) -> LiquidityPayload:
+    """The liquidity payload of ``parts`` together, with the whole book's ``var`` payload:
+    costs summed, each method's VaR and ES plus the liquidity cost, the ``top`` costliest
+    positions and the rest summed."""
+    costliest = _costliest(parts, top)
+    kept = {id(x) for x in costliest}
+    dropped = [x for p in parts for x in p.positions if id(x) not in kept]
+    cost = math.fsum(p.liquidity_cost_usd for p in parts)
+
+    def plus(x: float | None) -> float | None:
+        return None if x is None else x + cost
+
+    def rest(name: str, other: str) -> float:
+        finite = [getattr(x, name) for x in dropped if getattr(x, name) is not None]
+        return math.fsum([*(getattr(p, other) for p in parts), *finite])
+
+    first = parts[0]
+    n = sum(p.n_positions for p in parts)
+    return LiquidityPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=_oldest([p.valuation_ts_ns for p in parts]),
+        book=book,
+        method=var.method,
+        a=first.a,
+        window=first.window,
+        exit_cost_usd=math.fsum(p.exit_cost_usd for p in parts),
+        liquidity_cost_usd=cost,
+        var=var.var,
+        es=var.es,
+        lvar=plus(var.var),
+        les=plus(var.es),
+        lvar_delta_normal=plus(var.var_delta_normal),
+        les_delta_normal=plus(var.es_delta_normal),
+        lvar_delta_gamma=plus(var.var_delta_gamma),
+        les_delta_gamma=plus(var.es_delta_gamma),
+        lvar_historical=plus(var.var_historical),
+        les_historical=plus(var.es_historical),
+        lvar_monte_carlo=plus(var.var_monte_carlo),
+        les_monte_carlo=plus(var.es_monte_carlo),
+        positions=costliest,
+        n_positions=n,
+        other_positions=n - len(costliest),
+        other_exit_cost_usd=rest("exit_cost_usd", "other_exit_cost_usd"),
+        other_cost_usd=rest("cost_usd", "other_cost_usd"),
+        unquoted=sorted({u for p in parts for u in p.unquoted}),
+        status=var.status.get(var.method, "ok") if n else "no positions",
+        units=first.units,
+    )
+
+
+def liquidity_totals(
+    shards: Sequence[Mapping[str, LiquidityPayload]],
+    var: Mapping[str, VarPayload],
+    top: int,
+    now_ns: int,
+) -> list[tuple[str, LiquidityPayload]]:
+    """Each book's liquidity over ``shards`` (each: book -> that shard's payload of its
+    part) with its whole ``var`` payload (a book without one is left out)."""
+    books = sorted({b for s in shards for b in s} & set(var))
+    return [
+        (b, book_liquidity(b, [s[b] for s in shards if b in s], var[b], top, now_ns)) for b in books
+    ]

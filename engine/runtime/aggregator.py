@@ -8,8 +8,8 @@ shard's ``{base}:vectors`` hash (one ``HGETALL``: a shard replaces the hash whol
 shards agree on one scenario set and own every underlying of it exactly once
 (:func:`engine.risk.vectors.shards_disagree`), publishes every book's and the firm's ``var``
 payload, their vectors summed, each book's and the firm's exposure totals and stress grid and
-each book's margin (the shards' ``{book}`` exposure, ``stress`` and ``margin`` payloads put
-together, :mod:`engine.risk.totals`),
+each book's margin and liquidity (the shards' ``{book}`` exposure, ``stress``, ``margin`` and
+``liquidity`` payloads put together, :mod:`engine.risk.totals`),
 under the keys of one daemon that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis
 Cluster), with the alert rules checked on them (their transitions to Redis and the
 ``[[notify]]`` targets, as one daemon's). It holds nothing that Redis does not: it and the shards
@@ -32,8 +32,8 @@ from redis.asyncio.connection import AbstractConnection
 from engine.alerts import AlertEngine
 from engine.clock import Clock
 from engine.errors import ConfigError, SinkError
-from engine.outputs import BookExposure, MarginPayload, Payload, StressPayload
-from engine.risk.totals import exposure_totals, margin_totals, stress_totals
+from engine.outputs import BookExposure, LiquidityPayload, MarginPayload, Payload, StressPayload
+from engine.risk.totals import exposure_totals, liquidity_totals, margin_totals, stress_totals
 from engine.risk.vectors import (
     ShardVectors,
     VarSettings,
@@ -52,7 +52,7 @@ __all__ = ["VECTORS", "Aggregator", "build", "run"]
 
 logger = logging.getLogger(__name__)
 
-P = TypeVar("P", BookExposure, StressPayload, MarginPayload)
+P = TypeVar("P", BookExposure, StressPayload, MarginPayload, LiquidityPayload)
 
 VECTORS = "vectors"
 """The suffix of a shard's vectors hash: ``{base}:vectors``."""
@@ -73,6 +73,8 @@ class Aggregator:
         clock: the payloads' time.
         alerts: the alert rules (``[[alerts]]``), checked on every payload published.
         notifier: where alert transitions are sent (``[[notify]]``).
+        liquidity_top: ``[risk.liquidity] top_positions``; None: the shards publish no
+            liquidity payloads (``enabled = false``).
 
     Attributes:
         waiting: why the last period published nothing (None: it published).
@@ -91,6 +93,7 @@ class Aggregator:
         clock: Clock,
         alerts: AlertEngine,
         notifier: Notifier,
+        liquidity_top: int | None = None,
     ) -> None:
         self.redis = redis
         self.clock = clock
@@ -98,6 +101,7 @@ class Aggregator:
         self.interval_s = interval_s
         self.sink = sink
         self.notifier = notifier
+        self.liquidity_top = liquidity_top
         self.out = Publisher(sink, alerts, notifier.offer)
         self.directory = f"{redis.prefix}:shards"
         self.reader = make_client(redis, _authenticate)
@@ -141,18 +145,30 @@ class Aggregator:
         self.waiting = reason
         if reason is not None:
             return
+        await self._publish(read, shards)
+        self.periods += 1
+
+    async def _publish(
+        self, read: list[tuple[str, ShardVectors]], shards: list[ShardVectors]
+    ) -> None:
+        """Every family across the shards that agree: from their vectors and their latest
+        payloads of each book."""
         books = [(base, list(s.header.books)) for base, s in read]
         exposures = [await self._latest(base, "", b, BookExposure) for base, b in books]
         stresses = [await self._latest(base, "stress:", b, StressPayload) for base, b in books]
         margins = [await self._latest(base, "margin:", b, MarginPayload) for base, b in books]
         now_ns = self.clock.now_ns()
-        for key, payload in aggregate_payloads(shards, self.settings, now_ns):
-            self.out.publish(key, payload)
-        for key, exposure in exposure_totals(exposures, now_ns):
-            self.out.publish(key, exposure)
+        var = aggregate_payloads(shards, self.settings, now_ns)
+        self._publish_parts("var", (var, []))
+        self._publish_parts("exposure", (exposure_totals(exposures, now_ns), []))
         self._publish_parts("stress", stress_totals(stresses, now_ns))
         self._publish_parts("margin", margin_totals(margins, now_ns))
-        self.periods += 1
+        if self.liquidity_top is not None:
+            parts = [
+                await self._latest(base, "liquidity:", b, LiquidityPayload) for base, b in books
+            ]
+            whole = liquidity_totals(parts, dict(var), self.liquidity_top, now_ns)
+            self._publish_parts("liquidity", (whole, []))
 
     def _publish_parts(
         self, family: str, totals: tuple[Sequence[tuple[str, Payload]], list[str]]
@@ -173,7 +189,7 @@ class Aggregator:
     ) -> dict[str, P]:
         """A shard's latest payloads of ``books`` (those it has) in its snapshot hash of
         ``family`` (``""``: the exposures' ``{base}:snapshot``, ``"stress:"``:
-        ``{base}:stress:snapshot``, ``"margin:"``)."""
+        ``{base}:stress:snapshot``, ``"margin:"``, ``"liquidity:"``)."""
         if not books:
             return {}
         async with asyncio.timeout(self.redis.timeout_s):
@@ -233,6 +249,7 @@ def build(config: AppConfig, config_path: Path, clock: Clock | None = None) -> A
     return Aggregator(
         config.redis, risk.var_settings(), risk.var_interval_s, sink, clock,
         AlertEngine(config.alerts), Notifier(config.notify),
+        risk.liquidity.top_positions if risk.liquidity.enabled else None,
     )  # fmt: skip
 
 

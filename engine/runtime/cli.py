@@ -124,14 +124,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     aggregate = sub.add_parser(
         "aggregate",
-        help="combine the shards' P&L vectors into exact book and firm VaR, ES, stress, margin",
+        help="combine the shards into exact book and firm VaR, ES, stress, margin, liquidity",
         description=(
             "Run the aggregator of a sharded deployment (docs/scaling.md#the-aggregator) on the "
             "shards' config file: every [risk] var_interval_s, read each shard's P&L vectors, "
-            "exposures, stress grids and margin on the common scenario set ([risk] "
+            "exposures, stress grids, margin and liquidity on the common scenario set ([risk] "
             "scenario_underlyings) from Redis, and once every underlying of the set is owned by "
             "exactly one shard and all are on the same set, publish each book's and the firm's "
-            "(key *) var payload, exposure totals and stress grid, and each book's margin, under "
+            "(key *) var payload, exposure totals and stress grid, and each book's margin and "
+            "liquidity, under "
             "the keys of one daemon "
             "that is not sharded: the figures that daemon would publish, with the alert rules "
             "([[alerts]]) checked on them. It and the shards start and restart in any order. "

@@ -247,6 +247,15 @@ async def test_two_shards_and_the_aggregator_publish_one_daemons_var(
             assert daemon_margin[book]["margin_im"] > 0.0, book
             assert not _same(margin[book], daemon_margin[book]), book
 
+        # The books' liquidity: the costs summed, on the whole book's VaR and ES.
+        daemon_liq = await _hash(r, whole_key.replace(":var:", ":liquidity:"))
+        liq = await _hash(r, agg_key.replace(":var:", ":liquidity:"))
+        assert set(liq) == set(daemon_liq) == {"main", "other"}
+        for book in ("main", "other"):
+            assert daemon_liq[book]["exit_cost_usd"] > 0.0, book  # the options' spreads
+            assert daemon_liq[book]["lvar"] > daemon_liq[book]["var"], book
+            assert not _same(liq[book], daemon_liq[book]), (book, liq[book], daemon_liq[book])
+
         # The rules, checked by the aggregator on the whole books' figures: the daemon's alerts
         # (and the firm's stress), each raised by the restarted aggregator at its figure.
         daemon_alerts = await _hash(r, whole_key.replace(":var:snapshot", ":alerts:active"))

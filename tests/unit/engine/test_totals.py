@@ -10,18 +10,23 @@ import msgspec
 from engine.outputs import (
     UNITS,
     BookExposure,
+    LiquidityPayload,
     MarginPayload,
     PortfolioMargin,
+    PositionLiquidity,
     SpanMargin,
     StandardMargin,
     StressPayload,
+    VarPayload,
 )
 from engine.risk.totals import (
     SUMMED,
+    book_liquidity,
     book_margin,
     book_stress,
     book_totals,
     exposure_totals,
+    liquidity_totals,
     margin_totals,
     stress_totals,
 )
@@ -171,3 +176,71 @@ def test_a_book_with_a_part_not_margined_is_left_out() -> None:
     out, apart = margin_totals([s0, s1], 9)
     assert [k for k, _ in out] == ["other"]
     assert apart == ["main"]
+
+
+def _position(name: str, cost: float | None) -> PositionLiquidity:
+    return PositionLiquidity(
+        instrument=name,
+        quantity=1.0,
+        value_usd=None if cost is None else 100 * cost,
+        relative_spread=None,
+        exit_cost_usd=None if cost is None else 2 * cost,
+        spread_mean=None,
+        spread_std=None,
+        samples=0,
+        cost_usd=cost,
+    )
+
+
+def _liquidity(listed: list[PositionLiquidity], n: int, other: float) -> LiquidityPayload:
+    figures = {f: None for f in LiquidityPayload.__struct_fields__ if f.startswith(("lvar", "les"))}
+    exit_listed = math.fsum(x.exit_cost_usd or 0.0 for x in listed)
+    cost_listed = math.fsum(x.cost_usd or 0.0 for x in listed)
+    return LiquidityPayload(
+        ts_ns=1,
+        valuation_ts_ns=5,
+        book="main",
+        method="historical",
+        a=2.33,
+        window=720,
+        exit_cost_usd=exit_listed + 2 * other,
+        liquidity_cost_usd=cost_listed + other,
+        var=None,
+        es=None,
+        **figures,  # type: ignore[arg-type]
+        positions=listed,
+        n_positions=n,
+        other_positions=n - len(listed),
+        other_exit_cost_usd=2 * other,
+        other_cost_usd=other,
+        unquoted=[x.instrument for x in listed if x.cost_usd is None],
+        status="ok",
+        units={},
+    )
+
+
+def test_liquidity_keeps_the_costliest_positions_and_adds_the_cost_to_the_whole_var() -> None:
+    """Each shard lists its 2 costliest; the book's 2 are among them, the rest summed with
+    the parts' rests; LVaR is the whole book's VaR (not the parts') plus the summed cost."""
+    btc = _liquidity([_position("B1", 5.0), _position("B2", 1.0)], 4, other=0.5)
+    eth = _liquidity([_position("E1", 3.0), _position("E0", None)], 3, other=0.25)
+    whole_var = VarPayload(
+        ts_ns=1, valuation_ts_ns=5, book="main", underlyings=["BTC", "ETH"], confidence=0.99,
+        es_confidence=0.975, horizon_days=1.0, method="historical", history_days=250,
+        positions=7, var=100.0, es=120.0, var_delta_normal=90.0, es_delta_normal=None,
+        var_delta_gamma=None, es_delta_gamma=None, var_historical=100.0, es_historical=120.0,
+        var_monte_carlo=None, es_monte_carlo=None, status={"historical": "ok"}, mc_scenarios=0,
+        units={},
+    )  # fmt: skip
+    got = dict(liquidity_totals([{"main": btc}, {"main": eth}], {"main": whole_var}, 2, 9))
+    p = got["main"]
+    assert [x.instrument for x in p.positions] == ["B1", "E1"]
+    assert p.liquidity_cost_usd == 5.0 + 1.0 + 0.5 + 3.0 + 0.25
+    assert p.exit_cost_usd == 2 * p.liquidity_cost_usd
+    assert (p.other_positions, p.other_cost_usd, p.other_exit_cost_usd) == (5, 1.75, 3.5)
+    assert (p.lvar, p.les, p.lvar_delta_normal, p.les_delta_normal) == (109.75, 129.75, 99.75, None)
+    assert p.unquoted == ["E0"]
+    tie = _liquidity([_position("Z", 1.0), _position("A", 1.0), _position("N", None)], 3, 0.0)
+    order = [x.instrument for x in book_liquidity("b", [tie], whole_var, 3, 9).positions]
+    assert order == ["A", "Z", "N"]  # ties by name, unpriced last
+    assert liquidity_totals([{"main": btc}], {}, 2, 9) == []  # no whole VaR yet
