@@ -295,6 +295,11 @@ async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> bool:
     return True
 
 
+_ROLE_CHANGED: Final = ("UNBLOCKED", "MASTERDOWN")
+"""Replies of a node whose role changed under the client (redis-py raises them as plain
+``ResponseError``): ``-UNBLOCKED`` ends a blocking read when a master turns replica."""
+
+
 def classify(exc: BaseException) -> bool | None:
     """Whether reconnecting can fix ``exc`` (True), cannot (False), or it is no Redis or
     network error at all (None: a bug, let it propagate)."""
@@ -304,6 +309,8 @@ def classify(exc: BaseException) -> bool | None:
         return True
     if isinstance(exc, rexc.AskError | rexc.ClusterError | rexc.RedisClusterException):
         return True  # MOVED, ASK, CLUSTERDOWN, no node answering: the slot map changes
+    if isinstance(exc, rexc.ResponseError) and str(exc).startswith(_ROLE_CHANGED):
+        return True  # a blocked read ended by a failover (the master became a replica)
     if isinstance(exc, rexc.ResponseError | rexc.DataError):
         return False
     if isinstance(exc, rexc.RedisError | OSError | TimeoutError):

@@ -23,9 +23,12 @@ from typing import Any
 
 import aiomqtt
 import orjson
+import pytest
 import redis.asyncio as aioredis
+import redis.exceptions as rexc
 
 from engine.runtime.app import Daemon
+from examples import alert_bot, hedger
 from examples.alert_bot import active_now, transitions
 from examples.hedger import HedgerState, hedge_orders, save_state
 from tests.servers import MosquittoServer, RedisServer, running_daemon, wait_until
@@ -704,3 +707,18 @@ def test_help_and_bad_arguments() -> None:
     )
     assert bad.returncode == 2
     assert b"not an http(s) URL" in bad.stderr
+
+
+@pytest.mark.parametrize("example", [alert_bot, hedger], ids=["alert_bot", "hedger"])
+def test_a_blocked_read_ended_by_a_failover_is_retried(example: Any) -> None:
+    """Redis ends a blocking XREAD with ``-UNBLOCKED`` when the master it waits on turns
+    replica (a failover), and redis-py raises it as a plain ResponseError: reconnect (to the
+    new master), as for MOVED; any other error reply stays fatal."""
+    unblocked = rexc.ResponseError(
+        "UNBLOCKED force unblock from blocking operation, instance state changed"
+        " (master -> replica?)"
+    )
+    assert example.classify(unblocked) is True
+    assert example.classify(rexc.ResponseError("MASTERDOWN Link with MASTER is down")) is True
+    assert example.classify(rexc.ResponseError("ERR unknown command 'XREAD'")) is False
+    assert example.classify(rexc.MovedError("3999 127.0.0.1:6381")) is True

@@ -39,6 +39,7 @@ from tests.integration.test_examples import (
     _spawn,
     _until,
 )
+from tests.integration.test_redis_cluster import _holder, _myself, _node_id
 from tests.servers import (
     MosquittoServer,
     RedisClusterServers,
@@ -313,3 +314,49 @@ async def _drained(shards: _Shards, underlying: str, group: str, last: str) -> b
     return bool(
         info is not None and info["pending"] == 0 and info["last-delivered-id"].decode() == last
     )
+
+
+async def test_alert_bot_follows_a_shard_across_a_failover(
+    tmp_path: Path, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    """Three masters with a replica each; the bot follows both shards; the replica of the node
+    that holds the BTC shard's slot takes over (CLUSTER FAILOVER) while the bot blocks on that
+    stream. The bot finds the new holder (MOVED, then the cluster's slot map) and forwards
+    what both shards raise and clear afterwards: every transition of each shard once, in its
+    stream's order."""
+    state = tmp_path / "bot.state"
+    with RedisClusterServers(replicas=1) as cluster:
+        r = RedisCluster.from_url(cluster.url)
+        argv = ["--redis-url", cluster.url, "--prefix", unique, "--cluster"]
+        argv += ["--state", str(state), "--reconnect-initial-s", "0.05"]
+        running: list[_Example] = []
+        shards = _Shards(r, mosquitto_server.port, unique)
+        async with contextlib.aclosing(r), _two_shards(tmp_path, shards, cluster.url, NO_RISK):
+            async with _cleanup(running):
+                bot = await _spawn("alert_bot", tmp_path / "bot.log", *argv)
+                running.append(bot)
+                await shards.fill("BTC", -1000)  # btc_short raised
+                await bot.wait_lines(1)
+                stream = f"{shards.base('BTC')}:alerts:stream"
+                master = _holder(cluster, stream)
+                replica = next(
+                    n for n in cluster.nodes if f"slave {_node_id(master)}" in _myself(n)
+                )
+                replica.cli("cluster", "failover")
+                await wait_until(lambda: _holder(cluster, stream) is replica, 30)
+                cluster.wait_ok()
+                await shards.fill("BTC", 1000)  # cleared, on the new master
+                await shards.fill("ETH", -1000)  # eth_short raised
+                want = {u: await _transitions(shards, u) for u in UNDERLYINGS}
+                assert [k[1] for k in want["BTC"]] == ["raised", "cleared"]
+                await bot.wait_lines(3)
+                assert await bot.stop() == 0
+            for u in UNDERLYINGS:
+                assert [_key(p) for p in bot.lines if p["underlying"] == u] == want[u], bot.lines
+
+
+async def _transitions(shards: _Shards, underlying: str) -> list[tuple[str, str, int]]:
+    """The shard's alert transitions in its stream's order, each once: the sink delivers at
+    least once (a write cut by the failover is sent again whole)."""
+    keys = [_key(p) for _, p in await shards.stream(underlying, "alerts")]
+    return list(dict.fromkeys(keys))
