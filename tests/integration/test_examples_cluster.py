@@ -360,3 +360,63 @@ async def _transitions(shards: _Shards, underlying: str) -> list[tuple[str, str,
     least once (a write cut by the failover is sent again whole)."""
     keys = [_key(p) for _, p in await shards.stream(underlying, "alerts")]
     return list(dict.fromkeys(keys))
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+async def test_hedger_follows_a_shard_across_a_failover(
+    tmp_path: Path, mosquitto_server: MosquittoServer, unique: str
+) -> None:
+    """Three masters with a replica each; the hedger reads both shards' hedge streams in its
+    group; the replica of the node that holds the BTC shard's slot takes over (CLUSTER
+    FAILOVER) while the hedger blocks on that stream. It finds the new holder, its group
+    there as the master left it, and orders on what the shard writes afterwards: at the end
+    every entry of either stream that asks for an order has been printed once, and nothing
+    is pending."""
+    risk = HEDGES.replace(
+        'hedge_future = { BTC = "BTC-PERPETUAL" }',
+        'hedge_future = { BTC = "BTC-PERPETUAL", ETH = "ETH-PERPETUAL" }',
+    )
+    group = "hedgers"
+    with RedisClusterServers(replicas=1) as cluster:
+        r = RedisCluster.from_url(cluster.url)
+        argv = ["--redis-url", cluster.url, "--prefix", unique, "--cluster", "--group", group]
+        argv += ["--consumer", "h1", "--state", str(tmp_path / "hedger.state")]
+        argv += ["--min-contracts", "5", "--start", "all", "--reconnect-initial-s", "0.05"]
+        runs: list[_Example] = []
+        shards = _Shards(r, mosquitto_server.port, unique)
+        async with contextlib.aclosing(r), _cleanup(runs):
+            async with _two_shards(tmp_path, shards, cluster.url, risk):
+                hedger = await _spawn("hedger", tmp_path / "hedger.log", *argv)
+                runs.append(hedger)
+                await wait_until(lambda: {o["underlying"] for o in hedger.lines} == {*UNDERLYINGS})
+                stream = f"{shards.base('BTC')}:hedge:stream"
+                master = _holder(cluster, stream)
+                replica = next(
+                    n for n in cluster.nodes if f"slave {_node_id(master)}" in _myself(n)
+                )
+                replica.cli("cluster", "failover")
+                await wait_until(lambda: _holder(cluster, stream) is replica, 30)
+                cluster.wait_ok()
+                switched = _stream_id((await shards.stream("BTC", "hedge"))[-1][0])
+                await shards.fill("BTC", -20000)  # a new hedge, on the new master
+                await wait_until(
+                    lambda: any(
+                        o["underlying"] == "BTC" and _stream_id(o["stream_id"]) > switched
+                        for o in hedger.lines
+                    ),
+                    30,
+                )
+            for u in UNDERLYINGS:  # the shards stopped: the hedger drains both streams
+                entries = await shards.stream(u, "hedge")
+                await _until(
+                    functools.partial(_drained, shards, u, group, entries[-1][0]),
+                    f"{u}'s group to read and acknowledge everything",
+                )
+            assert await hedger.stop() == 0
+            for u in UNDERLYINGS:
+                mine = [o["stream_id"] for o in hedger.lines if o["underlying"] == u]
+                assert mine == _eligible(await shards.stream(u, "hedge"), 5), u
