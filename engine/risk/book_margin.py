@@ -203,7 +203,7 @@ def _exchange_margins(brs: Sequence[BookRisk], cfg: MarginConfig) -> list[_Excha
     for k, br in enumerate(brs):
         g = slice(int(starts[k]), int(starts[k + 1]))
         mine = excluded[(excluded >= rows[k]) & (excluded < rows[k + 1])] - rows[k]
-        names = tuple(br.instrument(i) for i in mine.tolist())
+        names = tuple(sorted(br.instrument(i) for i in mine.tolist()))
         out.append(_exchange(margins, g, names, cfg.equity_usd.get(br.book)))
     return out
 

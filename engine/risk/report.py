@@ -356,7 +356,7 @@ def stress_payloads(books: Sequence[BookRisk], cfg: RiskConfig, now_ns: int) -> 
             vol=_floats(grid.vol),
             pnl=_nested(grid.pnl),
             stress_loss=float(-np.min(grid.pnl)),
-            excluded=[br.instrument(i) for i in grid.excluded.tolist()],
+            excluded=sorted(br.instrument(i) for i in grid.excluded.tolist()),
             units=_STRESS_UNITS,
         )
         for br, grid in zip(books, grids, strict=True)
