@@ -330,11 +330,11 @@ class Load:
     """A market's message rate into riskd, from stated assumptions."""
 
     market: str
-    what: str  # what one shard must take whole (an underlying), unless ``splittable``
+    what: str  # what one shard must take whole (an underlying), unless made of ``parts``
     instruments: int
     per_instrument: float  # msgs/s each, at peak
     source: str  # where the figures come from
-    splittable: bool = False  # several underlyings: shards can share it
+    parts: tuple[str, ...] = ()  # the loads (their ``what``) it is made of, each taken whole
 
     @property
     def rate(self) -> float:
@@ -352,7 +352,8 @@ LOADS: Final = (
     Load("Deribit", "USDC-settled linear options (SOL, XRP, ...)", 400, DERIBIT_PER_INSTRUMENT,
          "assumed ~400 over several underlyings; <= 10 msgs/s each"),
     Load("Deribit", "the whole options market, by currency", 2_200, DERIBIT_PER_INSTRUMENT,
-         "the three rows above", splittable=True),
+         "the three rows above",
+         ("BTC options", "ETH options", "USDC-settled linear options (SOL, XRP, ...)")),
     Load("OPRA", "SPX + SPXW, at peak", 20_000, OPRA_PEAK_PER_SERIES,
          f"assumed 20,000 series, {OPRA_PEAK_PER_SERIES:g} msgs/s each at peak"),
     Load("OPRA", f"SPX + SPXW, one quote per series per {MIN_INTERVAL_MS} ms", 20_000,
@@ -407,19 +408,49 @@ def shard_cost(setup: Setup) -> Cost | None:
     return min(costs, key=lambda c: c.capacity(HEADROOM), default=None)
 
 
+def one_shard(cost: Cost, rate: float) -> str:
+    """The verdict for one underlying's ``rate``: one shard within :data:`HEADROOM` of its
+    core, one shard above it (little room for bursts), or none (more than one core for one
+    event loop)."""
+    cores = cost.cores(rate)
+    if cores <= HEADROOM:
+        return "1"
+    if cores <= 1.0:
+        return f"1, at {cores:.0%} of its core (over the {HEADROOM:.0%} plan: little headroom)"
+    return f"**none**: {cores:.1f} cores for one event loop"
+
+
+def packed(cost: Cost, loads: Sequence[Load]) -> list[list[Load]]:
+    """``loads`` (each taken whole) dealt to shards, largest first, each to the first shard it
+    fits within :data:`HEADROOM` (its fixed cost counted once), else to a new one."""
+    shards: list[list[Load]] = []
+    for load in sorted(loads, key=lambda x: -x.rate):
+        for shard in shards:
+            if cost.cores(sum(x.rate for x in shard) + load.rate) <= HEADROOM:
+                shard.append(load)
+                break
+        else:
+            shards.append([load])
+    return shards
+
+
 def sizing_rows(cost: Cost) -> list[str]:
     """The model's table rows: each load's rate, the cores it takes at ``cost``, and the shards
-    it needs within :data:`HEADROOM` of a core each (an underlying is never split)."""
-    planned = cost.capacity(HEADROOM)
+    it needs (an underlying is never split; a load of several is packed, :func:`packed`)."""
+    by_what = {load.what: load for load in LOADS}
     rows = []
     for load in LOADS:
         cores = cost.cores(load.rate)
-        if load.splittable:
-            verdict = f"{math.ceil(load.rate / planned)} or more" if planned > 0 else "-"
-        elif load.rate <= planned:
-            verdict = "1"
+        if load.parts:
+            shards = packed(cost, [by_what[w] for w in load.parts])
+            each = "; ".join(
+                f"{' + '.join(x.what.split(' (')[0] for x in s)} "
+                f"{cost.cores(sum(x.rate for x in s)):.2f}"
+                for s in shards
+            )
+            verdict = f"{len(shards)} ({each} cores)"
         else:
-            verdict = f"**none**: {cores:.1f} cores for one event loop"
+            verdict = one_shard(cost, load.rate)
         rows.append(
             f"| {load.market} | {load.what} | {load.instruments:,} x {load.per_instrument:g} = "
             f"{load.rate:,.0f} | {cores:.2f} | {verdict} | {load.source} |"
@@ -553,11 +584,15 @@ def sizing_section(cost: Cost | None) -> list[str]:
         f"per message ({cost.how}; all its threads and its risk worker; the costlier shard). "
         f"One core takes **{per_core:,.0f} msgs/s**; planned at {HEADROOM:.0%} of a core for "
         f"bursts, fills and what-if requests, **{planned:,.0f} msgs/s per shard**. A shard's "
-        "event loop is one thread: it does not go past one core however many the machine has.",
+        "event loop is one thread: it does not go past one core however many the machine has. "
+        f"So one underlying whose load fits in {HEADROOM:.0%} of a core takes one shard; one "
+        "that needs more, up to a core, still takes one, with little headroom for bursts; one "
+        "that needs more than a core cannot be one shard (conflate its quotes at intake).",
         "",
         "**Assumed** (not measured here): the message rates below. Sharding is by underlying, "
-        "so one underlying's whole rate lands on one shard: N shards take N x "
-        f"{planned:,.0f} msgs/s only when no underlying needs more than one.",
+        "so one underlying's whole rate lands on one shard; a market of several underlyings is "
+        f"packed, largest first, into shards of at most {HEADROOM:.0%} of a core each (one "
+        "shard's fixed cost counted once).",
         "",
         "| market | what one shard takes whole | instruments x msgs/s each = msgs/s | cores "
         "| shards | where the rate comes from |",
