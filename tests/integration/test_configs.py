@@ -8,12 +8,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from engine.runtime.app import build
 from engine.runtime.config import load_config
 from feeds.sim import SimFeedConfig
+from tests.integration.test_aggregate import _hash, _riskd, _stop, _until
+from tests.servers import RedisClusterServers
 
 ROOT = Path(__file__).parents[2]
 RISKD = Path(sys.executable).with_name("riskd")
@@ -73,3 +77,48 @@ def test_the_compose_shards_load_and_split_the_demo_book() -> None:
     lines = (ROOT / "config" / "demo_positions.csv").read_text().splitlines()
     rows = [line for line in lines if line.strip() and not line.startswith("#")][1:]
     assert loaded == len(rows)  # each row on one shard, none on both
+
+
+async def test_the_compose_shards_and_their_aggregator_publish_the_books_figures(
+    tmp_path: Path, redis_cluster: RedisClusterServers, unique: str
+) -> None:
+    """docker-compose.cluster.yml's two shards and its aggregator, as shipped but for the
+    cluster's address, the prefix and the HTTP port: the aggregator publishes every book's and
+    the firm's VaR from the shards' common scenario set, and the books' stress and margin."""
+    compose = (ROOT / "docker-compose.cluster.yml").read_text()
+    assert '"aggregate", "-c", "config/shard0.toml"' in compose
+    for name in ("shard0.toml", "shard1.toml", "demo_positions.csv", "demo_history.csv"):
+        text = (ROOT / "config" / name).read_text()
+        text = text.replace("redis://redis-0:6379/0", redis_cluster.url)
+        text = text.replace('prefix = "risk"', f'prefix = "{unique}"')
+        text = text.replace('address = "0.0.0.0:9464"', 'address = "127.0.0.1:0"')
+        (tmp_path / name).write_text(text)
+    procs = [
+        _riskd(tmp_path / "shard0.toml", "run", "--view", "off"),
+        _riskd(tmp_path / "shard1.toml", "run", "--view", "off"),
+        _riskd(tmp_path / "shard0.toml", "aggregate"),
+    ]
+    r = RedisCluster.from_url(redis_cluster.url)
+    try:
+
+        async def published() -> dict[str, dict[str, Any]] | None:
+            ended = [p.args[1:4] for p in procs if p.poll() is not None]
+            assert not ended, f"exited: {ended}"
+            got = {f: await _hash(r, f"{{{unique}}}:{f}:snapshot") for f in FAMILIES}
+            var = got["var"]
+            if set(var) != {"demo", "hedge", "*"} or any(p["var"] is None for p in var.values()):
+                return None
+            return got if all(set(got[f]) >= {"demo", "hedge"} for f in FAMILIES) else None
+
+        got = await _until(published, "the aggregator's payloads", 240.0)
+        assert got["var"]["demo"]["underlyings"] == ["BTC", "ETH"]
+        assert set(got["var"]["demo"]["shards"]) == {"0", "1"}
+        assert got["margin"]["demo"]["underlyings"] == ["BTC", "ETH"]
+        assert got["stress"]["*"]["stress_loss"] is not None
+    finally:
+        for p in procs:
+            _stop(p)
+        await r.aclose()
+
+
+FAMILIES = ("var", "stress", "margin", "liquidity")
