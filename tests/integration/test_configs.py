@@ -102,7 +102,7 @@ async def test_the_compose_shards_and_their_aggregator_publish_the_books_figures
     try:
 
         async def published() -> dict[str, dict[str, Any]] | None:
-            ended = [p.args[1:4] for p in procs if p.poll() is not None]
+            ended = [p.args for p in procs if p.poll() is not None]
             assert not ended, f"exited: {ended}"
             got = {f: await _hash(r, f"{{{unique}}}:{f}:snapshot") for f in FAMILIES}
             var = got["var"]
