@@ -235,6 +235,42 @@ def _instrument_block(
         dv[j] = moved - value
 
 
+_CHUNKS = 16  # instrument ranges of a one-block book_pnl_kernel: fixed, whatever the threads
+_CHUNK_MIN = 64  # instruments a range holds at least (fewer: one thread does them all)
+_CHUNKED_MAX = 1 << 22  # partial sums at most (32 MiB); more: threaded over scenarios only
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def _chunked_pnl(
+    book: ScenarioColumns, moves: ScenarioMoves, held: BookWeights, value: F64, log_xk: F64,
+    later: F64, pnl: F64_2D,
+) -> None:  # fmt: skip
+    """:func:`book_pnl_kernel`'s sums for scenarios of one block: each of :data:`_CHUNKS`
+    fixed ranges of instruments summed apart on the thread pool, then the ranges added in
+    order."""
+    n = book.kind.shape[0]
+    m = pnl.shape[1]
+    part = np.zeros((_CHUNKS, pnl.shape[0], m))
+    size = (n + _CHUNKS - 1) // _CHUNKS
+    for c in prange(_CHUNKS):
+        dv = np.empty(m)
+        for i in range(c * size, min(n, (c + 1) * size)):
+            if not math.isfinite(value[i]) or held.start[i] == held.start[i + 1]:
+                continue
+            _instrument_block(book, i, later[i], log_xk[i], moves, 0, value[i], dv)
+            for e in range(held.start[i], held.start[i + 1]):
+                row = part[c, held.book[e]]
+                w = held.weight[e]
+                for j in range(m):
+                    row[j] += w * dv[j]
+    for b in range(pnl.shape[0]):
+        for j in range(m):
+            total = 0.0
+            for c in range(_CHUNKS):
+                total += part[c, b, j]
+            pnl[b, j] = total
+
+
 _BOOK_PNL_SIG = void(
     _numba_type(ScenarioColumns),  # the distinct instruments (weight unused)
     _numba_type(ScenarioMoves),
@@ -258,13 +294,19 @@ def book_pnl_kernel(
     value in scenario s - its value now), each instrument valued once per scenario; an
     instrument that cannot be valued now counts 0. Threaded over blocks of scenarios: each
     thread writes its own columns, and the sums run in instrument order, whatever the number
-    of threads."""
+    of threads. Scenarios of one block (a margin's or a stress grid's few dozen) over many
+    instruments: threaded over :data:`_CHUNKS` fixed ranges of instruments instead, each
+    summed apart and the ranges added in order (:func:`_chunked_pnl`), also whatever the
+    number of threads."""
     n = book.kind.shape[0]
     n_scen = moves.ret.shape[1]
     log_xk = np.zeros(n)
     _values_now(book, log_xk, value)
     later = np.maximum(book.T - horizon, 0.0)
     n_blocks = (n_scen + _BLOCK - 1) // _BLOCK
+    if n_blocks == 1 and n >= _CHUNKS * _CHUNK_MIN and _CHUNKS * pnl.size <= _CHUNKED_MAX:
+        _chunked_pnl(book, moves, held, value, log_xk, later, pnl)
+        return
     for blk in prange(n_blocks):
         s0 = blk * _BLOCK
         m = min(n_scen, s0 + _BLOCK) - s0

@@ -194,8 +194,10 @@ def _exchange_margins(brs: Sequence[BookRisk], cfg: MarginConfig) -> list[_Excha
     )
     unds = [u for br in brs for u in br.underlyings]
     prices = np.concatenate([br.prices for br in brs])
-    pm = margin.deribit_portfolio_margin(stacked, prices, [cfg.pm_params(u) for u in unds])
-    span = margin.span_margin(stacked, len(unds), cfg.span_params())
+    shared = margin.shared_scenario_pnl  # each instrument once for every book holding it
+    params = [cfg.pm_params(u) for u in unds]
+    pm = margin.deribit_portfolio_margin(stacked, prices, params, revalue=shared)
+    span = margin.span_margin(stacked, len(unds), cfg.span_params(), revalue=shared)
     std = margin.deribit_standard_margin(stacked, len(unds), [cfg.standard_params(u) for u in unds])
     margins = _Margins(pm, span, std, margin.margin_savings(std, pm.margin))
     excluded = np.union1d(pm.excluded, span.excluded)

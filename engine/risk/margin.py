@@ -16,7 +16,13 @@ import numpy.typing as npt
 
 from engine.greeks import black76, bsm
 from engine.kernels import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, KIND_SPOT
-from engine.risk.scenarios import Revaluation, ScenarioBook, book_scenario_pnl, scenario_pnl
+from engine.risk.scenarios import (
+    Revaluation,
+    ScenarioBook,
+    ScenarioPnL,
+    book_scenario_pnl,
+    scenario_pnl,
+)
 from engine.risk.span import SPAN_PRICE_STEPS, SPAN_VOL_STEPS, scenario_table
 from engine.units import DAYS_PER_YEAR
 
@@ -41,6 +47,7 @@ __all__ = [
     "margin_savings",
     "margin_utilisation",
     "pnl_by_underlying",
+    "shared_scenario_pnl",
     "span_margin",
 ]
 
@@ -301,6 +308,18 @@ def _underlyings(book: ScenarioBook, n: int) -> None:
         raise ValueError(f"book.und must index the {n!r} underlyings")
 
 
+def shared_scenario_pnl(
+    book: ScenarioBook, ret: npt.ArrayLike, dvol: npt.ArrayLike, horizon_days: float
+) -> ScenarioPnL:
+    """:func:`~engine.risk.scenarios.scenario_pnl`; given as the ``revalue`` of
+    :func:`pnl_by_underlying` (and of the margins that call it), each distinct instrument is
+    revalued once per distinct pair of columns across every underlying: for books stacked as
+    the underlyings of one (:func:`engine.risk.book_margin.margin_payloads`), where one
+    instrument is held many times. A single book holds each instrument once: there the
+    bookkeeping of finding what is shared costs more than it saves."""
+    return scenario_pnl(book, ret, dvol, horizon_days)
+
+
 def pnl_by_underlying(
     book: ScenarioBook,
     n: int,
@@ -313,11 +332,11 @@ def pnl_by_underlying(
     by ``ret[:, i]`` and ``dvol[:, i]`` (a column per position, so that its vol shock may be its
     own), revalued by ``revalue``; and the rows left out.
 
-    With :func:`~engine.risk.scenarios.scenario_pnl` (the default) each distinct instrument is
-    revalued once per distinct pair of columns, whatever the positions and underlyings that
-    hold it (:func:`_shared_columns`, :func:`~engine.risk.scenarios.book_scenario_pnl`): many
-    lots, or many books stacked as underlyings of one, cost one revaluation."""
-    if revalue is scenario_pnl:
+    With :func:`shared_scenario_pnl` each distinct instrument is revalued once per distinct
+    pair of columns, whatever the positions and underlyings that hold it
+    (:func:`_shared_columns`, :func:`~engine.risk.scenarios.book_scenario_pnl`): many books
+    stacked as underlyings of one cost one revaluation of each instrument."""
+    if revalue is shared_scenario_pnl:
         ret, dvol = np.asarray(ret, dtype=np.float64), np.asarray(dvol, dtype=np.float64)
         column, first = _shared_columns(ret, dvol)
         shared = book_scenario_pnl(

@@ -24,9 +24,10 @@ from engine.risk.margin import (
     margin_savings,
     margin_utilisation,
     pnl_by_underlying,
+    shared_scenario_pnl,
     span_margin,
 )
-from engine.risk.scenarios import ScenarioBook, scenario_pnl
+from engine.risk.scenarios import ScenarioBook
 from tests.unit.engine.test_var import scenario_book as var_book
 
 OPTION: dict[str, object] = {
@@ -343,14 +344,16 @@ def test_pnl_by_underlying_revalues_shared_instruments_once_with_the_same_figure
     ret = np.log1p(np.linspace(-0.2, 0.2, 7))[:, None] * np.ones(len(rows))
     dvol = np.outer(np.linspace(-0.3, 0.3, 7), np.ones(len(rows)))
     dvol[:, 3] *= 2.0  # one lot's vol moves twice as far: its own column
-    shared, shared_out = pnl_by_underlying(book, 3, ret, dvol, 1.0)
-    alone, alone_out = pnl_by_underlying(book, 3, ret, dvol, 1.0, lambda *a: scenario_pnl(*a))
+    shared, shared_out = pnl_by_underlying(book, 3, ret, dvol, 1.0, shared_scenario_pnl)
+    alone, alone_out = pnl_by_underlying(book, 3, ret, dvol, 1.0)
     gross = float(np.abs(book.weight * book.X).sum())  # the sums' scale: what they cancel
     assert_allclose(shared, alone, rtol=0.0, atol=1e-13 * gross)
     assert shared_out.tolist() == alone_out.tolist() == [18, 19]
     other = dvol.copy()
     other[:, 3] = dvol[:, 2]  # had the lot shared its neighbour's column, its P&L would move
-    assert not np.allclose(pnl_by_underlying(book, 3, ret, other, 1.0)[0], alone)
+    assert not np.allclose(
+        pnl_by_underlying(book, 3, ret, other, 1.0, shared_scenario_pnl)[0], alone
+    )
 
 
 def test_span_futures_array_of_mcmillan() -> None:

@@ -307,8 +307,14 @@ def test_margin_payload_totals_the_pure_functions_per_underlying() -> None:
             replace(margin.DERIBIT_PM_BTC, price_range=0.2),
             margin.DERIBIT_PM_BTC,
         ],
+        revalue=margin.shared_scenario_pnl,  # as the payloads do: the books stacked
     )
-    span = margin.span_margin(br.positions, 3, replace(margin.DEFAULT_SPAN, price_scan=0.15))
+    span = margin.span_margin(
+        br.positions,
+        3,
+        replace(margin.DEFAULT_SPAN, price_scan=0.15),
+        revalue=margin.shared_scenario_pnl,
+    )
     std = margin.deribit_standard_margin(br.positions, 3, margin.DERIBIT_STANDARD_BTC)
     assert got["status"] == "ok"
     assert got["margin_im"] == pytest.approx(pm.margin.initial_usd.sum(), rel=1e-15)
