@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Final, NamedTuple
 
 import msgspec
 import numpy as np
@@ -55,11 +55,13 @@ __all__ = [
     "ExitCost",
     "FloatArray",
     "LiquidityConfig",
+    "LiquidityFigures",
     "SpreadHistory",
     "SpreadStats",
     "book_exit_cost",
     "exit_cost",
     "liquidity_adjustment",
+    "liquidity_payload",
     "liquidity_payloads",
     "slippage_payload",
 ]
@@ -312,10 +314,6 @@ def _payload(
     """One book's payload from its exit costs, spread statistics and VaR payload."""
     adjustment = liquidity_adjustment(cost.value_usd, stats, cfg.a)
     per_cost = 0.5 * cost.value_usd * (stats.mean + cfg.a * stats.std)
-
-    def plus(x: float | None) -> float | None:
-        return None if x is None else x + adjustment
-
     names = br.instruments
     quantity = (br.positions.weight / _multipliers(br)).tolist()
     # the largest shares of the adjustment first (unquoted ones last; ties by name), the rest
@@ -350,15 +348,56 @@ def _payload(
         )
     ]
     unquoted = sorted(n for n, ok in zip(names, cost.quoted.tolist(), strict=True) if not ok)
-    return LiquidityPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=br.valuation_ns,
+    figures = LiquidityFigures(
         book=br.book,
-        method=var.method,
+        valuation_ns=br.valuation_ns,
         a=cfg.a,
         window=cfg.window,
         exit_cost_usd=cost.total_usd,
         liquidity_cost_usd=adjustment,
+        positions=positions,
+        n_positions=len(names),
+        other_exit_cost_usd=_finite_sum(cost.cost_usd[rest]),
+        other_cost_usd=_finite_sum(per_cost[rest]),
+        unquoted=unquoted,
+    )
+    return liquidity_payload(figures, var, now_ns)
+
+
+class LiquidityFigures(NamedTuple):
+    """A book's liquidity figures apart from its VaR (:class:`LiquidityPayload`'s fields of the
+    same names): its exit and liquidity costs (USD), the positions listed and the rest."""
+
+    book: str
+    valuation_ns: int | None
+    a: float
+    window: int
+    exit_cost_usd: float
+    liquidity_cost_usd: float
+    positions: list[PositionLiquidity]
+    n_positions: int
+    other_exit_cost_usd: float
+    other_cost_usd: float
+    unquoted: list[str]
+
+
+def liquidity_payload(f: LiquidityFigures, var: VarPayload, now_ns: int) -> LiquidityPayload:
+    """The ``liquidity`` payload of ``f`` on the book's ``var`` payload: every method's VaR and
+    ES plus the liquidity cost (null where the VaR is)."""
+    cost = f.liquidity_cost_usd
+
+    def plus(x: float | None) -> float | None:
+        return None if x is None else x + cost
+
+    return LiquidityPayload(
+        ts_ns=now_ns,
+        valuation_ts_ns=f.valuation_ns,
+        book=f.book,
+        method=var.method,
+        a=f.a,
+        window=f.window,
+        exit_cost_usd=f.exit_cost_usd,
+        liquidity_cost_usd=cost,
         var=var.var,
         es=var.es,
         lvar=plus(var.var),
@@ -371,13 +410,13 @@ def _payload(
         les_historical=plus(var.es_historical),
         lvar_monte_carlo=plus(var.var_monte_carlo),
         les_monte_carlo=plus(var.es_monte_carlo),
-        positions=positions,
-        n_positions=len(names),
-        other_positions=len(rest),
-        other_exit_cost_usd=_finite_sum(cost.cost_usd[rest]),
-        other_cost_usd=_finite_sum(per_cost[rest]),
-        unquoted=unquoted,
-        status=var.status.get(var.method, "ok") if br.underlyings else "no positions",
+        positions=f.positions,
+        n_positions=f.n_positions,
+        other_positions=f.n_positions - len(f.positions),
+        other_exit_cost_usd=f.other_exit_cost_usd,
+        other_cost_usd=f.other_cost_usd,
+        unquoted=f.unquoted,
+        status=var.status.get(var.method, "ok") if f.n_positions else "no positions",
         units=_UNITS,
     )
 

@@ -25,6 +25,7 @@ from engine.outputs import (
     StressPayload,
     VarPayload,
 )
+from engine.risk.liquidity import LiquidityFigures, liquidity_payload
 from engine.risk.vectors import FIRM
 
 __all__ = [
@@ -215,47 +216,26 @@ def book_liquidity(
     costliest = _costliest(parts, top)
     kept = {id(x) for x in costliest}
     dropped = [x for p in parts for x in p.positions if id(x) not in kept]
-    cost = math.fsum(p.liquidity_cost_usd for p in parts)
-
-    def plus(x: float | None) -> float | None:
-        return None if x is None else x + cost
 
     def rest(name: str, other: str) -> float:
         finite = [getattr(x, name) for x in dropped if getattr(x, name) is not None]
         return math.fsum([*(getattr(p, other) for p in parts), *finite])
 
     first = parts[0]
-    n = sum(p.n_positions for p in parts)
-    return LiquidityPayload(
-        ts_ns=now_ns,
-        valuation_ts_ns=_oldest([p.valuation_ts_ns for p in parts]),
+    figures = LiquidityFigures(
         book=book,
-        method=var.method,
+        valuation_ns=_oldest([p.valuation_ts_ns for p in parts]),
         a=first.a,
         window=first.window,
         exit_cost_usd=math.fsum(p.exit_cost_usd for p in parts),
-        liquidity_cost_usd=cost,
-        var=var.var,
-        es=var.es,
-        lvar=plus(var.var),
-        les=plus(var.es),
-        lvar_delta_normal=plus(var.var_delta_normal),
-        les_delta_normal=plus(var.es_delta_normal),
-        lvar_delta_gamma=plus(var.var_delta_gamma),
-        les_delta_gamma=plus(var.es_delta_gamma),
-        lvar_historical=plus(var.var_historical),
-        les_historical=plus(var.es_historical),
-        lvar_monte_carlo=plus(var.var_monte_carlo),
-        les_monte_carlo=plus(var.es_monte_carlo),
+        liquidity_cost_usd=math.fsum(p.liquidity_cost_usd for p in parts),
         positions=costliest,
-        n_positions=n,
-        other_positions=n - len(costliest),
+        n_positions=sum(p.n_positions for p in parts),
         other_exit_cost_usd=rest("exit_cost_usd", "other_exit_cost_usd"),
         other_cost_usd=rest("cost_usd", "other_cost_usd"),
         unquoted=sorted({u for p in parts for u in p.unquoted}),
-        status=var.status.get(var.method, "ok") if n else "no positions",
-        units=first.units,
     )
+    return liquidity_payload(figures, var, now_ns)
 
 
 def liquidity_totals(

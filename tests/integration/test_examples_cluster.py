@@ -337,14 +337,7 @@ async def test_alert_bot_follows_a_shard_across_a_failover(
                 running.append(bot)
                 await shards.fill("BTC", -1000)  # btc_short raised
                 await bot.wait_lines(1)
-                stream = f"{shards.base('BTC')}:alerts:stream"
-                master = _holder(cluster, stream)
-                replica = next(
-                    n for n in cluster.nodes if f"slave {_node_id(master)}" in _myself(n)
-                )
-                replica.cli("cluster", "failover")
-                await wait_until(lambda: _holder(cluster, stream) is replica, 30)
-                cluster.wait_ok()
+                await _fail_over(cluster, f"{shards.base('BTC')}:alerts:stream")
                 await shards.fill("BTC", 1000)  # cleared, on the new master
                 await shards.fill("ETH", -1000)  # eth_short raised
                 want = {u: await _transitions(shards, u) for u in UNDERLYINGS}
@@ -393,14 +386,7 @@ async def test_hedger_follows_a_shard_across_a_failover(
                 hedger = await _spawn("hedger", tmp_path / "hedger.log", *argv)
                 runs.append(hedger)
                 await wait_until(lambda: {o["underlying"] for o in hedger.lines} == {*UNDERLYINGS})
-                stream = f"{shards.base('BTC')}:hedge:stream"
-                master = _holder(cluster, stream)
-                replica = next(
-                    n for n in cluster.nodes if f"slave {_node_id(master)}" in _myself(n)
-                )
-                replica.cli("cluster", "failover")
-                await wait_until(lambda: _holder(cluster, stream) is replica, 30)
-                cluster.wait_ok()
+                await _fail_over(cluster, f"{shards.base('BTC')}:hedge:stream")
                 switched = _stream_id((await shards.stream("BTC", "hedge"))[-1][0])
                 await shards.fill("BTC", -20000)  # a new hedge, on the new master
                 await wait_until(
@@ -420,3 +406,13 @@ async def test_hedger_follows_a_shard_across_a_failover(
             for u in UNDERLYINGS:
                 mine = [o["stream_id"] for o in hedger.lines if o["underlying"] == u]
                 assert mine == _eligible(await shards.stream(u, "hedge"), 5), u
+
+
+async def _fail_over(cluster: RedisClusterServers, key: str) -> None:
+    """The replica of the master that holds ``key``'s slot takes over (CLUSTER FAILOVER); back
+    when the cluster says ok."""
+    master = _holder(cluster, key)
+    replica = next(n for n in cluster.nodes if f"slave {_node_id(master)}" in _myself(n))
+    replica.cli("cluster", "failover")
+    await wait_until(lambda: _holder(cluster, key) is replica, 30)
+    cluster.wait_ok()

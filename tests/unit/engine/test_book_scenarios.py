@@ -8,6 +8,7 @@ horizon, an unvaluable row, and one instrument held in many books."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import mpmath
 import numba
@@ -24,6 +25,7 @@ from engine.kernels import (
 )
 from engine.risk import scenarios
 from engine.risk.scenarios import (
+    BookScenarioPnL,
     InstrumentValues,
     ScenarioBook,
     book_scenario_pnl,
@@ -210,15 +212,20 @@ def test_historical_equals_full_revaluation() -> None:
 def test_the_figures_do_not_depend_on_the_number_of_threads() -> None:
     book, books = mixed_book(seed=9)
     ret, dvol = mc_draws(COV, 1_500, seed=4, horizon_days=1.0)
-    most = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS)
-    finally:
-        numba.set_num_threads(most)
+    one = _on_one_thread(lambda: book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS))
     np.testing.assert_array_equal(
         book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS).pnl, one.pnl
     )
+
+
+def _on_one_thread(run: Callable[[], BookScenarioPnL]) -> BookScenarioPnL:
+    """``run()`` with numba on one thread."""
+    most = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        return run()
+    finally:
+        numba.set_num_threads(most)
 
 
 def test_normal_cdf_against_mpmath() -> None:
@@ -249,12 +256,7 @@ def test_few_scenarios_over_many_instruments_are_summed_in_fixed_ranges() -> Non
     they equal full revaluation's, and do not depend on the number of threads."""
     book, books = mixed_book(seed=13, n_inst=1_500, n_pos=3_000)
     ret, dvol = mc_draws(COV, 40, seed=5, horizon_days=1.0)
-    most = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS)
-    finally:
-        numba.set_num_threads(most)
+    one = _on_one_thread(lambda: book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS))
     new = book_scenario_pnl(book, ret, dvol, 1.0, books, N_BOOKS)
     assert new.instruments > 1_024
     np.testing.assert_array_equal(new.pnl, one.pnl)
