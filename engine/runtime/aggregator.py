@@ -82,6 +82,7 @@ class Aggregator:
         shards: the shards read in the last period, by name.
         apart: per family (``stress``, ``margin``), the books left out in the last period: the
             shards' stress grids differ; a part without crypto margin.
+        unread: shards' payloads that did not decode (left out, logged; rate-limited).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class Aggregator:
         self.periods = 0
         self.shards: dict[str, int] = {}
         self.apart: dict[str, list[str]] = {}
+        self.unread = 0
 
     async def read(self) -> list[tuple[str, ShardVectors]]:
         """Every shard's base and vectors in the directory (not the aggregator's own entry); a
@@ -194,11 +196,21 @@ class Aggregator:
             return {}
         async with asyncio.timeout(self.redis.timeout_s):
             raw = await self.reader.hmget(f"{base}:{family}snapshot", books)
-        return {
-            b: msgspec.json.decode(r, type=kind)
-            for b, r in zip(books, raw, strict=True)
-            if r is not None
-        }
+        out: dict[str, P] = {}
+        for b, r in zip(books, raw, strict=True):
+            if r is None:
+                continue
+            try:
+                out[b] = msgspec.json.decode(r, type=kind)
+            except msgspec.DecodeError as exc:  # another schema (a shard of another version)
+                self.unread += 1
+                if self.unread <= 10 or self.unread % 1000 == 0:
+                    logger.warning(
+                        "shard payload not read",
+                        extra={"key": f"{base}:{family}snapshot", "book": b, "error": str(exc),
+                               "unread": self.unread},
+                    )  # fmt: skip
+        return out
 
     async def run(self, stop: asyncio.Event) -> None:
         """A period every ``interval_s`` until ``stop``; a failed read is logged and tried

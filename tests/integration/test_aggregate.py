@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import pytest
@@ -32,7 +33,10 @@ from numpy.testing import assert_allclose
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from engine.outputs import StressPayload
 from engine.risk.totals import SUMMED
+from engine.runtime.aggregator import build
+from engine.runtime.config import load_config
 from engine.shards import shard_of
 from tests.integration.test_redis_cluster import _config, _replay
 from tests.integration.test_restart import RISKD
@@ -280,3 +284,30 @@ def test_an_aggregator_without_a_common_scenario_set_names_the_key(tmp_path: Pat
     )
     assert done.returncode == 2
     assert b"`$.risk.scenario_underlyings`" in done.stderr
+
+
+async def test_a_shard_payload_that_does_not_decode_is_left_out_and_counted(
+    tmp_path: Path, redis_server: RedisServer, unique: str
+) -> None:
+    """A shard's snapshot holding a payload of another schema (a shard of another version):
+    the aggregator reads the others, counts and logs that one, and goes on."""
+    path = tmp_path / "agg.toml"
+    path.write_text(f'[redis]\nurl = "{redis_server.url}"\nprefix = "{unique}"\n{RISK}')
+    agg = build(load_config(path), path)
+    r = Redis.from_url(redis_server.url)
+    try:
+        good = StressPayload(
+            ts_ns=1, valuation_ts_ns=1, book="a", underlyings=["BTC"], spot=[0.0], vol=[0.0],
+            pnl=[[0.0]], stress_loss=-0.0, excluded=[], units={},
+        )  # fmt: skip
+        await r.hset(
+            f"{unique}:s:stress:snapshot",
+            mapping={"a": msgspec.json.encode(good), "b": b'{"book": "b", "pnl": "no grid"}'},
+        )
+        got = await agg._latest(f"{unique}:s", "stress:", ["a", "b", "c"], StressPayload)
+        assert got == {"a": good}
+        assert agg.unread == 1
+    finally:
+        await agg.aclose()
+        await agg.sink.aclose()
+        await r.aclose()
