@@ -235,6 +235,25 @@ def _instrument_block(
         dv[j] = moved - value
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _add_instrument(
+    book: ScenarioColumns, i: int, later: F64, log_xk: F64, moves: ScenarioMoves, s0: int,
+    value: F64, held: BookWeights, dv: F64, out: F64_2D, col: int,
+) -> None:  # fmt: skip
+    """Instrument ``i``'s value changes in scenarios ``s0`` on (as many as ``dv`` holds:
+    :func:`_instrument_block`, into ``dv``), each book's weight in it times them, added to
+    that book's row of ``out`` from column ``col``; nothing when it cannot be valued now or
+    no book holds it."""
+    if not math.isfinite(value[i]) or held.start[i] == held.start[i + 1]:
+        return
+    _instrument_block(book, i, later[i], log_xk[i], moves, s0, value[i], dv)
+    for e in range(held.start[i], held.start[i + 1]):
+        row = out[held.book[e]]
+        w = held.weight[e]
+        for j in range(dv.shape[0]):
+            row[col + j] += w * dv[j]
+
+
 _CHUNKS = 16  # instrument ranges of a one-block book_pnl_kernel: fixed, whatever the threads
 _CHUNK_MIN = 64  # instruments a range holds at least (fewer: one thread does them all)
 _CHUNKED_MAX = 1 << 22  # partial sums at most (32 MiB); more: threaded over scenarios only
@@ -255,14 +274,7 @@ def _chunked_pnl(
     for c in prange(_CHUNKS):
         dv = np.empty(m)
         for i in range(c * size, min(n, (c + 1) * size)):
-            if not math.isfinite(value[i]) or held.start[i] == held.start[i + 1]:
-                continue
-            _instrument_block(book, i, later[i], log_xk[i], moves, 0, value[i], dv)
-            for e in range(held.start[i], held.start[i + 1]):
-                row = part[c, held.book[e]]
-                w = held.weight[e]
-                for j in range(m):
-                    row[j] += w * dv[j]
+            _add_instrument(book, i, later, log_xk, moves, 0, value, held, dv, part[c], 0)
     for b in range(pnl.shape[0]):
         for j in range(m):
             total = 0.0
@@ -314,11 +326,4 @@ def book_pnl_kernel(
             pnl[b, s0 : s0 + m] = 0.0
         dv = np.empty(m)
         for i in range(n):
-            if not math.isfinite(value[i]) or held.start[i] == held.start[i + 1]:
-                continue
-            _instrument_block(book, i, later[i], log_xk[i], moves, s0, value[i], dv)
-            for e in range(held.start[i], held.start[i + 1]):
-                row = pnl[held.book[e], s0 : s0 + m]
-                w = held.weight[e]
-                for j in range(m):
-                    row[j] += w * dv[j]
+            _add_instrument(book, i, later, log_xk, moves, s0, value, held, dv, pnl, s0)
