@@ -45,6 +45,16 @@ SUMMED: Final = ("delta_usd", "cash_gamma", "vega", "theta", "rho", "volga", "ma
 null at book scope)."""
 
 
+T = TypeVar("T")
+
+
+def _by_book(shards: Sequence[Mapping[str, T]]) -> list[tuple[str, list[T]]]:
+    """Each book held on any of ``shards`` (each: book -> that shard's payload of its part),
+    in order, with its parts in the shards' order."""
+    books = sorted({b for s in shards for b in s})
+    return [(b, [s[b] for s in shards if b in s]) for b in books]
+
+
 def _oldest(times: Sequence[int | None]) -> int | None:
     known = [t for t in times if t is not None]
     return min(known) if known else None
@@ -80,9 +90,8 @@ def exposure_totals(
 ) -> list[tuple[str, BookExposure]]:
     """Each book's totals over ``shards`` (each: book -> that shard's payload of its part), and
     the firm's (key :data:`~engine.risk.vectors.FIRM`: every book of every shard)."""
-    books = sorted({b for s in shards for b in s})
-    out = [(b, book_totals(b, [s[b] for s in shards if b in s], now_ns)) for b in books]
-    if books:
+    out = [(b, book_totals(b, parts, now_ns)) for b, parts in _by_book(shards)]
+    if out:
         out.append((FIRM, book_totals(FIRM, [p for s in shards for p in s.values()], now_ns)))
     return out
 
@@ -117,11 +126,9 @@ def stress_totals(
     part), and the firm's (key :data:`~engine.risk.vectors.FIRM`: every book of every shard).
     Returns them and the books left out because their parts are not on one grid (shards
     configured with different ``stress_spot`` or ``stress_vol``; the firm then too)."""
-    books = sorted({b for s in shards for b in s})
     out: list[tuple[str, StressPayload]] = []
     apart: list[str] = []
-    for b in books:
-        parts = [s[b] for s in shards if b in s]
+    for b, parts in _by_book(shards):
         if any((p.spot, p.vol) != (parts[0].spot, parts[0].vol) for p in parts):
             apart.append(b)
         else:
@@ -189,8 +196,8 @@ def margin_totals(
     Returns them and the books left out (:func:`book_margin`'s None)."""
     out: list[tuple[str, MarginPayload]] = []
     apart: list[str] = []
-    for b in sorted({b for s in shards for b in s}):
-        whole = book_margin(b, [s[b] for s in shards if b in s], now_ns)
+    for b, parts in _by_book(shards):
+        whole = book_margin(b, parts, now_ns)
         if whole is None:
             apart.append(b)
         else:
@@ -246,7 +253,8 @@ def liquidity_totals(
 ) -> list[tuple[str, LiquidityPayload]]:
     """Each book's liquidity over ``shards`` (each: book -> that shard's payload of its
     part) with its whole ``var`` payload (a book without one is left out)."""
-    books = sorted({b for s in shards for b in s} & set(var))
     return [
-        (b, book_liquidity(b, [s[b] for s in shards if b in s], var[b], top, now_ns)) for b in books
+        (b, book_liquidity(b, parts, var[b], top, now_ns))
+        for b, parts in _by_book(shards)
+        if b in var
     ]
