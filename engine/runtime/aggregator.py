@@ -43,6 +43,7 @@ from engine.risk.vectors import (
 )
 from engine.runtime.clock import LiveClock
 from engine.runtime.config import AppConfig
+from engine.runtime.logs import sampled
 from engine.runtime.notify import DRAIN_TIMEOUT_S, Notifier
 from engine.runtime.publisher import Publisher
 from engine.runtime.redis_link import RedisConfig, make_client
@@ -204,7 +205,7 @@ class Aggregator:
                 out[b] = msgspec.json.decode(r, type=kind)
             except msgspec.DecodeError as exc:  # another schema (a shard of another version)
                 self.unread += 1
-                if self.unread <= 10 or self.unread % 1000 == 0:
+                if sampled(self.unread):
                     logger.warning(
                         "shard payload not read",
                         extra={"key": f"{base}:{family}snapshot", "book": b, "error": str(exc),

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "sampled"]
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -40,3 +40,9 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def sampled(count: int) -> bool:
+    """Whether the ``count``-th occurrence of a recurring problem is logged: the first 10,
+    then every 1,000th (the line carries the count)."""
+    return count <= 10 or count % 1000 == 0

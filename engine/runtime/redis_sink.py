@@ -86,6 +86,7 @@ from engine.outputs import (
 from engine.retry import Backoff, Failure
 from engine.runtime.alert_queue import AlertQueue
 from engine.runtime.clock import MonotonicClock
+from engine.runtime.logs import sampled
 from engine.runtime.redis_link import (
     UNSHARDED,
     Keys,
@@ -830,7 +831,7 @@ def _encoded(payload: Payload | AlertPayload, what: str, stats: SinkStats) -> by
         return encode(payload)
     except (TypeError, ValueError) as exc:  # a value JSON cannot take
         stats.bad_payloads += 1
-        if stats.bad_payloads <= 10 or stats.bad_payloads % 1000 == 0:
+        if sampled(stats.bad_payloads):
             logger.warning(
                 "redis sink dropped a payload it cannot encode",
                 extra={"key": what, "error": str(exc), "count": stats.bad_payloads},
