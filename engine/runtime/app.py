@@ -125,7 +125,7 @@ def build(
         registry,
         strategies,
         history,
-        config_relative(config.risk.history, config_path) if config.risk.record_history else None,
+        config_relative(config.risk.history, config_path),
         out,
         inbox,
         clock,

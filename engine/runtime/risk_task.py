@@ -107,7 +107,8 @@ class RiskTask:
         portfolio: the book (read only, outside full reprices).
         registry: the hedge instruments' definitions.
         strategies: the strategy holdings.
-        history: the window of moves; ``history_file``: where each level recorded is appended.
+        history: the window of moves; ``history_file``: the file that seeded it (``[risk]
+            history``), where each level recorded is appended when ``record_history``.
         out: the sink and the alert rules.
         inbox: where smile vols go as quotes (``smile_vols``).
         clock: the daemon's clock.
@@ -115,8 +116,8 @@ class RiskTask:
         curves: each underlying's rate curve (``[portfolio.underlyings]``), discounting the
             implied forwards (none: a zero rate).
         vectors: a shard's: where its books' vectors on the common scenario set go
-            (``[risk] scenario_underlyings``); None: not written. Such a shard also re-reads
-            ``history_file`` whenever it changes (:meth:`shared_history`).
+            (``[risk] scenario_underlyings``); None: not written. Such a shard that appends to
+            ``history_file`` also takes the levels other shards append (:meth:`common_window`).
 
     Attributes:
         errors: periods that failed (logged; the next period tries again).
@@ -143,6 +144,7 @@ class RiskTask:
         self.config = config
         self.vectors = vectors
         self._history_seen: tuple[int, int] | None = None  # the file's (mtime, size) read
+        self._common: MoveHistory | None = None  # the history file's window, as last read
         self.curves = curves or {}
         self.portfolio = portfolio
         self.registry = registry
@@ -221,9 +223,8 @@ class RiskTask:
         self._record_levels(now, levels + (cross.levels if cross is not None else []))
         common = None
         if "var" in families and self.config.scenario_underlyings:
-            self.shared_history()
             common = await self._off_loop(
-                common_vectors, books, self.history, self.config.var_settings()
+                common_vectors, books, self.common_window(), self.config.var_settings()
             )
             self._write_vectors(common, now, valuation)
         out = await self._off_loop(
@@ -289,32 +290,35 @@ class RiskTask:
         """``fn(*args)`` in a worker thread, its kernels on at most ``[risk] threads`` threads."""
         return await asyncio.to_thread(_on_threads, self.threads, fn, *args)
 
-    def shared_history(self) -> None:
-        """A shard's window of moves read again from its history file when the file changed.
+    def common_window(self) -> MoveHistory:
+        """The window of moves the common scenario set is drawn from (``[risk]
+        scenario_underlyings``): the history file as last read, read again whenever it changes.
 
-        A shard records only its own underlyings' daily levels. Shards that append to one
-        history file (``record_history``) each read the others' levels from it, so every shard
-        holds the window of moves one daemon would, and their common scenario sets agree
-        (docs/scaling.md#the-aggregator). A file that cannot be read is logged; the window in
-        memory stays.
+        Every shard of a deployment reads the same file, so their common sets agree. Shards that
+        append to one file (``record_history``) read each others' levels from it, and each then
+        holds, as its own window too, the window one daemon holding every underlying would. A
+        level recorded in memory only (``record_history`` off) never enters the common window:
+        no other shard could see it, and a restart would forget it. No history file: this
+        process's own window. A file that cannot be read again is logged; the window last read
+        stays.
         """
         path = self.history_file
-        if self.vectors is None or path is None:
-            return
+        if path is None:
+            return self.history
         try:
             stat = path.stat()
             seen = (stat.st_mtime_ns, stat.st_size)
-            if seen == self._history_seen:
-                return
-            history = MoveHistory(self.config.window_days)
-            history.load_csv(path.read_text(encoding="utf-8"), str(path))
+            if seen != self._history_seen:
+                window = MoveHistory(self.config.window_days)
+                window.load_csv(path.read_text(encoding="utf-8"), str(path))
+                self._history_seen, self._common = seen, window
+                if self.config.record_history and self.vectors is not None:
+                    self.history = window
         except (OSError, ValueError) as exc:
             logger.warning(
                 "history file not read again", extra={"path": str(path), "error": str(exc)}
             )
-            return
-        self._history_seen = seen
-        self.history = history
+        return self.history if self._common is None else self._common
 
     def _write_vectors(self, common: CommonVectors, now: int, valuation: int) -> None:
         """A shard's vectors out to its ``{base}:vectors`` hash."""
@@ -378,7 +382,7 @@ class RiskTask:
         recorded = self.history.record_due(
             now_ns, self.config.record_at_utc, prices, self._vol_levels
         )
-        if self.history_file is not None:
+        if self.history_file is not None and self.config.record_history:
             for day, und, price, vol in recorded:
                 _append_line(self.history_file, f"{day},{und},{price!r},{vol or ''}")
 
