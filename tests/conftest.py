@@ -6,9 +6,11 @@ is reproducible and a green one is not luck. Locally every run draws new example
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -20,6 +22,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The browser tests last: pytest-playwright's sync API runs an event loop of its own from
     its first test to the end of the session, and pytest-asyncio cannot run a test beside it."""
     items.sort(key=lambda item: item.path.parent.name == "browser")
+
+
+SHIPPED = Path(__file__).parents[1] / "config"
+
+
+def _shipped() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SHIPPED.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def shipped_config() -> dict[str, str]:
+    """The digest of every file in config/ when the session started."""
+    return _shipped()
+
+
+@pytest.fixture(autouse=True)
+def _config_left_alone(shipped_config: dict[str, str]) -> Iterator[None]:
+    """A test that writes into the checkout's config/ (a daemon appending its recorded levels
+    to the shipped seed file, say) errors, naming the files: it would leave the next run, and
+    the next commit, something else than what was shipped."""
+    yield
+    now = _shipped()
+    changed = sorted(
+        n for n in shipped_config.keys() | now.keys() if shipped_config.get(n) != now.get(n)
+    )
+    assert not changed, f"this test changed config/: {changed}"
 
 
 settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -17,6 +17,7 @@ import asyncio
 import copy
 import datetime as dt
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +82,9 @@ def validator(schema: dict[str, Any], family: str) -> jsonschema.Draft202012Vali
 
 
 def _config(tmp_path: Path, url: str, prefix: str) -> Path:
-    history = Path(__file__).resolve().parents[2] / "config" / "demo_history.csv"
+    # a copy: the daemon appends the level it records (at this test's clock, in 2030) to it
+    history = tmp_path / "history.csv"
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "config" / "demo_history.csv", history)
     (tmp_path / "positions.csv").write_text(
         "book,instrument,quantity,avg_price\n"
         f"main,{EXPIRING},2,0.05\n"
