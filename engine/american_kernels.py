@@ -141,6 +141,21 @@ class Scheme(NamedTuple):
     euro_tol: float
 
 
+class Solver(NamedTuple):
+    """A scheme and the scratch a row is solved in (:func:`_scratch`): what every price of a
+    row takes.
+
+    Attributes:
+        scheme: the accuracy setting.
+        coef: room for the largest tier's Chebyshev coefficients.
+        work: room for :func:`_put_boundary`'s work.
+    """
+
+    scheme: Scheme
+    coef: F64
+    work: F64
+
+
 _A1 = types.Array(float64, 1, "C")
 # numba's type constructors carry no annotations
 _TIER = types.NamedTuple(  # type: ignore[no-untyped-call]
@@ -700,9 +715,7 @@ def _american_full(
     r: float,
     q: float,
     v: float,
-    scheme: Scheme,
-    coef: F64,
-    work: F64,
+    solver: Solver,
     warm: bool,
     tier: int,
     steps: int,
@@ -713,6 +726,7 @@ def _american_full(
     tier (EUROPEAN_TIER: the European price); ``steps`` < 0: the tier's iterations, else
     that many. The Greeks' bumped prices take the unbumped price's tier and iterations, so
     that their differences are smooth."""
+    scheme, coef, work = solver
     # The put that prices this option: itself, or the call's symmetric put.
     ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
     euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v)
@@ -768,14 +782,10 @@ def _american(
     r: float,
     q: float,
     v: float,
-    scheme: Scheme,
-    coef: F64,
-    work: F64,
+    solver: Solver,
 ) -> tuple[float, float, float, bool]:
     """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
-    p, d, g, _, exercise, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v, scheme, coef, work, False, -1, -1
-    )
+    p, d, g, _, exercise, _, _, _ = _american_full(is_call, s, k, t, r, q, v, solver, False, -1, -1)
     return p, d, g, exercise
 
 
@@ -805,9 +815,7 @@ def _american_row(
     q: float,
     v: float,
     black: bool,
-    scheme: Scheme,
-    coef: F64,
-    work: F64,
+    solver: Solver,
     out: F64,
     i: int,
 ) -> int:
@@ -827,7 +835,7 @@ def _american_row(
             out[j, i] = math.nan
         return st
     price, delta, gamma, speed, exercise, solved, tier, steps = _american_full(
-        is_call, s, k, t, r, q, v, scheme, coef, work, False, -1, -1
+        is_call, s, k, t, r, q, v, solver, False, -1, -1
     )
     out[0, i] = price
     out[1, i] = delta
@@ -842,32 +850,28 @@ def _american_row(
     warm = solved  # the bumps start from this solve (_put_boundary)
     hv = _VOL_BUMP * v
     p_up, d_up, _, _, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v + hv, scheme, coef, work, warm, tier, steps
+        is_call, s, k, t, r, q, v + hv, solver, warm, tier, steps
     )
     p_dn, d_dn, _, _, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v - hv, scheme, coef, work, warm, tier, steps
+        is_call, s, k, t, r, q, v - hv, solver, warm, tier, steps
     )
     out[3, i] = (p_up - p_dn) / (2.0 * hv)
     out[6, i] = (d_up - d_dn) / (2.0 * hv)
     # the centre solved as the bumps are, so that their difference is smooth
     centre = price
-    if warm and scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0:
-        centre = _american_full(is_call, s, k, t, r, q, v, scheme, coef, work, True, tier, steps)[0]
+    if warm and solver.scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0:
+        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, tier, steps)[0]
     out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
     q_up = q + hr if black else q
     q_dn = q - hr if black else q
-    p_up = _american_full(is_call, s, k, t, r + hr, q_up, v, scheme, coef, work, warm, tier, steps)[
-        0
-    ]
-    p_dn = _american_full(is_call, s, k, t, r - hr, q_dn, v, scheme, coef, work, warm, tier, steps)[
-        0
-    ]
+    p_up = _american_full(is_call, s, k, t, r + hr, q_up, v, solver, warm, tier, steps)[0]
+    p_dn = _american_full(is_call, s, k, t, r - hr, q_dn, v, solver, warm, tier, steps)[0]
     out[5, i] = (p_up - p_dn) / (2.0 * hr)
     if math.isnan(speed):  # the tree gives no speed: charm by bumping T
         ht = _TIME_BUMP * t
-        _, d_up, _, _ = _american(is_call, s, k, t + ht, r, q, v, scheme, coef, work)
-        _, d_dn, _, _ = _american(is_call, s, k, t - ht, r, q, v, scheme, coef, work)
+        _, d_up, _, _ = _american(is_call, s, k, t + ht, r, q, v, solver)
+        _, d_dn, _, _ = _american(is_call, s, k, t - ht, r, q, v, solver)
         out[8, i] = (d_dn - d_up) / (2.0 * ht)  # d(delta)/dt = -d(delta)/dT
     return OK
 
@@ -923,10 +927,11 @@ def _borrowed(scheme: Scheme) -> Scheme:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _scratch(scheme: Scheme) -> tuple[F64, F64, F64]:
-    """Room for the largest tier's Chebyshev coefficients and :func:`_put_boundary`'s work:
-    ``coef``, ``work`` and their ``owner``; coef and work hold no reference (:func:`_borrow`),
-    so the caller keeps ``owner`` alive past its last use of them (:func:`_keep`)."""
+def _scratch(scheme: Scheme) -> tuple[Solver, F64]:
+    """``scheme`` with room for its largest tier's Chebyshev coefficients and
+    :func:`_put_boundary`'s work, and the ``owner`` of that room; the solver's arrays hold no
+    reference (:func:`_borrow`), so the caller keeps ``owner`` alive past its last use of them
+    (:func:`_keep`)."""
     n_max = 0
     size = 0
     for tier in scheme.tiers:
@@ -934,7 +939,7 @@ def _scratch(scheme: Scheme) -> tuple[F64, F64, F64]:
         n_max = max(n_max, n)
         size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
     owner = np.empty(n_max + size)
-    return _borrow(owner[:n_max]), _borrow(owner[n_max:]), owner
+    return Solver(scheme, _borrow(owner[:n_max]), _borrow(owner[n_max:])), owner
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -972,10 +977,10 @@ def _row_in_parts(
     """:func:`_american_row` of row ``i`` on a scheme passed as its parts, with its own
     scratch."""
     scheme = _borrowed(Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol))
-    coef, work, owner = _scratch(scheme)
+    solver, owner = _scratch(scheme)
     st = _american_row(
         rows.is_call[i], rows.S[i], rows.K[i], rows.T[i], rows.r[i], rows.q[i], rows.sigma[i],
-        black, scheme, coef, work, out, i,
+        black, solver, out, i,
     )  # fmt: skip
     _keep(owner)
     return st
@@ -1012,10 +1017,10 @@ def american_kernel(
 ) -> None:
     """American price and Greeks (raw units of engine.units), single thread."""
     scheme = _borrowed(scheme)
-    coef, work, owner = _scratch(scheme)
+    solver, owner = _scratch(scheme)
     for i in range(S.shape[0]):
         status[i] = _american_row(
-            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, scheme, coef, work, out, i
+            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, solver, out, i
         )
     _keep(owner)
 
@@ -1089,7 +1094,7 @@ def american_price_kernel(
 ) -> None:
     """American price alone (no Greeks), single thread; NaN where the status is an error."""
     scheme = _borrowed(scheme)
-    coef, work, owner = _scratch(scheme)
+    solver, owner = _scratch(scheme)
     for i in range(S.shape[0]):
         st = _row_status(S[i], K[i], T[i], r[i], q[i], sigma[i])
         status[i] = st
@@ -1098,9 +1103,7 @@ def american_price_kernel(
         elif st != OK:
             out[i] = math.nan
         else:
-            out[i] = _american(
-                is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], scheme, coef, work
-            )[0]
+            out[i] = _american(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], solver)[0]
     _keep(owner)
 
 
@@ -1177,9 +1180,7 @@ def _american_iv(
     t: float,
     r: float,
     q: float,
-    scheme: Scheme,
-    coef: F64,
-    work: F64,
+    solver: Solver,
 ) -> tuple[float, int]:
     """σ with American(σ) = price: secant steps kept inside a shrinking bracket [a, b] of
     [1e-4, 10], bisection when a step leaves it; at most 48 prices."""
@@ -1202,7 +1203,7 @@ def _american_iv(
     stalls = 0
     warm = False  # QD+ of each iterate from the last one's (_put_boundary)
     for _ in range(_IV_MAX_ITER):
-        res = _american_full(is_call, s, k, t, r, q, x, scheme, coef, work, warm, -1, -1)
+        res = _american_full(is_call, s, k, t, r, q, x, solver, warm, -1, -1)
         warm = warm or res[5]
         fx = res[0] - price
         if abs(fx) <= _IV_FTOL * s:
@@ -1280,9 +1281,9 @@ def american_iv_kernel(
 ) -> None:
     """Implied volatility of American prices under ``scheme``, single thread."""
     scheme = _borrowed(scheme)
-    coef, work, owner = _scratch(scheme)
+    solver, owner = _scratch(scheme)
     for i in range(price.shape[0]):
         sigma[i], status[i] = _american_iv(
-            price[i], is_call[i], S[i], K[i], T[i], r[i], q[i], scheme, coef, work
+            price[i], is_call[i], S[i], K[i], T[i], r[i], q[i], solver
         )
     _keep(owner)

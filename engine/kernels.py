@@ -457,8 +457,8 @@ def _american_greeks(
     one option into ``out[:, 0]`` under the scheme of its exercise code ``american``; on a
     future (q = r) when ``black``. Returns the row's status."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
-    coef, work, owner = _ak._scratch(scheme)
-    st = _ak._american_row(is_call, x, k, t, r, q, v, black, scheme, coef, work, out, 0)
+    solver, owner = _ak._scratch(scheme)
+    st = _ak._american_row(is_call, x, k, t, r, q, v, black, solver, out, 0)
     _ak._keep(owner)
     return st
 
@@ -470,8 +470,8 @@ def _american_iv(
     """The American implied vol of ``price`` (quote currency) and its status, under the
     scheme of ``american`` (engine.american_kernels' solver: at most 48 prices)."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
-    coef, work, owner = _ak._scratch(scheme)
-    res = _ak._american_iv(price, is_call, x, k, t, r, q, scheme, coef, work)
+    solver, owner = _ak._scratch(scheme)
+    res = _ak._american_iv(price, is_call, x, k, t, r, q, solver)
     _ak._keep(owner)
     return res
 
@@ -488,8 +488,8 @@ def _american_price(
     if st != OK:
         return _NAN
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
-    coef, work, owner = _ak._scratch(scheme)
-    price: float = _ak._american(is_call, x, k, t, r, q, v, scheme, coef, work)[0]
+    solver, owner = _ak._scratch(scheme)
+    price: float = _ak._american(is_call, x, k, t, r, q, v, solver)[0]
     _ak._keep(owner)
     return price
 

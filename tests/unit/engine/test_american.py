@@ -534,12 +534,13 @@ def test_warm_solves_give_the_cold_prices() -> None:
     tier, or none with as many nodes): each gives the cold solve's price to 1e-11."""
     n_max = max(t.xi.shape[0] for t in ak.FAST.tiers)
     size = max(5 * t.xi.shape[0] + (t.xi.shape[0] - 1) * t.fp_w.shape[0] * 6 for t in ak.FAST.tiers)
-    coef, work = np.empty(n_max), np.full(size, np.nan)
+    solver = ak.Solver(ak.FAST, np.empty(n_max), np.full(size, np.nan))
     is_call, S, K, T, r, q, v = _random_grid(300, 61)
 
     def solve(i: int, vol: float, warm: bool) -> tuple[float, bool]:
-        res = ak._american_full(bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, ak.FAST,
-                                coef, work, warm, -1, -1)  # fmt: skip
+        res = ak._american_full(
+            bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, solver, warm, -1, -1
+        )
         return res[0], res[5]
 
     solved = 0
