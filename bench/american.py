@@ -46,7 +46,7 @@ TIER_NAMES = [
     "tier 0: r T <= 0.002 (5 nodes, 5 points, 2 steps, 12)",
     "tier 1: r T <= 0.024, omega <= 8 (6, 6, 4, 16)",
     "tier 2: omega <= 2 (8, 8, 5, 16)",
-    "tier 3: the rest (16, 16, <= 16, 64)",
+    "tier 3: the rest (16, 12, <= 16, 64)",
     "European: premium bound <= 1e-9 S and 1e-7 of European",
 ]
 
