@@ -24,6 +24,8 @@ DASHBOARD_SCHEMA_FILE = SCHEMA_FILE.with_name("dashboard-messages.json")
 """The checked-in JSON Schema of the dashboard's messages (``riskd schema --dashboard``)."""
 
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C before the daemon runs (128 + SIGINT, as a shell reports it)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
             "book's exposures current and publish them and the alerts to Redis (and the alerts "
             "to the [[notify]] services, docs/alerts.md). SIGTERM/SIGINT "
             "stop it cleanly after a final snapshot. Exit status 2 on a bad config, 1 on a fatal "
-            "error (e.g. Redis refusing the credentials)."
+            "error (e.g. Redis refusing the credentials), 130 on Ctrl-C before it runs (while "
+            "the kernels compile on a first run, or the book loads)."
         ),
     )
     run.add_argument(
@@ -335,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except KeyboardInterrupt:  # Ctrl-C before the daemon's loop handles it (compiling, loading)
+        print("riskd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     raise AssertionError(args.command)  # argparse only lets known commands through
 
 

@@ -477,3 +477,35 @@ def test_run_sets_openmp_threads_passive_unless_the_environment_says(
         monkeypatch.setenv("OMP_WAIT_POLICY", given)
     assert main(["run", "-c", str(tmp_path / "missing.toml"), "--view", "off"]) == EXIT_CONFIG
     assert os.environ["OMP_WAIT_POLICY"] == (given or "passive")
+
+
+def test_ctrl_c_before_the_daemon_runs_exits_130_with_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while riskd still starts (compiling the kernels on a first run, or reading a
+    large book) ends it with 130 and one line, not a traceback. Here it waits on a positions
+    file that is a named pipe with no writer yet: SIGINT once riskd has opened it."""
+    fifo = tmp_path / "positions.csv"
+    os.mkfifo(fifo)
+    config = tmp_path / "riskd.toml"
+    config.write_text('[portfolio]\npositions = "positions.csv"\n')
+    proc = subprocess.Popen(  # noqa: S603 - our own console script, fixed arguments
+        [str(RISKD), "run", "-c", str(config), "--view", "off"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:  # a writer can open a pipe without blocking only once a reader holds it
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "riskd never opened its positions file"
+            time.sleep(0.05)
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(writer)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "riskd: interrupted"
+    assert "Traceback" not in err
