@@ -11,6 +11,7 @@ vols to the engine as quotes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import math
@@ -145,6 +146,7 @@ class RiskTask:
         self.vectors = vectors
         self._history_seen: tuple[int, int] | None = None  # the file's (mtime, size) read
         self._common: MoveHistory | None = None  # the history file's window, as last read
+        self._ahead: set[str] = set()  # underlyings told of a level dated after today
         self.curves = curves or {}
         self.portfolio = portfolio
         self.registry = registry
@@ -378,10 +380,22 @@ class RiskTask:
                 self.smile_quotes[name] = now
 
     def _record_levels(self, now_ns: int, prices: list[tuple[str, float]]) -> None:
-        """The day's levels into the window of moves, and each into the history file."""
+        """The day's levels into the window of moves, and each into the history file. An
+        underlying whose window already holds a level dated after today (a seed file from
+        another clock) gets none until then: said once per underlying."""
         recorded = self.history.record_due(
             now_ns, self.config.record_at_utc, prices, self._vol_levels
         )
+        today = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC).date()
+        for und, _ in prices:
+            last = self.history.last_day(und)
+            if last is not None and last > today and und not in self._ahead:
+                self._ahead.add(und)
+                logger.warning(
+                    "history holds a level after today: none recorded until then",
+                    extra={"underlying": und, "last_day": last.isoformat(),
+                           "today": today.isoformat(), "path": str(self.history_file)},
+                )  # fmt: skip
         if self.history_file is not None and self.config.record_history:
             for day, und, price, vol in recorded:
                 _append_line(self.history_file, f"{day},{und},{price!r},{vol or ''}")

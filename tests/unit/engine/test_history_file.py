@@ -109,3 +109,22 @@ def test_shards_recording_in_memory_only_draw_the_same_common_set(tmp_path: Path
     assert got[0].history_days == 9  # the seed's ten days
     assert shards[0].risk.history.last_day("BTC") == dt.date(2026, 12, 1)
     assert (tmp_path / "history.csv").read_text(encoding="utf-8").count("\n") == 21
+
+
+def test_a_level_dated_after_today_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A seed file holding a level after today (one a test once wrote from a clock in 2030)
+    stops that underlying's recording until then: a warning says so, once, and names the day;
+    the other underlyings record as before."""
+    (tmp_path / "history.csv").write_text(SEED + "2030-12-27,BTC,60000.0,0.6\n", encoding="utf-8")
+    path = tmp_path / "riskd.toml"
+    path.write_text('[risk]\nhistory = "history.csv"\nrecord_history = false\n', encoding="utf-8")
+    daemon = build(load_config(path), path)
+
+    for _ in range(2):
+        daemon.risk._record_levels(NOW_NS, [("BTC", 62000.0), ("ETH", 3100.0)])
+
+    told = [r for r in caplog.records if r.getMessage().startswith("history holds a level")]
+    assert [(r.underlying, r.last_day) for r in told] == [("BTC", "2030-12-27")]  # type: ignore[attr-defined]  # logging extras
+    assert daemon.risk.history.last_day("ETH") == dt.date(2026, 12, 3)
