@@ -38,6 +38,7 @@ from engine.risk import var
 from engine.risk.report import vol_level
 from engine.runtime.app import Daemon, build, run
 from engine.runtime.config import load_config
+from engine.runtime.engine_loop import REFRESH_BATCH
 from engine.runtime.http import readiness
 from engine.runtime.risk_task import load_history
 from engine.state import BookRisk
@@ -553,6 +554,30 @@ def test_a_clock_stepped_back_revalues_at_once(tmp_path: Path) -> None:
     clock.now += 10**8  # within the interval again: incremental
     daemon.engine.cycle()
     assert p.valuation_ns == clock.now - 10**8
+
+
+async def test_a_full_reprices_refresh_goes_out_a_few_keys_a_cycle(tmp_path: Path) -> None:
+    """The running loop publishes the keys a full reprice refreshed REFRESH_BATCH a cycle (a
+    quote arriving meanwhile waits behind a few, not every key's); a key an event changes in
+    between goes out as a change, once; a flush (and a synchronous cycle) takes them all."""
+    books = [f"b{i}" for i in range(6)]
+    daemon, clock = _offline(tmp_path, "".join(f"{b},{CALL},10\n" for b in books))
+    pending = daemon.sink._pending  # the sink's two lanes (never written: Redis is offline)
+    keys = {("exposure", k) for b in books for k in (b, f"{b}:BTC")}
+    assert len(keys) > REFRESH_BATCH
+    assert await daemon.engine.acycle() == REFRESH_BATCH  # the first cycle is a full one
+    assert len(pending.background) == REFRESH_BATCH
+    left = keys - set(pending.background)
+    b = next(k for _, k in left if ":" not in k)
+    ts = clock.now_ns()
+    daemon.inbox.put(
+        Quote(instrument=CALL, iv=0.7, underlying_price=61_000.0, ts_event=ts, ts_recv=ts)
+    )  # every pair and book changes: those not yet refreshed go as changes, not twice
+    assert await daemon.engine.acycle() == len(keys)
+    assert ("exposure", b) in pending.changes
+    assert await daemon.engine.acycle() == 0  # nothing left to refresh
+    clock.advance(2 * 10**9)  # past full_reprice_interval_s
+    assert daemon.engine.cycle() == len(keys)  # a synchronous cycle refreshes every key
 
 
 async def test_a_full_reprice_leaves_the_event_loop_running(tmp_path: Path) -> None:
