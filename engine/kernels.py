@@ -870,28 +870,47 @@ def reprice_dirty_kernel(
         lots.contrib,
     )
     unit, bad = priced.unit, priced.bad
+    lot_group, group_bu, group_book, bu_stamp = (
+        lots.group,
+        sums.group_bu,
+        sums.group_book,
+        sums.bu_stamp,
+    )
+    levels = (
+        (sums.group_hi, sums.group_lo),
+        (sums.bu_hi, sums.bu_lo),
+        (sums.book_hi, sums.book_lo),
+    )
     new = np.empty((1, N_AGG))
+    change = np.empty((2, N_AGG))
     n_touched = 0
     for j in range(n_update):
         lot = todo[j]
         _lot_contribution(lot, lot_inst, qty, cost, has_cost, unit, bad, new, 0)
-        g = lots.group[lot]
-        u = sums.group_bu[g]
-        b = sums.group_book[g]
+        g = lot_group[lot]
+        u = group_bu[g]
+        # the change of each column, exactly: change[0] + change[1] == new - old (TwoSum)
         for c in range(N_AGG):
             old = contrib[lot, c]
             x = new[0, c]
-            if old == x:
-                continue
-            _neumaier_add(sums.group_hi, sums.group_lo, g, c, -old)
-            _neumaier_add(sums.group_hi, sums.group_lo, g, c, x)
-            _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, -old)
-            _neumaier_add(sums.bu_hi, sums.bu_lo, u, c, x)
-            _neumaier_add(sums.book_hi, sums.book_lo, b, c, -old)
-            _neumaier_add(sums.book_hi, sums.book_lo, b, c, x)
+            d = x - old
+            bp = d - x
+            change[0, c] = d
+            change[1, c] = (x - (d - bp)) + (-old - bp)
             contrib[lot, c] = x
-        if sums.bu_stamp[u] != stamp:
-            sums.bu_stamp[u] = stamp
+        # ... added to the sums of the lot's group, (book, underlying) and book, compensated:
+        # _neumaier_add's arithmetic written out (a call per column costs reference counts)
+        for level, row in enumerate((g, u, group_book[g])):
+            hi, lo = levels[level]
+            for c in range(N_AGG):
+                d = change[0, c]
+                h = hi[row, c]
+                s = h + d
+                bp = s - h
+                lo[row, c] += ((h - (s - bp)) + (d - bp)) + change[1, c]
+                hi[row, c] = s
+        if bu_stamp[u] != stamp:
+            bu_stamp[u] = stamp
             touched[n_touched] = u
             n_touched += 1
     counts[0] = n_touched

@@ -975,6 +975,11 @@ def test_a_long_run_of_updates_does_not_drift() -> None:
     scale = _abs_scale(mirror, len(keys), keys)
     # The state machine's tolerance (see PortfolioMachine._cycle).
     assert_within(p.group_values(), exact, 1e-12, 1e-12 * scale)
+    # Tighter: every change of a lot's contribution is added exactly (its rounding error kept),
+    # so each sum is its exact sum but for the last rounding (hi + lo) and what the low part
+    # itself rounds away (~ updates x eps^2 x |contribution|): a few ulps. A change added
+    # rounded would drift by ~ sqrt(updates) x eps x |contribution|, ~1e-14 of the scale.
+    assert_within(p.group_values(), exact, 4e-16, 1e-18 * scale)
     # The (book, underlying) and book totals are kept incrementally too: they stay at the exact
     # sums of their groups.
     payloads = dict(p.exposure_payloads(p.bu_keys(), V + 20_000))
