@@ -9,7 +9,7 @@ shards agree on one scenario set and own every underlying of it exactly once
 (:func:`engine.risk.vectors.shards_disagree`), publishes every book's and the firm's ``var``
 payload, their vectors summed, each book's and the firm's exposure totals and stress grid and
 each book's margin and liquidity (the shards' ``{book}`` exposure, ``stress``, ``margin`` and
-``liquidity`` payloads put together, :mod:`engine.risk.totals`),
+``liquidity`` payloads, read in one pipeline per shard, put together, :mod:`engine.risk.totals`),
 under the keys of one daemon that is not sharded (``{prefix}``, or ``{{prefix}}`` on a Redis
 Cluster), with the alert rules checked on them (their transitions to Redis and the
 ``[[notify]]`` targets, as one daemon's). It holds nothing that Redis does not: it and the shards
@@ -156,10 +156,20 @@ class Aggregator:
     ) -> None:
         """Every family across the shards that agree: from their vectors and their latest
         payloads of each book."""
-        books = [(base, list(s.header.books)) for base, s in read]
-        exposures = [await self._latest(base, "", b, BookExposure) for base, b in books]
-        stresses = [await self._latest(base, "stress:", b, StressPayload) for base, b in books]
-        margins = [await self._latest(base, "margin:", b, MarginPayload) for base, b in books]
+        families = ["", "stress:", "margin:"]
+        if self.liquidity_top is not None:
+            families.append("liquidity:")
+        latest = []
+        for base, s in read:
+            books = list(s.header.books)
+            latest.append((base, books, await self._snapshots(base, books, families)))
+        exposures = [self._decoded(b, "", books, r[0], BookExposure) for b, books, r in latest]
+        stresses = [
+            self._decoded(b, "stress:", books, r[1], StressPayload) for b, books, r in latest
+        ]
+        margins = [
+            self._decoded(b, "margin:", books, r[2], MarginPayload) for b, books, r in latest
+        ]
         now_ns = self.clock.now_ns()
         var = aggregate_payloads(shards, self.settings, now_ns)
         self._publish_parts("var", (var, []))
@@ -168,7 +178,8 @@ class Aggregator:
         self._publish_parts("margin", margin_totals(margins, now_ns))
         if self.liquidity_top is not None:
             parts = [
-                await self._latest(base, "liquidity:", b, LiquidityPayload) for base, b in books
+                self._decoded(b, "liquidity:", books, r[3], LiquidityPayload)
+                for b, books, r in latest
             ]
             whole = liquidity_totals(parts, dict(var), self.liquidity_top, now_ns)
             self._publish_parts("liquidity", (whole, []))
@@ -187,16 +198,26 @@ class Aggregator:
             )
         self.apart[family] = apart
 
-    async def _latest(
-        self, base: str, family: str, books: list[str], kind: type[P]
-    ) -> dict[str, P]:
-        """A shard's latest payloads of ``books`` (those it has) in its snapshot hash of
-        ``family`` (``""``: the exposures' ``{base}:snapshot``, ``"stress:"``:
-        ``{base}:stress:snapshot``, ``"margin:"``, ``"liquidity:"``)."""
+    async def _snapshots(
+        self, base: str, books: list[str], families: list[str]
+    ) -> list[list[bytes | None]]:
+        """A shard's latest payloads of ``books`` (None where it has none), encoded, in its
+        snapshot hash of each of ``families`` (``""``: the exposures' ``{base}:snapshot``,
+        ``"stress:"``: ``{base}:stress:snapshot``, ``"margin:"``, ``"liquidity:"``): one
+        round trip (on a Redis Cluster the hashes share the shard's slot)."""
         if not books:
-            return {}
+            return [[] for _ in families]
         async with asyncio.timeout(self.redis.timeout_s):
-            raw = await self.reader.hmget(f"{base}:{family}snapshot", books)
+            pipe = self.reader.pipeline(transaction=False)
+            for family in families:
+                pipe.hmget(f"{base}:{family}snapshot", books)
+            return list(await pipe.execute())
+
+    def _decoded(
+        self, base: str, family: str, books: list[str], raw: list[bytes | None], kind: type[P]
+    ) -> dict[str, P]:
+        """The payloads of :meth:`_snapshots`' ``raw`` of ``family`` by book (those it has); one
+        that does not decode (a shard of another version) is counted and logged."""
         out: dict[str, P] = {}
         for b, r in zip(books, raw, strict=True):
             if r is None:

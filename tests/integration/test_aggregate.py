@@ -304,7 +304,9 @@ async def test_a_shard_payload_that_does_not_decode_is_left_out_and_counted(
             f"{unique}:s:stress:snapshot",
             mapping={"a": msgspec.json.encode(good), "b": b'{"book": "b", "pnl": "no grid"}'},
         )
-        got = await agg._latest(f"{unique}:s", "stress:", ["a", "b", "c"], StressPayload)
+        books = ["a", "b", "c"]
+        (raw,) = await agg._snapshots(f"{unique}:s", books, ["stress:"])
+        got = agg._decoded(f"{unique}:s", "stress:", books, raw, StressPayload)
         assert got == {"a": good}
         assert agg.unread == 1
     finally:
