@@ -158,13 +158,16 @@ def parts_of(br: BookRisk) -> list[Parts]:
     """The book's positions by underlying, by expiry (across underlyings: a calendar bucket,
     ISO 8601 UTC, ``perpetual`` or ``spot``) and one part per position (its instrument)."""
     n = br.positions.kind.size
-    names = br.instruments
-    expiries = [expiry_label(br.defs[r].expiry_ns, br.defs[r].kind) for r in br.rows.tolist()]
+    rows, at = np.unique(br.rows, return_inverse=True)  # each instrument's label once
+    defs = [br.defs[r] for r in rows.tolist()]
+    expiries = [expiry_label(d.expiry_ns, d.kind) for d in defs]
     labels = sorted(set(expiries))
     index = {e: k for k, e in enumerate(labels)}
+    bucket = np.array([index[e] for e in expiries], dtype=np.int64)
+    names = [defs[k].name for k in at.reshape(-1).tolist()]
     return [
         Parts("underlying", list(br.underlyings), br.positions.und.astype(np.int64)),
-        Parts("expiry", labels, np.array([index[e] for e in expiries], dtype=np.int64)),
+        Parts("expiry", labels, bucket[at.reshape(-1)]),
         Parts("position", names, np.arange(n, dtype=np.int64)),
     ]
 
@@ -189,12 +192,12 @@ def strategy_parts(
     offset = 0
     for br in books:
         n = br.positions.kind.size
-        index = {name: i for i, name in enumerate(br.instruments)}
         weight = br.positions.weight
         taken = np.zeros(n)
         head = f"{br.book}/" if prefix else ""
         mine = sorted((h for h in holdings if h.book == br.book and h.quantity != 0.0),
                       key=lambda h: h.text)  # fmt: skip
+        index = {name: i for i, name in enumerate(br.instruments)} if mine else {}
         for h in mine:
             k = len(labels)
             labels.append(head + h.text)

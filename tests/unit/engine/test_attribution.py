@@ -5,6 +5,7 @@ holding (slices of the lots) worked by hand and against books without the holdin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from statistics import NormalDist
 
@@ -21,6 +22,7 @@ from engine.risk.attribution import (
     Parts,
     delta_gamma_allocation,
     delta_normal_allocation,
+    parts_of,
     position_greeks,
     scenario_allocation,
     strategy_parts,
@@ -281,6 +283,30 @@ def book_risk(book: ScenarioBook, names: list[str], underlyings: list[str]) -> B
         rows=np.arange(len(names), dtype=np.int64),
         defs=defs,  # type: ignore[arg-type]  # Instrument | None: every name here parses
     )
+
+
+def test_parts_of_a_book_by_underlying_expiry_and_position() -> None:
+    """Five positions over four instruments, in no order of the instruments' rows (two lots of
+    one instrument, as the firm's combined book holds them): each position's expiry part is
+    its instrument's bucket, the buckets in time order, and each position its own part, named
+    by its instrument."""
+    defs = ["ETH-28MAR31-3000-P", "BTC-PERPETUAL", "BTC-27DEC30-60000-C", "BTC-28MAR31"]
+    rows = [2, 0, 1, 3, 2]
+    names = [defs[r] for r in rows]
+    book = scenario_book([{"X": 100.0, "und": u} for u in (0, 1, 0, 0, 0)])
+    br = book_risk(book, names, ["BTC", "ETH"])
+    br = dataclasses.replace(
+        br,
+        rows=np.array(rows, dtype=np.int64),
+        defs=[parse_deribit_name(d) for d in defs],  # type: ignore[misc]  # every name parses
+    )
+    by_und, by_expiry, by_position = parts_of(br)
+    assert by_und.labels == ["BTC", "ETH"]
+    assert by_und.of.tolist() == [0, 1, 0, 0, 0]
+    assert by_expiry.labels == ["2030-12-27T08:00:00Z", "2031-03-28T08:00:00Z", "perpetual"]
+    assert by_expiry.of.tolist() == [0, 1, 2, 1, 0]
+    assert by_position.labels == names
+    assert by_position.of.tolist() == [0, 1, 2, 3, 4]
 
 
 def holding(strategy: Strategy, quantity: float, book: str = "desk") -> StrategyHolding:
