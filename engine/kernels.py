@@ -861,7 +861,8 @@ def reprice_dirty_kernel(
             lot = lots.next_lot[lot]
     todo[k:] = dirty_lots
     # Move the sums of each lot's group, (book, underlying) and book from the old contribution
-    # to the new one (remove old, add new), compensated; an unchanged value costs nothing.
+    # to the new one: the change, taken exactly, added to each, compensated (an unchanged
+    # value adds 0 and leaves them as they were).
     lot_inst, qty, cost, has_cost, contrib = (
         lots.inst,
         lots.qty,

@@ -159,15 +159,16 @@ def parts_of(br: BookRisk) -> list[Parts]:
     ISO 8601 UTC, ``perpetual`` or ``spot``) and one part per position (its instrument)."""
     n = br.positions.kind.size
     rows, at = np.unique(br.rows, return_inverse=True)  # each instrument's label once
+    at = at.reshape(-1)  # each position's instrument among ``rows``
     defs = [br.defs[r] for r in rows.tolist()]
     expiries = [expiry_label(d.expiry_ns, d.kind) for d in defs]
     labels = sorted(set(expiries))
     index = {e: k for k, e in enumerate(labels)}
     bucket = np.array([index[e] for e in expiries], dtype=np.int64)
-    names = [defs[k].name for k in at.reshape(-1).tolist()]
+    names = [defs[k].name for k in at.tolist()]
     return [
         Parts("underlying", list(br.underlyings), br.positions.und.astype(np.int64)),
-        Parts("expiry", labels, bucket[at.reshape(-1)]),
+        Parts("expiry", labels, bucket[at]),
         Parts("position", names, np.arange(n, dtype=np.int64)),
     ]
 
