@@ -2,11 +2,11 @@
 [,avg_price]``, read as columns and loaded into the portfolio in bulk.
 
 :func:`read_positions` reads a *plain* file (printable ASCII without ``"`` or ``#``, a header
-and rows of unquoted cells without padding) with numpy: no Python object per row, each distinct
-book and instrument name decoded once. Any other file goes to :func:`load_positions`, the row
-reader (the csv module), which takes everything the format allows (quoted cells, comments,
-padded cells, UTF-8) and names the line and column of the first bad cell: a bad file is always
-reported by the row reader, with the message it always gave.
+and rows of unquoted cells without padding) with pyarrow's CSV reader: no Python object per
+row, each distinct book and instrument name decoded once. Any other file goes to
+:func:`load_positions`, the row reader (the csv module), which takes everything the format
+allows (quoted cells, comments, padded cells, UTF-8) and names the line and column of the first
+bad cell: a bad file is always reported by the row reader, with the message it always gave.
 
 :func:`load_book` resolves each distinct instrument once (the registry parses its name) and
 adds the rows in one bulk (:meth:`engine.state.Portfolio.add_positions`), a strategy's row as
@@ -27,6 +27,8 @@ from typing import Final
 import msgspec
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+from pyarrow import csv as pa_csv
 
 from engine.errors import ConfigError
 from engine.instruments import InstrumentRegistry
@@ -38,12 +40,13 @@ __all__ = ["Position", "PositionColumns", "load_book", "load_positions", "read_p
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-Bytes = npt.NDArray[np.bytes_]
 
-_HEADERS: Final = {b"book,instrument,quantity": 3, b"book,instrument,quantity,avg_price": 4}
-_CHUNK: Final = 1 << 16  # rows gathered at a time: bounded temporaries
+_HEADERS: Final = {
+    b"book,instrument,quantity": ("book", "instrument", "quantity"),
+    b"book,instrument,quantity,avg_price": ("book", "instrument", "quantity", "avg_price"),
+}
+_NAMES: Final = ("book", "instrument")  # the columns of names; the others are numbers
 _MAX_CELL: Final = 256  # a longer cell goes to the row reader (the csv module's own limit)
-_PAD: Final = bytes(_MAX_CELL + 8)  # after the file: every cell's fixed-width window fits
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -111,109 +114,86 @@ def read_positions(path: Path) -> PositionColumns:
 
 
 def _plain(raw: bytes) -> PositionColumns | None:
-    """The columns of a plain file whose every cell is good; None for any other file."""
+    """The columns of a plain file whose every cell is good, read by pyarrow's CSV reader;
+    None for any other file (the row reader then reads it, or names its first bad cell)."""
+    if not raw or b'"' in raw or b"#" in raw or not raw.isascii():
+        return None
     data = np.frombuffer(raw, dtype=np.uint8)
-    if not data.size or not _plain_bytes(raw, data):
+    if int(np.count_nonzero(data < 0x20)) != raw.count(b"\n"):  # control bytes, CR
         return None
     nl = np.flatnonzero(data == ord("\n"))
     starts = np.concatenate(([0], nl + 1))
     ends = np.concatenate((nl, [data.size]))
     lines = np.flatnonzero(ends > starts)  # an empty line is no row (the csv module's [])
-    if not lines.size or (n_cols := _HEADERS.get(raw[starts[lines[0]] : ends[lines[0]]])) is None:
+    if not lines.size or (header := _HEADERS.get(raw[starts[lines[0]] : ends[lines[0]]])) is None:
         return None
-    lines = lines[1:]
-    cells = _cells(data, starts[lines], ends[lines], n_cols)
-    if cells is None:
-        return None
-    data = np.frombuffer(raw + _PAD, dtype=np.uint8)
-    book, inst, qty = (_strings(data, s, e) for s, e in cells[:3])
-    quantity = _numbers(qty)
-    avg = np.full(lines.size, np.nan)
-    if n_cols == 4:
-        s, e = cells[3]
-        given = e > s
-        prices = _numbers(_strings(data, s[given], e[given]))
-        if prices is None or not np.all(prices > 0.0):
-            return None
-        avg[given] = prices
-    if quantity is None:
-        return None
-    books, book_code = _codes(book)
-    names, inst_code = _codes(inst)
-    return PositionColumns(books, book_code, names, inst_code, quantity, avg, lines + 1)
-
-
-def _plain_bytes(raw: bytes, data: npt.NDArray[np.uint8]) -> bool:
-    """Whether every byte is printable ASCII other than ``"`` and ``#``, or a newline."""
-    if b'"' in raw or b"#" in raw or int(data.max()) >= 0x7F:
-        return False
-    return int(np.count_nonzero(data < 0x20)) == raw.count(b"\n")
-
-
-def _cells(
-    data: npt.NDArray[np.uint8], starts: I64, ends: I64, n_cols: int
-) -> list[tuple[I64, I64]] | None:
-    """(start, end) of each column's cells; None unless every row has ``n_cols`` cells, none
-    padded with spaces, and book, instrument and quantity are given."""
-    commas = np.flatnonzero(data == ord(","))
-    first = np.searchsorted(commas, starts)
-    if np.any(np.searchsorted(commas, ends) - first != n_cols - 1):
-        return None
-    cells = []
-    for c in range(n_cols):
-        s = starts if c == 0 else commas[first + c - 1] + 1
-        e = ends if c == n_cols - 1 else commas[first + c]
-        given = e > s
-        if c < 3 and not np.all(given):
-            return None
-        edge = data[np.minimum(s, data.size - 1)] == ord(" ")
-        edge |= data[np.maximum(e - 1, 0)] == ord(" ")
-        if np.any(given & edge) or (s.size and int((e - s).max()) > _MAX_CELL):
-            return None
-        cells.append((s, e))
-    return cells
-
-
-def _strings(data: npt.NDArray[np.uint8], s: I64, e: I64) -> Bytes:
-    """The cells from ``s`` to ``e`` as a fixed-width bytes array (a multiple of 8 bytes,
-    zero-padded: :func:`_codes` hashes it by words). ``data`` ends in at least that many
-    padding bytes (:data:`_PAD`), so every cell's window lies inside it."""
-    width = -(-max(int((e - s).max()) if s.size else 1, 1) // 8) * 8
-    windows = np.lib.stride_tricks.sliding_window_view(data, width)
-    out = np.empty((s.size, width), dtype=np.uint8)
-    offsets = np.arange(width)
-    for a in range(0, s.size, _CHUNK):
-        rows = slice(a, a + _CHUNK)
-        inside = offsets < (e[rows] - s[rows])[:, None]
-        np.multiply(windows[s[rows]], inside, out=out[rows])
-    return out.view(f"S{width}").ravel()
-
-
-def _numbers(cells: Bytes) -> F64 | None:
-    """The cells as finite floats (Python's ``float`` syntax); None if one is not."""
+    table = _table(memoryview(raw)[ends[lines[0]] :], header)
     try:
-        values = cells.astype(np.float64)
-    except ValueError:
+        return _columns(table, header, lines[1:] + 1)
+    finally:
+        del table
+        pa.default_memory_pool().release_unused()  # the reader's buffers, back to the system
+
+
+def _columns(table: pa.Table | None, header: tuple[str, ...], line: I64) -> PositionColumns | None:
+    """The columns of a table read by :func:`_table`, each row at its ``line``; None unless
+    every cell is good."""
+    if table is None or table.num_rows != line.size:
         return None
-    return values if np.all(np.isfinite(values)) else None
+    book, book_code = _coded(table.column("book"))
+    names, inst_code = _coded(table.column("instrument"))
+    quantity, given_qty = _numbers(table.column("quantity"))
+    avg, given = (
+        _numbers(table.column("avg_price"))
+        if "avg_price" in header
+        else (np.full(table.num_rows, np.nan), np.zeros(table.num_rows, dtype=bool))
+    )
+    if not (
+        _clean(book)
+        and _clean(names)
+        and np.all(given_qty)
+        and np.all(np.isfinite(quantity))
+        and np.all(np.isfinite(avg[given]) & (avg[given] > 0.0))
+    ):
+        return None
+    return PositionColumns(book, book_code, names, inst_code, quantity.copy(), avg.copy(), line)
 
 
-def _codes(cells: Bytes) -> tuple[list[str], I64]:
-    """The distinct cells (in the order they first appear) and each cell's number among
-    them. Distinct cells are found by a 64-bit hash of each (checked: on a collision, by
-    sorting the cells themselves)."""
-    words = cells.view(np.uint64).reshape(cells.size, cells.dtype.itemsize // 8)  # _strings
-    h = np.zeros(cells.size, dtype=np.uint64)
-    for j in range(words.shape[1]):
-        h = (h ^ words[:, j]) * np.uint64(0x100000001B3)  # FNV-style; wraps, as meant
-        h ^= h >> np.uint64(29)
-    _, first, which = np.unique(h, return_index=True, return_inverse=True)
-    if not np.array_equal(cells[first][which], cells):
-        _, first, which = np.unique(cells, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size)
-    return [bytes(cells[i]).decode("ascii") for i in first[order].tolist()], rank[which]
+def _table(body: memoryview, header: tuple[str, ...]) -> pa.Table | None:
+    """The rows after the header as a table (names as strings, numbers as float64, an empty
+    cell a null); None when a row has another number of cells or a number does not parse."""
+    try:
+        return pa_csv.read_csv(
+            pa.BufferReader(body),
+            read_options=pa_csv.ReadOptions(column_names=list(header)),
+            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.string() if c in _NAMES else pa.float64() for c in header},
+                null_values=[""],
+                strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+
+
+def _coded(column: pa.ChunkedArray) -> tuple[list[str], I64]:
+    """The distinct cells of a column of names, in the order they first appear, and each
+    cell's number among them."""
+    coded = column.combine_chunks().dictionary_encode()
+    return coded.dictionary.to_pylist(), coded.indices.to_numpy().astype(np.int64)
+
+
+def _numbers(column: pa.ChunkedArray) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """A column of numbers (NaN where a cell is empty) and where a cell is given."""
+    array = column.combine_chunks()
+    values = array.to_numpy(zero_copy_only=False)
+    return values, ~array.is_null().to_numpy(zero_copy_only=False)
+
+
+def _clean(names: list[str]) -> bool:
+    """Whether every name is given, unpadded and within the csv module's cell size."""
+    return all(0 < len(n) <= _MAX_CELL and n == n.strip() for n in names)
 
 
 def load_positions(path: Path) -> list[Position]:

@@ -19,6 +19,7 @@ from engine.events import Quote
 from engine.instruments import Instrument, InstrumentRegistry
 from engine.runtime.positions import (
     PositionColumns,
+    _plain,
     load_book,
     load_positions,
     read_positions,
@@ -290,6 +291,24 @@ def test_any_file_the_row_reader_takes_reads_the_same(tmp_path: Path, content: s
     assert columns.quantity.size == 1
 
 
+def test_a_plain_file_is_read_by_the_column_reader(tmp_path: Path) -> None:
+    """A plain file (blank lines, a price left empty, names repeated out of order, thousands
+    of rows) never goes to the row reader: the column reader takes it, with the row reader's
+    columns and line numbers."""
+    rng = np.random.default_rng(7)
+    rows = "".join(
+        f"b{rng.integers(40)},{NAMES[rng.integers(len(NAMES))]},{rng.integers(-9, 10)},"
+        f"{'' if rng.random() < 0.3 else rng.uniform(0.01, 2)}\n"
+        + ("\n" if rng.random() < 0.1 else "")
+        for _ in range(5000)
+    )
+    path = tmp_path / "positions.csv"
+    path.write_text("book,instrument,quantity,avg_price\n\n" + rows)
+    fast = _plain(path.read_bytes())
+    assert fast is not None
+    assert same_columns(fast, PositionColumns.from_rows(load_positions(path)))
+
+
 @settings(max_examples=200)
 @given(
     cells=st.lists(
@@ -313,6 +332,10 @@ def test_numbers_read_as_python_reads_them(cells: list[str]) -> None:
         path.write_text("book,instrument,quantity\n" + "".join(f"d,X,{c}\n" for c in cells))
         expected = outcome(lambda: PositionColumns.from_rows(load_positions(path)))
         got = outcome(lambda: read_positions(path))
+        fast = _plain(path.read_bytes())  # the column reader's own answer, when it has one
+        if fast is not None:
+            assert isinstance(expected, PositionColumns)
+            assert same_columns(fast, expected)
         if not isinstance(expected, PositionColumns):
             assert not isinstance(got, PositionColumns)
             assert str(got) == str(expected)
