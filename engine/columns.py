@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from engine import kernels
 
-__all__ = ["Columns", "Specs", "distinct"]
+__all__ = ["Columns", "Specs", "distinct", "grown"]
 
 Specs = dict[str, tuple[Any, Any, int]]
 """Column name -> (dtype, fill value of a new row, width: 0 for 1-D, else the row's width)."""
@@ -56,11 +56,9 @@ class Columns:
         return cls._make(self.arrays[f][: self.n] for f in cls._fields)
 
     def reserve(self, capacity: int) -> None:
-        """Room for ``capacity`` rows in all (no change when there is as much already)."""
+        """Room for ``capacity`` rows in all, exactly (no change when there is as much)."""
         if capacity > self.capacity:
-            n = self.n
-            self.extend(capacity - n)
-            self.n = n
+            self._grow(capacity)
 
     def append(self) -> int:
         """A new row (its columns at their fill values); returns its number."""
@@ -68,19 +66,32 @@ class Columns:
 
     def extend(self, k: int) -> int:
         """``k`` new rows (their columns at their fill values); returns the first one's number.
-        A bulk that outgrows the table gets exactly the room it needs (no doubling slack)."""
-        if self.n + k > self.capacity:
-            new_cap = max(2 * self.capacity, self.n + k) if k == 1 else self.n + k
-            for name, (dtype, fill, width) in self._specs.items():
-                old = self.arrays[name]
-                arr = np.full((new_cap, width) if width else new_cap, fill, dtype=dtype)
-                arr[: self.n] = old[: self.n]
-                self.arrays[name] = arr
-            self.capacity = new_cap
-            self._groups.clear()
-        row = self.n
+        A table that outgrows its room gets :func:`grown`'s."""
+        n = self.n
+        if n + k > self.capacity:
+            self._grow(grown(self.capacity, n + k))
         self.n += k
-        return row
+        return n
+
+    def _grow(self, capacity: int) -> None:
+        """Every column moved into ``capacity`` rows, each byte of them written once."""
+        n = self.n
+        for name, (dtype, fill, width) in self._specs.items():
+            arr = np.empty((capacity, width) if width else capacity, dtype=dtype)
+            arr[:n] = self.arrays[name][:n]
+            arr[n:] = fill
+            self.arrays[name] = arr
+        self.capacity = capacity
+        self._groups.clear()
+
+
+def grown(capacity: int, needed: int) -> int:
+    """The room a table of ``capacity`` rows gets when it needs ``needed``: half as much again
+    as it had, or an eighth more than it needs, whichever is more. A row at a time, the table
+    grows by half (amortised, each row is copied about twice); a bulk (a start's positions or
+    checkpoint) gets an eighth of room for what follows it, so that the first fills after a
+    start with a million lots do not copy the whole table at once into twice its memory."""
+    return max(capacity + capacity // 2, needed + needed // 8)
 
 
 def distinct(codes: I64) -> tuple[I64, I64]:
