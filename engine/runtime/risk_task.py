@@ -66,7 +66,7 @@ from engine.runtime.shard_gate import ShardGate
 from engine.runtime.worker import WorkerProcess
 from engine.state import BookRisk, Portfolio
 
-__all__ = ["RiskTask", "VectorsOut", "check_hedges", "load_history", "shard_vectors"]
+__all__ = ["RiskTask", "VectorsOut", "check_hedges", "load_history", "read_history", "shard_vectors"]
 
 logger = logging.getLogger(__name__)
 
@@ -311,8 +311,7 @@ class RiskTask:
             stat = path.stat()
             seen = (stat.st_mtime_ns, stat.st_size)
             if seen != self._history_seen:
-                window = MoveHistory(self.config.window_days)
-                window.load_csv(path.read_text(encoding="utf-8"), str(path))
+                window = read_history(path, self.config.window_days)
                 self._history_seen, self._common = seen, window
                 if self.config.record_history and self.vectors is not None:
                     self.history = window
@@ -465,13 +464,24 @@ def load_history(config: RiskConfig, config_path: Path) -> MoveHistory:
     Raises:
         ConfigError: the file cannot be read or has a bad header or row.
     """
-    history = MoveHistory(config.window_days)
     path = config_relative(config.history, config_path)
-    if path is not None:
-        try:
-            history.load_csv(path.read_text(encoding="utf-8"), str(path))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(path), f"cannot read: {exc} - at `$.risk.history`") from exc
-        except ValueError as exc:
-            raise ConfigError(str(path), str(exc)) from exc
+    if path is None:
+        return MoveHistory(config.window_days)
+    try:
+        return read_history(path, config.window_days)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read: {exc} - at `$.risk.history`") from exc
+    except ValueError as exc:
+        raise ConfigError(str(path), str(exc)) from exc
+
+
+def read_history(path: Path, window_days: int) -> MoveHistory:
+    """The window of ``window_days`` moves of the history file at ``path``.
+
+    Raises:
+        OSError, UnicodeDecodeError: the file cannot be read.
+        ValueError: a bad header or row (named by its line).
+    """
+    history = MoveHistory(window_days)
+    history.load_csv(path.read_text(encoding="utf-8"), str(path))
     return history
