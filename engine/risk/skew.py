@@ -26,11 +26,11 @@ import numpy.typing as npt
 
 from engine import kernels
 from engine.arguments import broadcast
+from engine.greeks import inverse
 
 # scipy.optimize is imported in the functions that fit, not here: the daemon's own process
 # imports this module but runs its fits in the worker process (engine.runtime.worker), so it
 # never pays that import at start-up (about 0.15 s and 30 MB resident).
-from engine.greeks import inverse
 
 __all__ = [
     "DELTA",
