@@ -26,7 +26,7 @@ from engine.outputs import (
 from engine.risk import attribution as att
 from engine.risk import var
 from engine.risk.history import MoveHistory
-from engine.risk.scenarios import InstrumentValues
+from engine.risk.scenarios import NO_PRICES, InstrumentValues, any_valued
 from engine.state import AGG_FIELDS, BookRisk
 
 if TYPE_CHECKING:
@@ -134,6 +134,8 @@ def attribute(
         return {}, dict.fromkeys(VAR_METHODS, "no positions"), n_days
     if n_days < 2:
         return {}, dict.fromkeys(VAR_METHODS, f"{n_days} days of moves, need 2"), n_days
+    if not any_valued(br.positions):
+        return {}, dict.fromkeys(VAR_METHODS, NO_PRICES), n_days
     u = len(br.underlyings)
     cov = history.covariance(br.underlyings)
     delta_usd = br.figures[:, _DELTA_USD]

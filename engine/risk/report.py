@@ -47,7 +47,7 @@ from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
 from engine.risk.parity import ForwardsConfig
 from engine.risk.positioning import PositioningConfig
-from engine.risk.scenarios import stacked
+from engine.risk.scenarios import NO_PRICES, any_valued, stacked
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grids
 from engine.risk.usbook import UsMarginConfig
@@ -273,9 +273,10 @@ def var_payload(
 ) -> VarPayload:
     """The ``var`` payload of one book: VaR and ES (USD losses over ``horizon_days``) by every
     method; a method that cannot run (fewer than 2 days of moves of every underlying the book
-    holds) gives nulls and says why in ``status``. With ``scenario_underlyings``, on the common
-    scenario set (:mod:`engine.risk.vectors`). ``scenarios``: its historical and Monte Carlo
-    figures when already computed (:func:`scenario_vars`)."""
+    holds, or none of its positions priced yet) gives nulls and says why in ``status``. With
+    ``scenario_underlyings``, on the common scenario set (:mod:`engine.risk.vectors`).
+    ``scenarios``: its historical and Monte Carlo figures when already computed
+    (:func:`scenario_vars`)."""
     if cfg.scenario_underlyings:
         common = common_vectors([br], history, cfg.var_settings())
         return var_payloads(common, cfg.var_settings(), now_ns, firm=False)[0][1]
@@ -287,6 +288,8 @@ def var_payload(
         status = dict.fromkeys(VAR_METHODS, "no positions")
     elif n_days < 2:
         status = dict.fromkeys(VAR_METHODS, f"{n_days} days of moves, need 2")
+    elif not any_valued(br.positions):
+        status = dict.fromkeys(VAR_METHODS, NO_PRICES)
     else:
         u = len(br.underlyings)
         cov = history.covariance(br.underlyings)

@@ -22,10 +22,12 @@ from engine.positions import ScenarioBook
 from engine.units import DAYS_PER_YEAR
 
 __all__ = [
+    "NO_PRICES",
     "BookScenarioPnL",
     "Revaluation",
     "ScenarioBook",
     "ScenarioPnL",
+    "any_valued",
     "book_scenario_pnl",
     "distinct_instruments",
     "scenario_pnl",
@@ -34,6 +36,19 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+NO_PRICES: Final = "no prices yet: none of its positions can be valued"
+"""The status of a book none of whose positions has a price (and, an option, a vol) yet, as
+at a start before the first quotes: every method would give it a VaR of 0."""
+
+
+def any_valued(book: ScenarioBook) -> bool:
+    """Whether any position of ``book`` can be valued now: its price is finite and > 0 and,
+    an option's, its vol too (the others are left out of every revaluation)."""
+    priced = np.isfinite(book.X) & (book.X > 0.0)
+    vol = np.isfinite(book.sigma) & (book.sigma > 0.0)
+    return bool(np.any(priced & ((book.kind != kernels.KIND_OPTION) | vol)))
 
 
 def _check_book(book: ScenarioBook) -> None:

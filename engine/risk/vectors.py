@@ -35,7 +35,7 @@ import numpy.typing as npt
 from engine.outputs import RISK_UNITS, VAR_METHODS, VarMethod, VarPayload
 from engine.risk import var
 from engine.risk.history import MoveHistory
-from engine.risk.scenarios import book_scenario_pnl
+from engine.risk.scenarios import NO_PRICES, any_valued, book_scenario_pnl
 from engine.state import AGG_FIELDS, BookRisk
 
 __all__ = [
@@ -183,7 +183,7 @@ def book_vectors(br: BookRisk, sset: ScenarioSet, horizon_days: float) -> BookVe
     exposures laid out over the set's underlyings."""
     u = len(sset.underlyings)
     delta, gamma = np.zeros(u), np.zeros(u)
-    status = _status(br.underlyings, sset)
+    status = _status(br, sset)
     hist = mc = np.zeros(0)
     if status == OK:
         cols = np.array([sset.underlyings.index(x) for x in br.underlyings], dtype=np.int64)
@@ -206,24 +206,29 @@ def book_vectors(br: BookRisk, sset: ScenarioSet, horizon_days: float) -> BookVe
     )
 
 
-def _status(underlyings: Sequence[str], sset: ScenarioSet) -> str:
-    if not underlyings:
+def _status(br: BookRisk, sset: ScenarioSet) -> str:
+    if not br.underlyings:
         return NO_POSITIONS
     if sset.status != OK:
         return sset.status
-    missing = [x for x in underlyings if x not in sset.underlyings]
+    missing = [x for x in br.underlyings if x not in sset.underlyings]
     if missing:
         return f"{', '.join(missing)} not in [risk] scenario_underlyings"
+    if not any_valued(br.positions):
+        return NO_PRICES
     return OK
 
 
 def combine(book: str, parts: Sequence[BookVectors]) -> BookVectors:
     """The parts of one book (or several books: the firm) together: P&L vectors and exposures
     summed, positions counted, underlyings united; the oldest valuation time; ``"ok"`` when
-    every part with positions is, else the first other status."""
-    held = [p for p in parts if p.status != NO_POSITIONS]
+    every part with positions that can be valued is, else the first other status (a part
+    with no prices yet adds nothing, as its positions add nothing to a revaluation: the
+    whole is :data:`NO_PRICES` only when every part with positions is)."""
+    held = [p for p in parts if p.status not in (NO_POSITIONS, NO_PRICES)]
     bad = [p.status for p in held if p.status != OK]
-    status = bad[0] if bad else (OK if held else NO_POSITIONS)
+    unpriced = any(p.status == NO_PRICES for p in parts)
+    status = bad[0] if bad else (OK if held else NO_PRICES if unpriced else NO_POSITIONS)
     u = parts[0].delta_usd.size
 
     def total(name: str, size: int) -> FloatArray:

@@ -23,9 +23,11 @@ from engine.risk.breakdown import (
     attribution_payloads,
 )
 from engine.risk.report import RiskConfig, var_payload
+from engine.risk.scenarios import NO_PRICES
 from engine.risk.strategies import Strategy, StrategyBook, parse_strategy
+from tests.factories import fill
 from tests.unit.engine.test_report import _history, same_figures
-from tests.unit.engine.test_state import V, build_book
+from tests.unit.engine.test_state import V, build_book, portfolio
 
 
 def wire(p: AttributionPayload | CapitalPayload) -> dict[str, Any]:
@@ -144,6 +146,16 @@ def test_without_moves_each_method_says_why() -> None:
     got = wire(attribution_payload(p.book_risk("alpha"), MoveHistory(5), CFG, V)[0])
     assert {m["status"] for m in got["methods"]} == {"0 days of moves, need 2"}
     assert got["correlations"] == []
+
+
+def test_a_book_with_no_prices_yet_says_so() -> None:
+    """Before any market data, each method's attribution says the book has no prices yet
+    (its components would all be 0, as its VaR was)."""
+    p = portfolio()
+    assert p.apply_fill(fill("BTC-27DEC24-60000-C", 10.0, 0.12, book="early"))
+    p.cycle(V)
+    got = wire(attribution_payload(p.book_risk("early"), _history(["BTC"], 30), CFG, V)[0])
+    assert {m["status"] for m in got["methods"]} == {NO_PRICES}
 
 
 def test_the_books_and_the_firms_breakdown_by_strategy() -> None:

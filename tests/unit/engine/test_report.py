@@ -39,11 +39,20 @@ from engine.risk.report import (
     stress_payload,
     var_payload,
 )
-from engine.risk.scenarios import scenario_pnl
+from engine.risk.scenarios import NO_PRICES, scenario_pnl
 from engine.risk.strategies import parse_strategy, payoff_diagram
 from engine.state import AGG_FIELDS, Portfolio
 from tests.factories import fill, quote, tick
-from tests.unit.engine.test_state import DEC27, DEC27_LABEL, FRESH, SPX, V, build_book, years
+from tests.unit.engine.test_state import (
+    DEC27,
+    DEC27_LABEL,
+    FRESH,
+    SPX,
+    V,
+    build_book,
+    portfolio,
+    years,
+)
 
 D0 = dt.date(2024, 6, 1)
 
@@ -267,6 +276,34 @@ def test_var_payload_without_moves_says_why() -> None:
     assert got["var"] is None
     assert got["var_historical"] is None
     assert got["status"]["historical"] == "0 days of moves, need 2"
+
+
+def test_var_payload_of_a_book_with_no_prices_yet_says_so() -> None:
+    """A book held before any market data came (a start before the first quotes): its
+    positions add nothing to any revaluation, and every method gave it a VaR of 0 marked ok.
+    Now every method's figures are null, and the status says why, on the book's own scenarios
+    and on a common set alike; once priced, the same book is valued."""
+    p = portfolio()
+    assert p.apply_fill(fill("BTC-27DEC24-60000-C", 10.0, 0.12, book="early"))
+    assert p.apply_fill(fill("BTC-PERPETUAL", -30_000.0, 60_500.0, book="early"))
+    p.cycle(V)
+    h = _history(["BTC"], 30)
+    for cfg in (
+        RiskConfig(mc_scenarios=200),
+        RiskConfig(mc_scenarios=200, scenario_underlyings=("BTC",)),
+    ):
+        got = encodes(var_payload(p.book_risk("early"), h, cfg, V))
+        assert got["positions"] == 2
+        assert got["status"] == dict.fromkeys(got["status"], NO_PRICES)
+        assert [got[f"var_{m}"] for m in got["status"]] == [None] * 4
+        assert (got["var"], got["es"]) == (None, None)
+    p.apply_tick(tick("btc_usd", 60_000.0, ts_ns=FRESH))
+    p.apply_tick(tick("BTC-PERPETUAL", 60_100.0, ts_ns=FRESH))
+    p.apply_quote(quote("BTC-27DEC24-60000-C", iv=0.55, underlying_price=63_000.0, ts_ns=FRESH))
+    p.cycle(V)
+    got = encodes(var_payload(p.book_risk("early"), h, RiskConfig(mc_scenarios=200), V))
+    assert got["status"] == dict.fromkeys(got["status"], "ok")
+    assert got["var_historical"] > 0.0
 
 
 def test_stress_payload_is_the_grid_and_its_worst_loss() -> None:

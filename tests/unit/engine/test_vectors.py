@@ -18,7 +18,7 @@ from numpy.testing import assert_allclose
 
 from engine.risk import var
 from engine.risk.report import RiskConfig, var_payload
-from engine.risk.scenarios import ScenarioBook, book_scenario_pnl
+from engine.risk.scenarios import NO_PRICES, ScenarioBook, book_scenario_pnl
 from engine.risk.vectors import (
     FIRM,
     BookVectors,
@@ -259,3 +259,18 @@ def test_var_payload_of_a_combined_book_keeps_its_status() -> None:
     p = var_payload_of(both, SetFacts("id", 0, None), cfg.var_settings(), V)
     assert p.var is None
     assert p.status["historical"] == bad.status
+
+
+def test_a_part_with_no_prices_yet_adds_nothing_to_the_whole() -> None:
+    """A book (or a shard's part of it) none of whose positions can be valued yet adds nothing
+    to its firm's or book's vectors: the whole is its priced parts' (not held up by the part
+    with no prices); it is NO_PRICES only when no part with positions can be valued."""
+    unpriced = BookVectors("b", 1, ["X"], 2, NO_PRICES, *(np.zeros(0),) * 2, *(np.zeros(2),) * 2)
+    ok = BookVectors("b", 2, ["Y"], 3, "ok", np.arange(5.0), np.arange(7.0),
+                     np.array([0.0, 4.0]), np.array([0.0, 5.0]))  # fmt: skip
+    both = combine("*", [unpriced, ok])
+    assert both.status == "ok"
+    assert both.positions == 5
+    assert_allclose(both.historical, ok.historical)
+    assert_allclose(both.monte_carlo, ok.monte_carlo)
+    assert combine("*", [unpriced, unpriced]).status == NO_PRICES
