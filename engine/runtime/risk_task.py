@@ -66,7 +66,14 @@ from engine.runtime.shard_gate import ShardGate
 from engine.runtime.worker import WorkerProcess
 from engine.state import BookRisk, Portfolio
 
-__all__ = ["RiskTask", "VectorsOut", "check_hedges", "load_history", "read_history", "shard_vectors"]
+__all__ = [
+    "RiskTask",
+    "VectorsOut",
+    "check_hedges",
+    "load_history",
+    "read_history",
+    "shard_vectors",
+]
 
 logger = logging.getLogger(__name__)
 
