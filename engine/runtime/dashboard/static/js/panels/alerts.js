@@ -22,12 +22,13 @@ function active(store) {
   const list = store.fields(key).sort(([, a], [, b]) => RANK[a.severity] - RANK[b.severity]);
   if (!list.length) return h('p', {class: 'ok-note'}, 'no alert active');
   return h('div', {class: 'scroll-x'}, h('table', {class: 'data alerts'},
-    h('thead', {}, h('tr', {}, ...['severity, since (UTC)', 'alert', 'scope', 'value, threshold'].map((n) => h('th', {scope: 'col'}, n)))),
+    h('thead', {}, h('tr', {}, ...['since (UTC)', 'alert', 'value, threshold'].map((n) => h('th', {scope: 'col'}, n)))),
     h('tbody', {}, list.map(([field, a]) => h('tr', {class: `sev-${a.severity}`},
       h('td', {}, fig(key, field, a, 'severity', (s) => s.toUpperCase(), {class: `badge ${a.severity}`}),
         h('div', {}, fig(key, field, a, 'ts_ns', clock, {class: 'small muted', title: time(a.ts_ns)}))),
-      h('th', {scope: 'row'}, fig(key, field, a, 'alert', text), h('div', {class: 'muted small'}, fig(key, field, a, 'metric', text))),
-      h('td', {}, scope(a)),
+      // the scope under the alert's name: three columns fit the panel's third of a wide screen
+      h('th', {scope: 'row'}, fig(key, field, a, 'alert', text),
+        h('div', {class: 'muted small'}, fig(key, field, a, 'metric', text), ' \u00b7 ', scope(a))),
       h('td', {class: 'num'}, fig(key, field, a, 'value', num), ' ', h('span', {class: 'unit'}, a.unit),
         h('div', {class: 'small'}, fig(key, field, a, 'direction', text, {class: 'muted'}), ' ', fig(key, field, a, 'threshold', num))))))));
 }
