@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.browser.conftest import CHROMIUM, free_port, riskd
 from tests.dashboard_book import write_book
@@ -55,12 +55,28 @@ def main(argv: list[str] | None = None) -> int:
             page.evaluate("() => document.fonts.ready")
             args.out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=args.out / "dashboard.png")
+            whole_page(page, args.width)
             page.screenshot(path=args.out / "dashboard-full.png", full_page=True)
             scroll = page.evaluate("() => document.documentElement.scrollWidth")
             browser.close()
     print(f"wrote {args.out / 'dashboard.png'}, {args.out / 'dashboard-full.png'}")  # noqa: T201
     print(f"page width {scroll} px at a {args.width} px viewport")  # noqa: T201
     return 0
+
+
+def whole_page(page: Page, width: int) -> None:
+    """The viewport made as tall as the page, until the page stops growing, each time after a
+    redraw: the dashboard skips drawing a panel off screen (``content-visibility: auto``), and
+    a full-page picture taken at a screen's height showed the panels below it as empty boxes."""
+    height = 0
+    for _ in range(5):
+        tall = int(page.evaluate("() => document.documentElement.scrollHeight"))
+        if tall == height:
+            return
+        height = tall
+        frames = page.evaluate("() => Number(document.body.dataset.frames ?? 0)")
+        page.set_viewport_size({"width": width, "height": tall})
+        page.wait_for_function(f"() => Number(document.body.dataset.frames ?? 0) > {frames}")
 
 
 def us_demo(out: Path, width: int) -> int:
@@ -92,6 +108,7 @@ def us_demo(out: Path, width: int) -> int:
                 expect(page.locator(f"#panel-{panel} .fig").first).to_be_visible()
             page.evaluate("() => document.fonts.ready")
             out.mkdir(parents=True, exist_ok=True)
+            whole_page(page, width)
             page.screenshot(path=out / "dashboard-us.png", full_page=True)
             browser.close()
     print(f"wrote {out / 'dashboard-us.png'}")  # noqa: T201
