@@ -26,7 +26,8 @@ from engine.outputs import (
 from engine.risk import attribution as att
 from engine.risk import var
 from engine.risk.history import MoveHistory
-from engine.risk.scenarios import NO_PRICES, InstrumentValues, any_valued
+from engine.risk.scenarios import InstrumentValues
+from engine.risk.vectors import not_valued
 from engine.state import AGG_FIELDS, BookRisk
 
 if TYPE_CHECKING:
@@ -130,12 +131,9 @@ def attribute(
     c, ce, h = cfg.confidence, cfg.es_confidence, cfg.horizon_days
     ret, dvol = history.moves(br.underlyings)
     n_days = ret.shape[0]
-    if not br.underlyings:
-        return {}, dict.fromkeys(VAR_METHODS, "no positions"), n_days
-    if n_days < 2:
-        return {}, dict.fromkeys(VAR_METHODS, f"{n_days} days of moves, need 2"), n_days
-    if not any_valued(br.positions):
-        return {}, dict.fromkeys(VAR_METHODS, NO_PRICES), n_days
+    why = not_valued(br, n_days)
+    if why is not None:
+        return {}, dict.fromkeys(VAR_METHODS, why), n_days
     u = len(br.underlyings)
     cov = history.covariance(br.underlyings)
     delta_usd = br.figures[:, _DELTA_USD]

@@ -47,7 +47,7 @@ from engine.risk.history import MoveHistory
 from engine.risk.liquidity import LiquidityConfig
 from engine.risk.parity import ForwardsConfig
 from engine.risk.positioning import PositioningConfig
-from engine.risk.scenarios import NO_PRICES, any_valued, stacked
+from engine.risk.scenarios import stacked
 from engine.risk.strategies import StrategyHolding, payoff_diagram, strategy_greeks
 from engine.risk.stress import DEFAULT_SPOT_SHOCKS, DEFAULT_VOL_SHOCKS, stress_grids
 from engine.risk.usbook import UsMarginConfig
@@ -56,6 +56,7 @@ from engine.risk.vectors import (
     VarSettings,
     common_vectors,
     figures_payload,
+    not_valued,
     var_payloads,
 )
 from engine.shards import Underlying
@@ -284,12 +285,9 @@ def var_payload(
     status: dict[str, str] = {}
     figures: dict[str, var.VaR] = {}
     n_days = history.moves(br.underlyings)[0].shape[0]
-    if not br.underlyings:
-        status = dict.fromkeys(VAR_METHODS, "no positions")
-    elif n_days < 2:
-        status = dict.fromkeys(VAR_METHODS, f"{n_days} days of moves, need 2")
-    elif not any_valued(br.positions):
-        status = dict.fromkeys(VAR_METHODS, NO_PRICES)
+    why = not_valued(br, n_days)
+    if why is not None:
+        status = dict.fromkeys(VAR_METHODS, why)
     else:
         u = len(br.underlyings)
         cov = history.covariance(br.underlyings)

@@ -56,6 +56,7 @@ __all__ = [
     "decode_vectors",
     "encode_vectors",
     "firm_vectors",
+    "not_valued",
     "scenario_set",
     "shards_disagree",
     "var_payload_of",
@@ -204,6 +205,19 @@ def book_vectors(br: BookRisk, sset: ScenarioSet, horizon_days: float) -> BookVe
         delta_usd=delta,
         gamma_usd=gamma,
     )
+
+
+def not_valued(br: BookRisk, n_days: int) -> str | None:
+    """Why no VaR method can value ``br`` on a window of ``n_days`` moves of its underlyings:
+    it holds nothing, the window is too short, or none of its positions is priced yet; None
+    when they can."""
+    if not br.underlyings:
+        return NO_POSITIONS
+    if n_days < 2:
+        return f"{n_days} days of moves, need 2"
+    if not any_valued(br.positions):
+        return NO_PRICES
+    return None
 
 
 def _status(br: BookRisk, sset: ScenarioSet) -> str:
