@@ -168,8 +168,9 @@ def tier_of(cols: Columns) -> npt.NDArray[np.int64]:
     ps, pk = np.where(is_call, K, S), np.where(is_call, S, K)
     pr, pq = np.where(is_call, q, r), np.where(is_call, r, q)
     euro = greeks.bsm(*cols).price
-    return np.array([ak._pick_tier(ak.FAST, *x) if x[3] > 0.0 else ak.N_TIERS
-                     for x in zip(ps, pk, T, pr, pq, v, S, euro, strict=True)])  # fmt: skip
+    tb = [ak._boundary_years(t, ak.FAST.log_ratio) for t in T]
+    return np.array([ak._pick_tier(ak.FAST, *x) if x[4] > 0.0 else ak.N_TIERS
+                     for x in zip(ps, pk, T, tb, pr, pq, v, S, euro, strict=True)])  # fmt: skip
 
 
 def tier_shares(*books: Columns) -> list[F64]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import math
 import statistics
 import sys
 import time
@@ -96,13 +97,23 @@ def portfolio(names: list[str], vols: list[float], from_marks: bool) -> Portfoli
     return p
 
 
-def full_reprice_ms(p: Portfolio, repeats: int) -> float:
-    """Median ms of ``Portfolio.cycle(now, full=True)`` on :data:`THREADS` threads, GC off."""
+def full_reprice_ms(p: Portfolio, repeats: int, cold: bool) -> float:
+    """Median ms of ``Portfolio.cycle(now, full=True)`` on :data:`THREADS` threads, GC off,
+    each after a tick: SPY and SPX moved by 0.1 % (up, then down) and the clock by a second.
+    ``cold``: the American boundaries' memo emptied first (every boundary solved, as at a
+    start or after a change of vol), else read back (the live path)."""
     now = p.valuation_ns
     samples = []
+    memo = p._market.memos.arrays["memo"]
     gc.disable()
     try:
-        for _ in range(repeats):
+        for k in range(repeats):
+            now += 1_000_000_000
+            move = 1.001 if k % 2 == 0 else 1.0
+            for name, spot in (("SPY", SPY), ("SPX", SPX)):
+                p.apply_tick(Tick(instrument=name, price=spot * move, ts_event=now, ts_recv=now))
+            if cold:
+                memo[:] = math.nan
             t0 = time.perf_counter()
             p.cycle(now, full=True)
             samples.append((time.perf_counter() - t0) * 1e3)
@@ -124,13 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     marks = portfolio(names, vols, from_marks=True)
     euro = portfolio(*chain(n, american_half=False), from_marks=False)
     rows = []
-    for label, p in (
-        ("half American SPY, half European SPX; vols quoted", mixed),
-        ("the same, the American vols implied from marks", marks),
-        ("all European (the American half as SPX weeklies)", euro),
-    ):
+    for label, p, cold in (
+        ("half American SPY, half European SPX; vols quoted", mixed, False),
+        ("the same, every boundary solved (memo emptied: a start, a change of vol)", mixed,
+         True),
+        ("the same, the American vols implied from marks", marks, False),
+        ("all European (the American half as SPX weeklies)", euro, False),
+    ):  # fmt: skip
         status = p.instrument_status()
-        ms = full_reprice_ms(p, repeats)
+        ms = full_reprice_ms(p, repeats, cold)
         rows.append((label, p.lot_count, status.stale_instruments, ms))
     share = meter.foreign_share()
     lines = [
@@ -142,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{numba.get_num_threads()}",
         "",
         "`Portfolio.cycle(now, full=True)` (every instrument priced with all its Greeks, every "
-        f"sum rebuilt), median of {repeats}, ms:",
+        f"sum rebuilt) after a tick (SPY and SPX moved 0.1 %, the clock 1 s), median of "
+        f"{repeats}, ms. American boundaries are read back from the last reprice while an "
+        "option's vol and rates hold and its time left stays within 5 % "
+        "(engine.american_kernels' memo); the second row empties the memo first:",
         "",
         "| book | options | unpriced (no vol: a mark at intrinsic value) | full reprice, ms |",
         "|---|---|---|---|",
@@ -153,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"fast scheme was tiered, {BEFORE_TIERS_MS:.0f} ms on 20,000 options, "
         f"{BEFORE_TIERS_MS / rows[0][3]:.1f}x this run's time).",
     ]
+    lines.append(
+        f"With every boundary solved (the second row): "
+        f"**{'PASS' if rows[1][3] <= TARGET_MS else 'FAIL'}** ({rows[1][3]:.1f} ms)."
+    )
     report = "\n".join(lines) + "\n"
     sys.stdout.write(report)
     if args.out:

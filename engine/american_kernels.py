@@ -39,6 +39,14 @@ integral's, the boundary held: it does not depend on S); theta is from the prici
 central finite differences of the same scheme's price (and analytic delta), which is a smooth
 function of its parameters (fixed nodes and iteration counts).
 
+The boundary is solved over T_b, the first power of 1.05 at or above T, and read over [0, T]
+(ξ = √(τ/T_b)); it does not depend on S, and, solved for a strike of 1, it scales with the
+strike (H is dimensionless). So the price is a function of (S, K, T, r, q, σ) alone, whatever
+was solved before, and a row's five boundaries (the price's and its Greeks' bumps) can be
+kept in a memo row (:func:`memo_width`) and read back while T stays in (T_b/1.05, T_b] and
+r, q and σ do not change: a move of the spot, or of the clock within 5 % of the time left,
+then costs the premium integrals alone, the same figures to the bit.
+
 Kernels follow engine.kernels: explicit signatures, ``out`` rows in the order of
 :data:`engine.kernels.GREEK_FIELDS`, a per-row ``status`` (engine.status), never raise.
 """
@@ -79,6 +87,7 @@ __all__ = [
     "american_parallel_kernel",
     "american_price_kernel",
     "binomial_price_kernel",
+    "memo_width",
     "one_tier",
 ]
 
@@ -132,13 +141,15 @@ class Scheme(NamedTuple):
     ``ω = 2 (r - q)/σ² <= w_max[i]`` takes the first such tier ``i`` (the last tier's bounds
     are infinite); a row whose early-exercise premium is provably below ``euro_tol`` times
     its spot and 1e-7 times its European price is priced European (:func:`_premium_bound`;
-    0: never).
+    0: never). ``log_ratio`` > 0: the boundary is solved over T_b, the first power of
+    e^log_ratio at or above T (:func:`_boundary_years`); 0: over T itself.
     """
 
     tiers: tuple[Tier, Tier, Tier, Tier]
     rt_max: F64
     w_max: F64
     euro_tol: float
+    log_ratio: float
 
 
 class Solver(NamedTuple):
@@ -178,7 +189,7 @@ _TIER = types.NamedTuple(  # type: ignore[no-untyped-call]
     Tier,
 )
 _TIERS = types.UniTuple(_TIER, N_TIERS)  # type: ignore[no-untyped-call]  # as above
-_SCHEME = types.NamedTuple([_TIERS, _A1, _A1, float64], Scheme)  # type: ignore[no-untyped-call]
+_SCHEME = types.NamedTuple([_TIERS, _A1, _A1, float64, float64], Scheme)  # type: ignore[no-untyped-call]
 
 
 def _legendre_theta(points: int) -> tuple[F64, F64, F64]:
@@ -239,9 +250,12 @@ def make_tier(
     )  # fmt: skip
 
 
-def tiered(tiers: Sequence[tuple[Tier, float, float]], euro_tol: float = 0.0) -> Scheme:
+def tiered(
+    tiers: Sequence[tuple[Tier, float, float]], euro_tol: float = 0.0, boundary_ratio: float = 1.0
+) -> Scheme:
     """A scheme of (tier, rt_max, w_max) in the order they are tried (:class:`Scheme`), the
-    last repeated up to :data:`N_TIERS` with infinite bounds."""
+    last repeated up to :data:`N_TIERS` with infinite bounds; boundaries solved over T_b, the
+    first power of ``boundary_ratio`` at or above T (1: over T)."""
     if not 1 <= len(tiers) <= N_TIERS:
         raise ValueError(f"1 to {N_TIERS} tiers, got {len(tiers)}")
     padded = [*tiers] + [tiers[-1]] * (N_TIERS - len(tiers))
@@ -249,7 +263,7 @@ def tiered(tiers: Sequence[tuple[Tier, float, float]], euro_tol: float = 0.0) ->
     w_max = np.array([x[2] for x in padded], dtype=np.float64)
     rt_max[len(tiers) - 1 :] = np.inf
     w_max[len(tiers) - 1 :] = np.inf
-    return Scheme(tuple(x[0] for x in padded), rt_max, w_max, euro_tol)  # type: ignore[arg-type]  # N_TIERS of them
+    return Scheme(tuple(x[0] for x in padded), rt_max, w_max, euro_tol, math.log(boundary_ratio))  # type: ignore[arg-type]  # N_TIERS of them
 
 
 def one_tier(tier: Tier, euro_tol: float = 0.0) -> Scheme:
@@ -266,13 +280,16 @@ FAST = tiered(
          math.inf, math.inf),
     ],
     euro_tol=1e-9,
+    boundary_ratio=1.05,
 )  # fmt: skip
 """1e-5 relative or 1e-7 per unit of spot (docs/american.md, accuracy table), by tiers of
 (nodes, points, iterations, premium points) on the put that prices the row (a call's
 symmetric put): r T <= 0.002: (5, 5, 2, 12); r T <= 0.024 and ω = 2 (r - q)/σ² <= 8:
 (6, 6, 4, 16); ω <= 2: (8, 8, 5, 16); the rest, the low-vol, high-rate regime: (16, 12, up to
 16, stopped once no node moves by 1e-7, 64). A premium provably below 1e-9 of spot and 1e-7
-of the European price is left out (the European price). Each tier within 0.45 of its target
+of the European price is left out (the European price). Boundaries over T_b, the first power
+of 1.05 at or above T (a row's memo is read back while T stays in (T_b/1.05, T_b]). Each tier
+within 0.45 of its target
 on 13,000 rows of grid() and low_vol_grid() (bench/american.py) against ACCURATE and
 REFERENCE."""
 ACCURATE = one_tier(make_tier(32, 48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.05))
@@ -280,6 +297,18 @@ ACCURATE = one_tier(make_tier(32, 48, jn_steps=1, fp_steps=30, tanh_sinh_step=0.
 REFERENCE = one_tier(make_tier(64, 128, jn_steps=40, fp_steps=40, tanh_sinh_step=0.025))
 """The tests' and benchmark's reference: converged to about 1e-12 relative where the problem
 is well conditioned (docs/american.md)."""
+
+
+MEMO_SLOTS = 5
+"""Boundaries a row keeps in its memo: the price's, vol up, vol down, rate up, rate down."""
+_MEMO_KEY = 6  # the inputs a row's boundaries are solved for: T_b, r, q, σ, black, is_call
+_SLOT_HEAD = 4  # per slot: written (1.0), tier, iterations, X for a strike of 1
+
+
+def memo_width(scheme: Scheme) -> int:
+    """Floats in one row's memo under ``scheme`` (:func:`_american_row`)."""
+    nodes = max(int(t.xi.shape[0]) for t in scheme.tiers)
+    return _MEMO_KEY + MEMO_SLOTS * (_SLOT_HEAD + nodes)
 
 
 # ------------------------------------------------------------------------------ small pieces
@@ -570,11 +599,13 @@ def _put_premium(
     scheme: Tier,
     coef: F64,
     xmax: float,
+    scale: float,
 ) -> tuple[float, float, float, float, bool]:
     """Early-exercise premium of a put and its first three derivatives in S, the boundary
-    (``coef``, X = ``xmax``) held; and whether S is in the exercise region (S <= B(T))."""
+    (``coef``, X = ``xmax``, solved over T_b = T/``scale``²) held; and whether S is in the
+    exercise region (S <= B(T))."""
     log_sx = math.log(s / xmax)
-    exercise = log_sx + _sqrt_h(coef, 1.0) <= 0.0
+    exercise = log_sx + _sqrt_h(coef, 2.0 * scale - 1.0) <= 0.0
     prem = 0.0
     d_prem = 0.0
     g_prem = 0.0
@@ -585,7 +616,7 @@ def _put_premium(
         cs = scheme.pr_cos[j]
         tt = t * sn * sn
         sd = v * sqrt_t * sn
-        log_sb = log_sx + _sqrt_h(coef, 2.0 * cs - 1.0)  # ln(S / B(T - t))
+        log_sb = log_sx + _sqrt_h(coef, 2.0 * scale * cs - 1.0)  # ln(S / B(T - t))
         dp = (log_sb + (r - q) * tt) / sd + 0.5 * sd
         dm = dp - sd
         er = math.exp(-r * tt)
@@ -674,6 +705,85 @@ def _premium_bound(s: float, k: float, t: float, r: float, q: float, v: float) -
     return -k * math.expm1(-r * t) * _ncdf(g)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _boundary_years(t: float, log_ratio: float) -> float:
+    """T_b: the first power of e^``log_ratio`` at or above ``t`` years, the T a boundary is
+    solved over (module docstring); ``t`` itself when ``log_ratio`` is 0."""
+    if log_ratio == 0.0:
+        return t
+    n = math.ceil(math.log(t) / log_ratio)
+    tb = math.exp(n * log_ratio)
+    return tb if tb >= t else math.exp((n + 1) * log_ratio)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _slot_at(memo: F64, slot: int) -> int:
+    """Where ``slot`` starts in ``memo`` (:func:`memo_width`)."""
+    width: int = (memo.shape[0] - _MEMO_KEY) // MEMO_SLOTS
+    return _MEMO_KEY + slot * width
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _memo_key(memo: F64, tb: float, r: float, q: float, v: float, black: bool,
+              is_call: bool) -> None:  # fmt: skip
+    """Make ``memo`` (a row's, or empty) the memo of these inputs (``tb``: T_b): unchanged
+    when it is, else keyed by them with every slot unwritten."""
+    if memo.shape[0] == 0:
+        return
+    b, c = 1.0 if black else 0.0, 1.0 if is_call else 0.0
+    if (
+        memo[0] == tb
+        and memo[1] == r
+        and memo[2] == q
+        and memo[3] == v
+        and memo[4] == b
+        and (memo[5] == c)
+    ):
+        return
+    memo[0], memo[1], memo[2], memo[3], memo[4], memo[5] = tb, r, q, v, b, c
+    for slot in range(MEMO_SLOTS):
+        memo[_slot_at(memo, slot)] = 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_slot(memo: F64, slot: int) -> F64:
+    """``slot`` of ``memo`` (empty when ``memo`` is)."""
+    if memo.shape[0] == 0:
+        return memo
+    at = _slot_at(memo, slot)
+    return memo[at : at + (memo.shape[0] - _MEMO_KEY) // MEMO_SLOTS]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_has(slot: F64, tier: int, steps: int) -> bool:
+    """Whether a memo's ``slot`` (:func:`_memo_slot`) holds a boundary of ``tier`` solved in
+    ``steps`` iterations (< 0: any)."""
+    if slot.shape[0] == 0:
+        return False
+    return slot[0] == 1.0 and slot[1] == tier and (steps < 0 or slot[2] == steps)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_read(slot: F64, tier: int, steps: int, coef: F64) -> bool:
+    """``coef`` from a memo's ``slot`` when it holds that boundary (:func:`_memo_has`)."""
+    if not _memo_has(slot, tier, steps):
+        return False
+    for j in range(coef.shape[0]):
+        coef[j] = slot[_SLOT_HEAD + j]
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_write(slot: F64, tier: int, taken: int, x_unit: float, coef: F64) -> None:
+    """The boundary just solved into a memo's ``slot`` (none when it is empty)."""
+    if slot.shape[0] == 0:
+        return
+    slot[1], slot[2], slot[3] = tier, taken, x_unit
+    for j in range(coef.shape[0]):
+        slot[_SLOT_HEAD + j] = coef[j]
+    slot[0] = 1.0
+
+
 EUROPEAN_TIER = N_TIERS
 _EURO_REL = 1e-7
 """The tier code of a row priced European because its premium is provably negligible."""
@@ -685,6 +795,7 @@ def _pick_tier(
     s: float,
     k: float,
     t: float,
+    tb: float,
     r: float,
     q: float,
     v: float,
@@ -693,12 +804,13 @@ def _pick_tier(
 ) -> int:
     """The tier of a put with r > 0 (:class:`Scheme`), or EUROPEAN_TIER where its premium is
     provably below both ``euro_tol`` times the option's ``spot`` and 1e-7 of its European
-    price ``euro`` (1 % of either half of the fast target)."""
+    price ``euro`` (1 % of either half of the fast target). The tier is picked by the
+    boundary's T, ``tb`` (:func:`_boundary_years`): a function of the memo's key."""
     if scheme.euro_tol > 0.0:
         bound = _premium_bound(s, k, t, r, q, v)
         if bound <= scheme.euro_tol * spot and bound <= _EURO_REL * euro:
             return EUROPEAN_TIER
-    rt = r * t
+    rt = r * tb
     w = 2.0 * (r - q) / (v * v)
     for i in range(N_TIERS - 1):
         if rt <= scheme.rt_max[i] and w <= scheme.w_max[i]:
@@ -719,13 +831,17 @@ def _american_full(
     warm: bool,
     tier: int,
     steps: int,
+    slot: F64,
 ) -> tuple[float, float, float, float, bool, bool, int, int]:
     """Price, delta, gamma, speed (NaN on the tree), whether S is in the exercise region,
-    whether a boundary was solved, and the tier and iterations it took, on valid inputs;
-    ``warm``: see :func:`_put_boundary`. ``tier`` < 0: picked for these inputs, else that
-    tier (EUROPEAN_TIER: the European price); ``steps`` < 0: the tier's iterations, else
-    that many. The Greeks' bumped prices take the unbumped price's tier and iterations, so
-    that their differences are smooth."""
+    whether a boundary was solved (not read from ``memo``), and the tier and iterations it
+    took, on valid inputs; ``warm``: see :func:`_put_boundary`. ``tier`` < 0: picked for
+    these inputs, else that tier (EUROPEAN_TIER: the European price); ``steps`` < 0: the
+    tier's iterations, else that many. The Greeks' bumped prices take the unbumped price's
+    tier and iterations, so that their differences are smooth. ``slot``: a slot of a row's
+    memo whose key is these inputs' (:func:`_memo_key`, :func:`_memo_slot`), or empty; the
+    boundary is read from it when written there for this tier and iterations, else solved
+    and written."""
     scheme, coef, work = solver
     # The put that prices this option: itself, or the call's symmetric put.
     ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
@@ -743,22 +859,31 @@ def _american_full(
         b_p, b_d, b_g = _binomial(is_call, s, k, t, r, q, v, n_steps, False)
         return (a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False,
                 False, EUROPEAN_TIER, 0)  # fmt: skip
+    tb = _boundary_years(t, scheme.log_ratio)
     if tier < 0:
-        tier = _pick_tier(scheme, ps, pk, t, pr, pq, v, s, euro)
+        tier = _pick_tier(scheme, ps, pk, t, tb, pr, pq, v, s, euro)
     if tier >= N_TIERS:
         # the premium is below euro_tol S (_premium_bound), and S above the boundary
         intrinsic = max(s - k if is_call else k - s, 0.0)
         return max(euro, intrinsic), e_delta, e_gamma, e_speed, False, False, tier, 0
     rule = scheme.tiers[tier]
     c = coef[: rule.xi.shape[0]]
-    xmax, taken = _put_boundary(pk, t, pr, pq, v, rule, c, work, warm, steps)
-    prem, d_prem, g_prem, s_prem, exercise = _put_premium(ps, pk, t, pr, pq, v, rule, c, xmax)
+    solved = not _memo_read(slot, tier, steps, c)
+    if solved:  # for a strike of 1: H is dimensionless, X scales with the strike
+        x_unit, taken = _put_boundary(1.0, tb, pr, pq, v, rule, c, work, warm, steps)
+        _memo_write(slot, tier, taken, x_unit, c)
+    else:
+        x_unit, taken = slot[3], int(slot[2])
+    xmax = pk * x_unit
+    prem, d_prem, g_prem, s_prem, exercise = _put_premium(
+        ps, pk, t, pr, pq, v, rule, c, xmax, math.sqrt(t / tb)
+    )
     if is_call:
         # C(S, K) = S p(K/S) with p(a) = P(a, 1) (P homogeneous of degree 1 in spot and
         # strike); the put's derivatives are in its spot K.
         intrinsic = s - k
         if exercise and intrinsic >= euro:  # never below the European price
-            return intrinsic, 1.0, 0.0, 0.0, True, True, tier, taken
+            return intrinsic, 1.0, 0.0, 0.0, True, solved, tier, taken
         a = k / s
         delta = e_delta + (prem - k * d_prem) / s
         gamma = e_gamma + a * a * g_prem
@@ -766,11 +891,11 @@ def _american_full(
     else:
         intrinsic = k - s
         if exercise and intrinsic >= euro:
-            return intrinsic, -1.0, 0.0, 0.0, True, True, tier, taken
+            return intrinsic, -1.0, 0.0, 0.0, True, solved, tier, taken
         delta = e_delta + d_prem
         gamma = e_gamma + g_prem
         speed = e_speed + s_prem
-    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, speed, False, True, tier, taken
+    return max(euro + max(prem, 0.0), intrinsic), delta, gamma, speed, False, solved, tier, taken
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -785,7 +910,9 @@ def _american(
     solver: Solver,
 ) -> tuple[float, float, float, bool]:
     """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
-    p, d, g, _, exercise, _, _, _ = _american_full(is_call, s, k, t, r, q, v, solver, False, -1, -1)
+    p, d, g, _, exercise, _, _, _ = _american_full(
+        is_call, s, k, t, r, q, v, solver, False, -1, -1, solver.coef[:0]
+    )
     return p, d, g, exercise
 
 
@@ -798,6 +925,15 @@ def _row_status(s: float, k: float, t: float, r: float, q: float, v: float) -> i
     if status == OK and not (v * math.sqrt(t) > 1e-12 and v * v * t < 1e4):
         return BAD_VOL
     return status
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_bumps(memo: F64, tier: int, steps: int) -> bool:
+    """Whether ``memo`` holds all four bumped boundaries of a row of ``tier`` and ``steps``."""
+    for slot in range(1, MEMO_SLOTS):  # noqa: SIM110  # numba compiles no all() of a generator
+        if not _memo_has(_memo_slot(memo, slot), tier, steps):
+            return False
+    return True
 
 
 _VOL_BUMP = 1e-3  # relative: vega, vanna, volga
@@ -818,10 +954,13 @@ def _american_row(
     solver: Solver,
     out: F64,
     i: int,
+    memo: F64,
 ) -> int:
     """Price and the Greeks of GREEK_FIELDS of one row into ``out[:, i]``; returns the status.
 
-    ``black``: an option on a future (q = r; rho moves both, F held)."""
+    ``black``: an option on a future (q = r; rho moves both, F held). ``memo``: the row's
+    memo (:func:`memo_width`; empty: none), whose boundaries it reads where its key is these
+    inputs' and writes where not: the same figures either way (module docstring)."""
     st = _row_status(s, k, t, r, q, v)
     w = 1.0 if is_call else -1.0
     if st == EXPIRED:
@@ -834,8 +973,9 @@ def _american_row(
         for j in range(9):
             out[j, i] = math.nan
         return st
+    _memo_key(memo, _boundary_years(t, solver.scheme.log_ratio), r, q, v, black, is_call)
     price, delta, gamma, speed, exercise, solved, tier, steps = _american_full(
-        is_call, s, k, t, r, q, v, solver, False, -1, -1
+        is_call, s, k, t, r, q, v, solver, False, -1, -1, _memo_slot(memo, 0)
     )
     out[0, i] = price
     out[1, i] = delta
@@ -847,26 +987,34 @@ def _american_row(
     out[4, i] = r * price - (r - q) * s * delta - 0.5 * v * v * s * s * gamma
     # charm = dθ/dS of the PDE's theta, which needs dΓ/dS (speed)
     out[8, i] = q * delta - (r - q + v * v) * s * gamma - 0.5 * v * v * s * s * speed
+    if tier < N_TIERS and not solved and not _memo_bumps(memo, tier, steps):
+        # read from the memo, the bumps not: solved again, so that they start from it as
+        # they would without a memo
+        solved = _american_full(is_call, s, k, t, r, q, v, solver, False, tier, steps, memo[:0])[5]
     warm = solved  # the bumps start from this solve (_put_boundary)
     hv = _VOL_BUMP * v
     p_up, d_up, _, _, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v + hv, solver, warm, tier, steps
+        is_call, s, k, t, r, q, v + hv, solver, warm, tier, steps, _memo_slot(memo, 1)
     )
     p_dn, d_dn, _, _, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v - hv, solver, warm, tier, steps
+        is_call, s, k, t, r, q, v - hv, solver, warm, tier, steps, _memo_slot(memo, 2)
     )
     out[3, i] = (p_up - p_dn) / (2.0 * hv)
     out[6, i] = (d_up - d_dn) / (2.0 * hv)
     # the centre solved as the bumps are, so that their difference is smooth
     centre = price
     if warm and solver.scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0:
-        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, tier, steps)[0]
+        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, tier, steps, memo[:0])[0]
     out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
     q_up = q + hr if black else q
     q_dn = q - hr if black else q
-    p_up = _american_full(is_call, s, k, t, r + hr, q_up, v, solver, warm, tier, steps)[0]
-    p_dn = _american_full(is_call, s, k, t, r - hr, q_dn, v, solver, warm, tier, steps)[0]
+    p_up = _american_full(
+        is_call, s, k, t, r + hr, q_up, v, solver, warm, tier, steps, _memo_slot(memo, 3)
+    )[0]
+    p_dn = _american_full(
+        is_call, s, k, t, r - hr, q_dn, v, solver, warm, tier, steps, _memo_slot(memo, 4)
+    )[0]
     out[5, i] = (p_up - p_dn) / (2.0 * hr)
     if math.isnan(speed):  # the tree gives no speed: charm by bumping T
         ht = _TIME_BUMP * t
@@ -923,7 +1071,8 @@ def _borrowed(scheme: Scheme) -> Scheme:
     argument is, for the whole call)."""
     t0, t1, t2, t3 = scheme.tiers
     tiers = (_borrowed_tier(t0), _borrowed_tier(t1), _borrowed_tier(t2), _borrowed_tier(t3))
-    return Scheme(tiers, _borrow(scheme.rt_max), _borrow(scheme.w_max), scheme.euro_tol)
+    return Scheme(tiers, _borrow(scheme.rt_max), _borrow(scheme.w_max), scheme.euro_tol,
+                  scheme.log_ratio)  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -971,16 +1120,17 @@ def _row_in_parts(
     t3: Tier,
     rt_max: F64,
     w_max: F64,
-    euro_tol: float,
+    limits: tuple[float, float],
     out: F64,
 ) -> int:
-    """:func:`_american_row` of row ``i`` on a scheme passed as its parts, with its own
-    scratch."""
-    scheme = _borrowed(Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol))
+    """:func:`_american_row` of row ``i`` on a scheme passed as its parts (``limits``: its
+    euro_tol and log_ratio), with its own scratch."""
+    euro_tol, log_ratio = limits
+    scheme = _borrowed(Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol, log_ratio))
     solver, owner = _scratch(scheme)
     st = _american_row(
         rows.is_call[i], rows.S[i], rows.K[i], rows.T[i], rows.r[i], rows.q[i], rows.sigma[i],
-        black, solver, out, i,
+        black, solver, out, i, solver.coef[:0],
     )  # fmt: skip
     _keep(owner)
     return st
@@ -1020,8 +1170,9 @@ def american_kernel(
     solver, owner = _scratch(scheme)
     for i in range(S.shape[0]):
         status[i] = _american_row(
-            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, solver, out, i
-        )
+            is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, solver, out, i,
+            solver.coef[:0],
+        )  # fmt: skip
     _keep(owner)
 
 
@@ -1035,12 +1186,12 @@ def _parallel_in_parts(
     t3: Tier,
     rt_max: F64,
     w_max: F64,
-    euro_tol: float,
+    limits: tuple[float, float],
     out: F64,
     status: I8,
 ) -> None:
     for i in prange(rows.S.shape[0]):
-        status[i] = _row_in_parts(rows, i, black, t0, t1, t2, t3, rt_max, w_max, euro_tol, out)
+        status[i] = _row_in_parts(rows, i, black, t0, t1, t2, t3, rt_max, w_max, limits, out)
 
 
 @njit(_GREEKS_SIG, cache=True, nogil=True, error_model="numpy")
@@ -1062,7 +1213,7 @@ def american_parallel_kernel(
     t0, t1, t2, t3 = scheme.tiers
     rows = _Rows(is_call, S, K, T, r, q, sigma)
     _parallel_in_parts(rows, black, t0, t1, t2, t3, scheme.rt_max, scheme.w_max,
-                       scheme.euro_tol, out, status)  # fmt: skip
+                       (scheme.euro_tol, scheme.log_ratio), out, status)  # fmt: skip
 
 
 _PRICE_SIG = void(
@@ -1202,8 +1353,9 @@ def _american_iv(
     width = math.inf
     stalls = 0
     warm = False  # QD+ of each iterate from the last one's (_put_boundary)
+    no_memo = solver.coef[:0]
     for _ in range(_IV_MAX_ITER):
-        res = _american_full(is_call, s, k, t, r, q, x, solver, warm, -1, -1)
+        res = _american_full(is_call, s, k, t, r, q, x, solver, warm, -1, -1, no_memo)
         warm = warm or res[5]
         fx = res[0] - price
         if abs(fx) <= _IV_FTOL * s:

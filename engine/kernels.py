@@ -286,6 +286,7 @@ class InstrumentColumns(NamedTuple):
     inverse: BoolArray  # coin-settled
     is_call: BoolArray
     american: I8  # EUROPEAN, AMERICAN_FAST or AMERICAN_ACCURATE (options; others EUROPEAN)
+    memo_row: I64  # an American option's row of Market.memo; -1: none
     strike: F64
     mult: F64  # contract multiplier
     has_expiry: BoolArray
@@ -320,7 +321,8 @@ class PricedColumns(NamedTuple):
 
 
 class Market(NamedTuple):
-    """The shared prices instruments are priced off, and the valuation's clock."""
+    """The shared prices instruments are priced off, the valuation's clock, and the American
+    options' exercise boundaries kept from one repricing to the next."""
 
     spot_px: F64  # per index
     spot_ts: I64
@@ -328,6 +330,7 @@ class Market(NamedTuple):
     fwd_ts: I64
     valuation_ns: int
     stale_after_ns: int  # an input older than this at the valuation time is stale
+    memo: F64_2D  # per American option (InstrumentColumns.memo_row): engine.american_kernels'
 
 
 class LotColumns(NamedTuple):
@@ -452,13 +455,15 @@ def _american_greeks(
     v: float,
     black: bool,
     out: npt.NDArray[np.float64],
+    memo: npt.NDArray[np.float64],
 ) -> int:
     """American price and Greeks (engine.american_kernels' row, raw units, GREEK_FIELDS) of
     one option into ``out[:, 0]`` under the scheme of its exercise code ``american``; on a
-    future (q = r) when ``black``. Returns the row's status."""
+    future (q = r) when ``black``; ``memo``: its row of the boundaries' memo (empty: none).
+    Returns the row's status."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
-    st = _ak._american_row(is_call, x, k, t, r, q, v, black, solver, out, 0)
+    st = _ak._american_row(is_call, x, k, t, r, q, v, black, solver, out, 0, memo)
     _ak._keep(owner)
     return st
 
@@ -507,16 +512,17 @@ def _unit_row(
     scratch: npt.NDArray[np.float64],
     unit: npt.NDArray[np.float64],
     i: int,
+    memo: npt.NDArray[np.float64],
 ) -> int:
     """Exposure per unit of position of a ``contract`` (kind, black, inverse, is_call,
     exercise code, strike, multiplier: instrument ``i``'s scalars, not its row of
     InstrumentColumns, which read inside the caller's loop would cost half again as much)
     into ``unit[i]``, valued at ``x`` with ``t`` years left, rates ``r``, ``q`` and vol ``v``
     (``scratch[:, 0]``: room for the option's Greeks); American (engine.american_kernels) when
-    its exercise code says so; returns its status. An option with ``dividends`` (the PV of
-    those paid before expiry and its rate sensitivity, InstrumentColumns' div_pv and div_rho;
-    (0, 0): none) is priced on x - PV, its Greeks with respect to x (engine.american's
-    escrowed model)."""
+    its exercise code says so, with its ``memo`` of boundaries; returns its status. An option
+    with ``dividends`` (the PV of those paid before expiry and its rate sensitivity,
+    InstrumentColumns' div_pv and div_rho; (0, 0): none) is priced on x - PV, its Greeks with
+    respect to x (engine.american's escrowed model)."""
     kind, black, inverse, is_call, american, k, m = contract
     for c in range(N_UNIT):
         unit[i, c] = 0.0
@@ -527,7 +533,7 @@ def _unit_row(
         xe = x - pv  # the escrowed spot (x itself when pv is 0)
         if american != EUROPEAN:
             st = _american_greeks(
-                american, is_call, xe, k, t, r, r if black else q, v, black, scratch
+                american, is_call, xe, k, t, r, r if black else q, v, black, scratch, memo
             )
         else:
             st = _gbs_row(is_call, xe, k, t, r, r if black else q, v, black, scratch, 0)
@@ -618,6 +624,8 @@ def _price_range(
     ask_ = inst.ask
     mark_ = inst.mark
     iv_ = inst.iv
+    memo_row_ = inst.memo_row
+    memo_ = market.memo
     spot_px_ = market.spot_px
     spot_ts_ = market.spot_ts
     fwd_px_ = market.fwd_px
@@ -695,7 +703,9 @@ def _price_range(
         uses_spot_out[i] = used_spot
         uses_fwd_out[i] = used_fwd
         contract = (k, black, inverse_[i], is_call_[i], american_[i], strike_[i], mult_[i])
-        st = _unit_row(contract, x, dividends, t, ri, qi, v, scratch, unit_out, i)
+        row = memo_row_[i]
+        memo = memo_[row] if row >= 0 else memo_[0, :0]
+        st = _unit_row(contract, x, dividends, t, ri, qi, v, scratch, unit_out, i, memo)
         status_out[i] = st
         stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns_
         bad_out[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from engine import american_kernels as _ak
 from engine import kernels
 from engine.arguments import PARALLEL_MIN_ROWS
 from engine.carries import Carries, UnderlyingParams
@@ -53,6 +54,7 @@ INSTRUMENT_SPECS: Specs = {
     "inverse": (np.bool_, False, 0),
     "is_call": (np.bool_, False, 0),
     "american": (np.int8, kernels.EUROPEAN, 0),
+    "memo_row": (np.int64, -1, 0),
     "strike": (np.float64, 1.0, 0),
     "mult": (np.float64, 1.0, 0),
     "expiry_ns": (np.int64, 0, 0),
@@ -167,6 +169,10 @@ class MarketData:
         self._american = _AMERICAN_CODE[american_accuracy]
         self.n_american = 0
         """American options among the rows (none: no repricing step looks for them)."""
+        scheme = _ak.ACCURATE if american_accuracy == "accurate" else _ak.FAST
+        self.memos = Columns({"memo": (np.float64, math.nan, _ak.memo_width(scheme))}, capacity=1)
+        """Each American option's exercise boundaries from its last repricing
+        (engine.american_kernels: read back while its vol, rates and time left allow)."""
         self.stale_after_ns = stale_after_ns
         self.valuation_ns = 0
         self.cols = Columns(INSTRUMENT_SPECS)
@@ -179,7 +185,7 @@ class MarketData:
         self.carries = Carries(self.cols, dict(underlyings or {}))
         """Each row's r, q and dividends' PV (:mod:`engine.carries`)."""
         # the kernels' Market group, by the state it was built from
-        self._market_cache: tuple[tuple[int, int, int, int], kernels.Market] | None = None
+        self._market_cache: tuple[tuple[int, ...], kernels.Market] | None = None
 
     def row(self, inst: Instrument) -> int:
         """The row of ``inst``, added when new.
@@ -200,6 +206,7 @@ class MarketData:
         a["is_call"][row] = bool(inst.is_call)
         if inst.kind == Kind.OPTION and inst.exercise == Exercise.AMERICAN:
             a["american"][row] = self._american
+            a["memo_row"][row] = self.memos.append()
             self.n_american += 1
         a["strike"][row] = inst.strike if inst.strike is not None else 1.0
         a["mult"][row] = inst.multiplier
@@ -406,18 +413,20 @@ class MarketData:
         same object until the valuation time, the staleness limit or the prices' columns
         change."""
         sc, fc = self.spots.cols, self.fwds.cols
-        key = (sc.capacity, fc.capacity, self.valuation_ns, self.stale_after_ns)
+        key = (sc.capacity, fc.capacity, self.memos.capacity, self.valuation_ns,
+               self.stale_after_ns)  # fmt: skip
         cached = self._market_cache
         if cached is None or cached[0] != key:
-            if cached is not None and cached[0][:2] == key[:2]:  # the same (checked) columns
+            if cached is not None and cached[0][:3] == key[:3]:  # the same (checked) columns
                 market = cached[1]._replace(
                     valuation_ns=self.valuation_ns, stale_after_ns=self.stale_after_ns
                 )
             else:
                 sa, fa = sc.arrays, fc.arrays
                 market = kernels.Market(
-                    sa["px"], sa["ts"], fa["px"], fa["ts"], self.valuation_ns, self.stale_after_ns
-                )
+                    sa["px"], sa["ts"], fa["px"], fa["ts"], self.valuation_ns,
+                    self.stale_after_ns, self.memos.arrays["memo"],
+                )  # fmt: skip
                 kernels.check_group(market)
             cached = self._market_cache = (key, market)
         return cached[1]
@@ -488,7 +497,10 @@ def _fill(m: MarketData, insts: list[Instrument], ints: list[int]) -> None:
     exercise = map(Exercise.AMERICAN.__eq__, [i.exercise for i in insts])
     american = (kind == kernels.KIND_OPTION) & np.fromiter(exercise, bool, n)
     a["american"][rows][american] = m._american
-    m.n_american += int(np.count_nonzero(american))
+    n_american = int(np.count_nonzero(american))
+    first_memo = m.memos.extend(n_american)
+    a["memo_row"][rows][american] = np.arange(first_memo, first_memo + n_american)
+    m.n_american += n_american
     a["strike"][rows] = _or([i.strike for i in insts], 1.0)
     a["mult"][rows] = np.fromiter([i.multiplier for i in insts], np.float64, n)
     expiry = [i.expiry_ns for i in insts]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scipy.special import ndtr
 
 from engine import american_kernels as ak
+from engine import kernels
 from engine.american import Dividends, american, american_black76, american_implied_vol
 from engine.greeks import bsm
 from engine.kernels import GREEK_FIELDS
@@ -470,9 +471,10 @@ def test_fast_tiers_each_meet_the_target() -> None:
         for pair in zip(_random_grid(1500, 41), _low_vol_grid(500, 42), strict=True)
     )
     euro = bsm(*cols).price
-    tier = np.array(
-        [ak._pick_tier(ak.FAST, *x) for x in zip(*_put_view(cols), cols[1], euro, strict=True)]
-    )
+    ps, pk, T, pr, pq, v = _put_view(cols)
+    tb = [ak._boundary_years(t, ak.FAST.log_ratio) for t in T]
+    rows = zip(ps, pk, T, tb, pr, pq, v, cols[1], euro, strict=True)
+    tier = np.array([ak._pick_tier(ak.FAST, *x) for x in rows])
     S = cols[1]
     ref = _prices(cols, ak.ACCURATE)
     err = np.abs(_prices(cols, ak.FAST) - ref)
@@ -539,8 +541,9 @@ def test_warm_solves_give_the_cold_prices() -> None:
 
     def solve(i: int, vol: float, warm: bool) -> tuple[float, bool]:
         res = ak._american_full(
-            bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, solver, warm, -1, -1
-        )
+            bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, solver, warm, -1, -1,
+            np.empty(0),
+        )  # fmt: skip
         return res[0], res[5]
 
     solved = 0
@@ -552,3 +555,72 @@ def test_warm_solves_give_the_cold_prices() -> None:
             assert abs(warm - cold) <= 1e-11 * cold + 1e-13 * S[i], (i, vol, warm, cold)
             solved += was_solved
     assert solved >= 400, solved
+
+
+# ------------------------------------------------- the memo of a row's boundaries (portfolio)
+
+
+def _row_greeks(row: tuple[Any, ...], memo: F64) -> F64:
+    """Price and Greeks of one row as the portfolio prices it (engine.kernels' American row,
+    fast scheme), with ``memo`` (empty: none)."""
+    is_call, s, k, t, r, q, v, black = row
+    out = np.zeros((len(GREEK_FIELDS), 1))
+    st = kernels._american_greeks(
+        kernels.AMERICAN_FAST, is_call, s, k, t, r, r if black else q, v, black, out, memo
+    )
+    assert st == Status.OK
+    return out[:, 0]
+
+
+def _same_cell(t: float, factor: float) -> float | None:
+    """``t * factor`` when its boundary's T (T_b) is ``t``'s, else None."""
+    log_ratio = ak.FAST.log_ratio
+    moved = t * factor
+    return (
+        moved if ak._boundary_years(moved, log_ratio) == ak._boundary_years(t, log_ratio) else None
+    )
+
+
+@pytest.mark.parametrize("black", [False, True])
+def test_a_rows_memo_gives_the_figures_of_a_fresh_solve(black: bool) -> None:
+    """Figures priced with a row's memo of boundaries equal, to the bit, those priced without
+    one, whatever the memo held: the same inputs, the spot moved, the clock moved within T_b's
+    cell (boundaries read back), and the vol or rate moved (boundaries solved again); a row
+    first in the exercise region (no bumps solved) and then out of it. The memo is read: a
+    boundary spoilt in it changes the price."""
+    is_call, S, K, T, r, q, v = _random_grid(200, 71)
+    read = 0
+    for i in range(S.shape[0]):
+        memo = np.full(ak.memo_width(ak.FAST), np.nan)
+        base = (bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], v[i], black)
+        later = _same_cell(T[i], 0.999)
+        moves = [base, (*base[:1], S[i] * 1.01, *base[2:])]
+        if later is not None:
+            moves.append((*base[:1], S[i] * 0.99, K[i], later, *base[4:]))
+        moves += [(*base[:6], v[i] * 1.1, black), (*base[:4], r[i] + 0.01, *base[5:])]
+        # deep in the money (exercise region where there is one), then out of the money
+        deep = S[i] * (0.3 if is_call[i] else 3.0)
+        moves += [(*base[:2], deep, *base[3:]), (*base[:2], S[i] * (1.5 if is_call[i] else 0.6),
+                                                 *base[3:])]  # fmt: skip
+        for row in moves:
+            with_memo = _row_greeks(row, memo)
+            np.testing.assert_array_equal(with_memo, _row_greeks(row, np.empty(0)), str(row))
+        if memo[_slot(0)] == 1.0:  # a boundary is held: spoil it, and the price moves
+            memo[_slot(0) + 4 : _slot(1)] += 0.5
+            read += _row_greeks(moves[-1], memo)[0] != _row_greeks(moves[-1], np.empty(0))[0]
+    assert read >= 50, read
+
+
+def _slot(slot: int) -> int:
+    return ak._MEMO_KEY + slot * ((ak.memo_width(ak.FAST) - ak._MEMO_KEY) // ak.MEMO_SLOTS)
+
+
+def test_the_fast_scheme_solves_over_a_grid_of_t() -> None:
+    """T_b is the first power of 1.05 at or above T: the boundary is the same for every T of
+    a cell (a function of the inputs alone), and the accurate schemes solve over T itself."""
+    for t in (1.0 / 365.0 / 24.0, 1.0 / 365.0, 0.1, 1.0, 1.05, 2.9):
+        tb = ak._boundary_years(t, ak.FAST.log_ratio)
+        assert t <= tb < 1.05 * t * (1.0 + 1e-12)
+        assert math.log(tb) / math.log(1.05) == pytest.approx(round(math.log(tb) / math.log(1.05)),
+                                                               abs=1e-9)  # fmt: skip
+        assert ak._boundary_years(t, ak.ACCURATE.log_ratio) == t

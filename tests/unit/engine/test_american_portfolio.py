@@ -284,3 +284,36 @@ def test_an_american_option_is_worth_at_least_its_european_twin(
     mv = METRICS.index("market_value")
     am, eu = priced.units[:, mv]
     assert am >= eu - 1e-9 * SPY * 100.0
+
+
+def test_boundaries_read_back_give_a_fresh_portfolios_figures() -> None:
+    """The portfolio keeps each American option's boundaries from one repricing to the next
+    (engine.american_kernels' memo): after ticks, hours passing (full reprices) and a change
+    of vol, its figures equal to the bit those of a new portfolio that sees only the last
+    inputs."""
+    p = _portfolio()
+    _quote_ivs(p)
+    p.cycle(V, full=True)
+    memo = p._market.memos.arrays["memo"]
+    assert np.isfinite(memo[: len(SPY_OPTIONS + ES_OPTIONS), 0]).all()  # every row keyed
+    rng = np.random.default_rng(11)
+    spy, es, ts = SPY, ES, V
+    vols = {name: iv for name, _, _, iv in SPY_OPTIONS + ES_OPTIONS}
+    for step in range(1, 13):
+        ts = V + step * 3_600 * S_NS
+        spy, es = spy * math.exp(rng.normal(0.0, 0.01)), es * math.exp(rng.normal(0.0, 0.01))
+        p.apply_tick(tick("SPY", spy, ts_ns=ts))
+        p.apply_tick(tick("ESZ4", es, ts_ns=ts))
+        if step % 4 == 0:
+            name = SPY_OPTIONS[step % len(SPY_OPTIONS)][0]
+            vols[name] *= 1.05
+            p.apply_quote(quote(name, mark=1.0, iv=vols[name], ts_ns=ts))
+        assert p.cycle(ts, full=step % 2 == 0)  # the clock moves on a full reprice
+    fresh = _portfolio()
+    fresh.apply_tick(tick("SPY", spy, ts_ns=ts))
+    fresh.apply_tick(tick("ESZ4", es, ts_ns=ts))
+    for name, iv in vols.items():
+        fresh.apply_quote(quote(name, mark=1.0, iv=iv, ts_ns=ts))
+    fresh.cycle(ts, full=True)
+    names = [n for n, *_ in SPY_OPTIONS + ES_OPTIONS]
+    np.testing.assert_array_equal(p.priced(names).units, fresh.priced(names).units)
