@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "`Portfolio.cycle(now, full=True)` (every instrument priced with all its Greeks, every "
         f"sum rebuilt) after a tick (SPY and SPX moved 0.1 %, the clock 1 s), median of "
         f"{repeats}, ms. American boundaries are read back from the last reprice while an "
-        "option's vol and rates hold and its time left stays within 5 % "
+        "option's vol and rates hold and its time left stays within 1 % "
         "(engine.american_kernels' memo); the second row empties the memo first:",
         "",
         "| book | options | unpriced (no vol: a mark at intrinsic value) | full reprice, ms |",

@@ -616,11 +616,12 @@ def _slot(slot: int) -> int:
 
 
 def test_the_fast_scheme_solves_over_a_grid_of_t() -> None:
-    """T_b is the first power of 1.05 at or above T: the boundary is the same for every T of
+    """T_b is the first power of 1.01 at or above T: the boundary is the same for every T of
     a cell (a function of the inputs alone), and the accurate schemes solve over T itself."""
-    for t in (1.0 / 365.0 / 24.0, 1.0 / 365.0, 0.1, 1.0, 1.05, 2.9):
+    assert math.exp(ak.FAST.log_ratio) == pytest.approx(1.01, rel=1e-15)
+    for t in (1.0 / 365.0 / 24.0, 1.0 / 365.0, 0.1, 1.0, 1.01, 2.9):
         tb = ak._boundary_years(t, ak.FAST.log_ratio)
-        assert t <= tb < 1.05 * t * (1.0 + 1e-12)
-        assert math.log(tb) / math.log(1.05) == pytest.approx(round(math.log(tb) / math.log(1.05)),
+        assert t <= tb < 1.01 * t * (1.0 + 1e-12)
+        assert math.log(tb) / math.log(1.01) == pytest.approx(round(math.log(tb) / math.log(1.01)),
                                                                abs=1e-9)  # fmt: skip
         assert ak._boundary_years(t, ak.ACCURATE.log_ratio) == t
