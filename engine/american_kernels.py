@@ -724,17 +724,24 @@ def _slot_at(memo: F64, slot: int) -> int:
     return _MEMO_KEY + slot * width
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_keyed(memo: F64, tb: float, r: float, q: float, v: float, black: bool,
+                is_call: bool) -> bool:  # fmt: skip
+    """Whether ``memo`` (a row's, not empty) is keyed by these inputs (:func:`_memo_key`)."""
+    b, c = 1.0 if black else 0.0, 1.0 if is_call else 0.0
+    rates = memo[1] == r and memo[2] == q
+    same: bool = memo[0] == tb and rates and memo[3] == v and memo[4] == b and memo[5] == c
+    return same
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _memo_key(memo: F64, tb: float, r: float, q: float, v: float, black: bool,
               is_call: bool) -> None:  # fmt: skip
     """Make ``memo`` (a row's, or empty) the memo of these inputs (``tb``: T_b): unchanged
     when it is, else keyed by them with every slot unwritten."""
-    if memo.shape[0] == 0:
+    if memo.shape[0] == 0 or _memo_keyed(memo, tb, r, q, v, black, is_call):
         return
     b, c = 1.0 if black else 0.0, 1.0 if is_call else 0.0
-    rates = memo[1] == r and memo[2] == q
-    if memo[0] == tb and rates and memo[3] == v and memo[4] == b and memo[5] == c:
-        return
     memo[0], memo[1], memo[2], memo[3], memo[4], memo[5] = tb, r, q, v, b, c
     for slot in range(MEMO_SLOTS):
         memo[_slot_at(memo, slot)] = 0.0

@@ -481,12 +481,49 @@ def _american_iv(
     return res
 
 
+SCENARIO_MEMO_ROWS = 8
+"""Boundaries an American instrument keeps across a block of scenarios (a memo of
+engine.american_kernels per distinct vol, rates and time left; engine.scenario_kernels): a
+stress grid's vol levels (7 by default) each solve one, which all its spot levels read."""
+_MEMO_WIDTH = max(_ak.memo_width(_ak.FAST), _ak.memo_width(_ak.ACCURATE))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def scenario_memo() -> npt.NDArray[np.float64]:
+    """An empty memo of :data:`SCENARIO_MEMO_ROWS` rows for :func:`_american_price`."""
+    memo = np.full(SCENARIO_MEMO_ROWS * _MEMO_WIDTH + 1, _NAN)
+    memo[-1] = 0.0
+    return memo
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _memo_row(memo: F64, tb: float, r: float, q: float, v: float, is_call: bool) -> F64:
+    """The row of a scenario memo (:func:`scenario_memo`: rows of :data:`_MEMO_WIDTH`, then
+    the next row to take) keyed by these inputs, else the next row in turn, keyed by them
+    with nothing held; an empty row when ``memo`` is empty."""
+    if memo.shape[0] == 0:
+        return memo
+    rows = (memo.shape[0] - 1) // _MEMO_WIDTH
+    for k in range(rows):
+        row = memo[k * _MEMO_WIDTH : (k + 1) * _MEMO_WIDTH]
+        if _ak._memo_keyed(row, tb, r, q, v, False, is_call):
+            return row
+    k = int(memo[-1])
+    memo[-1] = (k + 1) % rows
+    row = memo[k * _MEMO_WIDTH : (k + 1) * _MEMO_WIDTH]
+    _ak._memo_key(row, tb, r, q, v, False, is_call)
+    return row
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _american_price(
-    american: int, is_call: bool, x: float, k: float, t: float, r: float, q: float, v: float
-) -> float:
+    american: int, is_call: bool, x: float, k: float, t: float, r: float, q: float, v: float,
+    memo: F64,
+) -> float:  # fmt: skip
     """The American price alone (NaN where its status is an error; the payoff at expiry),
-    for full revaluation: engine.american_kernels' price, without the Greeks."""
+    for full revaluation: engine.american_kernels' price, without the Greeks; its boundary
+    read from ``memo`` (:func:`scenario_memo`; empty: none) where held there, else solved and
+    kept there: the same price to the bit either way."""
     st = _ak._row_status(x, k, t, r, q, v)
     if st == EXPIRED:
         return max((x - k) if is_call else (k - x), 0.0)
@@ -494,7 +531,10 @@ def _american_price(
         return _NAN
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
-    price: float = _ak._american(is_call, x, k, t, r, q, v, solver)[0]
+    row = _memo_row(memo, _ak._boundary_years(t, scheme.log_ratio), r, q, v, is_call)
+    price: float = _ak._american_full(
+        is_call, x, k, t, r, q, v, solver, False, -1, -1, _ak._memo_slot(row, 0)
+    )[0]
     _ak._keep(owner)
     return price
 
@@ -1151,14 +1191,15 @@ VOL_FLOOR = 0.01  # a scenario's vol is at least 1 % of the vol now
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _scenario_value(
-    book: ScenarioColumns, i: int, t: float, v: float, x: float, log_xk: float
+    book: ScenarioColumns, i: int, t: float, v: float, x: float, log_xk: float, memo: F64
 ) -> float:
     """Position ``i``'s USD value per unit of weight at price ``x`` (``log_xk`` = ln(x/k)),
     ``t`` years to expiry and vol ``v``. Options: the model's USD price (a coin-settled
     option's coin premium x F is its Black-76 USD price; an American option's, engine.
     american_kernels' price under its scheme), on x less its dividends' PV now (``div_pv``)
     when it has some; linear futures and spot: ``x``; inverse futures (weight = USD
-    notional): ``x`` over the price now."""
+    notional): ``x`` over the price now. ``memo``: an American option's boundaries across
+    scenarios (:func:`scenario_memo`; empty: none)."""
     kind = book.kind[i]
     if kind == KIND_OPTION:
         pv = book.div_pv[i]
@@ -1170,7 +1211,7 @@ def _scenario_value(
         q = r if book.black[i] else book.q[i]
         american = book.american[i]
         if american != EUROPEAN:
-            return _american_price(american, book.is_call[i], x, book.strike[i], t, r, q, v)
+            return _american_price(american, book.is_call[i], x, book.strike[i], t, r, q, v, memo)
         return _gbs_price(book.is_call[i], x, book.strike[i], log_xk, t, r, q, v)
     if book.inverse[i] and kind != KIND_SPOT:
         x0: float = book.X[i]
@@ -1188,7 +1229,7 @@ def _value_now(book: ScenarioColumns, i: int) -> tuple[float, float]:
     log_xk = 0.0
     if book.kind[i] == KIND_OPTION and x > 0.0 and book.strike[i] > 0.0:
         log_xk = _log_ratio(x, book.strike[i])
-    return log_xk, _scenario_value(book, i, book.T[i], book.sigma[i], x, log_xk)
+    return log_xk, _scenario_value(book, i, book.T[i], book.sigma[i], x, log_xk, book.X[:0])
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -1216,12 +1257,13 @@ def _moved_value(
     growth: float,
     vol_factor: float,
     log_xk: float,
+    memo: F64,
 ) -> float:
     """Position ``i``'s value per unit of weight in a scenario: ``later`` years to expiry, its
     underlying moved by log-return ``ret`` (``growth`` = e^ret), its vol times ``vol_factor``
-    (``log_xk``: its :func:`_value_now`)."""
+    (``log_xk``: its :func:`_value_now`; ``memo``: :func:`_scenario_value`'s)."""
     return _scenario_value(
-        book, i, later, book.sigma[i] * vol_factor, book.X[i] * growth, log_xk + ret
+        book, i, later, book.sigma[i] * vol_factor, book.X[i] * growth, log_xk + ret, memo
     )
 
 
@@ -1246,6 +1288,8 @@ def scenario_pnl_kernel(
             if not math.isfinite(value[i]):
                 continue
             u = book.und[i]
-            moved = _moved_value(book, i, later[i], ret[s, u], growth[u], vol_factor[u], log_xk[i])
+            moved = _moved_value(
+                book, i, later[i], ret[s, u], growth[u], vol_factor[u], log_xk[i], book.X[:0]
+            )
             total += book.weight[i] * (moved - value[i])
         pnl[s] = total

@@ -63,7 +63,9 @@ def part_pnl_kernel(
             if k < 0 or not math.isfinite(value[i]):
                 continue
             u = book.und[i]
-            moved = _moved_value(book, i, later[i], ret[s, u], growth[u], vol_factor[u], log_xk[i])
+            moved = _moved_value(
+                book, i, later[i], ret[s, u], growth[u], vol_factor[u], log_xk[i], book.X[:0]
+            )
             row[k] += book.weight[i] * (moved - value[i])
 
 
@@ -101,7 +103,9 @@ def weighted_pnl_kernel(
         u = book.und[i]
         later = max(book.T[i] - horizon, 0.0)
         for s in range(n_scen):
-            moved = _moved_value(book, i, later, ret[s, u], growth[s, u], vol_factor[s, u], log_xk)
+            moved = _moved_value(
+                book, i, later, ret[s, u], growth[s, u], vol_factor[s, u], log_xk, book.X[:0]
+            )
             pnl = book.weight[i] * (moved - value)
             for k in range(n_sets):
                 out[k, i] += weights[k, s] * pnl

@@ -37,6 +37,7 @@ from engine.kernels import (
     _moved_value,
     _numba_type,
     _values_now,
+    scenario_memo,
 )
 
 __all__ = ["BookWeights", "ScenarioMoves", "book_pnl_kernel", "ncdf_kernel"]
@@ -210,7 +211,9 @@ def _instrument_block(
     """``dv[j]``: instrument ``i``'s value change per unit of weight in scenario ``s0 + j``:
     :func:`_european_block` where it applies (an option without dividends; 0 exactly in a
     scenario that moves nothing, at no horizon), else (and for any scenario it leaves
-    non-finite) as :func:`engine.kernels.scenario_pnl_kernel` values it."""
+    non-finite) as :func:`engine.kernels.scenario_pnl_kernel` values it. An American option
+    keeps its boundaries across these scenarios (:func:`engine.kernels.scenario_memo`): the
+    scenarios of one vol (a stress grid's spot levels) solve one."""
     fast = (
         book.kind[i] == KIND_OPTION
         and book.american[i] == EUROPEAN
@@ -223,6 +226,8 @@ def _instrument_block(
         _european_block(book, i, later, log_xk, moves, s0, value, dv)
     u = book.und[i]
     now = later == book.T[i]
+    american = book.kind[i] == KIND_OPTION and book.american[i] != EUROPEAN
+    memo = scenario_memo() if american else book.X[:0]
     for j in range(dv.shape[0]):
         if fast and math.isfinite(dv[j]):
             if now and moves.ret[u, s0 + j] == 0.0 and moves.vol_factor[u, s0 + j] == 1.0:
@@ -230,8 +235,9 @@ def _instrument_block(
             continue
         s = s0 + j
         moved = _moved_value(
-            book, i, later, moves.ret[u, s], moves.growth[u, s], moves.vol_factor[u, s], log_xk
-        )
+            book, i, later, moves.ret[u, s], moves.growth[u, s], moves.vol_factor[u, s], log_xk,
+            memo,
+        )  # fmt: skip
         dv[j] = moved - value
 
 

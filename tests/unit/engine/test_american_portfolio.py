@@ -25,7 +25,7 @@ from engine.daycount import year_fraction
 from engine.greeks import Greeks
 from engine.instruments import Exercise, Instrument, InstrumentRegistry, Kind
 from engine.outputs import METRICS
-from engine.risk.scenarios import scenario_pnl
+from engine.risk.scenarios import book_scenario_pnl, scenario_pnl
 from engine.state import Portfolio, UnderlyingParams
 from engine.units import to_desk
 from tests.factories import T0_NS, fill, quote, tick
@@ -317,3 +317,49 @@ def test_boundaries_read_back_give_a_fresh_portfolios_figures() -> None:
     fresh.cycle(ts, full=True)
     names = [n for n, *_ in SPY_OPTIONS + ES_OPTIONS]
     np.testing.assert_array_equal(p.priced(names).units, fresh.priced(names).units)
+
+
+def test_a_stress_grid_reads_each_vols_boundary_back() -> None:
+    """book_scenario_pnl (stress grids, margin, attribution) keeps an American instrument's
+    boundaries across its scenarios (kernels.scenario_memo): the P&L of each position in a
+    stress grid of 13 spots x 7 vols equals the per-position kernel's, which solves every
+    scenario's boundary, to the 1e-13 relative the two paths agree to on any book (their
+    prices are the same to the bit: test_a_scenario_memo_gives_fresh_prices_and_is_read)."""
+    p = _portfolio()
+    _quote_ivs(p)
+    p.cycle(V, full=True)
+    book = p.book_risk("b").positions
+    spot = np.linspace(-0.3, 0.3, 13)
+    vol = np.array([-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0])
+    u = int(book.und.max()) + 1
+    ret = np.repeat(np.log1p(spot), vol.size)[:, None] * np.ones(u)
+    dvol = np.tile(vol, spot.size)[:, None] * np.ones(u)
+    n = book.kind.size
+    shared = book_scenario_pnl(book, ret, dvol, 3.0, np.arange(n), n)
+    each = np.empty((ret.shape[0], n))
+    part_kernels.part_pnl_kernel(book, ret, dvol, 3.0 / 365.0, np.arange(n), each)
+    assert_allclose(shared.pnl, each.T, rtol=1e-13, atol=1e-9)
+
+
+def test_a_scenario_memo_gives_fresh_prices_and_is_read() -> None:
+    """kernels._american_price with a scenario memo, in a stress grid's order (the vols of
+    each spot level in turn): every price equals a fresh solve's to the bit, the memo ends
+    holding one boundary per vol level, and a spoilt boundary moves the price."""
+    memo = kernels.scenario_memo()
+    width = (memo.size - 1) // kernels.SCENARIO_MEMO_ROWS
+    vols = 0.16 * np.array([0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
+    for is_call, k in ((True, 480.0), (False, 600.0), (False, 540.0)):
+        memo[:] = np.nan
+        memo[-1] = 0.0
+        for x in SPY * np.exp(np.linspace(-0.3, 0.3, 13)):
+            for v in vols:
+                args = (kernels.AMERICAN_FAST, is_call, x, k, 0.47, RATE, YIELD, v)
+                fresh = kernels._american_price(*args, np.empty(0))
+                assert kernels._american_price(*args, memo) == fresh
+        keyed = [memo[r * width] == memo[r * width] for r in range(kernels.SCENARIO_MEMO_ROWS)]
+        assert sum(keyed) == vols.size
+    # the last put's row 0 (its first vol): its boundary's coefficients spoilt
+    assert memo[3] == vols[0]
+    memo[10:15] += 0.3
+    args = (kernels.AMERICAN_FAST, False, SPY, 540.0, 0.47, RATE, YIELD, vols[0])
+    assert kernels._american_price(*args, memo) != kernels._american_price(*args, np.empty(0))
