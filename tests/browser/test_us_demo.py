@@ -96,8 +96,9 @@ def test_us_margin_is_published_with_sane_values(demo: Demo) -> None:
     assert condor["rule"] == "spread"
     assert condor["strategy"].startswith("iron_condor:SPXW")
     # 10 condors, wings 100 points wide (6650 x 1.5 %): at most 100 x 100 x 10 USD at risk,
-    # less a credit of a few points
-    assert 80_000.0 < condor["deposit_usd"] < 100_000.0
+    # less a credit of a few points, or of none: in the hour before the close that the 0DTE is
+    # the day's (ussim._zero_dte), its short strikes are ~7 sigma away and it is worth 1e-11
+    assert 80_000.0 < condor["deposit_usd"] <= 100_000.0
     assert (covered["rule"], covered["units"], covered["shares"]) == ("covered", 20.0, 2000.0)
     spy = demo.payload("forwards", "SPY", _every_expiry)["spot"]
     assert covered["requirement_usd"] == pytest.approx(0.5 * 2000 * spy, rel=0.02)
