@@ -330,7 +330,7 @@ class Market(NamedTuple):
     fwd_ts: I64
     valuation_ns: int
     stale_after_ns: int  # an input older than this at the valuation time is stale
-    memo: F64_2D  # per American option (InstrumentColumns.memo_row): engine.american_kernels'
+    memo: F64_2D  # a row per American option (InstrumentColumns.memo_row): its boundaries
 
 
 class LotColumns(NamedTuple):
