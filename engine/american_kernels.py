@@ -161,11 +161,14 @@ class Solver(NamedTuple):
         scheme: the accuracy setting.
         coef: room for the largest tier's Chebyshev coefficients.
         work: room for :func:`_put_boundary`'s work.
+        tables: boundary tables (:func:`boundary_tables`) the fast scheme's boundaries are
+            interpolated from (:func:`_table_boundary`); empty: each solved for its own vol.
     """
 
     scheme: Scheme
     coef: F64
     work: F64
+    tables: F64
 
 
 _A1 = types.Array(float64, 1, "C")
@@ -310,6 +313,26 @@ def memo_width(scheme: Scheme) -> int:
     """Floats in one row's memo under ``scheme`` (:func:`_american_row`)."""
     nodes = max(int(t.xi.shape[0]) for t in scheme.tiers)
     return _MEMO_KEY + MEMO_SLOTS * (_SLOT_HEAD + nodes)
+
+
+PANEL_NODES = 8
+"""Vols a boundary table solves per panel of vol: an octave [2^j, 2^(j+1)] (module
+docstring, :func:`_table_boundary`)."""
+TABLE_SETS = 256
+TABLE_WAYS = 4
+"""A thread's boundary tables: TABLE_SETS sets of TABLE_WAYS tables, each key hashed to a set
+and the set's oldest table replaced when all are taken."""
+_TABLE_HEAD = 7  # per table: T_b, r, q, tier, panel; written (1.0); X for a strike of 1
+
+
+def boundary_tables(scheme: Scheme, threads: int) -> npt.NDArray[np.float64]:
+    """Empty boundary tables under ``scheme`` for ``threads`` threads, a row each
+    (:func:`_table_boundary`; a thread uses its own row alone)."""
+    nodes = max(int(t.xi.shape[0]) for t in scheme.tiers)
+    width = _TABLE_HEAD + PANEL_NODES * nodes
+    tables = np.full((threads, TABLE_SETS * (TABLE_WAYS * width + 1)), math.nan)
+    tables[:, :TABLE_SETS] = 0.0  # each set's next table to replace
+    return tables
 
 
 # ------------------------------------------------------------------------------ small pieces
@@ -786,6 +809,95 @@ def _memo_write(slot: F64, tier: int, taken: int, x_unit: float, coef: F64) -> N
     slot[0] = 1.0
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _panel_of(v: float) -> int:
+    """The panel of vol ``v``: j with 2^j <= v < 2^(j+1)."""
+    return math.floor(math.log2(v))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _panel_z(m: int) -> float:
+    """Node ``m`` of a panel's Chebyshev-Lobatto nodes in z = 2 (log2 σ - j) - 1."""
+    return math.cos(m * math.pi / (PANEL_NODES - 1))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _panel_weight(m: int) -> float:
+    """The barycentric weight of node ``m`` (Chebyshev-Lobatto: ±1 alternating, halved at
+    the ends)."""
+    sign = 1.0 - 2.0 * (m % 2)
+    return 0.5 * sign if m == 0 or m == PANEL_NODES - 1 else sign
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _table_at(
+    tables: F64, tb: float, r: float, q: float, tier: int, panel: int
+) -> tuple[F64, bool]:
+    """The table of these inputs in a thread's ``tables`` (:func:`boundary_tables`), and
+    whether it holds their boundaries; else the table its set replaces next, marked unwritten
+    (its set's next turns to the one after)."""
+    n_tables = TABLE_SETS * TABLE_WAYS
+    width = (tables.shape[0] - TABLE_SETS) // n_tables
+    at = (hash((tb, r, q, tier, panel)) & 0x7FFFFFFF) % TABLE_SETS
+    for way in range(TABLE_WAYS):
+        start = TABLE_SETS + (at * TABLE_WAYS + way) * width
+        table = tables[start : start + width]
+        if (table[5] == 1.0 and table[0] == tb and table[1] == r and table[2] == q
+                and table[3] == tier and table[4] == panel):  # fmt: skip
+            return table, True
+    way = int(tables[at])
+    tables[at] = (way + 1) % TABLE_WAYS
+    start = TABLE_SETS + (at * TABLE_WAYS + way) * width
+    table = tables[start : start + width]
+    table[5] = 0.0
+    return table, False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _table_boundary(
+    tb: float, r: float, q: float, v: float, tier: int, panel: int, solver: Solver, coef: F64
+) -> float:
+    """Fill ``coef`` with the Chebyshev series of H of a put of strike 1 (r > 0) in ``tier``
+    at vol ``v``, interpolated from its table of ``panel``'s vols (solved there first when
+    not held); returns X.
+
+    The table holds the boundary at PANEL_NODES vols, Chebyshev-Lobatto in log σ over the
+    octave [2^panel, 2^(panel+1)], solved as each would be alone; ``coef`` is their barycentric
+    interpolant at ``v``, which may lie a little outside the octave (a bumped vol, read from
+    its centre's panel so that the Greeks' differences are smooth). Its content is a function
+    of its key: so is every figure read from it, whatever the tables held before."""
+    rule = solver.scheme.tiers[tier]
+    n = rule.xi.shape[0]
+    table, held = _table_at(solver.tables, tb, r, q, tier, panel)
+    nodes = (table.shape[0] - _TABLE_HEAD) // PANEL_NODES
+    if not held:
+        for m in range(PANEL_NODES):
+            vol = 2.0 ** (panel + 0.5 * (1.0 + _panel_z(m)))
+            at = _TABLE_HEAD + m * nodes
+            table[6] = _put_boundary(
+                1.0, tb, r, q, vol, rule, table[at : at + n], solver.work, False, -1
+            )[0]
+        table[0], table[1], table[2], table[3], table[4] = tb, r, q, tier, panel
+        table[5] = 1.0
+    z = 2.0 * (math.log2(v) - panel) - 1.0
+    x_unit: float = table[6]
+    total = 0.0
+    for m in range(PANEL_NODES):
+        d = z - _panel_z(m)
+        if d == 0.0:  # on a node: its boundary
+            for j in range(n):
+                coef[j] = table[_TABLE_HEAD + m * nodes + j]
+            return x_unit
+        total += _panel_weight(m) / d
+    coef[:n] = 0.0
+    for m in range(PANEL_NODES):
+        w = _panel_weight(m) / ((z - _panel_z(m)) * total)
+        at = _TABLE_HEAD + m * nodes
+        for j in range(n):
+            coef[j] += w * table[at + j]
+    return x_unit
+
+
 EUROPEAN_TIER = N_TIERS
 _EURO_REL = 1e-7
 """The tier code of a row priced European because its premium is provably negligible."""
@@ -831,20 +943,21 @@ def _american_full(
     v: float,
     solver: Solver,
     warm: bool,
-    tier: int,
-    steps: int,
+    pick: tuple[int, int, int],
     slot: F64,
 ) -> tuple[float, float, float, float, bool, bool, int, int]:
     """Price, delta, gamma, speed (NaN on the tree), whether S is in the exercise region,
     whether a boundary was solved (not read from ``slot``), and the tier and iterations it
-    took, on valid inputs; ``warm``: see :func:`_put_boundary`. ``tier`` < 0: picked for
-    these inputs, else that tier (EUROPEAN_TIER: the European price); ``steps`` < 0: the
-    tier's iterations, else that many. The Greeks' bumped prices take the unbumped price's
-    tier and iterations, so that their differences are smooth. ``slot``: a slot of a row's
-    memo whose key is these inputs' (:func:`_memo_key`, :func:`_memo_slot`), or empty; the
-    boundary is read from it when written there for this tier and iterations, else solved
-    and written."""
-    scheme, coef, work = solver
+    took, on valid inputs; ``warm``: see :func:`_put_boundary`. ``pick`` = (tier, steps,
+    panel): ``tier`` < 0: picked for these inputs, else that tier (EUROPEAN_TIER: the
+    European price); ``steps`` < 0: the tier's iterations, else that many; ``panel``: the
+    vol panel the boundary is read from where the solver has tables (:func:`_table_boundary`).
+    The Greeks' bumped prices take the unbumped price's pick, so that their differences are
+    smooth. ``slot``: a slot of a row's memo whose key is these inputs' (:func:`_memo_key`,
+    :func:`_memo_slot`), or empty; the boundary is read from it when written there for this
+    tier and iterations, else found (solved, or read from the tables) and written."""
+    scheme, coef, work, tables = solver
+    tier, steps, panel = pick
     # The put that prices this option: itself, or the call's symmetric put.
     ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
     euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v)
@@ -871,7 +984,10 @@ def _american_full(
     rule = scheme.tiers[tier]
     c = coef[: rule.xi.shape[0]]
     solved = not _memo_read(slot, tier, steps, c)
-    if solved:  # for a strike of 1: H is dimensionless, X scales with the strike
+    if solved and tables.shape[0] > 0:  # the tier's iterations at each of the table's vols
+        x_unit, taken = _table_boundary(tb, pr, pq, v, tier, panel, solver, c), rule.fp_steps
+        _memo_write(slot, tier, taken, x_unit, c)
+    elif solved:  # for a strike of 1: H is dimensionless, X scales with the strike
         x_unit, taken = _put_boundary(1.0, tb, pr, pq, v, rule, c, work, warm, steps)
         _memo_write(slot, tier, taken, x_unit, c)
     else:
@@ -913,7 +1029,7 @@ def _american(
 ) -> tuple[float, float, float, bool]:
     """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
     p, d, g, _, exercise, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v, solver, False, -1, -1, solver.coef[:0]
+        is_call, s, k, t, r, q, v, solver, False, (-1, -1, _panel_of(v)), solver.coef[:0]
     )
     return p, d, g, exercise
 
@@ -976,8 +1092,9 @@ def _american_row(
             out[j, i] = math.nan
         return st
     _memo_key(memo, _boundary_years(t, solver.scheme.log_ratio), r, q, v, black, is_call)
+    panel = _panel_of(v)
     price, delta, gamma, speed, exercise, solved, tier, steps = _american_full(
-        is_call, s, k, t, r, q, v, solver, False, -1, -1, _memo_slot(memo, 0)
+        is_call, s, k, t, r, q, v, solver, False, (-1, -1, panel), _memo_slot(memo, 0)
     )
     out[0, i] = price
     out[1, i] = delta
@@ -989,33 +1106,35 @@ def _american_row(
     out[4, i] = r * price - (r - q) * s * delta - 0.5 * v * v * s * s * gamma
     # charm = dθ/dS of the PDE's theta, which needs dΓ/dS (speed)
     out[8, i] = q * delta - (r - q + v * v) * s * gamma - 0.5 * v * v * s * s * speed
-    if tier < N_TIERS and not solved and not _memo_bumps(memo, tier, steps):
+    pick = (tier, steps, panel)
+    tabled = solver.tables.shape[0] > 0
+    if tier < N_TIERS and not (solved or tabled) and not _memo_bumps(memo, tier, steps):
         # read from the memo, the bumps not: solved again, so that they start from it as
-        # they would without a memo
-        solved = _american_full(is_call, s, k, t, r, q, v, solver, False, tier, steps, memo[:0])[5]
-    warm = solved  # the bumps start from this solve (_put_boundary)
+        # they would without a memo (bumps read from tables start from nothing)
+        solved = _american_full(is_call, s, k, t, r, q, v, solver, False, pick, memo[:0])[5]
+    warm = solved and not tabled  # the bumps start from this solve (_put_boundary)
     hv = _VOL_BUMP * v
     p_up, d_up, _, _, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v + hv, solver, warm, tier, steps, _memo_slot(memo, 1)
+        is_call, s, k, t, r, q, v + hv, solver, warm, pick, _memo_slot(memo, 1)
     )
     p_dn, d_dn, _, _, _, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v - hv, solver, warm, tier, steps, _memo_slot(memo, 2)
+        is_call, s, k, t, r, q, v - hv, solver, warm, pick, _memo_slot(memo, 2)
     )
     out[3, i] = (p_up - p_dn) / (2.0 * hv)
     out[6, i] = (d_up - d_dn) / (2.0 * hv)
     # the centre solved as the bumps are, so that their difference is smooth
     centre = price
     if warm and solver.scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0:
-        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, tier, steps, memo[:0])[0]
+        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, pick, memo[:0])[0]
     out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
     q_up = q + hr if black else q
     q_dn = q - hr if black else q
     p_up = _american_full(
-        is_call, s, k, t, r + hr, q_up, v, solver, warm, tier, steps, _memo_slot(memo, 3)
+        is_call, s, k, t, r + hr, q_up, v, solver, warm, pick, _memo_slot(memo, 3)
     )[0]
     p_dn = _american_full(
-        is_call, s, k, t, r - hr, q_dn, v, solver, warm, tier, steps, _memo_slot(memo, 4)
+        is_call, s, k, t, r - hr, q_dn, v, solver, warm, pick, _memo_slot(memo, 4)
     )[0]
     out[5, i] = (p_up - p_dn) / (2.0 * hr)
     if math.isnan(speed):  # the tree gives no speed: charm by bumping T
@@ -1090,7 +1209,15 @@ def _scratch(scheme: Scheme) -> tuple[Solver, F64]:
         n_max = max(n_max, n)
         size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
     owner = np.empty(n_max + size)
-    return Solver(scheme, _borrow(owner[:n_max]), _borrow(owner[n_max:])), owner
+    solver = Solver(scheme, _borrow(owner[:n_max]), _borrow(owner[n_max:]), _borrow(owner[:0]))
+    return solver, owner
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _tabled(solver: Solver, tables: F64) -> Solver:
+    """``solver`` reading the fast scheme's boundaries from ``tables`` (a thread's row of
+    :func:`boundary_tables`, alive while the solver is used; empty: none)."""
+    return Solver(solver.scheme, solver.coef, solver.work, _borrow(tables))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1357,7 +1484,9 @@ def _american_iv(
     warm = False  # QD+ of each iterate from the last one's (_put_boundary)
     no_memo = solver.coef[:0]
     for _ in range(_IV_MAX_ITER):
-        res = _american_full(is_call, s, k, t, r, q, x, solver, warm, -1, -1, no_memo)
+        res = _american_full(
+            is_call, s, k, t, r, q, x, solver, warm, (-1, -1, _panel_of(x)), no_memo
+        )
         warm = warm or res[5]
         fx = res[0] - price
         if abs(fx) <= _IV_FTOL * s:

@@ -21,6 +21,7 @@ from typing import Any, ForwardRef, NamedTuple, ParamSpec
 import numpy as np
 import numpy.typing as npt
 from numba import boolean, float64, int8, int64, njit, prange, typeof, types, void
+from numba.np.ufunc.parallel import get_thread_id
 
 # engine.american_kernels builds on engine.european_kernels, not on this module: no cycle. Only
 # its row functions are called here (its own kernels loop them over arrays).
@@ -331,6 +332,7 @@ class Market(NamedTuple):
     valuation_ns: int
     stale_after_ns: int  # an input older than this at the valuation time is stale
     memo: F64_2D  # a row per American option (InstrumentColumns.memo_row): its boundaries
+    tables: F64_2D  # a row per numba thread: the fast scheme's boundary tables (empty: none)
 
 
 class LotColumns(NamedTuple):
@@ -456,13 +458,17 @@ def _american_greeks(
     black: bool,
     out: npt.NDArray[np.float64],
     memo: npt.NDArray[np.float64],
+    tables: npt.NDArray[np.float64],
 ) -> int:
     """American price and Greeks (engine.american_kernels' row, raw units, GREEK_FIELDS) of
     one option into ``out[:, 0]`` under the scheme of its exercise code ``american``; on a
-    future (q = r) when ``black``; ``memo``: its row of the boundaries' memo (empty: none).
+    future (q = r) when ``black``; ``memo``: its row of the boundaries' memo (empty: none);
+    ``tables``: the thread's boundary tables the fast scheme reads (Market.tables).
     Returns the row's status."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
+    if american != AMERICAN_ACCURATE:
+        solver = _ak._tabled(solver, tables)
     st = _ak._american_row(is_call, x, k, t, r, q, v, black, solver, out, 0, memo)
     _ak._keep(owner)
     return st
@@ -470,12 +476,16 @@ def _american_greeks(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _american_iv(
-    american: int, price: float, is_call: bool, x: float, k: float, t: float, r: float, q: float
-) -> tuple[float, int]:
+    american: int, price: float, is_call: bool, x: float, k: float, t: float, r: float, q: float,
+    tables: npt.NDArray[np.float64],
+) -> tuple[float, int]:  # fmt: skip
     """The American implied vol of ``price`` (quote currency) and its status, under the
-    scheme of ``american`` (engine.american_kernels' solver: at most 48 prices)."""
+    scheme of ``american`` (engine.american_kernels' solver: at most 48 prices; the fast
+    scheme's boundaries read from ``tables``, as :func:`_american_greeks`)."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
+    if american != AMERICAN_ACCURATE:
+        solver = _ak._tabled(solver, tables)
     res = _ak._american_iv(price, is_call, x, k, t, r, q, solver)
     _ak._keep(owner)
     return res
@@ -532,8 +542,9 @@ def _american_price(
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
     row = _memo_row(memo, _ak._boundary_years(t, scheme.log_ratio), r, q, v, is_call)
+    pick = (-1, -1, _ak._panel_of(v))
     price: float = _ak._american_full(
-        is_call, x, k, t, r, q, v, solver, False, -1, -1, _ak._memo_slot(row, 0)
+        is_call, x, k, t, r, q, v, solver, False, pick, _ak._memo_slot(row, 0)
     )[0]
     _ak._keep(owner)
     return price
@@ -553,13 +564,15 @@ def _unit_row(
     unit: npt.NDArray[np.float64],
     i: int,
     memo: npt.NDArray[np.float64],
+    tables: npt.NDArray[np.float64],
 ) -> int:
     """Exposure per unit of position of a ``contract`` (kind, black, inverse, is_call,
     exercise code, strike, multiplier: instrument ``i``'s scalars, not its row of
     InstrumentColumns, which read inside the caller's loop would cost half again as much)
     into ``unit[i]``, valued at ``x`` with ``t`` years left, rates ``r``, ``q`` and vol ``v``
     (``scratch[:, 0]``: room for the option's Greeks); American (engine.american_kernels) when
-    its exercise code says so, with its ``memo`` of boundaries; returns its status. An option
+    its exercise code says so, with its ``memo`` of boundaries and the thread's boundary
+    ``tables``; returns its status. An option
     with ``dividends`` (the PV of those paid before expiry and its rate sensitivity,
     InstrumentColumns' div_pv and div_rho; (0, 0): none) is priced on x - PV, its Greeks with
     respect to x (engine.american's escrowed model)."""
@@ -573,8 +586,9 @@ def _unit_row(
         xe = x - pv  # the escrowed spot (x itself when pv is 0)
         if american != EUROPEAN:
             st = _american_greeks(
-                american, is_call, xe, k, t, r, r if black else q, v, black, scratch, memo
-            )
+                american, is_call, xe, k, t, r, r if black else q, v, black, scratch, memo,
+                tables,
+            )  # fmt: skip
         else:
             st = _gbs_row(is_call, xe, k, t, r, r if black else q, v, black, scratch, 0)
         if st != OK and st != EXPIRED:
@@ -638,9 +652,11 @@ def _price_range(
     market: Market,
     out: PricedColumns,
     scratch: F64,
+    thread: int,
 ) -> None:
     """For ``rows[start:stop]``: each instrument's inputs from the stored market data
-    (engine.state's rules), then its unit exposure (:func:`_unit_row`)."""
+    (engine.state's rules), then its unit exposure (:func:`_unit_row`), on numba thread
+    ``thread``'s boundary tables."""
     # The columns as locals: read through its group inside the loop, a column costs about half
     # again as much (measured on a full reprice of 100k instruments).
     kind_ = inst.kind
@@ -666,6 +682,9 @@ def _price_range(
     iv_ = inst.iv
     memo_row_ = inst.memo_row
     memo_ = market.memo
+    tables = market.tables[0, :0]  # none: each boundary solved (no table for this thread)
+    if market.tables.shape[1] > 0 and thread < market.tables.shape[0]:
+        tables = market.tables[thread]
     spot_px_ = market.spot_px
     spot_ts_ = market.spot_ts
     fwd_px_ = market.fwd_px
@@ -733,7 +752,7 @@ def _price_range(
                 if american_[i] != EUROPEAN:
                     v, _ = _american_iv(
                         american_[i], px_usd, is_call_[i], xe, strike_[i], t, ri,
-                        ri if black else qi,
+                        ri if black else qi, tables,
                     )  # fmt: skip
                 else:
                     v, _ = _iv_row(px_usd, is_call_[i], fw, strike_[i], t, math.exp(-ri * tt))
@@ -745,7 +764,7 @@ def _price_range(
         contract = (k, black, inverse_[i], is_call_[i], american_[i], strike_[i], mult_[i])
         row = memo_row_[i]
         memo = memo_[row] if row >= 0 else memo_[0, :0]
-        st = _unit_row(contract, x, dividends, t, ri, qi, v, scratch, unit_out, i, memo)
+        st = _unit_row(contract, x, dividends, t, ri, qi, v, scratch, unit_out, i, memo, tables)
         status_out[i] = st
         stale = input_ts == 0 or valuation_ns - input_ts > stale_after_ns_
         bad_out[i] = st > EXPIRED or stale  # OK and EXPIRED (0, 1) are priced
@@ -758,7 +777,7 @@ def price_rows_kernel(
     """Derive each row's underlying price, time to expiry and volatility from the stored
     market data, solve implied vols where the quote gives none, and write its unit exposure,
     status and bad flag into ``out``: engine.state's whole repricing step in one pass."""
-    _price_range(0, rows.shape[0], rows, inst, market, out, np.empty((9, 1)))
+    _price_range(0, rows.shape[0], rows, inst, market, out, np.empty((9, 1)), 0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -790,7 +809,8 @@ def price_rows_parallel_kernel(
         c = _bit_reversed(k, bits)
         if c < n_chunks:
             stop = min(n, (c + 1) * _CHUNK)
-            _price_range(c * _CHUNK, stop, rows, inst, market, out, np.empty((9, 1)))
+            thread = get_thread_id()  # type: ignore[no-untyped-call]  # numba's is untyped
+            _price_range(c * _CHUNK, stop, rows, inst, market, out, np.empty((9, 1)), thread)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -890,7 +910,7 @@ def reprice_dirty_kernel(
             was[m] = uses_spot[i] + 2 * uses_fwd[i]
             m += 1
     if reprice:
-        _price_range(0, m, held, inst, market, priced, np.empty((9, 1)))
+        _price_range(0, m, held, inst, market, priced, np.empty((9, 1)), 0)
     # Every lot to update: those on the held dirty instruments, then those fills changed. A
     # lot in both is updated twice, which is harmless: the second finds nothing changed.
     n_update = dirty_lots.shape[0]

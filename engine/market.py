@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any, Literal
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -173,6 +174,11 @@ class MarketData:
         self.memos = Columns({"memo": (np.float64, math.nan, _ak.memo_width(scheme))}, capacity=1)
         """Each American option's exercise boundaries from its last repricing
         (engine.american_kernels: read back while its vol, rates and time left allow)."""
+        self._tables_scheme = scheme if american_accuracy == "fast" else None
+        self.tables = np.empty((1, 0))
+        """The fast scheme's boundary tables, a row per numba thread (engine.american_kernels:
+        each option's boundaries interpolated in vol from those of its expiry, rates and vol
+        octave); allocated with the first American option."""
         self.stale_after_ns = stale_after_ns
         self.valuation_ns = 0
         self.cols = Columns(INSTRUMENT_SPECS)
@@ -413,11 +419,14 @@ class MarketData:
         same object until the valuation time, the staleness limit or the prices' columns
         change."""
         sc, fc = self.spots.cols, self.fwds.cols
-        key = (sc.capacity, fc.capacity, self.memos.capacity, self.valuation_ns,
-               self.stale_after_ns)  # fmt: skip
+        if self.n_american and self._tables_scheme is not None and self.tables.shape[1] == 0:
+            threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # untyped
+            self.tables = _ak.boundary_tables(self._tables_scheme, threads)
+        key = (sc.capacity, fc.capacity, self.memos.capacity, self.tables.shape[1],
+               self.valuation_ns, self.stale_after_ns)  # fmt: skip
         cached = self._market_cache
         if cached is None or cached[0] != key:
-            if cached is not None and cached[0][:3] == key[:3]:  # the same (checked) columns
+            if cached is not None and cached[0][:4] == key[:4]:  # the same (checked) columns
                 market = cached[1]._replace(
                     valuation_ns=self.valuation_ns, stale_after_ns=self.stale_after_ns
                 )
@@ -425,7 +434,7 @@ class MarketData:
                 sa, fa = sc.arrays, fc.arrays
                 market = kernels.Market(
                     sa["px"], sa["ts"], fa["px"], fa["ts"], self.valuation_ns,
-                    self.stale_after_ns, self.memos.arrays["memo"],
+                    self.stale_after_ns, self.memos.arrays["memo"], self.tables,
                 )  # fmt: skip
                 kernels.check_group(market)
             cached = self._market_cache = (key, market)

@@ -536,12 +536,12 @@ def test_warm_solves_give_the_cold_prices() -> None:
     tier, or none with as many nodes): each gives the cold solve's price to 1e-11."""
     n_max = max(t.xi.shape[0] for t in ak.FAST.tiers)
     size = max(5 * t.xi.shape[0] + (t.xi.shape[0] - 1) * t.fp_w.shape[0] * 6 for t in ak.FAST.tiers)
-    solver = ak.Solver(ak.FAST, np.empty(n_max), np.full(size, np.nan))
+    solver = ak.Solver(ak.FAST, np.empty(n_max), np.full(size, np.nan), np.empty(0))
     is_call, S, K, T, r, q, v = _random_grid(300, 61)
 
     def solve(i: int, vol: float, warm: bool) -> tuple[float, bool]:
         res = ak._american_full(
-            bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, solver, warm, -1, -1,
+            bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], vol, solver, warm, (-1, -1, 0),
             np.empty(0),
         )  # fmt: skip
         return res[0], res[5]
@@ -560,14 +560,17 @@ def test_warm_solves_give_the_cold_prices() -> None:
 # ------------------------------------------------- the memo of a row's boundaries (portfolio)
 
 
-def _row_greeks(row: tuple[Any, ...], memo: F64) -> F64:
+def _row_greeks(row: tuple[Any, ...], memo: F64, tables: F64 | None = None) -> F64:
     """Price and Greeks of one row as the portfolio prices it (engine.kernels' American row,
-    fast scheme), with ``memo`` (empty: none)."""
+    fast scheme), with ``memo`` (empty: none) and boundary ``tables`` (a thread's; None:
+    none)."""
     is_call, s, k, t, r, q, v, black = row
     out = np.zeros((len(GREEK_FIELDS), 1))
+    no_tables = np.empty(0)
     st = kernels._american_greeks(
-        kernels.AMERICAN_FAST, is_call, s, k, t, r, r if black else q, v, black, out, memo
-    )
+        kernels.AMERICAN_FAST, is_call, s, k, t, r, r if black else q, v, black, out, memo,
+        no_tables if tables is None else tables,
+    )  # fmt: skip
     assert st == Status.OK
     return out[:, 0]
 
@@ -581,15 +584,27 @@ def _same_cell(t: float, factor: float) -> float | None:
     )
 
 
+def _new_tables() -> F64:
+    tables: F64 = ak.boundary_tables(ak.FAST, 1)[0]
+    return tables
+
+
+@pytest.mark.parametrize("tabled", [False, True])
 @pytest.mark.parametrize("black", [False, True])
-def test_a_rows_memo_gives_the_figures_of_a_fresh_solve(black: bool) -> None:
+def test_a_rows_memo_gives_the_figures_of_a_fresh_solve(black: bool, tabled: bool) -> None:
     """Figures priced with a row's memo of boundaries equal, to the bit, those priced without
     one, whatever the memo held: the same inputs, the spot moved, the clock moved within T_b's
     cell (boundaries read back), and the vol or rate moved (boundaries solved again); a row
     first in the exercise region (no bumps solved) and then out of it. The memo is read: a
-    boundary spoilt in it changes the price."""
+    boundary spoilt in it changes the price. ``tabled``: the boundaries come from tables (the
+    portfolio's), kept across the rows, against new tables at every price."""
     is_call, S, K, T, r, q, v = _random_grid(200, 71)
     read = 0
+    kept = _new_tables() if tabled else None
+
+    def fresh(row: tuple[Any, ...]) -> F64:
+        return _row_greeks(row, np.empty(0), _new_tables() if tabled else None)
+
     for i in range(S.shape[0]):
         memo = np.full(ak.memo_width(ak.FAST), np.nan)
         base = (bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], v[i], black)
@@ -603,12 +618,102 @@ def test_a_rows_memo_gives_the_figures_of_a_fresh_solve(black: bool) -> None:
         moves += [(*base[:2], deep, *base[3:]), (*base[:2], S[i] * (1.5 if is_call[i] else 0.6),
                                                  *base[3:])]  # fmt: skip
         for row in moves:
-            with_memo = _row_greeks(row, memo)
-            np.testing.assert_array_equal(with_memo, _row_greeks(row, np.empty(0)), str(row))
+            with_memo = _row_greeks(row, memo, kept)
+            np.testing.assert_array_equal(with_memo, fresh(row), str(row))
         if memo[_slot(0)] == 1.0:  # a boundary is held: spoil it, and the price moves
             memo[_slot(0) + 4 : _slot(1)] += 0.5
-            read += _row_greeks(moves[-1], memo)[0] != _row_greeks(moves[-1], np.empty(0))[0]
+            read += _row_greeks(moves[-1], memo, kept)[0] != fresh(moves[-1])[0]
     assert read >= 50, read
+
+
+def _chain(n_expiries: int, seed: int) -> list[tuple[Any, ...]]:
+    """Rows as a book holds them: per expiry and rates (of grid() and low_vol_grid()), calls
+    and puts over strikes 0.7..1.3 of spot, on a smile (several rows share each table)."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    grids = (_random_grid(n_expiries, seed), _low_vol_grid(n_expiries // 4, seed))
+    for _, _, _, T, r, q, v in grids:
+        for j, (t, vi) in enumerate(zip(T, v, strict=True)):
+            ri, qi = r[j - j % 4], q[j - j % 4]  # an underlying's rates, for 4 expiries
+            for m in np.linspace(0.7, 1.3, 7):
+                for is_call in (True, False):
+                    smile = vi * (1.0 + 0.5 * (m - 1.0) ** 2 + rng.uniform(-0.02, 0.02))
+                    rows.append((is_call, 100.0, 100.0 * m, t, ri, qi, smile, False))
+    return rows
+
+
+def _held_keys(tables: F64) -> F64:
+    """The keys (T_b, r, q, tier, panel) of the tables written in a thread's ``tables``."""
+    width = (tables.shape[0] - ak.TABLE_SETS) // (ak.TABLE_SETS * ak.TABLE_WAYS)
+    held = tables[ak.TABLE_SETS :].reshape(-1, width)
+    return held[held[:, 5] == 1.0, :5].copy()
+
+
+def _foreign(tables: F64, keys: F64, fields: tuple[int, ...]) -> None:
+    """Fill ``tables`` with written tables of junk boundaries, in the sets of ``keys``, keyed
+    as each of them but for one of ``fields`` (so that a lookup must check every field)."""
+    for key in keys:
+        for f in fields:
+            other = key.copy()
+            other[f] = other[f] + 1.0 if f >= 3 else other[f] * 1.001
+            table, held = ak._table_at(tables, key[0], key[1], key[2], int(key[3]), int(key[4]))
+            assert not held
+            table[:5] = other
+            table[5:] = 0.25
+            table[5] = 1.0
+
+
+@pytest.mark.parametrize("fields", [(0, 1, 2, 3), (4,)])
+def test_tabled_boundaries_are_a_function_of_the_inputs(fields: tuple[int, ...]) -> None:
+    """A row's figures from the tables equal, to the bit, those from new tables, whatever the
+    tables held before: the rows of a chain priced in a shuffled order on tables that first
+    hold, in each of the chain's sets, tables keyed as the chain's but for one field (T_b, r,
+    q, tier or panel). The tables are read: a boundary spoilt in them changes the prices."""
+    rows = _chain(12, 3)
+    primed = _new_tables()
+    for row in rows:
+        _row_greeks(row, np.empty(0), primed)
+    keys = _held_keys(primed)
+    assert keys.shape[0] >= 40, keys.shape
+    kept = _new_tables()
+    _foreign(kept, keys, fields)
+    for i in np.random.default_rng(4).permutation(len(rows)):
+        np.testing.assert_array_equal(
+            _row_greeks(rows[i], np.empty(0), kept), _row_greeks(rows[i], np.empty(0),
+                                                                 _new_tables()), str(rows[i]),
+        )  # fmt: skip
+    width = (kept.shape[0] - ak.TABLE_SETS) // (ak.TABLE_SETS * ak.TABLE_WAYS)
+    kept[ak.TABLE_SETS :].reshape(-1, width)[:, 7:] *= 1.01  # every boundary spoilt
+    moved = [
+        _row_greeks(row, np.empty(0), kept)[0] != _row_greeks(row, np.empty(0), _new_tables())[0]
+        for row in rows
+    ]
+    assert sum(moved) >= 0.5 * len(rows), (sum(moved), len(rows))
+
+
+def test_tabled_prices_meet_the_fast_target() -> None:
+    """The fast scheme's prices from the tables (boundaries interpolated in vol) are within
+    1e-5 relative or 1e-7 of spot of ACCURATE on grid() and low_vol_grid() rows, every tier,
+    and within 1e-7 relative or 1e-9 of spot of the price whose boundary is solved at the
+    row's own vol: the interpolation costs at most 1 % of the target."""
+    cols: Grid = tuple(  # type: ignore[assignment]  # seven columns
+        np.concatenate(pair)
+        for pair in zip(_random_grid(600, 43), _low_vol_grid(200, 44), strict=True)
+    )
+    is_call, S, K, T, r, q, v = cols
+    tables = _new_tables()
+    tabled = np.array([
+        _row_greeks((bool(is_call[i]), S[i], K[i], T[i], r[i], q[i], v[i], False), np.empty(0),
+                    tables)[0]
+        for i in range(S.shape[0])
+    ])  # fmt: skip
+    ref = _prices(cols, ak.ACCURATE)
+    err = np.abs(tabled - ref)
+    assert ((err <= 1e-5 * ref) | (err <= 1e-7 * S)).all(), float(err.max())
+    solved = _prices(cols, ak.FAST)
+    gap = np.abs(tabled - solved)
+    assert ((gap <= 1e-7 * solved) | (gap <= 1e-9 * S)).all(), float((gap / solved).max())
+    assert (gap > 0.0).sum() >= 100  # interpolated, not solved at the row's vol
 
 
 def _slot(slot: int) -> int:

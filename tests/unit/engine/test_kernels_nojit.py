@@ -324,7 +324,7 @@ def test_check_group_refuses_columns_the_kernels_are_not_compiled_for() -> None:
 
     def market(px: npt.NDArray[Any]) -> kernels.Market:
         ts = np.zeros(3, dtype=np.int64)
-        return kernels.Market(px, ts, np.zeros(3), ts, 0, 1, np.zeros((1, 3)))
+        return kernels.Market(px, ts, np.zeros(3), ts, 0, 1, np.zeros((1, 3)), np.zeros((1, 0)))
 
     kernels.check_group(market(np.zeros(3)))
     for bad in (np.zeros(3, dtype=np.float32), np.zeros((3, 1)), np.zeros(6)[::2]):
