@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -77,14 +78,23 @@ class Dividends:
         return pv.sum(axis=1), (pv * t).sum(axis=1)
 
 
-def _kernel_for(black: bool, scheme: ak.Scheme, threaded: bool) -> Callable[..., None]:
+def _tables(scheme: ak.Scheme, tables: bool) -> npt.NDArray[np.float64]:
+    """Boundary tables for one call's rows under ``scheme`` (the fast one alone), or none."""
+    if not (tables and scheme is ak.FAST):
+        return ak.NO_TABLES
+    return ak.boundary_tables(scheme, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # numba.config is untyped
+
+
+def _kernel_for(
+    black: bool, scheme: ak.Scheme, threaded: bool, tables: npt.NDArray[np.float64]
+) -> Callable[..., None]:
     # numba's dispatchers are typed as taking no arguments
     kernel = cast(
         Callable[..., None], ak.american_parallel_kernel if threaded else ak.american_kernel
     )
 
     def call(*cols: Any) -> None:  # columns..., out, status
-        kernel(*cols[:-2], black, scheme, *cols[-2:])
+        kernel(*cols[:-2], black, scheme, *cols[-2:], tables)
 
     return call
 
@@ -96,13 +106,15 @@ def _greeks(
     accuracy: Accuracy,
     parallel: bool | None,
     out: FloatArray | None,
+    tables: bool,
 ) -> Rows:
     scheme = _SCHEMES.get(accuracy)
     if scheme is None:
         raise ValueError(f"accuracy must be 'fast' or 'accurate', got {accuracy!r}")
+    grid = _tables(scheme, tables)
     return _run(
-        _kernel_for(black, scheme, False),
-        _kernel_for(black, scheme, True),
+        _kernel_for(black, scheme, False, grid),
+        _kernel_for(black, scheme, True, grid),
         kernels.GREEK_FIELDS,
         flags,
         numbers,
@@ -124,6 +136,7 @@ def american(
     accuracy: Accuracy = "accurate",
     parallel: bool | None = None,
     out: FloatArray | None = None,
+    tables: bool = False,
 ) -> Greeks:
     """American option on spot with continuous yield ``q`` (dividend yield plus borrow).
 
@@ -137,6 +150,11 @@ def american(
         accuracy: ``"accurate"`` (1e-8 relative) or ``"fast"`` (1e-5 relative).
         parallel: numba's thread pool; default by size (engine.arguments).
         out: a (9, *shape) float64 C-contiguous block to write into, as engine.greeks.bsm.
+        tables: under ``"fast"``, each boundary interpolated in vol from a table of its T_b,
+            rates and vol octave, built in this call and shared by its rows (a chain's
+            options of one expiry share one): the portfolio's figures, within 1e-8 of the
+            solved prices and far faster on a chain; a table costs 8 solves, so rows that
+            share none cost more (docs/american.md, "Boundary tables").
 
     Returns:
         Greeks in raw units (module docstring), with a status per row (engine.status).
@@ -152,6 +170,7 @@ def american(
             accuracy,
             parallel,
             out,
+            tables,
         )
         return Greeks(**values)
     shape, (flag,), (s, k, t, rr, qq, v) = broadcast(
@@ -165,6 +184,7 @@ def american(
         accuracy,
         parallel,
         None if out is None else out.reshape(len(kernels.GREEK_FIELDS), -1),
+        tables,
     )
     values["rho"] += values["delta"] * pv_dr
     values["theta"] -= values["delta"] * rr * pv
@@ -183,6 +203,7 @@ def american_black76(
     accuracy: Accuracy = "accurate",
     parallel: bool | None = None,
     out: FloatArray | None = None,
+    tables: bool = False,
 ) -> Greeks:
     """American option on a future F (Black-76 dynamics: the spot model with q = r).
 
@@ -199,6 +220,7 @@ def american_black76(
         accuracy,
         parallel,
         out,
+        tables,
     )
     return Greeks(**values)
 
@@ -215,6 +237,7 @@ def american_implied_vol(
     model: Literal["bsm", "black76"] = "bsm",
     dividends: Dividends | None = None,
     accuracy: Accuracy = "fast",
+    tables: bool = False,
 ) -> ImpliedVol:
     """Volatility that reproduces an American ``price`` under the ``accuracy`` scheme.
 
@@ -227,7 +250,8 @@ def american_implied_vol(
 
     Args:
         price: American option value, quote currency. S: spot, or the future's price F for
-            ``model="black76"`` (q is then r). Other arguments as :func:`american`.
+            ``model="black76"`` (q is then r). Other arguments as :func:`american` (with
+            ``tables``, every iterate's boundary from the tables).
 
     Raises:
         ValueError: an argument does not broadcast or is not numeric, or an unknown model or
@@ -247,5 +271,8 @@ def american_implied_vol(
         s = s - dividends.escrow(t, rr)[0]
     sigma = np.empty(p.shape[0])
     status = np.empty(p.shape[0], dtype=np.int8)
-    ak.american_iv_kernel(p, flag, s, k, t, rr, np.ascontiguousarray(qq), scheme, sigma, status)
+    ak.american_iv_kernel(
+        p, flag, s, k, t, rr, np.ascontiguousarray(qq), scheme, sigma, status,
+        _tables(scheme, tables),
+    )  # fmt: skip
     return ImpliedVol(sigma=sigma.reshape(shape), status=status.reshape(shape))

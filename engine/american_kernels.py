@@ -65,6 +65,7 @@ from numba import boolean, float64, int8, int64, njit, prange, types, void
 from numba.core.base import BaseContext
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
+from numba.np.ufunc.parallel import get_thread_id
 
 from engine.european_kernels import (
     BAD_INPUT,
@@ -81,6 +82,7 @@ from engine.european_kernels import (
 __all__ = [
     "ACCURATE",
     "FAST",
+    "NO_TABLES",
     "REFERENCE",
     "Scheme",
     "american_iv_kernel",
@@ -88,11 +90,13 @@ __all__ = [
     "american_parallel_kernel",
     "american_price_kernel",
     "binomial_price_kernel",
+    "boundary_tables",
     "memo_width",
     "one_tier",
 ]
 
 F64 = npt.NDArray[np.float64]
+F64_2D = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -323,6 +327,10 @@ TABLE_WAYS = 4
 """A thread's boundary tables: TABLE_SETS sets of TABLE_WAYS tables, each key hashed to a set
 and the set's oldest table replaced when all are taken."""
 _TABLE_HEAD = 7  # per table: T_b, r, q, tier, panel; written (1.0); X for a strike of 1
+
+
+NO_TABLES = np.empty((1, 0))
+"""The kernels' ``tables`` argument for none: each boundary solved at its row's own vol."""
 
 
 def boundary_tables(scheme: Scheme, threads: int) -> npt.NDArray[np.float64]:
@@ -1214,6 +1222,16 @@ def _scratch(scheme: Scheme) -> tuple[Solver, F64]:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _thread_tables(tables: F64_2D, thread: int) -> F64:
+    """Row ``thread`` of ``tables`` (:func:`boundary_tables`), or none (each boundary solved)
+    where they are empty or have no row for it."""
+    own: F64 = tables[0, :0]
+    if tables.shape[1] > 0 and thread < tables.shape[0]:
+        own = tables[thread]
+    return own
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _tabled(solver: Solver, tables: F64) -> Solver:
     """``solver`` reading the fast scheme's boundaries from ``tables`` (a thread's row of
     :func:`boundary_tables`, alive while the solver is used; empty: none)."""
@@ -1251,12 +1269,14 @@ def _row_in_parts(
     w_max: F64,
     limits: tuple[float, float],
     out: F64,
+    tables: F64,
 ) -> int:
     """:func:`_american_row` of row ``i`` on a scheme passed as its parts (``limits``: its
-    euro_tol and log_ratio), with its own scratch."""
+    euro_tol and log_ratio), with its own scratch and the thread's boundary ``tables``."""
     euro_tol, log_ratio = limits
     scheme = _borrowed(Scheme((t0, t1, t2, t3), rt_max, w_max, euro_tol, log_ratio))
     solver, owner = _scratch(scheme)
+    solver = _tabled(solver, tables)
     st = _american_row(
         rows.is_call[i], rows.S[i], rows.K[i], rows.T[i], rows.r[i], rows.q[i], rows.sigma[i],
         black, solver, out, i, solver.coef[:0],
@@ -1277,6 +1297,7 @@ _GREEKS_SIG = void(
     _SCHEME,
     float64[:, ::1],  # out: GREEK_FIELDS x rows
     int8[::1],  # status
+    float64[:, ::1],  # tables: boundary_tables, a row per thread (NO_TABLES: none)
 )
 
 
@@ -1293,10 +1314,13 @@ def american_kernel(
     scheme: Scheme,
     out: F64,
     status: I8,
+    tables: F64_2D,
 ) -> None:
-    """American price and Greeks (raw units of engine.units), single thread."""
+    """American price and Greeks (raw units of engine.units), single thread; boundaries
+    interpolated from ``tables[0]`` where it is not empty (:func:`_table_boundary`)."""
     scheme = _borrowed(scheme)
     solver, owner = _scratch(scheme)
+    solver = _tabled(solver, tables[0])
     for i in range(S.shape[0]):
         status[i] = _american_row(
             is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], black, solver, out, i,
@@ -1318,9 +1342,12 @@ def _parallel_in_parts(
     limits: tuple[float, float],
     out: F64,
     status: I8,
+    tables: F64_2D,
 ) -> None:
     for i in prange(rows.S.shape[0]):
-        status[i] = _row_in_parts(rows, i, black, t0, t1, t2, t3, rt_max, w_max, limits, out)
+        own = _thread_tables(tables, get_thread_id())  # type: ignore[no-untyped-call]  # numba's
+        status[i] = _row_in_parts(rows, i, black, t0, t1, t2, t3, rt_max, w_max, limits,
+                                  out, own)  # fmt: skip
 
 
 @njit(_GREEKS_SIG, cache=True, nogil=True, error_model="numpy")
@@ -1336,13 +1363,15 @@ def american_parallel_kernel(
     scheme: Scheme,
     out: F64,
     status: I8,
+    tables: F64_2D,
 ) -> None:
-    """:func:`american_kernel` over numba's thread pool (``prange``)."""
+    """:func:`american_kernel` over numba's thread pool (``prange``), each thread on its own
+    row of ``tables``."""
     # numba's parallel loop takes no tuple of tuples of arrays: the scheme crosses in parts
     t0, t1, t2, t3 = scheme.tiers
     rows = _Rows(is_call, S, K, T, r, q, sigma)
     _parallel_in_parts(rows, black, t0, t1, t2, t3, scheme.rt_max, scheme.w_max,
-                       (scheme.euro_tol, scheme.log_ratio), out, status)  # fmt: skip
+                       (scheme.euro_tol, scheme.log_ratio), out, status, tables)  # fmt: skip
 
 
 _PRICE_SIG = void(
@@ -1356,6 +1385,7 @@ _PRICE_SIG = void(
     _SCHEME,
     float64[::1],  # out: price per row, quote currency
     int8[::1],
+    float64[:, ::1],  # tables (NO_TABLES: none)
 )
 
 
@@ -1371,10 +1401,13 @@ def american_price_kernel(
     scheme: Scheme,
     out: F64,
     status: I8,
+    tables: F64_2D,
 ) -> None:
-    """American price alone (no Greeks), single thread; NaN where the status is an error."""
+    """American price alone (no Greeks), single thread; NaN where the status is an error;
+    boundaries interpolated from ``tables[0]`` where it is not empty."""
     scheme = _borrowed(scheme)
     solver, owner = _scratch(scheme)
+    solver = _tabled(solver, tables[0])
     for i in range(S.shape[0]):
         st = _row_status(S[i], K[i], T[i], r[i], q[i], sigma[i])
         status[i] = st
@@ -1546,6 +1579,7 @@ _IV_SIG = void(
     _SCHEME,
     float64[::1],  # out: sigma, decimal
     int8[::1],
+    float64[:, ::1],  # tables (NO_TABLES: none)
 )
 
 
@@ -1561,10 +1595,13 @@ def american_iv_kernel(
     scheme: Scheme,
     sigma: F64,
     status: I8,
+    tables: F64_2D,
 ) -> None:
-    """Implied volatility of American prices under ``scheme``, single thread."""
+    """Implied volatility of American prices under ``scheme``, single thread; boundaries
+    interpolated from ``tables[0]`` where it is not empty."""
     scheme = _borrowed(scheme)
     solver, owner = _scratch(scheme)
+    solver = _tabled(solver, tables[0])
     for i in range(price.shape[0]):
         sigma[i], status[i] = _american_iv(
             price[i], is_call[i], S[i], K[i], T[i], r[i], q[i], solver

@@ -682,9 +682,7 @@ def _price_range(
     iv_ = inst.iv
     memo_row_ = inst.memo_row
     memo_ = market.memo
-    tables = market.tables[0, :0]  # none: each boundary solved (no table for this thread)
-    if market.tables.shape[1] > 0 and thread < market.tables.shape[0]:
-        tables = market.tables[thread]
+    tables = _ak._thread_tables(market.tables, thread)
     spot_px_ = market.spot_px
     spot_ts_ = market.spot_ts
     fwd_px_ = market.fwd_px

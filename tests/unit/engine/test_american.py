@@ -29,7 +29,9 @@ def _price(is_call: bool, S: float, K: float, T: float, r: float, q: float, v: f
     out = np.empty(1)
     status = np.empty(1, dtype=np.int8)
     s, k, t, rr, qq, vv = (np.array([x], dtype=np.float64) for x in (S, K, T, r, q, v))
-    ak.american_price_kernel(np.array([is_call]), s, k, t, rr, qq, vv, scheme, out, status)
+    ak.american_price_kernel(
+        np.array([is_call]), s, k, t, rr, qq, vv, scheme, out, status, ak.NO_TABLES
+    )
     return float(out[0])
 
 
@@ -100,7 +102,7 @@ def _prices(cols: Grid, scheme: ak.Scheme) -> F64:
     is_call, S, K, T, r, q, v = cols
     out = np.empty(S.shape[0])
     status = np.empty(out.shape[0], dtype=np.int8)
-    ak.american_price_kernel(is_call, S, K, T, r, q, v, scheme, out, status)
+    ak.american_price_kernel(is_call, S, K, T, r, q, v, scheme, out, status, ak.NO_TABLES)
     assert (status == Status.OK).all()
     return out
 
@@ -523,8 +525,12 @@ def test_the_threaded_kernel_gives_the_single_thread_figures(black: bool) -> Non
     q, v = rng.uniform(0.0, 0.05, n), rng.uniform(0.08, 0.8, n)
     outs = [np.zeros((len(GREEK_FIELDS), n)) for _ in range(2)]
     statuses = [np.zeros(n, np.int8) for _ in range(2)]
-    ak.american_kernel(is_call, s, k, t, r, q, v, black, ak.FAST, outs[0], statuses[0])
-    ak.american_parallel_kernel(is_call, s, k, t, r, q, v, black, ak.FAST, outs[1], statuses[1])
+    ak.american_kernel(
+        is_call, s, k, t, r, q, v, black, ak.FAST, outs[0], statuses[0], ak.NO_TABLES
+    )
+    ak.american_parallel_kernel(
+        is_call, s, k, t, r, q, v, black, ak.FAST, outs[1], statuses[1], ak.NO_TABLES
+    )
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(statuses[0], statuses[1])
     assert np.isfinite(outs[0]).all()

@@ -80,7 +80,7 @@ def _spy_expected(p: Portfolio, sigma: F64) -> F64:
     t = np.array([_years(d.expiry_ns or 0) for d in defs if d is not None])
     calls = np.array([c for _, c, _, _ in SPY_OPTIONS])
     strikes = np.array([k for _, _, k, _ in SPY_OPTIONS])
-    g = american(calls, SPY, strikes, t, RATE, YIELD, sigma, accuracy="fast")
+    g = american(calls, SPY, strikes, t, RATE, YIELD, sigma, accuracy="fast", tables=True)
     return _desk(g, np.full(t.size, SPY), 100.0)
 
 
@@ -89,20 +89,8 @@ def _es_expected(p: Portfolio, sigma: F64) -> F64:
     t = np.array([_years(d.expiry_ns or 0) for d in defs if d is not None])
     calls = np.array([c for _, c, _, _ in ES_OPTIONS])
     strikes = np.array([k for _, _, k, _ in ES_OPTIONS])
-    g = american_black76(calls, ES, strikes, t, RATE, sigma, accuracy="fast")
+    g = american_black76(calls, ES, strikes, t, RATE, sigma, accuracy="fast", tables=True)
     return _desk(g, np.full(t.size, ES), 50.0)
-
-
-def assert_tabled(got: F64, want: F64) -> None:
-    """Portfolio figures (METRICS order, market value last) ``got`` against the wrapper's at
-    the same inputs ``want``: the portfolio reads each boundary from its tables, interpolated
-    in vol (engine.american_kernels), where the wrapper solves it at the row's own vol. Market
-    values within 1e-8 relative, every figure within 1e-4 of itself or 1e-7 of the row's
-    market value (Greeks are differences of prices), far inside the fast scheme's own error
-    (docs/american.md)."""
-    assert_allclose(got[:, -1], want[:, -1], rtol=1e-8, atol=0.0)
-    bound = 1e-4 * np.abs(want) + 1e-7 * np.abs(want[:, -1:])
-    assert (np.abs(got - want) <= bound).all(), np.abs(got - want) / bound
 
 
 def test_the_instruments_are_american_and_on_spot_or_on_the_future() -> None:
@@ -131,9 +119,10 @@ def test_figures_are_the_american_wrappers_in_desk_units() -> None:
     assert_allclose(es.positions.X, ES, rtol=0.0)
     want_spy = _spy_expected(p, np.array([v for *_, v in SPY_OPTIONS]))
     want_es = _es_expected(p, np.array([v for *_, v in ES_OPTIONS]))
-    # The same scheme at the same inputs (T formed the same way), boundaries from tables
-    assert_tabled(spy.units[:, :N_FIG], want_spy)
-    assert_tabled(es.units[:, :N_FIG], want_es)
+    # The same scheme at the same inputs (T formed the same way), the boundaries from tables
+    # as the portfolio's: equal to rounding.
+    assert_allclose(spy.units[:, :N_FIG], want_spy, rtol=1e-12, atol=1e-12)
+    assert_allclose(es.units[:, :N_FIG], want_es, rtol=1e-12, atol=1e-12)
     # Early exercise shows: the deep put is worth more than its European twin.
     euro = Portfolio(InstrumentRegistry([_european_twin(p, "SPY241220P600")]),
                      {"SPY": UnderlyingParams(RATE, YIELD)})  # fmt: skip
@@ -171,10 +160,9 @@ def test_the_vol_from_a_mark_is_the_american_implied_vol() -> None:
     iv = american_implied_vol(
         prices, np.array([c for _, c, _, _ in SPY_OPTIONS]), SPY,
         np.array([k for _, _, k, _ in SPY_OPTIONS]), t, RATE, YIELD, accuracy="fast",
+        tables=True,
     )  # fmt: skip
-    # the portfolio's prices read their boundaries from its tables (interpolated in vol), the
-    # wrapper's solve them: the same vol within 1e-8
-    assert_allclose(spy.positions.sigma, iv.sigma, rtol=1e-8)
+    assert_allclose(spy.positions.sigma, iv.sigma, rtol=1e-12)
     # The deep put of June is in the exercise region at 18 %: its price is its intrinsic value,
     # which no vol implies, and it is left unpriced; the others come back round.
     priced = np.arange(len(SPY_OPTIONS)) != 4
@@ -183,7 +171,7 @@ def test_the_vol_from_a_mark_is_the_american_implied_vol() -> None:
     assert not spy.ok[4]
     assert_allclose(spy.positions.sigma[priced], sigma_true[priced], rtol=1e-8)
     want = _spy_expected(p, iv.sigma)
-    assert_tabled(spy.units[priced, :N_FIG], want[priced])
+    assert_allclose(spy.units[priced, :N_FIG], want[priced], rtol=1e-12, atol=1e-12)
     es = p.priced([n for n, *_ in ES_OPTIONS])
     assert_allclose(es.positions.sigma, es_true, rtol=1e-8)
 

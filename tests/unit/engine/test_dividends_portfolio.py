@@ -31,7 +31,6 @@ from engine.state import Portfolio, UnderlyingParams
 from engine.units import to_desk
 from engine.uscalendar import open_ns
 from tests.factories import T0_NS, quote, tick
-from tests.unit.engine.test_american_portfolio import assert_tabled
 
 F64 = npt.NDArray[np.float64]
 S_NS = 1_000_000_000
@@ -135,9 +134,18 @@ def test_american_figures_are_the_wrapper_with_the_schedule() -> None:
     calls, strikes, sigma = _columns(OPTIONS)
     t = _years(p, OPTIONS)
     want = american(
-        calls, SPY, strikes, t, RATE, YIELD, sigma, dividends=_dividends(SCHEDULE), accuracy="fast"
+        calls,
+        SPY,
+        strikes,
+        t,
+        RATE,
+        YIELD,
+        sigma,
+        dividends=_dividends(SCHEDULE),
+        accuracy="fast",
+        tables=True,
     )
-    assert_tabled(spy.units[:, :N_FIG], _desk(want))  # boundaries from the portfolio's tables
+    assert_allclose(spy.units[:, :N_FIG], _desk(want), rtol=1e-10, atol=1e-10)
     assert_allclose(spy.positions.X, SPY, rtol=0.0)  # X stays the quoted spot
     assert_allclose(spy.positions.div_pv, _pv(t, RATE, SCHEDULE, 0.0), rtol=1e-15)
     # the schedule matters: December has two dividends before expiry, June four
@@ -149,9 +157,18 @@ def test_american_figures_are_the_wrapper_with_the_schedule() -> None:
     p.apply_quote(quote(new[0], mark=1.0, iv=new[3], ts_ns=V - S_NS))
     t_new = _years(p, [new])
     want_new = american(
-        False, SPY, 540.0, t_new, RATE, YIELD, 0.2, dividends=_dividends(SCHEDULE), accuracy="fast"
+        False,
+        SPY,
+        540.0,
+        t_new,
+        RATE,
+        YIELD,
+        0.2,
+        dividends=_dividends(SCHEDULE),
+        accuracy="fast",
+        tables=True,
     )
-    assert_tabled(_priced(p, [new]).units[:, :N_FIG], _desk(want_new))
+    assert_allclose(_priced(p, [new]).units[:, :N_FIG], _desk(want_new), rtol=1e-10, atol=1e-10)
 
 
 def test_european_figures_are_bsm_on_the_escrowed_spot() -> None:

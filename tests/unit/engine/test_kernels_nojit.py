@@ -343,7 +343,7 @@ def test_american_kernels_run_as_plain_python() -> None:
     status = np.empty(1, dtype=np.int8)
     ak.american_price_kernel(
         np.array([False]), 100.0 * one, 100.0 * one, one, 0.05 * one, 0.01 * one, 0.2 * one,
-        ak.FAST, out, status,
+        ak.FAST, out, status, ak.NO_TABLES,
     )  # fmt: skip
     assert status[0] == Status.OK
     assert out[0] == pytest.approx(6.36703187, rel=1e-8)
