@@ -823,18 +823,11 @@ def _panel_of(v: float) -> int:
     return math.floor(math.log2(v))
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _panel_z(m: int) -> float:
-    """Node ``m`` of a panel's Chebyshev-Lobatto nodes in z = 2 (log2 σ - j) - 1."""
-    return math.cos(m * math.pi / (PANEL_NODES - 1))
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _panel_weight(m: int) -> float:
-    """The barycentric weight of node ``m`` (Chebyshev-Lobatto: ±1 alternating, halved at
-    the ends)."""
-    sign = 1.0 - 2.0 * (m % 2)
-    return 0.5 * sign if m == 0 or m == PANEL_NODES - 1 else sign
+_PANEL_Z = np.cos(np.arange(PANEL_NODES) * math.pi / (PANEL_NODES - 1))
+"""A panel's Chebyshev-Lobatto nodes in z = 2 (log2 vol - j) - 1."""
+_PANEL_W = np.where(np.arange(PANEL_NODES) % 2 == 0, 1.0, -1.0)
+_PANEL_W[[0, -1]] *= 0.5
+"""Their barycentric weights: ±1 alternating, halved at the ends."""
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -880,7 +873,7 @@ def _table_boundary(
     nodes = (table.shape[0] - _TABLE_HEAD) // PANEL_NODES
     if not held:
         for m in range(PANEL_NODES):
-            vol = 2.0 ** (panel + 0.5 * (1.0 + _panel_z(m)))
+            vol = 2.0 ** (panel + 0.5 * (1.0 + _PANEL_Z[m]))
             at = _TABLE_HEAD + m * nodes
             table[6] = _put_boundary(
                 1.0, tb, r, q, vol, rule, table[at : at + n], solver.work, False, -1
@@ -891,15 +884,15 @@ def _table_boundary(
     x_unit: float = table[6]
     total = 0.0
     for m in range(PANEL_NODES):
-        d = z - _panel_z(m)
+        d = z - _PANEL_Z[m]
         if d == 0.0:  # on a node: its boundary
             for j in range(n):
                 coef[j] = table[_TABLE_HEAD + m * nodes + j]
             return x_unit
-        total += _panel_weight(m) / d
+        total += _PANEL_W[m] / d
     coef[:n] = 0.0
     for m in range(PANEL_NODES):
-        w = _panel_weight(m) / ((z - _panel_z(m)) * total)
+        w = _PANEL_W[m] / ((z - _PANEL_Z[m]) * total)
         at = _TABLE_HEAD + m * nodes
         for j in range(n):
             coef[j] += w * table[at + j]
