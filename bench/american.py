@@ -190,8 +190,10 @@ def tabled_rates(american: Columns) -> list[tuple[str, float, float, float]]:
         ("fast price + 9 Greeks, 2 threads", greeks_2),
     ):
         call("kept")  # the kept tables filled first
-        rates.append((label, *(per_second(functools.partial(call, how), n)
-                               for how in ("solved", "new", "kept"))))  # fmt: skip
+        solved, new, kept_rate = (
+            per_second(functools.partial(call, how), n) for how in ("solved", "new", "kept")
+        )
+        rates.append((label, solved, new, kept_rate))
     return rates
 
 
