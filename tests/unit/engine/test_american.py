@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -514,26 +515,34 @@ def test_implied_vol_inverts_the_fast_price_to_1e_9() -> None:
 
 
 @pytest.mark.parametrize("black", [False, True])
-def test_the_threaded_kernel_gives_the_single_thread_figures(black: bool) -> None:
+@pytest.mark.parametrize("tabled", [False, True])
+def test_the_threaded_kernel_gives_the_single_thread_figures(black: bool, tabled: bool) -> None:
     """american_parallel_kernel (the scheme handed to the thread pool in parts) computes
-    exactly what american_kernel does, row for row, whatever row a thread takes."""
+    exactly what american_kernel does, row for row, whatever row a thread takes; ``tabled``:
+    each thread on its own row of boundary tables (a chain's rows share them), against one
+    thread on one row."""
     rng = np.random.default_rng(7)
     n = 400
     is_call = rng.random(n) < 0.5
     s, k = np.full(n, 100.0), rng.uniform(60.0, 140.0, n)
-    t, r = rng.uniform(0.01, 2.0, n), rng.uniform(0.0, 0.08, n)
-    q, v = rng.uniform(0.0, 0.05, n), rng.uniform(0.08, 0.8, n)
+    t = rng.choice([0.02, 0.1, 0.5, 2.0], n)  # a chain's expiries and rates
+    r, q = np.full(n, 0.05), np.full(n, 0.02)
+    v = rng.uniform(0.08, 0.8, n)
     outs = [np.zeros((len(GREEK_FIELDS), n)) for _ in range(2)]
     statuses = [np.zeros(n, np.int8) for _ in range(2)]
-    ak.american_kernel(
-        is_call, s, k, t, r, q, v, black, ak.FAST, outs[0], statuses[0], ak.NO_TABLES
-    )
+    threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # untyped
+    tables = [ak.boundary_tables(ak.FAST, m) if tabled else ak.NO_TABLES for m in (1, threads)]
+    ak.american_kernel(is_call, s, k, t, r, q, v, black, ak.FAST, outs[0], statuses[0], tables[0])
     ak.american_parallel_kernel(
-        is_call, s, k, t, r, q, v, black, ak.FAST, outs[1], statuses[1], ak.NO_TABLES
+        is_call, s, k, t, r, q, v, black, ak.FAST, outs[1], statuses[1], tables[1]
     )
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(statuses[0], statuses[1])
     assert np.isfinite(outs[0]).all()
+    if tabled:  # every thread's row used (numba's thread ids index them)
+        width = (tables[1].shape[1] - ak.TABLE_SETS) // (ak.TABLE_SETS * ak.TABLE_WAYS)
+        held = tables[1][:, ak.TABLE_SETS :].reshape(threads, -1, width)[:, :, 5] == 1.0
+        assert (held.sum(axis=1) > 0).sum() == min(threads, numba.get_num_threads())
 
 
 def test_warm_solves_give_the_cold_prices() -> None:
