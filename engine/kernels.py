@@ -243,9 +243,11 @@ KIND_SPOT = 3
 EUROPEAN = 0
 AMERICAN_FAST = 1
 AMERICAN_ACCURATE = 2
+AMERICAN_TABLED = 3
 """An option's exercise code (the ``american`` columns): European, or American under the fast
 (1e-5 relative) or accurate (1e-8 relative) scheme of engine.american_kernels
-(docs/american.md)."""
+(docs/american.md); AMERICAN_TABLED: the fast scheme with its boundaries interpolated from
+``Market.tables`` (an option of a chain: engine.market.TABLED_MIN_OPTIONS)."""
 
 UNIT_FIELDS: tuple[str, ...] = (
     "delta",
@@ -286,7 +288,7 @@ class InstrumentColumns(NamedTuple):
     black: BoolArray  # an option on the forward (Black-76), else on spot (BSM)
     inverse: BoolArray  # coin-settled
     is_call: BoolArray
-    american: I8  # EUROPEAN, AMERICAN_FAST or AMERICAN_ACCURATE (options; others EUROPEAN)
+    american: I8  # EUROPEAN or an AMERICAN_ code (options; others EUROPEAN)
     memo_row: I64  # an American option's row of Market.memo; -1: none
     strike: F64
     mult: F64  # contract multiplier
@@ -370,7 +372,7 @@ class ScenarioColumns(NamedTuple):
     black: BoolArray  # an option on the forward (Black-76), else on spot (BSM)
     inverse: BoolArray  # coin-settled (options: valued in USD all the same)
     is_call: BoolArray
-    american: I8  # EUROPEAN, AMERICAN_FAST or AMERICAN_ACCURATE (InstrumentColumns')
+    american: I8  # EUROPEAN or an AMERICAN_ code (InstrumentColumns')
     strike: F64
     T: F64  # years
     r: F64
@@ -467,7 +469,7 @@ def _american_greeks(
     Returns the row's status."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
-    if american != AMERICAN_ACCURATE:
+    if american == AMERICAN_TABLED:
         solver = _ak._tabled(solver, tables)
     st = _ak._american_row(is_call, x, k, t, r, q, v, black, solver, out, 0, memo)
     _ak._keep(owner)
@@ -484,7 +486,7 @@ def _american_iv(
     scheme's boundaries read from ``tables``, as :func:`_american_greeks`)."""
     scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
     solver, owner = _ak._scratch(scheme)
-    if american != AMERICAN_ACCURATE:
+    if american == AMERICAN_TABLED:
         solver = _ak._tabled(solver, tables)
     res = _ak._american_iv(price, is_call, x, k, t, r, q, solver)
     _ak._keep(owner)

@@ -40,6 +40,10 @@ AmericanAccuracy = Literal["fast", "accurate"]
 """The scheme American options are priced with (engine.american_kernels; docs/american.md):
 ``"fast"`` within 1e-5 relative of the converged price, ``"accurate"`` within 1e-8."""
 _AMERICAN_CODE = {"fast": kernels.AMERICAN_FAST, "accurate": kernels.AMERICAN_ACCURATE}
+TABLED_MIN_OPTIONS = 16
+"""American options of one underlying and expiry from which the fast scheme reads their
+boundaries from tables (kernels.AMERICAN_TABLED; docs/american.md, "Boundary tables"): a
+table costs 8 solves, which a chain's options share; fewer options solve their own."""
 
 _NAN = math.nan
 _KIND_CODE = {
@@ -175,6 +179,8 @@ class MarketData:
         """Each American option's exercise boundaries from its last repricing
         (engine.american_kernels: read back while its vol, rates and time left allow)."""
         self._tables_scheme = scheme if american_accuracy == "fast" else None
+        self._chains: dict[tuple[str, int], list[int]] = {}
+        """The fast scheme's American options by underlying and expiry (their rows)."""
         self.tables = np.empty((1, 0))
         """The fast scheme's boundary tables, a row per numba thread (engine.american_kernels:
         each option's boundaries interpolated in vol from those of its expiry, rates and vol
@@ -213,6 +219,7 @@ class MarketData:
         if inst.kind == Kind.OPTION and inst.exercise == Exercise.AMERICAN:
             a["american"][row] = self._american
             a["memo_row"][row] = self.memos.append()
+            self.join_chains([inst], [row])
             self.n_american += 1
         a["strike"][row] = inst.strike if inst.strike is not None else 1.0
         a["mult"][row] = inst.multiplier
@@ -414,6 +421,24 @@ class MarketData:
         """The live columns the pricing step writes."""
         return self.cols.group(kernels.PricedColumns)
 
+    def join_chains(self, insts: Sequence[Instrument], rows: Sequence[int]) -> None:
+        """Count new American options ``insts`` (at ``rows``) in their underlying's chain at
+        their expiry; a chain of TABLED_MIN_OPTIONS or more reads its boundaries from tables
+        (its options' memos emptied when it gets there: they held solved boundaries)."""
+        if self._tables_scheme is None:
+            return
+        code = self.cols.arrays["american"]
+        memo_row = self.cols.arrays["memo_row"]
+        for inst, row in zip(insts, rows, strict=True):
+            chain = self._chains.setdefault((inst.underlying, inst.expiry_ns or 0), [])
+            chain.append(row)
+            if len(chain) == TABLED_MIN_OPTIONS:
+                members = np.array(chain)
+                code[members] = kernels.AMERICAN_TABLED
+                self.memos.arrays["memo"][memo_row[members]] = math.nan
+            elif len(chain) > TABLED_MIN_OPTIONS:
+                code[row] = kernels.AMERICAN_TABLED
+
     def market(self) -> kernels.Market:
         """The shared prices and the valuation's clock, as the pricing kernels take them: the
         same object until the valuation time, the staleness limit or the prices' columns
@@ -510,6 +535,9 @@ def _fill(m: MarketData, insts: list[Instrument], ints: list[int]) -> None:
     first_memo = m.memos.extend(n_american)
     a["memo_row"][rows][american] = np.arange(first_memo, first_memo + n_american)
     m.n_american += n_american
+    if n_american:
+        picked = np.flatnonzero(american)
+        m.join_chains([insts[j] for j in picked], (start + picked).tolist())
     a["strike"][rows] = _or([i.strike for i in insts], 1.0)
     a["mult"][rows] = np.fromiter([i.multiplier for i in insts], np.float64, n)
     expiry = [i.expiry_ns for i in insts]

@@ -582,8 +582,9 @@ def _row_greeks(row: tuple[Any, ...], memo: F64, tables: F64 | None = None) -> F
     is_call, s, k, t, r, q, v, black = row
     out = np.zeros((len(GREEK_FIELDS), 1))
     no_tables = np.empty(0)
+    code = kernels.AMERICAN_FAST if tables is None else kernels.AMERICAN_TABLED
     st = kernels._american_greeks(
-        kernels.AMERICAN_FAST, is_call, s, k, t, r, r if black else q, v, black, out, memo,
+        code, is_call, s, k, t, r, r if black else q, v, black, out, memo,
         no_tables if tables is None else tables,
     )  # fmt: skip
     assert st == Status.OK

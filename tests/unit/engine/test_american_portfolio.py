@@ -24,6 +24,7 @@ from engine.american import american, american_black76, american_implied_vol
 from engine.daycount import year_fraction
 from engine.greeks import Greeks
 from engine.instruments import Exercise, Instrument, InstrumentRegistry, Kind
+from engine.market import TABLED_MIN_OPTIONS
 from engine.outputs import METRICS
 from engine.risk.scenarios import book_scenario_pnl, scenario_pnl
 from engine.state import Portfolio, UnderlyingParams
@@ -80,7 +81,7 @@ def _spy_expected(p: Portfolio, sigma: F64) -> F64:
     t = np.array([_years(d.expiry_ns or 0) for d in defs if d is not None])
     calls = np.array([c for _, c, _, _ in SPY_OPTIONS])
     strikes = np.array([k for _, _, k, _ in SPY_OPTIONS])
-    g = american(calls, SPY, strikes, t, RATE, YIELD, sigma, accuracy="fast", tables=True)
+    g = american(calls, SPY, strikes, t, RATE, YIELD, sigma, accuracy="fast")
     return _desk(g, np.full(t.size, SPY), 100.0)
 
 
@@ -89,7 +90,7 @@ def _es_expected(p: Portfolio, sigma: F64) -> F64:
     t = np.array([_years(d.expiry_ns or 0) for d in defs if d is not None])
     calls = np.array([c for _, c, _, _ in ES_OPTIONS])
     strikes = np.array([k for _, _, k, _ in ES_OPTIONS])
-    g = american_black76(calls, ES, strikes, t, RATE, sigma, accuracy="fast", tables=True)
+    g = american_black76(calls, ES, strikes, t, RATE, sigma, accuracy="fast")
     return _desk(g, np.full(t.size, ES), 50.0)
 
 
@@ -119,8 +120,7 @@ def test_figures_are_the_american_wrappers_in_desk_units() -> None:
     assert_allclose(es.positions.X, ES, rtol=0.0)
     want_spy = _spy_expected(p, np.array([v for *_, v in SPY_OPTIONS]))
     want_es = _es_expected(p, np.array([v for *_, v in ES_OPTIONS]))
-    # The same scheme at the same inputs (T formed the same way), the boundaries from tables
-    # as the portfolio's: equal to rounding.
+    # The same scheme at the same inputs: equal to rounding (T is formed the same way).
     assert_allclose(spy.units[:, :N_FIG], want_spy, rtol=1e-12, atol=1e-12)
     assert_allclose(es.units[:, :N_FIG], want_es, rtol=1e-12, atol=1e-12)
     # Early exercise shows: the deep put is worth more than its European twin.
@@ -160,7 +160,6 @@ def test_the_vol_from_a_mark_is_the_american_implied_vol() -> None:
     iv = american_implied_vol(
         prices, np.array([c for _, c, _, _ in SPY_OPTIONS]), SPY,
         np.array([k for _, _, k, _ in SPY_OPTIONS]), t, RATE, YIELD, accuracy="fast",
-        tables=True,
     )  # fmt: skip
     assert_allclose(spy.positions.sigma, iv.sigma, rtol=1e-12)
     # The deep put of June is in the exercise region at 18 %: its price is its intrinsic value,
@@ -169,11 +168,11 @@ def test_the_vol_from_a_mark_is_the_american_implied_vol() -> None:
     assert prices[4] == 700.0 - SPY
     assert math.isnan(spy.positions.sigma[4])
     assert not spy.ok[4]
-    assert_allclose(spy.positions.sigma[priced], sigma_true[priced], rtol=1e-8)
+    assert_allclose(spy.positions.sigma[priced], sigma_true[priced], rtol=1e-9)
     want = _spy_expected(p, iv.sigma)
     assert_allclose(spy.units[priced, :N_FIG], want[priced], rtol=1e-12, atol=1e-12)
     es = p.priced([n for n, *_ in ES_OPTIONS])
-    assert_allclose(es.positions.sigma, es_true, rtol=1e-8)
+    assert_allclose(es.positions.sigma, es_true, rtol=1e-9)
 
 
 def test_incremental_sums_equal_a_full_recompute() -> None:
@@ -319,6 +318,59 @@ def test_boundaries_read_back_give_a_fresh_portfolios_figures() -> None:
     fresh.cycle(ts, full=True)
     names = [n for n, *_ in SPY_OPTIONS + ES_OPTIONS]
     np.testing.assert_array_equal(p.priced(names).units, fresh.priced(names).units)
+
+
+def _december(strikes: range) -> list[tuple[str, bool, float, float]]:
+    """SPY options of December 2024, a call and a put at each strike, on a smile."""
+    return [
+        (f"SPY241220{'C' if call else 'P'}{k}", call, float(k), 0.15 + 0.2 * (k / SPY - 1.0) ** 2)
+        for k in strikes
+        for call in (True, False)
+    ]
+
+
+def _chain_portfolio(groups: list[list[tuple[str, bool, float, float]]]) -> Portfolio:
+    """A portfolio holding each group of options in turn, quoted and fully repriced after
+    each."""
+    p = Portfolio(InstrumentRegistry(), {"SPY": UnderlyingParams(RATE, YIELD)})
+    p.apply_tick(tick("SPY", SPY, ts_ns=V - S_NS))
+    for group in groups:
+        for k, (name, _, _, iv) in enumerate(group):
+            p.add_position("b", name, float(k % 3 + 1), 10.0)
+            p.apply_quote(quote(name, mark=1.0, iv=iv, ts_ns=V - S_NS))
+        p.cycle(V, full=True)
+    return p
+
+
+def test_a_chain_reads_its_boundaries_from_tables() -> None:
+    """From TABLED_MIN_OPTIONS American options of one underlying and expiry on, they read
+    their boundaries from tables (kernels.AMERICAN_TABLED): american(..., tables=True)'s
+    figures to rounding; fewer (June) solve their own, american()'s. The options held before
+    the chain filled had solved boundaries in their memos, emptied then: a portfolio that
+    grew into the chain gives a new one's figures to the bit."""
+    december = _december(range(500, 600, 5))  # 40 options
+    june = SPY_OPTIONS[3:]
+    before = december[: TABLED_MIN_OPTIONS // 2]
+    grown = _chain_portfolio([before + june, december[len(before) :]])
+    fresh = _chain_portfolio([december + june])
+    names = [n for n, *_ in december + june]
+    np.testing.assert_array_equal(grown.priced(names).units, fresh.priced(names).units)
+    for options, code, tables in ((december, kernels.AMERICAN_TABLED, True),
+                                  (june, kernels.AMERICAN_FAST, False)):  # fmt: skip
+        priced = fresh.priced([n for n, *_ in options])
+        assert (priced.positions.american == code).all()
+        t = np.array([_years(fresh.registry.get(n).expiry_ns or 0) for n, *_ in options])  # type: ignore[union-attr]
+        calls = np.array([c for _, c, _, _ in options])
+        strikes = np.array([k for _, _, k, _ in options])
+        vols = np.array([v for *_, v in options])
+        g = american(calls, SPY, strikes, t, RATE, YIELD, vols, accuracy="fast", tables=tables)
+        want = _desk(g, np.full(t.size, SPY), 100.0)
+        assert_allclose(priced.units[:, :N_FIG], want, rtol=1e-12, atol=1e-12)
+    # the grown portfolio's first options were priced from solved boundaries before
+    small = _chain_portfolio([before + june])
+    first = [n for n, *_ in before]
+    assert (small.priced(first).positions.american == kernels.AMERICAN_FAST).all()
+    assert (small.priced(first).units != fresh.priced(first).units).any()
 
 
 def test_a_stress_grid_reads_each_vols_boundary_back() -> None:

@@ -134,16 +134,7 @@ def test_american_figures_are_the_wrapper_with_the_schedule() -> None:
     calls, strikes, sigma = _columns(OPTIONS)
     t = _years(p, OPTIONS)
     want = american(
-        calls,
-        SPY,
-        strikes,
-        t,
-        RATE,
-        YIELD,
-        sigma,
-        dividends=_dividends(SCHEDULE),
-        accuracy="fast",
-        tables=True,
+        calls, SPY, strikes, t, RATE, YIELD, sigma, dividends=_dividends(SCHEDULE), accuracy="fast"
     )
     assert_allclose(spy.units[:, :N_FIG], _desk(want), rtol=1e-10, atol=1e-10)
     assert_allclose(spy.positions.X, SPY, rtol=0.0)  # X stays the quoted spot
@@ -157,16 +148,7 @@ def test_american_figures_are_the_wrapper_with_the_schedule() -> None:
     p.apply_quote(quote(new[0], mark=1.0, iv=new[3], ts_ns=V - S_NS))
     t_new = _years(p, [new])
     want_new = american(
-        False,
-        SPY,
-        540.0,
-        t_new,
-        RATE,
-        YIELD,
-        0.2,
-        dividends=_dividends(SCHEDULE),
-        accuracy="fast",
-        tables=True,
+        False, SPY, 540.0, t_new, RATE, YIELD, 0.2, dividends=_dividends(SCHEDULE), accuracy="fast"
     )
     assert_allclose(_priced(p, [new]).units[:, :N_FIG], _desk(want_new), rtol=1e-10, atol=1e-10)
 
@@ -272,6 +254,5 @@ def test_scenarios_move_the_spot_and_take_the_same_pv_off() -> None:
     assert_allclose(each, want, rtol=1e-12, atol=1e-8)
     value, delta = unit_value_delta(book)  # SPAN's value and delta: on S - PV too
     units = p.priced(p.book_risk("b").instruments).units
-    # the scenarios solve each boundary, the portfolio interpolates it from its tables: 1e-8
-    assert_allclose(100.0 * value, units[:, MV], rtol=1e-8)
-    assert_allclose(100.0 * delta, units[:, METRICS.index("delta")], rtol=1e-8)
+    assert_allclose(100.0 * value, units[:, MV], rtol=1e-12)
+    assert_allclose(100.0 * delta, units[:, METRICS.index("delta")], rtol=1e-12)
