@@ -48,6 +48,13 @@ kept in a memo row (:func:`memo_width`) and read back while T stays in (T_b/1.01
 r, q and σ do not change: a move of the spot, or of the clock within 1 % of the time left,
 then costs the premium integrals alone, the same figures to the bit.
 
+Boundary tables (:func:`boundary_tables`, :func:`_table_boundary`): the boundary is a smooth
+function of the vol, so a solver with tables solves it at PANEL_NODES vols of the vol's octave
+(Chebyshev-Lobatto in log σ) and interpolates it at the row's vol, the table kept for the
+other rows of the same T_b, r, q, tier and octave: a chain's options of one expiry share a
+few. The interpolant is within ~4e-9 of the price scale of the boundary solved at the row's
+own vol, and every figure is still a function of the row's inputs alone (docs/american.md).
+
 Kernels follow engine.kernels: explicit signatures, ``out`` rows in the order of
 :data:`engine.kernels.GREEK_FIELDS`, a per-row ``status`` (engine.status), never raise.
 """
