@@ -498,13 +498,15 @@ def test_fast_greeks_hold_the_tier_across_bumps() -> None:
         assert float(fast.vega) == pytest.approx(float(accurate.vega), rel=3e-4)
 
 
-def test_implied_vol_inverts_the_fast_price_to_1e_9() -> None:
+@pytest.mark.parametrize("tables", [False, True])
+def test_implied_vol_inverts_the_fast_price_to_1e_9(tables: bool) -> None:
     """The solver stops on a secant step below 1e-10 of σ without pricing its end: the vol it
-    returns still reproduces the price's own σ to 1e-9 relative where vega is not tiny."""
+    returns still reproduces the price's own σ to 1e-9 relative where vega is not tiny; with
+    ``tables``, every iterate's boundary interpolated from them (the price's too)."""
     cols = _random_grid(300, 53)
     is_call, S, K, T, r, q, v = cols
-    price = _prices(cols, ak.FAST)
-    iv = american_implied_vol(price, is_call, S, K, T, r, q, accuracy="fast")
+    price = american(is_call, S, K, T, r, q, v, accuracy="fast", tables=tables).price
+    iv = american_implied_vol(price, is_call, S, K, T, r, q, accuracy="fast", tables=tables)
     vega = american(is_call, S, K, T, r, q, v, accuracy="fast").vega
     intrinsic = np.maximum(np.where(is_call, S - K, K - S), 0.0)
     keep = (vega > 1e-3 * S) & (price - intrinsic > 1e-6 * S)
