@@ -837,6 +837,13 @@ _PANEL_W[[0, -1]] *= 0.5
 """Their barycentric weights: ±1 alternating, halved at the ends."""
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _table_width(tables: F64) -> int:
+    """Floats in each table of a thread's ``tables`` (:func:`boundary_tables`)."""
+    width: int = (tables.shape[0] - TABLE_SETS) // (TABLE_SETS * TABLE_WAYS)
+    return width
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _table_at(
     tables: F64, tb: float, r: float, q: float, tier: int, panel: int
@@ -844,8 +851,7 @@ def _table_at(
     """The table of these inputs in a thread's ``tables`` (:func:`boundary_tables`), and
     whether it holds their boundaries; else the table its set replaces next, marked unwritten
     (its set's next turns to the one after)."""
-    n_tables = TABLE_SETS * TABLE_WAYS
-    width = (tables.shape[0] - TABLE_SETS) // n_tables
+    width = _table_width(tables)
     at = (hash((tb, r, q, tier, panel)) & 0x7FFFFFFF) % TABLE_SETS
     for way in range(TABLE_WAYS):
         start = TABLE_SETS + (at * TABLE_WAYS + way) * width

@@ -178,7 +178,6 @@ class MarketData:
         self.memos = Columns({"memo": (np.float64, math.nan, _ak.memo_width(scheme))}, capacity=1)
         """Each American option's exercise boundaries from its last repricing
         (engine.american_kernels: read back while its vol, rates and time left allow)."""
-        self._tables_scheme = scheme if american_accuracy == "fast" else None
         self._chains: dict[tuple[str, int], list[int]] = {}
         """The fast scheme's American options by underlying and expiry (their rows)."""
         self.tables = np.empty((1, 0))
@@ -425,7 +424,7 @@ class MarketData:
         """Count new American options ``insts`` (at ``rows``) in their underlying's chain at
         their expiry; a chain of TABLED_MIN_OPTIONS or more reads its boundaries from tables
         (its options' memos emptied when it gets there: they held solved boundaries)."""
-        if self._tables_scheme is None:
+        if self._american != kernels.AMERICAN_FAST:  # the fast scheme's alone
             return
         code = self.cols.arrays["american"]
         memo_row = self.cols.arrays["memo_row"]
@@ -444,9 +443,10 @@ class MarketData:
         same object until the valuation time, the staleness limit or the prices' columns
         change."""
         sc, fc = self.spots.cols, self.fwds.cols
-        if self.n_american and self._tables_scheme is not None and self.tables.shape[1] == 0:
+        fast = self._american == kernels.AMERICAN_FAST
+        if self.n_american and fast and self.tables.shape[1] == 0:
             threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # untyped
-            self.tables = _ak.boundary_tables(self._tables_scheme, threads)
+            self.tables = _ak.boundary_tables(_ak.FAST, threads)
         key = (sc.capacity, fc.capacity, self.memos.capacity, self.tables.shape[1],
                self.valuation_ns, self.stale_after_ns)  # fmt: skip
         cached = self._market_cache

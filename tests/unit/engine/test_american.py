@@ -542,7 +542,7 @@ def test_the_threaded_kernel_gives_the_single_thread_figures(black: bool, tabled
     np.testing.assert_array_equal(statuses[0], statuses[1])
     assert np.isfinite(outs[0]).all()
     if tabled:  # every thread's row used (numba's thread ids index them)
-        width = (tables[1].shape[1] - ak.TABLE_SETS) // (ak.TABLE_SETS * ak.TABLE_WAYS)
+        width = ak._table_width(tables[1][0])
         held = tables[1][:, ak.TABLE_SETS :].reshape(threads, -1, width)[:, :, 5] == 1.0
         assert (held.sum(axis=1) > 0).sum() == min(threads, numba.get_num_threads())
 
@@ -662,7 +662,7 @@ def _chain(n_expiries: int, seed: int) -> list[tuple[Any, ...]]:
 
 def _held_keys(tables: F64) -> F64:
     """The keys (T_b, r, q, tier, panel) of the tables written in a thread's ``tables``."""
-    width = (tables.shape[0] - ak.TABLE_SETS) // (ak.TABLE_SETS * ak.TABLE_WAYS)
+    width = ak._table_width(tables)
     held = tables[ak.TABLE_SETS :].reshape(-1, width)
     return held[held[:, 5] == 1.0, :5].copy()
 
@@ -700,7 +700,7 @@ def test_tabled_boundaries_are_a_function_of_the_inputs(fields: tuple[int, ...])
             _row_greeks(rows[i], np.empty(0), kept), _row_greeks(rows[i], np.empty(0),
                                                                  _new_tables()), str(rows[i]),
         )  # fmt: skip
-    width = (kept.shape[0] - ak.TABLE_SETS) // (ak.TABLE_SETS * ak.TABLE_WAYS)
+    width = ak._table_width(kept)
     kept[ak.TABLE_SETS :].reshape(-1, width)[:, 7:] *= 1.01  # every boundary spoilt
     moved = [
         _row_greeks(row, np.empty(0), kept)[0] != _row_greeks(row, np.empty(0), _new_tables())[0]
