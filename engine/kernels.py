@@ -445,6 +445,18 @@ _FAST_SCHEME = _ak.FAST  # numba freezes these into the compiled code
 _ACCURATE_SCHEME = _ak.ACCURATE
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _solver_for(american: int, tables: F64) -> tuple[_ak.Solver, F64]:
+    """The solver of exercise code ``american`` (its scheme, with the thread's boundary
+    ``tables`` where the code is AMERICAN_TABLED) and the owner of its scratch, which the
+    caller keeps alive past its last use (engine.american_kernels._scratch)."""
+    scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
+    solver, owner = _ak._scratch(scheme)
+    if american == AMERICAN_TABLED:
+        solver = _ak._tabled(solver, tables)
+    return solver, owner
+
+
 # The American rows are called, never inlined: they cost 1e3 times a European row, and inlined
 # they would grow every loop that holds them (the European rows' included).
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -467,10 +479,7 @@ def _american_greeks(
     future (q = r) when ``black``; ``memo``: its row of the boundaries' memo (empty: none);
     ``tables``: the thread's boundary tables the fast scheme reads (Market.tables).
     Returns the row's status."""
-    scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
-    solver, owner = _ak._scratch(scheme)
-    if american == AMERICAN_TABLED:
-        solver = _ak._tabled(solver, tables)
+    solver, owner = _solver_for(american, tables)
     st = _ak._american_row(is_call, x, k, t, r, q, v, black, solver, out, 0, memo)
     _ak._keep(owner)
     return st
@@ -484,10 +493,7 @@ def _american_iv(
     """The American implied vol of ``price`` (quote currency) and its status, under the
     scheme of ``american`` (engine.american_kernels' solver: at most 48 prices; the fast
     scheme's boundaries read from ``tables``, as :func:`_american_greeks`)."""
-    scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
-    solver, owner = _ak._scratch(scheme)
-    if american == AMERICAN_TABLED:
-        solver = _ak._tabled(solver, tables)
+    solver, owner = _solver_for(american, tables)
     res = _ak._american_iv(price, is_call, x, k, t, r, q, solver)
     _ak._keep(owner)
     return res
@@ -541,9 +547,8 @@ def _american_price(
         return max((x - k) if is_call else (k - x), 0.0)
     if st != OK:
         return _NAN
-    scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
-    solver, owner = _ak._scratch(scheme)
-    row = _memo_row(memo, _ak._boundary_years(t, scheme.log_ratio), r, q, v, is_call)
+    solver, owner = _solver_for(american, memo[:0])  # scenarios: no tables
+    row = _memo_row(memo, _ak._boundary_years(t, solver.scheme.log_ratio), r, q, v, is_call)
     pick = (-1, -1, _ak._panel_of(v))
     price: float = _ak._american_full(
         is_call, x, k, t, r, q, v, solver, False, pick, _ak._memo_slot(row, 0)
