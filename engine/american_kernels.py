@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numba
 import numpy as np
@@ -109,6 +109,23 @@ BoolArray = npt.NDArray[np.bool_]
 
 _INV_SQRT2 = 0.7071067811865475244
 _INV_SQRT_2PI = 0.3989422804014326779
+
+_F = TypeVar("_F", bound=Callable[..., object])
+_UNCOUNTED: dict[str, Any] = {
+    "cache": True, "nogil": True, "error_model": "numpy", "_nrt": False
+}  # fmt: skip
+
+
+def _uncounted(fn: _F) -> _F:
+    """``njit`` without numba's runtime (its reference counting: numba's ``_nrt`` option).
+
+    The solver's functions take a :class:`Solver` by value: the scheme's 50 arrays. With the
+    runtime, numba counts a reference to each array on every call and every field read,
+    although the kernels' arrays hold none (:func:`_borrowed`): about 0.9 µs of a 1.9 µs
+    price read from a boundary table (docs/american.md, Speed). Functions compiled without
+    it, and the functions they call (numba compiles a callee with its caller's setting),
+    cannot allocate: they work in the solver's scratch."""
+    return cast(_F, njit(**_UNCOUNTED)(fn))
 
 
 class Tier(NamedTuple):
@@ -365,17 +382,21 @@ def _npdf(x: float) -> float:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _european(
-    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float
+    is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float, greeks: bool = True
 ) -> tuple[float, float, float, float]:
-    """European price, delta, gamma and speed dΓ/dS (generalised BSM)."""
+    """European price, delta, gamma and speed dΓ/dS (generalised BSM); ``greeks`` False:
+    the price alone (the same to the bit), the rest NaN."""
     vs = v * math.sqrt(t)
     d1 = (math.log(s / k) + (r - q) * t) / vs + 0.5 * vs
     d2 = d1 - vs
     w = 1.0 if is_call else -1.0
     dfq = math.exp(-q * t)
-    price = max(w * (s * dfq * _ncdf(w * d1) - k * math.exp(-r * t) * _ncdf(w * d2)), 0.0)
+    n1 = _ncdf(w * d1)
+    price = max(w * (s * dfq * n1 - k * math.exp(-r * t) * _ncdf(w * d2)), 0.0)
+    if not greeks:
+        return price, math.nan, math.nan, math.nan
     gamma = dfq * _npdf(d1) / (s * vs)
-    return price, w * dfq * _ncdf(w * d1), gamma, -gamma / s * (1.0 + d1 / vs)
+    return price, w * dfq * n1, gamma, -gamma / s * (1.0 + d1 / vs)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -457,7 +478,8 @@ _TAB = 5  # per node and point of the boundary integrals: see _boundary_tables
 def _interpolate_root_h(interp: F64, h: F64, root_h: F64) -> None:
     """√H (= -ln(B/X)) at every point of every boundary integral from H at the nodes: one
     pass per node over independent sums (vectorisable without reassociation)."""
-    root_h[:] = 0.0
+    for j in range(root_h.shape[0]):
+        root_h[j] = 0.0
     for k in range(h.shape[0]):
         hk = h[k]
         row = interp[k]
@@ -535,7 +557,7 @@ def _boundary_step(
     return f
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _put_boundary(
     k: float,
     t: float,
@@ -623,11 +645,12 @@ def _put_boundary(
             break
     _cheb_coefficients(scheme.cheb, h, coef)
     if not (warm and scheme.greek_steps > 0):
-        saved[:] = b
+        for j in range(b.shape[0]):
+            saved[j] = b[j]
     return xmax, taken
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _put_premium(
     s: float,
     k: float,
@@ -639,10 +662,11 @@ def _put_premium(
     coef: F64,
     xmax: float,
     scale: float,
+    greeks: bool,
 ) -> tuple[float, float, float, float, bool]:
-    """Early-exercise premium of a put and its first three derivatives in S, the boundary
-    (``coef``, X = ``xmax``, solved over T_b = T/``scale``²) held; and whether S is in the
-    exercise region (S <= B(T))."""
+    """Early-exercise premium of a put and its first three derivatives in S (``greeks``
+    False: 0), the boundary (``coef``, X = ``xmax``, solved over T_b = T/``scale``²) held;
+    and whether S is in the exercise region (S <= B(T))."""
     log_sx = math.log(s / xmax)
     exercise = log_sx + _sqrt_h(coef, 2.0 * scale - 1.0) <= 0.0
     prem = 0.0
@@ -663,6 +687,8 @@ def _put_premium(
         w = scheme.pr_w[j] * 2.0 * t * sn * cs  # dt = 2T sinθ cosθ dθ
         n_mp = _ncdf(-dp)
         prem += w * (r * k * er * _ncdf(-dm) - q * s * eq * n_mp)
+        if not greeks:
+            continue
         # K/B(T-t) = (K/S) e^{ln(S/B)}
         pdf = _npdf(dp)
         kb = k / s * math.exp(log_sb)
@@ -687,17 +713,18 @@ def _binomial(
     q: float,
     v: float,
     steps: int,
+    values: F64,
     american: bool = True,
 ) -> tuple[float, float, float]:
     """Cox-Ross-Rubinstein tree, with exercise at every step when ``american`` (else the same
-    tree without it: the control variate of the American one): price, delta, gamma."""
+    tree without it: the control variate of the American one): price, delta, gamma;
+    ``values``: room for ``steps`` + 1 floats."""
     dt = t / steps
     up = math.exp(v * math.sqrt(dt))
     down = 1.0 / up
     p = (math.exp((r - q) * dt) - down) / (up - down)
     disc = math.exp(-r * dt)
     w = 1.0 if is_call else -1.0
-    values = np.empty(steps + 1)
     for j in range(steps + 1):
         values[j] = max(w * (s * up ** (2 * j - steps) - k), 0.0)
     exercise = 1.0 if american else 0.0  # a product, not a branch: the loop stays as fast
@@ -718,6 +745,10 @@ def _binomial(
 
 # --------------------------------------------------------------------- price and Greeks
 
+
+TREE_STEPS = 1000
+"""Steps of the tree that prices a put with q < r < 0 (two boundaries), with the European
+price as its control variate."""
 
 _NEGLIGIBLE_RT = 1e-14
 """A put's (a call's symmetric put's) rate x years below which its early-exercise premium,
@@ -844,7 +875,22 @@ def _table_width(tables: F64) -> int:
     return width
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _table_set(tb: float, r: float, q: float, tier: int, panel: int) -> int:
+    """The set of :data:`TABLE_SETS` a table's key falls in: FNV-1a over the key's floats'
+    mantissas and exponents (math.frexp: exact) and its integers. (A tuple's hash would need
+    numba's reference counting, which the solver's functions are compiled without.)"""
+    h = -3750763034362895579  # FNV-1a offset basis, as int64
+    for x in (tb, r, q):
+        m, e = math.frexp(x)
+        h = (h ^ int(m * 9007199254740992.0)) * 1099511628211  # 2^53; FNV prime (wraps)
+        h = (h ^ e) * 1099511628211
+    h = (h ^ tier) * 1099511628211
+    h = (h ^ panel) * 1099511628211
+    return (((h >> 32) ^ h) & 0x7FFFFFFF) % TABLE_SETS
+
+
+@_uncounted
 def _table_at(
     tables: F64, tb: float, r: float, q: float, tier: int, panel: int
 ) -> tuple[F64, bool]:
@@ -852,7 +898,7 @@ def _table_at(
     whether it holds their boundaries; else the table its set replaces next, marked unwritten
     (its set's next turns to the one after)."""
     width = _table_width(tables)
-    at = (hash((tb, r, q, tier, panel)) & 0x7FFFFFFF) % TABLE_SETS
+    at = _table_set(tb, r, q, tier, panel)
     for way in range(TABLE_WAYS):
         start = TABLE_SETS + (at * TABLE_WAYS + way) * width
         table = tables[start : start + width]
@@ -867,7 +913,7 @@ def _table_at(
     return table, False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _table_boundary(
     tb: float, r: float, q: float, v: float, tier: int, panel: int, solver: Solver, coef: F64
 ) -> float:
@@ -946,7 +992,7 @@ def _pick_tier(
     return N_TIERS - 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _american_full(
     is_call: bool,
     s: float,
@@ -959,10 +1005,13 @@ def _american_full(
     warm: bool,
     pick: tuple[int, int, int],
     slot: F64,
+    greeks: bool = True,
 ) -> tuple[float, float, float, float, bool, bool, int, int]:
-    """Price, delta, gamma, speed (NaN on the tree), whether S is in the exercise region,
-    whether a boundary was solved (not read from ``slot``), and the tier and iterations it
-    took, on valid inputs; ``warm``: see :func:`_put_boundary`. ``pick`` = (tier, steps,
+    """Price, delta, gamma, speed (NaN on the tree; NaN, or their exact value in the exercise
+    region, with ``greeks`` False: the price alone, the same to the bit, a third faster),
+    whether S is in the exercise region, whether a boundary was solved (not read from
+    ``slot``), and the tier and iterations it took, on valid inputs; ``warm``: see
+    :func:`_put_boundary`. ``pick`` = (tier, steps,
     panel): ``tier`` < 0: picked for these inputs, else that tier (EUROPEAN_TIER: the
     European price); ``steps`` < 0: the tier's iterations, else that many; ``panel``: the
     vol panel the boundary is read from where the solver has tables (:func:`_table_boundary`).
@@ -974,7 +1023,7 @@ def _american_full(
     tier, steps, panel = pick
     # The put that prices this option: itself, or the call's symmetric put.
     ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
-    euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v)
+    euro, e_delta, e_gamma, e_speed = _european(is_call, s, k, t, r, q, v, greeks)
     if pr <= 0.0 and pq >= pr:
         return euro, e_delta, e_gamma, e_speed, False, False, EUROPEAN_TIER, 0  # never early
     if 0.0 < pr * t <= _NEGLIGIBLE_RT and pq >= 0.0:
@@ -983,9 +1032,8 @@ def _american_full(
         # at infinity and came out at intrinsic, below its European price).
         return euro, e_delta, e_gamma, e_speed, False, False, EUROPEAN_TIER, 0
     if pr < 0.0:  # q < r < 0 (put): two boundaries; the tree with the European control variate
-        n_steps = 1000
-        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, n_steps)
-        b_p, b_d, b_g = _binomial(is_call, s, k, t, r, q, v, n_steps, False)
+        a_p, a_d, a_g = _binomial(is_call, s, k, t, r, q, v, TREE_STEPS, work)
+        b_p, b_d, b_g = _binomial(is_call, s, k, t, r, q, v, TREE_STEPS, work, False)
         return (a_p - b_p + euro, a_d - b_d + e_delta, a_g - b_g + e_gamma, math.nan, False,
                 False, EUROPEAN_TIER, 0)  # fmt: skip
     tb = _boundary_years(t, scheme.log_ratio)
@@ -1008,7 +1056,7 @@ def _american_full(
         x_unit, taken = slot[3], int(slot[2])
     xmax = pk * x_unit
     prem, d_prem, g_prem, s_prem, exercise = _put_premium(
-        ps, pk, t, pr, pq, v, rule, c, xmax, math.sqrt(t / tb)
+        ps, pk, t, pr, pq, v, rule, c, xmax, math.sqrt(t / tb), greeks
     )
     if is_call:
         # C(S, K) = S p(K/S) with p(a) = P(a, 1) (P homogeneous of degree 1 in spot and
@@ -1030,7 +1078,7 @@ def _american_full(
     return max(euro + max(prem, 0.0), intrinsic), delta, gamma, speed, False, solved, tier, taken
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _american(
     is_call: bool,
     s: float,
@@ -1040,10 +1088,12 @@ def _american(
     q: float,
     v: float,
     solver: Solver,
+    greeks: bool = True,
 ) -> tuple[float, float, float, bool]:
-    """Price, delta, gamma and whether S is in the exercise region, on valid inputs."""
+    """Price, delta, gamma and whether S is in the exercise region, on valid inputs
+    (``greeks`` False: the price alone, :func:`_american_full`)."""
     p, d, g, _, exercise, _, _, _ = _american_full(
-        is_call, s, k, t, r, q, v, solver, False, (-1, -1, _panel_of(v)), solver.coef[:0]
+        is_call, s, k, t, r, q, v, solver, False, (-1, -1, _panel_of(v)), solver.coef[:0], greeks
     )
     return p, d, g, exercise
 
@@ -1073,7 +1123,7 @@ _RATE_BUMP = 1e-4  # absolute, per 1.00 of rate: rho
 _TIME_BUMP = 1e-3  # relative: charm
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _american_row(
     is_call: bool,
     s: float,
@@ -1125,7 +1175,7 @@ def _american_row(
     if tier < N_TIERS and not (solved or tabled) and not _memo_bumps(memo, tier, steps):
         # read from the memo, the bumps not: solved again, so that they start from it as
         # they would without a memo (bumps read from tables start from nothing)
-        solved = _american_full(is_call, s, k, t, r, q, v, solver, False, pick, memo[:0])[5]
+        solved = _american_full(is_call, s, k, t, r, q, v, solver, False, pick, memo[:0], False)[5]
     warm = solved and not tabled  # the bumps start from this solve (_put_boundary)
     hv = _VOL_BUMP * v
     p_up, d_up, _, _, _, _, _, _ = _american_full(
@@ -1139,16 +1189,16 @@ def _american_row(
     # the centre solved as the bumps are, so that their difference is smooth
     centre = price
     if warm and solver.scheme.tiers[min(tier, N_TIERS - 1)].greek_steps > 0:
-        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, pick, memo[:0])[0]
+        centre = _american_full(is_call, s, k, t, r, q, v, solver, True, pick, memo[:0], False)[0]
     out[7, i] = (p_up - 2.0 * centre + p_dn) / (hv * hv)
     hr = _RATE_BUMP
     q_up = q + hr if black else q
     q_dn = q - hr if black else q
     p_up = _american_full(
-        is_call, s, k, t, r + hr, q_up, v, solver, warm, pick, _memo_slot(memo, 3)
+        is_call, s, k, t, r + hr, q_up, v, solver, warm, pick, _memo_slot(memo, 3), False
     )[0]
     p_dn = _american_full(
-        is_call, s, k, t, r - hr, q_dn, v, solver, warm, pick, _memo_slot(memo, 4)
+        is_call, s, k, t, r - hr, q_dn, v, solver, warm, pick, _memo_slot(memo, 4), False
     )[0]
     out[5, i] = (p_up - p_dn) / (2.0 * hr)
     if math.isnan(speed):  # the tree gives no speed: charm by bumping T
@@ -1221,7 +1271,7 @@ def _scratch(scheme: Scheme) -> tuple[Solver, F64]:
     for tier in scheme.tiers:
         n = tier.xi.shape[0]
         n_max = max(n_max, n)
-        size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1))
+        size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1), TREE_STEPS + 1)
     owner = np.empty(n_max + size)
     solver = Solver(scheme, _borrow(owner[:n_max]), _borrow(owner[n_max:]), _borrow(owner[:0]))
     return solver, owner
@@ -1422,7 +1472,7 @@ def american_price_kernel(
         elif st != OK:
             out[i] = math.nan
         else:
-            out[i] = _american(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], solver)[0]
+            out[i] = _american(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], solver, False)[0]
     _keep(owner)
 
 
@@ -1455,11 +1505,12 @@ def binomial_price_kernel(
 ) -> None:
     """American price on a Cox-Ross-Rubinstein tree of ``steps`` steps (the benchmark's
     yardstick and the double-boundary fallback), single thread."""
+    values = np.empty(steps + 1)
     for i in range(S.shape[0]):
         st = _row_status(S[i], K[i], T[i], r[i], q[i], sigma[i])
         status[i] = st
         if st == OK:
-            out[i] = _binomial(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], steps)[0]
+            out[i] = _binomial(is_call[i], S[i], K[i], T[i], r[i], q[i], sigma[i], steps, values)[0]
         elif st == EXPIRED:
             out[i] = max((S[i] - K[i]) if is_call[i] else (K[i] - S[i]), 0.0)
         else:
@@ -1490,7 +1541,7 @@ def _euro_start(
     return 0.3
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_uncounted
 def _american_iv(
     price: float,
     is_call: bool,
@@ -1524,7 +1575,7 @@ def _american_iv(
     no_memo = solver.coef[:0]
     for _ in range(_IV_MAX_ITER):
         res = _american_full(
-            is_call, s, k, t, r, q, x, solver, warm, (-1, -1, _panel_of(x)), no_memo
+            is_call, s, k, t, r, q, x, solver, warm, (-1, -1, _panel_of(x)), no_memo, False
         )
         warm = warm or res[5]
         fx = res[0] - price
@@ -1541,7 +1592,7 @@ def _american_iv(
             stalls = stalls + 1 if b - a > 0.5 * width else 0
             width = b - a
         if math.isnan(f_prev):  # first step: the European IV of the de-Americanised price
-            premium = fx + price - _european(is_call, s, k, t, r, q, x)[0]
+            premium = fx + price - _european(is_call, s, k, t, r, q, x, False)[0]
             f = s * math.exp((r - q) * t)
             x_new, st = _iv_row(price - premium, is_call, f, k, t, math.exp(-r * t))
             if st != OK:  # below the European bounds: the bracket's fallback below

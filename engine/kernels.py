@@ -551,7 +551,7 @@ def _american_price(
     row = _memo_row(memo, _ak._boundary_years(t, solver.scheme.log_ratio), r, q, v, is_call)
     pick = (-1, -1, _ak._panel_of(v))
     price: float = _ak._american_full(
-        is_call, x, k, t, r, q, v, solver, False, pick, _ak._memo_slot(row, 0)
+        is_call, x, k, t, r, q, v, solver, False, pick, _ak._memo_slot(row, 0), False
     )[0]
     _ak._keep(owner)
     return price

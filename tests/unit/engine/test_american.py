@@ -734,6 +734,40 @@ def test_tabled_prices_meet_the_fast_target() -> None:
     assert (gap > 0.0).sum() >= 100  # interpolated, not solved at the row's vol
 
 
+@pytest.mark.parametrize(
+    ("scheme", "tabled"),
+    [(ak.FAST, False), (ak.FAST, True), (ak.ACCURATE, False)],
+    ids=["fast", "fast-tabled", "accurate"],
+)
+def test_the_price_alone_is_the_greeks_kernels_price_to_the_bit(
+    scheme: ak.Scheme, tabled: bool
+) -> None:
+    """The price kernel leaves out the premium's and the European price's derivatives: its
+    prices are the Greeks kernel's, to the bit (every tier, the European bound, calls and
+    puts, the exercise region)."""
+    cols: Grid = tuple(  # type: ignore[assignment]  # seven columns
+        np.concatenate(pair)
+        for pair in zip(_random_grid(300, 51), _low_vol_grid(100, 52), strict=True)
+    )
+    n = cols[1].shape[0]
+    out = np.empty(n)
+    status = np.empty(n, dtype=np.int8)
+    ak.american_price_kernel(
+        *cols, scheme, out, status, ak.boundary_tables(scheme, 1) if tabled else ak.NO_TABLES
+    )
+    block = np.empty((9, n))
+    ak.american_kernel(
+        *cols,
+        False,
+        scheme,
+        block,
+        status,
+        ak.boundary_tables(scheme, 1) if tabled else ak.NO_TABLES,
+    )
+    assert (status == Status.OK).all()
+    np.testing.assert_array_equal(out, block[0])
+
+
 def _slot(slot: int) -> int:
     return ak._MEMO_KEY + slot * ((ak.memo_width(ak.FAST) - ak._MEMO_KEY) // ak.MEMO_SLOTS)
 
