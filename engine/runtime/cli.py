@@ -28,6 +28,25 @@ EXIT_INTERRUPTED = 130
 """Ctrl-C before the daemon runs (128 + SIGINT, as a shell reports it)."""
 
 
+def _shard_number(text: str) -> int:
+    """``--shard-id``'s value: a shard's number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a shard's number, 0 or more: {text!r}")
+    return int(text)
+
+
+def _add_shard_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard-id",
+        type=_shard_number,
+        default=None,
+        metavar="N",
+        help="run the config as shard N: it overrides [cluster] shard_id, and {shard_id} in "
+        "any of the file's strings (an MQTT client_id, a journal's path) reads N; one file "
+        "for every shard (docs/scaling.md)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riskd",
@@ -71,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML (default: {DEFAULT_CONFIG})",
     )
+    _add_shard_id(run)
     run.add_argument(
         "--view",
         choices=("auto", "on", "off"),
@@ -105,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML (default: {DEFAULT_CONFIG})",
     )
+    _add_shard_id(check)
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of every payload riskd publishes",
@@ -173,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML (default: {DEFAULT_CONFIG})",
     )
+    _add_shard_id(what_if)
     what_if.add_argument(
         "--trade",
         action="append",
@@ -183,12 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _what_if(path: Path, trades: list[str]) -> int:
+def _what_if(path: Path, shard_id: int | None, trades: list[str]) -> int:
     from engine.runtime.access import Access
     from engine.runtime.config import load_config
     from engine.runtime.whatif import client_tls, parse_trade, post_what_if
 
-    config = load_config(path)
+    config = load_config(path, shard_id)
     if not config.http.address:
         raise ConfigError(str(path), "what-if needs the daemon's HTTP server - at `$.http.address`")
     try:
@@ -253,11 +275,11 @@ def _demo(config: Path, as_json: bool) -> int:
     return 0
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, shard_id: int | None) -> int:
     from engine.runtime.app import build
     from engine.runtime.config import load_config, redacted
 
-    config = load_config(path)
+    config = load_config(path, shard_id)
     daemon = build(config, path, write=False)  # a daemon may be running on these files
     report = {
         "config": redacted(config),
@@ -279,7 +301,13 @@ def _kernels_compiled() -> bool:
     return folder.is_dir() and any(folder.rglob("kernels.*.nbi"))
 
 
-def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_end: bool) -> int:
+def _run(
+    path: Path,
+    shard_id: int | None,
+    view_flag: str | None,
+    duration_s: float | None,
+    exit_at_end: bool,
+) -> int:
     # numba's OpenMP threads sleep as soon as a parallel region ends instead of spinning for
     # the next one (docs/kernels.md#threads). Set before numba loads OpenMP.
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -297,7 +325,7 @@ def _run(path: Path, view_flag: str | None, duration_s: float | None, exit_at_en
     from engine.runtime.localredis import local_redis
     from engine.runtime.logs import configure_logging
 
-    config = load_config(path)
+    config = load_config(path, shard_id)
     mode = view_flag or config.view.enabled
     view_on = mode == "on" or (mode == "auto" and sys.stdout.isatty())
     log_file = None
@@ -326,15 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args.config, args.json)
         if args.command == "check-config":
-            return _check_config(args.config)
+            return _check_config(args.config, args.shard_id)
         if args.command == "run":
-            return _run(args.config, args.view, args.duration, args.exit_at_end)
+            return _run(args.config, args.shard_id, args.view, args.duration, args.exit_at_end)
         if args.command == "schema":
             return _schema(args.output, args.dashboard)
         if args.command == "aggregate":
             return _aggregate(args.config, args.duration)
         if args.command == "what-if":
-            return _what_if(args.config, args.trade)
+            return _what_if(args.config, args.shard_id, args.trade)
     except ConfigError as exc:
         print(f"riskd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

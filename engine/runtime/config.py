@@ -290,8 +290,48 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     notify: list[NotifyConfig] = []
 
 
-def load_config(path: Path) -> AppConfig:
-    """Read and validate a config file.
+SHARD_PLACEHOLDER = "{shard_id}"
+"""Written in any string of a config file, the shard's number (``[cluster] shard_id``, or
+``--shard-id``): one file for every shard (docs/scaling.md)."""
+
+
+def _placed(value: Any, shard_id: int, where: str, source: str) -> Any:
+    """``value`` (TOML at key path ``where``) with :data:`SHARD_PLACEHOLDER` replaced by
+    ``shard_id`` in every string; ``shard_id`` < 0: there is none, and a placeholder is an
+    error naming its key."""
+    if isinstance(value, str) and SHARD_PLACEHOLDER in value:
+        if shard_id < 0:
+            detail = f"{SHARD_PLACEHOLDER} needs [cluster] shard_id or --shard-id - at `{where}`"
+            raise ConfigError(source, detail)
+        return value.replace(SHARD_PLACEHOLDER, str(shard_id))
+    if isinstance(value, dict):
+        return {k: _placed(v, shard_id, f"{where}.{k}", source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placed(v, shard_id, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    return value
+
+
+def _as_shard(data: dict[str, Any], shard_id: int | None, source: str) -> dict[str, Any]:
+    """The file's ``data`` as shard ``shard_id`` (None: the file's own ``[cluster]
+    shard_id``, if any): that id in ``[cluster]`` and in place of every
+    :data:`SHARD_PLACEHOLDER`. An id that is not a number is left to the validation."""
+    cluster = data.get("cluster", {})
+    if shard_id is not None:
+        if not isinstance(cluster, dict):
+            raise ConfigError(source, "--shard-id needs [cluster] to be a table - at `$.cluster`")
+        data = {**data, "cluster": {**cluster, "shard_id": shard_id}}
+        cluster = data["cluster"]
+    own = cluster.get("shard_id") if isinstance(cluster, dict) else None
+    if own is not None and (isinstance(own, bool) or not isinstance(own, int) or own < 0):
+        return data
+    placed: dict[str, Any] = _placed(data, -1 if own is None else own, "$", source)
+    return placed
+
+
+def load_config(path: Path, shard_id: int | None = None) -> AppConfig:
+    """Read and validate a config file, as shard ``shard_id`` where given (``--shard-id``:
+    it overrides ``[cluster] shard_id``; :data:`SHARD_PLACEHOLDER` in any string is the
+    shard's id).
 
     Raises:
         ConfigError: unreadable file, bad TOML, or a bad key or value (named by its path).
@@ -304,6 +344,10 @@ def load_config(path: Path) -> AppConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(source, f"not valid TOML: {exc}") from exc
     except RecursionError:  # tomllib recurses per nested array or table (found by fuzzing)
+        raise ConfigError(source, "not valid TOML: nested too deeply") from None
+    try:
+        data = _as_shard(data, shard_id, source)
+    except RecursionError:  # as deep as tomllib could go
         raise ConfigError(source, "not valid TOML: nested too deeply") from None
     _check_tables(data.get("rates"), "$.rates", RateCurveConfig, source)
     portfolio = data.get("portfolio")

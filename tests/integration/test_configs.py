@@ -70,19 +70,20 @@ def test_every_shipped_config_is_checked() -> None:
 
 
 def test_the_compose_shards_load_and_split_the_demo_book() -> None:
-    """docker-compose.cluster.yml's riskd services run config/shard0.toml and shard1.toml:
-    each passes ``riskd check-config``, is a shard of the same two on a Redis Cluster, and
-    together they load every row of the demo book once."""
+    """docker-compose.cluster.yml's riskd services run config/shard.toml as shards 0 and 1
+    (``--shard-id``): each passes ``riskd check-config``, is a shard of the same two on a
+    Redis Cluster with its own MQTT session, and together they load every row of the demo
+    book once."""
     compose = (ROOT / "docker-compose.cluster.yml").read_text()
-    named = re.findall(r'"run", "-c", "(config/[a-z0-9_]+\.toml)"', compose)
-    paths = [ROOT / name for name in named]
-    assert [p.name for p in paths] == ["shard0.toml", "shard1.toml"]
+    named = re.findall(r'"run", "-c", "(config/[a-z0-9_]+\.toml)", "--shard-id", "(\d+)"', compose)
+    assert named == [("config/shard.toml", "0"), ("config/shard.toml", "1")]
     assert compose.count('"--cluster-enabled", "yes"') == 3  # three masters
     loaded = 0
     client_ids: set[str] = set()
-    for shard_id, path in enumerate(paths):
+    for name, shard in named:
+        shard_id = int(shard)
         out = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-            [str(RISKD), "check-config", "-c", str(path)],
+            [str(RISKD), "check-config", "-c", str(ROOT / name), "--shard-id", shard],
             capture_output=True,
             text=True,
             timeout=120,
@@ -108,17 +109,17 @@ async def test_the_compose_shards_and_their_aggregator_publish_the_books_figures
     cluster's address, the prefix and the HTTP port: the aggregator publishes every book's and
     the firm's VaR from the shards' common scenario set, and the books' stress and margin."""
     compose = (ROOT / "docker-compose.cluster.yml").read_text()
-    assert '"aggregate", "-c", "config/shard0.toml"' in compose
-    for name in ("shard0.toml", "shard1.toml", "demo_positions.csv", "demo_history.csv"):
+    assert '"aggregate", "-c", "config/shard.toml"' in compose
+    for name in ("shard.toml", "demo_positions.csv", "demo_history.csv"):
         text = (ROOT / "config" / name).read_text()
         text = text.replace("redis://redis-0:6379/0", redis_cluster.url)
         text = text.replace('prefix = "risk"', f'prefix = "{unique}"')
         text = text.replace('address = "0.0.0.0:9464"', 'address = "127.0.0.1:0"')
         (tmp_path / name).write_text(text)
     procs = [
-        _riskd(tmp_path / "shard0.toml", "run", "--view", "off"),
-        _riskd(tmp_path / "shard1.toml", "run", "--view", "off"),
-        _riskd(tmp_path / "shard0.toml", "aggregate"),
+        _riskd(tmp_path / "shard.toml", "run", "--shard-id", "0", "--view", "off"),
+        _riskd(tmp_path / "shard.toml", "run", "--shard-id", "1", "--view", "off"),
+        _riskd(tmp_path / "shard.toml", "aggregate"),
     ]
     r = RedisCluster.from_url(redis_cluster.url)
     try:

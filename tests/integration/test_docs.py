@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from engine.runtime.config import AppConfig
 
@@ -51,29 +52,42 @@ def test_every_configuration_key_is_in_the_reference() -> None:
     assert missing == [], f"keys without a row in docs/config.md: {missing}"
 
 
-def test_the_systemd_unit_runs_the_documented_command(tmp_path: Path) -> None:
-    unit = (DOCS / "riskd@.service").read_text()  # a template: riskd@NAME runs NAME.toml
+# (unit, the command after "riskd run" and "riskd check-config", the state directory): riskd@NAME
+# runs NAME.toml; riskd-shard@N runs shard.toml as shard N
+UNITS = [
+    ("riskd@.service", "-c /etc/riskd/%i.toml", "riskd/%i"),
+    ("riskd-shard@.service", "-c /etc/riskd/shard.toml --shard-id %i", "riskd/shard%i"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "state"), UNITS, ids=[u[0] for u in UNITS])
+def test_the_systemd_unit_runs_the_documented_command(
+    tmp_path: Path, name: str, args: str, state: str
+) -> None:
+    unit = (DOCS / name).read_text()
     parsed = configparser.ConfigParser(strict=False, interpolation=None)
     parsed.optionxform = str  # type: ignore[assignment, method-assign]  # keys keep their case
     parsed.read_string(unit)
     service = parsed["Service"]
-    assert service["ExecStart"].endswith("riskd run -c /etc/riskd/%i.toml --view off")
-    assert service["ExecStartPre"].endswith("riskd check-config -c /etc/riskd/%i.toml")
-    assert service["StateDirectory"] == "riskd/%i"  # each instance its own journal
+    assert service["ExecStart"].endswith(f"riskd run {args} --view off")
+    assert service["ExecStartPre"].endswith(f"riskd check-config {args}")
+    assert service["StateDirectory"] == state  # each instance its own journal
     assert service["KillSignal"] == "SIGTERM"
     assert service["RestartPreventExitStatus"] == "2"  # riskd's configuration-error status
     assert parsed["Install"]["WantedBy"] == "multi-user.target"
     analyze = shutil.which("systemd-analyze")
     if analyze is not None:  # systemd's own check, where systemd is installed
         riskd = Path(sys.executable).with_name("riskd")
-        local = tmp_path / "riskd@main.service"  # an instance of the template
+        local = tmp_path / name.replace("@", "@0")  # an instance of the template
         local.write_text(unit.replace("/opt/riskd/.venv/bin/riskd", str(riskd)))
         done = subprocess.run(  # noqa: S603 - a fixed argv
             [analyze, "verify", str(local)], capture_output=True, text=True, check=False
         )
         said = done.stdout + done.stderr
         assert done.returncode == 0, said
-        assert "riskd@" not in said, said  # warnings too (an unknown value is ignored)
+        assert name.split("@")[0] + "@" not in said, (
+            said
+        )  # warnings too (an unknown value is ignored)
 
 
 def test_links_between_the_documents_lead_somewhere() -> None:

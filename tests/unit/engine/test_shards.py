@@ -123,3 +123,55 @@ def test_a_redis_cluster_url_is_checked(tmp_path: Path) -> None:
             load_config(path)
     path.write_text('[redis]\nurl = "redis://127.0.0.1:7000/0"\ncluster = true\n')
     assert load_config(path).redis.cluster
+
+
+ONE_FILE = """\
+[cluster]
+shard_id = 0
+shard_count = 3
+
+[portfolio]
+journal = "fills-{shard_id}.jsonl"
+
+[[feeds]]
+kind = "mqtt"
+name = "mqtt"
+client_id = "riskd-{shard_id}"
+"""
+
+
+def test_one_file_serves_every_shard(tmp_path: Path) -> None:
+    """``--shard-id N`` (load_config's shard_id) overrides ``[cluster] shard_id``, and
+    {shard_id} in the file's strings reads N; without it, the file's own id."""
+    path = tmp_path / "riskd.toml"
+    path.write_text(ONE_FILE)
+    for shard in range(3):
+        config = load_config(path, shard)
+        assert config.cluster.shard_id == shard
+        assert config.portfolio.journal == f"fills-{shard}.jsonl"
+        assert [f.client_id for f in config.feeds] == [f"riskd-{shard}"]  # type: ignore[union-attr]  # an MQTT feed
+    assert load_config(path).portfolio.journal == "fills-0.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("text", "shard_id", "key", "words"),
+    [
+        (ONE_FILE.replace("shard_id = 0\nshard_count = 3\n", ""), None, "$.portfolio.journal",
+         "needs [cluster] shard_id or --shard-id"),
+        (ONE_FILE.replace("shard_id = 0\nshard_count = 3\n", ""), 1, "$.cluster.shard_id",
+         "needs shard_count"),
+        (ONE_FILE, 3, "$.cluster.shard_id", "below shard_count (3)"),
+        ('cluster = "x"\n', 0, "$.cluster", "--shard-id needs [cluster] to be a table"),
+        (ONE_FILE.replace("shard_id = 0", 'shard_id = "a"'), None, "$.cluster.shard_id", "int"),
+    ],
+)  # fmt: skip
+def test_a_shard_id_that_cannot_be_placed_names_its_key(
+    tmp_path: Path, text: str, shard_id: int | None, key: str, words: str
+) -> None:
+    path = tmp_path / "riskd.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc_info:
+        load_config(path, shard_id)
+    message = str(exc_info.value)
+    assert f"`{key}`" in message, message
+    assert words in message, message
