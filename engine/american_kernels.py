@@ -1261,17 +1261,39 @@ def _borrowed(scheme: Scheme) -> Scheme:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _scratch(scheme: Scheme) -> tuple[Solver, F64]:
-    """``scheme`` with room for its largest tier's Chebyshev coefficients and
-    :func:`_put_boundary`'s work, and the ``owner`` of that room; the solver's arrays hold no
-    reference (:func:`_borrow`), so the caller keeps ``owner`` alive past its last use of them
-    (:func:`_keep`)."""
+def _room_sizes(scheme: Scheme) -> tuple[int, int]:
+    """Floats of a solver's scratch: its largest tier's Chebyshev coefficients, and
+    :func:`_put_boundary`'s work (or the tree's, :data:`TREE_STEPS`)."""
     n_max = 0
     size = 0
     for tier in scheme.tiers:
         n = tier.xi.shape[0]
         n_max = max(n_max, n)
         size = max(size, 5 * n + (n - 1) * tier.fp_w.shape[0] * (_TAB + 1), TREE_STEPS + 1)
+    return n_max, size
+
+
+def solver_room(scheme: Scheme) -> int:
+    """Floats a solver of ``scheme`` works in (:func:`_solver_in`)."""
+    n_max, size = _room_sizes(scheme)
+    return int(n_max + size)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _solver_in(scheme: Scheme, room: F64) -> Solver:
+    """A solver of ``scheme`` working in ``room`` (:func:`solver_room` floats at least), for
+    a function without reference counting (:func:`_uncounted`), which cannot allocate."""
+    n_max, size = _room_sizes(scheme)
+    return Solver(scheme, room[:n_max], room[n_max : n_max + size], room[:0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _scratch(scheme: Scheme) -> tuple[Solver, F64]:
+    """``scheme`` with room for its largest tier's Chebyshev coefficients and
+    :func:`_put_boundary`'s work, and the ``owner`` of that room; the solver's arrays hold no
+    reference (:func:`_borrow`), so the caller keeps ``owner`` alive past its last use of them
+    (:func:`_keep`)."""
+    n_max, size = _room_sizes(scheme)
     owner = np.empty(n_max + size)
     solver = Solver(scheme, _borrow(owner[:n_max]), _borrow(owner[n_max:]), _borrow(owner[:0]))
     return solver, owner

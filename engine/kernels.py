@@ -504,12 +504,14 @@ SCENARIO_MEMO_ROWS = 8
 engine.american_kernels per distinct vol, rates and time left; engine.scenario_kernels): a
 stress grid's vol levels (7 by default) each solve one, which all its spot levels read."""
 _MEMO_WIDTH = max(_ak.memo_width(_ak.FAST), _ak.memo_width(_ak.ACCURATE))
+_SOLVER_ROOM = max(_ak.solver_room(_ak.FAST), _ak.solver_room(_ak.ACCURATE))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def scenario_memo() -> npt.NDArray[np.float64]:
-    """An empty memo of :data:`SCENARIO_MEMO_ROWS` rows for :func:`_american_price`."""
-    memo = np.full(SCENARIO_MEMO_ROWS * _MEMO_WIDTH + 1, _NAN)
+    """An empty memo for :func:`_american_price`: the solver's room, then
+    :data:`SCENARIO_MEMO_ROWS` rows (:func:`_memo_row`)."""
+    memo = np.full(_SOLVER_ROOM + SCENARIO_MEMO_ROWS * _MEMO_WIDTH + 1, _NAN)
     memo[-1] = 0.0
     return memo
 
@@ -542,18 +544,34 @@ def _american_price(
     for full revaluation: engine.american_kernels' price, without the Greeks; its boundary
     read from ``memo`` (:func:`scenario_memo`; empty: none) where held there, else solved and
     kept there: the same price to the bit either way."""
+    if memo.shape[0] == 0:  # room of its own, no rows
+        room = np.empty(_SOLVER_ROOM)
+        return _american_price_in(american, is_call, x, k, t, r, q, v, room, room[:0])
+    return _american_price_in(
+        american, is_call, x, k, t, r, q, v, memo[:_SOLVER_ROOM], memo[_SOLVER_ROOM:]
+    )
+
+
+@_ak._uncounted
+def _american_price_in(
+    american: int, is_call: bool, x: float, k: float, t: float, r: float, q: float, v: float,
+    room: F64, rows: F64,
+) -> float:  # fmt: skip
+    """:func:`_american_price`, its solver working in ``room`` and its memo's ``rows``
+    (:func:`_memo_row`): without numba's reference counting, which would count each of the
+    scheme's arrays on every price (engine.american_kernels._uncounted)."""
     st = _ak._row_status(x, k, t, r, q, v)
     if st == EXPIRED:
         return max((x - k) if is_call else (k - x), 0.0)
     if st != OK:
         return _NAN
-    solver, owner = _solver_for(american, memo[:0])  # scenarios: no tables
-    row = _memo_row(memo, _ak._boundary_years(t, solver.scheme.log_ratio), r, q, v, is_call)
+    scheme = _ACCURATE_SCHEME if american == AMERICAN_ACCURATE else _FAST_SCHEME
+    solver = _ak._solver_in(scheme, room)  # scenarios: no tables
+    row = _memo_row(rows, _ak._boundary_years(t, scheme.log_ratio), r, q, v, is_call)
     pick = (-1, -1, _ak._panel_of(v))
     price: float = _ak._american_full(
         is_call, x, k, t, r, q, v, solver, False, pick, _ak._memo_slot(row, 0), False
     )[0]
-    _ak._keep(owner)
     return price
 
 
